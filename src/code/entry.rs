@@ -1,0 +1,104 @@
+//! Crossing between Rust and job code: calling the job's `main`, the `exit`
+//! the job calls, and looking up host symbols.
+
+use std::ffi::{c_char, c_int, CString};
+use std::sync::OnceLock;
+
+type ShutdownHook = Box<dyn Fn() + Send + Sync>;
+
+/// Run once when the job ends, however it ends (return from `main` or a call
+/// to `exit` from any thread): stops the background threads and prints the
+/// report before libc's own `exit` flushes stdio and runs `atexit` handlers.
+static SHUTDOWN: OnceLock<ShutdownHook> = OnceLock::new();
+
+pub fn set_shutdown_hook(hook: ShutdownHook) {
+    let _ = SHUTDOWN.set(hook);
+}
+
+/// Bound to the job's `exit` symbol.
+extern "C" fn job_exit(status: c_int) -> ! {
+    finish(status)
+}
+
+/// Runs the shutdown hook, then leaves through libc's `exit` so that the
+/// job's `atexit` handlers and stdio buffers behave as in a native run.
+pub fn finish(status: c_int) -> ! {
+    // SAFETY: fflush(NULL) flushes every open output stream; it takes the
+    // stdio locks, so it is safe while other job threads use stdio. Flushing
+    // first keeps the job's output ahead of tierjit's report.
+    unsafe { libc::fflush(std::ptr::null_mut()) };
+    if let Some(hook) = SHUTDOWN.get() {
+        hook();
+    }
+    // SAFETY: libc's exit is safe to call from any thread; it does not return.
+    unsafe { libc::exit(status) }
+}
+
+/// Host functions that replace the job's references to these names.
+pub fn host_overrides() -> Vec<(&'static str, usize)> {
+    vec![("exit", job_exit as extern "C" fn(c_int) -> ! as usize)]
+}
+
+/// Makes the math library's symbols visible to lookups by name (Rust
+/// programs do not always link libm as a needed library).
+pub fn load_host_libraries() {
+    for lib in [c"libm.so.6", c"libpthread.so.0"] {
+        // SAFETY: dlopen with a valid C string; the handle is intentionally
+        // never closed so the library stays for the life of the process.
+        unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    }
+}
+
+/// Whether the host process defines `name` (for the unresolved-symbol check).
+pub fn host_has_symbol(name: &str) -> bool {
+    let Ok(cname) = CString::new(name) else { return false };
+    // SAFETY: dlsym with RTLD_DEFAULT and a valid C string only reads.
+    !unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) }.is_null()
+}
+
+/// How the job's `main` is declared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MainShape {
+    /// `int main(void)`
+    NoArgs,
+    /// `int main(int, char **)` (a third `envp` parameter gets `environ`).
+    ArgcArgv { envp: bool },
+}
+
+/// Calls the job's `main` at `entry` with `args` as its argv.
+///
+/// The argv strings are leaked: the job may keep pointers into them until
+/// the process exits.
+pub fn call_main(entry: usize, shape: MainShape, args: &[String]) -> c_int {
+    let mut argv: Vec<*mut c_char> = args
+        .iter()
+        .map(|a| CString::new(a.as_str()).unwrap_or_default().into_raw())
+        .collect();
+    argv.push(std::ptr::null_mut());
+    let argc = args.len() as c_int;
+    let argv = Box::leak(argv.into_boxed_slice()).as_mut_ptr();
+    // SAFETY: `entry` is the address of the job's `main`, fully linked by ORC,
+    // whose IR signature was checked to match `shape` (integer return, the
+    // parameters below); argv is NULL-terminated and outlives the call.
+    unsafe {
+        match shape {
+            MainShape::NoArgs => {
+                let f: extern "C" fn() -> c_int = std::mem::transmute(entry);
+                f()
+            }
+            MainShape::ArgcArgv { envp: false } => {
+                let f: extern "C" fn(c_int, *mut *mut c_char) -> c_int =
+                    std::mem::transmute(entry);
+                f(argc, argv)
+            }
+            MainShape::ArgcArgv { envp: true } => {
+                extern "C" {
+                    static environ: *mut *mut c_char;
+                }
+                let f: extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int =
+                    std::mem::transmute(entry);
+                f(argc, argv, environ)
+            }
+        }
+    }
+}

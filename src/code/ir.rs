@@ -1,0 +1,30 @@
+//! The few IR edits inkwell has no safe wrapper for.
+
+use inkwell::basic_block::BasicBlock;
+use inkwell::values::{AsValueRef, InstructionValue};
+use llvm_sys::core::{LLVMGetNumSuccessors, LLVMGetSuccessor, LLVMSetSuccessor};
+
+/// Points every successor edge of `terminator` that goes to `from` at `to`
+/// instead; returns how many edges changed. Phi nodes in `from` and `to`
+/// are the caller's to fix.
+pub fn retarget_successors<'ctx>(
+    terminator: InstructionValue<'ctx>,
+    from: BasicBlock<'ctx>,
+    to: BasicBlock<'ctx>,
+) -> usize {
+    let term = terminator.as_value_ref();
+    let mut changed = 0;
+    // SAFETY: `terminator` is a live terminator instruction (callers pass
+    // `BasicBlock::get_terminator()`), so the successor API applies; the
+    // indices are below its successor count; `to` is a block of the same
+    // function, keeping the IR well-formed.
+    unsafe {
+        for i in 0..LLVMGetNumSuccessors(term) {
+            if LLVMGetSuccessor(term, i) == from.as_mut_ptr() {
+                LLVMSetSuccessor(term, i, to.as_mut_ptr());
+                changed += 1;
+            }
+        }
+    }
+    changed
+}

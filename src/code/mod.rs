@@ -1,0 +1,16 @@
+//! The only module with `unsafe` code: ORC handles, the slot and counter
+//! tables whose addresses generated code uses, publishing code to other
+//! cores, and calls into job code. Everything else in the crate is safe Rust.
+
+mod entry;
+pub mod ir;
+mod orc;
+mod publish;
+mod tables;
+
+pub use entry::{
+    call_main, finish, host_has_symbol, host_overrides, load_host_libraries, set_shutdown_hook,
+    MainShape,
+};
+pub use orc::{Jit, LoadedObject};
+pub use tables::{CounterTable, SlotTable};

@@ -1,0 +1,256 @@
+//! Tuning knobs. `config.example.ron` at the repository root documents every
+//! field with its default; keep the two in step (a test parses the example).
+//!
+//! Layers, lowest first: built-in defaults, a `--config` RON file, then
+//! `--set key=value` overrides. Unknown keys and bad values are errors.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub thresholds: Thresholds,
+    pub profiler: Profiler,
+    pub compiler: Compiler,
+    pub target: Target,
+}
+
+/// When a function counts as hot (either condition suffices).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// Calls seen by baseline code.
+    pub calls: u64,
+    /// Loop back-edges taken inside the function by baseline code.
+    pub backedges: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { calls: 1000, backedges: 20_000 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profiler {
+    /// Milliseconds between two reads of the counters.
+    pub interval_ms: u64,
+}
+
+impl Default for Profiler {
+    fn default() -> Self {
+        Profiler { interval_ms: 1 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Compiler {
+    /// Background compiler threads, each with its own LLVM context.
+    pub threads: usize,
+    /// Compile requests that may wait; a hot function finding it full is
+    /// asked for again at the next profiler tick.
+    pub queue_size: usize,
+    /// Optimization level of the top tier (1, 2 or 3).
+    pub opt_level: u8,
+    /// Compile attempts per function before it stays on baseline for good.
+    pub max_attempts: u32,
+    /// Callees with at most this many IR instructions are copied into a hot
+    /// function's module so the optimizer can inline them (0: none).
+    pub inline_callee_max_instructions: usize,
+    /// Compiles after which a compiler thread drops its LLVM context and
+    /// starts a fresh one (contexts only grow).
+    pub context_reuse: u32,
+}
+
+impl Default for Compiler {
+    fn default() -> Self {
+        Compiler {
+            threads: 1,
+            queue_size: 256,
+            opt_level: 3,
+            max_attempts: 2,
+            inline_callee_max_instructions: 400,
+            context_reuse: 200,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Target {
+    /// LLVM CPU name every tier generates code for; "host" detects it.
+    pub cpu: String,
+    /// LLVM feature string (e.g. "+avx2,-avx512f"); "host" means the host's
+    /// features when `cpu` is "host" and the CPU's own defaults otherwise.
+    pub features: String,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target { cpu: "host".into(), features: "host".into() }
+    }
+}
+
+/// Every key `--set` accepts, in config order.
+pub const KEYS: &[&str] = &[
+    "thresholds.calls",
+    "thresholds.backedges",
+    "profiler.interval_ms",
+    "compiler.threads",
+    "compiler.queue_size",
+    "compiler.opt_level",
+    "compiler.max_attempts",
+    "compiler.inline_callee_max_instructions",
+    "compiler.context_reuse",
+    "target.cpu",
+    "target.features",
+];
+
+impl Config {
+    /// Parses a RON config; errors carry the file, line and column.
+    pub fn from_ron(text: &str, path: &Path) -> Result<Config, Error> {
+        let config: Config = ron::Options::default().from_str(text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            line: e.position.line,
+            column: e.position.col,
+            message: e.code.to_string(),
+        })?;
+        config.validate().map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Config::from_ron(&text, path)
+    }
+
+    /// Applies one `key=value` override; the value is RON (`1`, `"cortex-a72"`).
+    pub fn apply_override(&mut self, setting: &str) -> Result<(), Error> {
+        let err = |message: String| Error::ConfigOverride { setting: setting.into(), message };
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| err("expected KEY=VALUE, e.g. thresholds.calls=1".into()))?;
+        let (key, value) = (key.trim(), value.trim());
+        fn parse<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
+            ron::from_str(value).map_err(|e| e.code.to_string())
+        }
+        // Strings may be given bare on a command line: cpu=cortex-a72.
+        fn parse_string(value: &str) -> Result<String, String> {
+            if value.starts_with('"') {
+                parse(value)
+            } else {
+                Ok(value.to_string())
+            }
+        }
+        let result = match key {
+            "thresholds.calls" => parse(value).map(|v| self.thresholds.calls = v),
+            "thresholds.backedges" => parse(value).map(|v| self.thresholds.backedges = v),
+            "profiler.interval_ms" => parse(value).map(|v| self.profiler.interval_ms = v),
+            "compiler.threads" => parse(value).map(|v| self.compiler.threads = v),
+            "compiler.queue_size" => parse(value).map(|v| self.compiler.queue_size = v),
+            "compiler.opt_level" => parse(value).map(|v| self.compiler.opt_level = v),
+            "compiler.max_attempts" => parse(value).map(|v| self.compiler.max_attempts = v),
+            "compiler.inline_callee_max_instructions" => {
+                parse(value).map(|v| self.compiler.inline_callee_max_instructions = v)
+            }
+            "compiler.context_reuse" => parse(value).map(|v| self.compiler.context_reuse = v),
+            "target.cpu" => parse_string(value).map(|v| self.target.cpu = v),
+            "target.features" => parse_string(value).map(|v| self.target.features = v),
+            _ => Err(format!("unknown key `{key}`; known keys: {}", KEYS.join(", "))),
+        };
+        result.map_err(err)?;
+        self.validate().map_err(err)
+    }
+
+    /// Checks ranges serde cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.thresholds.calls == 0 {
+            problems.push("thresholds.calls must be at least 1");
+        }
+        if self.thresholds.backedges == 0 {
+            problems.push("thresholds.backedges must be at least 1");
+        }
+        if self.profiler.interval_ms == 0 || self.profiler.interval_ms > 60_000 {
+            problems.push("profiler.interval_ms must be between 1 and 60000");
+        }
+        if self.compiler.threads == 0 || self.compiler.threads > 64 {
+            problems.push("compiler.threads must be between 1 and 64");
+        }
+        if self.compiler.queue_size == 0 {
+            problems.push("compiler.queue_size must be at least 1");
+        }
+        if !(1..=3).contains(&self.compiler.opt_level) {
+            problems.push("compiler.opt_level must be 1, 2 or 3");
+        }
+        if self.compiler.max_attempts == 0 {
+            problems.push("compiler.max_attempts must be at least 1");
+        }
+        if self.compiler.context_reuse == 0 {
+            problems.push("compiler.context_reuse must be at least 1");
+        }
+        if self.target.cpu.trim().is_empty() {
+            problems.push("target.cpu must name a CPU or be \"host\"");
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_to_the_defaults() {
+        let text = include_str!("../config.example.ron");
+        let parsed = Config::from_ron(text, Path::new("config.example.ron")).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_reports_line_and_column() {
+        let text = "(\n  thresholds: (\n    callz: 5,\n  ),\n)";
+        let err = Config::from_ron(text, Path::new("c.ron")).unwrap_err().to_string();
+        assert!(err.starts_with("c.ron:3:"), "{err}");
+        assert!(err.contains("callz"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_rejected() {
+        let err = Config::from_ron("(compiler: (opt_level: 7))", Path::new("c.ron")).unwrap_err();
+        assert!(err.to_string().contains("opt_level"), "{err}");
+        let err = Config::from_ron("(thresholds: (calls: \"x\"))", Path::new("c.ron")).unwrap_err();
+        assert!(err.to_string().starts_with("c.ron:1:"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_validate() {
+        let mut c = Config::default();
+        c.apply_override("thresholds.calls=1").unwrap();
+        c.apply_override("target.cpu=cortex-a72").unwrap();
+        c.apply_override("target.features=\"+neon\"").unwrap();
+        assert_eq!(c.thresholds.calls, 1);
+        assert_eq!(c.target.cpu, "cortex-a72");
+        assert_eq!(c.target.features, "+neon");
+        assert!(c.apply_override("thresholds.nope=1").is_err());
+        assert!(c.apply_override("compiler.threads=0").is_err());
+        assert!(c.apply_override("compiler.threads").is_err());
+        assert!(c.apply_override("compiler.threads=two").is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! The crate's error type. Each variant is a way a job can fail to start;
+//! failures after start (a tier-up that does not compile) are not errors but
+//! events, because the job keeps running on the lower tier.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{path}: unsupported job type (expected a .ll, .bc or .c file)")]
+    UnsupportedJobType { path: PathBuf },
+
+    #[error("{path}: cannot parse: {message}")]
+    Parse { path: PathBuf, message: String },
+
+    #[error("{path}: clang-19 could not compile it:\n{diagnostics}")]
+    Clang { path: PathBuf, diagnostics: String },
+
+    #[error("cannot run clang to compile {path}: {message} (install clang-19, or set TIERJIT_CLANG)")]
+    ClangMissing { path: PathBuf, message: String },
+
+    #[error("{path}: invalid IR (the LLVM verifier rejected it):\n{message}")]
+    Verify { path: PathBuf, message: String },
+
+    #[error("{path}: the job defines no `main` function")]
+    NoMain { path: PathBuf },
+
+    #[error("{path}: `main` must be `int main(void)` or `int main(int, char **[, char **])`, found `{signature}`")]
+    BadMain { path: PathBuf, signature: String },
+
+    #[error("{path}: unresolved external symbol{}: {}", if names.len() > 1 { "s" } else { "" }, names.join(", "))]
+    Unresolved { path: PathBuf, names: Vec<String> },
+
+    #[error("{path}: not supported: {what}")]
+    Unsupported { path: PathBuf, what: String },
+
+    #[error("{path}:{line}:{column}: {message}")]
+    Config { path: PathBuf, line: usize, column: usize, message: String },
+
+    #[error("--set {setting}: {message}")]
+    ConfigOverride { setting: String, message: String },
+
+    #[error("{0}")]
+    ConfigValue(String),
+
+    #[error("code generation failed: {0}")]
+    Codegen(String),
+
+    #[error("JIT: {0}")]
+    Jit(String),
+
+    #[error("link failed: {0}")]
+    Link(String),
+}

@@ -1,0 +1,55 @@
+//! Views of one LLVM function: its control-flow graph and direct calls.
+
+use std::collections::HashMap;
+
+use inkwell::basic_block::BasicBlock;
+use inkwell::values::{CallSiteValue, Operand, FunctionValue, InstructionOpcode, InstructionValue};
+
+use super::cfg::Cfg;
+
+/// The blocks of `function` in layout order and its CFG over their indices.
+pub fn control_flow<'ctx>(function: FunctionValue<'ctx>) -> (Vec<BasicBlock<'ctx>>, Cfg) {
+    let blocks = function.get_basic_blocks();
+    let index: HashMap<BasicBlock<'ctx>, usize> =
+        blocks.iter().enumerate().map(|(i, b)| (*b, i)).collect();
+    let succs = blocks
+        .iter()
+        .map(|b| {
+            let mut out = Vec::new();
+            if let Some(term) = b.get_terminator() {
+                for operand in term.get_operands().flatten() {
+                    if let Operand::Block(target) = operand {
+                        if let Some(&t) = index.get(&target) {
+                            if !out.contains(&t) {
+                                out.push(t);
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    (blocks, Cfg { succs })
+}
+
+/// Every instruction of `function`, in order.
+pub fn instructions<'ctx>(function: FunctionValue<'ctx>) -> Vec<InstructionValue<'ctx>> {
+    let mut out = Vec::new();
+    for block in function.get_basic_blocks() {
+        let mut cur = block.get_first_instruction();
+        while let Some(i) = cur {
+            out.push(i);
+            cur = i.get_next_instruction();
+        }
+    }
+    out
+}
+
+/// The function a call instruction calls directly, if it is one.
+pub fn direct_callee<'ctx>(instruction: InstructionValue<'ctx>) -> Option<FunctionValue<'ctx>> {
+    if instruction.get_opcode() != InstructionOpcode::Call {
+        return None;
+    }
+    CallSiteValue::try_from(instruction).ok()?.get_called_fn_value()
+}

@@ -1,0 +1,92 @@
+//! Ids for a job's functions, loops and counters, computed once from the
+//! canonical module and shared (read-only) by every thread.
+
+use std::collections::HashMap;
+
+use inkwell::module::Module;
+
+use super::cfg::{natural_loops, Dominators};
+use super::func::{control_flow, direct_callee, instructions};
+use super::normalize::is_intrinsic;
+
+#[derive(Clone, Debug)]
+pub struct LoopLayout {
+    /// Header block index within the function (layout order).
+    pub header: usize,
+    /// Back-edge source block indices.
+    pub latches: Vec<usize>,
+    /// Index of the back-edge counter in the counter table.
+    pub counter: usize,
+    pub depth: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct FunctionLayout {
+    pub name: String,
+    /// Index of the entry counter in the counter table.
+    pub entry_counter: usize,
+    pub loops: Vec<LoopLayout>,
+    pub instruction_count: usize,
+    /// Job functions this one calls directly (ids, deduplicated).
+    pub callees: Vec<usize>,
+}
+
+/// Function ids are indices into `functions` and into the slot table.
+#[derive(Clone, Debug, Default)]
+pub struct JobLayout {
+    pub functions: Vec<FunctionLayout>,
+    by_name: HashMap<String, usize>,
+    pub counter_count: usize,
+}
+
+impl JobLayout {
+    pub fn of(module: &Module<'_>) -> JobLayout {
+        let defined: Vec<_> = module
+            .get_functions()
+            .filter(|f| f.count_basic_blocks() > 0 && !is_intrinsic(*f))
+            .collect();
+        let by_name: HashMap<String, usize> = defined
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.get_name().to_string_lossy().into_owned(), i))
+            .collect();
+        let mut counter_count = defined.len();
+        let mut functions = Vec::with_capacity(defined.len());
+        for (id, function) in defined.iter().enumerate() {
+            let (_, cfg) = control_flow(*function);
+            let doms = Dominators::compute(&cfg);
+            let loops = natural_loops(&cfg, &doms)
+                .into_iter()
+                .map(|l| {
+                    counter_count += 1;
+                    LoopLayout {
+                        header: l.header,
+                        latches: l.latches,
+                        counter: counter_count - 1,
+                        depth: l.depth,
+                    }
+                })
+                .collect();
+            let body = instructions(*function);
+            let mut callees: Vec<usize> = body
+                .iter()
+                .filter_map(|i| direct_callee(*i))
+                .filter_map(|f| by_name.get(f.get_name().to_str().ok()?).copied())
+                .collect();
+            callees.sort_unstable();
+            callees.dedup();
+            functions.push(FunctionLayout {
+                name: function.get_name().to_string_lossy().into_owned(),
+                entry_counter: id,
+                loops,
+                instruction_count: body.len(),
+                callees,
+            });
+        }
+        JobLayout { functions, by_name, counter_count }
+    }
+
+    pub fn id_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+}

@@ -1,0 +1,102 @@
+//! Reading a job into an LLVM module: textual IR, bitcode, or C through
+//! clang-19.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use inkwell::context::Context;
+use inkwell::memory_buffer::MemoryBuffer;
+use inkwell::module::Module;
+
+use crate::error::Error;
+
+/// What kind of source a job is, from its extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    TextualIr,
+    Bitcode,
+    C,
+}
+
+impl JobKind {
+    pub fn of(path: &Path) -> Result<JobKind, Error> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("ll") => Ok(JobKind::TextualIr),
+            Some("bc") => Ok(JobKind::Bitcode),
+            Some("c") => Ok(JobKind::C),
+            _ => Err(Error::UnsupportedJobType { path: path.to_path_buf() }),
+        }
+    }
+}
+
+/// Reads the job at `path` into bytes of IR (textual or bitcode).
+pub fn read_job_ir(path: &Path, cflags: &[String]) -> Result<Vec<u8>, Error> {
+    let kind = JobKind::of(path)?;
+    if kind == JobKind::C {
+        return compile_c(path, cflags);
+    }
+    std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+/// Parses IR bytes (either form: LLVM's parser recognises bitcode by its
+/// magic number) and runs the verifier.
+pub fn parse_module<'ctx>(
+    context: &'ctx Context,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Module<'ctx>, Error> {
+    let name = path.display().to_string();
+    let buffer = MemoryBuffer::create_from_memory_range_copy(bytes, &name);
+    let module = context.create_module_from_ir(buffer).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim().to_string(),
+    })?;
+    module.verify().map_err(|e| Error::Verify {
+        path: path.to_path_buf(),
+        message: e.to_string().trim().to_string(),
+    })?;
+    Ok(module)
+}
+
+/// The clang to use: `$TIERJIT_CLANG`, else `clang-19` on PATH, else
+/// Debian's versioned install directory.
+fn clang_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("TIERJIT_CLANG") {
+        return PathBuf::from(p);
+    }
+    let debian = Path::new("/usr/lib/llvm-19/bin/clang");
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join("clang-19").is_file()))
+        .unwrap_or(false);
+    if !on_path && debian.is_file() {
+        return debian.to_path_buf();
+    }
+    PathBuf::from("clang-19")
+}
+
+/// Compiles C to unoptimized bitcode that keeps the metadata the optimizer
+/// needs: `-O2 -Xclang -disable-llvm-passes` gives TBAA, lifetime markers
+/// and no `optnone`, unlike `-O0`. Warnings are not shown (the job's own
+/// stderr is the user's); on failure clang's diagnostics are the error.
+fn compile_c(path: &Path, cflags: &[String]) -> Result<Vec<u8>, Error> {
+    if !path.is_file() {
+        let source = std::fs::File::open(path)
+            .err()
+            .unwrap_or_else(|| std::io::Error::other("not a regular file"));
+        return Err(Error::Io { path: path.to_path_buf(), source });
+    }
+    let output = Command::new(clang_binary())
+        .args(["-x", "c", "-O2", "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-c", "-g0"])
+        .args(["-fno-color-diagnostics", "-o", "-"])
+        .args(cflags)
+        .arg(path)
+        .output()
+        .map_err(|e| Error::ClangMissing { path: path.to_path_buf(), message: e.to_string() })?;
+    if !output.status.success() {
+        return Err(Error::Clang {
+            path: path.to_path_buf(),
+            diagnostics: String::from_utf8_lossy(&output.stderr).trim_end().to_string(),
+        });
+    }
+    Ok(output.stdout)
+}

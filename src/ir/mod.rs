@@ -1,0 +1,9 @@
+//! The job as LLVM IR: loading it, normalising it, and analysing its
+//! control flow (dominators, natural loops) to give functions, loops and
+//! counters stable ids.
+
+pub mod cfg;
+pub mod func;
+pub mod layout;
+pub mod load;
+pub mod normalize;

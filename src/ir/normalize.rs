@@ -1,0 +1,159 @@
+//! Putting a job's module into the shape every tier compiles from.
+//!
+//! Two steps. `set_code_attributes` (all modes) makes every function compile
+//! for the configured CPU and removes the `optnone` that `-O0` front ends add.
+//! `make_shareable` (tiered and baseline modes) turns the module into one
+//! whose functions and globals can live in separately loaded objects: every
+//! definition gets external linkage and a name, and nothing claims to be
+//! `dso_local` (a later object reaching a global in the first one must go
+//! through the GOT, because JIT memory is not within ±2 GiB by construction).
+
+use std::path::Path;
+
+use inkwell::attributes::{Attribute, AttributeLoc};
+use inkwell::context::Context;
+use inkwell::memory_buffer::MemoryBuffer;
+use inkwell::module::{Linkage, Module};
+use inkwell::values::FunctionValue;
+use inkwell::GlobalVisibility;
+
+use crate::codegen::TargetSpec;
+use crate::error::Error;
+
+/// Sets `target-cpu`/`target-features` on every defined function and strips
+/// `optnone` (with the `noinline` that always accompanies it).
+///
+/// Every tier must use the same CPU and features: `llvm.fmuladd` becomes a
+/// fused multiply-add only where the features have FMA, so tiers that
+/// disagreed would round differently mid-run.
+pub fn set_code_attributes(module: &Module<'_>, target: &TargetSpec) {
+    let context = module.get_context();
+    let optnone = Attribute::get_named_enum_kind_id("optnone");
+    let noinline = Attribute::get_named_enum_kind_id("noinline");
+    for function in module.get_functions().filter(|f| f.count_basic_blocks() > 0) {
+        let loc = AttributeLoc::Function;
+        if function.get_enum_attribute(loc, optnone).is_some() {
+            function.remove_enum_attribute(loc, optnone);
+            function.remove_enum_attribute(loc, noinline);
+        }
+        for key in ["target-cpu", "target-features", "tune-cpu"] {
+            function.remove_string_attribute(loc, key);
+        }
+        function.add_attribute(loc, context.create_string_attribute("target-cpu", &target.cpu));
+        if !target.features.is_empty() {
+            function.add_attribute(
+                loc,
+                context.create_string_attribute("target-features", &target.features),
+            );
+        }
+    }
+}
+
+/// Gives every definition external linkage, default visibility and a name,
+/// and clears `dso_local` everywhere. Returns the rewritten module.
+pub fn make_shareable<'ctx>(
+    context: &'ctx Context,
+    module: Module<'ctx>,
+    path: &Path,
+) -> Result<Module<'ctx>, Error> {
+    let mut anonymous = 0usize;
+    let mut fresh_name = || {
+        anonymous += 1;
+        format!("__tj_anon.{anonymous}")
+    };
+    for global in module.get_globals() {
+        let name = global.get_name().to_string_lossy().into_owned();
+        if name.starts_with("llvm.") {
+            continue;
+        }
+        if global.is_thread_local() {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("thread-local variable `{name}`"),
+            });
+        }
+        if global.is_declaration() {
+            continue;
+        }
+        if name.is_empty() {
+            global.as_pointer_value().set_name(&fresh_name());
+        }
+        global.set_linkage(Linkage::External);
+        global.set_visibility(GlobalVisibility::Default);
+    }
+    for function in module.get_functions() {
+        if function.count_basic_blocks() == 0 || is_intrinsic(function) {
+            continue;
+        }
+        if function.get_name().to_bytes().is_empty() {
+            function.as_global_value().set_name(&fresh_name());
+        }
+        function.set_linkage(Linkage::External);
+        function.as_global_value().set_visibility(GlobalVisibility::Default);
+    }
+    // The C API cannot clear dso_local, so round-trip through text with the
+    // keyword removed outside quoted strings and names.
+    let text = module.print_to_string().to_string();
+    let edited = strip_dso_local(&text);
+    let buffer = MemoryBuffer::create_from_memory_range_copy(edited.as_bytes(), "job");
+    context.create_module_from_ir(buffer).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        message: format!("internal: rewritten module does not parse: {e}"),
+    })
+}
+
+pub fn is_intrinsic(function: FunctionValue<'_>) -> bool {
+    function.get_name().to_bytes().starts_with(b"llvm.")
+}
+
+/// Removes every `dso_local` keyword token that is outside double quotes.
+fn strip_dso_local(text: &str) -> String {
+    const WORD: &str = "dso_local";
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut in_quotes = false;
+    let mut i = 0;
+    let mut copied_to = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' {
+            in_quotes = !in_quotes;
+        } else if b == b'\n' {
+            in_quotes = false;
+        } else if !in_quotes
+            && text[i..].starts_with(WORD)
+            && (i == 0 || !is_ident(bytes[i - 1]))
+            && bytes.get(i + WORD.len()).is_some_and(|&c| c == b' ')
+        {
+            out.push_str(&text[copied_to..i]);
+            i += WORD.len() + 1;
+            copied_to = i;
+            continue;
+        }
+        i += 1;
+    }
+    out.push_str(&text[copied_to..]);
+    out
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'$' || b == b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_dso_local;
+
+    #[test]
+    fn strips_keyword_but_not_strings_or_longer_words() {
+        let ir = "@x = dso_local global i32 0\n\
+                  @s = private constant [11 x i8] c\"dso_local \\00\"\n\
+                  define dso_local void @f() {\n  ret void\n}\n\
+                  @e = global ptr dso_local_equivalent @f\n";
+        let out = strip_dso_local(ir);
+        assert!(out.contains("@x = global i32 0"));
+        assert!(out.contains("c\"dso_local \\00\""));
+        assert!(out.contains("define void @f()"));
+        assert!(out.contains("dso_local_equivalent @f"));
+    }
+}

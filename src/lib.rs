@@ -1,0 +1,35 @@
+//! tierjit: a tiered JIT for long-running compute jobs given as LLVM IR or C.
+//!
+//! ```text
+//!  job (.c/.ll/.bc)
+//!    │ ir::load, ir::normalize: parse, verify, same CPU for every tier
+//!    ▼ ir::layout: ids for functions, loops, counters (own dominator analysis)
+//!  baseline ── baseline::instrument: counters, calls through slots, identity stubs
+//!    │          codegen at O0 ── code::Jit (ORC) ── slots filled
+//!    ▼
+//!  job runs ── counters ──► tiering::profiler (policy: tiering::policy)
+//!                               │ crossbeam channel
+//!                               ▼
+//!                          tiering::compiler ── tiering::build (hot function +
+//!                          inlinable callees, O3) ── ORC ── versions: publish
+//! ```
+//!
+//! `runtime` runs a job end to end. `code` is the only module with `unsafe`.
+
+#![deny(unsafe_code)]
+
+pub mod baseline;
+#[allow(unsafe_code)]
+mod code;
+pub mod codegen;
+pub mod config;
+pub mod error;
+pub mod ir;
+pub mod metrics;
+pub mod runtime;
+pub mod tiering;
+pub mod versions;
+
+pub use config::Config;
+pub use error::Error;
+pub use runtime::{run, Mode, RunOptions};

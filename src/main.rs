@@ -1,0 +1,95 @@
+//! The `tierjit` command line. Exit status: the job's own, or 125 when
+//! tierjit could not start the job (bad input, bad config), 2 for usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tierjit::{Config, Mode, RunOptions};
+
+/// Exit status when tierjit itself fails (as `env` and `nohup` do).
+const TOOL_FAILURE: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "tierjit", version, about = "A tiered JIT for compute jobs in LLVM IR or C")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job (.ll, .bc or .c); exits with the job's exit status.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The job: LLVM IR (.ll), bitcode (.bc) or C (.c).
+    job: PathBuf,
+    /// tiered: start on baseline, optimize hot functions in the background;
+    /// baseline: instrumented O0 only; optimized: everything at O3 first.
+    #[arg(long, value_enum, default_value_t = ModeArg::Tiered)]
+    mode: ModeArg,
+    /// RON config file (see config.example.ron).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one config knob, e.g. --set thresholds.calls=1 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print one line per tier event to stderr.
+    #[arg(long)]
+    events: bool,
+    /// Print a summary to stderr at exit.
+    #[arg(long)]
+    stats: bool,
+    /// Extra clang flag for .c jobs, e.g. --cflag=-DN=100 (repeatable).
+    #[arg(long = "cflag", value_name = "FLAG", allow_hyphen_values = true)]
+    cflags: Vec<String>,
+    /// Arguments passed to the job's main (after `--`).
+    #[arg(last = true)]
+    job_args: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Tiered,
+    Baseline,
+    Optimized,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Run(args) = cli.command;
+    match run(args) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("tierjit: error: {e:#}");
+            ExitCode::from(TOOL_FAILURE)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<std::convert::Infallible> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    for setting in &args.set {
+        config.apply_override(setting)?;
+    }
+    let mode = match args.mode {
+        ModeArg::Tiered => Mode::Tiered,
+        ModeArg::Baseline => Mode::Baseline,
+        ModeArg::Optimized => Mode::Optimized,
+    };
+    Ok(tierjit::run(RunOptions {
+        job: args.job,
+        mode,
+        config,
+        events: args.events,
+        stats: args.stats,
+        cflags: args.cflags,
+        args: args.job_args,
+    })?)
+}

@@ -1,0 +1,148 @@
+//! What a run reports: tier events as they happen (`--events`) and a
+//! summary at exit (`--stats`).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::versions::Tier;
+
+/// One tier-up, from request to outcome.
+pub struct TierEvent<'a> {
+    pub function: &'a str,
+    pub from: Tier,
+    pub to: Tier,
+    pub calls: u64,
+    pub backedges: u64,
+    pub queued: Duration,
+    pub compile: Duration,
+    pub code_bytes: usize,
+    pub outcome: Result<(), &'a str>,
+}
+
+pub struct Metrics {
+    start: Instant,
+    events_enabled: bool,
+    sequence: AtomicU64,
+    baseline_compile: Mutex<Histogram<u64>>,
+    optimized_compile: Mutex<Histogram<u64>>,
+    installed: AtomicU64,
+    failed: AtomicU64,
+}
+
+fn histogram() -> Mutex<Histogram<u64>> {
+    // Microseconds from 1 µs to 10 minutes, 3 significant digits.
+    Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds"))
+}
+
+impl Metrics {
+    pub fn new(start: Instant, events_enabled: bool) -> Metrics {
+        Metrics {
+            start,
+            events_enabled,
+            sequence: AtomicU64::new(0),
+            baseline_compile: histogram(),
+            optimized_compile: histogram(),
+            installed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    fn histogram(&self, tier: Tier) -> &Mutex<Histogram<u64>> {
+        match tier {
+            Tier::Baseline => &self.baseline_compile,
+            Tier::Optimized => &self.optimized_compile,
+        }
+    }
+
+    /// Records the up-front compile of a whole module at `tier`.
+    pub fn module_compiled(&self, tier: Tier, functions: usize, compile: Duration, bytes: usize) {
+        self.record_latency(tier, compile);
+        if self.events_enabled {
+            let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+            self.emit(format!(
+                "{:>10.3}ms {seq:>4} <module> -> {tier}  {functions} functions  compile={:.2}ms size={bytes}B installed",
+                self.elapsed_ms(),
+                ms(compile),
+            ));
+        }
+    }
+
+    pub fn tier_event(&self, event: &TierEvent<'_>) {
+        self.record_latency(event.to, event.compile);
+        let counter = if event.outcome.is_ok() { &self.installed } else { &self.failed };
+        // Relaxed: a statistic, read once at exit after the threads joined.
+        counter.fetch_add(1, Ordering::Relaxed);
+        if !self.events_enabled {
+            return;
+        }
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let outcome = match event.outcome {
+            Ok(()) => "installed".to_string(),
+            Err(reason) => format!("failed: {reason}"),
+        };
+        self.emit(format!(
+            "{:>10.3}ms {seq:>4} {} {}->{}  calls={} backedges={}  queued={:.2}ms compile={:.2}ms size={}B {outcome}",
+            self.elapsed_ms(),
+            event.function,
+            event.from,
+            event.to,
+            event.calls,
+            event.backedges,
+            ms(event.queued),
+            ms(event.compile),
+            event.code_bytes,
+        ));
+    }
+
+    fn record_latency(&self, tier: Tier, compile: Duration) {
+        let micros = (compile.as_micros() as u64).clamp(1, 600_000_000);
+        let mut h = self.histogram(tier).lock().unwrap_or_else(|p| p.into_inner());
+        let _ = h.record(micros);
+    }
+
+    fn elapsed_ms(&self) -> f64 {
+        ms(self.start.elapsed())
+    }
+
+    fn emit(&self, line: String) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "[tierjit] {line}");
+    }
+
+    pub fn tier_ups(&self) -> (u64, u64) {
+        (self.installed.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
+
+    /// Latency lines for the summary: tier, count, p50, p90, p99, max (ms).
+    pub fn latency_rows(&self) -> Vec<String> {
+        let mut rows = Vec::new();
+        for tier in [Tier::Baseline, Tier::Optimized] {
+            let h = self.histogram(tier).lock().unwrap_or_else(|p| p.into_inner());
+            if h.is_empty() {
+                continue;
+            }
+            let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            rows.push(format!(
+                "  {tier}  n={:<5} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
+                h.len(),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                h.max() as f64 / 1000.0
+            ));
+        }
+        rows
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

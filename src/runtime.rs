@@ -1,0 +1,329 @@
+//! Running a job: load, prepare the tier(s), start the background threads,
+//! call `main`, and report on the way out.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::values::BasicValue;
+
+use crate::baseline::{baseline_symbol, instrument};
+use crate::code::{self, CounterTable, Jit, MainShape, SlotTable};
+use crate::codegen::{self, TargetSpec};
+use crate::config::Config;
+use crate::error::Error;
+use crate::ir::layout::JobLayout;
+use crate::ir::load::{parse_module, read_job_ir};
+use crate::ir::normalize::{is_intrinsic, make_shareable, set_code_attributes};
+use crate::metrics::Metrics;
+use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest};
+use crate::versions::{Tier, VersionManager};
+
+/// How a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Baseline first, hot functions optimized in the background.
+    Tiered,
+    /// Instrumented baseline only; never tiers up.
+    Baseline,
+    /// The whole module optimized before `main` starts.
+    Optimized,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Tiered => "tiered",
+            Mode::Baseline => "baseline",
+            Mode::Optimized => "optimized",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub job: PathBuf,
+    pub mode: Mode,
+    pub config: Config,
+    pub events: bool,
+    pub stats: bool,
+    pub cflags: Vec<String>,
+    /// The job's argv after argv[0].
+    pub args: Vec<String>,
+}
+
+/// What the background threads share. Read-only after start except for
+/// the atomics and the version manager's own locking.
+pub struct Shared {
+    pub config: Config,
+    pub target: TargetSpec,
+    pub job_path: PathBuf,
+    pub layout: JobLayout,
+    pub canonical_bitcode: Vec<u8>,
+    pub counters: CounterTable,
+    pub versions: VersionManager,
+    pub metrics: Metrics,
+    pub policy: Policy,
+    pub jit: Jit,
+    pub stop: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Runs the job to completion and exits the process with its status.
+/// Returns only if the job could not be started.
+pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
+    let start = Instant::now();
+    codegen::initialize_native_target()?;
+    code::load_host_libraries();
+    let target = TargetSpec::resolve(&options.config.target);
+    let bytes = read_job_ir(&options.job, &options.cflags)?;
+    let context = Context::create();
+    let module = parse_module(&context, &bytes, &options.job)?;
+    let shape = main_shape(&module, &options)?;
+    set_code_attributes(&module, &target);
+    let metrics = Metrics::new(start, options.events);
+    match options.mode {
+        Mode::Optimized => run_optimized(module, target, shape, metrics, &options),
+        Mode::Tiered | Mode::Baseline => {
+            let module = make_shareable(&context, module, &options.job)?;
+            run_tiered(module, target, shape, metrics, &options)
+        }
+    }
+}
+
+fn main_shape(module: &Module<'_>, options: &RunOptions) -> Result<MainShape, Error> {
+    let path = options.job.clone();
+    let main = module
+        .get_function("main")
+        .filter(|f| f.count_basic_blocks() > 0)
+        .ok_or(Error::NoMain { path: path.clone() })?;
+    let ty = main.get_type();
+    let params = ty.get_param_types();
+    let returns_int = ty.get_return_type().is_some_and(|t| t.is_int_type());
+    let int_then_ptrs = |n: usize| {
+        params.len() == n
+            && params[0].is_int_type()
+            && params[1..].iter().all(|p| p.is_pointer_type())
+    };
+    match () {
+        _ if returns_int && params.is_empty() && !ty.is_var_arg() => Ok(MainShape::NoArgs),
+        _ if returns_int && int_then_ptrs(2) => Ok(MainShape::ArgcArgv { envp: false }),
+        _ if returns_int && int_then_ptrs(3) => Ok(MainShape::ArgcArgv { envp: true }),
+        _ => Err(Error::BadMain { path, signature: ty.print_to_string().to_string() }),
+    }
+}
+
+/// Names the module uses but neither defines nor finds in the host process.
+fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Error> {
+    let overrides: Vec<&str> = code::host_overrides().into_iter().map(|(n, _)| n).collect();
+    let mut missing = Vec::new();
+    let mut check = |name: String| {
+        if !name.is_empty() && !overrides.contains(&name.as_str()) && !code::host_has_symbol(&name) {
+            missing.push(name);
+        }
+    };
+    for f in module.get_functions() {
+        let used = f.as_global_value().as_pointer_value().get_first_use().is_some();
+        if f.count_basic_blocks() == 0 && !is_intrinsic(f) && used {
+            check(f.get_name().to_string_lossy().into_owned());
+        }
+    }
+    for g in module.get_globals() {
+        let used = g.as_pointer_value().get_first_use().is_some();
+        if g.is_declaration() && used {
+            check(g.get_name().to_string_lossy().into_owned());
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Unresolved { path: options.job.clone(), names: missing })
+    }
+}
+
+/// Host functions the job gets in place of its own references, except where
+/// the job defines that name itself.
+fn overrides_for(module: &Module<'_>) -> Vec<(&'static str, usize)> {
+    code::host_overrides()
+        .into_iter()
+        .filter(|(name, _)| module.get_function(name).is_none_or(|f| f.count_basic_blocks() == 0))
+        .collect()
+}
+
+fn run_optimized(
+    module: Module<'_>,
+    target: TargetSpec,
+    shape: MainShape,
+    metrics: Metrics,
+    options: &RunOptions,
+) -> Result<std::convert::Infallible, Error> {
+    check_externals(&module, options)?;
+    let level = options.config.compiler.opt_level;
+    let machine = target.machine(level)?;
+    let compile_start = Instant::now();
+    codegen::optimize(&module, &machine, level)?;
+    let object = codegen::emit_object(&module, &machine)?;
+    let jit = Jit::new(&overrides_for(&module))?;
+    let loaded = jit.add_object(&object, "job")?;
+    let entry = jit.lookup("main")?;
+    let functions = module.get_functions().filter(|f| f.count_basic_blocks() > 0).count();
+    metrics.module_compiled(Tier::Optimized, functions, compile_start.elapsed(), object.len());
+    let jit = Box::leak(Box::new(jit));
+    std::mem::forget(loaded);
+    let stats = options.stats;
+    let mode = options.mode;
+    let metrics = Arc::new(metrics);
+    let hook_metrics = metrics.clone();
+    let _ = jit;
+    code::set_shutdown_hook(Box::new(move || {
+        if stats {
+            print_optimized_stats(&hook_metrics, mode, functions);
+        }
+    }));
+    let status = code::call_main(entry, shape, &argv(options));
+    code::finish(status)
+}
+
+fn run_tiered(
+    module: Module<'_>,
+    target: TargetSpec,
+    shape: MainShape,
+    metrics: Metrics,
+    options: &RunOptions,
+) -> Result<std::convert::Infallible, Error> {
+    check_externals(&module, options)?;
+    let layout = JobLayout::of(&module);
+    let canonical_bitcode = module.write_bitcode_to_memory().as_slice().to_vec();
+    let slots = SlotTable::new(layout.functions.len());
+    let counters = CounterTable::new(layout.counter_count);
+
+    let compile_start = Instant::now();
+    let baseline = module.clone();
+    instrument(&baseline, &layout, &slots, &counters)?;
+    let machine = target.machine(0)?;
+    let object = codegen::emit_object(&baseline, &machine)?;
+    let jit = Jit::new(&overrides_for(&module))?;
+    let loaded = jit.add_object(&object, "baseline")?;
+    for (id, f) in layout.functions.iter().enumerate() {
+        slots.install_initial(id, jit.lookup(&baseline_symbol(&f.name))?);
+    }
+    let entry = jit.lookup("main")?;
+    metrics.module_compiled(Tier::Baseline, layout.functions.len(), compile_start.elapsed(), object.len());
+
+    let versions = VersionManager::new(slots, layout.functions.len(), Tier::Baseline);
+    versions.keep_alive(loaded);
+    let shared = Arc::new(Shared {
+        config: options.config.clone(),
+        target,
+        job_path: options.job.clone(),
+        layout,
+        canonical_bitcode,
+        counters,
+        versions,
+        metrics,
+        policy: Policy::new(&options.config),
+        jit,
+        stop: AtomicBool::new(false),
+        threads: Mutex::new(Vec::new()),
+    });
+    if options.mode == Mode::Tiered {
+        start_background(&shared);
+    }
+    let hook_shared = shared.clone();
+    let (stats, mode) = (options.stats, options.mode);
+    let once = Once::new();
+    code::set_shutdown_hook(Box::new(move || {
+        once.call_once(|| {
+            stop_background(&hook_shared);
+            if stats {
+                print_tiered_stats(&hook_shared, mode);
+            }
+        })
+    }));
+    let status = code::call_main(entry, shape, &argv(options));
+    code::finish(status)
+}
+
+fn start_background(shared: &Arc<Shared>) {
+    let (tx, rx) = crossbeam_channel::bounded::<CompileRequest>(shared.config.compiler.queue_size);
+    let mut threads = shared.threads.lock().unwrap_or_else(|p| p.into_inner());
+    for i in 0..shared.config.compiler.threads {
+        let (s, r) = (shared.clone(), rx.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("tierjit-compiler-{i}"))
+                .spawn(move || compiler::run(s, r))
+                .expect("spawn compiler thread"),
+        );
+    }
+    let s = shared.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("tierjit-profiler".into())
+            .spawn(move || profiler::run(s, tx))
+            .expect("spawn profiler thread"),
+    );
+}
+
+/// Stops the profiler (which closes the queue) and waits for compiles in
+/// progress: LLVM must not be running on another thread while the process
+/// runs its exit-time destructors.
+fn stop_background(shared: &Shared) {
+    // Release: pairs with the Acquire loads in the background threads.
+    shared.stop.store(true, Ordering::Release);
+    let threads: Vec<_> = shared.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+fn argv(options: &RunOptions) -> Vec<String> {
+    std::iter::once(options.job.display().to_string()).chain(options.args.iter().cloned()).collect()
+}
+
+fn print_tiered_stats(shared: &Shared, mode: Mode) {
+    use std::io::Write;
+    let mut out = String::new();
+    let elapsed = shared.metrics.start().elapsed().as_secs_f64();
+    out += &format!("tierjit stats: mode {mode}, {elapsed:.3}s\n");
+    out += &format!("  {:<32} {:>4} {:>14} {:>14}\n", "function", "tier", "calls", "backedges");
+    let mut optimized = 0;
+    for (id, f) in shared.layout.functions.iter().enumerate() {
+        let calls = shared.counters.read(f.entry_counter);
+        let backedges: u64 = f.loops.iter().map(|l| shared.counters.read(l.counter)).sum();
+        let tier = shared.versions.tier(id);
+        if tier == Tier::Optimized {
+            optimized += 1;
+        }
+        if calls > 0 || tier != Tier::Baseline {
+            out += &format!("  {:<32} {:>4} {:>14} {:>14}\n", f.name, tier, calls, backedges);
+        }
+    }
+    let (installed, failed) = shared.metrics.tier_ups();
+    out += &format!(
+        "  totals: {} functions, {optimized} at O3; tier-ups: {installed} installed, {failed} failed\n",
+        shared.layout.functions.len()
+    );
+    out += "  (calls and back-edges are counted by baseline code only; functions never called are not listed)\n";
+    out += "  compile latency:\n";
+    for row in shared.metrics.latency_rows() {
+        out += &format!("  {row}\n");
+    }
+    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+}
+
+fn print_optimized_stats(metrics: &Metrics, mode: Mode, functions: usize) {
+    use std::io::Write;
+    let mut out = format!(
+        "tierjit stats: mode {mode}, {:.3}s\n  totals: {functions} functions, {functions} at O3 (compiled before main)\n  compile latency:\n",
+        metrics.start().elapsed().as_secs_f64()
+    );
+    for row in metrics.latency_rows() {
+        out += &format!("  {row}\n");
+    }
+    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+}

@@ -1,0 +1,126 @@
+//! Building the module of one optimized version.
+//!
+//! From a copy of the canonical module we keep the hot function `f`, renamed
+//! `f.tjN`, plus `available_externally` copies of small callees so the
+//! inliner can use their bodies; every other function and every mutable
+//! global becomes a declaration resolving to the storage and stubs the
+//! baseline object defines. Constant globals stay `available_externally` so
+//! loads from them still fold. Calls the optimizer does not inline go to
+//! the callee's stub, hence through its slot, to its newest version;
+//! `f`'s calls to itself go straight to `f.tjN`.
+
+use std::collections::BTreeSet;
+
+use inkwell::module::{Linkage, Module};
+use inkwell::targets::TargetMachine;
+
+use crate::codegen;
+use crate::error::Error;
+use crate::ir::func::{direct_callee, instructions};
+use crate::ir::layout::JobLayout;
+use crate::ir::normalize::is_intrinsic;
+
+/// Symbol of version `version` of `function`.
+pub fn version_symbol(function: &str, version: u32) -> String {
+    format!("{function}.tj{version}")
+}
+
+/// Callees worth offering to the inliner: direct callees of `id` and their
+/// direct callees, each no larger than `max_instructions`.
+pub fn inline_candidates(layout: &JobLayout, id: usize, max_instructions: usize) -> BTreeSet<usize> {
+    let mut chosen = BTreeSet::new();
+    if max_instructions == 0 {
+        return chosen;
+    }
+    let mut frontier = vec![id];
+    for _depth in 0..2 {
+        let mut next = Vec::new();
+        for caller in frontier {
+            for &callee in &layout.functions[caller].callees {
+                if callee != id
+                    && layout.functions[callee].instruction_count <= max_instructions
+                    && chosen.insert(callee)
+                {
+                    next.push(callee);
+                }
+            }
+        }
+        frontier = next;
+    }
+    chosen
+}
+
+/// Builds, optimizes and emits version `version` of function `id`.
+pub fn compile_version(
+    canonical: &Module<'_>,
+    layout: &JobLayout,
+    id: usize,
+    version: u32,
+    machine: &TargetMachine,
+    opt_level: u8,
+    inline_limit: usize,
+) -> Result<(String, Vec<u8>), Error> {
+    let module = canonical.clone();
+    let name = &layout.functions[id].name;
+    let inlinable: BTreeSet<String> = inline_candidates(layout, id, inline_limit)
+        .into_iter()
+        .map(|c| layout.functions[c].name.clone())
+        .collect();
+
+    // Step 1: drop every body we do not keep. `elim-avail-extern` turns
+    // available_externally definitions into declarations (C++ deleteBody,
+    // which the C API lacks).
+    for function in module.get_functions() {
+        if function.count_basic_blocks() == 0 || is_intrinsic(function) {
+            continue;
+        }
+        let fname = function.get_name().to_string_lossy();
+        if fname != name.as_str() && !inlinable.contains(fname.as_ref()) {
+            function.set_linkage(Linkage::AvailableExternally);
+        }
+    }
+    for global in module.get_globals() {
+        if !global.is_declaration()
+            && !global.is_constant()
+            && !global.get_name().to_bytes().starts_with(b"llvm.")
+        {
+            global.set_linkage(Linkage::AvailableExternally);
+        }
+    }
+    codegen::run_pipeline(&module, machine, "elim-avail-extern")?;
+
+    // Step 2: callees and constants become copies the optimizer may read.
+    for callee in &inlinable {
+        if let Some(f) = module.get_function(callee) {
+            f.set_linkage(Linkage::AvailableExternally);
+        }
+    }
+    for global in module.get_globals() {
+        if !global.is_declaration() && !global.get_name().to_bytes().starts_with(b"llvm.") {
+            global.set_linkage(Linkage::AvailableExternally);
+        }
+    }
+
+    // Step 3: the hot function under its version name; every other use of
+    // `f` (address taken, calls from inlinable copies) means the stub.
+    let function = module
+        .get_function(name)
+        .ok_or_else(|| Error::Codegen(format!("{name} is not in the canonical module")))?;
+    let symbol = version_symbol(name, version);
+    function.as_global_value().set_name(&symbol);
+    let stub = module.add_function(name, function.get_type(), Some(Linkage::External));
+    function.replace_all_uses_with(stub);
+    let self_pointer = function.as_global_value().as_pointer_value();
+    for instruction in instructions(function) {
+        if direct_callee(instruction) == Some(stub) {
+            instruction.set_operand(instruction.get_num_operands() - 1, self_pointer);
+        }
+    }
+    module
+        .verify()
+        .map_err(|e| Error::Codegen(format!("version module of {name} does not verify: {e}")))?;
+
+    codegen::optimize(&module, machine, opt_level)?;
+    let object = codegen::emit_object(&module, machine)?;
+    Ok((symbol, object))
+}

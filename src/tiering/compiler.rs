@@ -1,0 +1,105 @@
+//! Compiler threads. Each owns an LLVM context holding its own copy of the
+//! canonical module (inkwell contexts must not be shared between threads)
+//! and starts a fresh one every `compiler.context_reuse` compiles, because
+//! a context only grows.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use inkwell::context::Context;
+
+use super::build::compile_version;
+use super::CompileRequest;
+use crate::error::Error;
+use crate::ir::load::parse_module;
+use crate::metrics::TierEvent;
+use crate::runtime::Shared;
+use crate::versions::Tier;
+
+pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
+    let machine = match shared.target.machine(shared.config.compiler.opt_level) {
+        Ok(m) => m,
+        Err(e) => {
+            // Without a target machine nothing can be optimized; answer every
+            // request with a failure so the job keeps running on baseline.
+            for request in requests.iter() {
+                report(&shared, &request, Instant::now(), 0, Err(e.to_string()));
+            }
+            return;
+        }
+    };
+    let reuse = shared.config.compiler.context_reuse;
+    loop {
+        let context = Context::create();
+        let canonical = match parse_module(&context, &shared.canonical_bitcode, &shared.job_path) {
+            Ok(m) => m,
+            Err(e) => {
+                for request in requests.iter() {
+                    report(&shared, &request, Instant::now(), 0, Err(e.to_string()));
+                }
+                return;
+            }
+        };
+        for _ in 0..reuse {
+            let Ok(request) = requests.recv() else { return };
+            // Acquire: pairs with the Release store at shutdown; a request
+            // that arrives after it is dropped (the job is ending).
+            if shared.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let started = Instant::now();
+            let version = shared.versions.next_version(request.function);
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                compile_version(
+                    &canonical,
+                    &shared.layout,
+                    request.function,
+                    version,
+                    &machine,
+                    shared.config.compiler.opt_level,
+                    shared.config.compiler.inline_callee_max_instructions,
+                )
+            }))
+            .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())));
+            let outcome = built.and_then(|(symbol, object)| {
+                let size = object.len();
+                let loaded = shared.jit.add_object(&object, &symbol)?;
+                let entry = shared.jit.lookup(&symbol)?;
+                shared.versions.install(request.function, Tier::Optimized, entry, loaded);
+                Ok(size)
+            });
+            match outcome {
+                Ok(size) => report(&shared, &request, started, size, Ok(())),
+                Err(e) => report(&shared, &request, started, 0, Err(e.to_string())),
+            }
+        }
+    }
+}
+
+fn report(
+    shared: &Shared,
+    request: &CompileRequest,
+    started: Instant,
+    code_bytes: usize,
+    outcome: Result<(), String>,
+) {
+    let finished = Instant::now();
+    if let Err(reason) = &outcome {
+        let failures = shared.versions.failed_attempts(request.function) + 1;
+        let retry_at = shared.policy.retry_at(failures, finished);
+        shared.versions.fail(request.function, reason.clone(), retry_at);
+    }
+    shared.metrics.tier_event(&TierEvent {
+        function: &shared.layout.functions[request.function].name,
+        from: Tier::Baseline,
+        to: Tier::Optimized,
+        calls: request.calls,
+        backedges: request.backedges,
+        queued: started.saturating_duration_since(request.queued_at),
+        compile: finished.saturating_duration_since(started),
+        code_bytes,
+        outcome: outcome.as_ref().map(|_| ()).map_err(|r| r.lines().next().unwrap_or("")),
+    });
+}

@@ -1,0 +1,70 @@
+//! When a function is hot, and what happens after a failed compile. All
+//! tier-up decisions live here; thresholds come from the config.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    calls: u64,
+    backedges: u64,
+    max_attempts: u32,
+}
+
+/// Backoff after the first failed compile; doubled after each further one,
+/// so a function whose compile fails is not retried in a tight loop.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+impl Policy {
+    pub fn new(config: &Config) -> Policy {
+        Policy {
+            calls: config.thresholds.calls,
+            backedges: config.thresholds.backedges,
+            max_attempts: config.compiler.max_attempts,
+        }
+    }
+
+    /// Whether counts seen in baseline code make a function worth optimizing.
+    pub fn is_hot(&self, calls: u64, backedges: u64) -> bool {
+        calls >= self.calls || backedges >= self.backedges
+    }
+
+    /// When to try again after the `failures`-th failed attempt, or `None`
+    /// to leave the function on baseline for good.
+    pub fn retry_at(&self, failures: u32, now: Instant) -> Option<Instant> {
+        if failures >= self.max_attempts {
+            return None;
+        }
+        let shift = failures.saturating_sub(1).min(10);
+        Some(now + FIRST_RETRY_DELAY * (1u32 << shift))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_on_either_threshold() {
+        let mut config = Config::default();
+        config.thresholds.calls = 10;
+        config.thresholds.backedges = 100;
+        let p = Policy::new(&config);
+        assert!(!p.is_hot(9, 99));
+        assert!(p.is_hot(10, 0));
+        assert!(p.is_hot(0, 100));
+    }
+
+    #[test]
+    fn retries_back_off_then_give_up() {
+        let mut config = Config::default();
+        config.compiler.max_attempts = 3;
+        let p = Policy::new(&config);
+        let now = Instant::now();
+        let first = p.retry_at(1, now).unwrap();
+        let second = p.retry_at(2, now).unwrap();
+        assert!(second - now > first - now);
+        assert!(p.retry_at(3, now).is_none());
+    }
+}

@@ -66,6 +66,10 @@ pub struct Compiler {
     /// Compiles after which a compiler thread drops its LLVM context and
     /// starts a fresh one (contexts only grow).
     pub context_reuse: u32,
+    /// false: a job thread whose call makes a function hot waits until its
+    /// optimized version is installed (HotSpot's -Xbatch). For tests and
+    /// debugging: tier-ups become deterministic.
+    pub background: bool,
 }
 
 impl Default for Compiler {
@@ -77,6 +81,7 @@ impl Default for Compiler {
             max_attempts: 2,
             inline_callee_max_instructions: 400,
             context_reuse: 200,
+            background: true,
         }
     }
 }
@@ -108,6 +113,7 @@ pub const KEYS: &[&str] = &[
     "compiler.max_attempts",
     "compiler.inline_callee_max_instructions",
     "compiler.context_reuse",
+    "compiler.background",
     "target.cpu",
     "target.features",
 ];
@@ -166,6 +172,7 @@ impl Config {
                 parse(value).map(|v| self.compiler.inline_callee_max_instructions = v)
             }
             "compiler.context_reuse" => parse(value).map(|v| self.compiler.context_reuse = v),
+            "compiler.background" => parse(value).map(|v| self.compiler.background = v),
             "target.cpu" => parse_string(value).map(|v| self.target.cpu = v),
             "target.features" => parse_string(value).map(|v| self.target.features = v),
             _ => Err(format!("unknown key `{key}`; known keys: {}", KEYS.join(", "))),

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crossbeam_channel::Sender;
 use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::values::BasicValue;
 
-use crate::baseline::{baseline_symbol, instrument};
+use crate::baseline::{baseline_symbol, instrument, BatchTierUp};
 use crate::code::{self, CounterTable, Jit, MainShape, SlotTable};
 use crate::codegen::{self, TargetSpec};
 use crate::config::Config;
@@ -21,7 +22,7 @@ use crate::ir::load::{parse_module, read_job_ir};
 use crate::ir::normalize::{is_intrinsic, make_shareable, set_code_attributes};
 use crate::metrics::Metrics;
 use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest};
-use crate::versions::{Tier, VersionManager};
+use crate::versions::{Tier, TierUpState, VersionManager};
 
 /// How a job runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +72,8 @@ pub struct Shared {
     pub jit: Jit,
     pub stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Where batch-mode tier-ups queue their requests (None once stopped).
+    batch_requests: Mutex<Option<Sender<CompileRequest>>>,
 }
 
 /// Runs the job to completion and exits the process with its status.
@@ -85,6 +88,7 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     let module = parse_module(&context, &bytes, &options.job)?;
     let shape = main_shape(&module, &options)?;
     set_code_attributes(&module, &target);
+    bind_host_overrides(&module);
     let metrics = Metrics::new(start, options.events);
     match options.mode {
         Mode::Optimized => run_optimized(module, target, shape, metrics, &options),
@@ -117,9 +121,24 @@ fn main_shape(module: &Module<'_>, options: &RunOptions) -> Result<MainShape, Er
     }
 }
 
+/// Points the job's declarations of overridden libc functions (`exit`,
+/// `atexit`) at tierjit's versions. A job that defines such a function
+/// itself keeps its own.
+fn bind_host_overrides(module: &Module<'_>) {
+    for o in code::host_overrides() {
+        if let Some(f) = module.get_function(o.job_name).filter(|f| f.count_basic_blocks() == 0) {
+            f.as_global_value().set_name(o.symbol);
+        }
+    }
+}
+
+fn override_symbols() -> Vec<(&'static str, usize)> {
+    code::host_overrides().into_iter().map(|o| (o.symbol, o.address)).collect()
+}
+
 /// Names the module uses but neither defines nor finds in the host process.
 fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Error> {
-    let overrides: Vec<&str> = code::host_overrides().into_iter().map(|(n, _)| n).collect();
+    let overrides: Vec<&str> = code::host_overrides().into_iter().map(|o| o.symbol).collect();
     let mut missing = Vec::new();
     let mut check = |name: String| {
         if !name.is_empty() && !overrides.contains(&name.as_str()) && !code::host_has_symbol(&name) {
@@ -145,15 +164,6 @@ fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Erro
     }
 }
 
-/// Host functions the job gets in place of its own references, except where
-/// the job defines that name itself.
-fn overrides_for(module: &Module<'_>) -> Vec<(&'static str, usize)> {
-    code::host_overrides()
-        .into_iter()
-        .filter(|(name, _)| module.get_function(name).is_none_or(|f| f.count_basic_blocks() == 0))
-        .collect()
-}
-
 fn run_optimized(
     module: Module<'_>,
     target: TargetSpec,
@@ -167,7 +177,7 @@ fn run_optimized(
     let compile_start = Instant::now();
     codegen::optimize(&module, &machine, level)?;
     let object = codegen::emit_object(&module, &machine)?;
-    let jit = Jit::new(&overrides_for(&module))?;
+    let jit = Jit::new(&override_symbols())?;
     let loaded = jit.add_object(&object, "job")?;
     let entry = jit.lookup("main")?;
     let functions = module.get_functions().filter(|f| f.count_basic_blocks() > 0).count();
@@ -203,10 +213,13 @@ fn run_tiered(
 
     let compile_start = Instant::now();
     let baseline = module.clone();
-    instrument(&baseline, &layout, &slots, &counters)?;
+    let batch = (options.mode == Mode::Tiered && !options.config.compiler.background).then(|| {
+        BatchTierUp { calls: options.config.thresholds.calls, hook: code::tier_up_now_address() }
+    });
+    instrument(&baseline, &layout, &slots, &counters, batch)?;
     let machine = target.machine(0)?;
     let object = codegen::emit_object(&baseline, &machine)?;
-    let jit = Jit::new(&overrides_for(&module))?;
+    let jit = Jit::new(&override_symbols())?;
     let loaded = jit.add_object(&object, "baseline")?;
     for (id, f) in layout.functions.iter().enumerate() {
         slots.install_initial(id, jit.lookup(&baseline_symbol(&f.name))?);
@@ -229,6 +242,7 @@ fn run_tiered(
         jit,
         stop: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
+        batch_requests: Mutex::new(None),
     });
     if options.mode == Mode::Tiered {
         start_background(&shared);
@@ -250,6 +264,11 @@ fn run_tiered(
 
 fn start_background(shared: &Arc<Shared>) {
     let (tx, rx) = crossbeam_channel::bounded::<CompileRequest>(shared.config.compiler.queue_size);
+    if !shared.config.compiler.background {
+        *shared.batch_requests.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+        let s = shared.clone();
+        code::set_tier_up_hook(Box::new(move |id| tier_up_now(&s, id)));
+    }
     let mut threads = shared.threads.lock().unwrap_or_else(|p| p.into_inner());
     for i in 0..shared.config.compiler.threads {
         let (s, r) = (shared.clone(), rx.clone());
@@ -269,12 +288,53 @@ fn start_background(shared: &Arc<Shared>) {
     );
 }
 
+/// Batch mode: queue `id` and wait until its compile has finished (or
+/// until another thread's request for it has).
+fn tier_up_now(shared: &Shared, id: usize) {
+    loop {
+        let previous = shared.versions.state(id);
+        match previous {
+            TierUpState::Requested => {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                continue;
+            }
+            TierUpState::Installed | TierUpState::GaveUp { .. } => return,
+            TierUpState::Cold | TierUpState::Failed { .. } => {}
+        }
+        if !shared.versions.try_request(id, Instant::now()) {
+            return;
+        }
+        let Some(sender) = shared.batch_requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        else {
+            shared.versions.cancel_request(id, previous);
+            return;
+        };
+        let f = &shared.layout.functions[id];
+        let (done, finished) = crossbeam_channel::bounded::<()>(0);
+        let request = CompileRequest {
+            function: id,
+            calls: shared.counters.read(f.entry_counter),
+            backedges: f.loops.iter().map(|l| shared.counters.read(l.counter)).sum(),
+            queued_at: Instant::now(),
+            done: Some(done),
+        };
+        if sender.send(request).is_err() {
+            shared.versions.cancel_request(id, previous);
+            return;
+        }
+        // Returns when the compiler drops the request's `done` sender.
+        let _ = finished.recv();
+        return;
+    }
+}
+
 /// Stops the profiler (which closes the queue) and waits for compiles in
 /// progress: LLVM must not be running on another thread while the process
 /// runs its exit-time destructors.
 fn stop_background(shared: &Shared) {
     // Release: pairs with the Acquire loads in the background threads.
     shared.stop.store(true, Ordering::Release);
+    shared.batch_requests.lock().unwrap_or_else(|p| p.into_inner()).take();
     let threads: Vec<_> = shared.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
     for t in threads {
         let _ = t.join();

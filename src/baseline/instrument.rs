@@ -18,10 +18,11 @@ use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
 use inkwell::module::{Linkage, Module};
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValue, FunctionValue, InstructionValue, Operand, PhiValue,
+    BasicMetadataValueEnum, BasicValue, FunctionValue, InstructionOpcode, InstructionValue, IntValue,
+    Operand, PhiValue,
     PointerValue,
 };
-use inkwell::AtomicOrdering;
+use inkwell::{AtomicOrdering, IntPredicate};
 use llvm_sys::LLVMTailCallKind;
 
 use crate::code::ir::retarget_successors;
@@ -35,6 +36,14 @@ pub fn baseline_symbol(function: &str) -> String {
     format!("{function}.tj0")
 }
 
+/// Batch mode: at the entry count `calls`, baseline code calls the host
+/// function at `hook` with the function's id and waits for it.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchTierUp {
+    pub calls: u64,
+    pub hook: usize,
+}
+
 /// Rewrites `module` (a copy of the canonical module) into the baseline
 /// module described above.
 pub fn instrument(
@@ -42,6 +51,7 @@ pub fn instrument(
     layout: &JobLayout,
     slots: &SlotTable,
     counters: &CounterTable,
+    batch: Option<BatchTierUp>,
 ) -> Result<(), Error> {
     let context_ref = module.get_context();
     let context = &context_ref;
@@ -61,10 +71,15 @@ pub fn instrument(
                 count_backedge(context, &builder, blocks[latch], header, counters, lp.counter)?;
             }
         }
-        let entry = blocks[0];
-        let first = entry.get_first_instruction().expect("a block has a terminator");
-        builder.position_before(&first);
-        emit_increment(context, &builder, counters.address_of(info.entry_counter))?;
+        let address = counters.address_of(info.entry_counter);
+        match batch {
+            None => {
+                let first = blocks[0].get_first_instruction().expect("a block has a terminator");
+                builder.position_before(&first);
+                emit_increment(context, &builder, address)?;
+            }
+            Some(batch) => emit_batch_entry(context, &builder, *function, address, id, batch)?,
+        }
 
         for instruction in instructions(*function) {
             let Some(callee) = direct_callee(instruction) else { continue };
@@ -102,7 +117,11 @@ fn host_pointer<'ctx>(context: &ContextRef<'ctx>, address: usize) -> PointerValu
 
 /// `counter += 1` with unordered atomics: a plain load and store in machine
 /// code, never torn, and racing increments from job threads may be lost.
-fn emit_increment(context: &ContextRef<'_>, builder: &Builder<'_>, address: usize) -> Result<(), Error> {
+fn emit_increment<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    address: usize,
+) -> Result<IntValue<'ctx>, Error> {
     let ptr = host_pointer(context, address);
     let i64t = context.i64_type();
     let old = builder.build_load(i64t, ptr, "tj.count").map_err(codegen_err)?;
@@ -111,7 +130,47 @@ fn emit_increment(context: &ContextRef<'_>, builder: &Builder<'_>, address: usiz
         .build_int_add(old.into_int_value(), i64t.const_int(1, false), "tj.count1")
         .map_err(codegen_err)?;
     let store = builder.build_store(ptr, new).map_err(codegen_err)?;
-    set_atomic(Some(store), AtomicOrdering::Unordered)
+    set_atomic(Some(store), AtomicOrdering::Unordered)?;
+    Ok(new)
+}
+
+/// Batch mode entry: a new entry block takes the static allocas (so they
+/// stay static), counts the call, and on reaching the threshold calls the
+/// tier-up hook before falling into the original body.
+fn emit_batch_entry<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    function: FunctionValue<'ctx>,
+    counter: usize,
+    id: usize,
+    batch: BatchTierUp,
+) -> Result<(), Error> {
+    let body = function.get_first_basic_block().expect("defined function");
+    let entry = context.prepend_basic_block(body, "tj.entry");
+    let hot = context.insert_basic_block_after(entry, "tj.tierup");
+    builder.position_at_end(entry);
+    let mut cur = body.get_first_instruction();
+    while let Some(instruction) = cur {
+        cur = instruction.get_next_instruction();
+        if instruction.get_opcode() == InstructionOpcode::Alloca {
+            instruction.remove_from_basic_block();
+            builder.insert_instruction(&instruction, None);
+        }
+    }
+    let count = emit_increment(context, builder, counter)?;
+    let i64t = context.i64_type();
+    let reached = builder
+        .build_int_compare(IntPredicate::EQ, count, i64t.const_int(batch.calls, false), "tj.hot")
+        .map_err(codegen_err)?;
+    builder.build_conditional_branch(reached, hot, body).map_err(codegen_err)?;
+    builder.position_at_end(hot);
+    let hook_type = context.void_type().fn_type(&[i64t.into()], false);
+    let hook = host_pointer(context, batch.hook);
+    builder
+        .build_indirect_call(hook_type, hook, &[i64t.const_int(id as u64, false).into()], "")
+        .map_err(codegen_err)?;
+    builder.build_unconditional_branch(body).map_err(codegen_err)?;
+    Ok(())
 }
 
 /// An atomic load of a slot. Monotonic suffices: the publisher completes
@@ -154,7 +213,7 @@ fn count_backedge<'ctx>(
     }).all(|b| b == header);
     if only_successor {
         builder.position_before(&term);
-        return emit_increment(context, builder, address);
+        return emit_increment(context, builder, address).map(|_| ());
     }
     let edge = context.insert_basic_block_after(latch, "tj.backedge");
     builder.position_at_end(edge);

@@ -15,6 +15,27 @@ pub fn set_shutdown_hook(hook: ShutdownHook) {
     let _ = SHUTDOWN.set(hook);
 }
 
+type TierUpHook = Box<dyn Fn(usize) + Send + Sync>;
+
+/// Called by baseline code in batch mode (`compiler.background = false`)
+/// when a function's entry count reaches the call threshold.
+static TIER_UP_NOW: OnceLock<TierUpHook> = OnceLock::new();
+
+pub fn set_tier_up_hook(hook: TierUpHook) {
+    let _ = TIER_UP_NOW.set(hook);
+}
+
+extern "C" fn tier_up_now(function: u64) {
+    if let Some(hook) = TIER_UP_NOW.get() {
+        hook(function as usize);
+    }
+}
+
+/// Address baseline code calls in batch mode, as `void (i64 function_id)`.
+pub fn tier_up_now_address() -> usize {
+    tier_up_now as extern "C" fn(u64) as usize
+}
+
 /// Bound to the job's `exit` symbol.
 extern "C" fn job_exit(status: c_int) -> ! {
     finish(status)
@@ -34,9 +55,41 @@ pub fn finish(status: c_int) -> ! {
     unsafe { libc::exit(status) }
 }
 
+/// glibc keeps `atexit` in the static libc_nonshared.a (it calls
+/// `__cxa_atexit` with the caller's `__dso_handle`), so the shared C library
+/// does not export it; jobs get ours, registered with the process.
+extern "C" fn job_atexit(handler: extern "C" fn()) -> c_int {
+    // SAFETY: registering a function pointer supplied by the job, exactly
+    // as its own call to atexit would; it stays valid because job code is
+    // never freed before exit.
+    unsafe { libc::atexit(handler) }
+}
+
+/// A host function that takes the place of a libc function the job calls.
+pub struct HostOverride {
+    /// The name the job declares.
+    pub job_name: &'static str,
+    /// The private symbol the job's declaration is renamed to. (ORC's LLJIT
+    /// defines its own `atexit` in the main JITDylib, whose handlers would
+    /// never run, so the names must differ.)
+    pub symbol: &'static str,
+    pub address: usize,
+}
+
 /// Host functions that replace the job's references to these names.
-pub fn host_overrides() -> Vec<(&'static str, usize)> {
-    vec![("exit", job_exit as extern "C" fn(c_int) -> ! as usize)]
+pub fn host_overrides() -> Vec<HostOverride> {
+    vec![
+        HostOverride {
+            job_name: "exit",
+            symbol: "__tierjit_exit",
+            address: job_exit as extern "C" fn(c_int) -> ! as usize,
+        },
+        HostOverride {
+            job_name: "atexit",
+            symbol: "__tierjit_atexit",
+            address: job_atexit as extern "C" fn(extern "C" fn()) -> c_int as usize,
+        },
+    ]
 }
 
 /// Makes the math library's symbols visible to lookups by name (Rust

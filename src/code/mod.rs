@@ -10,7 +10,7 @@ mod tables;
 
 pub use entry::{
     call_main, finish, host_has_symbol, host_overrides, load_host_libraries, set_shutdown_hook,
-    MainShape,
+    set_tier_up_hook, tier_up_now_address, MainShape,
 };
 pub use orc::{Jit, LoadedObject};
 pub use tables::{CounterTable, SlotTable};

@@ -5,9 +5,9 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use inkwell::context::Context;
 
 use super::build::compile_version;
@@ -42,13 +42,19 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
                 return;
             }
         };
-        for _ in 0..reuse {
-            let Ok(request) = requests.recv() else { return };
-            // Acquire: pairs with the Release store at shutdown; a request
-            // that arrives after it is dropped (the job is ending).
+        let mut compiled = 0;
+        while compiled < reuse {
+            // Acquire: pairs with the Release store at shutdown; requests
+            // still queued then are dropped (the job is ending).
             if shared.stop.load(Ordering::Acquire) {
                 return;
             }
+            let request = match requests.recv_timeout(Duration::from_millis(20)) {
+                Ok(request) => request,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            compiled += 1;
             let started = Instant::now();
             let version = shared.versions.next_version(request.function);
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

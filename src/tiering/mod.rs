@@ -15,4 +15,6 @@ pub struct CompileRequest {
     pub calls: u64,
     pub backedges: u64,
     pub queued_at: Instant,
+    /// Batch mode: told (by being dropped) when the request is finished.
+    pub done: Option<crossbeam_channel::Sender<()>>,
 }

@@ -37,7 +37,7 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
             if !shared.versions.try_request(id, now) {
                 return true;
             }
-            let request = CompileRequest { function: id, calls, backedges, queued_at: now };
+            let request = CompileRequest { function: id, calls, backedges, queued_at: now, done: None };
             match requests.try_send(request) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {

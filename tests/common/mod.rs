@@ -1,0 +1,153 @@
+//! Helpers shared by the integration tests: running tierjit and native
+//! builds of the same job.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn tierjit() -> &'static str {
+    env!("CARGO_BIN_EXE_tierjit")
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A scratch directory for this test process.
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tierjit-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        dir
+    })
+}
+
+/// clang-19 as tierjit finds it.
+pub fn clang() -> PathBuf {
+    if let Some(p) = std::env::var_os("TIERJIT_CLANG") {
+        return PathBuf::from(p);
+    }
+    let debian = Path::new("/usr/lib/llvm-19/bin/clang");
+    if debian.is_file() {
+        debian.to_path_buf()
+    } else {
+        PathBuf::from("clang-19")
+    }
+}
+
+/// The outcome of one process run.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+}
+
+/// Runs a command to completion, killing it after `limit`.
+pub fn run_with_limit(command: &mut Command, limit: Duration) -> Run {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    // Read both pipes on threads so a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut s).ok();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut s).ok();
+        s
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().expect("wait after kill");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Run {
+        status: status.code(),
+        stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
+        timed_out,
+    }
+}
+
+/// How long any single job may take in the tests; generous because the
+/// suite also runs under QEMU.
+pub fn job_limit() -> Duration {
+    let secs = std::env::var("TIERJIT_TEST_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    Duration::from_secs(secs)
+}
+
+/// Runs `tierjit run JOB <flags> [-- args]`.
+pub fn run_tierjit(job: &Path, flags: &[&str], args: &[String]) -> Run {
+    let mut cmd = Command::new(tierjit());
+    cmd.arg("run").arg(job).args(flags);
+    if !args.is_empty() {
+        cmd.arg("--").args(args);
+    }
+    run_with_limit(&mut cmd, job_limit())
+}
+
+/// Compiles `source` (.c or .ll) natively with clang-19 into `exe`.
+pub fn build_native(source: &Path, exe: &Path, extra: &[&str]) -> Output {
+    Command::new(clang())
+        .args(["-O2", "-w"])
+        .args(extra)
+        .arg(source)
+        .arg("-o")
+        .arg(exe)
+        .args(["-lm", "-lpthread"])
+        .output()
+        .expect("run clang-19")
+}
+
+/// The modes every differential test compares, as tierjit flags.
+pub const MODES: &[(&str, &[&str])] = &[
+    ("baseline", &["--mode", "baseline"]),
+    ("optimized", &["--mode", "optimized"]),
+    (
+        "tiered",
+        &["--mode", "tiered", "--set", "thresholds.calls=1", "--set", "thresholds.backedges=1"],
+    ),
+    (
+        "tiered-batch",
+        &[
+            "--mode",
+            "tiered",
+            "--set",
+            "thresholds.calls=1",
+            "--set",
+            "thresholds.backedges=1",
+            "--set",
+            "compiler.background=false",
+            "--events",
+        ],
+    ),
+];
+
+/// Functions that `--events` output says were installed at O3.
+pub fn installed_tierups(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("[tierjit]") && l.contains(" O0->O3 ") && l.ends_with(" installed"))
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .collect()
+}

@@ -1,0 +1,127 @@
+//! The fixture suite: every job in tests/fixtures runs natively (clang-19
+//! -O2) and through tierjit in every mode; all must print the expected
+//! output (`NAME.out`) and exit with the expected status. In batch tiered
+//! mode, the functions a fixture names in its `tierup:` line must have been
+//! compiled and installed at O3 while the job ran.
+//!
+//! Directives, in the fixture's leading comments (`//` or `;`):
+//!   args: A B C     the job's arguments
+//!   exit: N         expected exit status (default 0)
+//!   tierup: f g     functions that must tier up in batch mode
+//!
+//! `TIERJIT_BLESS=1 cargo test --test fixtures` rewrites the .out files from
+//! the native run (review the diff before committing).
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+struct Fixture {
+    args: Vec<String>,
+    exit: i32,
+    tierup: Vec<String>,
+}
+
+fn directives(source: &str) -> Fixture {
+    let mut fixture = Fixture { args: vec![], exit: 0, tierup: vec![] };
+    for line in source.lines() {
+        let Some(line) = line.strip_prefix("//").or_else(|| line.strip_prefix(';')) else { continue };
+        let line = line.trim_start_matches(['/', ';', ' ']);
+        let words = |rest: &str| rest.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        if let Some(rest) = line.strip_prefix("args:") {
+            fixture.args = words(rest);
+        } else if let Some(rest) = line.strip_prefix("exit:") {
+            fixture.exit = rest.trim().parse().expect("exit: takes a number");
+        } else if let Some(rest) = line.strip_prefix("tierup:") {
+            fixture.tierup = words(rest);
+        }
+    }
+    fixture
+}
+
+fn check(file: &str) {
+    let path = fixtures_dir().join(file);
+    let source = std::fs::read_to_string(&path).expect("read fixture");
+    let fixture = directives(&source);
+    let expected_path = path.with_extension("out");
+
+    let exe = scratch().join(file.replace('.', "_"));
+    let built = build_native(&path, &exe, &[]);
+    assert!(built.status.success(), "native build failed:\n{}", String::from_utf8_lossy(&built.stderr));
+    let native = run_with_limit(&mut std::process::Command::new(&exe).args(&fixture.args), job_limit());
+    if std::env::var_os("TIERJIT_BLESS").is_some() {
+        std::fs::write(&expected_path, &native.stdout).expect("write .out");
+    }
+    let expected = std::fs::read_to_string(&expected_path)
+        .unwrap_or_else(|_| panic!("{} is missing (TIERJIT_BLESS=1 creates it)", expected_path.display()));
+
+    let mut failures = Vec::new();
+    let compare = |failures: &mut Vec<String>, label: &str, run: &Run| {
+        if run.timed_out {
+            failures.push(format!("{label}: timed out"));
+        }
+        if run.stdout != expected {
+            failures.push(format!("{label}: stdout differs\n--- expected\n{expected}--- got\n{}", run.stdout));
+        }
+        if run.status != Some(fixture.exit) {
+            failures.push(format!(
+                "{label}: exit status {:?}, expected {}\nstderr:\n{}",
+                run.status, fixture.exit, run.stderr
+            ));
+        }
+    };
+    compare(&mut failures, "native", &native);
+    for (label, flags) in MODES {
+        let run = run_tierjit(&path, flags, &fixture.args);
+        compare(&mut failures, label, &run);
+        if *label == "tiered-batch" {
+            let installed = installed_tierups(&run.stderr);
+            for f in &fixture.tierup {
+                if !installed.contains(f) {
+                    failures.push(format!("{label}: `{f}` was not installed at O3; events:\n{}", run.stderr));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));
+}
+
+macro_rules! fixtures {
+    ($($name:ident => $file:literal,)*) => {
+        $( #[test] fn $name() { check($file) } )*
+
+        #[test]
+        fn every_fixture_file_has_a_test() {
+            let listed = [$($file),*];
+            for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                let is_job = Path::new(&name).extension().is_some_and(|e| e == "c" || e == "ll");
+                assert!(!is_job || listed.contains(&name.as_str()), "{name} is not listed in tests/fixtures.rs");
+            }
+        }
+    };
+}
+
+fixtures! {
+    recursion => "recursion.c",
+    callbacks => "callbacks.c",
+    varargs => "varargs.c",
+    statics => "statics.c",
+    switch => "switch.c",
+    float => "float.c",
+    structs => "structs.c",
+    threads => "threads.c",
+    early_exit => "early_exit.c",
+    ssa_loops => "ssa_loops.ll",
+    noargs_globals => "noargs_globals.ll",
+}
+
+#[test]
+fn directives_are_parsed() {
+    let f = directives("// args: 1 2\n// exit: 7\n; tierup: f g\nexit:\n  ret i32 0");
+    assert_eq!(f.args, ["1", "2"]);
+    assert_eq!(f.exit, 7);
+    assert_eq!(f.tierup, ["f", "g"]);
+}

@@ -29,7 +29,9 @@ pub fn initialize_native_target() -> Result<(), Error> {
     #[cfg(target_arch = "aarch64")]
     Target::initialize_aarch64(&config);
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    return Err(Error::Codegen("tierjit supports x86-64 and AArch64 hosts only".into()));
+    return Err(Error::Codegen(
+        "tierjit supports x86-64 and AArch64 hosts only".into(),
+    ));
     #[allow(unreachable_code)]
     Ok(())
 }
@@ -37,17 +39,26 @@ pub fn initialize_native_target() -> Result<(), Error> {
 impl TargetSpec {
     /// Resolves "host" in the config to what this machine is.
     pub fn resolve(target: &config::Target) -> TargetSpec {
-        let triple = TargetMachine::get_default_triple().as_str().to_string_lossy().into_owned();
+        let triple = TargetMachine::get_default_triple()
+            .as_str()
+            .to_string_lossy()
+            .into_owned();
         let host_cpu = TargetMachine::get_host_cpu_name().to_string();
-        let cpu = if target.cpu == "host" { host_cpu } else { target.cpu.clone() };
+        let cpu = if target.cpu == "host" {
+            host_cpu
+        } else {
+            target.cpu.clone()
+        };
         let features = match target.features.as_str() {
-            "host" if target.cpu == "host" => {
-                TargetMachine::get_host_cpu_features().to_string()
-            }
+            "host" if target.cpu == "host" => TargetMachine::get_host_cpu_features().to_string(),
             "host" => String::new(),
             other => other.to_string(),
         };
-        TargetSpec { triple, cpu, features }
+        TargetSpec {
+            triple,
+            cpu,
+            features,
+        }
     }
 
     /// A target machine at the given optimization level. Code is
@@ -73,7 +84,10 @@ impl TargetSpec {
                 CodeModel::Default,
             )
             .ok_or_else(|| {
-                Error::Codegen(format!("no target machine for {} cpu {}", self.triple, self.cpu))
+                Error::Codegen(format!(
+                    "no target machine for {} cpu {}",
+                    self.triple, self.cpu
+                ))
             })
     }
 }
@@ -88,7 +102,11 @@ pub fn optimize(module: &Module<'_>, machine: &TargetMachine, level: u8) -> Resu
 }
 
 /// Runs an explicit pass pipeline (e.g. "elim-avail-extern").
-pub fn run_pipeline(module: &Module<'_>, machine: &TargetMachine, pipeline: &str) -> Result<(), Error> {
+pub fn run_pipeline(
+    module: &Module<'_>,
+    machine: &TargetMachine,
+    pipeline: &str,
+) -> Result<(), Error> {
     module
         .run_passes(pipeline, machine, PassBuilderOptions::create())
         .map_err(|e| Error::Codegen(format!("{pipeline}: {e}")))

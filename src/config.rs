@@ -31,7 +31,10 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { calls: 1000, backedges: 20_000 }
+        Thresholds {
+            calls: 1000,
+            backedges: 20_000,
+        }
     }
 }
 
@@ -98,7 +101,10 @@ pub struct Target {
 
 impl Default for Target {
     fn default() -> Self {
-        Target { cpu: "host".into(), features: "host".into() }
+        Target {
+            cpu: "host".into(),
+            features: "host".into(),
+        }
     }
 }
 
@@ -121,12 +127,14 @@ pub const KEYS: &[&str] = &[
 impl Config {
     /// Parses a RON config; errors carry the file, line and column.
     pub fn from_ron(text: &str, path: &Path) -> Result<Config, Error> {
-        let config: Config = ron::Options::default().from_str(text).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            line: e.position.line,
-            column: e.position.col,
-            message: e.code.to_string(),
-        })?;
+        let config: Config = ron::Options::default()
+            .from_str(text)
+            .map_err(|e| Error::Config {
+                path: path.to_path_buf(),
+                line: e.position.line,
+                column: e.position.col,
+                message: e.code.to_string(),
+            })?;
         config.validate().map_err(|message| Error::Config {
             path: path.to_path_buf(),
             line: 1,
@@ -137,14 +145,19 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::from_ron(&text, path)
     }
 
     /// Applies one `key=value` override; the value is RON (`1`, `"cortex-a72"`).
     pub fn apply_override(&mut self, setting: &str) -> Result<(), Error> {
-        let err = |message: String| Error::ConfigOverride { setting: setting.into(), message };
+        let err = |message: String| Error::ConfigOverride {
+            setting: setting.into(),
+            message,
+        };
         let (key, value) = setting
             .split_once('=')
             .ok_or_else(|| err("expected KEY=VALUE, e.g. thresholds.calls=1".into()))?;
@@ -175,7 +188,10 @@ impl Config {
             "compiler.background" => parse(value).map(|v| self.compiler.background = v),
             "target.cpu" => parse_string(value).map(|v| self.target.cpu = v),
             "target.features" => parse_string(value).map(|v| self.target.features = v),
-            _ => Err(format!("unknown key `{key}`; known keys: {}", KEYS.join(", "))),
+            _ => Err(format!(
+                "unknown key `{key}`; known keys: {}",
+                KEYS.join(", ")
+            )),
         };
         result.map_err(err)?;
         self.validate().map_err(err)
@@ -233,7 +249,9 @@ mod tests {
     #[test]
     fn unknown_key_reports_line_and_column() {
         let text = "(\n  thresholds: (\n    callz: 5,\n  ),\n)";
-        let err = Config::from_ron(text, Path::new("c.ron")).unwrap_err().to_string();
+        let err = Config::from_ron(text, Path::new("c.ron"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("c.ron:3:"), "{err}");
         assert!(err.contains("callz"), "{err}");
     }

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{path}: unsupported job type (expected a .ll, .bc or .c file)")]
     UnsupportedJobType { path: PathBuf },
@@ -18,7 +21,9 @@ pub enum Error {
     #[error("{path}: clang-19 could not compile it:\n{diagnostics}")]
     Clang { path: PathBuf, diagnostics: String },
 
-    #[error("cannot run clang to compile {path}: {message} (install clang-19, or set TIERJIT_CLANG)")]
+    #[error(
+        "cannot run clang to compile {path}: {message} (install clang-19, or set TIERJIT_CLANG)"
+    )]
     ClangMissing { path: PathBuf, message: String },
 
     #[error("{path}: invalid IR (the LLVM verifier rejected it):\n{message}")]
@@ -37,7 +42,12 @@ pub enum Error {
     Unsupported { path: PathBuf, what: String },
 
     #[error("{path}:{line}:{column}: {message}")]
-    Config { path: PathBuf, line: usize, column: usize, message: String },
+    Config {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
 
     #[error("--set {setting}: {message}")]
     ConfigOverride { setting: String, message: String },

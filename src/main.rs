@@ -11,7 +11,11 @@ use tierjit::{Config, Mode, RunOptions};
 const TOOL_FAILURE: u8 = 125;
 
 #[derive(Parser)]
-#[command(name = "tierjit", version, about = "A tiered JIT for compute jobs in LLVM IR or C")]
+#[command(
+    name = "tierjit",
+    version,
+    about = "A tiered JIT for compute jobs in LLVM IR or C"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

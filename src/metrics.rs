@@ -77,7 +77,11 @@ impl Metrics {
 
     pub fn tier_event(&self, event: &TierEvent<'_>) {
         self.record_latency(event.to, event.compile);
-        let counter = if event.outcome.is_ok() { &self.installed } else { &self.failed };
+        let counter = if event.outcome.is_ok() {
+            &self.installed
+        } else {
+            &self.failed
+        };
         // Relaxed: a statistic, read once at exit after the threads joined.
         counter.fetch_add(1, Ordering::Relaxed);
         if !self.events_enabled {
@@ -104,7 +108,10 @@ impl Metrics {
 
     fn record_latency(&self, tier: Tier, compile: Duration) {
         let micros = (compile.as_micros() as u64).clamp(1, 600_000_000);
-        let mut h = self.histogram(tier).lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = self
+            .histogram(tier)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let _ = h.record(micros);
     }
 
@@ -118,14 +125,20 @@ impl Metrics {
     }
 
     pub fn tier_ups(&self) -> (u64, u64) {
-        (self.installed.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+        (
+            self.installed.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Latency lines for the summary: tier, count, p50, p90, p99, max (ms).
     pub fn latency_rows(&self) -> Vec<String> {
         let mut rows = Vec::new();
         for tier in [Tier::Baseline, Tier::Optimized] {
-            let h = self.histogram(tier).lock().unwrap_or_else(|p| p.into_inner());
+            let h = self
+                .histogram(tier)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if h.is_empty() {
                 continue;
             }

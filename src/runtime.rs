@@ -70,6 +70,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub policy: Policy,
     pub jit: Jit,
+    /// Function whose compiles fail on purpose (tests of the failure path).
+    pub inject_compile_failure: Option<String>,
     pub stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Where batch-mode tier-ups queue their requests (None once stopped).
@@ -117,7 +119,10 @@ fn main_shape(module: &Module<'_>, options: &RunOptions) -> Result<MainShape, Er
         _ if returns_int && params.is_empty() && !ty.is_var_arg() => Ok(MainShape::NoArgs),
         _ if returns_int && int_then_ptrs(2) => Ok(MainShape::ArgcArgv { envp: false }),
         _ if returns_int && int_then_ptrs(3) => Ok(MainShape::ArgcArgv { envp: true }),
-        _ => Err(Error::BadMain { path, signature: ty.print_to_string().to_string() }),
+        _ => Err(Error::BadMain {
+            path,
+            signature: ty.print_to_string().to_string(),
+        }),
     }
 }
 
@@ -126,27 +131,41 @@ fn main_shape(module: &Module<'_>, options: &RunOptions) -> Result<MainShape, Er
 /// itself keeps its own.
 fn bind_host_overrides(module: &Module<'_>) {
     for o in code::host_overrides() {
-        if let Some(f) = module.get_function(o.job_name).filter(|f| f.count_basic_blocks() == 0) {
+        if let Some(f) = module
+            .get_function(o.job_name)
+            .filter(|f| f.count_basic_blocks() == 0)
+        {
             f.as_global_value().set_name(o.symbol);
         }
     }
 }
 
 fn override_symbols() -> Vec<(&'static str, usize)> {
-    code::host_overrides().into_iter().map(|o| (o.symbol, o.address)).collect()
+    code::host_overrides()
+        .into_iter()
+        .map(|o| (o.symbol, o.address))
+        .collect()
 }
 
 /// Names the module uses but neither defines nor finds in the host process.
 fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Error> {
-    let overrides: Vec<&str> = code::host_overrides().into_iter().map(|o| o.symbol).collect();
+    let overrides: Vec<&str> = code::host_overrides()
+        .into_iter()
+        .map(|o| o.symbol)
+        .collect();
     let mut missing = Vec::new();
     let mut check = |name: String| {
-        if !name.is_empty() && !overrides.contains(&name.as_str()) && !code::host_has_symbol(&name) {
+        if !name.is_empty() && !overrides.contains(&name.as_str()) && !code::host_has_symbol(&name)
+        {
             missing.push(name);
         }
     };
     for f in module.get_functions() {
-        let used = f.as_global_value().as_pointer_value().get_first_use().is_some();
+        let used = f
+            .as_global_value()
+            .as_pointer_value()
+            .get_first_use()
+            .is_some();
         if f.count_basic_blocks() == 0 && !is_intrinsic(f) && used {
             check(f.get_name().to_string_lossy().into_owned());
         }
@@ -160,7 +179,10 @@ fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Erro
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::Unresolved { path: options.job.clone(), names: missing })
+        Err(Error::Unresolved {
+            path: options.job.clone(),
+            names: missing,
+        })
     }
 }
 
@@ -180,8 +202,16 @@ fn run_optimized(
     let jit = Jit::new(&override_symbols())?;
     let loaded = jit.add_object(&object, "job")?;
     let entry = jit.lookup("main")?;
-    let functions = module.get_functions().filter(|f| f.count_basic_blocks() > 0).count();
-    metrics.module_compiled(Tier::Optimized, functions, compile_start.elapsed(), object.len());
+    let functions = module
+        .get_functions()
+        .filter(|f| f.count_basic_blocks() > 0)
+        .count();
+    metrics.module_compiled(
+        Tier::Optimized,
+        functions,
+        compile_start.elapsed(),
+        object.len(),
+    );
     let jit = Box::leak(Box::new(jit));
     std::mem::forget(loaded);
     let stats = options.stats;
@@ -214,7 +244,10 @@ fn run_tiered(
     let compile_start = Instant::now();
     let baseline = module.clone();
     let batch = (options.mode == Mode::Tiered && !options.config.compiler.background).then(|| {
-        BatchTierUp { calls: options.config.thresholds.calls, hook: code::tier_up_now_address() }
+        BatchTierUp {
+            calls: options.config.thresholds.calls,
+            hook: code::tier_up_now_address(),
+        }
     });
     instrument(&baseline, &layout, &slots, &counters, batch)?;
     let machine = target.machine(0)?;
@@ -225,7 +258,12 @@ fn run_tiered(
         slots.install_initial(id, jit.lookup(&baseline_symbol(&f.name))?);
     }
     let entry = jit.lookup("main")?;
-    metrics.module_compiled(Tier::Baseline, layout.functions.len(), compile_start.elapsed(), object.len());
+    metrics.module_compiled(
+        Tier::Baseline,
+        layout.functions.len(),
+        compile_start.elapsed(),
+        object.len(),
+    );
 
     let versions = VersionManager::new(slots, layout.functions.len(), Tier::Baseline);
     versions.keep_alive(loaded);
@@ -240,6 +278,7 @@ fn run_tiered(
         metrics,
         policy: Policy::new(&options.config),
         jit,
+        inject_compile_failure: std::env::var(compiler::INJECT_ENV).ok(),
         stop: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
         batch_requests: Mutex::new(None),
@@ -265,7 +304,10 @@ fn run_tiered(
 fn start_background(shared: &Arc<Shared>) {
     let (tx, rx) = crossbeam_channel::bounded::<CompileRequest>(shared.config.compiler.queue_size);
     if !shared.config.compiler.background {
-        *shared.batch_requests.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+        *shared
+            .batch_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         let s = shared.clone();
         code::set_tier_up_hook(Box::new(move |id| tier_up_now(&s, id)));
     }
@@ -304,7 +346,11 @@ fn tier_up_now(shared: &Shared, id: usize) {
         if !shared.versions.try_request(id, Instant::now()) {
             return;
         }
-        let Some(sender) = shared.batch_requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let Some(sender) = shared
+            .batch_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
         else {
             shared.versions.cancel_request(id, previous);
             return;
@@ -314,7 +360,11 @@ fn tier_up_now(shared: &Shared, id: usize) {
         let request = CompileRequest {
             function: id,
             calls: shared.counters.read(f.entry_counter),
-            backedges: f.loops.iter().map(|l| shared.counters.read(l.counter)).sum(),
+            backedges: f
+                .loops
+                .iter()
+                .map(|l| shared.counters.read(l.counter))
+                .sum(),
             queued_at: Instant::now(),
             done: Some(done),
         };
@@ -334,15 +384,26 @@ fn tier_up_now(shared: &Shared, id: usize) {
 fn stop_background(shared: &Shared) {
     // Release: pairs with the Acquire loads in the background threads.
     shared.stop.store(true, Ordering::Release);
-    shared.batch_requests.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let threads: Vec<_> = shared.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+    shared
+        .batch_requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let threads: Vec<_> = shared
+        .threads
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+        .collect();
     for t in threads {
         let _ = t.join();
     }
 }
 
 fn argv(options: &RunOptions) -> Vec<String> {
-    std::iter::once(options.job.display().to_string()).chain(options.args.iter().cloned()).collect()
+    std::iter::once(options.job.display().to_string())
+        .chain(options.args.iter().cloned())
+        .collect()
 }
 
 fn print_tiered_stats(shared: &Shared, mode: Mode) {
@@ -350,17 +411,27 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
     let mut out = String::new();
     let elapsed = shared.metrics.start().elapsed().as_secs_f64();
     out += &format!("tierjit stats: mode {mode}, {elapsed:.3}s\n");
-    out += &format!("  {:<32} {:>4} {:>14} {:>14}\n", "function", "tier", "calls", "backedges");
+    out += &format!(
+        "  {:<32} {:>4} {:>14} {:>14}\n",
+        "function", "tier", "calls", "backedges"
+    );
     let mut optimized = 0;
     for (id, f) in shared.layout.functions.iter().enumerate() {
         let calls = shared.counters.read(f.entry_counter);
-        let backedges: u64 = f.loops.iter().map(|l| shared.counters.read(l.counter)).sum();
+        let backedges: u64 = f
+            .loops
+            .iter()
+            .map(|l| shared.counters.read(l.counter))
+            .sum();
         let tier = shared.versions.tier(id);
         if tier == Tier::Optimized {
             optimized += 1;
         }
         if calls > 0 || tier != Tier::Baseline {
-            out += &format!("  {:<32} {:>4} {:>14} {:>14}\n", f.name, tier, calls, backedges);
+            out += &format!(
+                "  {:<32} {:>4} {:>14} {:>14}\n",
+                f.name, tier, calls, backedges
+            );
         }
     }
     let (installed, failed) = shared.metrics.tier_ups();

@@ -41,7 +41,11 @@ pub enum TierUpState {
     /// The optimized version is installed.
     Installed,
     /// The last attempt failed; may be retried after `retry_at`.
-    Failed { attempts: u32, retry_at: Instant, reason: String },
+    Failed {
+        attempts: u32,
+        retry_at: Instant,
+        reason: String,
+    },
     /// Every allowed attempt failed; stays on baseline.
     GaveUp { reason: String },
 }
@@ -63,9 +67,17 @@ pub struct VersionManager {
 impl VersionManager {
     pub fn new(slots: SlotTable, functions: usize, initial: Tier) -> VersionManager {
         let records = (0..functions)
-            .map(|_| Record { tier: initial, state: TierUpState::Cold, versions: 1 })
+            .map(|_| Record {
+                tier: initial,
+                state: TierUpState::Cold,
+                versions: 1,
+            })
             .collect();
-        VersionManager { slots, records: Mutex::new(records), objects: Mutex::new(Vec::new()) }
+        VersionManager {
+            slots,
+            records: Mutex::new(records),
+            objects: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn slots(&self) -> &SlotTable {
@@ -77,7 +89,10 @@ impl VersionManager {
     }
 
     pub fn keep_alive(&self, object: LoadedObject) {
-        self.objects.lock().unwrap_or_else(|p| p.into_inner()).push(object);
+        self.objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(object);
     }
 
     pub fn state(&self, id: usize) -> TierUpState {
@@ -136,7 +151,11 @@ impl VersionManager {
             _ => 1,
         };
         record.state = match retry_at {
-            Some(retry_at) => TierUpState::Failed { attempts, retry_at, reason },
+            Some(retry_at) => TierUpState::Failed {
+                attempts,
+                retry_at,
+                reason,
+            },
             None => TierUpState::GaveUp { reason },
         };
     }

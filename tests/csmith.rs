@@ -20,7 +20,10 @@ use std::time::Duration;
 use common::*;
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 const CSMITH_INCLUDE: &str = "/usr/include/csmith";
@@ -46,7 +49,10 @@ fn check_seed(seed: u64) -> Outcome {
     let exe = dir.join("native");
     let built = build_native(&source, &exe, &["-O1", &include]);
     if !built.status.success() {
-        return Outcome::Skipped(format!("native build failed: {}", String::from_utf8_lossy(&built.stderr)));
+        return Outcome::Skipped(format!(
+            "native build failed: {}",
+            String::from_utf8_lossy(&built.stderr)
+        ));
     }
     let native = run_with_limit(&mut Command::new(&exe), Duration::from_secs(10));
     if native.timed_out || native.status != Some(0) {
@@ -68,27 +74,39 @@ fn check_seed(seed: u64) -> Outcome {
             ));
         }
         if *label == "tiered-batch" && installed_tierups(&run.stderr).is_empty() {
-            problems.push(format!("{label}: no function was installed at O3:\n{}", run.stderr));
+            problems.push(format!(
+                "{label}: no function was installed at O3:\n{}",
+                run.stderr
+            ));
         }
     }
     if problems.is_empty() {
         let _ = std::fs::remove_dir_all(&dir);
         Outcome::Agreed
     } else {
-        Outcome::Disagreed(format!("seed {seed} ({}):\n{}", source.display(), problems.join("\n")))
+        Outcome::Disagreed(format!(
+            "seed {seed} ({}):\n{}",
+            source.display(),
+            problems.join("\n")
+        ))
     }
 }
 
 #[test]
 fn csmith_programs_agree_with_native_in_every_mode() {
-    assert!(Path::new(CSMITH_INCLUDE).join("csmith.h").is_file(), "install libcsmith-dev");
+    assert!(
+        Path::new(CSMITH_INCLUDE).join("csmith.h").is_file(),
+        "install libcsmith-dev"
+    );
     let wanted = env_number("TIERJIT_CSMITH_SEEDS", 30);
     let first = env_number("TIERJIT_CSMITH_FIRST_SEED", 1);
     let next_seed = AtomicU64::new(first);
     let agreed = AtomicU64::new(0);
     let skipped = Mutex::new(Vec::new());
     let failures = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
@@ -105,7 +123,9 @@ fn csmith_programs_agree_with_native_in_every_mode() {
                     Outcome::Agreed => {
                         agreed.fetch_add(1, Ordering::Relaxed);
                     }
-                    Outcome::Skipped(why) => skipped.lock().unwrap().push(format!("seed {seed}: {why}")),
+                    Outcome::Skipped(why) => {
+                        skipped.lock().unwrap().push(format!("seed {seed}: {why}"))
+                    }
                     Outcome::Disagreed(report) => failures.lock().unwrap().push(report),
                 }
             });
@@ -114,7 +134,14 @@ fn csmith_programs_agree_with_native_in_every_mode() {
     let failures = failures.into_inner().unwrap();
     let skipped = skipped.into_inner().unwrap();
     let agreed = agreed.into_inner();
-    eprintln!("csmith: {agreed} programs agreed, {} disagreed, {} skipped", failures.len(), skipped.len());
+    eprintln!(
+        "csmith: {agreed} programs agreed, {} disagreed, {} skipped",
+        failures.len(),
+        skipped.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(agreed >= wanted, "only {agreed} of {wanted} seeds were usable: {skipped:?}");
+    assert!(
+        agreed >= wanted,
+        "only {agreed} of {wanted} seeds were usable: {skipped:?}"
+    );
 }

@@ -20,10 +20,22 @@ fn expect_error(job: &std::path::Path, flags: &[&str], needles: &[&str]) -> Stri
     let run = run_tierjit(job, flags, &[]);
     assert!(!run.timed_out, "tierjit hung");
     assert_eq!(run.status, Some(TOOL_FAILURE), "stderr:\n{}", run.stderr);
-    assert!(!run.stderr.contains("panicked"), "tierjit panicked:\n{}", run.stderr);
-    assert!(run.stdout.is_empty(), "no job output expected: {}", run.stdout);
+    assert!(
+        !run.stderr.contains("panicked"),
+        "tierjit panicked:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.is_empty(),
+        "no job output expected: {}",
+        run.stdout
+    );
     for needle in needles {
-        assert!(run.stderr.contains(needle), "expected {needle:?} in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "expected {needle:?} in:\n{}",
+            run.stderr
+        );
     }
     run.stderr
 }
@@ -39,7 +51,10 @@ define i32 @main() {
 
 #[test]
 fn malformed_ll_names_line_and_column() {
-    let job = write("malformed.ll", b"define i32 @main() {\n  ret i32 %nope\n}\n");
+    let job = write(
+        "malformed.ll",
+        b"define i32 @main() {\n  ret i32 %nope\n}\n",
+    );
     expect_error(&job, &[], &["malformed.ll", "cannot parse", ":2:", "nope"]);
 }
 
@@ -59,21 +74,45 @@ fn truncated_bitcode() {
     expect_error(&job, &[], &["truncated.bc", "cannot parse"]);
     // The untruncated file runs.
     let run = run_tierjit(&bc, &[], &[]);
-    assert_eq!((run.status, run.stdout.as_str()), (Some(0), "hi\n"), "{}", run.stderr);
+    assert_eq!(
+        (run.status, run.stdout.as_str()),
+        (Some(0), "hi\n"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn c_that_does_not_compile_shows_clang_diagnostics() {
-    let job = write("broken.c", b"int main(void) { return undeclared_thing + ; }\n");
-    expect_error(&job, &[], &["clang-19 could not compile", "broken.c:1:", "undeclared_thing"]);
+    let job = write(
+        "broken.c",
+        b"int main(void) { return undeclared_thing + ; }\n",
+    );
+    expect_error(
+        &job,
+        &[],
+        &[
+            "clang-19 could not compile",
+            "broken.c:1:",
+            "undeclared_thing",
+        ],
+    );
 }
 
 #[test]
 fn cflags_reach_clang() {
-    let job = write("needs_define.c", b"#include <stdio.h>\nint main(void) { printf(\"%d\\n\", VALUE); return 0; }\n");
+    let job = write(
+        "needs_define.c",
+        b"#include <stdio.h>\nint main(void) { printf(\"%d\\n\", VALUE); return 0; }\n",
+    );
     expect_error(&job, &[], &["VALUE"]);
     let run = run_tierjit(&job, &["--cflag=-DVALUE=41"], &[]);
-    assert_eq!((run.status, run.stdout.as_str()), (Some(0), "41\n"), "{}", run.stderr);
+    assert_eq!(
+        (run.status, run.stdout.as_str()),
+        (Some(0), "41\n"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -84,7 +123,10 @@ fn no_main() {
 
 #[test]
 fn main_with_a_strange_signature() {
-    let job = write("badmain.ll", b"define double @main(double %x) {\n  ret double %x\n}\n");
+    let job = write(
+        "badmain.ll",
+        b"define double @main(double %x) {\n  ret double %x\n}\n",
+    );
     expect_error(&job, &[], &["`main` must be", "double"]);
 }
 
@@ -95,7 +137,11 @@ fn unresolved_external_symbol_is_named() {
         b"int no_such_function_xyz(int);\nint main(void) { return no_such_function_xyz(1); }\n",
     );
     for mode in ["baseline", "optimized", "tiered"] {
-        expect_error(&job, &["--mode", mode], &["unresolved external symbol", "no_such_function_xyz"]);
+        expect_error(
+            &job,
+            &["--mode", mode],
+            &["unresolved external symbol", "no_such_function_xyz"],
+        );
     }
 }
 
@@ -128,8 +174,15 @@ fn unsupported_job_type() {
 
 #[test]
 fn thread_local_variables_are_rejected_clearly() {
-    let job = write("tls.c", b"_Thread_local int t;\nint main(void) { return t; }\n");
-    expect_error(&job, &["--mode", "tiered"], &["not supported", "thread-local", "`t`"]);
+    let job = write(
+        "tls.c",
+        b"_Thread_local int t;\nint main(void) { return t; }\n",
+    );
+    expect_error(
+        &job,
+        &["--mode", "tiered"],
+        &["not supported", "thread-local", "`t`"],
+    );
 }
 
 #[test]
@@ -148,9 +201,21 @@ fn bad_config_file_names_line_and_column() {
 #[test]
 fn bad_set_override() {
     let job = write("ok2.ll", HELLO_LL.as_bytes());
-    expect_error(&job, &["--set", "thresholds.cals=1"], &["--set thresholds.cals=1", "unknown key"]);
-    expect_error(&job, &["--set", "thresholds.calls=-3"], &["thresholds.calls"]);
-    expect_error(&job, &["--set", "compiler.threads=0"], &["compiler.threads"]);
+    expect_error(
+        &job,
+        &["--set", "thresholds.cals=1"],
+        &["--set thresholds.cals=1", "unknown key"],
+    );
+    expect_error(
+        &job,
+        &["--set", "thresholds.calls=-3"],
+        &["thresholds.calls"],
+    );
+    expect_error(
+        &job,
+        &["--set", "compiler.threads=0"],
+        &["compiler.threads"],
+    );
 }
 
 #[test]
@@ -159,5 +224,10 @@ fn example_config_runs_a_job() {
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.ron");
     let flag = format!("--config={}", config.display());
     let run = run_tierjit(&job, &[&flag], &[]);
-    assert_eq!((run.status, run.stdout.as_str()), (Some(0), "hi\n"), "{}", run.stderr);
+    assert_eq!(
+        (run.status, run.stdout.as_str()),
+        (Some(0), "hi\n"),
+        "{}",
+        run.stderr
+    );
 }

@@ -25,11 +25,21 @@ struct Fixture {
 }
 
 fn directives(source: &str) -> Fixture {
-    let mut fixture = Fixture { args: vec![], exit: 0, tierup: vec![] };
+    let mut fixture = Fixture {
+        args: vec![],
+        exit: 0,
+        tierup: vec![],
+    };
     for line in source.lines() {
-        let Some(line) = line.strip_prefix("//").or_else(|| line.strip_prefix(';')) else { continue };
+        let Some(line) = line.strip_prefix("//").or_else(|| line.strip_prefix(';')) else {
+            continue;
+        };
         let line = line.trim_start_matches(['/', ';', ' ']);
-        let words = |rest: &str| rest.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let words = |rest: &str| {
+            rest.split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
         if let Some(rest) = line.strip_prefix("args:") {
             fixture.args = words(rest);
         } else if let Some(rest) = line.strip_prefix("exit:") {
@@ -49,13 +59,24 @@ fn check(file: &str) {
 
     let exe = scratch().join(file.replace('.', "_"));
     let built = build_native(&path, &exe, &[]);
-    assert!(built.status.success(), "native build failed:\n{}", String::from_utf8_lossy(&built.stderr));
-    let native = run_with_limit(&mut std::process::Command::new(&exe).args(&fixture.args), job_limit());
+    assert!(
+        built.status.success(),
+        "native build failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let native = run_with_limit(
+        std::process::Command::new(&exe).args(&fixture.args),
+        job_limit(),
+    );
     if std::env::var_os("TIERJIT_BLESS").is_some() {
         std::fs::write(&expected_path, &native.stdout).expect("write .out");
     }
-    let expected = std::fs::read_to_string(&expected_path)
-        .unwrap_or_else(|_| panic!("{} is missing (TIERJIT_BLESS=1 creates it)", expected_path.display()));
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing (TIERJIT_BLESS=1 creates it)",
+            expected_path.display()
+        )
+    });
 
     let mut failures = Vec::new();
     let compare = |failures: &mut Vec<String>, label: &str, run: &Run| {
@@ -63,7 +84,10 @@ fn check(file: &str) {
             failures.push(format!("{label}: timed out"));
         }
         if run.stdout != expected {
-            failures.push(format!("{label}: stdout differs\n--- expected\n{expected}--- got\n{}", run.stdout));
+            failures.push(format!(
+                "{label}: stdout differs\n--- expected\n{expected}--- got\n{}",
+                run.stdout
+            ));
         }
         if run.status != Some(fixture.exit) {
             failures.push(format!(
@@ -80,7 +104,10 @@ fn check(file: &str) {
             let installed = installed_tierups(&run.stderr);
             for f in &fixture.tierup {
                 if !installed.contains(f) {
-                    failures.push(format!("{label}: `{f}` was not installed at O3; events:\n{}", run.stderr));
+                    failures.push(format!(
+                        "{label}: `{f}` was not installed at O3; events:\n{}",
+                        run.stderr
+                    ));
                 }
             }
         }

@@ -18,9 +18,8 @@ use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
 use inkwell::module::{Linkage, Module};
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValue, FunctionValue, InstructionOpcode, InstructionValue, IntValue,
-    Operand, PhiValue,
-    PointerValue,
+    BasicMetadataValueEnum, BasicValue, FunctionValue, InstructionOpcode, InstructionValue,
+    IntValue, Operand, PhiValue, PointerValue,
 };
 use inkwell::{AtomicOrdering, IntPredicate};
 use llvm_sys::LLVMTailCallKind;
@@ -59,7 +58,11 @@ pub fn instrument(
     let functions: Vec<FunctionValue> = layout
         .functions
         .iter()
-        .map(|f| module.get_function(&f.name).expect("layout comes from this module"))
+        .map(|f| {
+            module
+                .get_function(&f.name)
+                .expect("layout comes from this module")
+        })
         .collect();
 
     for (id, function) in functions.iter().enumerate() {
@@ -68,13 +71,22 @@ pub fn instrument(
         for lp in &info.loops {
             let header = blocks[lp.header];
             for &latch in &lp.latches {
-                count_backedge(context, &builder, blocks[latch], header, counters, lp.counter)?;
+                count_backedge(
+                    context,
+                    &builder,
+                    blocks[latch],
+                    header,
+                    counters,
+                    lp.counter,
+                )?;
             }
         }
         let address = counters.address_of(info.entry_counter);
         match batch {
             None => {
-                let first = blocks[0].get_first_instruction().expect("a block has a terminator");
+                let first = blocks[0]
+                    .get_first_instruction()
+                    .expect("a block has a terminator");
                 builder.position_before(&first);
                 emit_increment(context, &builder, address)?;
             }
@@ -82,7 +94,9 @@ pub fn instrument(
         }
 
         for instruction in instructions(*function) {
-            let Some(callee) = direct_callee(instruction) else { continue };
+            let Some(callee) = direct_callee(instruction) else {
+                continue;
+            };
             let Some(callee_id) = layout.id_of(callee.get_name().to_str().unwrap_or("")) else {
                 continue;
             };
@@ -103,7 +117,9 @@ pub fn instrument(
         function.replace_all_uses_with(stub);
         build_stub(context, &builder, stub, slots.address_of(id))?;
     }
-    module.verify().map_err(|e| Error::Codegen(format!("baseline instrumentation: {e}")))
+    module
+        .verify()
+        .map_err(|e| Error::Codegen(format!("baseline instrumentation: {e}")))
 }
 
 fn codegen_err(e: impl std::fmt::Display) -> Error {
@@ -112,7 +128,10 @@ fn codegen_err(e: impl std::fmt::Display) -> Error {
 
 /// A pointer constant for a fixed host address.
 fn host_pointer<'ctx>(context: &ContextRef<'ctx>, address: usize) -> PointerValue<'ctx> {
-    context.i64_type().const_int(address as u64, false).const_to_pointer(context.ptr_type(0.into()))
+    context
+        .i64_type()
+        .const_int(address as u64, false)
+        .const_to_pointer(context.ptr_type(0.into()))
 }
 
 /// `counter += 1` with unordered atomics: a plain load and store in machine
@@ -124,7 +143,9 @@ fn emit_increment<'ctx>(
 ) -> Result<IntValue<'ctx>, Error> {
     let ptr = host_pointer(context, address);
     let i64t = context.i64_type();
-    let old = builder.build_load(i64t, ptr, "tj.count").map_err(codegen_err)?;
+    let old = builder
+        .build_load(i64t, ptr, "tj.count")
+        .map_err(codegen_err)?;
     set_atomic(old.as_instruction_value(), AtomicOrdering::Unordered)?;
     let new = builder
         .build_int_add(old.into_int_value(), i64t.const_int(1, false), "tj.count1")
@@ -160,16 +181,30 @@ fn emit_batch_entry<'ctx>(
     let count = emit_increment(context, builder, counter)?;
     let i64t = context.i64_type();
     let reached = builder
-        .build_int_compare(IntPredicate::EQ, count, i64t.const_int(batch.calls, false), "tj.hot")
+        .build_int_compare(
+            IntPredicate::EQ,
+            count,
+            i64t.const_int(batch.calls, false),
+            "tj.hot",
+        )
         .map_err(codegen_err)?;
-    builder.build_conditional_branch(reached, hot, body).map_err(codegen_err)?;
+    builder
+        .build_conditional_branch(reached, hot, body)
+        .map_err(codegen_err)?;
     builder.position_at_end(hot);
     let hook_type = context.void_type().fn_type(&[i64t.into()], false);
     let hook = host_pointer(context, batch.hook);
     builder
-        .build_indirect_call(hook_type, hook, &[i64t.const_int(id as u64, false).into()], "")
+        .build_indirect_call(
+            hook_type,
+            hook,
+            &[i64t.const_int(id as u64, false).into()],
+            "",
+        )
         .map_err(codegen_err)?;
-    builder.build_unconditional_branch(body).map_err(codegen_err)?;
+    builder
+        .build_unconditional_branch(body)
+        .map_err(codegen_err)?;
     Ok(())
 }
 
@@ -183,15 +218,22 @@ fn load_slot<'ctx>(
     address: usize,
 ) -> Result<PointerValue<'ctx>, Error> {
     let ptr = host_pointer(context, address);
-    let value = builder.build_load(context.ptr_type(0.into()), ptr, "tj.slot").map_err(codegen_err)?;
+    let value = builder
+        .build_load(context.ptr_type(0.into()), ptr, "tj.slot")
+        .map_err(codegen_err)?;
     set_atomic(value.as_instruction_value(), AtomicOrdering::Monotonic)?;
     Ok(value.into_pointer_value())
 }
 
-fn set_atomic(instruction: Option<InstructionValue<'_>>, ordering: AtomicOrdering) -> Result<(), Error> {
+fn set_atomic(
+    instruction: Option<InstructionValue<'_>>,
+    ordering: AtomicOrdering,
+) -> Result<(), Error> {
     let instruction = instruction.ok_or_else(|| codegen_err("load folded to a constant"))?;
     instruction.set_alignment(8).map_err(codegen_err)?;
-    instruction.set_atomic_ordering(ordering).map_err(codegen_err)
+    instruction
+        .set_atomic_ordering(ordering)
+        .map_err(codegen_err)
 }
 
 /// Counts the back-edge `latch -> header`. If the header is the latch's
@@ -207,10 +249,14 @@ fn count_backedge<'ctx>(
 ) -> Result<(), Error> {
     let term = latch.get_terminator().expect("latch has a terminator");
     let address = counters.address_of(counter);
-    let only_successor = term.get_operands().flatten().filter_map(|o| match o {
-        Operand::Block(b) => Some(b),
-        Operand::Value(_) => None,
-    }).all(|b| b == header);
+    let only_successor = term
+        .get_operands()
+        .flatten()
+        .filter_map(|o| match o {
+            Operand::Block(b) => Some(b),
+            Operand::Value(_) => None,
+        })
+        .all(|b| b == header);
     if only_successor {
         builder.position_before(&term);
         return emit_increment(context, builder, address).map(|_| ());
@@ -218,7 +264,9 @@ fn count_backedge<'ctx>(
     let edge = context.insert_basic_block_after(latch, "tj.backedge");
     builder.position_at_end(edge);
     emit_increment(context, builder, address)?;
-    builder.build_unconditional_branch(header).map_err(codegen_err)?;
+    builder
+        .build_unconditional_branch(header)
+        .map_err(codegen_err)?;
     retarget_successors(term, header, edge);
     replace_phi_predecessor(builder, header, latch, edge)
 }
@@ -235,9 +283,13 @@ fn replace_phi_predecessor<'ctx>(
     let mut cur = block.get_first_instruction();
     while let Some(instruction) = cur {
         cur = instruction.get_next_instruction();
-        let Ok(phi) = PhiValue::try_from(instruction) else { break };
+        let Ok(phi) = PhiValue::try_from(instruction) else {
+            break;
+        };
         builder.position_before(&instruction);
-        let rebuilt = builder.build_phi(phi.as_basic_value().get_type(), "").map_err(codegen_err)?;
+        let rebuilt = builder
+            .build_phi(phi.as_basic_value().get_type(), "")
+            .map_err(codegen_err)?;
         let mut moved = false;
         for (value, from) in phi.get_incomings() {
             if from == old {

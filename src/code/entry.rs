@@ -104,7 +104,9 @@ pub fn load_host_libraries() {
 
 /// Whether the host process defines `name` (for the unresolved-symbol check).
 pub fn host_has_symbol(name: &str) -> bool {
-    let Ok(cname) = CString::new(name) else { return false };
+    let Ok(cname) = CString::new(name) else {
+        return false;
+    };
     // SAFETY: dlsym with RTLD_DEFAULT and a valid C string only reads.
     !unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) }.is_null()
 }
@@ -140,8 +142,7 @@ pub fn call_main(entry: usize, shape: MainShape, args: &[String]) -> c_int {
                 f()
             }
             MainShape::ArgcArgv { envp: false } => {
-                let f: extern "C" fn(c_int, *mut *mut c_char) -> c_int =
-                    std::mem::transmute(entry);
+                let f: extern "C" fn(c_int, *mut *mut c_char) -> c_int = std::mem::transmute(entry);
                 f(argc, argv)
             }
             MainShape::ArgcArgv { envp: true } => {

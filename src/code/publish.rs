@@ -17,7 +17,14 @@ pub struct CodeSync {
 fn membarrier(cmd: libc::c_long) -> libc::c_long {
     // SAFETY: membarrier takes integer arguments only and touches no user
     // memory; an unsupported command returns -1 with EINVAL/ENOSYS.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long, 0 as libc::c_long) }
+    unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    }
 }
 
 impl CodeSync {
@@ -32,7 +39,9 @@ impl CodeSync {
         let ok = supported > 0
             && supported & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE != 0
             && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) == 0;
-        CodeSync { registered: AtomicBool::new(ok) }
+        CodeSync {
+            registered: AtomicBool::new(ok),
+        }
     }
 
     /// Every running thread of this process executes a core-serialising

@@ -81,7 +81,9 @@ pub struct CounterTable {
 
 impl CounterTable {
     pub fn new(len: usize) -> CounterTable {
-        CounterTable { counters: (0..len).map(|_| AtomicU64::new(0)).collect() }
+        CounterTable {
+            counters: (0..len).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 
     pub fn address_of(&self, index: usize) -> usize {

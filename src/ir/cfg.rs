@@ -37,7 +37,10 @@ impl Dominators {
         }
         let mut idom: Vec<Option<usize>> = vec![None; n];
         if n == 0 {
-            return Dominators { idom, reachable: vec![] };
+            return Dominators {
+                idom,
+                reachable: vec![],
+            };
         }
         idom[0] = Some(0);
         let mut changed = true;
@@ -180,7 +183,13 @@ pub fn natural_loops(cfg: &Cfg, doms: &Dominators) -> Vec<Loop> {
             work.extend(preds[b].iter().copied().filter(|&p| doms.is_reachable(p)));
         }
         let blocks = (0..n).filter(|&b| in_loop[b]).collect();
-        loops.push(Loop { header, latches, blocks, parent: None, depth: 1 });
+        loops.push(Loop {
+            header,
+            latches,
+            blocks,
+            parent: None,
+            depth: 1,
+        });
     }
     // The innermost enclosing loop is the smallest other loop containing
     // this header (natural loops are either nested or disjoint).
@@ -208,7 +217,9 @@ mod tests {
     use super::*;
 
     fn cfg(succs: &[&[usize]]) -> Cfg {
-        Cfg { succs: succs.iter().map(|s| s.to_vec()).collect() }
+        Cfg {
+            succs: succs.iter().map(|s| s.to_vec()).collect(),
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use inkwell::basic_block::BasicBlock;
-use inkwell::values::{CallSiteValue, Operand, FunctionValue, InstructionOpcode, InstructionValue};
+use inkwell::values::{CallSiteValue, FunctionValue, InstructionOpcode, InstructionValue, Operand};
 
 use super::cfg::Cfg;
 
@@ -51,5 +51,7 @@ pub fn direct_callee<'ctx>(instruction: InstructionValue<'ctx>) -> Option<Functi
     if instruction.get_opcode() != InstructionOpcode::Call {
         return None;
     }
-    CallSiteValue::try_from(instruction).ok()?.get_called_fn_value()
+    CallSiteValue::try_from(instruction)
+        .ok()?
+        .get_called_fn_value()
 }

@@ -83,7 +83,11 @@ impl JobLayout {
                 callees,
             });
         }
-        JobLayout { functions, by_name, counter_count }
+        JobLayout {
+            functions,
+            by_name,
+            counter_count,
+        }
     }
 
     pub fn id_of(&self, name: &str) -> Option<usize> {

@@ -24,7 +24,9 @@ impl JobKind {
             Some("ll") => Ok(JobKind::TextualIr),
             Some("bc") => Ok(JobKind::Bitcode),
             Some("c") => Ok(JobKind::C),
-            _ => Err(Error::UnsupportedJobType { path: path.to_path_buf() }),
+            _ => Err(Error::UnsupportedJobType {
+                path: path.to_path_buf(),
+            }),
         }
     }
 }
@@ -35,7 +37,10 @@ pub fn read_job_ir(path: &Path, cflags: &[String]) -> Result<Vec<u8>, Error> {
     if kind == JobKind::C {
         return compile_c(path, cflags);
     }
-    std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Parses IR bytes (either form: LLVM's parser recognises bitcode by its
@@ -47,10 +52,12 @@ pub fn parse_module<'ctx>(
 ) -> Result<Module<'ctx>, Error> {
     let name = path.display().to_string();
     let buffer = MemoryBuffer::create_from_memory_range_copy(bytes, &name);
-    let module = context.create_module_from_ir(buffer).map_err(|e| Error::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string().trim().to_string(),
-    })?;
+    let module = context
+        .create_module_from_ir(buffer)
+        .map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().to_string(),
+        })?;
     module.verify().map_err(|e| Error::Verify {
         path: path.to_path_buf(),
         message: e.to_string().trim().to_string(),
@@ -83,19 +90,36 @@ fn compile_c(path: &Path, cflags: &[String]) -> Result<Vec<u8>, Error> {
         let source = std::fs::File::open(path)
             .err()
             .unwrap_or_else(|| std::io::Error::other("not a regular file"));
-        return Err(Error::Io { path: path.to_path_buf(), source });
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        });
     }
     let output = Command::new(clang_binary())
-        .args(["-x", "c", "-O2", "-Xclang", "-disable-llvm-passes", "-emit-llvm", "-c", "-g0"])
+        .args([
+            "-x",
+            "c",
+            "-O2",
+            "-Xclang",
+            "-disable-llvm-passes",
+            "-emit-llvm",
+            "-c",
+            "-g0",
+        ])
         .args(["-fno-color-diagnostics", "-o", "-"])
         .args(cflags)
         .arg(path)
         .output()
-        .map_err(|e| Error::ClangMissing { path: path.to_path_buf(), message: e.to_string() })?;
+        .map_err(|e| Error::ClangMissing {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     if !output.status.success() {
         return Err(Error::Clang {
             path: path.to_path_buf(),
-            diagnostics: String::from_utf8_lossy(&output.stderr).trim_end().to_string(),
+            diagnostics: String::from_utf8_lossy(&output.stderr)
+                .trim_end()
+                .to_string(),
         });
     }
     Ok(output.stdout)

@@ -30,7 +30,10 @@ pub fn set_code_attributes(module: &Module<'_>, target: &TargetSpec) {
     let context = module.get_context();
     let optnone = Attribute::get_named_enum_kind_id("optnone");
     let noinline = Attribute::get_named_enum_kind_id("noinline");
-    for function in module.get_functions().filter(|f| f.count_basic_blocks() > 0) {
+    for function in module
+        .get_functions()
+        .filter(|f| f.count_basic_blocks() > 0)
+    {
         let loc = AttributeLoc::Function;
         if function.get_enum_attribute(loc, optnone).is_some() {
             function.remove_enum_attribute(loc, optnone);
@@ -39,7 +42,10 @@ pub fn set_code_attributes(module: &Module<'_>, target: &TargetSpec) {
         for key in ["target-cpu", "target-features", "tune-cpu"] {
             function.remove_string_attribute(loc, key);
         }
-        function.add_attribute(loc, context.create_string_attribute("target-cpu", &target.cpu));
+        function.add_attribute(
+            loc,
+            context.create_string_attribute("target-cpu", &target.cpu),
+        );
         if !target.features.is_empty() {
             function.add_attribute(
                 loc,
@@ -89,17 +95,21 @@ pub fn make_shareable<'ctx>(
             function.as_global_value().set_name(&fresh_name());
         }
         function.set_linkage(Linkage::External);
-        function.as_global_value().set_visibility(GlobalVisibility::Default);
+        function
+            .as_global_value()
+            .set_visibility(GlobalVisibility::Default);
     }
     // The C API cannot clear dso_local, so round-trip through text with the
     // keyword removed outside quoted strings and names.
     let text = module.print_to_string().to_string();
     let edited = strip_dso_local(&text);
     let buffer = MemoryBuffer::create_from_memory_range_copy(edited.as_bytes(), "job");
-    context.create_module_from_ir(buffer).map_err(|e| Error::Parse {
-        path: path.to_path_buf(),
-        message: format!("internal: rewritten module does not parse: {e}"),
-    })
+    context
+        .create_module_from_ir(buffer)
+        .map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: format!("internal: rewritten module does not parse: {e}"),
+        })
 }
 
 pub fn is_intrinsic(function: FunctionValue<'_>) -> bool {

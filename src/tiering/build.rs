@@ -27,7 +27,11 @@ pub fn version_symbol(function: &str, version: u32) -> String {
 
 /// Callees worth offering to the inliner: direct callees of `id` and their
 /// direct callees, each no larger than `max_instructions`.
-pub fn inline_candidates(layout: &JobLayout, id: usize, max_instructions: usize) -> BTreeSet<usize> {
+pub fn inline_candidates(
+    layout: &JobLayout,
+    id: usize,
+    max_instructions: usize,
+) -> BTreeSet<usize> {
     let mut chosen = BTreeSet::new();
     if max_instructions == 0 {
         return chosen;

@@ -18,6 +18,9 @@ use crate::metrics::TierEvent;
 use crate::runtime::Shared;
 use crate::versions::Tier;
 
+/// Names a function whose every compile fails, to test the failure path.
+pub const INJECT_ENV: &str = "TIERJIT_INJECT_COMPILE_FAILURE";
+
 pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
         Ok(m) => m,
@@ -57,7 +60,11 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
             compiled += 1;
             let started = Instant::now();
             let version = shared.versions.next_version(request.function);
+            let name = &shared.layout.functions[request.function].name;
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if shared.inject_compile_failure.as_deref() == Some(name.as_str()) {
+                    return Err(Error::Codegen(format!("injected failure ({INJECT_ENV})")));
+                }
                 compile_version(
                     &canonical,
                     &shared.layout,
@@ -73,7 +80,9 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
                 let size = object.len();
                 let loaded = shared.jit.add_object(&object, &symbol)?;
                 let entry = shared.jit.lookup(&symbol)?;
-                shared.versions.install(request.function, Tier::Optimized, entry, loaded);
+                shared
+                    .versions
+                    .install(request.function, Tier::Optimized, entry, loaded);
                 Ok(size)
             });
             match outcome {
@@ -95,7 +104,9 @@ fn report(
     if let Err(reason) = &outcome {
         let failures = shared.versions.failed_attempts(request.function) + 1;
         let retry_at = shared.policy.retry_at(failures, finished);
-        shared.versions.fail(request.function, reason.clone(), retry_at);
+        shared
+            .versions
+            .fail(request.function, reason.clone(), retry_at);
     }
     shared.metrics.tier_event(&TierEvent {
         function: &shared.layout.functions[request.function].name,
@@ -106,6 +117,9 @@ fn report(
         queued: started.saturating_duration_since(request.queued_at),
         compile: finished.saturating_duration_since(started),
         code_bytes,
-        outcome: outcome.as_ref().map(|_| ()).map_err(|r| r.lines().next().unwrap_or("")),
+        outcome: outcome
+            .as_ref()
+            .map(|_| ())
+            .map_err(|r| r.lines().next().unwrap_or("")),
     });
 }

@@ -24,7 +24,11 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
         watching.retain(|&id| {
             let f = &layout.functions[id];
             let calls = shared.counters.read(f.entry_counter);
-            let backedges: u64 = f.loops.iter().map(|l| shared.counters.read(l.counter)).sum();
+            let backedges: u64 = f
+                .loops
+                .iter()
+                .map(|l| shared.counters.read(l.counter))
+                .sum();
             if !shared.policy.is_hot(calls, backedges) {
                 return true;
             }
@@ -37,7 +41,13 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
             if !shared.versions.try_request(id, now) {
                 return true;
             }
-            let request = CompileRequest { function: id, calls, backedges, queued_at: now, done: None };
+            let request = CompileRequest {
+                function: id,
+                calls,
+                backedges,
+                queued_at: now,
+                done: None,
+            };
             match requests.try_send(request) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {

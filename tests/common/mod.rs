@@ -92,7 +92,10 @@ pub fn run_with_limit(command: &mut Command, limit: Duration) -> Run {
 /// How long any single job may take in the tests; generous because the
 /// suite also runs under QEMU.
 pub fn job_limit() -> Duration {
-    let secs = std::env::var("TIERJIT_TEST_TIMEOUT").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let secs = std::env::var("TIERJIT_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
     Duration::from_secs(secs)
 }
 
@@ -125,7 +128,14 @@ pub const MODES: &[(&str, &[&str])] = &[
     ("optimized", &["--mode", "optimized"]),
     (
         "tiered",
-        &["--mode", "tiered", "--set", "thresholds.calls=1", "--set", "thresholds.backedges=1"],
+        &[
+            "--mode",
+            "tiered",
+            "--set",
+            "thresholds.calls=1",
+            "--set",
+            "thresholds.backedges=1",
+        ],
     ),
     (
         "tiered-batch",
@@ -147,7 +157,9 @@ pub const MODES: &[(&str, &[&str])] = &[
 pub fn installed_tierups(stderr: &str) -> Vec<String> {
     stderr
         .lines()
-        .filter(|l| l.starts_with("[tierjit]") && l.contains(" O0->O3 ") && l.ends_with(" installed"))
+        .filter(|l| {
+            l.starts_with("[tierjit]") && l.contains(" O0->O3 ") && l.ends_with(" installed")
+        })
         .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
         .collect()
 }

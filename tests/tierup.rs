@@ -1,0 +1,230 @@
+//! Tests that the tiering mechanisms really happen, not only that output
+//! is right: background tier-up moves calls onto optimized code, a failed
+//! compile leaves the job on baseline with bounded retries, and the
+//! reports say so.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+fn job(name: &str, source: &str) -> PathBuf {
+    let path = scratch().join(name);
+    std::fs::write(&path, source).unwrap();
+    path
+}
+
+/// A job whose `work` is called a million times; it counts its own calls.
+const HOT_CALLS: &str = r#"
+#include <stdio.h>
+static long calls;
+unsigned work(unsigned x) { calls++; x ^= x << 13; x ^= x >> 17; x ^= x << 5; return x; }
+int main(void) {
+  unsigned v = 1;
+  for (int i = 0; i < 3000000; i++) v = work(v);
+  printf("%u %ld\n", v, calls);
+  return 0;
+}
+"#;
+
+/// `function`'s row in --stats output: tier, calls, back-edges.
+fn stats_row(stderr: &str, function: &str) -> Option<(String, u64, u64)> {
+    stderr.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.len() != 4 || cols[0] != function {
+            return None;
+        }
+        Some((
+            cols[1].to_string(),
+            cols[2].parse().ok()?,
+            cols[3].parse().ok()?,
+        ))
+    })
+}
+
+#[test]
+fn background_tier_up_moves_calls_to_optimized_code() {
+    let path = job("hot_calls.c", HOT_CALLS);
+    let run = run_tierjit(
+        &path,
+        &["--stats", "--events", "--set", "thresholds.calls=1000"],
+        &[],
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let total: u64 = run
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(total, 3_000_000);
+    assert!(
+        installed_tierups(&run.stderr).contains(&"work".to_string()),
+        "{}",
+        run.stderr
+    );
+    let (tier, counted, _) = stats_row(&run.stderr, "work").expect("work in --stats");
+    assert_eq!(tier, "O3");
+    // Baseline code counts every call it runs; O3 code counts none. Fewer
+    // counted calls than calls made proves the slot now leads to O3 code.
+    assert!(
+        counted >= 1000,
+        "work tiered before reaching the threshold: {counted}"
+    );
+    assert!(
+        counted < total,
+        "every call ran baseline code:\n{}",
+        run.stderr
+    );
+    // Same output in baseline mode, where every call is counted.
+    let baseline = run_tierjit(&path, &["--mode", "baseline", "--stats"], &[]);
+    assert_eq!(baseline.stdout, run.stdout);
+    let (tier, counted, _) = stats_row(&baseline.stderr, "work").unwrap();
+    assert_eq!((tier.as_str(), counted), ("O0", total));
+}
+
+#[test]
+fn loops_count_back_edges_and_make_a_function_hot() {
+    let path = job(
+        "loop_hot.c",
+        "#include <stdio.h>\nlong spin(long n) { long s = 0; for (long i = 0; i < n; i++) s += i ^ (s >> 3); return s; }\n\
+         int main(void) { long s = 0; for (int k = 0; k < 40; k++) s += spin(200000); printf(\"%ld\\n\", s); return 0; }\n",
+    );
+    let run = run_tierjit(
+        &path,
+        &[
+            "--stats",
+            "--events",
+            "--set",
+            "thresholds.calls=1000000",
+            "--set",
+            "thresholds.backedges=100000",
+        ],
+        &[],
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    // spin is called only 40 times, far below the call threshold: only its
+    // back-edge count can have made it hot.
+    let event = run
+        .stderr
+        .lines()
+        .find(|l| l.contains(" spin O0->O3 "))
+        .expect("spin tiered up");
+    assert!(
+        event.contains("calls=") && event.ends_with("installed"),
+        "{event}"
+    );
+    let (_, calls, backedges) = stats_row(&run.stderr, "spin").unwrap();
+    assert!(
+        calls < 40 && backedges >= 100_000,
+        "calls {calls} backedges {backedges}"
+    );
+    let baseline = run_tierjit(&path, &["--mode", "baseline", "--stats"], &[]);
+    assert_eq!(baseline.stdout, run.stdout);
+    assert_eq!(
+        stats_row(&baseline.stderr, "spin").unwrap().2,
+        40 * 200_000,
+        "one count per iteration"
+    );
+}
+
+#[test]
+fn failed_compile_keeps_baseline_running_and_is_not_retried_in_a_loop() {
+    let path = job("hot_calls_fail.c", HOT_CALLS);
+    let mut cmd = std::process::Command::new(tierjit());
+    cmd.arg("run")
+        .arg(&path)
+        .args([
+            "--stats",
+            "--events",
+            "--set",
+            "thresholds.calls=100",
+            "--set",
+            "compiler.max_attempts=2",
+        ])
+        .env("TIERJIT_INJECT_COMPILE_FAILURE", "work");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(run.stdout.ends_with(" 3000000\n"), "{}", run.stdout);
+    let failures: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" work O0->O3 ") && l.contains("failed: injected"))
+        .collect();
+    assert!(
+        !failures.is_empty(),
+        "the failure is reported:\n{}",
+        run.stderr
+    );
+    assert!(
+        failures.len() <= 2,
+        "at most compiler.max_attempts attempts:\n{}",
+        run.stderr
+    );
+    let (tier, counted, _) = stats_row(&run.stderr, "work").unwrap();
+    assert_eq!(
+        (tier.as_str(), counted),
+        ("O0", 3_000_000),
+        "all calls stayed on baseline"
+    );
+    assert!(run.stderr.contains("failed"), "{}", run.stderr);
+}
+
+#[test]
+fn stats_report_tiers_counts_and_latency_percentiles() {
+    let path = job("hot_calls_stats.c", HOT_CALLS);
+    let run = run_tierjit(
+        &path,
+        &[
+            "--stats",
+            "--set",
+            "thresholds.calls=1",
+            "--set",
+            "compiler.background=false",
+        ],
+        &[],
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    for needle in [
+        "tierjit stats: mode tiered",
+        "totals:",
+        "installed",
+        "compile latency",
+        "O0  n=1",
+        "O3  n=",
+        "p50=",
+        "p99=",
+    ] {
+        assert!(
+            run.stderr.contains(needle),
+            "{needle:?} missing:\n{}",
+            run.stderr
+        );
+    }
+    let (tier, counted, _) = stats_row(&run.stderr, "main").unwrap();
+    assert_eq!((tier.as_str(), counted), ("O3", 1));
+}
+
+#[test]
+fn job_arguments_and_exit_status_pass_through() {
+    let path = job(
+        "args.c",
+        "#include <stdio.h>\nint main(int argc, char **argv) { for (int i = 1; i < argc; i++) printf(\"[%s]\", argv[i]); printf(\"\\n\"); return argc; }\n",
+    );
+    for mode in ["baseline", "optimized", "tiered"] {
+        let run = run_tierjit(
+            &path,
+            &["--mode", mode],
+            &["a b".into(), "--stats".into(), "-x".into()],
+        );
+        assert_eq!(run.stdout, "[a b][--stats][-x]\n", "{mode}: {}", run.stderr);
+        assert_eq!(run.status, Some(4), "{mode}");
+        assert!(
+            run.stderr.is_empty(),
+            "no report unless asked: {}",
+            run.stderr
+        );
+    }
+}

@@ -73,6 +73,9 @@ pub struct Compiler {
     /// optimized version is installed (HotSpot's -Xbatch). For tests and
     /// debugging: tier-ups become deterministic.
     pub background: bool,
+    /// An optimized version calls itself directly; false: through its slot
+    /// like every other call (to measure what slot calls cost).
+    pub direct_self_calls: bool,
 }
 
 impl Default for Compiler {
@@ -85,6 +88,7 @@ impl Default for Compiler {
             inline_callee_max_instructions: 400,
             context_reuse: 200,
             background: true,
+            direct_self_calls: true,
         }
     }
 }
@@ -120,6 +124,7 @@ pub const KEYS: &[&str] = &[
     "compiler.inline_callee_max_instructions",
     "compiler.context_reuse",
     "compiler.background",
+    "compiler.direct_self_calls",
     "target.cpu",
     "target.features",
 ];
@@ -186,6 +191,9 @@ impl Config {
             }
             "compiler.context_reuse" => parse(value).map(|v| self.compiler.context_reuse = v),
             "compiler.background" => parse(value).map(|v| self.compiler.background = v),
+            "compiler.direct_self_calls" => {
+                parse(value).map(|v| self.compiler.direct_self_calls = v)
+            }
             "target.cpu" => parse_string(value).map(|v| self.target.cpu = v),
             "target.features" => parse_string(value).map(|v| self.target.features = v),
             _ => Err(format!(

@@ -95,7 +95,7 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     match options.mode {
         Mode::Optimized => run_optimized(module, target, shape, metrics, &options),
         Mode::Tiered | Mode::Baseline => {
-            let module = make_shareable(&context, module, &options.job)?;
+            let module = make_shareable(&context, module, &options.job, code::host_has_symbol)?;
             run_tiered(module, target, shape, metrics, &options)
         }
     }
@@ -430,7 +430,10 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
         if calls > 0 || tier != Tier::Baseline {
             out += &format!(
                 "  {:<32} {:>4} {:>14} {:>14}\n",
-                f.name, tier, calls, backedges
+                f.display_name(),
+                tier,
+                calls,
+                backedges
             );
         }
     }

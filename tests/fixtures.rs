@@ -143,6 +143,7 @@ fixtures! {
     early_exit => "early_exit.c",
     ssa_loops => "ssa_loops.ll",
     noargs_globals => "noargs_globals.ll",
+    shadowing => "shadowing.c",
 }
 
 #[test]

@@ -22,6 +22,7 @@ pub struct LoopLayout {
 
 #[derive(Clone, Debug)]
 pub struct FunctionLayout {
+    /// Symbol name in the canonical module.
     pub name: String,
     /// Index of the entry counter in the counter table.
     pub entry_counter: usize,
@@ -29,6 +30,15 @@ pub struct FunctionLayout {
     pub instruction_count: usize,
     /// Job functions this one calls directly (ids, deduplicated).
     pub callees: Vec<usize>,
+}
+
+impl FunctionLayout {
+    /// The name as the job wrote it (see `normalize::LOCAL_SUFFIX`).
+    pub fn display_name(&self) -> &str {
+        self.name
+            .strip_suffix(super::normalize::LOCAL_SUFFIX)
+            .unwrap_or(&self.name)
+    }
 }
 
 /// Function ids are indices into `functions` and into the slot table.

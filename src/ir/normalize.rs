@@ -14,7 +14,7 @@ use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::context::Context;
 use inkwell::memory_buffer::MemoryBuffer;
 use inkwell::module::{Linkage, Module};
-use inkwell::values::FunctionValue;
+use inkwell::values::{FunctionValue, GlobalValue};
 use inkwell::GlobalVisibility;
 
 use crate::codegen::TargetSpec;
@@ -57,11 +57,24 @@ pub fn set_code_attributes(module: &Module<'_>, target: &TargetSpec) {
 
 /// Gives every definition external linkage, default visibility and a name,
 /// and clears `dso_local` everywhere. Returns the rewritten module.
+///
+/// A local (`static`) definition whose name the host process also defines
+/// is renamed first: once external, it would otherwise capture references
+/// that code generation makes by name (e.g. a libcall to `log` lowered from
+/// `llvm.log` in another object would reach the job's own `static log`).
 pub fn make_shareable<'ctx>(
     context: &'ctx Context,
     module: Module<'ctx>,
     path: &Path,
+    host_defines: impl Fn(&str) -> bool,
 ) -> Result<Module<'ctx>, Error> {
+    let local_rename = |value: GlobalValue<'ctx>| {
+        let name = value.get_name().to_string_lossy().into_owned();
+        let local = matches!(value.get_linkage(), Linkage::Internal | Linkage::Private);
+        if local && !name.is_empty() && host_defines(&name) {
+            value.set_name(&format!("{name}{LOCAL_SUFFIX}"));
+        }
+    };
     let mut anonymous = 0usize;
     let mut fresh_name = || {
         anonymous += 1;
@@ -81,6 +94,7 @@ pub fn make_shareable<'ctx>(
         if global.is_declaration() {
             continue;
         }
+        local_rename(global);
         if name.is_empty() {
             global.as_pointer_value().set_name(&fresh_name());
         }
@@ -91,6 +105,7 @@ pub fn make_shareable<'ctx>(
         if function.count_basic_blocks() == 0 || is_intrinsic(function) {
             continue;
         }
+        local_rename(function.as_global_value());
         if function.get_name().to_bytes().is_empty() {
             function.as_global_value().set_name(&fresh_name());
         }
@@ -111,6 +126,9 @@ pub fn make_shareable<'ctx>(
             message: format!("internal: rewritten module does not parse: {e}"),
         })
 }
+
+/// Appended to a local definition whose name the host also defines.
+pub const LOCAL_SUFFIX: &str = ".tj.local";
 
 pub fn is_intrinsic(function: FunctionValue<'_>) -> bool {
     function.get_name().to_bytes().starts_with(b"llvm.")

@@ -54,6 +54,14 @@ pub fn inline_candidates(
     chosen
 }
 
+/// How to build a version, from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildOptions {
+    pub opt_level: u8,
+    pub inline_limit: usize,
+    pub direct_self_calls: bool,
+}
+
 /// Builds, optimizes and emits version `version` of function `id`.
 pub fn compile_version(
     canonical: &Module<'_>,
@@ -61,12 +69,11 @@ pub fn compile_version(
     id: usize,
     version: u32,
     machine: &TargetMachine,
-    opt_level: u8,
-    inline_limit: usize,
+    options: BuildOptions,
 ) -> Result<(String, Vec<u8>), Error> {
     let module = canonical.clone();
     let name = &layout.functions[id].name;
-    let inlinable: BTreeSet<String> = inline_candidates(layout, id, inline_limit)
+    let inlinable: BTreeSet<String> = inline_candidates(layout, id, options.inline_limit)
         .into_iter()
         .map(|c| layout.functions[c].name.clone())
         .collect();
@@ -115,16 +122,18 @@ pub fn compile_version(
     let stub = module.add_function(name, function.get_type(), Some(Linkage::External));
     function.replace_all_uses_with(stub);
     let self_pointer = function.as_global_value().as_pointer_value();
-    for instruction in instructions(function) {
-        if direct_callee(instruction) == Some(stub) {
-            instruction.set_operand(instruction.get_num_operands() - 1, self_pointer);
+    if options.direct_self_calls {
+        for instruction in instructions(function) {
+            if direct_callee(instruction) == Some(stub) {
+                instruction.set_operand(instruction.get_num_operands() - 1, self_pointer);
+            }
         }
     }
     module
         .verify()
         .map_err(|e| Error::Codegen(format!("version module of {name} does not verify: {e}")))?;
 
-    codegen::optimize(&module, machine, opt_level)?;
+    codegen::optimize(&module, machine, options.opt_level)?;
     let object = codegen::emit_object(&module, machine)?;
     Ok((symbol, object))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use inkwell::context::Context;
 
-use super::build::compile_version;
+use super::build::{compile_version, BuildOptions};
 use super::CompileRequest;
 use crate::error::Error;
 use crate::ir::load::parse_module;
@@ -34,6 +34,11 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
         }
     };
     let reuse = shared.config.compiler.context_reuse;
+    let options = BuildOptions {
+        opt_level: shared.config.compiler.opt_level,
+        inline_limit: shared.config.compiler.inline_callee_max_instructions,
+        direct_self_calls: shared.config.compiler.direct_self_calls,
+    };
     loop {
         let context = Context::create();
         let canonical = match parse_module(&context, &shared.canonical_bitcode, &shared.job_path) {
@@ -71,8 +76,7 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
                     request.function,
                     version,
                     &machine,
-                    shared.config.compiler.opt_level,
-                    shared.config.compiler.inline_callee_max_instructions,
+                    options,
                 )
             }))
             .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())));
@@ -109,7 +113,7 @@ fn report(
             .fail(request.function, reason.clone(), retry_at);
     }
     shared.metrics.tier_event(&TierEvent {
-        function: &shared.layout.functions[request.function].name,
+        function: shared.layout.functions[request.function].display_name(),
         from: Tier::Baseline,
         to: Tier::Optimized,
         calls: request.calls,

@@ -194,34 +194,30 @@ fn run_optimized(
     options: &RunOptions,
 ) -> Result<std::convert::Infallible, Error> {
     check_externals(&module, options)?;
+    let functions = module
+        .get_functions()
+        .filter(|f| f.count_basic_blocks() > 0)
+        .count();
     let level = options.config.compiler.opt_level;
     let machine = target.machine(level)?;
     let compile_start = Instant::now();
     codegen::optimize(&module, &machine, level)?;
     let object = codegen::emit_object(&module, &machine)?;
+    // `jit` and `_loaded` live until the process exits: `finish` never
+    // returns, so they are never dropped while job code runs.
     let jit = Jit::new(&override_symbols())?;
-    let loaded = jit.add_object(&object, "job")?;
+    let _loaded = jit.add_object(&object, "job")?;
     let entry = jit.lookup("main")?;
-    let functions = module
-        .get_functions()
-        .filter(|f| f.count_basic_blocks() > 0)
-        .count();
     metrics.module_compiled(
         Tier::Optimized,
         functions,
         compile_start.elapsed(),
         object.len(),
     );
-    let jit = Box::leak(Box::new(jit));
-    std::mem::forget(loaded);
-    let stats = options.stats;
-    let mode = options.mode;
-    let metrics = Arc::new(metrics);
-    let hook_metrics = metrics.clone();
-    let _ = jit;
+    let (stats, mode) = (options.stats, options.mode);
     code::set_shutdown_hook(Box::new(move || {
         if stats {
-            print_optimized_stats(&hook_metrics, mode, functions);
+            print_optimized_stats(&metrics, mode, functions);
         }
     }));
     let status = code::call_main(entry, shape, &argv(options));

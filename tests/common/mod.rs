@@ -109,7 +109,8 @@ pub fn run_tierjit(job: &Path, flags: &[&str], args: &[String]) -> Run {
     run_with_limit(&mut cmd, job_limit())
 }
 
-/// Compiles `source` (.c or .ll) natively with clang-19 into `exe`.
+/// Compiles `source` (.c or .ll) natively with clang-19 into `exe`, at -O2
+/// unless `extra` says otherwise (clang takes the last -O).
 pub fn build_native(source: &Path, exe: &Path, extra: &[&str]) -> Output {
     Command::new(clang())
         .args(["-O2", "-w"])

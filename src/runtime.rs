@@ -433,6 +433,14 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
             );
         }
     }
+    for (id, f) in shared.layout.functions.iter().enumerate() {
+        if let Some((attempts, reason)) = shared.versions.failures(id) {
+            out += &format!(
+                "  {}: stays on O0 after {attempts} failed compile(s): {reason}\n",
+                f.display_name()
+            );
+        }
+    }
     let (installed, failed) = shared.metrics.tier_ups();
     out += &format!(
         "  totals: {} functions, {optimized} at O3; tier-ups: {installed} installed, {failed} failed\n",

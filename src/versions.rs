@@ -41,11 +41,7 @@ pub enum TierUpState {
     /// The optimized version is installed.
     Installed,
     /// The last attempt failed; may be retried after `retry_at`.
-    Failed {
-        attempts: u32,
-        retry_at: Instant,
-        reason: String,
-    },
+    Failed { retry_at: Instant, reason: String },
     /// Every allowed attempt failed; stays on baseline.
     GaveUp { reason: String },
 }
@@ -55,6 +51,8 @@ struct Record {
     tier: Tier,
     state: TierUpState,
     versions: u32,
+    /// Failed compile attempts so far.
+    failures: u32,
 }
 
 pub struct VersionManager {
@@ -71,6 +69,7 @@ impl VersionManager {
                 tier: initial,
                 state: TierUpState::Cold,
                 versions: 1,
+                failures: 0,
             })
             .collect();
         VersionManager {
@@ -142,28 +141,27 @@ impl VersionManager {
         record.versions += 1;
     }
 
-    /// Records a failed attempt; the policy decides the retry time.
-    pub fn fail(&self, id: usize, reason: String, retry_at: Option<Instant>) {
+    /// Records a failed attempt. `retry_at` (the policy) gets the number of
+    /// failures so far and says when to try again, or `None` to give up.
+    pub fn fail(&self, id: usize, reason: String, retry_at: impl FnOnce(u32) -> Option<Instant>) {
         let mut records = self.records();
         let record = &mut records[id];
-        let attempts = match &record.state {
-            TierUpState::Failed { attempts, .. } => attempts + 1,
-            _ => 1,
-        };
-        record.state = match retry_at {
-            Some(retry_at) => TierUpState::Failed {
-                attempts,
-                retry_at,
-                reason,
-            },
+        record.failures += 1;
+        record.state = match retry_at(record.failures) {
+            Some(retry_at) => TierUpState::Failed { retry_at, reason },
             None => TierUpState::GaveUp { reason },
         };
     }
 
-    pub fn failed_attempts(&self, id: usize) -> u32 {
-        match &self.records()[id].state {
-            TierUpState::Failed { attempts, .. } => *attempts,
-            _ => 0,
+    /// Failed attempts so far and the reason of the last one.
+    pub fn failures(&self, id: usize) -> Option<(u32, String)> {
+        let records = self.records();
+        let record = &records[id];
+        match &record.state {
+            TierUpState::Failed { reason, .. } | TierUpState::GaveUp { reason } => {
+                Some((record.failures, reason.clone()))
+            }
+            _ => None,
         }
     }
 }

@@ -169,7 +169,53 @@ fn failed_compile_keeps_baseline_running_and_is_not_retried_in_a_loop() {
         ("O0", 3_000_000),
         "all calls stayed on baseline"
     );
-    assert!(run.stderr.contains("failed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("work: stays on O0 after"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn compile_attempts_stop_at_max_attempts() {
+    // Long enough for many retries at the policy's backoff (100 ms, then
+    // 200 ms, ...), yet only `max_attempts` compiles may happen.
+    let path = job(
+        "long_fail.c",
+        "#include <stdio.h>\nunsigned work(unsigned x) { return x * 2654435761u + 1; }\n\
+         int main(void) { unsigned v = 1; for (long i = 0; i < 300000000; i++) v = work(v); printf(\"%u\\n\", v); return 0; }\n",
+    );
+    let mut cmd = std::process::Command::new(tierjit());
+    cmd.arg("run")
+        .arg(&path)
+        .args([
+            "--events",
+            "--stats",
+            "--set",
+            "thresholds.calls=100",
+            "--set",
+            "compiler.max_attempts=3",
+        ])
+        .env("TIERJIT_INJECT_COMPILE_FAILURE", "work");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let attempts = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" work O0->O3 ") && l.contains("failed:"))
+        .count();
+    assert_eq!(
+        attempts, 3,
+        "exactly max_attempts attempts:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "work: stays on O0 after 3 failed compile(s): code generation failed: injected"
+        ),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -106,11 +106,12 @@ fn report(
 ) {
     let finished = Instant::now();
     if let Err(reason) = &outcome {
-        let failures = shared.versions.failed_attempts(request.function) + 1;
-        let retry_at = shared.policy.retry_at(failures, finished);
+        let first_line = reason.lines().next().unwrap_or("").to_string();
         shared
             .versions
-            .fail(request.function, reason.clone(), retry_at);
+            .fail(request.function, first_line, |failures| {
+                shared.policy.retry_at(failures, finished)
+            });
     }
     shared.metrics.tier_event(&TierEvent {
         function: shared.layout.functions[request.function].display_name(),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode};
 
-const JOBS: &[&str] = &["fib", "nbody", "spectral_norm", "hot_call"];
+const JOBS: &[&str] = &["fib", "nbody", "spectral_norm", "hot_call", "stencil"];
 
 const NATIVE: &[(&str, &[&str])] = &[
     ("native-O3", &["-O3"]),

@@ -112,6 +112,72 @@ impl Default for Target {
     }
 }
 
+/// Tuning presets shipped in `profiles/`, built into the binary so that
+/// `--profile NAME` works wherever tierjit is installed.
+/// Each names the architecture it is for (`std::env::consts::ARCH`):
+/// presets name CPUs, and LLVM given a CPU of another architecture only
+/// warns and falls back to generic code.
+pub const PROFILES: &[Profile] = &[
+    Profile {
+        name: "cortex-a53",
+        arch: "aarch64",
+        ron: include_str!("../profiles/cortex-a53.ron"),
+    },
+    Profile {
+        name: "cortex-a72",
+        arch: "aarch64",
+        ron: include_str!("../profiles/cortex-a72.ron"),
+    },
+    Profile {
+        name: "cortex-a76",
+        arch: "aarch64",
+        ron: include_str!("../profiles/cortex-a76.ron"),
+    },
+    Profile {
+        name: "neoverse-n1",
+        arch: "aarch64",
+        ron: include_str!("../profiles/neoverse-n1.ron"),
+    },
+    Profile {
+        name: "x86-64-server",
+        arch: "x86_64",
+        ron: include_str!("../profiles/x86-64-server.ron"),
+    },
+];
+
+pub struct Profile {
+    pub name: &'static str,
+    pub arch: &'static str,
+    pub ron: &'static str,
+}
+
+pub fn profile_names() -> Vec<&'static str> {
+    PROFILES.iter().map(|p| p.name).collect()
+}
+
+/// `key=value` settings for every leaf of a parsed RON config.
+fn flatten(prefix: &str, value: &ron::Value, out: &mut Vec<String>) {
+    match value {
+        ron::Value::Map(map) => {
+            for (key, inner) in map.iter() {
+                let ron::Value::String(name) = key else {
+                    continue;
+                };
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                flatten(&path, inner, out);
+            }
+        }
+        leaf => {
+            let text = ron::to_string(leaf).unwrap_or_default();
+            out.push(format!("{prefix}={text}"));
+        }
+    }
+}
+
 /// Every key `--set` accepts, in config order.
 pub const KEYS: &[&str] = &[
     "thresholds.calls",
@@ -150,11 +216,72 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, Error> {
+        let mut config = Config::default();
+        config.layer_file(path)?;
+        Ok(config)
+    }
+
+    /// Applies a config file on top of this one: only the knobs the file
+    /// names change.
+    pub fn layer_file(&mut self, path: &Path) -> Result<(), Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::from_ron(&text, path)
+        self.layer_ron(&text, path)
+    }
+
+    /// Applies RON text on top of this config. The text is first parsed
+    /// strictly on its own (unknown keys and bad values are reported with
+    /// line and column), then each knob it names is set as `--set` would.
+    pub fn layer_ron(&mut self, text: &str, path: &Path) -> Result<(), Error> {
+        Config::from_ron(text, path)?;
+        let value: ron::Value =
+            ron::Options::default()
+                .from_str(text)
+                .map_err(|e| Error::Config {
+                    path: path.to_path_buf(),
+                    line: e.position.line,
+                    column: e.position.col,
+                    message: e.code.to_string(),
+                })?;
+        let mut settings = Vec::new();
+        flatten("", &value, &mut settings);
+        let mut layered = self.clone();
+        for setting in settings {
+            layered
+                .apply_override(&setting)
+                .map_err(|e| Error::Config {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    column: 1,
+                    message: e.to_string(),
+                })?;
+        }
+        *self = layered;
+        Ok(())
+    }
+
+    /// Applies a preset from `profiles/` by name (see `profile_names`) if
+    /// it is meant for this architecture.
+    pub fn layer_profile(&mut self, name: &str) -> Result<(), Error> {
+        self.layer_profile_for(name, std::env::consts::ARCH)
+    }
+
+    fn layer_profile_for(&mut self, name: &str, host_arch: &str) -> Result<(), Error> {
+        let Some(profile) = PROFILES.iter().find(|p| p.name == name) else {
+            return Err(Error::ConfigValue(format!(
+                "unknown profile `{name}`; known profiles: {}",
+                profile_names().join(", ")
+            )));
+        };
+        if profile.arch != host_arch {
+            return Err(Error::ConfigValue(format!(
+                "profile `{name}` is for {} hosts; this host is {host_arch}",
+                profile.arch
+            )));
+        }
+        self.layer_ron(profile.ron, Path::new(&format!("profiles/{name}.ron")))
     }
 
     /// Applies one `key=value` override; the value is RON (`1`, `"cortex-a72"`).
@@ -270,6 +397,60 @@ mod tests {
         assert!(err.to_string().contains("opt_level"), "{err}");
         let err = Config::from_ron("(thresholds: (calls: \"x\"))", Path::new("c.ron")).unwrap_err();
         assert!(err.to_string().starts_with("c.ron:1:"), "{err}");
+    }
+
+    #[test]
+    fn layers_change_only_what_they_name() {
+        let mut c = Config::default();
+        c.layer_ron("(compiler: (threads: 3))", Path::new("a.ron"))
+            .unwrap();
+        c.layer_ron(
+            "(thresholds: (calls: 7), target: (cpu: \"cortex-a72\"))",
+            Path::new("b.ron"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.compiler.threads, 3,
+            "an earlier layer survives a later one"
+        );
+        assert_eq!(c.thresholds.calls, 7);
+        assert_eq!(c.thresholds.backedges, Thresholds::default().backedges);
+        assert_eq!(c.target.cpu, "cortex-a72");
+        let err = c
+            .layer_ron("(compiler: (threds: 1))", Path::new("c.ron"))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("c.ron:1:"), "{err}");
+        assert_eq!(c.compiler.threads, 3, "a bad layer changes nothing");
+    }
+
+    #[test]
+    fn every_profile_loads_and_changes_something() {
+        for profile in PROFILES {
+            let mut c = Config::default();
+            c.layer_profile_for(profile.name, profile.arch)
+                .unwrap_or_else(|e| panic!("{}: {e}", profile.name));
+            assert_ne!(c, Config::default(), "{} changes no knob", profile.name);
+            c.validate().unwrap();
+            let other = if profile.arch == "x86_64" {
+                "aarch64"
+            } else {
+                "x86_64"
+            };
+            let err = Config::default()
+                .layer_profile_for(profile.name, other)
+                .unwrap_err();
+            assert!(err.to_string().contains("is for"), "{err}");
+        }
+        // Every file in profiles/ is built in.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let file = entry.unwrap().file_name().into_string().unwrap();
+            let name = file
+                .strip_suffix(".ron")
+                .expect("profiles/ holds .ron files");
+            assert!(profile_names().contains(&name), "{file} is not in PROFILES");
+        }
+        assert!(Config::default().layer_profile("pi-9000").is_err());
     }
 
     #[test]

@@ -32,4 +32,4 @@ pub mod versions;
 
 pub use config::Config;
 pub use error::Error;
-pub use runtime::{run, Mode, RunOptions};
+pub use runtime::{describe_target, run, Mode, RunOptions};

@@ -30,11 +30,16 @@ enum Command {
 #[derive(clap::Args)]
 struct RunArgs {
     /// The job: LLVM IR (.ll), bitcode (.bc) or C (.c).
-    job: PathBuf,
+    #[arg(required_unless_present = "print_target")]
+    job: Option<PathBuf>,
     /// tiered: start on baseline, optimize hot functions in the background;
     /// baseline: instrumented O0 only; optimized: everything at O3 first.
     #[arg(long, value_enum, default_value_t = ModeArg::Tiered)]
     mode: ModeArg,
+    /// Tuning preset from profiles/: cortex-a53, cortex-a72, cortex-a76,
+    /// neoverse-n1, x86-64-server. Applied under --config and --set.
+    #[arg(long)]
+    profile: Option<String>,
     /// RON config file (see config.example.ron).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -50,6 +55,9 @@ struct RunArgs {
     /// Extra clang flag for .c jobs, e.g. --cflag=-DN=100 (repeatable).
     #[arg(long = "cflag", value_name = "FLAG", allow_hyphen_values = true)]
     cflags: Vec<String>,
+    /// Print the target triple, CPU, features and preset, then exit.
+    #[arg(long)]
+    print_target: bool,
     /// Arguments passed to the job's main (after `--`).
     #[arg(last = true)]
     job_args: Vec<String>,
@@ -75,20 +83,31 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<std::convert::Infallible> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = Config::default();
+    if let Some(name) = &args.profile {
+        config.layer_profile(name)?;
+    }
+    if let Some(path) = &args.config {
+        config.layer_file(path)?;
+    }
     for setting in &args.set {
         config.apply_override(setting)?;
     }
+    if args.print_target {
+        print!(
+            "{}",
+            tierjit::describe_target(&config, args.profile.as_deref())?
+        );
+        std::process::exit(0);
+    }
+    let job = args.job.expect("clap requires JOB unless --print-target");
     let mode = match args.mode {
         ModeArg::Tiered => Mode::Tiered,
         ModeArg::Baseline => Mode::Baseline,
         ModeArg::Optimized => Mode::Optimized,
     };
     Ok(tierjit::run(RunOptions {
-        job: args.job,
+        job,
         mode,
         config,
         events: args.events,

@@ -78,6 +78,34 @@ pub struct Shared {
     batch_requests: Mutex<Option<Sender<CompileRequest>>>,
 }
 
+/// What `tierjit run --print-target` shows: what code every tier will be
+/// generated for, and how new code is published.
+pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String, Error> {
+    codegen::initialize_native_target()?;
+    let spec = TargetSpec::resolve(&config.target);
+    spec.machine(0)?;
+    let cpu_source = if config.target.cpu == "host" {
+        "detected"
+    } else {
+        "configured"
+    };
+    let sync = if code::sync_core_supported() {
+        "membarrier(PRIVATE_EXPEDITED_SYNC_CORE) before each slot store"
+    } else {
+        "no membarrier SYNC_CORE in this kernel: relying on fresh code addresses (see src/code/tables.rs)"
+    };
+    let pretty = ron::ser::PrettyConfig::new().struct_names(false);
+    let effective = ron::ser::to_string_pretty(config, pretty)
+        .map_err(|e| Error::ConfigValue(format!("cannot print the config: {e}")))?;
+    Ok(format!(
+        "triple:    {}\ncpu:       {} ({cpu_source})\nfeatures:  {}\nprofile:   {}\ncode sync: {sync}\nconfig (defaults < profile < --config < --set):\n{effective}\n",
+        spec.triple,
+        spec.cpu,
+        if spec.features.is_empty() { "(the CPU's defaults)" } else { &spec.features },
+        profile.unwrap_or("none"),
+    ))
+}
+
 /// Runs the job to completion and exits the process with its status.
 /// Returns only if the job could not be started.
 pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
@@ -85,7 +113,7 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     codegen::initialize_native_target()?;
     code::load_host_libraries();
     let target = TargetSpec::resolve(&options.config.target);
-    let bytes = read_job_ir(&options.job, &options.cflags)?;
+    let bytes = read_job_ir(&options.job, &options.cflags, &target.triple)?;
     let context = Context::create();
     let module = parse_module(&context, &bytes, &options.job)?;
     let shape = main_shape(&module, &options)?;
@@ -434,9 +462,14 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
         }
     }
     for (id, f) in shared.layout.functions.iter().enumerate() {
-        if let Some((attempts, reason)) = shared.versions.failures(id) {
+        if let Some((attempts, reason, gave_up)) = shared.versions.failures(id) {
+            let outlook = if gave_up {
+                "stays on O0"
+            } else {
+                "on O0, may retry"
+            };
             out += &format!(
-                "  {}: stays on O0 after {attempts} failed compile(s): {reason}\n",
+                "  {}: {outlook} after {attempts} failed compile(s), last: {reason}\n",
                 f.display_name()
             );
         }

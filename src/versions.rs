@@ -51,8 +51,9 @@ struct Record {
     tier: Tier,
     state: TierUpState,
     versions: u32,
-    /// Failed compile attempts so far.
+    /// Failed compile attempts so far, and why the last one failed.
     failures: u32,
+    last_failure: Option<String>,
 }
 
 pub struct VersionManager {
@@ -70,6 +71,7 @@ impl VersionManager {
                 state: TierUpState::Cold,
                 versions: 1,
                 failures: 0,
+                last_failure: None,
             })
             .collect();
         VersionManager {
@@ -147,21 +149,20 @@ impl VersionManager {
         let mut records = self.records();
         let record = &mut records[id];
         record.failures += 1;
+        record.last_failure = Some(reason.clone());
         record.state = match retry_at(record.failures) {
             Some(retry_at) => TierUpState::Failed { retry_at, reason },
             None => TierUpState::GaveUp { reason },
         };
     }
 
-    /// Failed attempts so far and the reason of the last one.
-    pub fn failures(&self, id: usize) -> Option<(u32, String)> {
+    /// Failed attempts so far, the reason of the last one, and whether the
+    /// function has been given up on; `None` if no attempt failed.
+    pub fn failures(&self, id: usize) -> Option<(u32, String, bool)> {
         let records = self.records();
         let record = &records[id];
-        match &record.state {
-            TierUpState::Failed { reason, .. } | TierUpState::GaveUp { reason } => {
-                Some((record.failures, reason.clone()))
-            }
-            _ => None,
-        }
+        let reason = record.last_failure.clone()?;
+        let gave_up = matches!(record.state, TierUpState::GaveUp { .. });
+        Some((record.failures, reason, gave_up))
     }
 }

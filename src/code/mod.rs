@@ -13,4 +13,5 @@ pub use entry::{
     set_tier_up_hook, tier_up_now_address, MainShape,
 };
 pub use orc::{Jit, LoadedObject};
+pub use publish::sync_core_supported;
 pub use tables::{CounterTable, SlotTable};

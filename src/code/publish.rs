@@ -9,6 +9,12 @@ const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_long = 1 << 5;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_long = 1 << 6;
 
+/// Whether this kernel offers core-serialising membarriers.
+pub fn sync_core_supported() -> bool {
+    let supported = membarrier(MEMBARRIER_CMD_QUERY);
+    supported > 0 && supported & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE != 0
+}
+
 /// Whether `membarrier(SYNC_CORE)` is registered for this process.
 pub struct CodeSync {
     registered: AtomicBool,
@@ -35,9 +41,7 @@ impl CodeSync {
     /// than by speculative prefetch, which the writer's broadcast instruction
     /// cache invalidation (IC IVAU to the inner shareable domain) discards.
     pub fn register() -> CodeSync {
-        let supported = membarrier(MEMBARRIER_CMD_QUERY);
-        let ok = supported > 0
-            && supported & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE != 0
+        let ok = sync_core_supported()
             && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) == 0;
         CodeSync {
             registered: AtomicBool::new(ok),

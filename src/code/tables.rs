@@ -36,31 +36,43 @@ impl SlotTable {
 
     /// Makes `code` the version new calls of function `index` run.
     ///
-    /// `code` must be the entry of fully linked code (ORC has finished
-    /// writing it and applying relocations, and has made the instruction
-    /// cache coherent for it: JITLink's in-process memory manager invalidates
-    /// the instruction cache of executable segments when it finalizes them).
+    /// Why a thread that loads the new address executes the new code and
+    /// never stale bytes, on x86-64 and on weakly ordered AArch64 cores:
     ///
-    /// The protocol follows the Arm ARM rule for concurrent modification and
-    /// execution of instructions (B2.2.5, "cross-modifying code"): after the
-    /// writer's cache maintenance, every core that will execute the new
-    /// instructions must perform a context synchronization event (ISB) after
-    /// the maintenance completes and before it fetches them. So, in order:
-    ///  1. `sync.all_cores()` makes every thread of this process execute a
-    ///     core-serialising instruction (membarrier SYNC_CORE), discarding any
-    ///     instructions they may have prefetched from the new range;
-    ///  2. the Release store publishes the address: any thread whose load of
-    ///     the slot sees it also sees the code bytes written before it
-    ///     (generated code loads slots atomically, so the load is a single
-    ///     untorn access; the call's address dependency orders the fetch
-    ///     after the load on every architecture we support).
+    /// 1. Cache maintenance is complete before we get here. `code` comes
+    ///    from an ORC lookup, which returns only after JITLink has
+    ///    finalized the object; its in-process memory manager
+    ///    (llvm/lib/ExecutionEngine/JITLink/JITLinkMemoryManager.cpp,
+    ///    `applyProtections`) calls `sys::Memory::InvalidateInstructionCache`
+    ///    on every executable segment, which on AArch64 Linux is
+    ///    `__clear_cache`: DC CVAU, DSB ISH, IC IVAU, DSB ISH. The IC IVAU is
+    ///    broadcast to the inner shareable domain, so no core's instruction
+    ///    cache keeps a stale line once the DSB completes.
+    /// 2. Other cores discard anything they fetched early. The Arm ARM
+    ///    (B2.2.5, concurrent modification and execution of instructions)
+    ///    requires a context synchronization event (ISB) on each executing
+    ///    core after the maintenance and before it runs the new code,
+    ///    because a core may have prefetched instructions speculatively.
+    ///    `sync.all_cores()` is `membarrier(PRIVATE_EXPEDITED_SYNC_CORE)`:
+    ///    when it returns, every thread of this process has executed a
+    ///    core-serialising instruction; threads scheduled later pass an
+    ///    exception return, which is context synchronizing too.
+    /// 3. Only then is the address published, with a Release store. Generated
+    ///    code reads slots with atomic (monotonic) loads, so a reader sees the
+    ///    old or the new address, never a torn one; whichever it sees is
+    ///    complete, synchronized code (the old version is never freed).
+    ///    Release is not needed for the code bytes (steps 1-2 cover them);
+    ///    it orders our earlier bookkeeping for readers on the Rust side.
     ///
-    /// A thread that started after step 1 has passed its own context
-    /// synchronization when the kernel scheduled it. On x86-64 instruction
-    /// fetch is coherent with data writes, and step 1 is belt and braces.
+    /// On x86-64, instruction fetch is coherent with stores to code and the
+    /// same order (code written, serialise, publish) satisfies the SDM's
+    /// cross-modifying-code rule (Vol. 3, 8.1.3).
+    ///
+    /// Without SYNC_CORE (Linux < 4.16) step 2 falls back to the argument in
+    /// `CodeSync::register`.
     pub fn publish(&self, index: usize, code: usize) {
         self.sync.all_cores();
-        // Release: pairs with the atomic slot load in generated code; see above.
+        // Release: see step 3 above; the code bytes are covered by steps 1-2.
         self.slots[index].store(code, Ordering::Release);
     }
 

@@ -31,11 +31,12 @@ impl JobKind {
     }
 }
 
-/// Reads the job at `path` into bytes of IR (textual or bitcode).
-pub fn read_job_ir(path: &Path, cflags: &[String]) -> Result<Vec<u8>, Error> {
+/// Reads the job at `path` into bytes of IR (textual or bitcode). C is
+/// compiled for `triple`, the target every tier generates code for.
+pub fn read_job_ir(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Error> {
     let kind = JobKind::of(path)?;
     if kind == JobKind::C {
-        return compile_c(path, cflags);
+        return compile_c(path, cflags, triple);
     }
     std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -83,9 +84,13 @@ fn clang_binary() -> PathBuf {
 
 /// Compiles C to unoptimized bitcode that keeps the metadata the optimizer
 /// needs: `-O2 -Xclang -disable-llvm-passes` gives TBAA, lifetime markers
-/// and no `optnone`, unlike `-O0`. Warnings are not shown (the job's own
-/// stderr is the user's); on failure clang's diagnostics are the error.
-fn compile_c(path: &Path, cflags: &[String]) -> Result<Vec<u8>, Error> {
+/// and no `optnone`, unlike `-O0`. The triple is explicit because the C
+/// front end bakes the target's ABI into the IR (type sizes, long double,
+/// va_list, calling conventions) and clang's default target may differ
+/// from the JIT's (an x86-64 clang serving an emulated AArch64 tierjit).
+/// Warnings are not shown (the job's own stderr is the user's); on failure
+/// clang's diagnostics are the error.
+fn compile_c(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Error> {
     if !path.is_file() {
         let source = std::fs::File::open(path)
             .err()
@@ -107,6 +112,7 @@ fn compile_c(path: &Path, cflags: &[String]) -> Result<Vec<u8>, Error> {
             "-g0",
         ])
         .args(["-fno-color-diagnostics", "-o", "-"])
+        .arg(format!("--target={triple}"))
         .args(cflags)
         .arg(path)
         .output()

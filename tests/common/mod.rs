@@ -11,6 +11,23 @@ pub fn tierjit() -> &'static str {
     env!("CARGO_BIN_EXE_tierjit")
 }
 
+/// A command that runs the tierjit binary. When the tests run under an
+/// emulator (`TIERJIT_TEST_RUNNER="qemu-aarch64 -L /"`, set by
+/// .ci/test-aarch64), the binary is started through it: the kernel here
+/// cannot execute the cross-built binary directly.
+pub fn tierjit_command() -> Command {
+    let runner = std::env::var("TIERJIT_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(tierjit());
+            cmd
+        }
+        None => Command::new(tierjit()),
+    }
+}
+
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -101,7 +118,7 @@ pub fn job_limit() -> Duration {
 
 /// Runs `tierjit run JOB <flags> [-- args]`.
 pub fn run_tierjit(job: &Path, flags: &[&str], args: &[String]) -> Run {
-    let mut cmd = Command::new(tierjit());
+    let mut cmd = tierjit_command();
     cmd.arg("run").arg(job).args(flags);
     if !args.is_empty() {
         cmd.arg("--").args(args);

@@ -16,6 +16,7 @@ pub struct Config {
     pub thresholds: Thresholds,
     pub profiler: Profiler,
     pub compiler: Compiler,
+    pub osr: Osr,
     pub target: Target,
 }
 
@@ -27,6 +28,9 @@ pub struct Thresholds {
     pub calls: u64,
     /// Loop back-edges taken inside the function by baseline code.
     pub backedges: u64,
+    /// Back-edges of one loop after which frames running it move to an
+    /// optimized continuation (on-stack replacement).
+    pub osr_backedges: u64,
 }
 
 impl Default for Thresholds {
@@ -34,6 +38,7 @@ impl Default for Thresholds {
         Thresholds {
             calls: 1000,
             backedges: 20_000,
+            osr_backedges: 20_000,
         }
     }
 }
@@ -89,6 +94,26 @@ impl Default for Compiler {
             context_reuse: 200,
             background: true,
             direct_self_calls: true,
+        }
+    }
+}
+
+/// On-stack replacement of running loops.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Osr {
+    /// false: baseline code has no OSR checks; running loops stay baseline.
+    pub enabled: bool,
+    /// Stress mode for tests: at its first back-edge each loop waits for
+    /// its continuation to be compiled and transfers to it.
+    pub force: bool,
+}
+
+impl Default for Osr {
+    fn default() -> Self {
+        Osr {
+            enabled: true,
+            force: false,
         }
     }
 }
@@ -182,6 +207,7 @@ fn flatten(prefix: &str, value: &ron::Value, out: &mut Vec<String>) {
 pub const KEYS: &[&str] = &[
     "thresholds.calls",
     "thresholds.backedges",
+    "thresholds.osr_backedges",
     "profiler.interval_ms",
     "compiler.threads",
     "compiler.queue_size",
@@ -191,6 +217,8 @@ pub const KEYS: &[&str] = &[
     "compiler.context_reuse",
     "compiler.background",
     "compiler.direct_self_calls",
+    "osr.enabled",
+    "osr.force",
     "target.cpu",
     "target.features",
 ];
@@ -308,6 +336,9 @@ impl Config {
         let result = match key {
             "thresholds.calls" => parse(value).map(|v| self.thresholds.calls = v),
             "thresholds.backedges" => parse(value).map(|v| self.thresholds.backedges = v),
+            "thresholds.osr_backedges" => parse(value).map(|v| self.thresholds.osr_backedges = v),
+            "osr.enabled" => parse(value).map(|v| self.osr.enabled = v),
+            "osr.force" => parse(value).map(|v| self.osr.force = v),
             "profiler.interval_ms" => parse(value).map(|v| self.profiler.interval_ms = v),
             "compiler.threads" => parse(value).map(|v| self.compiler.threads = v),
             "compiler.queue_size" => parse(value).map(|v| self.compiler.queue_size = v),
@@ -340,6 +371,9 @@ impl Config {
         }
         if self.thresholds.backedges == 0 {
             problems.push("thresholds.backedges must be at least 1");
+        }
+        if self.thresholds.osr_backedges == 0 {
+            problems.push("thresholds.osr_backedges must be at least 1");
         }
         if self.profiler.interval_ms == 0 || self.profiler.interval_ms > 60_000 {
             problems.push("profiler.interval_ms must be between 1 and 60000");

@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod ir;
 pub mod metrics;
+pub mod osr;
 pub mod runtime;
 pub mod tiering;
 pub mod versions;

@@ -12,7 +12,9 @@ use crate::versions::Tier;
 
 /// One tier-up, from request to outcome.
 pub struct TierEvent<'a> {
+    /// `f`, or `f@loopK` for an OSR continuation.
     pub function: &'a str,
+    pub osr: bool,
     pub from: Tier,
     pub to: Tier,
     pub calls: u64,
@@ -93,8 +95,9 @@ impl Metrics {
             Err(reason) => format!("failed: {reason}"),
         };
         self.emit(format!(
-            "{:>10.3}ms {seq:>4} {} {}->{}  calls={} backedges={}  queued={:.2}ms compile={:.2}ms size={}B {outcome}",
+            "{:>10.3}ms {seq:>4} {}{} {}->{}  calls={} backedges={}  queued={:.2}ms compile={:.2}ms size={}B {outcome}",
             self.elapsed_ms(),
+            if event.osr { "osr " } else { "" },
             event.function,
             event.from,
             event.to,

@@ -12,7 +12,7 @@ use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::values::BasicValue;
 
-use crate::baseline::{baseline_symbol, instrument, BatchTierUp};
+use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries};
 use crate::code::{self, CounterTable, Jit, MainShape, SlotTable};
 use crate::codegen::{self, TargetSpec};
 use crate::config::Config;
@@ -22,7 +22,7 @@ use crate::ir::load::{parse_module, read_job_ir};
 use crate::ir::normalize::{is_intrinsic, make_shareable, set_code_attributes};
 use crate::metrics::Metrics;
 use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest};
-use crate::versions::{Tier, TierUpState, VersionManager};
+use crate::versions::{Tier, TierUpState, Unit, VersionManager};
 
 /// How a job runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,7 +263,8 @@ fn run_tiered(
     let layout = JobLayout::of(&module);
     let canonical_bitcode = module.write_bitcode_to_memory().as_slice().to_vec();
     let slots = SlotTable::new(layout.functions.len());
-    let counters = CounterTable::new(layout.counter_count);
+    let osr_slots = SlotTable::new(layout.loop_count);
+    let counters = CounterTable::new(layout.counter_table_len());
 
     let compile_start = Instant::now();
     let baseline = module.clone();
@@ -273,7 +274,15 @@ fn run_tiered(
             hook: code::tier_up_now_address(),
         }
     });
-    instrument(&baseline, &layout, &slots, &counters, batch)?;
+    let config = &options.config;
+    let osr = (options.mode == Mode::Tiered && config.osr.enabled).then(|| OsrEntries {
+        slots: &osr_slots,
+        force_hook: config.osr.force.then(code::osr_now_address),
+    });
+    instrument(&baseline, &layout, &slots, &counters, batch, osr)?;
+    if let Some(dir) = std::env::var_os(crate::tiering::build::DUMP_IR_ENV) {
+        let _ = baseline.print_to_file(std::path::Path::new(&dir).join("baseline.ll"));
+    }
     let machine = target.machine(0)?;
     let object = codegen::emit_object(&baseline, &machine)?;
     let jit = Jit::new(&override_symbols())?;
@@ -289,7 +298,7 @@ fn run_tiered(
         object.len(),
     );
 
-    let versions = VersionManager::new(slots, layout.functions.len(), Tier::Baseline);
+    let versions = VersionManager::new(slots, osr_slots, Tier::Baseline);
     versions.keep_alive(loaded);
     let shared = Arc::new(Shared {
         config: options.config.clone(),
@@ -327,13 +336,18 @@ fn run_tiered(
 
 fn start_background(shared: &Arc<Shared>) {
     let (tx, rx) = crossbeam_channel::bounded::<CompileRequest>(shared.config.compiler.queue_size);
-    if !shared.config.compiler.background {
+    if !shared.config.compiler.background || shared.config.osr.force {
         *shared
             .batch_requests
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         let s = shared.clone();
-        code::set_tier_up_hook(Box::new(move |id| tier_up_now(&s, id)));
+        code::set_tier_up_hook(Box::new(move |id| request_now(&s, id, None)));
+        let s = shared.clone();
+        code::set_osr_hook(Box::new(move |g| {
+            let (function, k) = s.layout.loops[g];
+            request_now(&s, function, Some(k))
+        }));
     }
     let mut threads = shared.threads.lock().unwrap_or_else(|p| p.into_inner());
     for i in 0..shared.config.compiler.threads {
@@ -354,11 +368,26 @@ fn start_background(shared: &Arc<Shared>) {
     );
 }
 
-/// Batch mode: queue `id` and wait until its compile has finished (or
-/// until another thread's request for it has).
-fn tier_up_now(shared: &Shared, id: usize) {
+/// Batch mode and forced OSR: queue a compile of function `function` (or of
+/// the continuation of its loop `loop_index`) and wait until it has
+/// finished, or until another thread's request for it has.
+fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
+    let f = &shared.layout.functions[function];
+    let request = CompileRequest {
+        function,
+        loop_index,
+        calls: shared.counters.read(f.entry_counter),
+        backedges: f
+            .loops
+            .iter()
+            .map(|l| shared.counters.read(l.counter))
+            .sum(),
+        queued_at: Instant::now(),
+        done: None,
+    };
+    let unit = request.unit(&shared.layout);
     loop {
-        let previous = shared.versions.state(id);
+        let previous = shared.versions.state(unit);
         match previous {
             TierUpState::Requested => {
                 std::thread::sleep(std::time::Duration::from_micros(100));
@@ -367,33 +396,26 @@ fn tier_up_now(shared: &Shared, id: usize) {
             TierUpState::Installed | TierUpState::GaveUp { .. } => return,
             TierUpState::Cold | TierUpState::Failed { .. } => {}
         }
-        if !shared.versions.try_request(id, Instant::now()) {
+        if !shared.versions.try_request(unit, Instant::now()) {
             return;
         }
-        let Some(sender) = shared
+        let sender = shared
             .batch_requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
-            shared.versions.cancel_request(id, previous);
+            .clone();
+        let Some(sender) = sender else {
+            shared.versions.cancel_request(unit, previous);
             return;
         };
-        let f = &shared.layout.functions[id];
         let (done, finished) = crossbeam_channel::bounded::<()>(0);
         let request = CompileRequest {
-            function: id,
-            calls: shared.counters.read(f.entry_counter),
-            backedges: f
-                .loops
-                .iter()
-                .map(|l| shared.counters.read(l.counter))
-                .sum(),
             queued_at: Instant::now(),
             done: Some(done),
+            ..request
         };
         if sender.send(request).is_err() {
-            shared.versions.cancel_request(id, previous);
+            shared.versions.cancel_request(unit, previous);
             return;
         }
         // Returns when the compiler drops the request's `done` sender.
@@ -447,7 +469,7 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
             .iter()
             .map(|l| shared.counters.read(l.counter))
             .sum();
-        let tier = shared.versions.tier(id);
+        let tier = shared.versions.tier(Unit::Function(id));
         if tier == Tier::Optimized {
             optimized += 1;
         }
@@ -462,7 +484,7 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
         }
     }
     for (id, f) in shared.layout.functions.iter().enumerate() {
-        if let Some((attempts, reason, gave_up)) = shared.versions.failures(id) {
+        if let Some((attempts, reason, gave_up)) = shared.versions.failures(Unit::Function(id)) {
             let outlook = if gave_up {
                 "stays on O0"
             } else {
@@ -473,6 +495,37 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
                 f.display_name()
             );
         }
+    }
+    let mut transitions_total = 0;
+    let mut continuations = 0;
+    for (g, &(fid, k)) in shared.layout.loops.iter().enumerate() {
+        let transitions = shared
+            .counters
+            .read(shared.layout.osr_transition_counter(g));
+        let state = shared.versions.state(Unit::Loop(g));
+        let installed = state == TierUpState::Installed;
+        transitions_total += transitions;
+        continuations += usize::from(installed);
+        let failures = shared.versions.failures(Unit::Loop(g));
+        if installed || transitions > 0 || failures.is_some() {
+            let f = &shared.layout.functions[fid];
+            let what = match failures {
+                Some((n, reason, _)) if !installed => {
+                    format!("no continuation ({n} failed: {reason})")
+                }
+                _ => "continuation installed".to_string(),
+            };
+            out += &format!(
+                "  osr {}@loop{k} (depth {}): {what}, {transitions} frame(s) transferred\n",
+                f.display_name(),
+                f.loops[k].depth
+            );
+        }
+    }
+    if shared.layout.loop_count > 0 {
+        out += &format!(
+            "  osr totals: {continuations} continuations, {transitions_total} transitions\n"
+        );
     }
     let (installed, failed) = shared.metrics.tier_ups();
     out += &format!(

@@ -56,27 +56,42 @@ struct Record {
     last_failure: Option<String>,
 }
 
+/// What a version is for: a whole function (entered through its slot) or
+/// a loop (an OSR continuation, entered through the loop's entry slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Function(usize),
+    /// By job-wide loop id (`JobLayout::loops`).
+    Loop(usize),
+}
+
 pub struct VersionManager {
     slots: SlotTable,
     records: Mutex<Vec<Record>>,
+    osr_slots: SlotTable,
+    osr_records: Mutex<Vec<Record>>,
     /// Loaded code, kept alive so it is never freed under a running frame.
     objects: Mutex<Vec<LoadedObject>>,
 }
 
 impl VersionManager {
-    pub fn new(slots: SlotTable, functions: usize, initial: Tier) -> VersionManager {
-        let records = (0..functions)
-            .map(|_| Record {
-                tier: initial,
-                state: TierUpState::Cold,
-                versions: 1,
-                failures: 0,
-                last_failure: None,
-            })
-            .collect();
+    pub fn new(slots: SlotTable, osr_slots: SlotTable, initial: Tier) -> VersionManager {
+        let records = |n: usize| {
+            (0..n)
+                .map(|_| Record {
+                    tier: initial,
+                    state: TierUpState::Cold,
+                    versions: 1,
+                    failures: 0,
+                    last_failure: None,
+                })
+                .collect()
+        };
         VersionManager {
+            records: Mutex::new(records(slots.len())),
+            osr_records: Mutex::new(records(osr_slots.len())),
             slots,
-            records: Mutex::new(records),
+            osr_slots,
             objects: Mutex::new(Vec::new()),
         }
     }
@@ -85,8 +100,17 @@ impl VersionManager {
         &self.slots
     }
 
-    fn records(&self) -> std::sync::MutexGuard<'_, Vec<Record>> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    /// The records of `unit`'s kind and its index among them.
+    fn records(&self, unit: Unit) -> (std::sync::MutexGuard<'_, Vec<Record>>, usize) {
+        let (records, index) = match unit {
+            Unit::Function(id) => (&self.records, id),
+            Unit::Loop(id) => (&self.osr_records, id),
+        };
+        (records.lock().unwrap_or_else(|p| p.into_inner()), index)
+    }
+
+    pub fn osr_slots(&self) -> &SlotTable {
+        &self.osr_slots
     }
 
     pub fn keep_alive(&self, object: LoadedObject) {
@@ -96,18 +120,20 @@ impl VersionManager {
             .push(object);
     }
 
-    pub fn state(&self, id: usize) -> TierUpState {
-        self.records()[id].state.clone()
+    pub fn state(&self, unit: Unit) -> TierUpState {
+        let (records, i) = self.records(unit);
+        records[i].state.clone()
     }
 
-    pub fn tier(&self, id: usize) -> Tier {
-        self.records()[id].tier
+    pub fn tier(&self, unit: Unit) -> Tier {
+        let (records, i) = self.records(unit);
+        records[i].tier
     }
 
     /// Marks `id` requested if its state allows a request now.
-    pub fn try_request(&self, id: usize, now: Instant) -> bool {
-        let mut records = self.records();
-        let record = &mut records[id];
+    pub fn try_request(&self, unit: Unit, now: Instant) -> bool {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
         let allowed = match &record.state {
             TierUpState::Cold => true,
             TierUpState::Failed { retry_at, .. } => now >= *retry_at,
@@ -120,24 +146,28 @@ impl VersionManager {
     }
 
     /// Withdraws a request that could not be queued.
-    pub fn cancel_request(&self, id: usize, previous: TierUpState) {
-        let mut records = self.records();
-        if records[id].state == TierUpState::Requested {
-            records[id].state = previous;
+    pub fn cancel_request(&self, unit: Unit, previous: TierUpState) {
+        let (mut records, i) = self.records(unit);
+        if records[i].state == TierUpState::Requested {
+            records[i].state = previous;
         }
     }
 
     /// Number of the next version of `id` (the baseline is version 0).
-    pub fn next_version(&self, id: usize) -> u32 {
-        self.records()[id].versions
+    pub fn next_version(&self, unit: Unit) -> u32 {
+        let (records, i) = self.records(unit);
+        records[i].versions
     }
 
     /// Publishes a loaded, linked version of `id` at `entry`.
-    pub fn install(&self, id: usize, tier: Tier, entry: usize, object: LoadedObject) {
+    pub fn install(&self, unit: Unit, tier: Tier, entry: usize, object: LoadedObject) {
         self.keep_alive(object);
-        self.slots.publish(id, entry);
-        let mut records = self.records();
-        let record = &mut records[id];
+        match unit {
+            Unit::Function(id) => self.slots.publish(id, entry),
+            Unit::Loop(id) => self.osr_slots.publish(id, entry),
+        }
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
         record.tier = tier;
         record.state = TierUpState::Installed;
         record.versions += 1;
@@ -145,9 +175,9 @@ impl VersionManager {
 
     /// Records a failed attempt. `retry_at` (the policy) gets the number of
     /// failures so far and says when to try again, or `None` to give up.
-    pub fn fail(&self, id: usize, reason: String, retry_at: impl FnOnce(u32) -> Option<Instant>) {
-        let mut records = self.records();
-        let record = &mut records[id];
+    pub fn fail(&self, unit: Unit, reason: String, retry_at: impl FnOnce(u32) -> Option<Instant>) {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
         record.failures += 1;
         record.last_failure = Some(reason.clone());
         record.state = match retry_at(record.failures) {
@@ -158,9 +188,9 @@ impl VersionManager {
 
     /// Failed attempts so far, the reason of the last one, and whether the
     /// function has been given up on; `None` if no attempt failed.
-    pub fn failures(&self, id: usize) -> Option<(u32, String, bool)> {
-        let records = self.records();
-        let record = &records[id];
+    pub fn failures(&self, unit: Unit) -> Option<(u32, String, bool)> {
+        let (records, i) = self.records(unit);
+        let record = &records[i];
         let reason = record.last_failure.clone()?;
         let gave_up = matches!(record.state, TierUpState::GaveUp { .. });
         Some((record.failures, reason, gave_up))

@@ -76,6 +76,12 @@ fn check_seed(seed: u64) -> Outcome {
                 run.stderr.lines().take(20).collect::<Vec<_>>().join("\n")
             ));
         }
+        if *label == "tiered-osr-forced" && osr_transitions(&run.stderr).unwrap_or(0) == 0 {
+            problems.push(format!(
+                "{label}: no OSR transition happened:\n{}",
+                run.stderr
+            ));
+        }
         if *label == "tiered-batch" && installed_tierups(&run.stderr).is_empty() {
             problems.push(format!(
                 "{label}: no function was installed at O3:\n{}",

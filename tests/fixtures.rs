@@ -8,6 +8,7 @@
 //!   args: A B C     the job's arguments
 //!   exit: N         expected exit status (default 0)
 //!   tierup: f g     functions that must tier up in batch mode
+//!   osr: yes        frames must move to OSR continuations in forced-OSR mode
 //!
 //! `TIERJIT_BLESS=1 cargo test --test fixtures` rewrites the .out files from
 //! the native run (review the diff before committing).
@@ -22,6 +23,7 @@ struct Fixture {
     args: Vec<String>,
     exit: i32,
     tierup: Vec<String>,
+    osr: bool,
 }
 
 fn directives(source: &str) -> Fixture {
@@ -29,6 +31,7 @@ fn directives(source: &str) -> Fixture {
         args: vec![],
         exit: 0,
         tierup: vec![],
+        osr: false,
     };
     for line in source.lines() {
         let Some(line) = line.strip_prefix("//").or_else(|| line.strip_prefix(';')) else {
@@ -46,6 +49,8 @@ fn directives(source: &str) -> Fixture {
             fixture.exit = rest.trim().parse().expect("exit: takes a number");
         } else if let Some(rest) = line.strip_prefix("tierup:") {
             fixture.tierup = words(rest);
+        } else if let Some(rest) = line.strip_prefix("osr:") {
+            fixture.osr = rest.trim() == "yes";
         }
     }
     fixture
@@ -100,6 +105,15 @@ fn check(file: &str) {
     for (label, flags) in MODES {
         let run = run_tierjit(&path, flags, &fixture.args);
         compare(&mut failures, label, &run);
+        if *label == "tiered-osr-forced"
+            && fixture.osr
+            && osr_transitions(&run.stderr).unwrap_or(0) == 0
+        {
+            failures.push(format!(
+                "{label}: no OSR transition happened:\n{}",
+                run.stderr
+            ));
+        }
         if *label == "tiered-batch" {
             let installed = installed_tierups(&run.stderr);
             for f in &fixture.tierup {
@@ -144,11 +158,21 @@ fixtures! {
     ssa_loops => "ssa_loops.ll",
     noargs_globals => "noargs_globals.ll",
     shadowing => "shadowing.c",
+    osr_matmul => "osr_matmul.c",
+    osr_stencil => "osr_stencil.c",
+    osr_reduction => "osr_reduction.c",
+    osr_triangular => "osr_triangular.c",
+    osr_calls => "osr_calls.c",
+    osr_structs => "osr_structs.c",
+    osr_control => "osr_control.c",
+    osr_escape => "osr_escape.c",
+    osr_byval => "osr_byval.c",
 }
 
 #[test]
 fn directives_are_parsed() {
-    let f = directives("// args: 1 2\n// exit: 7\n; tierup: f g\nexit:\n  ret i32 0");
+    let f = directives("// args: 1 2\n// exit: 7\n; tierup: f g\n// osr: yes\nexit:\n  ret i32 0");
+    assert!(f.osr);
     assert_eq!(f.args, ["1", "2"]);
     assert_eq!(f.exit, 7);
     assert_eq!(f.tierup, ["f", "g"]);

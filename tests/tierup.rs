@@ -145,6 +145,10 @@ fn failed_compile_keeps_baseline_running_and_is_not_retried_in_a_loop() {
             "thresholds.calls=100",
             "--set",
             "compiler.max_attempts=2",
+            // This test is about function compiles: an OSR continuation of
+            // main's loop would inline `work` and bypass its slot.
+            "--set",
+            "osr.enabled=false",
         ])
         .env("TIERJIT_INJECT_COMPILE_FAILURE", "work");
     let run = run_with_limit(&mut cmd, job_limit());
@@ -201,6 +205,8 @@ fn compile_attempts_stop_at_max_attempts() {
             "thresholds.calls=100",
             "--set",
             "compiler.max_attempts=3",
+            "--set",
+            "osr.enabled=false",
         ])
         .env("TIERJIT_INJECT_COMPILE_FAILURE", "work");
     let run = run_with_limit(&mut cmd, job_limit());

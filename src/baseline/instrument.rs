@@ -13,13 +13,17 @@
 //!   Its address is `f`'s identity for the whole run, so `&f == &f` across
 //!   versions, and later versions' references to `f` resolve to it.
 
-use inkwell::attributes::AttributeLoc;
+use std::collections::HashMap;
+
+use inkwell::attributes::{Attribute, AttributeLoc};
+use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
 use inkwell::module::{Linkage, Module};
+use inkwell::types::{BasicMetadataTypeEnum, BasicType, FunctionType};
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValue, FunctionValue, InstructionOpcode, InstructionValue,
-    IntValue, Operand, PhiValue, PointerValue,
+    AsValueRef, BasicMetadataValueEnum, BasicValue, BasicValueEnum, FunctionValue,
+    InstructionOpcode, InstructionValue, IntValue, PhiValue, PointerValue,
 };
 use inkwell::{AtomicOrdering, IntPredicate};
 use llvm_sys::LLVMTailCallKind;
@@ -29,6 +33,7 @@ use crate::code::{CounterTable, SlotTable};
 use crate::error::Error;
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
+use crate::osr::live::{header_phis, live_types, loop_state, LiveIn, LoopState};
 
 /// Name of the baseline version of `function`.
 pub fn baseline_symbol(function: &str) -> String {
@@ -51,6 +56,7 @@ pub fn instrument(
     slots: &SlotTable,
     counters: &CounterTable,
     batch: Option<BatchTierUp>,
+    osr: Option<OsrEntries<'_>>,
 ) -> Result<(), Error> {
     let context_ref = module.get_context();
     let context = &context_ref;
@@ -68,17 +74,54 @@ pub fn instrument(
     for (id, function) in functions.iter().enumerate() {
         let info = &layout.functions[id];
         let blocks = function.get_basic_blocks();
-        for lp in &info.loops {
+        // The live state at each header, from the IR as the compiler thread
+        // will see it (before this pass changes anything).
+        let states: Vec<LoopState> = match osr {
+            Some(_) => info
+                .loops
+                .iter()
+                .map(|lp| loop_state(*function, lp.header, &lp.blocks))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut remap = Remap::new();
+        for (k, lp) in info.loops.iter().enumerate() {
             let header = blocks[lp.header];
             for &latch in &lp.latches {
-                count_backedge(
+                let edge = count_backedge(
                     context,
                     &builder,
                     blocks[latch],
                     header,
                     counters,
                     lp.counter,
+                    &mut remap,
                 )?;
+                if let (Some(osr), Some(state)) = (osr, states.get(k)) {
+                    let params: Vec<BasicMetadataTypeEnum> = live_types(state, lp.header)
+                        .into_iter()
+                        .map(Into::into)
+                        .collect();
+                    let cont_type = match function.get_type().get_return_type() {
+                        Some(ret) => ret.fn_type(&params, false),
+                        None => context.void_type().fn_type(&params, false),
+                    };
+                    let transitions =
+                        counters.address_of(layout.osr_transition_counter(lp.global_id));
+                    emit_osr_check(
+                        context,
+                        &builder,
+                        *function,
+                        edge,
+                        header,
+                        state,
+                        cont_type,
+                        lp.global_id,
+                        osr,
+                        transitions,
+                        &mut remap,
+                    )?;
+                }
             }
         }
         let address = counters.address_of(info.entry_counter);
@@ -236,30 +279,26 @@ fn set_atomic(
         .map_err(codegen_err)
 }
 
-/// Counts the back-edge `latch -> header`. If the header is the latch's
-/// only successor the counter goes at the end of the latch; otherwise the
-/// edge is split so that only taken back-edges count.
+/// Counts the back-edge `latch -> header` and returns the block that now
+/// ends in `br header` on that edge: the latch itself if it ended in an
+/// unconditional branch to the header, otherwise a new block splitting the
+/// edge (so only taken back-edges count).
 fn count_backedge<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
-    latch: inkwell::basic_block::BasicBlock<'ctx>,
-    header: inkwell::basic_block::BasicBlock<'ctx>,
+    latch: BasicBlock<'ctx>,
+    header: BasicBlock<'ctx>,
     counters: &CounterTable,
     counter: usize,
-) -> Result<(), Error> {
+    remap: &mut Remap<'ctx>,
+) -> Result<BasicBlock<'ctx>, Error> {
     let term = latch.get_terminator().expect("latch has a terminator");
     let address = counters.address_of(counter);
-    let only_successor = term
-        .get_operands()
-        .flatten()
-        .filter_map(|o| match o {
-            Operand::Block(b) => Some(b),
-            Operand::Value(_) => None,
-        })
-        .all(|b| b == header);
-    if only_successor {
+    let unconditional = term.get_opcode() == InstructionOpcode::Br && term.get_num_operands() == 1;
+    if unconditional {
         builder.position_before(&term);
-        return emit_increment(context, builder, address).map(|_| ());
+        emit_increment(context, builder, address)?;
+        return Ok(latch);
     }
     let edge = context.insert_basic_block_after(latch, "tj.backedge");
     builder.position_at_end(edge);
@@ -268,7 +307,117 @@ fn count_backedge<'ctx>(
         .build_unconditional_branch(header)
         .map_err(codegen_err)?;
     retarget_successors(term, header, edge);
-    replace_phi_predecessor(builder, header, latch, edge)
+    replace_phi_predecessor(builder, header, latch, edge, remap)?;
+    Ok(edge)
+}
+
+/// Phis rebuilt by `replace_phi_predecessor`: old value (by address) to
+/// its replacement, so values recorded before the rebuild can be found.
+type Remap<'ctx> = HashMap<usize, BasicValueEnum<'ctx>>;
+
+fn resolve<'ctx>(remap: &Remap<'ctx>, mut value: BasicValueEnum<'ctx>) -> BasicValueEnum<'ctx> {
+    while let Some(newer) = remap.get(&(value.as_value_ref() as usize)) {
+        value = *newer;
+    }
+    value
+}
+
+/// What baseline code needs to enter OSR continuations.
+#[derive(Clone, Copy)]
+pub struct OsrEntries<'a> {
+    /// One entry slot per job-wide loop id.
+    pub slots: &'a SlotTable,
+    /// Stress mode: called with the loop id while its slot is still empty;
+    /// returns once the continuation is compiled (or has failed).
+    pub force_hook: Option<usize>,
+}
+
+/// At the end of `edge` (which ends in `br header`): if the loop's entry
+/// slot holds a continuation, call it with the live state and return its
+/// result; otherwise go on to the header.
+#[allow(clippy::too_many_arguments)]
+fn emit_osr_check<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    function: FunctionValue<'ctx>,
+    edge: BasicBlock<'ctx>,
+    header: BasicBlock<'ctx>,
+    state: &LoopState<'ctx>,
+    cont_type: FunctionType<'ctx>,
+    global_id: usize,
+    osr: OsrEntries<'_>,
+    transitions: usize,
+    remap: &mut Remap<'ctx>,
+) -> Result<(), Error> {
+    // The state flowing along this edge, read before any phi is rebuilt.
+    let phis = header_phis(header);
+    let mut args: Vec<BasicMetadataValueEnum<'ctx>> = Vec::with_capacity(state.live.len());
+    for live in &state.live {
+        let value = match live {
+            LiveIn::HeaderPhi(k) => phis[*k]
+                .get_incomings()
+                .find(|(_, from)| *from == edge)
+                .map(|(v, _)| v)
+                .ok_or_else(|| codegen_err("header phi without the back-edge"))?,
+            LiveIn::Value(v) => resolve(remap, *v),
+        };
+        args.push(value.into());
+    }
+    let slot = osr.slots.address_of(global_id);
+    let term = edge.get_terminator().expect("edge ends in br header");
+    term.erase_from_basic_block();
+    let transfer = context.insert_basic_block_after(edge, "tj.osr");
+    // The transfer call is built before any phi is rebuilt below: `args`
+    // may hold header phis (a phi can feed itself along a back-edge).
+    builder.position_at_end(transfer);
+    emit_increment(context, builder, transitions)?;
+    let target = load_slot(context, builder, slot)?;
+    let result = builder
+        .build_indirect_call(cont_type, target, &args, "tj.osr.result")
+        .map_err(codegen_err)?;
+    match (
+        function.get_type().get_return_type(),
+        result.try_as_basic_value().basic(),
+    ) {
+        (Some(_), Some(value)) => builder.build_return(Some(&value)),
+        _ => builder.build_return(None),
+    }
+    .map_err(codegen_err)?;
+
+    builder.position_at_end(edge);
+    let entry = load_slot(context, builder, slot)?;
+    let ready = builder
+        .build_is_not_null(entry, "tj.osr.ready")
+        .map_err(codegen_err)?;
+    match osr.force_hook {
+        None => {
+            builder
+                .build_conditional_branch(ready, transfer, header)
+                .map_err(codegen_err)?;
+        }
+        Some(hook) => {
+            let ask = context.insert_basic_block_after(edge, "tj.osr.ask");
+            builder
+                .build_conditional_branch(ready, transfer, ask)
+                .map_err(codegen_err)?;
+            builder.position_at_end(ask);
+            let i64t = context.i64_type();
+            let hook_type = context.void_type().fn_type(&[i64t.into()], false);
+            let id = i64t.const_int(global_id as u64, false);
+            builder
+                .build_indirect_call(hook_type, host_pointer(context, hook), &[id.into()], "")
+                .map_err(codegen_err)?;
+            let again = load_slot(context, builder, slot)?;
+            let ready = builder
+                .build_is_not_null(again, "tj.osr.ready")
+                .map_err(codegen_err)?;
+            builder
+                .build_conditional_branch(ready, transfer, header)
+                .map_err(codegen_err)?;
+            replace_phi_predecessor(builder, header, edge, ask, remap)?;
+        }
+    }
+    Ok(())
 }
 
 /// In `block`'s phis, incoming edges from `old` now come from `new`. Phis
@@ -276,9 +425,10 @@ fn count_backedge<'ctx>(
 /// rebuilt (duplicate entries for `old` collapse: they carry one value).
 fn replace_phi_predecessor<'ctx>(
     builder: &Builder<'ctx>,
-    block: inkwell::basic_block::BasicBlock<'ctx>,
-    old: inkwell::basic_block::BasicBlock<'ctx>,
-    new: inkwell::basic_block::BasicBlock<'ctx>,
+    block: BasicBlock<'ctx>,
+    old: BasicBlock<'ctx>,
+    new: BasicBlock<'ctx>,
+    remap: &mut Remap<'ctx>,
 ) -> Result<(), Error> {
     let mut cur = block.get_first_instruction();
     while let Some(instruction) = cur {
@@ -303,6 +453,10 @@ fn replace_phi_predecessor<'ctx>(
             }
         }
         let name = phi.get_name().to_string_lossy().into_owned();
+        remap.insert(
+            phi.as_basic_value().as_value_ref() as usize,
+            rebuilt.as_basic_value(),
+        );
         instruction.replace_all_uses_with(&rebuilt.as_instruction());
         instruction.erase_from_basic_block();
         rebuilt.as_basic_value().set_name(&name);
@@ -329,8 +483,12 @@ fn copy_abi_attributes(from: FunctionValue<'_>, to: FunctionValue<'_>) {
     to.set_call_conventions(from.get_call_conventions());
 }
 
-/// `stub(args...) { musttail return (*slot)(args...); }`. `musttail` also
-/// forwards the variadic part of a variadic function's arguments.
+/// `stub(args...) { return (*slot)(args...); }` as a tail call. It is
+/// `musttail` (which also forwards the variadic part of a variadic
+/// function's arguments) unless a parameter is `byval`: musttail forwarding
+/// of byval arguments compiled at O0 corrupted the stack on x86-64 (the
+/// fixture osr_byval.c is the regression test); a plain call copies the
+/// argument again, which byval semantics allow.
 fn build_stub<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
@@ -344,7 +502,16 @@ fn build_stub<'ctx>(
     let call = builder
         .build_indirect_call(stub.get_type(), target, &args, "")
         .map_err(codegen_err)?;
-    call.set_tail_call_kind(LLVMTailCallKind::LLVMTailCallKindMustTail);
+    let byval = Attribute::get_named_enum_kind_id("byval");
+    let has_byval = (0..stub.count_params()).any(|i| {
+        stub.get_enum_attribute(AttributeLoc::Param(i), byval)
+            .is_some()
+    });
+    call.set_tail_call_kind(if has_byval && !stub.get_type().is_var_arg() {
+        LLVMTailCallKind::LLVMTailCallKindTail
+    } else {
+        LLVMTailCallKind::LLVMTailCallKindMustTail
+    });
     call.set_call_convention(stub.get_call_conventions());
     for i in 0..stub.count_params() {
         for attribute in stub.attributes(AttributeLoc::Param(i)) {

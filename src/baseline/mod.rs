@@ -3,4 +3,4 @@
 
 mod instrument;
 
-pub use instrument::{baseline_symbol, instrument, BatchTierUp};
+pub use instrument::{baseline_symbol, instrument, BatchTierUp, OsrEntries};

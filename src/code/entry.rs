@@ -36,6 +36,25 @@ pub fn tier_up_now_address() -> usize {
     tier_up_now as extern "C" fn(u64) as usize
 }
 
+/// Called by baseline code in forced-OSR mode (`osr.force`) at a back-edge
+/// of a loop whose continuation does not exist yet.
+static OSR_NOW: OnceLock<TierUpHook> = OnceLock::new();
+
+pub fn set_osr_hook(hook: TierUpHook) {
+    let _ = OSR_NOW.set(hook);
+}
+
+extern "C" fn osr_now(loop_id: u64) {
+    if let Some(hook) = OSR_NOW.get() {
+        hook(loop_id as usize);
+    }
+}
+
+/// Address baseline code calls in forced-OSR mode, as `void (i64 loop_id)`.
+pub fn osr_now_address() -> usize {
+    osr_now as extern "C" fn(u64) as usize
+}
+
 /// Bound to the job's `exit` symbol.
 extern "C" fn job_exit(status: c_int) -> ! {
     finish(status)

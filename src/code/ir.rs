@@ -28,3 +28,18 @@ pub fn retarget_successors<'ctx>(
     }
     changed
 }
+
+/// Replaces every use of `old` with `new`, of whatever kind of value.
+pub fn replace_all_uses<'ctx>(
+    old: inkwell::values::BasicValueEnum<'ctx>,
+    new: inkwell::values::BasicValueEnum<'ctx>,
+) {
+    assert_eq!(
+        old.get_type(),
+        new.get_type(),
+        "replacement must have the same type"
+    );
+    // SAFETY: both are live values of one context with the same type (checked
+    // above; LLVM would otherwise corrupt the IR in a release build).
+    unsafe { llvm_sys::core::LLVMReplaceAllUsesWith(old.as_value_ref(), new.as_value_ref()) }
+}

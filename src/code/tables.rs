@@ -29,6 +29,10 @@ impl SlotTable {
         &self.slots[index] as *const AtomicUsize as usize
     }
 
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn current(&self, index: usize) -> usize {
         // Relaxed: used for reports only; no code is reached through it.
         self.slots[index].load(Ordering::Relaxed)

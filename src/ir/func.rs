@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use inkwell::values::AsValueRef;
+
 use inkwell::basic_block::BasicBlock;
 use inkwell::values::{CallSiteValue, FunctionValue, InstructionOpcode, InstructionValue, Operand};
 
@@ -54,4 +56,22 @@ pub fn direct_callee<'ctx>(instruction: InstructionValue<'ctx>) -> Option<Functi
     CallSiteValue::try_from(instruction)
         .ok()?
         .get_called_fn_value()
+}
+
+/// Every use of every value inside `function`: value (by its LLVM address)
+/// to the instructions using it and the operand indices.
+pub fn users<'ctx>(
+    function: FunctionValue<'ctx>,
+) -> HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>> {
+    let mut map: HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>> = HashMap::new();
+    for instruction in instructions(function) {
+        for (k, operand) in instruction.get_operands().enumerate() {
+            if let Some(Operand::Value(v)) = operand {
+                map.entry(v.as_value_ref() as usize)
+                    .or_default()
+                    .push((instruction, k as u32));
+            }
+        }
+    }
+    map
 }

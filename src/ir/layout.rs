@@ -15,6 +15,12 @@ pub struct LoopLayout {
     pub header: usize,
     /// Back-edge source block indices.
     pub latches: Vec<usize>,
+    /// Blocks of the loop (sorted indices), header included.
+    pub blocks: Vec<usize>,
+    /// Index (within the function's loops) of the enclosing loop.
+    pub parent: Option<usize>,
+    /// Index of this loop in the job-wide loop table (OSR entry slots).
+    pub global_id: usize,
     /// Index of the back-edge counter in the counter table.
     pub counter: usize,
     pub depth: u32,
@@ -47,6 +53,10 @@ pub struct JobLayout {
     pub functions: Vec<FunctionLayout>,
     by_name: HashMap<String, usize>,
     pub counter_count: usize,
+    /// Loops in the whole job (one OSR entry slot each).
+    pub loop_count: usize,
+    /// For each job-wide loop id: (function id, index in its `loops`).
+    pub loops: Vec<(usize, usize)>,
 }
 
 impl JobLayout {
@@ -61,18 +71,24 @@ impl JobLayout {
             .map(|(i, f)| (f.get_name().to_string_lossy().into_owned(), i))
             .collect();
         let mut counter_count = defined.len();
+        let mut loop_count = 0;
+        let mut loops = Vec::new();
         let mut functions = Vec::with_capacity(defined.len());
         for (id, function) in defined.iter().enumerate() {
             let (_, cfg) = control_flow(*function);
             let doms = Dominators::compute(&cfg);
-            let loops = natural_loops(&cfg, &doms)
+            let function_loops: Vec<LoopLayout> = natural_loops(&cfg, &doms)
                 .into_iter()
                 .map(|l| {
                     counter_count += 1;
+                    loop_count += 1;
                     LoopLayout {
                         header: l.header,
                         latches: l.latches,
+                        blocks: l.blocks,
+                        parent: l.parent,
                         counter: counter_count - 1,
+                        global_id: loop_count - 1,
                         depth: l.depth,
                     }
                 })
@@ -85,10 +101,11 @@ impl JobLayout {
                 .collect();
             callees.sort_unstable();
             callees.dedup();
+            loops.extend((0..function_loops.len()).map(|k| (id, k)));
             functions.push(FunctionLayout {
                 name: function.get_name().to_string_lossy().into_owned(),
                 entry_counter: id,
-                loops,
+                loops: function_loops,
                 instruction_count: body.len(),
                 callees,
             });
@@ -97,7 +114,19 @@ impl JobLayout {
             functions,
             by_name,
             counter_count,
+            loop_count,
+            loops,
         }
+    }
+
+    /// Counter of OSR transitions through loop `global_id`.
+    pub fn osr_transition_counter(&self, global_id: usize) -> usize {
+        self.counter_count + global_id
+    }
+
+    /// Counters in all: entries, back-edges, OSR transitions.
+    pub fn counter_table_len(&self) -> usize {
+        self.counter_count + self.loop_count
     }
 
     pub fn id_of(&self, name: &str) -> Option<usize> {

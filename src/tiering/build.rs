@@ -20,6 +20,10 @@ use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
 
+/// Directory to write each version module to, before optimization, for
+/// debugging the JIT itself.
+pub const DUMP_IR_ENV: &str = "TIERJIT_DUMP_IR";
+
 /// Symbol of version `version` of `function`.
 pub fn version_symbol(function: &str, version: u32) -> String {
     format!("{function}.tj{version}")
@@ -62,15 +66,16 @@ pub struct BuildOptions {
     pub direct_self_calls: bool,
 }
 
-/// Builds, optimizes and emits version `version` of function `id`.
-pub fn compile_version(
-    canonical: &Module<'_>,
+/// A copy of the canonical module reduced to function `id`, inlinable
+/// copies of its small callees, and declarations of everything else (steps
+/// 1 and 2 above). Shared by whole-function versions and OSR continuations.
+pub fn prepare_module<'ctx>(
+    canonical: &Module<'ctx>,
     layout: &JobLayout,
     id: usize,
-    version: u32,
     machine: &TargetMachine,
     options: BuildOptions,
-) -> Result<(String, Vec<u8>), Error> {
+) -> Result<Module<'ctx>, Error> {
     let module = canonical.clone();
     let name = &layout.functions[id].name;
     let inlinable: BTreeSet<String> = inline_candidates(layout, id, options.inline_limit)
@@ -111,6 +116,41 @@ pub fn compile_version(
             global.set_linkage(Linkage::AvailableExternally);
         }
     }
+    Ok(module)
+}
+
+/// Verifies, optimizes and emits a finished version module.
+pub fn finish_module(
+    module: &Module<'_>,
+    what: &str,
+    machine: &TargetMachine,
+    options: BuildOptions,
+) -> Result<Vec<u8>, Error> {
+    if let Some(dir) = std::env::var_os(DUMP_IR_ENV) {
+        let file = what.replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '@',
+            "_",
+        );
+        let _ = module.print_to_file(std::path::Path::new(&dir).join(format!("{file}.ll")));
+    }
+    module
+        .verify()
+        .map_err(|e| Error::Codegen(format!("{what} does not verify: {e}")))?;
+    codegen::optimize(module, machine, options.opt_level)?;
+    codegen::emit_object(module, machine)
+}
+
+/// Builds, optimizes and emits version `version` of function `id`.
+pub fn compile_version(
+    canonical: &Module<'_>,
+    layout: &JobLayout,
+    id: usize,
+    version: u32,
+    machine: &TargetMachine,
+    options: BuildOptions,
+) -> Result<(String, Vec<u8>), Error> {
+    let module = prepare_module(canonical, layout, id, machine, options)?;
+    let name = &layout.functions[id].name;
 
     // Step 3: the hot function under its version name; every other use of
     // `f` (address taken, calls from inlinable copies) means the stub.
@@ -129,11 +169,11 @@ pub fn compile_version(
             }
         }
     }
-    module
-        .verify()
-        .map_err(|e| Error::Codegen(format!("version module of {name} does not verify: {e}")))?;
-
-    codegen::optimize(&module, machine, options.opt_level)?;
-    let object = codegen::emit_object(&module, machine)?;
+    let object = finish_module(
+        &module,
+        &format!("version module of {name}"),
+        machine,
+        options,
+    )?;
     Ok((symbol, object))
 }

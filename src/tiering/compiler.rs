@@ -9,16 +9,20 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use inkwell::context::Context;
+use inkwell::module::Module;
+use inkwell::targets::TargetMachine;
 
-use super::build::{compile_version, BuildOptions};
+use super::build::{compile_version, finish_module, prepare_module, BuildOptions};
 use super::CompileRequest;
 use crate::error::Error;
 use crate::ir::load::parse_module;
 use crate::metrics::TierEvent;
+use crate::osr::continuation::build_continuation;
 use crate::runtime::Shared;
 use crate::versions::Tier;
 
-/// Names a function whose every compile fails, to test the failure path.
+/// Names functions (comma-separated) whose every compile fails, to test the
+/// failure path.
 pub const INJECT_ENV: &str = "TIERJIT_INJECT_COMPILE_FAILURE";
 
 pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
@@ -64,37 +68,63 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
             };
             compiled += 1;
             let started = Instant::now();
-            let version = shared.versions.next_version(request.function);
-            let name = &shared.layout.functions[request.function].name;
-            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if shared.inject_compile_failure.as_deref() == Some(name.as_str()) {
-                    return Err(Error::Codegen(format!("injected failure ({INJECT_ENV})")));
-                }
-                compile_version(
-                    &canonical,
-                    &shared.layout,
-                    request.function,
-                    version,
-                    &machine,
-                    options,
-                )
-            }))
-            .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())));
-            let outcome = built.and_then(|(symbol, object)| {
-                let size = object.len();
-                let loaded = shared.jit.add_object(&object, &symbol)?;
-                let entry = shared.jit.lookup(&symbol)?;
-                shared
-                    .versions
-                    .install(request.function, Tier::Optimized, entry, loaded);
-                Ok(size)
-            });
+            let outcome = compile_and_install(&shared, &canonical, &machine, options, &request);
             match outcome {
                 Ok(size) => report(&shared, &request, started, size, Ok(())),
                 Err(e) => report(&shared, &request, started, 0, Err(e.to_string())),
             }
         }
     }
+}
+
+/// Builds the requested version, loads it and publishes it; returns the
+/// object's size.
+fn compile_and_install(
+    shared: &Shared,
+    canonical: &Module<'_>,
+    machine: &TargetMachine,
+    options: BuildOptions,
+    request: &CompileRequest,
+) -> Result<usize, Error> {
+    let layout = &shared.layout;
+    let unit = request.unit(layout);
+    let version = shared.versions.next_version(unit);
+    let name = &layout.functions[request.function].name;
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let injected = shared.inject_compile_failure.as_deref().unwrap_or("");
+        if injected.split(',').any(|n| n == name) {
+            return Err(Error::Codegen(format!("injected failure ({INJECT_ENV})")));
+        }
+        match request.loop_index {
+            None => compile_version(
+                canonical,
+                layout,
+                request.function,
+                version,
+                machine,
+                options,
+            ),
+            Some(k) => {
+                let module = prepare_module(canonical, layout, request.function, machine, options)?;
+                let function = module
+                    .get_function(name)
+                    .ok_or_else(|| Error::Codegen(format!("{name} is not in the module")))?;
+                let lp = &layout.functions[request.function].loops[k];
+                let symbol = format!("{name}.tj.osr{k}.v{version}");
+                build_continuation(&module, function, lp.header, &lp.blocks, &symbol)?;
+                let what = format!("OSR continuation {}", request.label(layout));
+                Ok((symbol, finish_module(&module, &what, machine, options)?))
+            }
+        }
+    }))
+    .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
+    let (symbol, object) = built;
+    let loaded = shared.jit.add_object(&object, &symbol)?;
+    let entry = shared.jit.lookup(&symbol)?;
+    shared
+        .versions
+        .install(unit, Tier::Optimized, entry, loaded);
+    Ok(object.len())
 }
 
 fn report(
@@ -109,12 +139,13 @@ fn report(
         let first_line = reason.lines().next().unwrap_or("").to_string();
         shared
             .versions
-            .fail(request.function, first_line, |failures| {
+            .fail(request.unit(&shared.layout), first_line, |failures| {
                 shared.policy.retry_at(failures, finished)
             });
     }
     shared.metrics.tier_event(&TierEvent {
-        function: shared.layout.functions[request.function].display_name(),
+        function: &request.label(&shared.layout),
+        osr: request.loop_index.is_some(),
         from: Tier::Baseline,
         to: Tier::Optimized,
         calls: request.calls,

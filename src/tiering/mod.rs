@@ -8,13 +8,37 @@ pub mod profiler;
 
 use std::time::Instant;
 
-/// A request for an optimized version of one function.
+use crate::ir::layout::JobLayout;
+use crate::versions::Unit;
+
+/// A request for an optimized version of one function, or for the OSR
+/// continuation of one of its loops.
 #[derive(Clone, Debug)]
 pub struct CompileRequest {
     pub function: usize,
+    /// Index in the function's `loops` for an OSR continuation.
+    pub loop_index: Option<usize>,
     pub calls: u64,
     pub backedges: u64,
     pub queued_at: Instant,
     /// Batch mode: told (by being dropped) when the request is finished.
     pub done: Option<crossbeam_channel::Sender<()>>,
+}
+
+impl CompileRequest {
+    pub fn unit(&self, layout: &JobLayout) -> Unit {
+        match self.loop_index {
+            None => Unit::Function(self.function),
+            Some(k) => Unit::Loop(layout.functions[self.function].loops[k].global_id),
+        }
+    }
+
+    /// How reports name it: `f`, or `f@loopK` for a continuation.
+    pub fn label(&self, layout: &JobLayout) -> String {
+        let name = layout.functions[self.function].display_name();
+        match self.loop_index {
+            None => name.to_string(),
+            Some(k) => format!("{name}@loop{k}"),
+        }
+    }
 }

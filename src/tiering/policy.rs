@@ -9,6 +9,7 @@ use crate::config::Config;
 pub struct Policy {
     calls: u64,
     backedges: u64,
+    osr_backedges: u64,
     max_attempts: u32,
 }
 
@@ -21,6 +22,7 @@ impl Policy {
         Policy {
             calls: config.thresholds.calls,
             backedges: config.thresholds.backedges,
+            osr_backedges: config.thresholds.osr_backedges,
             max_attempts: config.compiler.max_attempts,
         }
     }
@@ -28,6 +30,12 @@ impl Policy {
     /// Whether counts seen in baseline code make a function worth optimizing.
     pub fn is_hot(&self, calls: u64, backedges: u64) -> bool {
         calls >= self.calls || backedges >= self.backedges
+    }
+
+    /// Whether a loop has run long enough in baseline code to give running
+    /// frames an optimized continuation.
+    pub fn is_hot_loop(&self, backedges: u64) -> bool {
+        backedges >= self.osr_backedges
     }
 
     /// When to try again after the `failures`-th failed attempt, or `None`

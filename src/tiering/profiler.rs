@@ -1,5 +1,6 @@
 //! The profiler thread: every `profiler.interval_ms` it reads the counters
-//! of functions still on baseline and queues compile requests for hot ones.
+//! of functions still on baseline and queues compile requests for hot ones,
+//! and does the same for hot loops (OSR continuations).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,19 +10,27 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use super::CompileRequest;
 use crate::runtime::Shared;
-use crate::versions::TierUpState;
+use crate::versions::{TierUpState, Unit};
 
 pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
     let interval = Duration::from_millis(shared.config.profiler.interval_ms);
     let layout = &shared.layout;
-    // Functions that may still need a request; installed and given-up ones
-    // drop out so a tick costs little once the job is warm.
-    let mut watching: Vec<usize> = (0..layout.functions.len()).collect();
+    // Functions and loops that may still need a request; installed and
+    // given-up ones drop out so a tick costs little once the job is warm.
+    let mut functions: Vec<usize> = (0..layout.functions.len()).collect();
+    let osr = shared.config.osr.enabled && !shared.config.osr.force;
+    let mut loops: Vec<usize> = if osr {
+        (0..layout.loop_count).collect()
+    } else {
+        Vec::new()
+    };
+    let mut previous: Vec<u64> = vec![0; layout.loop_count];
+    let mut delta: Vec<u64> = vec![0; layout.loop_count];
     // Acquire: pairs with the Release store of `stop` at shutdown.
     while !shared.stop.load(Ordering::Acquire) {
         std::thread::sleep(interval);
         let now = Instant::now();
-        watching.retain(|&id| {
+        functions.retain(|&id| {
             let f = &layout.functions[id];
             let calls = shared.counters.read(f.entry_counter);
             let backedges: u64 = f
@@ -32,30 +41,89 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
             if !shared.policy.is_hot(calls, backedges) {
                 return true;
             }
-            let previous = shared.versions.state(id);
-            match previous {
-                TierUpState::Installed | TierUpState::GaveUp { .. } => return false,
-                TierUpState::Requested => return true,
-                _ => {}
-            }
-            if !shared.versions.try_request(id, now) {
-                return true;
-            }
             let request = CompileRequest {
                 function: id,
+                loop_index: None,
                 calls,
                 backedges,
                 queued_at: now,
                 done: None,
             };
-            match requests.try_send(request) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    shared.versions.cancel_request(id, previous);
-                    true
-                }
-                Err(TrySendError::Disconnected(_)) => false,
-            }
+            offer(&shared, &requests, request, now)
         });
+        if loops.is_empty() {
+            continue;
+        }
+        for (g, &(f, k)) in layout.loops.iter().enumerate() {
+            let count = shared.counters.read(layout.functions[f].loops[k].counter);
+            delta[g] = count - previous[g].min(count);
+            previous[g] = count;
+        }
+        loops.retain(|&g| {
+            let (f, k) = layout.loops[g];
+            let function = &layout.functions[f];
+            let backedges = previous[g];
+            // A loop that took no back-edge during the last tick has no
+            // frame worth moving right now (it may have finished).
+            if !shared.policy.is_hot_loop(backedges) || delta[g] == 0 {
+                return true;
+            }
+            // Prefer the outermost enclosing loop that took a back-edge
+            // during the last tick: its iterations are short, so frames
+            // reach its back-edge soon and the continuation covers the whole
+            // nest. Otherwise this loop, where the frame spends its time.
+            let mut chosen = k;
+            let mut cur = function.loops[k].parent;
+            while let Some(p) = cur {
+                let gp = function.loops[p].global_id;
+                match shared.versions.state(Unit::Loop(gp)) {
+                    // An enclosing continuation exists or is coming.
+                    TierUpState::Installed | TierUpState::Requested => return false,
+                    _ => {}
+                }
+                if delta[gp] > 0 {
+                    chosen = p;
+                }
+                cur = function.loops[p].parent;
+            }
+            let calls = shared.counters.read(function.entry_counter);
+            let request = CompileRequest {
+                function: f,
+                loop_index: Some(chosen),
+                calls,
+                backedges,
+                queued_at: now,
+                done: None,
+            };
+            let keep = offer(&shared, &requests, request, now);
+            keep && chosen == k
+        });
+    }
+}
+
+/// Queues `request` if its unit's state allows; whether to keep watching.
+fn offer(
+    shared: &Shared,
+    requests: &Sender<CompileRequest>,
+    request: CompileRequest,
+    now: Instant,
+) -> bool {
+    let unit = request.unit(&shared.layout);
+    let previous = shared.versions.state(unit);
+    match previous {
+        TierUpState::Installed | TierUpState::GaveUp { .. } => return false,
+        TierUpState::Requested => return true,
+        _ => {}
+    }
+    if !shared.versions.try_request(unit, now) {
+        return true;
+    }
+    match requests.try_send(request) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            shared.versions.cancel_request(unit, previous);
+            true
+        }
+        Err(TrySendError::Disconnected(_)) => false,
     }
 }

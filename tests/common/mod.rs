@@ -169,7 +169,31 @@ pub const MODES: &[(&str, &[&str])] = &[
             "--events",
         ],
     ),
+    (
+        "tiered-osr-forced",
+        &[
+            "--mode",
+            "tiered",
+            "--set",
+            "thresholds.calls=1",
+            "--set",
+            "compiler.background=false",
+            "--set",
+            "osr.force=true",
+            "--stats",
+        ],
+    ),
 ];
+
+/// OSR transitions reported by `--stats`, if the line is there.
+pub fn osr_transitions(stderr: &str) -> Option<u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("osr totals:"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| w.starts_with("transitions"))?;
+    words.get(at - 1)?.parse().ok()
+}
 
 /// Functions that `--events` output says were installed at O3.
 pub fn installed_tierups(stderr: &str) -> Vec<String> {

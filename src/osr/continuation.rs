@@ -1,0 +1,196 @@
+//! Building the continuation for one loop: the function's body, moved into
+//! a new function whose entry block receives the live state and jumps to
+//! the loop header.
+//!
+//! In the new entry block each live value is bound to its parameter:
+//! - a header phi gets the parameter as its incoming value from the entry;
+//! - an argument, or a value defined before the loop outside the blocks
+//!   the continuation can reach, is replaced by the parameter everywhere;
+//! - a stack slot (alloca) whose address never escapes is copied into a
+//!   fresh slot of the continuation, so SROA/mem2reg can promote it; one
+//!   whose address escaped is used in place, in the baseline frame that
+//!   stays alive underneath;
+//! - a value that the continuation can reach again (defined in an
+//!   enclosing loop) lives in a stack slot seeded from the parameter and
+//!   updated at its definition; mem2reg rebuilds SSA form from it.
+//!
+//! Blocks before the loop become unreachable and the optimizer drops them,
+//! and lifetime markers are removed (see `drop_lifetime_markers`).
+
+use std::collections::HashMap;
+
+use inkwell::attributes::AttributeLoc;
+use inkwell::module::{Linkage, Module};
+use inkwell::types::{BasicMetadataTypeEnum, BasicType};
+use inkwell::values::{
+    AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode, PhiValue,
+};
+
+use super::live::{alloca_is_private, header_phis, live_types, loop_state, LiveIn};
+use crate::code::ir::replace_all_uses;
+use crate::error::Error;
+use crate::ir::func::{direct_callee, instructions, users};
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Codegen(format!("OSR continuation: {e}"))
+}
+
+/// Turns `function` (in a module prepared for it) into the continuation
+/// named `symbol` for the loop with the given header and blocks. Afterwards
+/// `function` has no body and refers, like every other declaration, to the
+/// job's stub.
+pub fn build_continuation<'ctx>(
+    module: &Module<'ctx>,
+    function: FunctionValue<'ctx>,
+    header: usize,
+    loop_blocks: &[usize],
+    symbol: &str,
+) -> Result<FunctionValue<'ctx>, Error> {
+    let context = module.get_context();
+    let builder = context.create_builder();
+    let state = loop_state(function, header, loop_blocks);
+    let types = live_types(&state, header);
+    let all_users = users(function);
+    let params: Vec<BasicMetadataTypeEnum> = types.iter().map(|t| (*t).into()).collect();
+    let fn_type = match function.get_type().get_return_type() {
+        Some(ret) => ret.fn_type(&params, false),
+        None => context.void_type().fn_type(&params, false),
+    };
+    let cont = module.add_function(symbol, fn_type, Some(Linkage::External));
+    for attribute in function.attributes(AttributeLoc::Function) {
+        cont.add_attribute(AttributeLoc::Function, attribute);
+    }
+
+    let entry = context.append_basic_block(cont, "osr.entry");
+    let mut after = entry;
+    for block in &state.blocks {
+        block
+            .move_after(after)
+            .map_err(|_| err("cannot move a block"))?;
+        after = *block;
+    }
+    let block_index: HashMap<_, _> = state
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (*b, i))
+        .collect();
+    let reachable = |instruction: inkwell::values::InstructionValue<'ctx>| {
+        instruction
+            .get_parent()
+            .and_then(|b| block_index.get(&b))
+            .is_some_and(|&i| state.reachable[i])
+    };
+    let function_params: Vec<BasicValueEnum> = function.get_param_iter().collect();
+    let phis = header_phis(state.blocks[header]);
+    builder.position_at_end(entry);
+
+    for (i, live) in state.live.iter().enumerate() {
+        let param = cont
+            .get_nth_param(i as u32)
+            .expect("one parameter per live value");
+        let value = match live {
+            LiveIn::HeaderPhi(k) => {
+                phis[*k].add_incoming(&[(&param as &dyn BasicValue, entry)]);
+                continue;
+            }
+            LiveIn::Value(v) => *v,
+        };
+        let def = value.as_instruction_value();
+        if def.is_none() || !def.is_some_and(reachable) {
+            let private_alloca = def
+                .filter(|d| d.get_opcode() == InstructionOpcode::Alloca)
+                .filter(|_| alloca_is_private(value, &all_users, reachable));
+            match private_alloca {
+                Some(alloca) => {
+                    let ty = alloca.get_allocated_type().map_err(err)?;
+                    let align = alloca.get_alignment().map_err(err)?.max(1);
+                    let copy = builder.build_alloca(ty, "osr.slot").map_err(err)?;
+                    // Same alignment as the original: the memcpy below (and
+                    // code using the slot) may rely on it.
+                    copy.as_instruction_value()
+                        .ok_or_else(|| err("alloca folded"))?
+                        .set_alignment(align)
+                        .map_err(err)?;
+                    let size = ty.size_of().ok_or_else(|| err("unsized stack slot"))?;
+                    builder
+                        .build_memcpy(copy, align, param.into_pointer_value(), align, size)
+                        .map_err(err)?;
+                    replace_all_uses(value, copy.as_basic_value_enum());
+                }
+                None => replace_all_uses(value, param),
+            }
+            continue;
+        }
+        // Defined in a block the continuation reaches again: demote to a slot.
+        let def = def.expect("checked above");
+        let slot = builder
+            .build_alloca(value.get_type(), "osr.demoted")
+            .map_err(err)?;
+        builder.build_store(slot, param).map_err(err)?;
+        let uses = all_users
+            .get(&(value.as_value_ref() as usize))
+            .cloned()
+            .unwrap_or_default();
+        let store_builder = context.create_builder();
+        let after_def = if def.get_opcode() == InstructionOpcode::Phi {
+            let mut cur = def.get_parent().and_then(|b| b.get_first_instruction());
+            while let Some(i) = cur.filter(|i| i.get_opcode() == InstructionOpcode::Phi) {
+                cur = i.get_next_instruction();
+            }
+            cur
+        } else {
+            def.get_next_instruction()
+        };
+        store_builder
+            .position_before(&after_def.ok_or_else(|| err("value defined by a terminator"))?);
+        store_builder.build_store(slot, value).map_err(err)?;
+        for (user, operand) in uses {
+            if !reachable(user) {
+                continue;
+            }
+            let at = match PhiValue::try_from(user) {
+                Ok(phi) => phi
+                    .get_incoming(operand)
+                    .and_then(|(_, bb)| bb.get_terminator())
+                    .ok_or_else(|| err("phi without incoming block"))?,
+                Err(_) => user,
+            };
+            store_builder.position_before(&at);
+            let reloaded = store_builder
+                .build_load(value.get_type(), slot, "osr.reload")
+                .map_err(err)?;
+            user.set_operand(operand, reloaded);
+        }
+    }
+    for arg in &function_params {
+        let live = state
+            .live
+            .iter()
+            .any(|l| matches!(l, LiveIn::Value(v) if v.as_value_ref() == arg.as_value_ref()));
+        if !live {
+            // Only blocks before the loop (now unreachable) can use it.
+            replace_all_uses(*arg, arg.get_type().const_zero());
+        }
+    }
+    builder
+        .build_unconditional_branch(state.blocks[header])
+        .map_err(err)?;
+    drop_lifetime_markers(cont);
+    Ok(cont)
+}
+
+/// Removes `llvm.lifetime.*` calls from the continuation. Slots declared
+/// before the loop had their `lifetime.start` in code the continuation
+/// never runs, so their remaining markers would claim the transferred
+/// values are dead (letting the optimizer fold loads to undef, and stack
+/// colouring share one slot between two live variables).
+fn drop_lifetime_markers(function: FunctionValue<'_>) {
+    for instruction in instructions(function) {
+        let is_marker = direct_callee(instruction)
+            .is_some_and(|f| f.get_name().to_bytes().starts_with(b"llvm.lifetime."));
+        if is_marker {
+            instruction.erase_from_basic_block();
+        }
+    }
+}

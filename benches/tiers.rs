@@ -15,7 +15,14 @@ use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode};
 
-const JOBS: &[&str] = &["fib", "nbody", "spectral_norm", "hot_call", "stencil"];
+const JOBS: &[&str] = &[
+    "fib",
+    "nbody",
+    "spectral_norm",
+    "hot_call",
+    "stencil",
+    "matmul",
+];
 
 const NATIVE: &[(&str, &[&str])] = &[
     ("native-O3", &["-O3"]),

@@ -109,6 +109,24 @@ impl Metrics {
         ));
     }
 
+    /// A frame entered an OSR continuation for the first time. `since_hot`:
+    /// from the profiler's request (loop hot) to the transfer, i.e. queue
+    /// wait, compile and the wait for the frame's next back-edge (measured
+    /// to within one profiler tick).
+    pub fn osr_transition(&self, label: &str, frames: u64, since_hot: Option<Duration>) {
+        if !self.events_enabled {
+            return;
+        }
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let since = since_hot
+            .map(|d| format!("  hot->running={:.2}ms", ms(d)))
+            .unwrap_or_default();
+        self.emit(format!(
+            "{:>10.3}ms {seq:>4} osr {label} transition: {frames} frame(s) now in O3{since}",
+            self.elapsed_ms(),
+        ));
+    }
+
     fn record_latency(&self, tier: Tier, compile: Duration) {
         let micros = (compile.as_micros() as u64).clamp(1, 600_000_000);
         let mut h = self

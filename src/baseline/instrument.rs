@@ -88,7 +88,7 @@ pub fn instrument(
         for (k, lp) in info.loops.iter().enumerate() {
             let header = blocks[lp.header];
             for &latch in &lp.latches {
-                let edge = count_backedge(
+                let (edge, count) = count_backedge(
                     context,
                     &builder,
                     blocks[latch],
@@ -113,6 +113,7 @@ pub fn instrument(
                         &builder,
                         *function,
                         edge,
+                        count,
                         header,
                         state,
                         cont_type,
@@ -291,24 +292,47 @@ fn count_backedge<'ctx>(
     counters: &CounterTable,
     counter: usize,
     remap: &mut Remap<'ctx>,
-) -> Result<BasicBlock<'ctx>, Error> {
+) -> Result<(BasicBlock<'ctx>, IntValue<'ctx>), Error> {
     let term = latch.get_terminator().expect("latch has a terminator");
     let address = counters.address_of(counter);
     let unconditional = term.get_opcode() == InstructionOpcode::Br && term.get_num_operands() == 1;
     if unconditional {
         builder.position_before(&term);
-        emit_increment(context, builder, address)?;
-        return Ok(latch);
+        let count = emit_increment(context, builder, address)?;
+        return Ok((latch, count));
     }
     let edge = context.insert_basic_block_after(latch, "tj.backedge");
     builder.position_at_end(edge);
-    emit_increment(context, builder, address)?;
+    let count = emit_increment(context, builder, address)?;
     builder
         .build_unconditional_branch(header)
         .map_err(codegen_err)?;
     retarget_successors(term, header, edge);
     replace_phi_predecessor(builder, header, latch, edge, remap)?;
-    Ok(edge)
+    Ok((edge, count))
+}
+
+/// A back-edge polls its loop's OSR entry slot when the loop's back-edge
+/// count, modulo `OSR_POLL_PERIOD`, is below `OSR_POLL_WINDOW`: on most
+/// iterations that is a test of a value already in a register, not a load.
+/// A window rather than a single residue lets each of up to that many
+/// threads racing on one counter still see polling values; the first
+/// back-edge (count 1) always polls, which forced OSR relies on.
+const OSR_POLL_PERIOD: u64 = 1024;
+const OSR_POLL_WINDOW: u64 = 16;
+
+/// `block`'s phis get, for the new predecessor `new`, the value they have
+/// for `existing` (both edges carry the same state).
+fn add_phi_predecessor<'ctx>(
+    block: BasicBlock<'ctx>,
+    existing: BasicBlock<'ctx>,
+    new: BasicBlock<'ctx>,
+) {
+    for phi in header_phis(block) {
+        if let Some((value, _)) = phi.get_incomings().find(|(_, from)| *from == existing) {
+            phi.add_incoming(&[(&value as &dyn BasicValue, new)]);
+        }
+    }
 }
 
 /// Phis rebuilt by `replace_phi_predecessor`: old value (by address) to
@@ -332,15 +356,17 @@ pub struct OsrEntries<'a> {
     pub force_hook: Option<usize>,
 }
 
-/// At the end of `edge` (which ends in `br header`): if the loop's entry
-/// slot holds a continuation, call it with the live state and return its
-/// result; otherwise go on to the header.
+/// At the end of `edge` (which ends in `br header`), on polling iterations
+/// (see `OSR_POLL_PERIOD`): if the loop's entry slot holds a continuation,
+/// call it with the live state and return its result; otherwise go on to
+/// the header.
 #[allow(clippy::too_many_arguments)]
 fn emit_osr_check<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
     function: FunctionValue<'ctx>,
     edge: BasicBlock<'ctx>,
+    count: IntValue<'ctx>,
     header: BasicBlock<'ctx>,
     state: &LoopState<'ctx>,
     cont_type: FunctionType<'ctx>,
@@ -385,6 +411,23 @@ fn emit_osr_check<'ctx>(
     .map_err(codegen_err)?;
 
     builder.position_at_end(edge);
+    let i64t = context.i64_type();
+    let phase = builder
+        .build_and(
+            count,
+            i64t.const_int(OSR_POLL_PERIOD - 1, false),
+            "tj.osr.phase",
+        )
+        .map_err(codegen_err)?;
+    let window = i64t.const_int(OSR_POLL_WINDOW, false);
+    let poll = builder
+        .build_int_compare(IntPredicate::ULT, phase, window, "tj.osr.poll")
+        .map_err(codegen_err)?;
+    let check = context.insert_basic_block_after(edge, "tj.osr.check");
+    builder
+        .build_conditional_branch(poll, check, header)
+        .map_err(codegen_err)?;
+    builder.position_at_end(check);
     let entry = load_slot(context, builder, slot)?;
     let ready = builder
         .build_is_not_null(entry, "tj.osr.ready")
@@ -394,14 +437,15 @@ fn emit_osr_check<'ctx>(
             builder
                 .build_conditional_branch(ready, transfer, header)
                 .map_err(codegen_err)?;
+            // The header is now also reached from the check block.
+            add_phi_predecessor(header, edge, check);
         }
         Some(hook) => {
-            let ask = context.insert_basic_block_after(edge, "tj.osr.ask");
+            let ask = context.insert_basic_block_after(check, "tj.osr.ask");
             builder
                 .build_conditional_branch(ready, transfer, ask)
                 .map_err(codegen_err)?;
             builder.position_at_end(ask);
-            let i64t = context.i64_type();
             let hook_type = context.void_type().fn_type(&[i64t.into()], false);
             let id = i64t.const_int(global_id as u64, false);
             builder
@@ -414,7 +458,7 @@ fn emit_osr_check<'ctx>(
             builder
                 .build_conditional_branch(ready, transfer, header)
                 .map_err(codegen_err)?;
-            replace_phi_predecessor(builder, header, edge, ask, remap)?;
+            add_phi_predecessor(header, edge, ask);
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ pub struct Policy {
     calls: u64,
     backedges: u64,
     osr_backedges: u64,
+    osr: bool,
     max_attempts: u32,
 }
 
@@ -23,13 +24,20 @@ impl Policy {
             calls: config.thresholds.calls,
             backedges: config.thresholds.backedges,
             osr_backedges: config.thresholds.osr_backedges,
+            osr: config.osr.enabled,
             max_attempts: config.compiler.max_attempts,
         }
     }
 
     /// Whether counts seen in baseline code make a function worth optimizing.
+    ///
+    /// With OSR on, back-edges alone count only once the function has been
+    /// called again: a whole-function version serves calls still to come,
+    /// while the frame that made the loop hot moves over by OSR. (A `main`
+    /// running one long loop nest would otherwise queue a useless compile
+    /// ahead of its continuation.)
     pub fn is_hot(&self, calls: u64, backedges: u64) -> bool {
-        calls >= self.calls || backedges >= self.backedges
+        calls >= self.calls || (backedges >= self.backedges && (!self.osr || calls >= 2))
     }
 
     /// Whether a loop has run long enough in baseline code to give running
@@ -58,10 +66,22 @@ mod tests {
         let mut config = Config::default();
         config.thresholds.calls = 10;
         config.thresholds.backedges = 100;
+        config.osr.enabled = false;
         let p = Policy::new(&config);
         assert!(!p.is_hot(9, 99));
         assert!(p.is_hot(10, 0));
         assert!(p.is_hot(0, 100));
+    }
+
+    #[test]
+    fn with_osr_a_single_call_is_left_to_osr() {
+        let mut config = Config::default();
+        config.thresholds.backedges = 100;
+        let with_osr = Policy::new(&config);
+        assert!(!with_osr.is_hot(1, 1_000_000));
+        assert!(with_osr.is_hot(2, 100));
+        config.osr.enabled = false;
+        assert!(Policy::new(&config).is_hot(1, 100));
     }
 
     #[test]

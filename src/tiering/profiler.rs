@@ -26,33 +26,16 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
     };
     let mut previous: Vec<u64> = vec![0; layout.loop_count];
     let mut delta: Vec<u64> = vec![0; layout.loop_count];
+    // When each loop's continuation was requested, until its first frame
+    // transfers (then reported, and cleared).
+    let mut requested_at: Vec<Option<Instant>> = vec![None; layout.loop_count];
+    let mut reported: Vec<bool> = vec![false; layout.loop_count];
     // Acquire: pairs with the Release store of `stop` at shutdown.
     while !shared.stop.load(Ordering::Acquire) {
         std::thread::sleep(interval);
         let now = Instant::now();
-        functions.retain(|&id| {
-            let f = &layout.functions[id];
-            let calls = shared.counters.read(f.entry_counter);
-            let backedges: u64 = f
-                .loops
-                .iter()
-                .map(|l| shared.counters.read(l.counter))
-                .sum();
-            if !shared.policy.is_hot(calls, backedges) {
-                return true;
-            }
-            let request = CompileRequest {
-                function: id,
-                loop_index: None,
-                calls,
-                backedges,
-                queued_at: now,
-                done: None,
-            };
-            offer(&shared, &requests, request, now)
-        });
-        if loops.is_empty() {
-            continue;
+        if shared.config.osr.enabled {
+            report_transitions(&shared, &mut requested_at, &mut reported, now);
         }
         for (g, &(f, k)) in layout.loops.iter().enumerate() {
             let count = shared.counters.read(layout.functions[f].loops[k].counter);
@@ -60,6 +43,9 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
             previous[g] = count;
         }
         loops.retain(|&g| {
+            if !osr {
+                return false;
+            }
             let (f, k) = layout.loops[g];
             let function = &layout.functions[f];
             let backedges = previous[g];
@@ -95,9 +81,69 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
                 queued_at: now,
                 done: None,
             };
+            let chosen_id = function.loops[chosen].global_id;
+            let was_cold = shared.versions.state(Unit::Loop(chosen_id)) != TierUpState::Requested;
             let keep = offer(&shared, &requests, request, now);
+            if was_cold && shared.versions.state(Unit::Loop(chosen_id)) == TierUpState::Requested {
+                requested_at[chosen_id] = Some(now);
+            }
             keep && chosen == k
         });
+        // Whole functions after loops: a running frame gains from its
+        // continuation now, a function's next call only later.
+        functions.retain(|&id| {
+            let f = &layout.functions[id];
+            let calls = shared.counters.read(f.entry_counter);
+            let backedges: u64 = f
+                .loops
+                .iter()
+                .map(|l| shared.counters.read(l.counter))
+                .sum();
+            if !shared.policy.is_hot(calls, backedges) {
+                return true;
+            }
+            let request = CompileRequest {
+                function: id,
+                loop_index: None,
+                calls,
+                backedges,
+                queued_at: now,
+                done: None,
+            };
+            offer(&shared, &requests, request, now)
+        });
+    }
+    // Transfers that happened since the last tick, before the job ended.
+    if shared.config.osr.enabled {
+        report_transitions(&shared, &mut requested_at, &mut reported, Instant::now());
+    }
+}
+
+/// Reports each loop's first OSR transition (seen as its transition counter
+/// leaving zero) and, when the profiler requested it, how long the frame
+/// waited from "loop hot" to "running optimized code".
+fn report_transitions(
+    shared: &Shared,
+    requested_at: &mut [Option<Instant>],
+    reported: &mut [bool],
+    now: Instant,
+) {
+    for (g, &(f, k)) in shared.layout.loops.iter().enumerate() {
+        if reported[g] {
+            continue;
+        }
+        let transitions = shared
+            .counters
+            .read(shared.layout.osr_transition_counter(g));
+        if transitions == 0 {
+            continue;
+        }
+        reported[g] = true;
+        let label = format!("{}@loop{k}", shared.layout.functions[f].display_name());
+        let since = requested_at[g]
+            .take()
+            .map(|t| now.saturating_duration_since(t));
+        shared.metrics.osr_transition(&label, transitions, since);
     }
 }
 

@@ -286,3 +286,47 @@ fn job_arguments_and_exit_status_pass_through() {
         );
     }
 }
+
+#[test]
+fn a_loop_running_in_main_moves_to_optimized_code() {
+    // All the work is one loop in main, which is called once: only OSR can
+    // move it off baseline code.
+    let path = job(
+        "osr_main.c",
+        "#include <stdio.h>\nint main(void) { unsigned long h = 1; for (long i = 0; i < 200000000; i++) h = h * 31 + (i ^ (h >> 7)); printf(\"%lu\\n\", h); return 0; }\n",
+    );
+    let run = run_tierjit(&path, &["--events", "--stats"], &[]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let installed = run
+        .stderr
+        .lines()
+        .any(|l| l.contains(" osr main@loop0 O0->O3 ") && l.ends_with(" installed"));
+    assert!(installed, "the continuation was compiled:\n{}", run.stderr);
+    let transition = run
+        .stderr
+        .lines()
+        .find(|l| l.contains(" osr main@loop0 transition: "));
+    assert!(
+        transition.is_some_and(|l| l.contains("hot->running=")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        osr_transitions(&run.stderr),
+        Some(1),
+        "one frame moved:\n{}",
+        run.stderr
+    );
+    // Baseline code stopped counting the loop when the frame moved.
+    let (_, _, backedges) = stats_row(&run.stderr, "main").unwrap();
+    assert!(backedges < 200_000_000, "{}", run.stderr);
+    let baseline = run_tierjit(&path, &["--mode", "baseline"], &[]);
+    assert_eq!(baseline.stdout, run.stdout);
+    let without = run_tierjit(&path, &["--stats", "--set", "osr.enabled=false"], &[]);
+    assert_eq!(without.stdout, run.stdout);
+    assert_eq!(
+        stats_row(&without.stderr, "main").unwrap().2,
+        200_000_000,
+        "no OSR: all in baseline"
+    );
+}

@@ -106,6 +106,16 @@ pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String,
     ))
 }
 
+impl Shared {
+    /// Calls and loop back-edges that baseline code counted for `function`.
+    pub fn function_counts(&self, function: usize) -> (u64, u64) {
+        let f = &self.layout.functions[function];
+        let calls = self.counters.read(f.entry_counter);
+        let backedges = f.loops.iter().map(|l| self.counters.read(l.counter)).sum();
+        (calls, backedges)
+    }
+}
+
 /// Runs the job to completion and exits the process with its status.
 /// Returns only if the job could not be started.
 pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
@@ -372,16 +382,12 @@ fn start_background(shared: &Arc<Shared>) {
 /// the continuation of its loop `loop_index`) and wait until it has
 /// finished, or until another thread's request for it has.
 fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
-    let f = &shared.layout.functions[function];
+    let (calls, backedges) = shared.function_counts(function);
     let request = CompileRequest {
         function,
         loop_index,
-        calls: shared.counters.read(f.entry_counter),
-        backedges: f
-            .loops
-            .iter()
-            .map(|l| shared.counters.read(l.counter))
-            .sum(),
+        calls,
+        backedges,
         queued_at: Instant::now(),
         done: None,
     };
@@ -463,12 +469,7 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
     );
     let mut optimized = 0;
     for (id, f) in shared.layout.functions.iter().enumerate() {
-        let calls = shared.counters.read(f.entry_counter);
-        let backedges: u64 = f
-            .loops
-            .iter()
-            .map(|l| shared.counters.read(l.counter))
-            .sum();
+        let (calls, backedges) = shared.function_counts(id);
         let tier = shared.versions.tier(Unit::Function(id));
         if tier == Tier::Optimized {
             optimized += 1;

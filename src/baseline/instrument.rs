@@ -120,7 +120,7 @@ pub fn instrument(
                         lp.global_id,
                         osr,
                         transitions,
-                        &mut remap,
+                        &remap,
                     )?;
                 }
             }
@@ -373,7 +373,7 @@ fn emit_osr_check<'ctx>(
     global_id: usize,
     osr: OsrEntries<'_>,
     transitions: usize,
-    remap: &mut Remap<'ctx>,
+    remap: &Remap<'ctx>,
 ) -> Result<(), Error> {
     // The state flowing along this edge, read before any phi is rebuilt.
     let phis = header_phis(header);

@@ -19,7 +19,7 @@ use inkwell::values::{
     AsValueRef, BasicValueEnum, FunctionValue, InstructionOpcode, Operand, PhiValue,
 };
 
-use crate::ir::cfg::{reverse_postorder, Cfg, Dominators};
+use crate::ir::cfg::{Cfg, Dominators};
 use crate::ir::func::control_flow;
 
 pub type Users<'ctx> = HashMap<usize, Vec<(inkwell::values::InstructionValue<'ctx>, u32)>>;
@@ -56,34 +56,12 @@ pub fn header_phis(header: BasicBlock<'_>) -> Vec<PhiValue<'_>> {
 
 /// Blocks reachable from `from` (including it).
 fn reachable_from(cfg: &Cfg, from: usize) -> Vec<bool> {
-    let rebased = Cfg {
-        succs: {
-            // Reverse postorder from block 0 of a graph whose entry is `from`:
-            // swap 0 and `from` in the numbering.
-            let swap = |b: usize| {
-                if b == 0 {
-                    from
-                } else if b == from {
-                    0
-                } else {
-                    b
-                }
-            };
-            (0..cfg.succs.len())
-                .map(|b| cfg.succs[swap(b)].iter().map(|&s| swap(s)).collect())
-                .collect()
-        },
-    };
     let mut seen = vec![false; cfg.succs.len()];
-    for b in reverse_postorder(&rebased) {
-        let original = if b == 0 {
-            from
-        } else if b == from {
-            0
-        } else {
-            b
-        };
-        seen[original] = true;
+    let mut work = vec![from];
+    while let Some(b) = work.pop() {
+        if !std::mem::replace(&mut seen[b], true) {
+            work.extend(cfg.succs[b].iter().copied().filter(|&s| !seen[s]));
+        }
     }
     seen
 }
@@ -120,7 +98,7 @@ pub fn loop_state<'ctx>(
             cur = instruction.get_next_instruction();
         }
     }
-    for (b, block) in blocks.iter().enumerate().filter(|(b, _)| reachable[*b]) {
+    for (_, block) in blocks.iter().enumerate().filter(|(b, _)| reachable[*b]) {
         let mut cur = block.get_first_instruction();
         while let Some(instruction) = cur {
             cur = instruction.get_next_instruction();
@@ -161,7 +139,6 @@ pub fn loop_state<'ctx>(
                 seen.insert(key);
                 found.push((position, value));
             }
-            let _ = b;
         }
     }
     found.sort_by_key(|(p, _)| *p);

@@ -92,13 +92,7 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
         // Whole functions after loops: a running frame gains from its
         // continuation now, a function's next call only later.
         functions.retain(|&id| {
-            let f = &layout.functions[id];
-            let calls = shared.counters.read(f.entry_counter);
-            let backedges: u64 = f
-                .loops
-                .iter()
-                .map(|l| shared.counters.read(l.counter))
-                .sum();
+            let (calls, backedges) = shared.function_counts(id);
             if !shared.policy.is_hot(calls, backedges) {
                 return true;
             }

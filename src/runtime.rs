@@ -352,11 +352,12 @@ fn start_background(shared: &Arc<Shared>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         let s = shared.clone();
-        code::set_tier_up_hook(Box::new(move |id| request_now(&s, id, None)));
-        let s = shared.clone();
-        code::set_osr_hook(Box::new(move |g| {
-            let (function, k) = s.layout.loops[g];
-            request_now(&s, function, Some(k))
+        code::set_compile_now_hook(Box::new(move |unit| match unit {
+            Unit::Function(id) => request_now(&s, id, None),
+            Unit::Loop(g) => {
+                let (function, k) = s.layout.loops[g];
+                request_now(&s, function, Some(k))
+            }
         }));
     }
     let mut threads = shared.threads.lock().unwrap_or_else(|p| p.into_inner());

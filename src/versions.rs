@@ -96,10 +96,6 @@ impl VersionManager {
         }
     }
 
-    pub fn slots(&self) -> &SlotTable {
-        &self.slots
-    }
-
     /// The records of `unit`'s kind and its index among them.
     fn records(&self, unit: Unit) -> (std::sync::MutexGuard<'_, Vec<Record>>, usize) {
         let (records, index) = match unit {
@@ -107,10 +103,6 @@ impl VersionManager {
             Unit::Loop(id) => (&self.osr_records, id),
         };
         (records.lock().unwrap_or_else(|p| p.into_inner()), index)
-    }
-
-    pub fn osr_slots(&self) -> &SlotTable {
-        &self.osr_slots
     }
 
     pub fn keep_alive(&self, object: LoadedObject) {

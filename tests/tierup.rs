@@ -141,26 +141,31 @@ fn loops_count_back_edges_and_make_a_function_hot() {
     );
 }
 
-#[test]
-fn failed_compile_keeps_baseline_running_and_is_not_retried_in_a_loop() {
-    let path = job("hot_calls_fail.c", HOT_CALLS);
+/// Runs `path` with every compile of `work` failing, `max_attempts` allowed.
+/// OSR is off: these tests are about function compiles, and a continuation
+/// of main's loop would inline `work` and bypass its slot.
+fn run_failing_work(path: &std::path::Path, max_attempts: u32) -> Run {
+    let attempts = format!("compiler.max_attempts={max_attempts}");
     let mut cmd = tierjit_command();
     cmd.arg("run")
-        .arg(&path)
+        .arg(path)
         .args([
             "--stats",
             "--events",
             "--set",
             "thresholds.calls=100",
             "--set",
-            "compiler.max_attempts=2",
-            // This test is about function compiles: an OSR continuation of
-            // main's loop would inline `work` and bypass its slot.
-            "--set",
-            "osr.enabled=false",
+            &attempts,
         ])
+        .args(["--set", "osr.enabled=false"])
         .env("TIERJIT_INJECT_COMPILE_FAILURE", "work");
-    let run = run_with_limit(&mut cmd, job_limit());
+    run_with_limit(&mut cmd, job_limit())
+}
+
+#[test]
+fn failed_compile_keeps_baseline_running_and_is_not_retried_in_a_loop() {
+    let path = job("hot_calls_fail.c", HOT_CALLS);
+    let run = run_failing_work(&path, 2);
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     assert!(run.stdout.ends_with(" 30000000\n"), "{}", run.stdout);
     let failures: Vec<&str> = run
@@ -204,21 +209,7 @@ fn compile_attempts_stop_at_max_attempts() {
         "#include <stdio.h>\nunsigned work(unsigned x) { return x * 2654435761u + 1; }\n\
          int main(void) { unsigned v = 1; for (long i = 0; i < 300000000; i++) v = work(v); printf(\"%u\\n\", v); return 0; }\n",
     );
-    let mut cmd = tierjit_command();
-    cmd.arg("run")
-        .arg(&path)
-        .args([
-            "--events",
-            "--stats",
-            "--set",
-            "thresholds.calls=100",
-            "--set",
-            "compiler.max_attempts=3",
-            "--set",
-            "osr.enabled=false",
-        ])
-        .env("TIERJIT_INJECT_COMPILE_FAILURE", "work");
-    let run = run_with_limit(&mut cmd, job_limit());
+    let run = run_failing_work(&path, 3);
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     let attempts = run
         .stderr

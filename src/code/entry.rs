@@ -4,6 +4,8 @@
 use std::ffi::{c_char, c_int, CString};
 use std::sync::OnceLock;
 
+use crate::versions::Unit;
+
 type ShutdownHook = Box<dyn Fn() + Send + Sync>;
 
 /// Run once when the job ends, however it ends (return from `main` or a call
@@ -15,39 +17,35 @@ pub fn set_shutdown_hook(hook: ShutdownHook) {
     let _ = SHUTDOWN.set(hook);
 }
 
-type TierUpHook = Box<dyn Fn(usize) + Send + Sync>;
+type CompileNowHook = Box<dyn Fn(Unit) + Send + Sync>;
 
-/// Called by baseline code in batch mode (`compiler.background = false`)
-/// when a function's entry count reaches the call threshold.
-static TIER_UP_NOW: OnceLock<TierUpHook> = OnceLock::new();
+/// Called by baseline code that must not go on before a unit is compiled:
+/// in batch mode (`compiler.background = false`) a function reaching the
+/// call threshold, with forced OSR (`osr.force`) a loop whose continuation
+/// does not exist yet. Returns once the compile has finished (or failed).
+static COMPILE_NOW: OnceLock<CompileNowHook> = OnceLock::new();
 
-pub fn set_tier_up_hook(hook: TierUpHook) {
-    let _ = TIER_UP_NOW.set(hook);
+pub fn set_compile_now_hook(hook: CompileNowHook) {
+    let _ = COMPILE_NOW.set(hook);
+}
+
+fn compile_now(unit: Unit) {
+    if let Some(hook) = COMPILE_NOW.get() {
+        hook(unit);
+    }
 }
 
 extern "C" fn tier_up_now(function: u64) {
-    if let Some(hook) = TIER_UP_NOW.get() {
-        hook(function as usize);
-    }
+    compile_now(Unit::Function(function as usize));
+}
+
+extern "C" fn osr_now(loop_id: u64) {
+    compile_now(Unit::Loop(loop_id as usize));
 }
 
 /// Address baseline code calls in batch mode, as `void (i64 function_id)`.
 pub fn tier_up_now_address() -> usize {
     tier_up_now as extern "C" fn(u64) as usize
-}
-
-/// Called by baseline code in forced-OSR mode (`osr.force`) at a back-edge
-/// of a loop whose continuation does not exist yet.
-static OSR_NOW: OnceLock<TierUpHook> = OnceLock::new();
-
-pub fn set_osr_hook(hook: TierUpHook) {
-    let _ = OSR_NOW.set(hook);
-}
-
-extern "C" fn osr_now(loop_id: u64) {
-    if let Some(hook) = OSR_NOW.get() {
-        hook(loop_id as usize);
-    }
 }
 
 /// Address baseline code calls in forced-OSR mode, as `void (i64 loop_id)`.

@@ -10,7 +10,7 @@ mod tables;
 
 pub use entry::{
     call_main, finish, host_has_symbol, host_overrides, load_host_libraries, osr_now_address,
-    set_osr_hook, set_shutdown_hook, set_tier_up_hook, tier_up_now_address, MainShape,
+    set_compile_now_hook, set_shutdown_hook, tier_up_now_address, MainShape,
 };
 pub use orc::{Jit, LoadedObject};
 pub use publish::sync_core_supported;

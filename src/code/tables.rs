@@ -33,11 +33,6 @@ impl SlotTable {
         self.slots.len()
     }
 
-    pub fn current(&self, index: usize) -> usize {
-        // Relaxed: used for reports only; no code is reached through it.
-        self.slots[index].load(Ordering::Relaxed)
-    }
-
     /// Makes `code` the version new calls of function `index` run.
     ///
     /// Why a thread that loads the new address executes the new code and
@@ -110,9 +105,5 @@ impl CounterTable {
         // Relaxed: counters are heuristics; a stale value only delays a
         // tier-up by one profiler tick.
         self.counters[index].load(Ordering::Relaxed)
-    }
-
-    pub fn len(&self) -> usize {
-        self.counters.len()
     }
 }

@@ -17,6 +17,7 @@ pub struct Config {
     pub profiler: Profiler,
     pub compiler: Compiler,
     pub osr: Osr,
+    pub pgo: Pgo,
     pub target: Target,
 }
 
@@ -114,6 +115,40 @@ impl Default for Osr {
         Osr {
             enabled: true,
             force: false,
+        }
+    }
+}
+
+/// Profile-guided optimization: what baseline code records beyond its
+/// tier-up counters, and what optimized builds do with it. Each part can be
+/// turned off to compare; off also removes its instrumentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pgo {
+    /// Count branch and switch edges; give optimized builds
+    /// `branch_weights`, function entry counts and a profile summary.
+    pub profile_metadata: bool,
+    /// Record the targets of calls through function pointers; call the
+    /// dominant ones directly (so they can be inlined) behind a check.
+    pub call_promotion: bool,
+    /// Sample integer arguments at function entry; compile a version with a
+    /// dominant value folded in, entered through a guard.
+    pub value_specialization: bool,
+    /// A specialized version is replaced by a general one once its guard
+    /// has failed this many times...
+    pub guard_miss_limit: u64,
+    /// ...on at least this percentage of the calls it checked.
+    pub guard_miss_percent: u64,
+}
+
+impl Default for Pgo {
+    fn default() -> Self {
+        Pgo {
+            profile_metadata: true,
+            call_promotion: true,
+            value_specialization: true,
+            guard_miss_limit: 1000,
+            guard_miss_percent: 10,
         }
     }
 }
@@ -219,6 +254,11 @@ pub const KEYS: &[&str] = &[
     "compiler.direct_self_calls",
     "osr.enabled",
     "osr.force",
+    "pgo.profile_metadata",
+    "pgo.call_promotion",
+    "pgo.value_specialization",
+    "pgo.guard_miss_limit",
+    "pgo.guard_miss_percent",
     "target.cpu",
     "target.features",
 ];
@@ -352,6 +392,11 @@ impl Config {
             "compiler.direct_self_calls" => {
                 parse(value).map(|v| self.compiler.direct_self_calls = v)
             }
+            "pgo.profile_metadata" => parse(value).map(|v| self.pgo.profile_metadata = v),
+            "pgo.call_promotion" => parse(value).map(|v| self.pgo.call_promotion = v),
+            "pgo.value_specialization" => parse(value).map(|v| self.pgo.value_specialization = v),
+            "pgo.guard_miss_limit" => parse(value).map(|v| self.pgo.guard_miss_limit = v),
+            "pgo.guard_miss_percent" => parse(value).map(|v| self.pgo.guard_miss_percent = v),
             "target.cpu" => parse_string(value).map(|v| self.target.cpu = v),
             "target.features" => parse_string(value).map(|v| self.target.features = v),
             _ => Err(format!(
@@ -392,6 +437,12 @@ impl Config {
         }
         if self.compiler.context_reuse == 0 {
             problems.push("compiler.context_reuse must be at least 1");
+        }
+        if self.pgo.guard_miss_limit == 0 {
+            problems.push("pgo.guard_miss_limit must be at least 1");
+        }
+        if self.pgo.guard_miss_percent > 100 {
+            problems.push("pgo.guard_miss_percent must be between 0 and 100");
         }
         if self.target.cpu.trim().is_empty() {
             problems.push("target.cpu must name a CPU or be \"host\"");

@@ -12,7 +12,7 @@ use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::values::BasicValue;
 
-use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries};
+use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries, Probes};
 use crate::code::{self, CounterTable, Jit, MainShape, SlotTable};
 use crate::codegen::{self, TargetSpec};
 use crate::config::Config;
@@ -289,7 +289,15 @@ fn run_tiered(
         slots: &osr_slots,
         force_hook: config.osr.force.then(code::osr_now_address),
     });
-    instrument(&baseline, &layout, &slots, &counters, batch, osr)?;
+    let pgo = &config.pgo;
+    let probes =
+        (pgo.profile_metadata || pgo.call_promotion || pgo.value_specialization).then(|| Probes {
+            branches: pgo.profile_metadata,
+            call_targets: pgo.call_promotion,
+            arguments: pgo.value_specialization,
+            record_value: code::record_value_address(),
+        });
+    instrument(&baseline, &layout, &slots, &counters, batch, osr, probes)?;
     if let Some(dir) = std::env::var_os(crate::tiering::build::DUMP_IR_ENV) {
         let _ = baseline.print_to_file(std::path::Path::new(&dir).join("baseline.ll"));
     }

@@ -13,8 +13,6 @@
 //!   Its address is `f`'s identity for the whole run, so `&f == &f` across
 //!   versions, and later versions' references to `f` resolve to it.
 
-use std::collections::HashMap;
-
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
@@ -23,16 +21,18 @@ use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, BasicType, FunctionType};
 use inkwell::values::{
     AsValueRef, BasicMetadataValueEnum, BasicValue, BasicValueEnum, FunctionValue,
-    InstructionOpcode, InstructionValue, IntValue, PhiValue, PointerValue,
+    InstructionOpcode, IntValue, PointerValue,
 };
 use inkwell::{AtomicOrdering, IntPredicate};
 use llvm_sys::LLVMTailCallKind;
 
+use super::probes::{emit_argument_samples, emit_site_probes, find_sites, Probes};
 use crate::code::ir::retarget_successors;
 use crate::code::{CounterTable, SlotTable};
 use crate::error::Error;
+use crate::ir::edit::{emit_increment, host_pointer, replace_phi_predecessor, set_atomic, Remap};
 use crate::ir::func::{direct_callee, instructions};
-use crate::ir::layout::JobLayout;
+use crate::ir::layout::{FunctionLayout, JobLayout};
 use crate::osr::live::{header_phis, live_types, loop_state, LiveIn, LoopState};
 
 /// Name of the baseline version of `function`.
@@ -57,6 +57,7 @@ pub fn instrument(
     counters: &CounterTable,
     batch: Option<BatchTierUp>,
     osr: Option<OsrEntries<'_>>,
+    probes: Option<Probes>,
 ) -> Result<(), Error> {
     let context_ref = module.get_context();
     let context = &context_ref;
@@ -74,6 +75,7 @@ pub fn instrument(
     for (id, function) in functions.iter().enumerate() {
         let info = &layout.functions[id];
         let blocks = function.get_basic_blocks();
+        let sites = find_sites(*function, info, probes);
         // The live state at each header, from the IR as the compiler thread
         // will see it (before this pass changes anything).
         let states: Vec<LoopState> = match osr {
@@ -125,17 +127,12 @@ pub fn instrument(
                 }
             }
         }
-        let address = counters.address_of(info.entry_counter);
-        match batch {
-            None => {
-                let first = blocks[0]
-                    .get_first_instruction()
-                    .expect("a block has a terminator");
-                builder.position_before(&first);
-                emit_increment(context, &builder, address)?;
-            }
-            Some(batch) => emit_batch_entry(context, &builder, *function, address, id, batch)?,
+        if let Some(probes) = probes {
+            emit_site_probes(context, &builder, &sites, counters, probes)?;
         }
+        emit_entry(
+            context, &builder, *function, info, id, counters, batch, probes,
+        )?;
 
         for instruction in instructions(*function) {
             let Some(callee) = direct_callee(instruction) else {
@@ -170,49 +167,34 @@ fn codegen_err(e: impl std::fmt::Display) -> Error {
     Error::Codegen(format!("baseline instrumentation: {e}"))
 }
 
-/// A pointer constant for a fixed host address.
-fn host_pointer<'ctx>(context: &ContextRef<'ctx>, address: usize) -> PointerValue<'ctx> {
-    context
-        .i64_type()
-        .const_int(address as u64, false)
-        .const_to_pointer(context.ptr_type(0.into()))
-}
-
-/// `counter += 1` with unordered atomics: a plain load and store in machine
-/// code, never torn, and racing increments from job threads may be lost.
-fn emit_increment<'ctx>(
-    context: &ContextRef<'ctx>,
-    builder: &Builder<'ctx>,
-    address: usize,
-) -> Result<IntValue<'ctx>, Error> {
-    let ptr = host_pointer(context, address);
-    let i64t = context.i64_type();
-    let old = builder
-        .build_load(i64t, ptr, "tj.count")
-        .map_err(codegen_err)?;
-    set_atomic(old.as_instruction_value(), AtomicOrdering::Unordered)?;
-    let new = builder
-        .build_int_add(old.into_int_value(), i64t.const_int(1, false), "tj.count1")
-        .map_err(codegen_err)?;
-    let store = builder.build_store(ptr, new).map_err(codegen_err)?;
-    set_atomic(Some(store), AtomicOrdering::Unordered)?;
-    Ok(new)
-}
-
-/// Batch mode entry: a new entry block takes the static allocas (so they
-/// stay static), counts the call, and on reaching the threshold calls the
-/// tier-up hook before falling into the original body.
-fn emit_batch_entry<'ctx>(
+/// Counts the call. In batch mode, or when arguments are sampled, a new
+/// entry block takes the static allocas (so they stay static) and holds
+/// the count; on reaching the threshold it calls the tier-up hook, on a
+/// sampling call it records the arguments, then it falls into the original
+/// body.
+#[allow(clippy::too_many_arguments)]
+fn emit_entry<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
     function: FunctionValue<'ctx>,
-    counter: usize,
+    info: &FunctionLayout,
     id: usize,
-    batch: BatchTierUp,
+    counters: &CounterTable,
+    batch: Option<BatchTierUp>,
+    probes: Option<Probes>,
 ) -> Result<(), Error> {
+    let counter = counters.address_of(info.entry_counter);
     let body = function.get_first_basic_block().expect("defined function");
+    let samples = probes.filter(|p| p.arguments && !info.args.is_empty());
+    if batch.is_none() && samples.is_none() {
+        let first = body
+            .get_first_instruction()
+            .expect("a block has a terminator");
+        builder.position_before(&first);
+        emit_increment(context, builder, counter)?;
+        return Ok(());
+    }
     let entry = context.prepend_basic_block(body, "tj.entry");
-    let hot = context.insert_basic_block_after(entry, "tj.tierup");
     builder.position_at_end(entry);
     let mut cur = body.get_first_instruction();
     while let Some(instruction) = cur {
@@ -224,28 +206,41 @@ fn emit_batch_entry<'ctx>(
     }
     let count = emit_increment(context, builder, counter)?;
     let i64t = context.i64_type();
-    let reached = builder
-        .build_int_compare(
-            IntPredicate::EQ,
-            count,
-            i64t.const_int(batch.calls, false),
-            "tj.hot",
-        )
-        .map_err(codegen_err)?;
-    builder
-        .build_conditional_branch(reached, hot, body)
-        .map_err(codegen_err)?;
-    builder.position_at_end(hot);
-    let hook_type = context.void_type().fn_type(&[i64t.into()], false);
-    let hook = host_pointer(context, batch.hook);
-    builder
-        .build_indirect_call(
-            hook_type,
-            hook,
-            &[i64t.const_int(id as u64, false).into()],
-            "",
-        )
-        .map_err(codegen_err)?;
+    if let Some(batch) = batch {
+        let reached = builder
+            .build_int_compare(
+                IntPredicate::EQ,
+                count,
+                i64t.const_int(batch.calls, false),
+                "tj.hot",
+            )
+            .map_err(codegen_err)?;
+        let hot = context.insert_basic_block_after(entry, "tj.tierup");
+        let next = context.insert_basic_block_after(hot, "tj.counted");
+        builder
+            .build_conditional_branch(reached, hot, next)
+            .map_err(codegen_err)?;
+        builder.position_at_end(hot);
+        let hook_type = context.void_type().fn_type(&[i64t.into()], false);
+        let hook = host_pointer(context, batch.hook);
+        builder
+            .build_indirect_call(
+                hook_type,
+                hook,
+                &[i64t.const_int(id as u64, false).into()],
+                "",
+            )
+            .map_err(codegen_err)?;
+        builder
+            .build_unconditional_branch(next)
+            .map_err(codegen_err)?;
+        builder.position_at_end(next);
+    }
+    if let Some(probes) = samples {
+        emit_argument_samples(
+            context, builder, function, count, &info.args, counters, probes,
+        )?;
+    }
     builder
         .build_unconditional_branch(body)
         .map_err(codegen_err)?;
@@ -267,17 +262,6 @@ fn load_slot<'ctx>(
         .map_err(codegen_err)?;
     set_atomic(value.as_instruction_value(), AtomicOrdering::Monotonic)?;
     Ok(value.into_pointer_value())
-}
-
-fn set_atomic(
-    instruction: Option<InstructionValue<'_>>,
-    ordering: AtomicOrdering,
-) -> Result<(), Error> {
-    let instruction = instruction.ok_or_else(|| codegen_err("load folded to a constant"))?;
-    instruction.set_alignment(8).map_err(codegen_err)?;
-    instruction
-        .set_atomic_ordering(ordering)
-        .map_err(codegen_err)
 }
 
 /// Counts the back-edge `latch -> header` and returns the block that now
@@ -334,10 +318,6 @@ fn add_phi_predecessor<'ctx>(
         }
     }
 }
-
-/// Phis rebuilt by `replace_phi_predecessor`: old value (by address) to
-/// its replacement, so values recorded before the rebuild can be found.
-type Remap<'ctx> = HashMap<usize, BasicValueEnum<'ctx>>;
 
 fn resolve<'ctx>(remap: &Remap<'ctx>, mut value: BasicValueEnum<'ctx>) -> BasicValueEnum<'ctx> {
     while let Some(newer) = remap.get(&(value.as_value_ref() as usize)) {
@@ -460,50 +440,6 @@ fn emit_osr_check<'ctx>(
                 .map_err(codegen_err)?;
             add_phi_predecessor(header, edge, ask);
         }
-    }
-    Ok(())
-}
-
-/// In `block`'s phis, incoming edges from `old` now come from `new`. Phis
-/// cannot change an incoming block through the C API, so each one is
-/// rebuilt (duplicate entries for `old` collapse: they carry one value).
-fn replace_phi_predecessor<'ctx>(
-    builder: &Builder<'ctx>,
-    block: BasicBlock<'ctx>,
-    old: BasicBlock<'ctx>,
-    new: BasicBlock<'ctx>,
-    remap: &mut Remap<'ctx>,
-) -> Result<(), Error> {
-    let mut cur = block.get_first_instruction();
-    while let Some(instruction) = cur {
-        cur = instruction.get_next_instruction();
-        let Ok(phi) = PhiValue::try_from(instruction) else {
-            break;
-        };
-        builder.position_before(&instruction);
-        let rebuilt = builder
-            .build_phi(phi.as_basic_value().get_type(), "")
-            .map_err(codegen_err)?;
-        let mut moved = false;
-        for (value, from) in phi.get_incomings() {
-            if from == old {
-                if moved {
-                    continue;
-                }
-                moved = true;
-                rebuilt.add_incoming(&[(&value as &dyn BasicValue, new)]);
-            } else {
-                rebuilt.add_incoming(&[(&value as &dyn BasicValue, from)]);
-            }
-        }
-        let name = phi.get_name().to_string_lossy().into_owned();
-        remap.insert(
-            phi.as_basic_value().as_value_ref() as usize,
-            rebuilt.as_basic_value(),
-        );
-        instruction.replace_all_uses_with(&rebuilt.as_instruction());
-        instruction.erase_from_basic_block();
-        rebuilt.as_basic_value().set_name(&name);
     }
     Ok(())
 }

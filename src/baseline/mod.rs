@@ -2,5 +2,7 @@
 //! identity stubs, compiled without optimization.
 
 mod instrument;
+mod probes;
 
 pub use instrument::{baseline_symbol, instrument, BatchTierUp, OsrEntries};
+pub use probes::{Probes, ARG_SAMPLE_PERIOD};

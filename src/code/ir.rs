@@ -43,3 +43,14 @@ pub fn replace_all_uses<'ctx>(
     // above; LLVM would otherwise corrupt the IR in a release build).
     unsafe { llvm_sys::core::LLVMReplaceAllUsesWith(old.as_value_ref(), new.as_value_ref()) }
 }
+
+/// Whether `call` (a call instruction) calls inline assembly.
+pub fn calls_inline_asm(call: InstructionValue<'_>) -> bool {
+    let callee_index = call.get_num_operands() - 1;
+    // SAFETY: `call` is a live call instruction, whose last operand is its
+    // callee; LLVMIsAInlineAsm only inspects the value's kind.
+    unsafe {
+        let callee = llvm_sys::core::LLVMGetOperand(call.as_value_ref(), callee_index);
+        !callee.is_null() && !llvm_sys::core::LLVMIsAInlineAsm(callee).is_null()
+    }
+}

@@ -5,6 +5,7 @@
 mod entry;
 pub mod ir;
 mod orc;
+mod probes;
 mod publish;
 mod tables;
 
@@ -13,5 +14,6 @@ pub use entry::{
     set_compile_now_hook, set_shutdown_hook, tier_up_now_address, MainShape,
 };
 pub use orc::{Jit, LoadedObject};
+pub use probes::record_value_address;
 pub use publish::sync_core_supported;
 pub use tables::{CounterTable, SlotTable};

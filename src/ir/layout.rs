@@ -8,6 +8,10 @@ use inkwell::module::Module;
 use super::cfg::{natural_loops, Dominators};
 use super::func::{control_flow, direct_callee, instructions};
 use super::normalize::is_intrinsic;
+use super::sites::{
+    branch_sites, indirect_calls, int_params, ArgSite, BranchSite, IndirectCallSite,
+    VALUE_TABLE_WORDS,
+};
 
 #[derive(Clone, Debug)]
 pub struct LoopLayout {
@@ -36,6 +40,14 @@ pub struct FunctionLayout {
     pub instruction_count: usize,
     /// Job functions this one calls directly (ids, deduplicated).
     pub callees: Vec<usize>,
+    /// Profile sites (see `sites`), each with its counters.
+    pub branches: Vec<BranchSite>,
+    pub indirect_calls: Vec<IndirectCallSite>,
+    pub args: Vec<ArgSite>,
+    /// Count calls entering a value-specialized version's fast path and
+    /// its general fallback.
+    pub guard_hits: usize,
+    pub guard_misses: usize,
 }
 
 impl FunctionLayout {
@@ -102,12 +114,56 @@ impl JobLayout {
             callees.sort_unstable();
             callees.dedup();
             loops.extend((0..function_loops.len()).map(|k| (id, k)));
+            let mut allocate = |words: usize| {
+                counter_count += words;
+                counter_count - words
+            };
+            let branches = branch_sites(*function)
+                .into_iter()
+                .map(|(block, edge_of, targets)| BranchSite {
+                    block,
+                    counter: allocate(targets.len()),
+                    edge_of,
+                    targets,
+                })
+                .collect();
+            let indirect_calls = indirect_calls(*function)
+                .into_iter()
+                .map(|at| IndirectCallSite {
+                    at,
+                    table: allocate(VALUE_TABLE_WORDS),
+                    fallback_counter: allocate(1),
+                })
+                .collect();
+            // Only functions with loops: their arguments are the sizes,
+            // strides and modes that specialization pays off for, and their
+            // calls are long enough that sampling at entry costs little
+            // (sampling every function cost fib 46% in baseline code).
+            let sampled = if function_loops.is_empty() {
+                Vec::new()
+            } else {
+                int_params(*function)
+            };
+            let args = sampled
+                .into_iter()
+                .map(|(param, bits)| ArgSite {
+                    param,
+                    bits,
+                    table: allocate(VALUE_TABLE_WORDS),
+                })
+                .collect();
+            let guard_hits = allocate(2);
             functions.push(FunctionLayout {
                 name: function.get_name().to_string_lossy().into_owned(),
                 entry_counter: id,
                 loops: function_loops,
                 instruction_count: body.len(),
                 callees,
+                branches,
+                indirect_calls,
+                args,
+                guard_hits,
+                guard_misses: guard_hits + 1,
             });
         }
         JobLayout {
@@ -124,7 +180,8 @@ impl JobLayout {
         self.counter_count + global_id
     }
 
-    /// Counters in all: entries, back-edges, OSR transitions.
+    /// Counters in all: entries, back-edges, profile sites, guards, OSR
+    /// transitions.
     pub fn counter_table_len(&self) -> usize {
         self.counter_count + self.loop_count
     }

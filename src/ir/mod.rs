@@ -3,7 +3,9 @@
 //! counters stable ids.
 
 pub mod cfg;
+pub mod edit;
 pub mod func;
 pub mod layout;
 pub mod load;
 pub mod normalize;
+pub mod sites;

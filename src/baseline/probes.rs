@@ -1,0 +1,226 @@
+//! Profile probes: what baseline code records for profile-guided
+//! optimization, beyond the entry and back-edge counters that drive
+//! tier-up.
+//!
+//! - Branches: a conditional branch adds one to the counter of the edge it
+//!   takes (`counter[base + !cond]`, no new block); a switch gets a block of
+//!   its own on each edge to a distinct successor, holding that edge's
+//!   increment.
+//! - Calls through pointers: the target is recorded in the site's value
+//!   table by the host function `record_value`.
+//! - Integer arguments: every `ARG_SAMPLE_PERIOD`-th call (decided by the
+//!   entry count already in a register) records each sampled argument, so
+//!   the cost per call is a mask and a branch.
+
+use inkwell::builder::Builder;
+use inkwell::context::ContextRef;
+use inkwell::values::{BasicValueEnum, FunctionValue, InstructionOpcode, InstructionValue};
+use inkwell::IntPredicate;
+
+use crate::code::ir::retarget_successors;
+use crate::code::CounterTable;
+use crate::error::Error;
+use crate::ir::edit::{
+    codegen_err, emit_increment, emit_increment_at, host_pointer, replace_phi_predecessor, Remap,
+};
+use crate::ir::layout::FunctionLayout;
+use crate::ir::sites::{successor_blocks, ArgSite, BranchSite, IndirectCallSite};
+
+/// Which probes baseline code carries (from `config.pgo`).
+#[derive(Clone, Copy, Debug)]
+pub struct Probes {
+    pub branches: bool,
+    pub call_targets: bool,
+    pub arguments: bool,
+    /// Address of the host's `record_value` (`void (ptr table, i64 value)`).
+    pub record_value: usize,
+}
+
+/// One call in this many has its integer arguments recorded.
+pub const ARG_SAMPLE_PERIOD: u64 = 8;
+
+/// A function's probe sites, found before instrumentation changes it.
+pub struct Sites<'a, 'ctx> {
+    branches: Vec<(InstructionValue<'ctx>, &'a BranchSite)>,
+    calls: Vec<(InstructionValue<'ctx>, &'a IndirectCallSite)>,
+}
+
+pub fn find_sites<'a, 'ctx>(
+    function: FunctionValue<'ctx>,
+    info: &'a FunctionLayout,
+    probes: Option<Probes>,
+) -> Sites<'a, 'ctx> {
+    let blocks = function.get_basic_blocks();
+    let branches = match probes {
+        Some(p) if p.branches => info
+            .branches
+            .iter()
+            .filter_map(|site| Some((blocks.get(site.block)?.get_terminator()?, site)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let calls = match probes {
+        Some(p) if p.call_targets => info
+            .indirect_calls
+            .iter()
+            .filter_map(|site| Some((site.at.find(function)?, site)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Sites { branches, calls }
+}
+
+/// Emits the branch and call-target probes of `sites`.
+pub fn emit_site_probes<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    sites: &Sites<'_, 'ctx>,
+    counters: &CounterTable,
+    probes: Probes,
+) -> Result<(), Error> {
+    for &(term, site) in &sites.branches {
+        count_branch(context, builder, term, site, counters)?;
+    }
+    for &(call, site) in &sites.calls {
+        let callee = call
+            .get_operand(call.get_num_operands() - 1)
+            .and_then(|o| o.value())
+            .ok_or_else(|| codegen_err("indirect call without a callee"))?;
+        builder.position_before(&call);
+        let target = builder
+            .build_ptr_to_int(callee.into_pointer_value(), context.i64_type(), "tj.target")
+            .map_err(codegen_err)?;
+        emit_record(
+            context,
+            builder,
+            probes,
+            counters.address_of(site.table),
+            target.into(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Records the sampled integer arguments of `function` when `count` (its
+/// entry count, just incremented) is a multiple of `ARG_SAMPLE_PERIOD`.
+/// The builder must be at the end of a block without a terminator; it is
+/// left at the end of a new block that every path reaches.
+pub fn emit_argument_samples<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    function: FunctionValue<'ctx>,
+    count: inkwell::values::IntValue<'ctx>,
+    args: &[ArgSite],
+    counters: &CounterTable,
+    probes: Probes,
+) -> Result<(), Error> {
+    if args.is_empty() || !probes.arguments {
+        return Ok(());
+    }
+    let i64t = context.i64_type();
+    let phase = builder
+        .build_and(
+            count,
+            i64t.const_int(ARG_SAMPLE_PERIOD - 1, false),
+            "tj.sample.phase",
+        )
+        .map_err(codegen_err)?;
+    let sample = builder
+        .build_int_compare(IntPredicate::EQ, phase, i64t.const_zero(), "tj.sample")
+        .map_err(codegen_err)?;
+    let current = builder.get_insert_block().expect("builder is in a block");
+    let record = context.insert_basic_block_after(current, "tj.sample.args");
+    let after = context.insert_basic_block_after(record, "tj.sample.done");
+    builder
+        .build_conditional_branch(sample, record, after)
+        .map_err(codegen_err)?;
+    builder.position_at_end(record);
+    for site in args {
+        let Some(BasicValueEnum::IntValue(value)) = function.get_nth_param(site.param) else {
+            continue;
+        };
+        let wide = builder
+            .build_int_z_extend_or_bit_cast(value, i64t, "tj.arg")
+            .map_err(codegen_err)?;
+        emit_record(
+            context,
+            builder,
+            probes,
+            counters.address_of(site.table),
+            wide.into(),
+        )?;
+    }
+    builder
+        .build_unconditional_branch(after)
+        .map_err(codegen_err)?;
+    builder.position_at_end(after);
+    Ok(())
+}
+
+fn emit_record<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    probes: Probes,
+    table: usize,
+    value: inkwell::values::BasicMetadataValueEnum<'ctx>,
+) -> Result<(), Error> {
+    let ptr = context.ptr_type(0.into());
+    let hook_type = context
+        .void_type()
+        .fn_type(&[ptr.into(), context.i64_type().into()], false);
+    builder
+        .build_indirect_call(
+            hook_type,
+            host_pointer(context, probes.record_value),
+            &[host_pointer(context, table).into(), value],
+            "",
+        )
+        .map_err(codegen_err)?;
+    Ok(())
+}
+
+fn count_branch<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    term: InstructionValue<'ctx>,
+    site: &BranchSite,
+    counters: &CounterTable,
+) -> Result<(), Error> {
+    if term.get_opcode() == InstructionOpcode::Br {
+        // Edge 0 is the true successor, edge 1 the false one.
+        let condition = term
+            .get_operand(0)
+            .and_then(|o| o.value())
+            .ok_or_else(|| codegen_err("conditional branch without a condition"))?
+            .into_int_value();
+        builder.position_before(&term);
+        let taken = host_pointer(context, counters.address_of(site.counter));
+        let not_taken = host_pointer(context, counters.address_of(site.counter + 1));
+        let ptr = builder
+            .build_select(condition, taken, not_taken, "tj.edge")
+            .map_err(codegen_err)?
+            .into_pointer_value();
+        emit_increment_at(context, builder, ptr)?;
+        return Ok(());
+    }
+    // A switch: one counting block per distinct successor, on its edges.
+    let block = term.get_parent().expect("terminator in a block");
+    let mut remap = Remap::new();
+    let mut seen = Vec::new();
+    for target in successor_blocks(term) {
+        if seen.contains(&target) {
+            continue;
+        }
+        let edge = seen.len();
+        seen.push(target);
+        let counting = context.insert_basic_block_after(block, "tj.switch.edge");
+        builder.position_at_end(counting);
+        emit_increment(context, builder, counters.address_of(site.counter + edge))?;
+        builder
+            .build_unconditional_branch(target)
+            .map_err(codegen_err)?;
+        retarget_successors(term, target, counting);
+        replace_phi_predecessor(builder, target, block, counting, &mut remap)?;
+    }
+    Ok(())
+}

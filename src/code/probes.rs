@@ -1,0 +1,51 @@
+//! Host functions that baseline code calls to record value profiles.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ir::sites::{VALUE_SLOTS, VALUE_TABLE_WORDS};
+
+/// `void record_value(u64 *table, u64 value)`: counts `value` in a value
+/// table of the counter table (`VALUE_SLOTS` pairs of value and count, then
+/// a count of values that found no slot). A pair is claimed by the first
+/// value to find its count at zero.
+///
+/// Job threads may race here. Every access is an atomic of its own, so
+/// nothing is torn or undefined; a race may lose a count or, while a slot is
+/// being claimed, count a value against the slot's previous (zero) value.
+/// The table is a hint for optimization: every speculation made from it is
+/// checked at run time, so an imprecise count can cost speed, never
+/// correctness.
+extern "C" fn record_value(table: *const AtomicU64, value: u64) {
+    // SAFETY: baseline code passes the address of a value table inside the
+    // counter table (`CounterTable::address_of` of a site's `table` index),
+    // which holds VALUE_TABLE_WORDS AtomicU64s and lives until the process
+    // exits.
+    let words = unsafe { std::slice::from_raw_parts(table, VALUE_TABLE_WORDS) };
+    // Relaxed throughout: these are statistics, read by the compiler thread
+    // with Relaxed loads; no other memory is published through them.
+    for slot in 0..VALUE_SLOTS {
+        let (v, count) = (&words[2 * slot], &words[2 * slot + 1]);
+        let c = count.load(Ordering::Relaxed);
+        if c == 0 {
+            if count
+                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                v.store(value, Ordering::Relaxed);
+                return;
+            }
+            continue;
+        }
+        if v.load(Ordering::Relaxed) == value {
+            count.store(c + 1, Ordering::Relaxed);
+            return;
+        }
+    }
+    let other = &words[2 * VALUE_SLOTS];
+    other.store(other.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Address baseline code calls, as `void (ptr table, i64 value)`.
+pub fn record_value_address() -> usize {
+    record_value as extern "C" fn(*const AtomicU64, u64) as usize
+}

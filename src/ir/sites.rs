@@ -1,0 +1,182 @@
+//! Profile sites: the places in a function where baseline code records what
+//! profile-guided optimization needs. Found in the canonical module, so the
+//! baseline instrumentation and every optimized build (both start from a
+//! copy of it) name the same instruction by the same position.
+
+use inkwell::basic_block::BasicBlock;
+use inkwell::values::{
+    BasicValueEnum, CallSiteValue, FunctionValue, InstructionOpcode, InstructionValue,
+};
+
+use super::func::control_flow;
+
+/// Where an instruction is: block index (layout order) and position in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub block: usize,
+    pub index: usize,
+}
+
+impl Position {
+    /// The instruction at this position in `function` (which must have the
+    /// canonical module's body).
+    pub fn find<'ctx>(self, function: FunctionValue<'ctx>) -> Option<InstructionValue<'ctx>> {
+        let block: BasicBlock = *function.get_basic_blocks().get(self.block)?;
+        let mut cur = block.get_first_instruction();
+        for _ in 0..self.index {
+            cur = cur?.get_next_instruction();
+        }
+        cur
+    }
+}
+
+/// A conditional branch or a switch. Baseline code counts how often each
+/// distinct successor block is taken; `edge_of[k]` says which of those
+/// counts belongs to successor operand `k` (several switch cases may share
+/// a block).
+#[derive(Clone, Debug)]
+pub struct BranchSite {
+    /// The block the branch terminates.
+    pub block: usize,
+    /// Per successor operand (for a switch: the default, then each case),
+    /// the index of its distinct successor.
+    pub edge_of: Vec<usize>,
+    /// Distinct successor blocks (indices in the function), in first-use order.
+    pub targets: Vec<usize>,
+    /// First of `targets.len()` counters.
+    pub counter: usize,
+}
+
+/// A call through a function pointer.
+#[derive(Clone, Debug)]
+pub struct IndirectCallSite {
+    pub at: Position,
+    /// First word of this site's value table (see `VALUE_TABLE_WORDS`).
+    pub table: usize,
+    /// Counts calls taking the indirect fallback in optimized code that
+    /// promoted this site.
+    pub fallback_counter: usize,
+}
+
+/// An integer parameter whose values baseline code samples at entry.
+#[derive(Clone, Debug)]
+pub struct ArgSite {
+    pub param: u32,
+    pub bits: u32,
+    pub table: usize,
+}
+
+/// The most frequent values a site saw: `VALUE_SLOTS` (value, count) pairs
+/// claimed first come first served, then a count of everything else.
+pub const VALUE_SLOTS: usize = 4;
+pub const VALUE_TABLE_WORDS: usize = 2 * VALUE_SLOTS + 1;
+
+/// Integer parameters sampled per function, at most.
+pub const MAX_ARG_SITES: usize = 4;
+
+/// Every conditional branch and switch of `function` whose successors are
+/// not all one block, in layout order.
+pub fn branch_sites(function: FunctionValue<'_>) -> Vec<(usize, Vec<usize>, Vec<usize>)> {
+    let (blocks, _) = control_flow(function);
+    let mut out = Vec::new();
+    for (b, block) in blocks.iter().enumerate() {
+        let Some(term) = block.get_terminator() else {
+            continue;
+        };
+        let successors = successor_blocks(term);
+        let conditional = match term.get_opcode() {
+            InstructionOpcode::Br => successors.len() == 2,
+            InstructionOpcode::Switch => true,
+            _ => false,
+        };
+        if !conditional {
+            continue;
+        }
+        let mut targets: Vec<usize> = Vec::new();
+        let mut edge_of = Vec::with_capacity(successors.len());
+        for s in successors {
+            let Some(index) = blocks.iter().position(|x| *x == s) else {
+                continue;
+            };
+            let edge = match targets.iter().position(|t| *t == index) {
+                Some(e) => e,
+                None => {
+                    targets.push(index);
+                    targets.len() - 1
+                }
+            };
+            edge_of.push(edge);
+        }
+        if targets.len() >= 2 {
+            out.push((b, edge_of, targets));
+        }
+    }
+    out
+}
+
+/// Successor blocks of a terminator in operand order as LLVM numbers
+/// successors (for `br i1 c, T, F`: T then F; for a switch: the default,
+/// then each case).
+pub fn successor_blocks<'ctx>(term: InstructionValue<'ctx>) -> Vec<BasicBlock<'ctx>> {
+    let blocks: Vec<BasicBlock<'ctx>> = term
+        .get_operands()
+        .flatten()
+        .filter_map(|o| o.block())
+        .collect();
+    match term.get_opcode() {
+        // Operands of `br i1 c, T, F` are stored as (c, F, T).
+        InstructionOpcode::Br if blocks.len() == 2 => vec![blocks[1], blocks[0]],
+        _ => blocks,
+    }
+}
+
+/// Positions of the calls through a pointer (not inline asm, not
+/// `musttail`, whose forwarding a guard could not keep).
+pub fn indirect_calls(function: FunctionValue<'_>) -> Vec<Position> {
+    let mut out = Vec::new();
+    for (b, block) in function.get_basic_blocks().iter().enumerate() {
+        let mut cur = block.get_first_instruction();
+        let mut index = 0;
+        while let Some(instruction) = cur {
+            if is_promotable_indirect_call(instruction) {
+                out.push(Position { block: b, index });
+            }
+            cur = instruction.get_next_instruction();
+            index += 1;
+        }
+    }
+    out
+}
+
+fn is_promotable_indirect_call(instruction: InstructionValue<'_>) -> bool {
+    if instruction.get_opcode() != InstructionOpcode::Call {
+        return false;
+    }
+    let Ok(call) = CallSiteValue::try_from(instruction) else {
+        return false;
+    };
+    if call.get_called_fn_value().is_some() {
+        return false;
+    }
+    !crate::code::ir::calls_inline_asm(instruction)
+        && call.get_tail_call_kind() != llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail
+}
+
+/// Integer parameters (by index and width) worth sampling, at most
+/// `MAX_ARG_SITES`; none for variadic functions (no guard can forward them).
+pub fn int_params(function: FunctionValue<'_>) -> Vec<(u32, u32)> {
+    if function.get_type().is_var_arg() {
+        return Vec::new();
+    }
+    function
+        .get_param_iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            BasicValueEnum::IntValue(v) if (8..=64).contains(&v.get_type().get_bit_width()) => {
+                Some((i as u32, v.get_type().get_bit_width()))
+            }
+            _ => None,
+        })
+        .take(MAX_ARG_SITES)
+        .collect()
+}

@@ -27,6 +27,7 @@ pub mod error;
 pub mod ir;
 pub mod metrics;
 pub mod osr;
+pub mod profile;
 pub mod runtime;
 pub mod tiering;
 pub mod versions;

@@ -127,6 +127,29 @@ impl Metrics {
         ));
     }
 
+    /// What an installed version speculated on, and why (the profile).
+    pub fn speculation(&self, label: &str, note: &str) {
+        if self.events_enabled {
+            let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+            self.emit(format!(
+                "{:>10.3}ms {seq:>4} pgo {label}: {note}",
+                self.elapsed_ms()
+            ));
+        }
+    }
+
+    /// A value guard failed too often; its version is being replaced.
+    pub fn guard_failed(&self, label: &str, condition: &str, hits: u64, misses: u64) {
+        if self.events_enabled {
+            let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+            self.emit(format!(
+                "{:>10.3}ms {seq:>4} pgo {label}: guard {condition} failed {misses} of {} calls; despecializing (recompiling without it)",
+                self.elapsed_ms(),
+                hits + misses
+            ));
+        }
+    }
+
     fn record_latency(&self, tier: Tier, compile: Duration) {
         let micros = (compile.as_micros() as u64).clamp(1, 600_000_000);
         let mut h = self

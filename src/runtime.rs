@@ -21,6 +21,7 @@ use crate::ir::layout::JobLayout;
 use crate::ir::load::{parse_module, read_job_ir};
 use crate::ir::normalize::{is_intrinsic, make_shareable, set_code_attributes};
 use crate::metrics::Metrics;
+use crate::profile::ProfileView;
 use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest};
 use crate::versions::{Tier, TierUpState, Unit, VersionManager};
 
@@ -70,6 +71,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub policy: Policy,
     pub jit: Jit,
+    /// Each function's identity (stub) address, by id.
+    pub stubs: Vec<usize>,
     /// Function whose compiles fail on purpose (tests of the failure path).
     pub inject_compile_failure: Option<String>,
     pub stop: AtomicBool,
@@ -107,6 +110,15 @@ pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String,
 }
 
 impl Shared {
+    /// What baseline code has recorded so far.
+    pub fn profile_view(&self) -> ProfileView<'_> {
+        ProfileView {
+            layout: &self.layout,
+            counters: &self.counters,
+            stubs: &self.stubs,
+        }
+    }
+
     /// Calls and loop back-edges that baseline code counted for `function`.
     pub fn function_counts(&self, function: usize) -> (u64, u64) {
         let f = &self.layout.functions[function];
@@ -308,6 +320,11 @@ fn run_tiered(
     for (id, f) in layout.functions.iter().enumerate() {
         slots.install_initial(id, jit.lookup(&baseline_symbol(&f.name))?);
     }
+    let stubs = layout
+        .functions
+        .iter()
+        .map(|f| jit.lookup(&f.name))
+        .collect::<Result<Vec<usize>, Error>>()?;
     let entry = jit.lookup("main")?;
     metrics.module_compiled(
         Tier::Baseline,
@@ -329,6 +346,7 @@ fn run_tiered(
         metrics,
         policy: Policy::new(&options.config),
         jit,
+        stubs,
         inject_compile_failure: std::env::var(compiler::INJECT_ENV).ok(),
         stop: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
@@ -398,6 +416,7 @@ fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
         calls,
         backedges,
         queued_at: Instant::now(),
+        despecialize: false,
         done: None,
     };
     let unit = request.unit(&shared.layout);

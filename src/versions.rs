@@ -5,13 +5,18 @@
 //! Invariants:
 //! - a slot always holds a complete, loaded, callable version;
 //! - code is never freed while it may run: every loaded object is kept
-//!   until the process exits (retirement with safe freeing comes later);
+//!   until the process exits. A version replaced by a newer one (a
+//!   speculation that failed) is *retired*: no slot points at it, so no new
+//!   call enters it, but frames already inside may still run or return into
+//!   it, so its memory stays (freeing it safely needs to know that no thread
+//!   is inside, which tierjit does not track yet);
 //! - all versions of a function compute the same thing; only speed differs.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::code::{LoadedObject, SlotTable};
+use crate::profile::Speculation;
 
 /// The tiers a function's slot can point at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +59,13 @@ struct Record {
     /// Failed compile attempts so far, and why the last one failed.
     failures: u32,
     last_failure: Option<String>,
+    /// What the installed version speculated on.
+    speculation: Speculation,
+    /// False once a value guard of this unit failed: later versions do not
+    /// specialize again.
+    may_specialize: bool,
+    /// Versions replaced while installed (kept loaded, see above).
+    retired: u32,
 }
 
 /// What a version is for: a whole function (entered through its slot) or
@@ -84,6 +96,9 @@ impl VersionManager {
                     versions: 1,
                     failures: 0,
                     last_failure: None,
+                    speculation: Speculation::default(),
+                    may_specialize: true,
+                    retired: 0,
                 })
                 .collect()
         };
@@ -151,8 +166,16 @@ impl VersionManager {
         records[i].versions
     }
 
-    /// Publishes a loaded, linked version of `id` at `entry`.
-    pub fn install(&self, unit: Unit, tier: Tier, entry: usize, object: LoadedObject) {
+    /// Publishes a loaded, linked version of `id` at `entry`; a version it
+    /// replaces is retired.
+    pub fn install(
+        &self,
+        unit: Unit,
+        tier: Tier,
+        entry: usize,
+        object: LoadedObject,
+        speculation: Speculation,
+    ) {
         self.keep_alive(object);
         match unit {
             Unit::Function(id) => self.slots.publish(id, entry),
@@ -160,9 +183,46 @@ impl VersionManager {
         }
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
+        if record.tier == Tier::Optimized {
+            record.retired += 1;
+        }
         record.tier = tier;
         record.state = TierUpState::Installed;
         record.versions += 1;
+        record.speculation = speculation;
+    }
+
+    /// What the installed version of `unit` speculated on.
+    pub fn speculation(&self, unit: Unit) -> Speculation {
+        let (records, i) = self.records(unit);
+        records[i].speculation.clone()
+    }
+
+    /// Whether a new version of `unit` may specialize on argument values.
+    pub fn may_specialize(&self, unit: Unit) -> bool {
+        let (records, i) = self.records(unit);
+        records[i].may_specialize
+    }
+
+    /// Versions of `unit` retired so far.
+    pub fn retired(&self, unit: Unit) -> u32 {
+        let (records, i) = self.records(unit);
+        records[i].retired
+    }
+
+    /// The installed version's value guard failed too often: no version of
+    /// `unit` specializes again, and a replacement is requested. Returns
+    /// false (and changes nothing) unless the installed version is a
+    /// specialized one.
+    pub fn revoke_specialization(&self, unit: Unit) -> bool {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        if record.state != TierUpState::Installed || record.speculation.specialization.is_none() {
+            return false;
+        }
+        record.may_specialize = false;
+        record.state = TierUpState::Requested;
+        true
     }
 
     /// Records a failed attempt. `retry_at` (the policy) gets the number of

@@ -30,7 +30,9 @@ use super::probes::{emit_argument_samples, emit_site_probes, find_sites, Probes}
 use crate::code::ir::retarget_successors;
 use crate::code::{CounterTable, SlotTable};
 use crate::error::Error;
-use crate::ir::edit::{emit_increment, host_pointer, replace_phi_predecessor, set_atomic, Remap};
+use crate::ir::edit::{
+    copy_abi_attributes, emit_increment, host_pointer, replace_phi_predecessor, set_atomic, Remap,
+};
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::{FunctionLayout, JobLayout};
 use crate::osr::live::{header_phis, live_types, loop_state, LiveIn, LoopState};
@@ -442,25 +444,6 @@ fn emit_osr_check<'ctx>(
         }
     }
     Ok(())
-}
-
-/// Attributes that change how arguments and results are passed must match
-/// between the stub, its tail call and the version it jumps to.
-fn copy_abi_attributes(from: FunctionValue<'_>, to: FunctionValue<'_>) {
-    for i in 0..from.count_params() {
-        for attribute in from.attributes(AttributeLoc::Param(i)) {
-            to.add_attribute(AttributeLoc::Param(i), attribute);
-        }
-    }
-    for attribute in from.attributes(AttributeLoc::Return) {
-        to.add_attribute(AttributeLoc::Return, attribute);
-    }
-    for key in ["target-cpu", "target-features"] {
-        if let Some(a) = from.get_string_attribute(AttributeLoc::Function, key) {
-            to.add_attribute(AttributeLoc::Function, a);
-        }
-    }
-    to.set_call_conventions(from.get_call_conventions());
 }
 
 /// `stub(args...) { return (*slot)(args...); }` as a tail call. It is

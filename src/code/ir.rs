@@ -54,3 +54,11 @@ pub fn calls_inline_asm(call: InstructionValue<'_>) -> bool {
         !callee.is_null() && !llvm_sys::core::LLVMIsAInlineAsm(callee).is_null()
     }
 }
+
+/// Removes `function`'s attachment of metadata kind `kind` (a declaration
+/// may not carry `!prof`, so a function whose body moved elsewhere loses it).
+pub fn erase_function_metadata(function: inkwell::values::FunctionValue<'_>, kind: u32) {
+    // SAFETY: `function` is a live function; erasing an attachment that is
+    // not there is a no-op.
+    unsafe { llvm_sys::core::LLVMGlobalEraseMetadata(function.as_value_ref(), kind) }
+}

@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 
+use inkwell::attributes::AttributeLoc;
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
 use inkwell::values::{
-    AsValueRef, BasicValue, BasicValueEnum, InstructionValue, IntValue, PhiValue, PointerValue,
+    AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionValue, IntValue, PhiValue,
+    PointerValue,
 };
 use inkwell::AtomicOrdering;
 
@@ -80,6 +82,19 @@ pub fn replace_phi_predecessor<'ctx>(
     new: BasicBlock<'ctx>,
     remap: &mut Remap<'ctx>,
 ) -> Result<(), Error> {
+    replace_phi_incoming(builder, block, old, new, remap, true)
+}
+
+/// As `replace_phi_predecessor`; `collapse: false` keeps one entry per
+/// edge, for when `new` reaches `block` by as many edges as `old` did.
+fn replace_phi_incoming<'ctx>(
+    builder: &Builder<'ctx>,
+    block: BasicBlock<'ctx>,
+    old: BasicBlock<'ctx>,
+    new: BasicBlock<'ctx>,
+    remap: &mut Remap<'ctx>,
+    collapse: bool,
+) -> Result<(), Error> {
     let mut cur = block.get_first_instruction();
     while let Some(instruction) = cur {
         cur = instruction.get_next_instruction();
@@ -93,7 +108,7 @@ pub fn replace_phi_predecessor<'ctx>(
         let mut moved = false;
         for (value, from) in phi.get_incomings() {
             if from == old {
-                if moved {
+                if moved && collapse {
                     continue;
                 }
                 moved = true;
@@ -112,4 +127,57 @@ pub fn replace_phi_predecessor<'ctx>(
         rebuilt.as_basic_value().set_name(&name);
     }
     Ok(())
+}
+
+/// Splits `at`'s block after `at`: everything that followed it (the
+/// terminator included) moves to a new block, which the old block's
+/// successors now see as their predecessor. The old block is left without
+/// a terminator, for the caller to finish.
+pub fn split_after<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    at: InstructionValue<'ctx>,
+) -> Result<BasicBlock<'ctx>, Error> {
+    let block = at
+        .get_parent()
+        .ok_or_else(|| codegen_err("instruction outside a block"))?;
+    let tail = context.insert_basic_block_after(block, "tj.split");
+    builder.position_at_end(tail);
+    let mut cur = at.get_next_instruction();
+    while let Some(instruction) = cur {
+        cur = instruction.get_next_instruction();
+        instruction.remove_from_basic_block();
+        builder.insert_instruction(&instruction, None);
+    }
+    let term = tail
+        .get_terminator()
+        .ok_or_else(|| codegen_err("split block without a terminator"))?;
+    let mut remap = Remap::new();
+    let mut done = Vec::new();
+    for successor in crate::ir::sites::successor_blocks(term) {
+        if !done.contains(&successor) {
+            done.push(successor);
+            replace_phi_incoming(builder, successor, block, tail, &mut remap, false)?;
+        }
+    }
+    Ok(tail)
+}
+
+/// Attributes that change how arguments and results are passed must match
+/// between the stub, its tail call and the version it jumps to.
+pub fn copy_abi_attributes(from: FunctionValue<'_>, to: FunctionValue<'_>) {
+    for i in 0..from.count_params() {
+        for attribute in from.attributes(AttributeLoc::Param(i)) {
+            to.add_attribute(AttributeLoc::Param(i), attribute);
+        }
+    }
+    for attribute in from.attributes(AttributeLoc::Return) {
+        to.add_attribute(AttributeLoc::Return, attribute);
+    }
+    for key in ["target-cpu", "target-features"] {
+        if let Some(a) = from.get_string_attribute(AttributeLoc::Function, key) {
+            to.add_attribute(AttributeLoc::Function, a);
+        }
+    }
+    to.set_call_conventions(from.get_call_conventions());
 }

@@ -177,6 +177,8 @@ pub fn build_continuation<'ctx>(
         .build_unconditional_branch(state.blocks[header])
         .map_err(err)?;
     drop_lifetime_markers(cont);
+    // A declaration may not keep the profile's entry count.
+    crate::code::ir::erase_function_metadata(function, context.get_kind_id("prof"));
     Ok(cont)
 }
 

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
+use crate::profile::{metadata, promote, specialize, ProfileView, Speculation};
 
 /// Directory to write each version module to, before optimization, for
 /// debugging the JIT itself.
@@ -66,19 +67,46 @@ pub struct BuildOptions {
     pub direct_self_calls: bool,
 }
 
+/// What an optimized build takes from the profile (`config.pgo`).
+#[derive(Clone, Copy)]
+pub struct ProfileUse<'a> {
+    pub view: ProfileView<'a>,
+    /// Branch weights, entry counts, profile summary.
+    pub metadata: bool,
+    /// Indirect-call promotion.
+    pub promote: bool,
+    /// Value specialization (off for a function whose guard failed).
+    pub specialize: bool,
+}
+
 /// A copy of the canonical module reduced to function `id`, inlinable
 /// copies of its small callees, and declarations of everything else (steps
-/// 1 and 2 above). Shared by whole-function versions and OSR continuations.
+/// 1 and 2 above), with the profile applied (step 2b). Shared by
+/// whole-function versions and OSR continuations.
 pub fn prepare_module<'ctx>(
     canonical: &Module<'ctx>,
     layout: &JobLayout,
     id: usize,
     machine: &TargetMachine,
     options: BuildOptions,
-) -> Result<Module<'ctx>, Error> {
+    profile: Option<&ProfileUse<'_>>,
+) -> Result<(Module<'ctx>, Speculation), Error> {
     let module = canonical.clone();
     let name = &layout.functions[id].name;
-    let inlinable: BTreeSet<String> = inline_candidates(layout, id, options.inline_limit)
+    let mut candidates = inline_candidates(layout, id, options.inline_limit);
+    // Promoted targets of the function's own calls are worth inlining too.
+    let own_promotions = match profile {
+        Some(p) if p.promote => promote::plan(&p.view, id),
+        _ => Vec::new(),
+    };
+    for promotion in &own_promotions {
+        for &(target, _) in &promotion.targets {
+            if target != id && layout.functions[target].instruction_count <= options.inline_limit {
+                candidates.insert(target);
+            }
+        }
+    }
+    let inlinable: BTreeSet<String> = candidates
         .into_iter()
         .map(|c| layout.functions[c].name.clone())
         .collect();
@@ -116,7 +144,34 @@ pub fn prepare_module<'ctx>(
             global.set_linkage(Linkage::AvailableExternally);
         }
     }
-    Ok(module)
+
+    // Step 2b: the profile. Metadata first: it finds branches by their
+    // canonical block index, which promotion's block splits would shift.
+    let mut speculation = Speculation::default();
+    if let Some(profile) = profile {
+        if profile.metadata {
+            metadata::attach(&module, &profile.view);
+        }
+        if profile.promote {
+            for function in module.get_functions() {
+                let fname = function.get_name().to_string_lossy();
+                let Some(fid) = layout
+                    .id_of(&fname)
+                    .filter(|_| function.count_basic_blocks() > 0)
+                else {
+                    continue;
+                };
+                let planned = if fid == id {
+                    own_promotions.clone()
+                } else {
+                    promote::plan(&profile.view, fid)
+                };
+                let applied = promote::apply(&module, function, &planned, &profile.view)?;
+                speculation.promotions.extend(applied.into_iter().cloned());
+            }
+        }
+    }
+    Ok((module, speculation))
 }
 
 /// Verifies, optimizes and emits a finished version module.
@@ -140,6 +195,14 @@ pub fn finish_module(
     codegen::emit_object(module, machine)
 }
 
+/// An optimized version ready to load: the symbol to publish, the object,
+/// and what it speculated on.
+pub struct Built {
+    pub symbol: String,
+    pub object: Vec<u8>,
+    pub speculation: Speculation,
+}
+
 /// Builds, optimizes and emits version `version` of function `id`.
 pub fn compile_version(
     canonical: &Module<'_>,
@@ -148,8 +211,10 @@ pub fn compile_version(
     version: u32,
     machine: &TargetMachine,
     options: BuildOptions,
-) -> Result<(String, Vec<u8>), Error> {
-    let module = prepare_module(canonical, layout, id, machine, options)?;
+    profile: Option<&ProfileUse<'_>>,
+) -> Result<Built, Error> {
+    let (module, mut speculation) =
+        prepare_module(canonical, layout, id, machine, options, profile)?;
     let name = &layout.functions[id].name;
 
     // Step 3: the hot function under its version name; every other use of
@@ -169,11 +234,28 @@ pub fn compile_version(
             }
         }
     }
+    // Step 4: a guard in front for a dominant argument value.
+    let mut entry_symbol = symbol.clone();
+    if let Some(profile) = profile.filter(|p| p.specialize) {
+        if let Some(spec) = specialize::plan(&profile.view, id) {
+            let guard_symbol = format!("{symbol}.guard");
+            if specialize::build_guard(&module, function, &guard_symbol, &spec, &profile.view)?
+                .is_some()
+            {
+                entry_symbol = guard_symbol;
+                speculation.specialization = Some(spec);
+            }
+        }
+    }
     let object = finish_module(
         &module,
         &format!("version module of {name}"),
         machine,
         options,
     )?;
-    Ok((symbol, object))
+    Ok(Built {
+        symbol: entry_symbol,
+        object,
+        speculation,
+    })
 }

@@ -12,7 +12,9 @@ use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::targets::TargetMachine;
 
-use super::build::{compile_version, finish_module, prepare_module, BuildOptions};
+use super::build::{
+    compile_version, finish_module, prepare_module, BuildOptions, Built, ProfileUse,
+};
 use super::CompileRequest;
 use crate::error::Error;
 use crate::ir::load::parse_module;
@@ -70,7 +72,14 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
             let started = Instant::now();
             let outcome = compile_and_install(&shared, &canonical, &machine, options, &request);
             match outcome {
-                Ok(size) => report(&shared, &request, started, size, Ok(())),
+                Ok((size, notes)) => {
+                    report(&shared, &request, started, size, Ok(()));
+                    for note in notes {
+                        shared
+                            .metrics
+                            .speculation(&request.label(&shared.layout), &note);
+                    }
+                }
                 Err(e) => report(&shared, &request, started, 0, Err(e.to_string())),
             }
         }
@@ -78,18 +87,30 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
 }
 
 /// Builds the requested version, loads it and publishes it; returns the
-/// object's size.
+/// object's size and what it speculated on, described for `--events`.
 fn compile_and_install(
     shared: &Shared,
     canonical: &Module<'_>,
     machine: &TargetMachine,
     options: BuildOptions,
     request: &CompileRequest,
-) -> Result<usize, Error> {
+) -> Result<(usize, Vec<String>), Error> {
     let layout = &shared.layout;
     let unit = request.unit(layout);
     let version = shared.versions.next_version(unit);
     let name = &layout.functions[request.function].name;
+    let pgo = &shared.config.pgo;
+    let profile =
+        (pgo.profile_metadata || pgo.call_promotion || pgo.value_specialization).then(|| {
+            ProfileUse {
+                view: shared.profile_view(),
+                metadata: pgo.profile_metadata,
+                promote: pgo.call_promotion,
+                specialize: pgo.value_specialization
+                    && request.loop_index.is_none()
+                    && shared.versions.may_specialize(unit),
+            }
+        });
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let injected = shared.inject_compile_failure.as_deref().unwrap_or("");
         if injected.split(',').any(|n| n == name) {
@@ -103,9 +124,17 @@ fn compile_and_install(
                 version,
                 machine,
                 options,
+                profile.as_ref(),
             ),
             Some(k) => {
-                let module = prepare_module(canonical, layout, request.function, machine, options)?;
+                let (module, speculation) = prepare_module(
+                    canonical,
+                    layout,
+                    request.function,
+                    machine,
+                    options,
+                    profile.as_ref(),
+                )?;
                 let function = module
                     .get_function(name)
                     .ok_or_else(|| Error::Codegen(format!("{name} is not in the module")))?;
@@ -113,18 +142,36 @@ fn compile_and_install(
                 let symbol = format!("{name}.tj.osr{k}.v{version}");
                 build_continuation(&module, function, lp.header, &lp.blocks, &symbol)?;
                 let what = format!("OSR continuation {}", request.label(layout));
-                Ok((symbol, finish_module(&module, &what, machine, options)?))
+                let object = finish_module(&module, &what, machine, options)?;
+                Ok(Built {
+                    symbol,
+                    object,
+                    speculation,
+                })
             }
         }
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
-    let (symbol, object) = built;
-    let loaded = shared.jit.add_object(&object, &symbol)?;
-    let entry = shared.jit.lookup(&symbol)?;
+    let loaded = shared.jit.add_object(&built.object, &built.symbol)?;
+    let entry = shared.jit.lookup(&built.symbol)?;
+    let view = shared.profile_view();
+    let notes: Vec<String> = built
+        .speculation
+        .promotions
+        .iter()
+        .map(|p| format!("promoted {}", p.describe(&view)))
+        .chain(
+            built
+                .speculation
+                .specialization
+                .iter()
+                .map(|s| s.describe(&view)),
+        )
+        .collect();
     shared
         .versions
-        .install(unit, Tier::Optimized, entry, loaded);
-    Ok(object.len())
+        .install(unit, Tier::Optimized, entry, loaded, built.speculation);
+    Ok((built.object.len(), notes))
 }
 
 fn report(
@@ -146,7 +193,11 @@ fn report(
     shared.metrics.tier_event(&TierEvent {
         function: &request.label(&shared.layout),
         osr: request.loop_index.is_some(),
-        from: Tier::Baseline,
+        from: if request.despecialize {
+            Tier::Optimized
+        } else {
+            Tier::Baseline
+        },
         to: Tier::Optimized,
         calls: request.calls,
         backedges: request.backedges,

@@ -21,6 +21,9 @@ pub struct CompileRequest {
     pub calls: u64,
     pub backedges: u64,
     pub queued_at: Instant,
+    /// Replaces an optimized version whose value guard failed too often
+    /// with one that does not specialize.
+    pub despecialize: bool,
     /// Batch mode: told (by being dropped) when the request is finished.
     pub done: Option<crossbeam_channel::Sender<()>>,
 }

@@ -12,6 +12,8 @@ pub struct Policy {
     osr_backedges: u64,
     osr: bool,
     max_attempts: u32,
+    guard_miss_limit: u64,
+    guard_miss_percent: u64,
 }
 
 /// Backoff after the first failed compile; doubled after each further one,
@@ -26,6 +28,8 @@ impl Policy {
             osr_backedges: config.thresholds.osr_backedges,
             osr: config.osr.enabled,
             max_attempts: config.compiler.max_attempts,
+            guard_miss_limit: config.pgo.guard_miss_limit,
+            guard_miss_percent: config.pgo.guard_miss_percent,
         }
     }
 
@@ -44,6 +48,13 @@ impl Policy {
     /// frames an optimized continuation.
     pub fn is_hot_loop(&self, backedges: u64) -> bool {
         backedges >= self.osr_backedges
+    }
+
+    /// Whether a value guard that passed `hits` calls to its specialized
+    /// code and sent `misses` to the general code has failed too often.
+    pub fn guard_failed(&self, hits: u64, misses: u64) -> bool {
+        misses >= self.guard_miss_limit
+            && misses.saturating_mul(100) >= (hits + misses).saturating_mul(self.guard_miss_percent)
     }
 
     /// When to try again after the `failures`-th failed attempt, or `None`
@@ -82,6 +93,18 @@ mod tests {
         assert!(with_osr.is_hot(2, 100));
         config.osr.enabled = false;
         assert!(Policy::new(&config).is_hot(1, 100));
+    }
+
+    #[test]
+    fn guards_fail_on_count_and_rate() {
+        let mut config = Config::default();
+        config.pgo.guard_miss_limit = 100;
+        config.pgo.guard_miss_percent = 10;
+        let p = Policy::new(&config);
+        assert!(!p.guard_failed(1_000_000, 99), "too few misses");
+        assert!(!p.guard_failed(1_000_000, 5_000), "rare misses");
+        assert!(p.guard_failed(900, 100));
+        assert!(p.guard_failed(0, 100));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
     // transfers (then reported, and cleared).
     let mut requested_at: Vec<Option<Instant>> = vec![None; layout.loop_count];
     let mut reported: Vec<bool> = vec![false; layout.loop_count];
+    // Functions whose installed version may have a value guard to watch.
+    let mut guarded: Vec<usize> = Vec::new();
     // Acquire: pairs with the Release store of `stop` at shutdown.
     while !shared.stop.load(Ordering::Acquire) {
         std::thread::sleep(interval);
@@ -79,6 +81,7 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
                 calls,
                 backedges,
                 queued_at: now,
+                despecialize: false,
                 done: None,
             };
             let chosen_id = function.loops[chosen].global_id;
@@ -91,6 +94,7 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
         });
         // Whole functions after loops: a running frame gains from its
         // continuation now, a function's next call only later.
+        let mut newly_installed = Vec::new();
         functions.retain(|&id| {
             let (calls, backedges) = shared.function_counts(id);
             if !shared.policy.is_hot(calls, backedges) {
@@ -102,10 +106,17 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
                 calls,
                 backedges,
                 queued_at: now,
+                despecialize: false,
                 done: None,
             };
-            offer(&shared, &requests, request, now)
+            let keep = offer(&shared, &requests, request, now);
+            if !keep {
+                newly_installed.push(id);
+            }
+            keep
         });
+        guarded.extend(newly_installed);
+        guarded.retain(|&id| watch_guard(&shared, &requests, id, now));
     }
     // Transfers that happened since the last tick, before the job ended.
     if shared.config.osr.enabled {
@@ -138,6 +149,58 @@ fn report_transitions(
             .take()
             .map(|t| now.saturating_duration_since(t));
         shared.metrics.osr_transition(&label, transitions, since);
+    }
+}
+
+/// Checks the value guard of function `id`'s installed version; when it has
+/// failed too often (`config.pgo`), revokes the specialization and queues a
+/// general version. Whether to keep watching.
+fn watch_guard(
+    shared: &Shared,
+    requests: &Sender<CompileRequest>,
+    id: usize,
+    now: Instant,
+) -> bool {
+    let unit = Unit::Function(id);
+    if shared.versions.state(unit) != TierUpState::Installed {
+        // Still compiling, failed, or given up: nothing guarded runs yet.
+        return !matches!(shared.versions.state(unit), TierUpState::GaveUp { .. });
+    }
+    let Some(spec) = shared.versions.speculation(unit).specialization else {
+        return false;
+    };
+    let f = &shared.layout.functions[id];
+    let hits = shared.counters.read(f.guard_hits);
+    let misses = shared.counters.read(f.guard_misses);
+    if !shared.policy.guard_failed(hits, misses) {
+        return true;
+    }
+    if !shared.versions.revoke_specialization(unit) {
+        return false;
+    }
+    let (calls, backedges) = shared.function_counts(id);
+    let request = CompileRequest {
+        function: id,
+        loop_index: None,
+        calls,
+        backedges,
+        queued_at: now,
+        despecialize: true,
+        done: None,
+    };
+    match requests.try_send(request) {
+        Ok(()) => {
+            let view = shared.profile_view();
+            shared
+                .metrics
+                .guard_failed(f.display_name(), &spec.condition(&view), hits, misses);
+            false
+        }
+        // Try again at a later tick; the guarded version keeps running.
+        Err(_) => {
+            shared.versions.cancel_request(unit, TierUpState::Installed);
+            true
+        }
     }
 }
 

@@ -1,0 +1,207 @@
+//! Profile metadata for an optimized build, as LLVM's own instrumentation
+//! PGO would give it: `branch_weights` on branches and switches,
+//! `function_entry_count` on functions, and the module's `ProfileSummary`
+//! (which tells the inliner, block placement and the size heuristics what
+//! counts as hot and cold in this job).
+
+use inkwell::context::ContextRef;
+use inkwell::module::{FlagBehavior, Module};
+use inkwell::values::{BasicMetadataValueEnum, FunctionValue, InstructionOpcode, MetadataValue};
+
+use super::ProfileView;
+use crate::ir::sites::successor_blocks;
+
+/// Attaches everything to `module`, a copy of the canonical module whose
+/// defined job functions still have their canonical bodies and names.
+pub fn attach(module: &Module<'_>, view: &ProfileView<'_>) {
+    let context = module.get_context();
+    let prof = context.get_kind_id("prof");
+    for function in module.get_functions() {
+        let name = function.get_name().to_string_lossy();
+        // Declarations may not carry a !prof attachment.
+        let Some(id) = view
+            .layout
+            .id_of(&name)
+            .filter(|_| function.count_basic_blocks() > 0)
+        else {
+            continue;
+        };
+        let entry = view.entry_count(id);
+        let count = entry_count_node(&context, entry);
+        function.as_global_value().set_metadata(count, prof);
+        attach_branch_weights(&context, function, id, view, prof);
+    }
+    module.add_metadata_flag(
+        "ProfileSummary",
+        FlagBehavior::Error,
+        summary_node(&context, view),
+    );
+}
+
+fn entry_count_node<'ctx>(context: &ContextRef<'ctx>, count: u64) -> MetadataValue<'ctx> {
+    context.metadata_node(&[
+        context.metadata_string("function_entry_count").into(),
+        context.i64_type().const_int(count, false).into(),
+    ])
+}
+
+fn attach_branch_weights(
+    context: &ContextRef<'_>,
+    function: FunctionValue<'_>,
+    id: usize,
+    view: &ProfileView<'_>,
+    prof: u32,
+) {
+    let blocks = function.get_basic_blocks();
+    for site in &view.layout.functions[id].branches {
+        let Some(term) = blocks.get(site.block).and_then(|b| b.get_terminator()) else {
+            continue;
+        };
+        if !matches!(
+            term.get_opcode(),
+            InstructionOpcode::Br | InstructionOpcode::Switch
+        ) || successor_blocks(term).len() != site.edge_of.len()
+        {
+            continue;
+        }
+        let edges = view.edge_counts(site);
+        if edges.iter().all(|&c| c == 0) {
+            // Never reached: no evidence either way.
+            continue;
+        }
+        let weights = operand_weights(&edges, &site.edge_of);
+        let _ = term.set_metadata(branch_weights_node(context, &weights), prof);
+    }
+}
+
+/// `!{!"branch_weights", i32 w0, i32 w1, ...}`.
+pub fn branch_weights_node<'ctx>(
+    context: &ContextRef<'ctx>,
+    weights: &[u32],
+) -> MetadataValue<'ctx> {
+    let mut node: Vec<BasicMetadataValueEnum> =
+        vec![context.metadata_string("branch_weights").into()];
+    node.extend(
+        weights.iter().map(|&w| {
+            BasicMetadataValueEnum::from(context.i32_type().const_int(u64::from(w), false))
+        }),
+    );
+    context.metadata_node(&node)
+}
+
+/// One 32-bit weight per successor operand: an edge's count is shared by
+/// the operands (switch cases) that lead to it, and everything is scaled
+/// down together when a count does not fit in 32 bits.
+pub fn operand_weights(edges: &[u64], edge_of: &[usize]) -> Vec<u32> {
+    let sharing = |e: usize| edge_of.iter().filter(|&&x| x == e).count() as u64;
+    let raw: Vec<u64> = edge_of
+        .iter()
+        .map(|&e| edges.get(e).copied().unwrap_or(0) / sharing(e).max(1))
+        .collect();
+    let max = raw.iter().copied().max().unwrap_or(0);
+    let scale = max / u64::from(u32::MAX) + 1;
+    raw.iter().map(|&w| (w / scale) as u32).collect()
+}
+
+/// Percentiles (in parts per million of all counted events) that LLVM's
+/// profile summary lists, as `ProfileSummaryBuilder::DefaultCutoffs`.
+const CUTOFFS: [u64; 16] = [
+    10000, 100000, 200000, 300000, 400000, 500000, 600000, 700000, 800000, 900000, 950000, 990000,
+    999000, 999900, 999990, 999999,
+];
+
+/// For each cutoff: the smallest count among the largest counts that
+/// together make up that share of the total, and how many counts that is.
+pub fn detailed_summary(counts: &[u64]) -> Vec<(u64, u64, u64)> {
+    let mut sorted: Vec<u64> = counts.iter().copied().filter(|&c| c > 0).collect();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let total: u128 = sorted.iter().map(|&c| c as u128).sum();
+    let mut out = Vec::with_capacity(CUTOFFS.len());
+    let (mut cumulative, mut index) = (0u128, 0usize);
+    for cutoff in CUTOFFS {
+        let wanted = total * cutoff as u128 / 1_000_000;
+        while index < sorted.len() && (cumulative < wanted || index == 0) {
+            cumulative += sorted[index] as u128;
+            index += 1;
+        }
+        let min = if index == 0 { 0 } else { sorted[index - 1] };
+        out.push((cutoff, min, index as u64));
+    }
+    out
+}
+
+fn summary_node<'ctx>(context: &ContextRef<'ctx>, view: &ProfileView<'_>) -> MetadataValue<'ctx> {
+    let (entries, internal) = view.all_counts();
+    let all: Vec<u64> = entries.iter().chain(internal.iter()).copied().collect();
+    let i64t = context.i64_type();
+    let i32t = context.i32_type();
+    let pair = |key: &str, value: u64| -> BasicMetadataValueEnum<'ctx> {
+        context
+            .metadata_node(&[
+                context.metadata_string(key).into(),
+                i64t.const_int(value, false).into(),
+            ])
+            .into()
+    };
+    let detailed: Vec<BasicMetadataValueEnum> = detailed_summary(&all)
+        .into_iter()
+        .map(|(cutoff, min, n)| {
+            context
+                .metadata_node(&[
+                    i32t.const_int(cutoff, false).into(),
+                    i64t.const_int(min, false).into(),
+                    i32t.const_int(n, false).into(),
+                ])
+                .into()
+        })
+        .collect();
+    let max = |v: &[u64]| v.iter().copied().max().unwrap_or(0);
+    context.metadata_node(&[
+        context
+            .metadata_node(&[
+                context.metadata_string("ProfileFormat").into(),
+                context.metadata_string("InstrProf").into(),
+            ])
+            .into(),
+        pair("TotalCount", all.iter().sum()),
+        pair("MaxCount", max(&all)),
+        pair("MaxInternalCount", max(&internal)),
+        pair("MaxFunctionCount", max(&entries)),
+        pair("NumCounts", all.len() as u64),
+        pair("NumFunctions", entries.len() as u64),
+        context
+            .metadata_node(&[
+                context.metadata_string("DetailedSummary").into(),
+                context.metadata_node(&detailed).into(),
+            ])
+            .into(),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_share_edges_and_fit_32_bits() {
+        assert_eq!(operand_weights(&[30, 10], &[0, 1]), vec![30, 10]);
+        // A switch whose default and one case lead to the same block.
+        assert_eq!(operand_weights(&[30, 10], &[0, 1, 0]), vec![15, 10, 15]);
+        let big = operand_weights(&[u64::from(u32::MAX) * 4, 8], &[0, 1]);
+        assert_eq!(u64::from(big[0]), u64::from(u32::MAX) * 4 / 5, "{big:?}");
+        assert_eq!(big[1], 1, "small weights scale down with the large one");
+    }
+
+    #[test]
+    fn summary_cutoffs_cover_the_largest_counts() {
+        let counts = [1000, 10, 10, 0, 1];
+        let rows = detailed_summary(&counts);
+        assert_eq!(rows.len(), CUTOFFS.len());
+        // 1% and 90% of 1021 are inside the first count.
+        assert_eq!(rows[0], (10000, 1000, 1));
+        assert_eq!(rows[9], (900000, 1000, 1));
+        // 99.9999% of 1021 rounds down to 1020, which the three largest
+        // counts reach (LLVM's builder rounds down the same way).
+        assert_eq!(*rows.last().unwrap(), (999999, 10, 3));
+    }
+}

@@ -1,0 +1,131 @@
+//! Reading what baseline code recorded (counters, value tables) and using
+//! it in optimized builds: profile metadata for LLVM (`metadata`), direct
+//! calls for dominant function-pointer targets (`promote`), and versions
+//! specialized for a dominant argument value behind a guard (`specialize`).
+
+pub mod metadata;
+pub mod promote;
+pub mod specialize;
+
+use crate::code::CounterTable;
+use crate::ir::layout::JobLayout;
+use crate::ir::sites::{BranchSite, VALUE_SLOTS};
+use promote::Promotion;
+use specialize::Specialization;
+
+/// What an optimized version speculated on, for events, stats and the
+/// guard watch.
+#[derive(Clone, Debug, Default)]
+pub struct Speculation {
+    pub promotions: Vec<Promotion>,
+    pub specialization: Option<Specialization>,
+}
+
+/// A read-only view of the live counters. Values keep changing while the
+/// job runs; a build reads each once.
+#[derive(Clone, Copy)]
+pub struct ProfileView<'a> {
+    pub layout: &'a JobLayout,
+    pub counters: &'a CounterTable,
+    /// Each function's identity (stub) address, by id: what a function
+    /// pointer to it holds.
+    pub stubs: &'a [usize],
+}
+
+impl<'a> ProfileView<'a> {
+    /// The job function whose identity is `address`, if any.
+    pub fn function_at(&self, address: usize) -> Option<usize> {
+        self.stubs.iter().position(|&s| s == address && s != 0)
+    }
+
+    pub fn entry_count(&self, function: usize) -> u64 {
+        self.counters
+            .read(self.layout.functions[function].entry_counter)
+    }
+
+    /// Times each distinct successor of a branch site was taken.
+    pub fn edge_counts(&self, site: &BranchSite) -> Vec<u64> {
+        (0..site.targets.len())
+            .map(|e| self.counters.read(site.counter + e))
+            .collect()
+    }
+
+    /// Every count the job's baseline code has: function entries, loop
+    /// back-edges and branch edges (what a profile summary ranks).
+    pub fn all_counts(&self) -> (Vec<u64>, Vec<u64>) {
+        let mut entries = Vec::new();
+        let mut internal = Vec::new();
+        for (id, f) in self.layout.functions.iter().enumerate() {
+            entries.push(self.entry_count(id));
+            internal.extend(f.loops.iter().map(|l| self.counters.read(l.counter)));
+            for site in &f.branches {
+                internal.extend(self.edge_counts(site));
+            }
+        }
+        (entries, internal)
+    }
+
+    /// The value table starting at counter `table`.
+    pub fn values(&self, table: usize) -> ValueProfile {
+        let mut top: Vec<(u64, u64)> = (0..VALUE_SLOTS)
+            .map(|s| {
+                (
+                    self.counters.read(table + 2 * s),
+                    self.counters.read(table + 2 * s + 1),
+                )
+            })
+            .filter(|&(_, count)| count > 0)
+            .collect();
+        top.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+        let total =
+            top.iter().map(|t| t.1).sum::<u64>() + self.counters.read(table + 2 * VALUE_SLOTS);
+        ValueProfile { top, total }
+    }
+}
+
+/// The most frequent values a site saw, most frequent first, and how many
+/// samples it took in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ValueProfile {
+    pub top: Vec<(u64, u64)>,
+    pub total: u64,
+}
+
+impl ValueProfile {
+    /// Values holding at least `percent` of at least `min_samples` samples,
+    /// most frequent first.
+    pub fn dominant(&self, percent: u64, min_samples: u64) -> Vec<(u64, u64)> {
+        if self.total < min_samples {
+            return Vec::new();
+        }
+        self.top
+            .iter()
+            .copied()
+            .filter(|&(_, count)| count * 100 >= self.total * percent)
+            .collect()
+    }
+
+    /// Percentage of the samples that had `count`.
+    pub fn share(&self, count: u64) -> u64 {
+        (count * 100).checked_div(self.total).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dominant_values_need_share_and_samples() {
+        let p = ValueProfile {
+            top: vec![(7, 90), (3, 6)],
+            total: 100,
+        };
+        assert_eq!(p.dominant(90, 10), vec![(7, 90)]);
+        assert_eq!(p.dominant(95, 10), vec![]);
+        assert_eq!(p.dominant(5, 10), vec![(7, 90), (3, 6)]);
+        assert_eq!(p.dominant(90, 101), vec![]);
+        assert_eq!(p.share(90), 90);
+        assert_eq!(ValueProfile::default().share(0), 0);
+    }
+}

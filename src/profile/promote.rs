@@ -1,0 +1,268 @@
+//! Indirect-call promotion. At a call through a pointer where baseline code
+//! saw one or two targets dominate, optimized code compares the pointer
+//! with each target's identity (its stub, which is what `&f` is in this
+//! job) and calls the matching target directly, where the inliner can see
+//! it; any other pointer takes the original indirect call, which counts
+//! itself in the site's fallback counter.
+
+use inkwell::attributes::AttributeLoc;
+use inkwell::builder::Builder;
+use inkwell::context::ContextRef;
+use inkwell::module::Module;
+use inkwell::types::{AnyType, BasicMetadataTypeEnum};
+use inkwell::values::{
+    BasicMetadataValueEnum, BasicValue, BasicValueEnum, CallSiteValue, FunctionValue,
+    InstructionValue,
+};
+use inkwell::IntPredicate;
+
+use super::ProfileView;
+use crate::error::Error;
+use crate::ir::edit::{codegen_err, emit_increment, split_after};
+
+/// A target must have had at least this share of a site's samples...
+const MIN_SHARE_PERCENT: u64 = 30;
+/// ...out of at least this many.
+const MIN_SAMPLES: u64 = 16;
+/// Targets promoted per site, at most.
+const MAX_TARGETS: usize = 2;
+
+/// One promoted call site.
+#[derive(Clone, Debug)]
+pub struct Promotion {
+    /// The function holding the site, and the site's index in its
+    /// `indirect_calls`.
+    pub caller: usize,
+    pub site: usize,
+    /// Callee function ids with their sample counts, most frequent first.
+    pub targets: Vec<(usize, u64)>,
+    pub samples: u64,
+}
+
+impl Promotion {
+    /// How `--events` describes it.
+    pub fn describe(&self, view: &ProfileView<'_>) -> String {
+        let layout = view.layout;
+        let targets: Vec<String> = self
+            .targets
+            .iter()
+            .map(|&(t, count)| {
+                let share = (count * 100).checked_div(self.samples).unwrap_or(0);
+                format!("{} ({share}%)", layout.functions[t].display_name())
+            })
+            .collect();
+        format!(
+            "call through pointer #{} in {} -> {} of {} samples",
+            self.site,
+            layout.functions[self.caller].display_name(),
+            targets.join(", "),
+            self.samples
+        )
+    }
+}
+
+/// The promotions the profile supports in function `caller`.
+pub fn plan(view: &ProfileView<'_>, caller: usize) -> Vec<Promotion> {
+    let mut out = Vec::new();
+    for (k, site) in view.layout.functions[caller]
+        .indirect_calls
+        .iter()
+        .enumerate()
+    {
+        let profile = view.values(site.table);
+        let targets: Vec<(usize, u64)> = profile
+            .dominant(MIN_SHARE_PERCENT, MIN_SAMPLES)
+            .into_iter()
+            .filter_map(|(address, count)| Some((view.function_at(address as usize)?, count)))
+            .take(MAX_TARGETS)
+            .collect();
+        if !targets.is_empty() {
+            out.push(Promotion {
+                caller,
+                site: k,
+                targets,
+                samples: profile.total,
+            });
+        }
+    }
+    out
+}
+
+/// Rewrites the promoted sites of `function` (which has the canonical body
+/// of `promotions[..].caller`). Sites whose call does not match a target's
+/// type are left alone. Returns the promotions applied.
+pub fn apply<'a>(
+    module: &Module<'_>,
+    function: FunctionValue<'_>,
+    promotions: &'a [Promotion],
+    view: &ProfileView<'_>,
+) -> Result<Vec<&'a Promotion>, Error> {
+    let context = module.get_context();
+    let builder = context.create_builder();
+    // Later sites first: splitting a block shifts the blocks after it.
+    let mut found = Vec::new();
+    for promotion in promotions {
+        let site = &view.layout.functions[promotion.caller].indirect_calls[promotion.site];
+        if let Some(call) = site.at.find(function) {
+            found.push((site.at, call, promotion));
+        }
+    }
+    found.sort_by_key(|(at, _, _)| std::cmp::Reverse((at.block, at.index)));
+    let mut applied = Vec::new();
+    for (_, call, promotion) in found {
+        let targets: Vec<FunctionValue> = promotion
+            .targets
+            .iter()
+            .filter_map(|&(t, _)| module.get_function(&view.layout.functions[t].name))
+            .filter(|t| call_matches(call, *t))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let fallback =
+            view.layout.functions[promotion.caller].indirect_calls[promotion.site].fallback_counter;
+        promote(
+            &context,
+            &builder,
+            call,
+            &targets,
+            promotion,
+            view.counters.address_of(fallback),
+        )?;
+        applied.push(promotion);
+    }
+    Ok(applied)
+}
+
+/// Whether calling `target` directly with `call`'s arguments is well typed.
+fn call_matches(call: InstructionValue<'_>, target: FunctionValue<'_>) -> bool {
+    let ty = target.get_type();
+    if ty.is_var_arg() {
+        return false;
+    }
+    let params = ty.get_param_types();
+    let args = call.get_num_operands() as usize - 1;
+    if params.len() != args {
+        return false;
+    }
+    let same_args = (0..args).all(|i| {
+        call.get_operand(i as u32)
+            .and_then(|o| o.value())
+            .is_some_and(|v| BasicMetadataTypeEnum::from(v.get_type()) == params[i])
+    });
+    let same_return = match ty.get_return_type() {
+        None => call.get_type().is_void_type(),
+        Some(r) => r.as_any_type_enum() == call.get_type(),
+    };
+    same_args && same_return
+}
+
+fn promote<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    call: InstructionValue<'ctx>,
+    targets: &[FunctionValue<'ctx>],
+    promotion: &Promotion,
+    fallback_counter: usize,
+) -> Result<(), Error> {
+    let prof = context.get_kind_id("prof");
+    let block = call.get_parent().expect("call in a block");
+    let pointer = call
+        .get_operand(call.get_num_operands() - 1)
+        .and_then(|o| o.value())
+        .ok_or_else(|| codegen_err("indirect call without a callee"))?
+        .into_pointer_value();
+    let args: Vec<BasicMetadataValueEnum> = (0..call.get_num_operands() - 1)
+        .filter_map(|i| call.get_operand(i).and_then(|o| o.value()))
+        .map(Into::into)
+        .collect();
+    let join = split_after(context, builder, call)?;
+    call.remove_from_basic_block();
+    let site = CallSiteValue::try_from(call).map_err(|_| codegen_err("not a call"))?;
+
+    let mut results: Vec<(BasicValueEnum<'ctx>, inkwell::basic_block::BasicBlock<'ctx>)> =
+        Vec::new();
+    let mut test_block = block;
+    let mut remaining: u64 = promotion.samples;
+    for (k, &target) in targets.iter().enumerate() {
+        let count = promotion.targets.get(k).map_or(0, |t| t.1);
+        builder.position_at_end(test_block);
+        let is_target = builder
+            .build_int_compare(
+                IntPredicate::EQ,
+                pointer,
+                target.as_global_value().as_pointer_value(),
+                "tj.icp.is",
+            )
+            .map_err(codegen_err)?;
+        let direct = context.insert_basic_block_after(test_block, "tj.icp.direct");
+        let next = context.insert_basic_block_after(direct, "tj.icp.next");
+        let branch = builder
+            .build_conditional_branch(is_target, direct, next)
+            .map_err(codegen_err)?;
+        remaining = remaining.saturating_sub(count);
+        let weights = super::metadata::operand_weights(&[count, remaining], &[0, 1]);
+        let _ = branch.set_metadata(
+            super::metadata::branch_weights_node(context, &weights),
+            prof,
+        );
+        builder.position_at_end(direct);
+        let direct_call = builder
+            .build_call(target, &args, "tj.icp.call")
+            .map_err(codegen_err)?;
+        copy_call_site_attributes(site, direct_call);
+        if let Some(value) = direct_call.try_as_basic_value().basic() {
+            results.push((value, direct));
+        }
+        builder
+            .build_unconditional_branch(join)
+            .map_err(codegen_err)?;
+        test_block = next;
+    }
+    // The fallback: the original call, counted.
+    builder.position_at_end(test_block);
+    emit_increment(context, builder, fallback_counter)?;
+    builder.insert_instruction(&call, None);
+    builder
+        .build_unconditional_branch(join)
+        .map_err(codegen_err)?;
+    if !call.get_type().is_void_type() {
+        let ty = site
+            .try_as_basic_value()
+            .basic()
+            .ok_or_else(|| codegen_err("call result is not a value"))?
+            .get_type();
+        let first = join
+            .get_first_instruction()
+            .ok_or_else(|| codegen_err("empty join block"))?;
+        builder.position_before(&first);
+        let phi = builder
+            .build_phi(ty, "tj.icp.result")
+            .map_err(codegen_err)?;
+        // Every use of the original result now takes the phi (the phi's own
+        // incoming value is set after, so it is not replaced with itself).
+        let value = site.try_as_basic_value().basic().expect("checked above");
+        crate::code::ir::replace_all_uses(value, phi.as_basic_value());
+        for (v, from) in &results {
+            phi.add_incoming(&[(v as &dyn BasicValue, *from)]);
+        }
+        phi.add_incoming(&[(&value as &dyn BasicValue, test_block)]);
+    }
+    Ok(())
+}
+
+/// The original call's argument, return and function attributes and its
+/// calling convention, on the direct call that replaces it.
+fn copy_call_site_attributes(from: CallSiteValue<'_>, to: CallSiteValue<'_>) {
+    for i in 0..from.count_arguments() {
+        for attribute in from.attributes(AttributeLoc::Param(i)) {
+            to.add_attribute(AttributeLoc::Param(i), attribute);
+        }
+    }
+    for loc in [AttributeLoc::Return, AttributeLoc::Function] {
+        for attribute in from.attributes(loc) {
+            to.add_attribute(loc, attribute);
+        }
+    }
+    to.set_call_convention(from.get_call_convention());
+}

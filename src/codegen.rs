@@ -96,8 +96,14 @@ impl TargetSpec {
 pub fn optimize(module: &Module<'_>, machine: &TargetMachine, level: u8) -> Result<(), Error> {
     prepare(module, machine);
     let pipeline = format!("default<O{}>", level.clamp(1, 3));
+    let options = PassBuilderOptions::create();
+    // With profile data the pipeline would add a call-graph profile section
+    // for the linker to order functions by; x86-64 ELF writes its
+    // relocations as SHT_REL, which ORC's JITLink rejects ("No SHT_REL in
+    // valid x64 ELF object files"), and a JIT has no use for the ordering.
+    options.set_call_graph_profile(false);
     module
-        .run_passes(&pipeline, machine, PassBuilderOptions::create())
+        .run_passes(&pipeline, machine, options)
         .map_err(|e| Error::Codegen(format!("{pipeline}: {e}")))
 }
 

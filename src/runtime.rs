@@ -556,6 +556,7 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
             "  osr totals: {continuations} continuations, {transitions_total} transitions\n"
         );
     }
+    out += &speculation_stats(shared);
     let (installed, failed) = shared.metrics.tier_ups();
     out += &format!(
         "  totals: {} functions, {optimized} at O3; tier-ups: {installed} installed, {failed} failed\n",
@@ -567,6 +568,60 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
         out += &format!("  {row}\n");
     }
     let _ = std::io::stderr().lock().write_all(out.as_bytes());
+}
+
+/// `--stats` lines for what optimized versions speculated on: value guards
+/// with their hit rates, and promoted calls with their fallback counts.
+fn speculation_stats(shared: &Shared) -> String {
+    let view = shared.profile_view();
+    let mut out = String::new();
+    let units = (0..shared.layout.functions.len())
+        .map(Unit::Function)
+        .chain((0..shared.layout.loop_count).map(Unit::Loop));
+    for unit in units {
+        let speculation = shared.versions.speculation(unit);
+        let (label, function) = match unit {
+            Unit::Function(id) => (shared.layout.functions[id].display_name().to_string(), id),
+            Unit::Loop(g) => {
+                let (f, k) = shared.layout.loops[g];
+                (
+                    format!("{}@loop{k}", shared.layout.functions[f].display_name()),
+                    f,
+                )
+            }
+        };
+        let current = speculation.specialization.clone().map(|s| (s, "active"));
+        let revoked = match unit {
+            Unit::Function(_) => shared
+                .versions
+                .revoked_specialization(unit)
+                .map(|s| (s, "revoked")),
+            Unit::Loop(_) => None,
+        };
+        for (spec, status) in current.into_iter().chain(revoked) {
+            let f = &shared.layout.functions[function];
+            let hits = shared.counters.read(f.guard_hits);
+            let misses = shared.counters.read(f.guard_misses);
+            let rate = (hits * 100).checked_div(hits + misses).unwrap_or(0);
+            out += &format!(
+                "  pgo {label}: guard {}: {hits} hits, {misses} misses ({rate}% hit), {status}\n",
+                spec.condition()
+            );
+        }
+        for promotion in &speculation.promotions {
+            let site = &shared.layout.functions[promotion.caller].indirect_calls[promotion.site];
+            let fallbacks = shared.counters.read(site.fallback_counter);
+            out += &format!(
+                "  pgo {label}: promoted {}; {fallbacks} calls took the fallback\n",
+                promotion.describe(&view)
+            );
+        }
+        let retired = shared.versions.retired(unit);
+        if retired > 0 {
+            out += &format!("  pgo {label}: {retired} version(s) retired (kept loaded)\n");
+        }
+    }
+    out
 }
 
 fn print_optimized_stats(metrics: &Metrics, mode: Mode, functions: usize) {

@@ -66,6 +66,8 @@ struct Record {
     may_specialize: bool,
     /// Versions replaced while installed (kept loaded, see above).
     retired: u32,
+    /// The specialization a failed guard revoked, if any.
+    revoked: Option<crate::profile::specialize::Specialization>,
 }
 
 /// What a version is for: a whole function (entered through its slot) or
@@ -99,6 +101,7 @@ impl VersionManager {
                     speculation: Speculation::default(),
                     may_specialize: true,
                     retired: 0,
+                    revoked: None,
                 })
                 .collect()
         };
@@ -221,8 +224,18 @@ impl VersionManager {
             return false;
         }
         record.may_specialize = false;
+        record.revoked = record.speculation.specialization.clone();
         record.state = TierUpState::Requested;
         true
+    }
+
+    /// The specialization of `unit` that a failed guard revoked.
+    pub fn revoked_specialization(
+        &self,
+        unit: Unit,
+    ) -> Option<crate::profile::specialize::Specialization> {
+        let (records, i) = self.records(unit);
+        records[i].revoked.clone()
     }
 
     /// Records a failed attempt. `retry_at` (the policy) gets the number of

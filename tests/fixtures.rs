@@ -146,6 +146,9 @@ macro_rules! fixtures {
 }
 
 fixtures! {
+    pgo_phase => "pgo_phase.c",
+    pgo_callbacks => "pgo_callbacks.c",
+    pgo_branches => "pgo_branches.c",
     recursion => "recursion.c",
     callbacks => "callbacks.c",
     varargs => "varargs.c",

@@ -88,28 +88,35 @@ pub fn plan(view: &ProfileView<'_>, caller: usize) -> Vec<Promotion> {
     out
 }
 
-/// Rewrites the promoted sites of `function` (which has the canonical body
-/// of `promotions[..].caller`). Sites whose call does not match a target's
-/// type are left alone. Returns the promotions applied.
-pub fn apply<'a>(
-    module: &Module<'_>,
-    function: FunctionValue<'_>,
-    promotions: &'a [Promotion],
+/// The call instruction of each promotion in `function` (which has the
+/// canonical body of the promotions' caller). Found before anything
+/// changes the body's block order; the handles stay valid when blocks
+/// move (OSR continuations) or split (earlier promotions).
+pub fn resolve<'ctx, 'p>(
+    function: FunctionValue<'ctx>,
+    promotions: &'p [Promotion],
     view: &ProfileView<'_>,
-) -> Result<Vec<&'a Promotion>, Error> {
+) -> Vec<(InstructionValue<'ctx>, &'p Promotion)> {
+    promotions
+        .iter()
+        .filter_map(|p| {
+            let site = &view.layout.functions[p.caller].indirect_calls[p.site];
+            Some((site.at.find(function)?, p))
+        })
+        .collect()
+}
+
+/// Rewrites the resolved call sites. Sites whose call does not match a
+/// target's type are left alone. Returns the promotions applied.
+pub fn apply<'p>(
+    module: &Module<'_>,
+    resolved: Vec<(InstructionValue<'_>, &'p Promotion)>,
+    view: &ProfileView<'_>,
+) -> Result<Vec<&'p Promotion>, Error> {
     let context = module.get_context();
     let builder = context.create_builder();
-    // Later sites first: splitting a block shifts the blocks after it.
-    let mut found = Vec::new();
-    for promotion in promotions {
-        let site = &view.layout.functions[promotion.caller].indirect_calls[promotion.site];
-        if let Some(call) = site.at.find(function) {
-            found.push((site.at, call, promotion));
-        }
-    }
-    found.sort_by_key(|(at, _, _)| std::cmp::Reverse((at.block, at.index)));
     let mut applied = Vec::new();
-    for (_, call, promotion) in found {
+    for (call, promotion) in resolved {
         let targets: Vec<FunctionValue> = promotion
             .targets
             .iter()
@@ -167,6 +174,9 @@ fn promote<'ctx>(
 ) -> Result<(), Error> {
     let prof = context.get_kind_id("prof");
     let block = call.get_parent().expect("call in a block");
+    // Operands are read after the split: it rebuilds the phis of the
+    // block's successors, which may be this block and the call's operands.
+    let join = split_after(context, builder, call)?;
     let pointer = call
         .get_operand(call.get_num_operands() - 1)
         .and_then(|o| o.value())
@@ -176,7 +186,6 @@ fn promote<'ctx>(
         .filter_map(|i| call.get_operand(i).and_then(|o| o.value()))
         .map(Into::into)
         .collect();
-    let join = split_after(context, builder, call)?;
     call.remove_from_basic_block();
     let site = CallSiteValue::try_from(call).map_err(|_| codegen_err("not a call"))?;
 

@@ -26,60 +26,88 @@ const MIN_SHARE_PERCENT: u64 = 90;
 /// ...out of at least this many.
 const MIN_SAMPLES: u64 = 32;
 
-/// A decision to specialize `function` for `param == value`.
+/// One argument's dominant value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Specialization {
-    pub function: usize,
+pub struct ArgValue {
     pub param: u32,
+    pub bits: u32,
     pub value: u64,
+    /// Samples that had the value, of `samples`.
     pub count: u64,
     pub samples: u64,
 }
 
-impl Specialization {
-    /// How `--events` and `--stats` name it: `n == 64`, with the value as
-    /// the job's signed integer.
-    pub fn condition(&self, view: &ProfileView<'_>) -> String {
-        let bits = view.layout.functions[self.function]
-            .args
-            .iter()
-            .find(|a| a.param == self.param)
-            .map_or(64, |a| a.bits);
-        let shift = 64 - bits;
+impl ArgValue {
+    /// `arg1 == 64`, the value as the job's signed integer.
+    pub fn condition(&self) -> String {
+        let shift = 64 - self.bits.clamp(1, 64);
         let signed = ((self.value << shift) as i64) >> shift;
         format!("arg{} == {signed}", self.param)
     }
+}
+
+/// A decision to specialize `function` for the given argument values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Specialization {
+    pub function: usize,
+    pub values: Vec<ArgValue>,
+}
+
+impl Specialization {
+    /// How `--events` and `--stats` name it: `arg1 == 64 && arg2 == 4`.
+    pub fn condition(&self) -> String {
+        let parts: Vec<String> = self.values.iter().map(ArgValue::condition).collect();
+        parts.join(" && ")
+    }
 
     pub fn describe(&self, view: &ProfileView<'_>) -> String {
-        let share = (self.count * 100).checked_div(self.samples).unwrap_or(0);
+        let shares: Vec<String> = self
+            .values
+            .iter()
+            .map(|v| {
+                let share = (v.count * 100).checked_div(v.samples).unwrap_or(0);
+                format!("arg{} {share}%", v.param)
+            })
+            .collect();
+        let samples = self.values.first().map_or(0, |v| v.samples);
         format!(
-            "{} specialized for {}: {share}% of {} sampled calls",
+            "{} specialized for {} ({} of {samples} sampled calls)",
             view.layout.functions[self.function].display_name(),
-            self.condition(view),
-            self.samples
+            self.condition(),
+            shares.join(", "),
         )
+    }
+
+    /// Calls sampled (the same for every argument).
+    pub fn samples(&self) -> u64 {
+        self.values.iter().map(|v| v.samples).max().unwrap_or(0)
+    }
+
+    /// Calls expected to pass the guard, by the least frequent value.
+    pub fn expected_hits(&self) -> u64 {
+        self.values.iter().map(|v| v.count).min().unwrap_or(0)
     }
 }
 
-/// The argument value the profile says `function` should be specialized
-/// for, if any: the sampled parameter whose dominant value has the largest
-/// share.
+/// The argument values the profile says `function` should be specialized
+/// for, if any: every sampled argument with a dominant value.
 pub fn plan(view: &ProfileView<'_>, function: usize) -> Option<Specialization> {
-    view.layout.functions[function]
+    let values: Vec<ArgValue> = view.layout.functions[function]
         .args
         .iter()
         .filter_map(|site| {
             let profile = view.values(site.table);
             let (value, count) = *profile.dominant(MIN_SHARE_PERCENT, MIN_SAMPLES).first()?;
-            Some(Specialization {
-                function,
+            Some(ArgValue {
                 param: site.param,
+                bits: site.bits,
                 value,
                 count,
                 samples: profile.total,
             })
         })
-        .max_by_key(|s| s.count * 1000 / s.samples.max(1))
+        .collect();
+    (!values.is_empty()).then_some(Specialization { function, values })
 }
 
 /// Adds `guard_symbol`, the guard described above, calling `general` (the
@@ -101,10 +129,13 @@ pub fn build_guard<'ctx>(
                 .is_some()
         })
     });
-    let Some(BasicValueEnum::IntValue(_)) = general.get_nth_param(spec.param) else {
-        return Ok(None);
-    };
-    if passes_in_memory || general.get_type().is_var_arg() {
+    let all_ints = spec.values.iter().all(|v| {
+        matches!(
+            general.get_nth_param(v.param),
+            Some(BasicValueEnum::IntValue(_))
+        )
+    });
+    if !all_ints || passes_in_memory || general.get_type().is_var_arg() {
         return Ok(None);
     }
     let context = module.get_context();
@@ -115,19 +146,34 @@ pub fn build_guard<'ctx>(
     let fast = context.append_basic_block(guard, "specialized");
     let slow = context.append_basic_block(guard, "general");
     builder.position_at_end(entry);
-    let param = guard
-        .get_nth_param(spec.param)
-        .expect("checked above")
-        .into_int_value();
-    let constant = param.get_type().const_int(spec.value, false);
-    let holds = builder
-        .build_int_compare(IntPredicate::EQ, param, constant, "tj.guard")
-        .map_err(codegen_err)?;
+    let mut constants = Vec::new();
+    let mut holds = None;
+    for v in &spec.values {
+        let param = guard
+            .get_nth_param(v.param)
+            .expect("checked above")
+            .into_int_value();
+        let constant = param.get_type().const_int(v.value, false);
+        constants.push((v.param, constant));
+        let equal = builder
+            .build_int_compare(IntPredicate::EQ, param, constant, "tj.guard")
+            .map_err(codegen_err)?;
+        holds = Some(match holds {
+            None => equal,
+            Some(all) => builder
+                .build_and(all, equal, "tj.guard.all")
+                .map_err(codegen_err)?,
+        });
+    }
+    let holds = holds.ok_or_else(|| codegen_err("specialization without values"))?;
     let branch = builder
         .build_conditional_branch(holds, fast, slow)
         .map_err(codegen_err)?;
     let weights = super::metadata::operand_weights(
-        &[spec.count, spec.samples.saturating_sub(spec.count)],
+        &[
+            spec.expected_hits(),
+            spec.samples().saturating_sub(spec.expected_hits()),
+        ],
         &[0, 1],
     );
     let _ = branch.set_metadata(
@@ -146,13 +192,12 @@ pub fn build_guard<'ctx>(
         let args: Vec<BasicMetadataValueEnum> = guard
             .get_param_iter()
             .enumerate()
-            .map(|(i, p)| {
-                if folded && i as u32 == spec.param {
-                    constant.into()
-                } else {
-                    p.into()
-                }
-            })
+            .map(
+                |(i, p)| match constants.iter().find(|(param, _)| *param == i as u32) {
+                    Some((_, constant)) if folded => (*constant).into(),
+                    _ => p.into(),
+                },
+            )
             .collect();
         let call = builder
             .build_call(general, &args, "")

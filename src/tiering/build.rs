@@ -19,7 +19,8 @@ use crate::error::Error;
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
-use crate::profile::{metadata, promote, specialize, ProfileView, Speculation};
+use crate::profile::promote::{self, Promotion};
+use crate::profile::{metadata, specialize, ProfileView, Speculation};
 
 /// Directory to write each version module to, before optimization, for
 /// debugging the JIT itself.
@@ -79,6 +80,17 @@ pub struct ProfileUse<'a> {
     pub specialize: bool,
 }
 
+/// A module prepared for function `id` (see `prepare_module`).
+pub struct Prepared<'ctx> {
+    pub module: Module<'ctx>,
+    /// Promotions made in the inlinable copies.
+    pub speculation: Speculation,
+    /// Promotions planned for `id` itself, not yet applied: the caller
+    /// resolves them before reshaping the function (an OSR continuation
+    /// finds its loop by canonical block index) and applies them after.
+    pub own_promotions: Vec<Promotion>,
+}
+
 /// A copy of the canonical module reduced to function `id`, inlinable
 /// copies of its small callees, and declarations of everything else (steps
 /// 1 and 2 above), with the profile applied (step 2b). Shared by
@@ -90,7 +102,7 @@ pub fn prepare_module<'ctx>(
     machine: &TargetMachine,
     options: BuildOptions,
     profile: Option<&ProfileUse<'_>>,
-) -> Result<(Module<'ctx>, Speculation), Error> {
+) -> Result<Prepared<'ctx>, Error> {
     let module = canonical.clone();
     let name = &layout.functions[id].name;
     let mut candidates = inline_candidates(layout, id, options.inline_limit);
@@ -157,21 +169,22 @@ pub fn prepare_module<'ctx>(
                 let fname = function.get_name().to_string_lossy();
                 let Some(fid) = layout
                     .id_of(&fname)
-                    .filter(|_| function.count_basic_blocks() > 0)
+                    .filter(|&f| f != id && function.count_basic_blocks() > 0)
                 else {
                     continue;
                 };
-                let planned = if fid == id {
-                    own_promotions.clone()
-                } else {
-                    promote::plan(&profile.view, fid)
-                };
-                let applied = promote::apply(&module, function, &planned, &profile.view)?;
+                let planned = promote::plan(&profile.view, fid);
+                let resolved = promote::resolve(function, &planned, &profile.view);
+                let applied = promote::apply(&module, resolved, &profile.view)?;
                 speculation.promotions.extend(applied.into_iter().cloned());
             }
         }
     }
-    Ok((module, speculation))
+    Ok(Prepared {
+        module,
+        speculation,
+        own_promotions,
+    })
 }
 
 /// Verifies, optimizes and emits a finished version module.
@@ -213,8 +226,11 @@ pub fn compile_version(
     options: BuildOptions,
     profile: Option<&ProfileUse<'_>>,
 ) -> Result<Built, Error> {
-    let (module, mut speculation) =
-        prepare_module(canonical, layout, id, machine, options, profile)?;
+    let Prepared {
+        module,
+        mut speculation,
+        own_promotions,
+    } = prepare_module(canonical, layout, id, machine, options, profile)?;
     let name = &layout.functions[id].name;
 
     // Step 3: the hot function under its version name; every other use of
@@ -222,6 +238,11 @@ pub fn compile_version(
     let function = module
         .get_function(name)
         .ok_or_else(|| Error::Codegen(format!("{name} is not in the canonical module")))?;
+    if let Some(profile) = profile {
+        let resolved = promote::resolve(function, &own_promotions, &profile.view);
+        let applied = promote::apply(&module, resolved, &profile.view)?;
+        speculation.promotions.extend(applied.into_iter().cloned());
+    }
     let symbol = version_symbol(name, version);
     function.as_global_value().set_name(&symbol);
     let stub = module.add_function(name, function.get_type(), Some(Linkage::External));

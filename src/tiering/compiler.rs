@@ -13,13 +13,14 @@ use inkwell::module::Module;
 use inkwell::targets::TargetMachine;
 
 use super::build::{
-    compile_version, finish_module, prepare_module, BuildOptions, Built, ProfileUse,
+    compile_version, finish_module, prepare_module, BuildOptions, Built, Prepared, ProfileUse,
 };
 use super::CompileRequest;
 use crate::error::Error;
 use crate::ir::load::parse_module;
 use crate::metrics::TierEvent;
 use crate::osr::continuation::build_continuation;
+use crate::profile::promote;
 use crate::runtime::Shared;
 use crate::versions::Tier;
 
@@ -127,7 +128,11 @@ fn compile_and_install(
                 profile.as_ref(),
             ),
             Some(k) => {
-                let (module, speculation) = prepare_module(
+                let Prepared {
+                    module,
+                    mut speculation,
+                    own_promotions,
+                } = prepare_module(
                     canonical,
                     layout,
                     request.function,
@@ -140,7 +145,11 @@ fn compile_and_install(
                     .ok_or_else(|| Error::Codegen(format!("{name} is not in the module")))?;
                 let lp = &layout.functions[request.function].loops[k];
                 let symbol = format!("{name}.tj.osr{k}.v{version}");
+                let view = shared.profile_view();
+                let resolved = promote::resolve(function, &own_promotions, &view);
                 build_continuation(&module, function, lp.header, &lp.blocks, &symbol)?;
+                let applied = promote::apply(&module, resolved, &view)?;
+                speculation.promotions.extend(applied.into_iter().cloned());
                 let what = format!("OSR continuation {}", request.label(layout));
                 let object = finish_module(&module, &what, machine, options)?;
                 Ok(Built {

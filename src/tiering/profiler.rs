@@ -190,10 +190,9 @@ fn watch_guard(
     };
     match requests.try_send(request) {
         Ok(()) => {
-            let view = shared.profile_view();
             shared
                 .metrics
-                .guard_failed(f.display_name(), &spec.condition(&view), hits, misses);
+                .guard_failed(f.display_name(), &spec.condition(), hits, misses);
             false
         }
         // Try again at a later tick; the guarded version keeps running.

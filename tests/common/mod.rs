@@ -170,6 +170,21 @@ pub const MODES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        // Tier-up where the profile has something in it: at the 200th call
+        // (in batch mode, so it happens), with PGO on as by default.
+        "tiered-pgo",
+        &[
+            "--mode",
+            "tiered",
+            "--set",
+            "thresholds.calls=200",
+            "--set",
+            "thresholds.backedges=1000000000000",
+            "--set",
+            "compiler.background=false",
+        ],
+    ),
+    (
         "tiered-osr-forced",
         &[
             "--mode",

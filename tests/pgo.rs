@@ -1,0 +1,252 @@
+//! Profile-guided optimization, mechanism by mechanism: each test checks
+//! from `--events`/`--stats` (or the dumped IR) that the optimization was
+//! made, or undone, or not made, and that the output matches the native
+//! build. Tier-ups run in batch mode (`compiler.background=false`) at a
+//! call threshold high enough for the profile to have samples, so what is
+//! compiled when is deterministic.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// Batch tier-up at the 400th call (and never for back-edges alone): by
+/// then an argument sampled every 8th call has 50 samples, above the
+/// specializer's minimum.
+const PGO_FLAGS: &[&str] = &[
+    "--events",
+    "--stats",
+    "--set",
+    "thresholds.calls=400",
+    "--set",
+    "thresholds.backedges=1000000000000",
+    "--set",
+    "compiler.background=false",
+];
+
+fn native_output(source: &Path, args: &[&str]) -> String {
+    // One executable per call: tests run in parallel, and running a file
+    // another test is still writing fails with ETXTBSY.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let exe = scratch().join(format!(
+        "{}-native-{n}",
+        source.file_stem().unwrap().to_string_lossy()
+    ));
+    let built = build_native(source, &exe, &[]);
+    assert!(built.status.success(), "{built:?}");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(args);
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{run:?}");
+    run.stdout
+}
+
+/// Runs a fixture with `PGO_FLAGS` plus `extra`, checks its output against
+/// the native build, and returns stderr.
+fn run_pgo(fixture: &str, args: &[&str], extra: &[&str]) -> String {
+    let source = fixtures_dir().join(fixture);
+    let mut flags: Vec<&str> = PGO_FLAGS.to_vec();
+    flags.extend_from_slice(extra);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let run = run_tierjit(&source, &flags, &args);
+    assert_eq!(run.status, Some(0), "{run:?}");
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(
+        run.stdout,
+        native_output(&source, &arg_refs),
+        "{fixture} {args:?}: output differs from native\n{}",
+        run.stderr
+    );
+    run.stderr
+}
+
+fn lines_with<'a>(stderr: &'a str, needle: &str) -> Vec<&'a str> {
+    stderr.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn dominant_callback_is_promoted_and_later_targets_take_the_fallback() {
+    let stderr = run_pgo("pgo_callbacks.c", &["cube", "3000"], &[]);
+    let promoted = lines_with(
+        &stderr,
+        "promoted call through pointer #0 in apply -> cube (100%)",
+    );
+    assert!(!promoted.is_empty(), "no promotion event:\n{stderr}");
+    // A quarter of the calls go to `negate` after the promotion: the
+    // fallback counted them (768 calls of apply x 256 elements).
+    let stats: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("  pgo apply: promoted"))
+        .collect();
+    assert_eq!(stats.len(), 1, "{stderr}");
+    assert!(
+        stats[0].ends_with("; 192000 calls took the fallback"),
+        "{}",
+        stats[0]
+    );
+}
+
+#[test]
+fn call_promotion_knob_turns_it_off() {
+    let stderr = run_pgo(
+        "pgo_callbacks.c",
+        &["square", "3000"],
+        &["--set", "pgo.call_promotion=false"],
+    );
+    assert!(lines_with(&stderr, "promoted").is_empty(), "{stderr}");
+    assert!(
+        !installed_tierups(&stderr).is_empty(),
+        "the knob must not stop tier-up:\n{stderr}"
+    );
+}
+
+#[test]
+fn specialization_that_keeps_holding_stays() {
+    let stderr = run_pgo("pgo_phase.c", &["20000", "20000"], &[]);
+    // Both the length (always 4096) and the stride are folded in.
+    assert!(
+        !lines_with(
+            &stderr,
+            "kernel specialized for arg1 == 4096 && arg2 == 4 (arg1 100%, arg2 100% of"
+        )
+        .is_empty(),
+        "{stderr}"
+    );
+    assert!(lines_with(&stderr, "despecializing").is_empty(), "{stderr}");
+    let guard = lines_with(&stderr, "pgo kernel: guard arg1 == 4096 && arg2 == 4:");
+    assert_eq!(guard.len(), 1, "{stderr}");
+    assert!(
+        guard[0].contains(" 0 misses (100% hit), active"),
+        "{}",
+        guard[0]
+    );
+}
+
+#[test]
+fn specialization_is_undone_after_a_phase_change() {
+    let stderr = run_pgo("pgo_phase.c", &["60000", "8000"], &[]);
+    let events: Vec<&str> = stderr.lines().collect();
+    let made = events
+        .iter()
+        .position(|l| l.contains("kernel specialized for arg1 == 4096 && arg2 == 4"))
+        .unwrap_or_else(|| panic!("not specialized:\n{stderr}"));
+    let failed = events
+        .iter()
+        .position(|l| l.contains("pgo kernel: guard arg1 == 4096 && arg2 == 4 failed"))
+        .unwrap_or_else(|| panic!("guard failure not noticed:\n{stderr}"));
+    let replaced = events
+        .iter()
+        .position(|l| l.contains(" kernel O3->O3 ") && l.ends_with("installed"))
+        .unwrap_or_else(|| panic!("no general version installed:\n{stderr}"));
+    assert!(made < failed && failed < replaced, "{stderr}");
+    // The replacement does not specialize again, and the guard stopped
+    // counting once the general version took over (most of phase two ran
+    // after it: misses stay far below the 41600 that phase two's 52000
+    // calls would give).
+    assert_eq!(lines_with(&stderr, "specialized for").len(), 1, "{stderr}");
+    let guard = lines_with(&stderr, "pgo kernel: guard arg1 == 4096 && arg2 == 4:");
+    assert_eq!(guard.len(), 1, "{stderr}");
+    assert!(guard[0].ends_with("revoked"), "{}", guard[0]);
+    let misses: u64 = guard[0]
+        .split(", ")
+        .nth(1)
+        .and_then(|m| m.split_whitespace().next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no miss count in {}", guard[0]));
+    assert!((1000..30000).contains(&misses), "{}", guard[0]);
+    assert!(
+        !lines_with(&stderr, "pgo kernel: 1 version(s) retired").is_empty(),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn values_that_never_dominate_are_not_specialized() {
+    // The stride cycles through 1..5 from the start: only the length, which
+    // never changes, is folded in, and the guard never fails.
+    let stderr = run_pgo("pgo_phase.c", &["20000", "0"], &[]);
+    assert!(
+        installed_tierups(&stderr).iter().any(|f| f == "kernel"),
+        "{stderr}"
+    );
+    let made = lines_with(&stderr, "specialized for");
+    assert_eq!(made.len(), 1, "{stderr}");
+    assert!(
+        made[0].contains("specialized for arg1 == 4096 (arg1 100% of"),
+        "{}",
+        made[0]
+    );
+    assert!(lines_with(&stderr, "despecializing").is_empty(), "{stderr}");
+}
+
+#[test]
+fn value_specialization_knob_turns_it_off() {
+    let stderr = run_pgo(
+        "pgo_phase.c",
+        &["20000", "20000"],
+        &["--set", "pgo.value_specialization=false"],
+    );
+    assert!(
+        lines_with(&stderr, "specialized for").is_empty(),
+        "{stderr}"
+    );
+}
+
+/// The version module of `score` as it goes into the optimizer.
+fn dumped_score_module(extra: &[&str]) -> String {
+    let dir = scratch().join(format!("dump-{}", extra.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = fixtures_dir().join("pgo_branches.c");
+    let mut cmd = tierjit_command();
+    cmd.env("TIERJIT_DUMP_IR", &dir)
+        .arg("run")
+        .arg(&source)
+        .args(PGO_FLAGS)
+        .args(["--set", "osr.enabled=false"])
+        .args(extra)
+        .args(["--", "400"]);
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{run:?}");
+    std::fs::read_to_string(dir.join("version_module_of_score.ll"))
+        .unwrap_or_else(|e| panic!("no dump of score ({e}):\n{}", run.stderr))
+}
+
+#[test]
+fn profile_metadata_reaches_the_optimizer() {
+    let ir = dumped_score_module(&[]);
+    assert!(ir.contains("!\"function_entry_count\", i64 400}"), "{ir}");
+    assert!(ir.contains("!\"ProfileSummary\""), "{ir}");
+    // classify's rare branch (1 value in 64) is weighted accordingly.
+    let weights: Vec<&str> = ir
+        .lines()
+        .filter(|l| l.contains("!\"branch_weights\""))
+        .collect();
+    assert!(weights.len() >= 3, "{ir}");
+    // `!N = !{!"branch_weights", i32 a, i32 b}`; classify's counters
+    // stopped when it tiered up at its 400th call, with 6 rare hits.
+    let skewed = weights.iter().any(|l| {
+        let nums: Vec<u64> = l
+            .split("i32 ")
+            .skip(1)
+            .filter_map(|w| w.trim_end_matches(['}', ',', ' ']).parse().ok())
+            .collect();
+        matches!(nums.as_slice(), [a, b] if *a > 0 && *b > 20 * *a)
+    });
+    assert!(skewed, "no 1-in-64 branch among {weights:#?}");
+}
+
+#[test]
+fn profile_metadata_knob_turns_it_off() {
+    // (A value guard would bring branch weights of its own.)
+    let ir = dumped_score_module(&[
+        "--set",
+        "pgo.profile_metadata=false",
+        "--set",
+        "pgo.value_specialization=false",
+    ]);
+    assert!(!ir.contains("branch_weights"), "{ir}");
+    assert!(!ir.contains("function_entry_count"), "{ir}");
+    assert!(!ir.contains("ProfileSummary"), "{ir}");
+}

@@ -9,10 +9,12 @@
 //! (the uninstrumented-O0 reference for the baseline tier's overhead);
 //! tierjit --mode baseline, optimized and tiered (default config).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 use std::time::Duration;
 
+use common::{median, native, run_ok, tierjit};
 use criterion::{Criterion, SamplingMode};
 
 const JOBS: &[&str] = &[
@@ -32,53 +34,13 @@ const NATIVE: &[(&str, &[&str])] = &[
 
 const MODES: &[&str] = &["baseline", "optimized", "tiered"];
 
-fn jobs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/jobs")
-}
-
-fn out_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-native");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn clang() -> &'static str {
-    if Path::new("/usr/lib/llvm-19/bin/clang").is_file() {
-        "/usr/lib/llvm-19/bin/clang"
-    } else {
-        "clang-19"
-    }
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn variants(job: &str) -> Vec<(String, Command)> {
-    let source = jobs_dir().join(format!("{job}.c"));
     let mut list = Vec::new();
     for (name, flags) in NATIVE {
-        let exe = out_dir().join(format!("{job}-{name}"));
-        run_ok(
-            Command::new(clang())
-                .args(*flags)
-                .arg("-w")
-                .arg(&source)
-                .arg("-o")
-                .arg(&exe)
-                .arg("-lm"),
-        );
-        list.push((name.to_string(), Command::new(exe)));
+        list.push((name.to_string(), native(job, name, flags)));
     }
     for mode in MODES {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierjit"));
-        cmd.arg("run").arg(&source).args(["--mode", mode]);
-        list.push((format!("tierjit-{mode}"), cmd));
+        list.push((format!("tierjit-{mode}"), tierjit(job, mode, &[])));
     }
     list
 }
@@ -96,25 +58,6 @@ fn bench_jobs(c: &mut Criterion) {
         }
         group.finish();
     }
-}
-
-/// Median seconds criterion recorded for `job/variant` in this run.
-fn median(job: &str, variant: &str) -> Option<f64> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/criterion")
-        .join(job)
-        .join(variant)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let at = text.find("\"median\"")?;
-    let rest = &text[at..];
-    let start = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
-    let end = rest[start..].find([',', '}'])?;
-    rest[start..start + end]
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .map(|ns| ns / 1e9)
 }
 
 fn ratio_table() {

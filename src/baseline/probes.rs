@@ -8,9 +8,11 @@
 //!   increment.
 //! - Calls through pointers: the target is recorded in the site's value
 //!   table by the host function `record_value`.
-//! - Integer arguments: every `ARG_SAMPLE_PERIOD`-th call (decided by the
-//!   entry count already in a register) records each sampled argument, so
-//!   the cost per call is a mask and a branch.
+//! - Integer arguments: each of the first `ARG_FULL_SAMPLES` calls, then
+//!   every `ARG_SAMPLE_PERIOD`-th (decided by the entry count already in a
+//!   register), records each sampled argument, so the cost per call is two
+//!   compares and a branch. The full start gives a function that turns hot
+//!   by its loops after a few long calls enough samples early.
 
 use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
@@ -36,8 +38,10 @@ pub struct Probes {
     pub record_value: usize,
 }
 
-/// One call in this many has its integer arguments recorded.
+/// One call in this many has its integer arguments recorded...
 pub const ARG_SAMPLE_PERIOD: u64 = 8;
+/// ...after the first this many, which all are.
+pub const ARG_FULL_SAMPLES: u64 = 32;
 
 /// A function's probe sites, found before instrumentation changes it.
 pub struct Sites<'a, 'ctx> {
@@ -102,7 +106,8 @@ pub fn emit_site_probes<'ctx>(
 }
 
 /// Records the sampled integer arguments of `function` when `count` (its
-/// entry count, just incremented) is a multiple of `ARG_SAMPLE_PERIOD`.
+/// entry count, just incremented) is at most `ARG_FULL_SAMPLES` or a
+/// multiple of `ARG_SAMPLE_PERIOD`.
 /// The builder must be at the end of a block without a terminator; it is
 /// left at the end of a new block that every path reaches.
 pub fn emit_argument_samples<'ctx>(
@@ -125,8 +130,24 @@ pub fn emit_argument_samples<'ctx>(
             "tj.sample.phase",
         )
         .map_err(codegen_err)?;
+    let periodic = builder
+        .build_int_compare(
+            IntPredicate::EQ,
+            phase,
+            i64t.const_zero(),
+            "tj.sample.periodic",
+        )
+        .map_err(codegen_err)?;
+    let early = builder
+        .build_int_compare(
+            IntPredicate::ULE,
+            count,
+            i64t.const_int(ARG_FULL_SAMPLES, false),
+            "tj.sample.early",
+        )
+        .map_err(codegen_err)?;
     let sample = builder
-        .build_int_compare(IntPredicate::EQ, phase, i64t.const_zero(), "tj.sample")
+        .build_or(periodic, early, "tj.sample")
         .map_err(codegen_err)?;
     let current = builder.get_insert_block().expect("builder is in a block");
     let record = context.insert_basic_block_after(current, "tj.sample.args");

@@ -23,8 +23,9 @@ use crate::ir::edit::{codegen_err, copy_abi_attributes, emit_increment};
 
 /// A value must have had at least this share of an argument's samples...
 const MIN_SHARE_PERCENT: u64 = 90;
-/// ...out of at least this many.
-const MIN_SAMPLES: u64 = 32;
+/// ...out of at least this many (the calls baseline code samples in full,
+/// which the tier-up policy waits for).
+const MIN_SAMPLES: u64 = crate::baseline::ARG_FULL_SAMPLES;
 
 /// One argument's dominant value.
 #[derive(Clone, Debug, PartialEq, Eq)]

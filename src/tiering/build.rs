@@ -78,6 +78,9 @@ pub struct ProfileUse<'a> {
     pub promote: bool,
     /// Value specialization (off for a function whose guard failed).
     pub specialize: bool,
+    /// Functions whose installed version is specialized: calls to them stay
+    /// calls (through the guard); an inlined copy would be the general code.
+    pub specialized: &'a BTreeSet<usize>,
 }
 
 /// A module prepared for function `id` (see `prepare_module`).
@@ -106,6 +109,9 @@ pub fn prepare_module<'ctx>(
     let module = canonical.clone();
     let name = &layout.functions[id].name;
     let mut candidates = inline_candidates(layout, id, options.inline_limit);
+    if let Some(p) = profile {
+        candidates.retain(|c| !p.specialized.contains(c));
+    }
     // Promoted targets of the function's own calls are worth inlining too.
     let own_promotions = match profile {
         Some(p) if p.promote => promote::plan(&p.view, id),
@@ -113,7 +119,10 @@ pub fn prepare_module<'ctx>(
     };
     for promotion in &own_promotions {
         for &(target, _) in &promotion.targets {
-            if target != id && layout.functions[target].instruction_count <= options.inline_limit {
+            if target != id
+                && layout.functions[target].instruction_count <= options.inline_limit
+                && !profile.is_some_and(|p| p.specialized.contains(&target))
+            {
                 candidates.insert(target);
             }
         }

@@ -3,6 +3,7 @@
 //! and starts a fresh one every `compiler.context_reuse` compiles, because
 //! a context only grows.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use crate::metrics::TierEvent;
 use crate::osr::continuation::build_continuation;
 use crate::profile::promote;
 use crate::runtime::Shared;
-use crate::versions::Tier;
+use crate::versions::{Tier, Unit};
 
 /// Names functions (comma-separated) whose every compile fails, to test the
 /// failure path.
@@ -101,6 +102,15 @@ fn compile_and_install(
     let version = shared.versions.next_version(unit);
     let name = &layout.functions[request.function].name;
     let pgo = &shared.config.pgo;
+    let specialized: BTreeSet<usize> = (0..layout.functions.len())
+        .filter(|&f| {
+            shared
+                .versions
+                .speculation(Unit::Function(f))
+                .specialization
+                .is_some()
+        })
+        .collect();
     let profile =
         (pgo.profile_metadata || pgo.call_promotion || pgo.value_specialization).then(|| {
             ProfileUse {
@@ -110,6 +120,7 @@ fn compile_and_install(
                 specialize: pgo.value_specialization
                     && request.loop_index.is_none()
                     && shared.versions.may_specialize(unit),
+                specialized: &specialized,
             }
         });
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

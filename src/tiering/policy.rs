@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::baseline::ARG_FULL_SAMPLES;
 use crate::config::Config;
 
 #[derive(Clone, Debug)]
@@ -40,8 +41,19 @@ impl Policy {
     /// while the frame that made the loop hot moves over by OSR. (A `main`
     /// running one long loop nest would otherwise queue a useless compile
     /// ahead of its continuation.)
-    pub fn is_hot(&self, calls: u64, backedges: u64) -> bool {
-        calls >= self.calls || (backedges >= self.backedges && (!self.osr || calls >= 2))
+    ///
+    /// A function whose arguments are sampled for value specialization
+    /// (`samples_args`) is not made hot by back-edges before it has been
+    /// called `ARG_FULL_SAMPLES` times: a version compiled earlier could
+    /// not specialize, and after it no baseline code samples any more. Its
+    /// running frames move by OSR in the meantime.
+    pub fn is_hot(&self, calls: u64, backedges: u64, samples_args: bool) -> bool {
+        let min_calls = match (self.osr, samples_args) {
+            (true, true) => ARG_FULL_SAMPLES,
+            (true, false) => 2,
+            (false, _) => 0,
+        };
+        calls >= self.calls || (backedges >= self.backedges && calls >= min_calls)
     }
 
     /// Whether a loop has run long enough in baseline code to give running
@@ -79,9 +91,9 @@ mod tests {
         config.thresholds.backedges = 100;
         config.osr.enabled = false;
         let p = Policy::new(&config);
-        assert!(!p.is_hot(9, 99));
-        assert!(p.is_hot(10, 0));
-        assert!(p.is_hot(0, 100));
+        assert!(!p.is_hot(9, 99, false));
+        assert!(p.is_hot(10, 0, false));
+        assert!(p.is_hot(0, 100, false));
     }
 
     #[test]
@@ -89,10 +101,12 @@ mod tests {
         let mut config = Config::default();
         config.thresholds.backedges = 100;
         let with_osr = Policy::new(&config);
-        assert!(!with_osr.is_hot(1, 1_000_000));
-        assert!(with_osr.is_hot(2, 100));
+        assert!(!with_osr.is_hot(1, 1_000_000, false));
+        assert!(with_osr.is_hot(2, 100, false));
+        assert!(!with_osr.is_hot(2, 100, true), "waits for argument samples");
+        assert!(with_osr.is_hot(ARG_FULL_SAMPLES, 100, true));
         config.osr.enabled = false;
-        assert!(Policy::new(&config).is_hot(1, 100));
+        assert!(Policy::new(&config).is_hot(1, 100, false));
     }
 
     #[test]

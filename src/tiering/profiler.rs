@@ -97,7 +97,9 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
         let mut newly_installed = Vec::new();
         functions.retain(|&id| {
             let (calls, backedges) = shared.function_counts(id);
-            if !shared.policy.is_hot(calls, backedges) {
+            let samples_args =
+                shared.config.pgo.value_specialization && !layout.functions[id].args.is_empty();
+            if !shared.policy.is_hot(calls, backedges, samples_args) {
                 return true;
             }
             let request = CompileRequest {

@@ -1,0 +1,81 @@
+//! What the criterion benches share: the sample jobs, native builds of
+//! them, tierjit commands, and reading back criterion's medians.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn jobs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/jobs")
+}
+
+pub fn job_source(job: &str) -> PathBuf {
+    jobs_dir().join(format!("{job}.c"))
+}
+
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-native");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn clang() -> &'static str {
+    if Path::new("/usr/lib/llvm-19/bin/clang").is_file() {
+        "/usr/lib/llvm-19/bin/clang"
+    } else {
+        "clang-19"
+    }
+}
+
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds `job` natively with clang-19 and `flags`; the command runs it.
+pub fn native(job: &str, name: &str, flags: &[&str]) -> Command {
+    let exe = out_dir().join(format!("{job}-{name}"));
+    run_ok(
+        Command::new(clang())
+            .args(flags)
+            .arg("-w")
+            .arg(job_source(job))
+            .arg("-o")
+            .arg(&exe)
+            .arg("-lm"),
+    );
+    Command::new(exe)
+}
+
+/// `tierjit run JOB --mode MODE` plus `extra` flags.
+pub fn tierjit(job: &str, mode: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierjit"));
+    cmd.arg("run")
+        .arg(job_source(job))
+        .args(["--mode", mode])
+        .args(extra);
+    cmd
+}
+
+/// Median seconds criterion recorded for `group/variant` in this run.
+pub fn median(group: &str, variant: &str) -> Option<f64> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/criterion")
+        .join(group)
+        .join(variant)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let at = text.find("\"median\"")?;
+    let rest = &text[at..];
+    let start = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let end = rest[start..].find([',', '}'])?;
+    rest[start..start + end]
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|ns| ns / 1e9)
+}

@@ -13,6 +13,8 @@
 //!   Its address is `f`'s identity for the whole run, so `&f == &f` across
 //!   versions, and later versions' references to `f` resolve to it.
 
+use std::collections::HashMap;
+
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
@@ -89,6 +91,7 @@ pub fn instrument(
             None => Vec::new(),
         };
         let mut remap = Remap::new();
+        let mut backedge_blocks = HashMap::new();
         for (k, lp) in info.loops.iter().enumerate() {
             let header = blocks[lp.header];
             for &latch in &lp.latches {
@@ -101,6 +104,9 @@ pub fn instrument(
                     lp.counter,
                     &mut remap,
                 )?;
+                if edge != blocks[latch] {
+                    backedge_blocks.insert((latch, lp.header), edge);
+                }
                 if let (Some(osr), Some(state)) = (osr, states.get(k)) {
                     let params: Vec<BasicMetadataTypeEnum> = live_types(state, lp.header)
                         .into_iter()
@@ -130,7 +136,15 @@ pub fn instrument(
             }
         }
         if let Some(probes) = probes {
-            emit_site_probes(context, &builder, &sites, counters, probes)?;
+            emit_site_probes(
+                context,
+                &builder,
+                &sites,
+                counters,
+                probes,
+                &blocks,
+                &backedge_blocks,
+            )?;
         }
         emit_entry(
             context, &builder, *function, info, id, counters, batch, probes,

@@ -2,10 +2,10 @@
 //! optimization, beyond the entry and back-edge counters that drive
 //! tier-up.
 //!
-//! - Branches: a conditional branch adds one to the counter of the edge it
-//!   takes (`counter[base + !cond]`, no new block); a switch gets a block of
-//!   its own on each edge to a distinct successor, holding that edge's
-//!   increment.
+//! - Branches: each edge that needs a counter (see `ir::flow`: per branch,
+//!   all but one edge, or none when the loop's back-edge counter covers it)
+//!   gets a block of its own holding the increment, so it costs only when
+//!   taken.
 //! - Calls through pointers: the target is recorded in the site's value
 //!   table by the host function `record_value`.
 //! - Integer arguments: each of the first `ARG_FULL_SAMPLES` calls, then
@@ -14,19 +14,21 @@
 //!   compares and a branch. The full start gives a function that turns hot
 //!   by its loops after a few long calls enough samples early.
 
+use std::collections::HashMap;
+
+use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
-use inkwell::values::{BasicValueEnum, FunctionValue, InstructionOpcode, InstructionValue};
+use inkwell::values::{BasicValueEnum, FunctionValue, InstructionValue};
 use inkwell::IntPredicate;
 
 use crate::code::ir::retarget_successors;
 use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ir::edit::{
-    codegen_err, emit_increment, emit_increment_at, host_pointer, replace_phi_predecessor, Remap,
-};
+use crate::ir::edit::{codegen_err, emit_increment, host_pointer, replace_phi_predecessor, Remap};
+use crate::ir::flow::EdgeSource;
 use crate::ir::layout::FunctionLayout;
-use crate::ir::sites::{successor_blocks, ArgSite, BranchSite, IndirectCallSite};
+use crate::ir::sites::{ArgSite, BranchSite, IndirectCallSite};
 
 /// Which probes baseline code carries (from `config.pgo`).
 #[derive(Clone, Copy, Debug)]
@@ -74,16 +76,26 @@ pub fn find_sites<'a, 'ctx>(
     Sites { branches, calls }
 }
 
-/// Emits the branch and call-target probes of `sites`.
+/// Emits the branch and call-target probes of `sites`. `blocks` are the
+/// function's canonical blocks; `backedge_blocks` the blocks that now sit
+/// on split back-edges, by (latch, header) index.
 pub fn emit_site_probes<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
     sites: &Sites<'_, 'ctx>,
     counters: &CounterTable,
     probes: Probes,
+    blocks: &[BasicBlock<'ctx>],
+    backedge_blocks: &HashMap<(usize, usize), BasicBlock<'ctx>>,
 ) -> Result<(), Error> {
     for &(term, site) in &sites.branches {
-        count_branch(context, builder, term, site, counters)?;
+        let current = |target: usize| {
+            backedge_blocks
+                .get(&(site.block, target))
+                .or_else(|| blocks.get(target))
+                .copied()
+        };
+        count_branch(context, builder, term, site, counters, &current)?;
     }
     for &(call, site) in &sites.calls {
         let callee = call
@@ -200,48 +212,34 @@ fn emit_record<'ctx>(
     Ok(())
 }
 
+/// Gives each counted edge of a branch a block of its own holding the
+/// increment. `current` maps a canonical target block index to the block
+/// the edge now enters (a back-edge goes to the block that counts it).
 fn count_branch<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
     term: InstructionValue<'ctx>,
     site: &BranchSite,
     counters: &CounterTable,
+    current: &dyn Fn(usize) -> Option<BasicBlock<'ctx>>,
 ) -> Result<(), Error> {
-    if term.get_opcode() == InstructionOpcode::Br {
-        // Edge 0 is the true successor, edge 1 the false one.
-        let condition = term
-            .get_operand(0)
-            .and_then(|o| o.value())
-            .ok_or_else(|| codegen_err("conditional branch without a condition"))?
-            .into_int_value();
-        builder.position_before(&term);
-        let taken = host_pointer(context, counters.address_of(site.counter));
-        let not_taken = host_pointer(context, counters.address_of(site.counter + 1));
-        let ptr = builder
-            .build_select(condition, taken, not_taken, "tj.edge")
-            .map_err(codegen_err)?
-            .into_pointer_value();
-        emit_increment_at(context, builder, ptr)?;
-        return Ok(());
-    }
-    // A switch: one counting block per distinct successor, on its edges.
     let block = term.get_parent().expect("terminator in a block");
     let mut remap = Remap::new();
-    let mut seen = Vec::new();
-    for target in successor_blocks(term) {
-        if seen.contains(&target) {
+    for (&target, source) in site.targets.iter().zip(&site.sources) {
+        let EdgeSource::Counter(counter) = *source else {
             continue;
-        }
-        let edge = seen.len();
-        seen.push(target);
-        let counting = context.insert_basic_block_after(block, "tj.switch.edge");
+        };
+        let Some(successor) = current(target) else {
+            continue;
+        };
+        let counting = context.insert_basic_block_after(block, "tj.edge");
         builder.position_at_end(counting);
-        emit_increment(context, builder, counters.address_of(site.counter + edge))?;
+        emit_increment(context, builder, counters.address_of(counter))?;
         builder
-            .build_unconditional_branch(target)
+            .build_unconditional_branch(successor)
             .map_err(codegen_err)?;
-        retarget_successors(term, target, counting);
-        replace_phi_predecessor(builder, target, block, counting, &mut remap)?;
+        retarget_successors(term, successor, counting);
+        replace_phi_predecessor(builder, successor, block, counting, &mut remap)?;
     }
     Ok(())
 }

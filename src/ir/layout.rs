@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use inkwell::module::Module;
 
 use super::cfg::{natural_loops, Dominators};
+use super::flow::{plan, Flow, FlowBranch, FlowLoop};
 use super::func::{control_flow, direct_callee, instructions};
 use super::normalize::is_intrinsic;
 use super::sites::{
@@ -42,6 +43,9 @@ pub struct FunctionLayout {
     pub callees: Vec<usize>,
     /// Profile sites (see `sites`), each with its counters.
     pub branches: Vec<BranchSite>,
+    /// How block counts follow from the counters (None: irreducible CFG,
+    /// every branch edge has a counter).
+    pub flow: Option<Flow>,
     pub indirect_calls: Vec<IndirectCallSite>,
     pub args: Vec<ArgSite>,
     /// Count calls entering a value-specialized version's fast path and
@@ -118,13 +122,34 @@ impl JobLayout {
                 counter_count += words;
                 counter_count - words
             };
-            let branches = branch_sites(*function)
+            let found = branch_sites(*function);
+            let flow_loops: Vec<FlowLoop> = function_loops
+                .iter()
+                .map(|l| FlowLoop {
+                    header: l.header,
+                    latches: l.latches.clone(),
+                    blocks: l.blocks.clone(),
+                    counter: l.counter,
+                })
+                .collect();
+            let flow_branches: Vec<FlowBranch> = found
+                .iter()
+                .map(|(block, edge_of, targets)| FlowBranch {
+                    block: *block,
+                    targets: targets.clone(),
+                    // A branch's false edge (operand 1), a switch's default.
+                    default_derived: edge_of[usize::from(edge_of.len() == 2)],
+                })
+                .collect();
+            let (flow, sources) = plan(&cfg, &flow_loops, &flow_branches, || allocate(1));
+            let branches = found
                 .into_iter()
-                .map(|(block, edge_of, targets)| BranchSite {
+                .zip(sources)
+                .map(|((block, edge_of, targets), sources)| BranchSite {
                     block,
-                    counter: allocate(targets.len()),
                     edge_of,
                     targets,
+                    sources,
                 })
                 .collect();
             let indirect_calls = indirect_calls(*function)
@@ -160,6 +185,7 @@ impl JobLayout {
                 instruction_count: body.len(),
                 callees,
                 branches,
+                flow,
                 indirect_calls,
                 args,
                 guard_hits,

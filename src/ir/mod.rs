@@ -4,6 +4,7 @@
 
 pub mod cfg;
 pub mod edit;
+pub mod flow;
 pub mod func;
 pub mod layout;
 pub mod load;

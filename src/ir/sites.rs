@@ -30,9 +30,9 @@ impl Position {
     }
 }
 
-/// A conditional branch or a switch. Baseline code counts how often each
-/// distinct successor block is taken; `edge_of[k]` says which of those
-/// counts belongs to successor operand `k` (several switch cases may share
+/// A conditional branch or a switch. Its edges' counts come from counters
+/// or the flow around it (see `flow`); `edge_of[k]` says which distinct
+/// successor successor operand `k` goes to (several switch cases may share
 /// a block).
 #[derive(Clone, Debug)]
 pub struct BranchSite {
@@ -43,8 +43,8 @@ pub struct BranchSite {
     pub edge_of: Vec<usize>,
     /// Distinct successor blocks (indices in the function), in first-use order.
     pub targets: Vec<usize>,
-    /// First of `targets.len()` counters.
-    pub counter: usize,
+    /// Per distinct successor, where the edge's count comes from.
+    pub sources: Vec<crate::ir::flow::EdgeSource>,
 }
 
 /// A call through a function pointer.

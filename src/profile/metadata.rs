@@ -53,7 +53,8 @@ fn attach_branch_weights(
     prof: u32,
 ) {
     let blocks = function.get_basic_blocks();
-    for site in &view.layout.functions[id].branches {
+    let counts = view.branch_counts(id);
+    for (site, edges) in view.layout.functions[id].branches.iter().zip(counts) {
         let Some(term) = blocks.get(site.block).and_then(|b| b.get_terminator()) else {
             continue;
         };
@@ -64,7 +65,6 @@ fn attach_branch_weights(
         {
             continue;
         }
-        let edges = view.edge_counts(site);
         if edges.iter().all(|&c| c == 0) {
             // Never reached: no evidence either way.
             continue;

@@ -8,8 +8,9 @@ pub mod promote;
 pub mod specialize;
 
 use crate::code::CounterTable;
+use crate::ir::flow::{edge_counts, EdgeSource};
 use crate::ir::layout::JobLayout;
-use crate::ir::sites::{BranchSite, VALUE_SLOTS};
+use crate::ir::sites::VALUE_SLOTS;
 use promote::Promotion;
 use specialize::Specialization;
 
@@ -43,11 +44,18 @@ impl<'a> ProfileView<'a> {
             .read(self.layout.functions[function].entry_counter)
     }
 
-    /// Times each distinct successor of a branch site was taken.
-    pub fn edge_counts(&self, site: &BranchSite) -> Vec<u64> {
-        (0..site.targets.len())
-            .map(|e| self.counters.read(site.counter + e))
-            .collect()
+    /// Per branch site of `function`, how often each distinct successor
+    /// was taken (counted or derived, see `ir::flow`).
+    pub fn branch_counts(&self, function: usize) -> Vec<Vec<u64>> {
+        let f = &self.layout.functions[function];
+        let table: Vec<(usize, &[usize], &[EdgeSource])> = f
+            .branches
+            .iter()
+            .map(|b| (b.block, b.targets.as_slice(), b.sources.as_slice()))
+            .collect();
+        edge_counts(f.flow.as_ref(), &table, self.entry_count(function), |c| {
+            self.counters.read(c)
+        })
     }
 
     /// Every count the job's baseline code has: function entries, loop
@@ -58,9 +66,7 @@ impl<'a> ProfileView<'a> {
         for (id, f) in self.layout.functions.iter().enumerate() {
             entries.push(self.entry_count(id));
             internal.extend(f.loops.iter().map(|l| self.counters.read(l.counter)));
-            for site in &f.branches {
-                internal.extend(self.edge_counts(site));
-            }
+            internal.extend(self.branch_counts(id).into_iter().flatten());
         }
         (entries, internal)
     }

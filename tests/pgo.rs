@@ -250,3 +250,34 @@ fn profile_metadata_knob_turns_it_off() {
     assert!(!ir.contains("function_entry_count"), "{ir}");
     assert!(!ir.contains("ProfileSummary"), "{ir}");
 }
+
+#[test]
+fn a_function_hot_by_its_loops_waits_for_samples_then_specializes() {
+    // Only back-edges can make kernel hot here (each call runs ~1000
+    // iterations); the request waits for the 32 calls sampled in full.
+    let source = fixtures_dir().join("pgo_phase.c");
+    let args = vec!["20000".to_string(), "20000".to_string()];
+    let run = run_tierjit(
+        &source,
+        &["--events", "--set", "thresholds.calls=1000000000"],
+        &args,
+    );
+    assert_eq!(run.status, Some(0), "{run:?}");
+    let event = run
+        .stderr
+        .lines()
+        .find(|l| l.contains(" kernel O0->O3 "))
+        .unwrap_or_else(|| panic!("kernel did not tier up:\n{}", run.stderr));
+    let calls: u64 = event
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("calls="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no call count in {event}"));
+    assert!(calls >= 32, "requested before 32 calls: {event}");
+    assert!(
+        run.stderr
+            .contains("kernel specialized for arg1 == 4096 && arg2 == 4"),
+        "{}",
+        run.stderr
+    );
+}

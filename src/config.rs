@@ -135,7 +135,8 @@ pub struct Pgo {
     /// dominant value folded in, entered through a guard.
     pub value_specialization: bool,
     /// A specialized version is replaced by a general one once its guard
-    /// has failed this many times...
+    /// has failed this many times... (and a version whose promoted calls
+    /// took their fallback this many times is re-planned)
     pub guard_miss_limit: u64,
     /// ...on at least this percentage of the calls it checked.
     pub guard_miss_percent: u64,

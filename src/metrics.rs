@@ -150,6 +150,17 @@ impl Metrics {
         }
     }
 
+    /// Promoted calls of a version kept taking the fallback.
+    pub fn promotions_failed(&self, label: &str, fallbacks: u64) {
+        if self.events_enabled {
+            let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+            self.emit(format!(
+                "{:>10.3}ms {seq:>4} pgo {label}: promoted calls took the fallback {fallbacks} times; recompiling with the targets seen since",
+                self.elapsed_ms(),
+            ));
+        }
+    }
+
     fn record_latency(&self, tier: Tier, compile: Duration) {
         let micros = (compile.as_micros() as u64).clamp(1, 600_000_000);
         let mut h = self

@@ -116,6 +116,7 @@ impl Shared {
             layout: &self.layout,
             counters: &self.counters,
             stubs: &self.stubs,
+            record_value: code::record_value_address(),
         }
     }
 
@@ -416,7 +417,7 @@ fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
         calls,
         backedges,
         queued_at: Instant::now(),
-        despecialize: false,
+        replaces_speculation: false,
         done: None,
     };
     let unit = request.unit(&shared.layout);
@@ -579,41 +580,35 @@ fn speculation_stats(shared: &Shared) -> String {
         .map(Unit::Function)
         .chain((0..shared.layout.loop_count).map(Unit::Loop));
     for unit in units {
-        let speculation = shared.versions.speculation(unit);
-        let (label, function) = match unit {
-            Unit::Function(id) => (shared.layout.functions[id].display_name().to_string(), id),
+        let label = match unit {
+            Unit::Function(id) => shared.layout.functions[id].display_name().to_string(),
             Unit::Loop(g) => {
                 let (f, k) = shared.layout.loops[g];
-                (
-                    format!("{}@loop{k}", shared.layout.functions[f].display_name()),
-                    f,
-                )
+                format!("{}@loop{k}", shared.layout.functions[f].display_name())
             }
         };
-        let current = speculation.specialization.clone().map(|s| (s, "active"));
-        let revoked = match unit {
-            Unit::Function(_) => shared
-                .versions
-                .revoked_specialization(unit)
-                .map(|s| (s, "revoked")),
-            Unit::Loop(_) => None,
-        };
-        for (spec, status) in current.into_iter().chain(revoked) {
-            let f = &shared.layout.functions[function];
-            let hits = shared.counters.read(f.guard_hits);
-            let misses = shared.counters.read(f.guard_misses);
+        let current = shared.versions.speculation(unit);
+        let revoked = shared.versions.revoked_speculation(unit);
+        let guards = [(Some(&current), "active"), (revoked.as_ref(), "revoked")];
+        for (speculation, status) in guards {
+            let Some(speculation) = speculation else {
+                continue;
+            };
+            let Some(spec) = &speculation.specialization else {
+                continue;
+            };
+            let (hits, misses) = speculation.guard_counts();
             let rate = (hits * 100).checked_div(hits + misses).unwrap_or(0);
             out += &format!(
                 "  pgo {label}: guard {}: {hits} hits, {misses} misses ({rate}% hit), {status}\n",
                 spec.condition()
             );
         }
-        for promotion in &speculation.promotions {
-            let site = &shared.layout.functions[promotion.caller].indirect_calls[promotion.site];
-            let fallbacks = shared.counters.read(site.fallback_counter);
+        for (k, promotion) in current.promotions.iter().enumerate() {
             out += &format!(
-                "  pgo {label}: promoted {}; {fallbacks} calls took the fallback\n",
-                promotion.describe(&view)
+                "  pgo {label}: promoted {}; {} calls took its fallback\n",
+                promotion.describe(&view),
+                current.fallbacks(k)
             );
         }
         let retired = shared.versions.retired(unit);

@@ -66,8 +66,10 @@ struct Record {
     may_specialize: bool,
     /// Versions replaced while installed (kept loaded, see above).
     retired: u32,
-    /// The specialization a failed guard revoked, if any.
-    revoked: Option<crate::profile::specialize::Specialization>,
+    /// What the version whose value guard failed speculated on, if any.
+    revoked: Option<Speculation>,
+    /// Versions requested because a promoted call kept falling back.
+    respeculations: u32,
 }
 
 /// What a version is for: a whole function (entered through its slot) or
@@ -102,6 +104,7 @@ impl VersionManager {
                     may_specialize: true,
                     retired: 0,
                     revoked: None,
+                    respeculations: 0,
                 })
                 .collect()
         };
@@ -224,16 +227,28 @@ impl VersionManager {
             return false;
         }
         record.may_specialize = false;
-        record.revoked = record.speculation.specialization.clone();
+        record.revoked = Some(record.speculation.clone());
         record.state = TierUpState::Requested;
         true
     }
 
-    /// The specialization of `unit` that a failed guard revoked.
-    pub fn revoked_specialization(
-        &self,
-        unit: Unit,
-    ) -> Option<crate::profile::specialize::Specialization> {
+    /// The installed version of `unit` promoted calls that now mostly take
+    /// the fallback: a replacement is requested (planned from the targets
+    /// seen since). At most `limit` times per unit; returns false (and
+    /// changes nothing) once that is used up or if nothing is installed.
+    pub fn respeculate(&self, unit: Unit, limit: u32) -> bool {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        if record.state != TierUpState::Installed || record.respeculations >= limit {
+            return false;
+        }
+        record.respeculations += 1;
+        record.state = TierUpState::Requested;
+        true
+    }
+
+    /// What the version of `unit` whose value guard failed speculated on.
+    pub fn revoked_speculation(&self, unit: Unit) -> Option<Speculation> {
         let (records, i) = self.records(unit);
         records[i].revoked.clone()
     }

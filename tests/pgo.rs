@@ -67,24 +67,48 @@ fn lines_with<'a>(stderr: &'a str, needle: &str) -> Vec<&'a str> {
 }
 
 #[test]
-fn dominant_callback_is_promoted_and_later_targets_take_the_fallback() {
-    let stderr = run_pgo("pgo_callbacks.c", &["cube", "3000"], &[]);
-    let promoted = lines_with(
-        &stderr,
-        "promoted call through pointer #0 in apply -> cube (100%)",
+fn promotion_follows_a_call_site_whose_target_changes() {
+    // apply's callback is cube for 3/4 of the run, then negate: the version
+    // promoting cube sees its fallback taken, and a new version promotes
+    // both (the baseline's and the recent targets weigh the same).
+    let stderr = run_pgo("pgo_callbacks.c", &["cube", "120000", "4096"], &[]);
+    let events: Vec<&str> = stderr.lines().collect();
+    let find = |from: usize, needle: &str| {
+        events[from..]
+            .iter()
+            .position(|l| l.contains(needle))
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("no `{needle}` after line {from}:\n{stderr}"))
+    };
+    let first = find(
+        0,
+        "pgo apply: promoted call through pointer #0 in apply -> cube (100%)",
     );
-    assert!(!promoted.is_empty(), "no promotion event:\n{stderr}");
-    // A quarter of the calls go to `negate` after the promotion: the
-    // fallback counted them (768 calls of apply x 256 elements).
+    let missed = find(first, "pgo apply: promoted calls took the fallback");
+    let replaced = find(missed, " apply O3->O3 ");
+    assert!(
+        events[replaced].ends_with("installed"),
+        "{}",
+        events[replaced]
+    );
+    find(
+        replaced,
+        "pgo apply: promoted call through pointer #0 in apply -> cube (50%), negate (50%)",
+    );
+    // The new version's own fallback counter: nothing misses any more.
     let stats: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("  pgo apply: promoted"))
         .collect();
     assert_eq!(stats.len(), 1, "{stderr}");
     assert!(
-        stats[0].ends_with("; 192000 calls took the fallback"),
+        stats[0].ends_with("; 0 calls took its fallback"),
         "{}",
         stats[0]
+    );
+    assert!(
+        stderr.contains("  pgo apply: 1 version(s) retired"),
+        "{stderr}"
     );
 }
 

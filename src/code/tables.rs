@@ -85,7 +85,9 @@ impl SlotTable {
 
 /// Event counters (function entries, loop back-edges) written by baseline
 /// code with unordered atomic load/add/store: cheap, racy between job
-/// threads (an increment may be lost), but never torn and never UB.
+/// threads (an increment may be lost), but never torn and never UB. Also
+/// the guard counters of one optimized version (see `profile::Speculation`).
+#[derive(Debug)]
 pub struct CounterTable {
     counters: Box<[AtomicU64]>,
 }

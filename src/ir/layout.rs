@@ -48,10 +48,6 @@ pub struct FunctionLayout {
     pub flow: Option<Flow>,
     pub indirect_calls: Vec<IndirectCallSite>,
     pub args: Vec<ArgSite>,
-    /// Count calls entering a value-specialized version's fast path and
-    /// its general fallback.
-    pub guard_hits: usize,
-    pub guard_misses: usize,
 }
 
 impl FunctionLayout {
@@ -157,7 +153,7 @@ impl JobLayout {
                 .map(|at| IndirectCallSite {
                     at,
                     table: allocate(VALUE_TABLE_WORDS),
-                    fallback_counter: allocate(1),
+                    recent_table: allocate(VALUE_TABLE_WORDS),
                 })
                 .collect();
             // Only functions with loops: their arguments are the sizes,
@@ -177,7 +173,6 @@ impl JobLayout {
                     table: allocate(VALUE_TABLE_WORDS),
                 })
                 .collect();
-            let guard_hits = allocate(2);
             functions.push(FunctionLayout {
                 name: function.get_name().to_string_lossy().into_owned(),
                 entry_counter: id,
@@ -188,8 +183,6 @@ impl JobLayout {
                 flow,
                 indirect_calls,
                 args,
-                guard_hits,
-                guard_misses: guard_hits + 1,
             });
         }
         JobLayout {

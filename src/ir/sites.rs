@@ -53,9 +53,10 @@ pub struct IndirectCallSite {
     pub at: Position,
     /// First word of this site's value table (see `VALUE_TABLE_WORDS`).
     pub table: usize,
-    /// Counts calls taking the indirect fallback in optimized code that
-    /// promoted this site.
-    pub fallback_counter: usize,
+    /// Value table of the targets that calls taking the fallback of a
+    /// promoted copy of this site went to: what the site does now, after
+    /// the baseline stopped recording it.
+    pub recent_table: usize,
 }
 
 /// An integer parameter whose values baseline code samples at entry.

@@ -7,6 +7,8 @@ pub mod metadata;
 pub mod promote;
 pub mod specialize;
 
+use std::sync::Arc;
+
 use crate::code::CounterTable;
 use crate::ir::flow::{edge_counts, EdgeSource};
 use crate::ir::layout::JobLayout;
@@ -15,11 +17,54 @@ use promote::Promotion;
 use specialize::Specialization;
 
 /// What an optimized version speculated on, for events, stats and the
-/// guard watch.
+/// guard watch, with the version's own guard counters.
 #[derive(Clone, Debug, Default)]
 pub struct Speculation {
     pub promotions: Vec<Promotion>,
     pub specialization: Option<Specialization>,
+    /// The version's guard counters (see `GuardSlots`); its code holds
+    /// their addresses, so they live as long as the version's record.
+    pub counters: Option<Arc<CounterTable>>,
+}
+
+/// Where a version's guard counters are: the value guard's hits and
+/// misses, then one fallback counter per promoted call site.
+pub struct GuardSlots;
+
+impl GuardSlots {
+    pub const HITS: usize = 0;
+    pub const MISSES: usize = 1;
+
+    /// The fallback counter of the `k`-th promotion.
+    pub fn fallback(k: usize) -> usize {
+        2 + k
+    }
+
+    pub fn len(promotions: usize) -> usize {
+        2 + promotions
+    }
+}
+
+impl Speculation {
+    fn read(&self, slot: usize) -> u64 {
+        self.counters.as_ref().map_or(0, |c| c.read(slot))
+    }
+
+    /// Calls the value guard let through, and calls it sent to the
+    /// general code.
+    pub fn guard_counts(&self) -> (u64, u64) {
+        (self.read(GuardSlots::HITS), self.read(GuardSlots::MISSES))
+    }
+
+    /// Calls of the `k`-th promoted site that took its fallback.
+    pub fn fallbacks(&self, k: usize) -> u64 {
+        self.read(GuardSlots::fallback(k))
+    }
+
+    /// Calls of all promoted sites that took their fallback.
+    pub fn all_fallbacks(&self) -> u64 {
+        (0..self.promotions.len()).map(|k| self.fallbacks(k)).sum()
+    }
 }
 
 /// A read-only view of the live counters. Values keep changing while the
@@ -31,6 +76,9 @@ pub struct ProfileView<'a> {
     /// Each function's identity (stub) address, by id: what a function
     /// pointer to it holds.
     pub stubs: &'a [usize],
+    /// The host function that records values (`code::record_value_address`),
+    /// for optimized code that keeps recording where a speculation missed.
+    pub record_value: usize,
 }
 
 impl<'a> ProfileView<'a> {
@@ -98,6 +146,39 @@ pub struct ValueProfile {
 }
 
 impl ValueProfile {
+    /// This (older) profile and a `recent` one with equal weight: the older
+    /// counts are scaled to the recent total, so a site that changed its
+    /// mind shows both behaviours however long the first one lasted.
+    pub fn blended(&self, recent: &ValueProfile) -> ValueProfile {
+        if recent.total == 0 || self.total == 0 {
+            return self.merged(recent);
+        }
+        let scale = |count: u64| {
+            (u128::from(count) * u128::from(recent.total) / u128::from(self.total)) as u64
+        };
+        let older = ValueProfile {
+            top: self.top.iter().map(|&(v, c)| (v, scale(c))).collect(),
+            total: recent.total,
+        };
+        older.merged(recent)
+    }
+
+    /// Both profiles' samples together.
+    pub fn merged(&self, other: &ValueProfile) -> ValueProfile {
+        let mut top = self.top.clone();
+        for &(value, count) in &other.top {
+            match top.iter_mut().find(|(v, _)| *v == value) {
+                Some(entry) => entry.1 += count,
+                None => top.push((value, count)),
+            }
+        }
+        top.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+        ValueProfile {
+            top,
+            total: self.total + other.total,
+        }
+    }
+
     /// Values holding at least `percent` of at least `min_samples` samples,
     /// most frequent first.
     pub fn dominant(&self, percent: u64, min_samples: u64) -> Vec<(u64, u64)> {
@@ -133,5 +214,26 @@ mod tests {
         assert_eq!(p.dominant(90, 101), vec![]);
         assert_eq!(p.share(90), 90);
         assert_eq!(ValueProfile::default().share(0), 0);
+    }
+
+    #[test]
+    fn merged_profiles_add_up() {
+        let old = ValueProfile {
+            top: vec![(7, 90), (3, 6)],
+            total: 100,
+        };
+        let recent = ValueProfile {
+            top: vec![(5, 300)],
+            total: 310,
+        };
+        let both = old.merged(&recent);
+        assert_eq!(both.top, vec![(5, 300), (7, 90), (3, 6)]);
+        assert_eq!(both.total, 410);
+        assert_eq!(both.dominant(30, 16), vec![(5, 300)]);
+        // Blended, the old behaviour keeps half the weight.
+        let blend = old.blended(&recent);
+        assert_eq!(blend.total, 620);
+        assert_eq!(blend.top, vec![(5, 300), (7, 279), (3, 18)]);
+        assert_eq!(blend.dominant(30, 16), vec![(5, 300), (7, 279)]);
     }
 }

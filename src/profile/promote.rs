@@ -1,5 +1,5 @@
 //! Indirect-call promotion. At a call through a pointer where baseline code
-//! saw one or two targets dominate, optimized code compares the pointer
+//! saw up to three targets dominate, optimized code compares the pointer
 //! with each target's identity (its stub, which is what `&f` is in this
 //! job) and calls the matching target directly, where the inliner can see
 //! it; any other pointer takes the original indirect call, which counts
@@ -16,16 +16,17 @@ use inkwell::values::{
 };
 use inkwell::IntPredicate;
 
-use super::ProfileView;
+use super::{GuardSlots, ProfileView};
+use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ir::edit::{codegen_err, emit_increment, split_after};
+use crate::ir::edit::{codegen_err, emit_increment, host_pointer, split_after};
 
 /// A target must have had at least this share of a site's samples...
 const MIN_SHARE_PERCENT: u64 = 30;
 /// ...out of at least this many.
 const MIN_SAMPLES: u64 = 16;
-/// Targets promoted per site, at most.
-const MAX_TARGETS: usize = 2;
+/// Targets promoted per site, at most (as LLVM's own `icp-max-prom`).
+const MAX_TARGETS: usize = 3;
 
 /// One promoted call site.
 #[derive(Clone, Debug)]
@@ -69,7 +70,11 @@ pub fn plan(view: &ProfileView<'_>, caller: usize) -> Vec<Promotion> {
         .iter()
         .enumerate()
     {
-        let profile = view.values(site.table);
+        // What the baseline saw, and what fallback calls of optimized
+        // code saw since, with equal weight.
+        let profile = view
+            .values(site.table)
+            .blended(&view.values(site.recent_table));
         let targets: Vec<(usize, u64)> = profile
             .dominant(MIN_SHARE_PERCENT, MIN_SAMPLES)
             .into_iter()
@@ -107,11 +112,15 @@ pub fn resolve<'ctx, 'p>(
 }
 
 /// Rewrites the resolved call sites. Sites whose call does not match a
-/// target's type are left alone. Returns the promotions applied.
+/// target's type are left alone. The `k`-th site applied counts its
+/// fallbacks in `guards` slot `GuardSlots::fallback(first_slot + k)`.
+/// Returns the promotions applied.
 pub fn apply<'p>(
     module: &Module<'_>,
     resolved: Vec<(InstructionValue<'_>, &'p Promotion)>,
     view: &ProfileView<'_>,
+    guards: &CounterTable,
+    first_slot: usize,
 ) -> Result<Vec<&'p Promotion>, Error> {
     let context = module.get_context();
     let builder = context.create_builder();
@@ -126,16 +135,13 @@ pub fn apply<'p>(
         if targets.is_empty() {
             continue;
         }
-        let fallback =
-            view.layout.functions[promotion.caller].indirect_calls[promotion.site].fallback_counter;
-        promote(
-            &context,
-            &builder,
-            call,
-            &targets,
-            promotion,
-            view.counters.address_of(fallback),
-        )?;
+        let site = &view.layout.functions[promotion.caller].indirect_calls[promotion.site];
+        let fallback = Fallback {
+            counter: guards.address_of(GuardSlots::fallback(first_slot + applied.len())),
+            recent_table: view.counters.address_of(site.recent_table),
+            record_value: view.record_value,
+        };
+        promote(&context, &builder, call, &targets, promotion, fallback)?;
         applied.push(promotion);
     }
     Ok(applied)
@@ -164,13 +170,21 @@ fn call_matches(call: InstructionValue<'_>, target: FunctionValue<'_>) -> bool {
     same_args && same_return
 }
 
+/// Host addresses the fallback path uses.
+#[derive(Clone, Copy)]
+struct Fallback {
+    counter: usize,
+    recent_table: usize,
+    record_value: usize,
+}
+
 fn promote<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
     call: InstructionValue<'ctx>,
     targets: &[FunctionValue<'ctx>],
     promotion: &Promotion,
-    fallback_counter: usize,
+    fallback: Fallback,
 ) -> Result<(), Error> {
     let prof = context.get_kind_id("prof");
     let block = call.get_parent().expect("call in a block");
@@ -228,9 +242,27 @@ fn promote<'ctx>(
             .map_err(codegen_err)?;
         test_block = next;
     }
-    // The fallback: the original call, counted.
+    // The fallback: the original call, counted, its target recorded.
     builder.position_at_end(test_block);
-    emit_increment(context, builder, fallback_counter)?;
+    emit_increment(context, builder, fallback.counter)?;
+    let target = builder
+        .build_ptr_to_int(pointer, context.i64_type(), "tj.icp.target")
+        .map_err(codegen_err)?;
+    let ptr = context.ptr_type(0.into());
+    let record_type = context
+        .void_type()
+        .fn_type(&[ptr.into(), context.i64_type().into()], false);
+    builder
+        .build_indirect_call(
+            record_type,
+            host_pointer(context, fallback.record_value),
+            &[
+                host_pointer(context, fallback.recent_table).into(),
+                target.into(),
+            ],
+            "",
+        )
+        .map_err(codegen_err)?;
     builder.insert_instruction(&call, None);
     builder
         .build_unconditional_branch(join)

@@ -17,7 +17,8 @@ use inkwell::module::{Linkage, Module};
 use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, FunctionValue};
 use inkwell::IntPredicate;
 
-use super::ProfileView;
+use super::{GuardSlots, ProfileView};
+use crate::code::CounterTable;
 use crate::error::Error;
 use crate::ir::edit::{codegen_err, copy_abi_attributes, emit_increment};
 
@@ -119,7 +120,7 @@ pub fn build_guard<'ctx>(
     general: FunctionValue<'ctx>,
     guard_symbol: &str,
     spec: &Specialization,
-    view: &ProfileView<'_>,
+    guards: &CounterTable,
 ) -> Result<Option<FunctionValue<'ctx>>, Error> {
     let in_memory =
         ["byval", "inalloca", "preallocated", "sret"].map(Attribute::get_named_enum_kind_id);
@@ -181,15 +182,14 @@ pub fn build_guard<'ctx>(
         super::metadata::branch_weights_node(&context, &weights),
         context.get_kind_id("prof"),
     );
-    let layout = &view.layout.functions[spec.function];
     let always_inline =
         context.create_enum_attribute(Attribute::get_named_enum_kind_id("alwaysinline"), 0);
     for (block, counter, folded) in [
-        (fast, layout.guard_hits, true),
-        (slow, layout.guard_misses, false),
+        (fast, GuardSlots::HITS, true),
+        (slow, GuardSlots::MISSES, false),
     ] {
         builder.position_at_end(block);
-        emit_increment(&context, &builder, view.counters.address_of(counter))?;
+        emit_increment(&context, &builder, guards.address_of(counter))?;
         let args: Vec<BasicMetadataValueEnum> = guard
             .get_param_iter()
             .enumerate()

@@ -10,17 +10,19 @@
 //! `f`'s calls to itself go straight to `f.tjN`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use inkwell::module::{Linkage, Module};
 use inkwell::targets::TargetMachine;
 
+use crate::code::CounterTable;
 use crate::codegen;
 use crate::error::Error;
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
 use crate::profile::promote::{self, Promotion};
-use crate::profile::{metadata, specialize, ProfileView, Speculation};
+use crate::profile::{metadata, specialize, GuardSlots, ProfileView, Speculation};
 
 /// Directory to write each version module to, before optimization, for
 /// debugging the JIT itself.
@@ -173,21 +175,29 @@ pub fn prepare_module<'ctx>(
         if profile.metadata {
             metadata::attach(&module, &profile.view);
         }
+        // Promotions in the inlinable copies; the function's own are
+        // applied by the caller (see `Prepared`).
+        let mut copies = Vec::new();
         if profile.promote {
             for function in module.get_functions() {
                 let fname = function.get_name().to_string_lossy();
-                let Some(fid) = layout
+                if let Some(fid) = layout
                     .id_of(&fname)
                     .filter(|&f| f != id && function.count_basic_blocks() > 0)
-                else {
-                    continue;
-                };
-                let planned = promote::plan(&profile.view, fid);
-                let resolved = promote::resolve(function, &planned, &profile.view);
-                let applied = promote::apply(&module, resolved, &profile.view)?;
-                speculation.promotions.extend(applied.into_iter().cloned());
+                {
+                    copies.push((function, promote::plan(&profile.view, fid)));
+                }
             }
         }
+        let planned = own_promotions.len() + copies.iter().map(|c| c.1.len()).sum::<usize>();
+        let guards = Arc::new(CounterTable::new(GuardSlots::len(planned)));
+        for (function, planned) in &copies {
+            let resolved = promote::resolve(*function, planned, &profile.view);
+            let first = speculation.promotions.len();
+            let applied = promote::apply(&module, resolved, &profile.view, &guards, first)?;
+            speculation.promotions.extend(applied.into_iter().cloned());
+        }
+        speculation.counters = Some(guards);
     }
     Ok(Prepared {
         module,
@@ -215,6 +225,23 @@ pub fn finish_module(
         .map_err(|e| Error::Codegen(format!("{what} does not verify: {e}")))?;
     codegen::optimize(module, machine, options.opt_level)?;
     codegen::emit_object(module, machine)
+}
+
+/// Applies the hot function's own promotions, resolved before its body
+/// was reshaped (see `Prepared`), counting into the version's guard table.
+pub fn apply_own_promotions(
+    module: &Module<'_>,
+    resolved: Vec<(inkwell::values::InstructionValue<'_>, &Promotion)>,
+    view: &ProfileView<'_>,
+    speculation: &mut Speculation,
+) -> Result<(), Error> {
+    let Some(guards) = speculation.counters.clone() else {
+        return Ok(());
+    };
+    let first = speculation.promotions.len();
+    let applied = promote::apply(module, resolved, view, &guards, first)?;
+    speculation.promotions.extend(applied.into_iter().cloned());
+    Ok(())
 }
 
 /// An optimized version ready to load: the symbol to publish, the object,
@@ -249,8 +276,7 @@ pub fn compile_version(
         .ok_or_else(|| Error::Codegen(format!("{name} is not in the canonical module")))?;
     if let Some(profile) = profile {
         let resolved = promote::resolve(function, &own_promotions, &profile.view);
-        let applied = promote::apply(&module, resolved, &profile.view)?;
-        speculation.promotions.extend(applied.into_iter().cloned());
+        apply_own_promotions(&module, resolved, &profile.view, &mut speculation)?;
     }
     let symbol = version_symbol(name, version);
     function.as_global_value().set_name(&symbol);
@@ -269,8 +295,11 @@ pub fn compile_version(
     if let Some(profile) = profile.filter(|p| p.specialize) {
         if let Some(spec) = specialize::plan(&profile.view, id) {
             let guard_symbol = format!("{symbol}.guard");
-            if specialize::build_guard(&module, function, &guard_symbol, &spec, &profile.view)?
-                .is_some()
+            let guards = speculation
+                .counters
+                .clone()
+                .ok_or_else(|| Error::Codegen("no guard counters".into()))?;
+            if specialize::build_guard(&module, function, &guard_symbol, &spec, &guards)?.is_some()
             {
                 entry_symbol = guard_symbol;
                 speculation.specialization = Some(spec);

@@ -14,7 +14,8 @@ use inkwell::module::Module;
 use inkwell::targets::TargetMachine;
 
 use super::build::{
-    compile_version, finish_module, prepare_module, BuildOptions, Built, Prepared, ProfileUse,
+    apply_own_promotions, compile_version, finish_module, prepare_module, BuildOptions, Built,
+    Prepared, ProfileUse,
 };
 use super::CompileRequest;
 use crate::error::Error;
@@ -159,8 +160,7 @@ fn compile_and_install(
                 let view = shared.profile_view();
                 let resolved = promote::resolve(function, &own_promotions, &view);
                 build_continuation(&module, function, lp.header, &lp.blocks, &symbol)?;
-                let applied = promote::apply(&module, resolved, &view)?;
-                speculation.promotions.extend(applied.into_iter().cloned());
+                apply_own_promotions(&module, resolved, &view, &mut speculation)?;
                 let what = format!("OSR continuation {}", request.label(layout));
                 let object = finish_module(&module, &what, machine, options)?;
                 Ok(Built {
@@ -172,6 +172,7 @@ fn compile_and_install(
         }
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
+    let size = built.object.len();
     let loaded = shared.jit.add_object(&built.object, &built.symbol)?;
     let entry = shared.jit.lookup(&built.symbol)?;
     let view = shared.profile_view();
@@ -191,7 +192,7 @@ fn compile_and_install(
     shared
         .versions
         .install(unit, Tier::Optimized, entry, loaded, built.speculation);
-    Ok((built.object.len(), notes))
+    Ok((size, notes))
 }
 
 fn report(
@@ -213,7 +214,7 @@ fn report(
     shared.metrics.tier_event(&TierEvent {
         function: &request.label(&shared.layout),
         osr: request.loop_index.is_some(),
-        from: if request.despecialize {
+        from: if request.replaces_speculation {
             Tier::Optimized
         } else {
             Tier::Baseline

@@ -21,9 +21,11 @@ pub struct CompileRequest {
     pub calls: u64,
     pub backedges: u64,
     pub queued_at: Instant,
-    /// Replaces an optimized version whose value guard failed too often
-    /// with one that does not specialize.
-    pub despecialize: bool,
+    /// Replaces an optimized version whose speculation failed: a value
+    /// guard that failed too often (the new version does not specialize),
+    /// or promoted calls that keep taking the fallback (the new version is
+    /// planned from the targets seen since).
+    pub replaces_speculation: bool,
     /// Batch mode: told (by being dropped) when the request is finished.
     pub done: Option<crossbeam_channel::Sender<()>>,
 }

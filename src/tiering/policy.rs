@@ -17,6 +17,11 @@ pub struct Policy {
     guard_miss_percent: u64,
 }
 
+/// New versions a function may get because its promoted calls kept
+/// missing: a call site whose targets keep changing is left to its
+/// fallback after that.
+pub const MAX_RESPECULATIONS: u32 = 2;
+
 /// Backoff after the first failed compile; doubled after each further one,
 /// so a function whose compile fails is not retried in a tight loop.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -67,6 +72,13 @@ impl Policy {
     pub fn guard_failed(&self, hits: u64, misses: u64) -> bool {
         misses >= self.guard_miss_limit
             && misses.saturating_mul(100) >= (hits + misses).saturating_mul(self.guard_miss_percent)
+    }
+
+    /// Whether promoted calls of a version that took the fallback `misses`
+    /// times since it was installed should be planned again (hits are not
+    /// counted: a counter on the fast path would cost inside hot loops).
+    pub fn promotions_failed(&self, misses: u64) -> bool {
+        misses >= self.guard_miss_limit
     }
 
     /// When to try again after the `failures`-th failed attempt, or `None`

@@ -31,7 +31,8 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
     let mut requested_at: Vec<Option<Instant>> = vec![None; layout.loop_count];
     let mut reported: Vec<bool> = vec![false; layout.loop_count];
     // Functions whose installed version may have a value guard to watch.
-    let mut guarded: Vec<usize> = Vec::new();
+    // Functions whose installed version may have speculated.
+    let mut watched: Vec<usize> = Vec::new();
     // Acquire: pairs with the Release store of `stop` at shutdown.
     while !shared.stop.load(Ordering::Acquire) {
         std::thread::sleep(interval);
@@ -81,7 +82,7 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
                 calls,
                 backedges,
                 queued_at: now,
-                despecialize: false,
+                replaces_speculation: false,
                 done: None,
             };
             let chosen_id = function.loops[chosen].global_id;
@@ -108,7 +109,7 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
                 calls,
                 backedges,
                 queued_at: now,
-                despecialize: false,
+                replaces_speculation: false,
                 done: None,
             };
             let keep = offer(&shared, &requests, request, now);
@@ -117,8 +118,8 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
             }
             keep
         });
-        guarded.extend(newly_installed);
-        guarded.retain(|&id| watch_guard(&shared, &requests, id, now));
+        watched.extend(newly_installed);
+        watched.retain(|&id| watch_speculation(&shared, &requests, id, now));
     }
     // Transfers that happened since the last tick, before the job ended.
     if shared.config.osr.enabled {
@@ -154,30 +155,44 @@ fn report_transitions(
     }
 }
 
-/// Checks the value guard of function `id`'s installed version; when it has
-/// failed too often (`config.pgo`), revokes the specialization and queues a
-/// general version. Whether to keep watching.
-fn watch_guard(
+/// Checks what the installed version of a watched function speculated on.
+/// A value guard that fails too often (`config.pgo`) is revoked and a
+/// general version queued; promoted calls that keep taking the fallback
+/// get a version planned from the targets seen since (a few times at
+/// most). Whether to keep watching.
+fn watch_speculation(
     shared: &Shared,
     requests: &Sender<CompileRequest>,
     id: usize,
     now: Instant,
 ) -> bool {
     let unit = Unit::Function(id);
-    if shared.versions.state(unit) != TierUpState::Installed {
-        // Still compiling, failed, or given up: nothing guarded runs yet.
-        return !matches!(shared.versions.state(unit), TierUpState::GaveUp { .. });
+    match shared.versions.state(unit) {
+        TierUpState::Installed => {}
+        // Gave up: the installed version, if any, stays for good.
+        TierUpState::GaveUp { .. } => return false,
+        // Compiling a replacement, or it failed and may be retried.
+        _ => return true,
     }
-    let Some(spec) = shared.versions.speculation(unit).specialization else {
+    let speculation = shared.versions.speculation(unit);
+    if speculation.specialization.is_none() && speculation.promotions.is_empty() {
         return false;
-    };
-    let f = &shared.layout.functions[id];
-    let hits = shared.counters.read(f.guard_hits);
-    let misses = shared.counters.read(f.guard_misses);
-    if !shared.policy.guard_failed(hits, misses) {
-        return true;
     }
-    if !shared.versions.revoke_specialization(unit) {
+    let f = &shared.layout.functions[id];
+    let (hits, misses) = speculation.guard_counts();
+    let failed_guard = speculation
+        .specialization
+        .as_ref()
+        .filter(|_| shared.policy.guard_failed(hits, misses));
+    let fallbacks = speculation.all_fallbacks();
+    let replace = match failed_guard {
+        Some(_) => shared.versions.revoke_specialization(unit),
+        None if shared.policy.promotions_failed(fallbacks) => shared
+            .versions
+            .respeculate(unit, super::policy::MAX_RESPECULATIONS),
+        None => return true,
+    };
+    if !replace {
         return false;
     }
     let (calls, backedges) = shared.function_counts(id);
@@ -187,17 +202,25 @@ fn watch_guard(
         calls,
         backedges,
         queued_at: now,
-        despecialize: true,
+        replaces_speculation: true,
         done: None,
     };
     match requests.try_send(request) {
         Ok(()) => {
-            shared
-                .metrics
-                .guard_failed(f.display_name(), &spec.condition(), hits, misses);
-            false
+            match failed_guard {
+                Some(spec) => {
+                    shared
+                        .metrics
+                        .guard_failed(f.display_name(), &spec.condition(), hits, misses)
+                }
+                None => shared
+                    .metrics
+                    .promotions_failed(f.display_name(), fallbacks),
+            }
+            // Watch the replacement once it is installed.
+            true
         }
-        // Try again at a later tick; the guarded version keeps running.
+        // Try again at a later tick; the installed version keeps running.
         Err(_) => {
             shared.versions.cancel_request(unit, TierUpState::Installed);
             true

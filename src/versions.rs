@@ -88,6 +88,8 @@ pub struct VersionManager {
     osr_records: Mutex<Vec<Record>>,
     /// Loaded code, kept alive so it is never freed under a running frame.
     objects: Mutex<Vec<LoadedObject>>,
+    /// Guard counters of replaced versions, for the same reason.
+    retired_counters: Mutex<Vec<std::sync::Arc<crate::code::CounterTable>>>,
 }
 
 impl VersionManager {
@@ -114,6 +116,7 @@ impl VersionManager {
             slots,
             osr_slots,
             objects: Mutex::new(Vec::new()),
+            retired_counters: Mutex::new(Vec::new()),
         }
     }
 
@@ -131,6 +134,13 @@ impl VersionManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(object);
+    }
+
+    fn keep_counters_alive(&self, counters: std::sync::Arc<crate::code::CounterTable>) {
+        self.retired_counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(counters);
     }
 
     pub fn state(&self, unit: Unit) -> TierUpState {
@@ -195,7 +205,13 @@ impl VersionManager {
         record.tier = tier;
         record.state = TierUpState::Installed;
         record.versions += 1;
-        record.speculation = speculation;
+        let replaced = std::mem::replace(&mut record.speculation, speculation);
+        drop(records);
+        // The replaced version's code holds the address of its guard
+        // counters and may still be running: they live as long as its code.
+        if let Some(counters) = replaced.counters {
+            self.keep_counters_alive(counters);
+        }
     }
 
     /// What the installed version of `unit` speculated on.

@@ -25,6 +25,8 @@ use crate::ir::edit::{codegen_err, emit_increment, host_pointer, split_after};
 const MIN_SHARE_PERCENT: u64 = 30;
 /// ...out of at least this many.
 const MIN_SAMPLES: u64 = 16;
+/// Fallback calls per version whose targets are recorded, at most.
+const RECORD_FALLBACKS: u64 = 4096;
 /// Targets promoted per site, at most (as LLVM's own `icp-max-prom`).
 const MAX_TARGETS: usize = 3;
 
@@ -242,9 +244,29 @@ fn promote<'ctx>(
             .map_err(codegen_err)?;
         test_block = next;
     }
-    // The fallback: the original call, counted, its target recorded.
+    // The fallback: the original call, counted, its target recorded for
+    // the first RECORD_FALLBACKS fallbacks (a site that keeps missing after
+    // re-planning should not pay a host call forever).
     builder.position_at_end(test_block);
-    emit_increment(context, builder, fallback.counter)?;
+    let count = emit_increment(context, builder, fallback.counter)?;
+    let record = context.insert_basic_block_after(test_block, "tj.icp.record");
+    let call_block = context.insert_basic_block_after(record, "tj.icp.fallback");
+    let early = builder
+        .build_int_compare(
+            IntPredicate::ULE,
+            count,
+            context.i64_type().const_int(RECORD_FALLBACKS, false),
+            "tj.icp.early",
+        )
+        .map_err(codegen_err)?;
+    let branch = builder
+        .build_conditional_branch(early, record, call_block)
+        .map_err(codegen_err)?;
+    let _ = branch.set_metadata(
+        super::metadata::branch_weights_node(context, &[1, 1000]),
+        prof,
+    );
+    builder.position_at_end(record);
     let target = builder
         .build_ptr_to_int(pointer, context.i64_type(), "tj.icp.target")
         .map_err(codegen_err)?;
@@ -263,6 +285,11 @@ fn promote<'ctx>(
             "",
         )
         .map_err(codegen_err)?;
+    builder
+        .build_unconditional_branch(call_block)
+        .map_err(codegen_err)?;
+    builder.position_at_end(call_block);
+    let test_block = call_block;
     builder.insert_instruction(&call, None);
     builder
         .build_unconditional_branch(join)

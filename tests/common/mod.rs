@@ -106,6 +106,24 @@ pub fn run_with_limit(command: &mut Command, limit: Duration) -> Run {
     }
 }
 
+/// How many times longer to make jobs whose test depends on a background
+/// compile landing while the job still runs: 1 natively, 5 under an
+/// emulator (where compiles are ~50 times slower and job code ~10 times),
+/// or `TIERJIT_TEST_SCALE`.
+pub fn workload_scale() -> u64 {
+    if let Some(n) = std::env::var("TIERJIT_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return n;
+    }
+    if std::env::var("TIERJIT_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
+        5
+    } else {
+        1
+    }
+}
+
 /// How long any single job may take in the tests; generous because the
 /// suite also runs under QEMU.
 pub fn job_limit() -> Duration {

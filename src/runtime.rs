@@ -135,6 +135,7 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     let start = Instant::now();
     codegen::initialize_native_target()?;
     code::load_host_libraries();
+    code::apply_llvm_options();
     let target = TargetSpec::resolve(&options.config.target);
     let bytes = read_job_ir(&options.job, &options.cflags, &target.triple)?;
     let context = Context::create();

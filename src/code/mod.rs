@@ -4,6 +4,7 @@
 
 mod entry;
 pub mod ir;
+mod llvm_options;
 mod orc;
 mod probes;
 mod publish;
@@ -13,6 +14,7 @@ pub use entry::{
     call_main, finish, host_has_symbol, host_overrides, load_host_libraries, osr_now_address,
     set_compile_now_hook, set_shutdown_hook, tier_up_now_address, MainShape,
 };
+pub use llvm_options::apply_llvm_options;
 pub use orc::{Jit, LoadedObject};
 pub use probes::record_value_address;
 pub use publish::sync_core_supported;

@@ -25,7 +25,9 @@ use inkwell::IntPredicate;
 use crate::code::ir::retarget_successors;
 use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ir::edit::{codegen_err, emit_increment, host_pointer, replace_phi_predecessor, Remap};
+use crate::ir::edit::{
+    codegen_err, emit_increment, emit_record_value, replace_phi_predecessor, Remap,
+};
 use crate::ir::flow::EdgeSource;
 use crate::ir::layout::FunctionLayout;
 use crate::ir::sites::{ArgSite, BranchSite, IndirectCallSite};
@@ -106,12 +108,12 @@ pub fn emit_site_probes<'ctx>(
         let target = builder
             .build_ptr_to_int(callee.into_pointer_value(), context.i64_type(), "tj.target")
             .map_err(codegen_err)?;
-        emit_record(
+        emit_record_value(
             context,
             builder,
-            probes,
+            probes.record_value,
             counters.address_of(site.table),
-            target.into(),
+            target,
         )?;
     }
     Ok(())
@@ -175,40 +177,18 @@ pub fn emit_argument_samples<'ctx>(
         let wide = builder
             .build_int_z_extend_or_bit_cast(value, i64t, "tj.arg")
             .map_err(codegen_err)?;
-        emit_record(
+        emit_record_value(
             context,
             builder,
-            probes,
+            probes.record_value,
             counters.address_of(site.table),
-            wide.into(),
+            wide,
         )?;
     }
     builder
         .build_unconditional_branch(after)
         .map_err(codegen_err)?;
     builder.position_at_end(after);
-    Ok(())
-}
-
-fn emit_record<'ctx>(
-    context: &ContextRef<'ctx>,
-    builder: &Builder<'ctx>,
-    probes: Probes,
-    table: usize,
-    value: inkwell::values::BasicMetadataValueEnum<'ctx>,
-) -> Result<(), Error> {
-    let ptr = context.ptr_type(0.into());
-    let hook_type = context
-        .void_type()
-        .fn_type(&[ptr.into(), context.i64_type().into()], false);
-    builder
-        .build_indirect_call(
-            hook_type,
-            host_pointer(context, probes.record_value),
-            &[host_pointer(context, table).into(), value],
-            "",
-        )
-        .map_err(codegen_err)?;
     Ok(())
 }
 

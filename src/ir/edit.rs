@@ -57,6 +57,31 @@ pub fn emit_increment_at<'ctx>(
     Ok(new)
 }
 
+/// `record_value(table, value)`: a call of the host function at
+/// `record_value` (`void (ptr, i64)`, see `code::record_value_address`)
+/// counting `value` in the value table at `table`.
+pub fn emit_record_value<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    record_value: usize,
+    table: usize,
+    value: IntValue<'ctx>,
+) -> Result<(), Error> {
+    let ptr = context.ptr_type(0.into());
+    let record_type = context
+        .void_type()
+        .fn_type(&[ptr.into(), context.i64_type().into()], false);
+    builder
+        .build_indirect_call(
+            record_type,
+            host_pointer(context, record_value),
+            &[host_pointer(context, table).into(), value.into()],
+            "",
+        )
+        .map_err(codegen_err)?;
+    Ok(())
+}
+
 pub fn set_atomic(
     instruction: Option<InstructionValue<'_>>,
     ordering: AtomicOrdering,

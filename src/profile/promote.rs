@@ -19,7 +19,7 @@ use inkwell::IntPredicate;
 use super::{GuardSlots, ProfileView};
 use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ir::edit::{codegen_err, emit_increment, host_pointer, split_after};
+use crate::ir::edit::{codegen_err, emit_increment, emit_record_value, split_after};
 
 /// A target must have had at least this share of a site's samples...
 const MIN_SHARE_PERCENT: u64 = 30;
@@ -270,21 +270,13 @@ fn promote<'ctx>(
     let target = builder
         .build_ptr_to_int(pointer, context.i64_type(), "tj.icp.target")
         .map_err(codegen_err)?;
-    let ptr = context.ptr_type(0.into());
-    let record_type = context
-        .void_type()
-        .fn_type(&[ptr.into(), context.i64_type().into()], false);
-    builder
-        .build_indirect_call(
-            record_type,
-            host_pointer(context, fallback.record_value),
-            &[
-                host_pointer(context, fallback.recent_table).into(),
-                target.into(),
-            ],
-            "",
-        )
-        .map_err(codegen_err)?;
+    emit_record_value(
+        context,
+        builder,
+        fallback.record_value,
+        fallback.recent_table,
+        target,
+    )?;
     builder
         .build_unconditional_branch(call_block)
         .map_err(codegen_err)?;

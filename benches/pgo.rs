@@ -15,7 +15,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{median, native, run_ok, tierjit};
+use common::{median, native, run_ok, tierjit, CORE_JOBS};
 use criterion::{Criterion, SamplingMode};
 
 /// Jobs and the arguments they run with (about 0.2-1 s natively).
@@ -25,14 +25,7 @@ const PGO_JOBS: &[(&str, &[&str])] = &[
     ("runtime_sizes", &["3", "512", "256", "1500"]),
 ];
 
-const PROBE_JOBS: &[&str] = &[
-    "fib",
-    "nbody",
-    "spectral_norm",
-    "hot_call",
-    "stencil",
-    "matmul",
-];
+const PROBE_JOBS: &[&str] = CORE_JOBS;
 
 const PGO_OFF: &[&str] = &[
     "--set",

@@ -14,17 +14,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{median, native, run_ok, tierjit};
+use common::{median, native, run_ok, tierjit, CORE_JOBS};
 use criterion::{Criterion, SamplingMode};
 
-const JOBS: &[&str] = &[
-    "fib",
-    "nbody",
-    "spectral_norm",
-    "hot_call",
-    "stencil",
-    "matmul",
-];
+const JOBS: &[&str] = CORE_JOBS;
 
 const NATIVE: &[(&str, &[&str])] = &[
     ("native-O3", &["-O3"]),

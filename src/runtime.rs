@@ -412,15 +412,7 @@ fn start_background(shared: &Arc<Shared>) {
 /// finished, or until another thread's request for it has.
 fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
     let (calls, backedges) = shared.function_counts(function);
-    let request = CompileRequest {
-        function,
-        loop_index,
-        calls,
-        backedges,
-        queued_at: Instant::now(),
-        replaces_speculation: false,
-        done: None,
-    };
+    let request = CompileRequest::new(function, loop_index, calls, backedges, Instant::now());
     let unit = request.unit(&shared.layout);
     loop {
         let previous = shared.versions.state(unit);

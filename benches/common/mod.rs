@@ -5,6 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The core jobs: call overhead, floating point, loops, nests.
+pub const CORE_JOBS: &[&str] = &[
+    "fib",
+    "nbody",
+    "spectral_norm",
+    "hot_call",
+    "stencil",
+    "matmul",
+];
+
 pub fn jobs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/jobs")
 }

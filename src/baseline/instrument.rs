@@ -29,11 +29,10 @@ use inkwell::{AtomicOrdering, IntPredicate};
 use llvm_sys::LLVMTailCallKind;
 
 use super::probes::{emit_argument_samples, emit_site_probes, find_sites, Probes};
-use crate::code::ir::retarget_successors;
 use crate::code::{CounterTable, SlotTable};
 use crate::error::Error;
 use crate::ir::edit::{
-    copy_abi_attributes, emit_increment, host_pointer, replace_phi_predecessor, set_atomic, Remap,
+    copy_abi_attributes, count_on_edge, emit_increment, host_pointer, set_atomic, Remap,
 };
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::{FunctionLayout, JobLayout};
@@ -301,15 +300,15 @@ fn count_backedge<'ctx>(
         let count = emit_increment(context, builder, address)?;
         return Ok((latch, count));
     }
-    let edge = context.insert_basic_block_after(latch, "tj.backedge");
-    builder.position_at_end(edge);
-    let count = emit_increment(context, builder, address)?;
-    builder
-        .build_unconditional_branch(header)
-        .map_err(codegen_err)?;
-    retarget_successors(term, header, edge);
-    replace_phi_predecessor(builder, header, latch, edge, remap)?;
-    Ok((edge, count))
+    count_on_edge(
+        context,
+        builder,
+        term,
+        header,
+        address,
+        "tj.backedge",
+        remap,
+    )
 }
 
 /// A back-edge polls its loop's OSR entry slot when the loop's back-edge

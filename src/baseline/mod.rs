@@ -5,4 +5,4 @@ mod instrument;
 mod probes;
 
 pub use instrument::{baseline_symbol, instrument, BatchTierUp, OsrEntries};
-pub use probes::{Probes, ARG_FULL_SAMPLES, ARG_SAMPLE_PERIOD};
+pub use probes::{Probes, ARG_FULL_SAMPLES};

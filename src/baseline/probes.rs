@@ -22,12 +22,9 @@ use inkwell::context::ContextRef;
 use inkwell::values::{BasicValueEnum, FunctionValue, InstructionValue};
 use inkwell::IntPredicate;
 
-use crate::code::ir::retarget_successors;
 use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ir::edit::{
-    codegen_err, emit_increment, emit_record_value, replace_phi_predecessor, Remap,
-};
+use crate::ir::edit::{codegen_err, count_on_edge, emit_record_value, Remap};
 use crate::ir::flow::EdgeSource;
 use crate::ir::layout::FunctionLayout;
 use crate::ir::sites::{ArgSite, BranchSite, IndirectCallSite};
@@ -203,7 +200,6 @@ fn count_branch<'ctx>(
     counters: &CounterTable,
     current: &dyn Fn(usize) -> Option<BasicBlock<'ctx>>,
 ) -> Result<(), Error> {
-    let block = term.get_parent().expect("terminator in a block");
     let mut remap = Remap::new();
     for (&target, source) in site.targets.iter().zip(&site.sources) {
         let EdgeSource::Counter(counter) = *source else {
@@ -212,14 +208,15 @@ fn count_branch<'ctx>(
         let Some(successor) = current(target) else {
             continue;
         };
-        let counting = context.insert_basic_block_after(block, "tj.edge");
-        builder.position_at_end(counting);
-        emit_increment(context, builder, counters.address_of(counter))?;
-        builder
-            .build_unconditional_branch(successor)
-            .map_err(codegen_err)?;
-        retarget_successors(term, successor, counting);
-        replace_phi_predecessor(builder, successor, block, counting, &mut remap)?;
+        count_on_edge(
+            context,
+            builder,
+            term,
+            successor,
+            counters.address_of(counter),
+            "tj.edge",
+            &mut remap,
+        )?;
     }
     Ok(())
 }

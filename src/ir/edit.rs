@@ -35,15 +35,7 @@ pub fn emit_increment<'ctx>(
     builder: &Builder<'ctx>,
     address: usize,
 ) -> Result<IntValue<'ctx>, Error> {
-    emit_increment_at(context, builder, host_pointer(context, address))
-}
-
-/// `emit_increment` of the counter at `ptr` (computed in IR).
-pub fn emit_increment_at<'ctx>(
-    context: &ContextRef<'ctx>,
-    builder: &Builder<'ctx>,
-    ptr: PointerValue<'ctx>,
-) -> Result<IntValue<'ctx>, Error> {
+    let ptr = host_pointer(context, address);
     let i64t = context.i64_type();
     let old = builder
         .build_load(i64t, ptr, "tj.count")
@@ -55,6 +47,33 @@ pub fn emit_increment_at<'ctx>(
     let store = builder.build_store(ptr, new).map_err(codegen_err)?;
     set_atomic(Some(store), AtomicOrdering::Unordered)?;
     Ok(new)
+}
+
+/// Puts a block named `name` on the edges from `term`'s block to `to`,
+/// holding `counter += 1` (the counter at host address `counter`), so the
+/// count goes up only when such an edge is taken. Returns the new block
+/// (which ends in `br to`) and the count it computes.
+pub fn count_on_edge<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    term: InstructionValue<'ctx>,
+    to: BasicBlock<'ctx>,
+    counter: usize,
+    name: &str,
+    remap: &mut Remap<'ctx>,
+) -> Result<(BasicBlock<'ctx>, IntValue<'ctx>), Error> {
+    let from = term
+        .get_parent()
+        .ok_or_else(|| codegen_err("terminator outside a block"))?;
+    let edge = context.insert_basic_block_after(from, name);
+    builder.position_at_end(edge);
+    let count = emit_increment(context, builder, counter)?;
+    builder
+        .build_unconditional_branch(to)
+        .map_err(codegen_err)?;
+    crate::code::ir::retarget_successors(term, to, edge);
+    replace_phi_predecessor(builder, to, from, edge, remap)?;
+    Ok((edge, count))
 }
 
 /// `record_value(table, value)`: a call of the host function at

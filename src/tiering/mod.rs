@@ -31,6 +31,25 @@ pub struct CompileRequest {
 }
 
 impl CompileRequest {
+    /// A request made at `queued_at` because of the given counts.
+    pub fn new(
+        function: usize,
+        loop_index: Option<usize>,
+        calls: u64,
+        backedges: u64,
+        queued_at: Instant,
+    ) -> CompileRequest {
+        CompileRequest {
+            function,
+            loop_index,
+            calls,
+            backedges,
+            queued_at,
+            replaces_speculation: false,
+            done: None,
+        }
+    }
+
     pub fn unit(&self, layout: &JobLayout) -> Unit {
         match self.loop_index {
             None => Unit::Function(self.function),

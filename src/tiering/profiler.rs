@@ -76,15 +76,7 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
                 cur = function.loops[p].parent;
             }
             let calls = shared.counters.read(function.entry_counter);
-            let request = CompileRequest {
-                function: f,
-                loop_index: Some(chosen),
-                calls,
-                backedges,
-                queued_at: now,
-                replaces_speculation: false,
-                done: None,
-            };
+            let request = CompileRequest::new(f, Some(chosen), calls, backedges, now);
             let chosen_id = function.loops[chosen].global_id;
             let was_cold = shared.versions.state(Unit::Loop(chosen_id)) != TierUpState::Requested;
             let keep = offer(&shared, &requests, request, now);
@@ -103,15 +95,7 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
             if !shared.policy.is_hot(calls, backedges, samples_args) {
                 return true;
             }
-            let request = CompileRequest {
-                function: id,
-                loop_index: None,
-                calls,
-                backedges,
-                queued_at: now,
-                replaces_speculation: false,
-                done: None,
-            };
+            let request = CompileRequest::new(id, None, calls, backedges, now);
             let keep = offer(&shared, &requests, request, now);
             if !keep {
                 newly_installed.push(id);
@@ -197,13 +181,8 @@ fn watch_speculation(
     }
     let (calls, backedges) = shared.function_counts(id);
     let request = CompileRequest {
-        function: id,
-        loop_index: None,
-        calls,
-        backedges,
-        queued_at: now,
         replaces_speculation: true,
-        done: None,
+        ..CompileRequest::new(id, None, calls, backedges, now)
     };
     match requests.try_send(request) {
         Ok(()) => {

@@ -288,9 +288,19 @@ fn a_function_hot_by_its_loops_waits_for_samples_then_specializes() {
     let source = fixtures_dir().join("pgo_phase.c");
     let calls = (20000 * workload_scale()).to_string();
     let args = vec![calls.clone(), calls];
+    // No OSR continuation is compiled (its loop never counts as hot), so
+    // kernel's request is the first in the queue: once taken, a compile
+    // finishes and is reported even if the job ends first (under QEMU a
+    // continuation queued ahead once kept it waiting past the end).
     let run = run_tierjit(
         &source,
-        &["--events", "--set", "thresholds.calls=1000000000"],
+        &[
+            "--events",
+            "--set",
+            "thresholds.calls=1000000000",
+            "--set",
+            "thresholds.osr_backedges=1000000000000",
+        ],
         &args,
     );
     assert_eq!(run.status, Some(0), "{run:?}");

@@ -422,10 +422,16 @@ fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
                 continue;
             }
             TierUpState::Installed | TierUpState::GaveUp { .. } => return,
+            // A failed compile is retried later, in the background; this
+            // call goes on in baseline code rather than wait for that.
+            TierUpState::Failed { retry_at, .. } if Instant::now() < retry_at => return,
             TierUpState::Cold | TierUpState::Failed { .. } => {}
         }
+        // Another thread (the profiler) may have requested the unit since
+        // the state was read: wait for that request instead of giving up,
+        // or the job would run on without the compile it asked for.
         if !shared.versions.try_request(unit, Instant::now()) {
-            return;
+            continue;
         }
         let sender = shared
             .batch_requests

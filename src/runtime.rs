@@ -22,7 +22,7 @@ use crate::ir::load::{parse_module, read_job_ir};
 use crate::ir::normalize::{is_intrinsic, make_shareable, set_code_attributes};
 use crate::metrics::Metrics;
 use crate::profile::ProfileView;
-use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest};
+use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest, RequestQueues};
 use crate::versions::{Tier, TierUpState, Unit, VersionManager};
 
 /// How a job runs.
@@ -77,7 +77,8 @@ pub struct Shared {
     pub inject_compile_failure: Option<String>,
     pub stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Where batch-mode tier-ups queue their requests (None once stopped).
+    /// Where job threads that wait for a compile (batch mode, forced OSR)
+    /// queue their requests, served before the profiler's (None once stopped).
     batch_requests: Mutex<Option<Sender<CompileRequest>>>,
 }
 
@@ -374,11 +375,15 @@ fn run_tiered(
 
 fn start_background(shared: &Arc<Shared>) {
     let (tx, rx) = crossbeam_channel::bounded::<CompileRequest>(shared.config.compiler.queue_size);
+    let mut waited_on = crossbeam_channel::never();
     if !shared.config.compiler.background || shared.config.osr.force {
+        // Unbounded: each job thread has at most one request in it.
+        let (urgent_tx, urgent_rx) = crossbeam_channel::unbounded();
+        waited_on = urgent_rx;
         *shared
             .batch_requests
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+            .unwrap_or_else(|p| p.into_inner()) = Some(urgent_tx);
         let s = shared.clone();
         code::set_compile_now_hook(Box::new(move |unit| match unit {
             Unit::Function(id) => request_now(&s, id, None),
@@ -390,7 +395,11 @@ fn start_background(shared: &Arc<Shared>) {
     }
     let mut threads = shared.threads.lock().unwrap_or_else(|p| p.into_inner());
     for i in 0..shared.config.compiler.threads {
-        let (s, r) = (shared.clone(), rx.clone());
+        let s = shared.clone();
+        let r = RequestQueues {
+            waited_on: waited_on.clone(),
+            background: rx.clone(),
+        };
         threads.push(
             std::thread::Builder::new()
                 .name(format!("tierjit-compiler-{i}"))

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 use inkwell::context::Context;
 use inkwell::module::Module;
 use inkwell::targets::TargetMachine;
@@ -17,7 +17,7 @@ use super::build::{
     apply_own_promotions, compile_version, finish_module, prepare_module, BuildOptions, Built,
     Prepared, ProfileUse,
 };
-use super::CompileRequest;
+use super::{CompileRequest, RequestQueues};
 use crate::error::Error;
 use crate::ir::load::parse_module;
 use crate::metrics::TierEvent;
@@ -30,15 +30,13 @@ use crate::versions::{Tier, Unit};
 /// failure path.
 pub const INJECT_ENV: &str = "TIERJIT_INJECT_COMPILE_FAILURE";
 
-pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
+pub fn run(shared: Arc<Shared>, requests: RequestQueues) {
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
         Ok(m) => m,
         Err(e) => {
             // Without a target machine nothing can be optimized; answer every
             // request with a failure so the job keeps running on baseline.
-            for request in requests.iter() {
-                report(&shared, &request, Instant::now(), 0, Err(e.to_string()));
-            }
+            answer_with_failures(&shared, &requests, &e);
             return;
         }
     };
@@ -53,9 +51,7 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
         let canonical = match parse_module(&context, &shared.canonical_bitcode, &shared.job_path) {
             Ok(m) => m,
             Err(e) => {
-                for request in requests.iter() {
-                    report(&shared, &request, Instant::now(), 0, Err(e.to_string()));
-                }
+                answer_with_failures(&shared, &requests, &e);
                 return;
             }
         };
@@ -66,7 +62,7 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
             if shared.stop.load(Ordering::Acquire) {
                 return;
             }
-            let request = match requests.recv_timeout(Duration::from_millis(20)) {
+            let request = match requests.next(Duration::from_millis(20)) {
                 Ok(request) => request,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -85,6 +81,18 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<CompileRequest>) {
                 }
                 Err(e) => report(&shared, &request, started, 0, Err(e.to_string())),
             }
+        }
+    }
+}
+
+/// Without a target machine or module nothing can be optimized: every
+/// request fails (the job keeps running on baseline) until the queues close.
+fn answer_with_failures(shared: &Shared, requests: &RequestQueues, error: &Error) {
+    loop {
+        match requests.next(Duration::from_millis(20)) {
+            Ok(request) => report(shared, &request, Instant::now(), 0, Err(error.to_string())),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }

@@ -62,7 +62,7 @@ impl Default for Profiler {
 pub struct Compiler {
     /// Background compiler threads, each with its own LLVM context.
     pub threads: usize,
-    /// Compile requests that may wait; a hot function finding it full is
+    /// Profiler requests that may wait; a hot function finding it full is
     /// asked for again at the next profiler tick.
     pub queue_size: usize,
     /// Optimization level of the top tier (1, 2 or 3).
@@ -76,8 +76,9 @@ pub struct Compiler {
     /// starts a fresh one (contexts only grow).
     pub context_reuse: u32,
     /// false: a job thread whose call makes a function hot waits until its
-    /// optimized version is installed (HotSpot's -Xbatch). For tests and
-    /// debugging: tier-ups become deterministic.
+    /// optimized version is installed (HotSpot's -Xbatch); its request goes
+    /// ahead of the profiler's. For tests and debugging: tier-ups become
+    /// deterministic.
     pub background: bool,
     /// An optimized version calls itself directly; false: through its slot
     /// like every other call (to measure what slot calls cost).

@@ -220,6 +220,17 @@ impl VersionManager {
         records[i].speculation.clone()
     }
 
+    /// Functions whose installed version is entered through a value guard.
+    pub fn specialized_functions(&self) -> std::collections::BTreeSet<usize> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records
+            .iter()
+            .enumerate()
+            .filter(|(_, record)| record.speculation.specialization.is_some())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     /// Whether a new version of `unit` may specialize on argument values.
     pub fn may_specialize(&self, unit: Unit) -> bool {
         let (records, i) = self.records(unit);

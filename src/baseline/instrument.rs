@@ -32,7 +32,7 @@ use super::probes::{emit_argument_samples, emit_site_probes, find_sites, Probes}
 use crate::code::{CounterTable, SlotTable};
 use crate::error::Error;
 use crate::ir::edit::{
-    copy_abi_attributes, count_on_edge, emit_increment, host_pointer, set_atomic, Remap,
+    copy_abi_attributes, count_on_edge, emit_if, emit_increment, host_pointer, set_atomic, Remap,
 };
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::{FunctionLayout, JobLayout};
@@ -230,26 +230,19 @@ fn emit_entry<'ctx>(
                 "tj.hot",
             )
             .map_err(codegen_err)?;
-        let hot = context.insert_basic_block_after(entry, "tj.tierup");
-        let next = context.insert_basic_block_after(hot, "tj.counted");
-        builder
-            .build_conditional_branch(reached, hot, next)
-            .map_err(codegen_err)?;
-        builder.position_at_end(hot);
-        let hook_type = context.void_type().fn_type(&[i64t.into()], false);
-        let hook = host_pointer(context, batch.hook);
-        builder
-            .build_indirect_call(
-                hook_type,
-                hook,
-                &[i64t.const_int(id as u64, false).into()],
-                "",
-            )
-            .map_err(codegen_err)?;
-        builder
-            .build_unconditional_branch(next)
-            .map_err(codegen_err)?;
-        builder.position_at_end(next);
+        emit_if(context, builder, reached, "tj.tierup", "tj.counted", || {
+            let hook_type = context.void_type().fn_type(&[i64t.into()], false);
+            let hook = host_pointer(context, batch.hook);
+            builder
+                .build_indirect_call(
+                    hook_type,
+                    hook,
+                    &[i64t.const_int(id as u64, false).into()],
+                    "",
+                )
+                .map_err(codegen_err)?;
+            Ok(())
+        })?;
     }
     if let Some(probes) = samples {
         emit_argument_samples(

@@ -24,7 +24,7 @@ use inkwell::IntPredicate;
 
 use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ir::edit::{codegen_err, count_on_edge, emit_record_value, Remap};
+use crate::ir::edit::{codegen_err, count_on_edge, emit_if, emit_record_value, Remap};
 use crate::ir::flow::EdgeSource;
 use crate::ir::layout::FunctionLayout;
 use crate::ir::sites::{ArgSite, BranchSite, IndirectCallSite};
@@ -160,33 +160,32 @@ pub fn emit_argument_samples<'ctx>(
     let sample = builder
         .build_or(periodic, early, "tj.sample")
         .map_err(codegen_err)?;
-    let current = builder.get_insert_block().expect("builder is in a block");
-    let record = context.insert_basic_block_after(current, "tj.sample.args");
-    let after = context.insert_basic_block_after(record, "tj.sample.done");
-    builder
-        .build_conditional_branch(sample, record, after)
-        .map_err(codegen_err)?;
-    builder.position_at_end(record);
-    for site in args {
-        let Some(BasicValueEnum::IntValue(value)) = function.get_nth_param(site.param) else {
-            continue;
-        };
-        let wide = builder
-            .build_int_z_extend_or_bit_cast(value, i64t, "tj.arg")
-            .map_err(codegen_err)?;
-        emit_record_value(
-            context,
-            builder,
-            probes.record_value,
-            counters.address_of(site.table),
-            wide,
-        )?;
-    }
-    builder
-        .build_unconditional_branch(after)
-        .map_err(codegen_err)?;
-    builder.position_at_end(after);
-    Ok(())
+    emit_if(
+        context,
+        builder,
+        sample,
+        "tj.sample.args",
+        "tj.sample.done",
+        || {
+            for site in args {
+                let Some(BasicValueEnum::IntValue(value)) = function.get_nth_param(site.param)
+                else {
+                    continue;
+                };
+                let wide = builder
+                    .build_int_z_extend_or_bit_cast(value, i64t, "tj.arg")
+                    .map_err(codegen_err)?;
+                emit_record_value(
+                    context,
+                    builder,
+                    probes.record_value,
+                    counters.address_of(site.table),
+                    wide,
+                )?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Gives each counted edge of a branch a block of its own holding the

@@ -76,6 +76,35 @@ pub fn count_on_edge<'ctx>(
     Ok((edge, count))
 }
 
+/// Emits `if (condition) { then() }` at the builder's position, the end of
+/// a block without a terminator: `then` fills a new block `then_name`, and
+/// the builder is left at the end of the block `join_name` after it, which
+/// both paths reach.
+pub fn emit_if<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    condition: IntValue<'ctx>,
+    then_name: &str,
+    join_name: &str,
+    then: impl FnOnce() -> Result<(), Error>,
+) -> Result<(), Error> {
+    let current = builder
+        .get_insert_block()
+        .ok_or_else(|| codegen_err("builder is not in a block"))?;
+    let taken = context.insert_basic_block_after(current, then_name);
+    let join = context.insert_basic_block_after(taken, join_name);
+    builder
+        .build_conditional_branch(condition, taken, join)
+        .map_err(codegen_err)?;
+    builder.position_at_end(taken);
+    then()?;
+    builder
+        .build_unconditional_branch(join)
+        .map_err(codegen_err)?;
+    builder.position_at_end(join);
+    Ok(())
+}
+
 /// `record_value(table, value)`: a call of the host function at
 /// `record_value` (`void (ptr, i64)`, see `code::record_value_address`)
 /// counting `value` in the value table at `table`.

@@ -3,7 +3,6 @@
 //! and starts a fresh one every `compiler.context_reuse` compiles, because
 //! a context only grows.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use crate::metrics::TierEvent;
 use crate::osr::continuation::build_continuation;
 use crate::profile::promote;
 use crate::runtime::Shared;
-use crate::versions::{Tier, Unit};
+use crate::versions::Tier;
 
 /// Names functions (comma-separated) whose every compile fails, to test the
 /// failure path.
@@ -111,15 +110,7 @@ fn compile_and_install(
     let version = shared.versions.next_version(unit);
     let name = &layout.functions[request.function].name;
     let pgo = &shared.config.pgo;
-    let specialized: BTreeSet<usize> = (0..layout.functions.len())
-        .filter(|&f| {
-            shared
-                .versions
-                .speculation(Unit::Function(f))
-                .specialization
-                .is_some()
-        })
-        .collect();
+    let specialized = shared.versions.specialized_functions();
     let profile =
         (pgo.profile_metadata || pgo.call_promotion || pgo.value_specialization).then(|| {
             ProfileUse {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::ir::layout::JobLayout;
 use crate::ir::load::{parse_module, read_job_ir};
-use crate::ir::normalize::{is_intrinsic, make_shareable, set_code_attributes};
+use crate::ir::normalize::{canonicalize_cfg, is_intrinsic, make_shareable, set_code_attributes};
 use crate::metrics::Metrics;
 use crate::profile::ProfileView;
 use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest, RequestQueues};
@@ -149,6 +149,7 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
         Mode::Optimized => run_optimized(module, target, shape, metrics, &options),
         Mode::Tiered | Mode::Baseline => {
             let module = make_shareable(&context, module, &options.job, code::host_has_symbol)?;
+            canonicalize_cfg(&module, &target.machine(0)?)?;
             run_tiered(module, target, shape, metrics, &options)
         }
     }

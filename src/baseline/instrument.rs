@@ -13,8 +13,6 @@
 //!   Its address is `f`'s identity for the whole run, so `&f == &f` across
 //!   versions, and later versions' references to `f` resolve to it.
 
-use std::collections::HashMap;
-
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
@@ -22,8 +20,7 @@ use inkwell::context::ContextRef;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, BasicType, FunctionType};
 use inkwell::values::{
-    AsValueRef, BasicMetadataValueEnum, BasicValue, BasicValueEnum, FunctionValue,
-    InstructionOpcode, IntValue, PointerValue,
+    BasicMetadataValueEnum, BasicValue, FunctionValue, InstructionOpcode, IntValue, PointerValue,
 };
 use inkwell::{AtomicOrdering, IntPredicate};
 use llvm_sys::LLVMTailCallKind;
@@ -32,11 +29,11 @@ use super::probes::{emit_argument_samples, emit_site_probes, find_sites, Probes}
 use crate::code::{CounterTable, SlotTable};
 use crate::error::Error;
 use crate::ir::edit::{
-    copy_abi_attributes, count_on_edge, emit_if, emit_increment, host_pointer, set_atomic, Remap,
+    codegen_err, copy_abi_attributes, count_edge, emit_if, emit_increment, host_pointer, set_atomic,
 };
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::{FunctionLayout, JobLayout};
-use crate::osr::live::{header_phis, live_types, loop_state, LiveIn, LoopState};
+use crate::ir::live::{bind, header_phis, parameter_types, Bound};
 
 /// Name of the baseline version of `function`.
 pub fn baseline_symbol(function: &str) -> String {
@@ -79,71 +76,57 @@ pub fn instrument(
         let info = &layout.functions[id];
         let blocks = function.get_basic_blocks();
         let sites = find_sites(*function, info, probes);
-        // The live state at each header, from the IR as the compiler thread
-        // will see it (before this pass changes anything).
-        let states: Vec<LoopState> = match osr {
-            Some(_) => info
-                .loops
-                .iter()
-                .map(|lp| loop_state(*function, lp.header, &lp.blocks))
-                .collect(),
-            None => Vec::new(),
-        };
-        let mut remap = Remap::new();
-        let mut backedge_blocks = HashMap::new();
+        // The live state at each header that has an OSR entry, found in
+        // the canonical body before this pass changes anything.
+        let mut bound = Vec::with_capacity(info.loops.len());
+        for lp in &info.loops {
+            let entry = match osr {
+                Some(_) if lp.osr.blocked.is_none() => Some(
+                    bind(*function, blocks[lp.header], &lp.osr)
+                        .map_err(|e| codegen_err(format!("{}: OSR state: {e}", info.name)))?,
+                ),
+                _ => None,
+            };
+            bound.push(entry);
+        }
         for (k, lp) in info.loops.iter().enumerate() {
             let header = blocks[lp.header];
             for &latch in &lp.latches {
-                let (edge, count) = count_backedge(
+                let latch = blocks[latch];
+                let count = count_edge(
                     context,
                     &builder,
-                    blocks[latch],
+                    latch,
                     header,
-                    counters,
-                    lp.counter,
-                    &mut remap,
+                    counters.address_of(lp.counter),
                 )?;
-                if edge != blocks[latch] {
-                    backedge_blocks.insert((latch, lp.header), edge);
+                let (Some(osr), Some(live), Some(count)) = (osr, &bound[k], count) else {
+                    continue;
+                };
+                if !ends_in_branch_to(latch, header) {
+                    continue;
                 }
-                if let (Some(osr), Some(state)) = (osr, states.get(k)) {
-                    let params: Vec<BasicMetadataTypeEnum> = live_types(state, lp.header)
-                        .into_iter()
-                        .map(Into::into)
-                        .collect();
-                    let cont_type = match function.get_type().get_return_type() {
-                        Some(ret) => ret.fn_type(&params, false),
-                        None => context.void_type().fn_type(&params, false),
-                    };
-                    let transitions =
-                        counters.address_of(layout.osr_transition_counter(lp.global_id));
-                    emit_osr_check(
-                        context,
-                        &builder,
-                        *function,
-                        edge,
+                let cont_type = continuation_type(context, *function, live);
+                let transitions = counters.address_of(layout.osr_transition_counter(lp.global_id));
+                emit_osr_check(
+                    context,
+                    &builder,
+                    *function,
+                    OsrCheck {
+                        edge: latch,
                         count,
                         header,
-                        state,
+                        live,
                         cont_type,
-                        lp.global_id,
-                        osr,
+                        global_id: lp.global_id,
                         transitions,
-                        &remap,
-                    )?;
-                }
+                    },
+                    osr,
+                )?;
             }
         }
         if let Some(probes) = probes {
-            emit_site_probes(
-                context,
-                &builder,
-                &sites,
-                counters,
-                probes,
-                &blocks,
-                &backedge_blocks,
-            )?;
+            emit_site_probes(context, &builder, &sites, counters, probes, &blocks)?;
         }
         emit_entry(
             context, &builder, *function, info, id, counters, batch, probes,
@@ -171,15 +154,14 @@ pub fn instrument(
         let stub = module.add_function(&name, function.get_type(), Some(Linkage::External));
         copy_abi_attributes(*function, stub);
         function.replace_all_uses_with(stub);
+        // Labels stay the body's: replacing the function's uses also
+        // rewrote its `blockaddress` constants to name the stub.
+        crate::code::ir::retarget_block_addresses(*function);
         build_stub(context, &builder, stub, slots.address_of(id))?;
     }
     module
         .verify()
         .map_err(|e| Error::Codegen(format!("baseline instrumentation: {e}")))
-}
-
-fn codegen_err(e: impl std::fmt::Display) -> Error {
-    Error::Codegen(format!("baseline instrumentation: {e}"))
 }
 
 /// Counts the call. In batch mode, or when arguments are sampled, a new
@@ -272,36 +254,26 @@ fn load_slot<'ctx>(
     Ok(value.into_pointer_value())
 }
 
-/// Counts the back-edge `latch -> header` and returns the block that now
-/// ends in `br header` on that edge: the latch itself if it ended in an
-/// unconditional branch to the header, otherwise a new block splitting the
-/// edge (so only taken back-edges count).
-fn count_backedge<'ctx>(
+/// Whether `block` ends in `br label %target`.
+fn ends_in_branch_to<'ctx>(block: BasicBlock<'ctx>, target: BasicBlock<'ctx>) -> bool {
+    block.get_terminator().is_some_and(|t| {
+        t.get_opcode() == InstructionOpcode::Br && crate::code::ir::successors(t) == [target]
+    })
+}
+
+/// The continuation's type: the function's return type, the live state's
+/// types as parameters.
+fn continuation_type<'ctx>(
     context: &ContextRef<'ctx>,
-    builder: &Builder<'ctx>,
-    latch: BasicBlock<'ctx>,
-    header: BasicBlock<'ctx>,
-    counters: &CounterTable,
-    counter: usize,
-    remap: &mut Remap<'ctx>,
-) -> Result<(BasicBlock<'ctx>, IntValue<'ctx>), Error> {
-    let term = latch.get_terminator().expect("latch has a terminator");
-    let address = counters.address_of(counter);
-    let unconditional = term.get_opcode() == InstructionOpcode::Br && term.get_num_operands() == 1;
-    if unconditional {
-        builder.position_before(&term);
-        let count = emit_increment(context, builder, address)?;
-        return Ok((latch, count));
+    function: FunctionValue<'ctx>,
+    live: &[Bound<'ctx>],
+) -> FunctionType<'ctx> {
+    let params: Vec<BasicMetadataTypeEnum> =
+        parameter_types(live).into_iter().map(Into::into).collect();
+    match function.get_type().get_return_type() {
+        Some(ret) => ret.fn_type(&params, false),
+        None => context.void_type().fn_type(&params, false),
     }
-    count_on_edge(
-        context,
-        builder,
-        term,
-        header,
-        address,
-        "tj.backedge",
-        remap,
-    )
 }
 
 /// A back-edge polls its loop's OSR entry slot when the loop's back-edge
@@ -327,13 +299,6 @@ fn add_phi_predecessor<'ctx>(
     }
 }
 
-fn resolve<'ctx>(remap: &Remap<'ctx>, mut value: BasicValueEnum<'ctx>) -> BasicValueEnum<'ctx> {
-    while let Some(newer) = remap.get(&(value.as_value_ref() as usize)) {
-        value = *newer;
-    }
-    value
-}
-
 /// What baseline code needs to enter OSR continuations.
 #[derive(Clone, Copy)]
 pub struct OsrEntries<'a> {
@@ -344,45 +309,59 @@ pub struct OsrEntries<'a> {
     pub force_hook: Option<usize>,
 }
 
-/// At the end of `edge` (which ends in `br header`), on polling iterations
-/// (see `OSR_POLL_PERIOD`): if the loop's entry slot holds a continuation,
+/// One back-edge's OSR check: the edge block (which ends in `br header`),
+/// the loop's back-edge count computed in it, and what the transfer passes.
+struct OsrCheck<'a, 'ctx> {
+    edge: BasicBlock<'ctx>,
+    count: IntValue<'ctx>,
+    header: BasicBlock<'ctx>,
+    live: &'a [Bound<'ctx>],
+    cont_type: FunctionType<'ctx>,
+    global_id: usize,
+    /// Address of the loop's transition counter.
+    transitions: usize,
+}
+
+/// At the end of the check's edge block, on polling iterations (see
+/// `OSR_POLL_PERIOD`): if the loop's entry slot holds a continuation,
 /// call it with the live state and return its result; otherwise go on to
-/// the header.
-#[allow(clippy::too_many_arguments)]
+/// the header. The header's phis get the new predecessors with the values
+/// they have for the edge block; no phi is rebuilt.
 fn emit_osr_check<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
     function: FunctionValue<'ctx>,
-    edge: BasicBlock<'ctx>,
-    count: IntValue<'ctx>,
-    header: BasicBlock<'ctx>,
-    state: &LoopState<'ctx>,
-    cont_type: FunctionType<'ctx>,
-    global_id: usize,
+    check: OsrCheck<'_, 'ctx>,
     osr: OsrEntries<'_>,
-    transitions: usize,
-    remap: &Remap<'ctx>,
 ) -> Result<(), Error> {
-    // The state flowing along this edge, read before any phi is rebuilt.
-    let phis = header_phis(header);
-    let mut args: Vec<BasicMetadataValueEnum<'ctx>> = Vec::with_capacity(state.live.len());
-    for live in &state.live {
-        let value = match live {
-            LiveIn::HeaderPhi(k) => phis[*k]
+    let OsrCheck {
+        edge,
+        count,
+        header,
+        live,
+        cont_type,
+        global_id,
+        transitions,
+    } = check;
+    // The state flowing along this edge.
+    let mut args: Vec<BasicMetadataValueEnum<'ctx>> = Vec::with_capacity(live.len());
+    for value in live {
+        let value = match value {
+            Bound::HeaderPhi(phi) => phi
                 .get_incomings()
                 .find(|(_, from)| *from == edge)
                 .map(|(v, _)| v)
                 .ok_or_else(|| codegen_err("header phi without the back-edge"))?,
-            LiveIn::Value(v) => resolve(remap, *v),
+            Bound::Value(v) => *v,
         };
         args.push(value.into());
     }
     let slot = osr.slots.address_of(global_id);
-    let term = edge.get_terminator().expect("edge ends in br header");
+    let term = edge
+        .get_terminator()
+        .ok_or_else(|| codegen_err("edge without a terminator"))?;
     term.erase_from_basic_block();
     let transfer = context.insert_basic_block_after(edge, "tj.osr");
-    // The transfer call is built before any phi is rebuilt below: `args`
-    // may hold header phis (a phi can feed itself along a back-edge).
     builder.position_at_end(transfer);
     emit_increment(context, builder, transitions)?;
     let target = load_slot(context, builder, slot)?;

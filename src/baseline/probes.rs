@@ -4,8 +4,8 @@
 //!
 //! - Branches: each edge that needs a counter (see `ir::flow`: per branch,
 //!   all but one edge, or none when the loop's back-edge counter covers it)
-//!   gets a block of its own holding the increment, so it costs only when
-//!   taken.
+//!   is counted in a block only that edge enters (the canonical CFG has no
+//!   critical edges), so it costs only when taken.
 //! - Calls through pointers: the target is recorded in the site's value
 //!   table by the host function `record_value`.
 //! - Integer arguments: each of the first `ARG_FULL_SAMPLES` calls, then
@@ -13,8 +13,6 @@
 //!   register), records each sampled argument, so the cost per call is two
 //!   compares and a branch. The full start gives a function that turns hot
 //!   by its loops after a few long calls enough samples early.
-
-use std::collections::HashMap;
 
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
@@ -24,7 +22,7 @@ use inkwell::IntPredicate;
 
 use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ir::edit::{codegen_err, count_on_edge, emit_if, emit_record_value, Remap};
+use crate::ir::edit::{codegen_err, count_edge, emit_if, emit_record_value};
 use crate::ir::flow::EdgeSource;
 use crate::ir::layout::FunctionLayout;
 use crate::ir::sites::{ArgSite, BranchSite, IndirectCallSite};
@@ -46,7 +44,7 @@ pub const ARG_FULL_SAMPLES: u64 = 32;
 
 /// A function's probe sites, found before instrumentation changes it.
 pub struct Sites<'a, 'ctx> {
-    branches: Vec<(InstructionValue<'ctx>, &'a BranchSite)>,
+    branches: Vec<&'a BranchSite>,
     calls: Vec<(InstructionValue<'ctx>, &'a IndirectCallSite)>,
 }
 
@@ -60,7 +58,7 @@ pub fn find_sites<'a, 'ctx>(
         Some(p) if p.branches => info
             .branches
             .iter()
-            .filter_map(|site| Some((blocks.get(site.block)?.get_terminator()?, site)))
+            .filter(|site| site.block < blocks.len())
             .collect(),
         _ => Vec::new(),
     };
@@ -76,8 +74,7 @@ pub fn find_sites<'a, 'ctx>(
 }
 
 /// Emits the branch and call-target probes of `sites`. `blocks` are the
-/// function's canonical blocks; `backedge_blocks` the blocks that now sit
-/// on split back-edges, by (latch, header) index.
+/// function's canonical blocks.
 pub fn emit_site_probes<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
@@ -85,16 +82,9 @@ pub fn emit_site_probes<'ctx>(
     counters: &CounterTable,
     probes: Probes,
     blocks: &[BasicBlock<'ctx>],
-    backedge_blocks: &HashMap<(usize, usize), BasicBlock<'ctx>>,
 ) -> Result<(), Error> {
-    for &(term, site) in &sites.branches {
-        let current = |target: usize| {
-            backedge_blocks
-                .get(&(site.block, target))
-                .or_else(|| blocks.get(target))
-                .copied()
-        };
-        count_branch(context, builder, term, site, counters, &current)?;
+    for &site in &sites.branches {
+        count_branch(context, builder, site, counters, blocks)?;
     }
     for &(call, site) in &sites.calls {
         let callee = call
@@ -188,34 +178,27 @@ pub fn emit_argument_samples<'ctx>(
     )
 }
 
-/// Gives each counted edge of a branch a block of its own holding the
-/// increment. `current` maps a canonical target block index to the block
-/// the edge now enters (a back-edge goes to the block that counts it).
+/// Counts each edge of a branch that has a counter of its own. In the
+/// canonical CFG no branch edge is critical, so the count sits where only
+/// that edge reaches (see `count_edge`).
 fn count_branch<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
-    term: InstructionValue<'ctx>,
     site: &BranchSite,
     counters: &CounterTable,
-    current: &dyn Fn(usize) -> Option<BasicBlock<'ctx>>,
+    blocks: &[BasicBlock<'ctx>],
 ) -> Result<(), Error> {
-    let mut remap = Remap::new();
+    let Some(&from) = blocks.get(site.block) else {
+        return Ok(());
+    };
     for (&target, source) in site.targets.iter().zip(&site.sources) {
         let EdgeSource::Counter(counter) = *source else {
             continue;
         };
-        let Some(successor) = current(target) else {
+        let Some(&to) = blocks.get(target) else {
             continue;
         };
-        count_on_edge(
-            context,
-            builder,
-            term,
-            successor,
-            counters.address_of(counter),
-            "tj.edge",
-            &mut remap,
-        )?;
+        count_edge(context, builder, from, to, counters.address_of(counter))?;
     }
     Ok(())
 }

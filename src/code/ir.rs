@@ -62,3 +62,155 @@ pub fn erase_function_metadata(function: inkwell::values::FunctionValue<'_>, kin
     // not there is a no-op.
     unsafe { llvm_sys::core::LLVMGlobalEraseMetadata(function.as_value_ref(), kind) }
 }
+
+/// An operand as tierjit reads it: inkwell panics on operands whose type
+/// is not a first-class value type (metadata of debug and constrained-FP
+/// intrinsics, tokens), so those are `Other` here.
+#[derive(Clone, Copy, Debug)]
+pub enum Operand<'ctx> {
+    Value(inkwell::values::BasicValueEnum<'ctx>),
+    Block(#[allow(dead_code)] BasicBlock<'ctx>),
+    Other,
+}
+
+/// Whether a value of LLVM type kind `kind` is a `BasicValueEnum` to inkwell.
+fn is_basic_kind(kind: llvm_sys::LLVMTypeKind) -> bool {
+    use llvm_sys::LLVMTypeKind::*;
+    matches!(
+        kind,
+        LLVMHalfTypeKind
+            | LLVMBFloatTypeKind
+            | LLVMFloatTypeKind
+            | LLVMDoubleTypeKind
+            | LLVMX86_FP80TypeKind
+            | LLVMFP128TypeKind
+            | LLVMPPC_FP128TypeKind
+            | LLVMIntegerTypeKind
+            | LLVMStructTypeKind
+            | LLVMPointerTypeKind
+            | LLVMArrayTypeKind
+            | LLVMVectorTypeKind
+            | LLVMScalableVectorTypeKind
+    )
+}
+
+/// The operands of `instruction`, in order.
+pub fn operands(instruction: InstructionValue<'_>) -> Vec<Operand<'_>> {
+    let inst = instruction.as_value_ref();
+    // SAFETY: `instruction` is a live instruction; indices are below its
+    // operand count; a value is wrapped as inkwell's BasicValueEnum only
+    // when its type kind is one inkwell accepts (checked first), and as a
+    // block only when LLVM says it is one.
+    unsafe {
+        let count = llvm_sys::core::LLVMGetNumOperands(inst);
+        (0..count.max(0) as u32)
+            .map(|i| {
+                let op = llvm_sys::core::LLVMGetOperand(inst, i);
+                if op.is_null() {
+                    Operand::Other
+                } else if llvm_sys::core::LLVMValueIsBasicBlock(op) != 0 {
+                    BasicBlock::new(llvm_sys::core::LLVMValueAsBasicBlock(op))
+                        .map_or(Operand::Other, Operand::Block)
+                } else if is_basic_kind(llvm_sys::core::LLVMGetTypeKind(
+                    llvm_sys::core::LLVMTypeOf(op),
+                )) {
+                    Operand::Value(inkwell::values::BasicValueEnum::new(op))
+                } else {
+                    Operand::Other
+                }
+            })
+            .collect()
+    }
+}
+
+/// The value `instruction` defines, if it has a first-class type inkwell
+/// can hold (not void, not a token).
+pub fn defined_value(
+    instruction: InstructionValue<'_>,
+) -> Option<inkwell::values::BasicValueEnum<'_>> {
+    let inst = instruction.as_value_ref();
+    // SAFETY: a live instruction; wrapped only after its type kind is
+    // checked to be one inkwell accepts as a basic value.
+    unsafe {
+        let kind = llvm_sys::core::LLVMGetTypeKind(llvm_sys::core::LLVMTypeOf(inst));
+        is_basic_kind(kind).then(|| inkwell::values::BasicValueEnum::new(inst))
+    }
+}
+
+/// The successor blocks of `terminator`, one per edge (a switch with two
+/// cases to one block lists it twice).
+pub fn successors(terminator: InstructionValue<'_>) -> Vec<BasicBlock<'_>> {
+    let term = terminator.as_value_ref();
+    // SAFETY: callers pass terminators (`BasicBlock::get_terminator`); the
+    // indices are below the successor count.
+    unsafe {
+        (0..LLVMGetNumSuccessors(term))
+            .filter_map(|i| BasicBlock::new(LLVMGetSuccessor(term, i)))
+            .collect()
+    }
+}
+
+/// Whether some `blockaddress` constant names `block` (its label is a
+/// value: a computed-goto table or an `indirectbr` target).
+pub fn block_address_taken(block: BasicBlock<'_>) -> bool {
+    block_addresses(block).next().is_some()
+}
+
+/// The `blockaddress` constants among the users of `block`.
+fn block_addresses(block: BasicBlock<'_>) -> impl Iterator<Item = llvm_sys::prelude::LLVMValueRef> {
+    let mut users = Vec::new();
+    // SAFETY: walking the use list of a live block; each user is a live
+    // value, only inspected for its kind.
+    unsafe {
+        let value = llvm_sys::core::LLVMBasicBlockAsValue(block.as_mut_ptr());
+        let mut use_ = llvm_sys::core::LLVMGetFirstUse(value);
+        while !use_.is_null() {
+            let user = llvm_sys::core::LLVMGetUser(use_);
+            if !llvm_sys::core::LLVMIsABlockAddress(user).is_null() {
+                users.push(user);
+            }
+            use_ = llvm_sys::core::LLVMGetNextUse(use_);
+        }
+    }
+    users.into_iter()
+}
+
+/// Makes every `blockaddress` of a block of `function` name `function`.
+/// Needed after the body moved to another function or after uses of the
+/// function were replaced by a stub: LLVM then leaves (or rewrites) the
+/// constants naming a function that does not hold the block, which code
+/// generation cannot emit ("Undefined temporary symbol").
+pub fn retarget_block_addresses(function: inkwell::values::FunctionValue<'_>) {
+    for block in function.get_basic_blocks() {
+        for old in block_addresses(block).collect::<Vec<_>>() {
+            // SAFETY: `old` is a live blockaddress constant of `block`;
+            // LLVMBlockAddress builds the one for (function, block), which
+            // has the same type, so replacing every use is well typed.
+            unsafe {
+                if llvm_sys::core::LLVMGetBlockAddressFunction(old) == function.as_value_ref() {
+                    continue;
+                }
+                let new =
+                    llvm_sys::core::LLVMBlockAddress(function.as_value_ref(), block.as_mut_ptr());
+                if new != old {
+                    llvm_sys::core::LLVMReplaceAllUsesWith(old, new);
+                }
+            }
+        }
+    }
+}
+
+/// `blockaddress(function, block)`.
+pub fn block_address<'ctx>(
+    function: inkwell::values::FunctionValue<'ctx>,
+    block: BasicBlock<'ctx>,
+) -> inkwell::values::PointerValue<'ctx> {
+    // SAFETY: `block` belongs to `function` (callers pass a block of it);
+    // the constant is a pointer, as PointerValue requires.
+    unsafe {
+        inkwell::values::PointerValue::new(llvm_sys::core::LLVMBlockAddress(
+            function.as_value_ref(),
+            block.as_mut_ptr(),
+        ))
+    }
+}

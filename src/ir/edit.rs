@@ -2,15 +2,12 @@
 //! builds: counters at fixed host addresses, and rewiring phis when an edge
 //! gets a block of its own.
 
-use std::collections::HashMap;
-
 use inkwell::attributes::AttributeLoc;
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
 use inkwell::values::{
-    AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionValue, IntValue, PhiValue,
-    PointerValue,
+    BasicValue, FunctionValue, InstructionOpcode, InstructionValue, IntValue, PointerValue,
 };
 use inkwell::AtomicOrdering;
 
@@ -35,6 +32,17 @@ pub fn emit_increment<'ctx>(
     builder: &Builder<'ctx>,
     address: usize,
 ) -> Result<IntValue<'ctx>, Error> {
+    let one = context.i64_type().const_int(1, false);
+    emit_add(context, builder, address, one)
+}
+
+/// `counter += step`, as `emit_increment`.
+pub fn emit_add<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    address: usize,
+    step: IntValue<'ctx>,
+) -> Result<IntValue<'ctx>, Error> {
     let ptr = host_pointer(context, address);
     let i64t = context.i64_type();
     let old = builder
@@ -42,38 +50,94 @@ pub fn emit_increment<'ctx>(
         .map_err(codegen_err)?;
     set_atomic(old.as_instruction_value(), AtomicOrdering::Unordered)?;
     let new = builder
-        .build_int_add(old.into_int_value(), i64t.const_int(1, false), "tj.count1")
+        .build_int_add(old.into_int_value(), step, "tj.count1")
         .map_err(codegen_err)?;
     let store = builder.build_store(ptr, new).map_err(codegen_err)?;
     set_atomic(Some(store), AtomicOrdering::Unordered)?;
     Ok(new)
 }
 
-/// Puts a block named `name` on the edges from `term`'s block to `to`,
-/// holding `counter += 1` (the counter at host address `counter`), so the
-/// count goes up only when such an edge is taken. Returns the new block
-/// (which ends in `br to`) and the count it computes.
-pub fn count_on_edge<'ctx>(
+/// Counts the edges from `from` to `to` (`counter += 1` at host address
+/// `counter`) where that costs nothing on other paths: at the end of
+/// `from` if every edge of `from` goes to `to`, else at the start of `to`
+/// if no other edge enters it, else (an `indirectbr`) by adding whether
+/// the jump goes to `to`. The canonical CFG (`normalize::canonicalize_cfg`)
+/// has no critical edges but those of `indirectbr` and `callbr`, so one of
+/// these holds except for `callbr`, whose edges are not counted. No phi
+/// changes: blocks are never split here. Returns the new count if the
+/// edges are counted one at a time.
+pub fn count_edge<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
-    term: InstructionValue<'ctx>,
+    from: BasicBlock<'ctx>,
     to: BasicBlock<'ctx>,
     counter: usize,
-    name: &str,
-    remap: &mut Remap<'ctx>,
-) -> Result<(BasicBlock<'ctx>, IntValue<'ctx>), Error> {
-    let from = term
-        .get_parent()
-        .ok_or_else(|| codegen_err("terminator outside a block"))?;
-    let edge = context.insert_basic_block_after(from, name);
-    builder.position_at_end(edge);
-    let count = emit_increment(context, builder, counter)?;
-    builder
-        .build_unconditional_branch(to)
-        .map_err(codegen_err)?;
-    crate::code::ir::retarget_successors(term, to, edge);
-    replace_phi_predecessor(builder, to, from, edge, remap)?;
-    Ok((edge, count))
+) -> Result<Option<IntValue<'ctx>>, Error> {
+    let term = from
+        .get_terminator()
+        .ok_or_else(|| codegen_err("block without a terminator"))?;
+    let successors = crate::code::ir::successors(term);
+    if successors.iter().all(|s| *s == to) {
+        builder.position_before(&term);
+        return emit_increment(context, builder, counter).map(Some);
+    }
+    if successors.iter().filter(|s| **s == to).count() == 1 && incoming_edges(to) == 1 {
+        let first = first_non_phi(to).ok_or_else(|| codegen_err("empty block"))?;
+        builder.position_before(&first);
+        return emit_increment(context, builder, counter).map(Some);
+    }
+    if term.get_opcode() == InstructionOpcode::IndirectBr {
+        let Some(crate::code::ir::Operand::Value(address)) =
+            crate::code::ir::operands(term).first().copied()
+        else {
+            return Ok(None);
+        };
+        let Some(function) = from.get_parent() else {
+            return Ok(None);
+        };
+        builder.position_before(&term);
+        let label = crate::code::ir::block_address(function, to);
+        let taken = builder
+            .build_int_compare(
+                inkwell::IntPredicate::EQ,
+                address.into_pointer_value(),
+                label,
+                "tj.to",
+            )
+            .map_err(codegen_err)?;
+        let i64t = context.i64_type();
+        let step = builder
+            .build_int_z_extend(taken, i64t, "tj.step")
+            .map_err(codegen_err)?;
+        emit_add(context, builder, counter, step)?;
+        return Ok(None);
+    }
+    Ok(None)
+}
+
+/// Edges entering `block`, from every terminator of its function.
+pub fn incoming_edges(block: BasicBlock<'_>) -> usize {
+    let Some(function) = block.get_parent() else {
+        return 0;
+    };
+    function
+        .get_basic_blocks()
+        .into_iter()
+        .filter_map(|b| b.get_terminator())
+        .map(|t| {
+            crate::code::ir::successors(t)
+                .into_iter()
+                .filter(|s| *s == block)
+                .count()
+        })
+        .sum()
+}
+
+/// The first instruction of `block` that is not a phi.
+pub fn first_non_phi(block: BasicBlock<'_>) -> Option<InstructionValue<'_>> {
+    block
+        .get_instructions()
+        .find(|i| i.get_opcode() != InstructionOpcode::Phi)
 }
 
 /// Emits `if (condition) { then() }` at the builder's position, the end of
@@ -141,99 +205,60 @@ pub fn set_atomic(
         .map_err(codegen_err)
 }
 
-/// Phis rebuilt by `replace_phi_predecessor`: old value (by address) to
-/// its replacement, so values recorded before the rebuild can be found.
-pub type Remap<'ctx> = HashMap<usize, BasicValueEnum<'ctx>>;
-
-/// In `block`'s phis, incoming edges from `old` now come from `new`. Phis
-/// cannot change an incoming block through the C API, so each one is
-/// rebuilt (duplicate entries for `old` collapse: they carry one value).
-pub fn replace_phi_predecessor<'ctx>(
-    builder: &Builder<'ctx>,
-    block: BasicBlock<'ctx>,
-    old: BasicBlock<'ctx>,
-    new: BasicBlock<'ctx>,
-    remap: &mut Remap<'ctx>,
-) -> Result<(), Error> {
-    replace_phi_incoming(builder, block, old, new, remap, true)
-}
-
-/// As `replace_phi_predecessor`; `collapse: false` keeps one entry per
-/// edge, for when `new` reaches `block` by as many edges as `old` did.
-fn replace_phi_incoming<'ctx>(
-    builder: &Builder<'ctx>,
-    block: BasicBlock<'ctx>,
-    old: BasicBlock<'ctx>,
-    new: BasicBlock<'ctx>,
-    remap: &mut Remap<'ctx>,
-    collapse: bool,
-) -> Result<(), Error> {
-    let mut cur = block.get_first_instruction();
-    while let Some(instruction) = cur {
-        cur = instruction.get_next_instruction();
-        let Ok(phi) = PhiValue::try_from(instruction) else {
-            break;
-        };
-        builder.position_before(&instruction);
-        let rebuilt = builder
-            .build_phi(phi.as_basic_value().get_type(), "")
-            .map_err(codegen_err)?;
-        let mut moved = false;
-        for (value, from) in phi.get_incomings() {
-            if from == old {
-                if moved && collapse {
-                    continue;
-                }
-                moved = true;
-                rebuilt.add_incoming(&[(&value as &dyn BasicValue, new)]);
-            } else {
-                rebuilt.add_incoming(&[(&value as &dyn BasicValue, from)]);
-            }
-        }
-        let name = phi.get_name().to_string_lossy().into_owned();
-        remap.insert(
-            phi.as_basic_value().as_value_ref() as usize,
-            rebuilt.as_basic_value(),
-        );
-        instruction.replace_all_uses_with(&rebuilt.as_instruction());
-        instruction.erase_from_basic_block();
-        rebuilt.as_basic_value().set_name(&name);
-    }
-    Ok(())
-}
-
-/// Splits `at`'s block after `at`: everything that followed it (the
-/// terminator included) moves to a new block, which the old block's
-/// successors now see as their predecessor. The old block is left without
-/// a terminator, for the caller to finish.
+/// Splits `at`'s block B after `at`: B's phis and everything up to `at`
+/// move to a new block inserted before B, which every edge into B now
+/// enters; B keeps the rest and its terminator. Returns (head, tail); the
+/// head is left without a terminator for the caller to finish (it must
+/// reach the tail).
+///
+/// Splitting this way round changes no phi: B's successors still see B as
+/// their predecessor, and the moved phis keep their incoming blocks. It
+/// refuses (None) a block whose label is a value, since a `blockaddress`
+/// of B would then skip the head, and one entered by `indirectbr` or
+/// `callbr`, whose edges cannot be retargeted.
 pub fn split_after<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
     at: InstructionValue<'ctx>,
-) -> Result<BasicBlock<'ctx>, Error> {
+) -> Result<Option<(BasicBlock<'ctx>, BasicBlock<'ctx>)>, Error> {
     let block = at
         .get_parent()
         .ok_or_else(|| codegen_err("instruction outside a block"))?;
-    let tail = context.insert_basic_block_after(block, "tj.split");
-    builder.position_at_end(tail);
-    let mut cur = at.get_next_instruction();
+    let function = block
+        .get_parent()
+        .ok_or_else(|| codegen_err("block outside a function"))?;
+    if at.is_terminator() || crate::code::ir::block_address_taken(block) {
+        return Ok(None);
+    }
+    let entering: Vec<InstructionValue<'ctx>> = function
+        .get_basic_blocks()
+        .into_iter()
+        .filter_map(|b| b.get_terminator())
+        .filter(|t| crate::code::ir::successors(*t).contains(&block))
+        .collect();
+    if entering.iter().any(|t| {
+        matches!(
+            t.get_opcode(),
+            InstructionOpcode::IndirectBr | InstructionOpcode::CallBr
+        )
+    }) {
+        return Ok(None);
+    }
+    let head = context.prepend_basic_block(block, "tj.head");
+    builder.position_at_end(head);
+    let mut cur = block.get_first_instruction();
     while let Some(instruction) = cur {
         cur = instruction.get_next_instruction();
         instruction.remove_from_basic_block();
         builder.insert_instruction(&instruction, None);
-    }
-    let term = tail
-        .get_terminator()
-        .ok_or_else(|| codegen_err("split block without a terminator"))?;
-    let mut remap = Remap::new();
-    let mut done = Vec::new();
-    for successor in crate::ir::sites::successor_blocks(term) {
-        if !done.contains(&successor) {
-            done.push(successor);
-            replace_phi_incoming(builder, successor, block, tail, &mut remap, false)?;
+        if instruction == at {
+            break;
         }
     }
-    Ok(tail)
+    for term in entering {
+        crate::code::ir::retarget_successors(term, block, head);
+    }
+    Ok(Some((head, block)))
 }
 
 /// Attributes that change how arguments and results are passed must match

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use inkwell::values::AsValueRef;
 
 use inkwell::basic_block::BasicBlock;
-use inkwell::values::{CallSiteValue, FunctionValue, InstructionOpcode, InstructionValue, Operand};
+use inkwell::values::{CallSiteValue, FunctionValue, InstructionOpcode, InstructionValue};
 
 use super::cfg::Cfg;
 
@@ -19,12 +19,10 @@ pub fn control_flow<'ctx>(function: FunctionValue<'ctx>) -> (Vec<BasicBlock<'ctx
         .map(|b| {
             let mut out = Vec::new();
             if let Some(term) = b.get_terminator() {
-                for operand in term.get_operands().flatten() {
-                    if let Operand::Block(target) = operand {
-                        if let Some(&t) = index.get(&target) {
-                            if !out.contains(&t) {
-                                out.push(t);
-                            }
+                for target in crate::code::ir::successors(term) {
+                    if let Some(&t) = index.get(&target) {
+                        if !out.contains(&t) {
+                            out.push(t);
                         }
                     }
                 }
@@ -65,8 +63,11 @@ pub fn users<'ctx>(
 ) -> HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>> {
     let mut map: HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>> = HashMap::new();
     for instruction in instructions(function) {
-        for (k, operand) in instruction.get_operands().enumerate() {
-            if let Some(Operand::Value(v)) = operand {
+        for (k, operand) in crate::code::ir::operands(instruction)
+            .into_iter()
+            .enumerate()
+        {
+            if let crate::code::ir::Operand::Value(v) = operand {
                 map.entry(v.as_value_ref() as usize)
                     .or_default()
                     .push((instruction, k as u32));

@@ -8,6 +8,7 @@ use inkwell::module::Module;
 use super::cfg::{natural_loops, Dominators};
 use super::flow::{plan, Flow, FlowBranch, FlowLoop};
 use super::func::{control_flow, direct_callee, instructions};
+use super::live::{describe, FunctionTraits, OsrEntry};
 use super::normalize::is_intrinsic;
 use super::sites::{
     branch_sites, indirect_calls, int_params, ArgSite, BranchSite, IndirectCallSite,
@@ -29,6 +30,9 @@ pub struct LoopLayout {
     /// Index of the back-edge counter in the counter table.
     pub counter: usize,
     pub depth: u32,
+    /// What a frame hands over when it moves into this loop's
+    /// continuation, or why it cannot.
+    pub osr: OsrEntry,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +52,7 @@ pub struct FunctionLayout {
     pub flow: Option<Flow>,
     pub indirect_calls: Vec<IndirectCallSite>,
     pub args: Vec<ArgSite>,
+    pub traits: FunctionTraits,
 }
 
 impl FunctionLayout {
@@ -87,14 +92,18 @@ impl JobLayout {
         let mut loops = Vec::new();
         let mut functions = Vec::with_capacity(defined.len());
         for (id, function) in defined.iter().enumerate() {
-            let (_, cfg) = control_flow(*function);
+            let (blocks, cfg) = control_flow(*function);
             let doms = Dominators::compute(&cfg);
+            let traits = FunctionTraits::of(*function);
             let function_loops: Vec<LoopLayout> = natural_loops(&cfg, &doms)
                 .into_iter()
                 .map(|l| {
                     counter_count += 1;
                     loop_count += 1;
+                    let osr =
+                        describe(*function, &blocks, &cfg, &doms, l.header, &l.blocks, traits);
                     LoopLayout {
+                        osr,
                         header: l.header,
                         latches: l.latches,
                         blocks: l.blocks,
@@ -183,6 +192,7 @@ impl JobLayout {
                 flow,
                 indirect_calls,
                 args,
+                traits,
             });
         }
         JobLayout {

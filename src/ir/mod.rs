@@ -7,6 +7,7 @@ pub mod edit;
 pub mod flow;
 pub mod func;
 pub mod layout;
+pub mod live;
 pub mod load;
 pub mod normalize;
 pub mod sites;

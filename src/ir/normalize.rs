@@ -127,6 +127,20 @@ pub fn make_shareable<'ctx>(
         })
 }
 
+/// Gives every loop a preheader, a single latch and dedicated exits, and
+/// every critical edge a block of its own (LLVM's `loop-simplify` and
+/// `break-crit-edges`). Tiered and baseline modes number blocks, loops and
+/// counters in this shape, so the instrumentation can count any edge and
+/// put an OSR check on any back-edge without splitting a block: no phi is
+/// ever rebuilt. (`indirectbr` and `callbr` edges cannot be split; they are
+/// counted by comparing the jump's target instead, or not at all.)
+pub fn canonicalize_cfg(
+    module: &Module<'_>,
+    machine: &inkwell::targets::TargetMachine,
+) -> Result<(), Error> {
+    crate::codegen::run_pipeline(module, machine, "function(loop-simplify,break-crit-edges)")
+}
+
 /// Appended to a local definition whose name the host also defines.
 pub const LOCAL_SUFFIX: &str = ".tj.local";
 

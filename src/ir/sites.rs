@@ -119,16 +119,7 @@ pub fn branch_sites(function: FunctionValue<'_>) -> Vec<(usize, Vec<usize>, Vec<
 /// successors (for `br i1 c, T, F`: T then F; for a switch: the default,
 /// then each case).
 pub fn successor_blocks<'ctx>(term: InstructionValue<'ctx>) -> Vec<BasicBlock<'ctx>> {
-    let blocks: Vec<BasicBlock<'ctx>> = term
-        .get_operands()
-        .flatten()
-        .filter_map(|o| o.block())
-        .collect();
-    match term.get_opcode() {
-        // Operands of `br i1 c, T, F` are stored as (c, F, T).
-        InstructionOpcode::Br if blocks.len() == 2 => vec![blocks[1], blocks[0]],
-        _ => blocks,
-    }
+    crate::code::ir::successors(term)
 }
 
 /// Positions of the calls through a pointer (not inline asm, not

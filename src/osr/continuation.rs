@@ -19,87 +19,104 @@
 
 use std::collections::HashMap;
 
-use inkwell::attributes::AttributeLoc;
+use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicMetadataTypeEnum, BasicType};
-use inkwell::values::{
-    AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode, PhiValue,
-};
+use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode};
 
-use super::live::{alloca_is_private, header_phis, live_types, loop_state, LiveIn};
 use crate::code::ir::replace_all_uses;
 use crate::error::Error;
-use crate::ir::func::{direct_callee, instructions, users};
+use crate::ir::func::{control_flow, direct_callee, instructions, users};
+use crate::ir::live::{alloca_is_private, bind, parameter_types, reachable_from, Bound, OsrEntry};
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Codegen(format!("OSR continuation: {e}"))
 }
 
-/// Turns `function` (in a module prepared for it) into the continuation
-/// named `symbol` for the loop with the given header and blocks. Afterwards
-/// `function` has no body and refers, like every other declaration, to the
-/// job's stub.
+/// Turns `function` (in a module prepared for it, its body still the
+/// canonical one) into the continuation named `symbol` for the loop whose
+/// header is block `header` and whose entry is described by `entry`.
+/// With `in_place`, every stack slot of the baseline frame is used where
+/// it is rather than copied (for functions that call `returns_twice`
+/// functions: after `longjmp` the baseline frame must see what the
+/// continuation stored). Afterwards `function` has no body and refers,
+/// like every other declaration, to the job's stub.
 pub fn build_continuation<'ctx>(
     module: &Module<'ctx>,
     function: FunctionValue<'ctx>,
     header: usize,
-    loop_blocks: &[usize],
+    entry: &OsrEntry,
+    in_place: bool,
     symbol: &str,
 ) -> Result<FunctionValue<'ctx>, Error> {
+    if let Some(why) = &entry.blocked {
+        return Err(err(format!("no OSR entry: {why}")));
+    }
     let context = module.get_context();
     let builder = context.create_builder();
-    let state = loop_state(function, header, loop_blocks);
-    let types = live_types(&state, header);
+    let (blocks, cfg) = control_flow(function);
+    let header_block = *blocks.get(header).ok_or_else(|| err("no such header"))?;
+    let live = bind(function, header_block, entry).map_err(err)?;
+    let reachable_blocks = reachable_from(&cfg, header);
     let all_users = users(function);
-    let params: Vec<BasicMetadataTypeEnum> = types.iter().map(|t| (*t).into()).collect();
+    let params: Vec<BasicMetadataTypeEnum> =
+        parameter_types(&live).into_iter().map(Into::into).collect();
     let fn_type = match function.get_type().get_return_type() {
         Some(ret) => ret.fn_type(&params, false),
         None => context.void_type().fn_type(&params, false),
     };
     let cont = module.add_function(symbol, fn_type, Some(Linkage::External));
+    // What the function promised about its memory effects does not hold
+    // for the continuation: stack slots of the function's own frame are
+    // memory behind its pointer parameters now.
+    let memory = Attribute::get_named_enum_kind_id("memory");
     for attribute in function.attributes(AttributeLoc::Function) {
+        if attribute.is_enum() && attribute.get_enum_kind_id() == memory {
+            continue;
+        }
         cont.add_attribute(AttributeLoc::Function, attribute);
     }
+    if function.has_personality_function() {
+        if let Some(personality) = function.get_personality_function() {
+            cont.set_personality_function(personality);
+        }
+    }
 
-    let entry = context.append_basic_block(cont, "osr.entry");
-    let mut after = entry;
-    for block in &state.blocks {
+    let osr_entry = context.append_basic_block(cont, "osr.entry");
+    let mut after = osr_entry;
+    for block in &blocks {
         block
             .move_after(after)
             .map_err(|_| err("cannot move a block"))?;
         after = *block;
     }
-    let block_index: HashMap<_, _> = state
-        .blocks
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (*b, i))
-        .collect();
+    let block_index: HashMap<_, _> = blocks.iter().enumerate().map(|(i, b)| (*b, i)).collect();
     let reachable = |instruction: inkwell::values::InstructionValue<'ctx>| {
         instruction
             .get_parent()
             .and_then(|b| block_index.get(&b))
-            .is_some_and(|&i| state.reachable[i])
+            .is_some_and(|&i| reachable_blocks[i])
     };
     let function_params: Vec<BasicValueEnum> = function.get_param_iter().collect();
-    let phis = header_phis(state.blocks[header]);
-    builder.position_at_end(entry);
+    builder.position_at_end(osr_entry);
 
-    for (i, live) in state.live.iter().enumerate() {
+    for (i, bound) in live.iter().enumerate() {
         let param = cont
             .get_nth_param(i as u32)
             .expect("one parameter per live value");
-        let value = match live {
-            LiveIn::HeaderPhi(k) => {
-                phis[*k].add_incoming(&[(&param as &dyn BasicValue, entry)]);
+        let value = match bound {
+            Bound::HeaderPhi(phi) => {
+                phi.add_incoming(&[(&param as &dyn BasicValue, osr_entry)]);
                 continue;
             }
-            LiveIn::Value(v) => *v,
+            Bound::Value(v) => *v,
         };
         let def = value.as_instruction_value();
         if def.is_none() || !def.is_some_and(reachable) {
             let private_alloca = def
                 .filter(|d| d.get_opcode() == InstructionOpcode::Alloca)
+                .filter(|_| !in_place)
+                .filter(|d| is_static_alloca(*d))
                 .filter(|_| alloca_is_private(value, &all_users, reachable));
             match private_alloca {
                 Some(alloca) => {
@@ -134,11 +151,7 @@ pub fn build_continuation<'ctx>(
             .unwrap_or_default();
         let store_builder = context.create_builder();
         let after_def = if def.get_opcode() == InstructionOpcode::Phi {
-            let mut cur = def.get_parent().and_then(|b| b.get_first_instruction());
-            while let Some(i) = cur.filter(|i| i.get_opcode() == InstructionOpcode::Phi) {
-                cur = i.get_next_instruction();
-            }
-            cur
+            def.get_parent().and_then(crate::ir::edit::first_non_phi)
         } else {
             def.get_next_instruction()
         };
@@ -149,7 +162,7 @@ pub fn build_continuation<'ctx>(
             if !reachable(user) {
                 continue;
             }
-            let at = match PhiValue::try_from(user) {
+            let at = match inkwell::values::PhiValue::try_from(user) {
                 Ok(phi) => phi
                     .get_incoming(operand)
                     .and_then(|(_, bb)| bb.get_terminator())
@@ -164,22 +177,30 @@ pub fn build_continuation<'ctx>(
         }
     }
     for arg in &function_params {
-        let live = state
-            .live
+        let is_live = live
             .iter()
-            .any(|l| matches!(l, LiveIn::Value(v) if v.as_value_ref() == arg.as_value_ref()));
-        if !live {
+            .any(|l| matches!(l, Bound::Value(v) if v.as_value_ref() == arg.as_value_ref()));
+        if !is_live {
             // Only blocks before the loop (now unreachable) can use it.
             replace_all_uses(*arg, arg.get_type().const_zero());
         }
     }
     builder
-        .build_unconditional_branch(state.blocks[header])
+        .build_unconditional_branch(header_block)
         .map_err(err)?;
     drop_lifetime_markers(cont);
     // A declaration may not keep the profile's entry count.
     crate::code::ir::erase_function_metadata(function, context.get_kind_id("prof"));
     Ok(cont)
+}
+
+/// An alloca of a fixed size (a constant element count), which a copy can
+/// reproduce; a variable-length one stays where it is.
+fn is_static_alloca(alloca: inkwell::values::InstructionValue<'_>) -> bool {
+    matches!(
+        crate::code::ir::operands(alloca).first(),
+        Some(crate::code::ir::Operand::Value(BasicValueEnum::IntValue(n))) if n.get_zero_extended_constant() == Some(1)
+    )
 }
 
 /// Removes `llvm.lifetime.*` calls from the continuation. Slots declared

@@ -143,8 +143,9 @@ pub fn apply<'p>(
             recent_table: view.counters.address_of(site.recent_table),
             record_value: view.record_value,
         };
-        promote(&context, &builder, call, &targets, promotion, fallback)?;
-        applied.push(promotion);
+        if promote(&context, &builder, call, &targets, promotion, fallback)? {
+            applied.push(promotion);
+        }
     }
     Ok(applied)
 }
@@ -180,6 +181,8 @@ struct Fallback {
     record_value: usize,
 }
 
+/// Rewrites one call site; false if its block cannot be split (see
+/// `split_after`), which leaves it alone.
 fn promote<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
@@ -187,12 +190,11 @@ fn promote<'ctx>(
     targets: &[FunctionValue<'ctx>],
     promotion: &Promotion,
     fallback: Fallback,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let prof = context.get_kind_id("prof");
-    let block = call.get_parent().expect("call in a block");
-    // Operands are read after the split: it rebuilds the phis of the
-    // block's successors, which may be this block and the call's operands.
-    let join = split_after(context, builder, call)?;
+    let Some((block, join)) = split_after(context, builder, call)? else {
+        return Ok(false);
+    };
     let pointer = call
         .get_operand(call.get_num_operands() - 1)
         .and_then(|o| o.value())
@@ -308,7 +310,7 @@ fn promote<'ctx>(
         }
         phi.add_incoming(&[(&value as &dyn BasicValue, test_block)]);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The original call's argument, return and function attributes and its

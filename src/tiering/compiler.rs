@@ -158,7 +158,8 @@ fn compile_and_install(
                 let symbol = format!("{name}.tj.osr{k}.v{version}");
                 let view = shared.profile_view();
                 let resolved = promote::resolve(function, &own_promotions, &view);
-                build_continuation(&module, function, lp.header, &lp.blocks, &symbol)?;
+                let in_place = layout.functions[request.function].traits.returns_twice;
+                build_continuation(&module, function, lp.header, &lp.osr, in_place, &symbol)?;
                 apply_own_promotions(&module, resolved, &view, &mut speculation)?;
                 let what = format!("OSR continuation {}", request.label(layout));
                 let object = finish_module(&module, &what, machine, options)?;

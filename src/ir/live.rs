@@ -1,0 +1,413 @@
+//! The state live at a loop header: what an OSR transfer hands over.
+//!
+//! One typed description per loop, computed once from the canonical module
+//! (`JobLayout`) and read by both sides of a transfer: the baseline
+//! instrumentation passes the described values, in order, to the loop's
+//! entry slot, and the continuation builder takes them as its parameters.
+//! Each side resolves the description in its own copy of the module and
+//! `bind` checks that every value it finds has the described type, so the
+//! two can never disagree on the signature silently.
+//!
+//! With R the blocks reachable from the header H and L the loop's blocks,
+//! the live state is:
+//! - each phi of H, whose value on entry is its incoming value from the
+//!   latch the frame is leaving;
+//! - each argument or instruction used in R (phi operands count where their
+//!   incoming block is in R) that is defined outside L in a block
+//!   dominating H. (A value used in R but defined outside R always
+//!   dominates H, since every path to its use runs through H.)
+//!
+//! Some loops get no entry at all (`OsrEntry::blocked` says why): code that
+//! a second frame cannot run for the first one. The rules are written next
+//! to `blocked_reason`.
+
+use std::collections::{HashMap, HashSet};
+
+use inkwell::basic_block::BasicBlock;
+use inkwell::values::{
+    AsValueRef, BasicValueEnum, CallSiteValue, FunctionValue, InstructionOpcode, InstructionValue,
+    Operand, PhiValue,
+};
+
+use super::cfg::{Cfg, Dominators};
+use super::func::direct_callee;
+use super::sites::Position;
+
+/// Where one element of the live state comes from, in the canonical body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveSource {
+    /// The k-th phi of the header.
+    HeaderPhi(usize),
+    /// The function's k-th parameter.
+    Argument(u32),
+    /// An instruction defined before the loop.
+    Instruction(Position),
+}
+
+/// One element of the live state and its LLVM type (as LLVM prints it, so
+/// that descriptions from different contexts compare).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveValue {
+    pub source: LiveSource,
+    pub ty: String,
+}
+
+/// What entering loop L by OSR takes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OsrEntry {
+    /// The continuation's parameters, in order.
+    pub live: Vec<LiveValue>,
+    /// Why this loop has no OSR entry, if it has none.
+    pub blocked: Option<String>,
+}
+
+/// A live value found in one copy of the function.
+#[derive(Clone, Copy, Debug)]
+pub enum Bound<'ctx> {
+    HeaderPhi(PhiValue<'ctx>),
+    Value(BasicValueEnum<'ctx>),
+}
+
+pub fn header_phis(header: BasicBlock<'_>) -> Vec<PhiValue<'_>> {
+    let mut phis = Vec::new();
+    let mut cur = header.get_first_instruction();
+    while let Some(i) = cur {
+        let Ok(phi) = PhiValue::try_from(i) else {
+            break;
+        };
+        phis.push(phi);
+        cur = i.get_next_instruction();
+    }
+    phis
+}
+
+/// Blocks reachable from `from` (including it).
+pub fn reachable_from(cfg: &Cfg, from: usize) -> Vec<bool> {
+    let mut seen = vec![false; cfg.succs.len()];
+    let mut work = vec![from];
+    while let Some(b) = work.pop() {
+        if !std::mem::replace(&mut seen[b], true) {
+            work.extend(cfg.succs[b].iter().copied().filter(|&s| !seen[s]));
+        }
+    }
+    seen
+}
+
+/// Facts about a whole function that decide its loops' OSR entries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FunctionTraits {
+    /// A block's address is taken (`blockaddress`, computed goto).
+    pub labels_taken: bool,
+    /// It calls a `returns_twice` function (setjmp, vfork).
+    pub returns_twice: bool,
+}
+
+impl FunctionTraits {
+    pub fn of(function: FunctionValue<'_>) -> FunctionTraits {
+        let labels_taken = function
+            .get_basic_blocks()
+            .into_iter()
+            .any(crate::code::ir::block_address_taken);
+        let returns_twice = super::func::instructions(function)
+            .into_iter()
+            .any(calls_returns_twice);
+        FunctionTraits {
+            labels_taken,
+            returns_twice,
+        }
+    }
+}
+
+fn calls_returns_twice(instruction: InstructionValue<'_>) -> bool {
+    if !matches!(
+        instruction.get_opcode(),
+        InstructionOpcode::Call | InstructionOpcode::Invoke
+    ) {
+        return false;
+    }
+    let kind = inkwell::attributes::Attribute::get_named_enum_kind_id("returns_twice");
+    let Ok(call) = CallSiteValue::try_from(instruction) else {
+        return false;
+    };
+    call.get_enum_attribute(inkwell::attributes::AttributeLoc::Function, kind)
+        .is_some()
+        || call.get_called_fn_value().is_some_and(|f| {
+            f.get_enum_attribute(inkwell::attributes::AttributeLoc::Function, kind)
+                .is_some()
+        })
+}
+
+fn intrinsic_name(instruction: InstructionValue<'_>) -> Option<String> {
+    let callee = direct_callee(instruction)?;
+    let name = callee.get_name().to_str().ok()?;
+    name.starts_with("llvm.").then(|| name.to_string())
+}
+
+/// The OSR entry of the loop with the given header and blocks (indices
+/// into `blocks`, the function's blocks in layout order).
+pub fn describe<'ctx>(
+    function: FunctionValue<'ctx>,
+    blocks: &[BasicBlock<'ctx>],
+    cfg: &Cfg,
+    doms: &Dominators,
+    header: usize,
+    loop_blocks: &[usize],
+    traits: FunctionTraits,
+) -> OsrEntry {
+    let reachable = reachable_from(cfg, header);
+    let index: HashMap<BasicBlock<'ctx>, usize> =
+        blocks.iter().enumerate().map(|(i, b)| (*b, i)).collect();
+    let in_loop: HashSet<usize> = loop_blocks.iter().copied().collect();
+    let params: Vec<BasicValueEnum<'ctx>> = function.get_param_iter().collect();
+    let mut position_of: HashMap<usize, Position> = HashMap::new();
+    for (b, block) in blocks.iter().enumerate() {
+        for (i, instruction) in block.get_instructions().enumerate() {
+            position_of.insert(
+                instruction.as_value_ref() as usize,
+                Position { block: b, index: i },
+            );
+        }
+    }
+
+    let phis = header_phis(blocks[header]);
+    let mut live: Vec<LiveValue> = phis
+        .iter()
+        .enumerate()
+        .map(|(k, phi)| LiveValue {
+            source: LiveSource::HeaderPhi(k),
+            ty: type_name(phi.as_basic_value()),
+        })
+        .collect();
+    // Sorted by (kind, block, index): arguments first in order, then
+    // instructions in block and program order.
+    let mut found: Vec<((usize, usize, usize), LiveValue, BasicValueEnum<'ctx>)> = Vec::new();
+    let mut seen = HashSet::new();
+    for (_, block) in blocks.iter().enumerate().filter(|(b, _)| reachable[*b]) {
+        for instruction in block.get_instructions() {
+            let phi = PhiValue::try_from(instruction).ok();
+            for (k, operand) in instruction.get_operands().enumerate() {
+                let Some(Operand::Value(value)) = operand else {
+                    continue;
+                };
+                if let Some(phi) = phi {
+                    let incoming = phi.get_incoming(k as u32).map(|(_, bb)| bb);
+                    if !incoming
+                        .and_then(|bb| index.get(&bb))
+                        .is_some_and(|&i| reachable[i])
+                    {
+                        continue;
+                    }
+                }
+                let key = value.as_value_ref() as usize;
+                if !seen.insert(key) {
+                    continue;
+                }
+                let (order, source) = if let Some(a) = params
+                    .iter()
+                    .position(|p| p.as_value_ref() == value.as_value_ref())
+                {
+                    ((0, a, 0), LiveSource::Argument(a as u32))
+                } else if let Some(&at) = position_of.get(&key) {
+                    if in_loop.contains(&at.block) || !doms.dominates(at.block, header) {
+                        continue;
+                    }
+                    ((1, at.block, at.index), LiveSource::Instruction(at))
+                } else {
+                    continue; // constants, globals, metadata
+                };
+                let ty = type_name(value);
+                found.push((order, LiveValue { source, ty }, value));
+            }
+        }
+    }
+    found.sort_by_key(|(order, _, _)| *order);
+    let values: Vec<BasicValueEnum<'ctx>> = phis
+        .iter()
+        .map(|p| p.as_basic_value())
+        .chain(found.iter().map(|(_, _, v)| *v))
+        .collect();
+    live.extend(found.into_iter().map(|(_, l, _)| l));
+    let region: Vec<BasicBlock<'ctx>> = blocks
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| reachable[*b])
+        .map(|(_, b)| *b)
+        .collect();
+    let blocked = blocked_reason(blocks, &region, &in_loop, &values, traits);
+    OsrEntry { live, blocked }
+}
+
+/// Why a frame cannot move into this loop's continuation, if it cannot:
+/// - label addresses (`blockaddress`) are values of one compiled body: a
+///   label taken in the baseline frame means nothing in the continuation;
+/// - a `musttail` call must return straight to the caller of a function of
+///   the same signature, which a continuation does not have;
+/// - `va_start` needs the variadic frame the continuation is not;
+/// - `stackrestore` of a stack pointer saved before the loop (a VLA in an
+///   enclosing scope) would move the continuation's stack pointer into the
+///   baseline frame underneath it;
+/// - a `token` value cannot be passed as an argument.
+fn blocked_reason<'ctx>(
+    blocks: &[BasicBlock<'ctx>],
+    region: &[BasicBlock<'ctx>],
+    in_loop: &HashSet<usize>,
+    live: &[BasicValueEnum<'ctx>],
+    traits: FunctionTraits,
+) -> Option<String> {
+    if traits.labels_taken {
+        return Some("the function takes label addresses (computed goto)".into());
+    }
+    if live.iter().any(|v| type_name(*v) == "token") {
+        return Some("a token value is live at the loop header".into());
+    }
+    let mut restores = false;
+    for instruction in region.iter().flat_map(|b| b.get_instructions()) {
+        if let Ok(call) = CallSiteValue::try_from(instruction) {
+            if instruction.get_opcode() == InstructionOpcode::Call
+                && call.get_tail_call_kind() == llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail
+            {
+                return Some("the loop's code makes a musttail call".into());
+            }
+        }
+        match intrinsic_name(instruction).as_deref() {
+            Some(name) if name.starts_with("llvm.va_start") => {
+                return Some("the loop's code calls va_start".into())
+            }
+            Some(name) if name.starts_with("llvm.stackrestore") => restores = true,
+            _ => {}
+        }
+    }
+    if restores {
+        let saved_outside = blocks.iter().enumerate().any(|(b, block)| {
+            !in_loop.contains(&b)
+                && block
+                    .get_instructions()
+                    .any(|i| intrinsic_name(i).is_some_and(|n| n.starts_with("llvm.stacksave")))
+        });
+        if saved_outside {
+            return Some(
+                "the loop's code restores a stack pointer saved before the loop (variable-length array)"
+                    .into(),
+            );
+        }
+    }
+    None
+}
+
+/// A value's type, structurally: a named struct shows its fields, not its
+/// name (a context renames a struct whose name is already taken).
+pub fn type_name(value: BasicValueEnum<'_>) -> String {
+    type_shape(value.get_type())
+}
+
+fn type_shape(ty: inkwell::types::BasicTypeEnum<'_>) -> String {
+    use inkwell::types::BasicTypeEnum;
+    match ty {
+        BasicTypeEnum::StructType(s) => {
+            let fields: Vec<String> = s.get_field_types().into_iter().map(type_shape).collect();
+            if s.is_packed() {
+                format!("<{{{}}}>", fields.join(", "))
+            } else {
+                format!("{{{}}}", fields.join(", "))
+            }
+        }
+        BasicTypeEnum::ArrayType(a) => {
+            format!("[{} x {}]", a.len(), type_shape(a.get_element_type()))
+        }
+        other => other.print_to_string().to_string(),
+    }
+}
+
+/// Finds the described live values in `function` (a copy of the canonical
+/// function, not yet changed) whose loop header is `header`, and checks
+/// that each has the described type.
+pub fn bind<'ctx>(
+    function: FunctionValue<'ctx>,
+    header: BasicBlock<'ctx>,
+    entry: &OsrEntry,
+) -> Result<Vec<Bound<'ctx>>, String> {
+    let phis = header_phis(header);
+    let mut out = Vec::with_capacity(entry.live.len());
+    for (k, live) in entry.live.iter().enumerate() {
+        let (bound, value) = match live.source {
+            LiveSource::HeaderPhi(p) => {
+                let phi = *phis
+                    .get(p)
+                    .ok_or_else(|| format!("live value {k}: the header has no phi {p}"))?;
+                (Bound::HeaderPhi(phi), phi.as_basic_value())
+            }
+            LiveSource::Argument(a) => {
+                let value = function
+                    .get_nth_param(a)
+                    .ok_or_else(|| format!("live value {k}: no parameter {a}"))?;
+                (Bound::Value(value), value)
+            }
+            LiveSource::Instruction(at) => {
+                let instruction = at
+                    .find(function)
+                    .ok_or_else(|| format!("live value {k}: no instruction at {at:?}"))?;
+                let value = crate::code::ir::defined_value(instruction)
+                    .ok_or_else(|| format!("live value {k}: {at:?} has no value"))?;
+                (Bound::Value(value), value)
+            }
+        };
+        let found = type_name(value);
+        if found != live.ty {
+            return Err(format!(
+                "live value {k} ({:?}) has type {found}, the description says {}",
+                live.source, live.ty
+            ));
+        }
+        out.push(bound);
+    }
+    Ok(out)
+}
+
+/// The continuation's parameter types, in order, as LLVM types of the
+/// context `function` lives in.
+pub fn parameter_types<'ctx>(bound: &[Bound<'ctx>]) -> Vec<inkwell::types::BasicTypeEnum<'ctx>> {
+    bound
+        .iter()
+        .map(|b| match b {
+            Bound::HeaderPhi(phi) => phi.as_basic_value().get_type(),
+            Bound::Value(v) => v.get_type(),
+        })
+        .collect()
+}
+
+/// Whether an alloca's address never leaves loads, stores to it, GEPs and
+/// lifetime markers, and every GEP derived from it is computed inside the
+/// continuation (`in_continuation`): such a slot can be copied into the
+/// continuation. (A GEP computed before the loop is itself live state and
+/// would still point into the baseline frame's slot, not the copy.)
+pub fn alloca_is_private<'ctx>(
+    alloca: BasicValueEnum<'ctx>,
+    users: &HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>>,
+    in_continuation: impl Fn(InstructionValue<'ctx>) -> bool,
+) -> bool {
+    let mut work = vec![alloca.as_value_ref() as usize];
+    let mut visited = HashSet::new();
+    while let Some(pointer) = work.pop() {
+        if !visited.insert(pointer) {
+            continue;
+        }
+        for (user, operand) in users.get(&pointer).map(Vec::as_slice).unwrap_or(&[]) {
+            let ok = match user.get_opcode() {
+                InstructionOpcode::Load => true,
+                // Storing *to* the slot is fine; storing its address is not.
+                InstructionOpcode::Store => *operand == 1,
+                InstructionOpcode::GetElementPtr => {
+                    work.push(user.as_value_ref() as usize);
+                    *operand == 0 && in_continuation(*user)
+                }
+                InstructionOpcode::Call => direct_callee(*user)
+                    .is_some_and(|f| f.get_name().to_bytes().starts_with(b"llvm.lifetime.")),
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+        }
+    }
+    true
+}

@@ -1,7 +1,9 @@
 //! Random differential testing with csmith: a generated program built
 //! natively by clang-19 and run through tierjit in every mode must print the
-//! same checksum. Batch tiered mode must also show that functions were
-//! really replaced by O3 versions while the program ran.
+//! same checksum, given as C and as the IR clang-19 makes of it at -O1
+//! (bitcode), -O2 (text) and -O3 (bitcode). Batch tiered mode must also
+//! show that functions were really replaced by O3 versions while the
+//! program ran, and forced OSR that frames moved (where loops are left).
 //!
 //! CI runs a fixed set of seeds. For a soak run:
 //!   TIERJIT_CSMITH_SEEDS=500 TIERJIT_CSMITH_FIRST_SEED=1000 \
@@ -9,7 +11,8 @@
 //! The native build is unoptimized (-O0), like tierjit's baseline tier:
 //! csmith programs can run 80x slower at O0 than at -O1, and one that takes
 //! minutes at O0 would time out here. Programs whose -O0 build does not
-//! finish within 10 s are skipped and the next seed takes their place.
+//! finish within 10 s (60 s under an emulator) are skipped and the next
+//! seed takes their place.
 
 mod common;
 
@@ -30,6 +33,33 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 const CSMITH_INCLUDE: &str = "/usr/include/csmith";
 
+/// Every program runs as C and as optimized IR of three levels.
+const SHAPES: [Shape; 4] = [
+    Shape::C,
+    Shape::Ir {
+        opt: "-O1",
+        text: false,
+    },
+    Shape::Ir {
+        opt: "-O2",
+        text: true,
+    },
+    Shape::Ir {
+        opt: "-O3",
+        text: false,
+    },
+];
+
+/// How long the native -O0 build may run for its program to be used:
+/// 10 s, 60 s under an emulator.
+fn native_limit() -> Duration {
+    if std::env::var("TIERJIT_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
 enum Outcome {
     Agreed,
     Skipped(String),
@@ -40,7 +70,9 @@ fn check_seed(seed: u64) -> Outcome {
     let dir = scratch().join(format!("csmith-{seed}"));
     std::fs::create_dir_all(&dir).unwrap();
     let source = dir.join(format!("s{seed}.c"));
+    // csmith writes platform.info into its working directory.
     let generated = Command::new("csmith")
+        .current_dir(&dir)
         .args(["--seed", &seed.to_string(), "--output"])
         .arg(&source)
         .output()
@@ -56,37 +88,42 @@ fn check_seed(seed: u64) -> Outcome {
             String::from_utf8_lossy(&built.stderr)
         ));
     }
-    let native = run_with_limit(&mut Command::new(&exe), Duration::from_secs(10));
+    let native = run_with_limit(&mut native_command(&exe), native_limit());
     if native.timed_out || native.status != Some(0) {
-        return Outcome::Skipped("native run did not finish in 10 s".into());
+        return Outcome::Skipped("native run did not finish in time".into());
     }
     let cflag = format!("--cflag={include}");
     let mut problems = Vec::new();
-    for (label, flags) in MODES {
-        let mut all: Vec<&str> = flags.to_vec();
-        all.push(&cflag);
-        let run = run_tierjit(&source, &all, &[]);
-        if run.stdout != native.stdout || run.status != native.status {
-            problems.push(format!(
-                "{label}: {}status {:?} stdout {:?} (native {:?}), stderr: {}",
-                if run.timed_out { "timed out, " } else { "" },
-                run.status,
-                run.stdout.trim(),
-                native.stdout.trim(),
-                run.stderr.lines().take(20).collect::<Vec<_>>().join("\n")
-            ));
-        }
-        if *label == "tiered-osr-forced" && osr_transitions(&run.stderr).unwrap_or(0) == 0 {
-            problems.push(format!(
-                "{label}: no OSR transition happened:\n{}",
-                run.stderr
-            ));
-        }
-        if *label == "tiered-batch" && installed_tierups(&run.stderr).is_empty() {
-            problems.push(format!(
-                "{label}: no function was installed at O3:\n{}",
-                run.stderr
-            ));
+    for shape in SHAPES {
+        let job = shape.prepare(&source, &dir, &["-I", CSMITH_INCLUDE]);
+        for (label, flags) in MODES {
+            let label = format!("{} {label}", shape.label());
+            let mut all: Vec<&str> = flags.to_vec();
+            all.push(&cflag);
+            let run = run_tierjit(&job, &all, &[]);
+            if run.stdout != native.stdout || run.status != native.status {
+                problems.push(format!(
+                    "{label}: {}status {:?} stdout {:?} (native {:?}), stderr: {}",
+                    if run.timed_out { "timed out, " } else { "" },
+                    run.status,
+                    run.stdout.trim(),
+                    native.stdout.trim(),
+                    run.stderr.lines().take(20).collect::<Vec<_>>().join("\n")
+                ));
+            }
+            // Optimized IR may have no loop left (`None`: no OSR stats).
+            if label.ends_with("tiered-osr-forced") && osr_transitions(&run.stderr) == Some(0) {
+                problems.push(format!(
+                    "{label}: no OSR transition happened:\n{}",
+                    run.stderr
+                ));
+            }
+            if label.ends_with("tiered-batch") && installed_tierups(&run.stderr).is_empty() {
+                problems.push(format!(
+                    "{label}: no function was installed at O3:\n{}",
+                    run.stderr
+                ));
+            }
         }
     }
     if problems.is_empty() {

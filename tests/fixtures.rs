@@ -4,6 +4,17 @@
 //! mode, the functions a fixture names in its `tierup:` line must have been
 //! compiled and installed at O3 while the job ran.
 //!
+//! Each C fixture also runs as the IR clang-19 makes of it at -O0 (with
+//! `optnone`), -O1, -O2, -O3 and -Os, as text and as bitcode (one test
+//! each, `FIXTURE::O2_ll` and so on): what users of other front ends and of
+//! `clang -O2 -emit-llvm` hand over. In optimized IR the optimizer may have
+//! inlined a `tierup:` function away, so that check applies to C and -O0
+//! IR; forced OSR must still move frames wherever loops are left.
+//!
+//! Under an emulator (`TIERJIT_TEST_TARGET`) the native reference is built
+//! for that target and run through the emulator; `.out` files describe
+//! x86-64 and are checked there only.
+//!
 //! Directives, in the fixture's leading comments (`//` or `;`):
 //!   args: A B C     the job's arguments
 //!   exit: N         expected exit status (default 0)
@@ -56,32 +67,36 @@ fn directives(source: &str) -> Fixture {
     fixture
 }
 
-fn check(file: &str) {
+fn check(file: &str, shape: Shape) {
     let path = fixtures_dir().join(file);
     let source = std::fs::read_to_string(&path).expect("read fixture");
     let fixture = directives(&source);
     let expected_path = path.with_extension("out");
 
-    let exe = scratch().join(file.replace('.', "_"));
+    // One native build per test: tests of one fixture run in parallel.
+    let exe = scratch().join(format!("{}_{}", file.replace('.', "_"), shape.label()));
     let built = build_native(&path, &exe, &[]);
     assert!(
         built.status.success(),
         "native build failed:\n{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let native = run_with_limit(
-        std::process::Command::new(&exe).args(&fixture.args),
-        job_limit(),
-    );
-    if std::env::var_os("TIERJIT_BLESS").is_some() {
+    let native = run_with_limit(native_command(&exe).args(&fixture.args), job_limit());
+    if std::env::var_os("TIERJIT_BLESS").is_some() && shape == Shape::C {
         std::fs::write(&expected_path, &native.stdout).expect("write .out");
     }
-    let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+    let recorded = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
         panic!(
             "{} is missing (TIERJIT_BLESS=1 creates it)",
             expected_path.display()
         )
     });
+    let expected = if test_target().is_some() {
+        native.stdout.clone()
+    } else {
+        recorded
+    };
+    let job = shape.prepare(&path, scratch(), &[]);
 
     let mut failures = Vec::new();
     let compare = |failures: &mut Vec<String>, label: &str, run: &Run| {
@@ -103,7 +118,7 @@ fn check(file: &str) {
     };
     compare(&mut failures, "native", &native);
     for (label, flags) in MODES {
-        let run = run_tierjit(&path, flags, &fixture.args);
+        let run = run_tierjit(&job, flags, &fixture.args);
         compare(&mut failures, label, &run);
         if *label == "tiered-osr-forced"
             && fixture.osr
@@ -114,7 +129,7 @@ fn check(file: &str) {
                 run.stderr
             ));
         }
-        if *label == "tiered-batch" {
+        if *label == "tiered-batch" && !shape.optimized() {
             let installed = installed_tierups(&run.stderr);
             for f in &fixture.tierup {
                 if !installed.contains(f) {
@@ -126,12 +141,35 @@ fn check(file: &str) {
             }
         }
     }
-    assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{file} as {}:\n{}",
+        shape.label(),
+        failures.join("\n")
+    );
+}
+
+/// Runs fixture `file` in `shape` if it is C (hand-written IR runs as is).
+fn check_shape(file: &str, shape: Shape) {
+    if shape == Shape::C || file.ends_with(".c") {
+        check(file, shape);
+    }
 }
 
 macro_rules! fixtures {
     ($($name:ident => $file:literal,)*) => {
-        $( #[test] fn $name() { check($file) } )*
+        $(
+            #[allow(non_snake_case)]
+            mod $name {
+                use super::*;
+                #[test] fn c() { check_shape($file, Shape::ALL[0]) }
+                #[test] fn O0_ll() { check_shape($file, Shape::ALL[1]) }
+                #[test] fn O1_bc() { check_shape($file, Shape::ALL[2]) }
+                #[test] fn O2_ll() { check_shape($file, Shape::ALL[3]) }
+                #[test] fn O3_bc() { check_shape($file, Shape::ALL[4]) }
+                #[test] fn Os_bc() { check_shape($file, Shape::ALL[5]) }
+            }
+        )*
 
         #[test]
         fn every_fixture_file_has_a_test() {

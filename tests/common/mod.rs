@@ -144,11 +144,27 @@ pub fn run_tierjit(job: &Path, flags: &[&str], args: &[String]) -> Run {
     run_with_limit(&mut cmd, job_limit())
 }
 
+/// The target triple native references and IR are built for when tierjit
+/// runs under an emulator (`TIERJIT_TEST_TARGET`, set by .ci/test-aarch64):
+/// the reference must come from the architecture tierjit runs on.
+pub fn test_target() -> Option<String> {
+    std::env::var("TIERJIT_TEST_TARGET")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+}
+
+fn target_flags() -> Vec<String> {
+    test_target()
+        .map(|t| vec![format!("--target={t}")])
+        .unwrap_or_default()
+}
+
 /// Compiles `source` (.c or .ll) natively with clang-19 into `exe`, at -O2
 /// unless `extra` says otherwise (clang takes the last -O).
 pub fn build_native(source: &Path, exe: &Path, extra: &[&str]) -> Output {
     Command::new(clang())
         .args(["-O2", "-w"])
+        .args(target_flags())
         .args(extra)
         .arg(source)
         .arg("-o")
@@ -156,6 +172,100 @@ pub fn build_native(source: &Path, exe: &Path, extra: &[&str]) -> Output {
         .args(["-lm", "-lpthread"])
         .output()
         .expect("run clang-19")
+}
+
+/// A command running a native build, through the emulator when the tests
+/// run under one.
+pub fn native_command(exe: &Path) -> Command {
+    let runner = std::env::var("TIERJIT_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
+/// A way a C job reaches tierjit: as C, or as LLVM IR that clang-19 made
+/// at some optimization level, as text or bitcode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    C,
+    Ir { opt: &'static str, text: bool },
+}
+
+impl Shape {
+    /// The job as a user hands it over: every clang optimization level,
+    /// text and bitcode. -O0 IR carries `optnone`; -O1 and up carry phis,
+    /// lifetime markers, vectors and whatever else the optimizer makes.
+    pub const ALL: &'static [Shape] = &[
+        Shape::C,
+        Shape::Ir {
+            opt: "-O0",
+            text: true,
+        },
+        Shape::Ir {
+            opt: "-O1",
+            text: false,
+        },
+        Shape::Ir {
+            opt: "-O2",
+            text: true,
+        },
+        Shape::Ir {
+            opt: "-O3",
+            text: false,
+        },
+        Shape::Ir {
+            opt: "-Os",
+            text: false,
+        },
+    ];
+
+    /// `c`, `O2.ll`, `O3.bc`, ...
+    pub fn label(self) -> String {
+        match self {
+            Shape::C => "c".into(),
+            Shape::Ir { opt, text } => {
+                format!("{}.{}", &opt[1..], if text { "ll" } else { "bc" })
+            }
+        }
+    }
+
+    /// Whether the optimizer ran over it (it may have inlined functions
+    /// away or unrolled loops completely).
+    pub fn optimized(self) -> bool {
+        matches!(self, Shape::Ir { opt, .. } if opt != "-O0")
+    }
+
+    /// The job file for C source `source` in this shape, made in `dir`.
+    pub fn prepare(self, source: &Path, dir: &Path, cflags: &[&str]) -> PathBuf {
+        let Shape::Ir { opt, text } = self else {
+            return source.to_path_buf();
+        };
+        let stem = source.file_stem().unwrap().to_string_lossy();
+        let out = dir.join(format!("{stem}.{}", self.label()));
+        let output = Command::new(clang())
+            .args([opt, "-w", "-emit-llvm", "-c"])
+            .args(text.then_some("-S"))
+            .args(target_flags())
+            .args(cflags)
+            .arg(source)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .expect("run clang-19");
+        assert!(
+            output.status.success(),
+            "clang {opt} -emit-llvm failed for {}:\n{}",
+            source.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    }
 }
 
 /// The modes every differential test compares, as tierjit flags.

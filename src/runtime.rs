@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use inkwell::context::Context;
-use inkwell::module::Module;
+use inkwell::module::{Linkage, Module};
 use inkwell::values::BasicValue;
 
 use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries, Probes};
@@ -18,10 +18,12 @@ use crate::codegen::{self, TargetSpec};
 use crate::config::Config;
 use crate::error::Error;
 use crate::ir::layout::JobLayout;
-use crate::ir::load::{parse_module, read_job_ir};
+use crate::ir::load::{copy_module, parse_module, read_job_ir};
 use crate::ir::normalize::{canonicalize_cfg, is_intrinsic, make_shareable, set_code_attributes};
+use crate::ir::structors::{self, Structors};
 use crate::metrics::Metrics;
 use crate::profile::ProfileView;
+use crate::tiering::faults::Faults;
 use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest, RequestQueues};
 use crate::versions::{Tier, TierUpState, Unit, VersionManager};
 
@@ -73,8 +75,8 @@ pub struct Shared {
     pub jit: Jit,
     /// Each function's identity (stub) address, by id.
     pub stubs: Vec<usize>,
-    /// Function whose compiles fail on purpose (tests of the failure path).
-    pub inject_compile_failure: Option<String>,
+    /// Failures injected on purpose (tests of the failure paths).
+    pub faults: Faults,
     pub stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Where job threads that wait for a compile (batch mode, forced OSR)
@@ -144,13 +146,14 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     let shape = main_shape(&module, &options)?;
     set_code_attributes(&module, &target);
     bind_host_overrides(&module);
+    let structors = structors::gather(&module);
     let metrics = Metrics::new(start, options.events);
     match options.mode {
-        Mode::Optimized => run_optimized(module, target, shape, metrics, &options),
+        Mode::Optimized => run_optimized(module, target, shape, structors, metrics, &options),
         Mode::Tiered | Mode::Baseline => {
             let module = make_shareable(&context, module, &options.job, code::host_has_symbol)?;
             canonicalize_cfg(&module, &target.machine(0)?)?;
-            run_tiered(module, target, shape, metrics, &options)
+            run_tiered(module, target, shape, structors, metrics, &options)
         }
     }
 }
@@ -202,6 +205,8 @@ fn override_symbols() -> Vec<(&'static str, usize)> {
 }
 
 /// Names the module uses but neither defines nor finds in the host process.
+/// A weak reference (`extern_weak`) may stay undefined: it resolves to
+/// null, as the native linker makes it.
 fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Error> {
     let overrides: Vec<&str> = code::host_overrides()
         .into_iter()
@@ -220,13 +225,14 @@ fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Erro
             .as_pointer_value()
             .get_first_use()
             .is_some();
-        if f.count_basic_blocks() == 0 && !is_intrinsic(f) && used {
+        let weak = f.get_linkage() == Linkage::ExternalWeak;
+        if f.count_basic_blocks() == 0 && !is_intrinsic(f) && used && !weak {
             check(f.get_name().to_string_lossy().into_owned());
         }
     }
     for g in module.get_globals() {
         let used = g.as_pointer_value().get_first_use().is_some();
-        if g.is_declaration() && used {
+        if g.is_declaration() && used && g.get_linkage() != Linkage::ExternalWeak {
             check(g.get_name().to_string_lossy().into_owned());
         }
     }
@@ -240,10 +246,41 @@ fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Erro
     }
 }
 
+/// Runs the job in this process: constructors, `main`, then `exit` with
+/// its status (destructors, exit handlers, tierjit's report via
+/// `shutdown`). `lookup` finds a symbol of the loaded job.
+fn run_job(
+    lookup: impl Fn(&str) -> Result<usize, Error>,
+    shape: MainShape,
+    structors: Structors,
+    options: &RunOptions,
+    shutdown: Box<dyn Fn() + Send + Sync>,
+) -> Result<std::convert::Infallible, Error> {
+    let entry = lookup("main")?;
+    let ctors = structors
+        .ctors
+        .then(|| lookup(structors::CTORS))
+        .transpose()?;
+    let dtors = structors
+        .dtors
+        .then(|| lookup(structors::DTORS))
+        .transpose()?;
+    code::enter_job(shutdown);
+    if let Some(dtors) = dtors {
+        code::run_at_exit(dtors);
+    }
+    if let Some(ctors) = ctors {
+        code::call_void(ctors);
+    }
+    let status = code::call_main(entry, shape, &argv(options));
+    code::exit_job(status)
+}
+
 fn run_optimized(
     module: Module<'_>,
     target: TargetSpec,
     shape: MainShape,
+    structors: Structors,
     metrics: Metrics,
     options: &RunOptions,
 ) -> Result<std::convert::Infallible, Error> {
@@ -257,11 +294,12 @@ fn run_optimized(
     let compile_start = Instant::now();
     codegen::optimize(&module, &machine, level)?;
     let object = codegen::emit_object(&module, &machine)?;
-    // `jit` and `_loaded` live until the process exits: `finish` never
-    // returns, so they are never dropped while job code runs.
+    // `jit` and `_loaded` live until the process exits: `run_job` never
+    // returns once the job started, so they are never dropped while job
+    // code runs.
     let jit = Jit::new(&override_symbols())?;
     let _loaded = jit.add_object(&object, "job")?;
-    let entry = jit.lookup("main")?;
+    jit.lookup("main")?;
     metrics.module_compiled(
         Tier::Optimized,
         functions,
@@ -269,19 +307,19 @@ fn run_optimized(
         object.len(),
     );
     let (stats, mode) = (options.stats, options.mode);
-    code::set_shutdown_hook(Box::new(move || {
+    let shutdown = Box::new(move || {
         if stats {
             print_optimized_stats(&metrics, mode, functions);
         }
-    }));
-    let status = code::call_main(entry, shape, &argv(options));
-    code::finish(status)
+    });
+    run_job(|name| jit.lookup(name), shape, structors, options, shutdown)
 }
 
 fn run_tiered(
     module: Module<'_>,
     target: TargetSpec,
     shape: MainShape,
+    structors: Structors,
     metrics: Metrics,
     options: &RunOptions,
 ) -> Result<std::convert::Infallible, Error> {
@@ -293,7 +331,7 @@ fn run_tiered(
     let counters = CounterTable::new(layout.counter_table_len());
 
     let compile_start = Instant::now();
-    let baseline = module.clone();
+    let baseline = copy_module(&module, &options.job)?;
     let batch = (options.mode == Mode::Tiered && !options.config.compiler.background).then(|| {
         BatchTierUp {
             calls: options.config.thresholds.calls,
@@ -329,7 +367,7 @@ fn run_tiered(
         .iter()
         .map(|f| jit.lookup(&f.name))
         .collect::<Result<Vec<usize>, Error>>()?;
-    let entry = jit.lookup("main")?;
+    jit.lookup("main")?;
     metrics.module_compiled(
         Tier::Baseline,
         layout.functions.len(),
@@ -339,6 +377,7 @@ fn run_tiered(
 
     let versions = VersionManager::new(slots, osr_slots, Tier::Baseline);
     versions.keep_alive(loaded);
+    exclude_what_cannot_move(&versions, &layout);
     let shared = Arc::new(Shared {
         config: options.config.clone(),
         target,
@@ -351,7 +390,7 @@ fn run_tiered(
         policy: Policy::new(&options.config),
         jit,
         stubs,
-        inject_compile_failure: std::env::var(compiler::INJECT_ENV).ok(),
+        faults: Faults::from_env(),
         stop: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
         batch_requests: Mutex::new(None),
@@ -361,17 +400,37 @@ fn run_tiered(
     }
     let hook_shared = shared.clone();
     let (stats, mode) = (options.stats, options.mode);
-    let once = Once::new();
-    code::set_shutdown_hook(Box::new(move || {
-        once.call_once(|| {
-            stop_background(&hook_shared);
-            if stats {
-                print_tiered_stats(&hook_shared, mode);
+    let shutdown = Box::new(move || {
+        stop_background(&hook_shared);
+        if stats {
+            print_tiered_stats(&hook_shared, mode);
+        }
+    });
+    run_job(
+        |name| shared.jit.lookup(name),
+        shape,
+        structors,
+        options,
+        shutdown,
+    )
+}
+
+/// Functions and loops whose code only the baseline can run (see
+/// `ir::live`) are never requested.
+fn exclude_what_cannot_move(versions: &VersionManager, layout: &JobLayout) {
+    for (id, f) in layout.functions.iter().enumerate() {
+        if f.traits.labels_taken {
+            versions.exclude(
+                Unit::Function(id),
+                "it takes label addresses (computed goto), which are the baseline code's".into(),
+            );
+        }
+        for lp in &f.loops {
+            if let Some(why) = &lp.osr.blocked {
+                versions.exclude(Unit::Loop(lp.global_id), format!("no OSR entry: {why}"));
             }
-        })
-    }));
-    let status = code::call_main(entry, shape, &argv(options));
-    code::finish(status)
+        }
+    }
 }
 
 fn start_background(shared: &Arc<Shared>) {
@@ -431,7 +490,9 @@ fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
                 std::thread::sleep(std::time::Duration::from_micros(100));
                 continue;
             }
-            TierUpState::Installed | TierUpState::GaveUp { .. } => return,
+            TierUpState::Installed | TierUpState::GaveUp { .. } | TierUpState::Excluded { .. } => {
+                return
+            }
             // A failed compile is retried later, in the background; this
             // call goes on in baseline code rather than wait for that.
             TierUpState::Failed { retry_at, .. } if Instant::now() < retry_at => return,
@@ -468,9 +529,9 @@ fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
     }
 }
 
-/// Stops the profiler (which closes the queue) and waits for compiles in
-/// progress: LLVM must not be running on another thread while the process
-/// runs its exit-time destructors.
+/// Tells the background threads to stop, without waiting for them: the
+/// process is about to end (see `code::enter_job`), and a compile in flight
+/// is abandoned rather than awaited.
 fn stop_background(shared: &Shared) {
     // Release: pairs with the Acquire loads in the background threads.
     shared.stop.store(true, Ordering::Release);
@@ -479,15 +540,6 @@ fn stop_background(shared: &Shared) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
-    let threads: Vec<_> = shared
-        .threads
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain(..)
-        .collect();
-    for t in threads {
-        let _ = t.join();
-    }
 }
 
 fn argv(options: &RunOptions) -> Vec<String> {
@@ -523,11 +575,20 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
         }
     }
     for (id, f) in shared.layout.functions.iter().enumerate() {
+        let (calls, _) = shared.function_counts(id);
+        if let TierUpState::Excluded { reason } = shared.versions.state(Unit::Function(id)) {
+            if calls > 0 {
+                out += &format!("  {}: stays on O0: {reason}\n", f.display_name());
+            }
+        }
         if let Some((attempts, reason, gave_up)) = shared.versions.failures(Unit::Function(id)) {
+            // A failed replacement leaves the optimized version it was to
+            // replace running.
+            let tier = shared.versions.tier(Unit::Function(id));
             let outlook = if gave_up {
-                "stays on O0"
+                format!("stays on {tier}")
             } else {
-                "on O0, may retry"
+                format!("on {tier}, may retry")
             };
             out += &format!(
                 "  {}: {outlook} after {attempts} failed compile(s), last: {reason}\n",
@@ -546,10 +607,19 @@ fn print_tiered_stats(shared: &Shared, mode: Mode) {
         transitions_total += transitions;
         continuations += usize::from(installed);
         let failures = shared.versions.failures(Unit::Loop(g));
-        if installed || transitions > 0 || failures.is_some() {
-            let f = &shared.layout.functions[fid];
-            let what = match failures {
-                Some((n, reason, _)) if !installed => {
+        let f = &shared.layout.functions[fid];
+        // A loop without an entry is worth a line once it was hot.
+        let excluded = match &state {
+            TierUpState::Excluded { reason } => shared
+                .policy
+                .is_hot_loop(shared.counters.read(f.loops[k].counter))
+                .then_some(reason),
+            _ => None,
+        };
+        if installed || transitions > 0 || failures.is_some() || excluded.is_some() {
+            let what = match (failures, excluded) {
+                (_, Some(reason)) => reason.clone(),
+                (Some((n, reason, _)), _) if !installed => {
                     format!("no continuation ({n} failed: {reason})")
                 }
                 _ => "continuation installed".to_string(),

@@ -49,12 +49,16 @@ pub enum TierUpState {
     Failed { retry_at: Instant, reason: String },
     /// Every allowed attempt failed; stays on baseline.
     GaveUp { reason: String },
+    /// Never compiled, for the reason given (code no other version can
+    /// stand in for, see `ir::live`).
+    Excluded { reason: String },
 }
 
 #[derive(Debug)]
 struct Record {
     tier: Tier,
     state: TierUpState,
+    /// Version numbers given out so far (the baseline's included).
     versions: u32,
     /// Failed compile attempts so far, and why the last one failed.
     failures: u32,
@@ -70,6 +74,18 @@ struct Record {
     revoked: Option<Speculation>,
     /// Versions requested because a promoted call kept falling back.
     respeculations: u32,
+    /// Why a replacement of the installed version is requested, until it
+    /// is installed or withdrawn.
+    pending: Option<Replacement>,
+}
+
+/// Why an installed version is being replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replacement {
+    /// Its value guard failed too often.
+    Revoke,
+    /// Its promoted calls kept taking the fallback.
+    Respeculate,
 }
 
 /// What a version is for: a whole function (entered through its slot) or
@@ -107,6 +123,7 @@ impl VersionManager {
                     retired: 0,
                     revoked: None,
                     respeculations: 0,
+                    pending: None,
                 })
                 .collect()
         };
@@ -176,10 +193,13 @@ impl VersionManager {
         }
     }
 
-    /// Number of the next version of `id` (the baseline is version 0).
-    pub fn next_version(&self, unit: Unit) -> u32 {
-        let (records, i) = self.records(unit);
-        records[i].versions
+    /// A number for the next attempt at a version of `unit`, never given
+    /// out before (the baseline is version 0): symbols of an object whose
+    /// link failed must not clash with the next attempt's.
+    pub fn claim_version(&self, unit: Unit) -> u32 {
+        let (mut records, i) = self.records(unit);
+        records[i].versions += 1;
+        records[i].versions - 1
     }
 
     /// Publishes a loaded, linked version of `id` at `entry`; a version it
@@ -204,7 +224,7 @@ impl VersionManager {
         }
         record.tier = tier;
         record.state = TierUpState::Installed;
-        record.versions += 1;
+        record.pending = None;
         let replaced = std::mem::replace(&mut record.speculation, speculation);
         drop(records);
         // The replaced version's code holds the address of its guard
@@ -256,6 +276,7 @@ impl VersionManager {
         record.may_specialize = false;
         record.revoked = Some(record.speculation.clone());
         record.state = TierUpState::Requested;
+        record.pending = Some(Replacement::Revoke);
         true
     }
 
@@ -271,7 +292,24 @@ impl VersionManager {
         }
         record.respeculations += 1;
         record.state = TierUpState::Requested;
+        record.pending = Some(Replacement::Respeculate);
         true
+    }
+
+    /// Withdraws a replacement requested by `revoke_specialization` or
+    /// `respeculate` that could not be queued: the installed version stays
+    /// current, and a re-speculation does not count against the limit.
+    /// (A revoked specialization stays revoked: its guard did fail.)
+    pub fn withdraw_replacement(&self, unit: Unit) {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        if record.state != TierUpState::Requested {
+            return;
+        }
+        record.state = TierUpState::Installed;
+        if record.pending.take() == Some(Replacement::Respeculate) {
+            record.respeculations -= 1;
+        }
     }
 
     /// What the version of `unit` whose value guard failed speculated on.
@@ -293,6 +331,12 @@ impl VersionManager {
         };
     }
 
+    /// Marks `unit` as never to be compiled, before anything requests it.
+    pub fn exclude(&self, unit: Unit, reason: String) {
+        let (mut records, i) = self.records(unit);
+        records[i].state = TierUpState::Excluded { reason };
+    }
+
     /// Failed attempts so far, the reason of the last one, and whether the
     /// function has been given up on; `None` if no attempt failed.
     pub fn failures(&self, unit: Unit) -> Option<(u32, String, bool)> {
@@ -301,5 +345,61 @@ impl VersionManager {
         let reason = record.last_failure.clone()?;
         let gave_up = matches!(record.state, TierUpState::GaveUp { .. });
         Some((record.failures, reason, gave_up))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager() -> VersionManager {
+        VersionManager::new(SlotTable::new(2), SlotTable::new(1), Tier::Baseline)
+    }
+
+    /// A real loaded object with a function `name` (returning 7).
+    fn object(jit: &crate::code::Jit, name: &str) -> (LoadedObject, usize) {
+        use crate::codegen::{self, TargetSpec};
+        codegen::initialize_native_target().unwrap();
+        let context = inkwell::context::Context::create();
+        let module = context.create_module("t");
+        let i32t = context.i32_type();
+        let f = module.add_function(name, i32t.fn_type(&[], false), None);
+        let builder = context.create_builder();
+        builder.position_at_end(context.append_basic_block(f, "entry"));
+        builder
+            .build_return(Some(&i32t.const_int(7, false)))
+            .unwrap();
+        let spec = TargetSpec::resolve(&crate::config::Target::default());
+        let bytes = codegen::emit_object(&module, &spec.machine(0).unwrap()).unwrap();
+        jit.load(&bytes, name).unwrap()
+    }
+
+    #[test]
+    fn every_attempt_gets_a_fresh_version_number() {
+        let versions = manager();
+        let unit = Unit::Function(0);
+        assert_eq!(versions.claim_version(unit), 1);
+        versions.fail(unit, "link failed".into(), |_| Some(Instant::now()));
+        assert_eq!(versions.claim_version(unit), 2, "a failed attempt used 1");
+        assert_eq!(versions.claim_version(Unit::Function(1)), 1);
+        assert_eq!(versions.claim_version(Unit::Loop(0)), 1);
+    }
+
+    #[test]
+    fn a_replacement_that_was_never_queued_costs_no_budget() {
+        let versions = manager();
+        crate::codegen::initialize_native_target().unwrap();
+        let jit = crate::code::Jit::new(&[]).unwrap();
+        let unit = Unit::Function(0);
+        let (loaded, entry) = object(&jit, "f.tj1");
+        versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
+        assert!(versions.respeculate(unit, 1));
+        // The queue was full: the request is withdrawn.
+        versions.withdraw_replacement(unit);
+        assert_eq!(versions.state(unit), TierUpState::Installed);
+        assert!(versions.respeculate(unit, 1), "the budget is still there");
+        let (loaded, entry) = object(&jit, "f.tj2");
+        versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
+        assert!(!versions.respeculate(unit, 1), "used up once installed");
     }
 }

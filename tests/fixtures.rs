@@ -208,6 +208,13 @@ fixtures! {
     osr_control => "osr_control.c",
     osr_escape => "osr_escape.c",
     osr_byval => "osr_byval.c",
+    fork => "fork.c",
+    vla_osr => "vla_osr.c",
+    computed_goto => "computed_goto.c",
+    setjmp_osr => "setjmp_osr.c",
+    structors => "structors.c",
+    weak_undefined => "weak_undefined.c",
+    error_exit => "error_exit.c",
 }
 
 #[test]

@@ -322,3 +322,41 @@ fn a_function_hot_by_its_loops_waits_for_samples_then_specializes() {
         run.stderr
     );
 }
+
+#[test]
+fn a_replacement_whose_link_failed_is_retried() {
+    // The general version that replaces kernel's failed specialization
+    // (kernel's second object) fails to link; the specialized version keeps
+    // running, the replacement is asked for again after the backoff and
+    // installed, and --stats never claims kernel went back to O0.
+    let calls = (120000 * workload_scale()).to_string();
+    let source = fixtures_dir().join("pgo_phase.c");
+    let mut cmd = tierjit_command();
+    cmd.arg("run")
+        .arg(&source)
+        .args(PGO_FLAGS)
+        .args(["--set", "compiler.max_attempts=3", "--", &calls, "8000"])
+        .env("TIERJIT_INJECT_LINK_FAILURE", "kernel#2");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, native_output(&source, &[&calls, "8000"]));
+    let replacements = lines_with(&run.stderr, " kernel O3->O3 ");
+    assert!(
+        replacements.first().is_some_and(|l| l.contains("failed:")),
+        "the first replacement fails to link:\n{}",
+        run.stderr
+    );
+    assert!(
+        replacements
+            .iter()
+            .skip(1)
+            .any(|l| l.ends_with(" installed")),
+        "a later one is installed:\n{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("kernel: on O0") && !run.stderr.contains("kernel: stays on O0"),
+        "{}",
+        run.stderr
+    );
+}

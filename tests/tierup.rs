@@ -338,3 +338,46 @@ fn a_loop_running_in_main_moves_to_optimized_code() {
         "no OSR: all in baseline"
     );
 }
+
+#[test]
+fn a_retry_after_a_failed_link_installs_the_function() {
+    // The first object built for `work` refers to a symbol nothing defines,
+    // so linking it fails after it was added to the JIT. The retry must
+    // neither collide with that object's symbols nor fail again.
+    let path = job("hot_calls_link.c", HOT_CALLS);
+    let mut cmd = tierjit_command();
+    cmd.arg("run")
+        .arg(&path)
+        .args(["--stats", "--events"])
+        .args([
+            "--set",
+            "thresholds.calls=100",
+            "--set",
+            "compiler.max_attempts=3",
+        ])
+        .args(["--set", "osr.enabled=false"])
+        .env("TIERJIT_INJECT_LINK_FAILURE", "work");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(run.stdout.ends_with(" 30000000\n"), "{}", run.stdout);
+    let work_events: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" work O0->O3 "))
+        .collect();
+    assert!(
+        work_events.first().is_some_and(
+            |l| l.contains("failed:") && l.contains("__tierjit_injected_missing_symbol")
+        ),
+        "the first link fails on the missing symbol:\n{}",
+        run.stderr
+    );
+    assert!(
+        work_events
+            .get(1)
+            .is_some_and(|l| l.ends_with(" installed")),
+        "the retry links:\n{}",
+        run.stderr
+    );
+    assert_eq!(stats_row(&run.stderr, "work").unwrap().0, "O3");
+}

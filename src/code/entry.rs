@@ -1,21 +1,11 @@
-//! Crossing between Rust and job code: calling the job's `main`, the `exit`
-//! the job calls, and looking up host symbols.
+//! Crossing between Rust and job code: calling the job's `main` and its
+//! static constructors, the host functions job code calls, and looking up
+//! host symbols.
 
 use std::ffi::{c_char, c_int, CString};
 use std::sync::OnceLock;
 
 use crate::versions::Unit;
-
-type ShutdownHook = Box<dyn Fn() + Send + Sync>;
-
-/// Run once when the job ends, however it ends (return from `main` or a call
-/// to `exit` from any thread): stops the background threads and prints the
-/// report before libc's own `exit` flushes stdio and runs `atexit` handlers.
-static SHUTDOWN: OnceLock<ShutdownHook> = OnceLock::new();
-
-pub fn set_shutdown_hook(hook: ShutdownHook) {
-    let _ = SHUTDOWN.set(hook);
-}
 
 type CompileNowHook = Box<dyn Fn(Unit) + Send + Sync>;
 
@@ -30,6 +20,10 @@ pub fn set_compile_now_hook(hook: CompileNowHook) {
 }
 
 fn compile_now(unit: Unit) {
+    // A forked child has no compiler thread to wait for.
+    if super::process::in_forked_child() {
+        return;
+    }
     if let Some(hook) = COMPILE_NOW.get() {
         hook(unit);
     }
@@ -51,25 +45,6 @@ pub fn tier_up_now_address() -> usize {
 /// Address baseline code calls in forced-OSR mode, as `void (i64 loop_id)`.
 pub fn osr_now_address() -> usize {
     osr_now as extern "C" fn(u64) as usize
-}
-
-/// Bound to the job's `exit` symbol.
-extern "C" fn job_exit(status: c_int) -> ! {
-    finish(status)
-}
-
-/// Runs the shutdown hook, then leaves through libc's `exit` so that the
-/// job's `atexit` handlers and stdio buffers behave as in a native run.
-pub fn finish(status: c_int) -> ! {
-    // SAFETY: fflush(NULL) flushes every open output stream; it takes the
-    // stdio locks, so it is safe while other job threads use stdio. Flushing
-    // first keeps the job's output ahead of tierjit's report.
-    unsafe { libc::fflush(std::ptr::null_mut()) };
-    if let Some(hook) = SHUTDOWN.get() {
-        hook();
-    }
-    // SAFETY: libc's exit is safe to call from any thread; it does not return.
-    unsafe { libc::exit(status) }
 }
 
 /// glibc keeps `atexit` in the static libc_nonshared.a (it calls
@@ -95,18 +70,11 @@ pub struct HostOverride {
 
 /// Host functions that replace the job's references to these names.
 pub fn host_overrides() -> Vec<HostOverride> {
-    vec![
-        HostOverride {
-            job_name: "exit",
-            symbol: "__tierjit_exit",
-            address: job_exit as extern "C" fn(c_int) -> ! as usize,
-        },
-        HostOverride {
-            job_name: "atexit",
-            symbol: "__tierjit_atexit",
-            address: job_atexit as extern "C" fn(extern "C" fn()) -> c_int as usize,
-        },
-    ]
+    vec![HostOverride {
+        job_name: "atexit",
+        symbol: "__tierjit_atexit",
+        address: job_atexit as extern "C" fn(extern "C" fn()) -> c_int as usize,
+    }]
 }
 
 /// Makes the math library's symbols visible to lookups by name (Rust
@@ -171,5 +139,27 @@ pub fn call_main(entry: usize, shape: MainShape, args: &[String]) -> c_int {
                 f(argc, argv, environ)
             }
         }
+    }
+}
+
+/// Calls a job function of type `void (void)` at `entry` (the job's static
+/// constructors, gathered into one function).
+pub fn call_void(entry: usize) {
+    // SAFETY: `entry` is a fully linked job function whose IR type is
+    // `void ()` (tierjit built it, see `ir::structors`).
+    unsafe {
+        let f: extern "C" fn() = std::mem::transmute(entry);
+        f()
+    }
+}
+
+/// Registers the job function `void (void)` at `entry` to run at exit, as
+/// the job's own `atexit` would (its static destructors, gathered).
+pub fn run_at_exit(entry: usize) {
+    // SAFETY: as `call_void`; job code is never freed before exit, so the
+    // pointer stays valid until libc calls it.
+    unsafe {
+        let f: extern "C" fn() = std::mem::transmute(entry);
+        libc::atexit(f);
     }
 }

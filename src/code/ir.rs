@@ -214,3 +214,50 @@ pub fn block_address<'ctx>(
         ))
     }
 }
+
+/// The operands of a constant (the elements of an array or struct).
+pub fn constant_operands(value: inkwell::values::BasicValueEnum<'_>) -> Vec<Operand<'_>> {
+    let v = value.as_value_ref();
+    // SAFETY: `value` is a live constant; as in `operands`, a value is
+    // wrapped only after its type kind is checked.
+    unsafe {
+        if llvm_sys::core::LLVMIsConstant(v) == 0 {
+            return Vec::new();
+        }
+        let count = llvm_sys::core::LLVMGetNumOperands(v);
+        (0..count.max(0) as u32)
+            .map(|i| {
+                let op = llvm_sys::core::LLVMGetOperand(v, i);
+                if !op.is_null()
+                    && is_basic_kind(llvm_sys::core::LLVMGetTypeKind(llvm_sys::core::LLVMTypeOf(
+                        op,
+                    )))
+                {
+                    Operand::Value(inkwell::values::BasicValueEnum::new(op))
+                } else {
+                    Operand::Other
+                }
+            })
+            .collect()
+    }
+}
+
+/// The function `value` is, if it is one (not a cast or another constant).
+pub fn as_function(
+    value: inkwell::values::BasicValueEnum<'_>,
+) -> Option<inkwell::values::FunctionValue<'_>> {
+    // SAFETY: LLVMIsAFunction only inspects the value's kind; the result,
+    // if non-null, is a function, as FunctionValue::new requires.
+    unsafe {
+        let f = llvm_sys::core::LLVMIsAFunction(value.as_value_ref());
+        inkwell::values::FunctionValue::new(f)
+    }
+}
+
+/// Deletes a global variable from its module. Callers make sure nothing
+/// uses it any more.
+pub fn delete_global(global: inkwell::values::GlobalValue<'_>) {
+    // SAFETY: callers drop every use and handle of `global` first (the
+    // structor arrays are referenced by nothing: LLVM reads them by name).
+    unsafe { global.delete() }
+}

@@ -7,15 +7,17 @@ pub mod ir;
 mod llvm_options;
 mod orc;
 mod probes;
+mod process;
 mod publish;
 mod tables;
 
 pub use entry::{
-    call_main, finish, host_has_symbol, host_overrides, load_host_libraries, osr_now_address,
-    set_compile_now_hook, set_shutdown_hook, tier_up_now_address, MainShape,
+    call_main, call_void, host_has_symbol, host_overrides, load_host_libraries, osr_now_address,
+    run_at_exit, set_compile_now_hook, tier_up_now_address, MainShape,
 };
 pub use llvm_options::apply_llvm_options;
 pub use orc::{Jit, LoadedObject};
 pub use probes::record_value_address;
+pub use process::{enter_job, exit_job};
 pub use publish::sync_core_supported;
 pub use tables::{CounterTable, SlotTable};

@@ -174,12 +174,28 @@ impl Jit {
         }
     }
 
+    /// Loads `object` and resolves `symbol` in it. If that fails (a link
+    /// error), the object is removed again: its code was never reachable,
+    /// and a later attempt must be able to define the same kind of names.
+    pub fn load(&self, object: &[u8], symbol: &str) -> Result<(LoadedObject, usize), Error> {
+        let loaded = self.add_object(object, symbol)?;
+        match self.lookup(symbol) {
+            Ok(address) => Ok((loaded, address)),
+            Err(e) => {
+                // SAFETY: the lookup failed, so no address inside the object
+                // was ever handed out: nothing can execute it, return into
+                // it or publish it.
+                let _ = unsafe { self.remove(loaded) };
+                Err(e)
+            }
+        }
+    }
+
     /// Frees a retired version's code.
     ///
     /// # Safety
     /// No thread may be executing the object's code or hold a return address
     /// into it, and no slot may point into it.
-    #[allow(dead_code)]
     pub unsafe fn remove(&self, object: LoadedObject) -> Result<(), Error> {
         // SAFETY: the caller guarantees the code is unreachable.
         let err = unsafe { LLVMOrcResourceTrackerRemove(object.tracker) };

@@ -233,7 +233,8 @@ pub fn describe<'ctx>(
         .filter(|(b, _)| reachable[*b])
         .map(|(_, b)| *b)
         .collect();
-    let blocked = blocked_reason(blocks, &region, &in_loop, &values, traits);
+    let before_header = |b: usize| !in_loop.contains(&b) && reachable_from(cfg, b)[header];
+    let blocked = blocked_reason(blocks, &region, &before_header, &values, traits);
     OsrEntry { live, blocked }
 }
 
@@ -243,14 +244,17 @@ pub fn describe<'ctx>(
 /// - a `musttail` call must return straight to the caller of a function of
 ///   the same signature, which a continuation does not have;
 /// - `va_start` needs the variadic frame the continuation is not;
-/// - `stackrestore` of a stack pointer saved before the loop (a VLA in an
-///   enclosing scope) would move the continuation's stack pointer into the
-///   baseline frame underneath it;
+/// - `stackrestore` of a stack pointer the baseline frame may have saved
+///   before reaching the header (a `stacksave` outside the loop from which
+///   the header is reachable: a VLA in an enclosing scope) would move the
+///   continuation's stack pointer into the baseline frame underneath it.
+///   Saves inside the loop happen again in the continuation, and saves
+///   that cannot precede the header (a later scope) never ran;
 /// - a `token` value cannot be passed as an argument.
 fn blocked_reason<'ctx>(
     blocks: &[BasicBlock<'ctx>],
     region: &[BasicBlock<'ctx>],
-    in_loop: &HashSet<usize>,
+    before_header: &dyn Fn(usize) -> bool,
     live: &[BasicValueEnum<'ctx>],
     traits: FunctionTraits,
 ) -> Option<String> {
@@ -279,7 +283,7 @@ fn blocked_reason<'ctx>(
     }
     if restores {
         let saved_outside = blocks.iter().enumerate().any(|(b, block)| {
-            !in_loop.contains(&b)
+            before_header(b)
                 && block
                     .get_instructions()
                     .any(|i| intrinsic_name(i).is_some_and(|n| n.starts_with("llvm.stacksave")))

@@ -66,6 +66,34 @@ pub fn parse_module<'ctx>(
     Ok(module)
 }
 
+/// A copy of `module` in the same context.
+///
+/// LLVM's module clone maps global initializers before function bodies, so
+/// a `blockaddress` in a label table (`static void *t[] = {&&a}`) ends up
+/// naming the original module's block, which code generation cannot emit
+/// ("Undefined temporary symbol"). Modules with block addresses are copied
+/// through bitcode instead, which has no such order problem.
+pub fn copy_module<'ctx>(module: &Module<'ctx>, path: &Path) -> Result<Module<'ctx>, Error> {
+    let labels = module.get_functions().any(|f| {
+        f.get_basic_blocks()
+            .into_iter()
+            .any(crate::code::ir::block_address_taken)
+    });
+    if !labels {
+        return Ok(module.clone());
+    }
+    let bitcode = module.write_bitcode_to_memory();
+    let name = path.display().to_string();
+    let buffer = MemoryBuffer::create_from_memory_range_copy(bitcode.as_slice(), &name);
+    module
+        .get_context()
+        .create_module_from_ir(buffer)
+        .map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: format!("internal: a copy of the module does not parse: {e}"),
+        })
+}
+
 /// The clang to use: `$TIERJIT_CLANG`, else `clang-19` on PATH, else
 /// Debian's versioned install directory.
 fn clang_binary() -> PathBuf {

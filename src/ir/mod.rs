@@ -11,3 +11,4 @@ pub mod live;
 pub mod load;
 pub mod normalize;
 pub mod sites;
+pub mod structors;

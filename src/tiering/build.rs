@@ -10,6 +10,7 @@
 //! `f`'s calls to itself go straight to `f.tjN`.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use inkwell::module::{Linkage, Module};
@@ -34,7 +35,9 @@ pub fn version_symbol(function: &str, version: u32) -> String {
 }
 
 /// Callees worth offering to the inliner: direct callees of `id` and their
-/// direct callees, each no larger than `max_instructions`.
+/// direct callees, each no larger than `max_instructions`. Never one that
+/// takes label addresses: its labels in memory are the baseline's, and a
+/// copy the optimizer specialized would jump into baseline code.
 pub fn inline_candidates(
     layout: &JobLayout,
     id: usize,
@@ -51,6 +54,7 @@ pub fn inline_candidates(
             for &callee in &layout.functions[caller].callees {
                 if callee != id
                     && layout.functions[callee].instruction_count <= max_instructions
+                    && !layout.functions[callee].traits.labels_taken
                     && chosen.insert(callee)
                 {
                     next.push(callee);
@@ -108,7 +112,7 @@ pub fn prepare_module<'ctx>(
     options: BuildOptions,
     profile: Option<&ProfileUse<'_>>,
 ) -> Result<Prepared<'ctx>, Error> {
-    let module = canonical.clone();
+    let module = crate::ir::load::copy_module(canonical, Path::new("canonical"))?;
     let name = &layout.functions[id].name;
     let mut candidates = inline_candidates(layout, id, options.inline_limit);
     if let Some(p) = profile {
@@ -123,6 +127,7 @@ pub fn prepare_module<'ctx>(
         for &(target, _) in &promotion.targets {
             if target != id
                 && layout.functions[target].instruction_count <= options.inline_limit
+                && !layout.functions[target].traits.labels_taken
                 && !profile.is_some_and(|p| p.specialized.contains(&target))
             {
                 candidates.insert(target);
@@ -252,7 +257,9 @@ pub struct Built {
     pub speculation: Speculation,
 }
 
-/// Builds, optimizes and emits version `version` of function `id`.
+/// Builds, optimizes and emits version `version` of function `id`;
+/// `before_optimize` sees the finished module first (fault injection).
+#[allow(clippy::too_many_arguments)]
 pub fn compile_version(
     canonical: &Module<'_>,
     layout: &JobLayout,
@@ -261,6 +268,7 @@ pub fn compile_version(
     machine: &TargetMachine,
     options: BuildOptions,
     profile: Option<&ProfileUse<'_>>,
+    before_optimize: &dyn Fn(&Module<'_>),
 ) -> Result<Built, Error> {
     let Prepared {
         module,
@@ -306,6 +314,7 @@ pub fn compile_version(
             }
         }
     }
+    before_optimize(&module);
     let object = finish_module(
         &module,
         &format!("version module of {name}"),

@@ -25,10 +25,6 @@ use crate::profile::promote;
 use crate::runtime::Shared;
 use crate::versions::Tier;
 
-/// Names functions (comma-separated) whose every compile fails, to test the
-/// failure path.
-pub const INJECT_ENV: &str = "TIERJIT_INJECT_COMPILE_FAILURE";
-
 pub fn run(shared: Arc<Shared>, requests: RequestQueues) {
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
         Ok(m) => m,
@@ -107,7 +103,8 @@ fn compile_and_install(
 ) -> Result<(usize, Vec<String>), Error> {
     let layout = &shared.layout;
     let unit = request.unit(layout);
-    let version = shared.versions.next_version(unit);
+    // A fresh number (and so fresh symbol names) for every attempt.
+    let version = shared.versions.claim_version(unit);
     let name = &layout.functions[request.function].name;
     let pgo = &shared.config.pgo;
     let specialized = shared.versions.specialized_functions();
@@ -124,10 +121,9 @@ fn compile_and_install(
             }
         });
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let injected = shared.inject_compile_failure.as_deref().unwrap_or("");
-        if injected.split(',').any(|n| n == name) {
-            return Err(Error::Codegen(format!("injected failure ({INJECT_ENV})")));
-        }
+        shared.faults.before_compile(name)?;
+        let label = request.label(layout);
+        let faults = |module: &Module<'_>| shared.faults.before_optimize(module, &label);
         match request.loop_index {
             None => compile_version(
                 canonical,
@@ -137,6 +133,7 @@ fn compile_and_install(
                 machine,
                 options,
                 profile.as_ref(),
+                &faults,
             ),
             Some(k) => {
                 let Prepared {
@@ -162,6 +159,7 @@ fn compile_and_install(
                 build_continuation(&module, function, lp.header, &lp.osr, in_place, &symbol)?;
                 apply_own_promotions(&module, resolved, &view, &mut speculation)?;
                 let what = format!("OSR continuation {}", request.label(layout));
+                faults(&module);
                 let object = finish_module(&module, &what, machine, options)?;
                 Ok(Built {
                     symbol,
@@ -173,8 +171,7 @@ fn compile_and_install(
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
     let size = built.object.len();
-    let loaded = shared.jit.add_object(&built.object, &built.symbol)?;
-    let entry = shared.jit.lookup(&built.symbol)?;
+    let (loaded, entry) = shared.jit.load(&built.object, &built.symbol)?;
     let view = shared.profile_view();
     let notes: Vec<String> = built
         .speculation

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod compiler;
+pub mod faults;
 pub mod policy;
 pub mod profiler;
 

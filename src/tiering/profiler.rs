@@ -154,8 +154,23 @@ fn watch_speculation(
     match shared.versions.state(unit) {
         TierUpState::Installed => {}
         // Gave up: the installed version, if any, stays for good.
-        TierUpState::GaveUp { .. } => return false,
-        // Compiling a replacement, or it failed and may be retried.
+        TierUpState::GaveUp { .. } | TierUpState::Excluded { .. } => return false,
+        // A replacement failed: ask again once the backoff has passed (the
+        // decision to replace stands; the installed version runs meanwhile).
+        failed @ TierUpState::Failed { retry_at, .. } => {
+            if now >= retry_at && shared.versions.try_request(unit, now) {
+                let (calls, backedges) = shared.function_counts(id);
+                let request = CompileRequest {
+                    replaces_speculation: true,
+                    ..CompileRequest::new(id, None, calls, backedges, now)
+                };
+                if requests.try_send(request).is_err() {
+                    shared.versions.cancel_request(unit, failed);
+                }
+            }
+            return true;
+        }
+        // Compiling a replacement.
         _ => return true,
     }
     let speculation = shared.versions.speculation(unit);
@@ -199,9 +214,11 @@ fn watch_speculation(
             // Watch the replacement once it is installed.
             true
         }
-        // Try again at a later tick; the installed version keeps running.
+        // Try again at a later tick; the installed version keeps running,
+        // and a request that was never queued does not count against the
+        // function's re-speculation budget.
         Err(_) => {
-            shared.versions.cancel_request(unit, TierUpState::Installed);
+            shared.versions.withdraw_replacement(unit);
             true
         }
     }
@@ -217,7 +234,9 @@ fn offer(
     let unit = request.unit(&shared.layout);
     let previous = shared.versions.state(unit);
     match previous {
-        TierUpState::Installed | TierUpState::GaveUp { .. } => return false,
+        TierUpState::Installed | TierUpState::GaveUp { .. } | TierUpState::Excluded { .. } => {
+            return false
+        }
         TierUpState::Requested => return true,
         _ => {}
     }

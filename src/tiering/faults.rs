@@ -1,0 +1,108 @@
+//! Faults injected through environment variables, so tests can drive the
+//! compiler's failure paths with real failures. Each variable names
+//! functions, comma-separated; a loop's continuation counts as its
+//! function's.
+//!
+//! - `TIERJIT_INJECT_COMPILE_FAILURE=f,g`: every compile fails before code
+//!   generation;
+//! - `TIERJIT_INJECT_LINK_FAILURE=f`: the first object built for `f` fails
+//!   to link (it refers to a symbol nothing defines), later ones link;
+//!   `f#3` makes the third fail instead. Names here are what `--events`
+//!   shows: `f` for the function's versions, `f@loop2` for a continuation;
+//! - `TIERJIT_INJECT_SLOW_COMPILE=f`: the compile takes ten minutes (the
+//!   compiler thread sleeps), like a pathological LLVM compile.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use inkwell::module::{Linkage, Module};
+
+use crate::error::Error;
+
+pub const COMPILE_FAILURE_ENV: &str = "TIERJIT_INJECT_COMPILE_FAILURE";
+pub const LINK_FAILURE_ENV: &str = "TIERJIT_INJECT_LINK_FAILURE";
+pub const SLOW_COMPILE_ENV: &str = "TIERJIT_INJECT_SLOW_COMPILE";
+
+/// The symbol an object with an injected link failure refers to.
+const MISSING_SYMBOL: &str = "__tierjit_injected_missing_symbol";
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    fail_compile: Vec<String>,
+    /// (unit label, which of its objects fails to link, 1-based)
+    fail_link: Vec<(String, u32)>,
+    slow_compile: Vec<String>,
+    /// Objects built so far per unit label named in `fail_link`.
+    built: Mutex<HashMap<String, u32>>,
+}
+
+fn names(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl Faults {
+    pub fn from_env() -> Faults {
+        Faults {
+            fail_compile: names(COMPILE_FAILURE_ENV),
+            fail_link: names(LINK_FAILURE_ENV)
+                .into_iter()
+                .map(|n| match n.split_once('#') {
+                    Some((label, k)) => (label.to_string(), k.parse().unwrap_or(1)),
+                    None => (n, 1),
+                })
+                .collect(),
+            slow_compile: names(SLOW_COMPILE_ENV),
+            built: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Before a compile of `function`: sleeps or fails as injected.
+    pub fn before_compile(&self, function: &str) -> Result<(), Error> {
+        if self.slow_compile.iter().any(|n| n == function) {
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        if self.fail_compile.iter().any(|n| n == function) {
+            return Err(Error::Codegen(format!(
+                "injected failure ({COMPILE_FAILURE_ENV})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Before `module` (an object for the unit `label` names) is
+    /// optimized: for the object `TIERJIT_INJECT_LINK_FAILURE` names, adds
+    /// an exported function calling a symbol nothing defines, so that
+    /// linking the object fails.
+    pub fn before_optimize(&self, module: &Module<'_>, label: &str) {
+        let Some(&(_, fail_at)) = self.fail_link.iter().find(|(l, _)| l == label) else {
+            return;
+        };
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        let count = built.entry(label.to_string()).or_insert(0);
+        *count += 1;
+        if *count != fail_at {
+            return;
+        }
+        // `@` would read as a symbol version in an object file.
+        let function = label.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        let context = module.get_context();
+        let void = context.void_type().fn_type(&[], false);
+        let missing = module.add_function(MISSING_SYMBOL, void, Some(Linkage::External));
+        let caller = module.add_function(
+            &format!("{MISSING_SYMBOL}.caller.{function}"),
+            void,
+            Some(Linkage::External),
+        );
+        let builder = context.create_builder();
+        builder.position_at_end(context.append_basic_block(caller, "entry"));
+        let _ = builder.build_call(missing, &[], "");
+        let _ = builder.build_return(None);
+    }
+}

@@ -265,14 +265,15 @@ fn run_job(
         .dtors
         .then(|| lookup(structors::DTORS))
         .transpose()?;
-    code::enter_job(shutdown);
+    let argv = argv(options);
+    code::enter_job(shutdown, &argv[0]);
     if let Some(dtors) = dtors {
         code::run_at_exit(dtors);
     }
     if let Some(ctors) = ctors {
         code::call_void(ctors);
     }
-    let status = code::call_main(entry, shape, &argv(options));
+    let status = code::call_main(entry, shape, &argv);
     code::exit_job(status)
 }
 

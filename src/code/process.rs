@@ -14,11 +14,13 @@
 //!   neither joined nor awaited: a compile in flight is abandoned, and
 //!   LLVM's own static destructors (registered when libLLVM was loaded,
 //!   earlier still) never run under a thread still using LLVM.
+//! - Name. `error(3)`, `err(3)` and friends print the program's name
+//!   (`program_invocation_name`); that is the job's `argv[0]`, not tierjit.
 //! - Fork. A child of a forked job has only the forking thread: no
 //!   profiler, no compiler. It never waits for a compile and never prints
 //!   the report; it exits with its own status.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
@@ -34,12 +36,25 @@ static SHUTDOWN: OnceLock<ShutdownHook> = OnceLock::new();
 extern "C" {
     /// glibc's `on_exit`: like `atexit`, but the handler gets the status.
     fn on_exit(handler: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+    /// glibc's name of the program, for messages (`error(3)`).
+    static mut program_invocation_name: *mut c_char;
+    /// ...and its last path component.
+    static mut program_invocation_short_name: *mut c_char;
 }
 
-/// Makes this process the job's. Call once, on the thread that runs the
-/// job, after every tierjit thread that must exist at exit has started
-/// and before any job code (constructors included) runs.
-pub fn enter_job(shutdown: ShutdownHook) {
+/// Makes this process the job's, named `argv0`. Call once, on the thread
+/// that runs the job, after every tierjit thread that must exist at exit
+/// has started and before any job code (constructors included) runs.
+pub fn enter_job(shutdown: ShutdownHook, argv0: &str) {
+    let name = CString::new(argv0).unwrap_or_default();
+    let short = CString::new(argv0.rsplit('/').next().unwrap_or(argv0)).unwrap_or_default();
+    // SAFETY: glibc reads these two pointers when it prints a message; they
+    // are set before any job code (the only code here that prints such
+    // messages) runs, and the strings are leaked so they live until exit.
+    unsafe {
+        program_invocation_name = name.into_raw();
+        program_invocation_short_name = short.into_raw();
+    }
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
     // Relaxed: written before any job code runs, which is what reads it

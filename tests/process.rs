@@ -1,0 +1,227 @@
+//! The job's process behaves as the native program's would, in every mode:
+//! a closed pipe ends it with SIGPIPE, a stack overflow with SIGSEGV, its
+//! stack is as deep as native `main`'s, and it ends as soon as its work is
+//! done even when a compile is in flight. (What output alone shows, such
+//! as fork, constructors and error(3), is covered by fixtures.)
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MODES: [&str; 3] = ["baseline", "optimized", "tiered"];
+
+fn job(name: &str, source: &str) -> PathBuf {
+    let path = scratch().join(name);
+    std::fs::write(&path, source).unwrap();
+    path
+}
+
+fn native(source: &Path) -> PathBuf {
+    let exe = source.with_extension("native");
+    let built = build_native(source, &exe, &["-O0"]);
+    assert!(built.status.success(), "{built:?}");
+    exe
+}
+
+/// Starts `command` with stdout piped, reads one line, closes the pipe and
+/// returns the signal that ended the process.
+fn signal_after_first_line(mut command: Command) -> Option<i32> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "y\n");
+    // The reader is dropped: the pipe has no reader any more.
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.signal();
+        }
+        if start.elapsed() > job_limit() {
+            let _ = child.kill();
+            panic!("the job went on writing into a closed pipe");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_the_job_with_sigpipe() {
+    // `tierjit run yes.c | head -1`
+    let path = job(
+        "yes.c",
+        "#include <stdio.h>\nint main(void) { for (;;) { puts(\"y\"); fflush(stdout); } }\n",
+    );
+    assert_eq!(
+        signal_after_first_line(native_command(&native(&path))),
+        Some(libc::SIGPIPE)
+    );
+    for mode in MODES {
+        let mut cmd = tierjit_command();
+        cmd.arg("run").arg(&path).args(["--mode", mode]);
+        assert_eq!(signal_after_first_line(cmd), Some(libc::SIGPIPE), "{mode}");
+    }
+}
+
+/// A job whose `work` gets hot at once and whose compile takes ten
+/// minutes (injected); `main` is done a moment later.
+const HOT_THEN_DONE: &str = r#"
+#include <stdio.h>
+unsigned work(unsigned x) { return x * 2654435761u + 1; }
+int main(void) {
+  unsigned v = 1;
+  for (int i = 0; i < 2000000; i++) v = work(v);
+  printf("%u\n", v);
+  return 0;
+}
+"#;
+
+#[test]
+fn exit_does_not_wait_for_a_compile_in_flight() {
+    let path = job("hot_then_done.c", HOT_THEN_DONE);
+    let mut cmd = tierjit_command();
+    cmd.arg("run")
+        .arg(&path)
+        .args(["--events", "--stats", "--set", "thresholds.calls=100"])
+        .args(["--set", "osr.enabled=false"])
+        .env("TIERJIT_INJECT_SLOW_COMPILE", "work");
+    let start = Instant::now();
+    let run = run_with_limit(&mut cmd, job_limit());
+    let took = start.elapsed();
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(!run.timed_out);
+    assert!(
+        took < Duration::from_secs(60),
+        "exit waited {took:?} for the compile"
+    );
+    // The compile was requested and never finished.
+    assert!(
+        !run.stderr.contains(" work O0->O3 "),
+        "no compile of work finished:\n{}",
+        run.stderr
+    );
+    let (tier, calls) = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() == 4 && cols[0] == "work")
+                .then(|| (cols[1].to_string(), cols[2].to_string()))
+        })
+        .expect("work's stats row");
+    assert_eq!((tier.as_str(), calls.as_str()), ("O0", "2000000"));
+}
+
+#[test]
+fn exit_does_not_wait_for_a_sleeping_profiler() {
+    let path = job(
+        "quick.c",
+        "#include <stdio.h>\nint main(void) { puts(\"done\"); return 3; }\n",
+    );
+    let start = Instant::now();
+    let run = run_tierjit(&path, &["--set", "profiler.interval_ms=60000"], &[]);
+    assert_eq!((run.status, run.stdout.as_str()), (Some(3), "done\n"));
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Recurses through frames of about 4 KiB: to `percent`% of the stack
+/// limit, or forever with `overflow`. Prints "unlimited" (and does nothing
+/// else) when the stack has no limit.
+const DEEP: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+__attribute__((noinline)) long dive(long depth) {
+  volatile char frame[4000];
+  memset((char *)frame, (int)depth, sizeof frame);
+  if (depth == 0) return frame[7];
+  return dive(depth - 1) + frame[depth % 4000];
+}
+int main(int argc, char **argv) {
+  struct rlimit limit;
+  getrlimit(RLIMIT_STACK, &limit);
+  if (limit.rlim_cur == RLIM_INFINITY) { puts("unlimited"); return 0; }
+  long frames = argc > 1 && argv[1][0] == 'o' ? 1L << 40
+                                              : (long)(limit.rlim_cur / 100 * atol(argv[1]) / 4096);
+  printf("%ld\n", dive(frames) & 1);
+  return 0;
+}
+"#;
+
+#[test]
+fn the_stack_is_as_deep_as_natives_and_an_overflow_is_sigsegv() {
+    let path = job("deep.c", DEEP);
+    let exe = native(&path);
+    let deep = run_with_limit(native_command(&exe).arg("85"), job_limit());
+    if deep.stdout == "unlimited\n" {
+        eprintln!("stack size is unlimited here; nothing to compare");
+        return;
+    }
+    assert_eq!(deep.status, Some(0), "native reaches 85% of the limit");
+    let overflow = |cmd: &mut Command| {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (child.wait().unwrap().signal(), stderr)
+    };
+    let (signal, _) = overflow(native_command(&exe).arg("overflow"));
+    assert_eq!(signal, Some(libc::SIGSEGV), "native overflow");
+    for mode in MODES {
+        let run = run_tierjit(&path, &["--mode", mode], &["85".into()]);
+        assert_eq!(
+            (run.status, run.stdout.as_str()),
+            (Some(0), deep.stdout.as_str()),
+            "{mode}: {}",
+            run.stderr
+        );
+        let mut cmd = tierjit_command();
+        cmd.arg("run")
+            .arg(&path)
+            .args(["--mode", mode, "--", "overflow"]);
+        let (signal, stderr) = overflow(&mut cmd);
+        assert_eq!(signal, Some(libc::SIGSEGV), "{mode}: {stderr}");
+        assert!(!stderr.contains("overflowed its stack"), "{mode}: {stderr}");
+    }
+}
+
+#[test]
+fn error_3_names_the_job_and_the_report_follows_its_messages() {
+    let path = fixtures_dir().join("error_exit.c");
+    for mode in MODES {
+        let run = run_tierjit(&path, &["--mode", mode, "--stats"], &[]);
+        assert_eq!(run.status, Some(3), "{mode}: {}", run.stderr);
+        assert!(
+            run.stdout.ends_with("exit handler ran\n"),
+            "{mode}: {}",
+            run.stdout
+        );
+        let message = run.stderr.find("error_exit.c: giving up on purpose");
+        let report = run.stderr.find("tierjit stats:");
+        assert!(
+            message.is_some() && report.is_some() && message < report,
+            "{mode}: {}",
+            run.stderr
+        );
+    }
+}

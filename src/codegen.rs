@@ -4,7 +4,8 @@
 use inkwell::module::Module;
 use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::{
-    CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
+    CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetData, TargetMachine,
+    TargetTriple,
 };
 use inkwell::OptimizationLevel;
 
@@ -37,28 +38,148 @@ pub fn initialize_native_target() -> Result<(), Error> {
 }
 
 impl TargetSpec {
-    /// Resolves "host" in the config to what this machine is.
-    pub fn resolve(target: &config::Target) -> TargetSpec {
+    /// Resolves the configured target for this machine.
+    ///
+    /// Code always runs here, so the features are always the host's, with
+    /// `target.features` applied on top: a CPU named in `target.cpu` then
+    /// chooses the tuning (scheduling model, costs) and cannot switch on an
+    /// instruction this machine lacks. (On x86-64 the host list names every
+    /// feature, on or off; on AArch64 the kernel reports only those present,
+    /// so a named CPU may still add its own: name a CPU the machine has.)
+    /// A `+feature` the host does not report is refused, unless the host
+    /// reports none at all (no detection: under an emulator, say).
+    pub fn resolve(target: &config::Target) -> Result<TargetSpec, Error> {
         let triple = TargetMachine::get_default_triple()
             .as_str()
             .to_string_lossy()
             .into_owned();
-        let host_cpu = TargetMachine::get_host_cpu_name().to_string();
         let cpu = if target.cpu == "host" {
-            host_cpu
+            TargetMachine::get_host_cpu_name().to_string()
         } else {
-            target.cpu.clone()
+            target.cpu.trim().to_string()
         };
-        let features = match target.features.as_str() {
-            "host" if target.cpu == "host" => TargetMachine::get_host_cpu_features().to_string(),
-            "host" => String::new(),
-            other => other.to_string(),
+        let host = TargetMachine::get_host_cpu_features().to_string();
+        let features = match target.features.trim() {
+            "host" => host,
+            explicit => {
+                let enabled: Vec<&str> = host.split(',').filter(|f| f.starts_with('+')).collect();
+                for feature in explicit.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                    let Some(name) = feature.strip_prefix('+') else {
+                        if !feature.starts_with('-') {
+                            return Err(Error::ConfigValue(format!(
+                                "target.features: `{feature}` must start with + or -"
+                            )));
+                        }
+                        continue;
+                    };
+                    let named = host.split(',').any(|f| f.get(1..) == Some(name));
+                    let unknown_here = host.contains('-') && !named;
+                    // A name the full (x86-64) host list lacks is one LLVM does
+                    // not know: `validate` says so.
+                    if !enabled.is_empty() && !enabled.contains(&feature) && !unknown_here {
+                        return Err(Error::ConfigValue(format!(
+                            "target.features: this machine cannot run code that uses `{name}` (its CPU does not report it)"
+                        )));
+                    }
+                }
+                if host.is_empty() {
+                    explicit.to_string()
+                } else {
+                    format!("{host},{explicit}")
+                }
+            }
         };
-        TargetSpec {
+        Ok(TargetSpec {
             triple,
             cpu,
             features,
+        })
+    }
+
+    /// Checks that LLVM knows the CPU and every feature named: it only
+    /// warns about unknown ones and generates generic code. Call before
+    /// other threads write to stderr (see `code::llvm_warnings_during`).
+    pub fn validate(&self) -> Result<(), Error> {
+        let (built, warnings) = crate::code::llvm_warnings_during(|| {
+            let machine = self.machine(0)?;
+            let context = inkwell::context::Context::create();
+            let module = context.create_module("probe");
+            let f = module.add_function("probe", context.void_type().fn_type(&[], false), None);
+            let builder = context.create_builder();
+            builder.position_at_end(context.append_basic_block(f, "entry"));
+            let _ = builder.build_return(None);
+            emit_object(&module, &machine).map(|_| ())
+        });
+        built?;
+        let arch = self.triple.split('-').next().unwrap_or("");
+        if warnings.contains("is not a recognized processor") {
+            return Err(Error::ConfigValue(format!(
+                "target.cpu: LLVM knows no {arch} CPU named `{}`",
+                self.cpu
+            )));
         }
+        if let Some(line) = warnings
+            .lines()
+            .find(|l| l.contains("is not a recognized feature"))
+        {
+            let name = line.split('\'').nth(1).unwrap_or(line);
+            return Err(Error::ConfigValue(format!(
+                "target.features: LLVM knows no {arch} feature `{name}`"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that a job's IR was made for this target: the same
+    /// architecture and operating system, and a data layout that agrees on
+    /// every type's size and alignment (IR for another layout would read
+    /// and write its structures wrongly).
+    pub fn check_module(&self, module: &Module<'_>, path: &std::path::Path) -> Result<(), Error> {
+        let unsupported = |what: String| Error::Unsupported {
+            path: path.to_path_buf(),
+            what,
+        };
+        let job_triple = module.get_triple().as_str().to_string_lossy().into_owned();
+        if !job_triple.is_empty() {
+            let norm = |t: &str| {
+                TargetMachine::normalize_triple(&TargetTriple::create(t))
+                    .as_str()
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let (job, here) = (norm(&job_triple), norm(&self.triple));
+            let job_parts: Vec<&str> = job.split('-').collect();
+            let here_parts: Vec<&str> = here.split('-').collect();
+            let same_arch = job_parts.first() == here_parts.first();
+            let job_os = job_parts.get(2).copied().unwrap_or("unknown");
+            let same_os = job_os == "unknown" || Some(&job_os) == here_parts.get(2);
+            if !same_arch || !same_os {
+                return Err(unsupported(format!(
+                    "the IR is for {job_triple}, and tierjit here runs {} code (compile the job for this machine)",
+                    self.triple
+                )));
+            }
+        }
+        let layout = module
+            .get_data_layout()
+            .as_str()
+            .to_string_lossy()
+            .into_owned();
+        if layout.is_empty() {
+            return Ok(());
+        }
+        let machine = self.machine(0)?;
+        let here = machine.get_target_data();
+        if layout == here.get_data_layout().as_str().to_string_lossy() {
+            return Ok(());
+        }
+        let job = TargetData::create(&layout);
+        if let Some(difference) = layout_difference(&module.get_context(), &job, &here) {
+            return Err(unsupported(format!(
+                "the IR's data layout \"{layout}\" does not match this target's: {difference}"
+            )));
+        }
+        Ok(())
     }
 
     /// A target machine at the given optimization level. Code is
@@ -104,7 +225,18 @@ pub fn optimize(module: &Module<'_>, machine: &TargetMachine, level: u8) -> Resu
     options.set_call_graph_profile(false);
     module
         .run_passes(&pipeline, machine, options)
-        .map_err(|e| Error::Codegen(format!("{pipeline}: {e}")))
+        .map_err(|e| Error::Codegen(format!("{pipeline}: {e}")))?;
+    llvm_errors(&pipeline)
+}
+
+/// Error diagnostics LLVM raised on this thread (see `code::watch_context`).
+fn llvm_errors(what: &str) -> Result<(), Error> {
+    let errors = crate::code::take_errors();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Codegen(format!("{what}: {}", errors.join("; "))))
+    }
 }
 
 /// Runs an explicit pass pipeline (e.g. "elim-avail-extern").
@@ -126,8 +258,50 @@ fn prepare(module: &Module<'_>, machine: &TargetMachine) {
 /// Emits a relocatable object.
 pub fn emit_object(module: &Module<'_>, machine: &TargetMachine) -> Result<Vec<u8>, Error> {
     prepare(module, machine);
-    machine
+    let object = machine
         .write_to_memory_buffer(module, FileType::Object)
         .map(|buffer| buffer.as_slice().to_vec())
-        .map_err(|e| Error::Codegen(e.to_string()))
+        .map_err(|e| Error::Codegen(e.to_string()))?;
+    llvm_errors("code generation")?;
+    Ok(object)
+}
+
+/// The first way two data layouts disagree on what IR means, if any:
+/// byte order, pointer size, or the size or alignment of a basic type.
+fn layout_difference(
+    context: &inkwell::context::ContextRef<'_>,
+    job: &TargetData,
+    here: &TargetData,
+) -> Option<String> {
+    if job.get_byte_ordering() != here.get_byte_ordering() {
+        return Some("byte order".into());
+    }
+    if job.get_pointer_byte_size(None) != here.get_pointer_byte_size(None) {
+        return Some(format!(
+            "pointers of {} bytes, here {}",
+            job.get_pointer_byte_size(None),
+            here.get_pointer_byte_size(None)
+        ));
+    }
+    let types: Vec<(&str, inkwell::types::BasicTypeEnum)> = vec![
+        ("i8", context.i8_type().into()),
+        ("i16", context.i16_type().into()),
+        ("i32", context.i32_type().into()),
+        ("i64", context.i64_type().into()),
+        ("i128", context.i128_type().into()),
+        ("float", context.f32_type().into()),
+        ("double", context.f64_type().into()),
+        ("ptr", context.ptr_type(0.into()).into()),
+    ];
+    for (name, ty) in types {
+        let (a, b) = (job.get_abi_size(&ty), here.get_abi_size(&ty));
+        if a != b {
+            return Some(format!("{name} takes {a} bytes, here {b}"));
+        }
+        let (a, b) = (job.get_abi_alignment(&ty), here.get_abi_alignment(&ty));
+        if a != b {
+            return Some(format!("{name} is aligned to {a} bytes, here {b}"));
+        }
+    }
+    None
 }

@@ -160,8 +160,9 @@ impl Default for Pgo {
 pub struct Target {
     /// LLVM CPU name every tier generates code for; "host" detects it.
     pub cpu: String,
-    /// LLVM feature string (e.g. "+avx2,-avx512f"); "host" means the host's
-    /// features when `cpu` is "host" and the CPU's own defaults otherwise.
+    /// "host" (the host's features), or an LLVM feature string applied on
+    /// top of them (e.g. "-avx512f"): code runs here, so a `+feature` the
+    /// host lacks is refused (see `codegen::TargetSpec::resolve`).
     pub features: String,
 }
 
@@ -410,44 +411,45 @@ impl Config {
         self.validate().map_err(err)
     }
 
-    /// Checks ranges serde cannot express.
+    /// Checks ranges serde cannot express: every numeric knob has one
+    /// (`RANGES`), so no value can make tierjit allocate absurdly, divide
+    /// by zero or spin.
     pub fn validate(&self) -> Result<(), String> {
-        let mut problems = Vec::new();
-        if self.thresholds.calls == 0 {
-            problems.push("thresholds.calls must be at least 1");
-        }
-        if self.thresholds.backedges == 0 {
-            problems.push("thresholds.backedges must be at least 1");
-        }
-        if self.thresholds.osr_backedges == 0 {
-            problems.push("thresholds.osr_backedges must be at least 1");
-        }
-        if self.profiler.interval_ms == 0 || self.profiler.interval_ms > 60_000 {
-            problems.push("profiler.interval_ms must be between 1 and 60000");
-        }
-        if self.compiler.threads == 0 || self.compiler.threads > 64 {
-            problems.push("compiler.threads must be between 1 and 64");
-        }
-        if self.compiler.queue_size == 0 {
-            problems.push("compiler.queue_size must be at least 1");
-        }
-        if !(1..=3).contains(&self.compiler.opt_level) {
-            problems.push("compiler.opt_level must be 1, 2 or 3");
-        }
-        if self.compiler.max_attempts == 0 {
-            problems.push("compiler.max_attempts must be at least 1");
-        }
-        if self.compiler.context_reuse == 0 {
-            problems.push("compiler.context_reuse must be at least 1");
-        }
-        if self.pgo.guard_miss_limit == 0 {
-            problems.push("pgo.guard_miss_limit must be at least 1");
-        }
-        if self.pgo.guard_miss_percent > 100 {
-            problems.push("pgo.guard_miss_percent must be between 0 and 100");
-        }
+        let values: [(&str, u64); 12] = [
+            ("thresholds.calls", self.thresholds.calls),
+            ("thresholds.backedges", self.thresholds.backedges),
+            ("thresholds.osr_backedges", self.thresholds.osr_backedges),
+            ("profiler.interval_ms", self.profiler.interval_ms),
+            ("compiler.threads", self.compiler.threads as u64),
+            ("compiler.queue_size", self.compiler.queue_size as u64),
+            ("compiler.opt_level", u64::from(self.compiler.opt_level)),
+            (
+                "compiler.max_attempts",
+                u64::from(self.compiler.max_attempts),
+            ),
+            (
+                "compiler.inline_callee_max_instructions",
+                self.compiler.inline_callee_max_instructions as u64,
+            ),
+            (
+                "compiler.context_reuse",
+                u64::from(self.compiler.context_reuse),
+            ),
+            ("pgo.guard_miss_limit", self.pgo.guard_miss_limit),
+            ("pgo.guard_miss_percent", self.pgo.guard_miss_percent),
+        ];
+        let mut problems: Vec<String> = values
+            .iter()
+            .filter_map(|&(key, value)| {
+                let &(_, min, max) = RANGES.iter().find(|(k, _, _)| *k == key)?;
+                (!(min..=max).contains(&value)).then(|| match max {
+                    u64::MAX => format!("{key} must be at least {min} (got {value})"),
+                    _ => format!("{key} must be between {min} and {max} (got {value})"),
+                })
+            })
+            .collect();
         if self.target.cpu.trim().is_empty() {
-            problems.push("target.cpu must name a CPU or be \"host\"");
+            problems.push("target.cpu must name a CPU or be \"host\"".into());
         }
         if problems.is_empty() {
             Ok(())
@@ -456,6 +458,24 @@ impl Config {
         }
     }
 }
+
+/// The allowed range of every numeric knob, inclusive (also in
+/// config.example.ron and the README).
+pub const RANGES: &[(&str, u64, u64)] = &[
+    ("thresholds.calls", 1, u64::MAX),
+    ("thresholds.backedges", 1, u64::MAX),
+    ("thresholds.osr_backedges", 1, u64::MAX),
+    ("profiler.interval_ms", 1, 60_000),
+    ("compiler.threads", 1, 64),
+    // The queue is allocated up front.
+    ("compiler.queue_size", 1, 65_536),
+    ("compiler.opt_level", 1, 3),
+    ("compiler.max_attempts", 1, 100),
+    ("compiler.inline_callee_max_instructions", 0, 1_000_000),
+    ("compiler.context_reuse", 1, 1_000_000),
+    ("pgo.guard_miss_limit", 1, u64::MAX),
+    ("pgo.guard_miss_percent", 0, 100),
+];
 
 #[cfg(test)]
 mod tests {
@@ -538,6 +558,45 @@ mod tests {
             assert!(profile_names().contains(&name), "{file} is not in PROFILES");
         }
         assert!(Config::default().layer_profile("pi-9000").is_err());
+    }
+
+    #[test]
+    fn every_numeric_knob_has_a_range_and_extremes_are_refused() {
+        for key in KEYS {
+            let numeric = !key.starts_with("target.")
+                && !key.ends_with("background")
+                && !key.ends_with("direct_self_calls")
+                && !key.starts_with("osr.")
+                && !matches!(
+                    *key,
+                    "pgo.profile_metadata" | "pgo.call_promotion" | "pgo.value_specialization"
+                );
+            assert_eq!(
+                RANGES.iter().any(|(k, _, _)| k == key),
+                numeric,
+                "{key}: a numeric knob needs a range in RANGES"
+            );
+        }
+        for (key, min, max) in RANGES {
+            let mut c = Config::default();
+            if *max < u64::MAX {
+                let err = c.apply_override(&format!("{key}={}", max + 1)).unwrap_err();
+                assert!(err.to_string().contains(key), "{err}");
+            }
+            if *min > 0 {
+                assert!(
+                    c.apply_override(&format!("{key}={}", min - 1)).is_err(),
+                    "{key}"
+                );
+            }
+            c.apply_override(&format!("{key}={min}")).unwrap();
+        }
+        let mut c = Config::default();
+        let err = c
+            .apply_override("compiler.queue_size=18446744073709551615")
+            .unwrap_err();
+        assert!(err.to_string().contains("between 1 and 65536"), "{err}");
+        assert!(c.apply_override("compiler.queue_size=1000000000").is_err());
     }
 
     #[test]

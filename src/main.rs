@@ -1,5 +1,6 @@
 //! The `tierjit` command line. Exit status: the job's own, or 125 when
-//! tierjit could not start the job (bad input, bad config), 2 for usage.
+//! tierjit could not start the job (bad input, bad config, bad usage), so
+//! that a wrapper can tell tierjit's failures from the job's statuses.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,15 +72,62 @@ enum ModeArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(e),
+    };
     let Command::Run(args) = cli.command;
     match run(args) {
         Ok(never) => match never {},
         Err(e) => {
-            eprintln!("tierjit: error: {e:#}");
+            // The message names its cause already (each error's text
+            // includes its source), so the chain is not printed again.
+            eprintln!("tierjit: error: {}", printable(&e.to_string()));
             ExitCode::from(TOOL_FAILURE)
         }
     }
+}
+
+/// `--help` and `--version` print and succeed; a usage error is a tool
+/// failure like any other (not clap's status 2, which a job may return).
+fn usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    use std::io::Write;
+    let text = e.render().to_string();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // A closed stdout (`tierjit --help | head -1`) is not an error.
+            let _ = write!(std::io::stdout(), "{text}");
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!(
+                "tierjit: error: a command is required\n\n{}",
+                text.trim_end()
+            );
+            ExitCode::from(TOOL_FAILURE)
+        }
+        _ => {
+            let text = text.trim_start_matches("error: ").trim_end();
+            eprintln!("tierjit: error: {text}");
+            ExitCode::from(TOOL_FAILURE)
+        }
+    }
+}
+
+/// `message` with control characters (from a binary file echoed by a
+/// parser, say) shown as escapes, so that it cannot garble a terminal.
+fn printable(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\u{fffd}' => out.push('?'),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn run(args: RunArgs) -> anyhow::Result<std::convert::Infallible> {

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
@@ -19,7 +18,9 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::ir::layout::JobLayout;
 use crate::ir::load::{copy_module, parse_module, read_job_ir};
-use crate::ir::normalize::{canonicalize_cfg, is_intrinsic, make_shareable, set_code_attributes};
+use crate::ir::normalize::{
+    canonicalize_cfg, check_supported, is_intrinsic, make_shareable, set_code_attributes,
+};
 use crate::ir::structors::{self, Structors};
 use crate::metrics::Metrics;
 use crate::profile::ProfileView;
@@ -78,7 +79,6 @@ pub struct Shared {
     /// Failures injected on purpose (tests of the failure paths).
     pub faults: Faults,
     pub stop: AtomicBool,
-    threads: Mutex<Vec<JoinHandle<()>>>,
     /// Where job threads that wait for a compile (batch mode, forced OSR)
     /// queue their requests, served before the profiler's (None once stopped).
     batch_requests: Mutex<Option<Sender<CompileRequest>>>,
@@ -88,8 +88,8 @@ pub struct Shared {
 /// generated for, and how new code is published.
 pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String, Error> {
     codegen::initialize_native_target()?;
-    let spec = TargetSpec::resolve(&config.target);
-    spec.machine(0)?;
+    let spec = TargetSpec::resolve(&config.target)?;
+    spec.validate()?;
     let cpu_source = if config.target.cpu == "host" {
         "detected"
     } else {
@@ -136,13 +136,30 @@ impl Shared {
 /// Returns only if the job could not be started.
 pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     let start = Instant::now();
+    code::install_fatal_error_handler(Box::new(|reason| {
+        if compiler::on_fatal_error(reason) {
+            // This compiler thread is inside LLVM, which cannot go on: it
+            // stays blocked for good; a replacement took its place.
+            loop {
+                std::thread::park();
+            }
+        }
+        // Before the job started (reading, instrumenting or compiling it):
+        // tierjit could not start the job.
+        eprintln!("tierjit: error: LLVM: {reason}");
+        code::exit_now(125)
+    }));
     codegen::initialize_native_target()?;
     code::load_host_libraries();
     code::apply_llvm_options();
-    let target = TargetSpec::resolve(&options.config.target);
+    let target = TargetSpec::resolve(&options.config.target)?;
+    target.validate()?;
     let bytes = read_job_ir(&options.job, &options.cflags, &target.triple)?;
     let context = Context::create();
+    code::watch_context(&context);
     let module = parse_module(&context, &bytes, &options.job)?;
+    target.check_module(&module, &options.job)?;
+    check_supported(&module, &options.job)?;
     let shape = main_shape(&module, &options)?;
     set_code_attributes(&module, &target);
     bind_host_overrides(&module);
@@ -393,7 +410,6 @@ fn run_tiered(
         stubs,
         faults: Faults::from_env(),
         stop: AtomicBool::new(false),
-        threads: Mutex::new(Vec::new()),
         batch_requests: Mutex::new(None),
     });
     if options.mode == Mode::Tiered {
@@ -454,27 +470,22 @@ fn start_background(shared: &Arc<Shared>) {
             }
         }));
     }
-    let mut threads = shared.threads.lock().unwrap_or_else(|p| p.into_inner());
+    // Threads are never joined: the process ends without waiting for them
+    // (see `code::enter_job`).
     for i in 0..shared.config.compiler.threads {
-        let s = shared.clone();
-        let r = RequestQueues {
+        let queues = RequestQueues {
             waited_on: waited_on.clone(),
             background: rx.clone(),
         };
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("tierjit-compiler-{i}"))
-                .spawn(move || compiler::run(s, r))
-                .expect("spawn compiler thread"),
-        );
+        compiler::spawn(shared.clone(), queues, i);
     }
     let s = shared.clone();
-    threads.push(
-        std::thread::Builder::new()
-            .name("tierjit-profiler".into())
-            .spawn(move || profiler::run(s, tx))
-            .expect("spawn profiler thread"),
-    );
+    let spawned = std::thread::Builder::new()
+        .name("tierjit-profiler".into())
+        .spawn(move || profiler::run(s, tx));
+    if let Err(e) = spawned {
+        eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
+    }
 }
 
 /// Batch mode and forced OSR: queue a compile of function `function` (or of

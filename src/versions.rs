@@ -369,7 +369,7 @@ mod tests {
         builder
             .build_return(Some(&i32t.const_int(7, false)))
             .unwrap();
-        let spec = TargetSpec::resolve(&crate::config::Target::default());
+        let spec = TargetSpec::resolve(&crate::config::Target::default()).unwrap();
         let bytes = codegen::emit_object(&module, &spec.machine(0).unwrap()).unwrap();
         jit.load(&bytes, name).unwrap()
     }

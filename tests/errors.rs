@@ -173,16 +173,18 @@ fn unsupported_job_type() {
 }
 
 #[test]
-fn thread_local_variables_are_rejected_clearly() {
+fn thread_local_variables_are_rejected_clearly_in_every_mode() {
     let job = write(
         "tls.c",
         b"_Thread_local int t;\nint main(void) { return t; }\n",
     );
-    expect_error(
-        &job,
-        &["--mode", "tiered"],
-        &["not supported", "thread-local", "`t`"],
-    );
+    for mode in ["baseline", "optimized", "tiered"] {
+        expect_error(
+            &job,
+            &["--mode", mode],
+            &["not supported", "thread-local", "`t`"],
+        );
+    }
 }
 
 #[test]
@@ -229,5 +231,202 @@ fn example_config_runs_a_job() {
         (Some(0), "hi\n"),
         "{}",
         run.stderr
+    );
+}
+
+/// An architecture that is not this one, as clang names it.
+fn other_arch_triple() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "x86_64-linux-gnu"
+    } else {
+        "aarch64-linux-gnu"
+    }
+}
+
+#[test]
+fn ir_for_another_architecture_is_refused() {
+    let source = write("other_arch.c", b"int main(void) { return 0; }\n");
+    let job = scratch().join("other_arch.bc");
+    let out = std::process::Command::new(clang())
+        .arg(format!("--target={}", other_arch_triple()))
+        .args(["-O1", "-emit-llvm", "-c"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&job)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    for mode in ["baseline", "optimized", "tiered"] {
+        expect_error(
+            &job,
+            &["--mode", mode],
+            &[
+                "other_arch.bc",
+                "the IR is for",
+                "compile the job for this machine",
+            ],
+        );
+    }
+}
+
+#[test]
+fn ir_with_an_incompatible_data_layout_is_refused() {
+    // 32-bit pointers: every structure with a pointer would be laid out
+    // differently from what this target's code generator assumes.
+    let job = write(
+        "layout.ll",
+        b"target datalayout = \"e-m:e-p:32:32-i64:64-n8:16:32-S128\"\ndefine i32 @main() {\n  ret i32 0\n}\n",
+    );
+    expect_error(
+        &job,
+        &[],
+        &["layout.ll", "data layout", "pointers of 4 bytes"],
+    );
+}
+
+#[test]
+fn cpus_and_features_llvm_does_not_know_are_refused() {
+    let job = write("target_names.ll", HELLO_LL.as_bytes());
+    expect_error(
+        &job,
+        &["--set", "target.cpu=no-such-cpu"],
+        &["target.cpu", "no-such-cpu"],
+    );
+    let foreign = if cfg!(target_arch = "aarch64") {
+        "skylake"
+    } else {
+        "cortex-a72"
+    };
+    expect_error(
+        &job,
+        &["--set", &format!("target.cpu={foreign}")],
+        &["target.cpu", foreign],
+    );
+    expect_error(
+        &job,
+        &["--set", "target.features=+no-such-feature"],
+        &["target.features", "no-such-feature"],
+    );
+}
+
+#[test]
+fn features_this_machine_lacks_are_refused() {
+    // A feature the host reports as absent ("-name" in --print-target).
+    let print = run_with_limit(
+        tierjit_command().args(["run", "--print-target"]),
+        job_limit(),
+    );
+    let absent = print
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("features:"))
+        .and_then(|list| list.split(',').find_map(|f| f.trim().strip_prefix('-')))
+        .map(str::to_string);
+    let Some(absent) = absent else {
+        eprintln!("the host reports no absent feature; nothing to check");
+        return;
+    };
+    let job = write("feature_lacking.ll", HELLO_LL.as_bytes());
+    expect_error(
+        &job,
+        &["--set", &format!("target.features=+{absent}")],
+        &["target.features", "cannot run", &absent],
+    );
+    // A CPU of this architecture that is not this one only tunes.
+    let cpu = if cfg!(target_arch = "aarch64") {
+        "cortex-a53"
+    } else {
+        "i386"
+    };
+    let run = run_tierjit(&job, &["--set", &format!("target.cpu={cpu}")], &[]);
+    assert_eq!(
+        (run.status, run.stdout.as_str()),
+        (Some(0), "hi\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn config_values_out_of_range_are_refused_not_allocated() {
+    let job = write("ranges.ll", HELLO_LL.as_bytes());
+    for setting in [
+        "compiler.queue_size=18446744073709551615",
+        "compiler.queue_size=1000000000",
+        "compiler.threads=100000",
+        "profiler.interval_ms=0",
+        "compiler.context_reuse=0",
+    ] {
+        let key = setting.split('=').next().unwrap();
+        expect_error(&job, &["--set", setting], &[key, "must be"]);
+    }
+}
+
+#[test]
+fn usage_errors_are_tool_failures() {
+    for args in [
+        &["run", "--no-such-flag", "x.c"][..],
+        &["run", "x.c", "--mode", "fast"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let run = run_with_limit(tierjit_command().args(args), job_limit());
+        assert_eq!(run.status, Some(TOOL_FAILURE), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("tierjit: error: "),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let help = run_with_limit(tierjit_command().args(["run", "--help"]), job_limit());
+    assert_eq!(help.status, Some(0));
+    assert!(
+        help.stdout.contains("Usage: tierjit run"),
+        "{}",
+        help.stdout
+    );
+}
+
+#[test]
+fn ir_llvm_cannot_generate_code_for_is_an_error_not_an_abort() {
+    // Profiling instrumentation that only a profiling runtime's lowering
+    // pass removes: code generation hits a fatal error in LLVM.
+    let job = write("profiled.c", b"int main(void) { return 0; }\n");
+    for mode in ["baseline", "optimized", "tiered"] {
+        expect_error(
+            &job,
+            &["--mode", mode, "--cflag=-fprofile-instr-generate"],
+            &["LLVM", "Cannot select"],
+        );
+    }
+}
+
+#[test]
+fn messages_are_printed_once_and_printable() {
+    let missing = scratch().join("missing-once.c");
+    let stderr = expect_error(&missing, &[], &["cannot read"]);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    let mut noise = Vec::new();
+    for i in 0..600u32 {
+        noise.push((i.wrapping_mul(2654435761) >> 13) as u8);
+    }
+    let random_bc = write("random.bc", &noise);
+    let stderr = expect_error(&random_bc, &[], &["random.bc", "not LLVM bitcode"]);
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{stderr:?}"
+    );
+    let mut garbled = b"define i32 @main() {\n  ".to_vec();
+    garbled.extend_from_slice(&noise[..80]);
+    garbled.extend_from_slice(b"\n  ret i32 0\n}\n");
+    let garbled_ll = write("garbled.ll", &garbled);
+    let stderr = expect_error(&garbled_ll, &[], &["garbled.ll", "cannot parse"]);
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{stderr:?}"
     );
 }

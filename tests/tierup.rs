@@ -381,3 +381,45 @@ fn a_retry_after_a_failed_link_installs_the_function() {
     );
     assert_eq!(stats_row(&run.stderr, "work").unwrap().0, "O3");
 }
+
+#[test]
+fn an_llvm_fatal_error_in_a_compile_fails_that_compile_only() {
+    // Code generation for `work` hits LLVM's report_fatal_error. The job
+    // goes on with correct output; the compile is reported as failed; a
+    // replacement compiler thread serves the later requests (main's).
+    let path = job("hot_calls_fatal.c", HOT_CALLS);
+    let mut cmd = tierjit_command();
+    cmd.arg("run")
+        .arg(&path)
+        .args(["--stats", "--events", "--set", "thresholds.calls=1"])
+        .args([
+            "--set",
+            "compiler.background=false",
+            "--set",
+            "osr.enabled=false",
+        ])
+        .env("TIERJIT_INJECT_FATAL_ERROR", "work");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert!(run.stdout.ends_with(" 30000000\n"), "{}", run.stdout);
+    let work = lines_of(&run.stderr, " work O0->O3 ");
+    assert!(
+        work.iter()
+            .all(|l| l.contains("failed: LLVM fatal error: Cannot select")),
+        "{}",
+        run.stderr
+    );
+    assert!(!work.is_empty(), "{}", run.stderr);
+    assert!(
+        lines_of(&run.stderr, " main O0->O3 ")
+            .iter()
+            .any(|l| l.ends_with(" installed")),
+        "another compile still works:\n{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("LLVM ERROR"), "{}", run.stderr);
+}
+
+fn lines_of<'a>(stderr: &'a str, needle: &str) -> Vec<&'a str> {
+    stderr.lines().filter(|l| l.contains(needle)).collect()
+}

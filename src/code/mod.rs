@@ -4,6 +4,7 @@
 
 mod entry;
 pub mod ir;
+mod llvm_errors;
 mod llvm_options;
 mod orc;
 mod probes;
@@ -14,6 +15,9 @@ mod tables;
 pub use entry::{
     call_main, call_void, host_has_symbol, host_overrides, load_host_libraries, osr_now_address,
     run_at_exit, set_compile_now_hook, tier_up_now_address, MainShape,
+};
+pub use llvm_errors::{
+    exit_now, install_fatal_error_handler, llvm_warnings_during, take_errors, watch_context,
 };
 pub use llvm_options::apply_llvm_options;
 pub use orc::{Jit, LoadedObject};

@@ -25,7 +25,7 @@ use llvm_sys::orc2::{
 use crate::error::Error;
 
 /// Converts an `LLVMErrorRef` into our error, consuming it.
-fn take_error(err: LLVMErrorRef) -> Option<String> {
+pub(super) fn take_error(err: LLVMErrorRef) -> Option<String> {
     if err.is_null() {
         return None;
     }
@@ -82,8 +82,17 @@ impl Jit {
         if let Some(msg) = take_error(err) {
             return Err(Error::Jit(format!("cannot create the JIT: {msg}")));
         }
-        // SAFETY: `jit` is a live LLJIT; the main JITDylib lives as long as it.
-        let dylib = unsafe { LLVMOrcLLJITGetMainJITDylib(jit) };
+        // SAFETY: `jit` is a live LLJIT; the main JITDylib and the session
+        // live as long as it. The reporter is a plain function that copies
+        // each error message and consumes the error.
+        let dylib = unsafe {
+            llvm_sys::orc2::LLVMOrcExecutionSessionSetErrorReporter(
+                llvm_sys::orc2::lljit::LLVMOrcLLJITGetExecutionSession(jit),
+                super::llvm_errors::on_session_error,
+                ptr::null_mut(),
+            );
+            LLVMOrcLLJITGetMainJITDylib(jit)
+        };
         let this = Jit { jit, dylib };
         this.define_absolute(host_overrides)?;
 
@@ -169,7 +178,16 @@ impl Jit {
         // SAFETY: live JIT, valid C string, valid out-pointer.
         let err = unsafe { LLVMOrcLLJITLookup(self.jit, &mut addr, cname.as_ptr()) };
         match take_error(err) {
-            Some(msg) => Err(Error::Link(msg)),
+            Some(msg) => {
+                // The cause (an unsupported relocation, a missing symbol)
+                // went to the session's error reporter.
+                let causes = super::llvm_errors::take_session_errors();
+                if causes.is_empty() {
+                    Err(Error::Link(msg))
+                } else {
+                    Err(Error::Link(format!("{}; {msg}", causes.join("; "))))
+                }
+            }
             None => Ok(addr as usize),
         }
     }

@@ -38,10 +38,23 @@ pub fn read_job_ir(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u
     if kind == JobKind::C {
         return compile_c(path, cflags, triple);
     }
-    std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    if kind == JobKind::Bitcode && !is_bitcode(&bytes) {
+        return Err(Error::Parse {
+            path: path.to_path_buf(),
+            message: "not LLVM bitcode (no bitcode magic number at its start)".into(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Whether `bytes` start like bitcode: raw (`BC` 0xC0DE) or in the
+/// wrapper some toolchains write (0x0B17C0DE, little-endian).
+fn is_bitcode(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"BC\xC0\xDE") || bytes.starts_with(&[0xDE, 0xC0, 0x17, 0x0B])
 }
 
 /// Parses IR bytes (either form: LLVM's parser recognises bitcode by its

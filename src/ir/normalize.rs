@@ -85,12 +85,6 @@ pub fn make_shareable<'ctx>(
         if name.starts_with("llvm.") {
             continue;
         }
-        if global.is_thread_local() {
-            return Err(Error::Unsupported {
-                path: path.to_path_buf(),
-                what: format!("thread-local variable `{name}`"),
-            });
-        }
         if global.is_declaration() {
             continue;
         }
@@ -139,6 +133,23 @@ pub fn canonicalize_cfg(
     machine: &inkwell::targets::TargetMachine,
 ) -> Result<(), Error> {
     crate::codegen::run_pipeline(module, machine, "function(loop-simplify,break-crit-edges)")
+}
+
+/// Refuses what no tier can run, in every mode: thread-local variables
+/// (ORC here has no TLS runtime; the link would fail on their relocations).
+pub fn check_supported(module: &Module<'_>, path: &Path) -> Result<(), Error> {
+    for global in module.get_globals() {
+        if global.is_thread_local() {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: format!(
+                    "thread-local variable `{}`",
+                    global.get_name().to_string_lossy()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Appended to a local definition whose name the host also defines.

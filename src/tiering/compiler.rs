@@ -2,6 +2,11 @@
 //! canonical module (inkwell contexts must not be shared between threads)
 //! and starts a fresh one every `compiler.context_reuse` compiles, because
 //! a context only grows.
+//!
+//! A compile that hits one of LLVM's fatal errors cannot be unwound (the
+//! error is raised deep in C++ frames): its thread reports the compile as
+//! failed, starts a replacement compiler thread and blocks for good (see
+//! `on_fatal_error`). The job keeps running on the code it has.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,7 +30,55 @@ use crate::profile::promote;
 use crate::runtime::Shared;
 use crate::versions::Tier;
 
-pub fn run(shared: Arc<Shared>, requests: RequestQueues) {
+/// Starts compiler thread number `index`.
+pub fn spawn(shared: Arc<Shared>, requests: RequestQueues, index: usize) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("tierjit-compiler-{index}"))
+        .spawn(move || run(shared, requests));
+    if let Err(e) = spawned {
+        // Without this thread requests wait in the queue; the job runs on.
+        eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
+    }
+}
+
+/// The compile this thread is running, for `on_fatal_error`.
+struct Armed {
+    shared: Arc<Shared>,
+    requests: RequestQueues,
+    request: CompileRequest,
+    started: Instant,
+    /// The request's `done` (a thread waiting for the compile is released
+    /// when it is dropped).
+    done: Option<crossbeam_channel::Sender<()>>,
+}
+
+thread_local! {
+    static ARMED: std::cell::RefCell<Option<Armed>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Called on LLVM's fatal error. On a compiler thread in a compile: reports
+/// the compile as failed, releases a job thread waiting for it, starts a
+/// replacement compiler thread and returns true; the caller must then never
+/// return into LLVM (it blocks for good). Elsewhere returns false.
+pub fn on_fatal_error(reason: &str) -> bool {
+    let Some(armed) = ARMED.with(|a| a.borrow_mut().take()) else {
+        return false;
+    };
+    report(
+        &armed.shared,
+        &armed.request,
+        armed.started,
+        0,
+        Err(format!("LLVM fatal error: {reason}")),
+    );
+    drop(armed.done);
+    // Numbered after the configured threads: this one is gone for good.
+    let index = armed.shared.config.compiler.threads;
+    spawn(armed.shared, armed.requests, index);
+    true
+}
+
+fn run(shared: Arc<Shared>, requests: RequestQueues) {
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
         Ok(m) => m,
         Err(e) => {
@@ -43,6 +96,7 @@ pub fn run(shared: Arc<Shared>, requests: RequestQueues) {
     };
     loop {
         let context = Context::create();
+        crate::code::watch_context(&context);
         let canonical = match parse_module(&context, &shared.canonical_bitcode, &shared.job_path) {
             Ok(m) => m,
             Err(e) => {
@@ -57,14 +111,26 @@ pub fn run(shared: Arc<Shared>, requests: RequestQueues) {
             if shared.stop.load(Ordering::Acquire) {
                 return;
             }
-            let request = match requests.next(Duration::from_millis(20)) {
+            let mut request = match requests.next(Duration::from_millis(20)) {
                 Ok(request) => request,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             compiled += 1;
             let started = Instant::now();
+            let done = request.done.take();
+            ARMED.with(|a| {
+                *a.borrow_mut() = Some(Armed {
+                    shared: shared.clone(),
+                    requests: requests.clone(),
+                    request: request.clone(),
+                    started,
+                    done,
+                })
+            });
             let outcome = compile_and_install(&shared, &canonical, &machine, options, &request);
+            // Released after the report below.
+            let _armed = ARMED.with(|a| a.borrow_mut().take());
             match outcome {
                 Ok((size, notes)) => {
                     report(&shared, &request, started, size, Ok(()));

@@ -10,7 +10,10 @@
 //!   `f#3` makes the third fail instead. Names here are what `--events`
 //!   shows: `f` for the function's versions, `f@loop2` for a continuation;
 //! - `TIERJIT_INJECT_SLOW_COMPILE=f`: the compile takes ten minutes (the
-//!   compiler thread sleeps), like a pathological LLVM compile.
+//!   compiler thread sleeps), like a pathological LLVM compile;
+//! - `TIERJIT_INJECT_FATAL_ERROR=f`: code generation for `f`'s objects
+//!   hits a real LLVM fatal error (an intrinsic no backend selects, as
+//!   `-fprofile-instr-generate` IR has).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,6 +26,7 @@ use crate::error::Error;
 pub const COMPILE_FAILURE_ENV: &str = "TIERJIT_INJECT_COMPILE_FAILURE";
 pub const LINK_FAILURE_ENV: &str = "TIERJIT_INJECT_LINK_FAILURE";
 pub const SLOW_COMPILE_ENV: &str = "TIERJIT_INJECT_SLOW_COMPILE";
+pub const FATAL_ERROR_ENV: &str = "TIERJIT_INJECT_FATAL_ERROR";
 
 /// The symbol an object with an injected link failure refers to.
 const MISSING_SYMBOL: &str = "__tierjit_injected_missing_symbol";
@@ -33,6 +37,7 @@ pub struct Faults {
     /// (unit label, which of its objects fails to link, 1-based)
     fail_link: Vec<(String, u32)>,
     slow_compile: Vec<String>,
+    fatal_error: Vec<String>,
     /// Objects built so far per unit label named in `fail_link`.
     built: Mutex<HashMap<String, u32>>,
 }
@@ -59,6 +64,7 @@ impl Faults {
                 })
                 .collect(),
             slow_compile: names(SLOW_COMPILE_ENV),
+            fatal_error: names(FATAL_ERROR_ENV),
             built: Mutex::new(HashMap::new()),
         }
     }
@@ -81,6 +87,9 @@ impl Faults {
     /// an exported function calling a symbol nothing defines, so that
     /// linking the object fails.
     pub fn before_optimize(&self, module: &Module<'_>, label: &str) {
+        if self.fatal_error.iter().any(|n| n == label) {
+            add_unselectable_code(module);
+        }
         let Some(&(_, fail_at)) = self.fail_link.iter().find(|(l, _)| l == label) else {
             return;
         };
@@ -105,4 +114,41 @@ impl Faults {
         let _ = builder.build_call(missing, &[], "");
         let _ = builder.build_return(None);
     }
+}
+
+/// An exported function calling `llvm.instrprof.increment`, which only the
+/// profiling lowering pass removes: instruction selection then reports a
+/// fatal error ("Cannot select").
+fn add_unselectable_code(module: &Module<'_>) {
+    let context = module.get_context();
+    let ptr = context.ptr_type(0.into());
+    let (i32t, i64t) = (context.i32_type(), context.i64_type());
+    let intrinsic = module.add_function(
+        "llvm.instrprof.increment",
+        context
+            .void_type()
+            .fn_type(&[ptr.into(), i64t.into(), i32t.into(), i32t.into()], false),
+        None,
+    );
+    let name = module.add_global(context.i8_type(), None, "__tierjit_injected_name");
+    name.set_initializer(&context.i8_type().const_zero());
+    name.set_linkage(Linkage::Private);
+    let f = module.add_function(
+        "__tierjit_injected_fatal",
+        context.void_type().fn_type(&[], false),
+        Some(Linkage::External),
+    );
+    let builder = context.create_builder();
+    builder.position_at_end(context.append_basic_block(f, "entry"));
+    let _ = builder.build_call(
+        intrinsic,
+        &[
+            name.as_pointer_value().into(),
+            i64t.const_zero().into(),
+            i32t.const_int(1, false).into(),
+            i32t.const_zero().into(),
+        ],
+        "",
+    );
+    let _ = builder.build_return(None);
 }

@@ -18,6 +18,7 @@ use crate::versions::Unit;
 /// its unit is compiled (batch mode, forced OSR) must not wait behind the
 /// profiler's requests, which can take seconds each under emulation; the
 /// profiler's are served first come, first served.
+#[derive(Clone)]
 pub struct RequestQueues {
     /// Requests a job thread is waiting on (`crossbeam_channel::never()`
     /// when no thread ever waits).

@@ -20,6 +20,15 @@ pub struct TargetSpec {
     pub features: String,
 }
 
+/// Features the C calling convention of the host architecture passes
+/// arguments in (x86-64: SSE registers and x87 for `long double`; AArch64:
+/// the FP/SIMD registers): without one, code generation fails or calls
+/// across tiers and into libc disagree.
+#[cfg(target_arch = "x86_64")]
+const ABI_FEATURES: &[&str] = &["64bit", "64bit-mode", "sse", "sse2", "x87", "fxsr"];
+#[cfg(not(target_arch = "x86_64"))]
+const ABI_FEATURES: &[&str] = &["neon", "fp-armv8"];
+
 /// Initialises the LLVM target of the architecture this binary runs on.
 /// (`Target::initialize_native` would pick the build machine's target in a
 /// cross-built binary, because llvm-sys compiles its shim for the host.)
@@ -58,6 +67,11 @@ impl TargetSpec {
         } else {
             target.cpu.trim().to_string()
         };
+        if cpu == "help" {
+            return Err(Error::ConfigValue(
+                "target.cpu: `help` is not a CPU (see `llc -mcpu=help` for LLVM's list)".into(),
+            ));
+        }
         let host = TargetMachine::get_host_cpu_features().to_string();
         let features = match target.features.trim() {
             "host" => host,
@@ -65,20 +79,24 @@ impl TargetSpec {
                 let enabled: Vec<&str> = host.split(',').filter(|f| f.starts_with('+')).collect();
                 for feature in explicit.split(',').map(str::trim).filter(|f| !f.is_empty()) {
                     let Some(name) = feature.strip_prefix('+') else {
-                        if !feature.starts_with('-') {
+                        let Some(name) = feature.strip_prefix('-') else {
                             return Err(Error::ConfigValue(format!(
                                 "target.features: `{feature}` must start with + or -"
+                            )));
+                        };
+                        if ABI_FEATURES.contains(&name) {
+                            return Err(Error::ConfigValue(format!(
+                                "target.features: `{name}` cannot be turned off: the calling convention of this architecture needs it"
                             )));
                         }
                         continue;
                     };
-                    let named = host.split(',').any(|f| f.get(1..) == Some(name));
-                    let unknown_here = host.contains('-') && !named;
-                    // A name the full (x86-64) host list lacks is one LLVM does
-                    // not know: `validate` says so.
-                    if !enabled.is_empty() && !enabled.contains(&feature) && !unknown_here {
+                    // Every `+` the host list lacks is refused: a CPU feature
+                    // it does not have, or a code-generation mode (such as
+                    // soft-float) that changes what a call passes where.
+                    if !enabled.is_empty() && !enabled.contains(&feature) {
                         return Err(Error::ConfigValue(format!(
-                            "target.features: this machine cannot run code that uses `{name}` (its CPU does not report it)"
+                            "target.features: `{name}` is not a feature this machine's CPU reports, so code using it may not run here"
                         )));
                     }
                 }

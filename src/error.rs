@@ -64,3 +64,15 @@ pub enum Error {
     #[error("link failed: {0}")]
     Link(String),
 }
+
+/// The first `lines` lines of a long message (LLVM's verifier prints every
+/// offending instruction with its metadata), with a note of what was left.
+pub fn excerpt(text: &str, lines: usize) -> String {
+    let text = text.trim();
+    let total = text.lines().count();
+    if total <= lines {
+        return text.to_string();
+    }
+    let kept: Vec<&str> = text.lines().take(lines).collect();
+    format!("{}\n({} more lines)", kept.join("\n"), total - lines)
+}

@@ -84,10 +84,29 @@ pub struct Shared {
     batch_requests: Mutex<Option<Sender<CompileRequest>>>,
 }
 
+/// Routes LLVM's fatal errors (see `code::install_fatal_error_handler`) and
+/// initialises the host's target. First thing before any LLVM work.
+fn init_llvm() -> Result<(), Error> {
+    code::install_fatal_error_handler(Box::new(|reason| {
+        if compiler::on_fatal_error(reason) {
+            // This compiler thread is inside LLVM, which cannot go on: it
+            // stays blocked for good; a replacement took its place.
+            loop {
+                std::thread::park();
+            }
+        }
+        // On the main thread, before the job started (reading,
+        // instrumenting or compiling it): tierjit could not start the job.
+        eprintln!("tierjit: error: LLVM: {reason}");
+        code::exit_now(125)
+    }));
+    codegen::initialize_native_target()
+}
+
 /// What `tierjit run --print-target` shows: what code every tier will be
 /// generated for, and how new code is published.
 pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String, Error> {
-    codegen::initialize_native_target()?;
+    init_llvm()?;
     let spec = TargetSpec::resolve(&config.target)?;
     spec.validate()?;
     let cpu_source = if config.target.cpu == "host" {
@@ -136,20 +155,7 @@ impl Shared {
 /// Returns only if the job could not be started.
 pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     let start = Instant::now();
-    code::install_fatal_error_handler(Box::new(|reason| {
-        if compiler::on_fatal_error(reason) {
-            // This compiler thread is inside LLVM, which cannot go on: it
-            // stays blocked for good; a replacement took its place.
-            loop {
-                std::thread::park();
-            }
-        }
-        // Before the job started (reading, instrumenting or compiling it):
-        // tierjit could not start the job.
-        eprintln!("tierjit: error: LLVM: {reason}");
-        code::exit_now(125)
-    }));
-    codegen::initialize_native_target()?;
+    init_llvm()?;
     code::load_host_libraries();
     code::apply_llvm_options();
     let target = TargetSpec::resolve(&options.config.target)?;
@@ -214,10 +220,13 @@ fn bind_host_overrides(module: &Module<'_>) {
     }
 }
 
+/// Host addresses the JIT defines before anything else: the overrides and
+/// the static runtime symbols.
 fn override_symbols() -> Vec<(&'static str, usize)> {
     code::host_overrides()
         .into_iter()
         .map(|o| (o.symbol, o.address))
+        .chain(code::static_runtime_symbols())
         .collect()
 }
 
@@ -231,8 +240,11 @@ fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Erro
         .collect();
     let mut missing = Vec::new();
     let mut check = |name: String| {
-        if !name.is_empty() && !overrides.contains(&name.as_str()) && !code::host_has_symbol(&name)
-        {
+        let defined = overrides.contains(&name.as_str())
+            || code::static_runtime_symbols()
+                .iter()
+                .any(|(s, _)| *s == name);
+        if !name.is_empty() && !defined && !code::host_has_symbol(&name) {
             missing.push(name);
         }
     };

@@ -20,6 +20,7 @@
 //!   exit: N         expected exit status (default 0)
 //!   tierup: f g     functions that must tier up in batch mode
 //!   osr: yes        frames must move to OSR continuations in forced-OSR mode
+//!   cflags: -g      clang flags for every build of the fixture
 //!
 //! `TIERJIT_BLESS=1 cargo test --test fixtures` rewrites the .out files from
 //! the native run (review the diff before committing).
@@ -32,6 +33,7 @@ use common::*;
 
 struct Fixture {
     args: Vec<String>,
+    cflags: Vec<String>,
     exit: i32,
     tierup: Vec<String>,
     osr: bool,
@@ -40,6 +42,7 @@ struct Fixture {
 fn directives(source: &str) -> Fixture {
     let mut fixture = Fixture {
         args: vec![],
+        cflags: vec![],
         exit: 0,
         tierup: vec![],
         osr: false,
@@ -60,6 +63,8 @@ fn directives(source: &str) -> Fixture {
             fixture.exit = rest.trim().parse().expect("exit: takes a number");
         } else if let Some(rest) = line.strip_prefix("tierup:") {
             fixture.tierup = words(rest);
+        } else if let Some(rest) = line.strip_prefix("cflags:") {
+            fixture.cflags = words(rest);
         } else if let Some(rest) = line.strip_prefix("osr:") {
             fixture.osr = rest.trim() == "yes";
         }
@@ -75,7 +80,8 @@ fn check(file: &str, shape: Shape) {
 
     // One native build per test: tests of one fixture run in parallel.
     let exe = scratch().join(format!("{}_{}", file.replace('.', "_"), shape.label()));
-    let built = build_native(&path, &exe, &[]);
+    let cflags: Vec<&str> = fixture.cflags.iter().map(String::as_str).collect();
+    let built = build_native(&path, &exe, &cflags);
     assert!(
         built.status.success(),
         "native build failed:\n{}",
@@ -96,7 +102,16 @@ fn check(file: &str, shape: Shape) {
     } else {
         recorded
     };
-    let job = shape.prepare(&path, scratch(), &[]);
+    let job = shape.prepare(&path, scratch(), &cflags);
+    // A C job gets the fixture's flags the way a user passes them.
+    let cflag_args: Vec<String> = match shape {
+        Shape::C => fixture
+            .cflags
+            .iter()
+            .map(|f| format!("--cflag={f}"))
+            .collect(),
+        Shape::Ir { .. } => Vec::new(),
+    };
 
     let mut failures = Vec::new();
     let compare = |failures: &mut Vec<String>, label: &str, run: &Run| {
@@ -118,7 +133,9 @@ fn check(file: &str, shape: Shape) {
     };
     compare(&mut failures, "native", &native);
     for (label, flags) in MODES {
-        let run = run_tierjit(&job, flags, &fixture.args);
+        let mut flags: Vec<&str> = flags.to_vec();
+        flags.extend(cflag_args.iter().map(String::as_str));
+        let run = run_tierjit(&job, &flags, &fixture.args);
         compare(&mut failures, label, &run);
         if *label == "tiered-osr-forced"
             && fixture.osr
@@ -215,11 +232,18 @@ fixtures! {
     structors => "structors.c",
     weak_undefined => "weak_undefined.c",
     error_exit => "error_exit.c",
+    restrict_inlined => "restrict_inlined.c",
+    fenv_access => "fenv_access.c",
+    debug_info => "debug_info.c",
+    vla_function_scope => "vla_function_scope.c",
 }
 
 #[test]
 fn directives_are_parsed() {
-    let f = directives("// args: 1 2\n// exit: 7\n; tierup: f g\n// osr: yes\nexit:\n  ret i32 0");
+    let f = directives(
+        "// args: 1 2\n// exit: 7\n; tierup: f g\n// osr: yes\n// cflags: -g -O1\nexit:\n  ret i32 0",
+    );
+    assert_eq!(f.cflags, ["-g", "-O1"]);
     assert!(f.osr);
     assert_eq!(f.args, ["1", "2"]);
     assert_eq!(f.exit, 7);

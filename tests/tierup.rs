@@ -344,7 +344,12 @@ fn a_retry_after_a_failed_link_installs_the_function() {
     // The first object built for `work` refers to a symbol nothing defines,
     // so linking it fails after it was added to the JIT. The retry must
     // neither collide with that object's symbols nor fail again.
-    let path = job("hot_calls_link.c", HOT_CALLS);
+    // Long enough for the retry's backoff (100 ms) with room to spare.
+    let calls = 200_000_000 * workload_scale();
+    let path = job(
+        "hot_calls_link.c",
+        &HOT_CALLS.replace("30000000", &calls.to_string()),
+    );
     let mut cmd = tierjit_command();
     cmd.arg("run")
         .arg(&path)
@@ -359,7 +364,11 @@ fn a_retry_after_a_failed_link_installs_the_function() {
         .env("TIERJIT_INJECT_LINK_FAILURE", "work");
     let run = run_with_limit(&mut cmd, job_limit());
     assert_eq!(run.status, Some(0), "{}", run.stderr);
-    assert!(run.stdout.ends_with(" 30000000\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.ends_with(&format!(" {calls}\n")),
+        "{}",
+        run.stdout
+    );
     let work_events: Vec<&str> = run
         .stderr
         .lines()
@@ -385,9 +394,24 @@ fn a_retry_after_a_failed_link_installs_the_function() {
 #[test]
 fn an_llvm_fatal_error_in_a_compile_fails_that_compile_only() {
     // Code generation for `work` hits LLVM's report_fatal_error. The job
-    // goes on with correct output; the compile is reported as failed; a
-    // replacement compiler thread serves the later requests (main's).
-    let path = job("hot_calls_fatal.c", HOT_CALLS);
+    // goes on with correct output and the compile is reported as failed;
+    // `other`, first called after that, is compiled by the compiler thread
+    // that replaced the one the error stopped.
+    let path = job(
+        "fatal.c",
+        r#"
+#include <stdio.h>
+unsigned work(unsigned x) { return x * 2654435761u + 1; }
+unsigned other(unsigned x) { return (x ^ (x >> 7)) * 40503u; }
+int main(void) {
+  unsigned v = 1;
+  for (int i = 0; i < 1000000; i++) v = work(v);
+  for (int i = 0; i < 1000000; i++) v = other(v);
+  printf("%u\n", v);
+  return 0;
+}
+"#,
+    );
     let mut cmd = tierjit_command();
     cmd.arg("run")
         .arg(&path)
@@ -401,22 +425,20 @@ fn an_llvm_fatal_error_in_a_compile_fails_that_compile_only() {
         .env("TIERJIT_INJECT_FATAL_ERROR", "work");
     let run = run_with_limit(&mut cmd, job_limit());
     assert_eq!(run.status, Some(0), "{}", run.stderr);
-    assert!(run.stdout.ends_with(" 30000000\n"), "{}", run.stdout);
-    let work = lines_of(&run.stderr, " work O0->O3 ");
-    assert!(
-        work.iter()
-            .all(|l| l.contains("failed: LLVM fatal error: Cannot select")),
-        "{}",
-        run.stderr
-    );
-    assert!(!work.is_empty(), "{}", run.stderr);
-    assert!(
-        lines_of(&run.stderr, " main O0->O3 ")
-            .iter()
-            .any(|l| l.ends_with(" installed")),
-        "another compile still works:\n{}",
-        run.stderr
-    );
+    let baseline = run_tierjit(&path, &["--mode", "baseline"], &[]);
+    assert_eq!(run.stdout, baseline.stdout);
+    let events: Vec<&str> = run.stderr.lines().collect();
+    let failed = events
+        .iter()
+        .position(|l| {
+            l.contains(" work O0->O3 ") && l.contains("failed: LLVM fatal error: Cannot select")
+        })
+        .unwrap_or_else(|| panic!("work's compile did not fail:\n{}", run.stderr));
+    let other = events
+        .iter()
+        .position(|l| l.contains(" other O0->O3 ") && l.ends_with(" installed"))
+        .unwrap_or_else(|| panic!("other was not compiled:\n{}", run.stderr));
+    assert!(failed < other, "{}", run.stderr);
     assert!(!run.stderr.contains("LLVM ERROR"), "{}", run.stderr);
 }
 

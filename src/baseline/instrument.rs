@@ -18,9 +18,10 @@ use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
 use inkwell::module::{Linkage, Module};
-use inkwell::types::{BasicMetadataTypeEnum, BasicType, FunctionType};
+use inkwell::types::FunctionType;
 use inkwell::values::{
-    BasicMetadataValueEnum, BasicValue, FunctionValue, InstructionOpcode, IntValue, PointerValue,
+    BasicMetadataValueEnum, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode, IntValue,
+    PointerValue,
 };
 use inkwell::{AtomicOrdering, IntPredicate};
 use llvm_sys::LLVMTailCallKind;
@@ -33,7 +34,7 @@ use crate::ir::edit::{
 };
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::{FunctionLayout, JobLayout};
-use crate::ir::live::{bind, header_phis, parameter_types, Bound};
+use crate::ir::live::{bind, continuation_type, header_phis, transfer_record, Bound};
 
 /// Name of the baseline version of `function`.
 pub fn baseline_symbol(function: &str) -> String {
@@ -73,6 +74,8 @@ pub fn instrument(
         .collect();
 
     for (id, function) in functions.iter().enumerate() {
+        // New instructions take no location from another function's code.
+        builder.unset_current_debug_location();
         let info = &layout.functions[id];
         let blocks = function.get_basic_blocks();
         let sites = find_sites(*function, info, probes);
@@ -106,7 +109,7 @@ pub fn instrument(
                 if !ends_in_branch_to(latch, header) {
                     continue;
                 }
-                let cont_type = continuation_type(context, *function, live);
+                let cont_type = continuation_type(context, *function);
                 let transitions = counters.address_of(layout.osr_transition_counter(lp.global_id));
                 emit_osr_check(
                     context,
@@ -157,11 +160,15 @@ pub fn instrument(
         // Labels stay the body's: replacing the function's uses also
         // rewrote its `blockaddress` constants to name the stub.
         crate::code::ir::retarget_block_addresses(*function);
+        builder.unset_current_debug_location();
         build_stub(context, &builder, stub, slots.address_of(id))?;
     }
-    module
-        .verify()
-        .map_err(|e| Error::Codegen(format!("baseline instrumentation: {e}")))
+    module.verify().map_err(|e| {
+        let message = crate::error::excerpt(&e.to_string(), 12);
+        Error::Codegen(format!(
+            "baseline instrumentation does not verify: {message}"
+        ))
+    })
 }
 
 /// Counts the call. In batch mode, or when arguments are sampled, a new
@@ -193,12 +200,14 @@ fn emit_entry<'ctx>(
     }
     let entry = context.prepend_basic_block(body, "tj.entry");
     builder.position_at_end(entry);
+    // Only fixed-size slots move: a variable-length one (a VLA in the
+    // function's outermost scope) needs its size computed first.
     let mut cur = body.get_first_instruction();
     while let Some(instruction) = cur {
         cur = instruction.get_next_instruction();
-        if instruction.get_opcode() == InstructionOpcode::Alloca {
+        if crate::ir::func::static_alloca_count(instruction).is_some() {
             instruction.remove_from_basic_block();
-            builder.insert_instruction(&instruction, None);
+            crate::code::ir::insert_keeping_location(builder, instruction);
         }
     }
     let count = emit_increment(context, builder, counter)?;
@@ -259,21 +268,6 @@ fn ends_in_branch_to<'ctx>(block: BasicBlock<'ctx>, target: BasicBlock<'ctx>) ->
     block.get_terminator().is_some_and(|t| {
         t.get_opcode() == InstructionOpcode::Br && crate::code::ir::successors(t) == [target]
     })
-}
-
-/// The continuation's type: the function's return type, the live state's
-/// types as parameters.
-fn continuation_type<'ctx>(
-    context: &ContextRef<'ctx>,
-    function: FunctionValue<'ctx>,
-    live: &[Bound<'ctx>],
-) -> FunctionType<'ctx> {
-    let params: Vec<BasicMetadataTypeEnum> =
-        parameter_types(live).into_iter().map(Into::into).collect();
-    match function.get_type().get_return_type() {
-        Some(ret) => ret.fn_type(&params, false),
-        None => context.void_type().fn_type(&params, false),
-    }
 }
 
 /// A back-edge polls its loop's OSR entry slot when the loop's back-edge
@@ -344,18 +338,29 @@ fn emit_osr_check<'ctx>(
         transitions,
     } = check;
     // The state flowing along this edge.
-    let mut args: Vec<BasicMetadataValueEnum<'ctx>> = Vec::with_capacity(live.len());
+    let mut values: Vec<BasicValueEnum<'ctx>> = Vec::with_capacity(live.len());
     for value in live {
-        let value = match value {
+        values.push(match value {
             Bound::HeaderPhi(phi) => phi
                 .get_incomings()
                 .find(|(_, from)| *from == edge)
                 .map(|(v, _)| v)
                 .ok_or_else(|| codegen_err("header phi without the back-edge"))?,
             Bound::Value(v) => *v,
-        };
-        args.push(value.into());
+        });
     }
+    // The transfer record lives in the frame's entry block, so it is
+    // allocated once per call, however often the check runs.
+    let record_type = transfer_record(context, live);
+    let entry = function
+        .get_first_basic_block()
+        .and_then(|b| b.get_first_instruction())
+        .ok_or_else(|| codegen_err("function without an entry block"))?;
+    builder.position_before(&entry);
+    builder.unset_current_debug_location();
+    let record = builder
+        .build_alloca(record_type, "tj.osr.record")
+        .map_err(codegen_err)?;
     let slot = osr.slots.address_of(global_id);
     let term = edge
         .get_terminator()
@@ -364,9 +369,15 @@ fn emit_osr_check<'ctx>(
     let transfer = context.insert_basic_block_after(edge, "tj.osr");
     builder.position_at_end(transfer);
     emit_increment(context, builder, transitions)?;
+    for (k, value) in values.iter().enumerate() {
+        let field = builder
+            .build_struct_gep(record_type, record, k as u32, "tj.osr.field")
+            .map_err(codegen_err)?;
+        builder.build_store(field, *value).map_err(codegen_err)?;
+    }
     let target = load_slot(context, builder, slot)?;
     let result = builder
-        .build_indirect_call(cont_type, target, &args, "tj.osr.result")
+        .build_indirect_call(cont_type, target, &[record.into()], "tj.osr.result")
         .map_err(codegen_err)?;
     match (
         function.get_type().get_return_type(),

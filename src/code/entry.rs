@@ -47,14 +47,35 @@ pub fn osr_now_address() -> usize {
     osr_now as extern "C" fn(u64) as usize
 }
 
-/// glibc keeps `atexit` in the static libc_nonshared.a (it calls
-/// `__cxa_atexit` with the caller's `__dso_handle`), so the shared C library
-/// does not export it; jobs get ours, registered with the process.
+/// glibc keeps `atexit`, `at_quick_exit` and `pthread_atfork` in the static
+/// libc_nonshared.a (they pass the caller's `__dso_handle` on), so the
+/// shared C library does not export them; jobs get these, registered with
+/// the process (tierjit's binary links the static versions).
 extern "C" fn job_atexit(handler: extern "C" fn()) -> c_int {
     // SAFETY: registering a function pointer supplied by the job, exactly
     // as its own call to atexit would; it stays valid because job code is
     // never freed before exit.
     unsafe { libc::atexit(handler) }
+}
+
+extern "C" {
+    fn at_quick_exit(handler: extern "C" fn()) -> c_int;
+}
+
+extern "C" fn job_at_quick_exit(handler: extern "C" fn()) -> c_int {
+    // SAFETY: as `job_atexit`.
+    unsafe { at_quick_exit(handler) }
+}
+
+type ForkHandler = Option<unsafe extern "C" fn()>;
+
+extern "C" fn job_pthread_atfork(
+    prepare: ForkHandler,
+    parent: ForkHandler,
+    child: ForkHandler,
+) -> c_int {
+    // SAFETY: as `job_atexit`; each handler may be null, as in C.
+    unsafe { libc::pthread_atfork(prepare, parent, child) }
 }
 
 /// A host function that takes the place of a libc function the job calls.
@@ -70,11 +91,54 @@ pub struct HostOverride {
 
 /// Host functions that replace the job's references to these names.
 pub fn host_overrides() -> Vec<HostOverride> {
-    vec![HostOverride {
-        job_name: "atexit",
-        symbol: "__tierjit_atexit",
-        address: job_atexit as extern "C" fn(extern "C" fn()) -> c_int as usize,
-    }]
+    vec![
+        HostOverride {
+            job_name: "atexit",
+            symbol: "__tierjit_atexit",
+            address: job_atexit as extern "C" fn(extern "C" fn()) -> c_int as usize,
+        },
+        HostOverride {
+            job_name: "at_quick_exit",
+            symbol: "__tierjit_at_quick_exit",
+            address: job_at_quick_exit as extern "C" fn(extern "C" fn()) -> c_int as usize,
+        },
+        HostOverride {
+            job_name: "pthread_atfork",
+            symbol: "__tierjit_pthread_atfork",
+            address: job_pthread_atfork
+                as extern "C" fn(ForkHandler, ForkHandler, ForkHandler) -> c_int
+                as usize,
+        },
+    ]
+}
+
+/// Symbols a native link takes from static runtime libraries (libgcc.a),
+/// which tierjit's binary contains but does not export: the CPU model that
+/// `__builtin_cpu_supports` and `target_clones` read (x86-64).
+pub fn static_runtime_symbols() -> Vec<(&'static str, usize)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        extern "C" {
+            static __cpu_model: [u32; 4];
+            static __cpu_features2: [u32; 3];
+            fn __cpu_indicator_init() -> c_int;
+        }
+        // Only the addresses are taken (what a native link resolves these
+        // names to); nothing is read or called here.
+        vec![
+            ("__cpu_model", std::ptr::addr_of!(__cpu_model) as usize),
+            (
+                "__cpu_features2",
+                std::ptr::addr_of!(__cpu_features2) as usize,
+            ),
+            (
+                "__cpu_indicator_init",
+                __cpu_indicator_init as unsafe extern "C" fn() -> c_int as usize,
+            ),
+        ]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Vec::new()
 }
 
 /// Makes the math library's symbols visible to lookups by name (Rust

@@ -65,11 +65,13 @@ pub fn erase_function_metadata(function: inkwell::values::FunctionValue<'_>, kin
 
 /// An operand as tierjit reads it: inkwell panics on operands whose type
 /// is not a first-class value type (metadata of debug and constrained-FP
-/// intrinsics, tokens), so those are `Other` here.
+/// intrinsics, tokens), so those are `Token` or `Other` here.
 #[derive(Clone, Copy, Debug)]
 pub enum Operand<'ctx> {
     Value(inkwell::values::BasicValueEnum<'ctx>),
-    Block(#[allow(dead_code)] BasicBlock<'ctx>),
+    Block,
+    /// A value of `token` type.
+    Token,
     Other,
 }
 
@@ -109,14 +111,15 @@ pub fn operands(instruction: InstructionValue<'_>) -> Vec<Operand<'_>> {
                 if op.is_null() {
                     Operand::Other
                 } else if llvm_sys::core::LLVMValueIsBasicBlock(op) != 0 {
-                    BasicBlock::new(llvm_sys::core::LLVMValueAsBasicBlock(op))
-                        .map_or(Operand::Other, Operand::Block)
-                } else if is_basic_kind(llvm_sys::core::LLVMGetTypeKind(
-                    llvm_sys::core::LLVMTypeOf(op),
-                )) {
-                    Operand::Value(inkwell::values::BasicValueEnum::new(op))
+                    Operand::Block
                 } else {
-                    Operand::Other
+                    match llvm_sys::core::LLVMGetTypeKind(llvm_sys::core::LLVMTypeOf(op)) {
+                        kind if is_basic_kind(kind) => {
+                            Operand::Value(inkwell::values::BasicValueEnum::new(op))
+                        }
+                        llvm_sys::LLVMTypeKind::LLVMTokenTypeKind => Operand::Token,
+                        _ => Operand::Other,
+                    }
                 }
             })
             .collect()
@@ -254,10 +257,57 @@ pub fn as_function(
     }
 }
 
+/// Names of the module's indirect functions (`ifunc`, from `target_clones`
+/// or `__attribute__((ifunc))`).
+pub fn ifunc_names(module: &inkwell::module::Module<'_>) -> Vec<String> {
+    let mut names = Vec::new();
+    // SAFETY: walking the module's ifunc list; each is a live value whose
+    // name is a byte string of the given length.
+    unsafe {
+        let mut ifunc = llvm_sys::core::LLVMGetFirstGlobalIFunc(module.as_mut_ptr());
+        while !ifunc.is_null() {
+            let mut len = 0;
+            let name = llvm_sys::core::LLVMGetValueName2(ifunc, &mut len);
+            let bytes = std::slice::from_raw_parts(name.cast::<u8>(), len);
+            names.push(String::from_utf8_lossy(bytes).into_owned());
+            ifunc = llvm_sys::core::LLVMGetNextGlobalIFunc(ifunc);
+        }
+    }
+    names
+}
+
 /// Deletes a global variable from its module. Callers make sure nothing
 /// uses it any more.
 pub fn delete_global(global: inkwell::values::GlobalValue<'_>) {
     // SAFETY: callers drop every use and handle of `global` first (the
     // structor arrays are referenced by nothing: LLVM reads them by name).
     unsafe { global.delete() }
+}
+
+/// Inserts `instruction` (removed from its block) at the builder's position
+/// with the debug location it had. (Inserting through a builder gives it
+/// the builder's current location, which may belong to another place or
+/// even another function, which the verifier rejects.)
+pub fn insert_keeping_location<'ctx>(
+    builder: &inkwell::builder::Builder<'ctx>,
+    instruction: InstructionValue<'ctx>,
+) {
+    // SAFETY: `instruction` is a live instruction; its location (or null)
+    // is metadata of the same context, valid to set back on it.
+    unsafe {
+        let location = llvm_sys::debuginfo::LLVMInstructionGetDebugLoc(instruction.as_value_ref());
+        builder.insert_instruction(&instruction, None);
+        llvm_sys::debuginfo::LLVMInstructionSetDebugLoc(instruction.as_value_ref(), location);
+    }
+}
+
+/// Gives `to` the debug location of `from` (a call that replaces another
+/// must keep its location: the verifier requires one on a call that may
+/// be inlined in a function with debug information).
+pub fn copy_debug_location(from: InstructionValue<'_>, to: impl AsValueRef) {
+    // SAFETY: both are live instructions of one context.
+    unsafe {
+        let location = llvm_sys::debuginfo::LLVMInstructionGetDebugLoc(from.as_value_ref());
+        llvm_sys::debuginfo::LLVMInstructionSetDebugLoc(to.as_value_ref(), location);
+    }
 }

@@ -13,12 +13,13 @@
 //!   them after code generation.
 //! - ORC reports what went wrong while linking to the session's error
 //!   reporter, which prints it, and returns a vaguer error to the caller.
-//!   The reporter installed by `Jit::new` keeps the messages for
-//!   `take_session_errors`.
+//!   The reporter installed by `Jit::new` keeps the messages, per thread,
+//!   for `take_session_errors`.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 use llvm_sys::prelude::LLVMDiagnosticInfoRef;
 
@@ -27,6 +28,13 @@ type FatalHook = Box<dyn Fn(&str) + Send + Sync>;
 static FATAL_HOOK: OnceLock<FatalHook> = OnceLock::new();
 
 extern "C" fn on_fatal_error(reason: *const c_char) {
+    // A fatal error while stderr is captured: the message is for the user.
+    let saved = CAPTURE_SAVED_STDERR.swap(-1, Ordering::Relaxed);
+    if saved >= 0 {
+        // SAFETY: `saved` is the duplicate of the real stderr that
+        // `llvm_warnings_during` keeps open while capturing.
+        unsafe { libc::dup2(saved, 2) };
+    }
     let reason = if reason.is_null() {
         String::from("unknown error")
     } else {
@@ -102,23 +110,32 @@ pub fn take_errors() -> Vec<String> {
     DIAGNOSTICS.with(|d| std::mem::take(&mut *d.borrow_mut()))
 }
 
-static SESSION_ERRORS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+thread_local! {
+    /// ORC session errors raised on this thread (ORC links on the thread
+    /// that looks a symbol up) since the last `take_session_errors`.
+    static SESSION_ERRORS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Receives ORC's session errors (see `Jit::new`).
 pub extern "C" fn on_session_error(_: *mut c_void, error: llvm_sys::error::LLVMErrorRef) {
     if let Some(message) = super::orc::take_error(error) {
-        let mut errors = SESSION_ERRORS.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: nobody may ever collect them.
-        if errors.len() < 64 {
-            errors.push(message);
-        }
+        SESSION_ERRORS.with(|errors| {
+            let mut errors = errors.borrow_mut();
+            // Bounded: nobody may ever collect them.
+            if errors.len() < 64 {
+                errors.push(message);
+            }
+        });
     }
 }
 
-/// ORC session errors reported since the last call, oldest first.
+/// ORC session errors this thread raised since the last call, oldest first.
 pub fn take_session_errors() -> Vec<String> {
-    std::mem::take(&mut *SESSION_ERRORS.lock().unwrap_or_else(|p| p.into_inner()))
+    SESSION_ERRORS.with(|errors| std::mem::take(&mut *errors.borrow_mut()))
 }
+
+/// The real stderr while `llvm_warnings_during` captures fd 2 (else -1).
+static CAPTURE_SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
 
 /// Runs `f` and returns, with its result, what LLVM printed to stderr
 /// meanwhile. LLVM reports unknown CPU and feature names only as a warning
@@ -143,7 +160,10 @@ pub fn llvm_warnings_during<T>(f: impl FnOnce() -> T) -> (T, String) {
             libc::close(memfd);
             return (f(), String::new());
         }
+        // Relaxed: read by a fatal-error handler on this same thread.
+        CAPTURE_SAVED_STDERR.store(saved, Ordering::Relaxed);
         let result = f();
+        CAPTURE_SAVED_STDERR.store(-1, Ordering::Relaxed);
         libc::dup2(saved, 2);
         libc::close(saved);
         let mut text = Vec::new();

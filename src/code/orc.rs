@@ -175,6 +175,8 @@ impl Jit {
     pub fn lookup(&self, name: &str) -> Result<usize, Error> {
         let cname = CString::new(name).map_err(|_| Error::Jit("NUL in symbol".into()))?;
         let mut addr = 0u64;
+        // Causes reported before this lookup belong to something else.
+        let _ = super::llvm_errors::take_session_errors();
         // SAFETY: live JIT, valid C string, valid out-pointer.
         let err = unsafe { LLVMOrcLLJITLookup(self.jit, &mut addr, cname.as_ptr()) };
         match take_error(err) {

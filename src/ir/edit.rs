@@ -250,7 +250,7 @@ pub fn split_after<'ctx>(
     while let Some(instruction) = cur {
         cur = instruction.get_next_instruction();
         instruction.remove_from_basic_block();
-        builder.insert_instruction(&instruction, None);
+        crate::code::ir::insert_keeping_location(builder, instruction);
         if instruction == at {
             break;
         }

@@ -76,3 +76,17 @@ pub fn users<'ctx>(
     }
     map
 }
+
+/// The element count of an `alloca` of a fixed size (a constant count);
+/// `None` for a variable-length one or another instruction.
+pub fn static_alloca_count(instruction: InstructionValue<'_>) -> Option<u64> {
+    if instruction.get_opcode() != InstructionOpcode::Alloca {
+        return None;
+    }
+    match crate::code::ir::operands(instruction).first() {
+        Some(crate::code::ir::Operand::Value(inkwell::values::BasicValueEnum::IntValue(n))) => {
+            n.get_zero_extended_constant()
+        }
+        _ => None,
+    }
+}

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use inkwell::module::Module;
 
-use super::cfg::{natural_loops, Dominators};
+use super::cfg::natural_loops;
 use super::flow::{plan, Flow, FlowBranch, FlowLoop};
-use super::func::{control_flow, direct_callee, instructions};
-use super::live::{describe, FunctionTraits, OsrEntry};
+use super::func::{direct_callee, instructions};
+use super::live::{describe, FunctionTraits, FunctionView, OsrEntry};
 use super::normalize::is_intrinsic;
 use super::sites::{
     branch_sites, indirect_calls, int_params, ArgSite, BranchSite, IndirectCallSite,
@@ -92,16 +92,14 @@ impl JobLayout {
         let mut loops = Vec::new();
         let mut functions = Vec::with_capacity(defined.len());
         for (id, function) in defined.iter().enumerate() {
-            let (blocks, cfg) = control_flow(*function);
-            let doms = Dominators::compute(&cfg);
-            let traits = FunctionTraits::of(*function);
-            let function_loops: Vec<LoopLayout> = natural_loops(&cfg, &doms)
+            let view = FunctionView::new(*function);
+            let (cfg, traits) = (&view.cfg, view.traits);
+            let function_loops: Vec<LoopLayout> = natural_loops(cfg, &view.doms)
                 .into_iter()
                 .map(|l| {
                     counter_count += 1;
                     loop_count += 1;
-                    let osr =
-                        describe(*function, &blocks, &cfg, &doms, l.header, &l.blocks, traits);
+                    let osr = describe(&view, l.header, &l.blocks);
                     LoopLayout {
                         osr,
                         header: l.header,
@@ -146,7 +144,7 @@ impl JobLayout {
                     default_derived: edge_of[usize::from(edge_of.len() == 2)],
                 })
                 .collect();
-            let (flow, sources) = plan(&cfg, &flow_loops, &flow_branches, || allocate(1));
+            let (flow, sources) = plan(cfg, &flow_loops, &flow_branches, || allocate(1));
             let branches = found
                 .into_iter()
                 .zip(sources)

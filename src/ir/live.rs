@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use inkwell::basic_block::BasicBlock;
 use inkwell::values::{
     AsValueRef, BasicValueEnum, CallSiteValue, FunctionValue, InstructionOpcode, InstructionValue,
-    Operand, PhiValue,
+    PhiValue,
 };
 
 use super::cfg::{Cfg, Dominators};
@@ -143,31 +143,61 @@ fn intrinsic_name(instruction: InstructionValue<'_>) -> Option<String> {
     name.starts_with("llvm.").then(|| name.to_string())
 }
 
-/// The OSR entry of the loop with the given header and blocks (indices
-/// into `blocks`, the function's blocks in layout order).
-pub fn describe<'ctx>(
-    function: FunctionValue<'ctx>,
-    blocks: &[BasicBlock<'ctx>],
-    cfg: &Cfg,
-    doms: &Dominators,
-    header: usize,
-    loop_blocks: &[usize],
-    traits: FunctionTraits,
-) -> OsrEntry {
-    let reachable = reachable_from(cfg, header);
-    let index: HashMap<BasicBlock<'ctx>, usize> =
-        blocks.iter().enumerate().map(|(i, b)| (*b, i)).collect();
-    let in_loop: HashSet<usize> = loop_blocks.iter().copied().collect();
-    let params: Vec<BasicValueEnum<'ctx>> = function.get_param_iter().collect();
-    let mut position_of: HashMap<usize, Position> = HashMap::new();
-    for (b, block) in blocks.iter().enumerate() {
-        for (i, instruction) in block.get_instructions().enumerate() {
-            position_of.insert(
-                instruction.as_value_ref() as usize,
-                Position { block: b, index: i },
-            );
+/// One function's blocks, control flow and instruction positions, computed
+/// once and shared by the descriptions of all its loops.
+pub struct FunctionView<'ctx> {
+    pub function: FunctionValue<'ctx>,
+    /// Blocks in layout order.
+    pub blocks: Vec<BasicBlock<'ctx>>,
+    pub cfg: Cfg,
+    pub doms: Dominators,
+    pub traits: FunctionTraits,
+    index: HashMap<BasicBlock<'ctx>, usize>,
+    /// Each instruction (by address) to its position.
+    position_of: HashMap<usize, Position>,
+}
+
+impl<'ctx> FunctionView<'ctx> {
+    pub fn new(function: FunctionValue<'ctx>) -> FunctionView<'ctx> {
+        let (blocks, cfg) = super::func::control_flow(function);
+        let doms = Dominators::compute(&cfg);
+        let index = blocks.iter().enumerate().map(|(i, b)| (*b, i)).collect();
+        let mut position_of = HashMap::new();
+        for (b, block) in blocks.iter().enumerate() {
+            for (i, instruction) in block.get_instructions().enumerate() {
+                position_of.insert(
+                    instruction.as_value_ref() as usize,
+                    Position { block: b, index: i },
+                );
+            }
+        }
+        FunctionView {
+            function,
+            blocks,
+            cfg,
+            doms,
+            traits: FunctionTraits::of(function),
+            index,
+            position_of,
         }
     }
+}
+
+/// The OSR entry of the loop with the given header and blocks (indices
+/// into `view.blocks`).
+pub fn describe(view: &FunctionView<'_>, header: usize, loop_blocks: &[usize]) -> OsrEntry {
+    let FunctionView {
+        function,
+        blocks,
+        cfg,
+        doms,
+        traits,
+        index,
+        position_of,
+    } = view;
+    let reachable = reachable_from(cfg, header);
+    let in_loop: HashSet<usize> = loop_blocks.iter().copied().collect();
+    let params: Vec<BasicValueEnum<'_>> = function.get_param_iter().collect();
 
     let phis = header_phis(blocks[header]);
     let mut live: Vec<LiveValue> = phis
@@ -180,13 +210,16 @@ pub fn describe<'ctx>(
         .collect();
     // Sorted by (kind, block, index): arguments first in order, then
     // instructions in block and program order.
-    let mut found: Vec<((usize, usize, usize), LiveValue, BasicValueEnum<'ctx>)> = Vec::new();
+    let mut found: Vec<((usize, usize, usize), LiveValue)> = Vec::new();
     let mut seen = HashSet::new();
     for (_, block) in blocks.iter().enumerate().filter(|(b, _)| reachable[*b]) {
         for instruction in block.get_instructions() {
             let phi = PhiValue::try_from(instruction).ok();
-            for (k, operand) in instruction.get_operands().enumerate() {
-                let Some(Operand::Value(value)) = operand else {
+            for (k, operand) in crate::code::ir::operands(instruction)
+                .into_iter()
+                .enumerate()
+            {
+                let crate::code::ir::Operand::Value(value) = operand else {
                     continue;
                 };
                 if let Some(phi) = phi {
@@ -216,25 +249,19 @@ pub fn describe<'ctx>(
                     continue; // constants, globals, metadata
                 };
                 let ty = type_name(value);
-                found.push((order, LiveValue { source, ty }, value));
+                found.push((order, LiveValue { source, ty }));
             }
         }
     }
-    found.sort_by_key(|(order, _, _)| *order);
-    let values: Vec<BasicValueEnum<'ctx>> = phis
-        .iter()
-        .map(|p| p.as_basic_value())
-        .chain(found.iter().map(|(_, _, v)| *v))
-        .collect();
-    live.extend(found.into_iter().map(|(_, l, _)| l));
-    let region: Vec<BasicBlock<'ctx>> = blocks
+    found.sort_by_key(|(order, _)| *order);
+    live.extend(found.into_iter().map(|(_, l)| l));
+    let region: Vec<BasicBlock<'_>> = blocks
         .iter()
         .enumerate()
         .filter(|(b, _)| reachable[*b])
         .map(|(_, b)| *b)
         .collect();
-    let before_header = |b: usize| !in_loop.contains(&b) && reachable_from(cfg, b)[header];
-    let blocked = blocked_reason(blocks, &region, &before_header, &values, traits);
+    let blocked = blocked_reason(&region, *traits);
     OsrEntry { live, blocked }
 }
 
@@ -244,27 +271,36 @@ pub fn describe<'ctx>(
 /// - a `musttail` call must return straight to the caller of a function of
 ///   the same signature, which a continuation does not have;
 /// - `va_start` needs the variadic frame the continuation is not;
-/// - `stackrestore` of a stack pointer the baseline frame may have saved
-///   before reaching the header (a `stacksave` outside the loop from which
-///   the header is reachable: a VLA in an enclosing scope) would move the
-///   continuation's stack pointer into the baseline frame underneath it.
-///   Saves inside the loop happen again in the continuation, and saves
-///   that cannot precede the header (a later scope) never ran;
-/// - a `token` value cannot be passed as an argument.
-fn blocked_reason<'ctx>(
-    blocks: &[BasicBlock<'ctx>],
-    region: &[BasicBlock<'ctx>],
-    before_header: &dyn Fn(usize) -> bool,
-    live: &[BasicValueEnum<'ctx>],
-    traits: FunctionTraits,
-) -> Option<String> {
+/// - a `token` value cannot be stored in the transfer record (any use of
+///   one blocks, whether defined before the loop or not: rare enough);
+/// - the loop's code asks about its own frame (`__builtin_return_address`,
+///   `__builtin_frame_address`, `llvm.sponentry`), which a continuation
+///   would answer about another, or escapes locals by frame (`localescape`,
+///   SjLj exception handling).
+///
+/// (Stack restores are handled by the continuation instead: see
+/// `osr::continuation`.)
+fn blocked_reason(region: &[BasicBlock<'_>], traits: FunctionTraits) -> Option<String> {
     if traits.labels_taken {
         return Some("the function takes label addresses (computed goto)".into());
     }
-    if live.iter().any(|v| type_name(*v) == "token") {
-        return Some("a token value is live at the loop header".into());
+    let uses_token = region.iter().flat_map(|b| b.get_instructions()).any(|i| {
+        crate::code::ir::operands(i)
+            .iter()
+            .any(|o| matches!(o, crate::code::ir::Operand::Token))
+    });
+    if uses_token {
+        return Some("the loop's code uses a token value".into());
     }
-    let mut restores = false;
+    const FRAME_INTRINSICS: &[&str] = &[
+        "llvm.returnaddress",
+        "llvm.addressofreturnaddress",
+        "llvm.frameaddress",
+        "llvm.sponentry",
+        "llvm.localescape",
+        "llvm.localrecover",
+        "llvm.eh.sjlj.",
+    ];
     for instruction in region.iter().flat_map(|b| b.get_instructions()) {
         if let Ok(call) = CallSiteValue::try_from(instruction) {
             if instruction.get_opcode() == InstructionOpcode::Call
@@ -273,26 +309,14 @@ fn blocked_reason<'ctx>(
                 return Some("the loop's code makes a musttail call".into());
             }
         }
-        match intrinsic_name(instruction).as_deref() {
-            Some(name) if name.starts_with("llvm.va_start") => {
-                return Some("the loop's code calls va_start".into())
-            }
-            Some(name) if name.starts_with("llvm.stackrestore") => restores = true,
-            _ => {}
+        let Some(name) = intrinsic_name(instruction) else {
+            continue;
+        };
+        if name.starts_with("llvm.va_start") {
+            return Some("the loop's code calls va_start".into());
         }
-    }
-    if restores {
-        let saved_outside = blocks.iter().enumerate().any(|(b, block)| {
-            before_header(b)
-                && block
-                    .get_instructions()
-                    .any(|i| intrinsic_name(i).is_some_and(|n| n.starts_with("llvm.stacksave")))
-        });
-        if saved_outside {
-            return Some(
-                "the loop's code restores a stack pointer saved before the loop (variable-length array)"
-                    .into(),
-            );
+        if FRAME_INTRINSICS.iter().any(|f| name.starts_with(f)) {
+            return Some(format!("the loop's code asks about its own frame ({name})"));
         }
     }
     None
@@ -367,16 +391,39 @@ pub fn bind<'ctx>(
     Ok(out)
 }
 
-/// The continuation's parameter types, in order, as LLVM types of the
-/// context `function` lives in.
-pub fn parameter_types<'ctx>(bound: &[Bound<'ctx>]) -> Vec<inkwell::types::BasicTypeEnum<'ctx>> {
-    bound
+/// The record a frame hands its live state over in: a struct of the live
+/// values' types, in order, which the baseline frame fills and the
+/// continuation (`void|T cont(ptr record)`) reads once at its entry.
+/// Through memory rather than as arguments, because LLVM's code generator
+/// cannot pass every first-class type as an argument (an O0 call passing
+/// `<1 x i1>` on the stack aborts it) and a loop may have hundreds of live
+/// values.
+pub fn transfer_record<'ctx>(
+    context: &inkwell::context::ContextRef<'ctx>,
+    bound: &[Bound<'ctx>],
+) -> inkwell::types::StructType<'ctx> {
+    let fields: Vec<inkwell::types::BasicTypeEnum<'ctx>> = bound
         .iter()
         .map(|b| match b {
             Bound::HeaderPhi(phi) => phi.as_basic_value().get_type(),
             Bound::Value(v) => v.get_type(),
         })
-        .collect()
+        .collect();
+    context.struct_type(&fields, false)
+}
+
+/// The continuation's type for a function of type `function`: the same
+/// return type, one pointer parameter (the transfer record).
+pub fn continuation_type<'ctx>(
+    context: &inkwell::context::ContextRef<'ctx>,
+    function: FunctionValue<'ctx>,
+) -> inkwell::types::FunctionType<'ctx> {
+    use inkwell::types::BasicType;
+    let record = context.ptr_type(0.into()).into();
+    match function.get_type().get_return_type() {
+        Some(ret) => ret.fn_type(&[record], false),
+        None => context.void_type().fn_type(&[record], false),
+    }
 }
 
 /// Whether an alloca's address never leaves loads, stores to it, GEPs and

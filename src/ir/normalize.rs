@@ -135,9 +135,47 @@ pub fn canonicalize_cfg(
     crate::codegen::run_pipeline(module, machine, "function(loop-simplify,break-crit-edges)")
 }
 
+/// The C library's allocator entry points. A native program that defines
+/// one (a custom allocator) replaces the C library's for the whole process,
+/// libc's own calls included; a job inside tierjit's process cannot, so
+/// memory from `strdup` or stdio would reach the job's `free`.
+const ALLOCATOR: &[&str] = &[
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "aligned_alloc",
+    "posix_memalign",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "malloc_usable_size",
+];
+
 /// Refuses what no tier can run, in every mode: thread-local variables
-/// (ORC here has no TLS runtime; the link would fail on their relocations).
+/// (ORC here has no TLS runtime; the link would fail on their relocations),
+/// indirect functions (JITLink cannot resolve an ifunc) and a replacement
+/// of the C library's allocator (see `ALLOCATOR`).
 pub fn check_supported(module: &Module<'_>, path: &Path) -> Result<(), Error> {
+    if let Some(name) = crate::code::ir::ifunc_names(module).first() {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            what: format!("indirect function `{name}` (an ifunc, as `target_clones` makes)"),
+        });
+    }
+    for function in module.get_functions() {
+        let name = function.get_name().to_string_lossy();
+        let local = matches!(function.get_linkage(), Linkage::Internal | Linkage::Private);
+        if function.count_basic_blocks() > 0 && !local && ALLOCATOR.contains(&name.as_ref()) {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: format!(
+                    "the job defines `{name}`: a native build's would replace the C library's allocator for the whole process, which a job run inside tierjit cannot do"
+                ),
+            });
+        }
+    }
     for global in module.get_globals() {
         if global.is_thread_local() {
             return Err(Error::Unsupported {
@@ -174,7 +212,7 @@ fn strip_dso_local(text: &str) -> String {
         } else if b == b'\n' {
             in_quotes = false;
         } else if !in_quotes
-            && text[i..].starts_with(WORD)
+            && bytes[i..].starts_with(WORD.as_bytes())
             && (i == 0 || !is_ident(bytes[i - 1]))
             && bytes.get(i + WORD.len()).is_some_and(|&c| c == b' ')
         {
@@ -208,5 +246,13 @@ mod tests {
         assert!(out.contains("c\"dso_local \\00\""));
         assert!(out.contains("define void @f()"));
         assert!(out.contains("dso_local_equivalent @f"));
+    }
+
+    #[test]
+    fn text_with_multibyte_characters_outside_quotes() {
+        // A module named after a non-ASCII path (`; ModuleID = 'café.c'`).
+        let ir = "; ModuleID = 'café/日本.c'\n@x = dso_local global i32 0\n";
+        let out = strip_dso_local(ir);
+        assert_eq!(out, "; ModuleID = 'café/日本.c'\n@x = global i32 0\n");
     }
 }

@@ -2,16 +2,18 @@
 //! a new function whose entry block receives the live state and jumps to
 //! the loop header.
 //!
-//! In the new entry block each live value is bound to its parameter:
-//! - a header phi gets the parameter as its incoming value from the entry;
+//! The continuation takes one argument, the transfer record the baseline
+//! frame filled (see `ir::live::transfer_record`). In the new entry block
+//! each live value is read from it and bound:
+//! - a header phi gets the value as its incoming value from the entry;
 //! - an argument, or a value defined before the loop outside the blocks
-//!   the continuation can reach, is replaced by the parameter everywhere;
+//!   the continuation can reach, is replaced by the value everywhere;
 //! - a stack slot (alloca) whose address never escapes is copied into a
 //!   fresh slot of the continuation, so SROA/mem2reg can promote it; one
 //!   whose address escaped is used in place, in the baseline frame that
 //!   stays alive underneath;
 //! - a value that the continuation can reach again (defined in an
-//!   enclosing loop) lives in a stack slot seeded from the parameter and
+//!   enclosing loop) lives in a stack slot seeded from the value and
 //!   updated at its definition; mem2reg rebuilds SSA form from it.
 //!
 //! Blocks before the loop become unreachable and the optimizer drops them,
@@ -21,13 +23,15 @@ use std::collections::HashMap;
 
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::module::{Linkage, Module};
-use inkwell::types::{BasicMetadataTypeEnum, BasicType};
+use inkwell::types::BasicType;
 use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode};
 
 use crate::code::ir::replace_all_uses;
 use crate::error::Error;
 use crate::ir::func::{control_flow, direct_callee, instructions, users};
-use crate::ir::live::{alloca_is_private, bind, parameter_types, reachable_from, Bound, OsrEntry};
+use crate::ir::live::{
+    alloca_is_private, bind, continuation_type, reachable_from, transfer_record, Bound, OsrEntry,
+};
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Codegen(format!("OSR continuation: {e}"))
@@ -59,13 +63,12 @@ pub fn build_continuation<'ctx>(
     let live = bind(function, header_block, entry).map_err(err)?;
     let reachable_blocks = reachable_from(&cfg, header);
     let all_users = users(function);
-    let params: Vec<BasicMetadataTypeEnum> =
-        parameter_types(&live).into_iter().map(Into::into).collect();
-    let fn_type = match function.get_type().get_return_type() {
-        Some(ret) => ret.fn_type(&params, false),
-        None => context.void_type().fn_type(&params, false),
-    };
-    let cont = module.add_function(symbol, fn_type, Some(Linkage::External));
+    let record_type = transfer_record(&context, &live);
+    let cont = module.add_function(
+        symbol,
+        continuation_type(&context, function),
+        Some(Linkage::External),
+    );
     // What the function promised about its memory effects does not hold
     // for the continuation: stack slots of the function's own frame are
     // memory behind its pointer parameters now.
@@ -75,6 +78,12 @@ pub fn build_continuation<'ctx>(
             continue;
         }
         cont.add_attribute(AttributeLoc::Function, attribute);
+    }
+    // The function's debug information describes the moved body now; a
+    // declaration may not keep a definition's subprogram.
+    if let Some(subprogram) = function.get_subprogram() {
+        cont.set_subprogram(subprogram);
+        crate::code::ir::erase_function_metadata(function, context.get_kind_id("dbg"));
     }
     if function.has_personality_function() {
         if let Some(personality) = function.get_personality_function() {
@@ -99,11 +108,23 @@ pub fn build_continuation<'ctx>(
     };
     let function_params: Vec<BasicValueEnum> = function.get_param_iter().collect();
     builder.position_at_end(osr_entry);
-
+    let record = cont
+        .get_nth_param(0)
+        .ok_or_else(|| err("no transfer record"))?
+        .into_pointer_value();
+    let mut params = Vec::with_capacity(live.len());
     for (i, bound) in live.iter().enumerate() {
-        let param = cont
-            .get_nth_param(i as u32)
-            .expect("one parameter per live value");
+        let ty = match bound {
+            Bound::HeaderPhi(phi) => phi.as_basic_value().get_type(),
+            Bound::Value(v) => v.get_type(),
+        };
+        let field = builder
+            .build_struct_gep(record_type, record, i as u32, "osr.field")
+            .map_err(err)?;
+        params.push(builder.build_load(ty, field, "osr.live").map_err(err)?);
+    }
+
+    for (bound, &param) in live.iter().zip(&params) {
         let value = match bound {
             Bound::HeaderPhi(phi) => {
                 phi.add_incoming(&[(&param as &dyn BasicValue, osr_entry)]);
@@ -116,7 +137,8 @@ pub fn build_continuation<'ctx>(
             let private_alloca = def
                 .filter(|d| d.get_opcode() == InstructionOpcode::Alloca)
                 .filter(|_| !in_place)
-                .filter(|d| is_static_alloca(*d))
+                // One element: the copy below is of the allocated type's size.
+                .filter(|d| crate::ir::func::static_alloca_count(*d) == Some(1))
                 .filter(|_| alloca_is_private(value, &all_users, reachable));
             match private_alloca {
                 Some(alloca) => {
@@ -185,22 +207,71 @@ pub fn build_continuation<'ctx>(
             replace_all_uses(*arg, arg.get_type().const_zero());
         }
     }
+    let entry_sp = stack_pointer_at_entry(module, &builder)?;
     builder
         .build_unconditional_branch(header_block)
         .map_err(err)?;
     drop_lifetime_markers(cont);
+    clamp_stack_restores(module, cont, entry_sp)?;
     // A declaration may not keep the profile's entry count.
     crate::code::ir::erase_function_metadata(function, context.get_kind_id("prof"));
     Ok(cont)
 }
 
-/// An alloca of a fixed size (a constant element count), which a copy can
-/// reproduce; a variable-length one stays where it is.
-fn is_static_alloca(alloca: inkwell::values::InstructionValue<'_>) -> bool {
-    matches!(
-        crate::code::ir::operands(alloca).first(),
-        Some(crate::code::ir::Operand::Value(BasicValueEnum::IntValue(n))) if n.get_zero_extended_constant() == Some(1)
-    )
+/// `llvm.stacksave` at the builder's position: the continuation's stack
+/// pointer once its fixed frame is allocated.
+fn stack_pointer_at_entry<'ctx>(
+    module: &Module<'ctx>,
+    builder: &inkwell::builder::Builder<'ctx>,
+) -> Result<inkwell::values::PointerValue<'ctx>, Error> {
+    let context = module.get_context();
+    let save = inkwell::intrinsics::Intrinsic::find("llvm.stacksave")
+        .and_then(|i| i.get_declaration(module, &[context.ptr_type(0.into()).into()]))
+        .ok_or_else(|| err("no llvm.stacksave"))?;
+    let sp = builder.build_call(save, &[], "osr.sp").map_err(err)?;
+    sp.try_as_basic_value()
+        .basic()
+        .map(|v| v.into_pointer_value())
+        .ok_or_else(|| err("llvm.stacksave returned nothing"))
+}
+
+/// Makes every `llvm.stackrestore` in the continuation restore no higher
+/// than `entry_sp`. A stack pointer saved before the transfer (a VLA in an
+/// enclosing scope) points into the baseline frame underneath: restoring
+/// it would hand that frame's memory to the continuation's next push. The
+/// restore means "free the variable-length arrays made since the save";
+/// the continuation can only free its own, which lie below `entry_sp`
+/// (stacks grow down on every target tierjit supports), and the baseline
+/// frame's stay until it returns. A restore to a pointer the continuation
+/// saved itself is below `entry_sp` and unchanged.
+fn clamp_stack_restores<'ctx>(
+    module: &Module<'ctx>,
+    cont: FunctionValue<'ctx>,
+    entry_sp: inkwell::values::PointerValue<'ctx>,
+) -> Result<(), Error> {
+    let context = module.get_context();
+    let builder = context.create_builder();
+    for instruction in instructions(cont) {
+        let is_restore = direct_callee(instruction)
+            .is_some_and(|f| f.get_name().to_bytes().starts_with(b"llvm.stackrestore"));
+        if !is_restore {
+            continue;
+        }
+        let Some(crate::code::ir::Operand::Value(BasicValueEnum::PointerValue(saved))) =
+            crate::code::ir::operands(instruction).first().copied()
+        else {
+            continue;
+        };
+        builder.position_before(&instruction);
+        let above = builder
+            .build_int_compare(inkwell::IntPredicate::UGT, saved, entry_sp, "osr.sp.above")
+            .map_err(err)?;
+        let clamped = builder
+            .build_select(above, entry_sp, saved, "osr.sp.clamped")
+            .map_err(err)?;
+        instruction.set_operand(0, clamped);
+    }
+    Ok(())
 }
 
 /// Removes `llvm.lifetime.*` calls from the continuation. Slots declared

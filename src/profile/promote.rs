@@ -192,6 +192,8 @@ fn promote<'ctx>(
     fallback: Fallback,
 ) -> Result<bool, Error> {
     let prof = context.get_kind_id("prof");
+    // Instructions built here take no location from other sites.
+    builder.unset_current_debug_location();
     let Some((block, join)) = split_after(context, builder, call)? else {
         return Ok(false);
     };
@@ -238,6 +240,7 @@ fn promote<'ctx>(
             .build_call(target, &args, "tj.icp.call")
             .map_err(codegen_err)?;
         copy_call_site_attributes(site, direct_call);
+        crate::code::ir::copy_debug_location(call, direct_call);
         if let Some(value) = direct_call.try_as_basic_value().basic() {
             results.push((value, direct));
         }
@@ -284,7 +287,7 @@ fn promote<'ctx>(
         .map_err(codegen_err)?;
     builder.position_at_end(call_block);
     let test_block = call_block;
-    builder.insert_instruction(&call, None);
+    crate::code::ir::insert_keeping_location(builder, call);
     builder
         .build_unconditional_branch(join)
         .map_err(codegen_err)?;

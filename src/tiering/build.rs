@@ -225,9 +225,10 @@ pub fn finish_module(
         );
         let _ = module.print_to_file(std::path::Path::new(&dir).join(format!("{file}.ll")));
     }
-    module
-        .verify()
-        .map_err(|e| Error::Codegen(format!("{what} does not verify: {e}")))?;
+    module.verify().map_err(|e| {
+        let message = crate::error::excerpt(&e.to_string(), 12);
+        Error::Codegen(format!("{what} does not verify: {message}"))
+    })?;
     codegen::optimize(module, machine, options.opt_level)?;
     codegen::emit_object(module, machine)
 }

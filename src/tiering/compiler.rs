@@ -41,10 +41,22 @@ pub fn spawn(shared: Arc<Shared>, requests: RequestQueues, index: usize) {
     }
 }
 
-/// The compile this thread is running, for `on_fatal_error`.
-struct Armed {
+/// LLVM fatal errors after which no compiler thread replaces the one that
+/// hit it: a job whose every compile dies this way would otherwise park a
+/// thread (with its LLVM context) per attempt. Later requests then fail at
+/// once, so that no job thread waits for a compile forever.
+const MAX_FATAL_ERRORS: u32 = 8;
+
+static FATAL_ERRORS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// What a compiler thread serves, for `on_fatal_error`.
+struct Worker {
     shared: Arc<Shared>,
     requests: RequestQueues,
+}
+
+/// The compile a compiler thread is running, for `on_fatal_error`.
+struct Armed {
     request: CompileRequest,
     started: Instant,
     /// The request's `done` (a thread waiting for the compile is released
@@ -53,32 +65,54 @@ struct Armed {
 }
 
 thread_local! {
+    static WORKER: std::cell::RefCell<Option<Worker>> = const { std::cell::RefCell::new(None) };
     static ARMED: std::cell::RefCell<Option<Armed>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Called on LLVM's fatal error. On a compiler thread in a compile: reports
-/// the compile as failed, releases a job thread waiting for it, starts a
-/// replacement compiler thread and returns true; the caller must then never
-/// return into LLVM (it blocks for good). Elsewhere returns false.
+/// Called on LLVM's fatal error. On a compiler thread: reports the compile
+/// it was running (if any) as failed, releases a job thread waiting for
+/// it, starts a replacement compiler thread (or, after `MAX_FATAL_ERRORS`,
+/// one that fails every request) and returns true; the caller must then
+/// never return into LLVM (it blocks for good). Elsewhere returns false.
 pub fn on_fatal_error(reason: &str) -> bool {
-    let Some(armed) = ARMED.with(|a| a.borrow_mut().take()) else {
+    let Some(worker) = WORKER.with(|w| w.borrow_mut().take()) else {
         return false;
     };
-    report(
-        &armed.shared,
-        &armed.request,
-        armed.started,
-        0,
-        Err(format!("LLVM fatal error: {reason}")),
-    );
-    drop(armed.done);
+    let message = format!("LLVM fatal error: {reason}");
+    if let Some(armed) = ARMED.with(|a| a.borrow_mut().take()) {
+        report(
+            &worker.shared,
+            &armed.request,
+            armed.started,
+            0,
+            Err(message.clone()),
+        );
+        drop(armed.done);
+    }
+    // Relaxed: a count; nothing else is published through it.
+    let fatal = FATAL_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     // Numbered after the configured threads: this one is gone for good.
-    let index = armed.shared.config.compiler.threads;
-    spawn(armed.shared, armed.requests, index);
+    let index = worker.shared.config.compiler.threads + fatal as usize - 1;
+    if fatal < MAX_FATAL_ERRORS {
+        spawn(worker.shared, worker.requests, index);
+    } else {
+        let error = Error::Codegen(format!(
+            "no more compiles after {fatal} LLVM fatal errors (last: {reason})"
+        ));
+        let _ = std::thread::Builder::new()
+            .name(format!("tierjit-compiler-{index}"))
+            .spawn(move || answer_with_failures(&worker.shared, &worker.requests, &error));
+    }
     true
 }
 
 fn run(shared: Arc<Shared>, requests: RequestQueues) {
+    WORKER.with(|w| {
+        *w.borrow_mut() = Some(Worker {
+            shared: shared.clone(),
+            requests: requests.clone(),
+        })
+    });
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
         Ok(m) => m,
         Err(e) => {
@@ -121,8 +155,6 @@ fn run(shared: Arc<Shared>, requests: RequestQueues) {
             let done = request.done.take();
             ARMED.with(|a| {
                 *a.borrow_mut() = Some(Armed {
-                    shared: shared.clone(),
-                    requests: requests.clone(),
                     request: request.clone(),
                     started,
                     done,

@@ -68,10 +68,10 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
                 match shared.versions.state(Unit::Loop(gp)) {
                     // An enclosing continuation exists or is coming.
                     TierUpState::Installed | TierUpState::Requested => return false,
+                    // It has no OSR entry: look further out, or stay here.
+                    TierUpState::Excluded { .. } => {}
+                    _ if delta[gp] > 0 => chosen = p,
                     _ => {}
-                }
-                if delta[gp] > 0 {
-                    chosen = p;
                 }
                 cur = function.loops[p].parent;
             }

@@ -441,7 +441,3 @@ int main(void) {
     assert!(failed < other, "{}", run.stderr);
     assert!(!run.stderr.contains("LLVM ERROR"), "{}", run.stderr);
 }
-
-fn lines_of<'a>(stderr: &'a str, needle: &str) -> Vec<&'a str> {
-    stderr.lines().filter(|l| l.contains(needle)).collect()
-}

@@ -20,6 +20,7 @@ use crate::ir::layout::JobLayout;
 use crate::ir::load::{copy_module, parse_module, read_job_ir};
 use crate::ir::normalize::{
     canonicalize_cfg, check_supported, is_intrinsic, make_shareable, set_code_attributes,
+    without_dso_local,
 };
 use crate::ir::structors::{self, Structors};
 use crate::metrics::Metrics;
@@ -172,7 +173,10 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     let structors = structors::gather(&module);
     let metrics = Metrics::new(start, options.events);
     match options.mode {
-        Mode::Optimized => run_optimized(module, target, shape, structors, metrics, &options),
+        Mode::Optimized => {
+            let module = without_dso_local(&context, module, &options.job, false)?;
+            run_optimized(module, target, shape, structors, metrics, &options)
+        }
         Mode::Tiered | Mode::Baseline => {
             let module = make_shareable(&context, module, &options.job, code::host_has_symbol)?;
             canonicalize_cfg(&module, &target.machine(0)?)?;

@@ -434,3 +434,25 @@ fn messages_are_printed_once_and_printable() {
         "{stderr:?}"
     );
 }
+
+#[test]
+fn a_job_replacing_the_allocator_or_with_ifuncs_is_refused() {
+    let allocator = write(
+        "allocator.c",
+        b"#include <stddef.h>\nstatic char heap[1 << 16]; static size_t top;\nvoid *malloc(size_t n) { void *p = heap + top; top += (n + 15) & ~15UL; return p; }\nvoid free(void *p) { (void)p; }\nint main(void) { return malloc(4) == 0; }\n",
+    );
+    for mode in ["baseline", "optimized", "tiered"] {
+        expect_error(
+            &allocator,
+            &["--mode", mode],
+            &["defines `malloc`", "allocator"],
+        );
+    }
+    let clones = write(
+        "clones.c",
+        b"__attribute__((target_clones(\"avx2\", \"default\"))) long f(long x) { return x * 3; }\nint main(void) { return (int)f(0); }\n",
+    );
+    if cfg!(target_arch = "x86_64") {
+        expect_error(&clones, &[], &["indirect function", "`f`"]);
+    }
+}

@@ -21,6 +21,8 @@
 //!   tierup: f g     functions that must tier up in batch mode
 //!   osr: yes        frames must move to OSR continuations in forced-OSR mode
 //!   cflags: -g      clang flags for every build of the fixture
+//!   native: -march=native   extra flags for the native reference when it
+//!                   is built for this machine (not when cross-building)
 //!
 //! `TIERJIT_BLESS=1 cargo test --test fixtures` rewrites the .out files from
 //! the native run (review the diff before committing).
@@ -34,6 +36,7 @@ use common::*;
 struct Fixture {
     args: Vec<String>,
     cflags: Vec<String>,
+    native: Vec<String>,
     exit: i32,
     tierup: Vec<String>,
     osr: bool,
@@ -43,6 +46,7 @@ fn directives(source: &str) -> Fixture {
     let mut fixture = Fixture {
         args: vec![],
         cflags: vec![],
+        native: vec![],
         exit: 0,
         tierup: vec![],
         osr: false,
@@ -63,6 +67,8 @@ fn directives(source: &str) -> Fixture {
             fixture.exit = rest.trim().parse().expect("exit: takes a number");
         } else if let Some(rest) = line.strip_prefix("tierup:") {
             fixture.tierup = words(rest);
+        } else if let Some(rest) = line.strip_prefix("native:") {
+            fixture.native = words(rest);
         } else if let Some(rest) = line.strip_prefix("cflags:") {
             fixture.cflags = words(rest);
         } else if let Some(rest) = line.strip_prefix("osr:") {
@@ -81,7 +87,11 @@ fn check(file: &str, shape: Shape) {
     // One native build per test: tests of one fixture run in parallel.
     let exe = scratch().join(format!("{}_{}", file.replace('.', "_"), shape.label()));
     let cflags: Vec<&str> = fixture.cflags.iter().map(String::as_str).collect();
-    let built = build_native(&path, &exe, &cflags);
+    let mut native_flags = cflags.clone();
+    if test_target().is_none() {
+        native_flags.extend(fixture.native.iter().map(String::as_str));
+    }
+    let built = build_native(&path, &exe, &native_flags);
     assert!(
         built.status.success(),
         "native build failed:\n{}",
@@ -91,13 +101,15 @@ fn check(file: &str, shape: Shape) {
     if std::env::var_os("TIERJIT_BLESS").is_some() && shape == Shape::C {
         std::fs::write(&expected_path, &native.stdout).expect("write .out");
     }
+    // A reference built for this machine's CPU describes this machine only.
+    let machine_specific = !fixture.native.is_empty();
     let recorded = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
         panic!(
             "{} is missing (TIERJIT_BLESS=1 creates it)",
             expected_path.display()
         )
     });
-    let expected = if test_target().is_some() {
+    let expected = if test_target().is_some() || machine_specific {
         native.stdout.clone()
     } else {
         recorded
@@ -236,6 +248,9 @@ fixtures! {
     fenv_access => "fenv_access.c",
     debug_info => "debug_info.c",
     vla_function_scope => "vla_function_scope.c",
+    pthread_exit_main => "pthread_exit_main.c",
+    fp_contract => "fp_contract.c",
+    atfork_quick_exit => "atfork_quick_exit.c",
 }
 
 #[test]

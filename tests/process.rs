@@ -225,3 +225,26 @@ fn error_3_names_the_job_and_the_report_follows_its_messages() {
         );
     }
 }
+
+#[test]
+fn builtin_cpu_supports_reads_the_cpu_model() {
+    // libgcc's __cpu_model and __cpu_indicator_init, which a native link
+    // takes from libgcc.a (x86-64 only: AArch64 uses compiler-rt's).
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let path = job(
+        "cpu_model.c",
+        "#include <stdio.h>\nint main(void) { __builtin_cpu_init(); printf(\"%d %d\\n\", __builtin_cpu_supports(\"sse2\") != 0, __builtin_cpu_supports(\"avx2\") != 0); return 0; }\n",
+    );
+    let native = run_with_limit(&mut native_command(&native(&path)), job_limit());
+    for mode in MODES {
+        let run = run_tierjit(&path, &["--mode", mode], &[]);
+        assert_eq!(
+            (run.status, &run.stdout),
+            (Some(0), &native.stdout),
+            "{mode}: {}",
+            run.stderr
+        );
+    }
+}

@@ -103,6 +103,12 @@ pub fn host_overrides() -> Vec<HostOverride> {
             address: job_at_quick_exit as extern "C" fn(extern "C" fn()) -> c_int as usize,
         },
         HostOverride {
+            job_name: "pthread_exit",
+            symbol: "__tierjit_pthread_exit",
+            address: super::process::job_pthread_exit as extern "C" fn(*mut std::ffi::c_void) -> !
+                as usize,
+        },
+        HostOverride {
             job_name: "pthread_atfork",
             symbol: "__tierjit_pthread_atfork",
             address: job_pthread_atfork

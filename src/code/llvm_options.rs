@@ -15,8 +15,10 @@ pub const LLVM_ARGS_ENV: &str = "TIERJIT_LLVM_ARGS";
 const DEFAULTS: &[(&str, &str)] = &[("unroll-peel-max-count", "-unroll-peel-max-count=0")];
 
 /// Hands tierjit's default options and those in `TIERJIT_LLVM_ARGS` to
-/// LLVM. Call once, before any other thread uses LLVM. An unknown option
-/// makes LLVM print an error and exit, as `-mllvm` would.
+/// LLVM. Call once, before any other thread uses LLVM. LLVM's C API parses
+/// them without an error stream: an unknown option is ignored, a bad value
+/// prints LLVM's complaint and leaves the option as it was. (A developer's
+/// knob: check the effect with `TIERJIT_DUMP_IR` or `--events`.)
 pub fn apply_llvm_options() {
     let text = std::env::var(LLVM_ARGS_ENV).unwrap_or_default();
     let defaults = DEFAULTS

@@ -12,16 +12,26 @@
 //!   the job's and so runs last: it flushes stdio, prints tierjit's report
 //!   and ends the process with `_exit`. Background compiler threads are
 //!   neither joined nor awaited: a compile in flight is abandoned, and
-//!   LLVM's own static destructors (registered when libLLVM was loaded,
-//!   earlier still) never run under a thread still using LLVM.
+//!   LLVM's own static destructors never run under a thread still using
+//!   LLVM. Those registered when libLLVM was loaded come earlier and so
+//!   after this handler, never; those of function-local statics that a
+//!   compiler thread first uses while the job runs would come later and run
+//!   first, so `__cxa_atexit` (exported by the tierjit binary, see
+//!   build.rs) drops libLLVM's registrations once the job has started.
 //! - Name. `error(3)`, `err(3)` and friends print the program's name
 //!   (`program_invocation_name`); that is the job's `argv[0]`, not tierjit.
+//! - `pthread_exit` from `main` ends that thread and the process goes on
+//!   until its last thread ends, then exits with status 0. The job's `main`
+//!   runs on a thread whose lower frames are tierjit's, which the unwinding
+//!   that `pthread_exit` starts cannot pass; the job's calls come to
+//!   `job_pthread_exit` instead, which waits for the job's other threads
+//!   and then calls `exit(0)`.
 //! - Fork. A child of a forked job has only the forking thread: no
 //!   profiler, no compiler. It never waits for a compile and never prints
 //!   the report; it exits with its own status.
 
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 type ShutdownHook = Box<dyn Fn() + Send + Sync>;
@@ -42,6 +52,53 @@ extern "C" {
     static mut program_invocation_short_name: *mut c_char;
 }
 
+/// Thread ids of tierjit's own threads (profiler, compilers).
+static OWN_THREADS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// The thread that runs the job's `main` (0 before it started).
+static JOB_MAIN_THREAD: AtomicI32 = AtomicI32::new(0);
+
+fn thread_id() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Records the calling thread as one of tierjit's (not the job's).
+pub fn register_own_thread() {
+    OWN_THREADS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(thread_id());
+}
+
+/// The job's `pthread_exit` (see the module doc).
+pub extern "C" fn job_pthread_exit(value: *mut c_void) -> ! {
+    // Relaxed: written by this very thread before the job's main ran.
+    if thread_id() != JOB_MAIN_THREAD.load(Ordering::Relaxed) {
+        // SAFETY: a job thread: its frames are the job's and the C
+        // library's, which pthread_exit unwinds as it would natively.
+        unsafe { libc::pthread_exit(value) }
+    }
+    let me = thread_id();
+    loop {
+        let own = OWN_THREADS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let others = std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                    .any(|tid| tid != me && !own.contains(&tid))
+            })
+            .unwrap_or(false);
+        if !others {
+            exit_job(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Makes this process the job's, named `argv0`. Call once, on the thread
 /// that runs the job, after every tierjit thread that must exist at exit
 /// has started and before any job code (constructors included) runs.
@@ -60,6 +117,7 @@ pub fn enter_job(shutdown: ShutdownHook, argv0: &str) {
     // Relaxed: written before any job code runs, which is what reads it
     // (on this thread, or threads it starts later).
     JOB_PID.store(pid, Ordering::Relaxed);
+    JOB_MAIN_THREAD.store(thread_id(), Ordering::Relaxed);
     let _ = SHUTDOWN.set(shutdown);
     for signal in [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS] {
         // SAFETY: installing the default disposition for a catchable
@@ -70,6 +128,57 @@ pub fn enter_job(shutdown: ShutdownHook, argv0: &str) {
     // SAFETY: registers a plain function with no captured state; glibc
     // calls it at most once, during `exit`.
     unsafe { on_exit(at_job_exit, std::ptr::null_mut()) };
+}
+
+/// Registers exit-time destructors, as the C library's `__cxa_atexit`
+/// does, except libLLVM's once the job has started (see the module doc).
+/// The tierjit binary exports it, so libLLVM's calls come here.
+///
+/// # Safety
+/// As the C library's: `func` must be callable with `arg` at exit.
+#[no_mangle]
+pub unsafe extern "C" fn __cxa_atexit(
+    func: extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+    dso: *mut c_void,
+) -> c_int {
+    // Relaxed: see `enter_job`; a registration racing the job's start is
+    // one libLLVM made while the job was still being prepared.
+    if JOB_PID.load(Ordering::Relaxed) != 0 && is_llvm(dso) {
+        return 0;
+    }
+    type CxaAtexit =
+        unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, *mut c_void) -> c_int;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // Relaxed: any thread that finds 0 looks the same address up again.
+    let mut next = NEXT.load(Ordering::Relaxed);
+    if next == 0 {
+        // SAFETY: dlsym with a valid name; RTLD_NEXT finds the C library's
+        // definition, the one this one stands in front of.
+        next = unsafe { libc::dlsym(libc::RTLD_NEXT, c"__cxa_atexit".as_ptr()) } as usize;
+        NEXT.store(next, Ordering::Relaxed);
+    }
+    if next == 0 {
+        return -1;
+    }
+    // SAFETY: `next` is the C library's __cxa_atexit, of this type; the
+    // caller's arguments are passed on unchanged.
+    unsafe {
+        let next: CxaAtexit = std::mem::transmute(next);
+        next(func, arg, dso)
+    }
+}
+
+/// Whether `dso` (a `__dso_handle`) is libLLVM's.
+fn is_llvm(dso: *mut c_void) -> bool {
+    let base = |address: *const c_void| {
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only reads the loader's tables; `info` is a valid
+        // out-parameter.
+        (unsafe { libc::dladdr(address, &mut info) } != 0).then_some(info.dli_fbase)
+    };
+    let llvm = llvm_sys::core::LLVMContextCreate as *const c_void;
+    !dso.is_null() && base(dso).is_some() && base(dso) == base(llvm)
 }
 
 /// Whether this process is a child the job forked (it has none of

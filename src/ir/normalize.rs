@@ -108,10 +108,28 @@ pub fn make_shareable<'ctx>(
             .as_global_value()
             .set_visibility(GlobalVisibility::Default);
     }
-    // The C API cannot clear dso_local, so round-trip through text with the
-    // keyword removed outside quoted strings and names.
+    without_dso_local(context, module, path, true)
+}
+
+/// The module with `dso_local` cleared on every declaration, or (with
+/// `everywhere`) on definitions too. JIT code is not within ±2 GiB of the
+/// host process (nor of other objects), so a reference the front end
+/// marked `dso_local` (`__cpu_model` from libgcc, say), which code
+/// generation turns into a 32-bit PC-relative one, would not reach. The C
+/// API cannot clear the flag, so this round-trips through text with the
+/// keyword removed outside quoted strings and names.
+pub fn without_dso_local<'ctx>(
+    context: &'ctx Context,
+    module: Module<'ctx>,
+    path: &Path,
+    everywhere: bool,
+) -> Result<Module<'ctx>, Error> {
     let text = module.print_to_string().to_string();
-    let edited = strip_dso_local(&text);
+    let edited = if everywhere {
+        strip_dso_local(&text)
+    } else {
+        strip_dso_local_from_declarations(&text)
+    };
     let buffer = MemoryBuffer::create_from_memory_range_copy(edited.as_bytes(), "job");
     context
         .create_module_from_ir(buffer)
@@ -199,19 +217,37 @@ pub fn is_intrinsic(function: FunctionValue<'_>) -> bool {
 
 /// Removes every `dso_local` keyword token that is outside double quotes.
 fn strip_dso_local(text: &str) -> String {
+    strip_dso_local_where(text, |_| true)
+}
+
+/// Removes the keyword from declarations only (`declare` lines and
+/// `external` globals): definitions in one module may keep it.
+fn strip_dso_local_from_declarations(text: &str) -> String {
+    strip_dso_local_where(text, |line| {
+        line.starts_with("declare ") || (line.starts_with('@') && line.contains(" = external "))
+    })
+}
+
+/// Removes every `dso_local` keyword token outside double quotes on the
+/// lines `wanted` accepts.
+fn strip_dso_local_where(text: &str, wanted: impl Fn(&str) -> bool) -> String {
     const WORD: &str = "dso_local";
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut in_quotes = false;
     let mut i = 0;
     let mut copied_to = 0;
+    let line = |from: &str| from.split('\n').next().unwrap_or("").to_string();
+    let mut line_wanted = wanted(&line(text));
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'"' {
             in_quotes = !in_quotes;
         } else if b == b'\n' {
             in_quotes = false;
+            line_wanted = wanted(&line(&text[i + 1..]));
         } else if !in_quotes
+            && line_wanted
             && bytes[i..].starts_with(WORD.as_bytes())
             && (i == 0 || !is_ident(bytes[i - 1]))
             && bytes.get(i + WORD.len()).is_some_and(|&c| c == b' ')
@@ -254,5 +290,16 @@ mod tests {
         let ir = "; ModuleID = 'café/日本.c'\n@x = dso_local global i32 0\n";
         let out = strip_dso_local(ir);
         assert_eq!(out, "; ModuleID = 'café/日本.c'\n@x = global i32 0\n");
+    }
+
+    #[test]
+    fn declarations_only() {
+        let ir = "@g = dso_local global i32 0\n@m = external dso_local global [4 x i32]\n\
+                  declare dso_local void @f()\ndefine dso_local void @h() {\n  ret void\n}\n";
+        let out = super::strip_dso_local_from_declarations(ir);
+        assert!(out.contains("@g = dso_local global"), "{out}");
+        assert!(out.contains("@m = external global"), "{out}");
+        assert!(out.contains("declare void @f()"), "{out}");
+        assert!(out.contains("define dso_local void @h()"), "{out}");
     }
 }

@@ -234,6 +234,8 @@ fn flatten(prefix: &str, value: &ron::Value, out: &mut Vec<String>) {
                 flatten(&path, inner, out);
             }
         }
+        // An empty file `()` sets nothing.
+        _ if prefix.is_empty() => {}
         leaf => {
             let text = ron::to_string(leaf).unwrap_or_default();
             out.push(format!("{prefix}={text}"));
@@ -504,6 +506,13 @@ mod tests {
         assert!(err.to_string().contains("opt_level"), "{err}");
         let err = Config::from_ron("(thresholds: (calls: \"x\"))", Path::new("c.ron")).unwrap_err();
         assert!(err.to_string().starts_with("c.ron:1:"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_config_file_changes_nothing() {
+        let mut c = Config::default();
+        c.layer_ron("()", Path::new("empty.ron")).unwrap();
+        assert_eq!(c, Config::default());
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub enum Error {
     #[error("{path}: cannot parse: {message}")]
     Parse { path: PathBuf, message: String },
 
-    #[error("{path}: clang-19 could not compile it:\n{diagnostics}")]
+    #[error("{path}: clang could not compile it:\n{diagnostics}")]
     Clang { path: PathBuf, diagnostics: String },
 
     #[error(

@@ -61,7 +61,7 @@ struct RunArgs {
     print_target: bool,
     /// Arguments passed to the job's main (after `--`).
     #[arg(last = true)]
-    job_args: Vec<String>,
+    job_args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

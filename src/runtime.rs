@@ -59,7 +59,7 @@ pub struct RunOptions {
     pub stats: bool,
     pub cflags: Vec<String>,
     /// The job's argv after argv[0].
-    pub args: Vec<String>,
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// What the background threads share. Read-only after start except for
@@ -570,8 +570,10 @@ fn stop_background(shared: &Shared) {
         .take();
 }
 
-fn argv(options: &RunOptions) -> Vec<String> {
-    std::iter::once(options.job.display().to_string())
+/// The job's argv: its path, then its arguments, as bytes (a job's
+/// arguments need not be UTF-8).
+fn argv(options: &RunOptions) -> Vec<std::ffi::OsString> {
+    std::iter::once(options.job.clone().into_os_string())
         .chain(options.args.iter().cloned())
         .collect()
 }

@@ -251,6 +251,8 @@ fixtures! {
     pthread_exit_main => "pthread_exit_main.c",
     fp_contract => "fp_contract.c",
     atfork_quick_exit => "atfork_quick_exit.c",
+    osr_big_frame => "osr_big_frame.c",
+    cg_profile => "cg_profile.ll",
 }
 
 #[test]

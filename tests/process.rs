@@ -248,3 +248,48 @@ fn builtin_cpu_supports_reads_the_cpu_model() {
         );
     }
 }
+
+#[test]
+fn job_arguments_need_not_be_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let path = job(
+        "bytes.c",
+        "#include <stdio.h>\nint main(int argc, char **argv) { for (int i = 1; i < argc; i++) { for (unsigned char *p = (unsigned char *)argv[i]; *p; p++) printf(\"%02x\", *p); printf(\"\\n\"); } return argc; }\n",
+    );
+    let mut cmd = tierjit_command();
+    cmd.arg("run")
+        .arg(&path)
+        .arg("--")
+        .arg(std::ffi::OsStr::from_bytes(b"\xff\xfe"))
+        .arg("ab");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(
+        (run.status, run.stdout.as_str()),
+        (Some(3), "fffe\n6162\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_function_compiled_for_more_features_keeps_them() {
+    // Runtime dispatch: a function for a feature this machine may lack,
+    // called only where the CPU has it (here: never). Its features used to
+    // be replaced by the machine's, and instruction selection failed.
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    let path = job(
+        "dispatch.c",
+        "#include <stdio.h>\n#include <immintrin.h>\n__attribute__((target(\"avx512vp2intersect,avx512f\"))) int fancy(const int *a, const int *b) { __m512i x = _mm512_loadu_si512(a), y = _mm512_loadu_si512(b); __mmask16 m1, m2; _mm512_2intersect_epi32(x, y, &m1, &m2); return m1; }\nint main(int argc, char **argv) { int a[16] = {0}, b[16] = {0}; if (argc > 5) printf(\"%d\\n\", fancy(a, b)); puts(\"ok\"); return 0; }\n",
+    );
+    for mode in MODES {
+        let run = run_tierjit(&path, &["--mode", mode, "--set", "thresholds.calls=1"], &[]);
+        assert_eq!(
+            (run.status, run.stdout.as_str()),
+            (Some(0), "ok\n"),
+            "{mode}: {}",
+            run.stderr
+        );
+    }
+}

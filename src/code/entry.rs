@@ -179,10 +179,11 @@ pub enum MainShape {
 ///
 /// The argv strings are leaked: the job may keep pointers into them until
 /// the process exits.
-pub fn call_main(entry: usize, shape: MainShape, args: &[String]) -> c_int {
+pub fn call_main(entry: usize, shape: MainShape, args: &[std::ffi::OsString]) -> c_int {
+    use std::os::unix::ffi::OsStrExt;
     let mut argv: Vec<*mut c_char> = args
         .iter()
-        .map(|a| CString::new(a.as_str()).unwrap_or_default().into_raw())
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_default().into_raw())
         .collect();
     argv.push(std::ptr::null_mut());
     let argc = args.len() as c_int;

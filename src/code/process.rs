@@ -102,9 +102,12 @@ pub extern "C" fn job_pthread_exit(value: *mut c_void) -> ! {
 /// Makes this process the job's, named `argv0`. Call once, on the thread
 /// that runs the job, after every tierjit thread that must exist at exit
 /// has started and before any job code (constructors included) runs.
-pub fn enter_job(shutdown: ShutdownHook, argv0: &str) {
-    let name = CString::new(argv0).unwrap_or_default();
-    let short = CString::new(argv0.rsplit('/').next().unwrap_or(argv0)).unwrap_or_default();
+pub fn enter_job(shutdown: ShutdownHook, argv0: &std::ffi::OsStr) {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = argv0.as_bytes();
+    let short = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
+    let name = CString::new(bytes).unwrap_or_default();
+    let short = CString::new(short).unwrap_or_default();
     // SAFETY: glibc reads these two pointers when it prints a message; they
     // are set before any job code (the only code here that prints such
     // messages) runs, and the strings are leaked so they live until exit.

@@ -57,10 +57,18 @@ pub struct FunctionLayout {
 
 impl FunctionLayout {
     /// The name as the job wrote it (see `normalize::LOCAL_SUFFIX`).
-    pub fn display_name(&self) -> &str {
-        self.name
+    /// Control characters (IR names may hold any byte) are escaped, so a
+    /// name cannot break `--events` lines or inject terminal escapes.
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        let name = self
+            .name
             .strip_suffix(super::normalize::LOCAL_SUFFIX)
-            .unwrap_or(&self.name)
+            .unwrap_or(&self.name);
+        if name.chars().any(char::is_control) {
+            std::borrow::Cow::Owned(name.chars().flat_map(char::escape_default).collect())
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        }
     }
 }
 

@@ -35,6 +35,17 @@ impl JobKind {
 /// compiled for `triple`, the target every tier generates code for.
 pub fn read_job_ir(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Error> {
     let kind = JobKind::of(path)?;
+    // Checked without opening it: opening a FIFO would wait for a writer.
+    let regular = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !regular.is_file() {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("not a regular file"),
+        });
+    }
     if kind == JobKind::C {
         return compile_c(path, cflags, triple);
     }
@@ -132,16 +143,16 @@ fn clang_binary() -> PathBuf {
 /// Warnings are not shown (the job's own stderr is the user's); on failure
 /// clang's diagnostics are the error.
 fn compile_c(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Error> {
-    if !path.is_file() {
-        let source = std::fs::File::open(path)
-            .err()
-            .unwrap_or_else(|| std::io::Error::other("not a regular file"));
-        return Err(Error::Io {
+    // The IR is compiled without LLVM's passes, so a sanitizer's
+    // instrumentation would silently not happen; its runtime is missing too.
+    if let Some(flag) = cflags.iter().find(|f| f.starts_with("-fsanitize")) {
+        return Err(Error::Unsupported {
             path: path.to_path_buf(),
-            source,
+            what: format!("--cflag={flag}: sanitizers need instrumentation and a runtime tierjit does not provide"),
         });
     }
-    let output = Command::new(clang_binary())
+    let clang = clang_binary();
+    let output = Command::new(&clang)
         .args([
             "-x",
             "c",
@@ -162,11 +173,28 @@ fn compile_c(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Er
             message: e.to_string(),
         })?;
     if !output.status.success() {
+        let mut diagnostics = String::from_utf8_lossy(&output.stderr)
+            .trim_end()
+            .to_string();
+        if diagnostics.is_empty() {
+            diagnostics = format!(
+                "{} ended with {} and printed nothing",
+                clang.display(),
+                output.status
+            );
+        }
         return Err(Error::Clang {
             path: path.to_path_buf(),
-            diagnostics: String::from_utf8_lossy(&output.stderr)
-                .trim_end()
-                .to_string(),
+            diagnostics,
+        });
+    }
+    if output.stdout.is_empty() {
+        return Err(Error::Clang {
+            path: path.to_path_buf(),
+            diagnostics: format!(
+                "{} produced no IR (does a --cflag such as -fsyntax-only, -c or -o change its output?)",
+                clang.display()
+            ),
         });
     }
     Ok(output.stdout)

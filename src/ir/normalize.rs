@@ -26,14 +26,43 @@ use crate::error::Error;
 /// Every tier must use the same CPU and features: `llvm.fmuladd` becomes a
 /// fused multiply-add only where the features have FMA, so tiers that
 /// disagreed would round differently mid-run.
+///
+/// A function compiled for more than the rest (`__attribute__((target))`,
+/// for code the job calls only where the CPU has it) keeps its extra
+/// features on top: its body may use instructions nothing else selects.
+/// The features every function carries (the front end's defaults, such as
+/// AArch64's `+outline-atomics`, whose helpers live in a static library)
+/// are not added.
 pub fn set_code_attributes(module: &Module<'_>, target: &TargetSpec) {
     let context = module.get_context();
     let optnone = Attribute::get_named_enum_kind_id("optnone");
     let noinline = Attribute::get_named_enum_kind_id("noinline");
-    for function in module
+    let defined: Vec<_> = module
         .get_functions()
         .filter(|f| f.count_basic_blocks() > 0)
-    {
+        .collect();
+    let own = |f: &inkwell::values::FunctionValue<'_>| -> Vec<String> {
+        f.get_string_attribute(AttributeLoc::Function, "target-features")
+            .map(|a| {
+                a.get_string_value()
+                    .to_string_lossy()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let common: Vec<String> = defined
+        .iter()
+        .map(own)
+        .reduce(|a, b| a.into_iter().filter(|x| b.contains(x)).collect())
+        .unwrap_or_default();
+    for function in defined {
+        let extra: Vec<String> = own(&function)
+            .into_iter()
+            .filter(|f| !common.contains(f))
+            .collect();
         let loc = AttributeLoc::Function;
         if function.get_enum_attribute(loc, optnone).is_some() {
             function.remove_enum_attribute(loc, optnone);
@@ -46,10 +75,17 @@ pub fn set_code_attributes(module: &Module<'_>, target: &TargetSpec) {
             loc,
             context.create_string_attribute("target-cpu", &target.cpu),
         );
-        if !target.features.is_empty() {
+        let features = if extra.is_empty() {
+            target.features.clone()
+        } else if target.features.is_empty() {
+            extra.join(",")
+        } else {
+            format!("{},{}", target.features, extra.join(","))
+        };
+        if !features.is_empty() {
             function.add_attribute(
                 loc,
-                context.create_string_attribute("target-features", &target.features),
+                context.create_string_attribute("target-features", &features),
             );
         }
     }
@@ -130,6 +166,10 @@ pub fn without_dso_local<'ctx>(
     } else {
         strip_dso_local_from_declarations(&text)
     };
+    // A "CG Profile" module flag (IR built with profile data) makes code
+    // generation emit a section with SHT_REL relocations, which JITLink
+    // refuses; a JIT has no linker to order functions for anyway.
+    let edited = edited.replace("!\"CG Profile\"", "!\"CG Profile (unused by tierjit)\"");
     let buffer = MemoryBuffer::create_from_memory_range_copy(edited.as_bytes(), "job");
     context
         .create_module_from_ir(buffer)
@@ -173,9 +213,31 @@ const ALLOCATOR: &[&str] = &[
 
 /// Refuses what no tier can run, in every mode: thread-local variables
 /// (ORC here has no TLS runtime; the link would fail on their relocations),
-/// indirect functions (JITLink cannot resolve an ifunc) and a replacement
-/// of the C library's allocator (see `ALLOCATOR`).
+/// indirect functions (JITLink cannot resolve an ifunc), a replacement of
+/// the C library's allocator (see `ALLOCATOR`), kernel control-flow
+/// integrity (every indirect call checks a type hash in front of its
+/// target, which stubs and versions do not carry) and speculative load
+/// hardening (its code crashed under tierjit's calls through slots).
 pub fn check_supported(module: &Module<'_>, path: &Path) -> Result<(), Error> {
+    let unsupported = |what: String| Error::Unsupported {
+        path: path.to_path_buf(),
+        what,
+    };
+    if module.get_flag("kcfi").is_some() {
+        return Err(unsupported(
+            "kernel control-flow integrity (IR built with -fsanitize=kcfi)".into(),
+        ));
+    }
+    let hardening = Attribute::get_named_enum_kind_id("speculative_load_hardening");
+    if let Some(f) = module.get_functions().find(|f| {
+        f.get_enum_attribute(AttributeLoc::Function, hardening)
+            .is_some()
+    }) {
+        return Err(unsupported(format!(
+            "speculative load hardening (in `{}`, IR built with -mspeculative-load-hardening)",
+            f.get_name().to_string_lossy()
+        )));
+    }
     if let Some(name) = crate::code::ir::ifunc_names(module).first() {
         return Err(Error::Unsupported {
             path: path.to_path_buf(),

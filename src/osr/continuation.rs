@@ -8,10 +8,10 @@
 //! - a header phi gets the value as its incoming value from the entry;
 //! - an argument, or a value defined before the loop outside the blocks
 //!   the continuation can reach, is replaced by the value everywhere;
-//! - a stack slot (alloca) whose address never escapes is copied into a
-//!   fresh slot of the continuation, so SROA/mem2reg can promote it; one
-//!   whose address escaped is used in place, in the baseline frame that
-//!   stays alive underneath;
+//! - a stack slot (alloca) whose address never escapes and that is small
+//!   (`MAX_COPIED_SLOT`) is copied into a fresh slot of the continuation,
+//!   so SROA/mem2reg can promote it; any other is used in place, in the
+//!   baseline frame that stays alive underneath;
 //! - a value that the continuation can reach again (defined in an
 //!   enclosing loop) lives in a stack slot seeded from the value and
 //!   updated at its definition; mem2reg rebuilds SSA form from it.
@@ -32,6 +32,12 @@ use crate::ir::func::{control_flow, direct_callee, instructions, users};
 use crate::ir::live::{
     alloca_is_private, bind, continuation_type, reachable_from, transfer_record, Bound, OsrEntry,
 };
+
+/// Largest stack slot copied into a continuation, in bytes. Copies are for
+/// scalars and small aggregates the optimizer can keep in registers; a
+/// large array would double the frame's stack use (a 4.8 MB local array
+/// overflowed an 8 MB stack) for no gain.
+const MAX_COPIED_SLOT: u64 = 4096;
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Codegen(format!("OSR continuation: {e}"))
@@ -107,6 +113,9 @@ pub fn build_continuation<'ctx>(
             .is_some_and(|&i| reachable_blocks[i])
     };
     let function_params: Vec<BasicValueEnum> = function.get_param_iter().collect();
+    let data = inkwell::targets::TargetData::create(
+        module.get_data_layout().as_str().to_str().unwrap_or(""),
+    );
     builder.position_at_end(osr_entry);
     let record = cont
         .get_nth_param(0)
@@ -139,6 +148,10 @@ pub fn build_continuation<'ctx>(
                 .filter(|_| !in_place)
                 // One element: the copy below is of the allocated type's size.
                 .filter(|d| crate::ir::func::static_alloca_count(*d) == Some(1))
+                .filter(|d| {
+                    d.get_allocated_type()
+                        .is_ok_and(|ty| data.get_store_size(&ty) <= MAX_COPIED_SLOT)
+                })
                 .filter(|_| alloca_is_private(value, &all_users, reachable));
             match private_alloca {
                 Some(alloca) => {

@@ -206,11 +206,11 @@ fn watch_speculation(
                 Some(spec) => {
                     shared
                         .metrics
-                        .guard_failed(f.display_name(), &spec.condition(), hits, misses)
+                        .guard_failed(&f.display_name(), &spec.condition(), hits, misses)
                 }
                 None => shared
                     .metrics
-                    .promotions_failed(f.display_name(), fallbacks),
+                    .promotions_failed(&f.display_name(), fallbacks),
             }
             // Watch the replacement once it is installed.
             true

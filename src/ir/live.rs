@@ -14,8 +14,11 @@
 //!   latch the frame is leaving;
 //! - each argument or instruction used in R (phi operands count where their
 //!   incoming block is in R) that is defined outside L in a block
-//!   dominating H. (A value used in R but defined outside R always
-//!   dominates H, since every path to its use runs through H.)
+//!   dominating H. (A non-phi use in R of a value defined outside R is
+//!   dominated by its definition; some path from the entry reaches that
+//!   use through H, and the part after H stays in R, so the definition
+//!   dominates H too. Phi operands from blocks outside R are not used by
+//!   the continuation.)
 //!
 //! Some loops get no entry at all (`OsrEntry::blocked` says why): code that
 //! a second frame cannot run for the first one. The rules are written next

@@ -84,7 +84,7 @@ pub fn branch_sites(function: FunctionValue<'_>) -> Vec<(usize, Vec<usize>, Vec<
         let Some(term) = block.get_terminator() else {
             continue;
         };
-        let successors = successor_blocks(term);
+        let successors = crate::code::ir::successors(term);
         let conditional = match term.get_opcode() {
             InstructionOpcode::Br => successors.len() == 2,
             InstructionOpcode::Switch => true,
@@ -115,12 +115,6 @@ pub fn branch_sites(function: FunctionValue<'_>) -> Vec<(usize, Vec<usize>, Vec<
     out
 }
 
-/// Successor blocks of a terminator in operand order as LLVM numbers
-/// successors (for `br i1 c, T, F`: T then F; for a switch: the default,
-/// then each case).
-pub fn successor_blocks<'ctx>(term: InstructionValue<'ctx>) -> Vec<BasicBlock<'ctx>> {
-    crate::code::ir::successors(term)
-}
 
 /// Positions of the calls through a pointer (not inline asm, not
 /// `musttail`, whose forwarding a guard could not keep).

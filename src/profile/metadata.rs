@@ -9,7 +9,6 @@ use inkwell::module::{FlagBehavior, Module};
 use inkwell::values::{BasicMetadataValueEnum, FunctionValue, InstructionOpcode, MetadataValue};
 
 use super::ProfileView;
-use crate::ir::sites::successor_blocks;
 
 /// Calls and loop iterations a function's baseline code must have counted
 /// before its counts are used: a profile of one call says little, and LLVM
@@ -80,7 +79,7 @@ fn attach_branch_weights(
         if !matches!(
             term.get_opcode(),
             InstructionOpcode::Br | InstructionOpcode::Switch
-        ) || successor_blocks(term).len() != site.edge_of.len()
+        ) || crate::code::ir::successors(term).len() != site.edge_of.len()
         {
             continue;
         }

@@ -471,6 +471,7 @@ fn code_tierjit_cannot_reproduce_is_refused() {
         let job = scratch().join(format!("hardened{}.bc", flag.len()));
         let out = std::process::Command::new(clang())
             .args(["-O1", "-emit-llvm", "-c", flag])
+            .args(target_flags())
             .arg(&source)
             .arg("-o")
             .arg(&job)

@@ -29,7 +29,9 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use common::*;
 
@@ -78,26 +80,42 @@ fn directives(source: &str) -> Fixture {
     fixture
 }
 
+/// The native build's run of fixture `file`, made once for all the
+/// fixture's shape tests (they run in parallel; the first builds it).
+fn native_reference(file: &str, fixture: &Fixture) -> Run {
+    static RUNS: Mutex<BTreeMap<String, Arc<OnceLock<Run>>>> = Mutex::new(BTreeMap::new());
+    let cell = RUNS
+        .lock()
+        .unwrap()
+        .entry(file.to_string())
+        .or_default()
+        .clone();
+    cell.get_or_init(|| {
+        let path = fixtures_dir().join(file);
+        let exe = scratch().join(file.replace('.', "_"));
+        let mut flags: Vec<&str> = fixture.cflags.iter().map(String::as_str).collect();
+        if test_target().is_none() {
+            flags.extend(fixture.native.iter().map(String::as_str));
+        }
+        let built = build_native(&path, &exe, &flags);
+        assert!(
+            built.status.success(),
+            "native build failed:\n{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        run_with_limit(native_command(&exe).args(&fixture.args), job_limit())
+    })
+    .clone()
+}
+
 fn check(file: &str, shape: Shape) {
     let path = fixtures_dir().join(file);
     let source = std::fs::read_to_string(&path).expect("read fixture");
     let fixture = directives(&source);
     let expected_path = path.with_extension("out");
 
-    // One native build per test: tests of one fixture run in parallel.
-    let exe = scratch().join(format!("{}_{}", file.replace('.', "_"), shape.label()));
     let cflags: Vec<&str> = fixture.cflags.iter().map(String::as_str).collect();
-    let mut native_flags = cflags.clone();
-    if test_target().is_none() {
-        native_flags.extend(fixture.native.iter().map(String::as_str));
-    }
-    let built = build_native(&path, &exe, &native_flags);
-    assert!(
-        built.status.success(),
-        "native build failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let native = run_with_limit(native_command(&exe).args(&fixture.args), job_limit());
+    let native = native_reference(file, &fixture);
     if std::env::var_os("TIERJIT_BLESS").is_some() && shape == Shape::C {
         std::fs::write(&expected_path, &native.stdout).expect("write .out");
     }
@@ -178,8 +196,16 @@ fn check(file: &str, shape: Shape) {
     );
 }
 
-/// Runs fixture `file` in `shape` if it is C (hand-written IR runs as is).
+/// Runs fixture `file` in `shape` if it is C (hand-written IR runs as is)
+/// and the shape is one this run tests (see `Shape::selected`).
 fn check_shape(file: &str, shape: Shape) {
+    if !shape.selected() {
+        eprintln!(
+            "{file}: shape {} not selected (TIERJIT_TEST_SHAPES)",
+            shape.label()
+        );
+        return;
+    }
     if shape == Shape::C || file.ends_with(".c") {
         check(file, shape);
     }

@@ -36,7 +36,7 @@ fn native_output(source: &Path, args: &[&str]) -> String {
     ));
     let built = build_native(source, &exe, &[]);
     assert!(built.status.success(), "{built:?}");
-    let mut cmd = std::process::Command::new(&exe);
+    let mut cmd = native_command(&exe);
     cmd.args(args);
     let run = run_with_limit(&mut cmd, job_limit());
     assert_eq!(run.status, Some(0), "{run:?}");
@@ -286,11 +286,12 @@ fn a_function_hot_by_its_loops_waits_for_samples_then_specializes() {
     // Only back-edges can make kernel hot here (each call runs ~1000
     // iterations); the request waits for the 32 calls sampled in full.
     let source = fixtures_dir().join("pgo_phase.c");
-    let calls = (20000 * workload_scale()).to_string();
+    // Long enough for the compile to land: the process does not wait for
+    // a compile in flight when the job ends.
+    let calls = (60000 * workload_scale()).to_string();
     let args = vec![calls.clone(), calls];
     // No OSR continuation is compiled (its loop never counts as hot), so
-    // kernel's request is the first in the queue: once taken, a compile
-    // finishes and is reported even if the job ends first (under QEMU a
+    // kernel's request is the first in the queue (under QEMU a
     // continuation queued ahead once kept it waiting past the end).
     let run = run_tierjit(
         &source,

@@ -103,6 +103,17 @@ pub fn host_overrides() -> Vec<HostOverride> {
             address: job_at_quick_exit as extern "C" fn(extern "C" fn()) -> c_int as usize,
         },
         HostOverride {
+            job_name: "pthread_create",
+            symbol: "__tierjit_pthread_create",
+            address: super::process::job_pthread_create
+                as extern "C" fn(
+                    *mut libc::pthread_t,
+                    *const libc::pthread_attr_t,
+                    super::process::StartRoutine,
+                    *mut std::ffi::c_void,
+                ) -> c_int as usize,
+        },
+        HostOverride {
             job_name: "pthread_exit",
             symbol: "__tierjit_pthread_exit",
             address: super::process::job_pthread_exit as extern "C" fn(*mut std::ffi::c_void) -> !

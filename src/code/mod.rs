@@ -22,6 +22,6 @@ pub use llvm_errors::{
 pub use llvm_options::apply_llvm_options;
 pub use orc::{Jit, LoadedObject};
 pub use probes::record_value_address;
-pub use process::{enter_job, exit_job, register_own_thread};
+pub use process::{enter_job, exit_job};
 pub use publish::sync_core_supported;
 pub use tables::{CounterTable, SlotTable};

@@ -46,57 +46,108 @@ static SHUTDOWN: OnceLock<ShutdownHook> = OnceLock::new();
 extern "C" {
     /// glibc's `on_exit`: like `atexit`, but the handler gets the status.
     fn on_exit(handler: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+    /// `pthread_create` for a start routine that may be unwound through
+    /// (the `libc` crate's binding takes an `extern "C"` one).
+    #[link_name = "pthread_create"]
+    fn pthread_create_unwinding(
+        thread: *mut libc::pthread_t,
+        attr: *const libc::pthread_attr_t,
+        start: extern "C-unwind" fn(*mut c_void) -> *mut c_void,
+        arg: *mut c_void,
+    ) -> c_int;
     /// glibc's name of the program, for messages (`error(3)`).
     static mut program_invocation_name: *mut c_char;
     /// ...and its last path component.
     static mut program_invocation_short_name: *mut c_char;
 }
 
-/// Thread ids of tierjit's own threads (profiler, compilers).
-static OWN_THREADS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-
 /// The thread that runs the job's `main` (0 before it started).
 static JOB_MAIN_THREAD: AtomicI32 = AtomicI32::new(0);
+
+/// Threads the job created (through `pthread_create`) that have not ended.
+static LIVE_JOB_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 fn thread_id() -> i32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
-/// Records the calling thread as one of tierjit's (not the job's).
-pub fn register_own_thread() {
-    OWN_THREADS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(thread_id());
+pub type StartRoutine = unsafe extern "C-unwind" fn(*mut c_void) -> *mut c_void;
+
+/// What `job_thread_start` runs.
+struct JobThread {
+    start: StartRoutine,
+    arg: *mut c_void,
+}
+
+/// A thread-specific key whose destructor runs when a job thread ends,
+/// however it ends (returning, `pthread_exit`, cancellation).
+fn thread_end_key() -> libc::pthread_key_t {
+    static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+    extern "C" fn ended(_: *mut c_void) {
+        // Release: the thread's work happens before the count says it
+        // ended (pairs with the Acquire load in `job_pthread_exit`).
+        LIVE_JOB_THREADS.fetch_sub(1, Ordering::Release);
+    }
+    *KEY.get_or_init(|| {
+        let mut key = 0;
+        // SAFETY: creates a key with a plain function as its destructor.
+        unsafe { libc::pthread_key_create(&mut key, Some(ended)) };
+        key
+    })
+}
+
+/// The job's `pthread_create`: counts the thread while it lives.
+pub extern "C" fn job_pthread_create(
+    thread: *mut libc::pthread_t,
+    attr: *const libc::pthread_attr_t,
+    start: StartRoutine,
+    arg: *mut c_void,
+) -> c_int {
+    // Created before the thread that needs it exists.
+    thread_end_key();
+    let job = Box::into_raw(Box::new(JobThread { start, arg }));
+    // Relaxed: the thread's own decrement happens after this (it starts
+    // after pthread_create is called).
+    LIVE_JOB_THREADS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the arguments are the job's own, passed on; the start
+    // routine takes ownership of `job`.
+    let created = unsafe { pthread_create_unwinding(thread, attr, job_thread_start, job.cast()) };
+    if created != 0 {
+        LIVE_JOB_THREADS.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: the thread was not created, so `job` is still ours.
+        drop(unsafe { Box::from_raw(job) });
+    }
+    created
+}
+
+/// Runs a job thread's start routine. It may end with `pthread_exit`,
+/// whose unwinding passes through this frame (declared `C-unwind`, and
+/// holding nothing to drop across the call) to the C library's.
+extern "C-unwind" fn job_thread_start(job: *mut c_void) -> *mut c_void {
+    // SAFETY: `job` is the box `job_pthread_create` made for this thread.
+    let JobThread { start, arg } = *unsafe { Box::from_raw(job.cast::<JobThread>()) };
+    // SAFETY: a non-null value makes the key's destructor run at the
+    // thread's end.
+    unsafe { libc::pthread_setspecific(thread_end_key(), 1 as *const c_void) };
+    // SAFETY: the job's start routine with the job's argument, as the C
+    // library would call it.
+    unsafe { start(arg) }
 }
 
 /// The job's `pthread_exit` (see the module doc).
 pub extern "C" fn job_pthread_exit(value: *mut c_void) -> ! {
     // Relaxed: written by this very thread before the job's main ran.
     if thread_id() != JOB_MAIN_THREAD.load(Ordering::Relaxed) {
-        // SAFETY: a job thread: its frames are the job's and the C
-        // library's, which pthread_exit unwinds as it would natively.
+        // SAFETY: a job thread: its frames are the job's, the C library's
+        // and `job_thread_start`'s, which pthread_exit unwinds.
         unsafe { libc::pthread_exit(value) }
     }
-    let me = thread_id();
-    loop {
-        let own = OWN_THREADS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let others = std::fs::read_dir("/proc/self/task")
-            .map(|tasks| {
-                tasks
-                    .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<i32>().ok())
-                    .any(|tid| tid != me && !own.contains(&tid))
-            })
-            .unwrap_or(false);
-        if !others {
-            exit_job(0);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    // Acquire: pairs with the Release decrement of each ended thread.
+    while LIVE_JOB_THREADS.load(Ordering::Acquire) > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
+    exit_job(0)
 }
 
 /// Makes this process the job's, named `argv0`. Call once, on the thread

@@ -115,7 +115,6 @@ pub fn branch_sites(function: FunctionValue<'_>) -> Vec<(usize, Vec<usize>, Vec<
     out
 }
 
-
 /// Positions of the calls through a pointer (not inline asm, not
 /// `musttail`, whose forwarding a guard could not keep).
 pub fn indirect_calls(function: FunctionValue<'_>) -> Vec<Position> {

@@ -101,16 +101,12 @@ pub fn on_fatal_error(reason: &str) -> bool {
         ));
         let _ = std::thread::Builder::new()
             .name(format!("tierjit-compiler-{index}"))
-            .spawn(move || {
-                crate::code::register_own_thread();
-                answer_with_failures(&worker.shared, &worker.requests, &error)
-            });
+            .spawn(move || answer_with_failures(&worker.shared, &worker.requests, &error));
     }
     true
 }
 
 fn run(shared: Arc<Shared>, requests: RequestQueues) {
-    crate::code::register_own_thread();
     WORKER.with(|w| {
         *w.borrow_mut() = Some(Worker {
             shared: shared.clone(),

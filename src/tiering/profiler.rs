@@ -13,7 +13,6 @@ use crate::runtime::Shared;
 use crate::versions::{TierUpState, Unit};
 
 pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
-    crate::code::register_own_thread();
     let interval = Duration::from_millis(shared.config.profiler.interval_ms);
     let layout = &shared.layout;
     // Functions and loops that may still need a request; installed and

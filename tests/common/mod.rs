@@ -153,7 +153,7 @@ pub fn test_target() -> Option<String> {
         .filter(|t| !t.trim().is_empty())
 }
 
-fn target_flags() -> Vec<String> {
+pub fn target_flags() -> Vec<String> {
     test_target()
         .map(|t| vec![format!("--target={t}")])
         .unwrap_or_default()
@@ -232,6 +232,18 @@ impl Shape {
             Shape::Ir { opt, text } => {
                 format!("{}.{}", &opt[1..], if text { "ll" } else { "bc" })
             }
+        }
+    }
+
+    /// Whether this run tests the shape: all unless `TIERJIT_TEST_SHAPES`
+    /// lists labels (`c,O1.bc,O2.ll,O3.bc`; .ci/test-aarch64 does, since
+    /// every run costs a second or two under emulation).
+    pub fn selected(self) -> bool {
+        match std::env::var("TIERJIT_TEST_SHAPES") {
+            Ok(list) if !list.trim().is_empty() => {
+                list.split(',').any(|s| s.trim() == self.label())
+            }
+            _ => true,
         }
     }
 

@@ -118,6 +118,13 @@ impl TargetSpec {
     /// warns about unknown ones and generates generic code. Call before
     /// other threads write to stderr (see `code::llvm_warnings_during`).
     pub fn validate(&self) -> Result<(), Error> {
+        // The host's own CPU and features need no check (and a probe
+        // compile costs a noticeable part of a short run under emulation).
+        if self.cpu == TargetMachine::get_host_cpu_name().to_string()
+            && self.features == TargetMachine::get_host_cpu_features().to_string()
+        {
+            return Ok(());
+        }
         let (built, warnings) = crate::code::llvm_warnings_during(|| {
             let machine = self.machine(0)?;
             let context = inkwell::context::Context::create();

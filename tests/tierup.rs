@@ -46,7 +46,14 @@ fn stats_row(stderr: &str, function: &str) -> Option<(String, u64, u64)> {
 
 #[test]
 fn background_tier_up_moves_calls_to_optimized_code() {
-    let path = job("hot_calls.c", HOT_CALLS);
+    // Long enough for the compile to land (the process does not wait for a
+    // compile in flight when the job ends): under QEMU a compile takes a
+    // second or two.
+    let calls = 30_000_000 * workload_scale();
+    let path = job(
+        "hot_calls.c",
+        &HOT_CALLS.replace("30000000", &calls.to_string()),
+    );
     let run = run_tierjit(
         &path,
         &[
@@ -69,7 +76,7 @@ fn background_tier_up_moves_calls_to_optimized_code() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(total, 30_000_000);
+    assert_eq!(total, calls);
     assert!(
         installed_tierups(&run.stderr).contains(&"work".to_string()),
         "{}",

@@ -34,21 +34,13 @@ fn env_number(name: &str, default: u64) -> u64 {
 const CSMITH_INCLUDE: &str = "/usr/include/csmith";
 
 /// Every program runs as C and as optimized IR of three levels.
-const SHAPES: [Shape; 4] = [
-    Shape::C,
-    Shape::Ir {
-        opt: "-O1",
-        text: false,
-    },
-    Shape::Ir {
-        opt: "-O2",
-        text: true,
-    },
-    Shape::Ir {
-        opt: "-O3",
-        text: false,
-    },
-];
+fn shapes() -> impl Iterator<Item = Shape> {
+    Shape::ALL
+        .iter()
+        .copied()
+        .filter(|s| ["c", "O1.bc", "O2.ll", "O3.bc"].contains(&s.label().as_str()))
+        .filter(|s| s.selected())
+}
 
 /// How long the native -O0 build may run for its program to be used:
 /// 10 s, 60 s under an emulator.
@@ -94,7 +86,7 @@ fn check_seed(seed: u64) -> Outcome {
     }
     let cflag = format!("--cflag={include}");
     let mut problems = Vec::new();
-    for shape in SHAPES {
+    for shape in shapes() {
         let job = shape.prepare(&source, &dir, &["-I", CSMITH_INCLUDE]);
         for (label, flags) in MODES {
             let label = format!("{} {label}", shape.label());

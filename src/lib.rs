@@ -2,8 +2,10 @@
 //!
 //! ```text
 //!  job (.c/.ll/.bc)
-//!    │ ir::load, ir::normalize: parse, verify, same CPU for every tier
-//!    ▼ ir::layout: ids for functions, loops, counters (own dominator analysis)
+//!    │ ir::load, ir::normalize: parse, verify, check it can run here, same
+//!    │   CPU for every tier, canonical CFG (no critical edges, one latch)
+//!    ▼ ir::layout: ids for functions, loops, counters (own dominator
+//!      analysis), each loop's OSR live state (ir::live)
 //!  baseline ── baseline::instrument: counters, calls through slots, identity stubs
 //!    │          codegen at O0 ── code::Jit (ORC) ── slots filled
 //!    ▼
@@ -14,7 +16,9 @@
 //!                          inlinable callees, O3) ── ORC ── versions: publish
 //! ```
 //!
-//! `runtime` runs a job end to end. `code` is the only module with `unsafe`.
+//! `runtime` runs a job end to end: constructors, `main`, and an exit that
+//! behaves as the native program's (`code::process`). `code` is the only
+//! module with `unsafe`.
 
 #![deny(unsafe_code)]
 

@@ -58,7 +58,7 @@ pub struct RunOptions {
     pub events: bool,
     pub stats: bool,
     pub cflags: Vec<String>,
-    /// The job's argv after argv[0].
+    /// The job's arguments after its path (`argv[1..]`, as bytes).
     pub args: Vec<std::ffi::OsString>,
 }
 

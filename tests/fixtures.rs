@@ -279,6 +279,7 @@ fixtures! {
     atfork_quick_exit => "atfork_quick_exit.c",
     osr_big_frame => "osr_big_frame.c",
     cg_profile => "cg_profile.ll",
+    fork_pthread_exit => "fork_pthread_exit.c",
 }
 
 #[test]

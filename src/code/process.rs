@@ -135,6 +135,31 @@ extern "C-unwind" fn job_thread_start(job: *mut c_void) -> *mut c_void {
     unsafe { start(arg) }
 }
 
+thread_local! {
+    /// Set by the fork handler on the forking thread: whether it is the one
+    /// running the job's `main` (the child's only thread is its copy).
+    static FORKING_FROM_MAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+extern "C" fn before_fork() {
+    // Relaxed: read on this thread.
+    let main = thread_id() == JOB_MAIN_THREAD.load(Ordering::Relaxed);
+    FORKING_FROM_MAIN.with(|f| f.set(main));
+}
+
+/// In a forked child: the only thread is a copy of the forking one, under a
+/// new id. It runs the job's `main` if the forking thread did; otherwise it
+/// is a job thread, the only one.
+extern "C" fn in_child_after_fork() {
+    // Relaxed: the child has a single thread.
+    if FORKING_FROM_MAIN.with(|f| f.get()) {
+        JOB_MAIN_THREAD.store(thread_id(), Ordering::Relaxed);
+        LIVE_JOB_THREADS.store(0, Ordering::Relaxed);
+    } else {
+        LIVE_JOB_THREADS.store(1, Ordering::Relaxed);
+    }
+}
+
 /// The job's `pthread_exit` (see the module doc).
 pub extern "C" fn job_pthread_exit(value: *mut c_void) -> ! {
     // Relaxed: written by this very thread before the job's main ran.
@@ -179,9 +204,12 @@ pub fn enter_job(shutdown: ShutdownHook, argv0: &std::ffi::OsStr) {
         // these once the job runs.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
-    // SAFETY: registers a plain function with no captured state; glibc
-    // calls it at most once, during `exit`.
-    unsafe { on_exit(at_job_exit, std::ptr::null_mut()) };
+    // SAFETY: registers plain functions with no captured state; glibc calls
+    // the first at most once, during `exit`, the others around `fork`.
+    unsafe {
+        on_exit(at_job_exit, std::ptr::null_mut());
+        libc::pthread_atfork(Some(before_fork), None, Some(in_child_after_fork));
+    }
 }
 
 /// Registers exit-time destructors, as the C library's `__cxa_atexit`

@@ -23,6 +23,9 @@
 //!   cflags: -g      clang flags for every build of the fixture
 //!   native: -march=native   extra flags for the native reference when it
 //!                   is built for this machine (not when cross-building)
+//!   emulated: skip REASON   not run under an emulator, for a fault of the
+//!                   emulator's own that a native build hits too (REASON
+//!                   says which)
 //!
 //! `TIERJIT_BLESS=1 cargo test --test fixtures` rewrites the .out files from
 //! the native run (review the diff before committing).
@@ -42,6 +45,8 @@ struct Fixture {
     exit: i32,
     tierup: Vec<String>,
     osr: bool,
+    /// Why the fixture does not run under an emulator, if it does not.
+    skip_emulated: Option<String>,
 }
 
 fn directives(source: &str) -> Fixture {
@@ -52,6 +57,7 @@ fn directives(source: &str) -> Fixture {
         exit: 0,
         tierup: vec![],
         osr: false,
+        skip_emulated: None,
     };
     for line in source.lines() {
         let Some(line) = line.strip_prefix("//").or_else(|| line.strip_prefix(';')) else {
@@ -75,6 +81,11 @@ fn directives(source: &str) -> Fixture {
             fixture.cflags = words(rest);
         } else if let Some(rest) = line.strip_prefix("osr:") {
             fixture.osr = rest.trim() == "yes";
+        } else if let Some(rest) = line.strip_prefix("emulated:") {
+            let reason = rest.trim().strip_prefix("skip").map(str::trim);
+            let reason = reason.filter(|r| !r.is_empty());
+            fixture.skip_emulated =
+                Some(reason.expect("emulated: takes `skip REASON`").to_string());
         }
     }
     fixture
@@ -112,6 +123,10 @@ fn check(file: &str, shape: Shape) {
     let path = fixtures_dir().join(file);
     let source = std::fs::read_to_string(&path).expect("read fixture");
     let fixture = directives(&source);
+    if let (Some(reason), Some(target)) = (&fixture.skip_emulated, test_target()) {
+        eprintln!("{file}: not run under emulation for {target}: {reason}");
+        return;
+    }
     let expected_path = path.with_extension("out");
 
     let cflags: Vec<&str> = fixture.cflags.iter().map(String::as_str).collect();

@@ -13,7 +13,7 @@ fn tierjit_out(args: &[&str]) -> Run {
 
 /// This host's preset, the CPU it names (if any), and a knob it changes.
 fn native_preset() -> (&'static str, Option<&'static str>, &'static str) {
-    if cfg!(target_arch = "aarch64") {
+    if job_arch() == "aarch64" {
         ("cortex-a72", Some("cortex-a72"), "calls: 2000,")
     } else {
         ("x86-64-server", None, "queue_size: 1024,")
@@ -21,7 +21,7 @@ fn native_preset() -> (&'static str, Option<&'static str>, &'static str) {
 }
 
 fn foreign_preset() -> &'static str {
-    if cfg!(target_arch = "aarch64") {
+    if job_arch() == "aarch64" {
         "x86-64-server"
     } else {
         "neoverse-n1"
@@ -32,7 +32,7 @@ fn foreign_preset() -> &'static str {
 fn print_target_shows_what_code_is_generated_for() {
     let run = tierjit_out(&["run", "--print-target"]);
     assert_eq!(run.status, Some(0), "{}", run.stderr);
-    let arch = if cfg!(target_arch = "aarch64") {
+    let arch = if job_arch() == "aarch64" {
         "aarch64-"
     } else {
         "x86_64-"
@@ -107,7 +107,7 @@ fn profile_applies_under_config_and_set() {
 
 #[test]
 fn cpu_override_reaches_codegen_and_jobs_still_run() {
-    let cpu = if cfg!(target_arch = "aarch64") {
+    let cpu = if job_arch() == "aarch64" {
         "cortex-a53"
     } else {
         "x86-64-v2"

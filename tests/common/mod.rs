@@ -7,8 +7,17 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub fn tierjit() -> &'static str {
-    env!("CARGO_BIN_EXE_tierjit")
+/// The tierjit binary under test: this build's, or `TIERJIT_TEST_BIN`.
+/// .ci/test-aarch64 points that at the cross-built binary, so the test
+/// harness runs natively and only tierjit and the native references run
+/// under the emulator: user-mode QEMU sometimes deadlocks in the child when
+/// a multithreaded program forks, which a harness spawning thousands of
+/// processes from parallel tests would hit.
+pub fn tierjit() -> PathBuf {
+    std::env::var_os("TIERJIT_TEST_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tierjit")))
 }
 
 /// A command that runs the tierjit binary. When the tests run under an
@@ -151,6 +160,17 @@ pub fn test_target() -> Option<String> {
     std::env::var("TIERJIT_TEST_TARGET")
         .ok()
         .filter(|t| !t.trim().is_empty())
+}
+
+/// The architecture job code runs on: the emulated one under an emulator,
+/// this machine's otherwise.
+pub fn job_arch() -> &'static str {
+    match test_target() {
+        None => std::env::consts::ARCH,
+        Some(t) if t.starts_with("aarch64") => "aarch64",
+        Some(t) if t.starts_with("x86_64") => "x86_64",
+        Some(t) => panic!("TIERJIT_TEST_TARGET={t}: the tests know aarch64 and x86_64"),
+    }
 }
 
 pub fn target_flags() -> Vec<String> {

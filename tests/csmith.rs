@@ -45,7 +45,7 @@ fn shapes() -> impl Iterator<Item = Shape> {
 /// How long the native -O0 build may run for its program to be used:
 /// 10 s, 60 s under an emulator.
 fn native_limit() -> Duration {
-    if std::env::var("TIERJIT_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
+    if emulated() {
         Duration::from_secs(60)
     } else {
         Duration::from_secs(10)

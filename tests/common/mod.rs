@@ -25,15 +25,33 @@ pub fn tierjit() -> PathBuf {
 /// .ci/test-aarch64), the binary is started through it: the kernel here
 /// cannot execute the cross-built binary directly.
 pub fn tierjit_command() -> Command {
-    let runner = std::env::var("TIERJIT_TEST_RUNNER").unwrap_or_default();
+    emulated_command(&tierjit())
+}
+
+/// The emulator command the tests run target code through
+/// (`TIERJIT_TEST_RUNNER`), if any.
+fn runner() -> Option<String> {
+    std::env::var("TIERJIT_TEST_RUNNER")
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+}
+
+/// Whether target code runs under an emulator.
+pub fn emulated() -> bool {
+    runner().is_some()
+}
+
+/// A command running `program`, through the emulator if there is one.
+fn emulated_command(program: &Path) -> Command {
+    let runner = runner().unwrap_or_default();
     let mut words = runner.split_whitespace();
     match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(tierjit());
+        Some(emulator) => {
+            let mut cmd = Command::new(emulator);
+            cmd.args(words).arg(program);
             cmd
         }
-        None => Command::new(tierjit()),
+        None => Command::new(program),
     }
 }
 
@@ -126,7 +144,7 @@ pub fn workload_scale() -> u64 {
     {
         return n;
     }
-    if std::env::var("TIERJIT_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
+    if emulated() {
         5
     } else {
         1
@@ -197,16 +215,7 @@ pub fn build_native(source: &Path, exe: &Path, extra: &[&str]) -> Output {
 /// A command running a native build, through the emulator when the tests
 /// run under one.
 pub fn native_command(exe: &Path) -> Command {
-    let runner = std::env::var("TIERJIT_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(program) => {
-            let mut cmd = Command::new(program);
-            cmd.args(words).arg(exe);
-            cmd
-        }
-        None => Command::new(exe),
-    }
+    emulated_command(exe)
 }
 
 /// A way a C job reaches tierjit: as C, or as LLVM IR that clang-19 made

@@ -123,6 +123,7 @@ pub fn instrument(
                         cont_type,
                         global_id: lp.global_id,
                         transitions,
+                        every_backedge: info.loops.iter().any(|l| l.parent == Some(k)),
                     },
                     osr,
                 )?;
@@ -270,12 +271,20 @@ fn ends_in_branch_to<'ctx>(block: BasicBlock<'ctx>, target: BasicBlock<'ctx>) ->
     })
 }
 
-/// A back-edge polls its loop's OSR entry slot when the loop's back-edge
-/// count, modulo `OSR_POLL_PERIOD`, is below `OSR_POLL_WINDOW`: on most
-/// iterations that is a test of a value already in a register, not a load.
-/// A window rather than a single residue lets each of up to that many
-/// threads racing on one counter still see polling values; the first
-/// back-edge (count 1) always polls, which forced OSR relies on.
+/// The back-edge of an innermost loop polls its OSR entry slot when the
+/// loop's back-edge count, modulo `OSR_POLL_PERIOD`, is below
+/// `OSR_POLL_WINDOW`: on most iterations that is a test of a value already
+/// in a register, not a load. A window rather than a single residue lets
+/// each of up to that many threads racing on one counter still see polling
+/// values; the first back-edge (count 1) always polls, which forced OSR
+/// relies on. The count is the loop's total over the whole run, so a frame
+/// in it reaches a poll within `OSR_POLL_PERIOD` of its iterations.
+///
+/// A loop containing other loops polls on every back-edge instead: an
+/// iteration runs its inner loops, so one load per iteration costs little,
+/// and a frame moves at its next iteration. (With the period, an outer
+/// loop with fewer than 1024 iterations left never polled again: LU's
+/// frame stayed on O0 for all of its 600 million back-edges.)
 const OSR_POLL_PERIOD: u64 = 1024;
 const OSR_POLL_WINDOW: u64 = 16;
 
@@ -314,6 +323,8 @@ struct OsrCheck<'a, 'ctx> {
     global_id: usize,
     /// Address of the loop's transition counter.
     transitions: usize,
+    /// Poll on every back-edge (see `OSR_POLL_PERIOD`).
+    every_backedge: bool,
 }
 
 /// At the end of the check's edge block, on polling iterations (see
@@ -336,6 +347,7 @@ fn emit_osr_check<'ctx>(
         cont_type,
         global_id,
         transitions,
+        every_backedge,
     } = check;
     // The state flowing along this edge.
     let mut values: Vec<BasicValueEnum<'ctx>> = Vec::with_capacity(live.len());
@@ -390,21 +402,27 @@ fn emit_osr_check<'ctx>(
 
     builder.position_at_end(edge);
     let i64t = context.i64_type();
-    let phase = builder
-        .build_and(
-            count,
-            i64t.const_int(OSR_POLL_PERIOD - 1, false),
-            "tj.osr.phase",
-        )
-        .map_err(codegen_err)?;
-    let window = i64t.const_int(OSR_POLL_WINDOW, false);
-    let poll = builder
-        .build_int_compare(IntPredicate::ULT, phase, window, "tj.osr.poll")
-        .map_err(codegen_err)?;
     let check = context.insert_basic_block_after(edge, "tj.osr.check");
-    builder
-        .build_conditional_branch(poll, check, header)
-        .map_err(codegen_err)?;
+    if every_backedge {
+        builder
+            .build_unconditional_branch(check)
+            .map_err(codegen_err)?;
+    } else {
+        let phase = builder
+            .build_and(
+                count,
+                i64t.const_int(OSR_POLL_PERIOD - 1, false),
+                "tj.osr.phase",
+            )
+            .map_err(codegen_err)?;
+        let window = i64t.const_int(OSR_POLL_WINDOW, false);
+        let poll = builder
+            .build_int_compare(IntPredicate::ULT, phase, window, "tj.osr.poll")
+            .map_err(codegen_err)?;
+        builder
+            .build_conditional_branch(poll, check, header)
+            .map_err(codegen_err)?;
+    }
     builder.position_at_end(check);
     let entry = load_slot(context, builder, slot)?;
     let ready = builder

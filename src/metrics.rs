@@ -127,12 +127,13 @@ impl Metrics {
         ));
     }
 
-    /// What an installed version speculated on, and why (the profile).
-    pub fn speculation(&self, label: &str, note: &str) {
+    /// Something `--events` tells about `label` under `topic` (`queue`,
+    /// `osr`, `pgo`).
+    pub fn note(&self, topic: &str, label: &str, note: &str) {
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.emit(format!(
-                "{:>10.3}ms {seq:>4} pgo {label}: {note}",
+                "{:>10.3}ms {seq:>4} {topic} {label}: {note}",
                 self.elapsed_ms()
             ));
         }

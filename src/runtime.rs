@@ -3,10 +3,9 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
 use inkwell::context::Context;
 use inkwell::module::{Linkage, Module};
 use inkwell::values::BasicValue;
@@ -25,8 +24,10 @@ use crate::ir::normalize::{
 use crate::ir::structors::{self, Structors};
 use crate::metrics::Metrics;
 use crate::profile::ProfileView;
+use crate::tiering::activity::LoopActivity;
 use crate::tiering::faults::Faults;
-use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest, RequestQueues};
+use crate::tiering::queue::RequestQueue;
+use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest};
 use crate::versions::{Tier, TierUpState, Unit, VersionManager};
 
 /// How a job runs.
@@ -80,9 +81,11 @@ pub struct Shared {
     /// Failures injected on purpose (tests of the failure paths).
     pub faults: Faults,
     pub stop: AtomicBool,
-    /// Where job threads that wait for a compile (batch mode, forced OSR)
-    /// queue their requests, served before the profiler's (None once stopped).
-    batch_requests: Mutex<Option<Sender<CompileRequest>>>,
+    /// Compile requests: the profiler's, and those of job threads that
+    /// wait for a compile (batch mode, forced OSR), which go first.
+    pub requests: RequestQueue,
+    /// Which loops are still running (kept by the profiler).
+    pub activity: LoopActivity,
 }
 
 /// Routes LLVM's fatal errors (see `code::install_fatal_error_handler`) and
@@ -412,7 +415,13 @@ fn run_tiered(
     let versions = VersionManager::new(slots, osr_slots, Tier::Baseline);
     versions.keep_alive(loaded);
     exclude_what_cannot_move(&versions, &layout);
+    let activity = LoopActivity::new(
+        layout.loop_count,
+        metrics.start(),
+        std::time::Duration::from_millis(options.config.profiler.interval_ms),
+    );
     let shared = Arc::new(Shared {
+        activity,
         config: options.config.clone(),
         target,
         job_path: options.job.clone(),
@@ -426,7 +435,7 @@ fn run_tiered(
         stubs,
         faults: Faults::from_env(),
         stop: AtomicBool::new(false),
-        batch_requests: Mutex::new(None),
+        requests: RequestQueue::new(options.config.compiler.queue_size),
     });
     if options.mode == Mode::Tiered {
         start_background(&shared);
@@ -467,16 +476,7 @@ fn exclude_what_cannot_move(versions: &VersionManager, layout: &JobLayout) {
 }
 
 fn start_background(shared: &Arc<Shared>) {
-    let (tx, rx) = crossbeam_channel::bounded::<CompileRequest>(shared.config.compiler.queue_size);
-    let mut waited_on = crossbeam_channel::never();
     if !shared.config.compiler.background || shared.config.osr.force {
-        // Unbounded: each job thread has at most one request in it.
-        let (urgent_tx, urgent_rx) = crossbeam_channel::unbounded();
-        waited_on = urgent_rx;
-        *shared
-            .batch_requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(urgent_tx);
         let s = shared.clone();
         code::set_compile_now_hook(Box::new(move |unit| match unit {
             Unit::Function(id) => request_now(&s, id, None),
@@ -489,16 +489,12 @@ fn start_background(shared: &Arc<Shared>) {
     // Threads are never joined: the process ends without waiting for them
     // (see `code::enter_job`).
     for i in 0..shared.config.compiler.threads {
-        let queues = RequestQueues {
-            waited_on: waited_on.clone(),
-            background: rx.clone(),
-        };
-        compiler::spawn(shared.clone(), queues, i);
+        compiler::spawn(shared.clone(), i);
     }
     let s = shared.clone();
     let spawned = std::thread::Builder::new()
         .name("tierjit-profiler".into())
-        .spawn(move || profiler::run(s, tx));
+        .spawn(move || profiler::run(s));
     if let Err(e) = spawned {
         eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
     }
@@ -532,22 +528,13 @@ fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
         if !shared.versions.try_request(unit, Instant::now()) {
             continue;
         }
-        let sender = shared
-            .batch_requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let Some(sender) = sender else {
-            shared.versions.cancel_request(unit, previous);
-            return;
-        };
         let (done, finished) = crossbeam_channel::bounded::<()>(0);
         let request = CompileRequest {
             queued_at: Instant::now(),
             done: Some(done),
             ..request
         };
-        if sender.send(request).is_err() {
+        if shared.requests.push(request, 0.0).is_err() {
             shared.versions.cancel_request(unit, previous);
             return;
         }
@@ -563,11 +550,7 @@ fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
 fn stop_background(shared: &Shared) {
     // Release: pairs with the Acquire loads in the background threads.
     shared.stop.store(true, Ordering::Release);
-    shared
-        .batch_requests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    shared.requests.close();
 }
 
 /// The job's argv: its path, then its arguments, as bytes (a job's

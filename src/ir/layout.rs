@@ -70,6 +70,16 @@ impl FunctionLayout {
             std::borrow::Cow::Borrowed(name)
         }
     }
+
+    /// Loop `k` and the loops enclosing it, outermost first.
+    pub fn nest_of(&self, k: usize) -> Vec<&LoopLayout> {
+        let mut nest = vec![&self.loops[k]];
+        while let Some(parent) = nest.last().and_then(|l| l.parent) {
+            nest.push(&self.loops[parent]);
+        }
+        nest.reverse();
+        nest
+    }
 }
 
 /// Function ids are indices into `functions` and into the slot table.

@@ -3,6 +3,7 @@
 //! counters stable ids.
 
 pub mod cfg;
+pub mod demote;
 pub mod edit;
 pub mod flow;
 pub mod func;

@@ -26,7 +26,8 @@ use inkwell::module::{Linkage, Module};
 use inkwell::types::BasicType;
 use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode};
 
-use crate::code::ir::replace_all_uses;
+use super::peel::{cannot_peel, peel_enclosing_loops, NestLoop};
+use crate::code::ir::{replace_all_uses, retarget_successors};
 use crate::error::Error;
 use crate::ir::func::{control_flow, direct_callee, instructions, users};
 use crate::ir::live::{
@@ -43,9 +44,18 @@ fn err(e: impl std::fmt::Display) -> Error {
     Error::Codegen(format!("OSR continuation: {e}"))
 }
 
+/// A built continuation.
+pub struct Continuation<'ctx> {
+    pub function: FunctionValue<'ctx>,
+    /// Why the enclosing loops' current iterations were not peeled (see
+    /// `peel`), so the frame enters the nest in the middle; `None` when
+    /// they were, or when the loop is outermost.
+    pub not_peeled: Option<String>,
+}
+
 /// Turns `function` (in a module prepared for it, its body still the
-/// canonical one) into the continuation named `symbol` for the loop whose
-/// header is block `header` and whose entry is described by `entry`.
+/// canonical one) into the continuation named `symbol` for the last loop
+/// of `nest` (outermost first), whose entry is described by `entry`.
 /// With `in_place`, every stack slot of the baseline frame is used where
 /// it is rather than copied (for functions that call `returns_twice`
 /// functions: after `longjmp` the baseline frame must see what the
@@ -54,11 +64,12 @@ fn err(e: impl std::fmt::Display) -> Error {
 pub fn build_continuation<'ctx>(
     module: &Module<'ctx>,
     function: FunctionValue<'ctx>,
-    header: usize,
+    nest: &[NestLoop<'_>],
     entry: &OsrEntry,
     in_place: bool,
     symbol: &str,
-) -> Result<FunctionValue<'ctx>, Error> {
+) -> Result<Continuation<'ctx>, Error> {
+    let header = nest.last().ok_or_else(|| err("no loop"))?.header;
     if let Some(why) = &entry.blocked {
         return Err(err(format!("no OSR entry: {why}")));
     }
@@ -221,14 +232,28 @@ pub fn build_continuation<'ctx>(
         }
     }
     let entry_sp = stack_pointer_at_entry(module, &builder)?;
-    builder
+    let jump = builder
         .build_unconditional_branch(header_block)
         .map_err(err)?;
+    let not_peeled = match (nest.len(), in_place) {
+        (1, _) => None,
+        // After `longjmp` the baseline frame must see the slots it shares
+        // with the continuation; copies would need the same care.
+        (_, true) => Some("the function calls a returns_twice function".to_string()),
+        _ => cannot_peel(&blocks, nest[0].blocks),
+    };
+    if nest.len() > 1 && not_peeled.is_none() {
+        let target = peel_enclosing_loops(cont, osr_entry, &blocks, nest)?;
+        retarget_successors(jump, header_block, target);
+    }
     drop_lifetime_markers(cont);
     clamp_stack_restores(module, cont, entry_sp)?;
     // A declaration may not keep the profile's entry count.
     crate::code::ir::erase_function_metadata(function, context.get_kind_id("prof"));
-    Ok(cont)
+    Ok(Continuation {
+        function: cont,
+        not_peeled,
+    })
 }
 
 /// `llvm.stacksave` at the builder's position: the continuation's stack

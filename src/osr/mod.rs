@@ -9,3 +9,4 @@
 //! so stack slots whose address escaped keep being used in place.
 
 pub mod continuation;
+pub mod peel;

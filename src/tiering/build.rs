@@ -256,6 +256,8 @@ pub struct Built {
     pub symbol: String,
     pub object: Vec<u8>,
     pub speculation: Speculation,
+    /// What `--events` should say about the OSR entry.
+    pub notes: Vec<String>,
 }
 
 /// Builds, optimizes and emits version `version` of function `id`;
@@ -326,5 +328,6 @@ pub fn compile_version(
         symbol: entry_symbol,
         object,
         speculation,
+        notes: Vec::new(),
     })
 }

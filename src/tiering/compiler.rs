@@ -21,20 +21,21 @@ use super::build::{
     apply_own_promotions, compile_version, finish_module, prepare_module, BuildOptions, Built,
     Prepared, ProfileUse,
 };
-use super::{CompileRequest, RequestQueues};
+use super::CompileRequest;
 use crate::error::Error;
 use crate::ir::load::parse_module;
 use crate::metrics::TierEvent;
 use crate::osr::continuation::build_continuation;
+use crate::osr::peel::NestLoop;
 use crate::profile::promote;
 use crate::runtime::Shared;
-use crate::versions::Tier;
+use crate::versions::{Tier, TierUpState, Unit};
 
 /// Starts compiler thread number `index`.
-pub fn spawn(shared: Arc<Shared>, requests: RequestQueues, index: usize) {
+pub fn spawn(shared: Arc<Shared>, index: usize) {
     let spawned = std::thread::Builder::new()
         .name(format!("tierjit-compiler-{index}"))
-        .spawn(move || run(shared, requests));
+        .spawn(move || run(shared));
     if let Err(e) = spawned {
         // Without this thread requests wait in the queue; the job runs on.
         eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
@@ -52,7 +53,6 @@ static FATAL_ERRORS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32
 /// What a compiler thread serves, for `on_fatal_error`.
 struct Worker {
     shared: Arc<Shared>,
-    requests: RequestQueues,
 }
 
 /// The compile a compiler thread is running, for `on_fatal_error`.
@@ -94,23 +94,22 @@ pub fn on_fatal_error(reason: &str) -> bool {
     // Numbered after the configured threads: this one is gone for good.
     let index = worker.shared.config.compiler.threads + fatal as usize - 1;
     if fatal < MAX_FATAL_ERRORS {
-        spawn(worker.shared, worker.requests, index);
+        spawn(worker.shared, index);
     } else {
         let error = Error::Codegen(format!(
             "no more compiles after {fatal} LLVM fatal errors (last: {reason})"
         ));
         let _ = std::thread::Builder::new()
             .name(format!("tierjit-compiler-{index}"))
-            .spawn(move || answer_with_failures(&worker.shared, &worker.requests, &error));
+            .spawn(move || answer_with_failures(&worker.shared, &error));
     }
     true
 }
 
-fn run(shared: Arc<Shared>, requests: RequestQueues) {
+fn run(shared: Arc<Shared>) {
     WORKER.with(|w| {
         *w.borrow_mut() = Some(Worker {
             shared: shared.clone(),
-            requests: requests.clone(),
         })
     });
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
@@ -118,7 +117,7 @@ fn run(shared: Arc<Shared>, requests: RequestQueues) {
         Err(e) => {
             // Without a target machine nothing can be optimized; answer every
             // request with a failure so the job keeps running on baseline.
-            answer_with_failures(&shared, &requests, &e);
+            answer_with_failures(&shared, &e);
             return;
         }
     };
@@ -134,7 +133,7 @@ fn run(shared: Arc<Shared>, requests: RequestQueues) {
         let canonical = match parse_module(&context, &shared.canonical_bitcode, &shared.job_path) {
             Ok(m) => m,
             Err(e) => {
-                answer_with_failures(&shared, &requests, &e);
+                answer_with_failures(&shared, &e);
                 return;
             }
         };
@@ -145,14 +144,28 @@ fn run(shared: Arc<Shared>, requests: RequestQueues) {
             if shared.stop.load(Ordering::Acquire) {
                 return;
             }
-            let mut request = match requests.next(Duration::from_millis(20)) {
-                Ok(request) => request,
+            let mut request = match shared.requests.next(Duration::from_millis(20)) {
+                Ok(taken) => {
+                    if let Some((older, benefit, older_benefit)) = &taken.ahead_of {
+                        shared.metrics.note(
+                            "queue",
+                            &taken.request.label(&shared.layout),
+                            &format!(
+                                "taken ahead of {} (queued earlier): {benefit:.0} against {older_benefit:.0} baseline events per tick",
+                                older.label(&shared.layout)
+                            ),
+                        );
+                    }
+                    taken.request
+                }
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             compiled += 1;
             let started = Instant::now();
             let done = request.done.take();
+            // A thread waits for this compile: never abandon it.
+            let abandonable = done.is_none();
             ARMED.with(|a| {
                 *a.borrow_mut() = Some(Armed {
                     request: request.clone(),
@@ -160,16 +173,37 @@ fn run(shared: Arc<Shared>, requests: RequestQueues) {
                     done,
                 })
             });
-            let outcome = compile_and_install(&shared, &canonical, &machine, options, &request);
+            let outcome = compile_and_install(
+                &shared,
+                &canonical,
+                &machine,
+                options,
+                &request,
+                abandonable,
+            );
             // Released after the report below.
             let _armed = ARMED.with(|a| a.borrow_mut().take());
             match outcome {
-                Ok((size, notes)) => {
+                Ok(Compiled::Abandoned(idle)) => {
+                    shared
+                        .versions
+                        .cancel_request(request.unit(&shared.layout), TierUpState::Cold);
+                    shared.metrics.note(
+                        "queue",
+                        &request.label(&shared.layout),
+                        &format!(
+                            "abandoned after {:.1}ms of compiling: no back-edge in its nest for {:.0}ms (the loop finished, or its frames moved on)",
+                            started.elapsed().as_secs_f64() * 1e3,
+                            idle.as_secs_f64() * 1e3
+                        ),
+                    );
+                }
+                Ok(Compiled::Installed(size, notes)) => {
                     report(&shared, &request, started, size, Ok(()));
-                    for note in notes {
+                    for (topic, note) in notes {
                         shared
                             .metrics
-                            .speculation(&request.label(&shared.layout), &note);
+                            .note(topic, &request.label(&shared.layout), &note);
                     }
                 }
                 Err(e) => report(&shared, &request, started, 0, Err(e.to_string())),
@@ -180,27 +214,52 @@ fn run(shared: Arc<Shared>, requests: RequestQueues) {
 
 /// Without a target machine or module nothing can be optimized: every
 /// request fails (the job keeps running on baseline) until the queues close.
-fn answer_with_failures(shared: &Shared, requests: &RequestQueues, error: &Error) {
+fn answer_with_failures(shared: &Shared, error: &Error) {
     loop {
-        match requests.next(Duration::from_millis(20)) {
-            Ok(request) => report(shared, &request, Instant::now(), 0, Err(error.to_string())),
+        match shared.requests.next(Duration::from_millis(20)) {
+            Ok(taken) => report(
+                shared,
+                &taken.request,
+                Instant::now(),
+                0,
+                Err(error.to_string()),
+            ),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-/// Builds the requested version, loads it and publishes it; returns the
-/// object's size and what it speculated on, described for `--events`.
+/// What came of a compile.
+enum Compiled {
+    /// Installed: the object's size and what it speculated on, described
+    /// for `--events`.
+    Installed(usize, Vec<(&'static str, String)>),
+    /// A continuation given up because its loop stopped running (for how
+    /// long, as the profiler saw it): no frame is left to move.
+    Abandoned(Duration),
+}
+
+/// Builds the requested version, loads it and publishes it. A continuation
+/// that is `abandonable` is given up between steps once its loop has
+/// stopped (see `tiering::activity`).
 fn compile_and_install(
     shared: &Shared,
     canonical: &Module<'_>,
     machine: &TargetMachine,
     options: BuildOptions,
     request: &CompileRequest,
-) -> Result<(usize, Vec<String>), Error> {
+    abandonable: bool,
+) -> Result<Compiled, Error> {
     let layout = &shared.layout;
     let unit = request.unit(layout);
+    let stopped = || match unit {
+        Unit::Loop(g) if abandonable => shared.activity.stopped_for(g, Instant::now()),
+        _ => None,
+    };
+    if let Some(idle) = stopped() {
+        return Ok(Compiled::Abandoned(idle));
+    }
     // A fresh number (and so fresh symbol names) for every attempt.
     let version = shared.versions.claim_version(unit);
     let name = &layout.functions[request.function].name;
@@ -232,7 +291,8 @@ fn compile_and_install(
                 options,
                 profile.as_ref(),
                 &faults,
-            ),
+            )
+            .map(Some),
             Some(k) => {
                 let Prepared {
                     module,
@@ -253,25 +313,55 @@ fn compile_and_install(
                 let symbol = format!("{name}.tj.osr{k}.v{version}");
                 let view = shared.profile_view();
                 let resolved = promote::resolve(function, &own_promotions, &view);
-                let in_place = layout.functions[request.function].traits.returns_twice;
-                build_continuation(&module, function, lp.header, &lp.osr, in_place, &symbol)?;
+                let info = &layout.functions[request.function];
+                let in_place = info.traits.returns_twice;
+                let nest: Vec<NestLoop> = info
+                    .nest_of(k)
+                    .into_iter()
+                    .map(|l| NestLoop {
+                        header: l.header,
+                        blocks: &l.blocks,
+                    })
+                    .collect();
+                let built = build_continuation(&module, function, &nest, &lp.osr, in_place, &symbol)?;
+                let notes: Vec<String> = built
+                    .not_peeled
+                    .map(|why| {
+                        format!(
+                            "enters its nest at depth {}, in the middle of the enclosing loops: {why}",
+                            nest.len()
+                        )
+                    })
+                    .into_iter()
+                    .collect();
                 apply_own_promotions(&module, resolved, &view, &mut speculation)?;
                 let what = format!("OSR continuation {}", request.label(layout));
                 faults(&module);
+                // The optimizer cannot be interrupted: the last chance
+                // to skip it.
+                if stopped().is_some() {
+                    return Ok(None);
+                }
                 let object = finish_module(&module, &what, machine, options)?;
-                Ok(Built {
+                Ok(Some(Built {
                     symbol,
                     object,
                     speculation,
-                })
+                    notes,
+                }))
             }
         }
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
+    // Loading and publishing code no frame can enter would only cost memory.
+    let idle = stopped();
+    let (Some(built), None) = (built, idle) else {
+        return Ok(Compiled::Abandoned(idle.unwrap_or_default()));
+    };
     let size = built.object.len();
     let (loaded, entry) = shared.jit.load(&built.object, &built.symbol)?;
     let view = shared.profile_view();
-    let notes: Vec<String> = built
+    let notes: Vec<(&str, String)> = built
         .speculation
         .promotions
         .iter()
@@ -283,11 +373,13 @@ fn compile_and_install(
                 .iter()
                 .map(|s| s.describe(&view)),
         )
+        .map(|note| ("pgo", note))
+        .chain(built.notes.into_iter().map(|note| ("osr", note)))
         .collect();
     shared
         .versions
         .install(unit, Tier::Optimized, entry, loaded, built.speculation);
-    Ok((size, notes))
+    Ok(Compiled::Installed(size, notes))
 }
 
 fn report(

@@ -1,51 +1,18 @@
 //! Tier-up: deciding when (policy), watching counters (profiler thread),
 //! and building optimized versions (compiler threads).
 
+pub mod activity;
 pub mod build;
 pub mod compiler;
 pub mod faults;
 pub mod policy;
 pub mod profiler;
+pub mod queue;
 
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
+use std::time::Instant;
 
 use crate::ir::layout::JobLayout;
 use crate::versions::Unit;
-
-/// Where compiler threads take requests from. A job thread blocked until
-/// its unit is compiled (batch mode, forced OSR) must not wait behind the
-/// profiler's requests, which can take seconds each under emulation; the
-/// profiler's are served first come, first served.
-#[derive(Clone)]
-pub struct RequestQueues {
-    /// Requests a job thread is waiting on (`crossbeam_channel::never()`
-    /// when no thread ever waits).
-    pub waited_on: Receiver<CompileRequest>,
-    /// The profiler's requests.
-    pub background: Receiver<CompileRequest>,
-}
-
-impl RequestQueues {
-    /// The next request, a waited-on one if any is queued.
-    pub fn next(&self, timeout: Duration) -> Result<CompileRequest, RecvTimeoutError> {
-        let mut select = Select::new_biased();
-        let waited_on = select.recv(&self.waited_on);
-        select.recv(&self.background);
-        let ready = select
-            .select_timeout(timeout)
-            .map_err(|_| RecvTimeoutError::Timeout)?;
-        let queue = if ready.index() == waited_on {
-            &self.waited_on
-        } else {
-            &self.background
-        };
-        ready
-            .recv(queue)
-            .map_err(|_| RecvTimeoutError::Disconnected)
-    }
-}
 
 /// A request for an optimized version of one function, or for the OSR
 /// continuation of one of its loops.
@@ -100,51 +67,5 @@ impl CompileRequest {
             None => name.to_string(),
             Some(k) => format!("{name}@loop{k}"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(function: usize) -> CompileRequest {
-        CompileRequest::new(function, None, 0, 0, Instant::now())
-    }
-
-    #[test]
-    fn waited_on_requests_go_first_and_background_ones_keep_their_order() {
-        let (waited_tx, waited_rx) = crossbeam_channel::unbounded();
-        let (background_tx, background_rx) = crossbeam_channel::unbounded();
-        let queues = RequestQueues {
-            waited_on: waited_rx,
-            background: background_rx,
-        };
-        background_tx.send(request(1)).unwrap();
-        background_tx.send(request(2)).unwrap();
-        waited_tx.send(request(3)).unwrap();
-        let order: Vec<usize> = (0..3)
-            .map(|_| queues.next(Duration::ZERO).unwrap().function)
-            .collect();
-        assert_eq!(order, [3, 1, 2]);
-        assert!(matches!(
-            queues.next(Duration::from_millis(1)),
-            Err(RecvTimeoutError::Timeout)
-        ));
-        drop(background_tx);
-        assert!(matches!(
-            queues.next(Duration::from_millis(1)),
-            Err(RecvTimeoutError::Disconnected)
-        ));
-    }
-
-    #[test]
-    fn no_waiting_thread_means_background_only() {
-        let (background_tx, background_rx) = crossbeam_channel::unbounded();
-        let queues = RequestQueues {
-            waited_on: crossbeam_channel::never(),
-            background: background_rx,
-        };
-        background_tx.send(request(7)).unwrap();
-        assert_eq!(queues.next(Duration::ZERO).unwrap().function, 7);
     }
 }

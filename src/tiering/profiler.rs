@@ -6,13 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
-
+use super::queue::PushError;
 use super::CompileRequest;
 use crate::runtime::Shared;
 use crate::versions::{TierUpState, Unit};
 
-pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
+pub fn run(shared: Arc<Shared>) {
     let interval = Duration::from_millis(shared.config.profiler.interval_ms);
     let layout = &shared.layout;
     // Functions and loops that may still need a request; installed and
@@ -24,13 +23,11 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
     } else {
         Vec::new()
     };
-    let mut previous: Vec<u64> = vec![0; layout.loop_count];
-    let mut delta: Vec<u64> = vec![0; layout.loop_count];
+    let mut activity = Activity::new(layout);
     // When each loop's continuation was requested, until its first frame
     // transfers (then reported, and cleared).
     let mut requested_at: Vec<Option<Instant>> = vec![None; layout.loop_count];
     let mut reported: Vec<bool> = vec![false; layout.loop_count];
-    // Functions whose installed version may have a value guard to watch.
     // Functions whose installed version may have speculated.
     let mut watched: Vec<usize> = Vec::new();
     // Acquire: pairs with the Release store of `stop` at shutdown.
@@ -40,27 +37,26 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
         if shared.config.osr.enabled {
             report_transitions(&shared, &mut requested_at, &mut reported, now);
         }
-        for (g, &(f, k)) in layout.loops.iter().enumerate() {
-            let count = shared.counters.read(layout.functions[f].loops[k].counter);
-            delta[g] = count - previous[g].min(count);
-            previous[g] = count;
-        }
+        activity.tick(&shared, now);
+        reassess_queue(&shared, &activity, &mut requested_at, now);
+        let delta = &activity.loop_delta;
         loops.retain(|&g| {
             if !osr {
                 return false;
             }
             let (f, k) = layout.loops[g];
             let function = &layout.functions[f];
-            let backedges = previous[g];
+            let backedges = activity.loop_total[g];
             // A loop that took no back-edge during the last tick has no
             // frame worth moving right now (it may have finished).
             if !shared.policy.is_hot_loop(backedges) || delta[g] == 0 {
                 return true;
             }
             // Prefer the outermost enclosing loop that took a back-edge
-            // during the last tick: its iterations are short, so frames
-            // reach its back-edge soon and the continuation covers the whole
-            // nest. Otherwise this loop, where the frame spends its time.
+            // during the last tick: the continuation covers the whole nest
+            // without peeling (see `osr::peel`), and outer loops poll on
+            // every iteration. Otherwise this loop, where the frame spends
+            // its time.
             let mut chosen = k;
             let mut cur = function.loops[k].parent;
             while let Some(p) = cur {
@@ -79,7 +75,8 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
             let request = CompileRequest::new(f, Some(chosen), calls, backedges, now);
             let chosen_id = function.loops[chosen].global_id;
             let was_cold = shared.versions.state(Unit::Loop(chosen_id)) != TierUpState::Requested;
-            let keep = offer(&shared, &requests, request, now);
+            let benefit = activity.benefit(layout, &request);
+            let keep = offer(&shared, request, benefit, now);
             if was_cold && shared.versions.state(Unit::Loop(chosen_id)) == TierUpState::Requested {
                 requested_at[chosen_id] = Some(now);
             }
@@ -96,19 +93,146 @@ pub fn run(shared: Arc<Shared>, requests: Sender<CompileRequest>) {
                 return true;
             }
             let request = CompileRequest::new(id, None, calls, backedges, now);
-            let keep = offer(&shared, &requests, request, now);
+            let benefit = activity.benefit(layout, &request);
+            let keep = offer(&shared, request, benefit, now);
             if !keep {
                 newly_installed.push(id);
             }
             keep
         });
         watched.extend(newly_installed);
-        watched.retain(|&id| watch_speculation(&shared, &requests, id, now));
+        watched.retain(|&id| watch_speculation(&shared, &activity, id, now));
     }
     // Transfers that happened since the last tick, before the job ended.
     if shared.config.osr.enabled {
         report_transitions(&shared, &mut requested_at, &mut reported, Instant::now());
     }
+}
+
+/// What the counters showed over the last ticks: baseline work per tick in
+/// each function and in each loop's nest, smoothed, which orders the
+/// compile queue; and which loops are still running.
+struct Activity {
+    /// Back-edges counted so far, per job-wide loop id.
+    loop_total: Vec<u64>,
+    /// Back-edges during the last tick, per loop id.
+    loop_delta: Vec<u64>,
+    /// Baseline events per tick in each loop's nest (itself and the loops
+    /// inside it), smoothed.
+    nest_rate: Vec<f64>,
+    calls_total: Vec<u64>,
+    /// Calls and back-edges per tick in each function, smoothed.
+    function_rate: Vec<f64>,
+    /// For each loop id, its enclosing loops' ids.
+    ancestors: Vec<Vec<usize>>,
+}
+
+/// Weight of the newest tick in the smoothed rates.
+const RATE_SMOOTHING: f64 = 0.5;
+
+impl Activity {
+    fn new(layout: &crate::ir::layout::JobLayout) -> Activity {
+        let ancestors = layout
+            .loops
+            .iter()
+            .map(|&(f, k)| {
+                let function = &layout.functions[f];
+                let mut up = Vec::new();
+                let mut cur = function.loops[k].parent;
+                while let Some(p) = cur {
+                    up.push(function.loops[p].global_id);
+                    cur = function.loops[p].parent;
+                }
+                up
+            })
+            .collect();
+        Activity {
+            loop_total: vec![0; layout.loop_count],
+            loop_delta: vec![0; layout.loop_count],
+            nest_rate: vec![0.0; layout.loop_count],
+            calls_total: vec![0; layout.functions.len()],
+            function_rate: vec![0.0; layout.functions.len()],
+            ancestors,
+        }
+    }
+
+    fn tick(&mut self, shared: &Shared, now: Instant) {
+        let layout = &shared.layout;
+        let mut nest_delta = vec![0u64; layout.loop_count];
+        let mut function_delta = vec![0u64; layout.functions.len()];
+        for (g, &(f, k)) in layout.loops.iter().enumerate() {
+            let count = shared.counters.read(layout.functions[f].loops[k].counter);
+            let delta = count - self.loop_total[g].min(count);
+            self.loop_total[g] = count;
+            self.loop_delta[g] = delta;
+            if delta > 0 {
+                nest_delta[g] += delta;
+                for &a in &self.ancestors[g] {
+                    nest_delta[a] += delta;
+                }
+                function_delta[f] += delta;
+            }
+        }
+        for (g, &delta) in nest_delta.iter().enumerate() {
+            if delta > 0 {
+                shared.activity.saw_active(g, now);
+            }
+            self.nest_rate[g] = smooth(self.nest_rate[g], delta);
+        }
+        for (id, f) in layout.functions.iter().enumerate() {
+            let calls = shared.counters.read(f.entry_counter);
+            function_delta[id] += calls - self.calls_total[id].min(calls);
+            self.calls_total[id] = calls;
+            self.function_rate[id] = smooth(self.function_rate[id], function_delta[id]);
+        }
+    }
+
+    /// Baseline events per tick the requested code would take over.
+    fn benefit(&self, layout: &crate::ir::layout::JobLayout, request: &CompileRequest) -> f64 {
+        match request.unit(layout) {
+            Unit::Loop(g) => self.nest_rate[g],
+            Unit::Function(f) => self.function_rate[f],
+        }
+    }
+}
+
+/// Re-rates the queued requests, and withdraws those for loops that have
+/// stopped: the loop finished, or its frames moved to an enclosing
+/// continuation. Their units go back to cold, to be asked for again if the
+/// loop runs again.
+fn reassess_queue(
+    shared: &Shared,
+    activity: &Activity,
+    requested_at: &mut [Option<Instant>],
+    now: Instant,
+) {
+    let layout = &shared.layout;
+    let withdrawn = shared
+        .requests
+        .reassess(|request| match request.unit(layout) {
+            Unit::Loop(g) if shared.activity.stopped_for(g, now).is_some() => None,
+            _ => Some(activity.benefit(layout, request)),
+        });
+    for request in withdrawn {
+        let unit = request.unit(layout);
+        shared.versions.cancel_request(unit, TierUpState::Cold);
+        if let Unit::Loop(g) = unit {
+            requested_at[g] = None;
+            let idle = shared.activity.stopped_for(g, now).unwrap_or_default();
+            shared.metrics.note(
+                "queue",
+                &request.label(layout),
+                &format!(
+                    "dropped before compiling: no back-edge in its nest for {:.0}ms (the loop finished, or its frames moved on)",
+                    idle.as_secs_f64() * 1e3
+                ),
+            );
+        }
+    }
+}
+
+fn smooth(rate: f64, delta: u64) -> f64 {
+    rate * (1.0 - RATE_SMOOTHING) + delta as f64 * RATE_SMOOTHING
 }
 
 /// Reports each loop's first OSR transition (seen as its transition counter
@@ -144,12 +268,7 @@ fn report_transitions(
 /// general version queued; promoted calls that keep taking the fallback
 /// get a version planned from the targets seen since (a few times at
 /// most). Whether to keep watching.
-fn watch_speculation(
-    shared: &Shared,
-    requests: &Sender<CompileRequest>,
-    id: usize,
-    now: Instant,
-) -> bool {
+fn watch_speculation(shared: &Shared, activity: &Activity, id: usize, now: Instant) -> bool {
     let unit = Unit::Function(id);
     match shared.versions.state(unit) {
         TierUpState::Installed => {}
@@ -164,7 +283,8 @@ fn watch_speculation(
                     replaces_speculation: true,
                     ..CompileRequest::new(id, None, calls, backedges, now)
                 };
-                if requests.try_send(request).is_err() {
+                let benefit = activity.benefit(&shared.layout, &request);
+                if shared.requests.push(request, benefit).is_err() {
                     shared.versions.cancel_request(unit, failed);
                 }
             }
@@ -199,7 +319,8 @@ fn watch_speculation(
         replaces_speculation: true,
         ..CompileRequest::new(id, None, calls, backedges, now)
     };
-    match requests.try_send(request) {
+    let benefit = activity.benefit(&shared.layout, &request);
+    match shared.requests.push(request, benefit) {
         Ok(()) => {
             match failed_guard {
                 Some(spec) => {
@@ -225,12 +346,7 @@ fn watch_speculation(
 }
 
 /// Queues `request` if its unit's state allows; whether to keep watching.
-fn offer(
-    shared: &Shared,
-    requests: &Sender<CompileRequest>,
-    request: CompileRequest,
-    now: Instant,
-) -> bool {
+fn offer(shared: &Shared, request: CompileRequest, benefit: f64, now: Instant) -> bool {
     let unit = request.unit(&shared.layout);
     let previous = shared.versions.state(unit);
     match previous {
@@ -243,12 +359,12 @@ fn offer(
     if !shared.versions.try_request(unit, now) {
         return true;
     }
-    match requests.try_send(request) {
+    match shared.requests.push(request, benefit) {
         Ok(()) => true,
-        Err(TrySendError::Full(_)) => {
+        Err(PushError::Full(_)) => {
             shared.versions.cancel_request(unit, previous);
             true
         }
-        Err(TrySendError::Disconnected(_)) => false,
+        Err(PushError::Closed(_)) => false,
     }
 }

@@ -1,0 +1,256 @@
+//! Compile requests waiting for a compiler thread, served by expected
+//! benefit rather than arrival.
+//!
+//! A request a job thread waits on (batch mode, forced OSR) goes first: a
+//! thread is blocked on it. Among the profiler's requests the compiler
+//! takes the one with the highest `benefit`: the rate of baseline work
+//! (back-edges and calls per profiler tick) the new code would take over,
+//! which the profiler refreshes every tick. A loop that stopped iterating
+//! has benefit zero, and the profiler withdraws its request (`withdraw`).
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+
+use super::CompileRequest;
+
+/// Why a request was not queued.
+#[derive(Debug)]
+pub enum PushError {
+    /// The queue holds `compiler.queue_size` background requests.
+    Full(CompileRequest),
+    /// The job is ending; no compiler takes requests any more.
+    Closed(CompileRequest),
+}
+
+struct Queued {
+    request: CompileRequest,
+    benefit: f64,
+}
+
+#[derive(Default)]
+struct State {
+    queued: Vec<Queued>,
+    closed: bool,
+}
+
+/// What `next` chose, and over which older request.
+pub struct Taken {
+    pub request: CompileRequest,
+    /// The oldest background request left waiting, when the chosen one
+    /// was queued after it (shown by `--events`), with both benefits.
+    pub ahead_of: Option<(CompileRequest, f64, f64)>,
+}
+
+pub struct RequestQueue {
+    state: Mutex<State>,
+    arrived: Condvar,
+    capacity: usize,
+}
+
+impl RequestQueue {
+    /// A queue holding up to `capacity` background requests (waited-on
+    /// requests are not counted: each blocked thread has at most one).
+    pub fn new(capacity: usize) -> RequestQueue {
+        RequestQueue {
+            state: Mutex::new(State::default()),
+            arrived: Condvar::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a consistent Vec.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `request` with an initial `benefit`.
+    pub fn push(&self, request: CompileRequest, benefit: f64) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(PushError::Closed(request));
+        }
+        let waited = request.done.is_some();
+        let background = state
+            .queued
+            .iter()
+            .filter(|q| q.request.done.is_none())
+            .count();
+        if !waited && background >= self.capacity {
+            return Err(PushError::Full(request));
+        }
+        state.queued.push(Queued { request, benefit });
+        self.arrived.notify_one();
+        Ok(())
+    }
+
+    /// The next request: a waited-on one if any, else the background one
+    /// with the highest benefit (the oldest among equals). Waits up to
+    /// `timeout` for one to arrive.
+    pub fn next(&self, timeout: Duration) -> Result<Taken, RecvTimeoutError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if let Some(taken) = take_best(&mut state.queued) {
+                return Ok(taken);
+            }
+            if state.closed {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            state = self
+                .arrived
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Sets the benefit of each background request to `benefit(request)`,
+    /// or removes it (returning it) where that is `None`.
+    pub fn reassess(
+        &self,
+        mut benefit: impl FnMut(&CompileRequest) -> Option<f64>,
+    ) -> Vec<CompileRequest> {
+        let mut state = self.lock();
+        let mut withdrawn = Vec::new();
+        let mut kept = Vec::with_capacity(state.queued.len());
+        for mut queued in std::mem::take(&mut state.queued) {
+            if queued.request.done.is_some() {
+                kept.push(queued);
+                continue;
+            }
+            match benefit(&queued.request) {
+                Some(b) => {
+                    queued.benefit = b;
+                    kept.push(queued);
+                }
+                None => withdrawn.push(queued.request),
+            }
+        }
+        state.queued = kept;
+        withdrawn
+    }
+
+    /// Stops the queue: `next` reports `Disconnected` once it is empty, and
+    /// requests still queued are dropped (releasing threads waiting on them).
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.queued.clear();
+        self.arrived.notify_all();
+    }
+}
+
+fn take_best(queued: &mut Vec<Queued>) -> Option<Taken> {
+    if let Some(i) = queued.iter().position(|q| q.request.done.is_some()) {
+        return Some(Taken {
+            request: queued.remove(i).request,
+            ahead_of: None,
+        });
+    }
+    // `queued` is in arrival order: the first of the highest wins.
+    let best = (0..queued.len()).reduce(|best, i| {
+        if queued[i].benefit > queued[best].benefit {
+            i
+        } else {
+            best
+        }
+    })?;
+    let ahead_of = (best > 0).then(|| {
+        (
+            queued[0].request.clone(),
+            queued[best].benefit,
+            queued[0].benefit,
+        )
+    });
+    Some(Taken {
+        request: queued.remove(best).request,
+        ahead_of,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(function: usize) -> CompileRequest {
+        CompileRequest::new(function, None, 0, 0, Instant::now())
+    }
+
+    fn order(queue: &RequestQueue, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| queue.next(Duration::ZERO).unwrap().request.function)
+            .collect()
+    }
+
+    #[test]
+    fn highest_benefit_first_then_arrival_order() {
+        let queue = RequestQueue::new(8);
+        queue.push(request(1), 1.0).unwrap();
+        queue.push(request(2), 5.0).unwrap();
+        queue.push(request(3), 1.0).unwrap();
+        let first = queue.next(Duration::ZERO).unwrap();
+        assert_eq!(first.request.function, 2);
+        let (older, chosen, passed) = first.ahead_of.expect("it overtook request 1");
+        assert_eq!((older.function, chosen, passed), (1, 5.0, 1.0));
+        assert_eq!(order(&queue, 2), [1, 3]);
+        assert!(matches!(
+            queue.next(Duration::from_millis(1)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+    }
+
+    #[test]
+    fn waited_on_requests_go_first_and_do_not_count_against_capacity() {
+        let queue = RequestQueue::new(1);
+        queue.push(request(1), 100.0).unwrap();
+        assert!(matches!(
+            queue.push(request(2), 1.0),
+            Err(PushError::Full(_))
+        ));
+        let (done, _finished) = crossbeam_channel::bounded(0);
+        let waited = CompileRequest {
+            done: Some(done),
+            ..request(3)
+        };
+        queue.push(waited, 0.0).unwrap();
+        assert_eq!(order(&queue, 2), [3, 1]);
+    }
+
+    #[test]
+    fn reassessment_reorders_and_withdraws() {
+        let queue = RequestQueue::new(8);
+        for f in 1..=3 {
+            queue.push(request(f), 1.0).unwrap();
+        }
+        let withdrawn = queue.reassess(|r| match r.function {
+            1 => None,
+            2 => Some(0.5),
+            _ => Some(2.0),
+        });
+        assert_eq!(withdrawn.len(), 1);
+        assert_eq!(withdrawn[0].function, 1);
+        assert_eq!(order(&queue, 2), [3, 2]);
+    }
+
+    #[test]
+    fn closing_wakes_a_waiting_compiler_and_refuses_requests() {
+        let queue = std::sync::Arc::new(RequestQueue::new(8));
+        let waiter = {
+            let queue = queue.clone();
+            std::thread::spawn(move || queue.next(Duration::from_secs(30)).err())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        queue.close();
+        assert_eq!(waiter.join().unwrap(), Some(RecvTimeoutError::Disconnected));
+        assert!(matches!(
+            queue.push(request(1), 1.0),
+            Err(PushError::Closed(_))
+        ));
+    }
+}

@@ -404,8 +404,11 @@ fn emit_osr_check<'ctx>(
     let i64t = context.i64_type();
     let check = context.insert_basic_block_after(edge, "tj.osr.check");
     if every_backedge {
+        // A constant condition keeps the edge to the header, so its phis
+        // stay as they are; code generation drops the test.
+        let always = context.bool_type().const_all_ones();
         builder
-            .build_unconditional_branch(check)
+            .build_conditional_branch(always, check, header)
             .map_err(codegen_err)?;
     } else {
         let phase = builder

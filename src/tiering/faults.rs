@@ -11,6 +11,9 @@
 //!   shows: `f` for the function's versions, `f@loop2` for a continuation;
 //! - `TIERJIT_INJECT_SLOW_COMPILE=f`: the compile takes ten minutes (the
 //!   compiler thread sleeps), like a pathological LLVM compile;
+//! - `TIERJIT_INJECT_COMPILE_DELAY=f@loop0:300`: the compile of that unit
+//!   (named as in `--events`) waits 300 ms before optimizing, as a big
+//!   function's would; the job meanwhile moves on;
 //! - `TIERJIT_INJECT_FATAL_ERROR=f`: code generation for `f`'s objects
 //!   hits a real LLVM fatal error (an intrinsic no backend selects, as
 //!   `-fprofile-instr-generate` IR has).
@@ -27,6 +30,7 @@ pub const COMPILE_FAILURE_ENV: &str = "TIERJIT_INJECT_COMPILE_FAILURE";
 pub const LINK_FAILURE_ENV: &str = "TIERJIT_INJECT_LINK_FAILURE";
 pub const SLOW_COMPILE_ENV: &str = "TIERJIT_INJECT_SLOW_COMPILE";
 pub const FATAL_ERROR_ENV: &str = "TIERJIT_INJECT_FATAL_ERROR";
+pub const COMPILE_DELAY_ENV: &str = "TIERJIT_INJECT_COMPILE_DELAY";
 
 /// The symbol an object with an injected link failure refers to.
 const MISSING_SYMBOL: &str = "__tierjit_injected_missing_symbol";
@@ -38,6 +42,8 @@ pub struct Faults {
     fail_link: Vec<(String, u32)>,
     slow_compile: Vec<String>,
     fatal_error: Vec<String>,
+    /// (unit label, delay before optimizing)
+    delay: Vec<(String, Duration)>,
     /// Objects built so far per unit label named in `fail_link`.
     built: Mutex<HashMap<String, u32>>,
 }
@@ -65,6 +71,13 @@ impl Faults {
                 .collect(),
             slow_compile: names(SLOW_COMPILE_ENV),
             fatal_error: names(FATAL_ERROR_ENV),
+            delay: names(COMPILE_DELAY_ENV)
+                .into_iter()
+                .filter_map(|n| {
+                    let (label, ms) = n.rsplit_once(':')?;
+                    Some((label.to_string(), Duration::from_millis(ms.parse().ok()?)))
+                })
+                .collect(),
             built: Mutex::new(HashMap::new()),
         }
     }
@@ -83,10 +96,13 @@ impl Faults {
     }
 
     /// Before `module` (an object for the unit `label` names) is
-    /// optimized: for the object `TIERJIT_INJECT_LINK_FAILURE` names, adds
+    /// optimized: waits as injected; for the object `TIERJIT_INJECT_LINK_FAILURE` names, adds
     /// an exported function calling a symbol nothing defines, so that
     /// linking the object fails.
     pub fn before_optimize(&self, module: &Module<'_>, label: &str) {
+        if let Some((_, delay)) = self.delay.iter().find(|(l, _)| l == label) {
+            std::thread::sleep(*delay);
+        }
         if self.fatal_error.iter().any(|n| n == label) {
             add_unselectable_code(module);
         }

@@ -1,0 +1,277 @@
+//! OSR on loop nests: a frame entering at an inner loop gets a
+//! continuation whose nest LLVM sees as natural loops (the dumped IR is
+//! checked), outer loops move at their next iteration, and compiles for
+//! loops that stopped are dropped or abandoned (`--events` says which).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use inkwell::context::Context;
+use inkwell::memory_buffer::MemoryBuffer;
+use inkwell::values::FunctionValue;
+use tierjit::ir::cfg::{natural_loops, Dominators};
+use tierjit::ir::func::control_flow;
+
+fn job(name: &str, source: &str) -> PathBuf {
+    let path = scratch().join(name);
+    std::fs::write(&path, source).unwrap();
+    path
+}
+
+fn tierjit_with_env(job: &Path, flags: &[&str], env: &[(&str, String)]) -> Run {
+    let mut cmd: Command = tierjit_command();
+    cmd.arg("run").arg(job).args(flags);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    run_with_limit(&mut cmd, job_limit())
+}
+
+fn native_stdout(source: &Path) -> String {
+    let exe = scratch().join(format!(
+        "{}-native",
+        source.file_stem().unwrap().to_string_lossy()
+    ));
+    let built = build_native(source, &exe, &[]);
+    assert!(built.status.success(), "{built:?}");
+    let out = native_command(&exe).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Four loops deep, all in `main`: forced OSR enters at the innermost.
+const DEEP_NEST: &str = r#"
+#include <stdio.h>
+#define N 24
+static double a[N][N][N];
+int main(void) {
+  double s = 0;
+  for (int t = 0; t < 3; t++)
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < N; j++)
+        for (int k = 0; k < N; k++) {
+          a[i][j][k] += i * 0.5 + j - k * t;
+          s += a[i][j][k] * (t + 1);
+        }
+  printf("%.3f\n", s);
+  return 0;
+}
+"#;
+
+/// Checks that every cycle of `function` is a natural loop (each edge
+/// to a block on the depth-first path goes to a block dominating its
+/// source) and returns the deepest nesting.
+fn natural_depth(function: FunctionValue<'_>) -> u32 {
+    let (_, cfg) = control_flow(function);
+    let doms = Dominators::compute(&cfg);
+    let mut state = vec![0u8; cfg.succs.len()];
+    let mut stack = vec![(0usize, 0usize)];
+    state[0] = 1;
+    while let Some(&mut (b, ref mut next)) = stack.last_mut() {
+        match cfg.succs[b].get(*next).copied() {
+            Some(s) => {
+                *next += 1;
+                match state[s] {
+                    0 => {
+                        state[s] = 1;
+                        stack.push((s, 0));
+                    }
+                    1 => assert!(
+                        doms.dominates(s, b),
+                        "a loop entered in the middle: {b} -> {s}"
+                    ),
+                    _ => {}
+                }
+            }
+            None => {
+                state[b] = 2;
+                stack.pop();
+            }
+        }
+    }
+    natural_loops(&cfg, &doms)
+        .iter()
+        .map(|l| l.depth)
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_continuation_entered_at_the_innermost_loop_keeps_the_whole_nest_natural() {
+    let source = job("deep_nest.c", DEEP_NEST);
+    let expected = native_stdout(&source);
+    for shape in [
+        Shape::C,
+        Shape::Ir {
+            opt: "-O2",
+            text: true,
+        },
+    ] {
+        if !shape.selected() {
+            continue;
+        }
+        let dir = scratch().join(format!("deep_nest_dump_{}", shape.label()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = shape.prepare(&source, scratch(), &[]);
+        let run = tierjit_with_env(
+            &path,
+            &["--set", "osr.force=true", "--events", "--stats"],
+            &[("TIERJIT_DUMP_IR", dir.display().to_string())],
+        );
+        let label = shape.label();
+        assert_eq!(run.status, Some(0), "{label}: {}", run.stderr);
+        assert_eq!(run.stdout, expected, "{label}");
+        assert!(
+            osr_transitions(&run.stderr).is_some_and(|n| n > 0),
+            "{label}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("in the middle of the enclosing loops"),
+            "{label}: {}",
+            run.stderr
+        );
+        // The continuation the frame entered first is the innermost
+        // loop's: three levels of copies, then the whole original nest
+        // (clang -O2 may have unrolled the innermost loop away: then two
+        // levels).
+        let dumps: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("OSR_continuation_main@"))
+            .collect();
+        let deepest = dumps
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .find(|text| {
+                text.contains(if shape == Shape::C {
+                    "osr.peel2."
+                } else {
+                    "osr.peel1."
+                })
+            })
+            .unwrap_or_else(|| panic!("{label}: no continuation peeled enough levels: {dumps:?}"));
+        let context = Context::create();
+        let buffer = MemoryBuffer::create_from_memory_range_copy(deepest.as_bytes(), "dump");
+        let module = context.create_module_from_ir(buffer).unwrap();
+        let continuation = module
+            .get_functions()
+            .find(|f| f.get_name().to_string_lossy().contains(".tj.osr"))
+            .expect("the continuation is in its module");
+        let depth = natural_depth(continuation);
+        if shape == Shape::C {
+            assert_eq!(depth, 4, "{label}: the original nest, whole");
+        } else {
+            assert!(depth >= 2, "{label}: depth {depth}");
+        }
+    }
+}
+
+/// A single call whose outer loop has a few hundred iterations, each
+/// running two inner loops: the outer loop's continuation is requested,
+/// and the frame must move at its next outer iteration (before, an outer
+/// loop polled only while its count mod 1024 was below 16).
+const FEW_OUTER_ITERATIONS: &str = r#"
+#include <stdio.h>
+#define N 300
+#define M INNER
+static double a[M], b[M];
+__attribute__((noinline)) double kernel(int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j < M; j++) a[j] = a[j] * 0.5 + b[j] + i;
+    for (int j = 0; j < M; j++) { b[j] += a[j] * 0.25; s += b[j]; }
+  }
+  return s;
+}
+int main(void) {
+  for (int j = 0; j < M; j++) { a[j] = j; b[j] = M - j; }
+  printf("%.6e\n", kernel(N));
+  return 0;
+}
+"#;
+
+#[test]
+fn an_outer_loop_with_few_iterations_moves_at_its_next_iteration() {
+    let inner = 40_000 * workload_scale();
+    let source = job(
+        "few_outer.c",
+        &FEW_OUTER_ITERATIONS.replace("INNER", &inner.to_string()),
+    );
+    let expected = native_stdout(&source);
+    let run = run_tierjit(&source, &["--events", "--stats"], &[]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, expected);
+    let outer = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("osr kernel@loop0 (depth 1)"))
+        .unwrap_or_else(|| panic!("no continuation for the outer loop:\n{}", run.stderr));
+    assert!(
+        outer.contains("installed, 1 frame(s) transferred"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Two short setup loops, then a long one. The first setup loop's compile
+/// is held up (an injected delay before optimizing) until both have ended:
+/// the first is then abandoned, the second dropped from the queue without
+/// a compile, and the long loop still moves to optimized code.
+const SETUP_THEN_WORK: &str = r#"
+#include <stdio.h>
+#define N 2000000
+static double a[N], b[N];
+int main(void) {
+  for (int i = 0; i < N; i++) a[i] = i * 0.5;
+  for (int i = 0; i < N; i++) b[i] = a[i] + 1;
+  double s = 0;
+  for (long r = 0; r < ROUNDS; r++)
+    for (int i = 0; i < N; i++) s += a[i] * b[(i + r) % N];
+  printf("%.6e\n", s);
+  return 0;
+}
+"#;
+
+#[test]
+fn compiles_for_loops_that_stopped_are_abandoned_or_dropped() {
+    let rounds = 200 * workload_scale();
+    let source = job(
+        "setup_then_work.c",
+        &SETUP_THEN_WORK.replace("ROUNDS", &rounds.to_string()),
+    );
+    let expected = native_stdout(&source);
+    // Long enough for both setup loops to end while it waits, even
+    // under emulation.
+    let delay = 300 * workload_scale();
+    let run = tierjit_with_env(
+        &source,
+        &["--events", "--stats"],
+        &[(
+            "TIERJIT_INJECT_COMPILE_DELAY",
+            format!("main@loop0:{delay}"),
+        )],
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, expected);
+    let events = &run.stderr;
+    assert!(
+        events.contains("queue main@loop0: abandoned after"),
+        "{events}"
+    );
+    assert!(
+        !events.contains("osr main@loop0 O0->O3"),
+        "the abandoned continuation was still installed:\n{events}"
+    );
+    assert!(
+        events.contains("queue main@loop1: dropped before compiling"),
+        "{events}"
+    );
+    assert!(
+        events.contains("osr main@loop2 transition"),
+        "the long loop must still move:\n{events}"
+    );
+}

@@ -68,6 +68,10 @@ fn bench(c: &mut Criterion) {
                     with_args(native(job, "O3-nat", &["-O3", "-march=native"]), args),
                 ),
                 (
+                    "tierjit-optimized",
+                    with_args(tierjit(job, "optimized", &["--"]), args),
+                ),
+                (
                     "tierjit-tiered",
                     with_args(tierjit(job, "tiered", &["--"]), args),
                 ),
@@ -90,29 +94,42 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-fn ratio_tables() {
+fn ratio_tables() -> bool {
+    let mut ratios = Vec::new();
     println!("\nPGO jobs, medians (s) and ratios, this run:");
     println!(
-        "{:<16} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>10} {:>10}",
-        "job", "O3", "O3-nat", "pgo", "no-pgo", "no-pgo/pgo", "O3/pgo", "O3-nat/pgo"
+        "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>10} {:>10} {:>9}",
+        "job",
+        "O3",
+        "O3-nat",
+        "opt",
+        "pgo",
+        "no-pgo",
+        "no-pgo/pgo",
+        "O3/pgo",
+        "O3-nat/pgo",
+        "pgo/opt"
     );
     for (job, _) in PGO_JOBS {
         let g = format!("pgo-{job}");
         let get = |v: &str| median(&g, v);
-        let (Some(o3), Some(nat), Some(on), Some(off)) = (
+        let (Some(o3), Some(nat), Some(opt), Some(on), Some(off)) = (
             get("native-O3"),
             get("native-O3-march-native"),
+            get("tierjit-optimized"),
             get("tierjit-tiered"),
             get("tierjit-tiered-pgo-off"),
         ) else {
             continue;
         };
         println!(
-            "{job:<16} {o3:>8.3} {nat:>8.3} {on:>8.3} {off:>8.3} | {:>10.2} {:>10.2} {:>10.2}",
+            "{job:<16} {o3:>8.3} {nat:>8.3} {opt:>8.3} {on:>8.3} {off:>8.3} | {:>10.2} {:>10.2} {:>10.2} {:>9.2}",
             off / on,
             o3 / on,
-            nat / on
+            nat / on,
+            on / opt
         );
+        ratios.push((format!("pgo/{job}"), on / opt));
     }
     println!("\nbaseline tier with PGO probes vs without, medians (s):");
     println!(
@@ -132,11 +149,14 @@ fn ratio_tables() {
             (on / off - 1.0) * 100.0
         );
     }
+    common::guard::check(&ratios)
 }
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
     c.final_summary();
-    ratio_tables();
+    if ratio_tables() {
+        std::process::exit(1);
+    }
 }

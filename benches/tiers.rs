@@ -7,7 +7,8 @@
 //!
 //! Variants: native clang-19 -O3, -O3 -march=native, and -O0 -march=native
 //! (the uninstrumented-O0 reference for the baseline tier's overhead);
-//! tierjit --mode baseline, optimized and tiered (default config).
+//! tierjit --mode baseline, optimized and tiered (default config). The
+//! ratio guard (benches/common/guard.rs) checks tiered against optimized.
 
 mod common;
 
@@ -53,7 +54,8 @@ fn bench_jobs(c: &mut Criterion) {
     }
 }
 
-fn ratio_table() {
+fn ratio_table() -> bool {
+    let mut ratios = Vec::new();
     println!("\nmedians (s) and ratios, this run:");
     println!(
         "{:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -90,12 +92,16 @@ fn ratio_table() {
             opt / o3,
             base / o0
         );
+        ratios.push((format!("tiers/{job}"), tier / opt));
     }
+    common::guard::check(&ratios)
 }
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench_jobs(&mut c);
     c.final_summary();
-    ratio_table();
+    if ratio_table() {
+        std::process::exit(1);
+    }
 }

@@ -10,7 +10,7 @@
 //!    │          codegen at O0 ── code::Jit (ORC) ── slots filled
 //!    ▼
 //!  job runs ── counters ──► tiering::profiler (policy: tiering::policy)
-//!                               │ crossbeam channel
+//!                               │ tiering::queue (by benefit)
 //!                               ▼
 //!                          tiering::compiler ── tiering::build (hot function +
 //!                          inlinable callees, O3) ── ORC ── versions: publish

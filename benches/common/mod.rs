@@ -2,6 +2,8 @@
 //! them, tierjit commands, and reading back criterion's medians.
 #![allow(dead_code)]
 
+pub mod guard;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,6 +61,24 @@ pub fn native(job: &str, name: &str, flags: &[&str]) -> Command {
             .arg("-lm"),
     );
     Command::new(exe)
+}
+
+/// Seconds the job printed as `kernel-seconds S` on stderr (see
+/// benches/jobs/nest_timer.h), one run of `cmd`.
+pub fn kernel_seconds(cmd: &mut Command) -> Option<f64> {
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("kernel-seconds ")?.trim().parse().ok())
+}
+
+/// The median of `values` (sorted in place).
+pub fn median_of(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 /// `tierjit run JOB --mode MODE` plus `extra` flags.

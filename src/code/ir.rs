@@ -63,6 +63,15 @@ pub fn erase_function_metadata(function: inkwell::values::FunctionValue<'_>, kin
     unsafe { llvm_sys::core::LLVMGlobalEraseMetadata(function.as_value_ref(), kind) }
 }
 
+/// Removes `instruction`'s attachment of metadata kind `kind`.
+pub fn erase_instruction_metadata(instruction: InstructionValue<'_>, kind: u32) {
+    // SAFETY: `instruction` is a live instruction; setting an attachment to
+    // null removes it, and removing one that is not there is a no-op.
+    unsafe {
+        llvm_sys::core::LLVMSetMetadata(instruction.as_value_ref(), kind, std::ptr::null_mut())
+    }
+}
+
 /// An operand as tierjit reads it: inkwell panics on operands whose type
 /// is not a first-class value type (metadata of debug and constrained-FP
 /// intrinsics, tokens), so those are `Token` or `Other` here.

@@ -30,7 +30,9 @@ use std::collections::HashMap;
 use inkwell::basic_block::BasicBlock;
 use inkwell::values::{AsValueRef, FunctionValue, InstructionOpcode, InstructionValue};
 
-use crate::code::ir::{defined_value, operands, retarget_successors, successors, Operand};
+use crate::code::ir::{
+    defined_value, erase_instruction_metadata, operands, retarget_successors, successors, Operand,
+};
 use crate::error::Error;
 use crate::ir::demote::demote;
 use crate::ir::func::direct_callee;
@@ -129,6 +131,16 @@ pub fn peel_enclosing_loops<'ctx>(
 
     let context = function.get_type().get_context();
     let builder = context.create_builder();
+    // Scoped no-alias facts (restrict parameters of inlined calls) hold
+    // within one instance of the scope; a copy of an iteration followed by
+    // the original would let the optimizer pair an access of one iteration
+    // with one of the next as not aliasing. Copies drop them (LLVM's own
+    // unroller clones the scopes instead; dropping is the conservative
+    // half of that).
+    let scoped = [
+        context.get_kind_id("alias.scope"),
+        context.get_kind_id("noalias"),
+    ];
     let index_of: HashMap<BasicBlock, usize> =
         blocks.iter().enumerate().map(|(i, b)| (*b, i)).collect();
     // copies[j][b]: level j's copy of canonical block b.
@@ -162,13 +174,19 @@ pub fn peel_enclosing_loops<'ctx>(
             builder.position_at_end(target);
             let mut cloned: HashMap<usize, InstructionValue> = HashMap::new();
             for instruction in blocks[b].get_instructions() {
-                let is_debug = direct_callee(instruction)
-                    .is_some_and(|f| f.get_name().to_bytes().starts_with(b"llvm.dbg."));
-                if is_debug {
+                let skipped = direct_callee(instruction).is_some_and(|f| {
+                    let name = f.get_name().to_bytes();
+                    name.starts_with(b"llvm.dbg.")
+                        || name.starts_with(b"llvm.experimental.noalias.scope.decl")
+                });
+                if skipped {
                     continue;
                 }
                 let copy = instruction.explicit_clone();
                 builder.insert_instruction(&copy, None);
+                for kind in scoped {
+                    erase_instruction_metadata(copy, kind);
+                }
                 for (k, operand) in operands(copy).into_iter().enumerate() {
                     let Operand::Value(value) = operand else {
                         continue;
@@ -279,15 +297,13 @@ exit:
             .unwrap_or(0)
     }
 
-    #[test]
-    fn entering_the_innermost_loop_keeps_the_whole_nest_natural() {
-        let context = Context::create();
-        let buffer = MemoryBuffer::create_from_memory_range_copy(NEST.as_bytes(), "nest");
+    /// Peels `NEST`-like IR entered at its innermost loop; returns the module.
+    fn peeled<'ctx>(context: &'ctx Context, ir: &str) -> inkwell::module::Module<'ctx> {
+        let buffer = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "nest");
         let module = context.create_module_from_ir(buffer).unwrap();
-        let function = module.get_function("nest").unwrap();
+        let function = module.get_first_function().unwrap();
         let (blocks, cfg) = control_flow(function);
         let loops = natural_loops(&cfg, &Dominators::compute(&cfg));
-        assert_eq!(loops.len(), 3);
         let mut nest: Vec<NestLoop> = loops
             .iter()
             .map(|l| NestLoop {
@@ -297,31 +313,100 @@ exit:
             .collect();
         nest.sort_by_key(|l| std::cmp::Reverse(l.blocks.len()));
         assert_eq!(cannot_peel(&blocks, nest[0].blocks), None);
-        // An entry block in front, as the continuation has, jumping into
-        // the innermost loop (the values it would bind are constants here).
         let entry = context.prepend_basic_block(blocks[0], "osr.entry");
         let builder = context.create_builder();
         builder.position_at_end(entry);
-        let k_head = blocks[nest[2].header];
-        builder.build_unconditional_branch(k_head).unwrap();
-        let zero = context.i64_type().const_zero();
-        for phi in crate::ir::live::header_phis(k_head) {
+        let inner = blocks[nest.last().unwrap().header];
+        builder.build_unconditional_branch(inner).unwrap();
+        for phi in crate::ir::live::header_phis(inner) {
+            let zero = phi.as_basic_value().get_type().const_zero();
             phi.add_incoming(&[(&zero, entry)]);
         }
         let target = peel_enclosing_loops(function, entry, &blocks, &nest).unwrap();
-        retarget_successors(entry.get_terminator().unwrap(), k_head, target);
-        // The original entry is unreachable now, as in a continuation.
+        retarget_successors(entry.get_terminator().unwrap(), inner, target);
         module
             .verify()
             .unwrap_or_else(|e| panic!("{e}\n{}", module.print_to_string()));
+        module
+    }
+
+    #[test]
+    fn copies_drop_scoped_noalias_facts_and_the_original_keeps_them() {
+        let ir = r#"
+define void @restrict_nest(ptr %p, ptr %q, i64 %n) {
+entry:
+  br label %i.head
+i.head:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %i.latch ]
+  br label %j.head
+j.head:
+  %j = phi i64 [ 0, %i.head ], [ %j.next, %j.head ]
+  call void @llvm.experimental.noalias.scope.decl(metadata !0)
+  %v = load i64, ptr %q, align 8, !alias.scope !3, !noalias !0
+  store i64 %v, ptr %p, align 8, !alias.scope !0, !noalias !3
+  %j.next = add i64 %j, 1
+  %j.more = icmp slt i64 %j.next, %n
+  br i1 %j.more, label %j.head, label %i.latch
+i.latch:
+  %i.next = add i64 %i, 1
+  %i.more = icmp slt i64 %i.next, %n
+  br i1 %i.more, label %i.head, label %exit
+exit:
+  ret void
+}
+declare void @llvm.experimental.noalias.scope.decl(metadata)
+!0 = !{!1}
+!1 = distinct !{!1, !2, !"p"}
+!2 = distinct !{!2, !"restrict_nest"}
+!3 = !{!4}
+!4 = distinct !{!4, !2, !"q"}
+"#;
+        let context = Context::create();
+        let module = peeled(&context, ir);
+        let function = module.get_first_function().unwrap();
+        let scoped = [
+            context.get_kind_id("alias.scope"),
+            context.get_kind_id("noalias"),
+        ];
+        let (mut copied, mut original) = (0, 0);
+        for block in function.get_basic_blocks() {
+            let is_copy = block.get_name().to_bytes().starts_with(b"osr.peel");
+            for instruction in block.get_instructions() {
+                let decl = direct_callee(instruction).is_some_and(|f| {
+                    f.get_name()
+                        .to_bytes()
+                        .starts_with(b"llvm.experimental.noalias")
+                });
+                let tagged = decl
+                    || scoped
+                        .iter()
+                        .any(|&k| instruction.get_metadata(k).is_some());
+                match (is_copy, tagged) {
+                    (true, true) => copied += 1,
+                    (false, true) => original += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(copied, 0, "{}", module.print_to_string());
+        assert_eq!(original, 3, "the original nest keeps its facts");
+    }
+
+    #[test]
+    fn entering_the_innermost_loop_keeps_the_whole_nest_natural() {
+        let context = Context::create();
+        let module = peeled(&context, NEST);
+        let function = module.get_first_function().unwrap();
+        // The original entry is unreachable now, as in a continuation.
         assert_eq!(reducible_depth(function), 3, "{}", module.print_to_string());
         // Two levels of copies: the rest of the j iteration (with a whole k
-        // loop) and the rest of the i iteration (with a whole j loop).
+        // loop: 2 blocks) and the rest of the i iteration (with a whole j
+        // loop: i.head, j.head, k.head, j.latch, i.latch).
         let copies = function
             .get_basic_blocks()
             .iter()
             .filter(|b| b.get_name().to_bytes().starts_with(b"osr.peel"))
             .count();
-        assert_eq!(copies, nest[0].blocks.len() + nest[1].blocks.len());
+        assert_eq!(copies, 3 + 5);
     }
 }

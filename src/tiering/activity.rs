@@ -31,6 +31,11 @@ impl LoopActivity {
         }
     }
 
+    /// How long a loop's nest must take no back-edge to count as stopped.
+    pub fn idle_threshold(&self) -> Duration {
+        self.idle_after
+    }
+
     /// The profiler saw loop `g`'s nest take back-edges at `now`.
     pub fn saw_active(&self, g: usize, now: Instant) {
         let ms = now.saturating_duration_since(self.start).as_millis() as u64;

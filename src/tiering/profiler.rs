@@ -23,7 +23,7 @@ pub fn run(shared: Arc<Shared>) {
     } else {
         Vec::new()
     };
-    let mut activity = Activity::new(layout);
+    let mut activity = Activity::new(layout, shared.activity.idle_threshold());
     // When each loop's continuation was requested, until its first frame
     // transfers (then reported, and cleared).
     let mut requested_at: Vec<Option<Instant>> = vec![None; layout.loop_count];
@@ -62,8 +62,15 @@ pub fn run(shared: Arc<Shared>) {
             while let Some(p) = cur {
                 let gp = function.loops[p].global_id;
                 match shared.versions.state(Unit::Loop(gp)) {
-                    // An enclosing continuation exists or is coming.
-                    TierUpState::Installed | TierUpState::Requested => return false,
+                    // Coming: the frame moves at that loop's next back-edge.
+                    TierUpState::Requested => return true,
+                    // Installed, and the frame reaches that loop's
+                    // back-edge often: it moves there soon.
+                    TierUpState::Installed if !activity.stuck_inside(gp, now) => return true,
+                    // Installed, but the frame has stayed inside one of its
+                    // iterations for a while (a long last inner loop): it
+                    // needs an entry in here.
+                    TierUpState::Installed => break,
                     // It has no OSR entry: look further out, or stay here.
                     TierUpState::Excluded { .. } => {}
                     _ if delta[gp] > 0 => chosen = p,
@@ -80,7 +87,10 @@ pub fn run(shared: Arc<Shared>) {
             if was_cold && shared.versions.state(Unit::Loop(chosen_id)) == TierUpState::Requested {
                 requested_at[chosen_id] = Some(now);
             }
-            keep && chosen == k
+            // A loop whose enclosing loop was chosen stays watched: that
+            // loop's continuation may be installed while a frame is stuck
+            // in here.
+            keep || chosen != k
         });
         // Whole functions after loops: a running frame gains from its
         // continuation now, a function's next call only later.
@@ -125,13 +135,18 @@ struct Activity {
     function_rate: Vec<f64>,
     /// For each loop id, its enclosing loops' ids.
     ancestors: Vec<Vec<usize>>,
+    /// When each loop last took a back-edge of its own.
+    own_backedge_at: Vec<Instant>,
+    /// How long a loop's own back-edge may go untaken while loops inside
+    /// it run before a frame counts as stuck inside one iteration.
+    stuck_after: Duration,
 }
 
 /// Weight of the newest tick in the smoothed rates.
 const RATE_SMOOTHING: f64 = 0.5;
 
 impl Activity {
-    fn new(layout: &crate::ir::layout::JobLayout) -> Activity {
+    fn new(layout: &crate::ir::layout::JobLayout, stuck_after: Duration) -> Activity {
         let ancestors = layout
             .loops
             .iter()
@@ -153,7 +168,15 @@ impl Activity {
             calls_total: vec![0; layout.functions.len()],
             function_rate: vec![0.0; layout.functions.len()],
             ancestors,
+            own_backedge_at: vec![Instant::now(); layout.loop_count],
+            stuck_after,
         }
+    }
+
+    /// Whether the frames in loop `g` have taken no back-edge of `g` for a
+    /// while, though they keep running loops inside it.
+    fn stuck_inside(&self, g: usize, now: Instant) -> bool {
+        now.saturating_duration_since(self.own_backedge_at[g]) >= self.stuck_after
     }
 
     fn tick(&mut self, shared: &Shared, now: Instant) {
@@ -166,6 +189,7 @@ impl Activity {
             self.loop_total[g] = count;
             self.loop_delta[g] = delta;
             if delta > 0 {
+                self.own_backedge_at[g] = now;
                 nest_delta[g] += delta;
                 for &a in &self.ancestors[g] {
                     nest_delta[a] += delta;

@@ -287,6 +287,7 @@ fn ends_in_branch_to<'ctx>(block: BasicBlock<'ctx>, target: BasicBlock<'ctx>) ->
 /// frame stayed on O0 for all of its 600 million back-edges.)
 const OSR_POLL_PERIOD: u64 = 1024;
 const OSR_POLL_WINDOW: u64 = 16;
+const _: () = assert!(OSR_POLL_PERIOD.is_power_of_two() && OSR_POLL_WINDOW.is_power_of_two());
 
 /// `block`'s phis get, for the new predecessor `new`, the value they have
 /// for `existing` (both edges carry the same state).
@@ -411,16 +412,14 @@ fn emit_osr_check<'ctx>(
             .build_conditional_branch(always, check, header)
             .map_err(codegen_err)?;
     } else {
+        // count mod PERIOD < WINDOW, as one mask test (both are powers
+        // of two): the bits between them are all zero.
+        let mask = (OSR_POLL_PERIOD - 1) & !(OSR_POLL_WINDOW - 1);
         let phase = builder
-            .build_and(
-                count,
-                i64t.const_int(OSR_POLL_PERIOD - 1, false),
-                "tj.osr.phase",
-            )
+            .build_and(count, i64t.const_int(mask, false), "tj.osr.phase")
             .map_err(codegen_err)?;
-        let window = i64t.const_int(OSR_POLL_WINDOW, false);
         let poll = builder
-            .build_int_compare(IntPredicate::ULT, phase, window, "tj.osr.poll")
+            .build_int_compare(IntPredicate::EQ, phase, i64t.const_zero(), "tj.osr.poll")
             .map_err(codegen_err)?;
         builder
             .build_conditional_branch(poll, check, header)

@@ -29,21 +29,6 @@ int main(void) {
 }
 "#;
 
-/// `function`'s row in --stats output: tier, calls, back-edges.
-fn stats_row(stderr: &str, function: &str) -> Option<(String, u64, u64)> {
-    stderr.lines().find_map(|l| {
-        let cols: Vec<&str> = l.split_whitespace().collect();
-        if cols.len() != 4 || cols[0] != function {
-            return None;
-        }
-        Some((
-            cols[1].to_string(),
-            cols[2].parse().ok()?,
-            cols[3].parse().ok()?,
-        ))
-    })
-}
-
 #[test]
 fn background_tier_up_moves_calls_to_optimized_code() {
     // Long enough for the compile to land (the process does not wait for a

@@ -389,3 +389,18 @@ pub fn installed_tierups(stderr: &str) -> Vec<String> {
         .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
         .collect()
 }
+
+/// `function`'s row in --stats output: tier, calls, back-edges.
+pub fn stats_row(stderr: &str, function: &str) -> Option<(String, u64, u64)> {
+    stderr.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.len() != 4 || cols[0] != function {
+            return None;
+        }
+        Some((
+            cols[1].to_string(),
+            cols[2].parse().ok()?,
+            cols[3].parse().ok()?,
+        ))
+    })
+}

@@ -12,7 +12,7 @@ use common::*;
 use inkwell::context::Context;
 use inkwell::memory_buffer::MemoryBuffer;
 use inkwell::values::FunctionValue;
-use tierjit::ir::cfg::{natural_loops, Dominators};
+use tierjit::ir::cfg::{irreducible_edge, natural_loops, Dominators};
 use tierjit::ir::func::control_flow;
 
 fn job(name: &str, source: &str) -> PathBuf {
@@ -60,37 +60,16 @@ int main(void) {
 }
 "#;
 
-/// Checks that every cycle of `function` is a natural loop (each edge
-/// to a block on the depth-first path goes to a block dominating its
-/// source) and returns the deepest nesting.
+/// The deepest loop nesting of `function`, whose every cycle must be a
+/// natural loop (entered only at its header).
 fn natural_depth(function: FunctionValue<'_>) -> u32 {
     let (_, cfg) = control_flow(function);
     let doms = Dominators::compute(&cfg);
-    let mut state = vec![0u8; cfg.succs.len()];
-    let mut stack = vec![(0usize, 0usize)];
-    state[0] = 1;
-    while let Some(&mut (b, ref mut next)) = stack.last_mut() {
-        match cfg.succs[b].get(*next).copied() {
-            Some(s) => {
-                *next += 1;
-                match state[s] {
-                    0 => {
-                        state[s] = 1;
-                        stack.push((s, 0));
-                    }
-                    1 => assert!(
-                        doms.dominates(s, b),
-                        "a loop entered in the middle: {b} -> {s}"
-                    ),
-                    _ => {}
-                }
-            }
-            None => {
-                state[b] = 2;
-                stack.pop();
-            }
-        }
-    }
+    assert_eq!(
+        irreducible_edge(&cfg, &doms),
+        None,
+        "a loop entered in the middle"
+    );
     natural_loops(&cfg, &doms)
         .iter()
         .map(|l| l.depth)

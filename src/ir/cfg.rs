@@ -134,6 +134,36 @@ pub fn reverse_postorder(cfg: &Cfg) -> Vec<usize> {
     post
 }
 
+/// An edge `(from, to)` to a block on the depth-first path from the entry
+/// that does not dominate `from`: a cycle entered other than at its
+/// header (an irreducible one). `None` when every cycle is a natural loop.
+pub fn irreducible_edge(cfg: &Cfg, doms: &Dominators) -> Option<(usize, usize)> {
+    if cfg.succs.is_empty() {
+        return None;
+    }
+    // 0: unvisited, 1: on the path, 2: done.
+    let mut state = vec![0u8; cfg.succs.len()];
+    let mut stack = vec![(0usize, 0usize)];
+    state[0] = 1;
+    while let Some(&mut (b, ref mut next)) = stack.last_mut() {
+        let Some(&s) = cfg.succs[b].get(*next) else {
+            state[b] = 2;
+            stack.pop();
+            continue;
+        };
+        *next += 1;
+        match state[s] {
+            0 => {
+                state[s] = 1;
+                stack.push((s, 0));
+            }
+            1 if !doms.dominates(s, b) => return Some((b, s)),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A natural loop: the header and every block that reaches a back-edge
 /// source without passing through the header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,6 +250,20 @@ mod tests {
         Cfg {
             succs: succs.iter().map(|s| s.to_vec()).collect(),
         }
+    }
+
+    #[test]
+    fn a_cycle_entered_in_the_middle_is_found() {
+        // 0 -> 1 <-> 2, and 0 -> 2: the cycle {1, 2} has two entries.
+        let two_entries = cfg(&[&[1, 2], &[2], &[1]]);
+        let doms = Dominators::compute(&two_entries);
+        assert!(irreducible_edge(&two_entries, &doms).is_some());
+        // 0 -> 1 -> 2 -> 1, 2 -> 3: a natural loop.
+        let natural = cfg(&[&[1], &[2], &[1, 3], &[]]);
+        assert_eq!(
+            irreducible_edge(&natural, &Dominators::compute(&natural)),
+            None
+        );
     }
 
     #[test]

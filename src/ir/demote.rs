@@ -69,23 +69,38 @@ pub fn demote<'ctx>(
             builder.position_before(&after);
             builder.build_store(slot, value).map_err(codegen_err)?;
             for (user, operand) in elsewhere {
-                let at = match PhiValue::try_from(user) {
-                    Ok(phi) => phi
-                        .get_incoming(operand)
-                        .and_then(|(_, from)| from.get_terminator())
-                        .ok_or_else(|| codegen_err("phi without its incoming block"))?,
-                    Err(_) => user,
-                };
-                builder.position_before(&at);
-                let reloaded = builder
-                    .build_load(value.get_type(), slot, "tj.reload")
-                    .map_err(codegen_err)?;
-                user.set_operand(operand, reloaded);
+                reload_for(&builder, user, operand, value, slot, "tj.reload")?;
             }
             demoted += 1;
         }
     }
     Ok(demoted)
+}
+
+/// Makes operand `operand` of `user` a load of `slot` (which holds
+/// `value`'s type), placed before `user`, or for a phi at the end of the
+/// operand's incoming block.
+pub fn reload_for<'ctx>(
+    builder: &Builder<'ctx>,
+    user: InstructionValue<'ctx>,
+    operand: u32,
+    value: BasicValueEnum<'ctx>,
+    slot: inkwell::values::PointerValue<'ctx>,
+    name: &str,
+) -> Result<(), Error> {
+    let at = match PhiValue::try_from(user) {
+        Ok(phi) => phi
+            .get_incoming(operand)
+            .and_then(|(_, from)| from.get_terminator())
+            .ok_or_else(|| codegen_err("phi without its incoming block"))?,
+        Err(_) => user,
+    };
+    builder.position_before(&at);
+    let reloaded = builder
+        .build_load(value.get_type(), slot, name)
+        .map_err(codegen_err)?;
+    user.set_operand(operand, reloaded);
+    Ok(())
 }
 
 fn slot_for<'ctx>(

@@ -29,6 +29,7 @@ use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, FunctionValue, Ins
 use super::peel::{cannot_peel, peel_enclosing_loops, NestLoop};
 use crate::code::ir::{replace_all_uses, retarget_successors};
 use crate::error::Error;
+use crate::ir::demote::reload_for;
 use crate::ir::func::{control_flow, direct_callee, instructions, users};
 use crate::ir::live::{
     alloca_is_private, bind, continuation_type, reachable_from, transfer_record, Bound, OsrEntry,
@@ -205,21 +206,9 @@ pub fn build_continuation<'ctx>(
             .position_before(&after_def.ok_or_else(|| err("value defined by a terminator"))?);
         store_builder.build_store(slot, value).map_err(err)?;
         for (user, operand) in uses {
-            if !reachable(user) {
-                continue;
+            if reachable(user) {
+                reload_for(&store_builder, user, operand, value, slot, "osr.reload")?;
             }
-            let at = match inkwell::values::PhiValue::try_from(user) {
-                Ok(phi) => phi
-                    .get_incoming(operand)
-                    .and_then(|(_, bb)| bb.get_terminator())
-                    .ok_or_else(|| err("phi without incoming block"))?,
-                Err(_) => user,
-            };
-            store_builder.position_before(&at);
-            let reloaded = store_builder
-                .build_load(value.get_type(), slot, "osr.reload")
-                .map_err(err)?;
-            user.set_operand(operand, reloaded);
         }
     }
     for arg in &function_params {

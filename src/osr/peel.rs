@@ -220,7 +220,7 @@ pub fn peel_enclosing_loops<'ctx>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::cfg::{natural_loops, Dominators};
+    use crate::ir::cfg::{irreducible_edge, natural_loops, Dominators};
     use crate::ir::func::control_flow;
     use inkwell::context::Context;
     use inkwell::memory_buffer::MemoryBuffer;
@@ -264,32 +264,12 @@ exit:
 }
 "#;
 
-    /// Every cycle of `function` is a natural loop: each edge to a block
-    /// already on the depth-first path goes to a block that dominates its
-    /// source. Returns the deepest loop nesting.
+    /// The deepest loop nesting of `function`, whose every cycle must be a
+    /// natural loop.
     fn reducible_depth(function: FunctionValue<'_>) -> u32 {
         let (_, cfg) = control_flow(function);
         let doms = Dominators::compute(&cfg);
-        let n = cfg.succs.len();
-        let mut state = vec![0u8; n];
-        let mut stack = vec![(0usize, 0usize)];
-        state[0] = 1;
-        while let Some(&mut (b, ref mut next)) = stack.last_mut() {
-            if let Some(&s) = cfg.succs[b].get(*next) {
-                *next += 1;
-                match state[s] {
-                    0 => {
-                        state[s] = 1;
-                        stack.push((s, 0));
-                    }
-                    1 => assert!(doms.dominates(s, b), "irreducible edge {b} -> {s}"),
-                    _ => {}
-                }
-            } else {
-                state[b] = 2;
-                stack.pop();
-            }
-        }
+        assert_eq!(irreducible_edge(&cfg, &doms), None);
         natural_loops(&cfg, &doms)
             .iter()
             .map(|l| l.depth)

@@ -469,7 +469,8 @@ pub const RANGES: &[(&str, u64, u64)] = &[
     ("thresholds.osr_backedges", 1, u64::MAX),
     ("profiler.interval_ms", 1, 60_000),
     ("compiler.threads", 1, 64),
-    // The queue is allocated up front.
+    // Each queued request holds a little memory; the bound keeps a
+    // runaway profiler from growing the queue without limit.
     ("compiler.queue_size", 1, 65_536),
     ("compiler.opt_level", 1, 3),
     ("compiler.max_attempts", 1, 100),

@@ -511,6 +511,11 @@ fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
         let previous = shared.versions.state(unit);
         match previous {
             TierUpState::Requested => {
+                // Acquire: pairs with the Release store at shutdown, after
+                // which queued requests are dropped and stay Requested.
+                if shared.stop.load(Ordering::Acquire) {
+                    return;
+                }
                 std::thread::sleep(std::time::Duration::from_micros(100));
                 continue;
             }

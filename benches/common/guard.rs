@@ -1,7 +1,8 @@
 //! The ratio guard: flags a job whose tiered/optimized ratio in this run
-//! is above the target, or regressed against the ratio recorded when the
-//! figures were last quoted (`benches/recorded_ratios.ron`), so a closing
-//! note's figures cannot silently stop holding after a later commit.
+//! regressed against the ratio recorded when the figures were last quoted
+//! (`benches/recorded_ratios.ron`), or, for a job with none recorded, is
+//! above the target, so a closing note's figures cannot silently stop
+//! holding after a later commit.
 //!
 //!   TIERJIT_RECORD_RATIOS=1 cargo bench --bench nests   # record this run's
 //!
@@ -27,15 +28,19 @@ fn read_recorded() -> BTreeMap<String, f64> {
         .unwrap_or_default()
 }
 
-/// What the guard says about one job, if anything.
+/// What the guard flags about one job, if anything: a regression against
+/// the recorded ratio, or, with none recorded, a ratio above the target.
+/// (A ratio recorded above the target is a known shortfall, quoted as
+/// such; it is flagged only if it gets worse.)
 pub fn verdict(ratio: f64, recorded: Option<f64>) -> Option<String> {
     match recorded {
         Some(r) if ratio > r * (1.0 + TOLERANCE) => Some(format!(
             "regressed: {ratio:.2} against {r:.2} recorded (tolerance {:.0}%)",
             TOLERANCE * 100.0
         )),
-        _ if ratio > TARGET => Some(format!("{ratio:.2} is above the {TARGET:.2} target")),
-        _ => None,
+        Some(_) => None,
+        None if ratio > TARGET => Some(format!("{ratio:.2} is above the {TARGET:.2} target")),
+        None => None,
     }
 }
 
@@ -49,11 +54,14 @@ pub fn check(ratios: &[(String, f64)]) -> bool {
         let was = recorded.get(key).copied();
         let note = verdict(*ratio, was);
         flagged |= note.is_some();
+        let status = match (note, *ratio > TARGET) {
+            (Some(n), _) => format!("FLAGGED: {n}"),
+            (None, true) => format!("above the {TARGET:.2} target, as recorded"),
+            (None, false) => "ok".into(),
+        };
         println!(
-            "  {key:<28} {ratio:>6.2}  recorded {:>6}  {}",
+            "  {key:<28} {ratio:>6.2}  recorded {:>6}  {status}",
             was.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
-            note.map(|n| format!("FLAGGED: {n}"))
-                .unwrap_or_else(|| "ok".into())
         );
     }
     if std::env::var_os("TIERJIT_RECORD_RATIOS").is_some() {

@@ -406,7 +406,7 @@ fn emit_osr_check<'ctx>(
     let check = context.insert_basic_block_after(edge, "tj.osr.check");
     if every_backedge {
         // A constant condition keeps the edge to the header, so its phis
-        // stay as they are; code generation drops the test.
+        // stay as they are; at O0 it costs a jump at most.
         let always = context.bool_type().const_all_ones();
         builder
             .build_conditional_branch(always, check, header)

@@ -52,7 +52,26 @@ fn err(e: impl std::fmt::Display) -> Error {
 /// Why the blocks of `outermost` cannot be copied, if they cannot: only
 /// plain branches, switches and returns are rewired, and values that cannot
 /// live in memory (tokens, exception-handling pads) must not cross blocks.
+/// The phis of the blocks after the nest are demoted too, with a store at
+/// the end of each predecessor, so those must end in plain branches as well
+/// (a phi may take an `invoke`'s result on its normal edge).
 pub fn cannot_peel(blocks: &[BasicBlock<'_>], outermost: &[usize]) -> Option<String> {
+    let exits = exit_blocks(blocks, outermost);
+    for block in blocks {
+        let Some(terminator) = block.get_terminator() else {
+            continue;
+        };
+        let plain = matches!(
+            terminator.get_opcode(),
+            InstructionOpcode::Br | InstructionOpcode::Switch
+        );
+        if !plain && successors(terminator).iter().any(|s| exits.contains(s)) {
+            return Some(format!(
+                "a block after the nest is entered by a {:?}",
+                terminator.get_opcode()
+            ));
+        }
+    }
     for &b in outermost {
         let block = blocks[b];
         if crate::code::ir::block_address_taken(block) {
@@ -89,6 +108,24 @@ pub fn cannot_peel(blocks: &[BasicBlock<'_>], outermost: &[usize]) -> Option<Str
     None
 }
 
+/// The blocks outside `outermost` that its blocks branch to.
+fn exit_blocks<'ctx>(blocks: &[BasicBlock<'ctx>], outermost: &[usize]) -> Vec<BasicBlock<'ctx>> {
+    let inside: std::collections::HashSet<BasicBlock> =
+        outermost.iter().map(|&b| blocks[b]).collect();
+    let mut exits = Vec::new();
+    for block in &inside {
+        let Some(terminator) = block.get_terminator() else {
+            continue;
+        };
+        for target in successors(terminator) {
+            if !inside.contains(&target) && !exits.contains(&target) {
+                exits.push(target);
+            }
+        }
+    }
+    exits
+}
+
 /// Rewires `function` (a continuation whose entry block `entry` branches to
 /// the original header of the last loop of `nest`) as described above and
 /// returns the block the entry now branches to. `blocks` are the
@@ -107,22 +144,10 @@ pub fn peel_enclosing_loops<'ctx>(
         return Ok(entry_header);
     }
     let outermost = enclosing[0].blocks;
-    let in_outermost = |b: usize| outermost.binary_search(&b).is_ok();
     let nest_blocks: Vec<BasicBlock> = outermost.iter().map(|&b| blocks[b]).collect();
     // Blocks after the nest that copies will branch to: their phis must
     // not name the copied predecessors, so they are demoted too.
-    let mut exits: Vec<BasicBlock> = Vec::new();
-    for &b in outermost {
-        let terminator = blocks[b]
-            .get_terminator()
-            .ok_or_else(|| err("no terminator"))?;
-        for target in successors(terminator) {
-            let index = blocks.iter().position(|x| *x == target);
-            if index.is_some_and(|i| !in_outermost(i)) && !exits.contains(&target) {
-                exits.push(target);
-            }
-        }
-    }
+    let exits = exit_blocks(blocks, outermost);
     let phi_blocks: Vec<BasicBlock> = nest_blocks.iter().chain(&exits).copied().collect();
     let alloca_at = entry
         .get_first_instruction()
@@ -370,6 +395,49 @@ declare void @llvm.experimental.noalias.scope.decl(metadata)
         }
         assert_eq!(copied, 0, "{}", module.print_to_string());
         assert_eq!(original, 3, "the original nest keeps its facts");
+    }
+
+    #[test]
+    fn a_nest_whose_exit_an_invoke_also_enters_is_not_peeled() {
+        // The exit's phi takes the invoke's result on its normal edge: a
+        // slot store at the end of the invoking block would come before it.
+        let ir = r#"
+define i64 @g(i1 %c, i64 %n) personality ptr @pers {
+entry:
+  br i1 %c, label %i.head, label %call
+call:
+  %r = invoke i64 @f() to label %exit unwind label %lpad
+i.head:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %i.latch ]
+  br label %j.head
+j.head:
+  %j = phi i64 [ 0, %i.head ], [ %j.next, %j.head ]
+  %j.next = add i64 %j, 1
+  %j.more = icmp slt i64 %j.next, %n
+  br i1 %j.more, label %j.head, label %i.latch
+i.latch:
+  %i.next = add i64 %i, 1
+  %i.more = icmp slt i64 %i.next, %n
+  br i1 %i.more, label %i.head, label %exit
+exit:
+  %v = phi i64 [ %r, %call ], [ %i.next, %i.latch ]
+  ret i64 %v
+lpad:
+  %lp = landingpad { ptr, i32 } cleanup
+  resume { ptr, i32 } %lp
+}
+declare i64 @f()
+declare i32 @pers(...)
+"#;
+        let context = Context::create();
+        let buffer = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "nest");
+        let module = context.create_module_from_ir(buffer).unwrap();
+        let function = module.get_function("g").unwrap();
+        let (blocks, cfg) = control_flow(function);
+        let loops = natural_loops(&cfg, &Dominators::compute(&cfg));
+        let outermost = loops.iter().max_by_key(|l| l.blocks.len()).unwrap();
+        let why = cannot_peel(&blocks, &outermost.blocks).expect("refused");
+        assert!(why.contains("Invoke"), "{why}");
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct LoopActivity {
     /// Per job-wide loop id: milliseconds after `start` when the profiler
     /// last saw the loop's nest take a back-edge.
     last_active_ms: Vec<AtomicU64>,
+    /// Milliseconds after `start` of the profiler's last tick: idle time
+    /// is measured up to it, so a profiler that is late (a busy machine)
+    /// makes no loop look stopped.
+    last_tick_ms: AtomicU64,
     idle_after: Duration,
 }
 
@@ -27,6 +31,7 @@ impl LoopActivity {
         LoopActivity {
             start,
             last_active_ms: (0..loops).map(|_| AtomicU64::new(0)).collect(),
+            last_tick_ms: AtomicU64::new(0),
             idle_after: MIN_IDLE.max(interval * 4),
         }
     }
@@ -36,20 +41,29 @@ impl LoopActivity {
         self.idle_after
     }
 
-    /// The profiler saw loop `g`'s nest take back-edges at `now`.
-    pub fn saw_active(&self, g: usize, now: Instant) {
-        let ms = now.saturating_duration_since(self.start).as_millis() as u64;
-        // Relaxed: a heuristic timestamp; nothing is published through it.
-        self.last_active_ms[g].store(ms, Ordering::Relaxed);
+    fn ms_since_start(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_millis() as u64
     }
 
-    /// How long loop `g`'s nest has been idle at `now`, if long enough to
-    /// count as stopped.
-    pub fn stopped_for(&self, g: usize, now: Instant) -> Option<Duration> {
-        let last = Duration::from_millis(self.last_active_ms[g].load(Ordering::Relaxed));
-        let idle = now
-            .saturating_duration_since(self.start)
-            .saturating_sub(last);
+    /// The profiler saw loop `g`'s nest take back-edges at `now`.
+    pub fn saw_active(&self, g: usize, now: Instant) {
+        // Relaxed: a heuristic timestamp; nothing is published through it.
+        self.last_active_ms[g].store(self.ms_since_start(now), Ordering::Relaxed);
+    }
+
+    /// The profiler finished reading the counters at `now`.
+    pub fn saw_tick(&self, now: Instant) {
+        // Relaxed: as above.
+        self.last_tick_ms
+            .store(self.ms_since_start(now), Ordering::Relaxed);
+    }
+
+    /// How long loop `g`'s nest had been idle at the profiler's last tick,
+    /// if long enough to count as stopped.
+    pub fn stopped_for(&self, g: usize) -> Option<Duration> {
+        let last = self.last_active_ms[g].load(Ordering::Relaxed);
+        let tick = self.last_tick_ms.load(Ordering::Relaxed);
+        let idle = Duration::from_millis(tick.saturating_sub(last));
         (idle >= self.idle_after).then_some(idle)
     }
 }
@@ -58,34 +72,39 @@ impl LoopActivity {
 mod tests {
     use super::*;
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
     #[test]
     fn a_loop_counts_as_stopped_only_after_the_idle_time() {
         let start = Instant::now();
-        let activity = LoopActivity::new(2, start, Duration::from_millis(1));
-        activity.saw_active(0, start + Duration::from_millis(50));
-        let soon = start + Duration::from_millis(55);
-        assert_eq!(activity.stopped_for(0, soon), None);
-        assert_eq!(
-            activity.stopped_for(1, soon),
-            Some(Duration::from_millis(55))
-        );
-        let later = start + Duration::from_millis(70);
-        assert_eq!(
-            activity.stopped_for(0, later),
-            Some(Duration::from_millis(20))
-        );
+        let activity = LoopActivity::new(2, start, ms(1));
+        activity.saw_active(0, start + ms(50));
+        activity.saw_tick(start + ms(55));
+        assert_eq!(activity.stopped_for(0), None);
+        assert_eq!(activity.stopped_for(1), Some(ms(55)));
+        activity.saw_tick(start + ms(70));
+        assert_eq!(activity.stopped_for(0), Some(ms(20)));
+    }
+
+    #[test]
+    fn a_late_profiler_makes_no_loop_look_stopped() {
+        let start = Instant::now();
+        let activity = LoopActivity::new(1, start, ms(1));
+        activity.saw_active(0, start + ms(50));
+        activity.saw_tick(start + ms(50));
+        // No tick since: however late it is now, the loop was active then.
+        assert_eq!(activity.stopped_for(0), None);
     }
 
     #[test]
     fn a_slow_profiler_waits_longer() {
         let start = Instant::now();
-        let activity = LoopActivity::new(1, start, Duration::from_millis(100));
-        assert_eq!(
-            activity.stopped_for(0, start + Duration::from_millis(300)),
-            None
-        );
-        assert!(activity
-            .stopped_for(0, start + Duration::from_millis(400))
-            .is_some());
+        let activity = LoopActivity::new(1, start, ms(100));
+        activity.saw_tick(start + ms(300));
+        assert_eq!(activity.stopped_for(0), None);
+        activity.saw_tick(start + ms(400));
+        assert!(activity.stopped_for(0).is_some());
     }
 }

@@ -254,7 +254,7 @@ fn compile_and_install(
     let layout = &shared.layout;
     let unit = request.unit(layout);
     let stopped = || match unit {
-        Unit::Loop(g) if abandonable => shared.activity.stopped_for(g, Instant::now()),
+        Unit::Loop(g) if abandonable => shared.activity.stopped_for(g),
         _ => None,
     };
     if let Some(idle) = stopped() {

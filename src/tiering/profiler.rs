@@ -38,7 +38,8 @@ pub fn run(shared: Arc<Shared>) {
             report_transitions(&shared, &mut requested_at, &mut reported, now);
         }
         activity.tick(&shared, now);
-        reassess_queue(&shared, &activity, &mut requested_at, now);
+        shared.activity.saw_tick(now);
+        reassess_queue(&shared, &activity, &mut requested_at);
         let delta = &activity.loop_delta;
         loops.retain(|&g| {
             if !osr {
@@ -71,8 +72,11 @@ pub fn run(shared: Arc<Shared>) {
                     // iterations for a while (a long last inner loop): it
                     // needs an entry in here.
                     TierUpState::Installed => break,
-                    // It has no OSR entry: look further out, or stay here.
-                    TierUpState::Excluded { .. } => {}
+                    // It has no OSR entry, its compiles gave up, or one
+                    // failed and waits to be retried: look further out, or
+                    // stay here.
+                    TierUpState::Excluded { .. } | TierUpState::GaveUp { .. } => {}
+                    TierUpState::Failed { retry_at, .. } if now < retry_at => {}
                     _ if delta[gp] > 0 => chosen = p,
                     _ => {}
                 }
@@ -224,17 +228,12 @@ impl Activity {
 /// stopped: the loop finished, or its frames moved to an enclosing
 /// continuation. Their units go back to cold, to be asked for again if the
 /// loop runs again.
-fn reassess_queue(
-    shared: &Shared,
-    activity: &Activity,
-    requested_at: &mut [Option<Instant>],
-    now: Instant,
-) {
+fn reassess_queue(shared: &Shared, activity: &Activity, requested_at: &mut [Option<Instant>]) {
     let layout = &shared.layout;
     let withdrawn = shared
         .requests
         .reassess(|request| match request.unit(layout) {
-            Unit::Loop(g) if shared.activity.stopped_for(g, now).is_some() => None,
+            Unit::Loop(g) if shared.activity.stopped_for(g).is_some() => None,
             _ => Some(activity.benefit(layout, request)),
         });
     for request in withdrawn {
@@ -242,7 +241,7 @@ fn reassess_queue(
         shared.versions.cancel_request(unit, TierUpState::Cold);
         if let Unit::Loop(g) = unit {
             requested_at[g] = None;
-            let idle = shared.activity.stopped_for(g, now).unwrap_or_default();
+            let idle = shared.activity.stopped_for(g).unwrap_or_default();
             shared.metrics.note(
                 "queue",
                 &request.label(layout),

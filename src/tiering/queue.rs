@@ -5,8 +5,8 @@
 //! thread is blocked on it. Among the profiler's requests the compiler
 //! takes the one with the highest `benefit`: the rate of baseline work
 //! (back-edges and calls per profiler tick) the new code would take over,
-//! which the profiler refreshes every tick. A loop that stopped iterating
-//! has benefit zero, and the profiler withdraws its request (`withdraw`).
+//! which the profiler refreshes every tick (`reassess`), withdrawing the
+//! requests of loops that stopped iterating.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -136,8 +136,9 @@ impl RequestQueue {
         withdrawn
     }
 
-    /// Stops the queue: `next` reports `Disconnected` once it is empty, and
-    /// requests still queued are dropped (releasing threads waiting on them).
+    /// Stops the queue (the job is ending): `next` reports `Disconnected`,
+    /// and requests still queued are dropped, which releases the threads
+    /// waiting on them; their units stay `Requested` (see `request_now`).
     pub fn close(&self) {
         let mut state = self.lock();
         state.closed = true;

@@ -86,6 +86,11 @@ pub struct Shared {
     pub requests: RequestQueue,
     /// Which loops are still running (kept by the profiler).
     pub activity: LoopActivity,
+    /// Held by a compiler thread from publishing a version until its
+    /// `--events` line is out: a job thread that waited for the unit
+    /// (batch mode) may end the job as soon as it sees it installed, and
+    /// the exit waits for this lock (briefly), so the line is not lost.
+    pub reporting: std::sync::Mutex<()>,
 }
 
 /// Routes LLVM's fatal errors (see `code::install_fatal_error_handler`) and
@@ -436,6 +441,7 @@ fn run_tiered(
         faults: Faults::from_env(),
         stop: AtomicBool::new(false),
         requests: RequestQueue::new(options.config.compiler.queue_size),
+        reporting: std::sync::Mutex::new(()),
     });
     if options.mode == Mode::Tiered {
         start_background(&shared);
@@ -556,6 +562,18 @@ fn stop_background(shared: &Shared) {
     // Release: pairs with the Acquire loads in the background threads.
     shared.stop.store(true, Ordering::Release);
     shared.requests.close();
+    // A version published just now is reported before the process ends.
+    // Bounded: in a forked child the lock may have been held by a compiler
+    // thread that does not exist there.
+    let deadline = Instant::now() + std::time::Duration::from_millis(200);
+    while Instant::now() < deadline {
+        match shared.reporting.try_lock() {
+            Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => break,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+        }
+    }
 }
 
 /// The job's argv: its path, then its arguments, as bytes (a job's

@@ -9,7 +9,7 @@
 //! `on_fatal_error`). The job keeps running on the code it has.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
@@ -198,7 +198,7 @@ fn run(shared: Arc<Shared>) {
                         ),
                     );
                 }
-                Ok(Compiled::Installed(size, notes)) => {
+                Ok(Compiled::Installed(size, notes, _reporting)) => {
                     report(&shared, &request, started, size, Ok(()));
                     for (topic, note) in notes {
                         shared
@@ -231,10 +231,10 @@ fn answer_with_failures(shared: &Shared, error: &Error) {
 }
 
 /// What came of a compile.
-enum Compiled {
-    /// Installed: the object's size and what it speculated on, described
-    /// for `--events`.
-    Installed(usize, Vec<(&'static str, String)>),
+enum Compiled<'a> {
+    /// Installed: the object's size, what it speculated on (described for
+    /// `--events`), and the reporting lock, held until it is reported.
+    Installed(usize, Vec<(&'static str, String)>, MutexGuard<'a, ()>),
     /// A continuation given up because its loop stopped running (for how
     /// long, as the profiler saw it): no frame is left to move.
     Abandoned(Duration),
@@ -243,14 +243,14 @@ enum Compiled {
 /// Builds the requested version, loads it and publishes it. A continuation
 /// that is `abandonable` is given up between steps once its loop has
 /// stopped (see `tiering::activity`).
-fn compile_and_install(
-    shared: &Shared,
+fn compile_and_install<'s>(
+    shared: &'s Shared,
     canonical: &Module<'_>,
     machine: &TargetMachine,
     options: BuildOptions,
     request: &CompileRequest,
     abandonable: bool,
-) -> Result<Compiled, Error> {
+) -> Result<Compiled<'s>, Error> {
     let layout = &shared.layout;
     let unit = request.unit(layout);
     let stopped = || match unit {
@@ -376,10 +376,12 @@ fn compile_and_install(
         .map(|note| ("pgo", note))
         .chain(built.notes.into_iter().map(|note| ("osr", note)))
         .collect();
+    // Held until the install is reported (see `Shared::reporting`).
+    let reporting = shared.reporting.lock().unwrap_or_else(|p| p.into_inner());
     shared
         .versions
         .install(unit, Tier::Optimized, entry, loaded, built.speculation);
-    Ok(Compiled::Installed(size, notes))
+    Ok(Compiled::Installed(size, notes, reporting))
 }
 
 fn report(

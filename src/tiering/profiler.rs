@@ -135,7 +135,8 @@ struct Activity {
     /// inside it), smoothed.
     nest_rate: Vec<f64>,
     calls_total: Vec<u64>,
-    /// Calls and back-edges per tick in each function, smoothed.
+    /// Calls and back-edges per tick in each function while it is being
+    /// called, smoothed.
     function_rate: Vec<f64>,
     /// For each loop id, its enclosing loops' ids.
     ancestors: Vec<Vec<usize>>,
@@ -209,9 +210,19 @@ impl Activity {
         }
         for (id, f) in layout.functions.iter().enumerate() {
             let calls = shared.counters.read(f.entry_counter);
-            function_delta[id] += calls - self.calls_total[id].min(calls);
+            let new_calls = calls - self.calls_total[id].min(calls);
             self.calls_total[id] = calls;
-            self.function_rate[id] = smooth(self.function_rate[id], function_delta[id]);
+            // A whole-function version serves calls still to come, not the
+            // frames already running (those move by OSR): without new
+            // calls, its loops' back-edges are no benefit of it (a `main`
+            // running one loop would otherwise go ahead of the function it
+            // calls in that loop).
+            let served = if new_calls > 0 {
+                new_calls + function_delta[id]
+            } else {
+                0
+            };
+            self.function_rate[id] = smooth(self.function_rate[id], served);
         }
     }
 

@@ -213,6 +213,13 @@ impl VersionManager {
         speculation: Speculation,
     ) {
         self.keep_alive(object);
+        self.publish(unit, tier, entry, speculation);
+    }
+
+    /// Publishes a version at `entry` in an object already kept alive (one
+    /// object can hold versions of two units, see `tiering::build`); a
+    /// version it replaces is retired.
+    pub fn publish(&self, unit: Unit, tier: Tier, entry: usize, speculation: Speculation) {
         match unit {
             Unit::Function(id) => self.slots.publish(id, entry),
             Unit::Loop(id) => self.osr_slots.publish(id, entry),

@@ -309,3 +309,87 @@ fn a_frame_stuck_in_an_inner_loop_moves_though_its_outer_loop_has_a_continuation
         run.stderr
     );
 }
+
+/// A function called many times, each call running its loop for millions
+/// of iterations: its whole-function version and its loop's continuation
+/// are asked for in the same profiler tick (a long interval makes sure of
+/// it), and the compiler builds both from one prepared module, one
+/// optimizer run and one object.
+const LONG_CALLS: &str = r#"
+#include <stdio.h>
+static unsigned h = 1;
+static long n = 100000;
+__attribute__((noinline)) void work(void) {
+  for (long k = 0; k < n; k++) h = h * 1103515245u + 12345u + (unsigned)(k >> 3);
+}
+int main(void) {
+  for (int r = 0; r < CALLS; r++) {
+    work();
+    n = 3000000 + r;
+  }
+  printf("%u\n", h);
+  return 0;
+}
+"#;
+
+#[test]
+fn a_whole_function_version_and_a_continuation_share_one_compile() {
+    let scale = workload_scale();
+    let source = job("long_calls.c", &LONG_CALLS.replace("CALLS", "100"));
+    let expected = native_stdout(&source);
+    // By the first tick the first (short) call is over and a long one runs.
+    let interval = format!("profiler.interval_ms={}", 100 * scale);
+    for shape in [
+        Shape::C,
+        Shape::Ir {
+            opt: "-O2",
+            text: true,
+        },
+    ] {
+        if !shape.selected() {
+            continue;
+        }
+        let label = shape.label();
+        let path = shape.prepare(&source, scratch(), &[]);
+        let run = run_tierjit(&path, &["--events", "--stats", "--set", &interval], &[]);
+        assert_eq!(run.status, Some(0), "{label}: {}", run.stderr);
+        assert_eq!(run.stdout, expected, "{label}");
+        let events = &run.stderr;
+        // clang -O2 may have split the loop: whichever of work's loops ran.
+        let continuation = events
+            .lines()
+            .find_map(|l| {
+                let rest = l.split(" osr work@").nth(1)?;
+                let (lp, note) = rest.split_once(": ")?;
+                (note == "built with work's whole-function version, in one module")
+                    .then(|| format!("work@{lp}"))
+            })
+            .unwrap_or_else(|| panic!("{label}: not built together:\n{events}"));
+        // One compile: both installs report the same object.
+        let size = |prefix: &str| {
+            events
+                .lines()
+                .find(|l| l.contains(prefix) && l.ends_with("installed"))
+                .and_then(|l| l.split_whitespace().find(|w| w.starts_with("size=")))
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("{label}: {prefix} not installed:\n{events}"))
+        };
+        assert_eq!(
+            size(" work O0->O3 "),
+            size(&format!(" osr {continuation} O0->O3 ")),
+            "{label}: two objects:\n{events}"
+        );
+        // The frame inside the loop moved to the joint module's
+        // continuation; later calls entered the whole-function version.
+        let osr_row = events
+            .lines()
+            .find(|l| l.contains(&format!("osr {continuation} (depth")))
+            .unwrap_or_else(|| panic!("{label}: no OSR summary:\n{events}"));
+        assert!(
+            osr_row.ends_with("frame(s) transferred") && !osr_row.contains(" 0 frame(s)"),
+            "{label}: {osr_row}"
+        );
+        let (tier, _, _) = stats_row(events, "work").unwrap_or_else(|| panic!("{events}"));
+        assert_eq!(tier, "O3", "{label}");
+    }
+}

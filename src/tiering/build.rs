@@ -8,6 +8,12 @@
 //! loads from them still fold. Calls the optimizer does not inline go to
 //! the callee's stub, hence through its slot, to its newest version;
 //! `f`'s calls to itself go straight to `f.tjN`.
+//!
+//! An OSR continuation starts from the same prepared module
+//! (`make_continuation`). When a compile builds both (see
+//! `tiering::compiler`), the continuation is made in a copy of the
+//! prepared module and linked back in, so one optimizer run and one object
+//! serve both.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,6 +28,8 @@ use crate::error::Error;
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
+use crate::osr::continuation::build_continuation;
+use crate::osr::peel::NestLoop;
 use crate::profile::promote::{self, Promotion};
 use crate::profile::{metadata, specialize, GuardSlots, ProfileView, Speculation};
 
@@ -250,44 +258,30 @@ pub fn apply_own_promotions(
     Ok(())
 }
 
-/// An optimized version ready to load: the symbol to publish, the object,
-/// and what it speculated on.
-pub struct Built {
-    pub symbol: String,
-    pub object: Vec<u8>,
-    pub speculation: Speculation,
-    /// What `--events` should say about the OSR entry.
-    pub notes: Vec<String>,
-}
-
-/// Builds, optimizes and emits version `version` of function `id`;
-/// `before_optimize` sees the finished module first (fault injection).
+/// Steps 3 and 4 on a module `prepare_module` made for function `id`: the
+/// function becomes version `version` under its version name (with its own
+/// promotions applied and, if the profile allows, a value guard in front).
+/// Returns the symbol calls enter it by.
 #[allow(clippy::too_many_arguments)]
-pub fn compile_version(
-    canonical: &Module<'_>,
+pub fn make_whole_version(
+    module: &Module<'_>,
     layout: &JobLayout,
     id: usize,
     version: u32,
-    machine: &TargetMachine,
     options: BuildOptions,
     profile: Option<&ProfileUse<'_>>,
-    before_optimize: &dyn Fn(&Module<'_>),
-) -> Result<Built, Error> {
-    let Prepared {
-        module,
-        mut speculation,
-        own_promotions,
-    } = prepare_module(canonical, layout, id, machine, options, profile)?;
+    own_promotions: &[Promotion],
+    speculation: &mut Speculation,
+) -> Result<String, Error> {
     let name = &layout.functions[id].name;
-
     // Step 3: the hot function under its version name; every other use of
     // `f` (address taken, calls from inlinable copies) means the stub.
     let function = module
         .get_function(name)
         .ok_or_else(|| Error::Codegen(format!("{name} is not in the canonical module")))?;
     if let Some(profile) = profile {
-        let resolved = promote::resolve(function, &own_promotions, &profile.view);
-        apply_own_promotions(&module, resolved, &profile.view, &mut speculation)?;
+        let resolved = promote::resolve(function, own_promotions, &profile.view);
+        apply_own_promotions(module, resolved, &profile.view, speculation)?;
     }
     let symbol = version_symbol(name, version);
     function.as_global_value().set_name(&symbol);
@@ -302,7 +296,6 @@ pub fn compile_version(
         }
     }
     // Step 4: a guard in front for a dominant argument value.
-    let mut entry_symbol = symbol.clone();
     if let Some(profile) = profile.filter(|p| p.specialize) {
         if let Some(spec) = specialize::plan(&profile.view, id) {
             let guard_symbol = format!("{symbol}.guard");
@@ -310,24 +303,66 @@ pub fn compile_version(
                 .counters
                 .clone()
                 .ok_or_else(|| Error::Codegen("no guard counters".into()))?;
-            if specialize::build_guard(&module, function, &guard_symbol, &spec, &guards)?.is_some()
-            {
-                entry_symbol = guard_symbol;
+            if specialize::build_guard(module, function, &guard_symbol, &spec, &guards)?.is_some() {
                 speculation.specialization = Some(spec);
+                return Ok(guard_symbol);
             }
         }
     }
-    before_optimize(&module);
-    let object = finish_module(
-        &module,
-        &format!("version module of {name}"),
-        machine,
-        options,
+    Ok(symbol)
+}
+
+/// Turns function `id` of a module `prepare_module` made for it into the
+/// OSR continuation of its loop `k`, named `symbol`. With `own_promotions`
+/// the function's own promoted calls are applied to the continuation (they
+/// are resolved before the body is reshaped: promotion finds its calls by
+/// canonical block index). Returns what `--events` should say about the
+/// entry.
+#[allow(clippy::too_many_arguments)]
+pub fn make_continuation(
+    module: &Module<'_>,
+    layout: &JobLayout,
+    id: usize,
+    k: usize,
+    symbol: &str,
+    view: &ProfileView<'_>,
+    own_promotions: &[Promotion],
+    speculation: &mut Speculation,
+) -> Result<Vec<String>, Error> {
+    let info = &layout.functions[id];
+    let name = &info.name;
+    let function = module
+        .get_function(name)
+        .ok_or_else(|| Error::Codegen(format!("{name} is not in the module")))?;
+    let resolved = promote::resolve(function, own_promotions, view);
+    let nest: Vec<NestLoop> = info
+        .nest_of(k)
+        .into_iter()
+        .map(|l| NestLoop {
+            header: l.header,
+            blocks: &l.blocks,
+        })
+        .collect();
+    // A function that calls `returns_twice` functions keeps every slot in
+    // the baseline frame (see `build_continuation`).
+    let in_place = info.traits.returns_twice;
+    let built = build_continuation(
+        module,
+        function,
+        &nest,
+        &info.loops[k].osr,
+        in_place,
+        symbol,
     )?;
-    Ok(Built {
-        symbol: entry_symbol,
-        object,
-        speculation,
-        notes: Vec::new(),
-    })
+    apply_own_promotions(module, resolved, view, speculation)?;
+    Ok(built
+        .not_peeled
+        .map(|why| {
+            format!(
+                "enters its nest at depth {}, in the middle of the enclosing loops: {why}",
+                nest.len()
+            )
+        })
+        .into_iter()
+        .collect())
 }

@@ -8,6 +8,7 @@
 //! failed, starts a replacement compiler thread and blocks for good (see
 //! `on_fatal_error`). The job keeps running on the code it has.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,16 +19,15 @@ use inkwell::module::Module;
 use inkwell::targets::TargetMachine;
 
 use super::build::{
-    apply_own_promotions, compile_version, finish_module, prepare_module, BuildOptions, Built,
-    Prepared, ProfileUse,
+    finish_module, make_continuation, make_whole_version, prepare_module, BuildOptions, Prepared,
+    ProfileUse,
 };
 use super::CompileRequest;
 use crate::error::Error;
+use crate::ir::load::copy_module;
 use crate::ir::load::parse_module;
 use crate::metrics::TierEvent;
-use crate::osr::continuation::build_continuation;
-use crate::osr::peel::NestLoop;
-use crate::profile::promote;
+use crate::profile::Speculation;
 use crate::runtime::Shared;
 use crate::versions::{Tier, TierUpState, Unit};
 
@@ -58,6 +58,8 @@ struct Worker {
 /// The compile a compiler thread is running, for `on_fatal_error`.
 struct Armed {
     request: CompileRequest,
+    /// A request compiled with it (see `RequestQueue::take_companion`).
+    companion: Option<CompileRequest>,
     started: Instant,
     /// The request's `done` (a thread waiting for the compile is released
     /// when it is dropped).
@@ -80,13 +82,15 @@ pub fn on_fatal_error(reason: &str) -> bool {
     };
     let message = format!("LLVM fatal error: {reason}");
     if let Some(armed) = ARMED.with(|a| a.borrow_mut().take()) {
-        report(
-            &worker.shared,
-            &armed.request,
-            armed.started,
-            0,
-            Err(message.clone()),
-        );
+        for request in std::iter::once(&armed.request).chain(&armed.companion) {
+            report(
+                &worker.shared,
+                request,
+                armed.started,
+                0,
+                Err(message.clone()),
+            );
+        }
         drop(armed.done);
     }
     // Relaxed: a count; nothing else is published through it.
@@ -164,52 +168,87 @@ fn run(shared: Arc<Shared>) {
             compiled += 1;
             let started = Instant::now();
             let done = request.done.take();
-            // A thread waits for this compile: never abandon it.
+            // A thread waits for this compile: never abandon it, and never
+            // make it wait for more than it asked for.
             let abandonable = done.is_none();
+            let companion = abandonable
+                .then(|| {
+                    shared
+                        .requests
+                        .take_companion(&request, |r| worth_joining(&shared, r))
+                })
+                .flatten();
             ARMED.with(|a| {
                 *a.borrow_mut() = Some(Armed {
                     request: request.clone(),
+                    companion: companion.clone(),
                     started,
                     done,
                 })
             });
-            let outcome = compile_and_install(
-                &shared,
-                &canonical,
-                &machine,
-                options,
-                &request,
-                abandonable,
-            );
+            let parts: Vec<&CompileRequest> = std::iter::once(&request).chain(&companion).collect();
+            let outcome =
+                compile_and_install(&shared, &canonical, &machine, options, &parts, abandonable);
             // Released after the report below.
             let _armed = ARMED.with(|a| a.borrow_mut().take());
             match outcome {
-                Ok(Compiled::Abandoned(idle)) => {
-                    shared
-                        .versions
-                        .cancel_request(request.unit(&shared.layout), TierUpState::Cold);
-                    shared.metrics.note(
-                        "queue",
-                        &request.label(&shared.layout),
-                        &format!(
-                            "abandoned after {:.1}ms of compiling: no back-edge in its nest for {:.0}ms (the loop finished, or its frames moved on)",
-                            started.elapsed().as_secs_f64() * 1e3,
-                            idle.as_secs_f64() * 1e3
-                        ),
-                    );
-                }
-                Ok(Compiled::Installed(size, notes, _reporting)) => {
-                    report(&shared, &request, started, size, Ok(()));
-                    for (topic, note) in notes {
-                        shared
-                            .metrics
-                            .note(topic, &request.label(&shared.layout), &note);
+                Ok(compiled) => {
+                    for (part, outcome) in parts.iter().zip(compiled.outcomes) {
+                        match outcome {
+                            Some(Outcome::Installed(size, notes)) => {
+                                report(&shared, part, started, size, Ok(()));
+                                for (topic, note) in notes {
+                                    shared
+                                        .metrics
+                                        .note(topic, &part.label(&shared.layout), &note);
+                                }
+                            }
+                            Some(Outcome::Abandoned(idle)) => {
+                                report_abandoned(&shared, part, started, idle)
+                            }
+                            None => {}
+                        }
                     }
                 }
-                Err(e) => report(&shared, &request, started, 0, Err(e.to_string())),
+                Err(e) => {
+                    for part in &parts {
+                        report(&shared, part, started, 0, Err(e.to_string()));
+                    }
+                }
             }
         }
     }
+}
+
+/// Whether `companion` is worth building with the request just taken. A
+/// whole-function version is (it was asked for). A continuation is when
+/// each call runs its loop long, at least as many back-edges as make a
+/// loop hot: a frame is then likely still inside when the code arrives,
+/// while short calls (a loop of a few iterations per call) reach the
+/// whole-function version at their next call anyway.
+fn worth_joining(shared: &Shared, companion: &CompileRequest) -> bool {
+    match companion.loop_index {
+        None => true,
+        Some(_) => {
+            companion.backedges / companion.calls.max(1) >= shared.config.thresholds.osr_backedges
+        }
+    }
+}
+
+/// A continuation given up: its unit goes back to cold.
+fn report_abandoned(shared: &Shared, request: &CompileRequest, started: Instant, idle: Duration) {
+    shared
+        .versions
+        .cancel_request(request.unit(&shared.layout), TierUpState::Cold);
+    shared.metrics.note(
+        "queue",
+        &request.label(&shared.layout),
+        &format!(
+            "abandoned after {:.1}ms of compiling: no back-edge in its nest for {:.0}ms (the loop finished, or its frames moved on)",
+            started.elapsed().as_secs_f64() * 1e3,
+            idle.as_secs_f64() * 1e3
+        ),
+    );
 }
 
 /// Without a target machine or module nothing can be optimized: every
@@ -230,39 +269,72 @@ fn answer_with_failures(shared: &Shared, error: &Error) {
     }
 }
 
-/// What came of a compile.
-enum Compiled<'a> {
-    /// Installed: the object's size, what it speculated on (described for
-    /// `--events`), and the reporting lock, held until it is reported.
-    Installed(usize, Vec<(&'static str, String)>, MutexGuard<'a, ()>),
+/// What came of one part of a compile.
+enum Outcome {
+    /// Installed: the object's size and what `--events` should say about
+    /// it (what it speculated on, how the continuation enters).
+    Installed(usize, Vec<(&'static str, String)>),
     /// A continuation given up because its loop stopped running (for how
     /// long, as the profiler saw it): no frame is left to move.
     Abandoned(Duration),
 }
 
-/// Builds the requested version, loads it and publishes it. A continuation
-/// that is `abandonable` is given up between steps once its loop has
-/// stopped (see `tiering::activity`).
+/// A compile's outcome for each request it served, and the reporting lock
+/// (held until the installs are reported, see `Shared::reporting`).
+struct Compiled<'a> {
+    /// In the order of the requests; `None` for one that came to nothing
+    /// to report.
+    outcomes: Vec<Option<Outcome>>,
+    _reporting: Option<MutexGuard<'a, ()>>,
+}
+
+/// The continuation half of a compile, until it is loaded.
+struct ContinuationPart<'ctx> {
+    symbol: String,
+    notes: Vec<String>,
+    /// Built in a copy of the prepared module when the whole function is
+    /// built too; linked into the prepared module before optimizing.
+    copy: Option<Module<'ctx>>,
+}
+
+/// Builds the versions `parts` ask for (requests for one function: a
+/// whole-function version, a continuation, or one of each, which then
+/// share one prepared module, one optimizer run and one object), loads
+/// them and publishes them. A continuation that is `abandonable` is given
+/// up between steps once its loop has stopped (see `tiering::activity`).
 fn compile_and_install<'s>(
     shared: &'s Shared,
     canonical: &Module<'_>,
     machine: &TargetMachine,
     options: BuildOptions,
-    request: &CompileRequest,
+    parts: &[&CompileRequest],
     abandonable: bool,
 ) -> Result<Compiled<'s>, Error> {
     let layout = &shared.layout;
-    let unit = request.unit(layout);
-    let stopped = || match unit {
+    let id = parts[0].function;
+    let name = &layout.functions[id].name;
+    let stopped = |request: &CompileRequest| match request.unit(layout) {
         Unit::Loop(g) if abandonable => shared.activity.stopped_for(g),
         _ => None,
     };
-    if let Some(idle) = stopped() {
-        return Ok(Compiled::Abandoned(idle));
+    let mut outcomes: Vec<Option<Outcome>> = parts.iter().map(|_| None).collect();
+    let whole = parts.iter().position(|r| r.loop_index.is_none());
+    let mut osr = parts.iter().position(|r| r.loop_index.is_some());
+    if let Some(i) = osr {
+        if let Some(idle) = stopped(parts[i]) {
+            outcomes[i] = Some(Outcome::Abandoned(idle));
+            osr = None;
+        }
+    }
+    if whole.is_none() && osr.is_none() {
+        return Ok(Compiled {
+            outcomes,
+            _reporting: None,
+        });
     }
     // A fresh number (and so fresh symbol names) for every attempt.
-    let version = shared.versions.claim_version(unit);
-    let name = &layout.functions[request.function].name;
+    let whole_version = whole.map(|i| shared.versions.claim_version(parts[i].unit(layout)));
+    let osr_version = osr.map(|i| shared.versions.claim_version(parts[i].unit(layout)));
     let pgo = &shared.config.pgo;
     let specialized = shared.versions.specialized_functions();
     let profile =
@@ -272,116 +344,181 @@ fn compile_and_install<'s>(
                 metadata: pgo.profile_metadata,
                 promote: pgo.call_promotion,
                 specialize: pgo.value_specialization
-                    && request.loop_index.is_none()
-                    && shared.versions.may_specialize(unit),
+                    && whole.is_some()
+                    && shared.versions.may_specialize(Unit::Function(id)),
                 specialized: &specialized,
             }
         });
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         shared.faults.before_compile(name)?;
-        let label = request.label(layout);
-        let faults = |module: &Module<'_>| shared.faults.before_optimize(module, &label);
-        match request.loop_index {
-            None => compile_version(
-                canonical,
+        let Prepared {
+            module,
+            mut speculation,
+            own_promotions,
+        } = prepare_module(canonical, layout, id, machine, options, profile.as_ref())?;
+        let view = shared.profile_view();
+        let mut continuation = None;
+        if let (Some(i), Some(version)) = (osr, osr_version) {
+            let k = parts[i].loop_index.expect("a continuation request");
+            let symbol = format!("{name}.tj.osr{k}.v{version}");
+            continuation = Some(if whole.is_some() {
+                let copy = copy_module(&module, Path::new("prepared"))?;
+                // The function's own promoted calls are the whole-function
+                // version's: a second copy of them would need guard slots
+                // of its own, for a body that runs once.
+                let mut none = Speculation::default();
+                let notes =
+                    make_continuation(&copy, layout, id, k, &symbol, &view, &[], &mut none)?;
+                ContinuationPart {
+                    symbol,
+                    notes,
+                    copy: Some(copy),
+                }
+            } else {
+                let notes = make_continuation(
+                    &module,
+                    layout,
+                    id,
+                    k,
+                    &symbol,
+                    &view,
+                    &own_promotions,
+                    &mut speculation,
+                )?;
+                ContinuationPart {
+                    symbol,
+                    notes,
+                    copy: None,
+                }
+            });
+        }
+        let entry = match whole_version {
+            Some(version) => Some(make_whole_version(
+                &module,
                 layout,
-                request.function,
+                id,
                 version,
-                machine,
                 options,
                 profile.as_ref(),
-                &faults,
-            )
-            .map(Some),
-            Some(k) => {
-                let Prepared {
-                    module,
-                    mut speculation,
-                    own_promotions,
-                } = prepare_module(
-                    canonical,
-                    layout,
-                    request.function,
-                    machine,
-                    options,
-                    profile.as_ref(),
-                )?;
-                let function = module
-                    .get_function(name)
-                    .ok_or_else(|| Error::Codegen(format!("{name} is not in the module")))?;
-                let lp = &layout.functions[request.function].loops[k];
-                let symbol = format!("{name}.tj.osr{k}.v{version}");
-                let view = shared.profile_view();
-                let resolved = promote::resolve(function, &own_promotions, &view);
-                let info = &layout.functions[request.function];
-                let in_place = info.traits.returns_twice;
-                let nest: Vec<NestLoop> = info
-                    .nest_of(k)
-                    .into_iter()
-                    .map(|l| NestLoop {
-                        header: l.header,
-                        blocks: &l.blocks,
-                    })
-                    .collect();
-                let built = build_continuation(&module, function, &nest, &lp.osr, in_place, &symbol)?;
-                let notes: Vec<String> = built
-                    .not_peeled
-                    .map(|why| {
-                        format!(
-                            "enters its nest at depth {}, in the middle of the enclosing loops: {why}",
-                            nest.len()
-                        )
-                    })
-                    .into_iter()
-                    .collect();
-                apply_own_promotions(&module, resolved, &view, &mut speculation)?;
-                let what = format!("OSR continuation {}", request.label(layout));
-                faults(&module);
-                // The optimizer cannot be interrupted: the last chance
-                // to skip it.
-                if stopped().is_some() {
+                &own_promotions,
+                &mut speculation,
+            )?),
+            None => None,
+        };
+        for request in parts {
+            shared
+                .faults
+                .before_optimize(&module, &request.label(layout));
+        }
+        // The optimizer cannot be interrupted: the last chance to skip a
+        // continuation whose loop stopped.
+        let mut given_up = None;
+        if let Some(i) = osr {
+            if let Some(idle) = stopped(parts[i]) {
+                if whole.is_none() {
                     return Ok(None);
                 }
-                let object = finish_module(&module, &what, machine, options)?;
-                Ok(Some(Built {
-                    symbol,
-                    object,
-                    speculation,
-                    notes,
-                }))
+                given_up = Some((i, idle));
+                continuation = None;
             }
         }
+        if let Some(copy) = continuation.as_mut().and_then(|c| c.copy.take()) {
+            module
+                .link_in_module(copy)
+                .map_err(|e| Error::Codegen(format!("joining the continuation: {e}")))?;
+        }
+        let what = parts
+            .iter()
+            .map(|r| match r.loop_index {
+                None => format!("version module of {}", r.label(layout)),
+                Some(_) => format!("OSR continuation {}", r.label(layout)),
+            })
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let object = finish_module(&module, &what, machine, options)?;
+        Ok(Some((object, entry, continuation, speculation, given_up)))
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
-    // Loading and publishing code no frame can enter would only cost memory.
-    let idle = stopped();
-    let (Some(built), None) = (built, idle) else {
-        return Ok(Compiled::Abandoned(idle.unwrap_or_default()));
+    let Some((object, entry, continuation, speculation, given_up)) = built else {
+        let i = osr.expect("only a lone continuation is abandoned");
+        outcomes[i] = Some(Outcome::Abandoned(stopped(parts[i]).unwrap_or_default()));
+        return Ok(Compiled {
+            outcomes,
+            _reporting: None,
+        });
     };
-    let size = built.object.len();
-    let (loaded, entry) = shared.jit.load(&built.object, &built.symbol)?;
+    if let Some((i, idle)) = given_up {
+        outcomes[i] = Some(Outcome::Abandoned(idle));
+    }
+    // Loading and publishing code no frame can enter would only cost memory.
+    if let (None, Some(i)) = (whole, osr) {
+        if let Some(idle) = stopped(parts[i]) {
+            outcomes[i] = Some(Outcome::Abandoned(idle));
+            return Ok(Compiled {
+                outcomes,
+                _reporting: None,
+            });
+        }
+    }
+    let size = object.len();
+    let first = entry
+        .as_ref()
+        .or(continuation.as_ref().map(|c| &c.symbol))
+        .expect("something was built");
+    let (loaded, first_address) = shared.jit.load(&object, first)?;
+    let continuation_address = match (&entry, &continuation) {
+        (Some(_), Some(c)) => Some(shared.jit.lookup(&c.symbol)?),
+        (None, Some(_)) => Some(first_address),
+        _ => None,
+    };
     let view = shared.profile_view();
-    let notes: Vec<(&str, String)> = built
-        .speculation
+    let speculated: Vec<(&str, String)> = speculation
         .promotions
         .iter()
         .map(|p| format!("promoted {}", p.describe(&view)))
-        .chain(
-            built
-                .speculation
-                .specialization
-                .iter()
-                .map(|s| s.describe(&view)),
-        )
+        .chain(speculation.specialization.iter().map(|s| s.describe(&view)))
         .map(|note| ("pgo", note))
-        .chain(built.notes.into_iter().map(|note| ("osr", note)))
         .collect();
-    // Held until the install is reported (see `Shared::reporting`).
+    // Held until the installs are reported (see `Shared::reporting`).
     let reporting = shared.reporting.lock().unwrap_or_else(|p| p.into_inner());
-    shared
-        .versions
-        .install(unit, Tier::Optimized, entry, loaded, built.speculation);
-    Ok(Compiled::Installed(size, notes, reporting))
+    shared.versions.keep_alive(loaded);
+    let mut speculation = Some(speculation);
+    if let Some(i) = whole {
+        let unit = parts[i].unit(layout);
+        let speculation = speculation.take().unwrap_or_default();
+        shared
+            .versions
+            .publish(unit, Tier::Optimized, first_address, speculation);
+        outcomes[i] = Some(Outcome::Installed(size, speculated.clone()));
+    }
+    if let (Some(i), Some(c), Some(address)) = (osr, continuation, continuation_address) {
+        let unit = parts[i].unit(layout);
+        let mut notes: Vec<(&str, String)> = match speculation.take() {
+            // A lone continuation speculated on its own.
+            Some(own) => {
+                shared.versions.publish(unit, Tier::Optimized, address, own);
+                speculated
+            }
+            None => {
+                shared
+                    .versions
+                    .publish(unit, Tier::Optimized, address, Speculation::default());
+                vec![(
+                    "osr",
+                    format!(
+                        "built with {}'s whole-function version, in one module",
+                        layout.functions[id].display_name()
+                    ),
+                )]
+            }
+        };
+        notes.extend(c.notes.into_iter().map(|note| ("osr", note)));
+        outcomes[i] = Some(Outcome::Installed(size, notes));
+    }
+    Ok(Compiled {
+        outcomes,
+        _reporting: Some(reporting),
+    })
 }
 
 fn report(

@@ -40,6 +40,8 @@ pub fn run(shared: Arc<Shared>) {
         activity.tick(&shared, now);
         shared.activity.saw_tick(now);
         reassess_queue(&shared, &activity, &mut requested_at);
+        // This tick's requests are served together (see `RequestQueue::batch`).
+        let batch = shared.requests.batch();
         let delta = &activity.loop_delta;
         loops.retain(|&g| {
             if !osr {
@@ -114,6 +116,7 @@ pub fn run(shared: Arc<Shared>) {
             }
             keep
         });
+        drop(batch);
         watched.extend(newly_installed);
         watched.retain(|&id| watch_speculation(&shared, &activity, id, now));
     }

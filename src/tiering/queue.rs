@@ -33,6 +33,20 @@ struct Queued {
 struct State {
     queued: Vec<Queued>,
     closed: bool,
+    /// A `Batch` is open: requests pushed meanwhile are not served yet.
+    filling: bool,
+}
+
+/// While alive, the queue serves nothing (see `RequestQueue::batch`).
+pub struct Batch<'a> {
+    queue: &'a RequestQueue,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.queue.lock().filling = false;
+        self.queue.arrived.notify_all();
+    }
 }
 
 /// What `next` chose, and over which older request.
@@ -81,8 +95,20 @@ impl RequestQueue {
             return Err(PushError::Full(request));
         }
         state.queued.push(Queued { request, benefit });
-        self.arrived.notify_one();
+        if !state.filling {
+            self.arrived.notify_one();
+        }
         Ok(())
+    }
+
+    /// Holds back the requests pushed until the returned guard is dropped,
+    /// so that the requests of one profiler tick are served together: a
+    /// compiler taking one of them then sees the others, and can build a
+    /// function's two versions in one compile (`take_companion`) or take
+    /// the most beneficial first.
+    pub fn batch(&self) -> Batch<'_> {
+        self.lock().filling = true;
+        Batch { queue: self }
     }
 
     /// The next request: a waited-on one if any, else the background one
@@ -92,8 +118,10 @@ impl RequestQueue {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            if let Some(taken) = take_best(&mut state.queued) {
-                return Ok(taken);
+            if !state.filling {
+                if let Some(taken) = take_best(&mut state.queued) {
+                    return Ok(taken);
+                }
             }
             if state.closed {
                 return Err(RecvTimeoutError::Disconnected);
@@ -134,6 +162,40 @@ impl RequestQueue {
         }
         state.queued = kept;
         withdrawn
+    }
+
+    /// Removes and returns the background request that would share a
+    /// compile with `taken`: for a whole-function request, the function's
+    /// queued continuation with the highest benefit; for a continuation,
+    /// the function's queued whole-function request; either only if
+    /// `worth_it`. Both bodies then come from one prepared module (see
+    /// `tiering::compiler`).
+    pub fn take_companion(
+        &self,
+        taken: &CompileRequest,
+        worth_it: impl Fn(&CompileRequest) -> bool,
+    ) -> Option<CompileRequest> {
+        let mut state = self.lock();
+        let wants_loop = taken.loop_index.is_none();
+        let best = state
+            .queued
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| {
+                q.request.done.is_none()
+                    && q.request.function == taken.function
+                    && q.request.loop_index.is_some() == wants_loop
+                    && worth_it(&q.request)
+            })
+            .reduce(|best, next| {
+                if next.1.benefit > best.1.benefit {
+                    next
+                } else {
+                    best
+                }
+            })
+            .map(|(i, _)| i)?;
+        Some(state.queued.remove(best).request)
     }
 
     /// Stops the queue (the job is ending): `next` reports `Disconnected`,
@@ -237,6 +299,64 @@ mod tests {
         assert_eq!(withdrawn.len(), 1);
         assert_eq!(withdrawn[0].function, 1);
         assert_eq!(order(&queue, 2), [3, 2]);
+    }
+
+    #[test]
+    fn a_companion_is_the_same_functions_other_kind_of_request() {
+        let queue = RequestQueue::new(8);
+        let continuation = |k, benefit| {
+            (
+                CompileRequest::new(1, Some(k), 0, 0, Instant::now()),
+                benefit,
+            )
+        };
+        for (request, benefit) in [
+            continuation(0, 1.0),
+            (request(2), 9.0),
+            continuation(1, 3.0),
+        ] {
+            queue.push(request, benefit).unwrap();
+        }
+        let whole = request(1);
+        let companion = queue
+            .take_companion(&whole, |_| true)
+            .expect("function 1 has continuations queued");
+        assert_eq!((companion.function, companion.loop_index), (1, Some(1)));
+        // A continuation's companion is a whole-function request, and there is none for 1.
+        assert!(queue.take_companion(&companion, |_| true).is_none());
+        queue.push(whole, 1.0).unwrap();
+        assert!(queue.take_companion(&companion, |_| false).is_none());
+        let of_loop = queue
+            .take_companion(&companion, |_| true)
+            .expect("now there is");
+        assert_eq!((of_loop.function, of_loop.loop_index), (1, None));
+        // A request a thread waits on is never taken as a companion.
+        let (done, _finished) = crossbeam_channel::bounded(0);
+        queue
+            .push(
+                CompileRequest {
+                    done: Some(done),
+                    ..request(1)
+                },
+                1.0,
+            )
+            .unwrap();
+        assert!(queue.take_companion(&companion, |_| true).is_none());
+        assert_eq!(order(&queue, 3), [1, 2, 1]);
+    }
+
+    #[test]
+    fn a_batch_is_served_once_it_is_complete() {
+        let queue = RequestQueue::new(8);
+        let batch = queue.batch();
+        queue.push(request(1), 1.0).unwrap();
+        assert!(matches!(
+            queue.next(Duration::from_millis(1)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+        queue.push(request(2), 2.0).unwrap();
+        drop(batch);
+        assert_eq!(order(&queue, 2), [2, 1]);
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Shared {
     /// (batch mode) may end the job as soon as it sees it installed, and
     /// the exit waits for this lock (briefly), so the line is not lost.
     pub reporting: std::sync::Mutex<()>,
+    /// The compiler threads and what each compiles.
+    pub compilers: crate::tiering::roster::Roster,
 }
 
 /// Routes LLVM's fatal errors (see `code::install_fatal_error_handler`) and
@@ -421,7 +423,7 @@ fn run_tiered(
     versions.keep_alive(loaded);
     exclude_what_cannot_move(&versions, &layout);
     let activity = LoopActivity::new(
-        layout.loop_count,
+        layout.root_loops(),
         metrics.start(),
         std::time::Duration::from_millis(options.config.profiler.interval_ms),
     );
@@ -442,6 +444,7 @@ fn run_tiered(
         stop: AtomicBool::new(false),
         requests: RequestQueue::new(options.config.compiler.queue_size),
         reporting: std::sync::Mutex::new(()),
+        compilers: Default::default(),
     });
     if options.mode == Mode::Tiered {
         start_background(&shared);
@@ -494,8 +497,8 @@ fn start_background(shared: &Arc<Shared>) {
     }
     // Threads are never joined: the process ends without waiting for them
     // (see `code::enter_job`).
-    for i in 0..shared.config.compiler.threads {
-        compiler::spawn(shared.clone(), i);
+    for _ in 0..shared.config.compiler.threads {
+        compiler::spawn(shared.clone());
     }
     let s = shared.clone();
     let spawned = std::thread::Builder::new()

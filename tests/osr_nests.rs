@@ -212,7 +212,7 @@ fn an_outer_loop_with_few_iterations_moves_at_its_next_iteration() {
 /// is held up (an injected delay before optimizing) until both have ended:
 /// it is abandoned (or dropped, if the compiler had not taken it yet), the
 /// second is dropped from the queue without a compile, and the long loop
-/// still moves to optimized code.
+/// moves to optimized code without waiting for the held-up compile.
 const SETUP_THEN_WORK: &str = r#"
 #include <stdio.h>
 #define N 2000000
@@ -269,6 +269,22 @@ fn compiles_for_loops_that_stopped_are_abandoned_or_dropped() {
         osr_transitions(events).is_some_and(|n| n > 0),
         "the long loop must still move:\n{events}"
     );
+    // A held-up compile of a stopped loop does not hold up the queue: its
+    // thread is left to finish at low priority, and a new one compiles
+    // the long loop's continuation while the old compile still waits.
+    let line_of = |pattern: &str| events.lines().position(|l| l.contains(pattern));
+    if let Some(abandoned) = line_of("queue main@loop0: abandoned after") {
+        let superseded = line_of("queue main@loop0: left to finish at the lowest priority")
+            .unwrap_or_else(|| panic!("not superseded:\n{events}"));
+        let installed = events
+            .lines()
+            .position(|l| l.contains(" osr main@loop") && l.ends_with(" installed"))
+            .unwrap_or_else(|| panic!("nothing installed:\n{events}"));
+        assert!(
+            superseded < installed && installed < abandoned,
+            "the long loop waited for the held-up compile:\n{events}"
+        );
+    }
 }
 
 /// Short inner loops make the outer loop's continuation worth asking for;

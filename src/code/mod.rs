@@ -11,6 +11,7 @@ mod probes;
 mod process;
 mod publish;
 mod tables;
+mod threads;
 
 pub use entry::{
     call_main, call_void, host_has_symbol, host_overrides, load_host_libraries, osr_now_address,
@@ -25,3 +26,4 @@ pub use probes::record_value_address;
 pub use process::{enter_job, exit_job};
 pub use publish::sync_core_supported;
 pub use tables::{CounterTable, SlotTable};
+pub use threads::{current_os_thread, lower_priority};

@@ -95,6 +95,22 @@ pub struct JobLayout {
 }
 
 impl JobLayout {
+    /// Per job-wide loop id: the id of its outermost enclosing loop (its
+    /// own if it is outermost).
+    pub fn root_loops(&self) -> Vec<usize> {
+        self.loops
+            .iter()
+            .map(|&(f, k)| {
+                let function = &self.functions[f];
+                let mut root = k;
+                while let Some(parent) = function.loops[root].parent {
+                    root = parent;
+                }
+                function.loops[root].global_id
+            })
+            .collect()
+    }
+
     pub fn of(module: &Module<'_>) -> JobLayout {
         let defined: Vec<_> = module
             .get_functions()

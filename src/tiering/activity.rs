@@ -1,8 +1,11 @@
 //! Which loops are still running in baseline code, as the profiler last
 //! saw it: a loop is active while it, or a loop nested in it, takes
-//! back-edges. A continuation is only worth compiling for an active loop;
-//! one that stopped (it finished, or its frames moved to an enclosing
-//! continuation) has no frame left to move.
+//! back-edges. A continuation is only worth compiling for a loop whose
+//! outermost enclosing loop is active: a loop inside a running nest runs
+//! again at that nest's next iteration (a time step's second sweep while
+//! the frame is in the first), while one whose whole nest stopped (it
+//! finished, or its frames moved to a continuation) has no frame left to
+//! move.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,17 +25,21 @@ pub struct LoopActivity {
     /// makes no loop look stopped.
     last_tick_ms: AtomicU64,
     idle_after: Duration,
+    /// Per loop id: its outermost enclosing loop (itself if outermost).
+    roots: Vec<usize>,
 }
 
 impl LoopActivity {
-    /// Every loop counts as active at `start`; `interval` is the
-    /// profiler's, which sets how stale its view can be.
-    pub fn new(loops: usize, start: Instant, interval: Duration) -> LoopActivity {
+    /// Every loop counts as active at `start`; `roots[g]` is loop `g`'s
+    /// outermost enclosing loop; `interval` is the profiler's, which sets
+    /// how stale its view can be.
+    pub fn new(roots: Vec<usize>, start: Instant, interval: Duration) -> LoopActivity {
         LoopActivity {
             start,
-            last_active_ms: (0..loops).map(|_| AtomicU64::new(0)).collect(),
+            last_active_ms: roots.iter().map(|_| AtomicU64::new(0)).collect(),
             last_tick_ms: AtomicU64::new(0),
             idle_after: MIN_IDLE.max(interval * 4),
+            roots,
         }
     }
 
@@ -58,10 +65,11 @@ impl LoopActivity {
             .store(self.ms_since_start(now), Ordering::Relaxed);
     }
 
-    /// How long loop `g`'s nest had been idle at the profiler's last tick,
-    /// if long enough to count as stopped.
+    /// How long the nest around loop `g` (from its outermost enclosing
+    /// loop down) had been idle at the profiler's last tick, if long enough
+    /// to count as stopped.
     pub fn stopped_for(&self, g: usize) -> Option<Duration> {
-        let last = self.last_active_ms[g].load(Ordering::Relaxed);
+        let last = self.last_active_ms[self.roots[g]].load(Ordering::Relaxed);
         let tick = self.last_tick_ms.load(Ordering::Relaxed);
         let idle = Duration::from_millis(tick.saturating_sub(last));
         (idle >= self.idle_after).then_some(idle)
@@ -79,7 +87,7 @@ mod tests {
     #[test]
     fn a_loop_counts_as_stopped_only_after_the_idle_time() {
         let start = Instant::now();
-        let activity = LoopActivity::new(2, start, ms(1));
+        let activity = LoopActivity::new(vec![0, 1], start, ms(1));
         activity.saw_active(0, start + ms(50));
         activity.saw_tick(start + ms(55));
         assert_eq!(activity.stopped_for(0), None);
@@ -89,9 +97,23 @@ mod tests {
     }
 
     #[test]
+    fn a_loop_inside_a_running_nest_has_not_stopped() {
+        let start = Instant::now();
+        // Loop 1 and loop 2 are two sweeps inside loop 0 (a time step).
+        let activity = LoopActivity::new(vec![0, 0, 0], start, ms(1));
+        activity.saw_active(0, start + ms(50));
+        activity.saw_active(1, start + ms(50));
+        activity.saw_active(2, start + ms(20));
+        activity.saw_tick(start + ms(55));
+        assert_eq!(activity.stopped_for(2), None);
+        activity.saw_tick(start + ms(80));
+        assert_eq!(activity.stopped_for(2), Some(ms(30)));
+    }
+
+    #[test]
     fn a_late_profiler_makes_no_loop_look_stopped() {
         let start = Instant::now();
-        let activity = LoopActivity::new(1, start, ms(1));
+        let activity = LoopActivity::new(vec![0], start, ms(1));
         activity.saw_active(0, start + ms(50));
         activity.saw_tick(start + ms(50));
         // No tick since: however late it is now, the loop was active then.
@@ -101,7 +123,7 @@ mod tests {
     #[test]
     fn a_slow_profiler_waits_longer() {
         let start = Instant::now();
-        let activity = LoopActivity::new(1, start, ms(100));
+        let activity = LoopActivity::new(vec![0], start, ms(100));
         activity.saw_tick(start + ms(300));
         assert_eq!(activity.stopped_for(0), None);
         activity.saw_tick(start + ms(400));

@@ -31,11 +31,12 @@ use crate::profile::Speculation;
 use crate::runtime::Shared;
 use crate::versions::{Tier, TierUpState, Unit};
 
-/// Starts compiler thread number `index`.
-pub fn spawn(shared: Arc<Shared>, index: usize) {
+/// Starts a compiler thread.
+pub fn spawn(shared: Arc<Shared>) {
+    let index = shared.compilers.next_index();
     let spawned = std::thread::Builder::new()
         .name(format!("tierjit-compiler-{index}"))
-        .spawn(move || run(shared));
+        .spawn(move || run(shared, index));
     if let Err(e) = spawned {
         // Without this thread requests wait in the queue; the job runs on.
         eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
@@ -53,6 +54,8 @@ static FATAL_ERRORS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32
 /// What a compiler thread serves, for `on_fatal_error`.
 struct Worker {
     shared: Arc<Shared>,
+    /// Its number in `Shared::compilers`.
+    index: usize,
 }
 
 /// The compile a compiler thread is running, for `on_fatal_error`.
@@ -95,11 +98,16 @@ pub fn on_fatal_error(reason: &str) -> bool {
     }
     // Relaxed: a count; nothing else is published through it.
     let fatal = FATAL_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    // Numbered after the configured threads: this one is gone for good.
-    let index = worker.shared.config.compiler.threads + fatal as usize - 1;
+    // A superseded thread already has its replacement.
+    let replaced = worker.shared.compilers.is_superseded(worker.index);
+    worker.shared.compilers.leave(worker.index);
+    if replaced {
+        return true;
+    }
     if fatal < MAX_FATAL_ERRORS {
-        spawn(worker.shared, index);
+        spawn(worker.shared);
     } else {
+        let index = worker.shared.compilers.next_index();
         let error = Error::Codegen(format!(
             "no more compiles after {fatal} LLVM fatal errors (last: {reason})"
         ));
@@ -110,12 +118,16 @@ pub fn on_fatal_error(reason: &str) -> bool {
     true
 }
 
-fn run(shared: Arc<Shared>) {
+fn run(shared: Arc<Shared>, index: usize) {
     WORKER.with(|w| {
         *w.borrow_mut() = Some(Worker {
             shared: shared.clone(),
+            index,
         })
     });
+    shared
+        .compilers
+        .join(index, crate::code::current_os_thread());
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
         Ok(m) => m,
         Err(e) => {
@@ -187,6 +199,23 @@ fn run(shared: Arc<Shared>) {
                 })
             });
             let parts: Vec<&CompileRequest> = std::iter::once(&request).chain(&companion).collect();
+            // A compile of continuations only may be superseded once their
+            // loops stop (see `tiering::roster`).
+            let loops: Vec<usize> = parts
+                .iter()
+                .map_while(|r| match r.unit(&shared.layout) {
+                    Unit::Loop(g) if abandonable => Some(g),
+                    _ => None,
+                })
+                .collect();
+            let loops = if loops.len() == parts.len() {
+                loops
+            } else {
+                Vec::new()
+            };
+            shared
+                .compilers
+                .started(index, loops, request.label(&shared.layout));
             let outcome =
                 compile_and_install(&shared, &canonical, &machine, options, &parts, abandonable);
             // Released after the report below.
@@ -216,6 +245,10 @@ fn run(shared: Arc<Shared>) {
                     }
                 }
             }
+            if shared.compilers.finished(index) {
+                // Superseded: another thread serves the queue now.
+                return;
+            }
         }
     }
 }
@@ -233,6 +266,32 @@ fn worth_joining(shared: &Shared, companion: &CompileRequest) -> bool {
             companion.backedges / companion.calls.max(1) >= shared.config.thresholds.osr_backedges
         }
     }
+}
+
+/// Run by the profiler each tick: when a request waits while a compiler
+/// thread is busy with continuations whose loops have all stopped, that
+/// thread is left to finish at the lowest priority and a new one takes the
+/// queue (see `tiering::roster`).
+pub fn supersede_useless(shared: &Arc<Shared>) {
+    if shared.requests.is_empty() {
+        return;
+    }
+    let superseded = shared.compilers.supersede_one(
+        |g| shared.activity.stopped_for(g).is_some(),
+        crate::code::lower_priority,
+    );
+    let Some(superseded) = superseded else {
+        return;
+    };
+    shared.metrics.note(
+        "queue",
+        &superseded.label,
+        &format!(
+            "left to finish at the lowest priority after {:.1}ms of compiling: its loop stopped and requests wait; a new compiler thread takes the queue",
+            superseded.compiling_for.as_secs_f64() * 1e3
+        ),
+    );
+    spawn(shared.clone());
 }
 
 /// A continuation given up: its unit goes back to cold.

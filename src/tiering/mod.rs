@@ -8,6 +8,7 @@ pub mod faults;
 pub mod policy;
 pub mod profiler;
 pub mod queue;
+pub mod roster;
 
 use std::time::Instant;
 

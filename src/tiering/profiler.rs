@@ -117,6 +117,7 @@ pub fn run(shared: Arc<Shared>) {
             keep
         });
         drop(batch);
+        super::compiler::supersede_useless(&shared);
         watched.extend(newly_installed);
         watched.retain(|&id| watch_speculation(&shared, &activity, id, now));
     }

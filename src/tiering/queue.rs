@@ -101,6 +101,11 @@ impl RequestQueue {
         Ok(())
     }
 
+    /// Whether no request waits.
+    pub fn is_empty(&self) -> bool {
+        self.lock().queued.is_empty()
+    }
+
     /// Holds back the requests pushed until the returned guard is dropped,
     /// so that the requests of one profiler tick are served together: a
     /// compiler taking one of them then sees the others, and can build a

@@ -330,3 +330,44 @@ fn layout_difference(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use inkwell::context::Context;
+    use inkwell::memory_buffer::MemoryBuffer;
+
+    fn module<'ctx>(context: &'ctx Context, name: &str, ir: &str) -> Module<'ctx> {
+        let buffer = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), name);
+        context.create_module_from_ir(buffer).unwrap()
+    }
+
+    /// A joint compile links a continuation's module into the version's:
+    /// LLVM errors must still be reported afterwards (inkwell's own link
+    /// left the context's diagnostic handler pointing at a dead stack
+    /// slot, and the next error crashed the process), and a failed link
+    /// says why.
+    #[test]
+    fn llvm_errors_are_reported_after_a_link_and_a_failed_link_says_why() {
+        initialize_native_target().unwrap();
+        let machine = TargetSpec::resolve(&crate::config::Target::default())
+            .unwrap()
+            .machine(0)
+            .unwrap();
+        let context = Context::create();
+        crate::code::watch_context(&context);
+        let g = "define void @g() {\n  ret void\n}\n";
+        let joint = module(&context, "joint", g);
+        crate::code::ir::link_into(&joint, module(&context, "other", "declare void @g()\n"))
+            .unwrap();
+        let clash = crate::code::ir::link_into(&joint, module(&context, "clash", g));
+        assert!(
+            clash.is_err_and(|e| e.contains("g")),
+            "a symbol defined twice"
+        );
+        let bad_asm = "define void @f() {\n  call void asm sideeffect \"no_such_insn %eax\", \"\"()\n  ret void\n}\n";
+        let error = emit_object(&module(&context, "asm", bad_asm), &machine)
+            .expect_err("an instruction no assembler knows");
+        assert!(error.to_string().contains("no_such_insn"), "{error}");
+    }
+}

@@ -498,7 +498,7 @@ fn start_background(shared: &Arc<Shared>) {
     // Threads are never joined: the process ends without waiting for them
     // (see `code::enter_job`).
     for _ in 0..shared.config.compiler.threads {
-        compiler::spawn(shared.clone());
+        compiler::spawn(shared);
     }
     let s = shared.clone();
     let spawned = std::thread::Builder::new()

@@ -408,4 +408,25 @@ fn a_whole_function_version_and_a_continuation_share_one_compile() {
         let (tier, _, _) = stats_row(events, "work").unwrap_or_else(|| panic!("{events}"));
         assert_eq!(tier, "O3", "{label}");
     }
+    // A joint compile that fails (here a real LLVM fatal error, injected
+    // for the continuation) is charged to the continuation: the function
+    // is compiled again alone and still reaches the optimized tier.
+    let run = tierjit_with_env(
+        &source,
+        &["--events", "--stats", "--set", &interval],
+        &[("TIERJIT_INJECT_FATAL_ERROR", "work@loop0".to_string())],
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, expected);
+    let events = &run.stderr;
+    assert!(
+        events.contains("queue work: queued again, to be compiled alone"),
+        "{events}"
+    );
+    assert!(
+        events.contains("osr work@loop0 O0->O3") && events.contains("LLVM fatal error"),
+        "the continuation is charged:\n{events}"
+    );
+    let (tier, _, _) = stats_row(events, "work").unwrap_or_else(|| panic!("{events}"));
+    assert_eq!(tier, "O3", "{events}");
 }

@@ -320,3 +320,32 @@ pub fn copy_debug_location(from: InstructionValue<'_>, to: impl AsValueRef) {
         llvm_sys::debuginfo::LLVMInstructionSetDebugLoc(to.as_value_ref(), location);
     }
 }
+
+/// Links `source` into `destination` (both in one context), consuming
+/// `source`. Unlike inkwell's `Module::link_in_module`, which points the
+/// context's diagnostic handler at a stack slot of its own and leaves it
+/// there, this keeps the handler `code::watch_context` installed: the
+/// linker's errors are collected like any other LLVM error, and later
+/// compiles in the context still report theirs.
+pub fn link_into(
+    destination: &inkwell::module::Module<'_>,
+    source: inkwell::module::Module<'_>,
+) -> Result<(), String> {
+    // SAFETY: both modules are valid and in the same context; the linker
+    // takes ownership of `source` and destroys it, so inkwell must not
+    // dispose of it too (hence `forget`, as inkwell's own wrapper does).
+    let failed = unsafe {
+        llvm_sys::linker::LLVMLinkModules2(destination.as_mut_ptr(), source.as_mut_ptr())
+    } != 0;
+    std::mem::forget(source);
+    let errors = super::take_errors();
+    if failed || !errors.is_empty() {
+        let message = if errors.is_empty() {
+            "the linker failed without a message".to_string()
+        } else {
+            errors.join("; ")
+        };
+        return Err(message);
+    }
+    Ok(())
+}

@@ -254,6 +254,8 @@ pub unsafe extern "C" fn __cxa_atexit(
 /// Whether `dso` (a `__dso_handle`) is libLLVM's.
 fn is_llvm(dso: *mut c_void) -> bool {
     let base = |address: *const c_void| {
+        // SAFETY: Dl_info is plain old data (pointers and integers), for
+        // which all-zero bytes are a valid value.
         let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
         // SAFETY: dladdr only reads the loader's tables; `info` is a valid
         // out-parameter.

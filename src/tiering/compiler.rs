@@ -3,10 +3,17 @@
 //! and starts a fresh one every `compiler.context_reuse` compiles, because
 //! a context only grows.
 //!
+//! A thread takes a request and, when the same function's other kind of
+//! request waits too (a whole-function version and a continuation), builds
+//! both in one compile. A compile of a continuation whose loop stopped can
+//! be superseded: the profiler starts a new thread to serve the queue and
+//! the old one ends after its compile (see `tiering::roster`).
+//!
 //! A compile that hits one of LLVM's fatal errors cannot be unwound (the
 //! error is raised deep in C++ frames): its thread reports the compile as
-//! failed, starts a replacement compiler thread and blocks for good (see
-//! `on_fatal_error`). The job keeps running on the code it has.
+//! failed, starts a replacement compiler thread (unless it was superseded,
+//! and so already has one) and blocks for good (see `on_fatal_error`). The
+//! job keeps running on the code it has.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -31,15 +38,30 @@ use crate::profile::Speculation;
 use crate::runtime::Shared;
 use crate::versions::{Tier, TierUpState, Unit};
 
-/// Starts a compiler thread.
-pub fn spawn(shared: Arc<Shared>) {
+/// Starts a compiler thread; returns whether it did.
+pub fn spawn(shared: &Arc<Shared>) -> bool {
     let index = shared.compilers.next_index();
+    let shared = shared.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("tierjit-compiler-{index}"))
         .spawn(move || run(shared, index));
-    if let Err(e) = spawned {
+    if let Err(e) = &spawned {
         // Without this thread requests wait in the queue; the job runs on.
         eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
+    }
+    spawned.is_ok()
+}
+
+/// Takes compiler thread `index` off the roster however it ends (a panic
+/// outside a compile included), so that its kernel id is never used again.
+struct Membership<'a> {
+    shared: &'a Shared,
+    index: usize,
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        self.shared.compilers.leave(self.index);
     }
 }
 
@@ -85,27 +107,20 @@ pub fn on_fatal_error(reason: &str) -> bool {
     };
     let message = format!("LLVM fatal error: {reason}");
     if let Some(armed) = ARMED.with(|a| a.borrow_mut().take()) {
-        for request in std::iter::once(&armed.request).chain(&armed.companion) {
-            report(
-                &worker.shared,
-                request,
-                armed.started,
-                0,
-                Err(message.clone()),
-            );
-        }
+        let parts: Vec<&CompileRequest> = std::iter::once(&armed.request)
+            .chain(&armed.companion)
+            .collect();
+        report_failure(&worker.shared, &parts, armed.started, &message);
         drop(armed.done);
     }
     // Relaxed: a count; nothing else is published through it.
     let fatal = FATAL_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     // A superseded thread already has its replacement.
-    let replaced = worker.shared.compilers.is_superseded(worker.index);
-    worker.shared.compilers.leave(worker.index);
-    if replaced {
+    if worker.shared.compilers.leave(worker.index) {
         return true;
     }
     if fatal < MAX_FATAL_ERRORS {
-        spawn(worker.shared);
+        spawn(&worker.shared);
     } else {
         let index = worker.shared.compilers.next_index();
         let error = Error::Codegen(format!(
@@ -128,6 +143,10 @@ fn run(shared: Arc<Shared>, index: usize) {
     shared
         .compilers
         .join(index, crate::code::current_os_thread());
+    let _membership = Membership {
+        shared: &shared,
+        index,
+    };
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
         Ok(m) => m,
         Err(e) => {
@@ -160,20 +179,8 @@ fn run(shared: Arc<Shared>, index: usize) {
             if shared.stop.load(Ordering::Acquire) {
                 return;
             }
-            let mut request = match shared.requests.next(Duration::from_millis(20)) {
-                Ok(taken) => {
-                    if let Some((older, benefit, older_benefit)) = &taken.ahead_of {
-                        shared.metrics.note(
-                            "queue",
-                            &taken.request.label(&shared.layout),
-                            &format!(
-                                "taken ahead of {} (queued earlier): {benefit:.0} against {older_benefit:.0} baseline events per tick",
-                                older.label(&shared.layout)
-                            ),
-                        );
-                    }
-                    taken.request
-                }
+            let (mut request, ahead_of) = match shared.requests.next(Duration::from_millis(20)) {
+                Ok(taken) => (taken.request, taken.ahead_of),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
@@ -190,6 +197,21 @@ fn run(shared: Arc<Shared>, index: usize) {
                         .take_companion(&request, |r| worth_joining(&shared, r))
                 })
                 .flatten();
+            if let Some((older, benefit, older_benefit)) = &ahead_of {
+                let joined = companion.as_ref().is_some_and(|c| {
+                    c.function == older.function && c.loop_index == older.loop_index
+                });
+                if !joined {
+                    shared.metrics.note(
+                        "queue",
+                        &request.label(&shared.layout),
+                        &format!(
+                            "taken ahead of {} (queued earlier): {benefit:.0} against {older_benefit:.0} baseline events per tick",
+                            older.label(&shared.layout)
+                        ),
+                    );
+                }
+            }
             ARMED.with(|a| {
                 *a.borrow_mut() = Some(Armed {
                     request: request.clone(),
@@ -199,23 +221,15 @@ fn run(shared: Arc<Shared>, index: usize) {
                 })
             });
             let parts: Vec<&CompileRequest> = std::iter::once(&request).chain(&companion).collect();
-            // A compile of continuations only may be superseded once their
-            // loops stop (see `tiering::roster`).
-            let loops: Vec<usize> = parts
-                .iter()
-                .map_while(|r| match r.unit(&shared.layout) {
-                    Unit::Loop(g) if abandonable => Some(g),
-                    _ => None,
-                })
-                .collect();
-            let loops = if loops.len() == parts.len() {
-                loops
-            } else {
-                Vec::new()
+            // A compile of a lone continuation may be superseded once its
+            // loop stops (see `tiering::roster`).
+            let doomable = match (request.unit(&shared.layout), &companion) {
+                (Unit::Loop(g), None) if abandonable => Some(g),
+                _ => None,
             };
             shared
                 .compilers
-                .started(index, loops, request.label(&shared.layout));
+                .started(index, doomable, request.label(&shared.layout));
             let outcome =
                 compile_and_install(&shared, &canonical, &machine, options, &parts, abandonable);
             // Released after the report below.
@@ -235,15 +249,14 @@ fn run(shared: Arc<Shared>, index: usize) {
                             Some(Outcome::Abandoned(idle)) => {
                                 report_abandoned(&shared, part, started, idle)
                             }
+                            Some(Outcome::Failed(e)) => {
+                                report(&shared, part, started, 0, Err(e.to_string()))
+                            }
                             None => {}
                         }
                     }
                 }
-                Err(e) => {
-                    for part in &parts {
-                        report(&shared, part, started, 0, Err(e.to_string()));
-                    }
-                }
+                Err(e) => report_failure(&shared, &parts, started, &e.to_string()),
             }
             if shared.compilers.finished(index) {
                 // Superseded: another thread serves the queue now.
@@ -278,20 +291,59 @@ pub fn supersede_useless(shared: &Arc<Shared>) {
     }
     let superseded = shared.compilers.supersede_one(
         |g| shared.activity.stopped_for(g).is_some(),
+        || spawn(shared),
         crate::code::lower_priority,
     );
     let Some(superseded) = superseded else {
         return;
     };
+    let priority = if superseded.lowered {
+        "left to finish at the lowest priority"
+    } else {
+        "left to finish (its priority could not be lowered)"
+    };
     shared.metrics.note(
         "queue",
         &superseded.label,
         &format!(
-            "left to finish at the lowest priority after {:.1}ms of compiling: its loop stopped and requests wait; a new compiler thread takes the queue",
+            "{priority} after {:.1}ms of compiling: its loop stopped and requests wait; a new compiler thread takes the queue",
             superseded.compiling_for.as_secs_f64() * 1e3
         ),
     );
-    spawn(shared.clone());
+}
+
+/// A compile of `parts` failed as a whole. A lone request is charged with
+/// the failure. A joint compile's failure is charged to the continuation
+/// (the newer, riskier builder), and the whole-function request is queued
+/// again to be compiled alone, so that a continuation that cannot be built
+/// never keeps its function off the optimized tier.
+fn report_failure(shared: &Shared, parts: &[&CompileRequest], started: Instant, error: &str) {
+    if parts.len() == 1 {
+        report(shared, parts[0], started, 0, Err(error.to_string()));
+        return;
+    }
+    for part in parts {
+        if part.loop_index.is_some() {
+            report(shared, part, started, 0, Err(error.to_string()));
+            continue;
+        }
+        let retry = CompileRequest {
+            alone: true,
+            done: None,
+            ..(*part).clone()
+        };
+        let unit = retry.unit(&shared.layout);
+        shared.metrics.note(
+            "queue",
+            &retry.label(&shared.layout),
+            "queued again, to be compiled alone: the compile it shared with a continuation failed",
+        );
+        // Served before the profiler's next re-rating: it was chosen already.
+        if shared.requests.push(retry, f64::MAX).is_err() {
+            // The queue is full or closed: the profiler asks again.
+            shared.versions.cancel_request(unit, TierUpState::Cold);
+        }
+    }
 }
 
 /// A continuation given up: its unit goes back to cold.
@@ -330,6 +382,8 @@ fn answer_with_failures(shared: &Shared, error: &Error) {
 
 /// What came of one part of a compile.
 enum Outcome {
+    /// Its part of the build failed; the rest of the compile went on.
+    Failed(Error),
     /// Installed: the object's size and what `--events` should say about
     /// it (what it speculated on, how the continuation enters).
     Installed(usize, Vec<(&'static str, String)>),
@@ -417,21 +471,31 @@ fn compile_and_install<'s>(
         } = prepare_module(canonical, layout, id, machine, options, profile.as_ref())?;
         let view = shared.profile_view();
         let mut continuation = None;
+        // A joint compile's continuation that could not be built; the
+        // whole-function version goes on without it.
+        let mut not_built = None;
         if let (Some(i), Some(version)) = (osr, osr_version) {
             let k = parts[i].loop_index.expect("a continuation request");
             let symbol = format!("{name}.tj.osr{k}.v{version}");
-            continuation = Some(if whole.is_some() {
-                let copy = copy_module(&module, Path::new("prepared"))?;
+            continuation = if whole.is_some() {
                 // The function's own promoted calls are the whole-function
                 // version's: a second copy of them would need guard slots
                 // of its own, for a body that runs once.
-                let mut none = Speculation::default();
-                let notes =
-                    make_continuation(&copy, layout, id, k, &symbol, &view, &[], &mut none)?;
-                ContinuationPart {
-                    symbol,
-                    notes,
-                    copy: Some(copy),
+                let built = copy_module(&module, Path::new("prepared")).and_then(|copy| {
+                    let mut none = Speculation::default();
+                    make_continuation(&copy, layout, id, k, &symbol, &view, &[], &mut none)
+                        .map(|notes| (copy, notes))
+                });
+                match built {
+                    Ok((copy, notes)) => Some(ContinuationPart {
+                        symbol,
+                        notes,
+                        copy: Some(copy),
+                    }),
+                    Err(e) => {
+                        not_built = Some((i, e));
+                        None
+                    }
                 }
             } else {
                 let notes = make_continuation(
@@ -444,12 +508,12 @@ fn compile_and_install<'s>(
                     &own_promotions,
                     &mut speculation,
                 )?;
-                ContinuationPart {
+                Some(ContinuationPart {
                     symbol,
                     notes,
                     copy: None,
-                }
-            });
+                })
+            };
         }
         let entry = match whole_version {
             Some(version) => Some(make_whole_version(
@@ -471,19 +535,18 @@ fn compile_and_install<'s>(
         }
         // The optimizer cannot be interrupted: the last chance to skip a
         // continuation whose loop stopped.
-        let mut given_up = None;
-        if let Some(i) = osr {
+        let mut dropped = not_built.map(|(i, e)| (i, Outcome::Failed(e)));
+        if let (Some(i), Some(_)) = (osr, &continuation) {
             if let Some(idle) = stopped(parts[i]) {
                 if whole.is_none() {
                     return Ok(None);
                 }
-                given_up = Some((i, idle));
+                dropped = Some((i, Outcome::Abandoned(idle)));
                 continuation = None;
             }
         }
         if let Some(copy) = continuation.as_mut().and_then(|c| c.copy.take()) {
-            module
-                .link_in_module(copy)
+            crate::code::ir::link_into(&module, copy)
                 .map_err(|e| Error::Codegen(format!("joining the continuation: {e}")))?;
         }
         let what = parts
@@ -495,10 +558,10 @@ fn compile_and_install<'s>(
             .collect::<Vec<_>>()
             .join(" + ");
         let object = finish_module(&module, &what, machine, options)?;
-        Ok(Some((object, entry, continuation, speculation, given_up)))
+        Ok(Some((object, entry, continuation, speculation, dropped)))
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
-    let Some((object, entry, continuation, speculation, given_up)) = built else {
+    let Some((object, entry, continuation, speculation, dropped)) = built else {
         let i = osr.expect("only a lone continuation is abandoned");
         outcomes[i] = Some(Outcome::Abandoned(stopped(parts[i]).unwrap_or_default()));
         return Ok(Compiled {
@@ -506,8 +569,8 @@ fn compile_and_install<'s>(
             _reporting: None,
         });
     };
-    if let Some((i, idle)) = given_up {
-        outcomes[i] = Some(Outcome::Abandoned(idle));
+    if let Some((i, outcome)) = dropped {
+        outcomes[i] = Some(outcome);
     }
     // Loading and publishing code no frame can enter would only cost memory.
     if let (None, Some(i)) = (whole, osr) {

@@ -17,6 +17,10 @@
 //! - `TIERJIT_INJECT_FATAL_ERROR=f`: code generation for `f`'s objects
 //!   hits a real LLVM fatal error (an intrinsic no backend selects, as
 //!   `-fprofile-instr-generate` IR has).
+//!
+//! A compile that builds `f` and `f@loopK` together (see
+//! `tiering::compiler`) gets the faults of both names; if it fails, the
+//! failure is the continuation's, and `f` is compiled again alone.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

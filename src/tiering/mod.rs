@@ -32,6 +32,9 @@ pub struct CompileRequest {
     pub replaces_speculation: bool,
     /// Batch mode: told (by being dropped) when the request is finished.
     pub done: Option<crossbeam_channel::Sender<()>>,
+    /// Compiled on its own: a compile it shared with its function's other
+    /// kind of request failed (see `RequestQueue::take_companion`).
+    pub alone: bool,
 }
 
 impl CompileRequest {
@@ -51,6 +54,7 @@ impl CompileRequest {
             queued_at,
             replaces_speculation: false,
             done: None,
+            alone: false,
         }
     }
 

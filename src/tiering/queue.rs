@@ -33,8 +33,9 @@ struct Queued {
 struct State {
     queued: Vec<Queued>,
     closed: bool,
-    /// A `Batch` is open: requests pushed meanwhile are not served yet.
-    filling: bool,
+    /// Open `Batch`es: while any is, only requests a thread waits on are
+    /// served.
+    filling: usize,
 }
 
 /// While alive, the queue serves nothing (see `RequestQueue::batch`).
@@ -44,8 +45,11 @@ pub struct Batch<'a> {
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        self.queue.lock().filling = false;
-        self.queue.arrived.notify_all();
+        let mut state = self.queue.lock();
+        state.filling -= 1;
+        if state.filling == 0 {
+            self.queue.arrived.notify_all();
+        }
     }
 }
 
@@ -95,7 +99,7 @@ impl RequestQueue {
             return Err(PushError::Full(request));
         }
         state.queued.push(Queued { request, benefit });
-        if !state.filling {
+        if state.filling == 0 || waited {
             self.arrived.notify_one();
         }
         Ok(())
@@ -106,13 +110,14 @@ impl RequestQueue {
         self.lock().queued.is_empty()
     }
 
-    /// Holds back the requests pushed until the returned guard is dropped,
+    /// Holds back the profiler's requests until the returned guard is
+    /// dropped (a thread waiting on its request is still served),
     /// so that the requests of one profiler tick are served together: a
     /// compiler taking one of them then sees the others, and can build a
     /// function's two versions in one compile (`take_companion`) or take
     /// the most beneficial first.
     pub fn batch(&self) -> Batch<'_> {
-        self.lock().filling = true;
+        self.lock().filling += 1;
         Batch { queue: self }
     }
 
@@ -123,10 +128,9 @@ impl RequestQueue {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            if !state.filling {
-                if let Some(taken) = take_best(&mut state.queued) {
-                    return Ok(taken);
-                }
+            let waited_only = state.filling > 0;
+            if let Some(taken) = take_best(&mut state.queued, waited_only) {
+                return Ok(taken);
             }
             if state.closed {
                 return Err(RecvTimeoutError::Disconnected);
@@ -180,6 +184,9 @@ impl RequestQueue {
         taken: &CompileRequest,
         worth_it: impl Fn(&CompileRequest) -> bool,
     ) -> Option<CompileRequest> {
+        if taken.alone {
+            return None;
+        }
         let mut state = self.lock();
         let wants_loop = taken.loop_index.is_none();
         let best = state
@@ -188,6 +195,7 @@ impl RequestQueue {
             .enumerate()
             .filter(|(_, q)| {
                 q.request.done.is_none()
+                    && !q.request.alone
                     && q.request.function == taken.function
                     && q.request.loop_index.is_some() == wants_loop
                     && worth_it(&q.request)
@@ -214,12 +222,17 @@ impl RequestQueue {
     }
 }
 
-fn take_best(queued: &mut Vec<Queued>) -> Option<Taken> {
+/// The request to serve next; with `waited_only`, only one a thread waits
+/// on.
+fn take_best(queued: &mut Vec<Queued>, waited_only: bool) -> Option<Taken> {
     if let Some(i) = queued.iter().position(|q| q.request.done.is_some()) {
         return Some(Taken {
             request: queued.remove(i).request,
             ahead_of: None,
         });
+    }
+    if waited_only {
+        return None;
     }
     // `queued` is in arrival order: the first of the highest wins.
     let best = (0..queued.len()).reduce(|best, i| {
@@ -359,6 +372,18 @@ mod tests {
             queue.next(Duration::from_millis(1)),
             Err(RecvTimeoutError::Timeout)
         ));
+        // A thread waiting on its request is not held up by a batch.
+        let (done, _finished) = crossbeam_channel::bounded(0);
+        queue
+            .push(
+                CompileRequest {
+                    done: Some(done),
+                    ..request(3)
+                },
+                0.0,
+            )
+            .unwrap();
+        assert_eq!(order(&queue, 1), [3]);
         queue.push(request(2), 2.0).unwrap();
         drop(batch);
         assert_eq!(order(&queue, 2), [2, 1]);

@@ -6,10 +6,12 @@
 //! after its request) would keep its thread for the rest of the compile,
 //! 50–100 ms for a big function, while the job's real work waits in the
 //! queue on baseline code. When the profiler sees such a compile (every
-//! loop it serves has stopped) and a request waiting, it *supersedes* the
-//! thread: the thread's scheduling priority drops to the lowest, a new
-//! compiler thread takes the queue, and the old one ends once its compile
-//! does (abandoning it before loading, as any compile of a stopped loop).
+//! loop it serves has stopped), a request waiting and no compiler thread
+//! idle, it *supersedes* the thread: a new compiler thread takes the
+//! queue, the old one's scheduling priority drops to the lowest, and it
+//! ends once its compile does (which it abandons before loading, like any
+//! compile of a loop still stopped then; if the loop runs again, it loads
+//! and publishes it).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -24,15 +26,16 @@ struct Member {
     index: usize,
     /// The kernel's id of the thread, for its scheduling priority.
     os_thread: i32,
-    compiling: Option<Compiling>,
+    busy: bool,
+    /// The compile in flight, if it could become useless.
+    doomable: Option<Doomable>,
     superseded: bool,
 }
 
-/// A compile in flight that could become useless: one serving only
-/// continuations no thread waits for.
-struct Compiling {
-    /// Job-wide ids of the loops it builds continuations of.
-    loops: Vec<usize>,
+/// A compile of one continuation that no thread waits for.
+struct Doomable {
+    /// Job-wide id of its loop.
+    loop_id: usize,
     label: String,
     started: Instant,
 }
@@ -41,6 +44,8 @@ struct Compiling {
 pub struct Superseded {
     pub label: String,
     pub compiling_for: Duration,
+    /// Whether its thread's priority could be lowered.
+    pub lowered: bool,
 }
 
 #[derive(Default)]
@@ -68,18 +73,20 @@ impl Roster {
         self.lock().push(Member {
             index,
             os_thread,
-            compiling: None,
+            busy: false,
+            doomable: None,
             superseded: false,
         });
     }
 
-    /// Thread `index` started a compile. Only one whose every part is a
-    /// continuation of a loop in `loops` that no thread waits for can be
-    /// superseded; pass no loops otherwise.
-    pub fn started(&self, index: usize, loops: Vec<usize>, label: String) {
+    /// Thread `index` started a compile. Only the compile of one
+    /// continuation (of loop `doomable_loop`) that no thread waits for can
+    /// be superseded; pass `None` otherwise.
+    pub fn started(&self, index: usize, doomable_loop: Option<usize>, label: String) {
         if let Some(member) = self.lock().iter_mut().find(|m| m.index == index) {
-            member.compiling = (!loops.is_empty()).then(|| Compiling {
-                loops,
+            member.busy = true;
+            member.doomable = doomable_loop.map(|loop_id| Doomable {
+                loop_id,
                 label,
                 started: Instant::now(),
             });
@@ -97,49 +104,54 @@ impl Roster {
             members.remove(at);
             return true;
         }
-        members[at].compiling = None;
+        members[at].busy = false;
+        members[at].doomable = None;
         false
     }
 
-    /// Whether thread `index` was superseded (it must not be replaced
-    /// again, say after an LLVM fatal error).
-    pub fn is_superseded(&self, index: usize) -> bool {
-        self.lock().iter().any(|m| m.index == index && m.superseded)
+    /// Thread `index` is gone for good (it ended, or a fatal error parked
+    /// it). Returns whether it had been superseded: then it already has a
+    /// replacement.
+    pub fn leave(&self, index: usize) -> bool {
+        let mut members = self.lock();
+        let superseded = members.iter().any(|m| m.index == index && m.superseded);
+        members.retain(|m| m.index != index);
+        superseded
     }
 
-    /// Thread `index` is gone for good (a fatal error parked it).
-    pub fn leave(&self, index: usize) {
-        self.lock().retain(|m| m.index != index);
-    }
-
-    /// Finds one compile whose loops have all stopped (`stopped` says so),
-    /// marks its thread superseded and calls `lower_priority` with the
-    /// thread's kernel id; if that succeeds, returns what was superseded
-    /// (the caller starts a new compiler thread). At most
-    /// `MAX_SUPERSEDED` threads are finishing superseded compiles at once.
+    /// When no compiler thread is idle, finds one compile whose loop has
+    /// stopped (`stopped` says so) and calls `start_replacement`; if that
+    /// started a new compiler thread, marks the old one superseded, lowers
+    /// its priority with `lower_priority` (given its kernel id) and returns
+    /// what was superseded. At most `MAX_SUPERSEDED` threads are finishing
+    /// superseded compiles at once.
     pub fn supersede_one(
         &self,
         stopped: impl Fn(usize) -> bool,
+        start_replacement: impl FnOnce() -> bool,
         lower_priority: impl Fn(i32) -> bool,
     ) -> Option<Superseded> {
         let mut members = self.lock();
-        if members.iter().filter(|m| m.superseded).count() >= MAX_SUPERSEDED {
+        let idle = members.iter().any(|m| !m.superseded && !m.busy);
+        let superseded = members.iter().filter(|m| m.superseded).count();
+        if idle || superseded >= MAX_SUPERSEDED {
             return None;
         }
-        let member = members.iter_mut().find(|m| {
-            !m.superseded
-                && m.compiling
-                    .as_ref()
-                    .is_some_and(|c| c.loops.iter().all(|&g| stopped(g)))
-        })?;
-        if !lower_priority(member.os_thread) {
+        let member = members
+            .iter_mut()
+            .find(|m| !m.superseded && m.doomable.as_ref().is_some_and(|d| stopped(d.loop_id)))?;
+        // The replacement first: if no thread can be started, the old one
+        // keeps serving the queue once its compile is done.
+        if !start_replacement() {
             return None;
         }
         member.superseded = true;
-        let compiling = member.compiling.as_ref()?;
+        let lowered = lower_priority(member.os_thread);
+        let doomable = member.doomable.as_ref()?;
         Some(Superseded {
-            label: compiling.label.clone(),
-            compiling_for: compiling.started.elapsed(),
+            label: doomable.label.clone(),
+            compiling_for: doomable.started.elapsed(),
+            lowered,
         })
     }
 }
@@ -148,13 +160,18 @@ impl Roster {
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_a_compile_of_stopped_loops_is_superseded_and_its_thread_then_ends() {
+    fn roster(doomable: &[Option<usize>]) -> Roster {
         let roster = Roster::default();
-        for (index, loops) in [(0, vec![3]), (1, vec![]), (2, vec![4, 5])] {
+        for (index, &loop_id) in doomable.iter().enumerate() {
             roster.join(index, 100 + index as i32);
-            roster.started(index, loops, format!("unit{index}"));
+            roster.started(index, loop_id, format!("unit{index}"));
         }
+        roster
+    }
+
+    #[test]
+    fn only_a_compile_of_a_stopped_loop_is_superseded_and_its_thread_then_ends() {
+        let roster = roster(&[Some(3), None, Some(5)]);
         let lowered = Mutex::new(Vec::new());
         let lower = |tid| {
             lowered.lock().unwrap().push(tid);
@@ -163,38 +180,55 @@ mod tests {
         // Loop 5 still runs: thread 2's compile is still of use.
         let stopped = |g| g != 5;
         let first = roster
-            .supersede_one(stopped, lower)
+            .supersede_one(stopped, || true, lower)
             .expect("thread 0's loop stopped");
-        assert_eq!(first.label, "unit0");
-        assert!(roster.supersede_one(stopped, lower).is_none());
+        assert_eq!((first.label.as_str(), first.lowered), ("unit0", true));
+        assert!(roster.supersede_one(stopped, || true, lower).is_none());
         assert_eq!(*lowered.lock().unwrap(), [100]);
-        assert!(roster.is_superseded(0));
         assert!(roster.finished(0), "a superseded thread ends");
         assert!(!roster.finished(1), "the others go on");
-        assert!(!roster.is_superseded(0), "it left the roster");
+        assert!(!roster.leave(0), "it left the roster");
     }
 
     #[test]
-    fn a_thread_whose_priority_cannot_drop_is_not_superseded() {
-        let roster = Roster::default();
-        roster.join(0, 7);
-        roster.started(0, vec![1], "f@loop0".into());
-        assert!(roster.supersede_one(|_| true, |_| false).is_none());
-        assert!(!roster.is_superseded(0));
+    fn nothing_is_superseded_while_a_compiler_thread_is_idle() {
+        let roster = roster(&[Some(1), Some(2)]);
+        roster.finished(1);
+        assert!(roster.supersede_one(|_| true, || true, |_| true).is_none());
+    }
+
+    #[test]
+    fn without_a_replacement_the_thread_keeps_serving() {
+        let roster = roster(&[Some(1)]);
+        let lowered = std::cell::Cell::new(false);
+        let lower = |_| {
+            lowered.set(true);
+            true
+        };
+        assert!(roster.supersede_one(|_| true, || false, lower).is_none());
+        assert!(!lowered.get(), "its priority stays");
+        assert!(!roster.finished(0), "it goes on serving the queue");
+    }
+
+    #[test]
+    fn a_thread_that_leaves_says_whether_it_was_replaced() {
+        let roster = roster(&[Some(1), Some(2)]);
+        assert!(roster
+            .supersede_one(|g| g == 1, || true, |_| false)
+            .is_some());
+        assert!(roster.leave(0));
+        assert!(!roster.leave(1));
     }
 
     #[test]
     fn superseded_threads_are_bounded() {
-        let roster = Roster::default();
-        for index in 0..=MAX_SUPERSEDED {
-            roster.join(index, index as i32);
-            roster.started(index, vec![index], format!("u{index}"));
-        }
+        let doomable: Vec<Option<usize>> = (0..=MAX_SUPERSEDED).map(Some).collect();
+        let roster = roster(&doomable);
         for _ in 0..MAX_SUPERSEDED {
-            assert!(roster.supersede_one(|_| true, |_| true).is_some());
+            assert!(roster.supersede_one(|_| true, || true, |_| true).is_some());
         }
-        assert!(roster.supersede_one(|_| true, |_| true).is_none());
+        assert!(roster.supersede_one(|_| true, || true, |_| true).is_none());
         roster.finished(0);
-        assert!(roster.supersede_one(|_| true, |_| true).is_some());
+        assert!(roster.supersede_one(|_| true, || true, |_| true).is_some());
     }
 }

@@ -295,6 +295,7 @@ fixtures! {
     osr_big_frame => "osr_big_frame.c",
     cg_profile => "cg_profile.ll",
     fork_pthread_exit => "fork_pthread_exit.c",
+    promote_debug_info => "promote_debug_info.c",
 }
 
 #[test]

@@ -362,3 +362,30 @@ fn a_replacement_whose_link_failed_is_retried() {
         run.stderr
     );
 }
+
+/// Optimized IR with debug information (`clang -O2 -g`), as a user hands
+/// it over: the hot function's indirect call is promoted and the version
+/// installs. (The promoted call's result phi used to land after the debug
+/// records of the next instruction, and the module failed to verify.)
+#[test]
+fn promotion_in_optimized_ir_with_debug_info_installs() {
+    let source = fixtures_dir().join("promote_debug_info.c");
+    let shape = Shape::Ir {
+        opt: "-O2",
+        text: true,
+    };
+    let ir = shape.prepare(&source, scratch(), &["-g"]);
+    let run = run_tierjit(&ir, PGO_FLAGS, &[]);
+    assert_eq!(run.status, Some(0), "{run:?}");
+    assert_eq!(run.stdout, native_output(&source, &[]));
+    let events = &run.stderr;
+    assert!(!events.contains("does not verify"), "{events}");
+    assert!(
+        !lines_with(events, "pgo work: promoted call through pointer").is_empty(),
+        "{events}"
+    );
+    assert!(
+        installed_tierups(events).iter().any(|f| f == "work"),
+        "{events}"
+    );
+}

@@ -293,6 +293,24 @@ pub fn delete_global(global: inkwell::values::GlobalValue<'_>) {
     unsafe { global.delete() }
 }
 
+/// Positions `builder` before `instruction` and before the debug records
+/// attached to it (`#dbg_value` and friends, which LLVM 19 keeps on the
+/// instruction that follows them). Where a phi goes, it must be this: the
+/// default position, after the records, would attach them to the phi,
+/// which the verifier rejects.
+pub fn position_before_debug_records<'ctx>(
+    builder: &inkwell::builder::Builder<'ctx>,
+    instruction: InstructionValue<'ctx>,
+) {
+    // SAFETY: the builder and the instruction are live and of one context.
+    unsafe {
+        llvm_sys::core::LLVMPositionBuilderBeforeInstrAndDbgRecords(
+            builder.as_mut_ptr(),
+            instruction.as_value_ref(),
+        )
+    }
+}
+
 /// Inserts `instruction` (removed from its block) at the builder's position
 /// with the debug location it had. (Inserting through a builder gives it
 /// the builder's current location, which may belong to another place or

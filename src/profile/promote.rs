@@ -300,7 +300,7 @@ fn promote<'ctx>(
         let first = join
             .get_first_instruction()
             .ok_or_else(|| codegen_err("empty join block"))?;
-        builder.position_before(&first);
+        crate::code::ir::position_before_debug_records(builder, first);
         let phi = builder
             .build_phi(ty, "tj.icp.result")
             .map_err(codegen_err)?;

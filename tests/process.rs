@@ -293,3 +293,60 @@ fn a_function_compiled_for_more_features_keeps_them() {
         );
     }
 }
+
+/// The usual way to take signals in one thread: block it everywhere and
+/// `sigwait` for it. tierjit's own threads must block it too, or the
+/// process-directed signal goes to a profiler or compiler thread, whose
+/// default action for SIGUSR1 ends the process. Tiered mode runs hot code
+/// so those threads are busy while the signals arrive.
+const SIGWAIT: &str = r#"
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <unistd.h>
+static sigset_t set;
+static atomic_int taken;
+static void *waiter(void *unused) {
+  int sig;
+  while (atomic_load(&taken) < 20)
+    if (sigwait(&set, &sig) == 0 && sig == SIGUSR1) atomic_fetch_add(&taken, 1);
+  return unused;
+}
+__attribute__((noinline)) unsigned work(unsigned x, long n) {
+  for (long k = 0; k < n; k++) x = x * 1103515245u + 12345u + (unsigned)(k >> 3);
+  return x;
+}
+int main(void) {
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, 0);
+  pthread_t thread;
+  pthread_create(&thread, 0, waiter, 0);
+  unsigned h = 1;
+  for (int i = 0; i < 20; i++) {
+    h = work(h, 1000000);
+    kill(getpid(), SIGUSR1);
+    while (atomic_load(&taken) <= i) usleep(100);
+  }
+  pthread_join(thread, 0);
+  printf("%u taken=%d\n", h, atomic_load(&taken));
+  return 0;
+}
+"#;
+
+#[test]
+fn a_signal_every_job_thread_blocks_is_not_taken_by_tierjits_threads() {
+    let source = job("sigwait.c", SIGWAIT);
+    let expected = native_command(&native(&source)).output().unwrap();
+    assert!(expected.status.success(), "{expected:?}");
+    for mode in MODES {
+        let run = run_tierjit(&source, &["--mode", mode], &[]);
+        assert_eq!(run.status, Some(0), "{mode}: {run:?}");
+        assert_eq!(
+            run.stdout,
+            String::from_utf8_lossy(&expected.stdout),
+            "{mode}"
+        );
+    }
+}

@@ -219,13 +219,15 @@ pub fn prepare_module<'ctx>(
     })
 }
 
-/// Verifies, optimizes and emits a finished version module.
+/// Verifies, optimizes and emits a finished version module; `None` if
+/// `go_on` says, after optimizing, that the object is no longer wanted.
 pub fn finish_module(
     module: &Module<'_>,
     what: &str,
     machine: &TargetMachine,
     options: BuildOptions,
-) -> Result<Vec<u8>, Error> {
+    go_on: &dyn Fn() -> bool,
+) -> Result<Option<Vec<u8>>, Error> {
     if let Some(dir) = std::env::var_os(DUMP_IR_ENV) {
         let file = what.replace(
             |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '@',
@@ -238,7 +240,10 @@ pub fn finish_module(
         Error::Codegen(format!("{what} does not verify: {message}"))
     })?;
     codegen::optimize(module, machine, options.opt_level)?;
-    codegen::emit_object(module, machine)
+    if !go_on() {
+        return Ok(None);
+    }
+    codegen::emit_object(module, machine).map(Some)
 }
 
 /// Applies the hot function's own promotions, resolved before its body

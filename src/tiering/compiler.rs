@@ -128,12 +128,16 @@ pub fn on_fatal_error(reason: &str) -> bool {
         ));
         let _ = std::thread::Builder::new()
             .name(format!("tierjit-compiler-{index}"))
-            .spawn(move || answer_with_failures(&worker.shared, &error));
+            .spawn(move || {
+                crate::code::keep_job_signals_away();
+                answer_with_failures(&worker.shared, &error)
+            });
     }
     true
 }
 
 fn run(shared: Arc<Shared>, index: usize) {
+    crate::code::keep_job_signals_away();
     WORKER.with(|w| {
         *w.borrow_mut() = Some(Worker {
             shared: shared.clone(),
@@ -230,10 +234,46 @@ fn run(shared: Arc<Shared>, index: usize) {
             shared
                 .compilers
                 .started(index, doomable, request.label(&shared.layout));
-            let outcome =
-                compile_and_install(&shared, &canonical, &machine, options, &parts, abandonable);
+            let outcome = compile_and_install(
+                &shared,
+                &canonical,
+                &machine,
+                options,
+                &parts,
+                abandonable,
+                index,
+            );
             // Released after the report below.
             let _armed = ARMED.with(|a| a.borrow_mut().take());
+            // A superseded thread ends here. Its unit went back to the
+            // profiler when it was superseded: only an install (made just
+            // before) is reported.
+            let superseded = shared.compilers.finished(index);
+            if superseded {
+                let installed = match outcome {
+                    Ok(compiled) => compiled
+                        .outcomes
+                        .into_iter()
+                        .flatten()
+                        .find_map(|o| match o {
+                            Outcome::Installed(size, _) => Some(size),
+                            _ => None,
+                        }),
+                    Err(_) => None,
+                };
+                match installed {
+                    Some(size) => report(&shared, &request, started, size, Ok(())),
+                    None => shared.metrics.note(
+                        "queue",
+                        &request.label(&shared.layout),
+                        &format!(
+                            "abandoned after {:.1}ms of compiling (superseded earlier)",
+                            started.elapsed().as_secs_f64() * 1e3
+                        ),
+                    ),
+                }
+                return;
+            }
             match outcome {
                 Ok(compiled) => {
                     for (part, outcome) in parts.iter().zip(compiled.outcomes) {
@@ -257,10 +297,6 @@ fn run(shared: Arc<Shared>, index: usize) {
                     }
                 }
                 Err(e) => report_failure(&shared, &parts, started, &e.to_string()),
-            }
-            if shared.compilers.finished(index) {
-                // Superseded: another thread serves the queue now.
-                return;
             }
         }
     }
@@ -297,6 +333,12 @@ pub fn supersede_useless(shared: &Arc<Shared>) {
     let Some(superseded) = superseded else {
         return;
     };
+    // The loop may run again (a kernel called in a loop, between calls):
+    // the profiler may ask for it anew rather than wait for a compile
+    // that runs at the lowest priority and is abandoned.
+    shared
+        .versions
+        .cancel_request(Unit::Loop(superseded.loop_id), TierUpState::Cold);
     let priority = if superseded.lowered {
         "left to finish at the lowest priority"
     } else {
@@ -306,8 +348,14 @@ pub fn supersede_useless(shared: &Arc<Shared>) {
         "queue",
         &superseded.label,
         &format!(
-            "{priority} after {:.1}ms of compiling: its loop stopped and requests wait; a new compiler thread takes the queue",
-            superseded.compiling_for.as_secs_f64() * 1e3
+            "{priority} after {:.1}ms of compiling: its loop took no back-edge for {:.0}ms and requests wait; a new compiler thread takes the queue",
+            superseded.compiling_for.as_secs_f64() * 1e3,
+            shared
+                .activity
+                .stopped_for(superseded.loop_id)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1e3
         ),
     );
 }
@@ -415,6 +463,7 @@ struct ContinuationPart<'ctx> {
 /// share one prepared module, one optimizer run and one object), loads
 /// them and publishes them. A continuation that is `abandonable` is given
 /// up between steps once its loop has stopped (see `tiering::activity`).
+#[allow(clippy::too_many_arguments)]
 fn compile_and_install<'s>(
     shared: &'s Shared,
     canonical: &Module<'_>,
@@ -422,12 +471,20 @@ fn compile_and_install<'s>(
     options: BuildOptions,
     parts: &[&CompileRequest],
     abandonable: bool,
+    index: usize,
 ) -> Result<Compiled<'s>, Error> {
     let layout = &shared.layout;
     let id = parts[0].function;
     let name = &layout.functions[id].name;
+    // A superseded compile is given up at the next step whatever its loop
+    // does now: its unit went back to the profiler (see `supersede_useless`).
     let stopped = |request: &CompileRequest| match request.unit(layout) {
-        Unit::Loop(g) if abandonable => shared.activity.stopped_for(g),
+        Unit::Loop(g) if abandonable => shared.activity.stopped_for(g).or_else(|| {
+            shared
+                .compilers
+                .is_superseded(index)
+                .then_some(Duration::ZERO)
+        }),
         _ => None,
     };
     let mut outcomes: Vec<Option<Outcome>> = parts.iter().map(|_| None).collect();
@@ -557,7 +614,12 @@ fn compile_and_install<'s>(
             })
             .collect::<Vec<_>>()
             .join(" + ");
-        let object = finish_module(&module, &what, machine, options)?;
+        // A lone continuation whose loop stopped while it was optimized is
+        // not worth its code generation.
+        let go_on = || whole.is_some() || osr.map_or(true, |i| stopped(parts[i]).is_none());
+        let Some(object) = finish_module(&module, &what, machine, options, &go_on)? else {
+            return Ok(None);
+        };
         Ok(Some((object, entry, continuation, speculation, dropped)))
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;

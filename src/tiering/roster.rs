@@ -40,8 +40,10 @@ struct Doomable {
     started: Instant,
 }
 
-/// A compile the profiler superseded, for `--events`.
+/// A compile the profiler superseded.
 pub struct Superseded {
+    /// Job-wide id of the loop it was for.
+    pub loop_id: usize,
     pub label: String,
     pub compiling_for: Duration,
     /// Whether its thread's priority could be lowered.
@@ -51,6 +53,10 @@ pub struct Superseded {
 #[derive(Default)]
 pub struct Roster {
     members: Mutex<Vec<Member>>,
+    /// Loops whose compile was superseded once. Such a loop that is asked
+    /// for again runs in bursts (a kernel called between other work); its
+    /// next compile runs to the end, or it could be superseded forever.
+    superseded_loops: Mutex<std::collections::BTreeSet<usize>>,
     /// Thread numbers handed out so far (names `tierjit-compiler-N`).
     spawned: AtomicUsize,
 }
@@ -94,19 +100,25 @@ impl Roster {
     }
 
     /// Thread `index` finished its compile. Returns whether it was
-    /// superseded meanwhile: then it has left the roster and must end.
+    /// superseded: then it must end (it stays on the roster, counted
+    /// against `MAX_SUPERSEDED`, until it has freed its LLVM context and
+    /// `leave`s).
     pub fn finished(&self, index: usize) -> bool {
         let mut members = self.lock();
-        let Some(at) = members.iter().position(|m| m.index == index) else {
+        let Some(member) = members.iter_mut().find(|m| m.index == index) else {
             return false;
         };
-        if members[at].superseded {
-            members.remove(at);
+        member.busy = false;
+        if member.superseded {
             return true;
         }
-        members[at].busy = false;
-        members[at].doomable = None;
+        member.doomable = None;
         false
+    }
+
+    /// Whether thread `index` was superseded.
+    pub fn is_superseded(&self, index: usize) -> bool {
+        self.lock().iter().any(|m| m.index == index && m.superseded)
     }
 
     /// Thread `index` is gone for good (it ended, or a fatal error parked
@@ -137,9 +149,16 @@ impl Roster {
         if idle || superseded >= MAX_SUPERSEDED {
             return None;
         }
-        let member = members
-            .iter_mut()
-            .find(|m| !m.superseded && m.doomable.as_ref().is_some_and(|d| stopped(d.loop_id)))?;
+        let mut once = self
+            .superseded_loops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let member = members.iter_mut().find(|m| {
+            !m.superseded
+                && m.doomable
+                    .as_ref()
+                    .is_some_and(|d| !once.contains(&d.loop_id) && stopped(d.loop_id))
+        })?;
         // The replacement first: if no thread can be started, the old one
         // keeps serving the queue once its compile is done.
         if !start_replacement() {
@@ -148,7 +167,9 @@ impl Roster {
         member.superseded = true;
         let lowered = lower_priority(member.os_thread);
         let doomable = member.doomable.as_ref()?;
+        once.insert(doomable.loop_id);
         Some(Superseded {
+            loop_id: doomable.loop_id,
             label: doomable.label.clone(),
             compiling_for: doomable.started.elapsed(),
             lowered,
@@ -185,9 +206,23 @@ mod tests {
         assert_eq!((first.label.as_str(), first.lowered), ("unit0", true));
         assert!(roster.supersede_one(stopped, || true, lower).is_none());
         assert_eq!(*lowered.lock().unwrap(), [100]);
+        assert!(roster.is_superseded(0));
         assert!(roster.finished(0), "a superseded thread ends");
         assert!(!roster.finished(1), "the others go on");
-        assert!(!roster.leave(0), "it left the roster");
+        assert!(roster.leave(0), "it was replaced");
+        assert!(!roster.is_superseded(0), "it left the roster");
+    }
+
+    #[test]
+    fn a_loop_is_superseded_once() {
+        let roster = roster(&[Some(7)]);
+        assert!(roster.supersede_one(|_| true, || true, |_| true).is_some());
+        roster.finished(0);
+        roster.leave(0);
+        // Its loop ran again and was asked for anew.
+        roster.join(1, 101);
+        roster.started(1, Some(7), "f@loop0".into());
+        assert!(roster.supersede_one(|_| true, || true, |_| true).is_none());
     }
 
     #[test]
@@ -228,7 +263,10 @@ mod tests {
             assert!(roster.supersede_one(|_| true, || true, |_| true).is_some());
         }
         assert!(roster.supersede_one(|_| true, || true, |_| true).is_none());
-        roster.finished(0);
+        // Finished, but still freeing its context: it still counts.
+        assert!(roster.finished(0));
+        assert!(roster.supersede_one(|_| true, || true, |_| true).is_none());
+        roster.leave(0);
         assert!(roster.supersede_one(|_| true, || true, |_| true).is_some());
     }
 }

@@ -501,9 +501,11 @@ fn start_background(shared: &Arc<Shared>) {
         compiler::spawn(shared);
     }
     let s = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("tierjit-profiler".into())
-        .spawn(move || profiler::run(s));
+    let spawned = code::with_job_signals_blocked(|| {
+        std::thread::Builder::new()
+            .name("tierjit-profiler".into())
+            .spawn(move || profiler::run(s))
+    });
     if let Err(e) = spawned {
         eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
     }

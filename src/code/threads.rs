@@ -15,17 +15,23 @@ pub fn lower_priority(os_thread: i32) -> bool {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, os_thread as libc::id_t, 19) == 0 }
 }
 
-/// Blocks, in the calling thread (one of tierjit's own), every signal that
-/// is not a synchronous fault: a signal sent to the process then goes to a
-/// job thread that does not block it, as in the native program. (Without
-/// this, a signal the job blocks to take it with `sigwait`, or blocks
-/// around a critical section, was delivered to a tierjit thread: the
-/// default action killed the process, or the handler ran at a moment the
-/// job had excluded.) Faults stay unblocked: a thread that faults with
-/// them blocked is killed without its handler.
-pub fn keep_job_signals_away() {
-    // SAFETY: `set` is a valid sigset_t initialised by sigfillset before it
-    // is changed or read; pthread_sigmask only changes the calling thread.
+/// Runs `spawn`, which starts one of tierjit's own threads, with every
+/// signal but the synchronous faults blocked in the calling thread, so the
+/// new thread starts with them blocked (a thread inherits its creator's
+/// mask) and keeps them blocked; then restores the caller's mask. A signal
+/// sent to the process then goes to a job thread that does not block it,
+/// as in the native program. (Without this, a signal the job blocks to
+/// take it with `sigwait`, or blocks around a critical section, was
+/// delivered to a tierjit thread: the default action killed the process,
+/// or the handler ran at a moment the job had excluded. Blocking from the
+/// new thread itself would leave a window before it first runs.) Faults
+/// stay unblocked: a thread that faults with them blocked is killed
+/// without its handler.
+pub fn with_job_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
+    // SAFETY: both sets are valid sigset_t values, `set` initialised by
+    // sigfillset before it is changed and `previous` written by the first
+    // pthread_sigmask before the second reads it; pthread_sigmask only
+    // changes the calling thread's mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
@@ -40,6 +46,10 @@ pub fn keep_job_signals_away() {
         ] {
             libc::sigdelset(&mut set, fault);
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
+        let spawned = spawn();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
+        spawned
     }
 }

@@ -42,9 +42,11 @@ use crate::versions::{Tier, TierUpState, Unit};
 pub fn spawn(shared: &Arc<Shared>) -> bool {
     let index = shared.compilers.next_index();
     let shared = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("tierjit-compiler-{index}"))
-        .spawn(move || run(shared, index));
+    let spawned = crate::code::with_job_signals_blocked(|| {
+        std::thread::Builder::new()
+            .name(format!("tierjit-compiler-{index}"))
+            .spawn(move || run(shared, index))
+    });
     if let Err(e) = &spawned {
         // Without this thread requests wait in the queue; the job runs on.
         eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
@@ -126,18 +128,16 @@ pub fn on_fatal_error(reason: &str) -> bool {
         let error = Error::Codegen(format!(
             "no more compiles after {fatal} LLVM fatal errors (last: {reason})"
         ));
-        let _ = std::thread::Builder::new()
-            .name(format!("tierjit-compiler-{index}"))
-            .spawn(move || {
-                crate::code::keep_job_signals_away();
-                answer_with_failures(&worker.shared, &error)
-            });
+        let _ = crate::code::with_job_signals_blocked(|| {
+            std::thread::Builder::new()
+                .name(format!("tierjit-compiler-{index}"))
+                .spawn(move || answer_with_failures(&worker.shared, &error))
+        });
     }
     true
 }
 
 fn run(shared: Arc<Shared>, index: usize) {
-    crate::code::keep_job_signals_away();
     WORKER.with(|w| {
         *w.borrow_mut() = Some(Worker {
             shared: shared.clone(),

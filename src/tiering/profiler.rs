@@ -12,7 +12,6 @@ use crate::runtime::Shared;
 use crate::versions::{TierUpState, Unit};
 
 pub fn run(shared: Arc<Shared>) {
-    crate::code::keep_job_signals_away();
     let interval = Duration::from_millis(shared.config.profiler.interval_ms);
     let layout = &shared.layout;
     // Functions and loops that may still need a request; installed and

@@ -501,11 +501,7 @@ fn start_background(shared: &Arc<Shared>) {
         compiler::spawn(shared);
     }
     let s = shared.clone();
-    let spawned = code::with_job_signals_blocked(|| {
-        std::thread::Builder::new()
-            .name("tierjit-profiler".into())
-            .spawn(move || profiler::run(s))
-    });
+    let spawned = code::spawn_tierjit_thread("tierjit-profiler".into(), move || profiler::run(s));
     if let Err(e) = spawned {
         eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
     }

@@ -26,4 +26,4 @@ pub use probes::record_value_address;
 pub use process::{enter_job, exit_job};
 pub use publish::sync_core_supported;
 pub use tables::{CounterTable, SlotTable};
-pub use threads::{current_os_thread, lower_priority, with_job_signals_blocked};
+pub use threads::{current_os_thread, lower_priority, spawn_tierjit_thread};

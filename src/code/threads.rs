@@ -27,7 +27,7 @@ pub fn lower_priority(os_thread: i32) -> bool {
 /// new thread itself would leave a window before it first runs.) Faults
 /// stay unblocked: a thread that faults with them blocked is killed
 /// without its handler.
-pub fn with_job_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
+fn with_job_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
     // SAFETY: both sets are valid sigset_t values, `set` initialised by
     // sigfillset before it is changed and `previous` written by the first
     // pthread_sigmask before the second reads it; pthread_sigmask only
@@ -52,4 +52,14 @@ pub fn with_job_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
         libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
         spawned
     }
+}
+
+/// Starts one of tierjit's own threads, named `name`, with the job's
+/// signals blocked from its first instruction (see
+/// `with_job_signals_blocked`).
+pub fn spawn_tierjit_thread(
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    with_job_signals_blocked(|| std::thread::Builder::new().name(name).spawn(body))
 }

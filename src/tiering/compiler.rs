@@ -42,11 +42,10 @@ use crate::versions::{Tier, TierUpState, Unit};
 pub fn spawn(shared: &Arc<Shared>) -> bool {
     let index = shared.compilers.next_index();
     let shared = shared.clone();
-    let spawned = crate::code::with_job_signals_blocked(|| {
-        std::thread::Builder::new()
-            .name(format!("tierjit-compiler-{index}"))
-            .spawn(move || run(shared, index))
-    });
+    let spawned =
+        crate::code::spawn_tierjit_thread(format!("tierjit-compiler-{index}"), move || {
+            run(shared, index)
+        });
     if let Err(e) = &spawned {
         // Without this thread requests wait in the queue; the job runs on.
         eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
@@ -128,10 +127,8 @@ pub fn on_fatal_error(reason: &str) -> bool {
         let error = Error::Codegen(format!(
             "no more compiles after {fatal} LLVM fatal errors (last: {reason})"
         ));
-        let _ = crate::code::with_job_signals_blocked(|| {
-            std::thread::Builder::new()
-                .name(format!("tierjit-compiler-{index}"))
-                .spawn(move || answer_with_failures(&worker.shared, &error))
+        let _ = crate::code::spawn_tierjit_thread(format!("tierjit-compiler-{index}"), move || {
+            answer_with_failures(&worker.shared, &error)
         });
     }
     true

@@ -58,6 +58,11 @@ pub enum Error {
     #[error("code generation failed: {0}")]
     Codegen(String),
 
+    /// A tierjit environment variable (fault injection for tests) whose
+    /// value cannot be used.
+    #[error("environment: {0}")]
+    Environment(String),
+
     #[error("JIT: {0}")]
     Jit(String),
 

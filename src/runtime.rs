@@ -368,6 +368,7 @@ fn run_tiered(
     options: &RunOptions,
 ) -> Result<std::convert::Infallible, Error> {
     check_externals(&module, options)?;
+    let faults = Faults::from_env()?;
     let layout = JobLayout::of(&module);
     let canonical_bitcode = module.write_bitcode_to_memory().as_slice().to_vec();
     let slots = SlotTable::new(layout.functions.len());
@@ -440,7 +441,7 @@ fn run_tiered(
         policy: Policy::new(&options.config),
         jit,
         stubs,
-        faults: Faults::from_env(),
+        faults,
         stop: AtomicBool::new(false),
         requests: RequestQueue::new(options.config.compiler.queue_size),
         reporting: std::sync::Mutex::new(()),

@@ -52,8 +52,8 @@ pub struct Faults {
     built: Mutex<HashMap<String, u32>>,
 }
 
-fn names(var: &str) -> Vec<String> {
-    std::env::var(var)
+fn names(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Vec<String> {
+    lookup(var)
         .unwrap_or_default()
         .split(',')
         .map(str::trim)
@@ -63,27 +63,54 @@ fn names(var: &str) -> Vec<String> {
 }
 
 impl Faults {
-    pub fn from_env() -> Faults {
-        Faults {
+    /// The faults the environment asks for. A malformed value is an error:
+    /// a test whose fault is silently dropped would pass without testing
+    /// anything.
+    pub fn from_env() -> Result<Faults, Error> {
+        Faults::from_lookup(&|var| std::env::var(var).ok())
+    }
+
+    /// The faults `lookup` (an environment) asks for.
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Faults, Error> {
+        let names = |var| names(lookup, var);
+        let malformed = |var: &str, item: &str, expected: &str| {
+            Error::Environment(format!("{var}: `{item}` is not {expected}"))
+        };
+        let fail_link = names(LINK_FAILURE_ENV)
+            .into_iter()
+            .map(|n| match n.split_once('#') {
+                Some((label, k)) => match k.parse::<u32>() {
+                    Ok(k) if k >= 1 && !label.is_empty() => Ok((label.to_string(), k)),
+                    _ => Err(malformed(
+                        LINK_FAILURE_ENV,
+                        &n,
+                        "`name` or `name#N` (N >= 1)",
+                    )),
+                },
+                None => Ok((n, 1)),
+            })
+            .collect::<Result<_, _>>()?;
+        let delay = names(COMPILE_DELAY_ENV)
+            .into_iter()
+            .map(|n| {
+                let parsed = n
+                    .rsplit_once(':')
+                    .filter(|(label, _)| !label.is_empty())
+                    .and_then(|(label, ms)| Some((label.to_string(), ms.parse().ok()?)));
+                match parsed {
+                    Some((label, ms)) => Ok((label, Duration::from_millis(ms))),
+                    None => Err(malformed(COMPILE_DELAY_ENV, &n, "`name:milliseconds`")),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Faults {
             fail_compile: names(COMPILE_FAILURE_ENV),
-            fail_link: names(LINK_FAILURE_ENV)
-                .into_iter()
-                .map(|n| match n.split_once('#') {
-                    Some((label, k)) => (label.to_string(), k.parse().unwrap_or(1)),
-                    None => (n, 1),
-                })
-                .collect(),
+            fail_link,
             slow_compile: names(SLOW_COMPILE_ENV),
             fatal_error: names(FATAL_ERROR_ENV),
-            delay: names(COMPILE_DELAY_ENV)
-                .into_iter()
-                .filter_map(|n| {
-                    let (label, ms) = n.rsplit_once(':')?;
-                    Some((label.to_string(), Duration::from_millis(ms.parse().ok()?)))
-                })
-                .collect(),
+            delay,
             built: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Before a compile of `function`: sleeps or fails as injected.
@@ -171,4 +198,49 @@ fn add_unselectable_code(module: &Module<'_>) {
         "",
     );
     let _ = builder.build_return(None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faults(vars: &[(&str, &str)]) -> Result<Faults, Error> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Faults::from_lookup(&|var| vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn well_formed_values_are_read() {
+        let f = faults(&[
+            (LINK_FAILURE_ENV, "f, g#3"),
+            (COMPILE_DELAY_ENV, "f@loop0:300"),
+            (COMPILE_FAILURE_ENV, "h"),
+        ])
+        .unwrap();
+        assert_eq!(f.fail_link, [("f".into(), 1), ("g".into(), 3)]);
+        assert_eq!(f.delay, [("f@loop0".into(), Duration::from_millis(300))]);
+        assert_eq!(f.fail_compile, ["h"]);
+        assert!(f.slow_compile.is_empty() && f.fatal_error.is_empty());
+    }
+
+    #[test]
+    fn malformed_values_are_errors_naming_the_variable_and_item() {
+        for (var, value, item) in [
+            (LINK_FAILURE_ENV, "f#0", "f#0"),
+            (LINK_FAILURE_ENV, "g,f#x", "f#x"),
+            (LINK_FAILURE_ENV, "#2", "#2"),
+            (COMPILE_DELAY_ENV, "f@loop0", "f@loop0"),
+            (COMPILE_DELAY_ENV, "f:soon", "f:soon"),
+            (COMPILE_DELAY_ENV, ":300", ":300"),
+        ] {
+            let message = faults(&[(var, value)]).unwrap_err().to_string();
+            assert!(
+                message.contains(var) && message.contains(&format!("`{item}`")),
+                "{var}={value}: {message}"
+            );
+        }
+    }
 }

@@ -22,6 +22,9 @@ pub struct TierEvent<'a> {
     pub queued: Duration,
     pub compile: Duration,
     pub code_bytes: usize,
+    /// Whether `compile` goes into the latency histogram: a compile that
+    /// built several units is one compile, recorded with one of them.
+    pub records_latency: bool,
     pub outcome: Result<(), &'a str>,
 }
 
@@ -78,7 +81,9 @@ impl Metrics {
     }
 
     pub fn tier_event(&self, event: &TierEvent<'_>) {
-        self.record_latency(event.to, event.compile);
+        if event.records_latency {
+            self.record_latency(event.to, event.compile);
+        }
         let counter = if event.outcome.is_ok() {
             &self.installed
         } else {

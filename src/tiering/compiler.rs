@@ -259,7 +259,7 @@ fn run(shared: Arc<Shared>, index: usize) {
                     Err(_) => None,
                 };
                 match installed {
-                    Some(size) => report(&shared, &request, started, size, Ok(())),
+                    Some(size) => report(&shared, &request, started, size, Ok(()), false),
                     None => shared.metrics.note(
                         "queue",
                         &request.label(&shared.layout),
@@ -273,10 +273,10 @@ fn run(shared: Arc<Shared>, index: usize) {
             }
             match outcome {
                 Ok(compiled) => {
-                    for (part, outcome) in parts.iter().zip(compiled.outcomes) {
+                    for (i, (part, outcome)) in parts.iter().zip(compiled.outcomes).enumerate() {
                         match outcome {
                             Some(Outcome::Installed(size, notes)) => {
-                                report(&shared, part, started, size, Ok(()));
+                                report(&shared, part, started, size, Ok(()), i > 0);
                                 for (topic, note) in notes {
                                     shared
                                         .metrics
@@ -287,7 +287,7 @@ fn run(shared: Arc<Shared>, index: usize) {
                                 report_abandoned(&shared, part, started, idle)
                             }
                             Some(Outcome::Failed(e)) => {
-                                report(&shared, part, started, 0, Err(e.to_string()))
+                                report(&shared, part, started, 0, Err(e.to_string()), i > 0)
                             }
                             None => {}
                         }
@@ -364,12 +364,12 @@ pub fn supersede_useless(shared: &Arc<Shared>) {
 /// never keeps its function off the optimized tier.
 fn report_failure(shared: &Shared, parts: &[&CompileRequest], started: Instant, error: &str) {
     if parts.len() == 1 {
-        report(shared, parts[0], started, 0, Err(error.to_string()));
+        report(shared, parts[0], started, 0, Err(error.to_string()), false);
         return;
     }
     for part in parts {
         if part.loop_index.is_some() {
-            report(shared, part, started, 0, Err(error.to_string()));
+            report(shared, part, started, 0, Err(error.to_string()), false);
             continue;
         }
         let retry = CompileRequest {
@@ -418,6 +418,7 @@ fn answer_with_failures(shared: &Shared, error: &Error) {
                 Instant::now(),
                 0,
                 Err(error.to_string()),
+                false,
             ),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -702,12 +703,15 @@ fn compile_and_install<'s>(
     })
 }
 
+/// Reports the outcome of `request`'s compile. `one_of_many`: the compile
+/// built other requests too, and one of those records its latency.
 fn report(
     shared: &Shared,
     request: &CompileRequest,
     started: Instant,
     code_bytes: usize,
     outcome: Result<(), String>,
+    one_of_many: bool,
 ) {
     let finished = Instant::now();
     if let Err(reason) = &outcome {
@@ -732,6 +736,7 @@ fn report(
         queued: started.saturating_duration_since(request.queued_at),
         compile: finished.saturating_duration_since(started),
         code_bytes,
+        records_latency: !one_of_many,
         outcome: outcome
             .as_ref()
             .map(|_| ())

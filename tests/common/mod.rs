@@ -265,7 +265,7 @@ impl Shape {
     }
 
     /// Whether this run tests the shape: all unless `TIERJIT_TEST_SHAPES`
-    /// lists labels (`c,O1.bc,O2.ll,O3.bc`; .ci/test-aarch64 does, since
+    /// lists labels (`c,O3.bc`; .ci/test-aarch64 does, since
     /// every run costs a second or two under emulation).
     pub fn selected(self) -> bool {
         match std::env::var("TIERJIT_TEST_SHAPES") {

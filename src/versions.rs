@@ -247,14 +247,17 @@ impl VersionManager {
         records[i].speculation.clone()
     }
 
-    /// Functions whose installed version is entered through a value guard.
-    pub fn specialized_functions(&self) -> std::collections::BTreeSet<usize> {
+    /// Functions whose installed version is entered through a value guard,
+    /// with the parameters the guard tests.
+    pub fn specialized_functions(&self) -> std::collections::BTreeMap<usize, Vec<u32>> {
         let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         records
             .iter()
             .enumerate()
-            .filter(|(_, record)| record.speculation.specialization.is_some())
-            .map(|(id, _)| id)
+            .filter_map(|(id, record)| {
+                let spec = record.speculation.specialization.as_ref()?;
+                Some((id, spec.values.iter().map(|v| v.param).collect()))
+            })
             .collect()
     }
 

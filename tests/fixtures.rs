@@ -257,6 +257,7 @@ fixtures! {
     pgo_phase => "pgo_phase.c",
     pgo_callbacks => "pgo_callbacks.c",
     pgo_branches => "pgo_branches.c",
+    pgo_constant_callee => "pgo_constant_callee.c",
     recursion => "recursion.c",
     callbacks => "callbacks.c",
     varargs => "varargs.c",

@@ -389,3 +389,48 @@ fn promotion_in_optimized_ir_with_debug_info_installs() {
         "{events}"
     );
 }
+
+/// The continuation of `pgo_constant_callee.c`'s loop in `main`, as
+/// dumped before optimizing, built after `step` was specialized (batch
+/// mode installs `step` at its 400th call, long before the loop's 20000th
+/// back-edge makes it hot), and the job's stderr.
+fn dumped_constant_callee_continuation(tag: &str, cflags: &[&str]) -> (String, String) {
+    let dir = scratch().join(format!("constant-callee-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = fixtures_dir().join("pgo_constant_callee.c");
+    let rounds = (2_000_000 * workload_scale()).to_string();
+    let mut cmd = tierjit_command();
+    cmd.env("TIERJIT_DUMP_IR", &dir)
+        .arg("run")
+        .arg(&source)
+        .args(PGO_FLAGS)
+        .args(cflags)
+        .args(["--", &rounds, "8"]);
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{run:?}");
+    assert!(
+        run.stderr.contains("step specialized for arg0 == 8"),
+        "{}",
+        run.stderr
+    );
+    let ir = std::fs::read_to_string(dir.join("OSR_continuation_main@loop0.ll"))
+        .unwrap_or_else(|e| panic!("no dump of main's continuation ({e}):\n{}", run.stderr));
+    (ir, run.stderr)
+}
+
+#[test]
+fn a_specialized_callee_passed_constants_is_inlined_into_its_callers_loop() {
+    let (ir, stderr) = dumped_constant_callee_continuation("constant", &[]);
+    // A body the optimizer may inline, not a declaration.
+    assert!(
+        ir.lines()
+            .any(|l| l.starts_with("define available_externally") && l.contains("@step(")),
+        "step is not inlinable in main's continuation:\n{stderr}\n{ir}"
+    );
+    let (ir, stderr) = dumped_constant_callee_continuation("argv", &["--cflag=-DN_FROM_ARGV"]);
+    assert!(
+        ir.lines()
+            .any(|l| l.starts_with("declare") && l.contains("@step(")),
+        "a call passing a value from argv should stay a call to the guarded version:\n{stderr}\n{ir}"
+    );
+}

@@ -15,13 +15,15 @@
 //! prepared module and linked back in, so one optimizer run and one object
 //! serve both.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use inkwell::module::{Linkage, Module};
 use inkwell::targets::TargetMachine;
+use inkwell::values::{BasicValueEnum, FunctionValue};
 
+use crate::code::ir::{operands, Operand};
 use crate::code::CounterTable;
 use crate::codegen;
 use crate::error::Error;
@@ -92,9 +94,12 @@ pub struct ProfileUse<'a> {
     pub promote: bool,
     /// Value specialization (off for a function whose guard failed).
     pub specialize: bool,
-    /// Functions whose installed version is specialized: calls to them stay
-    /// calls (through the guard); an inlined copy would be the general code.
-    pub specialized: &'a BTreeSet<usize>,
+    /// Functions whose installed version is specialized, with the
+    /// parameters it is specialized on: calls to them stay calls (through
+    /// the guard), since an inlined copy would be the general code, unless
+    /// every call passes constants for those parameters (see
+    /// `calls_pass_constants`).
+    pub specialized: &'a BTreeMap<usize, Vec<u32>>,
 }
 
 /// A module prepared for function `id` (see `prepare_module`).
@@ -124,7 +129,16 @@ pub fn prepare_module<'ctx>(
     let name = &layout.functions[id].name;
     let mut candidates = inline_candidates(layout, id, options.inline_limit);
     if let Some(p) = profile {
-        candidates.retain(|c| !p.specialized.contains(c));
+        let kept: Vec<FunctionValue> = std::iter::once(id)
+            .chain(candidates.iter().copied())
+            .filter_map(|f| canonical.get_function(&layout.functions[f].name))
+            .collect();
+        candidates.retain(|c| match p.specialized.get(c) {
+            None => true,
+            Some(params) => canonical
+                .get_function(&layout.functions[*c].name)
+                .is_some_and(|callee| calls_pass_constants(&kept, callee, params)),
+        });
     }
     // Promoted targets of the function's own calls are worth inlining too.
     let own_promotions = match profile {
@@ -136,7 +150,7 @@ pub fn prepare_module<'ctx>(
             if target != id
                 && layout.functions[target].instruction_count <= options.inline_limit
                 && !layout.functions[target].traits.labels_taken
-                && !profile.is_some_and(|p| p.specialized.contains(&target))
+                && !profile.is_some_and(|p| p.specialized.contains_key(&target))
             {
                 candidates.insert(target);
             }
@@ -216,6 +230,33 @@ pub fn prepare_module<'ctx>(
         module,
         speculation,
         own_promotions,
+    })
+}
+
+/// Whether every direct call to `callee` in `callers` passes an integer
+/// constant for each of `params`: inlined there, the general code is
+/// specialized by constant propagation as well as the guarded version is,
+/// and the call (and its guard) goes away. nbody's `advance(5, bodies, dt)`
+/// in a loop of `main` is the case: kept a call, its continuation ran
+/// slower than `--mode optimized`.
+fn calls_pass_constants(
+    callers: &[FunctionValue<'_>],
+    callee: FunctionValue<'_>,
+    params: &[u32],
+) -> bool {
+    callers.iter().all(|&caller| {
+        instructions(caller)
+            .into_iter()
+            .filter(|&i| direct_callee(i) == Some(callee))
+            .all(|call| {
+                let args = operands(call);
+                params.iter().all(|&p| {
+                    matches!(
+                        args.get(p as usize),
+                        Some(Operand::Value(BasicValueEnum::IntValue(v))) if v.is_constant_int()
+                    )
+                })
+            })
     })
 }
 

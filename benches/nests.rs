@@ -1,9 +1,9 @@
 //! Single-call loop-nest kernels (benches/jobs: gemm, lu, jacobi2d, heat3d,
 //! dp_triangle, main_nest), where tiered mode must match optimized mode
 //! through OSR alone. Each variant is timed end to end by criterion; then
-//! each runs `KERNEL_RUNS` more times for the kernel-region time the job
-//! measures itself with clock_gettime. Tables of medians and ratios follow,
-//! and the ratio guard (benches/common/guard.rs).
+//! each runs `KERNEL_RUNS` more times, the variants taking turns, for the
+//! kernel-region time the job measures itself with clock_gettime. Tables of
+//! medians and ratios follow, and the ratio guard (benches/common/guard.rs).
 //!
 //!   cargo bench --bench nests               # every kernel
 //!   cargo bench --bench nests -- lu         # one (criterion filter)
@@ -66,17 +66,24 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// Kernel-region seconds of each variant: (median, max/min).
+/// Kernel-region seconds of each variant: (median, max/min). The variants
+/// take turns, run by run, so that a drift in the machine's speed (a busy
+/// neighbour on a shared host) falls on all of them alike.
 fn kernel_times(job: &str) -> Vec<(&'static str, f64, f64)> {
-    variants(job)
-        .into_iter()
-        .filter_map(|(name, mut cmd)| {
-            let mut runs: Vec<f64> = (0..KERNEL_RUNS)
-                .filter_map(|_| kernel_seconds(&mut cmd))
-                .collect();
+    let mut variants = variants(job);
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for _ in 0..KERNEL_RUNS {
+        for (i, (_, cmd)) in variants.iter_mut().enumerate() {
+            runs[i].extend(kernel_seconds(cmd));
+        }
+    }
+    variants
+        .iter()
+        .zip(runs)
+        .filter_map(|((name, _), mut runs)| {
             let spread = runs.iter().copied().fold(0.0, f64::max)
                 / runs.iter().copied().fold(f64::INFINITY, f64::min);
-            Some((name, median_of(&mut runs)?, spread))
+            Some((*name, median_of(&mut runs)?, spread))
         })
         .collect()
 }
@@ -114,10 +121,18 @@ fn report() -> bool {
             (geo.0 / geo.1 as f64).exp()
         );
     }
-    println!("\nloop nests, kernel region: median of {KERNEL_RUNS} runs (s), ratios, and max/min over the runs");
+    println!("\nloop nests, kernel region: median of {KERNEL_RUNS} interleaved runs (s), ratios, and max/min over the runs (optimized's is the machine's noise)");
     println!(
-        "{:<12} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>12}",
-        "job", "O3", "O3-nat", "opt", "tiered", "tier/opt", "tier/nat", "tiered max/min"
+        "{:<12} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>12} {:>12}",
+        "job",
+        "O3",
+        "O3-nat",
+        "opt",
+        "tiered",
+        "tier/opt",
+        "tier/nat",
+        "tiered max/min",
+        "opt max/min"
     );
     for job in NEST_JOBS.iter().filter(|j| selected(j)) {
         let times = kernel_times(job);
@@ -131,14 +146,15 @@ fn report() -> bool {
             continue;
         };
         println!(
-            "{job:<12} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>9.2} {:>9.2} | {:>12.2}",
+            "{job:<12} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>9.2} {:>9.2} | {:>12.2} {:>12.2}",
             o3.0,
             nat.0,
             opt.0,
             tier.0,
             tier.0 / opt.0,
             tier.0 / nat.0,
-            tier.1
+            tier.1,
+            opt.1
         );
         ratios.push((format!("nests/{job}/kernel"), tier.0 / opt.0));
     }

@@ -160,7 +160,7 @@ fn a_continuation_entered_at_the_innermost_loop_keeps_the_whole_nest_natural() {
 /// LU's frame never moved.)
 const FEW_OUTER_ITERATIONS: &str = r#"
 #include <stdio.h>
-#define M 60000
+#define M INNER
 static double a[M], b[M];
 __attribute__((noinline)) double kernel(int n) {
   double s = 0;
@@ -179,12 +179,18 @@ int main(void) {
 
 #[test]
 fn an_outer_loop_with_few_iterations_moves_at_its_next_iteration() {
-    // 0.2 s of baseline code natively; under emulation (compiles ~50 times
-    // slower, job code ~10 times) more iterations, still under 1024.
-    let outer: u64 = if emulated() { 1000 } else { 600 };
+    // 0.2 s of baseline code natively. Under emulation compiles are ~50
+    // times slower and job code ~10 times, so each outer iteration does 4
+    // times the work there: the compile still lands early in the run
+    // (with 1000 outer iterations of the native size it once landed past
+    // half of a run on a loaded machine).
+    let outer: u64 = 600;
+    let inner: u64 = if emulated() { 240_000 } else { 60_000 };
     let source = job(
         "few_outer.c",
-        &FEW_OUTER_ITERATIONS.replace("OUTER", &outer.to_string()),
+        &FEW_OUTER_ITERATIONS
+            .replace("OUTER", &outer.to_string())
+            .replace("INNER", &inner.to_string()),
     );
     let expected = native_stdout(&source);
     let run = run_tierjit(&source, &["--events", "--stats"], &[]);
@@ -200,7 +206,7 @@ fn an_outer_loop_with_few_iterations_moves_at_its_next_iteration() {
     // back-edges ran in optimized code, which does not count them.
     let (_, _, baseline_backedges) =
         stats_row(&run.stderr, "kernel").unwrap_or_else(|| panic!("{}", run.stderr));
-    let total = outer * (2 * 60_000 + 1);
+    let total = outer * (2 * inner + 1);
     assert!(
         baseline_backedges < total / 2,
         "{baseline_backedges} of {total} back-edges ran in baseline code:\n{}",

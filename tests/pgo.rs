@@ -419,18 +419,29 @@ fn dumped_constant_callee_continuation(tag: &str, cflags: &[&str]) -> (String, S
 }
 
 #[test]
-fn a_specialized_callee_passed_constants_is_inlined_into_its_callers_loop() {
-    let (ir, stderr) = dumped_constant_callee_continuation("constant", &[]);
-    // A body the optimizer may inline, not a declaration.
-    assert!(
+fn a_specialized_callee_stays_inlinable_only_where_every_call_passes_constants() {
+    let defines = |ir: &str| {
         ir.lines()
-            .any(|l| l.starts_with("define available_externally") && l.contains("@step(")),
+            .any(|l| l.starts_with("define available_externally") && l.contains("@step("))
+    };
+    let declares = |ir: &str| {
+        ir.lines()
+            .any(|l| l.starts_with("declare") && l.contains("@step("))
+    };
+    // A body the optimizer may inline, not a declaration.
+    let (ir, stderr) = dumped_constant_callee_continuation("constant", &[]);
+    assert!(
+        defines(&ir),
         "step is not inlinable in main's continuation:\n{stderr}\n{ir}"
     );
-    let (ir, stderr) = dumped_constant_callee_continuation("argv", &["--cflag=-DN_FROM_ARGV"]);
-    assert!(
-        ir.lines()
-            .any(|l| l.starts_with("declare") && l.contains("@step(")),
-        "a call passing a value from argv should stay a call to the guarded version:\n{stderr}\n{ir}"
-    );
+    for (tag, flag) in [
+        ("argv", "--cflag=-DN_FROM_ARGV"),
+        ("pointer", "--cflag=-DVIA_POINTER"),
+    ] {
+        let (ir, stderr) = dumped_constant_callee_continuation(tag, &[flag]);
+        assert!(
+            declares(&ir) && !defines(&ir),
+            "{flag}: step should stay a call to its guarded version:\n{stderr}\n{ir}"
+        );
+    }
 }

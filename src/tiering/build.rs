@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use inkwell::module::{Linkage, Module};
 use inkwell::targets::TargetMachine;
-use inkwell::values::{BasicValueEnum, FunctionValue};
+use inkwell::values::{BasicValueEnum, FunctionValue, InstructionOpcode};
 
 use crate::code::ir::{operands, Operand};
 use crate::code::CounterTable;
@@ -233,30 +233,45 @@ pub fn prepare_module<'ctx>(
     })
 }
 
-/// Whether every direct call to `callee` in `callers` passes an integer
-/// constant for each of `params`: inlined there, the general code is
-/// specialized by constant propagation as well as the guarded version is,
-/// and the call (and its guard) goes away. nbody's `advance(5, bodies, dt)`
-/// in a loop of `main` is the case: kept a call, its continuation ran
-/// slower than `--mode optimized`.
+/// Whether every call in `callers` that could reach `callee` is a direct
+/// call passing an integer constant for each of `params`: inlined there,
+/// the general code is specialized by constant propagation as well as the
+/// guarded version is, and the call (and its guard) goes away. nbody's
+/// `advance(5, bodies, dt)` in a loop of `main` is the case: kept a call,
+/// its continuation ran slower than `--mode optimized`. Any other call
+/// (indirect, an `invoke` or `callbr`, or one whose type differs from its
+/// callee's) could become a call of `callee` passing variables once call
+/// promotion or the optimizer resolves it, and would then inline the
+/// general code where the guarded version was meant to run: it rules the
+/// inlining out.
 fn calls_pass_constants(
     callers: &[FunctionValue<'_>],
     callee: FunctionValue<'_>,
     params: &[u32],
 ) -> bool {
     callers.iter().all(|&caller| {
-        instructions(caller)
-            .into_iter()
-            .filter(|&i| direct_callee(i) == Some(callee))
-            .all(|call| {
-                let args = operands(call);
-                params.iter().all(|&p| {
-                    matches!(
-                        args.get(p as usize),
-                        Some(Operand::Value(BasicValueEnum::IntValue(v))) if v.is_constant_int()
-                    )
-                })
-            })
+        instructions(caller).into_iter().all(|instruction| {
+            let is_call = matches!(
+                instruction.get_opcode(),
+                InstructionOpcode::Call | InstructionOpcode::Invoke | InstructionOpcode::CallBr
+            );
+            if !is_call {
+                return true;
+            }
+            match direct_callee(instruction) {
+                Some(f) if f != callee => true,
+                Some(_) => {
+                    let args = operands(instruction);
+                    params.iter().all(|&p| {
+                        matches!(
+                            args.get(p as usize),
+                            Some(Operand::Value(BasicValueEnum::IntValue(v))) if v.is_constant_int()
+                        )
+                    })
+                }
+                None => false,
+            }
+        })
     })
 }
 

@@ -401,6 +401,21 @@ fn a_whole_function_version_and_a_continuation_share_one_compile() {
             size(&format!(" osr {continuation} O0->O3 ")),
             "{label}: two objects:\n{events}"
         );
+        // The O3 latency histogram counts compiles, not the units they built.
+        let unit_events = events.lines().filter(|l| l.contains("->O3 ")).count();
+        let joint = events
+            .lines()
+            .filter(|l| l.ends_with(", in one module"))
+            .count();
+        let compiles = events
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("O3  n="))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<usize>().ok());
+        assert_eq!(
+            compiles,
+            Some(unit_events - joint),
+            "{label}: {unit_events} units, {joint} built jointly:\n{events}"
+        );
         // The frame inside the loop moved to the joint module's
         // continuation; later calls entered the whole-function version.
         // (Under an emulator, a call of the optimized IR can end while the

@@ -90,6 +90,21 @@ struct Armed {
     /// The request's `done` (a thread waiting for the compile is released
     /// when it is dropped).
     done: Option<crossbeam_channel::Sender<()>>,
+    /// Per part (the request, then the companion): already reported, so a
+    /// failure of the rest of the compile is not charged to it.
+    settled: [bool; 2],
+}
+
+impl Armed {
+    /// The parts a failure of the compile is charged to.
+    fn unsettled(&self) -> Vec<&CompileRequest> {
+        std::iter::once(&self.request)
+            .chain(&self.companion)
+            .zip(self.settled)
+            .filter(|(_, settled)| !settled)
+            .map(|(part, _)| part)
+            .collect()
+    }
 }
 
 thread_local! {
@@ -108,10 +123,17 @@ pub fn on_fatal_error(reason: &str) -> bool {
     };
     let message = format!("LLVM fatal error: {reason}");
     if let Some(armed) = ARMED.with(|a| a.borrow_mut().take()) {
-        let parts: Vec<&CompileRequest> = std::iter::once(&armed.request)
-            .chain(&armed.companion)
-            .collect();
-        report_failure(&worker.shared, &parts, armed.started, &message);
+        if worker.shared.compilers.is_superseded(worker.index) {
+            // Its unit went back to the profiler, which may have asked for
+            // it again: a failure charged now would overwrite that.
+            worker.shared.metrics.note(
+                "queue",
+                &armed.request.label(&worker.shared.layout),
+                &format!("abandoned (superseded earlier): {message}"),
+            );
+        } else {
+            report_failure(&worker.shared, &armed.unsettled(), armed.started, &message);
+        }
         drop(armed.done);
     }
     // Relaxed: a count; nothing else is published through it.
@@ -185,6 +207,20 @@ fn run(shared: Arc<Shared>, index: usize) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            // A superseded compile that finished after all installs the
+            // loop it was taken off, which the profiler may have asked for
+            // again meanwhile: that request has nothing left to build.
+            let unit = request.unit(&shared.layout);
+            if matches!(unit, Unit::Loop(_))
+                && shared.versions.state(unit) == TierUpState::Installed
+            {
+                shared.metrics.note(
+                    "queue",
+                    &request.label(&shared.layout),
+                    "dropped before compiling: installed meanwhile by the compile it was taken off",
+                );
+                continue;
+            }
             compiled += 1;
             let started = Instant::now();
             let done = request.done.take();
@@ -219,6 +255,7 @@ fn run(shared: Arc<Shared>, index: usize) {
                     companion: companion.clone(),
                     started,
                     done,
+                    settled: [false; 2],
                 })
             });
             let parts: Vec<&CompileRequest> = std::iter::once(&request).chain(&companion).collect();
@@ -239,23 +276,20 @@ fn run(shared: Arc<Shared>, index: usize) {
                 &parts,
                 abandonable,
                 index,
+                started,
             );
             // Released after the report below.
-            let _armed = ARMED.with(|a| a.borrow_mut().take());
+            let armed = ARMED.with(|a| a.borrow_mut().take());
             // A superseded thread ends here. Its unit went back to the
             // profiler when it was superseded: only an install (made just
             // before) is reported.
             let superseded = shared.compilers.finished(index);
             if superseded {
-                let installed = match outcome {
-                    Ok(compiled) => compiled
-                        .outcomes
-                        .into_iter()
-                        .flatten()
-                        .find_map(|o| match o {
-                            Outcome::Installed(size, _) => Some(size),
-                            _ => None,
-                        }),
+                let installed = match &outcome {
+                    Ok(compiled) => compiled.outcomes.iter().flatten().find_map(|o| match o {
+                        Outcome::Installed(size, _) => Some(*size),
+                        _ => None,
+                    }),
                     Err(_) => None,
                 };
                 match installed {
@@ -269,31 +303,29 @@ fn run(shared: Arc<Shared>, index: usize) {
                         ),
                     ),
                 }
+                // The reporting lock an install holds is released only now,
+                // after its report.
+                drop(outcome);
                 return;
             }
             match outcome {
                 Ok(compiled) => {
-                    for (i, (part, outcome)) in parts.iter().zip(compiled.outcomes).enumerate() {
-                        match outcome {
-                            Some(Outcome::Installed(size, notes)) => {
-                                report(&shared, part, started, size, Ok(()), i > 0);
-                                for (topic, note) in notes {
-                                    shared
-                                        .metrics
-                                        .note(topic, &part.label(&shared.layout), &note);
-                                }
-                            }
-                            Some(Outcome::Abandoned(idle)) => {
-                                report_abandoned(&shared, part, started, idle)
-                            }
-                            Some(Outcome::Failed(e)) => {
-                                report(&shared, part, started, 0, Err(e.to_string()), i > 0)
-                            }
-                            None => {}
+                    // One compile, one latency: recorded with the first
+                    // part that reports an install or a failure.
+                    let mut recorded = false;
+                    for (part, outcome) in parts.iter().zip(compiled.outcomes) {
+                        if let Some(outcome) = outcome {
+                            recorded |= report_outcome(&shared, part, started, outcome, recorded);
                         }
                     }
                 }
-                Err(e) => report_failure(&shared, &parts, started, &e.to_string()),
+                Err(e) => {
+                    let unsettled = match &armed {
+                        Some(armed) => armed.unsettled(),
+                        None => parts.clone(),
+                    };
+                    report_failure(&shared, &unsettled, started, &e.to_string());
+                }
             }
         }
     }
@@ -355,6 +387,63 @@ pub fn supersede_useless(shared: &Arc<Shared>) {
                 * 1e3
         ),
     );
+}
+
+/// Reports one part's outcome; returns whether it recorded the compile's
+/// latency (`latency_recorded`: another part did already).
+fn report_outcome(
+    shared: &Shared,
+    part: &CompileRequest,
+    started: Instant,
+    outcome: Outcome,
+    latency_recorded: bool,
+) -> bool {
+    match outcome {
+        Outcome::Installed(size, notes) => {
+            report(shared, part, started, size, Ok(()), latency_recorded);
+            for (topic, note) in notes {
+                shared
+                    .metrics
+                    .note(topic, &part.label(&shared.layout), &note);
+            }
+            true
+        }
+        Outcome::Failed(e) => {
+            report(
+                shared,
+                part,
+                started,
+                0,
+                Err(e.to_string()),
+                latency_recorded,
+            );
+            true
+        }
+        Outcome::Abandoned(idle) => {
+            report_abandoned(shared, part, started, idle);
+            false
+        }
+    }
+}
+
+/// In a joint compile, the continuation part given up before the rest is
+/// built: reported at once, and marked settled, so that a later failure of
+/// the compile is charged to the whole-function version alone (it failed
+/// on its own) rather than to a continuation that was never built.
+fn settle_early(
+    shared: &Shared,
+    parts: &[&CompileRequest],
+    i: usize,
+    started: Instant,
+    outcome: Outcome,
+) {
+    // No latency: the compile goes on, and records it when it ends.
+    report_outcome(shared, parts[i], started, outcome, true);
+    ARMED.with(|a| {
+        if let Some(armed) = a.borrow_mut().as_mut() {
+            armed.settled[i] = true;
+        }
+    });
 }
 
 /// A compile of `parts` failed as a whole. A lone request is charged with
@@ -470,6 +559,7 @@ fn compile_and_install<'s>(
     parts: &[&CompileRequest],
     abandonable: bool,
     index: usize,
+    started: Instant,
 ) -> Result<Compiled<'s>, Error> {
     let layout = &shared.layout;
     let id = parts[0].function;
@@ -490,7 +580,11 @@ fn compile_and_install<'s>(
     let mut osr = parts.iter().position(|r| r.loop_index.is_some());
     if let Some(i) = osr {
         if let Some(idle) = stopped(parts[i]) {
-            outcomes[i] = Some(Outcome::Abandoned(idle));
+            if whole.is_some() {
+                settle_early(shared, parts, i, started, Outcome::Abandoned(idle));
+            } else {
+                outcomes[i] = Some(Outcome::Abandoned(idle));
+            }
             osr = None;
         }
     }
@@ -526,9 +620,6 @@ fn compile_and_install<'s>(
         } = prepare_module(canonical, layout, id, machine, options, profile.as_ref())?;
         let view = shared.profile_view();
         let mut continuation = None;
-        // A joint compile's continuation that could not be built; the
-        // whole-function version goes on without it.
-        let mut not_built = None;
         if let (Some(i), Some(version)) = (osr, osr_version) {
             let k = parts[i].loop_index.expect("a continuation request");
             let symbol = format!("{name}.tj.osr{k}.v{version}");
@@ -547,8 +638,9 @@ fn compile_and_install<'s>(
                         notes,
                         copy: Some(copy),
                     }),
+                    // The whole-function version goes on without it.
                     Err(e) => {
-                        not_built = Some((i, e));
+                        settle_early(shared, parts, i, started, Outcome::Failed(e));
                         None
                     }
                 }
@@ -590,13 +682,12 @@ fn compile_and_install<'s>(
         }
         // The optimizer cannot be interrupted: the last chance to skip a
         // continuation whose loop stopped.
-        let mut dropped = not_built.map(|(i, e)| (i, Outcome::Failed(e)));
         if let (Some(i), Some(_)) = (osr, &continuation) {
             if let Some(idle) = stopped(parts[i]) {
                 if whole.is_none() {
                     return Ok(None);
                 }
-                dropped = Some((i, Outcome::Abandoned(idle)));
+                settle_early(shared, parts, i, started, Outcome::Abandoned(idle));
                 continuation = None;
             }
         }
@@ -618,10 +709,10 @@ fn compile_and_install<'s>(
         let Some(object) = finish_module(&module, &what, machine, options, &go_on)? else {
             return Ok(None);
         };
-        Ok(Some((object, entry, continuation, speculation, dropped)))
+        Ok(Some((object, entry, continuation, speculation)))
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
-    let Some((object, entry, continuation, speculation, dropped)) = built else {
+    let Some((object, entry, continuation, speculation)) = built else {
         let i = osr.expect("only a lone continuation is abandoned");
         outcomes[i] = Some(Outcome::Abandoned(stopped(parts[i]).unwrap_or_default()));
         return Ok(Compiled {
@@ -629,9 +720,6 @@ fn compile_and_install<'s>(
             _reporting: None,
         });
     };
-    if let Some((i, outcome)) = dropped {
-        outcomes[i] = Some(outcome);
-    }
     // Loading and publishing code no frame can enter would only cost memory.
     if let (None, Some(i)) = (whole, osr) {
         if let Some(idle) = stopped(parts[i]) {

@@ -148,7 +148,8 @@ impl RequestQueue {
     }
 
     /// Sets the benefit of each background request to `benefit(request)`,
-    /// or removes it (returning it) where that is `None`.
+    /// or removes it (returning it) where that is `None`. A request queued
+    /// again to be compiled `alone` keeps its place: it was chosen already.
     pub fn reassess(
         &self,
         mut benefit: impl FnMut(&CompileRequest) -> Option<f64>,
@@ -157,7 +158,7 @@ impl RequestQueue {
         let mut withdrawn = Vec::new();
         let mut kept = Vec::with_capacity(state.queued.len());
         for mut queued in std::mem::take(&mut state.queued) {
-            if queued.request.done.is_some() {
+            if queued.request.done.is_some() || queued.request.alone {
                 kept.push(queued);
                 continue;
             }
@@ -317,6 +318,20 @@ mod tests {
         assert_eq!(withdrawn.len(), 1);
         assert_eq!(withdrawn[0].function, 1);
         assert_eq!(order(&queue, 2), [3, 2]);
+    }
+
+    #[test]
+    fn a_request_queued_again_alone_keeps_its_place() {
+        let queue = RequestQueue::new(8);
+        let alone = CompileRequest {
+            alone: true,
+            ..request(1)
+        };
+        queue.push(alone, f64::MAX).unwrap();
+        queue.push(request(2), 1.0).unwrap();
+        let withdrawn = queue.reassess(|r| (r.function == 2).then_some(1e9));
+        assert!(withdrawn.is_empty());
+        assert_eq!(order(&queue, 2), [1, 2]);
     }
 
     #[test]

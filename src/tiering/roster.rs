@@ -159,6 +159,9 @@ impl Roster {
                     .as_ref()
                     .is_some_and(|d| !once.contains(&d.loop_id) && stopped(d.loop_id))
         })?;
+        let doomable = member.doomable.as_ref()?;
+        let (loop_id, label, started) =
+            (doomable.loop_id, doomable.label.clone(), doomable.started);
         // The replacement first: if no thread can be started, the old one
         // keeps serving the queue once its compile is done.
         if !start_replacement() {
@@ -166,12 +169,11 @@ impl Roster {
         }
         member.superseded = true;
         let lowered = lower_priority(member.os_thread);
-        let doomable = member.doomable.as_ref()?;
-        once.insert(doomable.loop_id);
+        once.insert(loop_id);
         Some(Superseded {
-            loop_id: doomable.loop_id,
-            label: doomable.label.clone(),
-            compiling_for: doomable.started.elapsed(),
+            loop_id,
+            label,
+            compiling_for: started.elapsed(),
             lowered,
         })
     }

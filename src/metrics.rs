@@ -181,8 +181,10 @@ impl Metrics {
     }
 
     fn emit(&self, line: String) {
+        // One write: a line made of several could be split by the job's
+        // own output (stderr is unbuffered).
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "[tierjit] {line}");
+        let _ = err.write_all(format!("[tierjit] {line}\n").as_bytes());
     }
 
     pub fn tier_ups(&self) -> (u64, u64) {

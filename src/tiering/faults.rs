@@ -67,6 +67,17 @@ impl Faults {
     /// a test whose fault is silently dropped would pass without testing
     /// anything.
     pub fn from_env() -> Result<Faults, Error> {
+        for var in [
+            COMPILE_FAILURE_ENV,
+            LINK_FAILURE_ENV,
+            SLOW_COMPILE_ENV,
+            FATAL_ERROR_ENV,
+            COMPILE_DELAY_ENV,
+        ] {
+            if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(var) {
+                return Err(Error::Environment(format!("{var}: not valid UTF-8")));
+            }
+        }
         Faults::from_lookup(&|var| std::env::var(var).ok())
     }
 
@@ -103,11 +114,30 @@ impl Faults {
                 }
             })
             .collect::<Result<_, _>>()?;
+        // Compile failures and slow compiles are matched by function name
+        // (`f`), fatal errors by what `--events` names (`f` or `f@loopK`):
+        // anything else would never match.
+        let plain = |var: &'static str, labels: bool| {
+            let bad = |n: &String| n.contains(['#', ':']) || (!labels && n.contains('@'));
+            let list = names(var);
+            match list.iter().find(|n| bad(n)) {
+                Some(n) => Err(malformed(
+                    var,
+                    n,
+                    if labels {
+                        "`name` or `name@loopK`"
+                    } else {
+                        "a function name"
+                    },
+                )),
+                None => Ok(list),
+            }
+        };
         Ok(Faults {
-            fail_compile: names(COMPILE_FAILURE_ENV),
+            fail_compile: plain(COMPILE_FAILURE_ENV, false)?,
             fail_link,
-            slow_compile: names(SLOW_COMPILE_ENV),
-            fatal_error: names(FATAL_ERROR_ENV),
+            slow_compile: plain(SLOW_COMPILE_ENV, false)?,
+            fatal_error: plain(FATAL_ERROR_ENV, true)?,
             delay,
             built: Mutex::new(HashMap::new()),
         })
@@ -218,12 +248,14 @@ mod tests {
             (LINK_FAILURE_ENV, "f, g#3"),
             (COMPILE_DELAY_ENV, "f@loop0:300"),
             (COMPILE_FAILURE_ENV, "h"),
+            (FATAL_ERROR_ENV, "f@loop2"),
         ])
         .unwrap();
         assert_eq!(f.fail_link, [("f".into(), 1), ("g".into(), 3)]);
         assert_eq!(f.delay, [("f@loop0".into(), Duration::from_millis(300))]);
         assert_eq!(f.fail_compile, ["h"]);
-        assert!(f.slow_compile.is_empty() && f.fatal_error.is_empty());
+        assert_eq!(f.fatal_error, ["f@loop2"]);
+        assert!(f.slow_compile.is_empty());
     }
 
     #[test]
@@ -235,6 +267,9 @@ mod tests {
             (COMPILE_DELAY_ENV, "f@loop0", "f@loop0"),
             (COMPILE_DELAY_ENV, "f:soon", "f:soon"),
             (COMPILE_DELAY_ENV, ":300", ":300"),
+            (COMPILE_FAILURE_ENV, "f@loop1", "f@loop1"),
+            (SLOW_COMPILE_ENV, "f#2", "f#2"),
+            (FATAL_ERROR_ENV, "f:3", "f:3"),
         ] {
             let message = faults(&[(var, value)]).unwrap_err().to_string();
             assert!(

@@ -249,30 +249,29 @@ fn calls_pass_constants(
     callee: FunctionValue<'_>,
     params: &[u32],
 ) -> bool {
-    callers.iter().all(|&caller| {
-        instructions(caller).into_iter().all(|instruction| {
-            let is_call = matches!(
-                instruction.get_opcode(),
-                InstructionOpcode::Call | InstructionOpcode::Invoke | InstructionOpcode::CallBr
-            );
-            if !is_call {
-                return true;
-            }
-            match direct_callee(instruction) {
-                Some(f) if f != callee => true,
-                Some(_) => {
-                    let args = operands(instruction);
-                    params.iter().all(|&p| {
-                        matches!(
-                            args.get(p as usize),
-                            Some(Operand::Value(BasicValueEnum::IntValue(v))) if v.is_constant_int()
-                        )
-                    })
-                }
-                None => false,
-            }
+    let passes_constants = |call| {
+        let args = operands(call);
+        params.iter().all(|&p| {
+            matches!(
+                args.get(p as usize),
+                Some(Operand::Value(BasicValueEnum::IntValue(v))) if v.is_constant_int()
+            )
         })
-    })
+    };
+    callers
+        .iter()
+        .flat_map(|&caller| instructions(caller))
+        .filter(|i| {
+            matches!(
+                i.get_opcode(),
+                InstructionOpcode::Call | InstructionOpcode::Invoke | InstructionOpcode::CallBr
+            )
+        })
+        .all(|call| match direct_callee(call) {
+            Some(f) if f != callee => true,
+            Some(_) => passes_constants(call),
+            None => false,
+        })
 }
 
 /// Verifies, optimizes and emits a finished version module; `None` if

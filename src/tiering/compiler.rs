@@ -791,15 +791,15 @@ fn compile_and_install<'s>(
     })
 }
 
-/// Reports the outcome of `request`'s compile. `one_of_many`: the compile
-/// built other requests too, and one of those records its latency.
+/// Reports the outcome of `request`'s compile. `latency_recorded`: the
+/// compile built other requests too, and one of those recorded its latency.
 fn report(
     shared: &Shared,
     request: &CompileRequest,
     started: Instant,
     code_bytes: usize,
     outcome: Result<(), String>,
-    one_of_many: bool,
+    latency_recorded: bool,
 ) {
     let finished = Instant::now();
     if let Err(reason) = &outcome {
@@ -824,7 +824,7 @@ fn report(
         queued: started.saturating_duration_since(request.queued_at),
         compile: finished.saturating_duration_since(started),
         code_bytes,
-        records_latency: !one_of_many,
+        records_latency: !latency_recorded,
         outcome: outcome
             .as_ref()
             .map(|_| ())

@@ -52,9 +52,10 @@ pub struct Faults {
     built: Mutex<HashMap<String, u32>>,
 }
 
-fn names(lookup: &dyn Fn(&str) -> Option<String>, var: &str) -> Vec<String> {
-    lookup(var)
-        .unwrap_or_default()
+fn names(vars: &[(&str, String)], var: &str) -> Vec<String> {
+    vars.iter()
+        .find(|(name, _)| *name == var)
+        .map_or("", |(_, value)| value.as_str())
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
@@ -67,6 +68,7 @@ impl Faults {
     /// a test whose fault is silently dropped would pass without testing
     /// anything.
     pub fn from_env() -> Result<Faults, Error> {
+        let mut vars = Vec::new();
         for var in [
             COMPILE_FAILURE_ENV,
             LINK_FAILURE_ENV,
@@ -74,16 +76,20 @@ impl Faults {
             FATAL_ERROR_ENV,
             COMPILE_DELAY_ENV,
         ] {
-            if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(var) {
-                return Err(Error::Environment(format!("{var}: not valid UTF-8")));
+            match std::env::var(var) {
+                Ok(value) => vars.push((var, value)),
+                Err(std::env::VarError::NotPresent) => {}
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(Error::Environment(format!("{var}: not valid UTF-8")))
+                }
             }
         }
-        Faults::from_lookup(&|var| std::env::var(var).ok())
+        Faults::from_vars(&vars)
     }
 
-    /// The faults `lookup` (an environment) asks for.
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Faults, Error> {
-        let names = |var| names(lookup, var);
+    /// The faults the variables `vars` (name, value) ask for.
+    fn from_vars(vars: &[(&str, String)]) -> Result<Faults, Error> {
+        let names = |var| names(vars, var);
         let malformed = |var: &str, item: &str, expected: &str| {
             Error::Environment(format!("{var}: `{item}` is not {expected}"))
         };
@@ -235,11 +241,8 @@ mod tests {
     use super::*;
 
     fn faults(vars: &[(&str, &str)]) -> Result<Faults, Error> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Faults::from_lookup(&|var| vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()))
+        let vars: Vec<(&str, String)> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        Faults::from_vars(&vars)
     }
 
     #[test]

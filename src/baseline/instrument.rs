@@ -285,9 +285,10 @@ fn ends_in_branch_to<'ctx>(block: BasicBlock<'ctx>, target: BasicBlock<'ctx>) ->
 /// and a frame moves at its next iteration. (With the period, an outer
 /// loop with fewer than 1024 iterations left never polled again: LU's
 /// frame stayed on O0 for all of its 600 million back-edges.)
-const OSR_POLL_PERIOD: u64 = 1024;
+const OSR_POLL_PERIOD: u64 = 256;
 const OSR_POLL_WINDOW: u64 = 16;
-const _: () = assert!(OSR_POLL_PERIOD.is_power_of_two() && OSR_POLL_WINDOW.is_power_of_two());
+// The residue is the count's low byte (see `emit_osr_check`).
+const _: () = assert!(OSR_POLL_PERIOD == 256 && OSR_POLL_WINDOW < OSR_POLL_PERIOD);
 
 /// `block`'s phis get, for the new predecessor `new`, the value they have
 /// for `existing` (both edges carry the same state).
@@ -412,14 +413,16 @@ fn emit_osr_check<'ctx>(
             .build_conditional_branch(always, check, header)
             .map_err(codegen_err)?;
     } else {
-        // count mod PERIOD < WINDOW, as one mask test (both are powers
-        // of two): the bits between them are all zero.
-        let mask = (OSR_POLL_PERIOD - 1) & !(OSR_POLL_WINDOW - 1);
-        let phase = builder
-            .build_and(count, i64t.const_int(mask, false), "tj.osr.phase")
+        // count mod PERIOD < WINDOW. PERIOD is 256, so the residue is the
+        // count's low byte: at O0 the test is one byte compare of a value
+        // already in a register (a mask needed an `and` and a compare,
+        // which cost GEMM's innermost loop about 6%).
+        let residue = builder
+            .build_int_truncate(count, context.i8_type(), "tj.osr.phase")
             .map_err(codegen_err)?;
+        let window = context.i8_type().const_int(OSR_POLL_WINDOW, false);
         let poll = builder
-            .build_int_compare(IntPredicate::EQ, phase, i64t.const_zero(), "tj.osr.poll")
+            .build_int_compare(IntPredicate::ULT, residue, window, "tj.osr.poll")
             .map_err(codegen_err)?;
         builder
             .build_conditional_branch(poll, check, header)

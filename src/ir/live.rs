@@ -19,6 +19,12 @@
 //!   use through H, and the part after H stays in R, so the definition
 //!   dominates H too. Phi operands from blocks outside R are not used by
 //!   the continuation.)
+//!   A value defined in a block D that R contains (an enclosing loop's
+//!   header, say) is live only if one of its uses is reached from H
+//!   without passing D: otherwise every use runs after D has defined it
+//!   anew, in the continuation as in the baseline. (Passing such values,
+//!   an outer header's compare for one, made O0 code keep them in stack
+//!   slots across the whole nest for a transfer that never needs them.)
 //!
 //! Some loops get no entry at all (`OsrEntry::blocked` says why): code that
 //! a second frame cannot run for the first one. The rules are written next
@@ -90,6 +96,19 @@ pub fn reachable_from(cfg: &Cfg, from: usize) -> Vec<bool> {
     let mut work = vec![from];
     while let Some(b) = work.pop() {
         if !std::mem::replace(&mut seen[b], true) {
+            work.extend(cfg.succs[b].iter().copied().filter(|&s| !seen[s]));
+        }
+    }
+    seen
+}
+
+/// Blocks reachable from `from` (including it) on paths that do not enter
+/// `avoid`.
+fn reachable_avoiding(cfg: &Cfg, from: usize, avoid: usize) -> Vec<bool> {
+    let mut seen = vec![false; cfg.succs.len()];
+    let mut work = vec![from];
+    while let Some(b) = work.pop() {
+        if b != avoid && !std::mem::replace(&mut seen[b], true) {
             work.extend(cfg.succs[b].iter().copied().filter(|&s| !seen[s]));
         }
     }
@@ -211,11 +230,11 @@ pub fn describe(view: &FunctionView<'_>, header: usize, loop_blocks: &[usize]) -
             ty: type_name(phi.as_basic_value()),
         })
         .collect();
-    // Sorted by (kind, block, index): arguments first in order, then
-    // instructions in block and program order.
-    let mut found: Vec<((usize, usize, usize), LiveValue)> = Vec::new();
-    let mut seen = HashSet::new();
-    for (_, block) in blocks.iter().enumerate().filter(|(b, _)| reachable[*b]) {
+    // Each value used in R, in first-use order, with the blocks where it
+    // is used (a phi operand at the end of its incoming block).
+    let mut used: Vec<(BasicValueEnum<'_>, Vec<usize>)> = Vec::new();
+    let mut slot_of: HashMap<usize, usize> = HashMap::new();
+    for (b, block) in blocks.iter().enumerate().filter(|(b, _)| reachable[*b]) {
         for instruction in block.get_instructions() {
             let phi = PhiValue::try_from(instruction).ok();
             for (k, operand) in crate::code::ir::operands(instruction)
@@ -225,36 +244,56 @@ pub fn describe(view: &FunctionView<'_>, header: usize, loop_blocks: &[usize]) -
                 let crate::code::ir::Operand::Value(value) = operand else {
                     continue;
                 };
-                if let Some(phi) = phi {
-                    let incoming = phi.get_incoming(k as u32).map(|(_, bb)| bb);
-                    if !incoming
-                        .and_then(|bb| index.get(&bb))
-                        .is_some_and(|&i| reachable[i])
+                let site = match phi {
+                    Some(phi) => match phi
+                        .get_incoming(k as u32)
+                        .and_then(|(_, bb)| index.get(&bb).copied())
                     {
-                        continue;
-                    }
-                }
-                let key = value.as_value_ref() as usize;
-                if !seen.insert(key) {
-                    continue;
-                }
-                let (order, source) = if let Some(a) = params
-                    .iter()
-                    .position(|p| p.as_value_ref() == value.as_value_ref())
-                {
-                    ((0, a, 0), LiveSource::Argument(a as u32))
-                } else if let Some(&at) = position_of.get(&key) {
-                    if in_loop.contains(&at.block) || !doms.dominates(at.block, header) {
-                        continue;
-                    }
-                    ((1, at.block, at.index), LiveSource::Instruction(at))
-                } else {
-                    continue; // constants, globals, metadata
+                        Some(i) if reachable[i] => i,
+                        _ => continue,
+                    },
+                    None => b,
                 };
-                let ty = type_name(value);
-                found.push((order, LiveValue { source, ty }));
+                let key = value.as_value_ref() as usize;
+                let slot = *slot_of.entry(key).or_insert_with(|| {
+                    used.push((value, Vec::new()));
+                    used.len() - 1
+                });
+                used[slot].1.push(site);
             }
         }
+    }
+    // Blocks reached from H without passing D, per definition block D in R.
+    let mut avoiding: HashMap<usize, Vec<bool>> = HashMap::new();
+    // Sorted by (kind, block, index): arguments first in order, then
+    // instructions in block and program order.
+    let mut found: Vec<((usize, usize, usize), LiveValue)> = Vec::new();
+    for (value, sites) in used {
+        let key = value.as_value_ref() as usize;
+        let (order, source) = if let Some(a) = params
+            .iter()
+            .position(|p| p.as_value_ref() == value.as_value_ref())
+        {
+            ((0, a, 0), LiveSource::Argument(a as u32))
+        } else if let Some(&at) = position_of.get(&key) {
+            if in_loop.contains(&at.block) || !doms.dominates(at.block, header) {
+                continue;
+            }
+            if reachable[at.block] {
+                let before_def = avoiding
+                    .entry(at.block)
+                    .or_insert_with(|| reachable_avoiding(cfg, header, at.block));
+                // A use in D itself follows the definition.
+                if !sites.iter().any(|&s| s != at.block && before_def[s]) {
+                    continue;
+                }
+            }
+            ((1, at.block, at.index), LiveSource::Instruction(at))
+        } else {
+            continue; // constants, globals, metadata
+        };
+        let ty = type_name(value);
+        found.push((order, LiveValue { source, ty }));
     }
     found.sort_by_key(|(order, _)| *order);
     live.extend(found.into_iter().map(|(_, l)| l));
@@ -464,4 +503,83 @@ pub fn alloca_is_private<'ctx>(
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::cfg::natural_loops;
+    use inkwell::context::Context;
+    use inkwell::memory_buffer::MemoryBuffer;
+
+    /// A double loop in SSA form. For the inner loop's entry: `%n`, `%lim`
+    /// (defined before the nest) and `%scaled`, `%twice`, `%i` (defined in
+    /// the outer header, used before the frame passes that header again)
+    /// are live; `%more` and `%sum` are used only once the outer header has
+    /// defined them anew.
+    const NEST: &str = r#"
+define i64 @f(i64 %n) {
+entry:
+  %lim = add i64 %n, 1
+  br label %outer
+outer:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %latch ]
+  %sum = phi i64 [ 0, %entry ], [ %sum.next, %latch ]
+  %more = icmp slt i64 %i, %n
+  %twice = shl i64 %i, 1
+  %scaled = mul i64 %i, 3
+  br i1 %more, label %inner, label %exit
+inner:
+  %j = phi i64 [ 0, %outer ], [ %j.next, %inner ]
+  %acc = phi i64 [ %sum, %outer ], [ %acc.next, %inner ]
+  %t = add i64 %acc, %scaled
+  %acc.next = add i64 %t, %j
+  %j.next = add i64 %j, 1
+  %j.more = icmp slt i64 %j.next, %lim
+  br i1 %j.more, label %inner, label %latch
+latch:
+  %sum.next = add i64 %acc.next, %twice
+  %i.next = add i64 %i, 1
+  br label %outer
+exit:
+  ret i64 %sum
+}
+"#;
+
+    #[test]
+    fn values_an_enclosing_header_defines_anew_are_not_live() {
+        let context = Context::create();
+        let buffer = MemoryBuffer::create_from_memory_range_copy(NEST.as_bytes(), "nest");
+        let module = context.create_module_from_ir(buffer).unwrap();
+        let function = module.get_function("f").unwrap();
+        let view = FunctionView::new(function);
+        let inner = natural_loops(&view.cfg, &view.doms)
+            .into_iter()
+            .max_by_key(|l| l.depth)
+            .unwrap();
+        let entry = describe(&view, inner.header, &inner.blocks);
+        assert_eq!(entry.blocked, None);
+        let names: Vec<String> = entry
+            .live
+            .iter()
+            .map(|l| match l.source {
+                LiveSource::HeaderPhi(k) => format!("phi{k}"),
+                LiveSource::Argument(a) => format!("arg{a}"),
+                LiveSource::Instruction(at) => view.blocks[at.block]
+                    .get_instructions()
+                    .nth(at.index)
+                    .unwrap()
+                    .get_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["phi0", "phi1", "arg0", "lim", "i", "twice", "scaled"],
+            "{}",
+            module.print_to_string()
+        );
+    }
 }

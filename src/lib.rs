@@ -17,7 +17,9 @@
 //! ```
 //!
 //! `runtime` runs a job end to end: constructors, `main`, and an exit that
-//! behaves as the native program's (`code::process`). `code` is the only
+//! behaves as the native program's (`code::process`). The background
+//! threads and what they share are `tiering::service`; `report` writes the
+//! `--stats` summary. `code` is the only
 //! module with `unsafe`.
 
 #![deny(unsafe_code)]
@@ -32,6 +34,7 @@ pub mod ir;
 pub mod metrics;
 pub mod osr;
 pub mod profile;
+pub mod report;
 pub mod runtime;
 pub mod tiering;
 pub mod versions;

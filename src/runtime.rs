@@ -2,7 +2,7 @@
 //! call `main`, and report on the way out.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,12 +23,12 @@ use crate::ir::normalize::{
 };
 use crate::ir::structors::{self, Structors};
 use crate::metrics::Metrics;
-use crate::profile::ProfileView;
 use crate::tiering::activity::LoopActivity;
 use crate::tiering::faults::Faults;
 use crate::tiering::queue::RequestQueue;
-use crate::tiering::{compiler, policy::Policy, profiler, CompileRequest};
-use crate::versions::{Tier, TierUpState, Unit, VersionManager};
+use crate::tiering::service::{self, Shared};
+use crate::tiering::{compiler, policy::Policy};
+use crate::versions::{Tier, VersionManager};
 
 /// How a job runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,38 +61,6 @@ pub struct RunOptions {
     pub cflags: Vec<String>,
     /// The job's arguments after its path (`argv[1..]`, as bytes).
     pub args: Vec<std::ffi::OsString>,
-}
-
-/// What the background threads share. Read-only after start except for
-/// the atomics and the version manager's own locking.
-pub struct Shared {
-    pub config: Config,
-    pub target: TargetSpec,
-    pub job_path: PathBuf,
-    pub layout: JobLayout,
-    pub canonical_bitcode: Vec<u8>,
-    pub counters: CounterTable,
-    pub versions: VersionManager,
-    pub metrics: Metrics,
-    pub policy: Policy,
-    pub jit: Jit,
-    /// Each function's identity (stub) address, by id.
-    pub stubs: Vec<usize>,
-    /// Failures injected on purpose (tests of the failure paths).
-    pub faults: Faults,
-    pub stop: AtomicBool,
-    /// Compile requests: the profiler's, and those of job threads that
-    /// wait for a compile (batch mode, forced OSR), which go first.
-    pub requests: RequestQueue,
-    /// Which loops are still running (kept by the profiler).
-    pub activity: LoopActivity,
-    /// Held by a compiler thread from publishing a version until its
-    /// `--events` line is out: a job thread that waited for the unit
-    /// (batch mode) may end the job as soon as it sees it installed, and
-    /// the exit waits for this lock (briefly), so the line is not lost.
-    pub reporting: std::sync::Mutex<()>,
-    /// The compiler threads and what each compiles.
-    pub compilers: crate::tiering::roster::Roster,
 }
 
 /// Routes LLVM's fatal errors (see `code::install_fatal_error_handler`) and
@@ -140,26 +108,6 @@ pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String,
         if spec.features.is_empty() { "(the CPU's defaults)" } else { &spec.features },
         profile.unwrap_or("none"),
     ))
-}
-
-impl Shared {
-    /// What baseline code has recorded so far.
-    pub fn profile_view(&self) -> ProfileView<'_> {
-        ProfileView {
-            layout: &self.layout,
-            counters: &self.counters,
-            stubs: &self.stubs,
-            record_value: code::record_value_address(),
-        }
-    }
-
-    /// Calls and loop back-edges that baseline code counted for `function`.
-    pub fn function_counts(&self, function: usize) -> (u64, u64) {
-        let f = &self.layout.functions[function];
-        let calls = self.counters.read(f.entry_counter);
-        let backedges = f.loops.iter().map(|l| self.counters.read(l.counter)).sum();
-        (calls, backedges)
-    }
 }
 
 /// Runs the job to completion and exits the process with its status.
@@ -353,7 +301,11 @@ fn run_optimized(
     let (stats, mode) = (options.stats, options.mode);
     let shutdown = Box::new(move || {
         if stats {
-            print_optimized_stats(&metrics, mode, functions);
+            print_stats(&crate::report::optimized_stats(
+                &metrics,
+                &mode.to_string(),
+                functions,
+            ));
         }
     });
     run_job(|name| jit.lookup(name), shape, structors, options, shutdown)
@@ -422,7 +374,7 @@ fn run_tiered(
 
     let versions = VersionManager::new(slots, osr_slots, Tier::Baseline);
     versions.keep_alive(loaded);
-    exclude_what_cannot_move(&versions, &layout);
+    service::exclude_what_cannot_move(&versions, &layout);
     let activity = LoopActivity::new(
         layout.root_loops(),
         metrics.start(),
@@ -448,14 +400,17 @@ fn run_tiered(
         compilers: Default::default(),
     });
     if options.mode == Mode::Tiered {
-        start_background(&shared);
+        service::start_background(&shared);
     }
     let hook_shared = shared.clone();
     let (stats, mode) = (options.stats, options.mode);
     let shutdown = Box::new(move || {
-        stop_background(&hook_shared);
+        service::stop_background(&hook_shared);
         if stats {
-            print_tiered_stats(&hook_shared, mode);
+            print_stats(&crate::report::tiered_stats(
+                &hook_shared,
+                &mode.to_string(),
+            ));
         }
     });
     run_job(
@@ -467,117 +422,6 @@ fn run_tiered(
     )
 }
 
-/// Functions and loops whose code only the baseline can run (see
-/// `ir::live`) are never requested.
-fn exclude_what_cannot_move(versions: &VersionManager, layout: &JobLayout) {
-    for (id, f) in layout.functions.iter().enumerate() {
-        if f.traits.labels_taken {
-            versions.exclude(
-                Unit::Function(id),
-                "it takes label addresses (computed goto), which are the baseline code's".into(),
-            );
-        }
-        for lp in &f.loops {
-            if let Some(why) = &lp.osr.blocked {
-                versions.exclude(Unit::Loop(lp.global_id), format!("no OSR entry: {why}"));
-            }
-        }
-    }
-}
-
-fn start_background(shared: &Arc<Shared>) {
-    if !shared.config.compiler.background || shared.config.osr.force {
-        let s = shared.clone();
-        code::set_compile_now_hook(Box::new(move |unit| match unit {
-            Unit::Function(id) => request_now(&s, id, None),
-            Unit::Loop(g) => {
-                let (function, k) = s.layout.loops[g];
-                request_now(&s, function, Some(k))
-            }
-        }));
-    }
-    // Threads are never joined: the process ends without waiting for them
-    // (see `code::enter_job`).
-    for _ in 0..shared.config.compiler.threads {
-        compiler::spawn(shared);
-    }
-    let s = shared.clone();
-    let spawned = code::spawn_tierjit_thread("tierjit-profiler".into(), move || profiler::run(s));
-    if let Err(e) = spawned {
-        eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
-    }
-}
-
-/// Batch mode and forced OSR: queue a compile of function `function` (or of
-/// the continuation of its loop `loop_index`) and wait until it has
-/// finished, or until another thread's request for it has.
-fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
-    let (calls, backedges) = shared.function_counts(function);
-    let request = CompileRequest::new(function, loop_index, calls, backedges, Instant::now());
-    let unit = request.unit(&shared.layout);
-    loop {
-        let previous = shared.versions.state(unit);
-        match previous {
-            TierUpState::Requested => {
-                // Acquire: pairs with the Release store at shutdown, after
-                // which queued requests are dropped and stay Requested.
-                if shared.stop.load(Ordering::Acquire) {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_micros(100));
-                continue;
-            }
-            TierUpState::Installed | TierUpState::GaveUp { .. } | TierUpState::Excluded { .. } => {
-                return
-            }
-            // A failed compile is retried later, in the background; this
-            // call goes on in baseline code rather than wait for that.
-            TierUpState::Failed { retry_at, .. } if Instant::now() < retry_at => return,
-            TierUpState::Cold | TierUpState::Failed { .. } => {}
-        }
-        // Another thread (the profiler) may have requested the unit since
-        // the state was read: wait for that request instead of giving up,
-        // or the job would run on without the compile it asked for.
-        if !shared.versions.try_request(unit, Instant::now()) {
-            continue;
-        }
-        let (done, finished) = crossbeam_channel::bounded::<()>(0);
-        let request = CompileRequest {
-            queued_at: Instant::now(),
-            done: Some(done),
-            ..request
-        };
-        if shared.requests.push(request, 0.0).is_err() {
-            shared.versions.cancel_request(unit, previous);
-            return;
-        }
-        // Returns when the compiler drops the request's `done` sender.
-        let _ = finished.recv();
-        return;
-    }
-}
-
-/// Tells the background threads to stop, without waiting for them: the
-/// process is about to end (see `code::enter_job`), and a compile in flight
-/// is abandoned rather than awaited.
-fn stop_background(shared: &Shared) {
-    // Release: pairs with the Acquire loads in the background threads.
-    shared.stop.store(true, Ordering::Release);
-    shared.requests.close();
-    // A version published just now is reported before the process ends.
-    // Bounded: in a forked child the lock may have been held by a compiler
-    // thread that does not exist there.
-    let deadline = Instant::now() + std::time::Duration::from_millis(200);
-    while Instant::now() < deadline {
-        match shared.reporting.try_lock() {
-            Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => break,
-            Err(std::sync::TryLockError::WouldBlock) => {
-                std::thread::sleep(std::time::Duration::from_millis(1))
-            }
-        }
-    }
-}
-
 /// The job's argv: its path, then its arguments, as bytes (a job's
 /// arguments need not be UTF-8).
 fn argv(options: &RunOptions) -> Vec<std::ffi::OsString> {
@@ -586,164 +430,9 @@ fn argv(options: &RunOptions) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
-fn print_tiered_stats(shared: &Shared, mode: Mode) {
+/// Writes `--stats` output to stderr in one write, so the job's own output
+/// cannot split it.
+fn print_stats(text: &str) {
     use std::io::Write;
-    let mut out = String::new();
-    let elapsed = shared.metrics.start().elapsed().as_secs_f64();
-    out += &format!("tierjit stats: mode {mode}, {elapsed:.3}s\n");
-    out += &format!(
-        "  {:<32} {:>4} {:>14} {:>14}\n",
-        "function", "tier", "calls", "backedges"
-    );
-    let mut optimized = 0;
-    for (id, f) in shared.layout.functions.iter().enumerate() {
-        let (calls, backedges) = shared.function_counts(id);
-        let tier = shared.versions.tier(Unit::Function(id));
-        if tier == Tier::Optimized {
-            optimized += 1;
-        }
-        if calls > 0 || tier != Tier::Baseline {
-            out += &format!(
-                "  {:<32} {:>4} {:>14} {:>14}\n",
-                f.display_name(),
-                tier,
-                calls,
-                backedges
-            );
-        }
-    }
-    for (id, f) in shared.layout.functions.iter().enumerate() {
-        let (calls, _) = shared.function_counts(id);
-        if let TierUpState::Excluded { reason } = shared.versions.state(Unit::Function(id)) {
-            if calls > 0 {
-                out += &format!("  {}: stays on O0: {reason}\n", f.display_name());
-            }
-        }
-        if let Some((attempts, reason, gave_up)) = shared.versions.failures(Unit::Function(id)) {
-            // A failed replacement leaves the optimized version it was to
-            // replace running.
-            let tier = shared.versions.tier(Unit::Function(id));
-            let outlook = if gave_up {
-                format!("stays on {tier}")
-            } else {
-                format!("on {tier}, may retry")
-            };
-            out += &format!(
-                "  {}: {outlook} after {attempts} failed compile(s), last: {reason}\n",
-                f.display_name()
-            );
-        }
-    }
-    let mut transitions_total = 0;
-    let mut continuations = 0;
-    for (g, &(fid, k)) in shared.layout.loops.iter().enumerate() {
-        let transitions = shared
-            .counters
-            .read(shared.layout.osr_transition_counter(g));
-        let state = shared.versions.state(Unit::Loop(g));
-        let installed = state == TierUpState::Installed;
-        transitions_total += transitions;
-        continuations += usize::from(installed);
-        let failures = shared.versions.failures(Unit::Loop(g));
-        let f = &shared.layout.functions[fid];
-        // A loop without an entry is worth a line once it was hot.
-        let excluded = match &state {
-            TierUpState::Excluded { reason } => shared
-                .policy
-                .is_hot_loop(shared.counters.read(f.loops[k].counter))
-                .then_some(reason),
-            _ => None,
-        };
-        if installed || transitions > 0 || failures.is_some() || excluded.is_some() {
-            let what = match (failures, excluded) {
-                (_, Some(reason)) => reason.clone(),
-                (Some((n, reason, _)), _) if !installed => {
-                    format!("no continuation ({n} failed: {reason})")
-                }
-                _ => "continuation installed".to_string(),
-            };
-            out += &format!(
-                "  osr {}@loop{k} (depth {}): {what}, {transitions} frame(s) transferred\n",
-                f.display_name(),
-                f.loops[k].depth
-            );
-        }
-    }
-    if shared.layout.loop_count > 0 {
-        out += &format!(
-            "  osr totals: {continuations} continuations, {transitions_total} transitions\n"
-        );
-    }
-    out += &speculation_stats(shared);
-    let (installed, failed) = shared.metrics.tier_ups();
-    out += &format!(
-        "  totals: {} functions, {optimized} at O3; tier-ups: {installed} installed, {failed} failed\n",
-        shared.layout.functions.len()
-    );
-    out += "  (calls and back-edges are counted by baseline code only; functions never called are not listed)\n";
-    out += "  compile latency:\n";
-    for row in shared.metrics.latency_rows() {
-        out += &format!("  {row}\n");
-    }
-    let _ = std::io::stderr().lock().write_all(out.as_bytes());
-}
-
-/// `--stats` lines for what optimized versions speculated on: value guards
-/// with their hit rates, and promoted calls with their fallback counts.
-fn speculation_stats(shared: &Shared) -> String {
-    let view = shared.profile_view();
-    let mut out = String::new();
-    let units = (0..shared.layout.functions.len())
-        .map(Unit::Function)
-        .chain((0..shared.layout.loop_count).map(Unit::Loop));
-    for unit in units {
-        let label = match unit {
-            Unit::Function(id) => shared.layout.functions[id].display_name().to_string(),
-            Unit::Loop(g) => {
-                let (f, k) = shared.layout.loops[g];
-                format!("{}@loop{k}", shared.layout.functions[f].display_name())
-            }
-        };
-        let current = shared.versions.speculation(unit);
-        let revoked = shared.versions.revoked_speculation(unit);
-        let guards = [(Some(&current), "active"), (revoked.as_ref(), "revoked")];
-        for (speculation, status) in guards {
-            let Some(speculation) = speculation else {
-                continue;
-            };
-            let Some(spec) = &speculation.specialization else {
-                continue;
-            };
-            let (hits, misses) = speculation.guard_counts();
-            let rate = (hits * 100).checked_div(hits + misses).unwrap_or(0);
-            out += &format!(
-                "  pgo {label}: guard {}: {hits} hits, {misses} misses ({rate}% hit), {status}\n",
-                spec.condition()
-            );
-        }
-        for (k, promotion) in current.promotions.iter().enumerate() {
-            out += &format!(
-                "  pgo {label}: promoted {}; {} calls took its fallback\n",
-                promotion.describe(&view),
-                current.fallbacks(k)
-            );
-        }
-        let retired = shared.versions.retired(unit);
-        if retired > 0 {
-            out += &format!("  pgo {label}: {retired} version(s) retired (kept loaded)\n");
-        }
-    }
-    out
-}
-
-fn print_optimized_stats(metrics: &Metrics, mode: Mode, functions: usize) {
-    use std::io::Write;
-    let mut out = format!(
-        "tierjit stats: mode {mode}, {:.3}s\n  totals: {functions} functions, {functions} at O3 (compiled before main)\n  compile latency:\n",
-        metrics.start().elapsed().as_secs_f64()
-    );
-    for row in metrics.latency_rows() {
-        out += &format!("  {row}\n");
-    }
-    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

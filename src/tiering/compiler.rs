@@ -29,13 +29,13 @@ use super::build::{
     finish_module, make_continuation, make_whole_version, prepare_module, BuildOptions, Prepared,
     ProfileUse,
 };
+use super::service::Shared;
 use super::CompileRequest;
 use crate::error::Error;
 use crate::ir::load::copy_module;
 use crate::ir::load::parse_module;
 use crate::metrics::TierEvent;
 use crate::profile::Speculation;
-use crate::runtime::Shared;
 use crate::versions::{Tier, TierUpState, Unit};
 
 /// Starts a compiler thread; returns whether it did.

@@ -9,6 +9,7 @@ pub mod policy;
 pub mod profiler;
 pub mod queue;
 pub mod roster;
+pub mod service;
 
 use std::time::Instant;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::queue::PushError;
+use super::service::Shared;
 use super::CompileRequest;
-use crate::runtime::Shared;
 use crate::versions::{TierUpState, Unit};
 
 pub fn run(shared: Arc<Shared>) {

@@ -1,0 +1,183 @@
+//! The background tiering service of one job: what its threads share, how
+//! they start and stop, and the compile-now protocol of job threads that
+//! wait for a compile (batch mode, forced OSR).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::activity::LoopActivity;
+use super::faults::Faults;
+use super::queue::RequestQueue;
+use super::{compiler, policy::Policy, profiler, CompileRequest};
+use crate::code::{self, CounterTable, Jit};
+use crate::codegen::TargetSpec;
+use crate::config::Config;
+use crate::ir::layout::JobLayout;
+use crate::metrics::Metrics;
+use crate::profile::ProfileView;
+use crate::versions::{TierUpState, Unit, VersionManager};
+
+/// What the background threads share. Read-only after start except for
+/// the atomics and the version manager's own locking.
+pub struct Shared {
+    pub config: Config,
+    pub target: TargetSpec,
+    pub job_path: PathBuf,
+    pub layout: JobLayout,
+    pub canonical_bitcode: Vec<u8>,
+    pub counters: CounterTable,
+    pub versions: VersionManager,
+    pub metrics: Metrics,
+    pub policy: Policy,
+    pub jit: Jit,
+    /// Each function's identity (stub) address, by id.
+    pub stubs: Vec<usize>,
+    /// Failures injected on purpose (tests of the failure paths).
+    pub faults: Faults,
+    pub stop: AtomicBool,
+    /// Compile requests: the profiler's, and those of job threads that
+    /// wait for a compile (batch mode, forced OSR), which go first.
+    pub requests: RequestQueue,
+    /// Which loops are still running (kept by the profiler).
+    pub activity: LoopActivity,
+    /// Held by a compiler thread from publishing a version until its
+    /// `--events` line is out: a job thread that waited for the unit
+    /// (batch mode) may end the job as soon as it sees it installed, and
+    /// the exit waits for this lock (briefly), so the line is not lost.
+    pub reporting: std::sync::Mutex<()>,
+    /// The compiler threads and what each compiles.
+    pub compilers: crate::tiering::roster::Roster,
+}
+
+impl Shared {
+    /// What baseline code has recorded so far.
+    pub fn profile_view(&self) -> ProfileView<'_> {
+        ProfileView {
+            layout: &self.layout,
+            counters: &self.counters,
+            stubs: &self.stubs,
+            record_value: code::record_value_address(),
+        }
+    }
+
+    /// Calls and loop back-edges that baseline code counted for `function`.
+    pub fn function_counts(&self, function: usize) -> (u64, u64) {
+        let f = &self.layout.functions[function];
+        let calls = self.counters.read(f.entry_counter);
+        let backedges = f.loops.iter().map(|l| self.counters.read(l.counter)).sum();
+        (calls, backedges)
+    }
+}
+
+/// Functions and loops whose code only the baseline can run (see
+/// `ir::live`) are never requested.
+pub fn exclude_what_cannot_move(versions: &VersionManager, layout: &JobLayout) {
+    for (id, f) in layout.functions.iter().enumerate() {
+        if f.traits.labels_taken {
+            versions.exclude(
+                Unit::Function(id),
+                "it takes label addresses (computed goto), which are the baseline code's".into(),
+            );
+        }
+        for lp in &f.loops {
+            if let Some(why) = &lp.osr.blocked {
+                versions.exclude(Unit::Loop(lp.global_id), format!("no OSR entry: {why}"));
+            }
+        }
+    }
+}
+
+pub fn start_background(shared: &Arc<Shared>) {
+    if !shared.config.compiler.background || shared.config.osr.force {
+        let s = shared.clone();
+        code::set_compile_now_hook(Box::new(move |unit| match unit {
+            Unit::Function(id) => request_now(&s, id, None),
+            Unit::Loop(g) => {
+                let (function, k) = s.layout.loops[g];
+                request_now(&s, function, Some(k))
+            }
+        }));
+    }
+    // Threads are never joined: the process ends without waiting for them
+    // (see `code::enter_job`).
+    for _ in 0..shared.config.compiler.threads {
+        compiler::spawn(shared);
+    }
+    let s = shared.clone();
+    let spawned = code::spawn_tierjit_thread("tierjit-profiler".into(), move || profiler::run(s));
+    if let Err(e) = spawned {
+        eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
+    }
+}
+
+/// Batch mode and forced OSR: queue a compile of function `function` (or of
+/// the continuation of its loop `loop_index`) and wait until it has
+/// finished, or until another thread's request for it has.
+fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
+    let (calls, backedges) = shared.function_counts(function);
+    let request = CompileRequest::new(function, loop_index, calls, backedges, Instant::now());
+    let unit = request.unit(&shared.layout);
+    loop {
+        let previous = shared.versions.state(unit);
+        match previous {
+            TierUpState::Requested => {
+                // Acquire: pairs with the Release store at shutdown, after
+                // which queued requests are dropped and stay Requested.
+                if shared.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                continue;
+            }
+            TierUpState::Installed | TierUpState::GaveUp { .. } | TierUpState::Excluded { .. } => {
+                return
+            }
+            // A failed compile is retried later, in the background; this
+            // call goes on in baseline code rather than wait for that.
+            TierUpState::Failed { retry_at, .. } if Instant::now() < retry_at => return,
+            TierUpState::Cold | TierUpState::Failed { .. } => {}
+        }
+        // Another thread (the profiler) may have requested the unit since
+        // the state was read: wait for that request instead of giving up,
+        // or the job would run on without the compile it asked for.
+        if !shared.versions.try_request(unit, Instant::now()) {
+            continue;
+        }
+        let (done, finished) = crossbeam_channel::bounded::<()>(0);
+        let request = CompileRequest {
+            queued_at: Instant::now(),
+            done: Some(done),
+            ..request
+        };
+        if shared.requests.push(request, 0.0).is_err() {
+            shared.versions.cancel_request(unit, previous);
+            return;
+        }
+        // Returns when the compiler drops the request's `done` sender.
+        let _ = finished.recv();
+        return;
+    }
+}
+
+/// Tells the background threads to stop, without waiting for them: the
+/// process is about to end (see `code::enter_job`), and a compile in flight
+/// is abandoned rather than awaited.
+pub fn stop_background(shared: &Shared) {
+    // Release: pairs with the Acquire loads in the background threads.
+    shared.stop.store(true, Ordering::Release);
+    shared.requests.close();
+    // A version published just now is reported before the process ends.
+    // Bounded: in a forked child the lock may have been held by a compiler
+    // thread that does not exist there.
+    let deadline = Instant::now() + std::time::Duration::from_millis(200);
+    while Instant::now() < deadline {
+        match shared.reporting.try_lock() {
+            Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => break,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+        }
+    }
+}

@@ -10,168 +10,97 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    pub thresholds: Thresholds,
-    pub profiler: Profiler,
-    pub compiler: Compiler,
-    pub osr: Osr,
-    pub pgo: Pgo,
-    pub target: Target,
-}
+mod knob;
 
-/// When a function counts as hot (either condition suffices).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Thresholds {
-    /// Calls seen by baseline code.
-    pub calls: u64,
-    /// Loop back-edges taken inside the function by baseline code.
-    pub backedges: u64,
-    /// Back-edges of one loop after which frames running it move to an
-    /// optimized continuation (on-stack replacement).
-    pub osr_backedges: u64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            calls: 1000,
-            backedges: 20_000,
-            osr_backedges: 20_000,
-        }
+knob::knobs! {
+    /// When a function counts as hot (either condition suffices).
+    thresholds: Thresholds {
+        /// Calls seen by baseline code.
+        calls: u64 = 1000, range 1 => u64::MAX;
+        /// Loop back-edges taken inside the function by baseline code.
+        backedges: u64 = 20_000, range 1 => u64::MAX;
+        /// Back-edges of one loop after which frames running it move to an
+        /// optimized continuation (on-stack replacement).
+        osr_backedges: u64 = 20_000, range 1 => u64::MAX;
     }
-}
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Profiler {
-    /// Milliseconds between two reads of the counters.
-    pub interval_ms: u64,
-}
-
-impl Default for Profiler {
-    fn default() -> Self {
-        Profiler { interval_ms: 1 }
+    /// The thread that watches the counters.
+    profiler: Profiler {
+        /// Milliseconds between two reads of the counters.
+        interval_ms: u64 = 1, range 1 => 60_000;
     }
-}
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Compiler {
-    /// Background compiler threads, each with its own LLVM context.
-    pub threads: usize,
-    /// Profiler requests that may wait; a hot function finding it full is
-    /// asked for again at the next profiler tick.
-    pub queue_size: usize,
-    /// Optimization level of the top tier (1, 2 or 3).
-    pub opt_level: u8,
-    /// Compile attempts per function before it stays on baseline for good.
-    pub max_attempts: u32,
-    /// Callees with at most this many IR instructions are copied into a hot
-    /// function's module so the optimizer can inline them (0: none).
-    pub inline_callee_max_instructions: usize,
-    /// Compiles after which a compiler thread drops its LLVM context and
-    /// starts a fresh one (contexts only grow).
-    pub context_reuse: u32,
-    /// false: a job thread whose call makes a function hot waits until its
-    /// optimized version is installed (HotSpot's -Xbatch); its request goes
-    /// ahead of the profiler's. For tests and debugging: tier-ups become
-    /// deterministic.
-    pub background: bool,
-    /// An optimized version calls itself directly; false: through its slot
-    /// like every other call (to measure what slot calls cost).
-    pub direct_self_calls: bool,
-}
-
-impl Default for Compiler {
-    fn default() -> Self {
-        Compiler {
-            threads: 1,
-            queue_size: 256,
-            opt_level: 3,
-            max_attempts: 2,
-            inline_callee_max_instructions: 400,
-            context_reuse: 200,
-            background: true,
-            direct_self_calls: true,
-        }
+    /// The background compiler threads.
+    compiler: Compiler {
+        /// Background compiler threads, each with its own LLVM context.
+        threads: usize = 1, range 1 => 64;
+        /// Profiler requests that may wait; a hot function finding it full
+        /// is asked for again at the next profiler tick. (Each queued
+        /// request holds a little memory; the bound keeps a runaway
+        /// profiler from growing the queue without limit.)
+        queue_size: usize = 256, range 1 => 65_536;
+        /// Optimization level of the top tier (1, 2 or 3).
+        opt_level: u8 = 3, range 1 => 3;
+        /// Compile attempts per function before it stays on baseline for
+        /// good.
+        max_attempts: u32 = 2, range 1 => 100;
+        /// Callees with at most this many IR instructions are copied into a
+        /// hot function's module so the optimizer can inline them (0: none).
+        inline_callee_max_instructions: usize = 400, range 0 => 1_000_000;
+        /// Compiles after which a compiler thread drops its LLVM context
+        /// and starts a fresh one (contexts only grow).
+        context_reuse: u32 = 200, range 1 => 1_000_000;
+        /// false: a job thread whose call makes a function hot waits until
+        /// its optimized version is installed (HotSpot's -Xbatch); its
+        /// request goes ahead of the profiler's. For tests and debugging:
+        /// tier-ups become deterministic.
+        background: bool = true;
+        /// An optimized version calls itself directly; false: through its
+        /// slot like every other call (to measure what slot calls cost).
+        direct_self_calls: bool = true;
     }
-}
 
-/// On-stack replacement of running loops.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Osr {
-    /// false: baseline code has no OSR checks; running loops stay baseline.
-    pub enabled: bool,
-    /// Stress mode for tests: at its first back-edge each loop waits for
-    /// its continuation to be compiled and transfers to it.
-    pub force: bool,
-}
-
-impl Default for Osr {
-    fn default() -> Self {
-        Osr {
-            enabled: true,
-            force: false,
-        }
+    /// On-stack replacement of running loops.
+    osr: Osr {
+        /// false: baseline code has no OSR checks; running loops stay
+        /// baseline.
+        enabled: bool = true;
+        /// Stress mode for tests: at its first back-edge each loop waits
+        /// for its continuation to be compiled and transfers to it.
+        force: bool = false;
     }
-}
 
-/// Profile-guided optimization: what baseline code records beyond its
-/// tier-up counters, and what optimized builds do with it. Each part can be
-/// turned off to compare; off also removes its instrumentation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Pgo {
-    /// Count branch and switch edges; give optimized builds
-    /// `branch_weights`, function entry counts and a profile summary.
-    pub profile_metadata: bool,
-    /// Record the targets of calls through function pointers; call the
-    /// dominant ones directly (so they can be inlined) behind a check.
-    pub call_promotion: bool,
-    /// Sample integer arguments at function entry; compile a version with a
-    /// dominant value folded in, entered through a guard.
-    pub value_specialization: bool,
-    /// A specialized version is replaced by a general one once its guard
-    /// has failed this many times... (and a version whose promoted calls
-    /// took their fallback this many times is re-planned)
-    pub guard_miss_limit: u64,
-    /// ...on at least this percentage of the calls it checked.
-    pub guard_miss_percent: u64,
-}
-
-impl Default for Pgo {
-    fn default() -> Self {
-        Pgo {
-            profile_metadata: true,
-            call_promotion: true,
-            value_specialization: true,
-            guard_miss_limit: 1000,
-            guard_miss_percent: 10,
-        }
+    /// Profile-guided optimization: what baseline code records beyond its
+    /// tier-up counters, and what optimized builds do with it. Each part
+    /// can be turned off to compare; off also removes its instrumentation.
+    pgo: Pgo {
+        /// Count branch and switch edges; give optimized builds
+        /// `branch_weights`, function entry counts and a profile summary.
+        profile_metadata: bool = true;
+        /// Record the targets of calls through function pointers; call the
+        /// dominant ones directly (so they can be inlined) behind a check.
+        call_promotion: bool = true;
+        /// Sample integer arguments at function entry; compile a version
+        /// with a dominant value folded in, entered through a guard.
+        value_specialization: bool = true;
+        /// A specialized version is replaced by a general one once its
+        /// guard has failed this many times... (and a version whose
+        /// promoted calls took their fallback this many times is
+        /// re-planned)
+        guard_miss_limit: u64 = 1000, range 1 => u64::MAX;
+        /// ...on at least this percentage of the calls it checked.
+        guard_miss_percent: u64 = 10, range 0 => 100;
     }
-}
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Target {
-    /// LLVM CPU name every tier generates code for; "host" detects it.
-    pub cpu: String,
-    /// "host" (the host's features), or an LLVM feature string applied on
-    /// top of them (e.g. "-avx512f"): code runs here, so a `+feature` the
-    /// host lacks is refused (see `codegen::TargetSpec::resolve`).
-    pub features: String,
-}
-
-impl Default for Target {
-    fn default() -> Self {
-        Target {
-            cpu: "host".into(),
-            features: "host".into(),
-        }
+    /// What code every tier is generated for.
+    target: Target {
+        /// LLVM CPU name every tier generates code for; "host" detects it.
+        cpu: String = "host".into();
+        /// "host" (the host's features), or an LLVM feature string applied
+        /// on top of them (e.g. "-avx512f"): code runs here, so a
+        /// `+feature` the host lacks is refused (see
+        /// `codegen::TargetSpec::resolve`).
+        features: String = "host".into();
     }
 }
 
@@ -184,27 +113,27 @@ pub const PROFILES: &[Profile] = &[
     Profile {
         name: "cortex-a53",
         arch: "aarch64",
-        ron: include_str!("../profiles/cortex-a53.ron"),
+        ron: include_str!("../../profiles/cortex-a53.ron"),
     },
     Profile {
         name: "cortex-a72",
         arch: "aarch64",
-        ron: include_str!("../profiles/cortex-a72.ron"),
+        ron: include_str!("../../profiles/cortex-a72.ron"),
     },
     Profile {
         name: "cortex-a76",
         arch: "aarch64",
-        ron: include_str!("../profiles/cortex-a76.ron"),
+        ron: include_str!("../../profiles/cortex-a76.ron"),
     },
     Profile {
         name: "neoverse-n1",
         arch: "aarch64",
-        ron: include_str!("../profiles/neoverse-n1.ron"),
+        ron: include_str!("../../profiles/neoverse-n1.ron"),
     },
     Profile {
         name: "x86-64-server",
         arch: "x86_64",
-        ron: include_str!("../profiles/x86-64-server.ron"),
+        ron: include_str!("../../profiles/x86-64-server.ron"),
     },
 ];
 
@@ -242,31 +171,6 @@ fn flatten(prefix: &str, value: &ron::Value, out: &mut Vec<String>) {
         }
     }
 }
-
-/// Every key `--set` accepts, in config order.
-pub const KEYS: &[&str] = &[
-    "thresholds.calls",
-    "thresholds.backedges",
-    "thresholds.osr_backedges",
-    "profiler.interval_ms",
-    "compiler.threads",
-    "compiler.queue_size",
-    "compiler.opt_level",
-    "compiler.max_attempts",
-    "compiler.inline_callee_max_instructions",
-    "compiler.context_reuse",
-    "compiler.background",
-    "compiler.direct_self_calls",
-    "osr.enabled",
-    "osr.force",
-    "pgo.profile_metadata",
-    "pgo.call_promotion",
-    "pgo.value_specialization",
-    "pgo.guard_miss_limit",
-    "pgo.guard_miss_percent",
-    "target.cpu",
-    "target.features",
-];
 
 impl Config {
     /// Parses a RON config; errors carry the file, line and column.
@@ -367,48 +271,12 @@ impl Config {
             .split_once('=')
             .ok_or_else(|| err("expected KEY=VALUE, e.g. thresholds.calls=1".into()))?;
         let (key, value) = (key.trim(), value.trim());
-        fn parse<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
-            ron::from_str(value).map_err(|e| e.code.to_string())
-        }
-        // Strings may be given bare on a command line: cpu=cortex-a72.
-        fn parse_string(value: &str) -> Result<String, String> {
-            if value.starts_with('"') {
-                parse(value)
-            } else {
-                Ok(value.to_string())
-            }
-        }
-        let result = match key {
-            "thresholds.calls" => parse(value).map(|v| self.thresholds.calls = v),
-            "thresholds.backedges" => parse(value).map(|v| self.thresholds.backedges = v),
-            "thresholds.osr_backedges" => parse(value).map(|v| self.thresholds.osr_backedges = v),
-            "osr.enabled" => parse(value).map(|v| self.osr.enabled = v),
-            "osr.force" => parse(value).map(|v| self.osr.force = v),
-            "profiler.interval_ms" => parse(value).map(|v| self.profiler.interval_ms = v),
-            "compiler.threads" => parse(value).map(|v| self.compiler.threads = v),
-            "compiler.queue_size" => parse(value).map(|v| self.compiler.queue_size = v),
-            "compiler.opt_level" => parse(value).map(|v| self.compiler.opt_level = v),
-            "compiler.max_attempts" => parse(value).map(|v| self.compiler.max_attempts = v),
-            "compiler.inline_callee_max_instructions" => {
-                parse(value).map(|v| self.compiler.inline_callee_max_instructions = v)
-            }
-            "compiler.context_reuse" => parse(value).map(|v| self.compiler.context_reuse = v),
-            "compiler.background" => parse(value).map(|v| self.compiler.background = v),
-            "compiler.direct_self_calls" => {
-                parse(value).map(|v| self.compiler.direct_self_calls = v)
-            }
-            "pgo.profile_metadata" => parse(value).map(|v| self.pgo.profile_metadata = v),
-            "pgo.call_promotion" => parse(value).map(|v| self.pgo.call_promotion = v),
-            "pgo.value_specialization" => parse(value).map(|v| self.pgo.value_specialization = v),
-            "pgo.guard_miss_limit" => parse(value).map(|v| self.pgo.guard_miss_limit = v),
-            "pgo.guard_miss_percent" => parse(value).map(|v| self.pgo.guard_miss_percent = v),
-            "target.cpu" => parse_string(value).map(|v| self.target.cpu = v),
-            "target.features" => parse_string(value).map(|v| self.target.features = v),
-            _ => Err(format!(
+        let result = self.set_knob(key, value).unwrap_or_else(|| {
+            Err(format!(
                 "unknown key `{key}`; known keys: {}",
                 KEYS.join(", ")
-            )),
-        };
+            ))
+        });
         result.map_err(err)?;
         self.validate().map_err(err)
     }
@@ -417,32 +285,11 @@ impl Config {
     /// (`RANGES`), so no value can make tierjit allocate absurdly, divide
     /// by zero or spin.
     pub fn validate(&self) -> Result<(), String> {
-        let values: [(&str, u64); 12] = [
-            ("thresholds.calls", self.thresholds.calls),
-            ("thresholds.backedges", self.thresholds.backedges),
-            ("thresholds.osr_backedges", self.thresholds.osr_backedges),
-            ("profiler.interval_ms", self.profiler.interval_ms),
-            ("compiler.threads", self.compiler.threads as u64),
-            ("compiler.queue_size", self.compiler.queue_size as u64),
-            ("compiler.opt_level", u64::from(self.compiler.opt_level)),
-            (
-                "compiler.max_attempts",
-                u64::from(self.compiler.max_attempts),
-            ),
-            (
-                "compiler.inline_callee_max_instructions",
-                self.compiler.inline_callee_max_instructions as u64,
-            ),
-            (
-                "compiler.context_reuse",
-                u64::from(self.compiler.context_reuse),
-            ),
-            ("pgo.guard_miss_limit", self.pgo.guard_miss_limit),
-            ("pgo.guard_miss_percent", self.pgo.guard_miss_percent),
-        ];
+        let values = self.numeric_knobs();
         let mut problems: Vec<String> = values
             .iter()
             .filter_map(|&(key, value)| {
+                let value = value?;
                 let &(_, min, max) = RANGES.iter().find(|(k, _, _)| *k == key)?;
                 (!(min..=max).contains(&value)).then(|| match max {
                     u64::MAX => format!("{key} must be at least {min} (got {value})"),
@@ -461,33 +308,22 @@ impl Config {
     }
 }
 
-/// The allowed range of every numeric knob, inclusive (also in
-/// config.example.ron and the README).
-pub const RANGES: &[(&str, u64, u64)] = &[
-    ("thresholds.calls", 1, u64::MAX),
-    ("thresholds.backedges", 1, u64::MAX),
-    ("thresholds.osr_backedges", 1, u64::MAX),
-    ("profiler.interval_ms", 1, 60_000),
-    ("compiler.threads", 1, 64),
-    // Each queued request holds a little memory; the bound keeps a
-    // runaway profiler from growing the queue without limit.
-    ("compiler.queue_size", 1, 65_536),
-    ("compiler.opt_level", 1, 3),
-    ("compiler.max_attempts", 1, 100),
-    ("compiler.inline_callee_max_instructions", 0, 1_000_000),
-    ("compiler.context_reuse", 1, 1_000_000),
-    ("pgo.guard_miss_limit", 1, u64::MAX),
-    ("pgo.guard_miss_percent", 0, 100),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn example_config_parses_to_the_defaults() {
-        let text = include_str!("../config.example.ron");
+        let text = include_str!("../../config.example.ron");
         let parsed = Config::from_ron(text, Path::new("config.example.ron")).unwrap();
+        // Every knob is documented there.
+        for key in KEYS {
+            let field = key.rsplit('.').next().unwrap();
+            assert!(
+                text.contains(&format!("{field}:")),
+                "{key} is not in config.example.ron"
+            );
+        }
         assert_eq!(parsed, Config::default());
     }
 
@@ -572,19 +408,11 @@ mod tests {
 
     #[test]
     fn every_numeric_knob_has_a_range_and_extremes_are_refused() {
-        for key in KEYS {
-            let numeric = !key.starts_with("target.")
-                && !key.ends_with("background")
-                && !key.ends_with("direct_self_calls")
-                && !key.starts_with("osr.")
-                && !matches!(
-                    *key,
-                    "pgo.profile_metadata" | "pgo.call_promotion" | "pgo.value_specialization"
-                );
+        for (key, number) in Config::default().numeric_knobs() {
             assert_eq!(
-                RANGES.iter().any(|(k, _, _)| k == key),
-                numeric,
-                "{key}: a numeric knob needs a range in RANGES"
+                RANGES.iter().any(|(k, _, _)| *k == key),
+                number.is_some(),
+                "{key}: a numeric knob needs a range, and only a numeric one has one"
             );
         }
         for (key, min, max) in RANGES {

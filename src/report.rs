@@ -85,7 +85,7 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
             out += &format!(
                 "  osr {}@loop{k} (depth {}): {what}, {transitions} frame(s) transferred\n",
                 f.display_name(),
-                f.loops[k].depth
+                f.loops[k].shape.depth
             );
         }
     }

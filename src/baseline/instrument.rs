@@ -85,7 +85,7 @@ pub fn instrument(
         for lp in &info.loops {
             let entry = match osr {
                 Some(_) if lp.osr.blocked.is_none() => Some(
-                    bind(*function, blocks[lp.header], &lp.osr)
+                    bind(*function, blocks[lp.shape.header], &lp.osr)
                         .map_err(|e| codegen_err(format!("{}: OSR state: {e}", info.name)))?,
                 ),
                 _ => None,
@@ -93,8 +93,8 @@ pub fn instrument(
             bound.push(entry);
         }
         for (k, lp) in info.loops.iter().enumerate() {
-            let header = blocks[lp.header];
-            for &latch in &lp.latches {
+            let header = blocks[lp.shape.header];
+            for &latch in &lp.shape.latches {
                 let latch = blocks[latch];
                 let count = count_edge(
                     context,
@@ -123,7 +123,7 @@ pub fn instrument(
                         cont_type,
                         global_id: lp.global_id,
                         transitions,
-                        every_backedge: info.loops.iter().any(|l| l.parent == Some(k)),
+                        every_backedge: info.loops.iter().any(|l| l.shape.parent == Some(k)),
                     },
                     osr,
                 )?;

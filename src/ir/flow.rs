@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use super::cfg::{reverse_postorder, Cfg};
+use super::cfg::{reverse_postorder, Cfg, Loop};
 
 /// Where the count of one branch edge comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,15 +27,6 @@ pub enum EdgeSource {
     Backedge(usize),
     /// The branch block's count minus its other edges.
     Derived,
-}
-
-/// A loop as the flow needs it.
-#[derive(Clone, Debug)]
-pub struct FlowLoop {
-    pub header: usize,
-    pub latches: Vec<usize>,
-    pub blocks: Vec<usize>,
-    pub counter: usize,
 }
 
 /// A branch as the flow needs it: its block, distinct successor blocks,
@@ -63,7 +54,7 @@ pub struct Flow {
 /// irreducible CFG, where every edge gets a counter or back-edge counter).
 pub fn plan(
     cfg: &Cfg,
-    loops: &[FlowLoop],
+    loops: &[(&Loop, usize)],
     branches: &[FlowBranch],
     mut allocate: impl FnMut() -> usize,
 ) -> (Option<Flow>, Vec<Vec<EdgeSource>>) {
@@ -76,7 +67,7 @@ pub fn plan(
     let is_backedge = |from: usize, to: usize| {
         loops
             .iter()
-            .any(|l| l.header == to && l.latches.contains(&from))
+            .any(|(l, _)| l.header == to && l.latches.contains(&from))
     };
     let mut forward_preds = vec![Vec::new(); n];
     let mut reducible = true;
@@ -92,18 +83,19 @@ pub fn plan(
         }
     }
     let mut backedges_into = vec![Vec::new(); n];
-    for l in loops {
-        backedges_into[l.header].push(l.counter);
+    for &(l, counter) in loops {
+        backedges_into[l.header].push(counter);
     }
     let single_latch_counter = |from: usize, to: usize| {
         loops
             .iter()
-            .find(|l| l.header == to && l.latches == [from])
-            .map(|l| l.counter)
+            .find(|(l, _)| l.header == to && l.latches == [from])
+            .map(|&(_, counter)| counter)
     };
     let innermost = |block: usize| {
         loops
             .iter()
+            .map(|&(l, _)| l)
             .filter(|l| l.blocks.contains(&block))
             .min_by_key(|l| l.blocks.len())
     };
@@ -216,19 +208,24 @@ mod tests {
         move |c| values.iter().find(|v| v.0 == c).map_or(0, |v| v.1)
     }
 
+    fn outermost_loop(header: usize, latches: &[usize], blocks: &[usize]) -> Loop {
+        Loop {
+            header,
+            latches: latches.to_vec(),
+            blocks: blocks.to_vec(),
+            parent: None,
+            depth: 1,
+        }
+    }
+
     /// `for (i = 0; i < n; i++) if (a[i]) x++;` as clang emits it:
     /// 0 entry -> 1 cond; 1 -> 2 body | 5 end; 2 -> 3 then | 4 inc;
     /// 3 -> 4; 4 -> 1 (latch).
-    fn for_if() -> (Cfg, Vec<FlowLoop>, Vec<FlowBranch>) {
+    fn for_if() -> (Cfg, Vec<(Loop, usize)>, Vec<FlowBranch>) {
         let cfg = Cfg {
             succs: vec![vec![1], vec![2, 5], vec![3, 4], vec![4], vec![1], vec![]],
         };
-        let loops = vec![FlowLoop {
-            header: 1,
-            latches: vec![4],
-            blocks: vec![1, 2, 3, 4],
-            counter: 100,
-        }];
+        let loops = vec![(outermost_loop(1, &[4], &[1, 2, 3, 4]), 100)];
         let branches = vec![
             FlowBranch {
                 block: 1,
@@ -247,6 +244,7 @@ mod tests {
     #[test]
     fn one_counter_per_branch_less_and_the_loop_exit_is_counted() {
         let (cfg, loops, branches) = for_if();
+        let loops: Vec<(&Loop, usize)> = loops.iter().map(|(l, c)| (l, *c)).collect();
         let mut next = 200;
         let (flow, sources) = plan(&cfg, &loops, &branches, || {
             next += 1;
@@ -281,12 +279,7 @@ mod tests {
         let cfg = Cfg {
             succs: vec![vec![1], vec![1, 2], vec![]],
         };
-        let loops = vec![FlowLoop {
-            header: 1,
-            latches: vec![1],
-            blocks: vec![1],
-            counter: 9,
-        }];
+        let loops = [(&outermost_loop(1, &[1], &[1]), 9)];
         let branches = vec![FlowBranch {
             block: 1,
             targets: vec![1, 2],

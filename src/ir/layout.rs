@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use inkwell::module::Module;
 
 use super::cfg::natural_loops;
-use super::flow::{plan, Flow, FlowBranch, FlowLoop};
+use super::cfg::Loop;
+use super::flow::{plan, Flow, FlowBranch};
 use super::func::{direct_callee, instructions};
 use super::live::{describe, FunctionTraits, FunctionView, OsrEntry};
 use super::normalize::is_intrinsic;
@@ -17,19 +18,13 @@ use super::sites::{
 
 #[derive(Clone, Debug)]
 pub struct LoopLayout {
-    /// Header block index within the function (layout order).
-    pub header: usize,
-    /// Back-edge source block indices.
-    pub latches: Vec<usize>,
-    /// Blocks of the loop (sorted indices), header included.
-    pub blocks: Vec<usize>,
-    /// Index (within the function's loops) of the enclosing loop.
-    pub parent: Option<usize>,
+    /// Its blocks (indices in layout order), header, latches, enclosing
+    /// loop (an index within the function's loops) and depth.
+    pub shape: Loop,
     /// Index of this loop in the job-wide loop table (OSR entry slots).
     pub global_id: usize,
     /// Index of the back-edge counter in the counter table.
     pub counter: usize,
-    pub depth: u32,
     /// What a frame hands over when it moves into this loop's
     /// continuation, or why it cannot.
     pub osr: OsrEntry,
@@ -74,7 +69,7 @@ impl FunctionLayout {
     /// Loop `k` and the loops enclosing it, outermost first.
     pub fn nest_of(&self, k: usize) -> Vec<&LoopLayout> {
         let mut nest = vec![&self.loops[k]];
-        while let Some(parent) = nest.last().and_then(|l| l.parent) {
+        while let Some(parent) = nest.last().and_then(|l| l.shape.parent) {
             nest.push(&self.loops[parent]);
         }
         nest.reverse();
@@ -103,7 +98,7 @@ impl JobLayout {
             .map(|&(f, k)| {
                 let function = &self.functions[f];
                 let mut root = k;
-                while let Some(parent) = function.loops[root].parent {
+                while let Some(parent) = function.loops[root].shape.parent {
                     root = parent;
                 }
                 function.loops[root].global_id
@@ -136,13 +131,9 @@ impl JobLayout {
                     let osr = describe(&view, l.header, &l.blocks);
                     LoopLayout {
                         osr,
-                        header: l.header,
-                        latches: l.latches,
-                        blocks: l.blocks,
-                        parent: l.parent,
+                        shape: l,
                         counter: counter_count - 1,
                         global_id: loop_count - 1,
-                        depth: l.depth,
                     }
                 })
                 .collect();
@@ -160,14 +151,9 @@ impl JobLayout {
                 counter_count - words
             };
             let found = branch_sites(*function);
-            let flow_loops: Vec<FlowLoop> = function_loops
+            let flow_loops: Vec<(&Loop, usize)> = function_loops
                 .iter()
-                .map(|l| FlowLoop {
-                    header: l.header,
-                    latches: l.latches.clone(),
-                    blocks: l.blocks.clone(),
-                    counter: l.counter,
-                })
+                .map(|l| (&l.shape, l.counter))
                 .collect();
             let flow_branches: Vec<FlowBranch> = found
                 .iter()

@@ -26,9 +26,10 @@ use inkwell::module::{Linkage, Module};
 use inkwell::types::BasicType;
 use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode};
 
-use super::peel::{cannot_peel, peel_enclosing_loops, NestLoop};
+use super::peel::{cannot_peel, peel_enclosing_loops};
 use crate::code::ir::{replace_all_uses, retarget_successors};
 use crate::error::Error;
+use crate::ir::cfg::Loop;
 use crate::ir::demote::reload_for;
 use crate::ir::func::{control_flow, direct_callee, instructions, users};
 use crate::ir::live::{
@@ -65,7 +66,7 @@ pub struct Continuation<'ctx> {
 pub fn build_continuation<'ctx>(
     module: &Module<'ctx>,
     function: FunctionValue<'ctx>,
-    nest: &[NestLoop<'_>],
+    nest: &[&Loop],
     entry: &OsrEntry,
     in_place: bool,
     symbol: &str,
@@ -229,7 +230,7 @@ pub fn build_continuation<'ctx>(
         // After `longjmp` the baseline frame must see the slots it shares
         // with the continuation; copies would need the same care.
         (_, true) => Some("the function calls a returns_twice function".to_string()),
-        _ => cannot_peel(&blocks, nest[0].blocks),
+        _ => cannot_peel(&blocks, &nest[0].blocks),
     };
     if nest.len() > 1 && not_peeled.is_none() {
         let target = peel_enclosing_loops(cont, osr_entry, &blocks, nest)?;

@@ -34,16 +34,9 @@ use crate::code::ir::{
     defined_value, erase_instruction_metadata, operands, retarget_successors, successors, Operand,
 };
 use crate::error::Error;
+use crate::ir::cfg::Loop;
 use crate::ir::demote::demote;
 use crate::ir::func::direct_callee;
-
-/// One loop of the nest, by canonical block indices.
-#[derive(Clone, Copy, Debug)]
-pub struct NestLoop<'a> {
-    pub header: usize,
-    /// The loop's blocks, sorted.
-    pub blocks: &'a [usize],
-}
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Codegen(format!("OSR continuation (peeling the loop nest): {e}"))
@@ -136,14 +129,14 @@ pub fn peel_enclosing_loops<'ctx>(
     function: FunctionValue<'ctx>,
     entry: BasicBlock<'ctx>,
     blocks: &[BasicBlock<'ctx>],
-    nest: &[NestLoop<'_>],
+    nest: &[&Loop],
 ) -> Result<BasicBlock<'ctx>, Error> {
     let (entry_loop, enclosing) = nest.split_last().ok_or_else(|| err("empty nest"))?;
     let entry_header = blocks[entry_loop.header];
     if enclosing.is_empty() {
         return Ok(entry_header);
     }
-    let outermost = enclosing[0].blocks;
+    let outermost = &enclosing[0].blocks;
     let nest_blocks: Vec<BasicBlock> = outermost.iter().map(|&b| blocks[b]).collect();
     // Blocks after the nest that copies will branch to: their phis must
     // not name the copied predecessors, so they are demoted too.
@@ -172,7 +165,7 @@ pub fn peel_enclosing_loops<'ctx>(
     let mut copies: Vec<HashMap<usize, BasicBlock>> = Vec::with_capacity(enclosing.len());
     for (level, lp) in enclosing.iter().enumerate() {
         let mut copy = HashMap::with_capacity(lp.blocks.len());
-        for &b in lp.blocks {
+        for &b in &lp.blocks {
             let name = format!("osr.peel{level}.b{b}");
             copy.insert(b, context.append_basic_block(function, &name));
         }
@@ -194,7 +187,7 @@ pub fn peel_enclosing_loops<'ctx>(
         blocks[b]
     };
     for (level, lp) in enclosing.iter().enumerate() {
-        for &b in lp.blocks {
+        for &b in &lp.blocks {
             let target = copies[level][&b];
             builder.position_at_end(target);
             let mut cloned: HashMap<usize, InstructionValue> = HashMap::new();
@@ -309,15 +302,9 @@ exit:
         let function = module.get_first_function().unwrap();
         let (blocks, cfg) = control_flow(function);
         let loops = natural_loops(&cfg, &Dominators::compute(&cfg));
-        let mut nest: Vec<NestLoop> = loops
-            .iter()
-            .map(|l| NestLoop {
-                header: l.header,
-                blocks: &l.blocks,
-            })
-            .collect();
+        let mut nest: Vec<&Loop> = loops.iter().collect();
         nest.sort_by_key(|l| std::cmp::Reverse(l.blocks.len()));
-        assert_eq!(cannot_peel(&blocks, nest[0].blocks), None);
+        assert_eq!(cannot_peel(&blocks, &nest[0].blocks), None);
         let entry = context.prepend_basic_block(blocks[0], "osr.entry");
         let builder = context.create_builder();
         builder.position_at_end(entry);

@@ -121,13 +121,13 @@ fn stays_in_loop_body<'ctx>(
         .collect();
     let mut enclosing = loops
         .iter()
-        .filter(|l| l.blocks.binary_search(&block).is_ok())
+        .filter(|l| l.shape.blocks.binary_search(&block).is_ok())
         .peekable();
     enclosing.peek().is_some()
         && enclosing.all(|l| {
             targets
                 .iter()
-                .all(|&s| s != l.header && l.blocks.binary_search(&s).is_ok())
+                .all(|&s| s != l.shape.header && l.shape.blocks.binary_search(&s).is_ok())
         })
 }
 

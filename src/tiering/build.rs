@@ -27,11 +27,11 @@ use crate::code::ir::{operands, Operand};
 use crate::code::CounterTable;
 use crate::codegen;
 use crate::error::Error;
+use crate::ir::cfg::Loop;
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
 use crate::osr::continuation::build_continuation;
-use crate::osr::peel::NestLoop;
 use crate::profile::promote::{self, Promotion};
 use crate::profile::{metadata, specialize, GuardSlots, ProfileView, Speculation};
 
@@ -395,14 +395,7 @@ pub fn make_continuation(
         .get_function(name)
         .ok_or_else(|| Error::Codegen(format!("{name} is not in the module")))?;
     let resolved = promote::resolve(function, own_promotions, view);
-    let nest: Vec<NestLoop> = info
-        .nest_of(k)
-        .into_iter()
-        .map(|l| NestLoop {
-            header: l.header,
-            blocks: &l.blocks,
-        })
-        .collect();
+    let nest: Vec<&Loop> = info.nest_of(k).into_iter().map(|l| &l.shape).collect();
     // A function that calls `returns_twice` functions keeps every slot in
     // the baseline frame (see `build_continuation`).
     let in_place = info.traits.returns_twice;

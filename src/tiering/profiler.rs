@@ -61,7 +61,7 @@ pub fn run(shared: Arc<Shared>) {
             // every iteration. Otherwise this loop, where the frame spends
             // its time.
             let mut chosen = k;
-            let mut cur = function.loops[k].parent;
+            let mut cur = function.loops[k].shape.parent;
             while let Some(p) = cur {
                 let gp = function.loops[p].global_id;
                 match shared.versions.state(Unit::Loop(gp)) {
@@ -82,7 +82,7 @@ pub fn run(shared: Arc<Shared>) {
                     _ if delta[gp] > 0 => chosen = p,
                     _ => {}
                 }
-                cur = function.loops[p].parent;
+                cur = function.loops[p].shape.parent;
             }
             let calls = shared.counters.read(function.entry_counter);
             let request = CompileRequest::new(f, Some(chosen), calls, backedges, now);
@@ -162,10 +162,10 @@ impl Activity {
             .map(|&(f, k)| {
                 let function = &layout.functions[f];
                 let mut up = Vec::new();
-                let mut cur = function.loops[k].parent;
+                let mut cur = function.loops[k].shape.parent;
                 while let Some(p) = cur {
                     up.push(function.loops[p].global_id);
-                    cur = function.loops[p].parent;
+                    cur = function.loops[p].shape.parent;
                 }
                 up
             })

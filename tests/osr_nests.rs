@@ -456,3 +456,124 @@ fn a_whole_function_version_and_a_continuation_share_one_compile() {
     let (tier, _, _) = stats_row(events, "work").unwrap_or_else(|| panic!("{events}"));
     assert_eq!(tier, "O3", "{events}");
 }
+
+/// A time-step loop whose steps each take tens of milliseconds in baseline
+/// code, around two sweeps. When the sweeps get hot the time loop has not
+/// finished its first step, but it is young (its nest just started): it
+/// gets the continuation, which needs no peeling, and the frame moves at
+/// the end of the step; no inner loop gets one.
+const LONG_TIME_STEPS: &str = r#"
+#include <stdio.h>
+#define N 1200
+static double a[N][N], b[N][N];
+__attribute__((noinline)) static void steps(int count) {
+  for (int t = 0; t < count; t++) {
+    for (int i = 1; i < N - 1; i++)
+      for (int j = 1; j < N - 1; j++)
+        b[i][j] = 0.25 * (a[i - 1][j] + a[i + 1][j] + a[i][j - 1] + a[i][j + 1]);
+    for (int i = 1; i < N - 1; i++)
+      for (int j = 1; j < N - 1; j++)
+        a[i][j] = 0.25 * (b[i - 1][j] + b[i + 1][j] + b[i][j - 1] + b[i][j + 1]);
+  }
+}
+int main(void) {
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < N; j++) a[i][j] = (i * 7 + j) % 13;
+  steps(STEPS);
+  double s = 0;
+  for (int i = 0; i < N; i++) s += a[i][i] + a[i][N - 1 - i];
+  printf("%.6e\n", s);
+  return 0;
+}
+"#;
+
+/// The `--stats` OSR lines of `function`'s loops: (loop label, depth, line).
+fn osr_lines<'a>(stderr: &'a str, function: &str) -> Vec<(&'a str, u32, &'a str)> {
+    let prefix = format!("osr {function}@loop");
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("osr ")?;
+            let (label, rest) = rest.split_once(" (depth ")?;
+            let depth = rest.split_once(')')?.0.parse().ok()?;
+            line.trim()
+                .starts_with(&prefix)
+                .then_some((label, depth, line.trim()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_young_outer_loop_gets_the_continuation_and_the_frame_moves_at_its_next_step() {
+    let steps = 40 * workload_scale().min(2);
+    let source = job(
+        "long_time_steps.c",
+        &LONG_TIME_STEPS.replace("STEPS", &steps.to_string()),
+    );
+    let expected = native_stdout(&source);
+    let run = run_tierjit(&source, &["--events", "--stats"], &[]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, expected);
+    let lines = osr_lines(&run.stderr, "steps");
+    let time_loop = lines
+        .iter()
+        .find(|(_, depth, _)| *depth == 1)
+        .unwrap_or_else(|| panic!("no continuation for the time loop:\n{}", run.stderr));
+    assert!(
+        time_loop
+            .2
+            .ends_with("continuation installed, 1 frame(s) transferred"),
+        "{}",
+        run.stderr
+    );
+    for (label, depth, line) in &lines {
+        assert!(
+            *depth == 1 || !line.contains("continuation installed"),
+            "{label} at depth {depth} got a continuation too:\n{}",
+            run.stderr
+        );
+    }
+}
+
+/// An outer loop that runs once around a long inner loop: young when the
+/// inner loop gets hot, so the outer loop's continuation comes first; the
+/// frame never reaches its back-edge, counts as stuck, and the inner loop
+/// gets a continuation of its own.
+const ONE_OUTER_ITERATION: &str = r#"
+#include <stdio.h>
+static unsigned h = 1;
+__attribute__((noinline)) static void kernel(int reps, long n) {
+  for (int r = 0; r < reps; r++)
+    for (long k = 0; k < n; k++) h = h * 1103515245u + 12345u + (unsigned)k;
+}
+int main(int argc, char **argv) {
+  (void)argv;
+  kernel(argc, LONG);
+  printf("%u\n", h);
+  return 0;
+}
+"#;
+
+#[test]
+fn an_outer_loop_that_runs_once_does_not_keep_the_frame_in_baseline_code() {
+    let source = job(
+        "one_outer_iteration.c",
+        &ONE_OUTER_ITERATION.replace("LONG", "300000000L"),
+    );
+    let expected = native_stdout(&source);
+    let run = run_tierjit(&source, &["--events", "--stats"], &[]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, expected);
+    let lines = osr_lines(&run.stderr, "kernel");
+    let inner = lines
+        .iter()
+        .find(|(_, depth, _)| *depth == 2)
+        .unwrap_or_else(|| panic!("no continuation for the inner loop:\n{}", run.stderr));
+    assert!(
+        inner
+            .2
+            .ends_with("continuation installed, 1 frame(s) transferred"),
+        "{}",
+        run.stderr
+    );
+}

@@ -16,7 +16,7 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
         "function", "tier", "calls", "backedges"
     );
     let mut optimized = 0;
-    for (id, f) in shared.layout.functions.iter().enumerate() {
+    for (id, f) in shared.layout.functions_by_id() {
         let (calls, backedges) = shared.function_counts(id);
         let tier = shared.versions.tier(Unit::Function(id));
         if tier == Tier::Optimized {
@@ -32,7 +32,7 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
             );
         }
     }
-    for (id, f) in shared.layout.functions.iter().enumerate() {
+    for (id, f) in shared.layout.functions_by_id() {
         let (calls, _) = shared.function_counts(id);
         if let TierUpState::Excluded { reason } = shared.versions.state(Unit::Function(id)) {
             if calls > 0 {
@@ -56,7 +56,7 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
     }
     let mut transitions_total = 0;
     let mut continuations = 0;
-    for (g, &(fid, k)) in shared.layout.loops.iter().enumerate() {
+    for (g, fid, k) in shared.layout.loops_by_id() {
         let transitions = shared
             .counters
             .read(shared.layout.osr_transition_counter(g));
@@ -113,9 +113,8 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
 fn speculation_stats(shared: &Shared) -> String {
     let view = shared.profile_view();
     let mut out = String::new();
-    let units = (0..shared.layout.functions.len())
-        .map(Unit::Function)
-        .chain((0..shared.layout.loop_count).map(Unit::Loop));
+    let units = (shared.layout.function_ids().map(Unit::Function))
+        .chain(shared.layout.loop_ids().map(Unit::Loop));
     for unit in units {
         let label = match unit {
             Unit::Function(id) => shared.layout.functions[id].display_name().to_string(),

@@ -356,8 +356,8 @@ fn run_tiered(
     let object = codegen::emit_object(&baseline, &machine)?;
     let jit = Jit::new(&override_symbols())?;
     let loaded = jit.add_object(&object, "baseline")?;
-    for (id, f) in layout.functions.iter().enumerate() {
-        slots.install_initial(id, jit.lookup(&baseline_symbol(&f.name))?);
+    for (id, f) in layout.functions_by_id() {
+        slots.install_initial(id.index(), jit.lookup(&baseline_symbol(&f.name))?);
     }
     let stubs = layout
         .functions

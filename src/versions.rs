@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::code::{LoadedObject, SlotTable};
+use crate::ir::ids::{FunctionId, LoopId};
 use crate::profile::Speculation;
 
 /// The tiers a function's slot can point at.
@@ -92,9 +93,9 @@ enum Replacement {
 /// a loop (an OSR continuation, entered through the loop's entry slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
-    Function(usize),
+    Function(FunctionId),
     /// By job-wide loop id (`JobLayout::loops`).
-    Loop(usize),
+    Loop(LoopId),
 }
 
 pub struct VersionManager {
@@ -140,8 +141,8 @@ impl VersionManager {
     /// The records of `unit`'s kind and its index among them.
     fn records(&self, unit: Unit) -> (std::sync::MutexGuard<'_, Vec<Record>>, usize) {
         let (records, index) = match unit {
-            Unit::Function(id) => (&self.records, id),
-            Unit::Loop(id) => (&self.osr_records, id),
+            Unit::Function(id) => (&self.records, id.index()),
+            Unit::Loop(id) => (&self.osr_records, id.index()),
         };
         (records.lock().unwrap_or_else(|p| p.into_inner()), index)
     }
@@ -221,8 +222,8 @@ impl VersionManager {
     /// version it replaces is retired.
     pub fn publish(&self, unit: Unit, tier: Tier, entry: usize, speculation: Speculation) {
         match unit {
-            Unit::Function(id) => self.slots.publish(id, entry),
-            Unit::Loop(id) => self.osr_slots.publish(id, entry),
+            Unit::Function(id) => self.slots.publish(id.index(), entry),
+            Unit::Loop(id) => self.osr_slots.publish(id.index(), entry),
         }
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
@@ -249,14 +250,17 @@ impl VersionManager {
 
     /// Functions whose installed version is entered through a value guard,
     /// with the parameters the guard tests.
-    pub fn specialized_functions(&self) -> std::collections::BTreeMap<usize, Vec<u32>> {
+    pub fn specialized_functions(&self) -> std::collections::BTreeMap<FunctionId, Vec<u32>> {
         let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         records
             .iter()
             .enumerate()
             .filter_map(|(id, record)| {
                 let spec = record.speculation.specialization.as_ref()?;
-                Some((id, spec.values.iter().map(|v| v.param).collect()))
+                Some((
+                    FunctionId(id),
+                    spec.values.iter().map(|v| v.param).collect(),
+                ))
             })
             .collect()
     }
@@ -387,12 +391,12 @@ mod tests {
     #[test]
     fn every_attempt_gets_a_fresh_version_number() {
         let versions = manager();
-        let unit = Unit::Function(0);
+        let unit = Unit::Function(FunctionId(0));
         assert_eq!(versions.claim_version(unit), 1);
         versions.fail(unit, "link failed".into(), |_| Some(Instant::now()));
         assert_eq!(versions.claim_version(unit), 2, "a failed attempt used 1");
-        assert_eq!(versions.claim_version(Unit::Function(1)), 1);
-        assert_eq!(versions.claim_version(Unit::Loop(0)), 1);
+        assert_eq!(versions.claim_version(Unit::Function(FunctionId(1))), 1);
+        assert_eq!(versions.claim_version(Unit::Loop(LoopId(0))), 1);
     }
 
     #[test]
@@ -400,7 +404,7 @@ mod tests {
         let versions = manager();
         crate::codegen::initialize_native_target().unwrap();
         let jit = crate::code::Jit::new(&[]).unwrap();
-        let unit = Unit::Function(0);
+        let unit = Unit::Function(FunctionId(0));
         let (loaded, entry) = object(&jit, "f.tj1");
         versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
         assert!(versions.respeculate(unit, 1));

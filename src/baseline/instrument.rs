@@ -33,6 +33,7 @@ use crate::ir::edit::{
     codegen_err, copy_abi_attributes, count_edge, emit_if, emit_increment, host_pointer, set_atomic,
 };
 use crate::ir::func::{direct_callee, instructions};
+use crate::ir::ids::{FunctionId, LoopId};
 use crate::ir::layout::{FunctionLayout, JobLayout};
 use crate::ir::live::{bind, continuation_type, header_phis, transfer_record, Bound};
 
@@ -73,7 +74,7 @@ pub fn instrument(
         })
         .collect();
 
-    for (id, function) in functions.iter().enumerate() {
+    for (id, function) in layout.function_ids().zip(&functions) {
         // New instructions take no location from another function's code.
         builder.unset_current_debug_location();
         let info = &layout.functions[id];
@@ -144,7 +145,7 @@ pub fn instrument(
                 continue;
             };
             builder.position_before(&instruction);
-            let target = load_slot(context, &builder, slots.address_of(callee_id))?;
+            let target = load_slot(context, &builder, slots.address_of(callee_id.index()))?;
             // The callee is a call's last operand; the call keeps its own
             // function type, attributes and calling convention.
             let last = instruction.get_num_operands() - 1;
@@ -152,7 +153,7 @@ pub fn instrument(
         }
     }
 
-    for (id, function) in functions.iter().enumerate() {
+    for (id, function) in layout.function_ids().zip(&functions) {
         let name = layout.functions[id].name.clone();
         function.as_global_value().set_name(&baseline_symbol(&name));
         let stub = module.add_function(&name, function.get_type(), Some(Linkage::External));
@@ -162,7 +163,7 @@ pub fn instrument(
         // rewrote its `blockaddress` constants to name the stub.
         crate::code::ir::retarget_block_addresses(*function);
         builder.unset_current_debug_location();
-        build_stub(context, &builder, stub, slots.address_of(id))?;
+        build_stub(context, &builder, stub, slots.address_of(id.index()))?;
     }
     module.verify().map_err(|e| {
         let message = crate::error::excerpt(&e.to_string(), 12);
@@ -183,7 +184,7 @@ fn emit_entry<'ctx>(
     builder: &Builder<'ctx>,
     function: FunctionValue<'ctx>,
     info: &FunctionLayout,
-    id: usize,
+    id: FunctionId,
     counters: &CounterTable,
     batch: Option<BatchTierUp>,
     probes: Option<Probes>,
@@ -229,7 +230,7 @@ fn emit_entry<'ctx>(
                 .build_indirect_call(
                     hook_type,
                     hook,
-                    &[i64t.const_int(id as u64, false).into()],
+                    &[i64t.const_int(id.index() as u64, false).into()],
                     "",
                 )
                 .map_err(codegen_err)?;
@@ -322,7 +323,7 @@ struct OsrCheck<'a, 'ctx> {
     header: BasicBlock<'ctx>,
     live: &'a [Bound<'ctx>],
     cont_type: FunctionType<'ctx>,
-    global_id: usize,
+    global_id: LoopId,
     /// Address of the loop's transition counter.
     transitions: usize,
     /// Poll on every back-edge (see `OSR_POLL_PERIOD`).
@@ -375,7 +376,7 @@ fn emit_osr_check<'ctx>(
     let record = builder
         .build_alloca(record_type, "tj.osr.record")
         .map_err(codegen_err)?;
-    let slot = osr.slots.address_of(global_id);
+    let slot = osr.slots.address_of(global_id.index());
     let term = edge
         .get_terminator()
         .ok_or_else(|| codegen_err("edge without a terminator"))?;
@@ -448,7 +449,7 @@ fn emit_osr_check<'ctx>(
                 .map_err(codegen_err)?;
             builder.position_at_end(ask);
             let hook_type = context.void_type().fn_type(&[i64t.into()], false);
-            let id = i64t.const_int(global_id as u64, false);
+            let id = i64t.const_int(global_id.index() as u64, false);
             builder
                 .build_indirect_call(hook_type, host_pointer(context, hook), &[id.into()], "")
                 .map_err(codegen_err)?;

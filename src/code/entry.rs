@@ -5,6 +5,7 @@
 use std::ffi::{c_char, c_int, CString};
 use std::sync::OnceLock;
 
+use crate::ir::ids::{FunctionId, LoopId};
 use crate::versions::Unit;
 
 type CompileNowHook = Box<dyn Fn(Unit) + Send + Sync>;
@@ -30,11 +31,11 @@ fn compile_now(unit: Unit) {
 }
 
 extern "C" fn tier_up_now(function: u64) {
-    compile_now(Unit::Function(function as usize));
+    compile_now(Unit::Function(FunctionId(function as usize)));
 }
 
 extern "C" fn osr_now(loop_id: u64) {
-    compile_now(Unit::Loop(loop_id as usize));
+    compile_now(Unit::Loop(LoopId(loop_id as usize)));
 }
 
 /// Address baseline code calls in batch mode, as `void (i64 function_id)`.

@@ -9,6 +9,7 @@ use super::cfg::natural_loops;
 use super::cfg::Loop;
 use super::flow::{plan, Flow, FlowBranch};
 use super::func::{direct_callee, instructions};
+use super::ids::{FunctionId, LoopId};
 use super::live::{describe, FunctionTraits, FunctionView, OsrEntry};
 use super::normalize::is_intrinsic;
 use super::sites::{
@@ -21,8 +22,8 @@ pub struct LoopLayout {
     /// Its blocks (indices in layout order), header, latches, enclosing
     /// loop (an index within the function's loops) and depth.
     pub shape: Loop,
-    /// Index of this loop in the job-wide loop table (OSR entry slots).
-    pub global_id: usize,
+    /// This loop in the job-wide loop table (OSR entry slots).
+    pub global_id: LoopId,
     /// Index of the back-edge counter in the counter table.
     pub counter: usize,
     /// What a frame hands over when it moves into this loop's
@@ -38,8 +39,8 @@ pub struct FunctionLayout {
     pub entry_counter: usize,
     pub loops: Vec<LoopLayout>,
     pub instruction_count: usize,
-    /// Job functions this one calls directly (ids, deduplicated).
-    pub callees: Vec<usize>,
+    /// Job functions this one calls directly (deduplicated).
+    pub callees: Vec<FunctionId>,
     /// Profile sites (see `sites`), each with its counters.
     pub branches: Vec<BranchSite>,
     /// How block counts follow from the counters (None: irreducible CFG,
@@ -81,18 +82,19 @@ impl FunctionLayout {
 #[derive(Clone, Debug, Default)]
 pub struct JobLayout {
     pub functions: Vec<FunctionLayout>,
-    by_name: HashMap<String, usize>,
+    by_name: HashMap<String, FunctionId>,
     pub counter_count: usize,
     /// Loops in the whole job (one OSR entry slot each).
     pub loop_count: usize,
-    /// For each job-wide loop id: (function id, index in its `loops`).
-    pub loops: Vec<(usize, usize)>,
+    /// For each job-wide loop id: its function and its index in the
+    /// function's `loops`.
+    pub loops: Vec<(FunctionId, usize)>,
 }
 
 impl JobLayout {
     /// Per job-wide loop id: the id of its outermost enclosing loop (its
     /// own if it is outermost).
-    pub fn root_loops(&self) -> Vec<usize> {
+    pub fn root_loops(&self) -> Vec<LoopId> {
         self.loops
             .iter()
             .map(|&(f, k)| {
@@ -111,10 +113,10 @@ impl JobLayout {
             .get_functions()
             .filter(|f| f.count_basic_blocks() > 0 && !is_intrinsic(*f))
             .collect();
-        let by_name: HashMap<String, usize> = defined
+        let by_name: HashMap<String, FunctionId> = defined
             .iter()
             .enumerate()
-            .map(|(i, f)| (f.get_name().to_string_lossy().into_owned(), i))
+            .map(|(i, f)| (f.get_name().to_string_lossy().into_owned(), FunctionId(i)))
             .collect();
         let mut counter_count = defined.len();
         let mut loop_count = 0;
@@ -133,19 +135,19 @@ impl JobLayout {
                         osr,
                         shape: l,
                         counter: counter_count - 1,
-                        global_id: loop_count - 1,
+                        global_id: LoopId(loop_count - 1),
                     }
                 })
                 .collect();
             let body = instructions(*function);
-            let mut callees: Vec<usize> = body
+            let mut callees: Vec<FunctionId> = body
                 .iter()
                 .filter_map(|i| direct_callee(*i))
                 .filter_map(|f| by_name.get(f.get_name().to_str().ok()?).copied())
                 .collect();
             callees.sort_unstable();
             callees.dedup();
-            loops.extend((0..function_loops.len()).map(|k| (id, k)));
+            loops.extend((0..function_loops.len()).map(|k| (FunctionId(id), k)));
             let mut allocate = |words: usize| {
                 counter_count += words;
                 counter_count - words
@@ -223,8 +225,8 @@ impl JobLayout {
     }
 
     /// Counter of OSR transitions through loop `global_id`.
-    pub fn osr_transition_counter(&self, global_id: usize) -> usize {
-        self.counter_count + global_id
+    pub fn osr_transition_counter(&self, global_id: LoopId) -> usize {
+        self.counter_count + global_id.index()
     }
 
     /// Counters in all: entries, back-edges, profile sites, guards, OSR
@@ -233,7 +235,31 @@ impl JobLayout {
         self.counter_count + self.loop_count
     }
 
-    pub fn id_of(&self, name: &str) -> Option<usize> {
+    pub fn id_of(&self, name: &str) -> Option<FunctionId> {
         self.by_name.get(name).copied()
+    }
+}
+
+impl JobLayout {
+    /// Every function's id.
+    pub fn function_ids(&self) -> impl Iterator<Item = FunctionId> {
+        (0..self.functions.len()).map(FunctionId)
+    }
+
+    /// Every job-wide loop id.
+    pub fn loop_ids(&self) -> impl Iterator<Item = LoopId> {
+        (0..self.loop_count).map(LoopId)
+    }
+
+    /// Each function with its id.
+    pub fn functions_by_id(&self) -> impl Iterator<Item = (FunctionId, &FunctionLayout)> {
+        self.function_ids().zip(&self.functions)
+    }
+
+    /// Each job-wide loop: its id, its function and its index there.
+    pub fn loops_by_id(&self) -> impl Iterator<Item = (LoopId, FunctionId, usize)> + '_ {
+        self.loop_ids()
+            .zip(&self.loops)
+            .map(|(g, &(f, k))| (g, f, k))
     }
 }

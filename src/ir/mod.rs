@@ -7,6 +7,7 @@ pub mod demote;
 pub mod edit;
 pub mod flow;
 pub mod func;
+pub mod ids;
 pub mod layout;
 pub mod live;
 pub mod load;

@@ -12,6 +12,7 @@ use inkwell::module::{FlagBehavior, Module};
 use inkwell::values::{BasicMetadataValueEnum, FunctionValue, InstructionOpcode, MetadataValue};
 
 use super::ProfileView;
+use crate::ir::ids::FunctionId;
 
 /// Calls and loop iterations a function's baseline code must have counted
 /// before its counts are used: a profile of one call says little, and LLVM
@@ -69,7 +70,7 @@ fn entry_count_node<'ctx>(context: &ContextRef<'ctx>, count: u64) -> MetadataVal
 fn attach_branch_weights(
     context: &ContextRef<'_>,
     function: FunctionValue<'_>,
-    id: usize,
+    id: FunctionId,
     view: &ProfileView<'_>,
     prof: u32,
 ) {

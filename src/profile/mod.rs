@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::code::CounterTable;
 use crate::ir::flow::{edge_counts, EdgeSource};
+use crate::ir::ids::FunctionId;
 use crate::ir::layout::JobLayout;
 use crate::ir::sites::VALUE_SLOTS;
 use promote::Promotion;
@@ -83,18 +84,21 @@ pub struct ProfileView<'a> {
 
 impl<'a> ProfileView<'a> {
     /// The job function whose identity is `address`, if any.
-    pub fn function_at(&self, address: usize) -> Option<usize> {
-        self.stubs.iter().position(|&s| s == address && s != 0)
+    pub fn function_at(&self, address: usize) -> Option<FunctionId> {
+        self.stubs
+            .iter()
+            .position(|&s| s == address && s != 0)
+            .map(FunctionId)
     }
 
-    pub fn entry_count(&self, function: usize) -> u64 {
+    pub fn entry_count(&self, function: FunctionId) -> u64 {
         self.counters
             .read(self.layout.functions[function].entry_counter)
     }
 
     /// Per branch site of `function`, how often each distinct successor
     /// was taken (counted or derived, see `ir::flow`).
-    pub fn branch_counts(&self, function: usize) -> Vec<Vec<u64>> {
+    pub fn branch_counts(&self, function: FunctionId) -> Vec<Vec<u64>> {
         let f = &self.layout.functions[function];
         let table: Vec<(usize, &[usize], &[EdgeSource])> = f
             .branches
@@ -111,7 +115,7 @@ impl<'a> ProfileView<'a> {
     pub fn all_counts(&self) -> (Vec<u64>, Vec<u64>) {
         let mut entries = Vec::new();
         let mut internal = Vec::new();
-        for (id, f) in self.layout.functions.iter().enumerate() {
+        for (id, f) in self.layout.functions_by_id() {
             entries.push(self.entry_count(id));
             internal.extend(f.loops.iter().map(|l| self.counters.read(l.counter)));
             internal.extend(self.branch_counts(id).into_iter().flatten());

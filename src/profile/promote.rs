@@ -20,6 +20,7 @@ use super::{GuardSlots, ProfileView};
 use crate::code::CounterTable;
 use crate::error::Error;
 use crate::ir::edit::{codegen_err, emit_increment, emit_record_value, split_after};
+use crate::ir::ids::FunctionId;
 
 /// A target must have had at least this share of a site's samples...
 const MIN_SHARE_PERCENT: u64 = 30;
@@ -35,10 +36,10 @@ const MAX_TARGETS: usize = 3;
 pub struct Promotion {
     /// The function holding the site, and the site's index in its
     /// `indirect_calls`.
-    pub caller: usize,
+    pub caller: FunctionId,
     pub site: usize,
     /// Callee function ids with their sample counts, most frequent first.
-    pub targets: Vec<(usize, u64)>,
+    pub targets: Vec<(FunctionId, u64)>,
     pub samples: u64,
 }
 
@@ -65,7 +66,7 @@ impl Promotion {
 }
 
 /// The promotions the profile supports in function `caller`.
-pub fn plan(view: &ProfileView<'_>, caller: usize) -> Vec<Promotion> {
+pub fn plan(view: &ProfileView<'_>, caller: FunctionId) -> Vec<Promotion> {
     let mut out = Vec::new();
     for (k, site) in view.layout.functions[caller]
         .indirect_calls
@@ -77,7 +78,7 @@ pub fn plan(view: &ProfileView<'_>, caller: usize) -> Vec<Promotion> {
         let profile = view
             .values(site.table)
             .blended(&view.values(site.recent_table));
-        let targets: Vec<(usize, u64)> = profile
+        let targets: Vec<(FunctionId, u64)> = profile
             .dominant(MIN_SHARE_PERCENT, MIN_SAMPLES)
             .into_iter()
             .filter_map(|(address, count)| Some((view.function_at(address as usize)?, count)))

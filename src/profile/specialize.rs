@@ -21,6 +21,7 @@ use super::{GuardSlots, ProfileView};
 use crate::code::CounterTable;
 use crate::error::Error;
 use crate::ir::edit::{codegen_err, copy_abi_attributes, emit_increment};
+use crate::ir::ids::FunctionId;
 
 /// A value must have had at least this share of an argument's samples...
 const MIN_SHARE_PERCENT: u64 = 90;
@@ -51,7 +52,7 @@ impl ArgValue {
 /// A decision to specialize `function` for the given argument values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Specialization {
-    pub function: usize,
+    pub function: FunctionId,
     pub values: Vec<ArgValue>,
 }
 
@@ -93,7 +94,7 @@ impl Specialization {
 
 /// The argument values the profile says `function` should be specialized
 /// for, if any: every sampled argument with a dominant value.
-pub fn plan(view: &ProfileView<'_>, function: usize) -> Option<Specialization> {
+pub fn plan(view: &ProfileView<'_>, function: FunctionId) -> Option<Specialization> {
     let values: Vec<ArgValue> = view.layout.functions[function]
         .args
         .iter()

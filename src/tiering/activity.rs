@@ -7,6 +7,7 @@
 //! finished, or its frames moved to a continuation) has no frame left to
 //! move.
 
+use crate::ir::ids::LoopId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,14 +27,14 @@ pub struct LoopActivity {
     last_tick_ms: AtomicU64,
     idle_after: Duration,
     /// Per loop id: its outermost enclosing loop (itself if outermost).
-    roots: Vec<usize>,
+    roots: Vec<LoopId>,
 }
 
 impl LoopActivity {
     /// Every loop counts as active at `start`; `roots[g]` is loop `g`'s
     /// outermost enclosing loop; `interval` is the profiler's, which sets
     /// how stale its view can be.
-    pub fn new(roots: Vec<usize>, start: Instant, interval: Duration) -> LoopActivity {
+    pub fn new(roots: Vec<LoopId>, start: Instant, interval: Duration) -> LoopActivity {
         LoopActivity {
             start,
             last_active_ms: roots.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -53,7 +54,7 @@ impl LoopActivity {
     }
 
     /// The profiler saw loop `g`'s nest take back-edges at `now`.
-    pub fn saw_active(&self, g: usize, now: Instant) {
+    pub fn saw_active(&self, g: LoopId, now: Instant) {
         // Relaxed: a heuristic timestamp; nothing is published through it.
         self.last_active_ms[g].store(self.ms_since_start(now), Ordering::Relaxed);
     }
@@ -68,7 +69,7 @@ impl LoopActivity {
     /// How long the nest around loop `g` (from its outermost enclosing
     /// loop down) had been idle at the profiler's last tick, if long enough
     /// to count as stopped.
-    pub fn stopped_for(&self, g: usize) -> Option<Duration> {
+    pub fn stopped_for(&self, g: LoopId) -> Option<Duration> {
         let last = self.last_active_ms[self.roots[g]].load(Ordering::Relaxed);
         let tick = self.last_tick_ms.load(Ordering::Relaxed);
         let idle = Duration::from_millis(tick.saturating_sub(last));
@@ -80,6 +81,10 @@ impl LoopActivity {
 mod tests {
     use super::*;
 
+    fn ids(ids: &[usize]) -> Vec<LoopId> {
+        ids.iter().copied().map(LoopId).collect()
+    }
+
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -87,46 +92,46 @@ mod tests {
     #[test]
     fn a_loop_counts_as_stopped_only_after_the_idle_time() {
         let start = Instant::now();
-        let activity = LoopActivity::new(vec![0, 1], start, ms(1));
-        activity.saw_active(0, start + ms(50));
+        let activity = LoopActivity::new(ids(&[0, 1]), start, ms(1));
+        activity.saw_active(LoopId(0), start + ms(50));
         activity.saw_tick(start + ms(55));
-        assert_eq!(activity.stopped_for(0), None);
-        assert_eq!(activity.stopped_for(1), Some(ms(55)));
+        assert_eq!(activity.stopped_for(LoopId(0)), None);
+        assert_eq!(activity.stopped_for(LoopId(1)), Some(ms(55)));
         activity.saw_tick(start + ms(70));
-        assert_eq!(activity.stopped_for(0), Some(ms(20)));
+        assert_eq!(activity.stopped_for(LoopId(0)), Some(ms(20)));
     }
 
     #[test]
     fn a_loop_inside_a_running_nest_has_not_stopped() {
         let start = Instant::now();
         // Loop 1 and loop 2 are two sweeps inside loop 0 (a time step).
-        let activity = LoopActivity::new(vec![0, 0, 0], start, ms(1));
-        activity.saw_active(0, start + ms(50));
-        activity.saw_active(1, start + ms(50));
-        activity.saw_active(2, start + ms(20));
+        let activity = LoopActivity::new(ids(&[0, 0, 0]), start, ms(1));
+        activity.saw_active(LoopId(0), start + ms(50));
+        activity.saw_active(LoopId(1), start + ms(50));
+        activity.saw_active(LoopId(2), start + ms(20));
         activity.saw_tick(start + ms(55));
-        assert_eq!(activity.stopped_for(2), None);
+        assert_eq!(activity.stopped_for(LoopId(2)), None);
         activity.saw_tick(start + ms(80));
-        assert_eq!(activity.stopped_for(2), Some(ms(30)));
+        assert_eq!(activity.stopped_for(LoopId(2)), Some(ms(30)));
     }
 
     #[test]
     fn a_late_profiler_makes_no_loop_look_stopped() {
         let start = Instant::now();
-        let activity = LoopActivity::new(vec![0], start, ms(1));
-        activity.saw_active(0, start + ms(50));
+        let activity = LoopActivity::new(ids(&[0]), start, ms(1));
+        activity.saw_active(LoopId(0), start + ms(50));
         activity.saw_tick(start + ms(50));
         // No tick since: however late it is now, the loop was active then.
-        assert_eq!(activity.stopped_for(0), None);
+        assert_eq!(activity.stopped_for(LoopId(0)), None);
     }
 
     #[test]
     fn a_slow_profiler_waits_longer() {
         let start = Instant::now();
-        let activity = LoopActivity::new(vec![0], start, ms(100));
+        let activity = LoopActivity::new(ids(&[0]), start, ms(100));
         activity.saw_tick(start + ms(300));
-        assert_eq!(activity.stopped_for(0), None);
+        assert_eq!(activity.stopped_for(LoopId(0)), None);
         activity.saw_tick(start + ms(400));
-        assert!(activity.stopped_for(0).is_some());
+        assert!(activity.stopped_for(LoopId(0)).is_some());
     }
 }

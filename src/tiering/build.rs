@@ -29,6 +29,7 @@ use crate::codegen;
 use crate::error::Error;
 use crate::ir::cfg::Loop;
 use crate::ir::func::{direct_callee, instructions};
+use crate::ir::ids::FunctionId;
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
 use crate::osr::continuation::build_continuation;
@@ -50,9 +51,9 @@ pub fn version_symbol(function: &str, version: u32) -> String {
 /// copy the optimizer specialized would jump into baseline code.
 pub fn inline_candidates(
     layout: &JobLayout,
-    id: usize,
+    id: FunctionId,
     max_instructions: usize,
-) -> BTreeSet<usize> {
+) -> BTreeSet<FunctionId> {
     let mut chosen = BTreeSet::new();
     if max_instructions == 0 {
         return chosen;
@@ -99,7 +100,7 @@ pub struct ProfileUse<'a> {
     /// the guard), since an inlined copy would be the general code, unless
     /// every call passes constants for those parameters (see
     /// `calls_pass_constants`).
-    pub specialized: &'a BTreeMap<usize, Vec<u32>>,
+    pub specialized: &'a BTreeMap<FunctionId, Vec<u32>>,
 }
 
 /// A module prepared for function `id` (see `prepare_module`).
@@ -120,7 +121,7 @@ pub struct Prepared<'ctx> {
 pub fn prepare_module<'ctx>(
     canonical: &Module<'ctx>,
     layout: &JobLayout,
-    id: usize,
+    id: FunctionId,
     machine: &TargetMachine,
     options: BuildOptions,
     profile: Option<&ProfileUse<'_>>,
@@ -326,7 +327,7 @@ pub fn apply_own_promotions(
 pub fn make_whole_version(
     module: &Module<'_>,
     layout: &JobLayout,
-    id: usize,
+    id: FunctionId,
     version: u32,
     options: BuildOptions,
     profile: Option<&ProfileUse<'_>>,
@@ -382,7 +383,7 @@ pub fn make_whole_version(
 pub fn make_continuation(
     module: &Module<'_>,
     layout: &JobLayout,
-    id: usize,
+    id: FunctionId,
     k: usize,
     symbol: &str,
     view: &ProfileView<'_>,

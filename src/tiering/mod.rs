@@ -13,6 +13,7 @@ pub mod service;
 
 use std::time::Instant;
 
+use crate::ir::ids::FunctionId;
 use crate::ir::layout::JobLayout;
 use crate::versions::Unit;
 
@@ -20,7 +21,7 @@ use crate::versions::Unit;
 /// continuation of one of its loops.
 #[derive(Clone, Debug)]
 pub struct CompileRequest {
-    pub function: usize,
+    pub function: FunctionId,
     /// Index in the function's `loops` for an OSR continuation.
     pub loop_index: Option<usize>,
     pub calls: u64,
@@ -41,7 +42,7 @@ pub struct CompileRequest {
 impl CompileRequest {
     /// A request made at `queued_at` because of the given counts.
     pub fn new(
-        function: usize,
+        function: FunctionId,
         loop_index: Option<usize>,
         calls: u64,
         backedges: u64,

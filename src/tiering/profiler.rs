@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::queue::PushError;
 use super::service::Shared;
 use super::CompileRequest;
+use crate::ir::ids::{FunctionId, LoopId};
 use crate::versions::{TierUpState, Unit};
 
 pub fn run(shared: Arc<Shared>) {
@@ -16,10 +17,10 @@ pub fn run(shared: Arc<Shared>) {
     let layout = &shared.layout;
     // Functions and loops that may still need a request; installed and
     // given-up ones drop out so a tick costs little once the job is warm.
-    let mut functions: Vec<usize> = (0..layout.functions.len()).collect();
+    let mut functions: Vec<FunctionId> = layout.function_ids().collect();
     let osr = shared.config.osr.enabled && !shared.config.osr.force;
-    let mut loops: Vec<usize> = if osr {
-        (0..layout.loop_count).collect()
+    let mut loops: Vec<LoopId> = if osr {
+        layout.loop_ids().collect()
     } else {
         Vec::new()
     };
@@ -29,7 +30,7 @@ pub fn run(shared: Arc<Shared>) {
     let mut requested_at: Vec<Option<Instant>> = vec![None; layout.loop_count];
     let mut reported: Vec<bool> = vec![false; layout.loop_count];
     // Functions whose installed version may have speculated.
-    let mut watched: Vec<usize> = Vec::new();
+    let mut watched: Vec<FunctionId> = Vec::new();
     // Acquire: pairs with the Release store of `stop` at shutdown.
     while !shared.stop.load(Ordering::Acquire) {
         std::thread::sleep(interval);
@@ -144,7 +145,7 @@ struct Activity {
     /// called, smoothed.
     function_rate: Vec<f64>,
     /// For each loop id, its enclosing loops' ids.
-    ancestors: Vec<Vec<usize>>,
+    ancestors: Vec<Vec<LoopId>>,
     /// When each loop last took a back-edge of its own (or its nest
     /// started running, if it has taken none since).
     own_backedge_at: Vec<Instant>,
@@ -213,14 +214,14 @@ impl Activity {
     /// Whether the frames in loop `g` have taken no back-edge of `g` for a
     /// while (twice its last iteration's time, at least `stuck_after`),
     /// though they keep running loops inside it.
-    fn stuck_inside(&self, g: usize, now: Instant) -> bool {
+    fn stuck_inside(&self, g: LoopId, now: Instant) -> bool {
         let patience = self.stuck_after.max(self.period[g] * 2);
         now.saturating_duration_since(self.own_backedge_at[g]) >= patience
     }
 
     /// Whether loop `g`'s nest started running less than
     /// `YOUNG_OUTER_LOOP` ago and `g` has taken no back-edge since.
-    fn young(&self, g: usize, now: Instant) -> bool {
+    fn young(&self, g: LoopId, now: Instant) -> bool {
         self.nest_started[g].is_some_and(|(at, backedges)| {
             now.saturating_duration_since(at) < YOUNG_OUTER_LOOP && self.loop_total[g] == backedges
         })
@@ -230,7 +231,7 @@ impl Activity {
         let layout = &shared.layout;
         let mut nest_delta = vec![0u64; layout.loop_count];
         let mut function_delta = vec![0u64; layout.functions.len()];
-        for (g, &(f, k)) in layout.loops.iter().enumerate() {
+        for (g, f, k) in layout.loops_by_id() {
             let count = shared.counters.read(layout.functions[f].loops[k].counter);
             let delta = count - self.loop_total[g].min(count);
             self.loop_total[g] = count;
@@ -243,7 +244,7 @@ impl Activity {
                 function_delta[f] += delta;
             }
         }
-        for (g, &delta) in nest_delta.iter().enumerate() {
+        for (g, &delta) in layout.loop_ids().zip(&nest_delta) {
             if delta > 0 {
                 shared.activity.saw_active(g, now);
                 let idle = self.nest_active_at[g].map_or(true, |at| {
@@ -266,7 +267,7 @@ impl Activity {
             }
             self.nest_rate[g] = smooth(self.nest_rate[g], delta);
         }
-        for (id, f) in layout.functions.iter().enumerate() {
+        for (id, f) in layout.functions_by_id() {
             let calls = shared.counters.read(f.entry_counter);
             let new_calls = calls - self.calls_total[id].min(calls);
             self.calls_total[id] = calls;
@@ -336,7 +337,7 @@ fn report_transitions(
     reported: &mut [bool],
     now: Instant,
 ) {
-    for (g, &(f, k)) in shared.layout.loops.iter().enumerate() {
+    for (g, f, k) in shared.layout.loops_by_id() {
         if reported[g] {
             continue;
         }
@@ -360,7 +361,7 @@ fn report_transitions(
 /// general version queued; promoted calls that keep taking the fallback
 /// get a version planned from the targets seen since (a few times at
 /// most). Whether to keep watching.
-fn watch_speculation(shared: &Shared, activity: &Activity, id: usize, now: Instant) -> bool {
+fn watch_speculation(shared: &Shared, activity: &Activity, id: FunctionId, now: Instant) -> bool {
     let unit = Unit::Function(id);
     match shared.versions.state(unit) {
         TierUpState::Installed => {}

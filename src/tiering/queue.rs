@@ -259,14 +259,15 @@ fn take_best(queued: &mut Vec<Queued>, waited_only: bool) -> Option<Taken> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::ids::FunctionId;
 
     fn request(function: usize) -> CompileRequest {
-        CompileRequest::new(function, None, 0, 0, Instant::now())
+        CompileRequest::new(FunctionId(function), None, 0, 0, Instant::now())
     }
 
     fn order(queue: &RequestQueue, n: usize) -> Vec<usize> {
         (0..n)
-            .map(|_| queue.next(Duration::ZERO).unwrap().request.function)
+            .map(|_| queue.next(Duration::ZERO).unwrap().request.function.index())
             .collect()
     }
 
@@ -277,9 +278,9 @@ mod tests {
         queue.push(request(2), 5.0).unwrap();
         queue.push(request(3), 1.0).unwrap();
         let first = queue.next(Duration::ZERO).unwrap();
-        assert_eq!(first.request.function, 2);
+        assert_eq!(first.request.function.index(), 2);
         let (older, chosen, passed) = first.ahead_of.expect("it overtook request 1");
-        assert_eq!((older.function, chosen, passed), (1, 5.0, 1.0));
+        assert_eq!((older.function.index(), chosen, passed), (1, 5.0, 1.0));
         assert_eq!(order(&queue, 2), [1, 3]);
         assert!(matches!(
             queue.next(Duration::from_millis(1)),
@@ -310,13 +311,13 @@ mod tests {
         for f in 1..=3 {
             queue.push(request(f), 1.0).unwrap();
         }
-        let withdrawn = queue.reassess(|r| match r.function {
+        let withdrawn = queue.reassess(|r| match r.function.index() {
             1 => None,
             2 => Some(0.5),
             _ => Some(2.0),
         });
         assert_eq!(withdrawn.len(), 1);
-        assert_eq!(withdrawn[0].function, 1);
+        assert_eq!(withdrawn[0].function.index(), 1);
         assert_eq!(order(&queue, 2), [3, 2]);
     }
 
@@ -329,7 +330,7 @@ mod tests {
         };
         queue.push(alone, f64::MAX).unwrap();
         queue.push(request(2), 1.0).unwrap();
-        let withdrawn = queue.reassess(|r| (r.function == 2).then_some(1e9));
+        let withdrawn = queue.reassess(|r| (r.function.index() == 2).then_some(1e9));
         assert!(withdrawn.is_empty());
         assert_eq!(order(&queue, 2), [1, 2]);
     }
@@ -339,7 +340,7 @@ mod tests {
         let queue = RequestQueue::new(8);
         let continuation = |k, benefit| {
             (
-                CompileRequest::new(1, Some(k), 0, 0, Instant::now()),
+                CompileRequest::new(FunctionId(1), Some(k), 0, 0, Instant::now()),
                 benefit,
             )
         };
@@ -354,7 +355,10 @@ mod tests {
         let companion = queue
             .take_companion(&whole, |_| true)
             .expect("function 1 has continuations queued");
-        assert_eq!((companion.function, companion.loop_index), (1, Some(1)));
+        assert_eq!(
+            (companion.function.index(), companion.loop_index),
+            (1, Some(1))
+        );
         // A continuation's companion is a whole-function request, and there is none for 1.
         assert!(queue.take_companion(&companion, |_| true).is_none());
         queue.push(whole, 1.0).unwrap();
@@ -362,7 +366,7 @@ mod tests {
         let of_loop = queue
             .take_companion(&companion, |_| true)
             .expect("now there is");
-        assert_eq!((of_loop.function, of_loop.loop_index), (1, None));
+        assert_eq!((of_loop.function.index(), of_loop.loop_index), (1, None));
         // A request a thread waits on is never taken as a companion.
         let (done, _finished) = crossbeam_channel::bounded(0);
         queue

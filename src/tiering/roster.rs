@@ -13,6 +13,7 @@
 //! compile of a loop still stopped then; if the loop runs again, it loads
 //! and publishes it).
 
+use crate::ir::ids::LoopId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ struct Member {
 /// A compile of one continuation that no thread waits for.
 struct Doomable {
     /// Job-wide id of its loop.
-    loop_id: usize,
+    loop_id: LoopId,
     label: String,
     started: Instant,
 }
@@ -43,7 +44,7 @@ struct Doomable {
 /// A compile the profiler superseded.
 pub struct Superseded {
     /// Job-wide id of the loop it was for.
-    pub loop_id: usize,
+    pub loop_id: LoopId,
     pub label: String,
     pub compiling_for: Duration,
     /// Whether its thread's priority could be lowered.
@@ -56,7 +57,7 @@ pub struct Roster {
     /// Loops whose compile was superseded once. Such a loop that is asked
     /// for again runs in bursts (a kernel called between other work); its
     /// next compile runs to the end, or it could be superseded forever.
-    superseded_loops: Mutex<std::collections::BTreeSet<usize>>,
+    superseded_loops: Mutex<std::collections::BTreeSet<LoopId>>,
     /// Thread numbers handed out so far (names `tierjit-compiler-N`).
     spawned: AtomicUsize,
 }
@@ -88,7 +89,7 @@ impl Roster {
     /// Thread `index` started a compile. Only the compile of one
     /// continuation (of loop `doomable_loop`) that no thread waits for can
     /// be superseded; pass `None` otherwise.
-    pub fn started(&self, index: usize, doomable_loop: Option<usize>, label: String) {
+    pub fn started(&self, index: usize, doomable_loop: Option<LoopId>, label: String) {
         if let Some(member) = self.lock().iter_mut().find(|m| m.index == index) {
             member.busy = true;
             member.doomable = doomable_loop.map(|loop_id| Doomable {
@@ -139,7 +140,7 @@ impl Roster {
     /// superseded compiles at once.
     pub fn supersede_one(
         &self,
-        stopped: impl Fn(usize) -> bool,
+        stopped: impl Fn(LoopId) -> bool,
         start_replacement: impl FnOnce() -> bool,
         lower_priority: impl Fn(i32) -> bool,
     ) -> Option<Superseded> {
@@ -183,7 +184,7 @@ impl Roster {
 mod tests {
     use super::*;
 
-    fn roster(doomable: &[Option<usize>]) -> Roster {
+    fn roster(doomable: &[Option<LoopId>]) -> Roster {
         let roster = Roster::default();
         for (index, &loop_id) in doomable.iter().enumerate() {
             roster.join(index, 100 + index as i32);
@@ -194,14 +195,14 @@ mod tests {
 
     #[test]
     fn only_a_compile_of_a_stopped_loop_is_superseded_and_its_thread_then_ends() {
-        let roster = roster(&[Some(3), None, Some(5)]);
+        let roster = roster(&[Some(LoopId(3)), None, Some(LoopId(5))]);
         let lowered = Mutex::new(Vec::new());
         let lower = |tid| {
             lowered.lock().unwrap().push(tid);
             true
         };
         // Loop 5 still runs: thread 2's compile is still of use.
-        let stopped = |g| g != 5;
+        let stopped = |g| g != LoopId(5);
         let first = roster
             .supersede_one(stopped, || true, lower)
             .expect("thread 0's loop stopped");
@@ -217,26 +218,26 @@ mod tests {
 
     #[test]
     fn a_loop_is_superseded_once() {
-        let roster = roster(&[Some(7)]);
+        let roster = roster(&[Some(LoopId(7))]);
         assert!(roster.supersede_one(|_| true, || true, |_| true).is_some());
         roster.finished(0);
         roster.leave(0);
         // Its loop ran again and was asked for anew.
         roster.join(1, 101);
-        roster.started(1, Some(7), "f@loop0".into());
+        roster.started(1, Some(LoopId(7)), "f@loop0".into());
         assert!(roster.supersede_one(|_| true, || true, |_| true).is_none());
     }
 
     #[test]
     fn nothing_is_superseded_while_a_compiler_thread_is_idle() {
-        let roster = roster(&[Some(1), Some(2)]);
+        let roster = roster(&[Some(LoopId(1)), Some(LoopId(2))]);
         roster.finished(1);
         assert!(roster.supersede_one(|_| true, || true, |_| true).is_none());
     }
 
     #[test]
     fn without_a_replacement_the_thread_keeps_serving() {
-        let roster = roster(&[Some(1)]);
+        let roster = roster(&[Some(LoopId(1))]);
         let lowered = std::cell::Cell::new(false);
         let lower = |_| {
             lowered.set(true);
@@ -249,9 +250,9 @@ mod tests {
 
     #[test]
     fn a_thread_that_leaves_says_whether_it_was_replaced() {
-        let roster = roster(&[Some(1), Some(2)]);
+        let roster = roster(&[Some(LoopId(1)), Some(LoopId(2))]);
         assert!(roster
-            .supersede_one(|g| g == 1, || true, |_| false)
+            .supersede_one(|g| g == LoopId(1), || true, |_| false)
             .is_some());
         assert!(roster.leave(0));
         assert!(!roster.leave(1));
@@ -259,7 +260,7 @@ mod tests {
 
     #[test]
     fn superseded_threads_are_bounded() {
-        let doomable: Vec<Option<usize>> = (0..=MAX_SUPERSEDED).map(Some).collect();
+        let doomable: Vec<Option<LoopId>> = (0..=MAX_SUPERSEDED).map(|g| Some(LoopId(g))).collect();
         let roster = roster(&doomable);
         for _ in 0..MAX_SUPERSEDED {
             assert!(roster.supersede_one(|_| true, || true, |_| true).is_some());

@@ -14,6 +14,7 @@ use super::{compiler, policy::Policy, profiler, CompileRequest};
 use crate::code::{self, CounterTable, Jit};
 use crate::codegen::TargetSpec;
 use crate::config::Config;
+use crate::ir::ids::FunctionId;
 use crate::ir::layout::JobLayout;
 use crate::metrics::Metrics;
 use crate::profile::ProfileView;
@@ -63,7 +64,7 @@ impl Shared {
     }
 
     /// Calls and loop back-edges that baseline code counted for `function`.
-    pub fn function_counts(&self, function: usize) -> (u64, u64) {
+    pub fn function_counts(&self, function: FunctionId) -> (u64, u64) {
         let f = &self.layout.functions[function];
         let calls = self.counters.read(f.entry_counter);
         let backedges = f.loops.iter().map(|l| self.counters.read(l.counter)).sum();
@@ -74,7 +75,7 @@ impl Shared {
 /// Functions and loops whose code only the baseline can run (see
 /// `ir::live`) are never requested.
 pub fn exclude_what_cannot_move(versions: &VersionManager, layout: &JobLayout) {
-    for (id, f) in layout.functions.iter().enumerate() {
+    for (id, f) in layout.functions_by_id() {
         if f.traits.labels_taken {
             versions.exclude(
                 Unit::Function(id),
@@ -115,7 +116,7 @@ pub fn start_background(shared: &Arc<Shared>) {
 /// Batch mode and forced OSR: queue a compile of function `function` (or of
 /// the continuation of its loop `loop_index`) and wait until it has
 /// finished, or until another thread's request for it has.
-fn request_now(shared: &Shared, function: usize, loop_index: Option<usize>) {
+fn request_now(shared: &Shared, function: FunctionId, loop_index: Option<usize>) {
     let (calls, backedges) = shared.function_counts(function);
     let request = CompileRequest::new(function, loop_index, calls, backedges, Instant::now());
     let unit = request.unit(&shared.layout);

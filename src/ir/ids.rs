@@ -1,0 +1,64 @@
+//! Typed ids for a job's functions and loops, so that a loop id
+//! cannot index the function table (or a function-local loop index the
+//! job-wide one). Each is an index into the table it names; tables are
+//! plain `Vec`s and slices indexed by the id.
+
+use std::ops::{Index, IndexMut};
+
+macro_rules! id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(pub usize);
+
+        impl $name {
+            pub fn index(self) -> usize {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl<T> Index<$name> for [T] {
+            type Output = T;
+            fn index(&self, id: $name) -> &T {
+                &self[id.0]
+            }
+        }
+
+        impl<T> IndexMut<$name> for [T] {
+            fn index_mut(&mut self, id: $name) -> &mut T {
+                &mut self[id.0]
+            }
+        }
+
+        impl<T> Index<$name> for Vec<T> {
+            type Output = T;
+            fn index(&self, id: $name) -> &T {
+                &self[id.0]
+            }
+        }
+
+        impl<T> IndexMut<$name> for Vec<T> {
+            fn index_mut(&mut self, id: $name) -> &mut T {
+                &mut self[id.0]
+            }
+        }
+    };
+}
+
+id!(
+    /// A function of the job: its place in `JobLayout::functions` and in
+    /// the slot table.
+    FunctionId
+);
+id!(
+    /// A loop of the whole job: its place in `JobLayout::loops` and in the
+    /// OSR entry slot table. (Within a function, `FunctionLayout::loops`
+    /// is indexed by plain position.)
+    LoopId
+);

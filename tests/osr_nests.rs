@@ -503,6 +503,29 @@ fn osr_lines<'a>(stderr: &'a str, function: &str) -> Vec<(&'a str, u32, &'a str)
         .collect()
 }
 
+/// Runs `source` tiered with `--events --stats`, checks it matches the
+/// native build, and returns its stderr.
+fn run_matching_native(source: &Path) -> String {
+    let expected = native_stdout(source);
+    let run = run_tierjit(source, &["--events", "--stats"], &[]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, expected);
+    run.stderr
+}
+
+/// The `--stats` line of `function`'s loop at `depth`, which must say its
+/// continuation was installed and one frame transferred.
+fn assert_one_transfer_at_depth(stderr: &str, function: &str, depth: u32) {
+    let (_, _, line) = osr_lines(stderr, function)
+        .into_iter()
+        .find(|(_, d, _)| *d == depth)
+        .unwrap_or_else(|| panic!("no continuation at depth {depth} in {function}:\n{stderr}"));
+    assert!(
+        line.ends_with("continuation installed, 1 frame(s) transferred"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_young_outer_loop_gets_the_continuation_and_the_frame_moves_at_its_next_step() {
     let steps = 40 * workload_scale().min(2);
@@ -510,27 +533,13 @@ fn a_young_outer_loop_gets_the_continuation_and_the_frame_moves_at_its_next_step
         "long_time_steps.c",
         &LONG_TIME_STEPS.replace("STEPS", &steps.to_string()),
     );
-    let expected = native_stdout(&source);
-    let run = run_tierjit(&source, &["--events", "--stats"], &[]);
-    assert_eq!(run.status, Some(0), "{}", run.stderr);
-    assert_eq!(run.stdout, expected);
-    let lines = osr_lines(&run.stderr, "steps");
-    let time_loop = lines
-        .iter()
-        .find(|(_, depth, _)| *depth == 1)
-        .unwrap_or_else(|| panic!("no continuation for the time loop:\n{}", run.stderr));
-    assert!(
-        time_loop
-            .2
-            .ends_with("continuation installed, 1 frame(s) transferred"),
-        "{}",
-        run.stderr
-    );
+    let stderr = run_matching_native(&source);
+    assert_one_transfer_at_depth(&stderr, "steps", 1);
+    let lines = osr_lines(&stderr, "steps");
     for (label, depth, line) in &lines {
         assert!(
             *depth == 1 || !line.contains("continuation installed"),
-            "{label} at depth {depth} got a continuation too:\n{}",
-            run.stderr
+            "{label} at depth {depth} got a continuation too:\n{stderr}"
         );
     }
 }
@@ -560,20 +569,6 @@ fn an_outer_loop_that_runs_once_does_not_keep_the_frame_in_baseline_code() {
         "one_outer_iteration.c",
         &ONE_OUTER_ITERATION.replace("LONG", "300000000L"),
     );
-    let expected = native_stdout(&source);
-    let run = run_tierjit(&source, &["--events", "--stats"], &[]);
-    assert_eq!(run.status, Some(0), "{}", run.stderr);
-    assert_eq!(run.stdout, expected);
-    let lines = osr_lines(&run.stderr, "kernel");
-    let inner = lines
-        .iter()
-        .find(|(_, depth, _)| *depth == 2)
-        .unwrap_or_else(|| panic!("no continuation for the inner loop:\n{}", run.stderr));
-    assert!(
-        inner
-            .2
-            .ends_with("continuation installed, 1 frame(s) transferred"),
-        "{}",
-        run.stderr
-    );
+    let stderr = run_matching_native(&source);
+    assert_one_transfer_at_depth(&stderr, "kernel", 2);
 }

@@ -273,23 +273,23 @@ fn ends_in_branch_to<'ctx>(block: BasicBlock<'ctx>, target: BasicBlock<'ctx>) ->
 }
 
 /// The back-edge of an innermost loop polls its OSR entry slot when the
-/// loop's back-edge count, modulo `OSR_POLL_PERIOD`, is below
-/// `OSR_POLL_WINDOW`: on most iterations that is a test of a value already
-/// in a register, not a load. A window rather than a single residue lets
-/// each of up to that many threads racing on one counter still see polling
-/// values; the first back-edge (count 1) always polls, which forced OSR
-/// relies on. The count is the loop's total over the whole run, so a frame
-/// in it reaches a poll within `OSR_POLL_PERIOD` of its iterations.
+/// low byte of the loop's back-edge count (the count mod 256) is below
+/// `OSR_POLL_WINDOW`: at O0 that is one byte compare of a value already in
+/// a register, not a load (a mask over a longer period needed an `and` and
+/// a compare, which cost GEMM's innermost loop about 6%). A window rather
+/// than a single residue lets each of up to that many threads racing on
+/// one counter still see polling values; the first back-edge (count 1)
+/// always polls, which forced OSR relies on. The count is the loop's total
+/// over the whole run, so a frame in it reaches a poll within 256 of its
+/// iterations.
 ///
 /// A loop containing other loops polls on every back-edge instead: an
 /// iteration runs its inner loops, so one load per iteration costs little,
-/// and a frame moves at its next iteration. (With the period, an outer
-/// loop with fewer than 1024 iterations left never polled again: LU's
-/// frame stayed on O0 for all of its 600 million back-edges.)
-const OSR_POLL_PERIOD: u64 = 256;
-const OSR_POLL_WINDOW: u64 = 16;
-// The residue is the count's low byte (see `emit_osr_check`).
-const _: () = assert!(OSR_POLL_PERIOD == 256 && OSR_POLL_WINDOW < OSR_POLL_PERIOD);
+/// and a frame moves at its next iteration. (Outer loops once polled on a
+/// period too, and one with fewer iterations left than the period never
+/// polled again: LU's frame stayed on O0 for all of its 600 million
+/// back-edges.)
+const OSR_POLL_WINDOW: u8 = 16;
 
 /// `block`'s phis get, for the new predecessor `new`, the value they have
 /// for `existing` (both edges carry the same state).
@@ -326,12 +326,12 @@ struct OsrCheck<'a, 'ctx> {
     global_id: LoopId,
     /// Address of the loop's transition counter.
     transitions: usize,
-    /// Poll on every back-edge (see `OSR_POLL_PERIOD`).
+    /// Poll on every back-edge (see `OSR_POLL_WINDOW`).
     every_backedge: bool,
 }
 
 /// At the end of the check's edge block, on polling iterations (see
-/// `OSR_POLL_PERIOD`): if the loop's entry slot holds a continuation,
+/// `OSR_POLL_WINDOW`): if the loop's entry slot holds a continuation,
 /// call it with the live state and return its result; otherwise go on to
 /// the header. The header's phis get the new predecessors with the values
 /// they have for the edge block; no phi is rebuilt.
@@ -414,14 +414,13 @@ fn emit_osr_check<'ctx>(
             .build_conditional_branch(always, check, header)
             .map_err(codegen_err)?;
     } else {
-        // count mod PERIOD < WINDOW. PERIOD is 256, so the residue is the
-        // count's low byte: at O0 the test is one byte compare of a value
-        // already in a register (a mask needed an `and` and a compare,
-        // which cost GEMM's innermost loop about 6%).
+        // The count's low byte below the window (see `OSR_POLL_WINDOW`).
         let residue = builder
             .build_int_truncate(count, context.i8_type(), "tj.osr.phase")
             .map_err(codegen_err)?;
-        let window = context.i8_type().const_int(OSR_POLL_WINDOW, false);
+        let window = context
+            .i8_type()
+            .const_int(u64::from(OSR_POLL_WINDOW), false);
         let poll = builder
             .build_int_compare(IntPredicate::ULT, residue, window, "tj.osr.poll")
             .map_err(codegen_err)?;

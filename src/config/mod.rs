@@ -109,32 +109,23 @@ knob::knobs! {
 /// Each names the architecture it is for (`std::env::consts::ARCH`):
 /// presets name CPUs, and LLVM given a CPU of another architecture only
 /// warns and falls back to generic code.
+/// One preset: `profiles/NAME.ron`, for hosts of architecture `ARCH`.
+macro_rules! profile {
+    ($name:literal, $arch:literal) => {
+        Profile {
+            name: $name,
+            arch: $arch,
+            ron: include_str!(concat!("../../profiles/", $name, ".ron")),
+        }
+    };
+}
+
 pub const PROFILES: &[Profile] = &[
-    Profile {
-        name: "cortex-a53",
-        arch: "aarch64",
-        ron: include_str!("../../profiles/cortex-a53.ron"),
-    },
-    Profile {
-        name: "cortex-a72",
-        arch: "aarch64",
-        ron: include_str!("../../profiles/cortex-a72.ron"),
-    },
-    Profile {
-        name: "cortex-a76",
-        arch: "aarch64",
-        ron: include_str!("../../profiles/cortex-a76.ron"),
-    },
-    Profile {
-        name: "neoverse-n1",
-        arch: "aarch64",
-        ron: include_str!("../../profiles/neoverse-n1.ron"),
-    },
-    Profile {
-        name: "x86-64-server",
-        arch: "x86_64",
-        ron: include_str!("../../profiles/x86-64-server.ron"),
-    },
+    profile!("cortex-a53", "aarch64"),
+    profile!("cortex-a72", "aarch64"),
+    profile!("cortex-a76", "aarch64"),
+    profile!("neoverse-n1", "aarch64"),
+    profile!("x86-64-server", "x86_64"),
 ];
 
 pub struct Profile {

@@ -92,23 +92,16 @@ pub fn header_phis(header: BasicBlock<'_>) -> Vec<PhiValue<'_>> {
 
 /// Blocks reachable from `from` (including it).
 pub fn reachable_from(cfg: &Cfg, from: usize) -> Vec<bool> {
-    let mut seen = vec![false; cfg.succs.len()];
-    let mut work = vec![from];
-    while let Some(b) = work.pop() {
-        if !std::mem::replace(&mut seen[b], true) {
-            work.extend(cfg.succs[b].iter().copied().filter(|&s| !seen[s]));
-        }
-    }
-    seen
+    reachable_avoiding(cfg, from, None)
 }
 
 /// Blocks reachable from `from` (including it) on paths that do not enter
 /// `avoid`.
-fn reachable_avoiding(cfg: &Cfg, from: usize, avoid: usize) -> Vec<bool> {
+fn reachable_avoiding(cfg: &Cfg, from: usize, avoid: Option<usize>) -> Vec<bool> {
     let mut seen = vec![false; cfg.succs.len()];
     let mut work = vec![from];
     while let Some(b) = work.pop() {
-        if b != avoid && !std::mem::replace(&mut seen[b], true) {
+        if Some(b) != avoid && !std::mem::replace(&mut seen[b], true) {
             work.extend(cfg.succs[b].iter().copied().filter(|&s| !seen[s]));
         }
     }
@@ -282,7 +275,7 @@ pub fn describe(view: &FunctionView<'_>, header: usize, loop_blocks: &[usize]) -
             if reachable[at.block] {
                 let before_def = avoiding
                     .entry(at.block)
-                    .or_insert_with(|| reachable_avoiding(cfg, header, at.block));
+                    .or_insert_with(|| reachable_avoiding(cfg, header, Some(at.block)));
                 // A use in D itself follows the definition.
                 if !sites.iter().any(|&s| s != at.block && before_def[s]) {
                     continue;

@@ -251,7 +251,10 @@ impl Activity {
                     now.saturating_duration_since(at) >= self.stuck_after
                 });
                 if idle {
-                    // Its own back-edges this tick came after the start.
+                    // The nest starts now: the loop's own back-edges this
+                    // tick came after the start, and if there are any, the
+                    // period measured below (about zero: several in one
+                    // tick) replaces the guess.
                     let before = self.loop_total[g] - self.loop_delta[g];
                     self.nest_started[g] = Some((now, before));
                     self.own_backedge_at[g] = now;

@@ -67,15 +67,18 @@ pub fn run(shared: Arc<Shared>) {
             while let Some(p) = cur {
                 let gp = function.loops[p].global_id;
                 match shared.versions.state(Unit::Loop(gp)) {
-                    // Coming: the frame moves at that loop's next back-edge.
-                    TierUpState::Requested => return true,
-                    // Installed, and the frame reaches that loop's
-                    // back-edge often: it moves there soon.
-                    TierUpState::Installed if !activity.stuck_inside(gp, now) => return true,
-                    // Installed, but the frame has stayed inside one of its
-                    // iterations for a while (a long last inner loop): it
-                    // needs an entry in here.
-                    TierUpState::Installed => break,
+                    // Coming or installed, and the frame reaches that
+                    // loop's back-edge often: it moves there soon.
+                    TierUpState::Requested | TierUpState::Installed
+                        if !activity.stuck_inside(gp, now) =>
+                    {
+                        return true
+                    }
+                    // The frame has stayed inside one of its iterations
+                    // for a while (a long last inner loop, an outer loop
+                    // that runs once): it needs an entry in here, whether
+                    // or not that loop's compile has finished.
+                    TierUpState::Requested | TierUpState::Installed => break,
                     // It has no OSR entry, its compiles gave up, or one
                     // failed and waits to be retried: look further out, or
                     // stay here.

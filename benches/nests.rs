@@ -121,9 +121,9 @@ fn report() -> bool {
             (geo.0 / geo.1 as f64).exp()
         );
     }
-    println!("\nloop nests, kernel region: median of {KERNEL_RUNS} interleaved runs (s), ratios, and max/min over the runs (optimized's is the machine's noise)");
+    println!("\nloop nests, kernel region: median of {KERNEL_RUNS} interleaved runs (s), ratios, and max/min over the runs (native's and optimized's are the machine's noise)");
     println!(
-        "{:<12} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>12} {:>12}",
+        "{:<12} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>14} {:>12} {:>12}",
         "job",
         "O3",
         "O3-nat",
@@ -132,7 +132,8 @@ fn report() -> bool {
         "tier/opt",
         "tier/nat",
         "tiered max/min",
-        "opt max/min"
+        "opt max/min",
+        "nat max/min"
     );
     for job in NEST_JOBS.iter().filter(|j| selected(j)) {
         let times = kernel_times(job);
@@ -146,7 +147,7 @@ fn report() -> bool {
             continue;
         };
         println!(
-            "{job:<12} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>9.2} {:>9.2} | {:>12.2} {:>12.2}",
+            "{job:<12} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>9.2} {:>9.2} | {:>14.2} {:>12.2} {:>12.2}",
             o3.0,
             nat.0,
             opt.0,
@@ -154,7 +155,8 @@ fn report() -> bool {
             tier.0 / opt.0,
             tier.0 / nat.0,
             tier.1,
-            opt.1
+            opt.1,
+            nat.1
         );
         ratios.push((format!("nests/{job}/kernel"), tier.0 / opt.0));
     }

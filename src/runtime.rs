@@ -15,6 +15,7 @@ use crate::code::{self, CounterTable, Jit, MainShape, SlotTable};
 use crate::codegen::{self, TargetSpec};
 use crate::config::Config;
 use crate::error::Error;
+use crate::ir::frontend_cache::FrontendCache;
 use crate::ir::layout::JobLayout;
 use crate::ir::load::{copy_module, parse_module, read_job_ir};
 use crate::ir::normalize::{
@@ -119,10 +120,21 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     code::apply_llvm_options();
     let target = TargetSpec::resolve(&options.config.target)?;
     target.validate()?;
-    let bytes = read_job_ir(&options.job, &options.cflags, &target.triple)?;
+    let cache = options
+        .config
+        .frontend
+        .cache
+        .then(FrontendCache::default_location)
+        .flatten();
+    let job = read_job_ir(
+        &options.job,
+        &options.cflags,
+        &target.triple,
+        cache.as_ref(),
+    )?;
     let context = Context::create();
     code::watch_context(&context);
-    let module = parse_module(&context, &bytes, &options.job)?;
+    let module = parse_module(&context, &job.bytes, &options.job)?;
     target.check_module(&module, &options.job)?;
     check_supported(&module, &options.job)?;
     let shape = main_shape(&module, &options)?;
@@ -130,6 +142,13 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     bind_host_overrides(&module);
     let structors = structors::gather(&module);
     let metrics = Metrics::new(start, options.events);
+    if job.cached {
+        metrics.note(
+            "frontend",
+            &options.job.display().to_string(),
+            "clang skipped: bitcode from the front-end cache (source, headers, flags and clang unchanged)",
+        );
+    }
     match options.mode {
         Mode::Optimized => {
             let module = without_dso_local(&context, module, &options.job, false)?;

@@ -176,3 +176,44 @@ fn a_job_runs_with_the_native_preset() {
         run.stderr
     );
 }
+
+#[test]
+fn a_rerun_of_a_c_job_skips_clang_unless_the_cache_is_off() {
+    let dir = scratch().join("frontend-cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = dir.join("job.c");
+    std::fs::write(
+        &job,
+        "#include <stdio.h>\nint main(void) { puts(\"ok\"); return 3; }\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = tierjit_command();
+        cmd.env("TIERJIT_CACHE_DIR", dir.join("cache"))
+            .args(["run", "--events"])
+            .args(extra)
+            .arg(&job);
+        run_with_limit(&mut cmd, job_limit())
+    };
+    const SKIPPED: &str = "clang skipped: bitcode from the front-end cache";
+    let first = run(&[]);
+    assert_eq!(
+        (first.status, first.stdout.as_str()),
+        (Some(3), "ok\n"),
+        "{}",
+        first.stderr
+    );
+    assert!(!first.stderr.contains(SKIPPED), "{}", first.stderr);
+    let second = run(&[]);
+    assert_eq!(
+        (second.status, second.stdout.as_str()),
+        (Some(3), "ok\n"),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stderr.contains(SKIPPED), "{}", second.stderr);
+    let off = run(&["--set", "frontend.cache=false"]);
+    assert_eq!(off.status, Some(3), "{}", off.stderr);
+    assert!(!off.stderr.contains(SKIPPED), "{}", off.stderr);
+}

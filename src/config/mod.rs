@@ -92,6 +92,17 @@ knob::knobs! {
         guard_miss_percent: u64 = 10, range 0 => 100;
     }
 
+    /// Reading `.c` jobs.
+    frontend: Frontend {
+        /// Keep the bitcode clang makes, keyed by the source, every header
+        /// it read, the flags and the clang binary, so that running the
+        /// same job again skips clang (see src/ir/frontend_cache.rs). The
+        /// directory is $TIERJIT_CACHE_DIR, else $XDG_CACHE_HOME/tierjit,
+        /// else ~/.cache/tierjit; TIERJIT_CACHE_DIR= (empty) also turns it
+        /// off.
+        cache: bool = true;
+    }
+
     /// What code every tier is generated for.
     target: Target {
         /// LLVM CPU name every tier generates code for; "host" detects it.

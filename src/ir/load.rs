@@ -1,6 +1,7 @@
 //! Reading a job into an LLVM module: textual IR, bitcode, or C through
 //! clang-19.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -8,6 +9,7 @@ use inkwell::context::Context;
 use inkwell::memory_buffer::MemoryBuffer;
 use inkwell::module::Module;
 
+use super::frontend_cache::FrontendCache;
 use crate::error::Error;
 
 /// What kind of source a job is, from its extension.
@@ -31,9 +33,22 @@ impl JobKind {
     }
 }
 
-/// Reads the job at `path` into bytes of IR (textual or bitcode). C is
-/// compiled for `triple`, the target every tier generates code for.
-pub fn read_job_ir(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Error> {
+/// A job's IR, textual or bitcode.
+pub struct JobIr {
+    pub bytes: Vec<u8>,
+    /// A C job whose bitcode came from the front-end cache (clang did not
+    /// run).
+    pub cached: bool,
+}
+
+/// Reads the job at `path` into IR. C is compiled for `triple`, the target
+/// every tier generates code for, through `cache` when given.
+pub fn read_job_ir(
+    path: &Path,
+    cflags: &[String],
+    triple: &str,
+    cache: Option<&FrontendCache>,
+) -> Result<JobIr, Error> {
     let kind = JobKind::of(path)?;
     // Checked without opening it: opening a FIFO would wait for a writer.
     let regular = std::fs::metadata(path).map_err(|source| Error::Io {
@@ -47,7 +62,7 @@ pub fn read_job_ir(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u
         });
     }
     if kind == JobKind::C {
-        return compile_c(path, cflags, triple);
+        return compile_c(&clang_binary(), path, cflags, triple, cache);
     }
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -59,7 +74,10 @@ pub fn read_job_ir(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u
             message: "not LLVM bitcode (no bitcode magic number at its start)".into(),
         });
     }
-    Ok(bytes)
+    Ok(JobIr {
+        bytes,
+        cached: false,
+    })
 }
 
 /// Whether `bytes` start like bitcode: raw (`BC` 0xC0DE) or in the
@@ -142,7 +160,13 @@ fn clang_binary() -> PathBuf {
 /// from the JIT's (an x86-64 clang serving an emulated AArch64 tierjit).
 /// Warnings are not shown (the job's own stderr is the user's); on failure
 /// clang's diagnostics are the error.
-fn compile_c(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Error> {
+fn compile_c(
+    clang: &Path,
+    path: &Path,
+    cflags: &[String],
+    triple: &str,
+    cache: Option<&FrontendCache>,
+) -> Result<JobIr, Error> {
     // The IR is compiled without LLVM's passes, so a sanitizer's
     // instrumentation would silently not happen; its runtime is missing too.
     if let Some(flag) = cflags.iter().find(|f| f.starts_with("-fsanitize")) {
@@ -151,27 +175,58 @@ fn compile_c(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Er
             what: format!("--cflag={flag}: sanitizers need instrumentation and a runtime tierjit does not provide"),
         });
     }
-    let clang = clang_binary();
-    let output = Command::new(&clang)
-        .args([
-            "-x",
-            "c",
-            "-O2",
-            "-Xclang",
-            "-disable-llvm-passes",
-            "-emit-llvm",
-            "-c",
-            "-g0",
-        ])
-        .args(["-fno-color-diagnostics", "-o", "-"])
-        .arg(format!("--target={triple}"))
-        .args(cflags)
-        .arg(path)
-        .output()
-        .map_err(|e| Error::ClangMissing {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let mut args: Vec<OsString> = [
+        "-x",
+        "c",
+        "-O2",
+        "-Xclang",
+        "-disable-llvm-passes",
+        "-emit-llvm",
+        "-c",
+        "-g0",
+        "-fno-color-diagnostics",
+        "-o",
+        "-",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    args.push(format!("--target={triple}").into());
+    args.extend(cflags.iter().map(OsString::from));
+    args.push(path.into());
+    // The cache is keyed by the source's bytes, read here once; clang
+    // reads the file again, and a job edited in between is simply not
+    // what the entry is stored under (its manifest hashes what clang read).
+    let entry = match (cache, std::fs::read(path)) {
+        (Some(cache), Ok(source)) => cache.entry(clang, &args, &source),
+        _ => None,
+    };
+    if let (Some(cache), Some(entry)) = (cache, &entry) {
+        if let Some(bytes) = cache.lookup(entry) {
+            return Ok(JobIr {
+                bytes,
+                cached: true,
+            });
+        }
+    }
+    let mut command = Command::new(clang);
+    command.args(&args);
+    let depfile = match (cache, &entry) {
+        (Some(cache), Some(entry)) if cache.prepare() => {
+            command.arg("-MD").arg("-MF").arg(&entry.depfile);
+            Some(entry)
+        }
+        _ => None,
+    };
+    let output = command.output().map_err(|e| Error::ClangMissing {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if let Some(entry) = depfile {
+        if !output.status.success() || output.stdout.is_empty() {
+            let _ = std::fs::remove_file(&entry.depfile);
+        }
+    }
     if !output.status.success() {
         let mut diagnostics = String::from_utf8_lossy(&output.stderr)
             .trim_end()
@@ -197,5 +252,160 @@ fn compile_c(path: &Path, cflags: &[String], triple: &str) -> Result<Vec<u8>, Er
             ),
         });
     }
-    Ok(output.stdout)
+    if let (Some(cache), Some(entry)) = (cache, depfile) {
+        cache.store(entry, &output.stdout);
+    }
+    Ok(JobIr {
+        bytes: output.stdout,
+        cached: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRIPLE: &str = "x86_64-pc-linux-gnu";
+
+    /// A directory with a job, a header it includes and a clang wrapper
+    /// that logs each run, so a test can tell a cache hit from a compile.
+    struct Workspace {
+        dir: PathBuf,
+    }
+
+    impl Workspace {
+        fn new(name: &str) -> Workspace {
+            let dir = std::env::temp_dir()
+                .join(format!("tierjit-frontend-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let real = if Path::new("/usr/lib/llvm-19/bin/clang").is_file() {
+                "/usr/lib/llvm-19/bin/clang".to_string()
+            } else {
+                "clang-19".to_string()
+            };
+            let wrapper = dir.join("clang");
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\necho run >> '{}'\nexec {real} \"$@\"\n",
+                    dir.join("runs").display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let ws = Workspace { dir };
+            ws.write("k.h", "#define K 7\n");
+            ws.write("job.c", "#include \"k.h\"\nint main(void) { return K; }\n");
+            ws
+        }
+
+        fn write(&self, name: &str, text: &str) {
+            std::fs::write(self.dir.join(name), text).unwrap();
+        }
+
+        fn compile(&self, cflags: &[&str], cache: &FrontendCache) -> JobIr {
+            let cflags: Vec<String> = cflags.iter().map(|f| f.to_string()).collect();
+            compile_c(
+                &self.dir.join("clang"),
+                &self.dir.join("job.c"),
+                &cflags,
+                TRIPLE,
+                Some(cache),
+            )
+            .unwrap()
+        }
+
+        fn clang_runs(&self) -> usize {
+            std::fs::read_to_string(self.dir.join("runs"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        }
+
+        fn cache(&self) -> FrontendCache {
+            FrontendCache::new(self.dir.join("cache"))
+        }
+    }
+
+    impl Drop for Workspace {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn a_rerun_of_an_unchanged_c_job_does_not_run_clang() {
+        let ws = Workspace::new("rerun");
+        let first = ws.compile(&[], &ws.cache());
+        assert!(!first.cached);
+        let again = ws.compile(&[], &ws.cache());
+        assert!(again.cached);
+        assert_eq!(first.bytes, again.bytes);
+        assert_eq!(ws.clang_runs(), 1);
+        // Only the entry is left behind: no dependency or temporary file.
+        let mut names: Vec<String> = std::fs::read_dir(ws.dir.join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names[0].ends_with(".bc") && names[1].ends_with(".deps"));
+    }
+
+    #[test]
+    fn an_edited_header_or_other_flags_recompile() {
+        let ws = Workspace::new("edits");
+        let cache = ws.cache();
+        let seven = ws.compile(&[], &cache);
+        ws.write("k.h", "#define K 8\n");
+        let eight = ws.compile(&[], &cache);
+        assert!(!eight.cached);
+        assert_ne!(seven.bytes, eight.bytes);
+        let flagged = ws.compile(&["-DUNUSED=1"], &cache);
+        assert!(!flagged.cached);
+        assert_eq!(ws.clang_runs(), 3);
+        // Both flag sets now have entries of their own.
+        assert!(ws.compile(&[], &cache).cached);
+        assert!(ws.compile(&["-DUNUSED=1"], &cache).cached);
+        assert_eq!(ws.clang_runs(), 3);
+    }
+
+    #[test]
+    fn jobs_that_read_the_clock_at_compile_time_are_not_cached() {
+        let ws = Workspace::new("clock");
+        ws.write("k.h", "#define K (sizeof(__TIME__))\n");
+        let cache = ws.cache();
+        assert!(!ws.compile(&[], &cache).cached);
+        assert!(!ws.compile(&[], &cache).cached);
+        assert_eq!(ws.clang_runs(), 2);
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_written_only_costs_the_compile() {
+        let ws = Workspace::new("unwritable");
+        // A file where the cache directory should be.
+        ws.write("cache", "not a directory");
+        let cache = ws.cache();
+        assert!(!ws.compile(&[], &cache).cached);
+        assert!(!ws.compile(&[], &cache).cached);
+        assert_eq!(ws.clang_runs(), 2);
+    }
+
+    #[test]
+    fn a_failed_compile_stores_nothing() {
+        let ws = Workspace::new("failed");
+        ws.write("job.c", "int main(void) { return missing; }\n");
+        let cache = ws.cache();
+        let error = compile_c(
+            &ws.dir.join("clang"),
+            &ws.dir.join("job.c"),
+            &[],
+            TRIPLE,
+            Some(&cache),
+        );
+        assert!(matches!(error, Err(Error::Clang { .. })));
+        let left = std::fs::read_dir(ws.dir.join("cache")).unwrap().count();
+        assert_eq!(left, 0);
+    }
 }

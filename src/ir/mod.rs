@@ -6,6 +6,7 @@ pub mod cfg;
 pub mod demote;
 pub mod edit;
 pub mod flow;
+pub mod frontend_cache;
 pub mod func;
 pub mod ids;
 pub mod layout;

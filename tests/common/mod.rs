@@ -24,8 +24,16 @@ pub fn tierjit() -> PathBuf {
 /// emulator (`TIERJIT_TEST_RUNNER="qemu-aarch64 -L /"`, set by
 /// .ci/test-aarch64), the binary is started through it: the kernel here
 /// cannot execute the cross-built binary directly.
+/// The front-end cache is the tests' own (shared by the test processes
+/// of a run, so a fixture's C is compiled once across modes), not the
+/// user's.
 pub fn tierjit_command() -> Command {
-    emulated_command(&tierjit())
+    let mut cmd = emulated_command(&tierjit());
+    cmd.env(
+        "TIERJIT_CACHE_DIR",
+        std::env::temp_dir().join("tierjit-tests-cache"),
+    );
+    cmd
 }
 
 /// The emulator command the tests run target code through

@@ -1,0 +1,247 @@
+//! A cache of the bitcode clang makes for `.c` jobs, so that running the
+//! same job again skips the C front end (about 40-60 ms here, most of it
+//! clang's own start-up: a tenth of a one-second job).
+//!
+//! An entry is found by a key: SHA-256 of clang's identity (its resolved
+//! path, size and modification time), every argument it is given (flags,
+//! target triple, the job's path) and the job's source. The entry lists
+//! every file clang read (its `-MD` dependency file) with the SHA-256 of
+//! its contents; it is used only if all of them still hash the same, so
+//! editing an included header recompiles. This is ccache's "direct mode",
+//! with its known blind spot: a new header that would shadow a listed one
+//! earlier on the include path goes unnoticed. Sources or headers that use
+//! `__DATE__`, `__TIME__` or `__TIMESTAMP__` are never cached.
+//!
+//! Entries are written to a temporary name and renamed, so concurrent runs
+//! see a whole entry or none. A cache that cannot be read or written is
+//! skipped, never an error: the job is compiled as if there were no cache.
+//! Nothing is evicted; deleting the directory clears it.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+/// Where entries live unless `TIERJIT_CACHE_DIR` says otherwise.
+pub const CACHE_DIR_ENV: &str = "TIERJIT_CACHE_DIR";
+
+/// Bumped when the entry format or what clang is asked for changes, so
+/// that an older tierjit's entries are not read.
+const FORMAT: &str = "tierjit-frontend-1";
+
+/// Macros whose value changes between runs: an entry would freeze them.
+const VOLATILE_MACROS: [&[u8]; 3] = [b"__DATE__", b"__TIME__", b"__TIMESTAMP__"];
+
+pub struct FrontendCache {
+    dir: PathBuf,
+}
+
+/// One job's place in the cache: its key, and where clang should write
+/// the dependency file on a miss.
+pub struct Entry {
+    key: String,
+    pub depfile: PathBuf,
+}
+
+impl FrontendCache {
+    pub fn new(dir: PathBuf) -> FrontendCache {
+        FrontendCache { dir }
+    }
+
+    /// `$TIERJIT_CACHE_DIR` (empty: no cache), else
+    /// `$XDG_CACHE_HOME/tierjit`, else `$HOME/.cache/tierjit`; the entries
+    /// are in its `c/` subdirectory.
+    pub fn default_location() -> Option<FrontendCache> {
+        let root = match std::env::var_os(CACHE_DIR_ENV) {
+            Some(dir) if dir.is_empty() => return None,
+            Some(dir) => PathBuf::from(dir),
+            None => match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+                Some(xdg) => PathBuf::from(xdg).join("tierjit"),
+                None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/tierjit"),
+            },
+        };
+        Some(FrontendCache::new(root.join("c")))
+    }
+
+    /// The entry for compiling `source` (the job's bytes) with `clang` and
+    /// `args`; `None` when clang cannot be identified (then nothing is
+    /// cached: a missing clang must still be reported as missing).
+    pub fn entry(&self, clang: &Path, args: &[OsString], source: &[u8]) -> Option<Entry> {
+        let binary = resolve_on_path(clang)?;
+        let binary = std::fs::canonicalize(binary).ok()?;
+        let meta = std::fs::metadata(&binary).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        let mut hash = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            // Length-prefixed, so ("ab","c") and ("a","bc") differ.
+            hash.update((bytes.len() as u64).to_le_bytes());
+            hash.update(bytes);
+        };
+        field(FORMAT.as_bytes());
+        field(binary.as_os_str().as_encoded_bytes());
+        field(&meta.len().to_le_bytes());
+        field(&modified.as_nanos().to_le_bytes());
+        for arg in args {
+            field(arg.as_encoded_bytes());
+        }
+        field(source);
+        let key = hex(&hash.finalize());
+        let depfile = self.dir.join(format!("{key}.{}.d", unique_suffix()));
+        Some(Entry { key, depfile })
+    }
+
+    /// The cached bitcode for `entry`, if every file its compile read
+    /// still has the contents it had then.
+    pub fn lookup(&self, entry: &Entry) -> Option<Vec<u8>> {
+        let manifest =
+            std::fs::read_to_string(self.dir.join(format!("{}.deps", entry.key))).ok()?;
+        for line in manifest.lines() {
+            let (digest, path) = line.split_once(' ')?;
+            let contents = std::fs::read(path).ok()?;
+            if hex(&Sha256::digest(&contents)) != digest {
+                return None;
+            }
+        }
+        std::fs::read(self.dir.join(format!("{}.bc", entry.key))).ok()
+    }
+
+    /// Stores `bitcode` for `entry`, with the files listed in the
+    /// dependency file clang wrote. Best effort: any failure leaves the
+    /// entry absent (or the previous one in place). Removes the
+    /// dependency file.
+    pub fn store(&self, entry: &Entry, bitcode: &[u8]) {
+        let depfile = std::fs::read_to_string(&entry.depfile);
+        let _ = std::fs::remove_file(&entry.depfile);
+        let Ok(depfile) = depfile else { return };
+        let mut manifest = String::new();
+        for path in dependencies(&depfile) {
+            // A path that a line of the manifest cannot hold is not cached.
+            if path.contains('\n') {
+                return;
+            }
+            let Ok(contents) = std::fs::read(&path) else {
+                return;
+            };
+            if VOLATILE_MACROS
+                .iter()
+                .any(|m| contents.windows(m.len()).any(|w| w == *m))
+            {
+                return;
+            }
+            manifest.push_str(&hex(&Sha256::digest(&contents)));
+            manifest.push(' ');
+            manifest.push_str(&path);
+            manifest.push('\n');
+        }
+        if manifest.is_empty() {
+            return;
+        }
+        // The bitcode first: a manifest never names a missing entry for
+        // long, and a reader that finds the manifest first and the old
+        // bitcode second only gets bitcode of the same key.
+        let _ = self.write_atomically(&format!("{}.bc", entry.key), bitcode)
+            && self.write_atomically(&format!("{}.deps", entry.key), manifest.as_bytes());
+    }
+
+    /// Makes the cache directory (on a miss, before clang runs, so it can
+    /// write the dependency file there). False if it cannot be made.
+    pub fn prepare(&self) -> bool {
+        std::fs::create_dir_all(&self.dir).is_ok()
+    }
+
+    fn write_atomically(&self, name: &str, bytes: &[u8]) -> bool {
+        let temporary = self.dir.join(format!("{name}.{}.tmp", unique_suffix()));
+        let written = std::fs::File::create(&temporary)
+            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|()| std::fs::rename(&temporary, self.dir.join(name)));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written.is_ok()
+    }
+}
+
+/// `clang` itself if it names a path, else the first match on `PATH`.
+fn resolve_on_path(clang: &Path) -> Option<PathBuf> {
+    if clang.components().count() > 1 {
+        return clang.is_file().then(|| clang.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(clang))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A name part no other writer uses at the same time: this process and a
+/// per-process sequence number.
+fn unique_suffix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Relaxed: the number only has to be unique, nothing is ordered by it.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The prerequisites of a Make-style dependency file as clang writes it:
+/// `target: dep dep \` continued on following lines, with a space in a
+/// path written `\ `, `#` as `\#` and `$` as `$$`.
+fn dependencies(depfile: &str) -> Vec<String> {
+    let joined = depfile.replace("\\\r\n", " ").replace("\\\n", " ");
+    // The target ends at the first `: ` (a Windows drive's `C:\` has no
+    // space after its colon).
+    let Some(at) = joined.find(": ") else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = joined[at + 2..].chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if matches!(chars.peek(), Some(' ') | Some('#')) => {
+                current.push(chars.next().expect("peeked"));
+            }
+            '$' if chars.peek() == Some(&'$') => {
+                chars.next();
+                current.push('$');
+            }
+            c if c.is_whitespace() => {
+                if !current.is_empty() {
+                    paths.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        paths.push(current);
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_files_are_read_as_clang_writes_them() {
+        let depfile = "-: /tmp/my\\ job.c /usr/include/stdio.h \\\n  /opt/a\\#b.h /opt/c$$d.h\n";
+        assert_eq!(
+            dependencies(depfile),
+            [
+                "/tmp/my job.c",
+                "/usr/include/stdio.h",
+                "/opt/a#b.h",
+                "/opt/c$d.h"
+            ]
+        );
+        assert!(dependencies("no colon here").is_empty());
+    }
+}

@@ -38,6 +38,9 @@ pub enum Error {
     #[error("{path}: unresolved external symbol{}: {}", if names.len() > 1 { "s" } else { "" }, names.join(", "))]
     Unresolved { path: PathBuf, names: Vec<String> },
 
+    #[error("{path}: defines no function `{name}`")]
+    NoSuchFunction { path: PathBuf, name: String },
+
     #[error("{path}: not supported: {what}")]
     Unsupported { path: PathBuf, what: String },
 

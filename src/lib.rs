@@ -16,6 +16,8 @@
 //!                          inlinable callees, O3) ── ORC ── versions: publish
 //! ```
 //!
+//! `engine` is the embedding API: load modules (no `main` needed) and call
+//! their functions through stable addresses while they tier up.
 //! `runtime` runs a job end to end: constructors, `main`, and an exit that
 //! behaves as the native program's (`code::process`). The background
 //! threads and what they share are `tiering::service`; `report` writes the
@@ -29,6 +31,7 @@ pub mod baseline;
 mod code;
 pub mod codegen;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod ir;
 pub mod metrics;

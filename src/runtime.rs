@@ -1,7 +1,7 @@
 //! Running a job: load, prepare the tier(s), start the background threads,
 //! call `main`, and report on the way out.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,6 +83,22 @@ fn init_llvm() -> Result<(), Error> {
     codegen::initialize_native_target()
 }
 
+/// Process-wide set-up before any LLVM work: LLVM's fatal errors, the
+/// host's target, the host libraries jobs link against, LLVM's options.
+/// Runs once per process (LLVM's options must not change under running
+/// compiler threads); later calls return the first outcome.
+pub(crate) fn init_process() -> Result<(), Error> {
+    static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        init_llvm().map_err(|e| e.to_string())?;
+        code::load_host_libraries();
+        code::apply_llvm_options();
+        Ok(())
+    })
+    .clone()
+    .map_err(Error::Environment)
+}
+
 /// What `tierjit run --print-target` shows: what code every tier will be
 /// generated for, and how new code is published.
 pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String, Error> {
@@ -115,34 +131,24 @@ pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String,
 /// Returns only if the job could not be started.
 pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
     let start = Instant::now();
-    init_llvm()?;
-    code::load_host_libraries();
-    code::apply_llvm_options();
+    init_process()?;
     let target = TargetSpec::resolve(&options.config.target)?;
     target.validate()?;
-    let cache = options
-        .config
-        .frontend
-        .cache
-        .then(FrontendCache::default_location)
-        .flatten();
-    let job = read_job_ir(
-        &options.job,
-        &options.cflags,
-        &target.triple,
-        cache.as_ref(),
-    )?;
     let context = Context::create();
     code::watch_context(&context);
-    let module = parse_module(&context, &job.bytes, &options.job)?;
-    target.check_module(&module, &options.job)?;
-    check_supported(&module, &options.job)?;
+    let (module, cached) = read_module(
+        &context,
+        &options.job,
+        &options.cflags,
+        &options.config,
+        &target,
+    )?;
     let shape = main_shape(&module, &options)?;
     set_code_attributes(&module, &target);
     bind_host_overrides(&module);
     let structors = structors::gather(&module);
     let metrics = Metrics::new(start, options.events);
-    if job.cached {
+    if cached {
         metrics.note(
             "frontend",
             &options.job.display().to_string(),
@@ -160,6 +166,28 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
             run_tiered(module, target, shape, structors, metrics, &options)
         }
     }
+}
+
+/// Reads, parses and checks the job at `path`: a module that can run
+/// here. The second value says whether a C job's bitcode came from the
+/// front-end cache.
+pub(crate) fn read_module<'ctx>(
+    context: &'ctx Context,
+    path: &Path,
+    cflags: &[String],
+    config: &Config,
+    target: &TargetSpec,
+) -> Result<(Module<'ctx>, bool), Error> {
+    let cache = config
+        .frontend
+        .cache
+        .then(FrontendCache::default_location)
+        .flatten();
+    let job = read_job_ir(path, cflags, &target.triple, cache.as_ref())?;
+    let module = parse_module(context, &job.bytes, path)?;
+    target.check_module(&module, path)?;
+    check_supported(&module, path)?;
+    Ok((module, job.cached))
 }
 
 fn main_shape(module: &Module<'_>, options: &RunOptions) -> Result<MainShape, Error> {
@@ -190,7 +218,7 @@ fn main_shape(module: &Module<'_>, options: &RunOptions) -> Result<MainShape, Er
 /// Points the job's declarations of overridden libc functions (`exit`,
 /// `atexit`) at tierjit's versions. A job that defines such a function
 /// itself keeps its own.
-fn bind_host_overrides(module: &Module<'_>) {
+pub(crate) fn bind_host_overrides(module: &Module<'_>) {
     for o in code::host_overrides() {
         if let Some(f) = module
             .get_function(o.job_name)
@@ -214,7 +242,7 @@ fn override_symbols() -> Vec<(&'static str, usize)> {
 /// Names the module uses but neither defines nor finds in the host process.
 /// A weak reference (`extern_weak`) may stay undefined: it resolves to
 /// null, as the native linker makes it.
-fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Error> {
+fn check_externals(module: &Module<'_>, job: &Path) -> Result<(), Error> {
     let overrides: Vec<&str> = code::host_overrides()
         .into_iter()
         .map(|o| o.symbol)
@@ -250,7 +278,7 @@ fn check_externals(module: &Module<'_>, options: &RunOptions) -> Result<(), Erro
         Ok(())
     } else {
         Err(Error::Unresolved {
-            path: options.job.clone(),
+            path: job.to_path_buf(),
             names: missing,
         })
     }
@@ -295,7 +323,7 @@ fn run_optimized(
     metrics: Metrics,
     options: &RunOptions,
 ) -> Result<std::convert::Infallible, Error> {
-    check_externals(&module, options)?;
+    check_externals(&module, &options.job)?;
     let functions = module
         .get_functions()
         .filter(|f| f.count_basic_blocks() > 0)
@@ -338,7 +366,46 @@ fn run_tiered(
     metrics: Metrics,
     options: &RunOptions,
 ) -> Result<std::convert::Infallible, Error> {
-    check_externals(&module, options)?;
+    let shared = load_tiered(
+        module,
+        target,
+        metrics,
+        &options.config,
+        &options.job,
+        options.mode,
+    )?;
+    let hook_shared = shared.clone();
+    let (stats, mode) = (options.stats, options.mode);
+    let shutdown = Box::new(move || {
+        service::stop_background(&hook_shared);
+        if stats {
+            print_stats(&crate::report::tiered_stats(
+                &hook_shared,
+                &mode.to_string(),
+            ));
+        }
+    });
+    run_job(
+        |name| shared.jit.lookup(name),
+        shape,
+        structors,
+        options,
+        shutdown,
+    )
+}
+
+/// Instruments `module` (canonical, shareable), loads its baseline code
+/// with every slot filled, and in tiered mode starts the background
+/// threads: everything a job needs before its code is called.
+pub(crate) fn load_tiered(
+    module: Module<'_>,
+    target: TargetSpec,
+    metrics: Metrics,
+    config: &Config,
+    job: &Path,
+    mode: Mode,
+) -> Result<Arc<Shared>, Error> {
+    check_externals(&module, job)?;
     let faults = Faults::from_env()?;
     let layout = JobLayout::of(&module);
     let canonical_bitcode = module.write_bitcode_to_memory().as_slice().to_vec();
@@ -347,15 +414,12 @@ fn run_tiered(
     let counters = CounterTable::new(layout.counter_table_len());
 
     let compile_start = Instant::now();
-    let baseline = copy_module(&module, &options.job)?;
-    let batch = (options.mode == Mode::Tiered && !options.config.compiler.background).then(|| {
-        BatchTierUp {
-            calls: options.config.thresholds.calls,
-            hook: code::tier_up_now_address(),
-        }
+    let baseline = copy_module(&module, job)?;
+    let batch = (mode == Mode::Tiered && !config.compiler.background).then(|| BatchTierUp {
+        calls: config.thresholds.calls,
+        hook: code::tier_up_now_address(),
     });
-    let config = &options.config;
-    let osr = (options.mode == Mode::Tiered && config.osr.enabled).then(|| OsrEntries {
+    let osr = (mode == Mode::Tiered && config.osr.enabled).then(|| OsrEntries {
         slots: &osr_slots,
         force_hook: config.osr.force.then(code::osr_now_address),
     });
@@ -383,7 +447,6 @@ fn run_tiered(
         .iter()
         .map(|f| jit.lookup(&f.name))
         .collect::<Result<Vec<usize>, Error>>()?;
-    jit.lookup("main")?;
     metrics.module_compiled(
         Tier::Baseline,
         layout.functions.len(),
@@ -397,48 +460,31 @@ fn run_tiered(
     let activity = LoopActivity::new(
         layout.root_loops(),
         metrics.start(),
-        std::time::Duration::from_millis(options.config.profiler.interval_ms),
+        std::time::Duration::from_millis(config.profiler.interval_ms),
     );
     let shared = Arc::new(Shared {
         activity,
-        config: options.config.clone(),
+        config: config.clone(),
         target,
-        job_path: options.job.clone(),
+        job_path: job.to_path_buf(),
         layout,
         canonical_bitcode,
         counters,
         versions,
         metrics,
-        policy: Policy::new(&options.config),
+        policy: Policy::new(config),
         jit,
         stubs,
         faults,
         stop: AtomicBool::new(false),
-        requests: RequestQueue::new(options.config.compiler.queue_size),
+        requests: RequestQueue::new(config.compiler.queue_size),
         reporting: std::sync::Mutex::new(()),
         compilers: Default::default(),
     });
-    if options.mode == Mode::Tiered {
+    if mode == Mode::Tiered {
         service::start_background(&shared);
     }
-    let hook_shared = shared.clone();
-    let (stats, mode) = (options.stats, options.mode);
-    let shutdown = Box::new(move || {
-        service::stop_background(&hook_shared);
-        if stats {
-            print_stats(&crate::report::tiered_stats(
-                &hook_shared,
-                &mode.to_string(),
-            ));
-        }
-    });
-    run_job(
-        |name| shared.jit.lookup(name),
-        shape,
-        structors,
-        options,
-        shutdown,
-    )
+    Ok(shared)
 }
 
 /// The job's argv: its path, then its arguments, as bytes (a job's

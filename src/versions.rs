@@ -20,7 +20,7 @@ use crate::ir::ids::{FunctionId, LoopId};
 use crate::profile::Speculation;
 
 /// The tiers a function's slot can point at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum Tier {
     /// Instrumented, unoptimized.
     Baseline,

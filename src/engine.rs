@@ -1,0 +1,192 @@
+//! Embedding tierjit: an [`Engine`] loads modules whose functions a host
+//! program calls through stable addresses while they tier up underneath.
+//!
+//! ```no_run
+//! use tierjit::engine::Engine;
+//!
+//! let engine = Engine::new(tierjit::Config::default())?;
+//! let module = engine.load("kernels.c")?;
+//! let address = module.function("dot")?;
+//! // SAFETY (the caller's): `dot` is `double dot(const double *, const
+//! // double *, long)` in kernels.c, and `module` outlives every call.
+//! let dot: extern "C" fn(*const f64, *const f64, i64) -> f64 =
+//!     unsafe { std::mem::transmute(address) };
+//! let x = [1.0, 2.0];
+//! assert_eq!(dot(x.as_ptr(), x.as_ptr(), 2), 5.0);
+//! println!("{:?}", module.stats());
+//! # Ok::<(), tierjit::Error>(())
+//! ```
+//!
+//! A module starts on baseline code; its background threads (a profiler
+//! and the compiler threads of `config.compiler`) optimize what gets hot
+//! and swap it in. The address [`JitModule::function`] returns is the
+//! function's identity stub: it never changes, and every call through it
+//! reaches the newest version. Functions may be called from any thread.
+//!
+//! Lifetimes: code, counters and slots belong to the [`JitModule`]. Calling
+//! one of its functions after the module is dropped, or while it is being
+//! dropped, is undefined behaviour, as is calling through an address with
+//! the wrong signature. Dropping a module stops its background threads; a
+//! compile in flight finishes on its own thread and is thrown away.
+//!
+//! Not yet supported in an embedded module (refused with an error, see
+//! issue 11): waiting for compiles (`compiler.background = false`,
+//! `osr.force`), whose hook is process-wide today, and modules with static
+//! constructors or destructors. An LLVM fatal error while loading ends the
+//! process with status 125, as in `tierjit run`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use inkwell::context::Context;
+use serde::Serialize;
+
+use crate::codegen::TargetSpec;
+use crate::config::Config;
+use crate::error::Error;
+use crate::ir::normalize::{canonicalize_cfg, make_shareable, set_code_attributes, LOCAL_SUFFIX};
+use crate::ir::structors;
+use crate::metrics::Metrics;
+use crate::runtime::{self, Mode};
+use crate::tiering::service::{self, Shared};
+use crate::versions::{Tier, TierUpState, Unit};
+
+/// What every module of an engine shares: the configuration and the
+/// target code is generated for.
+pub struct Engine {
+    config: Config,
+    target: TargetSpec,
+}
+
+impl Engine {
+    /// An engine with `config` (see `config.example.ron`). Initializes
+    /// LLVM for this host on first use.
+    pub fn new(config: Config) -> Result<Engine, Error> {
+        if !config.compiler.background || config.osr.force {
+            return Err(Error::ConfigValue(
+                "an embedded module compiles in the background only: compiler.background = false and osr.force are for `tierjit run`".into(),
+            ));
+        }
+        runtime::init_process()?;
+        let target = TargetSpec::resolve(&config.target)?;
+        target.validate()?;
+        Ok(Engine { config, target })
+    }
+
+    /// Loads `path` (`.c`, `.ll` or `.bc`, as `tierjit run` takes it; C is
+    /// compiled with clang-19). The module need not define `main`. Its
+    /// code starts on baseline and tiers up in the background.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<JitModule, Error> {
+        let path = path.as_ref();
+        let start = Instant::now();
+        let context = Context::create();
+        crate::code::watch_context(&context);
+        let (module, _) = runtime::read_module(&context, path, &[], &self.config, &self.target)?;
+        set_code_attributes(&module, &self.target);
+        runtime::bind_host_overrides(&module);
+        let structors = structors::gather(&module);
+        if structors.ctors || structors.dtors {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: "static constructors or destructors in an embedded module".into(),
+            });
+        }
+        let module = make_shareable(&context, module, path, crate::code::host_has_symbol)?;
+        canonicalize_cfg(&module, &self.target.machine(0)?)?;
+        let shared = runtime::load_tiered(
+            module,
+            self.target.clone(),
+            Metrics::new(start, false),
+            &self.config,
+            path,
+            Mode::Tiered,
+        )?;
+        Ok(JitModule { shared })
+    }
+}
+
+/// A loaded module: its code, counters and background threads.
+pub struct JitModule {
+    shared: Arc<Shared>,
+}
+
+impl JitModule {
+    /// The stable address of the function `name` defines (a `static` C
+    /// function too). Cast it to the function's exact type to call it.
+    pub fn function(&self, name: &str) -> Result<*const (), Error> {
+        let layout = &self.shared.layout;
+        let id = layout
+            .id_of(name)
+            .or_else(|| layout.id_of(&format!("{name}{LOCAL_SUFFIX}")))
+            .ok_or_else(|| Error::NoSuchFunction {
+                path: self.shared.job_path.clone(),
+                name: name.to_string(),
+            })?;
+        Ok(self.shared.stubs[id.index()] as *const ())
+    }
+
+    /// What the module's functions and loops have done so far.
+    pub fn stats(&self) -> ModuleStats {
+        let shared = &self.shared;
+        let functions = shared
+            .layout
+            .functions_by_id()
+            .map(|(id, f)| {
+                let (calls, backedges) = shared.function_counts(id);
+                FunctionStats {
+                    name: f.display_name().into_owned(),
+                    tier: shared.versions.tier(Unit::Function(id)),
+                    calls,
+                    backedges,
+                }
+            })
+            .collect();
+        let (mut continuations, mut transitions) = (0, 0);
+        for (g, _, _) in shared.layout.loops_by_id() {
+            continuations +=
+                u64::from(shared.versions.state(Unit::Loop(g)) == TierUpState::Installed);
+            transitions += shared
+                .counters
+                .read(shared.layout.osr_transition_counter(g));
+        }
+        let (installed, failed) = shared.metrics.tier_ups();
+        ModuleStats {
+            functions,
+            osr_continuations: continuations,
+            osr_transitions: transitions,
+            compiles_installed: installed,
+            compiles_failed: failed,
+        }
+    }
+}
+
+impl Drop for JitModule {
+    fn drop(&mut self) {
+        service::stop_background(&self.shared);
+    }
+}
+
+/// A snapshot of a module's counters and tiers (what `--stats` shows).
+#[derive(Clone, Debug, Serialize)]
+pub struct ModuleStats {
+    pub functions: Vec<FunctionStats>,
+    /// Loops with an optimized continuation installed.
+    pub osr_continuations: u64,
+    /// Frames that moved into a continuation.
+    pub osr_transitions: u64,
+    /// Optimized versions installed (functions and continuations).
+    pub compiles_installed: u64,
+    pub compiles_failed: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionStats {
+    pub name: String,
+    /// The tier new calls run.
+    pub tier: Tier,
+    /// Calls and loop back-edges counted by baseline code (optimized code
+    /// does not count).
+    pub calls: u64,
+    pub backedges: u64,
+}

@@ -1,0 +1,185 @@
+//! The embedding API, in-process: a host loads modules into an engine and
+//! calls their functions through stable addresses while they tier up.
+//! (Under .ci/test-aarch64 the harness runs natively, so these tests would
+//! only repeat the host's run: they are skipped there.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{emulated, scratch, Shape};
+use tierjit::engine::{Engine, JitModule};
+use tierjit::versions::Tier;
+use tierjit::{Config, Error};
+
+const KERNEL: &str = r#"
+// Exported kernel and a static helper; no main.
+static long weight(long i) { return (i % 7) + 1; }
+
+long weighted_sum(const long *values, long n) {
+  long sum = 0;
+  for (long i = 0; i < n; i++) sum += values[i] * weight(i);
+  return sum;
+}
+
+long answer(void) { return 42; }
+"#;
+
+type WeightedSum = extern "C" fn(*const i64, i64) -> i64;
+
+fn expected(values: &[i64]) -> i64 {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * ((i as i64 % 7) + 1))
+        .sum()
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = scratch().join("engine");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn engine() -> Engine {
+    let mut config = Config::default();
+    config.thresholds.calls = 200;
+    Engine::new(config).expect("engine")
+}
+
+fn weighted_sum(module: &JitModule) -> WeightedSum {
+    let address = module.function("weighted_sum").expect("weighted_sum");
+    // SAFETY: `weighted_sum` has this C signature, and every module the
+    // tests call through outlives the calls.
+    unsafe { std::mem::transmute::<*const (), WeightedSum>(address) }
+}
+
+fn tier_of(module: &JitModule, name: &str) -> Tier {
+    let stats = module.stats();
+    stats
+        .functions
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("{name} not in {stats:?}"))
+        .tier
+}
+
+/// Calls the kernel from two threads until it runs optimized code,
+/// checking every result and that the address never changes.
+fn calls_until_optimized(module: &JitModule) {
+    let values: Vec<i64> = (0..1000).map(|i| i * 3 - 700).collect();
+    let want = expected(&values);
+    let address = module.function("weighted_sum").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let f = weighted_sum(module);
+                while tier_of(module, "weighted_sum") != Tier::Optimized {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no tier-up: {:?}",
+                        module.stats()
+                    );
+                    for _ in 0..50 {
+                        assert_eq!(f(values.as_ptr(), values.len() as i64), want);
+                    }
+                }
+                // Calls after the swap reach the optimized version.
+                for _ in 0..1000 {
+                    assert_eq!(f(values.as_ptr(), values.len() as i64), want);
+                }
+            });
+        }
+    });
+    assert_eq!(module.function("weighted_sum").unwrap(), address);
+    let stats = module.stats();
+    assert!(stats.compiles_installed >= 1, "{stats:?}");
+    let row = stats
+        .functions
+        .iter()
+        .find(|f| f.name == "weighted_sum")
+        .unwrap();
+    assert!(row.calls >= 200, "{stats:?}");
+}
+
+#[test]
+fn a_hot_function_tiers_up_under_a_stable_address() {
+    if emulated() {
+        return;
+    }
+    let source = write("kernel.c", KERNEL);
+    let dir = source.parent().unwrap().to_path_buf();
+    let engine = engine();
+    // The C itself and what clang -O2 makes of it (phis, inlined helper).
+    for shape in [Shape::C, Shape::ALL[3]] {
+        let job = shape.prepare(&source, &dir, &[]);
+        let module = engine.load(&job).expect("load");
+        calls_until_optimized(&module);
+    }
+}
+
+#[test]
+fn modules_of_one_engine_live_and_die_independently() {
+    if emulated() {
+        return;
+    }
+    let engine = engine();
+    let first = engine.load(write("first.c", KERNEL)).unwrap();
+    let second = engine
+        .load(write(
+            "second.c",
+            "long answer(void) { return 7; }\nstatic long unused(void) { return 1; }\n",
+        ))
+        .unwrap();
+    let answer = |m: &JitModule| {
+        let address = m.function("answer").unwrap();
+        // SAFETY: both modules define `long answer(void)`.
+        let f: extern "C" fn() -> i64 = unsafe { std::mem::transmute(address) };
+        f()
+    };
+    assert_eq!((answer(&first), answer(&second)), (42, 7));
+    assert_ne!(
+        first.function("answer").unwrap(),
+        second.function("answer").unwrap()
+    );
+    drop(second);
+    calls_until_optimized(&first);
+    assert_eq!(answer(&first), 42);
+}
+
+#[test]
+fn an_engine_reports_what_it_cannot_do() {
+    if emulated() {
+        return;
+    }
+    let engine = engine();
+    let module = engine.load(write("errors.c", KERNEL)).unwrap();
+    // A static function is found by its C name; a missing one is an error.
+    assert!(module.function("weight").is_ok());
+    assert!(matches!(
+        module.function("missing"),
+        Err(Error::NoSuchFunction { name, .. }) if name == "missing"
+    ));
+    assert!(matches!(
+        engine.load(Path::new("/nonexistent/job.c")),
+        Err(Error::Io { .. })
+    ));
+    assert!(matches!(
+        engine.load(write("broken.c", "long f(void) { return missing; }\n")),
+        Err(Error::Clang { .. })
+    ));
+    assert!(matches!(
+        engine.load(write(
+            "ctor.c",
+            "int x;\n__attribute__((constructor)) static void init(void) { x = 1; }\nint get(void) { return x; }\n",
+        )),
+        Err(Error::Unsupported { .. })
+    ));
+    let mut waiting = Config::default();
+    waiting.compiler.background = false;
+    assert!(matches!(Engine::new(waiting), Err(Error::ConfigValue(_))));
+}

@@ -35,6 +35,7 @@
 //! constructors or destructors. An LLVM fatal error while loading ends the
 //! process with status 125, as in `tierjit run`.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +43,7 @@ use std::time::Instant;
 use inkwell::context::Context;
 use serde::Serialize;
 
+use crate::code::MainShape;
 use crate::codegen::TargetSpec;
 use crate::config::Config;
 use crate::error::Error;
@@ -57,6 +59,8 @@ use crate::versions::{Tier, TierUpState, Unit};
 pub struct Engine {
     config: Config,
     target: TargetSpec,
+    /// Host symbols the embedder defined, checked before the process's.
+    symbols: Vec<(String, usize)>,
 }
 
 impl Engine {
@@ -71,7 +75,30 @@ impl Engine {
         runtime::init_process()?;
         let target = TargetSpec::resolve(&config.target)?;
         target.validate()?;
-        Ok(Engine { config, target })
+        Ok(Engine {
+            config,
+            target,
+            symbols: Vec::new(),
+        })
+    }
+
+    /// Makes `name` resolve to `address` in modules loaded from now on (a
+    /// host function or object they reference), before the host process's
+    /// own symbols. A later definition of the same name replaces it.
+    pub fn define_symbol(&mut self, name: &str, address: *const ()) -> Result<(), Error> {
+        if name.is_empty() || name.contains('\0') {
+            return Err(Error::ConfigValue(format!(
+                "cannot define the symbol {name:?}: a symbol name is non-empty and has no NUL"
+            )));
+        }
+        if address.is_null() {
+            return Err(Error::ConfigValue(format!(
+                "cannot define the symbol {name:?} at a null address"
+            )));
+        }
+        self.symbols.retain(|(n, _)| n != name);
+        self.symbols.push((name.to_string(), address as usize));
+        Ok(())
     }
 
     /// Loads `path` (`.c`, `.ll` or `.bc`, as `tierjit run` takes it; C is
@@ -83,6 +110,11 @@ impl Engine {
         let context = Context::create();
         crate::code::watch_context(&context);
         let (module, _) = runtime::read_module(&context, path, &[], &self.config, &self.target)?;
+        // A module need not have `main`; one it has must be callable.
+        let main = match module.get_function("main") {
+            Some(f) if f.count_basic_blocks() > 0 => Some(runtime::main_shape(&module, path)?),
+            _ => None,
+        };
         set_code_attributes(&module, &self.target);
         runtime::bind_host_overrides(&module);
         let structors = structors::gather(&module);
@@ -92,7 +124,9 @@ impl Engine {
                 what: "static constructors or destructors in an embedded module".into(),
             });
         }
-        let module = make_shareable(&context, module, path, crate::code::host_has_symbol)?;
+        let module = make_shareable(&context, module, path, |name| {
+            runtime::host_defines(&self.symbols, name)
+        })?;
         canonicalize_cfg(&module, &self.target.machine(0)?)?;
         let shared = runtime::load_tiered(
             module,
@@ -101,14 +135,17 @@ impl Engine {
             &self.config,
             path,
             Mode::Tiered,
+            &self.symbols,
         )?;
-        Ok(JitModule { shared })
+        Ok(JitModule { shared, main })
     }
 }
 
 /// A loaded module: its code, counters and background threads.
 pub struct JitModule {
     shared: Arc<Shared>,
+    /// How to call `main`, if the module defines it.
+    main: Option<MainShape>,
 }
 
 impl JitModule {
@@ -124,6 +161,17 @@ impl JitModule {
                 name: name.to_string(),
             })?;
         Ok(self.shared.stubs[id.index()] as *const ())
+    }
+
+    /// Calls the module's `main` with `argv` (`argv[0]` is the program's
+    /// name) and returns its result. The process is not exited; a job that
+    /// calls `exit` ends the process as `exit` does.
+    pub fn run_main(&self, argv: &[OsString]) -> Result<i32, Error> {
+        let shape = self.main.ok_or_else(|| Error::NoMain {
+            path: self.shared.job_path.clone(),
+        })?;
+        let entry = self.shared.jit.lookup("main")?;
+        Ok(crate::code::call_main(entry, shape, argv))
     }
 
     /// What the module's functions and loops have done so far.

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! `engine` is the embedding API: load modules (no `main` needed) and call
-//! their functions through stable addresses while they tier up.
+//! their functions through stable addresses while they tier up;
+//! `code::c_api` is the same for C (`include/tierjit.h`).
 //! `runtime` runs a job end to end: constructors, `main`, and an exit that
 //! behaves as the native program's (`code::process`). The background
 //! threads and what they share are `tiering::service`; `report` writes the

@@ -143,7 +143,7 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
         &options.config,
         &target,
     )?;
-    let shape = main_shape(&module, &options)?;
+    let shape = main_shape(&module, &options.job)?;
     set_code_attributes(&module, &target);
     bind_host_overrides(&module);
     let structors = structors::gather(&module);
@@ -190,8 +190,8 @@ pub(crate) fn read_module<'ctx>(
     Ok((module, job.cached))
 }
 
-fn main_shape(module: &Module<'_>, options: &RunOptions) -> Result<MainShape, Error> {
-    let path = options.job.clone();
+pub(crate) fn main_shape(module: &Module<'_>, path: &Path) -> Result<MainShape, Error> {
+    let path = path.to_path_buf();
     let main = module
         .get_function("main")
         .filter(|f| f.count_basic_blocks() > 0)
@@ -239,10 +239,20 @@ fn override_symbols() -> Vec<(&'static str, usize)> {
         .collect()
 }
 
+/// Symbols an embedder defines for its modules (name, address), looked
+/// up before the host process's own.
+pub(crate) type HostSymbols = [(String, usize)];
+
+/// Whether the host defines `name`: an embedder's symbol, or one of the
+/// process's.
+pub(crate) fn host_defines(extra: &HostSymbols, name: &str) -> bool {
+    extra.iter().any(|(n, _)| n == name) || code::host_has_symbol(name)
+}
+
 /// Names the module uses but neither defines nor finds in the host process.
 /// A weak reference (`extern_weak`) may stay undefined: it resolves to
 /// null, as the native linker makes it.
-fn check_externals(module: &Module<'_>, job: &Path) -> Result<(), Error> {
+fn check_externals(module: &Module<'_>, job: &Path, extra: &HostSymbols) -> Result<(), Error> {
     let overrides: Vec<&str> = code::host_overrides()
         .into_iter()
         .map(|o| o.symbol)
@@ -253,7 +263,7 @@ fn check_externals(module: &Module<'_>, job: &Path) -> Result<(), Error> {
             || code::static_runtime_symbols()
                 .iter()
                 .any(|(s, _)| *s == name);
-        if !name.is_empty() && !defined && !code::host_has_symbol(&name) {
+        if !name.is_empty() && !defined && !host_defines(extra, &name) {
             missing.push(name);
         }
     };
@@ -323,7 +333,7 @@ fn run_optimized(
     metrics: Metrics,
     options: &RunOptions,
 ) -> Result<std::convert::Infallible, Error> {
-    check_externals(&module, &options.job)?;
+    check_externals(&module, &options.job, &[])?;
     let functions = module
         .get_functions()
         .filter(|f| f.count_basic_blocks() > 0)
@@ -373,6 +383,7 @@ fn run_tiered(
         &options.config,
         &options.job,
         options.mode,
+        &[],
     )?;
     let hook_shared = shared.clone();
     let (stats, mode) = (options.stats, options.mode);
@@ -404,8 +415,9 @@ pub(crate) fn load_tiered(
     config: &Config,
     job: &Path,
     mode: Mode,
+    extra: &HostSymbols,
 ) -> Result<Arc<Shared>, Error> {
-    check_externals(&module, job)?;
+    check_externals(&module, job, extra)?;
     let faults = Faults::from_env()?;
     let layout = JobLayout::of(&module);
     let canonical_bitcode = module.write_bitcode_to_memory().as_slice().to_vec();
@@ -437,7 +449,9 @@ pub(crate) fn load_tiered(
     }
     let machine = target.machine(0)?;
     let object = codegen::emit_object(&baseline, &machine)?;
-    let jit = Jit::new(&override_symbols())?;
+    let mut symbols = override_symbols();
+    symbols.extend(extra.iter().map(|(n, a)| (n.as_str(), *a)));
+    let jit = Jit::new(&symbols)?;
     let loaded = jit.add_object(&object, "baseline")?;
     for (id, f) in layout.functions_by_id() {
         slots.install_initial(id.index(), jit.lookup(&baseline_symbol(&f.name))?);

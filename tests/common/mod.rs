@@ -90,6 +90,66 @@ pub fn clang() -> PathBuf {
     }
 }
 
+/// The directory cargo builds this profile into (`target/debug`).
+pub fn cargo_build_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_tierjit"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the cdylib and the Rust example for this profile: `cargo test`
+/// builds neither the cdylib nor, when only this test is selected, the
+/// example. (Cargo does not hold its build lock while tests run.)
+pub fn build_embedders() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root())
+            .args(["build", "--lib", "--example", "embed"]);
+        if cargo_build_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("run cargo");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compiles the C embedder `source` against include/tierjit.h and this
+/// profile's libtierjit.so; returns the executable.
+pub fn build_c_embedder(source: &Path, name: &str) -> PathBuf {
+    build_embedders();
+    let library = cargo_build_dir();
+    let exe = scratch().join(name);
+    let built = Command::new(clang())
+        .arg(source)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-L")
+        .arg(&library)
+        .arg("-ltierjit")
+        .arg(format!("-Wl,-rpath,{}", library.display()))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("run clang");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    exe
+}
+
 /// The outcome of one process run.
 #[derive(Debug, Clone)]
 pub struct Run {

@@ -1,0 +1,93 @@
+/*
+ * tierjit: a tiered JIT for compute code given as C or LLVM IR.
+ *
+ * An engine loads modules. A module starts on baseline code; background
+ * threads optimize what gets hot and swap it in. The address
+ * tierjit_module_function returns never changes, and calls through it reach
+ * the newest version, from any thread.
+ *
+ * Build: `cargo build --release` makes target/release/libtierjit.so.
+ * Link:  cc app.c -Iinclude -Ltarget/release -ltierjit
+ *        -Wl,-rpath,$PWD/target/release
+ * The library needs LLVM 19 (libLLVM-19.so) at run time, and clang-19 to
+ * load .c files.
+ *
+ * Ownership and lifetimes:
+ * - Every char * tierjit returns (error messages, stats) belongs to the
+ *   caller, who frees it with tierjit_string_free. On success *error is
+ *   left untouched; pass NULL for error to ignore messages.
+ * - A module owns its code, counters and background threads. Calling any
+ *   function of a module (through an address from tierjit_module_function)
+ *   after tierjit_module_free, or while it runs, is undefined behaviour, as
+ *   is calling an address through a function type other than the one the
+ *   module defines.
+ * - A module may outlive the engine that loaded it; freeing the engine
+ *   only forgets its configuration and defined symbols.
+ * - Errors are returned, never printed; tierjit never exits the process on
+ *   its own (an LLVM fatal error while loading is the exception: it ends
+ *   the process with status 125).
+ *
+ * Not yet supported (refused with an error): config that makes calls wait
+ * for compiles (compiler.background: false, osr.force: true), and modules
+ * with static constructors or destructors.
+ */
+#ifndef TIERJIT_H
+#define TIERJIT_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tierjit_engine tierjit_engine;
+typedef struct tierjit_module tierjit_module;
+
+/* config_ron: text in the config-file format (see config.example.ron; the
+ * fields given are layered over the defaults), or NULL for the defaults.
+ * On failure: NULL, *error set. */
+tierjit_engine *tierjit_engine_new(const char *config_ron, char **error);
+
+/* A host function or object the modules may reference; checked before the
+ * host process's own symbols. Applies to modules loaded afterwards; a
+ * second definition of a name replaces the first. 0 on success; -1 and
+ * *error set on failure (NULL engine or name, NULL address). */
+int tierjit_engine_define_symbol(tierjit_engine *engine, const char *name, void *address,
+                                 char **error);
+
+/* path: .c, .ll or .bc, as `tierjit run` takes it; the module starts on
+ * baseline code and tiers up in the background. It need not define main.
+ * On failure (unreadable file, C that does not compile, IR for another
+ * target, unresolved symbols...): NULL, *error set. */
+tierjit_module *tierjit_module_load(tierjit_engine *engine, const char *path, char **error);
+
+/* The stable address of a defined function (a static C function too): it
+ * never changes, and calls through it reach the newest tier. Cast it to
+ * the function's exact type. NULL + *error if absent. */
+void *tierjit_module_function(tierjit_module *module, const char *name, char **error);
+
+/* Runs the module's main with argc/argv and returns its result. The process
+ * is not exited; a main that calls exit() ends the process as exit does.
+ * Returns -1 without running anything if module is NULL, argc is negative,
+ * argv is NULL with argc > 0, or the module has no main. */
+int tierjit_module_run_main(tierjit_module *module, int argc, char **argv);
+
+/* What --stats shows, as JSON: {"functions": [{"name", "tier" ("Baseline"
+ * or "Optimized"), "calls", "backedges"}, ...], "osr_continuations",
+ * "osr_transitions", "compiles_installed", "compiles_failed"}. Calls and
+ * back-edges are those baseline code counted. Free with
+ * tierjit_string_free. NULL if module is NULL. */
+char *tierjit_module_stats_json(tierjit_module *module);
+
+/* Abandons the module's compiles and frees its code. NULL is ignored. */
+void tierjit_module_free(tierjit_module *module);
+
+/* NULL is ignored. */
+void tierjit_engine_free(tierjit_engine *engine);
+
+/* For every char * tierjit returned. NULL is ignored. */
+void tierjit_string_free(char *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TIERJIT_H */

@@ -1,0 +1,68 @@
+//! The C API's contract, checked by a C program (tests/c_api/api.c)
+//! compiled against include/tierjit.h and libtierjit.so: errors are
+//! returned as messages, embedder-defined symbols resolve, run_main
+//! returns main's result, and a job's exit ends the embedding process.
+//! (Skipped under .ci/test-aarch64, whose harness runs natively.)
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{build_c_embedder, emulated, job_limit, root, run_with_limit, scratch};
+
+fn modules() -> PathBuf {
+    let dir = scratch().join("c_api_modules");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in [
+        (
+            "main.c",
+            "int main(int argc, char **argv) { return argc + 42; }\n",
+        ),
+        (
+            "unresolved.c",
+            "long host_scale(long);\nlong scaled_plus_one(long x) { return host_scale(x) + 1; }\n",
+        ),
+        (
+            "exits.c",
+            "#include <stdio.h>\n#include <stdlib.h>\nint main(void) { printf(\"bye\\n\"); exit(7); }\n",
+        ),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+/// The program and its modules, made once for both tests (which run in
+/// parallel, and must not rewrite files the other is using).
+fn api(mode: &str) -> common::Run {
+    static MADE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (exe, dir) = MADE.get_or_init(|| {
+        let exe = build_c_embedder(&root().join("tests/c_api/api.c"), "c_api_program");
+        (exe, modules())
+    });
+    let mut cmd = Command::new(exe);
+    cmd.arg(dir).arg(mode);
+    run_with_limit(&mut cmd, job_limit())
+}
+
+#[test]
+fn the_c_api_returns_errors_and_results_and_keeps_the_process() {
+    if emulated() {
+        return;
+    }
+    let run = api("contract");
+    assert_eq!(run.status, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "still running after run_main; 0 failure(s)\n");
+}
+
+#[test]
+fn a_job_that_calls_exit_in_run_main_ends_the_process_with_its_status() {
+    if emulated() {
+        return;
+    }
+    let run = api("exit");
+    assert_eq!(run.status, Some(7), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "bye\n");
+}

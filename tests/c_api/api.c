@@ -1,0 +1,110 @@
+// Exercises the C API's contract (include/tierjit.h): errors come back as
+// messages, never printed or exited on; define_symbol takes precedence over
+// the process's symbols; run_main returns main's result and the process
+// goes on, unless the job calls exit.
+//
+// Usage: api DIR MODE, where DIR holds the modules the test wrote and MODE
+// is "contract" (exit 0 when every check passes) or "exit" (runs a main
+// that calls exit(7)).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tierjit.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                      \
+  do {                                        \
+    if (!(cond)) {                            \
+      failures++;                             \
+      fprintf(stderr, "FAILED %s: ", #cond);  \
+      fprintf(stderr, __VA_ARGS__);           \
+      fputc('\n', stderr);                    \
+    }                                         \
+  } while (0)
+
+static char path_buf[4096];
+static const char *in(const char *dir, const char *name) {
+  snprintf(path_buf, sizeof path_buf, "%s/%s", dir, name);
+  return path_buf;
+}
+
+/* The host function a module reaches through define_symbol. */
+static long host_scale(long x) { return x * 1000; }
+
+int main(int argc, char **argv) {
+  if (argc != 3) return 2;
+  const char *dir = argv[1];
+  char *error = NULL;
+
+  CHECK(tierjit_engine_new("(thresholds: (calls: 0))", &error) == NULL, "out-of-range knob accepted");
+  CHECK(error && strstr(error, "calls"), "error names the knob: %s", error ? error : "(none)");
+  tierjit_string_free(error);
+  error = NULL;
+  CHECK(tierjit_engine_new("(no_such_section: ())", &error) == NULL, "unknown key accepted");
+  tierjit_string_free(error);
+  error = NULL;
+
+  tierjit_engine *engine = tierjit_engine_new(NULL, &error);
+  if (!engine) {
+    fprintf(stderr, "engine: %s\n", error);
+    return 1;
+  }
+
+  if (strcmp(argv[2], "exit") == 0) {
+    tierjit_module *m = tierjit_module_load(engine, in(dir, "exits.c"), &error);
+    if (!m) return 1;
+    char *args[] = {"exits", NULL};
+    tierjit_module_run_main(m, 1, args);
+    return 99; /* not reached: the job's exit ends the process */
+  }
+
+  CHECK(tierjit_module_load(engine, in(dir, "missing.c"), &error) == NULL, "missing file loaded");
+  CHECK(error && strstr(error, "missing.c"), "error names the file: %s", error ? error : "(none)");
+  tierjit_string_free(error);
+  error = NULL;
+  CHECK(tierjit_module_load(engine, in(dir, "unresolved.c"), &error) == NULL, "unresolved loaded");
+  CHECK(error && strstr(error, "host_scale"), "error names the symbol: %s", error ? error : "(none)");
+  tierjit_string_free(error);
+  error = NULL;
+  CHECK(tierjit_module_load(NULL, in(dir, "main.c"), &error) == NULL, "NULL engine accepted");
+  tierjit_string_free(error);
+  error = NULL;
+
+  CHECK(tierjit_engine_define_symbol(engine, "host_scale", (void *)host_scale, &error) == 0,
+        "define_symbol: %s", error ? error : "(none)");
+  CHECK(tierjit_engine_define_symbol(engine, "", (void *)host_scale, &error) == -1, "empty name accepted");
+  tierjit_string_free(error);
+  error = NULL;
+  tierjit_module *scaled = tierjit_module_load(engine, in(dir, "unresolved.c"), &error);
+  CHECK(scaled != NULL, "with host_scale defined: %s", error ? error : "(none)");
+  if (scaled) {
+    long (*scaled_plus_one)(long) = (long (*)(long))tierjit_module_function(scaled, "scaled_plus_one", &error);
+    CHECK(scaled_plus_one && scaled_plus_one(4) == 4001, "the module calls the host's function");
+    CHECK(tierjit_module_run_main(scaled, 0, NULL) == -1, "run_main without main");
+    tierjit_module_free(scaled);
+  }
+
+  tierjit_module *m = tierjit_module_load(engine, in(dir, "main.c"), &error);
+  CHECK(m != NULL, "main.c: %s", error ? error : "(none)");
+  if (m) {
+    CHECK(tierjit_module_function(m, "nope", &error) == NULL, "missing function found");
+    CHECK(error && strstr(error, "nope"), "error names the function: %s", error ? error : "(none)");
+    tierjit_string_free(error);
+    error = NULL;
+    char *args[] = {"prog", "a", "bb", NULL};
+    CHECK(tierjit_module_run_main(m, 3, args) == 3 + 42, "main's result is returned");
+    CHECK(tierjit_module_run_main(m, 1, args) == 1 + 42, "run_main can run again");
+    char *stats = tierjit_module_stats_json(m);
+    CHECK(stats && strstr(stats, "\"name\":\"main\""), "stats: %s", stats ? stats : "(none)");
+    tierjit_string_free(stats);
+    tierjit_module_free(m);
+  }
+  CHECK(tierjit_module_stats_json(NULL) == NULL, "stats of NULL");
+  tierjit_module_free(NULL);
+  tierjit_string_free(NULL);
+  tierjit_engine_free(engine);
+  printf("still running after run_main; %d failure(s)\n", failures);
+  return failures ? 1 : 0;
+}

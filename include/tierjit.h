@@ -77,7 +77,10 @@ int tierjit_module_run_main(tierjit_module *module, int argc, char **argv);
  * tierjit_string_free. NULL if module is NULL. */
 char *tierjit_module_stats_json(tierjit_module *module);
 
-/* Abandons the module's compiles and frees its code. NULL is ignored. */
+/* Stops the module's background threads (a compile in flight finishes and
+ * is thrown away). Its code stays mapped until the process exits: freeing
+ * a module's JIT is not implemented yet, so a program that loads and frees
+ * modules in a loop grows. NULL is ignored. */
 void tierjit_module_free(tierjit_module *module);
 
 /* NULL is ignored. */

@@ -27,7 +27,9 @@
 //! one of its functions after the module is dropped, or while it is being
 //! dropped, is undefined behaviour, as is calling through an address with
 //! the wrong signature. Dropping a module stops its background threads; a
-//! compile in flight finishes on its own thread and is thrown away.
+//! compile in flight finishes on its own thread and is thrown away. The
+//! module's code stays mapped until the process exits (its JIT is not
+//! disposed yet), so loading and dropping modules in a loop grows.
 //!
 //! Not yet supported in an embedded module (refused with an error, see
 //! issue 11): waiting for compiles (`compiler.background = false`,

@@ -78,7 +78,9 @@ fn main() -> ExitCode {
     };
     let Command::Run(args) = cli.command;
     match run(args) {
-        Ok(never) => match never {},
+        // The job's exit: its handlers, then tierjit's report, then the
+        // end of the process (see tierjit::run).
+        Ok(status) => std::process::exit(status),
         Err(e) => {
             // The message names its cause already (each error's text
             // includes its source), so the chain is not printed again.
@@ -130,7 +132,7 @@ fn printable(message: &str) -> String {
     out
 }
 
-fn run(args: RunArgs) -> anyhow::Result<std::convert::Infallible> {
+fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut config = Config::default();
     if let Some(name) = &args.profile {
         config.layer_profile(name)?;

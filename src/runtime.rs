@@ -127,9 +127,13 @@ pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String,
     ))
 }
 
-/// Runs the job to completion and exits the process with its status.
-/// Returns only if the job could not be started.
-pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
+/// Runs the job's `main` and returns its status, which the caller passes
+/// to `exit` promptly: the process is the job's from the moment its code
+/// starts (its threads may still run, and its exit handlers, tierjit's
+/// report and the end of the process come with `exit`; see
+/// `code::process`). Everything the job's code uses is kept until then.
+/// An error means the job could not be started.
+pub fn run(options: RunOptions) -> Result<i32, Error> {
     let start = Instant::now();
     init_process()?;
     let target = TargetSpec::resolve(&options.config.target)?;
@@ -155,7 +159,7 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
             "clang skipped: bitcode from the front-end cache (source, headers, flags and clang unchanged)",
         );
     }
-    match options.mode {
+    let status = match options.mode {
         Mode::Optimized => {
             let module = without_dso_local(&context, module, &options.job, false)?;
             run_optimized(module, target, shape, structors, metrics, &options)
@@ -165,7 +169,11 @@ pub fn run(options: RunOptions) -> Result<std::convert::Infallible, Error> {
             canonicalize_cfg(&module, &target.machine(0)?)?;
             run_tiered(module, target, shape, structors, metrics, &options)
         }
-    }
+    }?;
+    // Not disposed: the process ends with the caller's `exit`, and taking
+    // LLVM state apart first would only delay it.
+    std::mem::forget(context);
+    Ok(status)
 }
 
 /// Reads, parses and checks the job at `path`: a module that can run
@@ -294,16 +302,17 @@ fn check_externals(module: &Module<'_>, job: &Path, extra: &HostSymbols) -> Resu
     }
 }
 
-/// Runs the job in this process: constructors, `main`, then `exit` with
-/// its status (destructors, exit handlers, tierjit's report via
-/// `shutdown`). `lookup` finds a symbol of the loaded job.
+/// Runs the job in this process: constructors, then `main`, whose status
+/// it returns for the caller's `exit` (which runs destructors, exit
+/// handlers, and tierjit's report via `shutdown`). `lookup` finds a
+/// symbol of the loaded job.
 fn run_job(
     lookup: impl Fn(&str) -> Result<usize, Error>,
     shape: MainShape,
     structors: Structors,
     options: &RunOptions,
     shutdown: Box<dyn Fn() + Send + Sync>,
-) -> Result<std::convert::Infallible, Error> {
+) -> Result<i32, Error> {
     let entry = lookup("main")?;
     let ctors = structors
         .ctors
@@ -321,8 +330,7 @@ fn run_job(
     if let Some(ctors) = ctors {
         code::call_void(ctors);
     }
-    let status = code::call_main(entry, shape, &argv);
-    code::exit_job(status)
+    Ok(code::call_main(entry, shape, &argv))
 }
 
 fn run_optimized(
@@ -332,7 +340,7 @@ fn run_optimized(
     structors: Structors,
     metrics: Metrics,
     options: &RunOptions,
-) -> Result<std::convert::Infallible, Error> {
+) -> Result<i32, Error> {
     check_externals(&module, &options.job, &[])?;
     let functions = module
         .get_functions()
@@ -343,9 +351,6 @@ fn run_optimized(
     let compile_start = Instant::now();
     codegen::optimize(&module, &machine, level)?;
     let object = codegen::emit_object(&module, &machine)?;
-    // `jit` and `_loaded` live until the process exits: `run_job` never
-    // returns once the job started, so they are never dropped while job
-    // code runs.
     let jit = Jit::new(&override_symbols())?;
     let _loaded = jit.add_object(&object, "job")?;
     jit.lookup("main")?;
@@ -365,7 +370,11 @@ fn run_optimized(
             ));
         }
     });
-    run_job(|name| jit.lookup(name), shape, structors, options, shutdown)
+    let status = run_job(|name| jit.lookup(name), shape, structors, options, shutdown)?;
+    // The job's code runs until the process exits (its threads, its exit
+    // handlers): it must outlive this function.
+    Box::leak(Box::new((jit, _loaded)));
+    Ok(status)
 }
 
 fn run_tiered(
@@ -375,7 +384,7 @@ fn run_tiered(
     structors: Structors,
     metrics: Metrics,
     options: &RunOptions,
-) -> Result<std::convert::Infallible, Error> {
+) -> Result<i32, Error> {
     let shared = load_tiered(
         module,
         target,

@@ -289,8 +289,9 @@ extern "C" fn at_job_exit(status: c_int, _: *mut c_void) {
     unsafe { libc::_exit(status) }
 }
 
-/// Ends the job with `status` as `exit` does (for a `main` that returned).
-pub fn exit_job(status: c_int) -> ! {
+/// Ends the job with `status` as `exit` does (for a `pthread_exit` from
+/// `main` once the job's other threads are done).
+fn exit_job(status: c_int) -> ! {
     // SAFETY: libc's exit may be called from any thread; it runs the exit
     // handlers, `at_job_exit` last, which never returns.
     unsafe { libc::exit(status) }

@@ -3,6 +3,8 @@
 
 mod instrument;
 mod probes;
+#[cfg(test)]
+mod snapshots;
 
 pub use instrument::{baseline_symbol, instrument, BatchTierUp, OsrEntries};
 pub use probes::{Probes, ARG_FULL_SAMPLES};

@@ -1,0 +1,99 @@
+; ModuleID = 'job'
+source_filename = "sum.ll"
+
+define i64 @sum.tj0(ptr %a, i64 %n) {
+entry:
+  %tj.count8 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.count19 = add i64 %tj.count8, 1
+  store atomic i64 %tj.count19, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.osr.record = alloca { i64, i64, ptr, i64 }, align 8
+  %cmp = icmp sgt i64 %n, 0
+  br i1 %cmp, label %loop.preheader, label %entry.exit_crit_edge
+
+entry.exit_crit_edge:                             ; preds = %entry
+  br label %exit
+
+loop.preheader:                                   ; preds = %entry
+  br label %loop
+
+loop:                                             ; preds = %tj.osr.check, %latch.loop_crit_edge, %loop.preheader
+  %i = phi i64 [ %i.next, %latch.loop_crit_edge ], [ 0, %loop.preheader ], [ %i.next, %tj.osr.check ]
+  %s = phi i64 [ %s.next, %latch.loop_crit_edge ], [ 0, %loop.preheader ], [ %s.next, %tj.osr.check ]
+  %p = getelementptr inbounds i64, ptr %a, i64 %i
+  %v = load i64, ptr %p, align 8
+  %neg = icmp slt i64 %v, 0
+  br i1 %neg, label %loop.latch_crit_edge, label %add
+
+loop.latch_crit_edge:                             ; preds = %loop
+  br label %latch
+
+add:                                              ; preds = %loop
+  %tj.slot10 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %w = call i64 %tj.slot10(i64 %v)
+  %s.add = add i64 %s, %w
+  br label %latch
+
+latch:                                            ; preds = %loop.latch_crit_edge, %add
+  %s.next = phi i64 [ %s, %loop.latch_crit_edge ], [ %s.add, %add ]
+  %i.next = add nuw nsw i64 %i, 1
+  %done = icmp eq i64 %i.next, %n
+  br i1 %done, label %exit.loopexit, label %latch.loop_crit_edge
+
+latch.loop_crit_edge:                             ; preds = %latch
+  %tj.count = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.count1 = add i64 %tj.count, 1
+  store atomic i64 %tj.count1, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.osr.phase = trunc i64 %tj.count1 to i8
+  %tj.osr.poll = icmp ult i8 %tj.osr.phase, 16
+  br i1 %tj.osr.poll, label %tj.osr.check, label %loop
+
+tj.osr.check:                                     ; preds = %latch.loop_crit_edge
+  %tj.slot7 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %tj.osr.ready = icmp ne ptr %tj.slot7, null
+  br i1 %tj.osr.ready, label %tj.osr, label %loop
+
+tj.osr:                                           ; preds = %tj.osr.check
+  %tj.count2 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.count13 = add i64 %tj.count2, 1
+  store atomic i64 %tj.count13, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.osr.field = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 0
+  store i64 %i.next, ptr %tj.osr.field, align 4
+  %tj.osr.field4 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 1
+  store i64 %s.next, ptr %tj.osr.field4, align 4
+  %tj.osr.field5 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 2
+  store ptr %a, ptr %tj.osr.field5, align 8
+  %tj.osr.field6 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 3
+  store i64 %n, ptr %tj.osr.field6, align 4
+  %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %tj.osr.result = call i64 %tj.slot(ptr %tj.osr.record)
+  ret i64 %tj.osr.result
+
+exit.loopexit:                                    ; preds = %latch
+  br label %exit
+
+exit:                                             ; preds = %entry.exit_crit_edge, %exit.loopexit
+  %r = phi i64 [ 0, %entry.exit_crit_edge ], [ %s.next, %exit.loopexit ]
+  ret i64 %r
+}
+
+define i64 @twice.tj0(i64 %x) {
+  %tj.count = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.count1 = add i64 %tj.count, 1
+  store atomic i64 %tj.count1, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %y = shl i64 %x, 1
+  ret i64 %y
+}
+
+define i64 @sum(ptr %0, i64 %1) {
+entry:
+  %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %2 = musttail call i64 %tj.slot(ptr %0, i64 %1)
+  ret i64 %2
+}
+
+define i64 @twice(i64 %0) {
+entry:
+  %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %1 = musttail call i64 %tj.slot(i64 %0)
+  ret i64 %1
+}

@@ -12,11 +12,12 @@
 //!   is inside, which tierjit does not track yet);
 //! - all versions of a function compute the same thing; only speed differs.
 
+pub use crate::ids::Unit;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::code::{LoadedObject, SlotTable};
-use crate::ir::ids::{FunctionId, LoopId};
+use crate::ids::FunctionId;
 use crate::profile::Speculation;
 
 /// The tiers a function's slot can point at.
@@ -87,15 +88,6 @@ enum Replacement {
     Revoke,
     /// Its promoted calls kept taking the fallback.
     Respeculate,
-}
-
-/// What a version is for: a whole function (entered through its slot) or
-/// a loop (an OSR continuation, entered through the loop's entry slot).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
-    Function(FunctionId),
-    /// By job-wide loop id (`JobLayout::loops`).
-    Loop(LoopId),
 }
 
 pub struct VersionManager {
@@ -365,6 +357,7 @@ impl VersionManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::LoopId;
 
     fn manager() -> VersionManager {
         VersionManager::new(SlotTable::new(2), SlotTable::new(1), Tier::Baseline)

@@ -29,11 +29,11 @@ use llvm_sys::LLVMTailCallKind;
 use super::probes::{emit_argument_samples, emit_site_probes, find_sites, Probes};
 use crate::code::{CounterTable, SlotTable};
 use crate::error::Error;
+use crate::ids::{FunctionId, LoopId};
 use crate::ir::edit::{
     codegen_err, copy_abi_attributes, count_edge, emit_if, emit_increment, host_pointer, set_atomic,
 };
 use crate::ir::func::{direct_callee, instructions};
-use crate::ir::ids::{FunctionId, LoopId};
 use crate::ir::layout::{FunctionLayout, JobLayout};
 use crate::ir::live::{bind, continuation_type, header_phis, transfer_record, Bound};
 

@@ -5,8 +5,7 @@
 use std::ffi::{c_char, c_int, CString};
 use std::sync::OnceLock;
 
-use crate::ir::ids::{FunctionId, LoopId};
-use crate::versions::Unit;
+use crate::ids::{FunctionId, LoopId, Unit};
 
 type CompileNowHook = Box<dyn Fn(Unit) + Send + Sync>;
 

@@ -2,7 +2,6 @@
 //! tables whose addresses generated code uses, publishing code to other
 //! cores, and calls into job code. Everything else in the crate is safe Rust.
 
-pub mod c_api;
 mod entry;
 pub mod ir;
 mod llvm_errors;
@@ -23,7 +22,7 @@ pub use llvm_errors::{
 };
 pub use llvm_options::apply_llvm_options;
 pub use orc::{Jit, LoadedObject};
-pub use probes::record_value_address;
+pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::enter_job;
 pub use publish::sync_core_supported;
 pub use tables::{CounterTable, SlotTable};

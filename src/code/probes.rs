@@ -2,7 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ir::sites::{VALUE_SLOTS, VALUE_TABLE_WORDS};
+/// The most frequent values a site saw: `VALUE_SLOTS` (value, count) pairs
+/// claimed first come first served, then a count of everything else.
+pub const VALUE_SLOTS: usize = 4;
+pub const VALUE_TABLE_WORDS: usize = 2 * VALUE_SLOTS + 1;
 
 /// `void record_value(u64 *table, u64 value)`: counts `value` in a value
 /// table of the counter table (`VALUE_SLOTS` pairs of value and count, then

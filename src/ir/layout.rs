@@ -9,13 +9,13 @@ use super::cfg::natural_loops;
 use super::cfg::Loop;
 use super::flow::{plan, Flow, FlowBranch};
 use super::func::{direct_callee, instructions};
-use super::ids::{FunctionId, LoopId};
 use super::live::{describe, FunctionTraits, FunctionView, OsrEntry};
 use super::normalize::is_intrinsic;
 use super::sites::{
     branch_sites, indirect_calls, int_params, ArgSite, BranchSite, IndirectCallSite,
     VALUE_TABLE_WORDS,
 };
+use crate::ids::{FunctionId, LoopId};
 
 #[derive(Clone, Debug)]
 pub struct LoopLayout {

@@ -8,7 +8,6 @@ pub mod edit;
 pub mod flow;
 pub mod frontend_cache;
 pub mod func;
-pub mod ids;
 pub mod layout;
 pub mod live;
 pub mod load;

@@ -67,10 +67,8 @@ pub struct ArgSite {
     pub table: usize,
 }
 
-/// The most frequent values a site saw: `VALUE_SLOTS` (value, count) pairs
-/// claimed first come first served, then a count of everything else.
-pub const VALUE_SLOTS: usize = 4;
-pub const VALUE_TABLE_WORDS: usize = 2 * VALUE_SLOTS + 1;
+/// The layout of a value table (see `code::record_value_address`).
+pub use crate::code::{VALUE_SLOTS, VALUE_TABLE_WORDS};
 
 /// Integer parameters sampled per function, at most.
 pub const MAX_ARG_SITES: usize = 4;

@@ -12,7 +12,7 @@ use inkwell::module::{FlagBehavior, Module};
 use inkwell::values::{BasicMetadataValueEnum, FunctionValue, InstructionOpcode, MetadataValue};
 
 use super::ProfileView;
-use crate::ir::ids::FunctionId;
+use crate::ids::FunctionId;
 
 /// Calls and loop iterations a function's baseline code must have counted
 /// before its counts are used: a profile of one call says little, and LLVM

@@ -10,8 +10,8 @@ pub mod specialize;
 use std::sync::Arc;
 
 use crate::code::CounterTable;
+use crate::ids::FunctionId;
 use crate::ir::flow::{edge_counts, EdgeSource};
-use crate::ir::ids::FunctionId;
 use crate::ir::layout::JobLayout;
 use crate::ir::sites::VALUE_SLOTS;
 use promote::Promotion;

@@ -19,8 +19,8 @@ use inkwell::IntPredicate;
 use super::{GuardSlots, ProfileView};
 use crate::code::CounterTable;
 use crate::error::Error;
+use crate::ids::FunctionId;
 use crate::ir::edit::{codegen_err, emit_increment, emit_record_value, split_after};
-use crate::ir::ids::FunctionId;
 
 /// A target must have had at least this share of a site's samples...
 const MIN_SHARE_PERCENT: u64 = 30;

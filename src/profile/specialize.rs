@@ -20,8 +20,8 @@ use inkwell::IntPredicate;
 use super::{GuardSlots, ProfileView};
 use crate::code::CounterTable;
 use crate::error::Error;
+use crate::ids::FunctionId;
 use crate::ir::edit::{codegen_err, copy_abi_attributes, emit_increment};
-use crate::ir::ids::FunctionId;
 
 /// A value must have had at least this share of an argument's samples...
 const MIN_SHARE_PERCENT: u64 = 90;

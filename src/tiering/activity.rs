@@ -7,7 +7,7 @@
 //! finished, or its frames moved to a continuation) has no frame left to
 //! move.
 
-use crate::ir::ids::LoopId;
+use crate::ids::LoopId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

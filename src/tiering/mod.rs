@@ -13,7 +13,7 @@ pub mod service;
 
 use std::time::Instant;
 
-use crate::ir::ids::FunctionId;
+use crate::ids::FunctionId;
 use crate::ir::layout::JobLayout;
 use crate::versions::Unit;
 

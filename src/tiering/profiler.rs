@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::queue::PushError;
 use super::service::Shared;
 use super::CompileRequest;
-use crate::ir::ids::{FunctionId, LoopId};
+use crate::ids::{FunctionId, LoopId};
 use crate::versions::{TierUpState, Unit};
 
 pub fn run(shared: Arc<Shared>) {

@@ -259,7 +259,7 @@ fn take_best(queued: &mut Vec<Queued>, waited_only: bool) -> Option<Taken> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::ids::FunctionId;
+    use crate::ids::FunctionId;
 
     fn request(function: usize) -> CompileRequest {
         CompileRequest::new(FunctionId(function), None, 0, 0, Instant::now())

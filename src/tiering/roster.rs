@@ -13,7 +13,7 @@
 //! compile of a loop still stopped then; if the loop runs again, it loads
 //! and publishes it).
 
-use crate::ir::ids::LoopId;
+use crate::ids::LoopId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

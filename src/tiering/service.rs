@@ -14,7 +14,7 @@ use super::{compiler, policy::Policy, profiler, CompileRequest};
 use crate::code::{self, CounterTable, Jit};
 use crate::codegen::TargetSpec;
 use crate::config::Config;
-use crate::ir::ids::FunctionId;
+use crate::ids::FunctionId;
 use crate::ir::layout::JobLayout;
 use crate::metrics::Metrics;
 use crate::profile::ProfileView;

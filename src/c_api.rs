@@ -1,7 +1,8 @@
 //! The C API (`include/tierjit.h`, which documents every function): thin
 //! wrappers over `crate::engine` that turn C strings into Rust ones,
 //! errors into strings the caller frees, and panics into errors, so that
-//! nothing unwinds into C.
+//! nothing unwinds into C. With `code`, the only module allowed `unsafe`:
+//! every function here takes raw pointers from C.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString, OsString};
 use std::os::unix::ffi::OsStringExt;

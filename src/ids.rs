@@ -1,6 +1,7 @@
 //! Typed ids for a job's functions and loops, so that a loop id
 //! cannot index the function table (or a function-local loop index the
-//! job-wide one). Each is an index into the table it names; tables are
+//! job-wide one), and `Unit`, what a version is for. A leaf module: every
+//! layer names these, so they depend on nothing. Each is an index into the table it names; tables are
 //! plain `Vec`s and slices indexed by the id.
 
 use std::ops::{Index, IndexMut};
@@ -56,3 +57,12 @@ id!(
     /// is indexed by plain position.)
     LoopId
 );
+
+/// What a version is for: a whole function (entered through its slot) or
+/// a loop (an OSR continuation, entered through the loop's entry slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Function(FunctionId),
+    /// By job-wide loop id (`JobLayout::loops`).
+    Loop(LoopId),
+}

@@ -4,23 +4,37 @@
 //!
 //! An entry is found by a key: SHA-256 of clang's identity (its resolved
 //! path, size and modification time), every argument it is given (flags,
-//! target triple, the job's path) and the job's source. The entry lists
-//! every file clang read (its `-MD` dependency file) with the SHA-256 of
-//! its contents; it is used only if all of them still hash the same, so
-//! editing an included header recompiles. This is ccache's "direct mode",
-//! with its known blind spot: a new header that would shadow a listed one
-//! earlier on the include path goes unnoticed. Sources or headers that use
-//! `__DATE__`, `__TIME__` or `__TIMESTAMP__` are never cached.
+//! target triple, the job's path), the environment variables that change
+//! what clang reads (`CPATH` and the like) and the job's source. The entry
+//! lists every file clang read (its `-MD` dependency file) with the
+//! SHA-256 of its contents, and is used only if all of them still hash the
+//! same, so editing an included header recompiles. This is ccache's
+//! "direct mode", with its known blind spot: a new header that would
+//! shadow a listed one earlier on the include path (or make a
+//! `__has_include` true) goes unnoticed.
 //!
-//! Entries are written to a temporary name and renamed, so concurrent runs
-//! see a whole entry or none. A cache that cannot be read or written is
-//! skipped, never an error: the job is compiled as if there were no cache.
-//! Nothing is evicted; deleting the directory clears it.
+//! Not cached: sources, headers or flags that name `__DATE__`, `__TIME__`
+//! or `__TIMESTAMP__`; flags that bring in files clang does not list
+//! (`@file`, `--config`, profiles to use) or that change what clang writes
+//! (`-M...`, `-E`, `-working-directory`); a dependency that is not a
+//! regular file (`#embed "/dev/urandom"`); and any file that changed while
+//! clang ran (its status-change time is after clang started, less a
+//! margin for the kernel's coarse file clock), since its hash might not be
+//! what clang read.
+//!
+//! An entry is one file (header, manifest, bitcode and the bitcode's
+//! hash), written to a temporary name and renamed, so concurrent runs see
+//! a whole entry or none, and a damaged one is a miss. A cache that cannot
+//! be read or written is skipped, never an error: the job is compiled as
+//! if there were no cache. Nothing is evicted; deleting the directory
+//! clears it.
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -29,7 +43,39 @@ pub const CACHE_DIR_ENV: &str = "TIERJIT_CACHE_DIR";
 
 /// Bumped when the entry format or what clang is asked for changes, so
 /// that an older tierjit's entries are not read.
-const FORMAT: &str = "tierjit-frontend-1";
+const FORMAT: &str = "tierjit-frontend-2";
+
+/// Environment variables that change what clang reads or makes.
+const CLANG_ENVIRONMENT: [&str; 8] = [
+    "CPATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+    "OBJC_INCLUDE_PATH",
+    "CCC_OVERRIDE_OPTIONS",
+    "COMPILER_PATH",
+    "SOURCE_DATE_EPOCH",
+    "SDKROOT",
+];
+
+/// Flags after which the dependency file does not tell the whole story, or
+/// clang's output is not the IR tierjit asked for.
+const UNCACHEABLE_FLAGS: [&str; 10] = [
+    "@",
+    "--config",
+    "-working-directory",
+    "-M",
+    "-E",
+    "-fsyntax-only",
+    "-fprofile-use",
+    "-fprofile-instr-use",
+    "-fprofile-sample-use",
+    "-Xpreprocessor",
+];
+
+/// Files whose status changed this soon before clang started may have
+/// changed after it: the kernel stamps files with a clock that runs up to
+/// a tick (a few ms) behind the one `SystemTime` reads.
+const FILE_CLOCK_MARGIN: Duration = Duration::from_millis(20);
 
 /// Macros whose value changes between runs: an entry would freeze them.
 const VOLATILE_MACROS: [&[u8]; 3] = [b"__DATE__", b"__TIME__", b"__TIMESTAMP__"];
@@ -43,6 +89,8 @@ pub struct FrontendCache {
 pub struct Entry {
     key: String,
     pub depfile: PathBuf,
+    /// When clang was about to start (set by `prepare`).
+    started: SystemTime,
 }
 
 impl FrontendCache {
@@ -66,9 +114,20 @@ impl FrontendCache {
     }
 
     /// The entry for compiling `source` (the job's bytes) with `clang` and
-    /// `args`; `None` when clang cannot be identified (then nothing is
-    /// cached: a missing clang must still be reported as missing).
+    /// `args`; `None` when the compile must not be cached (see the module
+    /// doc) or clang cannot be identified (a missing clang must still be
+    /// reported as missing).
     pub fn entry(&self, clang: &Path, args: &[OsString], source: &[u8]) -> Option<Entry> {
+        let uncacheable = args.iter().any(|arg| {
+            let arg = arg.as_encoded_bytes();
+            UNCACHEABLE_FLAGS
+                .iter()
+                .any(|flag| arg.starts_with(flag.as_bytes()))
+                || names_volatile_macro(arg)
+        });
+        if uncacheable || names_volatile_macro(source) {
+            return None;
+        }
         let binary = resolve_on_path(clang)?;
         let binary = std::fs::canonicalize(binary).ok()?;
         let meta = std::fs::metadata(&binary).ok()?;
@@ -90,48 +149,67 @@ impl FrontendCache {
         for arg in args {
             field(arg.as_encoded_bytes());
         }
+        for name in CLANG_ENVIRONMENT {
+            let value = std::env::var_os(name);
+            field(name.as_bytes());
+            field(value.as_ref().map_or(b"(unset)", |v| v.as_encoded_bytes()));
+        }
         field(source);
         let key = hex(&hash.finalize());
         let depfile = self.dir.join(format!("{key}.{}.d", unique_suffix()));
-        Some(Entry { key, depfile })
+        Some(Entry {
+            key,
+            depfile,
+            started: SystemTime::now(),
+        })
     }
 
-    /// The cached bitcode for `entry`, if every file its compile read
-    /// still has the contents it had then.
+    /// The cached bitcode for `entry`, if the entry is whole and every
+    /// file its compile read still has the contents it had then.
     pub fn lookup(&self, entry: &Entry) -> Option<Vec<u8>> {
-        let manifest =
-            std::fs::read_to_string(self.dir.join(format!("{}.deps", entry.key))).ok()?;
+        let file = std::fs::read(self.dir.join(&entry.key)).ok()?;
+        let (manifest, bitcode) = parse_entry(&file)?;
         for line in manifest.lines() {
             let (digest, path) = line.split_once(' ')?;
+            // Never read a device or a pipe: it may not end.
+            if !std::fs::metadata(path).ok()?.is_file() {
+                return None;
+            }
             let contents = std::fs::read(path).ok()?;
             if hex(&Sha256::digest(&contents)) != digest {
                 return None;
             }
         }
-        std::fs::read(self.dir.join(format!("{}.bc", entry.key))).ok()
+        Some(bitcode.to_vec())
     }
 
     /// Stores `bitcode` for `entry`, with the files listed in the
-    /// dependency file clang wrote. Best effort: any failure leaves the
-    /// entry absent (or the previous one in place). Removes the
-    /// dependency file.
+    /// dependency file clang wrote. Best effort: any failure, or a file
+    /// that must not be cached, leaves the entry absent (or the previous
+    /// one in place). Removes the dependency file.
     pub fn store(&self, entry: &Entry, bitcode: &[u8]) {
         let depfile = std::fs::read_to_string(&entry.depfile);
         let _ = std::fs::remove_file(&entry.depfile);
         let Ok(depfile) = depfile else { return };
+        let changed_since = entry.started - FILE_CLOCK_MARGIN;
         let mut manifest = String::new();
         for path in dependencies(&depfile) {
             // A path that a line of the manifest cannot hold is not cached.
             if path.contains('\n') {
                 return;
             }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                return;
+            };
+            let changed = UNIX_EPOCH
+                + Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().max(0) as u32);
+            if !meta.is_file() || changed >= changed_since {
+                return;
+            }
             let Ok(contents) = std::fs::read(&path) else {
                 return;
             };
-            if VOLATILE_MACROS
-                .iter()
-                .any(|m| contents.windows(m.len()).any(|w| w == *m))
-            {
+            if names_volatile_macro(&contents) {
                 return;
             }
             manifest.push_str(&hex(&Sha256::digest(&contents)));
@@ -142,17 +220,18 @@ impl FrontendCache {
         if manifest.is_empty() {
             return;
         }
-        // The bitcode first: a manifest never names a missing entry for
-        // long, and a reader that finds the manifest first and the old
-        // bitcode second only gets bitcode of the same key.
-        let _ = self.write_atomically(&format!("{}.bc", entry.key), bitcode)
-            && self.write_atomically(&format!("{}.deps", entry.key), manifest.as_bytes());
+        let mut file =
+            format!("{FORMAT}\n{}\n{manifest}\n", hex(&Sha256::digest(bitcode))).into_bytes();
+        file.extend_from_slice(bitcode);
+        self.write_atomically(&entry.key, &file);
     }
 
-    /// Makes the cache directory (on a miss, before clang runs, so it can
-    /// write the dependency file there). False if it cannot be made.
-    pub fn prepare(&self) -> bool {
-        std::fs::create_dir_all(&self.dir).is_ok()
+    /// Makes the cache directory and an empty dependency file for clang to
+    /// fill, and notes the time clang starts. False if either cannot be
+    /// made: then clang is run without `-MD` and nothing is stored.
+    pub fn prepare(&self, entry: &mut Entry) -> bool {
+        entry.started = SystemTime::now();
+        std::fs::create_dir_all(&self.dir).is_ok() && std::fs::File::create(&entry.depfile).is_ok()
     }
 
     fn write_atomically(&self, name: &str, bytes: &[u8]) -> bool {
@@ -184,6 +263,29 @@ fn unique_suffix() -> String {
     // Relaxed: the number only has to be unique, nothing is ordered by it.
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{}-{n}", std::process::id())
+}
+
+/// Whether `bytes` name a macro whose value changes between runs.
+fn names_volatile_macro(bytes: &[u8]) -> bool {
+    VOLATILE_MACROS
+        .iter()
+        .any(|m| bytes.windows(m.len()).any(|w| w == *m))
+}
+
+/// The manifest and bitcode of a whole entry: the format line, the
+/// bitcode's SHA-256, manifest lines, an empty line, then the bitcode.
+/// `None` for anything else (an older format, a damaged file, an empty
+/// manifest).
+fn parse_entry(file: &[u8]) -> Option<(&str, &[u8])> {
+    let header_end = file.windows(2).position(|w| w == b"\n\n")?;
+    let header = std::str::from_utf8(&file[..header_end]).ok()?;
+    let bitcode = &file[header_end + 2..];
+    let mut lines = header.splitn(3, '\n');
+    let (format, digest, manifest) = (lines.next()?, lines.next()?, lines.next()?);
+    if format != FORMAT || manifest.is_empty() || hex(&Sha256::digest(bitcode)) != digest {
+        return None;
+    }
+    Some((manifest, bitcode))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -229,6 +331,26 @@ fn dependencies(depfile: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn damaged_entries_are_misses() {
+        let bitcode = b"BC\xc0\xde\n\nbody";
+        let digest = hex(&Sha256::digest(bitcode));
+        let whole = [
+            format!("{FORMAT}\n{digest}\nab /x.h\n\n").into_bytes(),
+            bitcode.to_vec(),
+        ]
+        .concat();
+        assert_eq!(parse_entry(&whole), Some(("ab /x.h", &bitcode[..])));
+        assert_eq!(parse_entry(&whole[..whole.len() - 1]), None, "truncated");
+        let empty_manifest = [
+            format!("{FORMAT}\n{digest}\n\n").into_bytes(),
+            bitcode.to_vec(),
+        ]
+        .concat();
+        assert_eq!(parse_entry(&empty_manifest), None);
+        assert_eq!(parse_entry(b""), None);
+    }
 
     #[test]
     fn dependency_files_are_read_as_clang_writes_them() {

@@ -1,2 +1,2 @@
--: /tmp/tierjit-frontend-flags-5045/job.c \
-  /tmp/tierjit-frontend-flags-5045/k.h
+-: /tmp/tierjit-frontend-flags-21469/job.c \
+  /tmp/tierjit-frontend-flags-21469/k.h

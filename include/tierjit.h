@@ -77,10 +77,12 @@ int tierjit_module_run_main(tierjit_module *module, int argc, char **argv);
  * tierjit_string_free. NULL if module is NULL. */
 char *tierjit_module_stats_json(tierjit_module *module);
 
-/* Stops the module's background threads (a compile in flight finishes and
- * is thrown away). Its code stays mapped until the process exits: freeing
- * a module's JIT is not implemented yet, so a program that loads and frees
- * modules in a loop grows. NULL is ignored. */
+/* Stops the module's background threads and waits for them (a compile in
+ * flight, which LLVM cannot interrupt, finishes and is thrown away), then
+ * frees the module's code, counters and JIT. Nothing of the module may run
+ * afterwards: no thread it started, no atexit or signal handler it
+ * registered. Free every module before the process exits: a compile still
+ * running at exit meets libLLVM's static destructors. NULL is ignored. */
 void tierjit_module_free(tierjit_module *module);
 
 /* NULL is ignored. */

@@ -26,10 +26,13 @@
 //! Lifetimes: code, counters and slots belong to the [`JitModule`]. Calling
 //! one of its functions after the module is dropped, or while it is being
 //! dropped, is undefined behaviour, as is calling through an address with
-//! the wrong signature. Dropping a module stops its background threads; a
-//! compile in flight finishes on its own thread and is thrown away. The
-//! module's code stays mapped until the process exits (its JIT is not
-//! disposed yet), so loading and dropping modules in a loop grows.
+//! the wrong signature. Dropping a module stops its background threads and
+//! waits until they have ended (a compile in flight, which LLVM cannot
+//! interrupt, is finished and thrown away), then frees its code, counters
+//! and JIT. Nothing of the module may run after that: no thread it started,
+//! no handler it registered (`atexit`, signals) that points into its code.
+//! Drop every module before the process exits: a compile still running
+//! when `main` returns would meet libLLVM's static destructors.
 //!
 //! Not yet supported in an embedded module (refused with an error, see
 //! issue 11): waiting for compiles (`compiler.background = false`,
@@ -213,7 +216,7 @@ impl JitModule {
 
 impl Drop for JitModule {
     fn drop(&mut self) {
-        service::stop_background(&self.shared);
+        service::stop_and_wait(&self.shared);
     }
 }
 

@@ -503,6 +503,7 @@ pub(crate) fn load_tiered(
         requests: RequestQueue::new(config.compiler.queue_size),
         reporting: std::sync::Mutex::new(()),
         compilers: Default::default(),
+        threads: Default::default(),
     });
     if mode == Mode::Tiered {
         service::start_background(&shared);

@@ -1,4 +1,4 @@
-//! ORC LLJIT through llvm-sys: one JIT per process run, one `ResourceTracker`
+//! ORC LLJIT through llvm-sys: one JIT per job or module, one `ResourceTracker`
 //! per loaded object so a retired version can be freed on its own.
 //!
 //! inkwell has no ORC bindings; MCJIT (which it does wrap) aborts the process
@@ -7,12 +7,13 @@
 
 use std::ffi::{CStr, CString};
 use std::ptr;
+use std::sync::Arc;
 
 use llvm_sys::error::{LLVMDisposeErrorMessage, LLVMErrorRef, LLVMGetErrorMessage};
 use llvm_sys::orc2::lljit::{
-    LLVMOrcCreateLLJIT, LLVMOrcCreateLLJITBuilder, LLVMOrcLLJITAddObjectFileWithRT,
-    LLVMOrcLLJITGetGlobalPrefix, LLVMOrcLLJITGetMainJITDylib, LLVMOrcLLJITLookup,
-    LLVMOrcLLJITMangleAndIntern, LLVMOrcLLJITRef,
+    LLVMOrcCreateLLJIT, LLVMOrcCreateLLJITBuilder, LLVMOrcDisposeLLJIT,
+    LLVMOrcLLJITAddObjectFileWithRT, LLVMOrcLLJITGetGlobalPrefix, LLVMOrcLLJITGetMainJITDylib,
+    LLVMOrcLLJITLookup, LLVMOrcLLJITMangleAndIntern, LLVMOrcLLJITRef,
 };
 use llvm_sys::orc2::{
     LLVMJITEvaluatedSymbol, LLVMJITSymbolFlags, LLVMJITSymbolGenericFlags, LLVMOrcAbsoluteSymbols,
@@ -39,8 +40,17 @@ pub(super) fn take_error(err: LLVMErrorRef) -> Option<String> {
     }
 }
 
-/// The process-wide JIT. Owns the LLJIT instance for the life of the process.
+/// One job's (or embedded module's) JIT. `tierjit run` keeps it for the
+/// life of the process; an embedded module's is disposed, with all its
+/// code, once the module and every `LoadedObject` of it are dropped.
 pub struct Jit {
+    inner: Arc<LlJit>,
+}
+
+/// The LLJIT instance, shared by the `Jit` and its loaded objects: a
+/// resource tracker must be released while its session still exists, so
+/// the instance is disposed only after the last of them.
+struct LlJit {
     jit: LLVMOrcLLJITRef,
     dylib: LLVMOrcJITDylibRef,
 }
@@ -48,14 +58,29 @@ pub struct Jit {
 // SAFETY: ORC's LLJIT and ExecutionSession are internally synchronised: adding
 // objects and looking up symbols from several threads at once is its intended
 // use (its session lock serialises symbol-table updates).
-unsafe impl Send for Jit {}
+unsafe impl Send for LlJit {}
 // SAFETY: see `Send`; every method takes `&self` and ORC does the locking.
-unsafe impl Sync for Jit {}
+unsafe impl Sync for LlJit {}
+
+impl Drop for LlJit {
+    fn drop(&mut self) {
+        // SAFETY: this is the last owner: the `Jit` and every tracker of
+        // its objects are gone. Freeing the code is the owner's promise
+        // that nothing runs it any more (see `engine::JitModule`'s drop;
+        // `tierjit run` never drops its JIT).
+        let err = unsafe { LLVMOrcDisposeLLJIT(self.jit) };
+        if let Some(msg) = take_error(err) {
+            eprintln!("tierjit: warning: disposing of a JIT: {msg}");
+        }
+    }
+}
 
 /// A loaded object. Dropping it releases our reference to the tracker but
 /// keeps the code; `Jit::remove` frees the code.
 pub struct LoadedObject {
     tracker: LLVMOrcResourceTrackerRef,
+    /// Dropped after the tracker is released (fields drop after `drop`).
+    _jit: Arc<LlJit>,
 }
 
 // SAFETY: a resource tracker handle is only used through the thread-safe ORC
@@ -93,7 +118,9 @@ impl Jit {
             );
             LLVMOrcLLJITGetMainJITDylib(jit)
         };
-        let this = Jit { jit, dylib };
+        let this = Jit {
+            inner: Arc::new(LlJit { jit, dylib }),
+        };
         this.define_absolute(host_overrides)?;
 
         let mut generator = ptr::null_mut();
@@ -123,7 +150,7 @@ impl Jit {
         for (name, addr) in symbols {
             let cname = CString::new(*name).expect("symbol names have no NUL");
             // SAFETY: interning a valid C string in the live session.
-            let interned = unsafe { LLVMOrcLLJITMangleAndIntern(self.jit, cname.as_ptr()) };
+            let interned = unsafe { LLVMOrcLLJITMangleAndIntern(self.inner.jit, cname.as_ptr()) };
             pairs.push(LLVMOrcCSymbolMapPair {
                 Name: interned,
                 Sym: LLVMJITEvaluatedSymbol {
@@ -141,7 +168,7 @@ impl Jit {
         // resulting unit is consumed by Define (also on error).
         let err = unsafe {
             let unit = LLVMOrcAbsoluteSymbols(pairs.as_mut_ptr(), pairs.len());
-            LLVMOrcJITDylibDefine(self.dylib, unit)
+            LLVMOrcJITDylibDefine(self.inner.dylib, unit)
         };
         match take_error(err) {
             Some(msg) => Err(Error::Jit(format!("cannot define host symbols: {msg}"))),
@@ -156,14 +183,17 @@ impl Jit {
         // SAFETY: the dylib is live; the buffer copy is owned by ORC after
         // AddObjectFileWithRT (which consumes it even on error).
         unsafe {
-            let tracker = LLVMOrcJITDylibCreateResourceTracker(self.dylib);
+            let tracker = LLVMOrcJITDylibCreateResourceTracker(self.inner.dylib);
             let buffer = llvm_sys::core::LLVMCreateMemoryBufferWithMemoryRangeCopy(
                 object.as_ptr().cast(),
                 object.len(),
                 cname.as_ptr(),
             );
-            let err = LLVMOrcLLJITAddObjectFileWithRT(self.jit, tracker, buffer);
-            let loaded = LoadedObject { tracker };
+            let err = LLVMOrcLLJITAddObjectFileWithRT(self.inner.jit, tracker, buffer);
+            let loaded = LoadedObject {
+                tracker,
+                _jit: self.inner.clone(),
+            };
             match take_error(err) {
                 Some(msg) => Err(Error::Jit(format!("cannot add object {name}: {msg}"))),
                 None => Ok(loaded),
@@ -178,7 +208,7 @@ impl Jit {
         // Causes reported before this lookup belong to something else.
         let _ = super::llvm_errors::take_session_errors();
         // SAFETY: live JIT, valid C string, valid out-pointer.
-        let err = unsafe { LLVMOrcLLJITLookup(self.jit, &mut addr, cname.as_ptr()) };
+        let err = unsafe { LLVMOrcLLJITLookup(self.inner.jit, &mut addr, cname.as_ptr()) };
         match take_error(err) {
             Some(msg) => {
                 // The cause (an unsupported relocation, a missing symbol)

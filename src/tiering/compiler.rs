@@ -41,11 +41,10 @@ use crate::versions::{Tier, TierUpState, Unit};
 /// Starts a compiler thread; returns whether it did.
 pub fn spawn(shared: &Arc<Shared>) -> bool {
     let index = shared.compilers.next_index();
-    let shared = shared.clone();
-    let spawned =
-        crate::code::spawn_tierjit_thread(format!("tierjit-compiler-{index}"), move || {
-            run(shared, index)
-        });
+    let s = shared.clone();
+    let spawned = shared
+        .threads
+        .spawn(format!("tierjit-compiler-{index}"), move || run(s, index));
     if let Err(e) = &spawned {
         // Without this thread requests wait in the queue; the job runs on.
         eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
@@ -121,6 +120,9 @@ pub fn on_fatal_error(reason: &str) -> bool {
     let Some(worker) = WORKER.with(|w| w.borrow_mut().take()) else {
         return false;
     };
+    // This thread blocks for good and never runs LLVM again: dropping the
+    // module need not wait for it.
+    super::threads::park_this_thread();
     let message = format!("LLVM fatal error: {reason}");
     if let Some(armed) = ARMED.with(|a| a.borrow_mut().take()) {
         if worker.shared.compilers.is_superseded(worker.index) {
@@ -149,7 +151,8 @@ pub fn on_fatal_error(reason: &str) -> bool {
         let error = Error::Codegen(format!(
             "no more compiles after {fatal} LLVM fatal errors (last: {reason})"
         ));
-        let _ = crate::code::spawn_tierjit_thread(format!("tierjit-compiler-{index}"), move || {
+        let threads = worker.shared.threads.clone();
+        let _ = threads.spawn(format!("tierjit-compiler-{index}"), move || {
             answer_with_failures(&worker.shared, &error)
         });
     }

@@ -10,6 +10,7 @@ pub mod profiler;
 pub mod queue;
 pub mod roster;
 pub mod service;
+pub mod threads;
 
 use std::time::Instant;
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::activity::LoopActivity;
 use super::faults::Faults;
 use super::queue::RequestQueue;
+use super::threads::BackgroundThreads;
 use super::{compiler, policy::Policy, profiler, CompileRequest};
 use crate::code::{self, CounterTable, Jit};
 use crate::codegen::TargetSpec;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub reporting: std::sync::Mutex<()>,
     /// The compiler threads and what each compiles.
     pub compilers: crate::tiering::roster::Roster,
+    /// The profiler and compiler threads running, to wait for at drop.
+    pub threads: Arc<BackgroundThreads>,
 }
 
 impl Shared {
@@ -101,15 +104,38 @@ pub fn start_background(shared: &Arc<Shared>) {
             }
         }));
     }
-    // Threads are never joined: the process ends without waiting for them
-    // (see `code::enter_job`).
+    // `tierjit run` never waits for these threads: the process ends without
+    // them (see `code::process`). An embedded module waits at drop
+    // (`stop_and_wait`).
     for _ in 0..shared.config.compiler.threads {
         compiler::spawn(shared);
     }
     let s = shared.clone();
-    let spawned = code::spawn_tierjit_thread("tierjit-profiler".into(), move || profiler::run(s));
+    let spawned = shared
+        .threads
+        .spawn("tierjit-profiler".into(), move || profiler::run(s));
     if let Err(e) = spawned {
         eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
+    }
+}
+
+/// How long dropping a module waits for a compile in flight (LLVM's
+/// optimizer cannot be interrupted; a big function takes seconds on a
+/// board). Past it the module is dropped anyway, with a warning.
+const STOP_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Stops the background threads and waits until they have ended (see
+/// `tiering::threads`): what dropping an embedded module does.
+pub fn stop_and_wait(shared: &Shared) {
+    stop_background(shared);
+    let left = shared.threads.wait_all_ended(STOP_WAIT_LIMIT);
+    if left > 0 {
+        eprintln!(
+            "tierjit: warning: {left} background thread(s) of {} still compiling after {} s; \
+             the module is dropped without them (the process may crash if it exits before they end)",
+            shared.job_path.display(),
+            STOP_WAIT_LIMIT.as_secs()
+        );
     }
 }
 

@@ -1,2 +1,2 @@
--: /tmp/tierjit-frontend-flags-21469/job.c \
-  /tmp/tierjit-frontend-flags-21469/k.h
+-: /tmp/tierjit-frontend-flags-8409/job.c \
+  /tmp/tierjit-frontend-flags-8409/k.h

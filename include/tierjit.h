@@ -1,8 +1,10 @@
 /*
  * tierjit: a tiered JIT for compute code given as C or LLVM IR.
  *
- * An engine loads modules. A module starts on baseline code; background
- * threads optimize what gets hot and swap it in. The address
+ * An engine loads modules. A module starts on baseline code; its profiler
+ * thread and the engine's compiler threads (compiler.threads of the config,
+ * shared by all the engine's modules) optimize what gets hot and swap it
+ * in. The address
  * tierjit_module_function returns never changes, and calls through it reach
  * the newest version, from any thread.
  *
@@ -16,13 +18,15 @@
  * - Every char * tierjit returns (error messages, stats) belongs to the
  *   caller, who frees it with tierjit_string_free. On success *error is
  *   left untouched; pass NULL for error to ignore messages.
- * - A module owns its code, counters and background threads. Calling any
+ * - A module owns its code, counters and profiler thread. Calling any
  *   function of a module (through an address from tierjit_module_function)
  *   after tierjit_module_free, or while it runs, is undefined behaviour, as
  *   is calling an address through a function type other than the one the
  *   module defines.
  * - A module may outlive the engine that loaded it; freeing the engine
- *   only forgets its configuration and defined symbols.
+ *   forgets its configuration and defined symbols, and its compiler
+ *   threads go on serving the modules still loaded (they end with the
+ *   last of them).
  * - Errors are returned, never printed; tierjit never exits the process on
  *   its own (an LLVM fatal error while loading is the exception: it ends
  *   the process with status 125).

@@ -17,9 +17,9 @@
 //! # Ok::<(), tierjit::Error>(())
 //! ```
 //!
-//! A module starts on baseline code; its background threads (a profiler
-//! and the compiler threads of `config.compiler`) optimize what gets hot
-//! and swap it in. The address [`JitModule::function`] returns is the
+//! A module starts on baseline code; its profiler thread and the engine's
+//! compiler threads (`config.compiler.threads`, shared by all its modules,
+//! see `tiering::pool`) optimize what gets hot and swap it in. The address [`JitModule::function`] returns is the
 //! function's identity stub: it never changes, and every call through it
 //! reaches the newest version. Functions may be called from any thread.
 //!
@@ -56,16 +56,20 @@ use crate::ir::normalize::{canonicalize_cfg, make_shareable, set_code_attributes
 use crate::ir::structors;
 use crate::metrics::Metrics;
 use crate::runtime::{self, Mode};
+use crate::tiering::pool::CompilerPool;
 use crate::tiering::service::{self, Shared};
 use crate::versions::{Tier, TierUpState, Unit};
 
-/// What every module of an engine shares: the configuration and the
-/// target code is generated for.
+/// What every module of an engine shares: the configuration, the target
+/// code is generated for, and the compiler threads.
 pub struct Engine {
     config: Config,
     target: TargetSpec,
     /// Host symbols the embedder defined, checked before the process's.
     symbols: Vec<(String, usize)>,
+    /// `compiler.threads` threads serving every module's requests; a
+    /// module keeps it alive after the engine is dropped.
+    compilers: Arc<CompilerPool>,
 }
 
 impl Engine {
@@ -80,10 +84,12 @@ impl Engine {
         runtime::init_process()?;
         let target = TargetSpec::resolve(&config.target)?;
         target.validate()?;
+        let compilers = Arc::new(CompilerPool::new(config.compiler.threads));
         Ok(Engine {
             config,
             target,
             symbols: Vec::new(),
+            compilers,
         })
     }
 
@@ -137,20 +143,31 @@ impl Engine {
             module,
             self.target.clone(),
             Metrics::new(start, false),
-            &self.config,
-            path,
-            Mode::Tiered,
-            &self.symbols,
+            &runtime::LoadOptions {
+                config: &self.config,
+                job: path,
+                mode: Mode::Tiered,
+                host_symbols: &self.symbols,
+                compilers: service::Compilers::Pool,
+            },
         )?;
-        Ok(JitModule { shared, main })
+        self.compilers.serve(&shared);
+        Ok(JitModule {
+            shared,
+            main,
+            _compilers: self.compilers.clone(),
+        })
     }
 }
 
-/// A loaded module: its code, counters and background threads.
+/// A loaded module: its code, counters and profiler thread.
 pub struct JitModule {
     shared: Arc<Shared>,
     /// How to call `main`, if the module defines it.
     main: Option<MainShape>,
+    /// Dropped after `shared` (fields drop in order): the last module of
+    /// a dropped engine stops the pool once its own code is freed.
+    _compilers: Arc<CompilerPool>,
 }
 
 impl JitModule {
@@ -217,6 +234,7 @@ impl JitModule {
 impl Drop for JitModule {
     fn drop(&mut self) {
         service::stop_and_wait(&self.shared);
+        self._compilers.forget(&self.shared);
     }
 }
 

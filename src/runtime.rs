@@ -389,10 +389,13 @@ fn run_tiered(
         module,
         target,
         metrics,
-        &options.config,
-        &options.job,
-        options.mode,
-        &[],
+        &LoadOptions {
+            config: &options.config,
+            job: &options.job,
+            mode: options.mode,
+            host_symbols: &[],
+            compilers: service::Compilers::Own,
+        },
     )?;
     let hook_shared = shared.clone();
     let (stats, mode) = (options.stats, options.mode);
@@ -414,6 +417,17 @@ fn run_tiered(
     )
 }
 
+/// How `load_tiered` loads a module.
+pub(crate) struct LoadOptions<'a> {
+    pub config: &'a Config,
+    /// Its path, for messages.
+    pub job: &'a Path,
+    pub mode: Mode,
+    /// Definitions ahead of the host process's symbols.
+    pub host_symbols: &'a HostSymbols,
+    pub compilers: service::Compilers,
+}
+
 /// Instruments `module` (canonical, shareable), loads its baseline code
 /// with every slot filled, and in tiered mode starts the background
 /// threads: everything a job needs before its code is called.
@@ -421,11 +435,15 @@ pub(crate) fn load_tiered(
     module: Module<'_>,
     target: TargetSpec,
     metrics: Metrics,
-    config: &Config,
-    job: &Path,
-    mode: Mode,
-    extra: &HostSymbols,
+    options: &LoadOptions<'_>,
 ) -> Result<Arc<Shared>, Error> {
+    let LoadOptions {
+        config,
+        job,
+        mode,
+        host_symbols: extra,
+        compilers,
+    } = *options;
     check_externals(&module, job, extra)?;
     let faults = Faults::from_env()?;
     let layout = JobLayout::of(&module);
@@ -506,7 +524,7 @@ pub(crate) fn load_tiered(
         threads: Default::default(),
     });
     if mode == Mode::Tiered {
-        service::start_background(&shared);
+        service::start_background(&shared, compilers);
     }
     Ok(shared)
 }

@@ -1,7 +1,9 @@
-//! What dropping an embedded module does: its background threads end
-//! before the drop returns (a compile in flight included), and its code
-//! and JIT are freed. Its own test binary, one test at a time, because it
-//! counts the process's threads and memory, which other tests would
+//! The threads of an engine and its modules, and what dropping them does:
+//! modules share the engine's compiler threads; a module's profiler ends
+//! and its code is freed before its drop returns (a compile in flight
+//! included); the compiler threads end with the last of the engine and
+//! its modules. Its own test binary, tests one at a time, because it
+//! counts the process's threads and mappings, which other tests would
 //! disturb. (Skipped under .ci/test-aarch64, like tests/engine.rs.)
 
 mod common;
@@ -47,13 +49,43 @@ fn kernel(module: &JitModule) -> Kernel {
     unsafe { std::mem::transmute::<*const (), Kernel>(address) }
 }
 
-/// Threads of this process whose name starts with "tierjit-".
-fn tierjit_threads() -> usize {
+/// Threads of this process whose name starts with `prefix` (the kernel
+/// keeps 15 bytes of a name).
+fn threads_named(prefix: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("tierjit-"))
+        .filter(|name| name.starts_with(prefix))
         .count()
+}
+
+fn tierjit_threads() -> usize {
+    threads_named("tierjit-")
+}
+
+/// The tests count threads: one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn optimized(module: &JitModule, name: &str) -> bool {
+    module
+        .stats()
+        .functions
+        .iter()
+        .any(|s| s.name == name && s.tier == Tier::Optimized)
+}
+
+/// Calls the kernel until it runs optimized code.
+fn tier_up(module: &JitModule) {
+    let f = kernel(module);
+    let want = f(1000);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !optimized(module, "kernel") {
+        assert!(Instant::now() < deadline, "kernel never tiered up");
+        assert_eq!(f(1000), want);
+    }
 }
 
 /// Whether `address` lies in one of the process's mappings.
@@ -71,9 +103,10 @@ fn mapped(address: usize) -> bool {
         .any(|(start, end)| (start..end).contains(&address))
 }
 
-fn engine() -> Engine {
+fn engine(compiler_threads: usize) -> Engine {
     let mut config = Config::default();
     config.thresholds.calls = 50;
+    config.compiler.threads = compiler_threads;
     Engine::new(config).expect("engine")
 }
 
@@ -95,37 +128,52 @@ fn heat_up(module: &JitModule) {
 }
 
 #[test]
+fn modules_share_the_engines_compiler_threads_and_may_outlive_it() {
+    if emulated() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let engine = engine(1);
+    let (first, second) = (load(&engine), load(&engine));
+    assert_eq!(threads_named("tierjit-profile"), 2, "one profiler a module");
+    assert_eq!(
+        threads_named("tierjit-pool-"),
+        1,
+        "one compiler thread in all"
+    );
+    assert_eq!(threads_named("tierjit-compile"), 0, "no module has its own");
+    tier_up(&first);
+    tier_up(&second);
+
+    // A module loaded, not yet hot, when its engine goes: still compiled for.
+    let third = load(&engine);
+    drop(engine);
+    drop(first);
+    drop(second);
+    assert_eq!(threads_named("tierjit-pool-"), 1);
+    tier_up(&third);
+    drop(third);
+    assert_eq!(tierjit_threads(), 0, "threads left after the last drop");
+}
+
+#[test]
 fn dropping_modules_ends_their_threads_and_frees_their_code() {
     if emulated() {
         return;
     }
-    let engine = engine();
+    let _serial = one_at_a_time();
+    let engine = engine(1);
 
-    // A module that tiers up, first, so that LLVM's one-time allocations
-    // are made before memory is measured.
+    // A module that tiers up, and is dropped.
     let module = load(&engine);
-    let f = kernel(&module);
-    let want = f(1000);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !module
-        .stats()
-        .functions
-        .iter()
-        .any(|s| s.name == "kernel" && s.tier == Tier::Optimized)
-    {
-        assert!(Instant::now() < deadline, "kernel never tiered up");
-        assert_eq!(f(1000), want);
-    }
-    assert!(
-        tierjit_threads() > 0,
-        "a live module has background threads"
-    );
+    tier_up(&module);
     // The stable address is in the baseline object's code.
     let code = module.function("kernel").unwrap() as usize;
     assert!(mapped(code));
     drop(module);
-    assert_eq!(tierjit_threads(), 0, "threads left after the drop");
-    // Only this thread runs now: nothing can have mapped the range again.
+    assert_eq!(threads_named("tierjit-profile"), 0, "profiler left");
+    // Only this thread runs now (the pool's is idle): nothing can have
+    // mapped the range again.
     assert!(!mapped(code), "the module's code is still mapped");
 
     // Dropped while its compile may be in flight: the drop waits for it.
@@ -134,7 +182,9 @@ fn dropping_modules_ends_their_threads_and_frees_their_code() {
         heat_up(&module);
         let code = module.function("kernel").unwrap() as usize;
         drop(module);
-        assert_eq!(tierjit_threads(), 0, "threads left after the drop");
+        assert_eq!(threads_named("tierjit-profile"), 0, "profiler left");
         assert!(!mapped(code), "the module's code is still mapped");
     }
+    drop(engine);
+    assert_eq!(tierjit_threads(), 0, "threads left after the engine");
 }

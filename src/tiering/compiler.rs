@@ -62,6 +62,9 @@ struct Membership<'a> {
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
         self.shared.compilers.leave(self.index);
+        // A pool thread goes on to other modules: it must not keep this
+        // one alive.
+        WORKER.with(|w| w.borrow_mut().take());
     }
 }
 
@@ -160,6 +163,25 @@ pub fn on_fatal_error(reason: &str) -> bool {
 }
 
 fn run(shared: Arc<Shared>, index: usize) {
+    serve(&shared, index, Session::Dedicated);
+}
+
+/// How long a compiler thread serves one module's queue.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// The module's own thread (`tierjit run`): until the queue closes.
+    Dedicated,
+    /// A thread of an engine's pool, shared with other modules: until the
+    /// queue has nothing to serve or `compiler.context_reuse` compiles are
+    /// done, then back to the pool to look at every module again. Its
+    /// compiles are never superseded (the priority the roster lowers
+    /// would stay low for other modules).
+    Pooled,
+}
+
+/// Serves `shared`'s requests as compiler thread `index` (a number of its
+/// roster, see `Roster::next_index`).
+pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
     WORKER.with(|w| {
         *w.borrow_mut() = Some(Worker {
             shared: shared.clone(),
@@ -169,16 +191,13 @@ fn run(shared: Arc<Shared>, index: usize) {
     shared
         .compilers
         .join(index, crate::code::current_os_thread());
-    let _membership = Membership {
-        shared: &shared,
-        index,
-    };
+    let _membership = Membership { shared, index };
     let machine = match shared.target.machine(shared.config.compiler.opt_level) {
         Ok(m) => m,
         Err(e) => {
             // Without a target machine nothing can be optimized; answer every
             // request with a failure so the job keeps running on baseline.
-            answer_with_failures(&shared, &e);
+            answer_with_failures(shared, &e);
             return;
         }
     };
@@ -194,7 +213,7 @@ fn run(shared: Arc<Shared>, index: usize) {
         let canonical = match parse_module(&context, &shared.canonical_bitcode, &shared.job_path) {
             Ok(m) => m,
             Err(e) => {
-                answer_with_failures(&shared, &e);
+                answer_with_failures(shared, &e);
                 return;
             }
         };
@@ -205,8 +224,13 @@ fn run(shared: Arc<Shared>, index: usize) {
             if shared.stop.load(Ordering::Acquire) {
                 return;
             }
-            let (mut request, ahead_of) = match shared.requests.next(Duration::from_millis(20)) {
+            let wait = match session {
+                Session::Dedicated => Duration::from_millis(20),
+                Session::Pooled => Duration::ZERO,
+            };
+            let (mut request, ahead_of) = match shared.requests.next(wait) {
                 Ok(taken) => (taken.request, taken.ahead_of),
+                Err(RecvTimeoutError::Timeout) if session == Session::Pooled => return,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
@@ -234,7 +258,7 @@ fn run(shared: Arc<Shared>, index: usize) {
                 .then(|| {
                     shared
                         .requests
-                        .take_companion(&request, |r| worth_joining(&shared, r))
+                        .take_companion(&request, |r| worth_joining(shared, r))
                 })
                 .flatten();
             if let Some((older, benefit, older_benefit)) = &ahead_of {
@@ -265,14 +289,14 @@ fn run(shared: Arc<Shared>, index: usize) {
             // A compile of a lone continuation may be superseded once its
             // loop stops (see `tiering::roster`).
             let doomable = match (request.unit(&shared.layout), &companion) {
-                (Unit::Loop(g), None) if abandonable => Some(g),
+                (Unit::Loop(g), None) if abandonable && session == Session::Dedicated => Some(g),
                 _ => None,
             };
             shared
                 .compilers
                 .started(index, doomable, request.label(&shared.layout));
             let outcome = compile_and_install(
-                &shared,
+                shared,
                 &canonical,
                 &machine,
                 options,
@@ -296,7 +320,7 @@ fn run(shared: Arc<Shared>, index: usize) {
                     Err(_) => None,
                 };
                 match installed {
-                    Some(size) => report(&shared, &request, started, size, Ok(()), false),
+                    Some(size) => report(shared, &request, started, size, Ok(()), false),
                     None => shared.metrics.note(
                         "queue",
                         &request.label(&shared.layout),
@@ -318,7 +342,7 @@ fn run(shared: Arc<Shared>, index: usize) {
                     let mut recorded = false;
                     for (part, outcome) in parts.iter().zip(compiled.outcomes) {
                         if let Some(outcome) = outcome {
-                            recorded |= report_outcome(&shared, part, started, outcome, recorded);
+                            recorded |= report_outcome(shared, part, started, outcome, recorded);
                         }
                     }
                 }
@@ -327,9 +351,12 @@ fn run(shared: Arc<Shared>, index: usize) {
                         Some(armed) => armed.unsettled(),
                         None => parts.clone(),
                     };
-                    report_failure(&shared, &unsettled, started, &e.to_string());
+                    report_failure(shared, &unsettled, started, &e.to_string());
                 }
             }
+        }
+        if session == Session::Pooled {
+            return;
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod build;
 pub mod compiler;
 pub mod faults;
 pub mod policy;
+pub mod pool;
 pub mod profiler;
 pub mod queue;
 pub mod roster;

@@ -8,7 +8,7 @@
 //! which the profiler refreshes every tick (`reassess`), withdrawing the
 //! requests of loops that stopped iterating.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
@@ -49,6 +49,40 @@ impl Drop for Batch<'_> {
         state.filling -= 1;
         if state.filling == 0 {
             self.queue.arrived.notify_all();
+            self.queue.ring();
+        }
+    }
+}
+
+/// Rung whenever a request becomes servable in any queue it is attached
+/// to: what the threads of an engine's compiler pool wait on, since they
+/// serve several modules' queues.
+#[derive(Default)]
+pub struct Doorbell {
+    rings: Mutex<u64>,
+    rung: Condvar,
+}
+
+impl Doorbell {
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        self.rings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn ring(&self) {
+        *self.lock() += 1;
+        self.rung.notify_all();
+    }
+
+    /// How often it has rung so far (for `wait`).
+    pub fn rings(&self) -> u64 {
+        *self.lock()
+    }
+
+    /// Waits until it rings again after `seen` rings, or `timeout`.
+    pub fn wait(&self, seen: u64, timeout: Duration) {
+        let rings = self.lock();
+        if *rings == seen {
+            let _ = self.rung.wait_timeout_while(rings, timeout, |r| *r == seen);
         }
     }
 }
@@ -65,6 +99,8 @@ pub struct RequestQueue {
     state: Mutex<State>,
     arrived: Condvar,
     capacity: usize,
+    /// An engine's compiler pool, if it serves this queue.
+    doorbell: OnceLock<Arc<Doorbell>>,
 }
 
 impl RequestQueue {
@@ -75,7 +111,30 @@ impl RequestQueue {
             state: Mutex::new(State::default()),
             arrived: Condvar::new(),
             capacity,
+            doorbell: OnceLock::new(),
         }
+    }
+
+    /// From now on, rings `bell` whenever a request becomes servable.
+    pub fn attach(&self, bell: Arc<Doorbell>) {
+        let _ = self.doorbell.set(bell);
+        self.ring();
+    }
+
+    fn ring(&self) {
+        if let Some(bell) = self.doorbell.get() {
+            bell.ring();
+        }
+    }
+
+    /// Whether `next` would return a request now.
+    pub fn has_servable(&self) -> bool {
+        let state = self.lock();
+        let waited_only = state.filling > 0;
+        state
+            .queued
+            .iter()
+            .any(|q| !waited_only || q.request.done.is_some())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -101,6 +160,7 @@ impl RequestQueue {
         state.queued.push(Queued { request, benefit });
         if state.filling == 0 || waited {
             self.arrived.notify_one();
+            self.ring();
         }
         Ok(())
     }

@@ -93,7 +93,17 @@ pub fn exclude_what_cannot_move(versions: &VersionManager, layout: &JobLayout) {
     }
 }
 
-pub fn start_background(shared: &Arc<Shared>) {
+/// Who compiles a module's requests.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Compilers {
+    /// Its own `compiler.threads` threads (`tierjit run`).
+    Own,
+    /// An engine's pool, which the caller attaches it to
+    /// (`tiering::pool`).
+    Pool,
+}
+
+pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
     if !shared.config.compiler.background || shared.config.osr.force {
         let s = shared.clone();
         code::set_compile_now_hook(Box::new(move |unit| match unit {
@@ -107,8 +117,10 @@ pub fn start_background(shared: &Arc<Shared>) {
     // `tierjit run` never waits for these threads: the process ends without
     // them (see `code::process`). An embedded module waits at drop
     // (`stop_and_wait`).
-    for _ in 0..shared.config.compiler.threads {
-        compiler::spawn(shared);
+    if compilers == Compilers::Own {
+        for _ in 0..shared.config.compiler.threads {
+            compiler::spawn(shared);
+        }
     }
     let s = shared.clone();
     let spawned = shared

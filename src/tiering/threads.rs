@@ -25,9 +25,17 @@ struct State {
     /// Threads whose body has not returned yet.
     running: usize,
     handles: Vec<JoinHandle<()>>,
-    /// Threads that block for good (after LLVM's fatal error): counted out
-    /// but never joined.
-    parked: Vec<ThreadId>,
+}
+
+/// Threads that block for good (after LLVM's fatal error): never joined.
+static PARKED: Mutex<Vec<ThreadId>> = Mutex::new(Vec::new());
+
+/// Whether the thread `id` blocks for good (see `park_this_thread`).
+pub fn is_parked(id: ThreadId) -> bool {
+    PARKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&id)
 }
 
 impl BackgroundThreads {
@@ -73,11 +81,10 @@ impl BackgroundThreads {
                 .0;
         }
         let handles = std::mem::take(&mut state.handles);
-        let parked = state.parked.clone();
         drop(state);
         for handle in handles {
             // A parked thread's handle is dropped: it never ends.
-            if !parked.contains(&handle.thread().id()) {
+            if !is_parked(handle.thread().id()) {
                 // Its body has returned; a panic in it was reported then.
                 let _ = handle.join();
             }
@@ -88,6 +95,23 @@ impl BackgroundThreads {
 
 /// Held by a running thread; counts it out when dropped.
 struct Running(Arc<BackgroundThreads>);
+
+/// A thread of an engine's compiler pool serving this module: counted as
+/// running (the module's drop waits for it) until dropped.
+pub struct Serving {
+    _running: Running,
+}
+
+impl BackgroundThreads {
+    /// Counts the calling thread (not started here) in until the guard is
+    /// dropped.
+    pub fn serving(self: &Arc<Self>) -> Serving {
+        self.lock().running += 1;
+        Serving {
+            _running: Running(self.clone()),
+        }
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -103,13 +127,14 @@ thread_local! {
 }
 
 /// Counts this thread out for good: it blocks from now on and never runs
-/// LLVM again (a compiler thread after LLVM's fatal error), so the module
-/// neither waits for it nor joins it.
+/// LLVM again (a compiler thread after LLVM's fatal error), so neither its
+/// module nor a compiler pool waits for it or joins it.
 pub fn park_this_thread() {
-    if let Some(token) = RUNNING.with(|r| r.borrow_mut().take()) {
-        token.0.lock().parked.push(std::thread::current().id());
-        drop(token);
-    }
+    PARKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(std::thread::current().id());
+    drop(RUNNING.with(|r| r.borrow_mut().take()));
 }
 
 #[cfg(test)]

@@ -1,2 +1,2 @@
--: /tmp/tierjit-frontend-flags-8409/job.c \
-  /tmp/tierjit-frontend-flags-8409/k.h
+-: /tmp/tierjit-frontend-flags-22860/job.c \
+  /tmp/tierjit-frontend-flags-22860/k.h

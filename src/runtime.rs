@@ -11,7 +11,7 @@ use inkwell::module::{Linkage, Module};
 use inkwell::values::BasicValue;
 
 use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries, Probes};
-use crate::code::{self, CounterTable, Jit, MainShape, SlotTable};
+use crate::code::{self, CodeAddress, CounterTable, Jit, MainShape, SlotTable};
 use crate::codegen::{self, TargetSpec};
 use crate::config::Config;
 use crate::error::Error;
@@ -307,7 +307,7 @@ fn check_externals(module: &Module<'_>, job: &Path, extra: &HostSymbols) -> Resu
 /// handlers, and tierjit's report via `shutdown`). `lookup` finds a
 /// symbol of the loaded job.
 fn run_job(
-    lookup: impl Fn(&str) -> Result<usize, Error>,
+    lookup: impl Fn(&str) -> Result<CodeAddress, Error>,
     shape: MainShape,
     structors: Structors,
     options: &RunOptions,
@@ -486,7 +486,7 @@ pub(crate) fn load_tiered(
     let stubs = layout
         .functions
         .iter()
-        .map(|f| jit.lookup(&f.name))
+        .map(|f| jit.lookup(&f.name).map(CodeAddress::get))
         .collect::<Result<Vec<usize>, Error>>()?;
     metrics.module_compiled(
         Tier::Baseline,

@@ -16,7 +16,7 @@ pub use crate::ids::Unit;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::code::{LoadedObject, SlotTable};
+use crate::code::{CodeAddress, LoadedObject, SlotTable};
 use crate::ids::FunctionId;
 use crate::profile::Speculation;
 
@@ -201,7 +201,7 @@ impl VersionManager {
         &self,
         unit: Unit,
         tier: Tier,
-        entry: usize,
+        entry: CodeAddress,
         object: LoadedObject,
         speculation: Speculation,
     ) {
@@ -212,7 +212,7 @@ impl VersionManager {
     /// Publishes a version at `entry` in an object already kept alive (one
     /// object can hold versions of two units, see `tiering::build`); a
     /// version it replaces is retired.
-    pub fn publish(&self, unit: Unit, tier: Tier, entry: usize, speculation: Speculation) {
+    pub fn publish(&self, unit: Unit, tier: Tier, entry: CodeAddress, speculation: Speculation) {
         match unit {
             Unit::Function(id) => self.slots.publish(id.index(), entry),
             Unit::Loop(id) => self.osr_slots.publish(id.index(), entry),
@@ -364,7 +364,7 @@ mod tests {
     }
 
     /// A real loaded object with a function `name` (returning 7).
-    fn object(jit: &crate::code::Jit, name: &str) -> (LoadedObject, usize) {
+    fn object(jit: &crate::code::Jit, name: &str) -> (LoadedObject, CodeAddress) {
         use crate::codegen::{self, TargetSpec};
         codegen::initialize_native_target().unwrap();
         let context = inkwell::context::Context::create();

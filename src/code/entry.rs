@@ -2,6 +2,7 @@
 //! static constructors, the host functions job code calls, and looking up
 //! host symbols.
 
+use super::orc::CodeAddress;
 use std::ffi::{c_char, c_int, CString};
 use std::sync::OnceLock;
 
@@ -190,7 +191,7 @@ pub enum MainShape {
 ///
 /// The argv strings are leaked: the job may keep pointers into them until
 /// the process exits.
-pub fn call_main(entry: usize, shape: MainShape, args: &[std::ffi::OsString]) -> c_int {
+pub fn call_main(entry: CodeAddress, shape: MainShape, args: &[std::ffi::OsString]) -> c_int {
     use std::os::unix::ffi::OsStrExt;
     let mut argv: Vec<*mut c_char> = args
         .iter()
@@ -199,9 +200,11 @@ pub fn call_main(entry: usize, shape: MainShape, args: &[std::ffi::OsString]) ->
     argv.push(std::ptr::null_mut());
     let argc = args.len() as c_int;
     let argv = Box::leak(argv.into_boxed_slice()).as_mut_ptr();
-    // SAFETY: `entry` is the address of the job's `main`, fully linked by ORC,
-    // whose IR signature was checked to match `shape` (integer return, the
-    // parameters below); argv is NULL-terminated and outlives the call.
+    let entry = entry.get();
+    // SAFETY: `entry` is code ORC linked (a `CodeAddress`); callers pass the
+    // job's `main`, whose IR signature `runtime::main_shape` checked to
+    // match `shape` (integer return, the parameters below); argv is
+    // NULL-terminated and outlives the call.
     unsafe {
         match shape {
             MainShape::NoArgs => {
@@ -226,22 +229,23 @@ pub fn call_main(entry: usize, shape: MainShape, args: &[std::ffi::OsString]) ->
 
 /// Calls a job function of type `void (void)` at `entry` (the job's static
 /// constructors, gathered into one function).
-pub fn call_void(entry: usize) {
-    // SAFETY: `entry` is a fully linked job function whose IR type is
-    // `void ()` (tierjit built it, see `ir::structors`).
+pub fn call_void(entry: CodeAddress) {
+    // SAFETY: `entry` is code ORC linked (a `CodeAddress`); callers pass the
+    // function `ir::structors` built, whose IR type is `void ()`.
     unsafe {
-        let f: extern "C" fn() = std::mem::transmute(entry);
+        let f: extern "C" fn() = std::mem::transmute(entry.get());
         f()
     }
 }
 
 /// Registers the job function `void (void)` at `entry` to run at exit, as
 /// the job's own `atexit` would (its static destructors, gathered).
-pub fn run_at_exit(entry: usize) {
-    // SAFETY: as `call_void`; job code is never freed before exit, so the
-    // pointer stays valid until libc calls it.
+pub fn run_at_exit(entry: CodeAddress) {
+    // SAFETY: as `call_void`; a job's code (`tierjit run`, the only caller)
+    // is never freed before exit, so the pointer stays valid until libc
+    // calls it.
     unsafe {
-        let f: extern "C" fn() = std::mem::transmute(entry);
+        let f: extern "C" fn() = std::mem::transmute(entry.get());
         libc::atexit(f);
     }
 }

@@ -21,7 +21,7 @@ pub use llvm_errors::{
     exit_now, install_fatal_error_handler, llvm_warnings_during, take_errors, watch_context,
 };
 pub use llvm_options::apply_llvm_options;
-pub use orc::{Jit, LoadedObject};
+pub use orc::{CodeAddress, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::enter_job;
 pub use publish::sync_core_supported;

@@ -40,6 +40,20 @@ pub(super) fn take_error(err: LLVMErrorRef) -> Option<String> {
     }
 }
 
+/// The address of code a `Jit` has loaded and linked. Only `Jit` makes
+/// one, so a call through it, or a slot holding it, never reaches bytes
+/// that are not finalized code: the functions that call or publish code
+/// take this, not a bare address. That the code there has the type the
+/// caller uses is the caller's invariant (each says how it holds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodeAddress(usize);
+
+impl CodeAddress {
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
 /// One job's (or embedded module's) JIT. `tierjit run` keeps it for the
 /// life of the process; an embedded module's is disposed, with all its
 /// code, once the module and every `LoadedObject` of it are dropped.
@@ -202,7 +216,7 @@ impl Jit {
     }
 
     /// Resolves a symbol, linking its object if it is not linked yet.
-    pub fn lookup(&self, name: &str) -> Result<usize, Error> {
+    pub fn lookup(&self, name: &str) -> Result<CodeAddress, Error> {
         let cname = CString::new(name).map_err(|_| Error::Jit("NUL in symbol".into()))?;
         let mut addr = 0u64;
         // Causes reported before this lookup belong to something else.
@@ -220,14 +234,14 @@ impl Jit {
                     Err(Error::Link(format!("{}; {msg}", causes.join("; "))))
                 }
             }
-            None => Ok(addr as usize),
+            None => Ok(CodeAddress(addr as usize)),
         }
     }
 
     /// Loads `object` and resolves `symbol` in it. If that fails (a link
     /// error), the object is removed again: its code was never reachable,
     /// and a later attempt must be able to define the same kind of names.
-    pub fn load(&self, object: &[u8], symbol: &str) -> Result<(LoadedObject, usize), Error> {
+    pub fn load(&self, object: &[u8], symbol: &str) -> Result<(LoadedObject, CodeAddress), Error> {
         let loaded = self.add_object(object, symbol)?;
         match self.lookup(symbol) {
             Ok(address) => Ok((loaded, address)),

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::orc::CodeAddress;
 use super::publish::CodeSync;
 
 /// One code pointer per job function. A slot always holds the address of a
@@ -69,17 +70,21 @@ impl SlotTable {
     ///
     /// Without SYNC_CORE (Linux < 4.16) step 2 falls back to the argument in
     /// `CodeSync::register`.
-    pub fn publish(&self, index: usize, code: usize) {
+    ///
+    /// `code` must be a version of the slot's function (same type): the
+    /// version manager's invariant, since every version is compiled from
+    /// that function's IR.
+    pub fn publish(&self, index: usize, code: CodeAddress) {
         self.sync.all_cores();
         // Release: see step 3 above; the code bytes are covered by steps 1-2.
-        self.slots[index].store(code, Ordering::Release);
+        self.slots[index].store(code.get(), Ordering::Release);
     }
 
     /// Initial fill, before any job code runs (no other thread exists yet).
-    pub fn install_initial(&self, index: usize, code: usize) {
+    pub fn install_initial(&self, index: usize, code: CodeAddress) {
         // Relaxed is enough: the job thread is started after this, and thread
         // start is itself a synchronising operation.
-        self.slots[index].store(code, Ordering::Relaxed);
+        self.slots[index].store(code.get(), Ordering::Relaxed);
     }
 }
 

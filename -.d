@@ -1,2 +1,2 @@
--: /tmp/tierjit-frontend-flags-22860/job.c \
-  /tmp/tierjit-frontend-flags-22860/k.h
+-: /tmp/tierjit-frontend-flags-24548/job.c \
+  /tmp/tierjit-frontend-flags-24548/k.h

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::code::{CodeAddress, LoadedObject, SlotTable};
-use crate::ids::FunctionId;
+use crate::ids::{FunctionId, GuardSlot};
 use crate::profile::Speculation;
 
 /// The tiers a function's slot can point at.
@@ -98,7 +98,7 @@ pub struct VersionManager {
     /// Loaded code, kept alive so it is never freed under a running frame.
     objects: Mutex<Vec<LoadedObject>>,
     /// Guard counters of replaced versions, for the same reason.
-    retired_counters: Mutex<Vec<std::sync::Arc<crate::code::CounterTable>>>,
+    retired_counters: Mutex<Vec<std::sync::Arc<crate::code::CounterTable<GuardSlot>>>>,
 }
 
 impl VersionManager {
@@ -146,7 +146,7 @@ impl VersionManager {
             .push(object);
     }
 
-    fn keep_counters_alive(&self, counters: std::sync::Arc<crate::code::CounterTable>) {
+    fn keep_counters_alive(&self, counters: std::sync::Arc<crate::code::CounterTable<GuardSlot>>) {
         self.retired_counters
             .lock()
             .unwrap_or_else(|p| p.into_inner())

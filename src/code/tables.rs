@@ -7,8 +7,11 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use std::marker::PhantomData;
+
 use super::orc::CodeAddress;
 use super::publish::CodeSync;
+use crate::ids::CounterId;
 
 /// One code pointer per job function. A slot always holds the address of a
 /// complete, loaded, callable version of its function.
@@ -91,26 +94,30 @@ impl SlotTable {
 /// Event counters (function entries, loop back-edges) written by baseline
 /// code with unordered atomic load/add/store: cheap, racy between job
 /// threads (an increment may be lost), but never torn and never UB. Also
-/// the guard counters of one optimized version (see `profile::Speculation`).
+/// the guard counters of one optimized version (see `profile::Speculation`):
+/// `Id` is the id type that indexes it (`CounterId` for the job's table,
+/// `GuardSlot` for a version's), so neither is read with the other's ids.
 #[derive(Debug)]
-pub struct CounterTable {
+pub struct CounterTable<Id = CounterId> {
     counters: Box<[AtomicU64]>,
+    id: PhantomData<fn(Id)>,
 }
 
-impl CounterTable {
-    pub fn new(len: usize) -> CounterTable {
+impl<Id: Into<usize>> CounterTable<Id> {
+    pub fn new(len: usize) -> CounterTable<Id> {
         CounterTable {
             counters: (0..len).map(|_| AtomicU64::new(0)).collect(),
+            id: PhantomData,
         }
     }
 
-    pub fn address_of(&self, index: usize) -> usize {
-        &self.counters[index] as *const AtomicU64 as usize
+    pub fn address_of(&self, counter: Id) -> usize {
+        &self.counters[counter.into()] as *const AtomicU64 as usize
     }
 
-    pub fn read(&self, index: usize) -> u64 {
+    pub fn read(&self, counter: Id) -> u64 {
         // Relaxed: counters are heuristics; a stale value only delays a
         // tier-up by one profiler tick.
-        self.counters[index].load(Ordering::Relaxed)
+        self.counters[counter.into()].load(Ordering::Relaxed)
     }
 }

@@ -17,14 +17,15 @@
 use std::collections::HashMap;
 
 use super::cfg::{reverse_postorder, Cfg, Loop};
+use crate::ids::CounterId;
 
 /// Where the count of one branch edge comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EdgeSource {
     /// A counter of its own, on the edge.
-    Counter(usize),
+    Counter(CounterId),
     /// The back-edge counter of the loop it closes (a loop with one latch).
-    Backedge(usize),
+    Backedge(CounterId),
     /// The branch block's count minus its other edges.
     Derived,
 }
@@ -46,7 +47,7 @@ pub struct Flow {
     /// Distinct predecessors by forward edges, per block.
     forward_preds: Vec<Vec<usize>>,
     /// Counters of the back-edges entering each block (loop headers).
-    backedges_into: Vec<Vec<usize>>,
+    backedges_into: Vec<Vec<CounterId>>,
 }
 
 /// Decides, for every branch, where each edge's count comes from; new
@@ -54,9 +55,9 @@ pub struct Flow {
 /// irreducible CFG, where every edge gets a counter or back-edge counter).
 pub fn plan(
     cfg: &Cfg,
-    loops: &[(&Loop, usize)],
+    loops: &[(&Loop, CounterId)],
     branches: &[FlowBranch],
-    mut allocate: impl FnMut() -> usize,
+    mut allocate: impl FnMut() -> CounterId,
 ) -> (Option<Flow>, Vec<Vec<EdgeSource>>) {
     let n = cfg.succs.len();
     let rpo = reverse_postorder(cfg);
@@ -150,7 +151,7 @@ pub fn edge_counts(
     flow: Option<&Flow>,
     branches: &[(usize, &[usize], &[EdgeSource])],
     entry: u64,
-    read: impl Fn(usize) -> u64,
+    read: impl Fn(CounterId) -> u64,
 ) -> Vec<Vec<u64>> {
     let direct = |source: &EdgeSource| match source {
         EdgeSource::Counter(c) | EdgeSource::Backedge(c) => read(*c),
@@ -204,8 +205,8 @@ pub fn edge_counts(
 mod tests {
     use super::*;
 
-    fn counters(values: &[(usize, u64)]) -> impl Fn(usize) -> u64 + '_ {
-        move |c| values.iter().find(|v| v.0 == c).map_or(0, |v| v.1)
+    fn counters(values: &[(usize, u64)]) -> impl Fn(CounterId) -> u64 + '_ {
+        move |c| values.iter().find(|v| v.0 == c.index()).map_or(0, |v| v.1)
     }
 
     fn outermost_loop(header: usize, latches: &[usize], blocks: &[usize]) -> Loop {
@@ -221,11 +222,11 @@ mod tests {
     /// `for (i = 0; i < n; i++) if (a[i]) x++;` as clang emits it:
     /// 0 entry -> 1 cond; 1 -> 2 body | 5 end; 2 -> 3 then | 4 inc;
     /// 3 -> 4; 4 -> 1 (latch).
-    fn for_if() -> (Cfg, Vec<(Loop, usize)>, Vec<FlowBranch>) {
+    fn for_if() -> (Cfg, Vec<(Loop, CounterId)>, Vec<FlowBranch>) {
         let cfg = Cfg {
             succs: vec![vec![1], vec![2, 5], vec![3, 4], vec![4], vec![1], vec![]],
         };
-        let loops = vec![(outermost_loop(1, &[4], &[1, 2, 3, 4]), 100)];
+        let loops = vec![(outermost_loop(1, &[4], &[1, 2, 3, 4]), CounterId(100))];
         let branches = vec![
             FlowBranch {
                 block: 1,
@@ -244,23 +245,23 @@ mod tests {
     #[test]
     fn one_counter_per_branch_less_and_the_loop_exit_is_counted() {
         let (cfg, loops, branches) = for_if();
-        let loops: Vec<(&Loop, usize)> = loops.iter().map(|(l, c)| (l, *c)).collect();
+        let loops: Vec<(&Loop, CounterId)> = loops.iter().map(|(l, c)| (l, *c)).collect();
         let mut next = 200;
         let (flow, sources) = plan(&cfg, &loops, &branches, || {
             next += 1;
-            next
+            CounterId(next)
         });
         assert!(flow.is_some());
         // The header counts its exit (taken once per loop run), not the body.
         assert_eq!(
             sources[0],
-            vec![EdgeSource::Derived, EdgeSource::Counter(201)]
+            vec![EdgeSource::Derived, EdgeSource::Counter(CounterId(201))]
         );
         // Both successors of the `if` stay in the loop: the false edge is
         // derived.
         assert_eq!(
             sources[1],
-            vec![EdgeSource::Counter(202), EdgeSource::Derived]
+            vec![EdgeSource::Counter(CounterId(202)), EdgeSource::Derived]
         );
         // 3 calls, 30 iterations in all, 7 of them with a[i] set.
         let read = counters(&[(100, 30), (201, 3), (202, 7)]);
@@ -279,7 +280,7 @@ mod tests {
         let cfg = Cfg {
             succs: vec![vec![1], vec![1, 2], vec![]],
         };
-        let loops = [(&outermost_loop(1, &[1], &[1]), 9)];
+        let loops = [(&outermost_loop(1, &[1], &[1]), CounterId(9))];
         let branches = vec![FlowBranch {
             block: 1,
             targets: vec![1, 2],
@@ -290,7 +291,7 @@ mod tests {
         });
         assert_eq!(
             sources[0],
-            vec![EdgeSource::Backedge(9), EdgeSource::Derived]
+            vec![EdgeSource::Backedge(CounterId(9)), EdgeSource::Derived]
         );
         let table = [(1, &[1usize, 2][..], sources[0].as_slice())];
         // 5 calls, 45 back-edges: the header ran 50 times, exited 5 times.
@@ -312,12 +313,15 @@ mod tests {
         let mut next = 0;
         let (flow, sources) = plan(&cfg, &[], &branches, || {
             next += 1;
-            next
+            CounterId(next)
         });
         assert!(flow.is_none());
         assert_eq!(
             sources[0],
-            vec![EdgeSource::Counter(1), EdgeSource::Counter(2)]
+            vec![
+                EdgeSource::Counter(CounterId(1)),
+                EdgeSource::Counter(CounterId(2))
+            ]
         );
         let table = [(0, &[1usize, 2][..], sources[0].as_slice())];
         let counts = edge_counts(None, &table, 0, counters(&[(1, 4), (2, 6)]));

@@ -15,7 +15,7 @@ use super::sites::{
     branch_sites, indirect_calls, int_params, ArgSite, BranchSite, IndirectCallSite,
     VALUE_TABLE_WORDS,
 };
-use crate::ids::{FunctionId, LoopId};
+use crate::ids::{CounterId, FunctionId, LoopId};
 
 #[derive(Clone, Debug)]
 pub struct LoopLayout {
@@ -24,8 +24,8 @@ pub struct LoopLayout {
     pub shape: Loop,
     /// This loop in the job-wide loop table (OSR entry slots).
     pub global_id: LoopId,
-    /// Index of the back-edge counter in the counter table.
-    pub counter: usize,
+    /// Its back-edge counter.
+    pub counter: CounterId,
     /// What a frame hands over when it moves into this loop's
     /// continuation, or why it cannot.
     pub osr: OsrEntry,
@@ -35,8 +35,8 @@ pub struct LoopLayout {
 pub struct FunctionLayout {
     /// Symbol name in the canonical module.
     pub name: String,
-    /// Index of the entry counter in the counter table.
-    pub entry_counter: usize,
+    /// Its entry counter.
+    pub entry_counter: CounterId,
     pub loops: Vec<LoopLayout>,
     pub instruction_count: usize,
     /// Job functions this one calls directly (deduplicated).
@@ -134,7 +134,7 @@ impl JobLayout {
                     LoopLayout {
                         osr,
                         shape: l,
-                        counter: counter_count - 1,
+                        counter: CounterId(counter_count - 1),
                         global_id: LoopId(loop_count - 1),
                     }
                 })
@@ -150,10 +150,10 @@ impl JobLayout {
             loops.extend((0..function_loops.len()).map(|k| (FunctionId(id), k)));
             let mut allocate = |words: usize| {
                 counter_count += words;
-                counter_count - words
+                CounterId(counter_count - words)
             };
             let found = branch_sites(*function);
-            let flow_loops: Vec<(&Loop, usize)> = function_loops
+            let flow_loops: Vec<(&Loop, CounterId)> = function_loops
                 .iter()
                 .map(|l| (&l.shape, l.counter))
                 .collect();
@@ -204,7 +204,7 @@ impl JobLayout {
                 .collect();
             functions.push(FunctionLayout {
                 name: function.get_name().to_string_lossy().into_owned(),
-                entry_counter: id,
+                entry_counter: CounterId(id),
                 loops: function_loops,
                 instruction_count: body.len(),
                 callees,
@@ -225,8 +225,8 @@ impl JobLayout {
     }
 
     /// Counter of OSR transitions through loop `global_id`.
-    pub fn osr_transition_counter(&self, global_id: LoopId) -> usize {
-        self.counter_count + global_id.index()
+    pub fn osr_transition_counter(&self, global_id: LoopId) -> CounterId {
+        CounterId(self.counter_count + global_id.index())
     }
 
     /// Counters in all: entries, back-edges, profile sites, guards, OSR

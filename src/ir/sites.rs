@@ -3,6 +3,7 @@
 //! baseline instrumentation and every optimized build (both start from a
 //! copy of it) name the same instruction by the same position.
 
+use crate::ids::CounterId;
 use inkwell::basic_block::BasicBlock;
 use inkwell::values::{
     BasicValueEnum, CallSiteValue, FunctionValue, InstructionOpcode, InstructionValue,
@@ -52,11 +53,11 @@ pub struct BranchSite {
 pub struct IndirectCallSite {
     pub at: Position,
     /// First word of this site's value table (see `VALUE_TABLE_WORDS`).
-    pub table: usize,
+    pub table: CounterId,
     /// Value table of the targets that calls taking the fallback of a
     /// promoted copy of this site went to: what the site does now, after
     /// the baseline stopped recording it.
-    pub recent_table: usize,
+    pub recent_table: CounterId,
 }
 
 /// An integer parameter whose values baseline code samples at entry.
@@ -64,7 +65,7 @@ pub struct IndirectCallSite {
 pub struct ArgSite {
     pub param: u32,
     pub bits: u32,
-    pub table: usize,
+    pub table: CounterId,
 }
 
 /// The layout of a value table (see `code::record_value_address`).

@@ -10,7 +10,7 @@ pub mod specialize;
 use std::sync::Arc;
 
 use crate::code::CounterTable;
-use crate::ids::FunctionId;
+use crate::ids::{CounterId, FunctionId, GuardSlot};
 use crate::ir::flow::{edge_counts, EdgeSource};
 use crate::ir::layout::JobLayout;
 use crate::ir::sites::VALUE_SLOTS;
@@ -25,7 +25,7 @@ pub struct Speculation {
     pub specialization: Option<Specialization>,
     /// The version's guard counters (see `GuardSlots`); its code holds
     /// their addresses, so they live as long as the version's record.
-    pub counters: Option<Arc<CounterTable>>,
+    pub counters: Option<Arc<CounterTable<GuardSlot>>>,
 }
 
 /// Where a version's guard counters are: the value guard's hits and
@@ -33,12 +33,12 @@ pub struct Speculation {
 pub struct GuardSlots;
 
 impl GuardSlots {
-    pub const HITS: usize = 0;
-    pub const MISSES: usize = 1;
+    pub const HITS: GuardSlot = GuardSlot(0);
+    pub const MISSES: GuardSlot = GuardSlot(1);
 
     /// The fallback counter of the `k`-th promotion.
-    pub fn fallback(k: usize) -> usize {
-        2 + k
+    pub fn fallback(k: usize) -> GuardSlot {
+        GuardSlot(2 + k)
     }
 
     pub fn len(promotions: usize) -> usize {
@@ -47,7 +47,7 @@ impl GuardSlots {
 }
 
 impl Speculation {
-    fn read(&self, slot: usize) -> u64 {
+    fn read(&self, slot: GuardSlot) -> u64 {
         self.counters.as_ref().map_or(0, |c| c.read(slot))
     }
 
@@ -124,19 +124,19 @@ impl<'a> ProfileView<'a> {
     }
 
     /// The value table starting at counter `table`.
-    pub fn values(&self, table: usize) -> ValueProfile {
+    pub fn values(&self, table: CounterId) -> ValueProfile {
         let mut top: Vec<(u64, u64)> = (0..VALUE_SLOTS)
             .map(|s| {
                 (
-                    self.counters.read(table + 2 * s),
-                    self.counters.read(table + 2 * s + 1),
+                    self.counters.read(table.plus(2 * s)),
+                    self.counters.read(table.plus(2 * s + 1)),
                 )
             })
             .filter(|&(_, count)| count > 0)
             .collect();
         top.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
         let total =
-            top.iter().map(|t| t.1).sum::<u64>() + self.counters.read(table + 2 * VALUE_SLOTS);
+            top.iter().map(|t| t.1).sum::<u64>() + self.counters.read(table.plus(2 * VALUE_SLOTS));
         ValueProfile { top, total }
     }
 }

@@ -19,7 +19,7 @@ use inkwell::IntPredicate;
 use super::{GuardSlots, ProfileView};
 use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ids::FunctionId;
+use crate::ids::{FunctionId, GuardSlot};
 use crate::ir::edit::{codegen_err, emit_increment, emit_record_value, split_after};
 
 /// A target must have had at least this share of a site's samples...
@@ -122,7 +122,7 @@ pub fn apply<'p>(
     module: &Module<'_>,
     resolved: Vec<(InstructionValue<'_>, &'p Promotion)>,
     view: &ProfileView<'_>,
-    guards: &CounterTable,
+    guards: &CounterTable<GuardSlot>,
     first_slot: usize,
 ) -> Result<Vec<&'p Promotion>, Error> {
     let context = module.get_context();

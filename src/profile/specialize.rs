@@ -20,7 +20,7 @@ use inkwell::IntPredicate;
 use super::{GuardSlots, ProfileView};
 use crate::code::CounterTable;
 use crate::error::Error;
-use crate::ids::FunctionId;
+use crate::ids::{FunctionId, GuardSlot};
 use crate::ir::edit::{codegen_err, copy_abi_attributes, emit_increment};
 
 /// A value must have had at least this share of an argument's samples...
@@ -121,7 +121,7 @@ pub fn build_guard<'ctx>(
     general: FunctionValue<'ctx>,
     guard_symbol: &str,
     spec: &Specialization,
-    guards: &CounterTable,
+    guards: &CounterTable<GuardSlot>,
 ) -> Result<Option<FunctionValue<'ctx>>, Error> {
     let in_memory =
         ["byval", "inalloca", "preallocated", "sret"].map(Attribute::get_named_enum_kind_id);

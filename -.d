@@ -1,2 +1,2 @@
--: /tmp/tierjit-frontend-flags-24548/job.c \
-  /tmp/tierjit-frontend-flags-24548/k.h
+-: /tmp/tierjit-frontend-flags-28847/job.c \
+  /tmp/tierjit-frontend-flags-28847/k.h

@@ -45,6 +45,8 @@ pub mod osr;
 pub mod profile;
 pub mod report;
 pub mod runtime;
+#[cfg(test)]
+mod snapshot_testing;
 pub mod tiering;
 pub mod versions;
 

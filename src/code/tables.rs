@@ -120,4 +120,12 @@ impl<Id: Into<usize>> CounterTable<Id> {
         // tier-up by one profiler tick.
         self.counters[counter.into()].load(Ordering::Relaxed)
     }
+
+    /// Sets a counter as baseline code would have counted it (tests of
+    /// what a build makes of a profile).
+    #[cfg(test)]
+    pub fn set(&self, counter: Id, value: u64) {
+        // Relaxed: as `read`; the test reads it on the same thread.
+        self.counters[counter.into()].store(value, Ordering::Relaxed);
+    }
 }

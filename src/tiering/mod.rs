@@ -11,6 +11,8 @@ pub mod profiler;
 pub mod queue;
 pub mod roster;
 pub mod service;
+#[cfg(test)]
+mod snapshots;
 pub mod threads;
 
 use std::time::Instant;

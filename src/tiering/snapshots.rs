@@ -1,0 +1,223 @@
+//! IR snapshot tests of what the compiler threads build, in-process and
+//! before the O3 pipeline: an OSR continuation entered at an inner loop
+//! (the nest peeled so that both loops stay natural), and a whole-function
+//! version whose indirect call the profile promoted (a test of the hot
+//! target, its call inlinable, and a counted fallback that keeps
+//! recording). Input is SSA IR as `clang -O2` writes it. See
+//! `snapshot_testing` for `ADDR` and `TIERJIT_BLESS`.
+
+use std::collections::BTreeMap;
+
+use inkwell::context::Context;
+
+use super::build::{
+    make_continuation, make_whole_version, prepare_module, BuildOptions, ProfileUse,
+};
+use crate::code::CounterTable;
+use crate::ids::FunctionId;
+use crate::ir::flow::EdgeSource;
+use crate::ir::layout::JobLayout;
+use crate::profile::{ProfileView, Speculation};
+use crate::snapshot_testing::{assert_snapshot, canonical, target, without_addresses};
+
+const SNAPSHOTS: &str = "src/tiering/snapshots";
+
+/// `a[i][j] *= 2` over an n x m matrix: a two-loop nest.
+const NEST: &str = r#"
+define void @scale(ptr %a, i64 %n, i64 %m) {
+entry:
+  %np = icmp sgt i64 %n, 0
+  br i1 %np, label %outer, label %exit
+
+outer:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %outer.latch ]
+  %mp = icmp sgt i64 %m, 0
+  br i1 %mp, label %inner, label %outer.latch
+
+inner:
+  %j = phi i64 [ 0, %outer ], [ %j.next, %inner ]
+  %row = mul nsw i64 %i, %m
+  %idx = add nsw i64 %row, %j
+  %p = getelementptr inbounds double, ptr %a, i64 %idx
+  %v = load double, ptr %p, align 8
+  %w = fmul double %v, 2.0
+  store double %w, ptr %p, align 8
+  %j.next = add nuw nsw i64 %j, 1
+  %jd = icmp eq i64 %j.next, %m
+  br i1 %jd, label %outer.latch, label %inner
+
+outer.latch:
+  %i.next = add nuw nsw i64 %i, 1
+  %id = icmp eq i64 %i.next, %n
+  br i1 %id, label %exit, label %outer
+
+exit:
+  ret void
+}
+"#;
+
+/// A loop calling through a function pointer, and two possible targets.
+const INDIRECT: &str = r#"
+define i64 @apply(ptr %f, ptr %a, i64 %n) {
+entry:
+  %np = icmp sgt i64 %n, 0
+  br i1 %np, label %loop, label %exit
+
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %loop ]
+  %s = phi i64 [ 0, %entry ], [ %s.next, %loop ]
+  %p = getelementptr inbounds i64, ptr %a, i64 %i
+  %v = load i64, ptr %p, align 8
+  %r = call i64 %f(i64 %v)
+  %s.next = add i64 %s, %r
+  %i.next = add nuw nsw i64 %i, 1
+  %done = icmp eq i64 %i.next, %n
+  br i1 %done, label %exit, label %loop
+
+exit:
+  %res = phi i64 [ 0, %entry ], [ %s.next, %loop ]
+  ret i64 %res
+}
+
+define i64 @twice(i64 %x) {
+  %y = shl i64 %x, 1
+  ret i64 %y
+}
+
+define i64 @negate(i64 %x) {
+  %y = sub i64 0, %x
+  ret i64 %y
+}
+"#;
+
+fn options() -> BuildOptions {
+    BuildOptions {
+        opt_level: 3,
+        inline_limit: 400,
+        direct_self_calls: true,
+    }
+}
+
+/// Made-up identity addresses, one per function, as a profile records them.
+fn stubs(layout: &JobLayout) -> Vec<usize> {
+    (0..layout.functions.len())
+        .map(|i| 0x7f00_0000_1000 + 0x100 * i)
+        .collect()
+}
+
+#[test]
+fn a_continuation_entered_at_the_inner_loop_keeps_the_nest_natural() {
+    let context = Context::create();
+    let module = canonical(&context, "nest.ll", NEST);
+    let layout = JobLayout::of(&module);
+    let id = FunctionId(0);
+    let inner = (0..layout.functions[id].loops.len())
+        .find(|&k| layout.functions[id].nest_of(k).len() == 2)
+        .expect("an inner loop");
+    let counters = CounterTable::new(layout.counter_table_len());
+    let stubs = stubs(&layout);
+    let view = ProfileView {
+        layout: &layout,
+        counters: &counters,
+        stubs: &stubs,
+        record_value: 0,
+    };
+    let machine = target().machine(3).unwrap();
+    let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
+    let mut speculation = Speculation::default();
+    let notes = make_continuation(
+        &prepared.module,
+        &layout,
+        id,
+        inner,
+        "scale.osr",
+        &view,
+        &[],
+        &mut speculation,
+    )
+    .unwrap();
+    assert!(notes.is_empty(), "the nest was peeled: {notes:?}");
+    prepared.module.verify().unwrap();
+    assert_snapshot(
+        SNAPSHOTS,
+        "nest_continuation",
+        &without_addresses(&prepared.module.print_to_string().to_string()),
+    );
+}
+
+#[test]
+fn a_promoted_call_tests_its_hot_target_and_counts_the_fallback() {
+    let context = Context::create();
+    let module = canonical(&context, "indirect.ll", INDIRECT);
+    let layout = JobLayout::of(&module);
+    let apply = layout.id_of("apply").unwrap();
+    let (twice, negate) = (
+        layout.id_of("twice").unwrap(),
+        layout.id_of("negate").unwrap(),
+    );
+    let counters = CounterTable::new(layout.counter_table_len());
+    let stubs = stubs(&layout);
+    // 1000 calls in 10 runs of the loop, 99% of them to `twice`.
+    let f = &layout.functions[apply];
+    counters.set(f.entry_counter, 10);
+    counters.set(f.loops[0].counter, 990);
+    // Edges with a counter of their own: every call enters the loop (the
+    // entry branch's true edge, operand 0), and leaves it once.
+    let body = &f.loops[0].shape.blocks;
+    for branch in &f.branches {
+        for (k, source) in branch.sources.iter().enumerate() {
+            let count = match (branch.block, branch.edge_of.iter().position(|&e| e == k)) {
+                (0, Some(0)) => 10,
+                (0, _) => 0,
+                _ if body.contains(&branch.targets[k]) => 990,
+                _ => 10,
+            };
+            if let EdgeSource::Counter(c) = source {
+                counters.set(*c, count);
+            }
+        }
+    }
+    let table = f.indirect_calls[0].table;
+    for (slot, (target, count)) in [(twice, 990), (negate, 10)].into_iter().enumerate() {
+        counters.set(table.plus(2 * slot), stubs[target.index()] as u64);
+        counters.set(table.plus(2 * slot + 1), count);
+    }
+    let view = ProfileView {
+        layout: &layout,
+        counters: &counters,
+        stubs: &stubs,
+        record_value: 0x7f00_0000_9000,
+    };
+    let specialized = BTreeMap::new();
+    let profile = ProfileUse {
+        view,
+        metadata: true,
+        promote: true,
+        specialize: false,
+        specialized: &specialized,
+    };
+    let machine = target().machine(3).unwrap();
+    let mut prepared =
+        prepare_module(&module, &layout, apply, &machine, options(), Some(&profile)).unwrap();
+    let symbol = make_whole_version(
+        &prepared.module,
+        &layout,
+        apply,
+        1,
+        options(),
+        Some(&profile),
+        &prepared.own_promotions,
+        &mut prepared.speculation,
+    )
+    .unwrap();
+    assert_eq!(
+        prepared.speculation.promotions.len(),
+        1,
+        "one call promoted"
+    );
+    assert_eq!(prepared.speculation.promotions[0].targets[0].0, twice);
+    prepared.module.verify().unwrap();
+    let text = without_addresses(&prepared.module.print_to_string().to_string());
+    assert!(text.contains(&format!("define i64 @{symbol}(")), "{text}");
+    assert_snapshot(SNAPSHOTS, "promoted_call", &text);
+}

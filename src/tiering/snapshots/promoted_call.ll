@@ -1,0 +1,103 @@
+; ModuleID = 'job'
+source_filename = "indirect.ll"
+
+define i64 @apply.tj1(ptr %f, ptr %a, i64 %n) !prof !27 {
+entry:
+  %np = icmp sgt i64 %n, 0
+  br i1 %np, label %loop.preheader, label %entry.exit_crit_edge, !prof !28
+
+entry.exit_crit_edge:                             ; preds = %entry
+  br label %exit
+
+loop.preheader:                                   ; preds = %entry
+  br label %tj.head
+
+tj.head:                                          ; preds = %loop.loop_crit_edge, %loop.preheader
+  %0 = phi i64 [ %i.next, %loop.loop_crit_edge ], [ 0, %loop.preheader ]
+  %1 = phi i64 [ %s.next, %loop.loop_crit_edge ], [ 0, %loop.preheader ]
+  %2 = getelementptr inbounds i64, ptr %a, i64 %0
+  %3 = load i64, ptr %2, align 8
+  %tj.icp.is = icmp eq ptr %f, @twice
+  br i1 %tj.icp.is, label %tj.icp.direct, label %tj.icp.next, !prof !29
+
+tj.icp.direct:                                    ; preds = %tj.head
+  %tj.icp.call = call i64 @twice(i64 %3)
+  br label %loop
+
+tj.icp.next:                                      ; preds = %tj.head
+  %tj.count = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.count1 = add i64 %tj.count, 1
+  store atomic i64 %tj.count1, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.icp.early = icmp ule i64 %tj.count1, 4096
+  br i1 %tj.icp.early, label %tj.icp.record, label %tj.icp.fallback, !prof !30
+
+tj.icp.record:                                    ; preds = %tj.icp.next
+  %tj.icp.target = ptrtoint ptr %f to i64
+  call void inttoptr (i64 ADDR to ptr)(ptr inttoptr (i64 ADDR to ptr), i64 %tj.icp.target)
+  br label %tj.icp.fallback
+
+tj.icp.fallback:                                  ; preds = %tj.icp.record, %tj.icp.next
+  %4 = call i64 %f(i64 %3)
+  br label %loop
+
+loop:                                             ; preds = %tj.icp.fallback, %tj.icp.direct
+  %tj.icp.result = phi i64 [ %tj.icp.call, %tj.icp.direct ], [ %4, %tj.icp.fallback ]
+  %s.next = add i64 %1, %tj.icp.result
+  %i.next = add nuw nsw i64 %0, 1
+  %done = icmp eq i64 %i.next, %n
+  br i1 %done, label %exit.loopexit, label %loop.loop_crit_edge, !prof !31
+
+loop.loop_crit_edge:                              ; preds = %loop
+  br label %tj.head
+
+exit.loopexit:                                    ; preds = %loop
+  br label %exit
+
+exit:                                             ; preds = %exit.loopexit, %entry.exit_crit_edge
+  %res = phi i64 [ 0, %entry.exit_crit_edge ], [ %s.next, %exit.loopexit ]
+  ret i64 %res
+}
+
+define available_externally i64 @twice(i64 %x) {
+  %y = shl i64 %x, 1
+  ret i64 %y
+}
+
+declare i64 @negate(i64)
+
+declare i64 @apply(ptr, ptr, i64)
+
+!llvm.module.flags = !{!0}
+
+!0 = !{i32 1, !"ProfileSummary", !1}
+!1 = !{!2, !3, !4, !5, !6, !7, !8, !9}
+!2 = !{!"ProfileFormat", !"InstrProf"}
+!3 = !{!"TotalCount", i64 2010}
+!4 = !{!"MaxCount", i64 990}
+!5 = !{!"MaxInternalCount", i64 990}
+!6 = !{!"MaxFunctionCount", i64 10}
+!7 = !{!"NumCounts", i64 8}
+!8 = !{!"NumFunctions", i64 3}
+!9 = !{!"DetailedSummary", !10}
+!10 = !{!11, !12, !13, !14, !15, !16, !17, !18, !19, !20, !21, !22, !23, !24, !25, !26}
+!11 = !{i32 10000, i64 990, i32 1}
+!12 = !{i32 100000, i64 990, i32 1}
+!13 = !{i32 200000, i64 990, i32 1}
+!14 = !{i32 300000, i64 990, i32 1}
+!15 = !{i32 400000, i64 990, i32 1}
+!16 = !{i32 500000, i64 990, i32 2}
+!17 = !{i32 600000, i64 990, i32 2}
+!18 = !{i32 700000, i64 990, i32 2}
+!19 = !{i32 800000, i64 990, i32 2}
+!20 = !{i32 900000, i64 990, i32 2}
+!21 = !{i32 950000, i64 990, i32 2}
+!22 = !{i32 990000, i64 10, i32 3}
+!23 = !{i32 999000, i64 10, i32 5}
+!24 = !{i32 999900, i64 10, i32 5}
+!25 = !{i32 999990, i64 10, i32 5}
+!26 = !{i32 999999, i64 10, i32 5}
+!27 = !{!"function_entry_count", i64 10}
+!28 = !{!"branch_weights", i32 10, i32 0}
+!29 = !{!"branch_weights", i32 990, i32 10}
+!30 = !{!"branch_weights", i32 1, i32 1000}
+!31 = !{!"branch_weights", i32 10, i32 990}

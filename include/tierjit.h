@@ -31,9 +31,12 @@
  *   its own (an LLVM fatal error while loading is the exception: it ends
  *   the process with status 125).
  *
+ * A module's static constructors run before tierjit_module_load returns,
+ * its destructors in tierjit_module_free, as dlopen and dlclose run a
+ * shared library's.
+ *
  * Not yet supported (refused with an error): config that makes calls wait
- * for compiles (compiler.background: false, osr.force: true), and modules
- * with static constructors or destructors.
+ * for compiles (compiler.background: false, osr.force: true).
  */
 #ifndef TIERJIT_H
 #define TIERJIT_H

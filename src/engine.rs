@@ -34,11 +34,16 @@
 //! Drop every module before the process exits: a compile still running
 //! when `main` returns would meet libLLVM's static destructors.
 //!
+//! A module's static constructors (`__attribute__((constructor))`) run on
+//! the loading thread before `load` returns, and its destructors on the
+//! dropping thread when it is dropped, as `dlopen` and `dlclose` run a
+//! shared library's. Handlers a module registers itself (`atexit`) point
+//! into its code: drop it only after they have run, or never register any.
+//!
 //! Not yet supported in an embedded module (refused with an error, see
 //! issue 11): waiting for compiles (`compiler.background = false`,
-//! `osr.force`), whose hook is process-wide today, and modules with static
-//! constructors or destructors. An LLVM fatal error while loading ends the
-//! process with status 125, as in `tierjit run`.
+//! `osr.force`), whose hook is process-wide today. An LLVM fatal error
+//! while loading ends the process with status 125, as in `tierjit run`.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -48,7 +53,7 @@ use std::time::Instant;
 use inkwell::context::Context;
 use serde::Serialize;
 
-use crate::code::MainShape;
+use crate::code::{CodeAddress, MainShape};
 use crate::codegen::TargetSpec;
 use crate::config::Config;
 use crate::error::Error;
@@ -129,12 +134,6 @@ impl Engine {
         set_code_attributes(&module, &self.target);
         runtime::bind_host_overrides(&module);
         let structors = structors::gather(&module);
-        if structors.ctors || structors.dtors {
-            return Err(Error::Unsupported {
-                path: path.to_path_buf(),
-                what: "static constructors or destructors in an embedded module".into(),
-            });
-        }
         let module = make_shareable(&context, module, path, |name| {
             runtime::host_defines(&self.symbols, name)
         })?;
@@ -151,12 +150,26 @@ impl Engine {
                 compilers: service::Compilers::Pool,
             },
         )?;
+        let ctors = structors
+            .ctors
+            .then(|| shared.jit.lookup(structors::CTORS))
+            .transpose()?;
+        let dtors = structors
+            .dtors
+            .then(|| shared.jit.lookup(structors::DTORS))
+            .transpose()?;
         self.compilers.serve(&shared);
-        Ok(JitModule {
+        let module = JitModule {
             shared,
             main,
+            dtors,
             _compilers: self.compilers.clone(),
-        })
+        };
+        // As `dlopen` does: the constructors run before `load` returns.
+        if let Some(ctors) = ctors {
+            crate::code::call_void(ctors);
+        }
+        Ok(module)
     }
 }
 
@@ -165,6 +178,8 @@ pub struct JitModule {
     shared: Arc<Shared>,
     /// How to call `main`, if the module defines it.
     main: Option<MainShape>,
+    /// Its static destructors, run when it is dropped.
+    dtors: Option<CodeAddress>,
     /// Dropped after `shared` (fields drop in order): the last module of
     /// a dropped engine stops the pool once its own code is freed.
     _compilers: Arc<CompilerPool>,
@@ -233,6 +248,10 @@ impl JitModule {
 
 impl Drop for JitModule {
     fn drop(&mut self) {
+        // As `dlclose` does: the destructors run while the module is whole.
+        if let Some(dtors) = self.dtors {
+            crate::code::call_void(dtors);
+        }
         service::stop_and_wait(&self.shared);
         self._compilers.forget(&self.shared);
     }

@@ -50,6 +50,13 @@ fn engine() -> Engine {
     Engine::new(config).expect("engine")
 }
 
+/// Calls of the host function the destructor test defines.
+static HOST_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn host_note(value: i64) {
+    HOST_CALLS.fetch_add(value as usize, std::sync::atomic::Ordering::SeqCst);
+}
+
 fn weighted_sum(module: &JitModule) -> WeightedSum {
     let address = module.function("weighted_sum").expect("weighted_sum");
     // SAFETY: `weighted_sum` has this C signature, and every module the
@@ -172,14 +179,36 @@ fn an_engine_reports_what_it_cannot_do() {
         engine.load(write("broken.c", "long f(void) { return missing; }\n")),
         Err(Error::Clang { .. })
     ));
-    assert!(matches!(
-        engine.load(write(
-            "ctor.c",
-            "int x;\n__attribute__((constructor)) static void init(void) { x = 1; }\nint get(void) { return x; }\n",
-        )),
-        Err(Error::Unsupported { .. })
-    ));
     let mut waiting = Config::default();
     waiting.compiler.background = false;
     assert!(matches!(Engine::new(waiting), Err(Error::ConfigValue(_))));
+}
+
+#[test]
+fn constructors_run_at_load_and_destructors_at_drop() {
+    if emulated() {
+        return;
+    }
+    let mut engine = engine();
+    engine
+        .define_symbol("host_note", host_note as *const ())
+        .unwrap();
+    let source = "void host_note(long);\n\
+        static long ready;\n\
+        __attribute__((constructor(101))) static void first(void) { ready = 40; }\n\
+        __attribute__((constructor(102))) static void second(void) { ready += 2; }\n\
+        __attribute__((destructor)) static void done(void) { host_note(ready); }\n\
+        long get(void) { return ready; }\n";
+    let module = engine.load(write("structors.c", source)).unwrap();
+    let address = module.function("get").unwrap();
+    // SAFETY: `get` is `long get(void)`; the module outlives the call.
+    let get: extern "C" fn() -> i64 = unsafe { std::mem::transmute(address) };
+    assert_eq!(get(), 42, "both constructors ran, in priority order");
+    assert_eq!(HOST_CALLS.load(std::sync::atomic::Ordering::SeqCst), 0);
+    drop(module);
+    assert_eq!(
+        HOST_CALLS.load(std::sync::atomic::Ordering::SeqCst),
+        42,
+        "the destructor ran once, at drop"
+    );
 }

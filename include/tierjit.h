@@ -34,9 +34,7 @@
  * A module's static constructors run before tierjit_module_load returns,
  * its destructors in tierjit_module_free, as dlopen and dlclose run a
  * shared library's.
- *
- * Not yet supported (refused with an error): config that makes calls wait
- * for compiles (compiler.background: false, osr.force: true).
+
  */
 #ifndef TIERJIT_H
 #define TIERJIT_H

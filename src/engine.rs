@@ -40,10 +40,11 @@
 //! shared library's. Handlers a module registers itself (`atexit`) point
 //! into its code: drop it only after they have run, or never register any.
 //!
-//! Not yet supported in an embedded module (refused with an error, see
-//! issue 11): waiting for compiles (`compiler.background = false`,
-//! `osr.force`), whose hook is process-wide today. An LLVM fatal error
-//! while loading ends the process with status 125, as in `tierjit run`.
+//! With `compiler.background = false` (batch mode) a call that reaches
+//! `thresholds.calls` waits for its function's optimized version, and with
+//! `osr.force` a loop waits for its continuation at its first back-edge, as
+//! in `tierjit run`. An LLVM fatal error while loading ends the process
+//! with status 125, as in `tierjit run`.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -81,11 +82,6 @@ impl Engine {
     /// An engine with `config` (see `config.example.ron`). Initializes
     /// LLVM for this host on first use.
     pub fn new(config: Config) -> Result<Engine, Error> {
-        if !config.compiler.background || config.osr.force {
-            return Err(Error::ConfigValue(
-                "an embedded module compiles in the background only: compiler.background = false and osr.force are for `tierjit run`".into(),
-            ));
-        }
         runtime::init_process()?;
         let target = TargetSpec::resolve(&config.target)?;
         target.validate()?;

@@ -11,7 +11,9 @@ use inkwell::module::{Linkage, Module};
 use inkwell::values::BasicValue;
 
 use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries, Probes};
-use crate::code::{self, CodeAddress, CounterTable, Jit, MainShape, SlotTable};
+use crate::code::{
+    self, CodeAddress, CompileNowRegistration, CounterTable, Jit, MainShape, SlotTable,
+};
 use crate::codegen::{self, TargetSpec};
 use crate::config::Config;
 use crate::error::Error;
@@ -454,13 +456,17 @@ pub(crate) fn load_tiered(
 
     let compile_start = Instant::now();
     let baseline = copy_module(&module, job)?;
+    let compile_now = CompileNowRegistration::reserve();
+    let module_bits = compile_now.hook_argument(0);
     let batch = (mode == Mode::Tiered && !config.compiler.background).then(|| BatchTierUp {
         calls: config.thresholds.calls,
         hook: code::tier_up_now_address(),
+        module_bits,
     });
     let osr = (mode == Mode::Tiered && config.osr.enabled).then(|| OsrEntries {
         slots: &osr_slots,
         force_hook: config.osr.force.then(code::osr_now_address),
+        module_bits,
     });
     let pgo = &config.pgo;
     let probes =
@@ -522,6 +528,7 @@ pub(crate) fn load_tiered(
         reporting: std::sync::Mutex::new(()),
         compilers: Default::default(),
         threads: Default::default(),
+        compile_now,
     });
     if mode == Mode::Tiered {
         service::start_background(&shared, compilers);

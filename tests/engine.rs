@@ -179,9 +179,39 @@ fn an_engine_reports_what_it_cannot_do() {
         engine.load(write("broken.c", "long f(void) { return missing; }\n")),
         Err(Error::Clang { .. })
     ));
-    let mut waiting = Config::default();
-    waiting.compiler.background = false;
-    assert!(matches!(Engine::new(waiting), Err(Error::ConfigValue(_))));
+}
+
+#[test]
+fn batch_mode_and_forced_osr_wait_for_their_compiles() {
+    if emulated() {
+        return;
+    }
+    let values: Vec<i64> = (0..1000).map(|i| i * 5 - 2000).collect();
+    let want = expected(&values);
+
+    let mut batch = Config::default();
+    batch.compiler.background = false;
+    batch.thresholds.calls = 3;
+    let engine = Engine::new(batch).unwrap();
+    let module = engine.load(write("batch.c", KERNEL)).unwrap();
+    let f = weighted_sum(&module);
+    for _ in 0..2 {
+        assert_eq!(f(values.as_ptr(), values.len() as i64), want);
+    }
+    assert_eq!(tier_of(&module, "weighted_sum"), Tier::Baseline);
+    // The third call reaches the threshold and waits for the compile.
+    assert_eq!(f(values.as_ptr(), values.len() as i64), want);
+    assert_eq!(tier_of(&module, "weighted_sum"), Tier::Optimized);
+
+    // Another engine in the same process, with its own hook.
+    let mut forced = Config::default();
+    forced.osr.force = true;
+    let engine = Engine::new(forced).unwrap();
+    let module = engine.load(write("forced.c", KERNEL)).unwrap();
+    let f = weighted_sum(&module);
+    assert_eq!(f(values.as_ptr(), values.len() as i64), want);
+    // Its loop waited for its continuation at the first back-edge.
+    assert_eq!(module.stats().osr_transitions, 1);
 }
 
 #[test]

@@ -43,11 +43,15 @@ pub fn baseline_symbol(function: &str) -> String {
 }
 
 /// Batch mode: at the entry count `calls`, baseline code calls the host
-/// function at `hook` with the function's id and waits for it.
+/// function at `hook` with `module_bits` plus the function's id and waits
+/// for it.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchTierUp {
     pub calls: u64,
     pub hook: usize,
+    /// The module's number in the hook's argument (see
+    /// `code::CompileNowRegistration::hook_argument`, of id 0).
+    pub module_bits: u64,
 }
 
 /// Rewrites `module` (a copy of the canonical module) into the baseline
@@ -230,7 +234,9 @@ fn emit_entry<'ctx>(
                 .build_indirect_call(
                     hook_type,
                     hook,
-                    &[i64t.const_int(id.index() as u64, false).into()],
+                    &[i64t
+                        .const_int(batch.module_bits | id.index() as u64, false)
+                        .into()],
                     "",
                 )
                 .map_err(codegen_err)?;
@@ -310,9 +316,12 @@ fn add_phi_predecessor<'ctx>(
 pub struct OsrEntries<'a> {
     /// One entry slot per job-wide loop id.
     pub slots: &'a SlotTable,
-    /// Stress mode: called with the loop id while its slot is still empty;
-    /// returns once the continuation is compiled (or has failed).
+    /// Stress mode: called with `module_bits` plus the loop id while its
+    /// slot is still empty; returns once the continuation is compiled (or
+    /// has failed).
     pub force_hook: Option<usize>,
+    /// As `BatchTierUp::module_bits`.
+    pub module_bits: u64,
 }
 
 /// One back-edge's OSR check: the edge block (which ends in `br header`),
@@ -448,7 +457,7 @@ fn emit_osr_check<'ctx>(
                 .map_err(codegen_err)?;
             builder.position_at_end(ask);
             let hook_type = context.void_type().fn_type(&[i64t.into()], false);
-            let id = i64t.const_int(global_id.index() as u64, false);
+            let id = i64t.const_int(osr.module_bits | global_id.index() as u64, false);
             builder
                 .build_indirect_call(hook_type, host_pointer(context, hook), &[id.into()], "")
                 .map_err(codegen_err)?;

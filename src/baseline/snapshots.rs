@@ -66,6 +66,7 @@ fn instrumented(source: &str, probes: Option<Probes>) -> String {
     let osr = Some(OsrEntries {
         slots: &osr_slots,
         force_hook: None,
+        module_bits: 0,
     });
     instrument(&module, &layout, &slots, &counters, None, osr, probes).unwrap();
     without_addresses(&module.print_to_string().to_string())

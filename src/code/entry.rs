@@ -3,8 +3,10 @@
 //! host symbols.
 
 use super::orc::CodeAddress;
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, CString};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::ids::{FunctionId, LoopId, Unit};
 
@@ -13,37 +15,80 @@ type CompileNowHook = Box<dyn Fn(Unit) + Send + Sync>;
 /// Called by baseline code that must not go on before a unit is compiled:
 /// in batch mode (`compiler.background = false`) a function reaching the
 /// call threshold, with forced OSR (`osr.force`) a loop whose continuation
-/// does not exist yet. Returns once the compile has finished (or failed).
-static COMPILE_NOW: OnceLock<CompileNowHook> = OnceLock::new();
+/// does not exist yet. Each module (a job, an embedded module) registers
+/// its own; its baseline code passes its number in the upper 32 bits of
+/// the argument and the unit's id in the lower (see `hook_argument`).
+static COMPILE_NOW: Mutex<BTreeMap<u32, Arc<CompileNowHook>>> = Mutex::new(BTreeMap::new());
 
-pub fn set_compile_now_hook(hook: CompileNowHook) {
-    let _ = COMPILE_NOW.set(hook);
+/// Numbers handed out to modules, never reused.
+static NEXT_MODULE: AtomicU32 = AtomicU32::new(0);
+
+/// A module's place in the compile-now registry; dropping it removes the
+/// module's hook.
+#[derive(Debug)]
+pub struct CompileNowRegistration {
+    module: u32,
 }
 
-fn compile_now(unit: Unit) {
+impl CompileNowRegistration {
+    /// A number for a module whose baseline code is about to be generated
+    /// (its hook comes later, with `install`).
+    pub fn reserve() -> CompileNowRegistration {
+        // Relaxed: a unique number; nothing is published through it.
+        let module = NEXT_MODULE.fetch_add(1, Ordering::Relaxed);
+        CompileNowRegistration { module }
+    }
+
+    /// The argument baseline code passes to the hook for `id`, a function
+    /// or loop id of this module.
+    pub fn hook_argument(&self, id: usize) -> u64 {
+        (u64::from(self.module) << 32) | (id as u64 & 0xffff_ffff)
+    }
+
+    /// From now on the module's calls to the hook run `hook`.
+    pub fn install(&self, hook: CompileNowHook) {
+        lock_hooks().insert(self.module, Arc::new(hook));
+    }
+}
+
+impl Drop for CompileNowRegistration {
+    fn drop(&mut self) {
+        lock_hooks().remove(&self.module);
+    }
+}
+
+fn lock_hooks() -> std::sync::MutexGuard<'static, BTreeMap<u32, Arc<CompileNowHook>>> {
+    // An insert or remove is one step; a poisoned lock still holds the map.
+    COMPILE_NOW.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn compile_now(argument: u64, unit: impl FnOnce(usize) -> Unit) {
     // A forked child has no compiler thread to wait for.
     if super::process::in_forked_child() {
         return;
     }
-    if let Some(hook) = COMPILE_NOW.get() {
-        hook(unit);
+    let hook = lock_hooks().get(&((argument >> 32) as u32)).cloned();
+    // Called without the lock: the hook waits for a compile.
+    if let Some(hook) = hook {
+        hook(unit((argument & 0xffff_ffff) as usize));
     }
 }
 
-extern "C" fn tier_up_now(function: u64) {
-    compile_now(Unit::Function(FunctionId(function as usize)));
+extern "C" fn tier_up_now(argument: u64) {
+    compile_now(argument, |id| Unit::Function(FunctionId(id)));
 }
 
-extern "C" fn osr_now(loop_id: u64) {
-    compile_now(Unit::Loop(LoopId(loop_id as usize)));
+extern "C" fn osr_now(argument: u64) {
+    compile_now(argument, |id| Unit::Loop(LoopId(id)));
 }
 
-/// Address baseline code calls in batch mode, as `void (i64 function_id)`.
+/// Address baseline code calls in batch mode, as `void (i64 argument)`
+/// (see `CompileNowRegistration::hook_argument`).
 pub fn tier_up_now_address() -> usize {
     tier_up_now as extern "C" fn(u64) as usize
 }
 
-/// Address baseline code calls in forced-OSR mode, as `void (i64 loop_id)`.
+/// Address baseline code calls in forced-OSR mode, as `void (i64 argument)`.
 pub fn osr_now_address() -> usize {
     osr_now as extern "C" fn(u64) as usize
 }

@@ -12,7 +12,7 @@ use super::faults::Faults;
 use super::queue::RequestQueue;
 use super::threads::BackgroundThreads;
 use super::{compiler, policy::Policy, profiler, CompileRequest};
-use crate::code::{self, CounterTable, Jit};
+use crate::code::{self, CompileNowRegistration, CounterTable, Jit};
 use crate::codegen::TargetSpec;
 use crate::config::Config;
 use crate::ids::FunctionId;
@@ -53,6 +53,9 @@ pub struct Shared {
     pub compilers: crate::tiering::roster::Roster,
     /// The profiler and compiler threads running, to wait for at drop.
     pub threads: Arc<BackgroundThreads>,
+    /// This module's hook for baseline code that waits for a compile
+    /// (batch mode, forced OSR); removed when the module is dropped.
+    pub compile_now: CompileNowRegistration,
 }
 
 impl Shared {
@@ -105,12 +108,17 @@ pub enum Compilers {
 
 pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
     if !shared.config.compiler.background || shared.config.osr.force {
-        let s = shared.clone();
-        code::set_compile_now_hook(Box::new(move |unit| match unit {
-            Unit::Function(id) => request_now(&s, id, None),
-            Unit::Loop(g) => {
-                let (function, k) = s.layout.loops[g];
-                request_now(&s, function, Some(k))
+        // Weak: the registration is the module's own; a strong reference
+        // would keep the module alive for good.
+        let s = Arc::downgrade(shared);
+        shared.compile_now.install(Box::new(move |unit| {
+            let Some(s) = s.upgrade() else { return };
+            match unit {
+                Unit::Function(id) => request_now(&s, id, None),
+                Unit::Loop(g) => {
+                    let (function, k) = s.layout.loops[g];
+                    request_now(&s, function, Some(k))
+                }
             }
         }));
     }

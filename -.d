@@ -1,2 +1,2 @@
--: /tmp/tierjit-frontend-flags-1767/job.c \
-  /tmp/tierjit-frontend-flags-1767/k.h
+-: /tmp/tierjit-frontend-flags-895/job.c \
+  /tmp/tierjit-frontend-flags-895/k.h

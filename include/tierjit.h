@@ -82,15 +82,21 @@ int tierjit_module_run_main(tierjit_module *module, int argc, char **argv);
  * tierjit_string_free. NULL if module is NULL. */
 char *tierjit_module_stats_json(tierjit_module *module);
 
-/* Stops the module's background threads and waits for them (a compile in
- * flight, which LLVM cannot interrupt, finishes and is thrown away), then
+/* Runs the module's static destructors, stops its profiler, drops its
+ * queued compiles and waits for a compile of it in flight (LLVM cannot
+ * interrupt one; after 60 s it gives up with a warning on stderr), then
  * frees the module's code, counters and JIT. Nothing of the module may run
- * afterwards: no thread it started, no atexit or signal handler it
- * registered. Free every module before the process exits: a compile still
+ * afterwards: no thread the module's code started, no atexit or signal
+ * handler it registered. (A compiler thread that met an LLVM fatal error
+ * while compiling for the module blocks for good and keeps the module's
+ * memory.) Free every module before the process exits: a compile still
  * running at exit meets libLLVM's static destructors. NULL is ignored. */
 void tierjit_module_free(tierjit_module *module);
 
-/* NULL is ignored. */
+/* Forgets the engine's configuration and defined symbols. Its compiler
+ * threads go on while modules it loaded are alive; freeing the last of the
+ * engine and its modules joins them (waiting for a compile in flight, as
+ * tierjit_module_free does). NULL is ignored. */
 void tierjit_engine_free(tierjit_engine *engine);
 
 /* For every char * tierjit returned. NULL is ignored. */

@@ -211,7 +211,10 @@ pub unsafe extern "C" fn tierjit_module_stats_json(module: *mut CModule) -> *mut
 pub unsafe extern "C" fn tierjit_module_free(module: *mut CModule) {
     if !module.is_null() {
         // SAFETY: the caller gives back the box `tierjit_module_load` made.
-        drop(unsafe { Box::from_raw(module) });
+        let module = unsafe { Box::from_raw(module) };
+        // A panic must not unwind into C (dropping prints warnings, which
+        // can panic); a module that panicked while freed is leaked.
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(module)));
     }
 }
 
@@ -221,7 +224,10 @@ pub unsafe extern "C" fn tierjit_module_free(module: *mut CModule) {
 pub unsafe extern "C" fn tierjit_engine_free(engine: *mut CEngine) {
     if !engine.is_null() {
         // SAFETY: the caller gives back the box `tierjit_engine_new` made.
-        drop(unsafe { Box::from_raw(engine) });
+        let engine = unsafe { Box::from_raw(engine) };
+        // As in `tierjit_module_free` (the last owner of the compiler
+        // threads joins them, and may warn).
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(engine)));
     }
 }
 

@@ -19,18 +19,22 @@
 //!
 //! A module starts on baseline code; its profiler thread and the engine's
 //! compiler threads (`config.compiler.threads`, shared by all its modules,
-//! see `tiering::pool`) optimize what gets hot and swap it in. The address [`JitModule::function`] returns is the
-//! function's identity stub: it never changes, and every call through it
-//! reaches the newest version. Functions may be called from any thread.
+//! see `tiering::pool`) optimize what gets hot and swap it in. The address
+//! [`JitModule::function`] returns is the function's identity stub: it
+//! never changes, and every call through it reaches the newest version.
+//! Functions may be called from any thread.
 //!
 //! Lifetimes: code, counters and slots belong to the [`JitModule`]. Calling
 //! one of its functions after the module is dropped, or while it is being
 //! dropped, is undefined behaviour, as is calling through an address with
-//! the wrong signature. Dropping a module stops its background threads and
-//! waits until they have ended (a compile in flight, which LLVM cannot
-//! interrupt, is finished and thrown away), then frees its code, counters
-//! and JIT. Nothing of the module may run after that: no thread it started,
-//! no handler it registered (`atexit`, signals) that points into its code.
+//! the wrong signature. Dropping a module runs its destructors, stops its
+//! profiler, drops its queued compiles and waits for a compile of it in
+//! flight (LLVM cannot interrupt one; the wait gives up after 60 s with a
+//! warning), then frees its code, counters and JIT. (A compiler thread
+//! that met an LLVM fatal error blocks for good and keeps the memory of
+//! the module it compiled for.) Nothing of the module may run after that:
+//! no thread it started, no handler it registered (`atexit`, signals) that
+//! points into its code.
 //! Drop every module before the process exits: a compile still running
 //! when `main` returns would meet libLLVM's static destructors.
 //!
@@ -159,7 +163,7 @@ impl Engine {
             shared,
             main,
             dtors,
-            _compilers: self.compilers.clone(),
+            compilers: self.compilers.clone(),
         };
         // As `dlopen` does: the constructors run before `load` returns.
         if let Some(ctors) = ctors {
@@ -178,7 +182,7 @@ pub struct JitModule {
     dtors: Option<CodeAddress>,
     /// Dropped after `shared` (fields drop in order): the last module of
     /// a dropped engine stops the pool once its own code is freed.
-    _compilers: Arc<CompilerPool>,
+    compilers: Arc<CompilerPool>,
 }
 
 impl JitModule {
@@ -248,8 +252,12 @@ impl Drop for JitModule {
         if let Some(dtors) = self.dtors {
             crate::code::call_void(dtors);
         }
-        service::stop_and_wait(&self.shared);
-        self._compilers.forget(&self.shared);
+        // Stopped first: a pool thread that picked the module already sees
+        // it and ends its session; then no pool thread can pick it, and
+        // the wait covers every thread that still holds it.
+        service::stop_background(&self.shared);
+        self.compilers.forget(&self.shared);
+        service::wait_for_threads(&self.shared);
     }
 }
 

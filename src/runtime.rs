@@ -410,13 +410,17 @@ fn run_tiered(
             ));
         }
     });
-    run_job(
+    let status = run_job(
         |name| shared.jit.lookup(name),
         shape,
         structors,
         options,
         shutdown,
-    )
+    )?;
+    // The job's code runs until the process exits (its threads, its exit
+    // handlers): its JIT must never be disposed (see `code::Jit`).
+    std::mem::forget(shared);
+    Ok(status)
 }
 
 /// How `load_tiered` loads a module.

@@ -15,17 +15,17 @@ use tierjit::engine::{Engine, JitModule};
 use tierjit::versions::Tier;
 use tierjit::Config;
 
-/// Big enough that its O3 compile takes a while (many functions, each
-/// with a loop), so a drop soon after the first calls meets a compile in
-/// flight.
-fn kernel_source() -> String {
+/// `long NAME(long)`, big enough that its O3 compile takes a while (many
+/// functions, each with a loop), so a drop soon after the first calls
+/// meets a compile in flight.
+pub fn kernel_source(name: &str) -> String {
     let mut text = String::new();
     for k in 0..40 {
         text.push_str(&format!(
             "static long step{k}(long x) {{ long s = 0; for (long i = 0; i < x; i++) s += (i ^ {k}) % 7; return s; }}\n"
         ));
     }
-    text.push_str("long kernel(long n) {\n  long sum = 0;\n");
+    text.push_str(&format!("long {name}(long n) {{\n  long sum = 0;\n"));
     for k in 0..40 {
         text.push_str(&format!("  sum += step{k}(n);\n"));
     }
@@ -35,16 +35,24 @@ fn kernel_source() -> String {
 
 type Kernel = extern "C" fn(i64) -> i64;
 
-fn load(engine: &Engine) -> JitModule {
-    let path = scratch().join("lifetime-kernel.c");
+fn load_named(engine: &Engine, name: &str) -> JitModule {
+    let path = scratch().join(format!("lifetime-{name}.c"));
     if !path.exists() {
-        std::fs::write(&path, kernel_source()).unwrap();
+        std::fs::write(&path, kernel_source(name)).unwrap();
     }
     engine.load(&path).expect("load")
 }
 
+fn load(engine: &Engine) -> JitModule {
+    load_named(engine, "kernel")
+}
+
 fn kernel(module: &JitModule) -> Kernel {
-    let address = module.function("kernel").expect("kernel");
+    named(module, "kernel")
+}
+
+fn named(module: &JitModule, name: &str) -> Kernel {
+    let address = module.function(name).expect(name);
     // SAFETY: `kernel` is `long kernel(long)`; the module outlives the calls.
     unsafe { std::mem::transmute::<*const (), Kernel>(address) }
 }
@@ -137,7 +145,7 @@ fn modules_share_the_engines_compiler_threads_and_may_outlive_it() {
     let (first, second) = (load(&engine), load(&engine));
     assert_eq!(threads_named("tierjit-profile"), 2, "one profiler a module");
     assert_eq!(
-        threads_named("tierjit-pool-"),
+        threads_named("tierjit-pool"),
         1,
         "one compiler thread in all"
     );
@@ -150,7 +158,7 @@ fn modules_share_the_engines_compiler_threads_and_may_outlive_it() {
     drop(engine);
     drop(first);
     drop(second);
-    assert_eq!(threads_named("tierjit-pool-"), 1);
+    assert_eq!(threads_named("tierjit-pool"), 1);
     tier_up(&third);
     drop(third);
     assert_eq!(tierjit_threads(), 0, "threads left after the last drop");
@@ -187,4 +195,48 @@ fn dropping_modules_ends_their_threads_and_frees_their_code() {
     }
     drop(engine);
     assert_eq!(tierjit_threads(), 0, "threads left after the engine");
+}
+
+#[test]
+fn a_drop_waits_for_the_compile_in_flight() {
+    if emulated() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    // Only `slow` (no other test's function) compiles slowly. Set before
+    // any thread of this test exists; the tests run one at a time.
+    std::env::set_var("TIERJIT_INJECT_COMPILE_DELAY", "slow:600,slow@loop0:600");
+    let engine = engine(1);
+    // One function, one loop: whatever is compiled for it is delayed.
+    let path = scratch().join("lifetime-slow.c");
+    std::fs::write(
+        &path,
+        "long slow(long n) { long s = 0; for (long i = 0; i < n; i++) s += (i ^ 3) % 7; return s; }\n",
+    )
+    .unwrap();
+    let module = engine.load(&path).expect("load");
+    let f = named(&module, "slow");
+    let want = f(200);
+    while !module
+        .stats()
+        .functions
+        .iter()
+        .any(|s| s.name == "slow" && s.calls >= 100)
+    {
+        assert_eq!(f(200), want);
+    }
+    // The request is queued within a profiler tick (1 ms) and taken at
+    // once; its compile then waits 600 ms before optimizing.
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    drop(module);
+    let waited = start.elapsed();
+    std::env::remove_var("TIERJIT_INJECT_COMPILE_DELAY");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "the drop returned after {waited:?}, before the compile in flight ended"
+    );
+    assert_eq!(threads_named("tierjit-profile"), 0);
+    drop(engine);
+    assert_eq!(tierjit_threads(), 0);
 }

@@ -38,8 +38,14 @@ use crate::metrics::TierEvent;
 use crate::profile::Speculation;
 use crate::versions::{Tier, TierUpState, Unit};
 
-/// Starts a compiler thread; returns whether it did.
+/// Starts a compiler thread; returns whether it did. A module being
+/// dropped starts none.
 pub fn spawn(shared: &Arc<Shared>) -> bool {
+    // Relaxed: a shortcut only; once the module's drop waits for its
+    // threads, `BackgroundThreads::spawn` refuses under its lock.
+    if shared.stop.load(Ordering::Relaxed) {
+        return false;
+    }
     let index = shared.compilers.next_index();
     let s = shared.clone();
     let spawned = shared
@@ -123,9 +129,6 @@ pub fn on_fatal_error(reason: &str) -> bool {
     let Some(worker) = WORKER.with(|w| w.borrow_mut().take()) else {
         return false;
     };
-    // This thread blocks for good and never runs LLVM again: dropping the
-    // module need not wait for it.
-    super::threads::park_this_thread();
     let message = format!("LLVM fatal error: {reason}");
     if let Some(armed) = ARMED.with(|a| a.borrow_mut().take()) {
         if worker.shared.compilers.is_superseded(worker.index) {
@@ -143,22 +146,29 @@ pub fn on_fatal_error(reason: &str) -> bool {
     }
     // Relaxed: a count; nothing else is published through it.
     let fatal = FATAL_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let past_limit = fatal >= MAX_FATAL_ERRORS;
+    let why = format!("no more compiles after {fatal} LLVM fatal errors (last: {reason})");
+    // The replacement starts before this thread is counted out, so that a
+    // drop waiting for the threads never sees none in between and returns
+    // while the replacement is starting LLVM.
+    let superseded = worker.shared.compilers.leave(worker.index);
     // A superseded thread already has its replacement.
-    if worker.shared.compilers.leave(worker.index) {
-        return true;
+    if !super::pool::replace_this_thread(past_limit, &why) && !superseded {
+        if !past_limit {
+            spawn(&worker.shared);
+        } else if !worker.shared.stop.load(Ordering::Relaxed) {
+            // Relaxed: as in `spawn`.
+            let index = worker.shared.compilers.next_index();
+            let error = Error::Codegen(why);
+            let threads = worker.shared.threads.clone();
+            let _ = threads.spawn(format!("tierjit-compiler-{index}"), move || {
+                answer_with_failures(&worker.shared, &error, Session::Dedicated)
+            });
+        }
     }
-    if fatal < MAX_FATAL_ERRORS {
-        spawn(&worker.shared);
-    } else {
-        let index = worker.shared.compilers.next_index();
-        let error = Error::Codegen(format!(
-            "no more compiles after {fatal} LLVM fatal errors (last: {reason})"
-        ));
-        let threads = worker.shared.threads.clone();
-        let _ = threads.spawn(format!("tierjit-compiler-{index}"), move || {
-            answer_with_failures(&worker.shared, &error)
-        });
-    }
+    // This thread blocks for good and never runs LLVM again: neither its
+    // module nor its pool waits for it.
+    super::threads::park_this_thread();
     true
 }
 
@@ -182,6 +192,23 @@ pub enum Session {
 /// Serves `shared`'s requests as compiler thread `index` (a number of its
 /// roster, see `Roster::next_index`).
 pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
+    // Acquire: pairs with the Release store at shutdown. Nothing of LLVM
+    // runs for a module being dropped.
+    if shared.stop.load(Ordering::Acquire) {
+        return;
+    }
+    // A pool thread takes its first request before any LLVM setup: a
+    // thread woken for a request another took costs nothing.
+    let mut first = match session {
+        Session::Dedicated => None,
+        Session::Pooled => match shared.requests.next(Duration::ZERO) {
+            Ok(taken) => Some(taken),
+            Err(_) => return,
+        },
+    };
+    // A failed compile of another module served before may have left its
+    // LLVM diagnostics on this thread.
+    let _ = crate::code::take_errors();
     WORKER.with(|w| {
         *w.borrow_mut() = Some(Worker {
             shared: shared.clone(),
@@ -197,7 +224,10 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
         Err(e) => {
             // Without a target machine nothing can be optimized; answer every
             // request with a failure so the job keeps running on baseline.
-            answer_with_failures(shared, &e);
+            if let Some(taken) = first {
+                fail(shared, &taken.request, &e);
+            }
+            answer_with_failures(shared, &e, session);
             return;
         }
     };
@@ -213,7 +243,10 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
         let canonical = match parse_module(&context, &shared.canonical_bitcode, &shared.job_path) {
             Ok(m) => m,
             Err(e) => {
-                answer_with_failures(shared, &e);
+                if let Some(taken) = first {
+                    fail(shared, &taken.request, &e);
+                }
+                answer_with_failures(shared, &e, session);
                 return;
             }
         };
@@ -228,7 +261,11 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
                 Session::Dedicated => Duration::from_millis(20),
                 Session::Pooled => Duration::ZERO,
             };
-            let (mut request, ahead_of) = match shared.requests.next(wait) {
+            let (mut request, ahead_of) = match first
+                .take()
+                .map(Ok)
+                .unwrap_or_else(|| shared.requests.next(wait))
+            {
                 Ok(taken) => (taken.request, taken.ahead_of),
                 Err(RecvTimeoutError::Timeout) if session == Session::Pooled => return,
                 Err(RecvTimeoutError::Timeout) => continue,
@@ -528,21 +565,38 @@ fn report_abandoned(shared: &Shared, request: &CompileRequest, started: Instant,
 
 /// Without a target machine or module nothing can be optimized: every
 /// request fails (the job keeps running on baseline) until the queues close.
-fn answer_with_failures(shared: &Shared, error: &Error) {
+/// Answers requests with `error` instead of compiling: a module's own
+/// thread until the queue closes, a pool thread those queued now.
+fn answer_with_failures(shared: &Shared, error: &Error, session: Session) {
+    let wait = match session {
+        Session::Dedicated => Duration::from_millis(20),
+        Session::Pooled => Duration::ZERO,
+    };
     loop {
-        match shared.requests.next(Duration::from_millis(20)) {
-            Ok(taken) => report(
-                shared,
-                &taken.request,
-                Instant::now(),
-                0,
-                Err(error.to_string()),
-                false,
-            ),
+        match shared.requests.next(wait) {
+            Ok(taken) => fail(shared, &taken.request, error),
+            Err(RecvTimeoutError::Timeout) if session == Session::Pooled => return,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+fn fail(shared: &Shared, request: &CompileRequest, error: &Error) {
+    report(
+        shared,
+        request,
+        Instant::now(),
+        0,
+        Err(error.to_string()),
+        false,
+    );
+}
+
+/// A pool that compiles no more (see `pool::replace_this_thread`): answers
+/// the requests queued for `shared` with `why`.
+pub fn fail_queued(shared: &Shared, why: &str) {
+    answer_with_failures(shared, &Error::Codegen(why.to_string()), Session::Pooled);
 }
 
 /// What came of one part of a compile.

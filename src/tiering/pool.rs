@@ -3,44 +3,64 @@
 //! Each module keeps its own request queue, profiler and roster; the
 //! pool's threads go from queue to queue. A thread picks the next module
 //! (round robin) whose queue has a servable request, serves it for one
-//! session (`compiler::Session::Pooled`: until the queue has nothing more
-//! or `compiler.context_reuse` compiles are done), then looks again. With
+//! session (`compiler::Session::Pooled`: it takes the request before any
+//! LLVM setup, and goes on until the queue has nothing more or
+//! `compiler.context_reuse` compiles are done), then looks again. With
 //! nothing to serve it waits on the doorbell every attached queue rings.
 //!
 //! A pool thread that hits an LLVM fatal error blocks for good, as a
-//! module's own thread does; its module gets a thread of its own in its
-//! place and the pool has one thread fewer.
+//! module's own thread does, and a new pool thread takes its place; after
+//! `compiler::MAX_FATAL_ERRORS` of them in the process, the pool answers
+//! every request with a failure instead of compiling (see
+//! `replace_this_thread`).
 //!
-//! Lifetimes: the pool holds its modules weakly, so dropping a module is
-//! not delayed by the pool (beyond a session in flight, which the module's
-//! drop waits for, see `threads::Serving`). The pool itself is shared by
-//! the engine and every module it loaded: a module may outlive its engine
-//! and still be compiled for. Dropping the last of them stops and joins
-//! the threads.
+//! Lifetimes: the pool holds its modules weakly. A thread counts itself
+//! in with the module it picks (`BackgroundThreads::serving`) under the
+//! pool's lock, so once a dropped module is forgotten (`forget`, under the
+//! same lock) and its threads waited for, no pool thread holds it: its
+//! code is freed when the module's drop returns. The pool itself is shared
+//! by the engine and every module it loaded, so a module may outlive its
+//! engine and still be compiled for; dropping the last of them stops and
+//! joins the threads. Lock order: the pool's modules, then a module's
+//! queue, then the doorbell.
 
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::compiler::{self, Session};
 use super::queue::Doorbell;
 use super::service::Shared;
+use super::threads::{BackgroundThreads, Serving};
 
 pub struct CompilerPool {
     state: Arc<PoolState>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 struct PoolState {
     modules: Mutex<Vec<Weak<Shared>>>,
     doorbell: Arc<Doorbell>,
     stop: AtomicBool,
+    threads: Arc<BackgroundThreads>,
+    /// Set after too many LLVM fatal errors: why nothing is compiled any
+    /// more.
+    no_more_compiles: OnceLock<String>,
 }
 
 /// How long an idle pool thread sleeps without a ring: a backstop, every
 /// servable request rings.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// How long dropping the pool waits for a compile in flight (as a module's
+/// drop does, see `service::wait_for_threads`).
+const STOP_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+thread_local! {
+    /// The pool this thread belongs to, if it is a pool thread.
+    static POOL: RefCell<Option<Weak<PoolState>>> = const { RefCell::new(None) };
+}
 
 impl CompilerPool {
     /// Starts `threads` compiler threads (fewer, with a warning, if the
@@ -50,21 +70,15 @@ impl CompilerPool {
             modules: Mutex::new(Vec::new()),
             doorbell: Arc::new(Doorbell::default()),
             stop: AtomicBool::new(false),
+            threads: Arc::new(BackgroundThreads::default()),
+            no_more_compiles: OnceLock::new(),
         });
-        let mut handles = Vec::new();
-        for number in 0..threads {
-            let s = state.clone();
-            match crate::code::spawn_tierjit_thread(format!("tierjit-pool-{number}"), move || {
-                run(&s)
-            }) {
-                Ok(handle) => handles.push(handle),
-                Err(e) => eprintln!("tierjit: warning: cannot start a compiler thread: {e}"),
+        for _ in 0..threads {
+            if let Err(e) = start_thread(&state) {
+                eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
             }
         }
-        CompilerPool {
-            state,
-            threads: Mutex::new(handles),
-        }
+        CompilerPool { state }
     }
 
     /// Serves `shared`'s requests from now on.
@@ -73,38 +87,29 @@ impl CompilerPool {
         shared.requests.attach(self.state.doorbell.clone());
     }
 
-    /// Stops serving `shared` (its module is being dropped, its `stop` is
-    /// set and its sessions have ended). Returns once no other thread
-    /// holds it, so that the caller's reference is the last and the
-    /// module's code is freed when it is dropped; or after a second, if a
-    /// thread keeps it for good (one parked after an LLVM fatal error: the
-    /// module's code then stays mapped).
+    /// Stops serving `shared` (its module is being dropped and its `stop`
+    /// is set). A pool thread serving it now is counted in its threads,
+    /// which the caller waits for next; no other will pick it.
     pub fn forget(&self, shared: &Arc<Shared>) {
         self.state
             .lock_modules()
             .retain(|m| !std::ptr::eq(m.as_ptr(), Arc::as_ptr(shared)));
-        // No thread can upgrade it any more; one that did (in `pick`)
-        // holds it for a few instructions.
-        let deadline = std::time::Instant::now() + Duration::from_secs(1);
-        while Arc::strong_count(shared) > 1 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(100));
-        }
     }
 }
 
 impl Drop for CompilerPool {
     fn drop(&mut self) {
-        // Release: pairs with the Acquire load in `run`.
-        self.state.stop.store(true, Ordering::Release);
-        self.state.doorbell.ring();
-        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        for handle in handles {
-            // A thread parked after an LLVM fatal error never ends (its
-            // module got a thread of its own instead, see
-            // `compiler::on_fatal_error`).
-            if !super::threads::is_parked(handle.thread().id()) {
-                let _ = handle.join();
-            }
+        // Relaxed: the threads read it between sessions; the doorbell's
+        // lock, taken by the ring below, orders it before their next look.
+        self.state.stop.store(true, Ordering::Relaxed);
+        self.state.doorbell.ring_all();
+        let left = self.state.threads.wait_all_ended(STOP_WAIT_LIMIT);
+        if left > 0 {
+            eprintln!(
+                "tierjit: warning: {left} compiler thread(s) still compiling after {} s; \
+                 the engine is dropped without them (the process may crash if it exits before they end)",
+                STOP_WAIT_LIMIT.as_secs()
+            );
         }
     }
 }
@@ -114,37 +119,79 @@ impl PoolState {
         self.modules.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next module, after `*turn`, with a request to serve.
-    fn pick(&self, turn: &mut usize) -> Option<Arc<Shared>> {
+    /// The next module, after `*turn`, with a request to serve, with this
+    /// thread counted in its threads.
+    fn pick(&self, turn: &mut usize) -> Option<(Arc<Shared>, Serving)> {
         let mut modules = self.lock_modules();
-        // Acquire: pairs with the Release store of the module's `stop`.
-        modules.retain(|m| m.upgrade().is_some_and(|s| !s.stop.load(Ordering::Acquire)));
+        modules.retain(|m| m.strong_count() > 0);
         let n = modules.len();
         (0..n).find_map(|k| {
             let i = (*turn + k) % n;
             let shared = modules[i].upgrade()?;
-            shared.requests.has_servable().then(|| {
-                *turn = i + 1;
-                shared
-            })
+            if !shared.requests.has_servable() {
+                return None;
+            }
+            // None: the module's drop is waiting for its threads already.
+            let serving = shared.threads.serving()?;
+            *turn = i + 1;
+            Some((shared, serving))
         })
     }
 }
 
+fn start_thread(state: &Arc<PoolState>) -> std::io::Result<()> {
+    let pool = Arc::downgrade(state);
+    let s = state.clone();
+    state.threads.spawn("tierjit-pool".into(), move || {
+        POOL.with(|p| *p.borrow_mut() = Some(pool));
+        run(&s);
+    })
+}
+
 fn run(state: &PoolState) {
     let mut turn = 0;
-    // Acquire: pairs with the Release store in `CompilerPool::drop`.
-    while !state.stop.load(Ordering::Acquire) {
+    // Relaxed: see `CompilerPool::drop`.
+    while !state.stop.load(Ordering::Relaxed) {
         let seen = state.doorbell.rings();
-        let Some(shared) = state.pick(&mut turn) else {
+        let Some((shared, serving)) = state.pick(&mut turn) else {
             state.doorbell.wait(seen, IDLE_POLL);
             continue;
         };
-        let _serving = shared.threads.serving();
-        // Acquire: as in `pick`; a module being dropped is not served.
-        if !shared.stop.load(Ordering::Acquire) {
-            let index = shared.compilers.next_index();
-            compiler::serve(&shared, index, Session::Pooled);
+        // The module's drop sets `stop` before it waits for its threads,
+        // and this thread was counted in under the pool's lock, before
+        // `forget` took it: either `serve` sees `stop`, or the drop waits.
+        let served =
+            std::panic::catch_unwind(AssertUnwindSafe(|| match state.no_more_compiles.get() {
+                Some(why) => compiler::fail_queued(&shared, why),
+                None => compiler::serve(&shared, shared.compilers.next_index(), Session::Pooled),
+            }));
+        if served.is_err() {
+            eprintln!(
+                "tierjit: warning: a compiler thread panicked serving {}; it goes on with the next request",
+                shared.job_path.display()
+            );
         }
+        // The module reference first: once counted out, the module's drop
+        // may go on, and this thread must not hold it then.
+        drop(shared);
+        drop(serving);
     }
+}
+
+/// Called on a compiler thread that met an LLVM fatal error and will block
+/// for good: if it is a pool thread, starts another in its place (or,
+/// `past_limit`, one that answers every request with `why` instead of
+/// compiling) and returns true; false if it is not a pool thread.
+pub fn replace_this_thread(past_limit: bool, why: &str) -> bool {
+    let Some(pool) = POOL.with(|p| p.borrow().clone()) else {
+        return false;
+    };
+    if let Some(state) = pool.upgrade() {
+        if past_limit {
+            let _ = state.no_more_compiles.set(why.to_string());
+        }
+        // Fails only while the pool is being dropped: nothing to replace.
+        let _ = start_thread(&state);
+    }
+    true
 }

@@ -68,7 +68,15 @@ impl Doorbell {
         self.rings.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Wakes one waiting thread: one request needs one thread, and the
+    /// one woken serves every request of the queue it picks.
     pub fn ring(&self) {
+        *self.lock() += 1;
+        self.rung.notify_one();
+    }
+
+    /// Wakes every waiting thread (the pool is stopping).
+    pub fn ring_all(&self) {
         *self.lock() += 1;
         self.rung.notify_all();
     }
@@ -115,9 +123,11 @@ impl RequestQueue {
         }
     }
 
-    /// From now on, rings `bell` whenever a request becomes servable.
+    /// From now on, rings `bell` whenever a request becomes servable (a
+    /// queue belongs to one pool).
     pub fn attach(&self, bell: Arc<Doorbell>) {
-        let _ = self.doorbell.set(bell);
+        let attached = self.doorbell.set(bell).is_ok();
+        debug_assert!(attached, "a queue is attached to one pool");
         self.ring();
     }
 
@@ -131,10 +141,7 @@ impl RequestQueue {
     pub fn has_servable(&self) -> bool {
         let state = self.lock();
         let waited_only = state.filling > 0;
-        state
-            .queued
-            .iter()
-            .any(|q| !waited_only || q.request.done.is_some())
+        state.queued.iter().any(|q| servable(q, waited_only))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -285,6 +292,12 @@ impl RequestQueue {
 
 /// The request to serve next; with `waited_only`, only one a thread waits
 /// on.
+/// Whether `take_best` may take `q`: a request a thread waits on always,
+/// another unless a batch is filling (`waited_only`).
+fn servable(q: &Queued, waited_only: bool) -> bool {
+    q.request.done.is_some() || !waited_only
+}
+
 fn take_best(queued: &mut Vec<Queued>, waited_only: bool) -> Option<Taken> {
     if let Some(i) = queued.iter().position(|q| q.request.done.is_some()) {
         return Some(Taken {
@@ -292,7 +305,7 @@ fn take_best(queued: &mut Vec<Queued>, waited_only: bool) -> Option<Taken> {
             ahead_of: None,
         });
     }
-    if waited_only {
+    if !queued.iter().any(|q| servable(q, waited_only)) {
         return None;
     }
     // `queued` is in arrival order: the first of the highest wins.

@@ -124,7 +124,7 @@ pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
     }
     // `tierjit run` never waits for these threads: the process ends without
     // them (see `code::process`). An embedded module waits at drop
-    // (`stop_and_wait`).
+    // (`wait_for_threads`).
     if compilers == Compilers::Own {
         for _ in 0..shared.config.compiler.threads {
             compiler::spawn(shared);
@@ -144,10 +144,10 @@ pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
 /// board). Past it the module is dropped anyway, with a warning.
 const STOP_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Stops the background threads and waits until they have ended (see
-/// `tiering::threads`): what dropping an embedded module does.
-pub fn stop_and_wait(shared: &Shared) {
-    stop_background(shared);
+/// Waits until the module's threads (its profiler, its own compiler
+/// threads, pool threads serving it) have ended, after `stop_background`:
+/// what dropping an embedded module does (see `tiering::threads`).
+pub fn wait_for_threads(shared: &Shared) {
     let left = shared.threads.wait_all_ended(STOP_WAIT_LIMIT);
     if left > 0 {
         eprintln!(
@@ -208,9 +208,10 @@ fn request_now(shared: &Shared, function: FunctionId, loop_index: Option<usize>)
     }
 }
 
-/// Tells the background threads to stop, without waiting for them: the
-/// process is about to end (see `code::enter_job`), and a compile in flight
-/// is abandoned rather than awaited.
+/// Tells the background threads to stop, without waiting for them. At the
+/// end of `tierjit run` the process is about to end (see
+/// `code::enter_job`) and a compile in flight is abandoned; an embedded
+/// module's drop waits next (`wait_for_threads`).
 pub fn stop_background(shared: &Shared) {
     // Release: pairs with the Acquire loads in the background threads.
     shared.stop.store(true, Ordering::Release);

@@ -1,5 +1,5 @@
-//! The background threads of one module, counted so that the module can
-//! wait for them to end.
+//! The background threads of a module (and of an engine's compiler pool),
+//! counted so that the module (or pool) can wait for them to end.
 //!
 //! `tierjit run` never waits: the job's process ends with `_exit` and takes
 //! a compile in flight with it (see `code::process`). An embedded module is
@@ -9,11 +9,13 @@
 //! SIGSEGV in `PMDataManager::recordAvailableAnalysis` at exit). So
 //! dropping a module stops its threads and waits until each has ended.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-/// A module's background threads: how many are running, and their handles.
+/// Threads counted together (a module's, or a compiler pool's): how many
+/// are running, and their handles.
 #[derive(Default)]
 pub struct BackgroundThreads {
     state: Mutex<State>,
@@ -22,9 +24,12 @@ pub struct BackgroundThreads {
 
 #[derive(Default)]
 struct State {
-    /// Threads whose body has not returned yet.
+    /// Threads counted in whose body (or serving session) has not ended.
     running: usize,
     handles: Vec<JoinHandle<()>>,
+    /// Set once waited for: no thread may start any more (one a thread
+    /// that is ending would start, say, to replace itself).
+    closed: bool,
 }
 
 /// Threads that block for good (after LLVM's fatal error): never joined.
@@ -44,32 +49,61 @@ impl BackgroundThreads {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Counts one more thread in, unless they were waited for already.
+    fn count_in(self: &Arc<Self>) -> Option<Running> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        state.running += 1;
+        Some(Running(self.clone()))
+    }
+
     /// Starts tierjit thread `name` running `body`, counted until `body`
-    /// has returned (or panicked) and dropped what it captured.
+    /// has returned (or panicked) and dropped what it captured. Fails once
+    /// the threads were waited for (`wait_all_ended`).
     pub fn spawn(
         self: &Arc<Self>,
         name: String,
         body: impl FnOnce() + Send + 'static,
     ) -> std::io::Result<()> {
-        let token = Running(self.clone());
-        self.lock().running += 1;
+        let Some(token) = self.count_in() else {
+            return Err(std::io::Error::other("its module or pool is being dropped"));
+        };
         // Not under the lock: if the spawn fails, the closure and with it
         // the token are dropped here, which takes the lock.
         let handle = crate::code::spawn_tierjit_thread(name, move || {
-            RUNNING.with(|r| *r.borrow_mut() = Some(token));
+            push_token(token);
             body();
-            drop(RUNNING.with(|r| r.borrow_mut().take()));
+            // What `push_token` pushed, unless `park_this_thread` took it.
+            drop(RUNNING.with(|r| r.borrow_mut().pop()));
         })?;
-        self.lock().handles.push(handle);
+        let mut state = self.lock();
+        // Threads that ended are detached, so their stacks are freed
+        // (`tierjit run` never waits for its threads).
+        state.handles.retain(|h| !h.is_finished());
+        state.handles.push(handle);
         Ok(())
+    }
+
+    /// Counts the calling thread, which `spawn` did not start (a pool
+    /// thread serving a module), in until the guard is dropped; `None` once
+    /// the threads were waited for.
+    pub fn serving(self: &Arc<Self>) -> Option<Serving> {
+        push_token(self.count_in()?);
+        Some(Serving {
+            threads: self.clone(),
+        })
     }
 
     /// Waits until every thread has ended, or `limit` has passed; returns
     /// how many are still running. Threads that ended are joined, so none
     /// of their code (thread-local destructors included) runs afterwards.
+    /// No thread is counted in from now on.
     pub fn wait_all_ended(&self, limit: Duration) -> usize {
         let deadline = Instant::now() + limit;
         let mut state = self.lock();
+        state.closed = true;
         while state.running > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return state.running;
@@ -93,25 +127,8 @@ impl BackgroundThreads {
     }
 }
 
-/// Held by a running thread; counts it out when dropped.
+/// One count of a running thread; counts it out when dropped.
 struct Running(Arc<BackgroundThreads>);
-
-/// A thread of an engine's compiler pool serving this module: counted as
-/// running (the module's drop waits for it) until dropped.
-pub struct Serving {
-    _running: Running,
-}
-
-impl BackgroundThreads {
-    /// Counts the calling thread (not started here) in until the guard is
-    /// dropped.
-    pub fn serving(self: &Arc<Self>) -> Serving {
-        self.lock().running += 1;
-        Serving {
-            _running: Running(self.clone()),
-        }
-    }
-}
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -120,21 +137,46 @@ impl Drop for Running {
     }
 }
 
-thread_local! {
-    /// This thread's token, if `BackgroundThreads::spawn` started it.
-    /// Dropped when the body returns, or when the thread ends (a panic).
-    static RUNNING: std::cell::RefCell<Option<Running>> = const { std::cell::RefCell::new(None) };
+/// A pool thread serving a module (see `BackgroundThreads::serving`).
+pub struct Serving {
+    threads: Arc<BackgroundThreads>,
 }
 
-/// Counts this thread out for good: it blocks from now on and never runs
-/// LLVM again (a compiler thread after LLVM's fatal error), so neither its
-/// module nor a compiler pool waits for it or joins it.
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // Its count, unless `park_this_thread` took it already.
+        let token = RUNNING.with(|r| {
+            let mut tokens = r.borrow_mut();
+            let at = tokens
+                .iter()
+                .rposition(|t| Arc::ptr_eq(&t.0, &self.threads))?;
+            Some(tokens.remove(at))
+        });
+        drop(token);
+    }
+}
+
+thread_local! {
+    /// The counts this thread holds: its own (`spawn`), and that of the
+    /// module a pool thread serves (`serving`). Dropped when the thread
+    /// ends, a panic included.
+    static RUNNING: RefCell<Vec<Running>> = const { RefCell::new(Vec::new()) };
+}
+
+fn push_token(token: Running) {
+    RUNNING.with(|r| r.borrow_mut().push(token));
+}
+
+/// Counts this thread out everywhere for good: it blocks from now on and
+/// never runs LLVM again (a compiler thread after LLVM's fatal error), so
+/// neither its module nor a compiler pool waits for it or joins it.
 pub fn park_this_thread() {
     PARKED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(std::thread::current().id());
-    drop(RUNNING.with(|r| r.borrow_mut().take()));
+    let tokens = RUNNING.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    drop(tokens);
 }
 
 #[cfg(test)]
@@ -177,5 +219,33 @@ mod tests {
             .spawn("tierjit-test".into(), || panic!("on purpose"))
             .unwrap();
         assert_eq!(threads.wait_all_ended(Duration::from_secs(30)), 0);
+    }
+
+    #[test]
+    fn a_serving_thread_is_waited_for_unless_it_parks() {
+        let threads = Arc::new(BackgroundThreads::default());
+        let serving = threads.serving().unwrap();
+        assert_eq!(threads.wait_all_ended(Duration::from_millis(20)), 1);
+        drop(serving);
+        assert_eq!(threads.wait_all_ended(Duration::from_secs(30)), 0);
+
+        let threads = Arc::new(BackgroundThreads::default());
+        let (release, released) = mpsc::channel::<()>();
+        let module = threads.clone();
+        std::thread::spawn(move || {
+            let _serving = module.serving().unwrap();
+            park_this_thread();
+            let _ = released.recv();
+        });
+        assert_eq!(threads.wait_all_ended(Duration::from_secs(30)), 0);
+        drop(release);
+    }
+
+    #[test]
+    fn no_thread_starts_once_waited_for() {
+        let threads = Arc::new(BackgroundThreads::default());
+        assert_eq!(threads.wait_all_ended(Duration::ZERO), 0);
+        assert!(threads.spawn("tierjit-test".into(), || {}).is_err());
+        assert!(threads.serving().is_none());
     }
 }

@@ -14,6 +14,12 @@
 //! failed, starts a replacement compiler thread (unless it was superseded,
 //! and so already has one) and blocks for good (see `on_fatal_error`). The
 //! job keeps running on the code it has.
+//!
+//! A module of `tierjit run` has threads of its own (`Session::Dedicated`);
+//! an embedding engine's modules share the engine's threads, which serve
+//! one module at a time in short sessions (`Session::Pooled`, see
+//! `tiering::pool`), are never superseded, and are replaced by a pool
+//! thread after a fatal error.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -176,14 +182,19 @@ fn run(shared: Arc<Shared>, index: usize) {
     serve(&shared, index, Session::Dedicated);
 }
 
+/// Compiles a pool thread makes for one module before it looks at the
+/// other modules again.
+const POOLED_SESSION_COMPILES: u32 = 16;
+
 /// How long a compiler thread serves one module's queue.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Session {
     /// The module's own thread (`tierjit run`): until the queue closes.
     Dedicated,
     /// A thread of an engine's pool, shared with other modules: until the
-    /// queue has nothing to serve or `compiler.context_reuse` compiles are
-    /// done, then back to the pool to look at every module again. Its
+    /// queue has nothing to serve or `POOLED_SESSION_COMPILES` (at most
+    /// `compiler.context_reuse`) compiles are done, then back to the pool
+    /// to look at every module again. Its
     /// compiles are never superseded (the priority the roster lowers
     /// would stay low for other modules).
     Pooled,
@@ -231,7 +242,16 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
             return;
         }
     };
-    let reuse = shared.config.compiler.context_reuse;
+    let reuse = match session {
+        Session::Dedicated => shared.config.compiler.context_reuse,
+        // A module that keeps its queue full must not hold a shared thread
+        // for long: one session's compiles take a fraction of a second.
+        Session::Pooled => shared
+            .config
+            .compiler
+            .context_reuse
+            .min(POOLED_SESSION_COMPILES),
+    };
     let options = BuildOptions {
         opt_level: shared.config.compiler.opt_level,
         inline_limit: shared.config.compiler.inline_callee_max_instructions,

@@ -162,7 +162,8 @@ pub fn host_overrides() -> Vec<HostOverride> {
         HostOverride {
             job_name: "pthread_exit",
             symbol: "__tierjit_pthread_exit",
-            address: super::process::job_pthread_exit as extern "C" fn(*mut std::ffi::c_void) -> !
+            address: super::process::job_pthread_exit
+                as extern "C-unwind" fn(*mut std::ffi::c_void) -> !
                 as usize,
         },
         HostOverride {

@@ -43,6 +43,13 @@ static JOB_PID: AtomicI32 = AtomicI32::new(0);
 /// handlers: stops the background threads and prints the report.
 static SHUTDOWN: OnceLock<ShutdownHook> = OnceLock::new();
 
+extern "C-unwind" {
+    /// `pthread_exit`, declared as unwinding (it does, by forced unwinding;
+    /// the `libc` crate's binding says it does not).
+    #[link_name = "pthread_exit"]
+    fn pthread_exit_unwinding(value: *mut c_void) -> !;
+}
+
 extern "C" {
     /// glibc's `on_exit`: like `atexit`, but the handler gets the status.
     fn on_exit(handler: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
@@ -160,13 +167,15 @@ extern "C" fn in_child_after_fork() {
     }
 }
 
-/// The job's `pthread_exit` (see the module doc).
-pub extern "C" fn job_pthread_exit(value: *mut c_void) -> ! {
+/// The job's `pthread_exit` (see the module doc). `C-unwind`: on a job
+/// thread the unwinding pthread_exit starts passes through this frame,
+/// which holds nothing to drop (an `extern "C"` frame aborted it).
+pub extern "C-unwind" fn job_pthread_exit(value: *mut c_void) -> ! {
     // Relaxed: written by this very thread before the job's main ran.
     if thread_id() != JOB_MAIN_THREAD.load(Ordering::Relaxed) {
         // SAFETY: a job thread: its frames are the job's, the C library's
         // and `job_thread_start`'s, which pthread_exit unwinds.
-        unsafe { libc::pthread_exit(value) }
+        unsafe { pthread_exit_unwinding(value) }
     }
     // Acquire: pairs with the Release decrement of each ended thread.
     while LIVE_JOB_THREADS.load(Ordering::Acquire) > 0 {

@@ -1,2 +1,2 @@
--: /tmp/tierjit-frontend-flags-895/job.c \
-  /tmp/tierjit-frontend-flags-895/k.h
+-: /tmp/tierjit-frontend-flags-30671/job.c \
+  /tmp/tierjit-frontend-flags-30671/k.h

@@ -48,7 +48,13 @@ typedef struct tierjit_module tierjit_module;
 
 /* config_ron: text in the config-file format (see config.example.ron; the
  * fields given are layered over the defaults), or NULL for the defaults.
- * On failure: NULL, *error set. */
+ * On failure: NULL, *error set. A target.cpu or target.features other than
+ * the host's is checked once per process by a probe compile whose LLVM
+ * warnings are read from stderr: for those few milliseconds, what other
+ * threads write to stderr is lost. The first engine registers an atexit
+ * handler that stops every engine's compiler threads at exit (waiting for
+ * compiles in flight), so that LLVM's exit-time destructors never run
+ * under one. */
 tierjit_engine *tierjit_engine_new(const char *config_ron, char **error);
 
 /* A host function or object the modules may reference; checked before the

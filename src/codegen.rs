@@ -125,6 +125,17 @@ impl TargetSpec {
         {
             return Ok(());
         }
+        // Checked once per process: the check captures the process's
+        // stderr, which an embedding program may be writing to.
+        static VALID: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+        let key = (self.cpu.clone(), self.features.clone());
+        if VALID
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
         let (built, warnings) = crate::code::llvm_warnings_during(|| {
             let machine = self.machine(0)?;
             let context = inkwell::context::Context::create();
@@ -152,6 +163,7 @@ impl TargetSpec {
                 "target.features: LLVM knows no {arch} feature `{name}`"
             )));
         }
+        VALID.lock().unwrap_or_else(|p| p.into_inner()).push(key);
         Ok(())
     }
 

@@ -84,7 +84,10 @@ pub struct Engine {
 
 impl Engine {
     /// An engine with `config` (see `config.example.ron`). Initializes
-    /// LLVM for this host on first use.
+    /// LLVM for this host on first use. A `target.cpu` or `target.features`
+    /// other than the host's is checked once per process by a probe
+    /// compile whose LLVM warnings are read from stderr: for those few
+    /// milliseconds what other threads write to stderr is lost.
     pub fn new(config: Config) -> Result<Engine, Error> {
         runtime::init_process()?;
         let target = TargetSpec::resolve(&config.target)?;

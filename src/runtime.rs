@@ -532,6 +532,7 @@ pub(crate) fn load_tiered(
         reporting: std::sync::Mutex::new(()),
         compilers: Default::default(),
         threads: Default::default(),
+        profiler: Default::default(),
         compile_now,
     });
     if mode == Mode::Tiered {

@@ -1,7 +1,9 @@
 //! The C API's contract, checked by a C program (tests/c_api/api.c)
 //! compiled against include/tierjit.h and libtierjit.so: errors are
 //! returned as messages, embedder-defined symbols resolve, run_main
-//! returns main's result, and a job's exit ends the embedding process.
+//! returns main's result, a job's exit ends the embedding process (with
+//! its status, also while a compile is in flight), and a forked child
+//! frees what its parent loaded.
 //! (Skipped under .ci/test-aarch64, whose harness runs natively.)
 
 mod common;
@@ -31,19 +33,36 @@ fn modules() -> PathBuf {
     ] {
         std::fs::write(dir.join(name), text).unwrap();
     }
+    // Slow to compile at O3: 40 functions with a loop each, called by one.
+    let mut big = String::new();
+    for k in 0..40 {
+        big.push_str(&format!(
+            "static long step{k}(long x) {{ long s = 0; for (long i = 0; i < x; i++) s += (i ^ {k}) % 7; return s; }}\n"
+        ));
+    }
+    big.push_str("long kernel(long n) {\n  long sum = 0;\n");
+    for k in 0..40 {
+        big.push_str(&format!("  sum += step{k}(n);\n"));
+    }
+    big.push_str("  return sum;\n}\n");
+    std::fs::write(dir.join("big.c"), big).unwrap();
     dir
 }
 
 /// The program and its modules, made once for both tests (which run in
 /// parallel, and must not rewrite files the other is using).
 fn api(mode: &str) -> common::Run {
+    api_with(mode, &[])
+}
+
+fn api_with(mode: &str, extra: &[&str]) -> common::Run {
     static MADE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     let (exe, dir) = MADE.get_or_init(|| {
         let exe = build_c_embedder(&root().join("tests/c_api/api.c"), "c_api_program");
         (exe, modules())
     });
     let mut cmd = Command::new(exe);
-    cmd.arg(dir).arg(mode);
+    cmd.arg(dir).arg(mode).args(extra);
     run_with_limit(&mut cmd, job_limit())
 }
 
@@ -65,4 +84,35 @@ fn a_job_that_calls_exit_in_run_main_ends_the_process_with_its_status() {
     let run = api("exit");
     assert_eq!(run.status, Some(7), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.stdout, "bye\n");
+}
+
+#[test]
+fn exit_while_a_compile_is_in_flight_ends_the_process_with_the_jobs_status() {
+    if emulated() {
+        return;
+    }
+    // Nothing is freed, and another module's compile is in flight at a
+    // different point each run: libLLVM's exit-time destructors must not
+    // run under it (17% of such runs crashed before).
+    for delay_us in (0..16).map(|k| (k * 7000).to_string()) {
+        let run = api_with("exit-compiling", &[&delay_us]);
+        assert_eq!(
+            run.status,
+            Some(7),
+            "after {delay_us} us: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(run.stdout, "bye\n");
+    }
+}
+
+#[test]
+fn a_forked_child_frees_what_its_parent_loaded() {
+    if emulated() {
+        return;
+    }
+    let run = api("fork");
+    assert_eq!(run.status, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "child freed in time\nchild status 0\n");
 }

@@ -242,3 +242,23 @@ fn constructors_run_at_load_and_destructors_at_drop() {
         "the destructor ran once, at drop"
     );
 }
+
+#[test]
+fn a_long_profiler_interval_does_not_hold_up_a_drop() {
+    if emulated() {
+        return;
+    }
+    let mut config = Config::default();
+    config.profiler.interval_ms = 20_000;
+    let engine = Engine::new(config).unwrap();
+    let module = engine.load(write("interval.c", KERNEL)).unwrap();
+    // The profiler is asleep for its interval now.
+    std::thread::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    drop(module);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the drop waited {:?} for the profiler's interval",
+        start.elapsed()
+    );
+}

@@ -163,8 +163,7 @@ pub fn host_overrides() -> Vec<HostOverride> {
             job_name: "pthread_exit",
             symbol: "__tierjit_pthread_exit",
             address: super::process::job_pthread_exit
-                as extern "C-unwind" fn(*mut std::ffi::c_void) -> !
-                as usize,
+                as extern "C-unwind" fn(*mut std::ffi::c_void) -> ! as usize,
         },
         HostOverride {
             job_name: "pthread_atfork",

@@ -142,8 +142,13 @@ static CAPTURE_SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
 /// on stderr ("'x' is not a recognized processor for this target
 /// (ignoring processor)") and goes on with generic code, so this is how
 /// tierjit finds out. File descriptor 2 is pointed at a memory file for the
-/// duration: call it before other threads may write to stderr.
+/// duration: call it before other threads may write to stderr (an
+/// embedding program's threads lose what they write meanwhile). Captures
+/// are serialized: two overlapping ones would restore each other's file
+/// and leave stderr pointing at a memory file for good.
 pub fn llvm_warnings_during<T>(f: impl FnOnce() -> T) -> (T, String) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _capturing = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // SAFETY: plain file-descriptor calls on descriptors this function owns
     // (the memfd and the saved stderr); fd 2 is restored before returning.
     // A failure at any step runs `f` without capturing.

@@ -23,7 +23,7 @@ pub use llvm_errors::{
 pub use llvm_options::apply_llvm_options;
 pub use orc::{CodeAddress, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
-pub use process::enter_job;
+pub use process::{embedding_started, enter_job};
 pub use publish::sync_core_supported;
 pub use tables::{CounterTable, SlotTable};
 pub use threads::{current_os_thread, lower_priority, spawn_tierjit_thread};

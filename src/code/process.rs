@@ -31,7 +31,7 @@
 //!   the report; it exits with its own status.
 
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 type ShutdownHook = Box<dyn Fn() + Send + Sync>;
@@ -233,9 +233,10 @@ pub unsafe extern "C" fn __cxa_atexit(
     arg: *mut c_void,
     dso: *mut c_void,
 ) -> c_int {
-    // Relaxed: see `enter_job`; a registration racing the job's start is
-    // one libLLVM made while the job was still being prepared.
-    if JOB_PID.load(Ordering::Relaxed) != 0 && is_llvm(dso) {
+    // Relaxed: see `enter_job` and `embedding_started`; a registration
+    // racing either is one libLLVM made before compiler threads existed.
+    let compiling = JOB_PID.load(Ordering::Relaxed) != 0 || EMBEDDING.load(Ordering::Relaxed);
+    if compiling && is_llvm(dso) {
         return 0;
     }
     type CxaAtexit =
@@ -258,6 +259,33 @@ pub unsafe extern "C" fn __cxa_atexit(
         let next: CxaAtexit = std::mem::transmute(next);
         next(func, arg, dso)
     }
+}
+
+/// Set once an embedding engine exists (see `embedding_started`).
+static EMBEDDING: AtomicBool = AtomicBool::new(false);
+
+/// A program embeds tierjit (an engine was made): its compiler threads may
+/// be inside LLVM when the process exits, and libLLVM's exit-time
+/// destructors must not run under them. So `stop_compilers` is registered
+/// with `atexit` now, after the destructors libLLVM registered when it was
+/// loaded, and so runs before them: it stops every engine's compiler
+/// threads and waits for the compiles in flight. Destructors of LLVM's
+/// function-local statics, registered later (when a compile first uses
+/// one), would run before it: `__cxa_atexit` drops them from now on, where
+/// this library's definition is the one libLLVM calls (a C program linked
+/// with libtierjit.so; in a Rust program, the C library's is, and such a
+/// late registration stays: a compile in flight at exit may still meet
+/// one).
+pub fn embedding_started(stop_compilers: extern "C" fn()) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Relaxed: read by `__cxa_atexit`, which needs no ordering with
+        // anything else (see there).
+        EMBEDDING.store(true, Ordering::Relaxed);
+        // SAFETY: registers a plain function; libc calls it at most once,
+        // during `exit`.
+        unsafe { libc::atexit(stop_compilers) };
+    });
 }
 
 /// Whether `dso` (a `__dso_handle`) is libLLVM's.

@@ -57,6 +57,9 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 /// drop does, see `service::wait_for_threads`).
 const STOP_WAIT_LIMIT: Duration = Duration::from_secs(60);
 
+/// Every pool alive, for `stop_every_pool` at exit.
+static LIVE_POOLS: Mutex<Vec<Weak<PoolState>>> = Mutex::new(Vec::new());
+
 thread_local! {
     /// The pool this thread belongs to, if it is a pool thread.
     static POOL: RefCell<Option<Weak<PoolState>>> = const { RefCell::new(None) };
@@ -73,6 +76,12 @@ impl CompilerPool {
             threads: Arc::new(BackgroundThreads::default()),
             no_more_compiles: OnceLock::new(),
         });
+        {
+            let mut live = LIVE_POOLS.lock().unwrap_or_else(|p| p.into_inner());
+            live.retain(|p| p.strong_count() > 0);
+            live.push(Arc::downgrade(&state));
+        }
+        crate::code::embedding_started(stop_every_pool);
         for _ in 0..threads {
             if let Err(e) = start_thread(&state) {
                 eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
@@ -99,10 +108,7 @@ impl CompilerPool {
 
 impl Drop for CompilerPool {
     fn drop(&mut self) {
-        // Relaxed: the threads read it between sessions; the doorbell's
-        // lock, taken by the ring below, orders it before their next look.
-        self.state.stop.store(true, Ordering::Relaxed);
-        self.state.doorbell.ring_all();
+        self.state.stop();
         let left = self.state.threads.wait_all_ended(STOP_WAIT_LIMIT);
         if left > 0 {
             eprintln!(
@@ -114,7 +120,37 @@ impl Drop for CompilerPool {
     }
 }
 
+/// At the process's exit (registered by `code::embedding_started`):
+/// stops every pool and every module it serves, and waits for the
+/// compiles in flight, so that no compiler thread is inside LLVM when
+/// libLLVM's exit-time destructors run. The embedder may exit, or return
+/// from `main`, without dropping its modules.
+extern "C" fn stop_every_pool() {
+    let pools: Vec<Arc<PoolState>> = LIVE_POOLS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for pool in &pools {
+        for module in pool.lock_modules().iter().filter_map(Weak::upgrade) {
+            super::service::stop_background(&module);
+        }
+        pool.stop();
+    }
+    for pool in &pools {
+        pool.threads.wait_all_ended(STOP_WAIT_LIMIT);
+    }
+}
+
 impl PoolState {
+    fn stop(&self) {
+        // Relaxed: the threads read it between sessions; the doorbell's
+        // lock, taken by the ring below, orders it before their next look.
+        self.stop.store(true, Ordering::Relaxed);
+        self.doorbell.ring_all();
+    }
+
     fn lock_modules(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Shared>>> {
         self.modules.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -142,10 +178,13 @@ impl PoolState {
 fn start_thread(state: &Arc<PoolState>) -> std::io::Result<()> {
     let pool = Arc::downgrade(state);
     let s = state.clone();
-    state.threads.spawn("tierjit-pool".into(), move || {
-        POOL.with(|p| *p.borrow_mut() = Some(pool));
-        run(&s);
-    })
+    state
+        .threads
+        .spawn("tierjit-pool".into(), move || {
+            POOL.with(|p| *p.borrow_mut() = Some(pool));
+            run(&s);
+        })
+        .map(drop)
 }
 
 fn run(state: &PoolState) {

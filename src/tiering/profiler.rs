@@ -33,7 +33,13 @@ pub fn run(shared: Arc<Shared>) {
     let mut watched: Vec<FunctionId> = Vec::new();
     // Acquire: pairs with the Release store of `stop` at shutdown.
     while !shared.stop.load(Ordering::Acquire) {
-        std::thread::sleep(interval);
+        // Woken early by `stop_background`: a module's drop does not wait
+        // out a long interval.
+        std::thread::park_timeout(interval);
+        // Acquire: as above; a stopped module's counters are not read.
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
         let now = Instant::now();
         if shared.config.osr.enabled {
             report_transitions(&shared, &mut requested_at, &mut reported, now);

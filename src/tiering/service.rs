@@ -53,6 +53,8 @@ pub struct Shared {
     pub compilers: crate::tiering::roster::Roster,
     /// The profiler and compiler threads running, to wait for at drop.
     pub threads: Arc<BackgroundThreads>,
+    /// The profiler thread, once it runs (woken at stop).
+    pub profiler: std::sync::OnceLock<std::thread::Thread>,
     /// This module's hook for baseline code that waits for a compile
     /// (batch mode, forced OSR); removed when the module is dropped.
     pub compile_now: CompileNowRegistration,
@@ -134,6 +136,10 @@ pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
     let spawned = shared
         .threads
         .spawn("tierjit-profiler".into(), move || profiler::run(s));
+    // Set before anything can stop the module (its drop, the job's exit).
+    if let Ok(profiler) = &spawned {
+        let _ = shared.profiler.set(profiler.clone());
+    }
     if let Err(e) = spawned {
         eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
     }
@@ -215,6 +221,9 @@ fn request_now(shared: &Shared, function: FunctionId, loop_index: Option<usize>)
 pub fn stop_background(shared: &Shared) {
     // Release: pairs with the Acquire loads in the background threads.
     shared.stop.store(true, Ordering::Release);
+    if let Some(profiler) = shared.profiler.get() {
+        profiler.unpark();
+    }
     shared.requests.close();
     // A version published just now is reported before the process ends.
     // Bounded: in a forked child the lock may have been held by a compiler

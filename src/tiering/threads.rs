@@ -16,10 +16,22 @@ use std::time::{Duration, Instant};
 
 /// Threads counted together (a module's, or a compiler pool's): how many
 /// are running, and their handles.
-#[derive(Default)]
 pub struct BackgroundThreads {
     state: Mutex<State>,
     one_ended: Condvar,
+    /// The process the threads run in: a child forked from it has none of
+    /// them (only the forking thread is copied).
+    process: u32,
+}
+
+impl Default for BackgroundThreads {
+    fn default() -> BackgroundThreads {
+        BackgroundThreads {
+            state: Mutex::default(),
+            one_ended: Condvar::new(),
+            process: std::process::id(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -66,7 +78,7 @@ impl BackgroundThreads {
         self: &Arc<Self>,
         name: String,
         body: impl FnOnce() + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<std::thread::Thread> {
         let Some(token) = self.count_in() else {
             return Err(std::io::Error::other("its module or pool is being dropped"));
         };
@@ -78,12 +90,13 @@ impl BackgroundThreads {
             // What `push_token` pushed, unless `park_this_thread` took it.
             drop(RUNNING.with(|r| r.borrow_mut().pop()));
         })?;
+        let thread = handle.thread().clone();
         let mut state = self.lock();
         // Threads that ended are detached, so their stacks are freed
         // (`tierjit run` never waits for its threads).
         state.handles.retain(|h| !h.is_finished());
         state.handles.push(handle);
-        Ok(())
+        Ok(thread)
     }
 
     /// Counts the calling thread, which `spawn` did not start (a pool
@@ -104,6 +117,13 @@ impl BackgroundThreads {
         let deadline = Instant::now() + limit;
         let mut state = self.lock();
         state.closed = true;
+        if std::process::id() != self.process {
+            // A forked child: the threads, and whatever they held, are not
+            // here. Their handles name threads of the parent: neither
+            // joined nor detached.
+            std::mem::forget(std::mem::take(&mut state.handles));
+            return 0;
+        }
         while state.running > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return state.running;

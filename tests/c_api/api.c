@@ -3,12 +3,17 @@
 // the process's symbols; run_main returns main's result and the process
 // goes on, unless the job calls exit.
 //
-// Usage: api DIR MODE, where DIR holds the modules the test wrote and MODE
-// is "contract" (exit 0 when every check passes) or "exit" (runs a main
-// that calls exit(7)).
+// Usage: api DIR MODE [ARG], where DIR holds the modules the test wrote
+// and MODE is "contract" (exit 0 when every check passes), "exit" (runs a
+// main that calls exit(7)), "exit-compiling" (the same while another
+// module's compile is in flight, ARG microseconds after it got hot,
+// nothing freed) or "fork" (a child frees what its parent loaded).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tierjit.h"
 
@@ -33,8 +38,27 @@ static const char *in(const char *dir, const char *name) {
 /* The host function a module reaches through define_symbol. */
 static long host_scale(long x) { return x * 1000; }
 
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Loads big.c in `engine` and calls its kernel until it gets hot. */
+static tierjit_module *hot_big(tierjit_engine *engine, const char *dir) {
+  char *error = NULL;
+  tierjit_module *big = tierjit_module_load(engine, in(dir, "big.c"), &error);
+  if (!big) {
+    fprintf(stderr, "big.c: %s\n", error);
+    exit(1);
+  }
+  long (*kernel)(long) = (long (*)(long))tierjit_module_function(big, "kernel", &error);
+  for (int i = 0; i < 10; i++) kernel(10);
+  return big;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3) return 2;
+  if (argc < 3) return 2;
   const char *dir = argv[1];
   char *error = NULL;
 
@@ -50,6 +74,40 @@ int main(int argc, char **argv) {
   if (!engine) {
     fprintf(stderr, "engine: %s\n", error);
     return 1;
+  }
+
+  if (strcmp(argv[2], "exit-compiling") == 0 && argc == 4) {
+    tierjit_engine *busy =
+        tierjit_engine_new("(thresholds: (calls: 5), compiler: (threads: 2))", &error);
+    if (!busy) return 1;
+    hot_big(busy, dir);
+    usleep(atoi(argv[3]));
+    tierjit_module *m = tierjit_module_load(busy, in(dir, "exits.c"), &error);
+    if (!m) return 1;
+    char *args[] = {"exits", NULL};
+    tierjit_module_run_main(m, 1, args);
+    return 99; /* not reached */
+  }
+
+  if (strcmp(argv[2], "fork") == 0) {
+    tierjit_module *big = hot_big(engine, dir);
+    usleep(20000);
+    pid_t child = fork();
+    if (child == 0) {
+      /* The child has none of the parent's tierjit threads. */
+      double start = now();
+      tierjit_module_free(big);
+      tierjit_engine_free(engine);
+      printf("child freed in %s\n", now() - start < 5 ? "time" : "too long");
+      fflush(stdout);
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    tierjit_module_free(big);
+    tierjit_engine_free(engine);
+    printf("child status %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    return 0;
   }
 
   if (strcmp(argv[2], "exit") == 0) {

@@ -454,6 +454,18 @@ fn a_job_replacing_the_allocator_or_with_ifuncs_is_refused() {
 }
 
 #[test]
+fn symbol_names_that_are_not_utf8_are_refused() {
+    // It panicked before: tierjit keys its tables by name, as text.
+    let job = write(
+        "nonutf8.ll",
+        b"define i64 @\"bin\\FFary\"(i64 %x) {\n  ret i64 %x\n}\ndefine i32 @main() {\n  ret i32 0\n}\n",
+    );
+    for mode in ["baseline", "optimized", "tiered"] {
+        expect_error(&job, &["--mode", mode], &["not UTF-8"]);
+    }
+}
+
+#[test]
 fn code_tierjit_cannot_reproduce_is_refused() {
     // Kernel CFI checks a hash in front of every indirect call's target;
     // speculative load hardening crashed under calls through slots.

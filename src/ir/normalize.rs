@@ -244,6 +244,20 @@ pub fn check_supported(module: &Module<'_>, path: &Path) -> Result<(), Error> {
             what: format!("indirect function `{name}` (an ifunc, as `target_clones` makes)"),
         });
     }
+    // tierjit names functions and globals in its tables, events and
+    // versions by their names, as text.
+    let names = module
+        .get_functions()
+        .map(|f| f.get_name().to_bytes().to_vec())
+        .chain(module.get_globals().map(|g| g.get_name().to_bytes().to_vec()));
+    for name in names {
+        if std::str::from_utf8(&name).is_err() {
+            return Err(unsupported(format!(
+                "the symbol name `{}` is not UTF-8",
+                String::from_utf8_lossy(&name)
+            )));
+        }
+    }
     for function in module.get_functions() {
         let name = function.get_name().to_string_lossy();
         let local = matches!(function.get_linkage(), Linkage::Internal | Linkage::Private);

@@ -297,6 +297,8 @@ fixtures! {
     cg_profile => "cg_profile.ll",
     fork_pthread_exit => "fork_pthread_exit.c",
     promote_debug_info => "promote_debug_info.c",
+    pthread_exit_worker => "pthread_exit_worker.c",
+    aliases => "aliases.c",
 }
 
 #[test]

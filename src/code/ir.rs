@@ -285,6 +285,50 @@ pub fn ifunc_names(module: &inkwell::module::Module<'_>) -> Vec<String> {
     names
 }
 
+/// Replaces every use of an alias of `module` by its aliasee, which is
+/// the same address (a separate declaration would not be: LLVM folds
+/// `@alias == @aliasee` to false for two distinct globals). A version
+/// module defines no symbol the baseline object also defines, and an
+/// alias cannot be made available_externally; once its aliasee's body is
+/// dropped it would not verify ("Alias must point to a definition"). The
+/// C API cannot delete an alias, so each is left private and unused, aimed
+/// at one private byte, for the optimizer to drop.
+pub fn detach_aliases(module: &inkwell::module::Module<'_>) {
+    let m = module.as_mut_ptr();
+    // SAFETY: walks the module's alias list, collected first since the
+    // loop below adds a global; every value is live and of this module's
+    // context. An aliasee is a pointer constant, as the alias is (pointers
+    // are opaque), so every use stays well-typed; the alias keeps a
+    // definition as its aliasee, as the verifier requires.
+    unsafe {
+        use llvm_sys::core::*;
+        let mut aliases = Vec::new();
+        let mut alias = LLVMGetFirstGlobalAlias(m);
+        while !alias.is_null() {
+            aliases.push(alias);
+            alias = LLVMGetNextGlobalAlias(alias);
+        }
+        if aliases.is_empty() {
+            return;
+        }
+        let context = LLVMGetModuleContext(m);
+        let byte = LLVMInt8TypeInContext(context);
+        let target = LLVMAddGlobal(m, byte, c"tj.detached.alias.target".as_ptr());
+        LLVMSetInitializer(target, LLVMConstInt(byte, 0, 0));
+        LLVMSetLinkage(target, llvm_sys::LLVMLinkage::LLVMPrivateLinkage);
+        for alias in aliases {
+            LLVMReplaceAllUsesWith(alias, LLVMAliasGetAliasee(alias));
+            LLVMSetValueName2(
+                alias,
+                c"tj.detached.alias".as_ptr(),
+                "tj.detached.alias".len(),
+            );
+            LLVMAliasSetAliasee(alias, target);
+            LLVMSetLinkage(alias, llvm_sys::LLVMLinkage::LLVMPrivateLinkage);
+        }
+    }
+}
+
 /// Deletes a global variable from its module. Callers make sure nothing
 /// uses it any more.
 pub fn delete_global(global: inkwell::values::GlobalValue<'_>) {

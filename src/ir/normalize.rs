@@ -249,7 +249,11 @@ pub fn check_supported(module: &Module<'_>, path: &Path) -> Result<(), Error> {
     let names = module
         .get_functions()
         .map(|f| f.get_name().to_bytes().to_vec())
-        .chain(module.get_globals().map(|g| g.get_name().to_bytes().to_vec()));
+        .chain(
+            module
+                .get_globals()
+                .map(|g| g.get_name().to_bytes().to_vec()),
+        );
     for name in names {
         if std::str::from_utf8(&name).is_err() {
             return Err(unsupported(format!(

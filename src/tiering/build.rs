@@ -196,6 +196,10 @@ pub fn prepare_module<'ctx>(
         }
     }
 
+    // Aliases are the baseline's to define (after step 2, which would
+    // make the private target they are left aimed at available_externally).
+    crate::code::ir::detach_aliases(&module);
+
     // Step 2b: the profile. Metadata first: it finds branches by their
     // canonical block index, which promotion's block splits would shift.
     let mut speculation = Speculation::default();

@@ -60,7 +60,11 @@ tierjit_engine *tierjit_engine_new(const char *config_ron, char **error);
 /* A host function or object the modules may reference; checked before the
  * host process's own symbols. Applies to modules loaded afterwards; a
  * second definition of a name replaces the first. 0 on success; -1 and
- * *error set on failure (NULL engine or name, NULL address). */
+ * *error set on failure (NULL engine or name, NULL address, or a name
+ * tierjit defines for every module itself: atexit, at_quick_exit,
+ * pthread_create, pthread_exit, pthread_atfork, __dso_handle, __cxa_atexit,
+ * __tierjit_*). Loading a module that itself defines (non-static) a name
+ * defined here fails with an error naming it. */
 int tierjit_engine_define_symbol(tierjit_engine *engine, const char *name, void *address,
                                  char **error);
 

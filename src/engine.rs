@@ -103,7 +103,11 @@ impl Engine {
 
     /// Makes `name` resolve to `address` in modules loaded from now on (a
     /// host function or object they reference), before the host process's
-    /// own symbols. A later definition of the same name replaces it.
+    /// own symbols. A later definition of the same name replaces it. Names
+    /// tierjit defines for every module are refused (`atexit`,
+    /// `pthread_create` and the other functions it provides its own version
+    /// of, `__dso_handle`, `__tierjit_*`), and a module that itself defines
+    /// (not `static`) a name defined here is refused at load.
     pub fn define_symbol(&mut self, name: &str, address: *const ()) -> Result<(), Error> {
         if name.is_empty() || name.contains('\0') {
             return Err(Error::ConfigValue(format!(
@@ -113,6 +117,11 @@ impl Engine {
         if address.is_null() {
             return Err(Error::ConfigValue(format!(
                 "cannot define the symbol {name:?} at a null address"
+            )));
+        }
+        if runtime::reserved_symbol(name) {
+            return Err(Error::ConfigValue(format!(
+                "cannot define the symbol `{name}`: tierjit defines it for every module (its own version, or the JIT's)"
             )));
         }
         self.symbols.retain(|(n, _)| n != name);
@@ -137,6 +146,21 @@ impl Engine {
         set_code_attributes(&module, &self.target);
         runtime::bind_host_overrides(&module);
         let structors = structors::gather(&module);
+        if let Some((name, _)) = self.symbols.iter().find(|(name, _)| {
+            module
+                .get_function(name)
+                .is_some_and(|f| f.count_basic_blocks() > 0 && !is_local(f.as_global_value()))
+                || module
+                    .get_global(name)
+                    .is_some_and(|g| !g.is_declaration() && !is_local(g))
+        }) {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: format!(
+                    "the module defines `{name}`, which the embedder defined with define_symbol"
+                ),
+            });
+        }
         let module = make_shareable(&context, module, path, |name| {
             runtime::host_defines(&self.symbols, name)
         })?;
@@ -174,6 +198,14 @@ impl Engine {
         }
         Ok(module)
     }
+}
+
+/// Whether `global` is invisible outside its module.
+fn is_local(global: inkwell::values::GlobalValue<'_>) -> bool {
+    matches!(
+        global.get_linkage(),
+        inkwell::module::Linkage::Internal | inkwell::module::Linkage::Private
+    )
 }
 
 /// A loaded module: its code, counters and profiler thread.

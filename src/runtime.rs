@@ -249,6 +249,23 @@ fn override_symbols() -> Vec<(&'static str, usize)> {
         .collect()
 }
 
+/// Names an embedder may not define: those tierjit defines in every
+/// module's JIT (its versions of process-wide C library functions, the
+/// CPU model it shares with the process) and those ORC's LLJIT defines
+/// (`__dso_handle`, its `atexit` support).
+pub(crate) fn reserved_symbol(name: &str) -> bool {
+    const JIT_DEFINED: &[&str] = &["__dso_handle", "__cxa_atexit", "atexit"];
+    JIT_DEFINED.contains(&name)
+        || name.starts_with("__tierjit")
+        || name.starts_with("__lljit")
+        || code::host_overrides()
+            .iter()
+            .any(|o| o.job_name == name || o.symbol == name)
+        || code::static_runtime_symbols()
+            .iter()
+            .any(|(symbol, _)| *symbol == name)
+}
+
 /// Symbols an embedder defines for its modules (name, address), looked
 /// up before the host process's own.
 pub(crate) type HostSymbols = [(String, usize)];

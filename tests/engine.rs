@@ -163,7 +163,32 @@ fn an_engine_reports_what_it_cannot_do() {
     if emulated() {
         return;
     }
-    let engine = engine();
+    let mut engine = engine();
+    // Names tierjit or the JIT define for every module are refused (they
+    // made every later load fail before).
+    for reserved in [
+        "atexit",
+        "__dso_handle",
+        "pthread_create",
+        "__tierjit_atexit",
+    ] {
+        assert!(
+            matches!(
+                engine.define_symbol(reserved, host_note as *const ()),
+                Err(Error::ConfigValue(m)) if m.contains(reserved)
+            ),
+            "{reserved} accepted"
+        );
+    }
+    // A module defining a name the embedder defined is refused, by name.
+    engine
+        .define_symbol("answer", host_note as *const ())
+        .unwrap();
+    assert!(matches!(
+        engine.load(write("collides.c", KERNEL)),
+        Err(Error::Unsupported { what, .. }) if what.contains("`answer`")
+    ));
+    let engine = self::engine();
     let module = engine.load(write("errors.c", KERNEL)).unwrap();
     // A static function is found by its C name; a missing one is an error.
     assert!(module.function("weight").is_ok());

@@ -1,2 +1,2 @@
--: /tmp/tierjit-frontend-flags-30671/job.c \
-  /tmp/tierjit-frontend-flags-30671/k.h
+-: /tmp/tierjit-frontend-flags-25696/job.c \
+  /tmp/tierjit-frontend-flags-25696/k.h

@@ -257,3 +257,45 @@ fn a_drop_waits_for_the_compile_in_flight() {
     drop(engine);
     assert_eq!(tierjit_threads(), 0);
 }
+
+/// Voluntary context switches of the thread named `prefix` (each sleep of
+/// the profiler is one).
+fn wakeups_of(prefix: &str) -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            let status = std::fs::read_to_string(path.join("status")).ok()?;
+            let line = status
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+#[test]
+fn an_idle_modules_profiler_backs_off() {
+    if emulated() {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let engine = engine(1);
+    let module = load(&engine);
+    assert_eq!(settled_count("tierjit-profile", 1), 1);
+    // Nothing calls the module: after 100 ms of quiet the profiler looks
+    // every 16 ms, not every 1 ms (about 500 wakeups in this half second).
+    std::thread::sleep(Duration::from_millis(200));
+    let before = wakeups_of("tierjit-profile");
+    std::thread::sleep(Duration::from_millis(500));
+    let woke = wakeups_of("tierjit-profile") - before;
+    assert!(woke < 60, "the idle profiler woke {woke} times in 500 ms");
+    // A call brings it back to every interval: it sees the kernel get hot.
+    tier_up(&module);
+    drop(module);
+    drop(engine);
+}

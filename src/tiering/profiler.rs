@@ -12,6 +12,35 @@ use super::CompileRequest;
 use crate::ids::{FunctionId, LoopId};
 use crate::versions::{TierUpState, Unit};
 
+/// How long baseline code must count nothing before the profiler looks
+/// less often: longer than a pause the profiler must not miss the end of
+/// (a job thread waiting for a batch-mode compile).
+const QUIET_BEFORE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Factor of `profiler.interval_ms` the profiler sleeps once baseline code
+/// has counted nothing for `quiet` (a job running only optimized code, an
+/// idle embedded module: 200 modules polling every millisecond took 1.5
+/// cores doing nothing). The first count seen brings it back to 1.
+fn quiet_backoff(quiet: Duration) -> u32 {
+    if quiet < QUIET_BEFORE_BACKOFF {
+        1
+    } else {
+        16
+    }
+}
+
+/// Calls and back-edges baseline code has counted in all.
+fn baseline_events(shared: &Shared) -> u64 {
+    shared
+        .layout
+        .function_ids()
+        .map(|f| {
+            let (calls, backedges) = shared.function_counts(f);
+            calls.wrapping_add(backedges)
+        })
+        .fold(0, u64::wrapping_add)
+}
+
 pub fn run(shared: Arc<Shared>) {
     let interval = Duration::from_millis(shared.config.profiler.interval_ms);
     let layout = &shared.layout;
@@ -31,15 +60,23 @@ pub fn run(shared: Arc<Shared>) {
     let mut reported: Vec<bool> = vec![false; layout.loop_count];
     // Functions whose installed version may have speculated.
     let mut watched: Vec<FunctionId> = Vec::new();
+    // Since when baseline code has counted nothing, and what it had
+    // counted by the last tick.
+    let (mut quiet_since, mut last_events) = (Instant::now(), 0u64);
     // Acquire: pairs with the Release store of `stop` at shutdown.
     while !shared.stop.load(Ordering::Acquire) {
         // Woken early by `stop_background`: a module's drop does not wait
         // out a long interval.
-        std::thread::park_timeout(interval);
+        std::thread::park_timeout(interval * quiet_backoff(quiet_since.elapsed()));
         // Acquire: as above; a stopped module's counters are not read.
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
+        let events = baseline_events(&shared);
+        if events != last_events {
+            quiet_since = Instant::now();
+        }
+        last_events = events;
         let now = Instant::now();
         if shared.config.osr.enabled {
             report_transitions(&shared, &mut requested_at, &mut reported, now);

@@ -159,7 +159,7 @@ pub fn on_fatal_error(reason: &str) -> bool {
     // while the replacement is starting LLVM.
     let superseded = worker.shared.compilers.leave(worker.index);
     // A superseded thread already has its replacement.
-    if !super::pool::replace_this_thread(past_limit, &why) && !superseded {
+    if !super::threads::start_replacement(past_limit, &why) && !superseded {
         if !past_limit {
             spawn(&worker.shared);
         } else if !worker.shared.stop.load(Ordering::Relaxed) {
@@ -613,7 +613,7 @@ fn fail(shared: &Shared, request: &CompileRequest, error: &Error) {
     );
 }
 
-/// A pool that compiles no more (see `pool::replace_this_thread`): answers
+/// A pool that compiles no more (see `pool::replace_pool_thread`): answers
 /// the requests queued for `shared` with `why`.
 pub fn fail_queued(shared: &Shared, why: &str) {
     answer_with_failures(shared, &Error::Codegen(why.to_string()), Session::Pooled);

@@ -12,7 +12,7 @@
 //! module's own thread does, and a new pool thread takes its place; after
 //! `compiler::MAX_FATAL_ERRORS` of them in the process, the pool answers
 //! every request with a failure instead of compiling (see
-//! `replace_this_thread`).
+//! `replace_pool_thread`).
 //!
 //! Lifetimes: the pool holds its modules weakly. A thread counts itself
 //! in with the module it picks (`BackgroundThreads::serving`) under the
@@ -24,7 +24,6 @@
 //! joins the threads. Lock order: the pool's modules, then a module's
 //! queue, then the doorbell.
 
-use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -59,11 +58,6 @@ const STOP_WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 /// Every pool alive, for `stop_every_pool` at exit.
 static LIVE_POOLS: Mutex<Vec<Weak<PoolState>>> = Mutex::new(Vec::new());
-
-thread_local! {
-    /// The pool this thread belongs to, if it is a pool thread.
-    static POOL: RefCell<Option<Weak<PoolState>>> = const { RefCell::new(None) };
-}
 
 impl CompilerPool {
     /// Starts `threads` compiler threads (fewer, with a warning, if the
@@ -181,7 +175,9 @@ fn start_thread(state: &Arc<PoolState>) -> std::io::Result<()> {
     state
         .threads
         .spawn("tierjit-pool".into(), move || {
-            POOL.with(|p| *p.borrow_mut() = Some(pool));
+            super::threads::on_park_start_replacement(Box::new(move |past_limit, why| {
+                replace_pool_thread(&pool, past_limit, why)
+            }));
             run(&s);
         })
         .map(drop)
@@ -217,14 +213,11 @@ fn run(state: &PoolState) {
     }
 }
 
-/// Called on a compiler thread that met an LLVM fatal error and will block
-/// for good: if it is a pool thread, starts another in its place (or,
+/// A pool thread met an LLVM fatal error and will block for good (see
+/// `threads::start_replacement`): starts another in its place (or,
 /// `past_limit`, one that answers every request with `why` instead of
-/// compiling) and returns true; false if it is not a pool thread.
-pub fn replace_this_thread(past_limit: bool, why: &str) -> bool {
-    let Some(pool) = POOL.with(|p| p.borrow().clone()) else {
-        return false;
-    };
+/// compiling).
+fn replace_pool_thread(pool: &Weak<PoolState>, past_limit: bool, why: &str) {
     if let Some(state) = pool.upgrade() {
         if past_limit {
             let _ = state.no_more_compiles.set(why.to_string());
@@ -232,5 +225,4 @@ pub fn replace_this_thread(past_limit: bool, why: &str) -> bool {
         // Fails only while the pool is being dropped: nothing to replace.
         let _ = start_thread(&state);
     }
-    true
 }

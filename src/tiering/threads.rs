@@ -183,6 +183,35 @@ thread_local! {
     static RUNNING: RefCell<Vec<Running>> = const { RefCell::new(Vec::new()) };
 }
 
+/// What replaces a thread that blocks for good: given whether no more
+/// compiles should be made and why.
+type Replacement = Box<dyn Fn(bool, &str)>;
+
+thread_local! {
+    /// Set by a thread whose owner replaces it itself (a compiler pool's).
+    static REPLACEMENT: RefCell<Option<Replacement>> = const { RefCell::new(None) };
+}
+
+/// From now on, if this thread must block for good, `replace` starts its
+/// replacement (see `start_replacement`).
+pub fn on_park_start_replacement(replace: Replacement) {
+    REPLACEMENT.with(|r| *r.borrow_mut() = Some(replace));
+}
+
+/// Starts this thread's replacement if its owner gave one (returns true),
+/// before it blocks for good; `past_limit` and `why` as for LLVM's fatal
+/// errors (see `compiler::on_fatal_error`).
+pub fn start_replacement(past_limit: bool, why: &str) -> bool {
+    let replace = REPLACEMENT.with(|r| r.borrow_mut().take());
+    match replace {
+        Some(replace) => {
+            replace(past_limit, why);
+            true
+        }
+        None => false,
+    }
+}
+
 fn push_token(token: Running) {
     RUNNING.with(|r| r.borrow_mut().push(token));
 }

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{build_c_embedder, emulated, job_limit, root, run_with_limit, scratch};
+use common::{
+    build_c_embedder, emulated, job_limit, root, run_with_limit, scratch, slow_kernel_source,
+};
 
 fn modules() -> PathBuf {
     let dir = scratch().join("c_api_modules");
@@ -34,18 +36,7 @@ fn modules() -> PathBuf {
         std::fs::write(dir.join(name), text).unwrap();
     }
     // Slow to compile at O3: 40 functions with a loop each, called by one.
-    let mut big = String::new();
-    for k in 0..40 {
-        big.push_str(&format!(
-            "static long step{k}(long x) {{ long s = 0; for (long i = 0; i < x; i++) s += (i ^ {k}) % 7; return s; }}\n"
-        ));
-    }
-    big.push_str("long kernel(long n) {\n  long sum = 0;\n");
-    for k in 0..40 {
-        big.push_str(&format!("  sum += step{k}(n);\n"));
-    }
-    big.push_str("  return sum;\n}\n");
-    std::fs::write(dir.join("big.c"), big).unwrap();
+    std::fs::write(dir.join("big.c"), slow_kernel_source("kernel")).unwrap();
     dir
 }
 

@@ -10,35 +10,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{emulated, scratch};
+use common::{emulated, scratch, slow_kernel_source};
 use tierjit::engine::{Engine, JitModule};
 use tierjit::versions::Tier;
 use tierjit::Config;
-
-/// `long NAME(long)`, big enough that its O3 compile takes a while (many
-/// functions, each with a loop), so a drop soon after the first calls
-/// meets a compile in flight.
-pub fn kernel_source(name: &str) -> String {
-    let mut text = String::new();
-    for k in 0..40 {
-        text.push_str(&format!(
-            "static long step{k}(long x) {{ long s = 0; for (long i = 0; i < x; i++) s += (i ^ {k}) % 7; return s; }}\n"
-        ));
-    }
-    text.push_str(&format!("long {name}(long n) {{\n  long sum = 0;\n"));
-    for k in 0..40 {
-        text.push_str(&format!("  sum += step{k}(n);\n"));
-    }
-    text.push_str("  return sum;\n}\n");
-    text
-}
 
 type Kernel = extern "C" fn(i64) -> i64;
 
 fn load_named(engine: &Engine, name: &str) -> JitModule {
     let path = scratch().join(format!("lifetime-{name}.c"));
     if !path.exists() {
-        std::fs::write(&path, kernel_source(name)).unwrap();
+        std::fs::write(&path, slow_kernel_source(name)).unwrap();
     }
     engine.load(&path).expect("load")
 }

@@ -472,3 +472,21 @@ pub fn stats_row(stderr: &str, function: &str) -> Option<(String, u64, u64)> {
         ))
     })
 }
+
+/// `long NAME(long)`, big enough that its O3 compile takes a while (many
+/// functions, each with a loop), so a drop soon after the first calls
+/// meets a compile in flight.
+pub fn slow_kernel_source(name: &str) -> String {
+    let mut text = String::new();
+    for k in 0..40 {
+        text.push_str(&format!(
+            "static long step{k}(long x) {{ long s = 0; for (long i = 0; i < x; i++) s += (i ^ {k}) % 7; return s; }}\n"
+        ));
+    }
+    text.push_str(&format!("long {name}(long n) {{\n  long sum = 0;\n"));
+    for k in 0..40 {
+        text.push_str(&format!("  sum += step{k}(n);\n"));
+    }
+    text.push_str("  return sum;\n}\n");
+    text
+}

@@ -175,6 +175,7 @@ impl Engine {
                 mode: Mode::Tiered,
                 host_symbols: &self.symbols,
                 compilers: service::Compilers::Pool,
+                callers: runtime::Callers::AnyThread,
             },
         )?;
         let ctors = structors

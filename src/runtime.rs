@@ -414,6 +414,7 @@ fn run_tiered(
             mode: options.mode,
             host_symbols: &[],
             compilers: service::Compilers::Own,
+            callers: Callers::Job,
         },
     )?;
     let hook_shared = shared.clone();
@@ -449,6 +450,20 @@ pub(crate) struct LoadOptions<'a> {
     /// Definitions ahead of the host process's symbols.
     pub host_symbols: &'a HostSymbols,
     pub compilers: service::Compilers,
+    pub callers: Callers,
+}
+
+/// Which threads may run a module's code, which decides whether its
+/// counters get a copy per CPU (see `code::shards`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Callers {
+    /// The job's own threads (`tierjit run`): copies only if the job can
+    /// start threads (see `ir::threads::may_start_threads`), since computing
+    /// a copy's address costs single-threaded call-bound code a few
+    /// percent.
+    Job,
+    /// Any thread of an embedding program.
+    AnyThread,
 }
 
 /// Instruments `module` (canonical, shareable), loads its baseline code
@@ -466,6 +481,7 @@ pub(crate) fn load_tiered(
         mode,
         host_symbols: extra,
         compilers,
+        callers,
     } = *options;
     check_externals(&module, job, extra)?;
     let faults = Faults::from_env()?;
@@ -473,7 +489,18 @@ pub(crate) fn load_tiered(
     let canonical_bitcode = module.write_bitcode_to_memory().as_slice().to_vec();
     let slots = SlotTable::new(layout.functions.len());
     let osr_slots = SlotTable::new(layout.loop_count);
-    let counters = CounterTable::new(layout.counter_table_len());
+    // Batch mode tiers a function up at exactly its `thresholds.calls`-th
+    // call, and `osr.force` moves a frame at a fixed back-edge: both need
+    // the count itself, not one CPU's share of it, so their counters are
+    // not split per CPU (see `code::shards`).
+    let exact_counts = !config.compiler.background || config.osr.force;
+    let threaded = callers == Callers::AnyThread || crate::ir::threads::may_start_threads(&module);
+    let sharding = if exact_counts || !threaded {
+        None
+    } else {
+        code::process_sharding()
+    };
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), sharding);
 
     let compile_start = Instant::now();
     let baseline = copy_module(&module, job)?;

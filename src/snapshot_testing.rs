@@ -89,3 +89,13 @@ fn addresses_are_masked_but_small_numbers_stay() {
         "i64 ADDR, i64 16, i8 7"
     );
 }
+
+/// The sharding snapshots are taken with, whatever this machine's: four
+/// copies, the CPU number at thread pointer + 8, read the portable way
+/// (through `llvm.thread.pointer`, see `code::shards`), so that snapshots
+/// are the same on x86-64 and AArch64.
+pub const SNAPSHOT_SHARDING: Option<crate::code::Sharding> = Some(crate::code::Sharding {
+    cpu_field: 8,
+    shards: 4,
+    fs_segment: false,
+});

@@ -433,3 +433,72 @@ int main(void) {
     assert!(failed < other, "{}", run.stderr);
     assert!(!run.stderr.contains("LLVM ERROR"), "{}", run.stderr);
 }
+
+/// Two threads that each call `work` N times: with a copy of the counters
+/// per CPU, baseline code counts (nearly) every call even though both
+/// threads count the same function at once, and tiered mode still tiers
+/// `work` up from those counts. (With one shared copy, racing increments
+/// from two cores lose a large share of the calls.)
+const THREADED_CALLS: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#define N 3000000
+unsigned work(unsigned x) { x ^= x << 13; x ^= x >> 17; x ^= x << 5; return x; }
+static void *run(void *arg) {
+  unsigned v = (unsigned)(unsigned long)arg;
+  for (int i = 0; i < N; i++) v = work(v);
+  return (void *)(unsigned long)v;
+}
+int main(void) {
+  pthread_t t[2];
+  for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, run, (void *)(i + 1));
+  unsigned long sum = 0;
+  for (int i = 0; i < 2; i++) { void *r; pthread_join(t[i], &r); sum += (unsigned long)r; }
+  printf("%lu %d\n", sum, 2 * N);
+  return 0;
+}
+"#;
+
+#[test]
+fn threads_count_into_their_cpus_copies() {
+    let path = job("threaded_calls.c", THREADED_CALLS);
+    let baseline = run_tierjit(&path, &["--mode", "baseline", "--stats"], &[]);
+    assert_eq!(baseline.status, Some(0), "{}", baseline.stderr);
+    let total: u64 = baseline
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, counted, _) = stats_row(&baseline.stderr, "work").expect("work in --stats");
+    if baseline.stderr.contains("counters: one copy per CPU") {
+        // Threads on one CPU lose a count only when preempted in the middle
+        // of an increment.
+        assert!(
+            counted * 100 >= total * 99,
+            "{counted} of {total} calls counted:\n{}",
+            baseline.stderr
+        );
+    } else {
+        // No rseq here (QEMU's user mode, an old C library): one copy.
+        assert!(
+            baseline.stderr.contains("counters: one copy\n"),
+            "{}",
+            baseline.stderr
+        );
+        assert!(counted > 0 && counted <= total);
+    }
+    let tiered = run_tierjit(
+        &path,
+        &["--stats", "--events", "--set", "thresholds.calls=1000"],
+        &[],
+    );
+    assert_eq!(tiered.status, Some(0), "{}", tiered.stderr);
+    assert_eq!(tiered.stdout, baseline.stdout);
+    assert!(
+        installed_tierups(&tiered.stderr).contains(&"work".to_string()),
+        "{}",
+        tiered.stderr
+    );
+}

@@ -27,7 +27,7 @@ use inkwell::{AtomicOrdering, IntPredicate};
 use llvm_sys::LLVMTailCallKind;
 
 use super::probes::{emit_argument_samples, emit_site_probes, find_sites, Probes};
-use crate::code::{CounterTable, SlotTable};
+use crate::code::{CounterAddress, CounterTable, SlotTable};
 use crate::error::Error;
 use crate::ids::{FunctionId, LoopId};
 use crate::ir::edit::{
@@ -285,9 +285,9 @@ fn ends_in_branch_to<'ctx>(block: BasicBlock<'ctx>, target: BasicBlock<'ctx>) ->
 /// a compare, which cost GEMM's innermost loop about 6%). A window rather
 /// than a single residue lets each of up to that many threads racing on
 /// one counter still see polling values; the first back-edge (count 1)
-/// always polls, which forced OSR relies on. The count is the loop's total
-/// over the whole run, so a frame in it reaches a poll within 256 of its
-/// iterations.
+/// always polls, which forced OSR relies on. The count is the loop's count
+/// on the CPU the frame runs on (one copy per CPU, see `code::shards`), so
+/// a frame in it reaches a poll within 256 of its iterations.
 ///
 /// A loop containing other loops polls on every back-edge instead: an
 /// iteration runs its inner loops, so one load per iteration costs little,
@@ -334,7 +334,7 @@ struct OsrCheck<'a, 'ctx> {
     cont_type: FunctionType<'ctx>,
     global_id: LoopId,
     /// Address of the loop's transition counter.
-    transitions: usize,
+    transitions: CounterAddress,
     /// Poll on every back-edge (see `OSR_POLL_WINDOW`).
     every_backedge: bool,
 }

@@ -13,7 +13,7 @@ use inkwell::context::Context;
 use super::{instrument, OsrEntries, Probes};
 use crate::code::{CounterTable, SlotTable};
 use crate::ir::layout::JobLayout;
-use crate::snapshot_testing::{assert_snapshot, canonical, without_addresses};
+use crate::snapshot_testing::{assert_snapshot, canonical, without_addresses, SNAPSHOT_SHARDING};
 
 const SNAPSHOTS: &str = "src/baseline/snapshots";
 
@@ -62,7 +62,7 @@ fn instrumented(source: &str, probes: Option<Probes>) -> String {
     let layout = JobLayout::of(&module);
     let slots = SlotTable::new(layout.functions.len());
     let osr_slots = SlotTable::new(layout.loop_count);
-    let counters = CounterTable::new(layout.counter_table_len());
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
     let osr = Some(OsrEntries {
         slots: &osr_slots,
         force_hook: None,

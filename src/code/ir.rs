@@ -411,3 +411,37 @@ pub fn link_into(
     }
     Ok(())
 }
+
+/// `llvm.thread.pointer()` at the builder's position: the thread pointer
+/// (`%fs` base on x86-64, `TPIDR_EL0` on AArch64), which the C library's
+/// per-thread data is found from.
+pub fn thread_pointer<'ctx>(
+    builder: &inkwell::builder::Builder<'ctx>,
+) -> Option<inkwell::values::PointerValue<'ctx>> {
+    let function = builder.get_insert_block()?.get_parent()?;
+    let name = "llvm.thread.pointer";
+    // SAFETY: the function is live, so its module is; the intrinsic takes
+    // no overloaded types (null, 0) and no arguments, and returns a
+    // pointer, as PointerValue requires; the builder is positioned in a
+    // block of that module.
+    unsafe {
+        let id = llvm_sys::core::LLVMLookupIntrinsicID(name.as_ptr().cast(), name.len());
+        if id == 0 {
+            return None;
+        }
+        let module = llvm_sys::core::LLVMGetGlobalParent(function.as_value_ref());
+        let declaration =
+            llvm_sys::core::LLVMGetIntrinsicDeclaration(module, id, std::ptr::null_mut(), 0);
+        let context = llvm_sys::core::LLVMGetModuleContext(module);
+        let ty = llvm_sys::core::LLVMIntrinsicGetType(context, id, std::ptr::null_mut(), 0);
+        let call = llvm_sys::core::LLVMBuildCall2(
+            builder.as_mut_ptr(),
+            ty,
+            declaration,
+            std::ptr::null_mut(),
+            0,
+            c"tj.tp".as_ptr(),
+        );
+        Some(inkwell::values::PointerValue::new(call))
+    }
+}

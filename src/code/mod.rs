@@ -10,6 +10,7 @@ mod orc;
 mod probes;
 mod process;
 mod publish;
+mod shards;
 mod tables;
 mod threads;
 
@@ -25,5 +26,8 @@ pub use orc::{CodeAddress, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::{embedding_started, enter_job};
 pub use publish::sync_core_supported;
-pub use tables::{CounterTable, SlotTable};
+pub use shards::process_sharding;
+#[cfg(test)]
+pub use shards::Sharding;
+pub use tables::{CounterAddress, CounterTable, SlotTable};
 pub use threads::{current_os_thread, lower_priority, spawn_tierjit_thread};

@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 
 use super::orc::CodeAddress;
 use super::publish::CodeSync;
+use super::shards::Sharding;
 use crate::ids::CounterId;
 
 /// One code pointer per job function. A slot always holds the address of a
@@ -91,41 +92,138 @@ impl SlotTable {
     }
 }
 
-/// Event counters (function entries, loop back-edges) written by baseline
-/// code with unordered atomic load/add/store: cheap, racy between job
-/// threads (an increment may be lost), but never torn and never UB. Also
-/// the guard counters of one optimized version (see `profile::Speculation`):
+/// Words per cache-line pair: each CPU's copy of a table starts on its own
+/// 128-byte boundary, so two copies never share a line, nor a pair of lines
+/// the spatial prefetcher of x86 cores fetches together.
+const LINE_WORDS: usize = 16;
+
+#[repr(align(128))]
+#[derive(Debug)]
+struct Line([AtomicU64; LINE_WORDS]);
+
+/// Where generated code finds a counter: `base` is its word in the first
+/// CPU's copy; with sharding, the code adds its CPU's copy number times the
+/// stride (see `shards`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterAddress {
+    pub base: usize,
+    pub sharding: Option<ShardStep>,
+}
+
+/// What generated code computes a copy's address from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardStep {
+    /// Offset of the u32 holding the current CPU from the thread pointer.
+    pub cpu_field: i64,
+    /// Read it as `%fs:cpu_field` (see `Sharding::fs_segment`).
+    pub fs_segment: bool,
+    /// `shards - 1`: the CPU number is masked with it.
+    pub mask: u64,
+    /// Bytes from one copy to the next, as a power of two: a shift costs
+    /// baseline code less than a multiply, on every counted call.
+    pub stride_log2: u32,
+}
+
+/// Event counters (function entries, loop back-edges, branch edges, value
+/// tables) written by baseline code with unordered atomic load/add/store:
+/// cheap, never torn and never UB; racing increments may be lost. Also the
+/// guard counters of one optimized version (see `profile::Speculation`):
 /// `Id` is the id type that indexes it (`CounterId` for the job's table,
 /// `GuardSlot` for a version's), so neither is read with the other's ids.
+///
+/// One copy per CPU (see `shards`): a counter's value is the sum of its
+/// copies.
 #[derive(Debug)]
 pub struct CounterTable<Id = CounterId> {
-    counters: Box<[AtomicU64]>,
+    lines: Box<[Line]>,
+    /// Counters per copy.
+    len: usize,
+    /// Words from one copy to the next (a multiple of `LINE_WORDS`; a power
+    /// of two when there are several copies).
+    copy_words: usize,
+    sharding: Option<Sharding>,
     id: PhantomData<fn(Id)>,
 }
 
 impl<Id: Into<usize>> CounterTable<Id> {
+    /// A table sharded as this process's CPUs allow.
     pub fn new(len: usize) -> CounterTable<Id> {
+        CounterTable::with_sharding(len, super::shards::process_sharding())
+    }
+
+    pub fn with_sharding(len: usize, sharding: Option<Sharding>) -> CounterTable<Id> {
+        let mut copy_words = len.max(1).div_ceil(LINE_WORDS) * LINE_WORDS;
+        if sharding.is_some() {
+            copy_words = copy_words.next_power_of_two();
+        }
+        let copies = sharding.map_or(1, |s| s.shards);
+        let lines = (0..copies * copy_words / LINE_WORDS)
+            .map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0))))
+            .collect();
         CounterTable {
-            counters: (0..len).map(|_| AtomicU64::new(0)).collect(),
+            lines,
+            len,
+            copy_words,
+            sharding,
             id: PhantomData,
         }
     }
 
-    pub fn address_of(&self, counter: Id) -> usize {
-        &self.counters[counter.into()] as *const AtomicU64 as usize
+    /// How this table's copies are laid out, for a table that goes with it.
+    pub fn sharding(&self) -> Option<Sharding> {
+        self.sharding
     }
 
+    /// Copies of each counter.
+    pub fn copies(&self) -> usize {
+        self.sharding.map_or(1, |s| s.shards)
+    }
+
+    fn word(&self, copy: usize, counter: usize) -> &AtomicU64 {
+        assert!(counter < self.len, "counter {counter} of {}", self.len);
+        let w = copy * self.copy_words + counter;
+        &self.lines[w / LINE_WORDS].0[w % LINE_WORDS]
+    }
+
+    pub fn address_of(&self, counter: Id) -> CounterAddress {
+        CounterAddress {
+            base: self.word(0, counter.into()) as *const AtomicU64 as usize,
+            sharding: self.sharding.map(|s| ShardStep {
+                cpu_field: s.cpu_field,
+                fs_segment: s.fs_segment,
+                mask: s.shards as u64 - 1,
+                stride_log2: (self.copy_words * 8).trailing_zeros(),
+            }),
+        }
+    }
+
+    /// The counter's value: the sum of its copies.
     pub fn read(&self, counter: Id) -> u64 {
+        let i = counter.into();
+        (0..self.copies()).fold(0u64, |sum, copy| sum.wrapping_add(self.load(copy, i)))
+    }
+
+    /// Copy `copy` of counter `counter` (value tables are merged copy by
+    /// copy, see `profile::ProfileView::values`).
+    pub fn read_copy(&self, copy: usize, counter: Id) -> u64 {
+        self.load(copy, counter.into())
+    }
+
+    fn load(&self, copy: usize, counter: usize) -> u64 {
         // Relaxed: counters are heuristics; a stale value only delays a
         // tier-up by one profiler tick.
-        self.counters[counter.into()].load(Ordering::Relaxed)
+        self.word(copy, counter).load(Ordering::Relaxed)
     }
 
     /// Sets a counter as baseline code would have counted it (tests of
     /// what a build makes of a profile).
     #[cfg(test)]
     pub fn set(&self, counter: Id, value: u64) {
-        // Relaxed: as `read`; the test reads it on the same thread.
-        self.counters[counter.into()].store(value, Ordering::Relaxed);
+        let i = counter.into();
+        for copy in 0..self.copies() {
+            // Relaxed: as `read`; the test reads it on the same thread.
+            self.word(copy, i)
+                .store(if copy == 0 { value } else { 0 }, Ordering::Relaxed);
+        }
     }
 }

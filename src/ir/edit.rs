@@ -11,6 +11,7 @@ use inkwell::values::{
 };
 use inkwell::AtomicOrdering;
 
+use crate::code::CounterAddress;
 use crate::error::Error;
 
 pub fn codegen_err(e: impl std::fmt::Display) -> Error {
@@ -25,12 +26,82 @@ pub fn host_pointer<'ctx>(context: &ContextRef<'ctx>, address: usize) -> Pointer
         .const_to_pointer(context.ptr_type(0.into()))
 }
 
+/// A pointer to the running CPU's copy of the counter (or value table) at
+/// `address` (see `code::shards`): the rseq field holding the CPU, found
+/// from the thread pointer, masked, times the stride, plus the first
+/// copy's address. The field is read with an unordered atomic load: the kernel
+/// rewrites it when the thread moves, and any value read picks a valid copy.
+pub fn counter_pointer<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    address: CounterAddress,
+) -> Result<PointerValue<'ctx>, Error> {
+    let Some(step) = address.sharding else {
+        return Ok(host_pointer(context, address.base));
+    };
+    let i64t = context.i64_type();
+    let cpu = if step.fs_segment {
+        // x86-64's address space 257 is relative to the FS segment, whose
+        // base is the thread pointer: one `mov %fs:OFFSET`.
+        let field = i64t
+            .const_int(step.cpu_field as u64, true)
+            .const_to_pointer(context.ptr_type(inkwell::AddressSpace::from(257u16)));
+        builder
+            .build_load(context.i32_type(), field, "tj.cpu")
+            .map_err(codegen_err)?
+    } else {
+        let tp = crate::code::ir::thread_pointer(builder)
+            .ok_or_else(|| codegen_err("no llvm.thread.pointer intrinsic"))?;
+        let tp = builder
+            .build_ptr_to_int(tp, i64t, "tj.tp.int")
+            .map_err(codegen_err)?;
+        let field = builder
+            .build_int_add(tp, i64t.const_int(step.cpu_field as u64, true), "tj.cpu.at")
+            .map_err(codegen_err)?;
+        let field = builder
+            .build_int_to_ptr(field, context.ptr_type(0.into()), "tj.cpu.ptr")
+            .map_err(codegen_err)?;
+        builder
+            .build_load(context.i32_type(), field, "tj.cpu")
+            .map_err(codegen_err)?
+    };
+    let load = cpu.as_instruction_value();
+    set_atomic(load, AtomicOrdering::Unordered)?;
+    // A u32 field: 4-byte aligned (`set_atomic` assumes a counter's 8).
+    if let Some(load) = load {
+        load.set_alignment(4).map_err(codegen_err)?;
+    }
+    let cpu = builder
+        .build_int_z_extend(cpu.into_int_value(), i64t, "tj.cpu64")
+        .map_err(codegen_err)?;
+    let copy = builder
+        .build_and(cpu, i64t.const_int(step.mask, false), "tj.copy")
+        .map_err(codegen_err)?;
+    let offset = builder
+        .build_left_shift(
+            copy,
+            i64t.const_int(step.stride_log2.into(), false),
+            "tj.copy.at",
+        )
+        .map_err(codegen_err)?;
+    let at = builder
+        .build_int_nuw_add(
+            i64t.const_int(address.base as u64, false),
+            offset,
+            "tj.counter.at",
+        )
+        .map_err(codegen_err)?;
+    builder
+        .build_int_to_ptr(at, context.ptr_type(0.into()), "tj.counter")
+        .map_err(codegen_err)
+}
+
 /// `counter += 1` with unordered atomics: a plain load and store in machine
 /// code, never torn, and racing increments from job threads may be lost.
 pub fn emit_increment<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
-    address: usize,
+    address: CounterAddress,
 ) -> Result<IntValue<'ctx>, Error> {
     let one = context.i64_type().const_int(1, false);
     emit_add(context, builder, address, one)
@@ -40,10 +111,10 @@ pub fn emit_increment<'ctx>(
 pub fn emit_add<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
-    address: usize,
+    address: CounterAddress,
     step: IntValue<'ctx>,
 ) -> Result<IntValue<'ctx>, Error> {
-    let ptr = host_pointer(context, address);
+    let ptr = counter_pointer(context, builder, address)?;
     let i64t = context.i64_type();
     let old = builder
         .build_load(i64t, ptr, "tj.count")
@@ -71,7 +142,7 @@ pub fn count_edge<'ctx>(
     builder: &Builder<'ctx>,
     from: BasicBlock<'ctx>,
     to: BasicBlock<'ctx>,
-    counter: usize,
+    counter: CounterAddress,
 ) -> Result<Option<IntValue<'ctx>>, Error> {
     let term = from
         .get_terminator()
@@ -176,9 +247,10 @@ pub fn emit_record_value<'ctx>(
     context: &ContextRef<'ctx>,
     builder: &Builder<'ctx>,
     record_value: usize,
-    table: usize,
+    table: CounterAddress,
     value: IntValue<'ctx>,
 ) -> Result<(), Error> {
+    let table = counter_pointer(context, builder, table)?;
     let ptr = context.ptr_type(0.into());
     let record_type = context
         .void_type()
@@ -187,7 +259,7 @@ pub fn emit_record_value<'ctx>(
         .build_indirect_call(
             record_type,
             host_pointer(context, record_value),
-            &[host_pointer(context, table).into(), value.into()],
+            &[table.into(), value.into()],
             "",
         )
         .map_err(codegen_err)?;

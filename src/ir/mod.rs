@@ -14,3 +14,4 @@ pub mod load;
 pub mod normalize;
 pub mod sites;
 pub mod structors;
+pub mod threads;

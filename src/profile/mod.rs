@@ -13,7 +13,7 @@ use crate::code::CounterTable;
 use crate::ids::{CounterId, FunctionId, GuardSlot};
 use crate::ir::flow::{edge_counts, EdgeSource};
 use crate::ir::layout::JobLayout;
-use crate::ir::sites::VALUE_SLOTS;
+use crate::ir::sites::{VALUE_SLOTS, VALUE_TABLE_WORDS};
 use promote::Promotion;
 use specialize::Specialization;
 
@@ -123,21 +123,12 @@ impl<'a> ProfileView<'a> {
         (entries, internal)
     }
 
-    /// The value table starting at counter `table`.
+    /// The value table starting at counter `table`, its CPUs' copies merged.
     pub fn values(&self, table: CounterId) -> ValueProfile {
-        let mut top: Vec<(u64, u64)> = (0..VALUE_SLOTS)
-            .map(|s| {
-                (
-                    self.counters.read(table.plus(2 * s)),
-                    self.counters.read(table.plus(2 * s + 1)),
-                )
-            })
-            .filter(|&(_, count)| count > 0)
-            .collect();
-        top.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
-        let total =
-            top.iter().map(|t| t.1).sum::<u64>() + self.counters.read(table.plus(2 * VALUE_SLOTS));
-        ValueProfile { top, total }
+        ValueProfile::of_copies((0..self.counters.copies()).map(|copy| {
+            let word = |w: usize| self.counters.read_copy(copy, table.plus(w));
+            std::array::from_fn(word)
+        }))
     }
 }
 
@@ -150,6 +141,30 @@ pub struct ValueProfile {
 }
 
 impl ValueProfile {
+    /// The profile of a value table's copies (one per CPU, see
+    /// `code::CounterTable`): each copy claimed its slots for the values
+    /// its CPU saw first, so a value may have a count in several.
+    pub fn of_copies(copies: impl Iterator<Item = [u64; VALUE_TABLE_WORDS]>) -> ValueProfile {
+        let mut top: Vec<(u64, u64)> = Vec::new();
+        let mut total = 0u64;
+        for words in copies {
+            for s in 0..VALUE_SLOTS {
+                let (value, count) = (words[2 * s], words[2 * s + 1]);
+                if count == 0 {
+                    continue;
+                }
+                match top.iter_mut().find(|(v, _)| *v == value) {
+                    Some((_, c)) => *c += count,
+                    None => top.push((value, count)),
+                }
+                total += count;
+            }
+            total += words[2 * VALUE_SLOTS];
+        }
+        top.sort_by_key(|&(value, count)| (std::cmp::Reverse(count), value));
+        ValueProfile { top, total }
+    }
+
     /// This (older) profile and a `recent` one with equal weight: the older
     /// counts are scaled to the recent total, so a site that changed its
     /// mind shows both behaviours however long the first one lasted.
@@ -218,6 +233,23 @@ mod tests {
         assert_eq!(p.dominant(90, 101), vec![]);
         assert_eq!(p.share(90), 90);
         assert_eq!(ValueProfile::default().share(0), 0);
+    }
+
+    #[test]
+    fn copies_of_a_value_table_merge_by_value() {
+        let mut a = [0u64; VALUE_TABLE_WORDS];
+        let mut b = [0u64; VALUE_TABLE_WORDS];
+        // CPU 0 saw 7 forty times and 3 twice; CPU 1 saw 3 first, then 7.
+        a[..4].copy_from_slice(&[7, 40, 3, 2]);
+        b[..4].copy_from_slice(&[3, 5, 7, 50]);
+        b[2 * VALUE_SLOTS] = 4;
+        let p = ValueProfile::of_copies([a, b].into_iter());
+        assert_eq!(p.top, vec![(7, 90), (3, 7)]);
+        assert_eq!(p.total, 101);
+        assert_eq!(
+            ValueProfile::of_copies(std::iter::empty()),
+            ValueProfile::default()
+        );
     }
 
     #[test]

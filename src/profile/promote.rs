@@ -17,7 +17,7 @@ use inkwell::values::{
 use inkwell::IntPredicate;
 
 use super::{GuardSlots, ProfileView};
-use crate::code::CounterTable;
+use crate::code::{CounterAddress, CounterTable};
 use crate::error::Error;
 use crate::ids::{FunctionId, GuardSlot};
 use crate::ir::edit::{codegen_err, emit_increment, emit_record_value, split_after};
@@ -177,8 +177,8 @@ fn call_matches(call: InstructionValue<'_>, target: FunctionValue<'_>) -> bool {
 /// Host addresses the fallback path uses.
 #[derive(Clone, Copy)]
 struct Fallback {
-    counter: usize,
-    recent_table: usize,
+    counter: CounterAddress,
+    recent_table: CounterAddress,
     record_value: usize,
 }
 

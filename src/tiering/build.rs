@@ -222,7 +222,11 @@ pub fn prepare_module<'ctx>(
             }
         }
         let planned = own_promotions.len() + copies.iter().map(|c| c.1.len()).sum::<usize>();
-        let guards = Arc::new(CounterTable::new(GuardSlots::len(planned)));
+        // Sharded as the job's counters are (one choice per process).
+        let guards = Arc::new(CounterTable::with_sharding(
+            GuardSlots::len(planned),
+            profile.view.counters.sharding(),
+        ));
         for (function, planned) in &copies {
             let resolved = promote::resolve(*function, planned, &profile.view);
             let first = speculation.promotions.len();

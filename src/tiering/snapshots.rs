@@ -18,7 +18,9 @@ use crate::ids::FunctionId;
 use crate::ir::flow::EdgeSource;
 use crate::ir::layout::JobLayout;
 use crate::profile::{ProfileView, Speculation};
-use crate::snapshot_testing::{assert_snapshot, canonical, target, without_addresses};
+use crate::snapshot_testing::{
+    assert_snapshot, canonical, target, without_addresses, SNAPSHOT_SHARDING,
+};
 
 const SNAPSHOTS: &str = "src/tiering/snapshots";
 
@@ -114,7 +116,7 @@ fn a_continuation_entered_at_the_inner_loop_keeps_the_nest_natural() {
     let inner = (0..layout.functions[id].loops.len())
         .find(|&k| layout.functions[id].nest_of(k).len() == 2)
         .expect("an inner loop");
-    let counters = CounterTable::new(layout.counter_table_len());
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
     let stubs = stubs(&layout);
     let view = ProfileView {
         layout: &layout,
@@ -155,7 +157,7 @@ fn a_promoted_call_tests_its_hot_target_and_counts_the_fallback() {
         layout.id_of("twice").unwrap(),
         layout.id_of("negate").unwrap(),
     );
-    let counters = CounterTable::new(layout.counter_table_len());
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
     let stubs = stubs(&layout);
     // 1000 calls in 10 runs of the loop, 99% of them to `twice`.
     let f = &layout.functions[apply];

@@ -3,9 +3,19 @@ source_filename = "sum.ll"
 
 define i64 @sum.tj0(ptr %a, i64 %n) {
 entry:
-  %tj.count8 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
-  %tj.count19 = add i64 %tj.count8, 1
-  store atomic i64 %tj.count19, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp17 = call ptr @llvm.thread.pointer()
+  %tj.tp.int18 = ptrtoint ptr %tj.tp17 to i64
+  %tj.cpu.at19 = add i64 %tj.tp.int18, 8
+  %tj.cpu.ptr20 = inttoptr i64 %tj.cpu.at19 to ptr
+  %tj.cpu21 = load atomic i32, ptr %tj.cpu.ptr20 unordered, align 4
+  %tj.cpu6422 = zext i32 %tj.cpu21 to i64
+  %tj.copy23 = and i64 %tj.cpu6422, 3
+  %tj.copy.at24 = shl i64 %tj.copy23, 7
+  %tj.counter.at25 = add nuw i64 ADDR, %tj.copy.at24
+  %tj.counter26 = inttoptr i64 %tj.counter.at25 to ptr
+  %tj.count27 = load atomic i64, ptr %tj.counter26 unordered, align 8
+  %tj.count128 = add i64 %tj.count27, 1
+  store atomic i64 %tj.count128, ptr %tj.counter26 unordered, align 8
   %tj.osr.record = alloca { i64, i64, ptr, i64 }, align 8
   %cmp = icmp sgt i64 %n, 0
   br i1 %cmp, label %loop.preheader, label %entry.exit_crit_edge
@@ -28,8 +38,8 @@ loop.latch_crit_edge:                             ; preds = %loop
   br label %latch
 
 add:                                              ; preds = %loop
-  %tj.slot10 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %w = call i64 %tj.slot10(i64 %v)
+  %tj.slot29 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %w = call i64 %tj.slot29(i64 %v)
   %s.add = add i64 %s, %w
   br label %latch
 
@@ -40,30 +50,50 @@ latch:                                            ; preds = %loop.latch_crit_edg
   br i1 %done, label %exit.loopexit, label %latch.loop_crit_edge
 
 latch.loop_crit_edge:                             ; preds = %latch
-  %tj.count = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp = call ptr @llvm.thread.pointer()
+  %tj.tp.int = ptrtoint ptr %tj.tp to i64
+  %tj.cpu.at = add i64 %tj.tp.int, 8
+  %tj.cpu.ptr = inttoptr i64 %tj.cpu.at to ptr
+  %tj.cpu = load atomic i32, ptr %tj.cpu.ptr unordered, align 4
+  %tj.cpu64 = zext i32 %tj.cpu to i64
+  %tj.copy = and i64 %tj.cpu64, 3
+  %tj.copy.at = shl i64 %tj.copy, 7
+  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
+  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
-  store atomic i64 %tj.count1, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
   %tj.osr.phase = trunc i64 %tj.count1 to i8
   %tj.osr.poll = icmp ult i8 %tj.osr.phase, 16
   br i1 %tj.osr.poll, label %tj.osr.check, label %loop
 
 tj.osr.check:                                     ; preds = %latch.loop_crit_edge
-  %tj.slot7 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %tj.osr.ready = icmp ne ptr %tj.slot7, null
+  %tj.slot16 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %tj.osr.ready = icmp ne ptr %tj.slot16, null
   br i1 %tj.osr.ready, label %tj.osr, label %loop
 
 tj.osr:                                           ; preds = %tj.osr.check
-  %tj.count2 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
-  %tj.count13 = add i64 %tj.count2, 1
-  store atomic i64 %tj.count13, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp1 = call ptr @llvm.thread.pointer()
+  %tj.tp.int2 = ptrtoint ptr %tj.tp1 to i64
+  %tj.cpu.at3 = add i64 %tj.tp.int2, 8
+  %tj.cpu.ptr4 = inttoptr i64 %tj.cpu.at3 to ptr
+  %tj.cpu5 = load atomic i32, ptr %tj.cpu.ptr4 unordered, align 4
+  %tj.cpu646 = zext i32 %tj.cpu5 to i64
+  %tj.copy7 = and i64 %tj.cpu646, 3
+  %tj.copy.at8 = shl i64 %tj.copy7, 7
+  %tj.counter.at9 = add nuw i64 ADDR, %tj.copy.at8
+  %tj.counter10 = inttoptr i64 %tj.counter.at9 to ptr
+  %tj.count11 = load atomic i64, ptr %tj.counter10 unordered, align 8
+  %tj.count112 = add i64 %tj.count11, 1
+  store atomic i64 %tj.count112, ptr %tj.counter10 unordered, align 8
   %tj.osr.field = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 0
   store i64 %i.next, ptr %tj.osr.field, align 4
-  %tj.osr.field4 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 1
-  store i64 %s.next, ptr %tj.osr.field4, align 4
-  %tj.osr.field5 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 2
-  store ptr %a, ptr %tj.osr.field5, align 8
-  %tj.osr.field6 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 3
-  store i64 %n, ptr %tj.osr.field6, align 4
+  %tj.osr.field13 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 1
+  store i64 %s.next, ptr %tj.osr.field13, align 4
+  %tj.osr.field14 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 2
+  store ptr %a, ptr %tj.osr.field14, align 8
+  %tj.osr.field15 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 3
+  store i64 %n, ptr %tj.osr.field15, align 4
   %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
   %tj.osr.result = call i64 %tj.slot(ptr %tj.osr.record)
   ret i64 %tj.osr.result
@@ -77,12 +107,25 @@ exit:                                             ; preds = %entry.exit_crit_edg
 }
 
 define i64 @twice.tj0(i64 %x) {
-  %tj.count = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp = call ptr @llvm.thread.pointer()
+  %tj.tp.int = ptrtoint ptr %tj.tp to i64
+  %tj.cpu.at = add i64 %tj.tp.int, 8
+  %tj.cpu.ptr = inttoptr i64 %tj.cpu.at to ptr
+  %tj.cpu = load atomic i32, ptr %tj.cpu.ptr unordered, align 4
+  %tj.cpu64 = zext i32 %tj.cpu to i64
+  %tj.copy = and i64 %tj.cpu64, 3
+  %tj.copy.at = shl i64 %tj.copy, 7
+  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
+  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
-  store atomic i64 %tj.count1, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
   %y = shl i64 %x, 1
   ret i64 %y
 }
+
+; Function Attrs: nocallback nofree nosync nounwind willreturn memory(none)
+declare ptr @llvm.thread.pointer() #0
 
 define i64 @sum(ptr %0, i64 %1) {
 entry:
@@ -97,3 +140,5 @@ entry:
   %1 = musttail call i64 %tj.slot(i64 %0)
   ret i64 %1
 }
+
+attributes #0 = { nocallback nofree nosync nounwind willreturn memory(none) }

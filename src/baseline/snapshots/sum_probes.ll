@@ -4,17 +4,37 @@ source_filename = "sum.ll"
 define i64 @sum.tj0(ptr %a, i64 %n) {
 tj.entry:
   %0 = alloca { i64, i64, ptr, i64 }, align 8
-  %tj.count14 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
-  %tj.count115 = add i64 %tj.count14, 1
-  store atomic i64 %tj.count115, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
-  %tj.sample.phase = and i64 %tj.count115, 7
+  %tj.tp53 = call ptr @llvm.thread.pointer()
+  %tj.tp.int54 = ptrtoint ptr %tj.tp53 to i64
+  %tj.cpu.at55 = add i64 %tj.tp.int54, 8
+  %tj.cpu.ptr56 = inttoptr i64 %tj.cpu.at55 to ptr
+  %tj.cpu57 = load atomic i32, ptr %tj.cpu.ptr56 unordered, align 4
+  %tj.cpu6458 = zext i32 %tj.cpu57 to i64
+  %tj.copy59 = and i64 %tj.cpu6458, 3
+  %tj.copy.at60 = shl i64 %tj.copy59, 7
+  %tj.counter.at61 = add nuw i64 ADDR, %tj.copy.at60
+  %tj.counter62 = inttoptr i64 %tj.counter.at61 to ptr
+  %tj.count63 = load atomic i64, ptr %tj.counter62 unordered, align 8
+  %tj.count164 = add i64 %tj.count63, 1
+  store atomic i64 %tj.count164, ptr %tj.counter62 unordered, align 8
+  %tj.sample.phase = and i64 %tj.count164, 7
   %tj.sample.periodic = icmp eq i64 %tj.sample.phase, 0
-  %tj.sample.early = icmp ule i64 %tj.count115, 32
+  %tj.sample.early = icmp ule i64 %tj.count164, 32
   %tj.sample = or i1 %tj.sample.periodic, %tj.sample.early
   br i1 %tj.sample, label %tj.sample.args, label %tj.sample.done
 
 tj.sample.args:                                   ; preds = %tj.entry
-  call void inttoptr (i64 ADDR to ptr)(ptr inttoptr (i64 ADDR to ptr), i64 %n)
+  %tj.tp65 = call ptr @llvm.thread.pointer()
+  %tj.tp.int66 = ptrtoint ptr %tj.tp65 to i64
+  %tj.cpu.at67 = add i64 %tj.tp.int66, 8
+  %tj.cpu.ptr68 = inttoptr i64 %tj.cpu.at67 to ptr
+  %tj.cpu69 = load atomic i32, ptr %tj.cpu.ptr68 unordered, align 4
+  %tj.cpu6470 = zext i32 %tj.cpu69 to i64
+  %tj.copy71 = and i64 %tj.cpu6470, 3
+  %tj.copy.at72 = shl i64 %tj.copy71, 7
+  %tj.counter.at73 = add nuw i64 ADDR, %tj.copy.at72
+  %tj.counter74 = inttoptr i64 %tj.counter.at73 to ptr
+  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter74, i64 %n)
   br label %tj.sample.done
 
 tj.sample.done:                                   ; preds = %tj.sample.args, %tj.entry
@@ -28,9 +48,19 @@ entry.exit_crit_edge:                             ; preds = %entry
   br label %exit
 
 loop.preheader:                                   ; preds = %entry
-  %tj.count8 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
-  %tj.count19 = add i64 %tj.count8, 1
-  store atomic i64 %tj.count19, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp17 = call ptr @llvm.thread.pointer()
+  %tj.tp.int18 = ptrtoint ptr %tj.tp17 to i64
+  %tj.cpu.at19 = add i64 %tj.tp.int18, 8
+  %tj.cpu.ptr20 = inttoptr i64 %tj.cpu.at19 to ptr
+  %tj.cpu21 = load atomic i32, ptr %tj.cpu.ptr20 unordered, align 4
+  %tj.cpu6422 = zext i32 %tj.cpu21 to i64
+  %tj.copy23 = and i64 %tj.cpu6422, 3
+  %tj.copy.at24 = shl i64 %tj.copy23, 7
+  %tj.counter.at25 = add nuw i64 ADDR, %tj.copy.at24
+  %tj.counter26 = inttoptr i64 %tj.counter.at25 to ptr
+  %tj.count27 = load atomic i64, ptr %tj.counter26 unordered, align 8
+  %tj.count128 = add i64 %tj.count27, 1
+  store atomic i64 %tj.count128, ptr %tj.counter26 unordered, align 8
   br label %loop
 
 loop:                                             ; preds = %tj.osr.check, %latch.loop_crit_edge, %loop.preheader
@@ -42,14 +72,24 @@ loop:                                             ; preds = %tj.osr.check, %latc
   br i1 %neg, label %loop.latch_crit_edge, label %add
 
 loop.latch_crit_edge:                             ; preds = %loop
-  %tj.count10 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
-  %tj.count111 = add i64 %tj.count10, 1
-  store atomic i64 %tj.count111, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp29 = call ptr @llvm.thread.pointer()
+  %tj.tp.int30 = ptrtoint ptr %tj.tp29 to i64
+  %tj.cpu.at31 = add i64 %tj.tp.int30, 8
+  %tj.cpu.ptr32 = inttoptr i64 %tj.cpu.at31 to ptr
+  %tj.cpu33 = load atomic i32, ptr %tj.cpu.ptr32 unordered, align 4
+  %tj.cpu6434 = zext i32 %tj.cpu33 to i64
+  %tj.copy35 = and i64 %tj.cpu6434, 3
+  %tj.copy.at36 = shl i64 %tj.copy35, 7
+  %tj.counter.at37 = add nuw i64 ADDR, %tj.copy.at36
+  %tj.counter38 = inttoptr i64 %tj.counter.at37 to ptr
+  %tj.count39 = load atomic i64, ptr %tj.counter38 unordered, align 8
+  %tj.count140 = add i64 %tj.count39, 1
+  store atomic i64 %tj.count140, ptr %tj.counter38 unordered, align 8
   br label %latch
 
 add:                                              ; preds = %loop
-  %tj.slot16 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %w = call i64 %tj.slot16(i64 %v)
+  %tj.slot75 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %w = call i64 %tj.slot75(i64 %v)
   %s.add = add i64 %s, %w
   br label %latch
 
@@ -60,38 +100,68 @@ latch:                                            ; preds = %loop.latch_crit_edg
   br i1 %done, label %exit.loopexit, label %latch.loop_crit_edge
 
 latch.loop_crit_edge:                             ; preds = %latch
-  %tj.count = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp = call ptr @llvm.thread.pointer()
+  %tj.tp.int = ptrtoint ptr %tj.tp to i64
+  %tj.cpu.at = add i64 %tj.tp.int, 8
+  %tj.cpu.ptr = inttoptr i64 %tj.cpu.at to ptr
+  %tj.cpu = load atomic i32, ptr %tj.cpu.ptr unordered, align 4
+  %tj.cpu64 = zext i32 %tj.cpu to i64
+  %tj.copy = and i64 %tj.cpu64, 3
+  %tj.copy.at = shl i64 %tj.copy, 7
+  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
+  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
-  store atomic i64 %tj.count1, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
   %tj.osr.phase = trunc i64 %tj.count1 to i8
   %tj.osr.poll = icmp ult i8 %tj.osr.phase, 16
   br i1 %tj.osr.poll, label %tj.osr.check, label %loop
 
 tj.osr.check:                                     ; preds = %latch.loop_crit_edge
-  %tj.slot7 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %tj.osr.ready = icmp ne ptr %tj.slot7, null
+  %tj.slot16 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %tj.osr.ready = icmp ne ptr %tj.slot16, null
   br i1 %tj.osr.ready, label %tj.osr, label %loop
 
 tj.osr:                                           ; preds = %tj.osr.check
-  %tj.count2 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
-  %tj.count13 = add i64 %tj.count2, 1
-  store atomic i64 %tj.count13, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp1 = call ptr @llvm.thread.pointer()
+  %tj.tp.int2 = ptrtoint ptr %tj.tp1 to i64
+  %tj.cpu.at3 = add i64 %tj.tp.int2, 8
+  %tj.cpu.ptr4 = inttoptr i64 %tj.cpu.at3 to ptr
+  %tj.cpu5 = load atomic i32, ptr %tj.cpu.ptr4 unordered, align 4
+  %tj.cpu646 = zext i32 %tj.cpu5 to i64
+  %tj.copy7 = and i64 %tj.cpu646, 3
+  %tj.copy.at8 = shl i64 %tj.copy7, 7
+  %tj.counter.at9 = add nuw i64 ADDR, %tj.copy.at8
+  %tj.counter10 = inttoptr i64 %tj.counter.at9 to ptr
+  %tj.count11 = load atomic i64, ptr %tj.counter10 unordered, align 8
+  %tj.count112 = add i64 %tj.count11, 1
+  store atomic i64 %tj.count112, ptr %tj.counter10 unordered, align 8
   %tj.osr.field = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 0
   store i64 %i.next, ptr %tj.osr.field, align 4
-  %tj.osr.field4 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 1
-  store i64 %s.next, ptr %tj.osr.field4, align 4
-  %tj.osr.field5 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 2
-  store ptr %a, ptr %tj.osr.field5, align 8
-  %tj.osr.field6 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 3
-  store i64 %n, ptr %tj.osr.field6, align 4
+  %tj.osr.field13 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 1
+  store i64 %s.next, ptr %tj.osr.field13, align 4
+  %tj.osr.field14 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 2
+  store ptr %a, ptr %tj.osr.field14, align 8
+  %tj.osr.field15 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 3
+  store i64 %n, ptr %tj.osr.field15, align 4
   %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
   %tj.osr.result = call i64 %tj.slot(ptr %0)
   ret i64 %tj.osr.result
 
 exit.loopexit:                                    ; preds = %latch
-  %tj.count12 = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
-  %tj.count113 = add i64 %tj.count12, 1
-  store atomic i64 %tj.count113, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp41 = call ptr @llvm.thread.pointer()
+  %tj.tp.int42 = ptrtoint ptr %tj.tp41 to i64
+  %tj.cpu.at43 = add i64 %tj.tp.int42, 8
+  %tj.cpu.ptr44 = inttoptr i64 %tj.cpu.at43 to ptr
+  %tj.cpu45 = load atomic i32, ptr %tj.cpu.ptr44 unordered, align 4
+  %tj.cpu6446 = zext i32 %tj.cpu45 to i64
+  %tj.copy47 = and i64 %tj.cpu6446, 3
+  %tj.copy.at48 = shl i64 %tj.copy47, 7
+  %tj.counter.at49 = add nuw i64 ADDR, %tj.copy.at48
+  %tj.counter50 = inttoptr i64 %tj.counter.at49 to ptr
+  %tj.count51 = load atomic i64, ptr %tj.counter50 unordered, align 8
+  %tj.count152 = add i64 %tj.count51, 1
+  store atomic i64 %tj.count152, ptr %tj.counter50 unordered, align 8
   br label %exit
 
 exit:                                             ; preds = %entry.exit_crit_edge, %exit.loopexit
@@ -100,12 +170,25 @@ exit:                                             ; preds = %entry.exit_crit_edg
 }
 
 define i64 @twice.tj0(i64 %x) {
-  %tj.count = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp = call ptr @llvm.thread.pointer()
+  %tj.tp.int = ptrtoint ptr %tj.tp to i64
+  %tj.cpu.at = add i64 %tj.tp.int, 8
+  %tj.cpu.ptr = inttoptr i64 %tj.cpu.at to ptr
+  %tj.cpu = load atomic i32, ptr %tj.cpu.ptr unordered, align 4
+  %tj.cpu64 = zext i32 %tj.cpu to i64
+  %tj.copy = and i64 %tj.cpu64, 3
+  %tj.copy.at = shl i64 %tj.copy, 7
+  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
+  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
-  store atomic i64 %tj.count1, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
   %y = shl i64 %x, 1
   ret i64 %y
 }
+
+; Function Attrs: nocallback nofree nosync nounwind willreturn memory(none)
+declare ptr @llvm.thread.pointer() #0
 
 define i64 @sum(ptr %0, i64 %1) {
 entry:
@@ -120,3 +203,5 @@ entry:
   %1 = musttail call i64 %tj.slot(i64 %0)
   ret i64 %1
 }
+
+attributes #0 = { nocallback nofree nosync nounwind willreturn memory(none) }

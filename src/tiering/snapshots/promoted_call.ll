@@ -25,15 +25,35 @@ tj.icp.direct:                                    ; preds = %tj.head
   br label %loop
 
 tj.icp.next:                                      ; preds = %tj.head
-  %tj.count = load atomic i64, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  %tj.tp = call ptr @llvm.thread.pointer()
+  %tj.tp.int = ptrtoint ptr %tj.tp to i64
+  %tj.cpu.at = add i64 %tj.tp.int, 8
+  %tj.cpu.ptr = inttoptr i64 %tj.cpu.at to ptr
+  %tj.cpu = load atomic i32, ptr %tj.cpu.ptr unordered, align 4
+  %tj.cpu64 = zext i32 %tj.cpu to i64
+  %tj.copy = and i64 %tj.cpu64, 3
+  %tj.copy.at = shl i64 %tj.copy, 7
+  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
+  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
-  store atomic i64 %tj.count1, ptr inttoptr (i64 ADDR to ptr) unordered, align 8
+  store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
   %tj.icp.early = icmp ule i64 %tj.count1, 4096
   br i1 %tj.icp.early, label %tj.icp.record, label %tj.icp.fallback, !prof !30
 
 tj.icp.record:                                    ; preds = %tj.icp.next
   %tj.icp.target = ptrtoint ptr %f to i64
-  call void inttoptr (i64 ADDR to ptr)(ptr inttoptr (i64 ADDR to ptr), i64 %tj.icp.target)
+  %tj.tp1 = call ptr @llvm.thread.pointer()
+  %tj.tp.int2 = ptrtoint ptr %tj.tp1 to i64
+  %tj.cpu.at3 = add i64 %tj.tp.int2, 8
+  %tj.cpu.ptr4 = inttoptr i64 %tj.cpu.at3 to ptr
+  %tj.cpu5 = load atomic i32, ptr %tj.cpu.ptr4 unordered, align 4
+  %tj.cpu646 = zext i32 %tj.cpu5 to i64
+  %tj.copy7 = and i64 %tj.cpu646, 3
+  %tj.copy.at8 = shl i64 %tj.copy7, 9
+  %tj.counter.at9 = add nuw i64 ADDR, %tj.copy.at8
+  %tj.counter10 = inttoptr i64 %tj.counter.at9 to ptr
+  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter10, i64 %tj.icp.target)
   br label %tj.icp.fallback
 
 tj.icp.fallback:                                  ; preds = %tj.icp.record, %tj.icp.next
@@ -65,7 +85,12 @@ define available_externally i64 @twice(i64 %x) {
 
 declare i64 @negate(i64)
 
+; Function Attrs: nocallback nofree nosync nounwind willreturn memory(none)
+declare ptr @llvm.thread.pointer() #0
+
 declare i64 @apply(ptr, ptr, i64)
+
+attributes #0 = { nocallback nofree nosync nounwind willreturn memory(none) }
 
 !llvm.module.flags = !{!0}
 

@@ -1,0 +1,59 @@
+//! Whether a job can start threads, judged from the functions it declares.
+
+use inkwell::module::Module;
+
+/// Whether `module` declares a function that can start threads running
+/// its code: POSIX and C11 threads, C++ `std::thread`, OpenMP's runtime
+/// entries (LLVM's `__kmpc_` and GCC's `GOMP_`), `clone`, and, generously,
+/// anything with "thread" in its name.
+///
+/// Only the cost of counting depends on the answer (see `code::shards`):
+/// a job that starts threads some other way, say through a library that
+/// calls back into it from threads of its own, runs correctly with counters
+/// its threads share, only slower.
+pub fn may_start_threads(module: &Module<'_>) -> bool {
+    module.get_functions().any(|f| {
+        if f.count_basic_blocks() > 0 {
+            return false;
+        }
+        let name = f.get_name().to_string_lossy();
+        name.to_ascii_lowercase().contains("thread")
+            || name.starts_with("__kmpc_")
+            || name.starts_with("GOMP_")
+            || name.starts_with("omp_")
+            || matches!(&*name, "clone" | "clone3" | "thrd_create")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declares(decls: &str) -> bool {
+        let context = inkwell::context::Context::create();
+        let source = format!("{decls}\ndefine i32 @main() {{\n  ret i32 0\n}}\n");
+        let buffer = inkwell::memory_buffer::MemoryBuffer::create_from_memory_range_copy(
+            source.as_bytes(),
+            "t.ll",
+        );
+        let module = context.create_module_from_ir(buffer).unwrap();
+        may_start_threads(&module)
+    }
+
+    #[test]
+    fn thread_starters_are_recognised_and_plain_jobs_are_not() {
+        assert!(declares("declare i32 @pthread_create(ptr, ptr, ptr, ptr)"));
+        assert!(declares("declare i32 @thrd_create(ptr, ptr, ptr)"));
+        assert!(declares(
+            "declare void @__kmpc_fork_call(ptr, i32, ptr, ...)"
+        ));
+        assert!(declares(
+            "declare void @_ZNSt6thread15_M_start_threadESt10unique_ptrINS_6_StateESt14default_deleteIS1_EEPFvvE(ptr, ptr, ptr)"
+        ));
+        assert!(!declares(
+            "declare i32 @printf(ptr, ...)\ndeclare ptr @malloc(i64)"
+        ));
+        // A job's own function named like a thread starter is not one.
+        assert!(!declares("define void @thread_pool() {\n  ret void\n}"));
+    }
+}

@@ -144,12 +144,25 @@ impl Metrics {
         }
     }
 
-    /// A value guard failed too often; its version is being replaced.
-    pub fn guard_failed(&self, label: &str, condition: &str, hits: u64, misses: u64) {
+    /// A value guard failed too often (`hits` and `misses` in its recent
+    /// window); its version is being replaced, by one specialized for `next`
+    /// if the misses agreed on new values.
+    pub fn guard_failed(
+        &self,
+        label: &str,
+        condition: &str,
+        hits: u64,
+        misses: u64,
+        next: Option<&str>,
+    ) {
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+            let action = match next {
+                Some(next) => format!("new phase: respecializing for {next}"),
+                None => "despecializing (recompiling without it)".to_string(),
+            };
             self.emit(format!(
-                "{:>10.3}ms {seq:>4} pgo {label}: guard {condition} failed {misses} of {} calls; despecializing (recompiling without it)",
+                "{:>10.3}ms {seq:>4} pgo {label}: guard {condition} failed {misses} of {} recent calls; {action}",
                 self.elapsed_ms(),
                 hits + misses
             ));

@@ -14,10 +14,11 @@
 
 pub use crate::ids::Unit;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::code::{CodeAddress, LoadedObject, SlotTable};
 use crate::ids::{FunctionId, GuardSlot};
+use crate::profile::specialize::Specialization;
 use crate::profile::Speculation;
 
 /// The tiers a function's slot can point at.
@@ -74,11 +75,18 @@ struct Record {
     retired: u32,
     /// What the version whose value guard failed speculated on, if any.
     revoked: Option<Speculation>,
-    /// Versions requested because a promoted call kept falling back.
+    /// Versions requested because a promoted call kept falling back, or
+    /// because a value guard failed in a new phase (`respecialize`).
     respeculations: u32,
     /// Why a replacement of the installed version is requested, until it
     /// is installed or withdrawn.
     pending: Option<Replacement>,
+    /// The values the requested replacement specializes for (a new phase).
+    next_specialization: Option<Specialization>,
+    /// When the installed version was published, and how long its compile
+    /// took: what a re-specialization weighs its cost against.
+    installed_at: Option<Instant>,
+    compile_time: Duration,
 }
 
 /// Why an installed version is being replaced.
@@ -88,6 +96,8 @@ enum Replacement {
     Revoke,
     /// Its promoted calls kept taking the fallback.
     Respeculate,
+    /// Its value guard failed, and the calls it missed agree on new values.
+    Respecialize,
 }
 
 pub struct VersionManager {
@@ -97,7 +107,8 @@ pub struct VersionManager {
     osr_records: Mutex<Vec<Record>>,
     /// Loaded code, kept alive so it is never freed under a running frame.
     objects: Mutex<Vec<LoadedObject>>,
-    /// Guard counters of replaced versions, for the same reason.
+    /// Guard counters and missed-value tables of replaced versions, for the
+    /// same reason.
     retired_counters: Mutex<Vec<std::sync::Arc<crate::code::CounterTable<GuardSlot>>>>,
 }
 
@@ -117,6 +128,9 @@ impl VersionManager {
                     revoked: None,
                     respeculations: 0,
                     pending: None,
+                    next_specialization: None,
+                    installed_at: None,
+                    compile_time: Duration::ZERO,
                 })
                 .collect()
         };
@@ -206,13 +220,20 @@ impl VersionManager {
         speculation: Speculation,
     ) {
         self.keep_alive(object);
-        self.publish(unit, tier, entry, speculation);
+        self.publish(unit, tier, entry, speculation, Duration::ZERO);
     }
 
     /// Publishes a version at `entry` in an object already kept alive (one
     /// object can hold versions of two units, see `tiering::build`); a
     /// version it replaces is retired.
-    pub fn publish(&self, unit: Unit, tier: Tier, entry: CodeAddress, speculation: Speculation) {
+    pub fn publish(
+        &self,
+        unit: Unit,
+        tier: Tier,
+        entry: CodeAddress,
+        speculation: Speculation,
+        compile_time: Duration,
+    ) {
         match unit {
             Unit::Function(id) => self.slots.publish(id.index(), entry),
             Unit::Loop(id) => self.osr_slots.publish(id.index(), entry),
@@ -225,12 +246,19 @@ impl VersionManager {
         record.tier = tier;
         record.state = TierUpState::Installed;
         record.pending = None;
+        record.next_specialization = None;
+        record.installed_at = Some(Instant::now());
+        record.compile_time = compile_time;
         let replaced = std::mem::replace(&mut record.speculation, speculation);
         drop(records);
-        // The replaced version's code holds the address of its guard
-        // counters and may still be running: they live as long as its code.
-        if let Some(counters) = replaced.counters {
-            self.keep_counters_alive(counters);
+        // The replaced version's code holds the addresses of its guard
+        // counters and missed-value tables and may still be running: they
+        // live as long as its code.
+        for table in [replaced.counters, replaced.missed_values]
+            .into_iter()
+            .flatten()
+        {
+            self.keep_counters_alive(table);
         }
     }
 
@@ -288,12 +316,14 @@ impl VersionManager {
 
     /// The installed version of `unit` promoted calls that now mostly take
     /// the fallback: a replacement is requested (planned from the targets
-    /// seen since). At most `limit` times per unit; returns false (and
-    /// changes nothing) once that is used up or if nothing is installed.
+    /// seen since). At most `limit` times per unit (0: no limit), together
+    /// with `respecialize`; returns false (and changes nothing) once that
+    /// is used up or if nothing is installed.
     pub fn respeculate(&self, unit: Unit, limit: u32) -> bool {
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
-        if record.state != TierUpState::Installed || record.respeculations >= limit {
+        let used_up = limit != 0 && record.respeculations >= limit;
+        if record.state != TierUpState::Installed || used_up {
             return false;
         }
         record.respeculations += 1;
@@ -302,8 +332,45 @@ impl VersionManager {
         true
     }
 
-    /// Withdraws a replacement requested by `revoke_specialization` or
-    /// `respeculate` that could not be queued: the installed version stays
+    /// The installed version's value guard failed, and the calls it missed
+    /// agree on new values: a version specialized for `next` is requested.
+    /// Counts against the same budget as `respeculate` (`limit`, 0 for
+    /// none); returns false (and changes nothing) once that is used up or
+    /// unless a specialized version is installed.
+    pub fn respecialize(&self, unit: Unit, next: Specialization, limit: u32) -> bool {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        let used_up = limit != 0 && record.respeculations >= limit;
+        if record.state != TierUpState::Installed
+            || record.speculation.specialization.is_none()
+            || used_up
+        {
+            return false;
+        }
+        record.respeculations += 1;
+        record.state = TierUpState::Requested;
+        record.pending = Some(Replacement::Respecialize);
+        record.next_specialization = Some(next);
+        true
+    }
+
+    /// The values a requested replacement of `unit` specializes for, if it
+    /// is a re-specialization.
+    pub fn planned_specialization(&self, unit: Unit) -> Option<Specialization> {
+        let (records, i) = self.records(unit);
+        records[i].next_specialization.clone()
+    }
+
+    /// How long the installed version of `unit` has been installed, and
+    /// how long its compile took.
+    pub fn installed_for(&self, unit: Unit, now: Instant) -> Option<(Duration, Duration)> {
+        let (records, i) = self.records(unit);
+        let at = records[i].installed_at?;
+        Some((now.saturating_duration_since(at), records[i].compile_time))
+    }
+
+    /// Withdraws a replacement requested by `revoke_specialization`,
+    /// `respecialize` or `respeculate` that could not be queued: the installed version stays
     /// current, and a re-speculation does not count against the limit.
     /// (A revoked specialization stays revoked: its guard did fail.)
     pub fn withdraw_replacement(&self, unit: Unit) {
@@ -313,7 +380,11 @@ impl VersionManager {
             return;
         }
         record.state = TierUpState::Installed;
-        if record.pending.take() == Some(Replacement::Respeculate) {
+        record.next_specialization = None;
+        if matches!(
+            record.pending.take(),
+            Some(Replacement::Respeculate | Replacement::Respecialize)
+        ) {
             record.respeculations -= 1;
         }
     }
@@ -408,5 +479,57 @@ mod tests {
         let (loaded, entry) = object(&jit, "f.tj2");
         versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
         assert!(!versions.respeculate(unit, 1), "used up once installed");
+    }
+
+    fn specialized_on(stride: u64) -> Speculation {
+        use crate::profile::specialize::ArgValue;
+        Speculation {
+            specialization: Some(Specialization {
+                function: FunctionId(0),
+                values: vec![ArgValue {
+                    param: 1,
+                    bits: 32,
+                    value: stride,
+                    count: 100,
+                    samples: 100,
+                }],
+            }),
+            ..Speculation::default()
+        }
+    }
+
+    #[test]
+    fn a_new_phase_is_planned_and_budgeted_with_respeculations() {
+        let versions = manager();
+        crate::codegen::initialize_native_target().unwrap();
+        let jit = crate::code::Jit::new(&[]).unwrap();
+        let unit = Unit::Function(FunctionId(0));
+        let (loaded, entry) = object(&jit, "f.tj1");
+        versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
+        let next = specialized_on(2).specialization.unwrap();
+        assert!(
+            !versions.respecialize(unit, next.clone(), 0),
+            "nothing specialized is installed"
+        );
+        let mut stride = 4;
+        for n in 2..6 {
+            let (loaded, entry) = object(&jit, &format!("f.tj{n}"));
+            versions.install(unit, Tier::Optimized, entry, loaded, specialized_on(stride));
+            stride += 1;
+            let next = specialized_on(stride).specialization.unwrap();
+            // 0: no limit.
+            assert!(versions.respecialize(unit, next.clone(), 0));
+            assert_eq!(versions.planned_specialization(unit), Some(next));
+            assert_eq!(versions.state(unit), TierUpState::Requested);
+        }
+        // A request that was never queued gives its budget back.
+        versions.withdraw_replacement(unit);
+        assert_eq!(versions.planned_specialization(unit), None);
+        assert!(versions.respecialize(unit, next.clone(), 5));
+        versions.withdraw_replacement(unit);
+        // Three used (the fourth was withdrawn): a limit of 3 is reached.
+        assert!(!versions.respecialize(unit, next.clone(), 3));
+        assert!(versions.respecialize(unit, next, 4));
+        assert_eq!(versions.retired(unit), 4);
     }
 }

@@ -255,6 +255,7 @@ macro_rules! fixtures {
 
 fixtures! {
     pgo_phase => "pgo_phase.c",
+    pgo_phases => "pgo_phases.c",
     pgo_callbacks => "pgo_callbacks.c",
     pgo_branches => "pgo_branches.c",
     pgo_constant_callee => "pgo_constant_callee.c",

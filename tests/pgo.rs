@@ -445,3 +445,59 @@ fn a_specialized_callee_stays_inlinable_only_where_every_call_passes_constants()
         );
     }
 }
+
+/// pgo_phases.c with `phases` phases of `per_phase` calls each (the stride
+/// of phase p is 4, 2, 3, 5, ...): the `specialized for` events, in order.
+fn phase_specializations(phases: u32, extra: &[&str]) -> (Vec<String>, String) {
+    // Each phase must outlast four times the compile of its version (the
+    // payoff rule), with room to spare: about 0.45 s against compiles of
+    // 30-60 ms here (tests run in parallel), and the same ratio on an
+    // emulator.
+    let per_phase = 600_000 * workload_scale();
+    let stderr = run_pgo(
+        "pgo_phases.c",
+        &[&per_phase.to_string(), &phases.to_string()],
+        extra,
+    );
+    let made = lines_with(&stderr, "kernel specialized for")
+        .iter()
+        .map(|l| l.split("specialized for ").nth(1).unwrap().to_string())
+        .collect();
+    (made, stderr)
+}
+
+#[test]
+fn each_new_phase_gets_a_specialization_of_its_own() {
+    let (made, stderr) = phase_specializations(4, &[]);
+    let strides: Vec<&str> = made.iter().map(|m| m.split(" (").next().unwrap()).collect();
+    assert_eq!(
+        strides,
+        [
+            "arg1 == 4096 && arg2 == 4",
+            "arg1 == 4096 && arg2 == 2",
+            "arg1 == 4096 && arg2 == 3",
+            "arg1 == 4096 && arg2 == 5"
+        ],
+        "{stderr}"
+    );
+    // Each change was seen by the guard, and the new values came from the
+    // calls it missed.
+    assert_eq!(
+        lines_with(&stderr, "new phase: respecializing for").len(),
+        3,
+        "{stderr}"
+    );
+    assert!(lines_with(&stderr, "despecializing").is_empty(), "{stderr}");
+    assert!(
+        !lines_with(&stderr, "pgo kernel: 3 version(s) retired").is_empty(),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn max_respeculations_bounds_the_new_versions() {
+    let (made, stderr) = phase_specializations(4, &["--set", "pgo.max_respeculations=1"]);
+    assert_eq!(made.len(), 2, "{stderr}");
+    // The third phase finds the budget used up: the general version.
+    assert_eq!(lines_with(&stderr, "despecializing").len(), 1, "{stderr}");
+}

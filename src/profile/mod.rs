@@ -26,6 +26,11 @@ pub struct Speculation {
     /// The version's guard counters (see `GuardSlots`); its code holds
     /// their addresses, so they live as long as the version's record.
     pub counters: Option<Arc<CounterTable<GuardSlot>>>,
+    /// With a specialization: the values its guard's misses had, a value
+    /// table per specialized argument (in `specialization.values` order),
+    /// which is where a new phase's values show up (see
+    /// `specialize::build_guard`). Kept alive as `counters` is.
+    pub missed_values: Option<Arc<CounterTable<GuardSlot>>>,
 }
 
 /// Where a version's guard counters are: the value guard's hits and
@@ -60,6 +65,20 @@ impl Speculation {
     /// Calls of the `k`-th promoted site that took its fallback.
     pub fn fallbacks(&self, k: usize) -> u64 {
         self.read(GuardSlots::fallback(k))
+    }
+
+    /// The values the `i`-th specialized argument had in the calls the
+    /// guard missed (the first `specialize::MISSES_RECORDED` misses on each
+    /// CPU).
+    pub fn missed_values(&self, i: usize) -> ValueProfile {
+        let Some(table) = &self.missed_values else {
+            return ValueProfile::default();
+        };
+        let first = i * VALUE_TABLE_WORDS;
+        ValueProfile::of_copies(
+            (0..table.copies())
+                .map(|copy| std::array::from_fn(|w| table.read_copy(copy, GuardSlot(first + w)))),
+        )
     }
 
     /// Calls of all promoted sites that took their fallback.

@@ -21,7 +21,10 @@ use super::{GuardSlots, ProfileView};
 use crate::code::CounterTable;
 use crate::error::Error;
 use crate::ids::{FunctionId, GuardSlot};
-use crate::ir::edit::{codegen_err, copy_abi_attributes, emit_increment};
+use crate::ir::edit::{
+    codegen_err, copy_abi_attributes, emit_if, emit_increment, emit_record_value,
+};
+use crate::ir::sites::VALUE_TABLE_WORDS;
 
 /// A value must have had at least this share of an argument's samples...
 const MIN_SHARE_PERCENT: u64 = 90;
@@ -92,6 +95,44 @@ impl Specialization {
     }
 }
 
+/// The guard's slow path records the arguments of this many misses on
+/// each CPU, then only counts: enough to see a new phase's values, and a
+/// function whose calls mix values pays for no more than that.
+pub const MISSES_RECORDED: u64 = 4096;
+
+/// A new specialization for the values `current`'s guard missed with, if
+/// every specialized argument had one dominant value there (and it is not
+/// the one `current` already tests): the job moved to a new phase. Judged
+/// as the first plan is (90% of at least `MIN_SAMPLES` misses), so a
+/// guard fails at a 10% miss rate but a new value must hold 90% of the
+/// misses: values that alternate do not make versions flip back and forth.
+pub fn replan(current: &super::Speculation) -> Option<Specialization> {
+    let spec = current.specialization.as_ref()?;
+    let values: Vec<ArgValue> = spec
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, old)| {
+            let profile = current.missed_values(i);
+            let (value, count) = *profile.dominant(MIN_SHARE_PERCENT, MIN_SAMPLES).first()?;
+            Some(ArgValue {
+                value,
+                count,
+                samples: profile.total,
+                ..old.clone()
+            })
+        })
+        .collect::<Option<_>>()?;
+    let changed = values
+        .iter()
+        .zip(&spec.values)
+        .any(|(new, old)| new.value != old.value);
+    changed.then_some(Specialization {
+        function: spec.function,
+        values,
+    })
+}
+
 /// The argument values the profile says `function` should be specialized
 /// for, if any: every sampled argument with a dominant value.
 pub fn plan(view: &ProfileView<'_>, function: FunctionId) -> Option<Specialization> {
@@ -113,16 +154,28 @@ pub fn plan(view: &ProfileView<'_>, function: FunctionId) -> Option<Specializati
     (!values.is_empty()).then_some(Specialization { function, values })
 }
 
+/// Where a guard counts and records: the version's guard counters, a table
+/// of `VALUE_TABLE_WORDS` words per specialized argument for the values of
+/// the calls it misses, and the host function that records them.
+pub struct GuardTables<'a> {
+    pub counters: &'a CounterTable<GuardSlot>,
+    pub missed_values: &'a CounterTable<GuardSlot>,
+    pub record_value: usize,
+}
+
 /// Adds `guard_symbol`, the guard described above, calling `general` (the
 /// optimized version, already in `module`). Functions whose arguments are
-/// passed in memory (`byval` and the like) are not specialized.
+/// passed in memory (`byval` and the like) are not specialized. The slow
+/// path also records the specialized arguments' values of its first
+/// `MISSES_RECORDED` calls on each CPU (see `replan`).
 pub fn build_guard<'ctx>(
     module: &Module<'ctx>,
     general: FunctionValue<'ctx>,
     guard_symbol: &str,
     spec: &Specialization,
-    guards: &CounterTable<GuardSlot>,
+    tables: &GuardTables<'_>,
 ) -> Result<Option<FunctionValue<'ctx>>, Error> {
+    let guards = tables.counters;
     let in_memory =
         ["byval", "inalloca", "preallocated", "sret"].map(Attribute::get_named_enum_kind_id);
     let passes_in_memory = (0..general.count_params()).any(|i| {
@@ -190,7 +243,10 @@ pub fn build_guard<'ctx>(
         (slow, GuardSlots::MISSES, false),
     ] {
         builder.position_at_end(block);
-        emit_increment(&context, &builder, guards.address_of(counter))?;
+        let count = emit_increment(&context, &builder, guards.address_of(counter))?;
+        if !folded {
+            record_missed_values(&context, &builder, guard, spec, count, tables)?;
+        }
         let args: Vec<BasicMetadataValueEnum> = guard
             .get_param_iter()
             .enumerate()
@@ -222,4 +278,49 @@ pub fn build_guard<'ctx>(
         .map_err(codegen_err)?;
     }
     Ok(Some(guard))
+}
+
+/// On the guard's slow path, while `misses` (this CPU's count, just
+/// incremented) is at most `MISSES_RECORDED`: records each specialized
+/// argument's value in its table of `tables.missed_values`.
+fn record_missed_values<'ctx>(
+    context: &inkwell::context::ContextRef<'ctx>,
+    builder: &inkwell::builder::Builder<'ctx>,
+    guard: FunctionValue<'ctx>,
+    spec: &Specialization,
+    misses: inkwell::values::IntValue<'ctx>,
+    tables: &GuardTables<'_>,
+) -> Result<(), Error> {
+    let i64t = context.i64_type();
+    let early = builder
+        .build_int_compare(
+            IntPredicate::ULE,
+            misses,
+            i64t.const_int(MISSES_RECORDED, false),
+            "tj.guard.record",
+        )
+        .map_err(codegen_err)?;
+    emit_if(
+        context,
+        builder,
+        early,
+        "tj.guard.missed",
+        "tj.guard.call",
+        || {
+            for (i, v) in spec.values.iter().enumerate() {
+                let value = guard
+                    .get_nth_param(v.param)
+                    .expect("checked by build_guard")
+                    .into_int_value();
+                let wide = builder
+                    .build_int_z_extend_or_bit_cast(value, i64t, "tj.guard.arg")
+                    .map_err(codegen_err)?;
+                let table = tables
+                    .missed_values
+                    .address_of(GuardSlot(i * VALUE_TABLE_WORDS));
+                emit_record_value(context, builder, tables.record_value, table, wide)?;
+            }
+            Ok(())
+        },
+    )
 }

@@ -32,9 +32,11 @@ use crate::ir::cfg::Loop;
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
+use crate::ir::sites::VALUE_TABLE_WORDS;
 use crate::osr::continuation::build_continuation;
 use crate::profile::promote::{self, Promotion};
-use crate::profile::{metadata, specialize, GuardSlots, ProfileView, Speculation};
+use crate::profile::specialize::{self, Specialization};
+use crate::profile::{metadata, GuardSlots, ProfileView, Speculation};
 
 /// Directory to write each version module to, before optimization, for
 /// debugging the JIT itself.
@@ -95,6 +97,9 @@ pub struct ProfileUse<'a> {
     pub promote: bool,
     /// Value specialization (off for a function whose guard failed).
     pub specialize: bool,
+    /// The values to specialize for instead of the baseline profile's: a
+    /// new phase's, seen by the guard of the version being replaced.
+    pub respecialize: Option<&'a Specialization>,
     /// Functions whose installed version is specialized, with the
     /// parameters it is specialized on: calls to them stay calls (through
     /// the guard), since an inlined copy would be the general code, unless
@@ -366,14 +371,30 @@ pub fn make_whole_version(
     }
     // Step 4: a guard in front for a dominant argument value.
     if let Some(profile) = profile.filter(|p| p.specialize) {
-        if let Some(spec) = specialize::plan(&profile.view, id) {
+        // A new phase's values (see `specialize::replan`), else the
+        // baseline profile's.
+        let planned = profile
+            .respecialize
+            .cloned()
+            .or_else(|| specialize::plan(&profile.view, id));
+        if let Some(spec) = planned {
             let guard_symbol = format!("{symbol}.guard");
-            let guards = speculation
+            let counters = speculation
                 .counters
                 .clone()
                 .ok_or_else(|| Error::Codegen("no guard counters".into()))?;
-            if specialize::build_guard(module, function, &guard_symbol, &spec, &guards)?.is_some() {
+            let missed_values = Arc::new(CounterTable::with_sharding(
+                spec.values.len() * VALUE_TABLE_WORDS,
+                counters.sharding(),
+            ));
+            let tables = specialize::GuardTables {
+                counters: &counters,
+                missed_values: &missed_values,
+                record_value: profile.view.record_value,
+            };
+            if specialize::build_guard(module, function, &guard_symbol, &spec, &tables)?.is_some() {
                 speculation.specialization = Some(spec);
+                speculation.missed_values = Some(missed_values);
                 return Ok(guard_symbol);
             }
         }

@@ -703,6 +703,8 @@ fn compile_and_install<'s>(
     let osr_version = osr.map(|i| shared.versions.claim_version(parts[i].unit(layout)));
     let pgo = &shared.config.pgo;
     let specialized = shared.versions.specialized_functions();
+    let respecialize =
+        whole.and_then(|_| shared.versions.planned_specialization(Unit::Function(id)));
     let profile =
         (pgo.profile_metadata || pgo.call_promotion || pgo.value_specialization).then(|| {
             ProfileUse {
@@ -713,6 +715,7 @@ fn compile_and_install<'s>(
                     && whole.is_some()
                     && shared.versions.may_specialize(Unit::Function(id)),
                 specialized: &specialized,
+                respecialize: respecialize.as_ref(),
             }
         });
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -860,9 +863,13 @@ fn compile_and_install<'s>(
     if let Some(i) = whole {
         let unit = parts[i].unit(layout);
         let speculation = speculation.take().unwrap_or_default();
-        shared
-            .versions
-            .publish(unit, Tier::Optimized, first_address, speculation);
+        shared.versions.publish(
+            unit,
+            Tier::Optimized,
+            first_address,
+            speculation,
+            started.elapsed(),
+        );
         outcomes[i] = Some(Outcome::Installed(size, speculated.clone()));
     }
     if let (Some(i), Some(c), Some(address)) = (osr, continuation, continuation_address) {
@@ -870,13 +877,19 @@ fn compile_and_install<'s>(
         let mut notes: Vec<(&str, String)> = match speculation.take() {
             // A lone continuation speculated on its own.
             Some(own) => {
-                shared.versions.publish(unit, Tier::Optimized, address, own);
+                shared
+                    .versions
+                    .publish(unit, Tier::Optimized, address, own, started.elapsed());
                 speculated
             }
             None => {
-                shared
-                    .versions
-                    .publish(unit, Tier::Optimized, address, Speculation::default());
+                shared.versions.publish(
+                    unit,
+                    Tier::Optimized,
+                    address,
+                    Speculation::default(),
+                    started.elapsed(),
+                );
                 vec![(
                     "osr",
                     format!(

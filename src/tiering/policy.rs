@@ -15,12 +15,17 @@ pub struct Policy {
     max_attempts: u32,
     guard_miss_limit: u64,
     guard_miss_percent: u64,
+    pub max_respeculations: u32,
 }
 
-/// New versions a function may get because its promoted calls kept
-/// missing: a call site whose targets keep changing is left to its
-/// fallback after that.
-pub const MAX_RESPECULATIONS: u32 = 2;
+/// A re-specialization is compiled only if the version it replaces lived
+/// at least this many times its compile: a phase is expected to last about
+/// as long as the last one did, so the new version would then run for at
+/// least three quarters of it. Shorter phases get a general version
+/// instead, which holds for every phase: versions that would be replaced
+/// soon after they land cost a compiler thread (on a board, often a core
+/// the job could use) for little.
+const PHASE_PAYOFF_FACTOR: u32 = 4;
 
 /// Backoff after the first failed compile; doubled after each further one,
 /// so a function whose compile fails is not retried in a tight loop.
@@ -36,6 +41,7 @@ impl Policy {
             max_attempts: config.compiler.max_attempts,
             guard_miss_limit: config.pgo.guard_miss_limit,
             guard_miss_percent: config.pgo.guard_miss_percent,
+            max_respeculations: config.pgo.max_respeculations,
         }
     }
 
@@ -72,6 +78,12 @@ impl Policy {
     pub fn guard_failed(&self, hits: u64, misses: u64) -> bool {
         misses >= self.guard_miss_limit
             && misses.saturating_mul(100) >= (hits + misses).saturating_mul(self.guard_miss_percent)
+    }
+
+    /// Whether a new phase pays for a new version: the version it would
+    /// replace has been installed `lived`, and took `compile` to build.
+    pub fn phase_pays_off(&self, lived: Duration, compile: Duration) -> bool {
+        lived >= compile * PHASE_PAYOFF_FACTOR
     }
 
     /// Whether promoted calls of a version that took the fallback `misses`

@@ -58,8 +58,10 @@ pub fn run(shared: Arc<Shared>) {
     // transfers (then reported, and cleared).
     let mut requested_at: Vec<Option<Instant>> = vec![None; layout.loop_count];
     let mut reported: Vec<bool> = vec![false; layout.loop_count];
-    // Functions whose installed version may have speculated.
+    // Functions whose installed version may have speculated, and what
+    // their value guards saw lately.
     let mut watched: Vec<FunctionId> = Vec::new();
+    let mut guard_windows = GuardWindows::default();
     // Since when baseline code has counted nothing, and what it had
     // counted by the last tick.
     let (mut quiet_since, mut last_events) = (Instant::now(), 0u64);
@@ -167,7 +169,7 @@ pub fn run(shared: Arc<Shared>) {
         drop(batch);
         super::compiler::supersede_useless(&shared);
         watched.extend(newly_installed);
-        watched.retain(|&id| watch_speculation(&shared, &activity, id, now));
+        watched.retain(|&id| watch_speculation(&shared, &activity, &mut guard_windows, id, now));
     }
     // Transfers that happened since the last tick, before the job ended.
     if shared.config.osr.enabled {
@@ -410,7 +412,13 @@ fn report_transitions(
 /// general version queued; promoted calls that keep taking the fallback
 /// get a version planned from the targets seen since (a few times at
 /// most). Whether to keep watching.
-fn watch_speculation(shared: &Shared, activity: &Activity, id: FunctionId, now: Instant) -> bool {
+fn watch_speculation(
+    shared: &Shared,
+    activity: &Activity,
+    windows: &mut GuardWindows,
+    id: FunctionId,
+    now: Instant,
+) -> bool {
     let unit = Unit::Function(id);
     match shared.versions.state(unit) {
         TierUpState::Installed => {}
@@ -440,17 +448,33 @@ fn watch_speculation(shared: &Shared, activity: &Activity, id: FunctionId, now: 
         return false;
     }
     let f = &shared.layout.functions[id];
-    let (hits, misses) = speculation.guard_counts();
+    let (hits, misses) = windows.recent(id, &speculation);
     let failed_guard = speculation
         .specialization
         .as_ref()
         .filter(|_| shared.policy.guard_failed(hits, misses));
     let fallbacks = speculation.all_fallbacks();
+    let limit = shared.policy.max_respeculations;
+    // A failed guard whose misses agree on new values: a new phase, worth
+    // a version of its own if the last phase outlasted its compile enough.
+    let pays_off = shared
+        .versions
+        .installed_for(unit, now)
+        .is_some_and(|(lived, compile)| shared.policy.phase_pays_off(lived, compile));
+    let next_phase = failed_guard
+        .and_then(|_| crate::profile::specialize::replan(&speculation))
+        .filter(|_| pays_off);
+    let respecialized = next_phase
+        .clone()
+        .filter(|next| shared.versions.respecialize(unit, next.clone(), limit));
     let replace = match failed_guard {
+        Some(_) if respecialized.is_some() => true,
         Some(_) => shared.versions.revoke_specialization(unit),
-        None if shared.policy.promotions_failed(fallbacks) => shared
-            .versions
-            .respeculate(unit, super::policy::MAX_RESPECULATIONS),
+        // Promoted calls that miss still make their call: the version can
+        // wait until a replacement pays off.
+        None if shared.policy.promotions_failed(fallbacks) && pays_off => {
+            shared.versions.respeculate(unit, limit)
+        }
         None => return true,
     };
     if !replace {
@@ -465,11 +489,16 @@ fn watch_speculation(shared: &Shared, activity: &Activity, id: FunctionId, now: 
     match shared.requests.push(request, benefit) {
         Ok(()) => {
             match failed_guard {
-                Some(spec) => {
-                    shared
-                        .metrics
-                        .guard_failed(&f.display_name(), &spec.condition(), hits, misses)
-                }
+                Some(spec) => shared.metrics.guard_failed(
+                    &f.display_name(),
+                    &spec.condition(),
+                    hits,
+                    misses,
+                    respecialized
+                        .as_ref()
+                        .map(|next| next.condition())
+                        .as_deref(),
+                ),
                 None => shared
                     .metrics
                     .promotions_failed(&f.display_name(), fallbacks),
@@ -484,6 +513,57 @@ fn watch_speculation(shared: &Shared, activity: &Activity, id: FunctionId, now: 
             shared.versions.withdraw_replacement(unit);
             true
         }
+    }
+}
+
+/// A value guard is judged on its recent calls, not on all calls since its
+/// version was installed: after a long first phase a new one would
+/// otherwise need a tenth of the calls so far to miss before the guard
+/// counts as failed. Old evidence is halved each time this many calls
+/// accumulate, so the judgement covers about the last 64k-128k calls.
+const GUARD_WINDOW_CALLS: u64 = 1 << 16;
+
+/// Per watched function: the guard counts the current window starts from,
+/// for the version whose guard counters they are.
+#[derive(Default)]
+struct GuardWindows {
+    windows: std::collections::HashMap<FunctionId, GuardWindow>,
+}
+
+struct GuardWindow {
+    /// The version's guard counters (identity only).
+    version: *const crate::code::CounterTable<crate::ids::GuardSlot>,
+    hits: u64,
+    misses: u64,
+}
+
+impl GuardWindows {
+    /// Hits and misses of `speculation`'s guard in its recent window.
+    fn recent(&mut self, id: FunctionId, speculation: &crate::profile::Speculation) -> (u64, u64) {
+        let (hits, misses) = speculation.guard_counts();
+        let version = speculation
+            .counters
+            .as_ref()
+            .map_or(std::ptr::null(), std::sync::Arc::as_ptr);
+        let window = self.windows.entry(id).or_insert(GuardWindow {
+            version,
+            hits: 0,
+            misses: 0,
+        });
+        if window.version != version {
+            // A new version: its counters start at zero.
+            *window = GuardWindow {
+                version,
+                hits: 0,
+                misses: 0,
+            };
+        }
+        let (recent_hits, recent_misses) = (hits - window.hits, misses - window.misses);
+        if recent_hits + recent_misses >= GUARD_WINDOW_CALLS {
+            window.hits += recent_hits / 2;
+            window.misses += recent_misses / 2;
+        }
+        (recent_hits, recent_misses)
     }
 }
 
@@ -508,5 +588,59 @@ fn offer(shared: &Shared, request: CompileRequest, benefit: f64, now: Instant) -
             true
         }
         Err(PushError::Closed(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::CounterTable;
+    use crate::profile::{GuardSlots, Speculation};
+
+    fn speculation() -> Speculation {
+        Speculation {
+            counters: Some(Arc::new(CounterTable::with_sharding(
+                GuardSlots::len(0),
+                None,
+            ))),
+            ..Speculation::default()
+        }
+    }
+
+    fn set(s: &Speculation, hits: u64, misses: u64) {
+        let counters = s.counters.as_ref().unwrap();
+        counters.set(GuardSlots::HITS, hits);
+        counters.set(GuardSlots::MISSES, misses);
+    }
+
+    #[test]
+    fn a_guard_is_judged_on_its_recent_calls() {
+        let mut windows = GuardWindows::default();
+        let id = FunctionId(0);
+        let first = speculation();
+        set(&first, 1000, 0);
+        assert_eq!(windows.recent(id, &first), (1000, 0));
+        // A long first phase: old hits are halved away as calls pile up.
+        let mut hits = 1000;
+        for _ in 0..40 {
+            hits += 1 << 16;
+            set(&first, hits, 0);
+            windows.recent(id, &first);
+        }
+        let (recent_hits, _) = windows.recent(id, &first);
+        assert!(recent_hits < 1 << 17, "{recent_hits} hits still weigh");
+        // A new phase: 20k misses are more than 10% of the recent calls,
+        // though a tiny share of the 2.6 million calls so far.
+        set(&first, hits, 20_000);
+        let (recent_hits, recent_misses) = windows.recent(id, &first);
+        assert_eq!(recent_misses, 20_000);
+        assert!(
+            recent_misses * 10 >= recent_hits + recent_misses,
+            "{recent_hits}"
+        );
+        // A new version starts a new window.
+        let second = speculation();
+        set(&second, 5, 1);
+        assert_eq!(windows.recent(id, &second), (5, 1));
     }
 }

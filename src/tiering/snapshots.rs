@@ -197,6 +197,7 @@ fn a_promoted_call_tests_its_hot_target_and_counts_the_fallback() {
         promote: true,
         specialize: false,
         specialized: &specialized,
+        respecialize: None,
     };
     let machine = target().machine(3).unwrap();
     let mut prepared =

@@ -83,10 +83,12 @@ struct Record {
     pending: Option<Replacement>,
     /// The values the requested replacement specializes for (a new phase).
     next_specialization: Option<Specialization>,
-    /// When the installed version was published, and how long its compile
-    /// took: what a re-specialization weighs its cost against.
-    installed_at: Option<Instant>,
-    compile_time: Duration,
+    /// When the last re-specialization was requested (the start of the
+    /// current phase, as far as the profiler can tell), and the CPU time
+    /// the installed version's compile took: what a re-specialization
+    /// weighs its cost against.
+    phase_started: Option<Instant>,
+    compile_cpu: Duration,
 }
 
 /// Why an installed version is being replaced.
@@ -129,8 +131,8 @@ impl VersionManager {
                     respeculations: 0,
                     pending: None,
                     next_specialization: None,
-                    installed_at: None,
-                    compile_time: Duration::ZERO,
+                    phase_started: None,
+                    compile_cpu: Duration::ZERO,
                 })
                 .collect()
         };
@@ -232,7 +234,7 @@ impl VersionManager {
         tier: Tier,
         entry: CodeAddress,
         speculation: Speculation,
-        compile_time: Duration,
+        compile_cpu: Duration,
     ) {
         match unit {
             Unit::Function(id) => self.slots.publish(id.index(), entry),
@@ -247,8 +249,7 @@ impl VersionManager {
         record.state = TierUpState::Installed;
         record.pending = None;
         record.next_specialization = None;
-        record.installed_at = Some(Instant::now());
-        record.compile_time = compile_time;
+        record.compile_cpu = compile_cpu;
         let replaced = std::mem::replace(&mut record.speculation, speculation);
         drop(records);
         // The replaced version's code holds the addresses of its guard
@@ -337,7 +338,7 @@ impl VersionManager {
     /// Counts against the same budget as `respeculate` (`limit`, 0 for
     /// none); returns false (and changes nothing) once that is used up or
     /// unless a specialized version is installed.
-    pub fn respecialize(&self, unit: Unit, next: Specialization, limit: u32) -> bool {
+    pub fn respecialize(&self, unit: Unit, next: Specialization, limit: u32, now: Instant) -> bool {
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
         let used_up = limit != 0 && record.respeculations >= limit;
@@ -351,6 +352,7 @@ impl VersionManager {
         record.state = TierUpState::Requested;
         record.pending = Some(Replacement::Respecialize);
         record.next_specialization = Some(next);
+        record.phase_started = Some(now);
         true
     }
 
@@ -361,12 +363,17 @@ impl VersionManager {
         records[i].next_specialization.clone()
     }
 
-    /// How long the installed version of `unit` has been installed, and
-    /// how long its compile took.
-    pub fn installed_for(&self, unit: Unit, now: Instant) -> Option<(Duration, Duration)> {
+    /// How long the current phase of `unit` has lasted (since the last
+    /// re-specialization was requested; `None` before the first, when the
+    /// first phase's start is unknown: its version landed after a warm-up),
+    /// and the CPU time the installed version's compile took.
+    pub fn phase_so_far(&self, unit: Unit, now: Instant) -> (Option<Duration>, Duration) {
         let (records, i) = self.records(unit);
-        let at = records[i].installed_at?;
-        Some((now.saturating_duration_since(at), records[i].compile_time))
+        let record = &records[i];
+        let lasted = record
+            .phase_started
+            .map(|at| now.saturating_duration_since(at));
+        (lasted, record.compile_cpu)
     }
 
     /// Withdraws a replacement requested by `revoke_specialization`,
@@ -508,7 +515,7 @@ mod tests {
         versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
         let next = specialized_on(2).specialization.unwrap();
         assert!(
-            !versions.respecialize(unit, next.clone(), 0),
+            !versions.respecialize(unit, next.clone(), 0, Instant::now()),
             "nothing specialized is installed"
         );
         let mut stride = 4;
@@ -518,18 +525,18 @@ mod tests {
             stride += 1;
             let next = specialized_on(stride).specialization.unwrap();
             // 0: no limit.
-            assert!(versions.respecialize(unit, next.clone(), 0));
+            assert!(versions.respecialize(unit, next.clone(), 0, Instant::now()));
             assert_eq!(versions.planned_specialization(unit), Some(next));
             assert_eq!(versions.state(unit), TierUpState::Requested);
         }
         // A request that was never queued gives its budget back.
         versions.withdraw_replacement(unit);
         assert_eq!(versions.planned_specialization(unit), None);
-        assert!(versions.respecialize(unit, next.clone(), 5));
+        assert!(versions.respecialize(unit, next.clone(), 5, Instant::now()));
         versions.withdraw_replacement(unit);
         // Three used (the fourth was withdrawn): a limit of 3 is reached.
-        assert!(!versions.respecialize(unit, next.clone(), 3));
-        assert!(versions.respecialize(unit, next, 4));
+        assert!(!versions.respecialize(unit, next.clone(), 3, Instant::now()));
+        assert!(versions.respecialize(unit, next, 4, Instant::now()));
         assert_eq!(versions.retired(unit), 4);
     }
 }

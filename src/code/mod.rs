@@ -30,4 +30,4 @@ pub use shards::process_sharding;
 #[cfg(test)]
 pub use shards::Sharding;
 pub use tables::{CounterAddress, CounterTable, SlotTable};
-pub use threads::{current_os_thread, lower_priority, spawn_tierjit_thread};
+pub use threads::{current_os_thread, lower_priority, spawn_tierjit_thread, thread_cpu_time};

@@ -6,6 +6,21 @@ pub fn current_os_thread() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// CPU time the calling thread has used so far.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `now` is; the
+    // thread CPU-time clock exists on every Linux tierjit supports.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
+    if !ok {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
 /// Drops the scheduling priority of thread `os_thread` (a kernel thread
 /// id in this process) to the lowest, nice 19, so that it only gets CPU
 /// time no other thread wants. Returns whether it did.

@@ -668,6 +668,11 @@ fn compile_and_install<'s>(
     let layout = &shared.layout;
     let id = parts[0].function;
     let name = &layout.functions[id].name;
+    // What the compile costs the machine, for the payoff of replacing its
+    // version later (see `Policy::phase_pays_off`): CPU time, not wall
+    // time, since compiler threads run at the lowest priority and wait
+    // whenever job threads want every core.
+    let cpu_started = crate::code::thread_cpu_time();
     // A superseded compile is given up at the next step whatever its loop
     // does now: its unit went back to the profiler (see `supersede_useless`).
     let stopped = |request: &CompileRequest| match request.unit(layout) {
@@ -856,6 +861,7 @@ fn compile_and_install<'s>(
         .chain(speculation.specialization.iter().map(|s| s.describe(&view)))
         .map(|note| ("pgo", note))
         .collect();
+    let compile_cpu = crate::code::thread_cpu_time().saturating_sub(cpu_started);
     // Held until the installs are reported (see `Shared::reporting`).
     let reporting = shared.reporting.lock().unwrap_or_else(|p| p.into_inner());
     shared.versions.keep_alive(loaded);
@@ -879,7 +885,7 @@ fn compile_and_install<'s>(
             Some(own) => {
                 shared
                     .versions
-                    .publish(unit, Tier::Optimized, address, own, started.elapsed());
+                    .publish(unit, Tier::Optimized, address, own, compile_cpu);
                 speculated
             }
             None => {

@@ -18,13 +18,14 @@ pub struct Policy {
     pub max_respeculations: u32,
 }
 
-/// A re-specialization is compiled only if the version it replaces lived
-/// at least this many times its compile: a phase is expected to last about
-/// as long as the last one did, so the new version would then run for at
-/// least three quarters of it. Shorter phases get a general version
-/// instead, which holds for every phase: versions that would be replaced
-/// soon after they land cost a compiler thread (on a board, often a core
-/// the job could use) for little.
+/// A re-specialization is compiled only if the phase that is ending lasted
+/// at least this many times the CPU time of its version's compile: the next
+/// phase is expected to last about as long, so its version would run for
+/// most of it. Shorter phases get a general version instead, which holds
+/// for every phase: versions replaced soon after they land cost a core (on
+/// a board, often one the job could use) for little. (The first phase
+/// is given the benefit of the doubt: its version landed after a warm-up,
+/// so its life says nothing about the phase's length.)
 const PHASE_PAYOFF_FACTOR: u32 = 4;
 
 /// Backoff after the first failed compile; doubled after each further one,
@@ -80,10 +81,10 @@ impl Policy {
             && misses.saturating_mul(100) >= (hits + misses).saturating_mul(self.guard_miss_percent)
     }
 
-    /// Whether a new phase pays for a new version: the version it would
-    /// replace has been installed `lived`, and took `compile` to build.
-    pub fn phase_pays_off(&self, lived: Duration, compile: Duration) -> bool {
-        lived >= compile * PHASE_PAYOFF_FACTOR
+    /// Whether a new phase pays for a new version: the phase ending lasted
+    /// `phase`, and its version took `compile` of CPU time to build.
+    pub fn phase_pays_off(&self, phase: Duration, compile: Duration) -> bool {
+        phase >= compile * PHASE_PAYOFF_FACTOR
     }
 
     /// Whether promoted calls of a version that took the fallback `misses`

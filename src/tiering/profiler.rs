@@ -457,16 +457,17 @@ fn watch_speculation(
     let limit = shared.policy.max_respeculations;
     // A failed guard whose misses agree on new values: a new phase, worth
     // a version of its own if the last phase outlasted its compile enough.
-    let pays_off = shared
-        .versions
-        .installed_for(unit, now)
-        .is_some_and(|(lived, compile)| shared.policy.phase_pays_off(lived, compile));
+    let pays_off = match shared.versions.phase_so_far(unit, now) {
+        (Some(lasted), compile) => shared.policy.phase_pays_off(lasted, compile),
+        // The first phase: no evidence that phases are short.
+        (None, _) => true,
+    };
     let next_phase = failed_guard
         .and_then(|_| crate::profile::specialize::replan(&speculation))
         .filter(|_| pays_off);
     let respecialized = next_phase
         .clone()
-        .filter(|next| shared.versions.respecialize(unit, next.clone(), limit));
+        .filter(|next| shared.versions.respecialize(unit, next.clone(), limit, now));
     let replace = match failed_guard {
         Some(_) if respecialized.is_some() => true,
         Some(_) => shared.versions.revoke_specialization(unit),

@@ -25,9 +25,18 @@ pub fn apply_llvm_options() {
         .iter()
         .filter(|(name, _)| !text.contains(name))
         .map(|(_, arg)| *arg);
+    let requested = text.split_whitespace().filter(|arg| {
+        let exits = exits_the_process(arg);
+        if exits {
+            eprintln!(
+                "tierjit: {LLVM_ARGS_ENV}: ignoring {arg}: LLVM would print and exit the process"
+            );
+        }
+        !exits
+    });
     let args: Vec<CString> = std::iter::once("tierjit")
         .chain(defaults)
-        .chain(text.split_whitespace())
+        .chain(requested)
         .filter_map(|a| CString::new(a).ok())
         .collect();
     let pointers: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
@@ -42,4 +51,39 @@ pub fn apply_llvm_options() {
             std::ptr::null(),
         )
     };
+}
+
+/// Options LLVM's parser answers by printing and calling `exit` (the
+/// version and the help listings): in an embedding program, or a job in
+/// the middle of its run, that would end the host.
+fn exits_the_process(arg: &str) -> bool {
+    let name = arg.trim_start_matches('-');
+    let name = name.split('=').next().unwrap_or(name);
+    arg.starts_with('-') && (name == "version" || name.starts_with("help"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_that_exit_are_recognised() {
+        for arg in [
+            "-version",
+            "--version",
+            "-help",
+            "--help-hidden",
+            "-help-list=1",
+        ] {
+            assert!(exits_the_process(arg), "{arg}");
+        }
+        for arg in [
+            "-unroll-threshold=100",
+            "-print-after=licm",
+            "version",
+            "-debug-pass=Structure",
+        ] {
+            assert!(!exits_the_process(arg), "{arg}");
+        }
+    }
 }

@@ -145,21 +145,23 @@ impl Metrics {
     }
 
     /// A value guard failed too often (`hits` and `misses` in its recent
-    /// window); its version is being replaced, by one specialized for `next`
-    /// if the misses agreed on new values.
+    /// window); what replaces its version.
     pub fn guard_failed(
         &self,
         label: &str,
         condition: &str,
         hits: u64,
         misses: u64,
-        next: Option<&str>,
+        action: GuardAction<'_>,
     ) {
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
-            let action = match next {
-                Some(next) => format!("new phase: respecializing for {next}"),
-                None => "despecializing (recompiling without it)".to_string(),
+            let action = match action {
+                GuardAction::Respecialize(next) => format!("new phase: respecializing for {next}"),
+                GuardAction::Reinstate(next) => {
+                    format!("phase came back: reinstated its version for {next} (no compile)")
+                }
+                GuardAction::Despecialize => "despecializing (recompiling without it)".to_string(),
             };
             self.emit(format!(
                 "{:>10.3}ms {seq:>4} pgo {label}: guard {condition} failed {misses} of {} recent calls; {action}",
@@ -234,4 +236,15 @@ impl Metrics {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// What replaces a version whose value guard failed.
+#[derive(Clone, Copy, Debug)]
+pub enum GuardAction<'a> {
+    /// A version specialized for the values the misses agreed on.
+    Respecialize(&'a str),
+    /// A retired version specialized for those values, published again.
+    Reinstate(&'a str),
+    /// A general version.
+    Despecialize,
 }

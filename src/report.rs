@@ -103,7 +103,7 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
     out += "  (calls and back-edges are counted by baseline code only; functions never called are not listed)\n";
     out += &match shared.counters.copies() {
         1 => "  counters: one copy\n".to_string(),
-        n => format!("  counters: one copy per CPU ({n} copies)\n"),
+        n => format!("  counters: {n} copies, CPU c writing copy c mod {n}\n"),
     };
     out += "  compile latency:\n";
     for row in shared.metrics.latency_rows() {

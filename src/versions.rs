@@ -81,14 +81,22 @@ struct Record {
     /// Why a replacement of the installed version is requested, until it
     /// is installed or withdrawn.
     pending: Option<Replacement>,
-    /// The values the requested replacement specializes for (a new phase).
-    next_specialization: Option<Specialization>,
-    /// When the last re-specialization was requested (the start of the
-    /// current phase, as far as the profiler can tell), and the CPU time
+    /// The values the requested replacement specializes for (a new phase),
+    /// and when the phase was seen to start (the guard failed).
+    next_specialization: Option<(Specialization, Instant)>,
+    /// When the phase of the installed re-specialization started (its guard
+    /// failure was seen; the start of the current phase, as far as the
+    /// profiler can tell), and the CPU time
     /// the installed version's compile took: what a re-specialization
     /// weighs its cost against.
     phase_started: Option<Instant>,
     compile_cpu: Duration,
+    /// Where the installed version is entered (none for the baseline).
+    entry: Option<CodeAddress>,
+    /// Retired specialized versions, with what they speculated on: a phase
+    /// that comes back gets its version back without a compile (see
+    /// `reinstate`).
+    retired_specialized: Vec<(CodeAddress, Speculation)>,
 }
 
 /// Why an installed version is being replaced.
@@ -133,6 +141,8 @@ impl VersionManager {
                     next_specialization: None,
                     phase_started: None,
                     compile_cpu: Duration::ZERO,
+                    entry: None,
+                    retired_specialized: Vec::new(),
                 })
                 .collect()
         };
@@ -248,13 +258,21 @@ impl VersionManager {
         record.tier = tier;
         record.state = TierUpState::Installed;
         record.pending = None;
-        record.next_specialization = None;
+        if let Some((_, phase_start)) = record.next_specialization.take() {
+            record.phase_started = Some(phase_start);
+        }
         record.compile_cpu = compile_cpu;
         let replaced = std::mem::replace(&mut record.speculation, speculation);
+        let replaced_entry = record.entry.replace(entry);
+        // A specialized version may be wanted again (its tables stay with
+        // it). Other replaced versions' code holds the addresses of their
+        // guard counters and may still be running: they live as long as
+        // its code.
+        if let (Some(old), Some(_)) = (replaced_entry, &replaced.specialization) {
+            record.retired_specialized.push((old, replaced));
+            return;
+        }
         drop(records);
-        // The replaced version's code holds the addresses of its guard
-        // counters and missed-value tables and may still be running: they
-        // live as long as its code.
         for table in [replaced.counters, replaced.missed_values]
             .into_iter()
             .flatten()
@@ -335,7 +353,7 @@ impl VersionManager {
 
     /// The installed version's value guard failed, and the calls it missed
     /// agree on new values: a version specialized for `next` is requested.
-    /// Counts against the same budget as `respeculate` (`limit`, 0 for
+    /// Counts against the same record as `respeculate` (`limit`, 0 for
     /// none); returns false (and changes nothing) once that is used up or
     /// unless a specialized version is installed.
     pub fn respecialize(&self, unit: Unit, next: Specialization, limit: u32, now: Instant) -> bool {
@@ -351,7 +369,50 @@ impl VersionManager {
         record.respeculations += 1;
         record.state = TierUpState::Requested;
         record.pending = Some(Replacement::Respecialize);
-        record.next_specialization = Some(next);
+        record.next_specialization = Some((next, now));
+        true
+    }
+
+    /// A new phase whose values a retired version of `unit` was specialized
+    /// for: that version is published again (retiring the installed one),
+    /// with no compile and no charge against the re-speculation budget, and
+    /// its missed-value tables are emptied. Its code is still loaded, since
+    /// retired code is never freed. Returns false (and changes nothing)
+    /// unless a specialized version is installed and a retired one matches.
+    pub fn reinstate(&self, unit: Unit, next: &Specialization, now: Instant) -> bool {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        if record.state != TierUpState::Installed || record.speculation.specialization.is_none() {
+            return false;
+        }
+        let same_values = |s: &Speculation| {
+            s.specialization.as_ref().is_some_and(|old| {
+                old.values.len() == next.values.len()
+                    && old
+                        .values
+                        .iter()
+                        .zip(&next.values)
+                        .all(|(a, b)| a.param == b.param && a.value == b.value)
+            })
+        };
+        let Some(k) = record
+            .retired_specialized
+            .iter()
+            .position(|(_, s)| same_values(s))
+        else {
+            return false;
+        };
+        let (entry, speculation) = record.retired_specialized.remove(k);
+        match unit {
+            Unit::Function(id) => self.slots.publish(id.index(), entry),
+            Unit::Loop(id) => self.osr_slots.publish(id.index(), entry),
+        }
+        speculation.forget_missed_values();
+        let current = std::mem::replace(&mut record.speculation, speculation);
+        if let Some(current_entry) = record.entry.replace(entry) {
+            record.retired_specialized.push((current_entry, current));
+        }
+        record.retired += 1;
         record.phase_started = Some(now);
         true
     }
@@ -360,13 +421,17 @@ impl VersionManager {
     /// is a re-specialization.
     pub fn planned_specialization(&self, unit: Unit) -> Option<Specialization> {
         let (records, i) = self.records(unit);
-        records[i].next_specialization.clone()
+        records[i]
+            .next_specialization
+            .as_ref()
+            .map(|(spec, _)| spec.clone())
     }
 
-    /// How long the current phase of `unit` has lasted (since the last
-    /// re-specialization was requested; `None` before the first, when the
-    /// first phase's start is unknown: its version landed after a warm-up),
-    /// and the CPU time the installed version's compile took.
+    /// How long the current phase of `unit` has lasted (since the guard
+    /// failure that led to the installed re-specialization; `None` before
+    /// the first, when the first phase's start is unknown: its version
+    /// landed after a warm-up), and the CPU time the installed version's
+    /// compile took.
     pub fn phase_so_far(&self, unit: Unit, now: Instant) -> (Option<Duration>, Duration) {
         let (records, i) = self.records(unit);
         let record = &records[i];

@@ -8,7 +8,8 @@
 //!   critical edges), so it costs only when taken.
 //! - Calls through pointers: the target is recorded in the site's value
 //!   table by the host function `record_value`.
-//! - Integer arguments: each of the first `ARG_FULL_SAMPLES` calls, then
+//! - Integer arguments: each of the first `ARG_FULL_SAMPLES` calls (on
+//!   each CPU, whose copy of the entry count decides), then
 //!   every `ARG_SAMPLE_PERIOD`-th (decided by the entry count already in a
 //!   register), records each sampled argument, so the cost per call is two
 //!   compares and a branch. The full start gives a function that turns hot

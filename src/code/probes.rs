@@ -19,10 +19,13 @@ pub const VALUE_TABLE_WORDS: usize = 2 * VALUE_SLOTS + 1;
 /// checked at run time, so an imprecise count can cost speed, never
 /// correctness.
 extern "C" fn record_value(table: *const AtomicU64, value: u64) {
-    // SAFETY: baseline code passes the address of a value table inside the
-    // counter table (`CounterTable::address_of` of a site's `table` index),
-    // which holds VALUE_TABLE_WORDS AtomicU64s and lives until the process
-    // exits.
+    // SAFETY: generated code passes the address of one CPU's copy of a
+    // value table (`ir::edit::counter_pointer` of `CounterTable::address_of`
+    // of a table's first word): the job's counter table (baseline probes,
+    // promoted calls' recent targets), which lives until the job's module
+    // is freed, or a version's missed-value table, which lives as long as
+    // the version's code (the version manager keeps it). Either holds
+    // VALUE_TABLE_WORDS AtomicU64s from there, within one copy.
     let words = unsafe { std::slice::from_raw_parts(table, VALUE_TABLE_WORDS) };
     // Relaxed throughout: these are statistics, read by the compiler thread
     // with Relaxed loads; no other memory is published through them.

@@ -7,17 +7,25 @@
 //! long as the 1-thread one). Now a counter table holds one copy per CPU,
 //! and generated code picks its copy from the CPU it runs on, read from
 //! the thread's rseq area (restartable sequences): glibc 2.35+ registers
-//! one for every thread and exports its offset from the thread pointer
+//! one for every thread it creates (and the main thread) and exports its
+//! offset from the thread pointer
 //! (`__rseq_offset`), and the kernel keeps its `cpu_id_start` field equal
 //! to the CPU the thread runs on. Generated code reads it with two loads
 //! (`llvm.thread.pointer`, then the field), as Linux's per-CPU counters do.
 //!
 //! Threads on one CPU share a copy, but they do not run at the same
-//! moment, so the line stays in that CPU's cache. A thread moved to another
-//! CPU between reading the field and writing the counter writes a copy it
-//! no longer owns: the write is still an atomic of its own (never torn), and
-//! at worst a racing increment is lost, which counters tolerate anyway.
-//! Readers (the profiler, the compiler) sum the copies.
+//! moment, so the line stays in that CPU's cache. Counts can still be lost:
+//! a thread preempted (or moved to another CPU) between loading a count
+//! and storing it plus one writes back a stale value, erasing whatever the
+//! copy's other writers counted meanwhile, so a counter's sum can even go
+//! down between two reads. Every access is an atomic of its own (never
+//! torn, never undefined), and readers (the profiler, the compiler) treat
+//! the sums as the estimates they are: a loss delays a decision, and a sum
+//! that reads lower than before is taken as no progress.
+//!
+//! Threads that glibc did not create (another runtime's, with a thread
+//! pointer of its own) do not have the rseq area at that offset; tierjit
+//! does not support running job code on such threads.
 //!
 //! Without rseq (an older C library, the `glibc.pthread.rseq=0` tunable, a
 //! kernel or emulator without the system call, such as QEMU's user mode)

@@ -126,7 +126,9 @@ pub struct ShardStep {
 
 /// Event counters (function entries, loop back-edges, branch edges, value
 /// tables) written by baseline code with unordered atomic load/add/store:
-/// cheap, never torn and never UB; racing increments may be lost. Also the
+/// cheap, never torn and never UB; racing increments may be lost, and a
+/// stale value written back can make a sum read lower than before (see
+/// `shards`). Also the
 /// guard counters of one optimized version (see `profile::Speculation`):
 /// `Id` is the id type that indexes it (`CounterId` for the job's table,
 /// `GuardSlot` for a version's), so neither is read with the other's ids.
@@ -213,6 +215,19 @@ impl<Id: Into<usize>> CounterTable<Id> {
         // Relaxed: counters are heuristics; a stale value only delays a
         // tier-up by one profiler tick.
         self.word(copy, counter).load(Ordering::Relaxed)
+    }
+
+    /// Sets every copy of every counter to zero. Generated code may be
+    /// counting at the same time: its increments may land on either side
+    /// of the zeroing (each store is an atomic of its own), which a
+    /// heuristic table tolerates.
+    pub fn clear(&self) {
+        for line in self.lines.iter() {
+            for word in &line.0 {
+                // Relaxed: as `read`; nothing else is published through it.
+                word.store(0, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Sets a counter as baseline code would have counted it (tests of

@@ -90,11 +90,11 @@ knob::knobs! {
         guard_miss_limit: u64 = 1000, range 1 => u64::MAX;
         /// ...on at least this percentage of the calls it checked.
         guard_miss_percent: u64 = 10, range 0 => 100;
-        /// New versions one function may get because its speculation went
-        /// stale: a failed value guard whose misses agree on new values (a
-        /// new phase), or promoted calls that kept taking the fallback.
-        /// 0: no limit (re-specializing is still held back when phases
-        /// are short next to the compile they cost).
+        /// New versions one function may get for a new phase: a failed
+        /// value guard whose misses agree on new values. 0: no limit
+        /// (re-specializing is still held back when phases are short next
+        /// to the compile they cost). Re-planned promoted calls have a
+        /// fixed bound of 2.
         max_respeculations: u32 = 0, range 0 => 1_000_000;
     }
 

@@ -4,14 +4,26 @@ use inkwell::module::Module;
 
 /// Whether `module` declares a function that can start threads running
 /// its code: POSIX and C11 threads, C++ `std::thread`, OpenMP's runtime
-/// entries (LLVM's `__kmpc_` and GCC's `GOMP_`), `clone`, and, generously,
-/// anything with "thread" in its name.
+/// entries (LLVM's `__kmpc_` and GCC's `GOMP_`), and, generously, anything
+/// with "thread" in its name; and does not declare `clone` or `clone3`.
 ///
 /// Only the cost of counting depends on the answer (see `code::shards`):
 /// a job that starts threads some other way, say through a library that
 /// calls back into it from threads of its own, runs correctly with counters
-/// its threads share, only slower.
+/// its threads share, only slower. A job that calls `clone` itself may give
+/// a thread a thread pointer of its own (`CLONE_SETTLS`), where the rseq
+/// area glibc keeps is not: per-CPU counters would read outside its TLS.
 pub fn may_start_threads(module: &Module<'_>) -> bool {
+    let declares = |names: &[&str]| {
+        names.iter().any(|n| {
+            module
+                .get_function(n)
+                .is_some_and(|f| f.count_basic_blocks() == 0)
+        })
+    };
+    if declares(&["clone", "clone3"]) {
+        return false;
+    }
     module.get_functions().any(|f| {
         if f.count_basic_blocks() > 0 {
             return false;
@@ -21,7 +33,7 @@ pub fn may_start_threads(module: &Module<'_>) -> bool {
             || name.starts_with("__kmpc_")
             || name.starts_with("GOMP_")
             || name.starts_with("omp_")
-            || matches!(&*name, "clone" | "clone3" | "thrd_create")
+            || name == "thrd_create"
     })
 }
 
@@ -52,6 +64,10 @@ mod tests {
         ));
         assert!(!declares(
             "declare i32 @printf(ptr, ...)\ndeclare ptr @malloc(i64)"
+        ));
+        // A job that calls clone may set its own thread pointer.
+        assert!(!declares(
+            "declare i32 @pthread_create(ptr, ptr, ptr, ptr)\ndeclare i32 @clone(ptr, ptr, i32, ptr, ...)"
         ));
         // A job's own function named like a thread starter is not one.
         assert!(!declares("define void @thread_pool() {\n  ret void\n}"));

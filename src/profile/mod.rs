@@ -68,17 +68,25 @@ impl Speculation {
     }
 
     /// The values the `i`-th specialized argument had in the calls the
-    /// guard missed (the first `specialize::MISSES_RECORDED` misses on each
-    /// CPU).
+    /// guard missed since the tables were last emptied (the first
+    /// `specialize::MISSES_RECORDED` of them on each CPU).
     pub fn missed_values(&self, i: usize) -> ValueProfile {
         let Some(table) = &self.missed_values else {
             return ValueProfile::default();
         };
-        let first = i * VALUE_TABLE_WORDS;
+        let GuardSlot(first) = specialize::MissedValues::table(i);
         ValueProfile::of_copies(
             (0..table.copies())
                 .map(|copy| std::array::from_fn(|w| table.read_copy(copy, GuardSlot(first + w)))),
         )
+    }
+
+    /// Empties the missed-value tables, renewing their recording budget:
+    /// the values seen from now on are the next phase's candidates.
+    pub fn forget_missed_values(&self) {
+        if let Some(table) = &self.missed_values {
+            table.clear();
+        }
     }
 
     /// Calls of all promoted sites that took their fallback.

@@ -26,7 +26,8 @@ use crate::ir::edit::{codegen_err, emit_increment, emit_record_value, split_afte
 const MIN_SHARE_PERCENT: u64 = 30;
 /// ...out of at least this many.
 const MIN_SAMPLES: u64 = 16;
-/// Fallback calls per version whose targets are recorded, at most.
+/// Fallback calls per version and CPU whose targets are recorded, at most
+/// (the fallback counter is per CPU, see `code::shards`).
 const RECORD_FALLBACKS: u64 = 4096;
 /// Targets promoted per site, at most (as LLVM's own `icp-max-prom`).
 const MAX_TARGETS: usize = 3;
@@ -251,7 +252,7 @@ fn promote<'ctx>(
         test_block = next;
     }
     // The fallback: the original call, counted, its target recorded for
-    // the first RECORD_FALLBACKS fallbacks (a site that keeps missing after
+    // the first RECORD_FALLBACKS fallbacks on each CPU (a site that keeps missing after
     // re-planning should not pay a host call forever).
     builder.position_at_end(test_block);
     let count = emit_increment(context, builder, fallback.counter)?;

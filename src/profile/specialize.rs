@@ -97,8 +97,30 @@ impl Specialization {
 
 /// The guard's slow path records the arguments of this many misses on
 /// each CPU, then only counts: enough to see a new phase's values, and a
-/// function whose calls mix values pays for no more than that.
+/// function whose calls mix values pays for no more than that. The
+/// profiler empties the tables (and so renews the budget) while the guard
+/// holds, so that the occasional misses of a phase do not use up the
+/// budget and the slots before the next phase starts (see
+/// `MissedValues`).
 pub const MISSES_RECORDED: u64 = 4096;
+
+/// Where the values of a guard's missed calls go: word 0 counts the misses
+/// recorded (per CPU, against `MISSES_RECORDED`), then a value table of
+/// `VALUE_TABLE_WORDS` words per specialized argument.
+pub struct MissedValues;
+
+impl MissedValues {
+    pub const RECORDED: GuardSlot = GuardSlot(0);
+
+    /// The first word of the `i`-th specialized argument's value table.
+    pub fn table(i: usize) -> GuardSlot {
+        GuardSlot(1 + i * VALUE_TABLE_WORDS)
+    }
+
+    pub fn len(arguments: usize) -> usize {
+        1 + arguments * VALUE_TABLE_WORDS
+    }
+}
 
 /// A new specialization for the values `current`'s guard missed with, if
 /// every specialized argument had one dominant value there (and it is not
@@ -243,9 +265,9 @@ pub fn build_guard<'ctx>(
         (slow, GuardSlots::MISSES, false),
     ] {
         builder.position_at_end(block);
-        let count = emit_increment(&context, &builder, guards.address_of(counter))?;
+        emit_increment(&context, &builder, guards.address_of(counter))?;
         if !folded {
-            record_missed_values(&context, &builder, guard, spec, count, tables)?;
+            record_missed_values(&context, &builder, guard, spec, tables)?;
         }
         let args: Vec<BasicMetadataValueEnum> = guard
             .get_param_iter()
@@ -280,18 +302,22 @@ pub fn build_guard<'ctx>(
     Ok(Some(guard))
 }
 
-/// On the guard's slow path, while `misses` (this CPU's count, just
-/// incremented) is at most `MISSES_RECORDED`: records each specialized
-/// argument's value in its table of `tables.missed_values`.
+/// On the guard's slow path, while this CPU has recorded at most
+/// `MISSES_RECORDED` misses since the tables were last emptied: records
+/// each specialized argument's value in its table (see `MissedValues`).
 fn record_missed_values<'ctx>(
     context: &inkwell::context::ContextRef<'ctx>,
     builder: &inkwell::builder::Builder<'ctx>,
     guard: FunctionValue<'ctx>,
     spec: &Specialization,
-    misses: inkwell::values::IntValue<'ctx>,
     tables: &GuardTables<'_>,
 ) -> Result<(), Error> {
     let i64t = context.i64_type();
+    let misses = emit_increment(
+        context,
+        builder,
+        tables.missed_values.address_of(MissedValues::RECORDED),
+    )?;
     let early = builder
         .build_int_compare(
             IntPredicate::ULE,
@@ -315,9 +341,7 @@ fn record_missed_values<'ctx>(
                 let wide = builder
                     .build_int_z_extend_or_bit_cast(value, i64t, "tj.guard.arg")
                     .map_err(codegen_err)?;
-                let table = tables
-                    .missed_values
-                    .address_of(GuardSlot(i * VALUE_TABLE_WORDS));
+                let table = tables.missed_values.address_of(MissedValues::table(i));
                 emit_record_value(context, builder, tables.record_value, table, wide)?;
             }
             Ok(())

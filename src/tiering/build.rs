@@ -32,7 +32,6 @@ use crate::ir::cfg::Loop;
 use crate::ir::func::{direct_callee, instructions};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
-use crate::ir::sites::VALUE_TABLE_WORDS;
 use crate::osr::continuation::build_continuation;
 use crate::profile::promote::{self, Promotion};
 use crate::profile::specialize::{self, Specialization};
@@ -384,7 +383,7 @@ pub fn make_whole_version(
                 .clone()
                 .ok_or_else(|| Error::Codegen("no guard counters".into()))?;
             let missed_values = Arc::new(CounterTable::with_sharding(
-                spec.values.len() * VALUE_TABLE_WORDS,
+                specialize::MissedValues::len(spec.values.len()),
                 counters.sharding(),
             ));
             let tables = specialize::GuardTables {

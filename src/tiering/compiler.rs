@@ -874,7 +874,7 @@ fn compile_and_install<'s>(
             Tier::Optimized,
             first_address,
             speculation,
-            started.elapsed(),
+            compile_cpu,
         );
         outcomes[i] = Some(Outcome::Installed(size, speculated.clone()));
     }
@@ -894,7 +894,7 @@ fn compile_and_install<'s>(
                     Tier::Optimized,
                     address,
                     Speculation::default(),
-                    started.elapsed(),
+                    compile_cpu,
                 );
                 vec![(
                     "osr",

@@ -18,6 +18,14 @@ pub struct Policy {
     pub max_respeculations: u32,
 }
 
+/// New versions a function may get because its promoted calls kept
+/// missing. A re-plan blends the baseline's targets with the recent ones,
+/// so a site whose targets keep changing would otherwise get version after
+/// version promoting a target it no longer calls; it is left to its
+/// fallback after that. (Value re-specializations have their own bound,
+/// `pgo.max_respeculations`, and are judged on fresh misses.)
+pub const MAX_PROMOTION_REPLANS: u32 = 2;
+
 /// A re-specialization is compiled only if the phase that is ending lasted
 /// at least this many times the CPU time of its version's compile: the next
 /// phase is expected to last about as long, so its version would run for
@@ -78,7 +86,15 @@ impl Policy {
     /// code and sent `misses` to the general code has failed too often.
     pub fn guard_failed(&self, hits: u64, misses: u64) -> bool {
         misses >= self.guard_miss_limit
-            && misses.saturating_mul(100) >= (hits + misses).saturating_mul(self.guard_miss_percent)
+            && misses.saturating_mul(100)
+                >= hits
+                    .saturating_add(misses)
+                    .saturating_mul(self.guard_miss_percent)
+    }
+
+    /// Misses a value guard must have before it counts as failed.
+    pub fn guard_miss_limit(&self) -> u64 {
+        self.guard_miss_limit
     }
 
     /// Whether a new phase pays for a new version: the phase ending lasted

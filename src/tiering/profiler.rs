@@ -10,6 +10,7 @@ use super::queue::PushError;
 use super::service::Shared;
 use super::CompileRequest;
 use crate::ids::{FunctionId, LoopId};
+use crate::metrics::GuardAction;
 use crate::versions::{TierUpState, Unit};
 
 /// How long baseline code must count nothing before the profiler looks
@@ -408,10 +409,12 @@ fn report_transitions(
 }
 
 /// Checks what the installed version of a watched function speculated on.
-/// A value guard that fails too often (`config.pgo`) is revoked and a
-/// general version queued; promoted calls that keep taking the fallback
-/// get a version planned from the targets seen since (a few times at
-/// most). Whether to keep watching.
+/// A value guard that fails too often (`config.pgo`) in its recent calls
+/// gets a version specialized for the values its misses agree on (a new
+/// phase), or else a general version; promoted calls that keep taking the
+/// fallback get a version planned from the targets seen since. Both are
+/// bounded by `pgo.max_respeculations` and held back when phases are short
+/// (see `Policy::phase_pays_off`). Whether to keep watching.
 fn watch_speculation(
     shared: &Shared,
     activity: &Activity,
@@ -448,11 +451,27 @@ fn watch_speculation(
         return false;
     }
     let f = &shared.layout.functions[id];
-    let (hits, misses) = windows.recent(id, &speculation);
+    let (hits, misses, window_moved) = windows.recent(id, &speculation);
     let failed_guard = speculation
         .specialization
         .as_ref()
         .filter(|_| shared.policy.guard_failed(hits, misses));
+    if failed_guard.is_none() {
+        windows.holds(id);
+        if window_moved {
+            // The guard holds: what its misses were so far is this phase's
+            // noise, not the next phase's values.
+            speculation.forget_missed_values();
+        }
+    }
+    // A failed guard is judged on misses recorded after it failed: the
+    // tables may still hold the last phase's stray misses, and used up
+    // their recording budget on them.
+    if failed_guard.is_some()
+        && !windows.fresh_misses_ready(id, &speculation, shared.policy.guard_miss_limit())
+    {
+        return true;
+    }
     let fallbacks = speculation.all_fallbacks();
     let limit = shared.policy.max_respeculations;
     // A failed guard whose misses agree on new values: a new phase, worth
@@ -462,9 +481,23 @@ fn watch_speculation(
         // The first phase: no evidence that phases are short.
         (None, _) => true,
     };
-    let next_phase = failed_guard
-        .and_then(|_| crate::profile::specialize::replan(&speculation))
-        .filter(|_| pays_off);
+    let replanned = failed_guard.and_then(|_| crate::profile::specialize::replan(&speculation));
+    // A phase that comes back gets its old version back: no compile, so no
+    // payoff to wait for.
+    if let (Some(spec), Some(next)) = (failed_guard, &replanned) {
+        if shared.versions.reinstate(unit, next, now) {
+            let back = next.condition();
+            shared.metrics.guard_failed(
+                &f.display_name(),
+                &spec.condition(),
+                hits,
+                misses,
+                GuardAction::Reinstate(&back),
+            );
+            return true;
+        }
+    }
+    let next_phase = replanned.filter(|_| pays_off);
     let respecialized = next_phase
         .clone()
         .filter(|next| shared.versions.respecialize(unit, next.clone(), limit, now));
@@ -473,9 +506,9 @@ fn watch_speculation(
         Some(_) => shared.versions.revoke_specialization(unit),
         // Promoted calls that miss still make their call: the version can
         // wait until a replacement pays off.
-        None if shared.policy.promotions_failed(fallbacks) && pays_off => {
-            shared.versions.respeculate(unit, limit)
-        }
+        None if shared.policy.promotions_failed(fallbacks) && pays_off => shared
+            .versions
+            .respeculate(unit, super::policy::MAX_PROMOTION_REPLANS),
         None => return true,
     };
     if !replace {
@@ -490,16 +523,20 @@ fn watch_speculation(
     match shared.requests.push(request, benefit) {
         Ok(()) => {
             match failed_guard {
-                Some(spec) => shared.metrics.guard_failed(
-                    &f.display_name(),
-                    &spec.condition(),
-                    hits,
-                    misses,
-                    respecialized
-                        .as_ref()
-                        .map(|next| next.condition())
-                        .as_deref(),
-                ),
+                Some(spec) => {
+                    let next = respecialized.as_ref().map(|next| next.condition());
+                    let action = match &next {
+                        Some(next) => GuardAction::Respecialize(next),
+                        None => GuardAction::Despecialize,
+                    };
+                    shared.metrics.guard_failed(
+                        &f.display_name(),
+                        &spec.condition(),
+                        hits,
+                        misses,
+                        action,
+                    )
+                }
                 None => shared
                     .metrics
                     .promotions_failed(&f.display_name(), fallbacks),
@@ -536,35 +573,89 @@ struct GuardWindow {
     version: *const crate::code::CounterTable<crate::ids::GuardSlot>,
     hits: u64,
     misses: u64,
+    /// The guard's misses when it was seen failing and its missed-value
+    /// tables were emptied, until it holds again.
+    failed_at_misses: Option<u64>,
 }
 
 impl GuardWindows {
-    /// Hits and misses of `speculation`'s guard in its recent window.
-    fn recent(&mut self, id: FunctionId, speculation: &crate::profile::Speculation) -> (u64, u64) {
+    /// Hits and misses of `speculation`'s guard in its recent window, and
+    /// whether the window moved on (its old half was dropped).
+    fn recent(
+        &mut self,
+        id: FunctionId,
+        speculation: &crate::profile::Speculation,
+    ) -> (u64, u64, bool) {
         let (hits, misses) = speculation.guard_counts();
         let version = speculation
             .counters
             .as_ref()
             .map_or(std::ptr::null(), std::sync::Arc::as_ptr);
+        // A version first seen: its window starts at its counts now. (A
+        // fresh version's counters are near zero; a reinstated one's hold
+        // its last phase, which says nothing about this one.)
         let window = self.windows.entry(id).or_insert(GuardWindow {
             version,
-            hits: 0,
-            misses: 0,
+            hits,
+            misses,
+            failed_at_misses: None,
         });
         if window.version != version {
-            // A new version: its counters start at zero.
             *window = GuardWindow {
                 version,
-                hits: 0,
-                misses: 0,
+                hits,
+                misses,
+                failed_at_misses: None,
             };
         }
+        // A sum of per-CPU copies can read lower than it did before (a
+        // thread preempted inside an increment writes back a stale count):
+        // the window never starts above the counts.
+        window.hits = window.hits.min(hits);
+        window.misses = window.misses.min(misses);
         let (recent_hits, recent_misses) = (hits - window.hits, misses - window.misses);
-        if recent_hits + recent_misses >= GUARD_WINDOW_CALLS {
-            window.hits += recent_hits / 2;
-            window.misses += recent_misses / 2;
+        // Halved as often as needed: between two ticks (16 ms apart when
+        // baseline code is quiet) a hot function makes millions of calls.
+        let mut moved = false;
+        let (mut kept_hits, mut kept_misses) = (recent_hits, recent_misses);
+        while kept_hits.saturating_add(kept_misses) >= GUARD_WINDOW_CALLS {
+            window.hits += kept_hits - kept_hits / 2;
+            window.misses += kept_misses - kept_misses / 2;
+            kept_hits /= 2;
+            kept_misses /= 2;
+            moved = true;
         }
-        (recent_hits, recent_misses)
+        (recent_hits, recent_misses, moved)
+    }
+
+    /// For a guard that failed (after `recent`): whether its missed-value
+    /// tables have seen `enough` misses since it was first seen failing, so
+    /// that they describe the new phase. The first time, empties them.
+    fn fresh_misses_ready(
+        &mut self,
+        id: FunctionId,
+        speculation: &crate::profile::Speculation,
+        enough: u64,
+    ) -> bool {
+        let (_, misses) = speculation.guard_counts();
+        let Some(window) = self.windows.get_mut(&id) else {
+            return false;
+        };
+        match window.failed_at_misses {
+            Some(at) => misses.saturating_sub(at) >= enough,
+            None => {
+                window.failed_at_misses = Some(misses);
+                speculation.forget_missed_values();
+                false
+            }
+        }
+    }
+
+    /// The guard of `id`'s version holds (again).
+    fn holds(&mut self, id: FunctionId) {
+        if let Some(window) = self.windows.get_mut(&id) {
+            window.failed_at_misses = None;
+        }
     }
 }
 
@@ -619,8 +710,10 @@ mod tests {
         let mut windows = GuardWindows::default();
         let id = FunctionId(0);
         let first = speculation();
-        set(&first, 1000, 0);
-        assert_eq!(windows.recent(id, &first), (1000, 0));
+        set(&first, 7, 0);
+        assert_eq!(windows.recent(id, &first), (0, 0, false), "starts now");
+        set(&first, 1007, 0);
+        assert_eq!(windows.recent(id, &first), (1000, 0, false));
         // A long first phase: old hits are halved away as calls pile up.
         let mut hits = 1000;
         for _ in 0..40 {
@@ -628,20 +721,32 @@ mod tests {
             set(&first, hits, 0);
             windows.recent(id, &first);
         }
-        let (recent_hits, _) = windows.recent(id, &first);
+        let (recent_hits, _, _) = windows.recent(id, &first);
         assert!(recent_hits < 1 << 17, "{recent_hits} hits still weigh");
         // A new phase: 20k misses are more than 10% of the recent calls,
         // though a tiny share of the 2.6 million calls so far.
         set(&first, hits, 20_000);
-        let (recent_hits, recent_misses) = windows.recent(id, &first);
+        let (recent_hits, recent_misses, _) = windows.recent(id, &first);
         assert_eq!(recent_misses, 20_000);
         assert!(
             recent_misses * 10 >= recent_hits + recent_misses,
             "{recent_hits}"
         );
-        // A new version starts a new window.
+        // A sum of copies that reads lower than before (a stale count
+        // written back) neither underflows nor poisons the window.
+        set(&first, 10, 70_000);
+        windows.recent(id, &first);
+        set(&first, 4, 70_000);
+        let (recent_hits, _, _) = windows.recent(id, &first);
+        assert_eq!(recent_hits, 0);
+        set(&first, 1004, 70_000);
+        assert_eq!(windows.recent(id, &first).0, 1000);
+        // Another version (a new one, or a reinstated one with counts from
+        // its last phase) starts a new window.
         let second = speculation();
-        set(&second, 5, 1);
-        assert_eq!(windows.recent(id, &second), (5, 1));
+        set(&second, 500_000, 3);
+        assert_eq!(windows.recent(id, &second), (0, 0, false));
+        set(&second, 500_005, 4);
+        assert_eq!(windows.recent(id, &second), (5, 1, false));
     }
 }

@@ -85,8 +85,8 @@ fn main() {
     // Criterion's flags (`--bench`) are ignored: this bench has its own loop.
     println!("phases: 4 threads, one run per variant");
     println!(
-        "{:<26} {:>7} {:>8} {:>12} | {:>8} {:>8} {:>8}",
-        "variant", "phases", "time s", "peak RSS MB", "made", "respec", "retired"
+        "{:<26} {:>7} {:>8} {:>12} | {:>8} {:>8} {:>10} {:>8}",
+        "variant", "phases", "time s", "peak RSS MB", "made", "respec", "reinstated", "retired"
     );
     let variants = ["native-O3", "tierjit-tiered", "tierjit-tiered-no-valspec"];
     let mut expected: Vec<(String, String)> = Vec::new();
@@ -114,11 +114,12 @@ fn main() {
                 })
                 .unwrap_or(0);
             println!(
-                "{name:<26} {phases:>7} {:>8.2} {:>12.1} | {:>8} {:>8} {:>8}",
+                "{name:<26} {phases:>7} {:>8.2} {:>12.1} | {:>8} {:>8} {:>10} {:>8}",
                 run.seconds,
                 run.peak_rss_mb,
                 count("kernel specialized for"),
                 count("new phase: respecializing"),
+                count("phase came back: reinstated"),
                 retired
             );
         }

@@ -78,7 +78,7 @@ fn bench(c: &mut Criterion) {
 fn scaling_table() {
     println!("\nthread scaling: criterion medians (s), and time with T threads / with 1");
     println!(
-        "{:<12} {:>8} {:>8} {:>8} | {:>6} {:>6}",
+        "{:<18} {:>8} {:>8} {:>8} | {:>6} {:>6}",
         "variant", "t1", "t2", "t4", "t2/t1", "t4/t1"
     );
     let mut scaling = Vec::new();
@@ -96,7 +96,7 @@ fn scaling_table() {
         let Some(times) = times else { continue };
         let (t2, t4) = (times[1] / times[0], times[2] / times[0]);
         println!(
-            "{variant:<12} {:>8.3} {:>8.3} {:>8.3} | {t2:>6.2} {t4:>6.2}",
+            "{variant:<18} {:>8.3} {:>8.3} {:>8.3} | {t2:>6.2} {t4:>6.2}",
             times[0], times[1], times[2]
         );
         scaling.push((variant, t2, t4));

@@ -461,7 +461,12 @@ int main(void) {
 
 #[test]
 fn threads_count_into_their_cpus_copies() {
-    let path = job("threaded_calls.c", THREADED_CALLS);
+    // Long enough for work's compile to land under emulation too.
+    let per_thread = 3_000_000 * workload_scale();
+    let path = job(
+        "threaded_calls.c",
+        &THREADED_CALLS.replace("3000000", &per_thread.to_string()),
+    );
     let baseline = run_tierjit(&path, &["--mode", "baseline", "--stats"], &[]);
     assert_eq!(baseline.status, Some(0), "{}", baseline.stderr);
     let total: u64 = baseline
@@ -489,13 +494,27 @@ fn threads_count_into_their_cpus_copies() {
         );
         assert!(counted > 0 && counted <= total);
     }
+    // Tier-up from those counts, in a run long enough for the compile to
+    // land under emulation with other tests running (as in
+    // `background_tier_up_moves_calls_to_optimized_code`).
+    let longer = job(
+        "threaded_calls_long.c",
+        &THREADED_CALLS.replace("3000000", &(5 * per_thread).to_string()),
+    );
     let tiered = run_tierjit(
-        &path,
+        &longer,
         &["--stats", "--events", "--set", "thresholds.calls=1000"],
         &[],
     );
     assert_eq!(tiered.status, Some(0), "{}", tiered.stderr);
-    assert_eq!(tiered.stdout, baseline.stdout);
+    let calls: u64 = tiered
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(calls, 5 * total, "{}", tiered.stdout);
     assert!(
         installed_tierups(&tiered.stderr).contains(&"work".to_string()),
         "{}",

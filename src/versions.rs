@@ -99,6 +99,13 @@ struct Record {
     retired_specialized: Vec<(CodeAddress, Speculation)>,
 }
 
+impl Record {
+    /// Whether re-speculations have reached `limit` (0: no limit).
+    fn budget_used_up(&self, limit: u32) -> bool {
+        limit != 0 && self.respeculations >= limit
+    }
+}
+
 /// Why an installed version is being replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Replacement {
@@ -246,10 +253,7 @@ impl VersionManager {
         speculation: Speculation,
         compile_cpu: Duration,
     ) {
-        match unit {
-            Unit::Function(id) => self.slots.publish(id.index(), entry),
-            Unit::Loop(id) => self.osr_slots.publish(id.index(), entry),
-        }
+        self.publish_slot(unit, entry);
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
         if record.tier == Tier::Optimized {
@@ -278,6 +282,15 @@ impl VersionManager {
             .flatten()
         {
             self.keep_counters_alive(table);
+        }
+    }
+
+    /// Points `unit`'s slot (its function's, or its loop's OSR entry) at
+    /// `entry`.
+    fn publish_slot(&self, unit: Unit, entry: CodeAddress) {
+        match unit {
+            Unit::Function(id) => self.slots.publish(id.index(), entry),
+            Unit::Loop(id) => self.osr_slots.publish(id.index(), entry),
         }
     }
 
@@ -341,8 +354,7 @@ impl VersionManager {
     pub fn respeculate(&self, unit: Unit, limit: u32) -> bool {
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
-        let used_up = limit != 0 && record.respeculations >= limit;
-        if record.state != TierUpState::Installed || used_up {
+        if record.state != TierUpState::Installed || record.budget_used_up(limit) {
             return false;
         }
         record.respeculations += 1;
@@ -359,10 +371,9 @@ impl VersionManager {
     pub fn respecialize(&self, unit: Unit, next: Specialization, limit: u32, now: Instant) -> bool {
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
-        let used_up = limit != 0 && record.respeculations >= limit;
         if record.state != TierUpState::Installed
             || record.speculation.specialization.is_none()
-            || used_up
+            || record.budget_used_up(limit)
         {
             return false;
         }
@@ -403,10 +414,7 @@ impl VersionManager {
             return false;
         };
         let (entry, speculation) = record.retired_specialized.remove(k);
-        match unit {
-            Unit::Function(id) => self.slots.publish(id.index(), entry),
-            Unit::Loop(id) => self.osr_slots.publish(id.index(), entry),
-        }
+        self.publish_slot(unit, entry);
         speculation.forget_missed_values();
         let current = std::mem::replace(&mut record.speculation, speculation);
         if let Some(current_entry) = record.entry.replace(entry) {
@@ -506,6 +514,18 @@ mod tests {
         VersionManager::new(SlotTable::new(2), SlotTable::new(1), Tier::Baseline)
     }
 
+    /// A manager whose function 0 has a general optimized version (`f.tj1`)
+    /// installed, and the JIT that loaded it.
+    fn with_general_version() -> (VersionManager, crate::code::Jit, Unit) {
+        let versions = manager();
+        crate::codegen::initialize_native_target().unwrap();
+        let jit = crate::code::Jit::new(&[]).unwrap();
+        let unit = Unit::Function(FunctionId(0));
+        let (loaded, entry) = object(&jit, "f.tj1");
+        versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
+        (versions, jit, unit)
+    }
+
     /// A real loaded object with a function `name` (returning 7).
     fn object(jit: &crate::code::Jit, name: &str) -> (LoadedObject, CodeAddress) {
         use crate::codegen::{self, TargetSpec};
@@ -537,12 +557,7 @@ mod tests {
 
     #[test]
     fn a_replacement_that_was_never_queued_costs_no_budget() {
-        let versions = manager();
-        crate::codegen::initialize_native_target().unwrap();
-        let jit = crate::code::Jit::new(&[]).unwrap();
-        let unit = Unit::Function(FunctionId(0));
-        let (loaded, entry) = object(&jit, "f.tj1");
-        versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
+        let (versions, jit, unit) = with_general_version();
         assert!(versions.respeculate(unit, 1));
         // The queue was full: the request is withdrawn.
         versions.withdraw_replacement(unit);
@@ -572,12 +587,7 @@ mod tests {
 
     #[test]
     fn a_new_phase_is_planned_and_budgeted_with_respeculations() {
-        let versions = manager();
-        crate::codegen::initialize_native_target().unwrap();
-        let jit = crate::code::Jit::new(&[]).unwrap();
-        let unit = Unit::Function(FunctionId(0));
-        let (loaded, entry) = object(&jit, "f.tj1");
-        versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
+        let (versions, jit, unit) = with_general_version();
         let next = specialized_on(2).specialization.unwrap();
         assert!(
             !versions.respecialize(unit, next.clone(), 0, Instant::now()),

@@ -412,9 +412,10 @@ fn report_transitions(
 /// A value guard that fails too often (`config.pgo`) in its recent calls
 /// gets a version specialized for the values its misses agree on (a new
 /// phase), or else a general version; promoted calls that keep taking the
-/// fallback get a version planned from the targets seen since. Both are
-/// bounded by `pgo.max_respeculations` and held back when phases are short
-/// (see `Policy::phase_pays_off`). Whether to keep watching.
+/// fallback get a version planned from the targets seen since. The first
+/// is bounded by `pgo.max_respeculations`, the second by
+/// `MAX_PROMOTION_REPLANS`; both are held back when phases are short (see
+/// `Policy::phase_pays_off`). Whether to keep watching.
 fn watch_speculation(
     shared: &Shared,
     activity: &Activity,
@@ -456,21 +457,24 @@ fn watch_speculation(
         .specialization
         .as_ref()
         .filter(|_| shared.policy.guard_failed(hits, misses));
-    if failed_guard.is_none() {
-        windows.holds(id);
-        if window_moved {
-            // The guard holds: what its misses were so far is this phase's
-            // noise, not the next phase's values.
-            speculation.forget_missed_values();
+    match failed_guard {
+        None => {
+            windows.holds(id);
+            if window_moved {
+                // The guard holds: what its misses were so far is this
+                // phase's noise, not the next phase's values.
+                speculation.forget_missed_values();
+            }
         }
-    }
-    // A failed guard is judged on misses recorded after it failed: the
-    // tables may still hold the last phase's stray misses, and used up
-    // their recording budget on them.
-    if failed_guard.is_some()
-        && !windows.fresh_misses_ready(id, &speculation, shared.policy.guard_miss_limit())
-    {
-        return true;
+        // A failed guard is judged on misses recorded after it failed: the
+        // tables may still hold the last phase's stray misses, and used up
+        // their recording budget on them.
+        Some(_)
+            if !windows.fresh_misses_ready(id, &speculation, shared.policy.guard_miss_limit()) =>
+        {
+            return true
+        }
+        Some(_) => {}
     }
     let fallbacks = speculation.all_fallbacks();
     let limit = shared.policy.max_respeculations;
@@ -497,10 +501,8 @@ fn watch_speculation(
             return true;
         }
     }
-    let next_phase = replanned.filter(|_| pays_off);
-    let respecialized = next_phase
-        .clone()
-        .filter(|next| shared.versions.respecialize(unit, next.clone(), limit, now));
+    let respecialized = replanned
+        .filter(|next| pays_off && shared.versions.respecialize(unit, next.clone(), limit, now));
     let replace = match failed_guard {
         Some(_) if respecialized.is_some() => true,
         Some(_) => shared.versions.revoke_specialization(unit),

@@ -2,7 +2,7 @@
 //! whose dominant argument changes every phase, run with 15 and with 150
 //! phases: native clang -O3, tiered, and tiered without value
 //! specialization. Prints wall time, peak RSS, and the versions tiered
-//! mode made and retired (from --events and --stats).
+//! mode made, retired and freed (from --events and --stats).
 //!
 //!   cargo bench --bench phases
 //!
@@ -85,8 +85,16 @@ fn main() {
     // Criterion's flags (`--bench`) are ignored: this bench has its own loop.
     println!("phases: 4 threads, one run per variant");
     println!(
-        "{:<26} {:>7} {:>8} {:>12} | {:>8} {:>8} {:>10} {:>8}",
-        "variant", "phases", "time s", "peak RSS MB", "made", "respec", "reinstated", "retired"
+        "{:<26} {:>7} {:>8} {:>12} | {:>8} {:>8} {:>10} {:>8} {:>8}",
+        "variant",
+        "phases",
+        "time s",
+        "peak RSS MB",
+        "made",
+        "respec",
+        "reinstated",
+        "retired",
+        "freed"
     );
     let variants = ["native-O3", "tierjit-tiered", "tierjit-tiered-no-valspec"];
     let mut expected: Vec<(String, String)> = Vec::new();
@@ -103,24 +111,26 @@ fn main() {
                 None => expected.push((phases.to_string(), run.stdout.clone())),
             }
             let count = |needle: &str| run.stderr.lines().filter(|l| l.contains(needle)).count();
-            let retired: usize = run
+            // "  kernel: N version(s) retired, M freed"
+            let (retired, freed) = run
                 .stderr
                 .lines()
                 .find_map(|l| {
-                    let rest = l.split("pgo kernel: ").nth(1)?;
-                    rest.strip_suffix(" version(s) retired (kept loaded)")?
-                        .parse()
-                        .ok()
+                    let rest = l.strip_prefix("  kernel: ")?;
+                    let (retired, rest) = rest.split_once(" version(s) retired, ")?;
+                    let freed = rest.strip_suffix(" freed")?;
+                    Some((retired.parse().ok()?, freed.parse().ok()?))
                 })
-                .unwrap_or(0);
+                .unwrap_or((0usize, 0usize));
             println!(
-                "{name:<26} {phases:>7} {:>8.2} {:>12.1} | {:>8} {:>8} {:>10} {:>8}",
+                "{name:<26} {phases:>7} {:>8.2} {:>12.1} | {:>8} {:>8} {:>10} {:>8} {:>8}",
                 run.seconds,
                 run.peak_rss_mb,
                 count("kernel specialized for"),
                 count("new phase: respecializing"),
                 count("phase came back: reinstated"),
-                retired
+                retired,
+                freed
             );
         }
     }

@@ -260,6 +260,8 @@ impl JitModule {
                     tier: shared.versions.tier(Unit::Function(id)),
                     calls,
                     backedges,
+                    versions_retired: shared.versions.retired(Unit::Function(id)),
+                    versions_freed: shared.versions.freed(Unit::Function(id)),
                 }
             })
             .collect();
@@ -278,6 +280,7 @@ impl JitModule {
             osr_transitions: transitions,
             compiles_installed: installed,
             compiles_failed: failed,
+            code: shared.versions.code_totals(),
         }
     }
 }
@@ -308,6 +311,8 @@ pub struct ModuleStats {
     /// Optimized versions installed (functions and continuations).
     pub compiles_installed: u64,
     pub compiles_failed: u64,
+    /// Code loaded, freed, and the checks that decided what to free.
+    pub code: crate::objects::CodeTotals,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -319,4 +324,7 @@ pub struct FunctionStats {
     /// does not count).
     pub calls: u64,
     pub backedges: u64,
+    /// Versions replaced by newer ones, and how many of those were freed.
+    pub versions_retired: u32,
+    pub versions_freed: u32,
 }

@@ -33,7 +33,10 @@
 //! runs; a published continuation is what a baseline frame still inside
 //! the loop enters at its next back-edge poll. A speculation that keeps
 //! failing (a value guard, promoted calls taking their fallback) is
-//! replaced by a version built from the newer profile.
+//! replaced by a version built from the newer profile. A replaced version
+//! is retired; `objects` tracks who still uses each loaded object, and
+//! the reclaimer thread (`tiering::reclaim`) frees one once a check of
+//! every thread (`code::quiesce`) proves none can run it.
 //!
 //! `runtime` runs a job end to end (`tierjit run`): constructors, `main`,
 //! and an exit that behaves as the native program's (`code::process`).
@@ -65,6 +68,7 @@ pub mod error;
 pub mod ids;
 pub mod ir;
 pub mod metrics;
+pub mod objects;
 pub mod osr;
 pub mod profile;
 pub mod report;

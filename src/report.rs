@@ -101,6 +101,15 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
         shared.layout.functions.len()
     );
     out += "  (calls and back-edges are counted by baseline code only; functions never called are not listed)\n";
+    let code = shared.versions.code_totals();
+    out += &format!(
+        "  code: {:.1} KB live, {:.1} KB freed ({} object(s)); {} check(s) of the threads, {} inconclusive\n",
+        code.live_bytes as f64 / 1024.0,
+        code.freed_bytes as f64 / 1024.0,
+        code.freed_objects,
+        code.checks,
+        code.inconclusive_checks
+    );
     out += &match shared.counters.copies() {
         1 => "  counters: one copy\n".to_string(),
         n => format!("  counters: {n} copies, CPU c writing copy c mod {n}\n"),
@@ -153,7 +162,8 @@ fn speculation_stats(shared: &Shared) -> String {
         }
         let retired = shared.versions.retired(unit);
         if retired > 0 {
-            out += &format!("  pgo {label}: {retired} version(s) retired (kept loaded)\n");
+            let freed = shared.versions.freed(unit);
+            out += &format!("  {label}: {retired} version(s) retired, {freed} freed\n");
         }
     }
     out

@@ -550,7 +550,7 @@ pub(crate) fn load_tiered(
     );
 
     let versions = VersionManager::new(slots, osr_slots, Tier::Baseline);
-    versions.keep_alive(loaded);
+    versions.pin(loaded, object.len());
     service::exclude_what_cannot_move(&versions, &layout);
     let activity = LoopActivity::new(
         layout.root_loops(),

@@ -4,20 +4,24 @@
 //!
 //! Invariants:
 //! - a slot always holds a complete, loaded, callable version;
-//! - code is never freed while it may run: every loaded object is kept
-//!   until the process exits. A version replaced by a newer one (a
-//!   speculation that failed) is *retired*: no slot points at it, so no new
-//!   call enters it, but frames already inside may still run or return into
-//!   it, so its memory stays (freeing it safely needs to know that no thread
-//!   is inside, which tierjit does not track yet);
+//! - code is never freed while it may run. A version replaced by a newer
+//!   one (a speculation that failed, a new phase) is *retired*: no slot
+//!   points at it, so no new call enters it, but frames already inside
+//!   may still run or return into it. Its object is freed only once a check
+//!   of every thread proves none can (see `objects` and `code::quiesce`);
+//!   a retired specialized version keeps its object file, so a phase that
+//!   comes back gets it back by loading it again, without a compile;
 //! - all versions of a function compute the same thing; only speed differs.
 
 pub use crate::ids::Unit;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::code::{CodeAddress, LoadedObject, SlotTable};
-use crate::ids::{FunctionId, GuardSlot};
+use std::sync::Arc;
+
+use crate::code::{CodeAddress, CodeFootprint, Jit, LoadedObject, Quiescent, SlotTable};
+use crate::ids::FunctionId;
+use crate::objects::{Candidate, CodeTotals, Freed, ObjectId, ObjectTable};
 use crate::profile::specialize::Specialization;
 use crate::profile::Speculation;
 
@@ -71,8 +75,9 @@ struct Record {
     /// False once a value guard of this unit failed: later versions do not
     /// specialize again.
     may_specialize: bool,
-    /// Versions replaced while installed (kept loaded, see above).
+    /// Versions replaced while installed, and how many of them were freed.
     retired: u32,
+    freed: u32,
     /// What the version whose value guard failed speculated on, if any.
     revoked: Option<Speculation>,
     /// Versions requested because a promoted call kept falling back, or
@@ -91,12 +96,44 @@ struct Record {
     /// weighs its cost against.
     phase_started: Option<Instant>,
     compile_cpu: Duration,
-    /// Where the installed version is entered (none for the baseline).
+    /// Where the installed version is entered (none for the baseline),
+    /// the object holding it, and how to load that object again.
     entry: Option<CodeAddress>,
-    /// Retired specialized versions, with what they speculated on: a phase
-    /// that comes back gets its version back without a compile (see
-    /// `reinstate`).
-    retired_specialized: Vec<(CodeAddress, Speculation)>,
+    object: Option<ObjectId>,
+    reload: Option<Reloadable>,
+    /// Retired specialized versions, newest last: a phase that comes back
+    /// gets its version back without a compile (see `reinstate`).
+    retired_specialized: Vec<RetiredVersion>,
+}
+
+/// Retired specialized versions a function keeps for phases that come back
+/// (beyond these, the oldest is forgotten: its object file and counter
+/// tables are dropped once its code is freed).
+const KEEP_RETIRED_SPECIALIZED: usize = 16;
+
+/// Loads a freed version's object file again (see `reinstate`): the new
+/// object, held by the caller, and its entry.
+pub type LoadAgain<'a> = dyn Fn(&Reloadable, &Speculation) -> Option<(ObjectId, CodeAddress)> + 'a;
+
+/// How long stress mode waits for a retired version to be freed before it
+/// swaps it back in anyway.
+const STRESS_PATIENCE: Duration = Duration::from_millis(50);
+
+/// An object file that can be loaded again once its earlier copy is freed
+/// (its symbols are then undefined again): a specialized version.
+#[derive(Clone, Debug)]
+pub struct Reloadable {
+    pub object_file: Arc<[u8]>,
+    /// The symbol the slot points at.
+    pub entry_symbol: String,
+}
+
+#[derive(Debug)]
+struct RetiredVersion {
+    entry: CodeAddress,
+    object: Option<ObjectId>,
+    speculation: Speculation,
+    reload: Option<Reloadable>,
 }
 
 impl Record {
@@ -115,6 +152,8 @@ enum Replacement {
     Respeculate,
     /// Its value guard failed, and the calls it missed agree on new values.
     Respecialize,
+    /// Stress mode asked for it (`replace_for_stress`).
+    Stress,
 }
 
 pub struct VersionManager {
@@ -122,11 +161,8 @@ pub struct VersionManager {
     records: Mutex<Vec<Record>>,
     osr_slots: SlotTable,
     osr_records: Mutex<Vec<Record>>,
-    /// Loaded code, kept alive so it is never freed under a running frame.
-    objects: Mutex<Vec<LoadedObject>>,
-    /// Guard counters and missed-value tables of replaced versions, for the
-    /// same reason.
-    retired_counters: Mutex<Vec<std::sync::Arc<crate::code::CounterTable<GuardSlot>>>>,
+    /// Loaded code, and who uses it. Lock order: `records` before it.
+    objects: ObjectTable,
 }
 
 impl VersionManager {
@@ -142,6 +178,7 @@ impl VersionManager {
                     speculation: Speculation::default(),
                     may_specialize: true,
                     retired: 0,
+                    freed: 0,
                     revoked: None,
                     respeculations: 0,
                     pending: None,
@@ -149,6 +186,8 @@ impl VersionManager {
                     phase_started: None,
                     compile_cpu: Duration::ZERO,
                     entry: None,
+                    object: None,
+                    reload: None,
                     retired_specialized: Vec::new(),
                 })
                 .collect()
@@ -158,8 +197,7 @@ impl VersionManager {
             osr_records: Mutex::new(records(osr_slots.len())),
             slots,
             osr_slots,
-            objects: Mutex::new(Vec::new()),
-            retired_counters: Mutex::new(Vec::new()),
+            objects: ObjectTable::default(),
         }
     }
 
@@ -172,18 +210,63 @@ impl VersionManager {
         (records.lock().unwrap_or_else(|p| p.into_inner()), index)
     }
 
-    pub fn keep_alive(&self, object: LoadedObject) {
+    /// Keeps `object` (the baseline: `bytes` of object file) loaded for
+    /// good.
+    pub fn pin(&self, object: LoadedObject, bytes: usize) {
         self.objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(object);
+            .add(object, None, bytes, Vec::new(), Vec::new());
     }
 
-    fn keep_counters_alive(&self, counters: std::sync::Arc<crate::code::CounterTable<GuardSlot>>) {
-        self.retired_counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(counters);
+    /// Adds a loaded object of optimized code, held by the caller until
+    /// `release_object`: publish its versions in between. `footprint`:
+    /// where its code lies (`None`: never freed); `symbols` name it in
+    /// reports; `speculation`'s counter tables live as long as its code.
+    pub fn add_object(
+        &self,
+        object: LoadedObject,
+        footprint: Option<CodeFootprint>,
+        bytes: usize,
+        symbols: Vec<String>,
+        speculation: &Speculation,
+    ) -> ObjectId {
+        self.objects
+            .add(object, footprint, bytes, symbols, speculation.tables())
+    }
+
+    /// Ends the caller's hold of `id` (see `add_object`).
+    pub fn release_object(&self, id: ObjectId) {
+        self.objects.release(id);
+    }
+
+    /// Retired objects no slot uses, for `tiering::reclaim` to check.
+    pub fn free_candidates(&self) -> Vec<Candidate> {
+        self.objects.candidates()
+    }
+
+    /// Frees `proven` (see `ObjectTable::free`) and counts the versions
+    /// freed.
+    pub fn free(
+        &self,
+        jit: &Jit,
+        proven: &[Candidate],
+        poison: bool,
+        proof: Quiescent,
+    ) -> Vec<Freed> {
+        let freed = self.objects.free(jit, proven, poison, proof);
+        for unit in freed.iter().flat_map(|f| &f.units) {
+            let (mut records, i) = self.records(*unit);
+            records[i].freed += 1;
+        }
+        freed
+    }
+
+    /// Counts a check of the threads (see `tiering::reclaim`).
+    pub fn note_check(&self, conclusive: bool) {
+        self.objects.note_check(conclusive);
+    }
+
+    pub fn code_totals(&self) -> CodeTotals {
+        self.objects.totals()
     }
 
     pub fn state(&self, unit: Unit) -> TierUpState {
@@ -228,8 +311,9 @@ impl VersionManager {
         records[i].versions - 1
     }
 
-    /// Publishes a loaded, linked version of `id` at `entry`; a version it
-    /// replaces is retired.
+    /// Publishes a loaded, linked version of `id` at `entry` (in an object
+    /// that is never freed); a version it replaces is retired.
+    #[cfg(test)]
     pub fn install(
         &self,
         unit: Unit,
@@ -238,21 +322,27 @@ impl VersionManager {
         object: LoadedObject,
         speculation: Speculation,
     ) {
-        self.keep_alive(object);
-        self.publish(unit, tier, entry, speculation, Duration::ZERO);
+        let id = self.add_object(object, None, 0, Vec::new(), &speculation);
+        self.publish(unit, tier, entry, id, None, speculation, Duration::ZERO);
+        self.release_object(id);
     }
 
-    /// Publishes a version at `entry` in an object already kept alive (one
-    /// object can hold versions of two units, see `tiering::build`); a
-    /// version it replaces is retired.
+    /// Publishes a version at `entry` in `object`, which the caller holds
+    /// (one object can hold versions of two units, see `tiering::build`);
+    /// `reload`: how to load it again once freed, if it is worth keeping
+    /// for a phase that comes back. A version it replaces is retired.
+    #[allow(clippy::too_many_arguments)]
     pub fn publish(
         &self,
         unit: Unit,
         tier: Tier,
         entry: CodeAddress,
+        object: ObjectId,
+        reload: Option<Reloadable>,
         speculation: Speculation,
         compile_cpu: Duration,
     ) {
+        self.objects.publish(object, unit);
         self.publish_slot(unit, entry);
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
@@ -268,20 +358,41 @@ impl VersionManager {
         record.compile_cpu = compile_cpu;
         let replaced = std::mem::replace(&mut record.speculation, speculation);
         let replaced_entry = record.entry.replace(entry);
-        // A specialized version may be wanted again (its tables stay with
-        // it). Other replaced versions' code holds the addresses of their
-        // guard counters and may still be running: they live as long as
-        // its code.
-        if let (Some(old), Some(_)) = (replaced_entry, &replaced.specialization) {
-            record.retired_specialized.push((old, replaced));
-            return;
+        let replaced_object = record.object.replace(object);
+        let replaced_reload = std::mem::replace(&mut record.reload, reload);
+        self.retire(
+            record,
+            replaced_entry,
+            replaced_object,
+            replaced,
+            replaced_reload,
+        );
+    }
+
+    /// Retires the version `record` replaced: its object is released (its
+    /// counter tables live as long as its code, see `objects`), and a
+    /// specialized version is remembered for a phase that comes back.
+    fn retire(
+        &self,
+        record: &mut Record,
+        entry: Option<CodeAddress>,
+        object: Option<ObjectId>,
+        speculation: Speculation,
+        reload: Option<Reloadable>,
+    ) {
+        if let Some(id) = object {
+            self.objects.release(id);
         }
-        drop(records);
-        for table in [replaced.counters, replaced.missed_values]
-            .into_iter()
-            .flatten()
-        {
-            self.keep_counters_alive(table);
+        if let (Some(entry), Some(_)) = (entry, &speculation.specialization) {
+            record.retired_specialized.push(RetiredVersion {
+                entry,
+                object,
+                speculation,
+                reload,
+            });
+            if record.retired_specialized.len() > KEEP_RETIRED_SPECIALIZED {
+                record.retired_specialized.remove(0);
+            }
         }
     }
 
@@ -327,6 +438,12 @@ impl VersionManager {
     pub fn retired(&self, unit: Unit) -> u32 {
         let (records, i) = self.records(unit);
         records[i].retired
+    }
+
+    /// Versions of `unit` freed so far.
+    pub fn freed(&self, unit: Unit) -> u32 {
+        let (records, i) = self.records(unit);
+        records[i].freed
     }
 
     /// The installed version's value guard failed too often: no version of
@@ -387,10 +504,18 @@ impl VersionManager {
     /// A new phase whose values a retired version of `unit` was specialized
     /// for: that version is published again (retiring the installed one),
     /// with no compile and no charge against the re-speculation budget, and
-    /// its missed-value tables are emptied. Its code is still loaded, since
-    /// retired code is never freed. Returns false (and changes nothing)
-    /// unless a specialized version is installed and a retired one matches.
-    pub fn reinstate(&self, unit: Unit, next: &Specialization, now: Instant) -> bool {
+    /// its missed-value tables are emptied. If its code was freed, `reload`
+    /// loads its object file again (returning the new object, held, and
+    /// the entry). Returns false (and changes nothing) unless a specialized
+    /// version is installed and a retired one matches and is still loaded
+    /// or could be loaded again.
+    pub fn reinstate(
+        &self,
+        unit: Unit,
+        next: &Specialization,
+        now: Instant,
+        reload: &LoadAgain<'_>,
+    ) -> bool {
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
         if record.state != TierUpState::Installed || record.speculation.specialization.is_none() {
@@ -409,17 +534,73 @@ impl VersionManager {
         let Some(k) = record
             .retired_specialized
             .iter()
-            .position(|(_, s)| same_values(s))
+            .position(|r| same_values(&r.speculation))
         else {
             return false;
         };
-        let (entry, speculation) = record.retired_specialized.remove(k);
-        self.publish_slot(unit, entry);
-        speculation.forget_missed_values();
-        let current = std::mem::replace(&mut record.speculation, speculation);
-        if let Some(current_entry) = record.entry.replace(entry) {
-            record.retired_specialized.push((current_entry, current));
+        self.reinstate_retired(unit, record, k, now, reload)
+    }
+
+    /// Stress mode (`reclaim.stress`): publishes the oldest retired
+    /// specialized version of `unit` again, as a phase that came back would,
+    /// if a specialized version is installed, once that one was freed (so
+    /// that each swap loads an object again and retires one; every
+    /// `STRESS_PATIENCE` regardless). Returns whether it did.
+    pub fn swap_for_stress(&self, unit: Unit, now: Instant, reload: &LoadAgain<'_>) -> bool {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        if record.state != TierUpState::Installed || record.speculation.specialization.is_none() {
+            return false;
         }
+        let Some(oldest) = record.retired_specialized.first() else {
+            return false;
+        };
+        let freed = oldest.object.is_some_and(|id| !self.objects.is_loaded(id));
+        let waited = record.phase_started.map_or(true, |at| {
+            now.saturating_duration_since(at) >= STRESS_PATIENCE
+        });
+        if !freed && !waited {
+            return false;
+        }
+        self.reinstate_retired(unit, record, 0, now, reload)
+    }
+
+    /// Publishes `record.retired_specialized[k]` again; see `reinstate`.
+    fn reinstate_retired(
+        &self,
+        unit: Unit,
+        record: &mut Record,
+        k: usize,
+        now: Instant,
+        reload: &LoadAgain<'_>,
+    ) -> bool {
+        let retired = record.retired_specialized.remove(k);
+        let back = match retired.object {
+            Some(id) if self.objects.take_back(id) => Some((id, retired.entry)),
+            _ => retired
+                .reload
+                .as_ref()
+                .and_then(|r| reload(r, &retired.speculation)),
+        };
+        let Some((object, entry)) = back else {
+            // Freed, and cannot be loaded again: forgotten.
+            return false;
+        };
+        self.objects.publish(object, unit);
+        self.publish_slot(unit, entry);
+        self.objects.release(object);
+        retired.speculation.forget_missed_values();
+        let current = std::mem::replace(&mut record.speculation, retired.speculation);
+        let current_entry = record.entry.replace(entry);
+        let current_object = record.object.replace(object);
+        let current_reload = std::mem::replace(&mut record.reload, retired.reload);
+        self.retire(
+            record,
+            current_entry,
+            current_object,
+            current,
+            current_reload,
+        );
         record.retired += 1;
         record.phase_started = Some(now);
         true
@@ -447,6 +628,21 @@ impl VersionManager {
             .phase_started
             .map(|at| now.saturating_duration_since(at));
         (lasted, record.compile_cpu)
+    }
+
+    /// Stress mode (`reclaim.stress`): asks for a new version of installed
+    /// `unit` (a loop's continuation compiled again), which retires the
+    /// installed one under whatever frames run it. At most once per unit;
+    /// returns whether it asked.
+    pub fn replace_for_stress(&self, unit: Unit) -> bool {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        if record.state != TierUpState::Installed || record.retired > 0 {
+            return false;
+        }
+        record.state = TierUpState::Requested;
+        record.pending = Some(Replacement::Stress);
+        true
     }
 
     /// Withdraws a replacement requested by `revoke_specialization`,

@@ -106,10 +106,7 @@ fn promotion_follows_a_call_site_whose_target_changes() {
         "{}",
         stats[0]
     );
-    assert!(
-        stderr.contains("  pgo apply: 1 version(s) retired"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("  apply: 1 version(s) retired"), "{stderr}");
 }
 
 #[test]
@@ -187,7 +184,7 @@ fn specialization_is_undone_after_a_phase_change() {
         guard[0]
     );
     assert!(
-        !lines_with(&stderr, "pgo kernel: 1 version(s) retired").is_empty(),
+        !lines_with(&stderr, "  kernel: 1 version(s) retired").is_empty(),
         "{stderr}"
     );
 }
@@ -496,7 +493,7 @@ fn each_new_phase_gets_a_specialization_of_its_own() {
     );
     assert!(lines_with(&stderr, "despecializing").is_empty(), "{stderr}");
     assert!(
-        !lines_with(&stderr, "pgo kernel: 3 version(s) retired").is_empty(),
+        !lines_with(&stderr, "  kernel: 3 version(s) retired").is_empty(),
         "{stderr}"
     );
 }

@@ -166,6 +166,20 @@ pub fn host_overrides() -> Vec<HostOverride> {
                 as extern "C-unwind" fn(*mut std::ffi::c_void) -> ! as usize,
         },
         HostOverride {
+            job_name: "sigaltstack",
+            symbol: "__tierjit_sigaltstack",
+            address: super::quiesce::job_sigaltstack
+                as extern "C" fn(*const libc::stack_t, *mut libc::stack_t) -> c_int
+                as usize,
+        },
+        HostOverride {
+            job_name: "sigaction",
+            symbol: "__tierjit_sigaction",
+            address: super::quiesce::job_sigaction
+                as extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int
+                as usize,
+        },
+        HostOverride {
             job_name: "pthread_atfork",
             symbol: "__tierjit_pthread_atfork",
             address: job_pthread_atfork

@@ -6,10 +6,12 @@ mod entry;
 pub mod ir;
 mod llvm_errors;
 mod llvm_options;
+mod maps;
 mod orc;
 mod probes;
 mod process;
 mod publish;
+mod quiesce;
 mod shards;
 mod tables;
 mod threads;
@@ -22,10 +24,13 @@ pub use llvm_errors::{
     exit_now, install_fatal_error_handler, llvm_warnings_during, take_errors, watch_context,
 };
 pub use llvm_options::apply_llvm_options;
-pub use orc::{CodeAddress, Jit, LoadedObject};
+pub use orc::{CodeAddress, CodeFootprint, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::{embedding_started, enter_job};
 pub use publish::sync_core_supported;
+pub use quiesce::{
+    check_threads, install_handler as install_reclaim_handler, CodeRange, Quiescent, Verdict,
+};
 pub use shards::process_sharding;
 #[cfg(test)]
 pub use shards::Sharding;

@@ -23,6 +23,7 @@ use llvm_sys::orc2::{
     LLVMOrcResourceTrackerRemove,
 };
 
+use super::quiesce::CodeRange;
 use crate::error::Error;
 
 /// Converts an `LLVMErrorRef` into our error, consuming it.
@@ -54,6 +55,121 @@ impl CodeAddress {
     }
 }
 
+/// Where a loaded object's code lies (see `Jit::footprint`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeFootprint {
+    /// Holds all of the object's code; what reclamation checks threads for.
+    pub span: CodeRange,
+    /// Whole pages of the object's own code: the known functions'.
+    pub own_pages: Vec<(usize, usize)>,
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(4096)
+}
+
+fn round_up(value: usize, page: usize) -> usize {
+    value.div_ceil(page) * page
+}
+
+/// What an object file says about where its code will lie once loaded.
+#[derive(Default)]
+struct ObjectLayout {
+    /// Defined symbols: the executable section holding each (`None`: not
+    /// in one), its offset in it, and its size.
+    symbols: std::collections::HashMap<String, (Option<String>, usize, usize)>,
+    /// Executable sections (named `.text*`) and their sizes.
+    exec_sections: Vec<(String, usize)>,
+    /// Relocations in the file: each may need a stub (at most 16 bytes).
+    relocations: usize,
+}
+
+/// Room a section may need for its alignment within a segment.
+const SECTION_ALIGNMENT: usize = 64;
+const STUB_BYTES: usize = 16;
+
+impl ObjectLayout {
+    fn of(object: &[u8]) -> ObjectLayout {
+        let mut layout = ObjectLayout::default();
+        let buffer =
+            inkwell::memory_buffer::MemoryBuffer::create_from_memory_range(object, "object");
+        let Ok(binary) = buffer.create_binary_file(None) else {
+            return layout;
+        };
+        let name = |n: Option<&std::ffi::CStr>| n.map(|n| n.to_string_lossy().into_owned());
+        if let Some(mut sections) = binary.get_sections() {
+            while let Some(section) = sections.next_section() {
+                let mut relocations = section.get_relocations();
+                while relocations.next_relocation().is_some() {
+                    layout.relocations += 1;
+                }
+                if let Some(n) = name(section.get_name()).filter(|n| n.starts_with(".text")) {
+                    layout.exec_sections.push((n, section.get_size() as usize));
+                }
+            }
+        }
+        let Some(mut symbols) = binary.get_symbols() else {
+            return layout;
+        };
+        while let Some(symbol) = symbols.next_symbol() {
+            let Some(symbol_name) = name(symbol.get_name()) else {
+                continue;
+            };
+            let mut section_name = None;
+            if let Some(mut sections) = binary.get_sections() {
+                while let Some(section) = sections.next_section() {
+                    if section.contains_symbol(&symbol) {
+                        section_name = name(section.get_name()).filter(|n| n.starts_with(".text"));
+                        break;
+                    }
+                }
+            }
+            layout.symbols.insert(
+                symbol_name,
+                (
+                    section_name,
+                    symbol.get_address() as usize,
+                    symbol.get_size() as usize,
+                ),
+            );
+        }
+        layout
+    }
+
+    /// Bytes all executable code may take once loaded: the sections, their
+    /// alignment, and a stub per relocation.
+    fn exec_bytes(&self) -> usize {
+        self.exec_sections
+            .iter()
+            .map(|(_, size)| size + SECTION_ALIGNMENT)
+            .sum::<usize>()
+            + STUB_BYTES * self.relocations
+    }
+
+    /// The range a code segment holding a symbol at `address` (as
+    /// `ObjectLayout::symbols` describes it) can span, before rounding to
+    /// pages: `.text` starts the segment unless other executable sections
+    /// do, and stubs follow the sections.
+    fn window(&self, name: &str, address: usize) -> (usize, usize) {
+        let all = self.exec_bytes();
+        match self.symbols.get(name) {
+            Some((Some(section), offset, _)) if section == ".text" => {
+                let base = address.saturating_sub(*offset);
+                let others: usize = self
+                    .exec_sections
+                    .iter()
+                    .filter(|(n, _)| n != ".text")
+                    .map(|(_, size)| size + SECTION_ALIGNMENT)
+                    .sum();
+                (base.saturating_sub(others), base + all)
+            }
+            _ => (address.saturating_sub(all), address + all),
+        }
+    }
+}
+
 /// One job's (or embedded module's) JIT. `tierjit run` keeps it for the
 /// life of the process; an embedded module's is disposed, with all its
 /// code, once the module and every `LoadedObject` of it are dropped.
@@ -82,7 +198,15 @@ impl Drop for LlJit {
         // its objects are gone. Freeing the code is the owner's promise
         // that nothing runs it any more (see `engine::JitModule`'s drop;
         // `tierjit run` never drops its JIT).
-        let err = unsafe { LLVMOrcDisposeLLJIT(self.jit) };
+        // SAFETY: as above; clearing the JITDylib first removes every
+        // tracker's code before the session ends.
+        let err = unsafe {
+            let cleared = llvm_sys::orc2::LLVMOrcJITDylibClear(self.dylib);
+            if let Some(msg) = take_error(cleared) {
+                eprintln!("tierjit: warning: freeing a JIT's code: {msg}");
+            }
+            LLVMOrcDisposeLLJIT(self.jit)
+        };
         if let Some(msg) = take_error(err) {
             eprintln!("tierjit: warning: disposing of a JIT: {msg}");
         }
@@ -255,6 +379,124 @@ impl Jit {
         }
     }
 
+    /// Where the code of `object`, loaded with `entries` (its symbols
+    /// looked up so far, with their addresses), lies; `None` if this
+    /// process's memory map cannot say (its code is then never freed).
+    ///
+    /// JITLink (llvm/lib/ExecutionEngine/JITLink/JITLinkMemoryManager.cpp,
+    /// `BasicLayout`) gives each object one allocation of whole pages, with
+    /// one page-aligned segment per protection: all of the object's
+    /// executable code (its `.text*` sections, then the stubs JITLink adds
+    /// for its calls to far symbols, one per relocation at most) is one run
+    /// of executable pages, which no other object shares, though a
+    /// neighbour's executable pages may adjoin it. The object file says how
+    /// far that code reaches from an entry: the entry's offset in `.text`
+    /// locates the section, the sizes bound the rest (`ObjectLayout`). The
+    /// span is that reach, rounded out to pages, within the executable run
+    /// around the entry; it covers all of the object's code, and seldom a
+    /// neighbour's page (which only makes the check more conservative). The
+    /// pages of the known functions themselves are the object's own (what
+    /// poisoning may protect).
+    pub fn footprint(
+        &self,
+        object: &[u8],
+        entries: &[(&str, CodeAddress)],
+    ) -> Option<CodeFootprint> {
+        let maps = super::maps::read()?;
+        let page = page_size();
+        let layout = ObjectLayout::of(object);
+        let mut span: Option<CodeRange> = None;
+        let mut own_pages = Vec::new();
+        for &(name, address) in entries {
+            let at = address.get();
+            let (run_start, run_end) = super::maps::executable_run(&maps, at)?;
+            let (low, high) = layout.window(name, at);
+            let start = run_start.max(low & !(page - 1));
+            let end = run_end.min(round_up(high.max(at + 1), page));
+            span = Some(match span {
+                None => CodeRange { start, end },
+                Some(s) => CodeRange {
+                    start: s.start.min(start),
+                    end: s.end.max(end),
+                },
+            });
+            let size = layout
+                .symbols
+                .get(name)
+                .map_or(1, |(_, _, size)| *size)
+                .max(1);
+            own_pages.push((at & !(page - 1), round_up(at + size, page).min(run_end)));
+        }
+        Some(CodeFootprint {
+            span: span?,
+            own_pages,
+        })
+    }
+
+    /// Frees a retired object's code, making its own pages inaccessible
+    /// first if `poison` (see `CodeFootprint`), and keeping them reserved
+    /// and inaccessible afterwards, so that a use after free faults instead
+    /// of running whatever is loaded there next.
+    ///
+    /// # Safety
+    /// As for `remove`.
+    pub unsafe fn free(
+        &self,
+        object: LoadedObject,
+        footprint: &CodeFootprint,
+        poison: bool,
+    ) -> Result<(), Error> {
+        if poison {
+            for &(start, end) in &footprint.own_pages {
+                // SAFETY: whole pages of this object's code (see
+                // `footprint`), which no thread runs (the caller's promise).
+                unsafe { libc::mprotect(start as *mut libc::c_void, end - start, libc::PROT_NONE) };
+            }
+        }
+        // SAFETY: the caller's promise.
+        let result = unsafe { self.remove(object) };
+        if poison {
+            for &(start, end) in &footprint.own_pages {
+                // SAFETY: maps fresh inaccessible pages where the object's
+                // were, only if nothing else is mapped there now
+                // (MAP_FIXED_NOREPLACE; older kernels treat the address as a
+                // hint, and a mapping elsewhere is undone).
+                unsafe {
+                    let at = libc::mmap(
+                        start as *mut libc::c_void,
+                        end - start,
+                        libc::PROT_NONE,
+                        libc::MAP_PRIVATE
+                            | libc::MAP_ANONYMOUS
+                            | libc::MAP_NORESERVE
+                            | libc::MAP_FIXED_NOREPLACE,
+                        -1,
+                        0,
+                    );
+                    if at != libc::MAP_FAILED && at as usize != start {
+                        libc::munmap(at, end - start);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// Frees an object whose code a check found no thread can run (see
+    /// `code::quiesce`), as `free` does.
+    pub fn free_quiescent(
+        &self,
+        object: LoadedObject,
+        footprint: &CodeFootprint,
+        poison: bool,
+        _proof: super::quiesce::Quiescent,
+    ) -> Result<(), Error> {
+        // SAFETY: the proof's holder frees only what its check found no
+        // thread can run, and that no slot pointed into since (see
+        // `objects::ObjectTable::free`).
+        unsafe { self.free(object, footprint, poison) }
+    }
+
     /// Frees a retired version's code.
     ///
     /// # Safety
@@ -267,5 +509,91 @@ impl Jit {
             Some(msg) => Err(Error::Jit(format!("cannot free retired code: {msg}"))),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An object with `int NAME(void) { return value; }`.
+    fn object(name: &str, value: u64) -> Vec<u8> {
+        use crate::codegen::{self, TargetSpec};
+        codegen::initialize_native_target().unwrap();
+        let context = inkwell::context::Context::create();
+        let module = context.create_module("t");
+        let i32t = context.i32_type();
+        let f = module.add_function(name, i32t.fn_type(&[], false), None);
+        let builder = context.create_builder();
+        builder.position_at_end(context.append_basic_block(f, "entry"));
+        builder
+            .build_return(Some(&i32t.const_int(value, false)))
+            .unwrap();
+        let spec = TargetSpec::resolve(&crate::config::Target::default()).unwrap();
+        codegen::emit_object(&module, &spec.machine(0).unwrap()).unwrap()
+    }
+
+    fn call(address: CodeAddress) -> i32 {
+        // SAFETY: every function these tests load is `int (void)`.
+        unsafe {
+            let f: extern "C" fn() -> i32 = std::mem::transmute(address.get());
+            f()
+        }
+    }
+
+    fn mapping(address: usize) -> super::super::maps::Mapping {
+        let maps = super::super::maps::read().unwrap();
+        *maps
+            .iter()
+            .find(|m| m.start <= address && address < m.end)
+            .expect("mapped")
+    }
+
+    #[test]
+    fn objects_own_their_code_pages_and_poisoned_ones_stay_reserved() {
+        crate::codegen::initialize_native_target().unwrap();
+        let jit = Jit::new(&[]).unwrap();
+        let objects: Vec<(Vec<u8>, LoadedObject, CodeAddress)> = (0..3)
+            .map(|k| {
+                let bytes = object(&format!("f{k}"), 10 + k);
+                let (loaded, entry) = jit.load(&bytes, &format!("f{k}")).unwrap();
+                (bytes, loaded, entry)
+            })
+            .collect();
+        let footprints: Vec<CodeFootprint> = objects
+            .iter()
+            .enumerate()
+            .map(|(k, (bytes, _, entry))| {
+                jit.footprint(bytes, &[(&format!("f{k}"), *entry)]).unwrap()
+            })
+            .collect();
+        for (k, (_, _, entry)) in objects.iter().enumerate() {
+            let f = &footprints[k];
+            assert!(f.span.start <= entry.get() && entry.get() < f.span.end);
+            // No other object's entry falls in this one's span or pages.
+            for (j, (_, _, other)) in objects.iter().enumerate() {
+                if j != k {
+                    assert!(!(f.span.start <= other.get() && other.get() <= f.span.end));
+                    assert!(f
+                        .own_pages
+                        .iter()
+                        .all(|&(s, e)| !(s <= other.get() && other.get() < e)));
+                }
+            }
+        }
+        let mut objects = objects.into_iter();
+        let (_, first, first_entry) = objects.next().unwrap();
+        assert_eq!(call(first_entry), 10);
+        // SAFETY: nothing runs f0 any more (this thread returned from it).
+        unsafe { jit.free(first, &footprints[0], true) }.unwrap();
+        let freed = mapping(first_entry.get());
+        assert!(!freed.readable && !freed.executable, "poisoned: {freed:?}");
+        for (k, (_, _, entry)) in objects.enumerate() {
+            assert_eq!(call(entry), 11 + k as i32, "a neighbour still runs");
+        }
+        // Its symbol is gone, so the same object can be loaded again.
+        let (_again, entry) = jit.load(&object("f0", 10), "f0").unwrap();
+        assert_ne!(entry, first_entry, "not on the quarantined page");
+        assert_eq!(call(entry), 10);
     }
 }

@@ -92,6 +92,7 @@ struct JobThread {
 fn thread_end_key() -> libc::pthread_key_t {
     static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
     extern "C" fn ended(_: *mut c_void) {
+        super::quiesce::forget_this_threads_stack();
         // Release: the thread's work happens before the count says it
         // ended (pairs with the Acquire load in `job_pthread_exit`).
         LIVE_JOB_THREADS.fetch_sub(1, Ordering::Release);
@@ -137,6 +138,7 @@ extern "C-unwind" fn job_thread_start(job: *mut c_void) -> *mut c_void {
     // SAFETY: a non-null value makes the key's destructor run at the
     // thread's end.
     unsafe { libc::pthread_setspecific(thread_end_key(), 1 as *const c_void) };
+    super::quiesce::note_this_threads_stack();
     // SAFETY: the job's start routine with the job's argument, as the C
     // library would call it.
     unsafe { start(arg) }
@@ -207,6 +209,8 @@ pub fn enter_job(shutdown: ShutdownHook, argv0: &std::ffi::OsStr) {
     JOB_PID.store(pid, Ordering::Relaxed);
     JOB_MAIN_THREAD.store(thread_id(), Ordering::Relaxed);
     let _ = SHUTDOWN.set(shutdown);
+    // No job thread exists yet: the others are tierjit's or not the job's.
+    super::quiesce::skip_threads_present_before_the_job();
     for signal in [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS] {
         // SAFETY: installing the default disposition for a catchable
         // signal is always valid; nothing of tierjit's relies on catching

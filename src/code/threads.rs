@@ -76,5 +76,10 @@ pub fn spawn_tierjit_thread(
     name: String,
     body: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let body = move || {
+        // Never runs job code, and blocks the reclamation signal.
+        let _skipped = super::quiesce::skip_this_thread();
+        body()
+    };
     with_job_signals_blocked(|| std::thread::Builder::new().name(name).spawn(body))
 }

@@ -98,6 +98,26 @@ knob::knobs! {
         max_respeculations: u32 = 0, range 0 => 1_000_000;
     }
 
+    /// Freeing retired versions (see `tiering::reclaim`).
+    reclaim: Reclaim {
+        /// Free a retired version's code and counter tables once a check of
+        /// every thread proves none can run it; false: retired code stays
+        /// loaded until the job ends.
+        enabled: bool = true;
+        /// Milliseconds between two checks while retired code waits.
+        interval_ms: u64 = 20, range 1 => 60_000;
+        /// Debugging: freed code's pages are made inaccessible before they
+        /// are released and stay reserved, so a thread that ran freed code
+        /// would crash at once instead of running what is loaded there
+        /// next.
+        poison: bool = false;
+        /// Stress mode for tests: at each profiler tick a function with two
+        /// specialized versions swaps them, and a running loop's
+        /// continuation is compiled once more, so versions are retired and
+        /// freed under running threads all the time.
+        stress: bool = false;
+    }
+
     /// Reading `.c` jobs.
     frontend: Frontend {
         /// Keep the bitcode clang makes, keyed by the source, every header

@@ -33,6 +33,17 @@ pub struct Speculation {
     pub missed_values: Option<Arc<CounterTable<GuardSlot>>>,
 }
 
+impl Speculation {
+    /// The counter tables the version's code writes.
+    pub fn tables(&self) -> Vec<Arc<CounterTable<GuardSlot>>> {
+        [&self.counters, &self.missed_values]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
 /// Where a version's guard counters are: the value guard's hits and
 /// misses, then one fallback counter per promoted call site.
 pub struct GuardSlots;

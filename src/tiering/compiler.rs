@@ -346,7 +346,13 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
             // A compile of a lone continuation may be superseded once its
             // loop stops (see `tiering::roster`).
             let doomable = match (request.unit(&shared.layout), &companion) {
-                (Unit::Loop(g), None) if abandonable && session == Session::Dedicated => Some(g),
+                (Unit::Loop(g), None)
+                    if abandonable
+                        && session == Session::Dedicated
+                        && !request.replaces_speculation =>
+                {
+                    Some(g)
+                }
                 _ => None,
             };
             shared
@@ -675,13 +681,16 @@ fn compile_and_install<'s>(
     let cpu_started = crate::code::thread_cpu_time();
     // A superseded compile is given up at the next step whatever its loop
     // does now: its unit went back to the profiler (see `supersede_useless`).
+    // A replacement's frames run its predecessor, not baseline code.
     let stopped = |request: &CompileRequest| match request.unit(layout) {
-        Unit::Loop(g) if abandonable => shared.activity.stopped_for(g).or_else(|| {
-            shared
-                .compilers
-                .is_superseded(index)
-                .then_some(Duration::ZERO)
-        }),
+        Unit::Loop(g) if abandonable && !request.replaces_speculation => {
+            shared.activity.stopped_for(g).or_else(|| {
+                shared
+                    .compilers
+                    .is_superseded(index)
+                    .then_some(Duration::ZERO)
+            })
+        }
         _ => None,
     };
     let mut outcomes: Vec<Option<Outcome>> = parts.iter().map(|_| None).collect();
@@ -862,9 +871,27 @@ fn compile_and_install<'s>(
         .map(|note| ("pgo", note))
         .collect();
     let compile_cpu = crate::code::thread_cpu_time().saturating_sub(cpu_started);
+    let mut symbols = vec![first.clone()];
+    let mut entries = vec![(first.as_str(), first_address)];
+    if let (Some(_), Some(c), Some(address)) = (&entry, &continuation, continuation_address) {
+        symbols.push(c.symbol.clone());
+        entries.push((c.symbol.as_str(), address));
+    }
+    let footprint = shared.jit.footprint(&object, &entries);
+    // A specialized version alone in its object is kept for a phase that
+    // comes back, as its object file once its code is freed.
+    let reload =
+        (whole.is_some() && osr.is_none() && speculation.specialization.is_some()).then(|| {
+            crate::versions::Reloadable {
+                object_file: object.clone().into(),
+                entry_symbol: first.clone(),
+            }
+        });
+    let object_id = shared
+        .versions
+        .add_object(loaded, footprint, size, symbols, &speculation);
     // Held until the installs are reported (see `Shared::reporting`).
     let reporting = shared.reporting.lock().unwrap_or_else(|p| p.into_inner());
-    shared.versions.keep_alive(loaded);
     let mut speculation = Some(speculation);
     if let Some(i) = whole {
         let unit = parts[i].unit(layout);
@@ -873,6 +900,8 @@ fn compile_and_install<'s>(
             unit,
             Tier::Optimized,
             first_address,
+            object_id,
+            reload,
             speculation,
             compile_cpu,
         );
@@ -883,9 +912,15 @@ fn compile_and_install<'s>(
         let mut notes: Vec<(&str, String)> = match speculation.take() {
             // A lone continuation speculated on its own.
             Some(own) => {
-                shared
-                    .versions
-                    .publish(unit, Tier::Optimized, address, own, compile_cpu);
+                shared.versions.publish(
+                    unit,
+                    Tier::Optimized,
+                    address,
+                    object_id,
+                    None,
+                    own,
+                    compile_cpu,
+                );
                 speculated
             }
             None => {
@@ -893,6 +928,8 @@ fn compile_and_install<'s>(
                     unit,
                     Tier::Optimized,
                     address,
+                    object_id,
+                    None,
                     Speculation::default(),
                     compile_cpu,
                 );
@@ -908,6 +945,7 @@ fn compile_and_install<'s>(
         notes.extend(c.notes.into_iter().map(|note| ("osr", note)));
         outcomes[i] = Some(Outcome::Installed(size, notes));
     }
+    shared.versions.release_object(object_id);
     Ok(Compiled {
         outcomes,
         _reporting: Some(reporting),

@@ -9,6 +9,7 @@ pub mod policy;
 pub mod pool;
 pub mod profiler;
 pub mod queue;
+pub mod reclaim;
 pub mod roster;
 pub mod service;
 #[cfg(test)]

@@ -171,6 +171,9 @@ pub fn run(shared: Arc<Shared>) {
         super::compiler::supersede_useless(&shared);
         watched.extend(newly_installed);
         watched.retain(|&id| watch_speculation(&shared, &activity, &mut guard_windows, id, now));
+        if shared.config.reclaim.stress {
+            stress(&shared, now);
+        }
     }
     // Transfers that happened since the last tick, before the job ended.
     if shared.config.osr.enabled {
@@ -355,7 +358,12 @@ fn reassess_queue(shared: &Shared, activity: &Activity, requested_at: &mut [Opti
     let withdrawn = shared
         .requests
         .reassess(|request| match request.unit(layout) {
-            Unit::Loop(g) if shared.activity.stopped_for(g).is_some() => None,
+            // A replacement's frames run its predecessor, not baseline code.
+            Unit::Loop(g)
+                if !request.replaces_speculation && shared.activity.stopped_for(g).is_some() =>
+            {
+                None
+            }
             _ => Some(activity.benefit(layout, request)),
         });
     for request in withdrawn {
@@ -489,7 +497,8 @@ fn watch_speculation(
     // A phase that comes back gets its old version back: no compile, so no
     // payoff to wait for.
     if let (Some(spec), Some(next)) = (failed_guard, &replanned) {
-        if shared.versions.reinstate(unit, next, now) {
+        let reload = |r: &_, s: &_| super::reclaim::load_again(shared, r, s);
+        if shared.versions.reinstate(unit, next, now, &reload) {
             let back = next.condition();
             shared.metrics.guard_failed(
                 &f.display_name(),
@@ -552,6 +561,36 @@ fn watch_speculation(
         Err(_) => {
             shared.versions.withdraw_replacement(unit);
             true
+        }
+    }
+}
+
+/// Stress mode (`reclaim.stress`): every function with two specialized
+/// versions swaps them, and every loop a frame entered the continuation of
+/// gets that continuation compiled once more, so versions are retired (and
+/// freed, see `tiering::reclaim`) under running threads all the time.
+fn stress(shared: &Shared, now: Instant) {
+    let reload = |r: &_, s: &_| super::reclaim::load_again(shared, r, s);
+    for id in shared.layout.function_ids() {
+        shared
+            .versions
+            .swap_for_stress(Unit::Function(id), now, &reload);
+    }
+    for (g, f, k) in shared.layout.loops_by_id() {
+        let entered = shared
+            .counters
+            .read(shared.layout.osr_transition_counter(g))
+            > 0;
+        if !entered || !shared.versions.replace_for_stress(Unit::Loop(g)) {
+            continue;
+        }
+        let (calls, backedges) = shared.function_counts(f);
+        let request = CompileRequest {
+            replaces_speculation: true,
+            ..CompileRequest::new(f, Some(k), calls, backedges, now)
+        };
+        if shared.requests.push(request, f64::MAX).is_err() {
+            shared.versions.withdraw_replacement(Unit::Loop(g));
         }
     }
 }

@@ -143,6 +143,15 @@ pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
     if let Err(e) = spawned {
         eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
     }
+    if shared.config.reclaim.enabled {
+        let s = shared.clone();
+        let spawned = shared
+            .threads
+            .spawn("tierjit-reclaim".into(), move || super::reclaim::run(s));
+        if let Err(e) = spawned {
+            eprintln!("tierjit: warning: cannot start the reclaimer thread, retired code stays loaded: {e}");
+        }
+    }
 }
 
 /// How long dropping a module waits for a compile in flight (LLVM's

@@ -1,0 +1,145 @@
+//! Freeing retired code (`tiering::reclaim`), as a job sees it: versions
+//! retired under running, blocked and OSR frames are freed only once no
+//! thread can run them, output stays exact, and freed code's pages are
+//! poisoned (`reclaim.poison`), so a use after free would crash the job.
+//! `reclaim.stress` forces the churn: a function's two specialized versions
+//! swap whenever the retired one was freed, and a running loop's
+//! continuation is compiled once more.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const STRESS: &[&str] = &[
+    "--events",
+    "--stats",
+    "--set",
+    "reclaim.stress=true",
+    "--set",
+    "reclaim.poison=true",
+    "--set",
+    "reclaim.interval_ms=1",
+];
+
+fn job(name: &str) -> PathBuf {
+    root().join("tests/reclaim").join(name)
+}
+
+fn native_output(source: &Path, args: &[String]) -> String {
+    let exe = scratch().join(format!(
+        "reclaim-{}-native",
+        source.file_stem().unwrap().to_string_lossy()
+    ));
+    let built = build_native(source, &exe, &["-lpthread"]);
+    assert!(built.status.success(), "{built:?}");
+    let mut cmd = native_command(&exe);
+    cmd.args(args);
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{run:?}");
+    run.stdout
+}
+
+/// Runs `name` under stress with `args`; checks its exit and its output
+/// against the native build; returns stderr.
+fn run_stressed(name: &str, args: &[String]) -> String {
+    let source = job(name);
+    let run = run_tierjit(&source, STRESS, args);
+    assert_eq!(run.status, Some(0), "{run:?}");
+    assert_eq!(
+        run.stdout,
+        native_output(&source, args),
+        "{name} {args:?}: output differs from native\n{}",
+        run.stderr
+    );
+    run.stderr
+}
+
+/// `(retired, freed)` from the `--stats` line of `unit`.
+fn retired_and_freed(stderr: &str, unit: &str) -> (u64, u64) {
+    let prefix = format!("  {unit}: ");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(&prefix) && l.contains("version(s) retired"))
+        .unwrap_or_else(|| panic!("no retired line for {unit}:\n{stderr}"));
+    let numbers: Vec<u64> = line[prefix.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn versions_churned_under_eight_threads_are_freed() {
+    // Phases of stride 4 and 2 give kernel two specialized versions, which
+    // the stress swaps each time the retired one was freed: every swap
+    // loads a freed object again and retires the other under 8 threads.
+    let calls = 300_000 / workload_scale() as usize;
+    let args: Vec<String> = ["8", &calls.to_string(), "4"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let stderr = run_stressed("churn.c", &args);
+    let (retired, freed) = retired_and_freed(&stderr, "kernel");
+    let least = if emulated() { 1 } else { 10 };
+    assert!(
+        freed >= least && retired >= freed,
+        "kernel: {retired} retired, {freed} freed\n{stderr}"
+    );
+    assert!(
+        stderr.contains("reclaim kernel.tj") && stderr.contains(": freed ("),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_osr_frame_keeps_its_retired_continuation_until_it_leaves() {
+    // work()'s frame enters the continuation of its loop, which the stress
+    // then compiles again: the first continuation is retired while the
+    // frame runs in it. It must be seen in use, and freed only after
+    // work() returned ("work done" on stderr).
+    // The frame must still be in work() when the second continuation
+    // lands: longer under an emulator, where compiles are slower still.
+    let n = (400_000_000 * workload_scale()).to_string();
+    let stderr = run_stressed("osr_frame.c", &[n, "200000000".into()]);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{stderr}"))
+    };
+    let replaced = at("osr work@loop0 O3->O3");
+    let kept = at("reclaim work.tj.osr0.v1: retired, still in use");
+    let done = at("work done");
+    let freed = at("reclaim work.tj.osr0.v1: freed");
+    assert!(replaced < done, "replaced while the frame ran:\n{stderr}");
+    assert!(kept < done, "seen in use while the frame ran:\n{stderr}");
+    assert!(done < freed, "freed only once the frame left:\n{stderr}");
+}
+
+#[test]
+fn blocked_threads_neither_stall_checks_nor_are_misjudged() {
+    // Three threads stay blocked (read, sleep, pthread_join) while three
+    // others churn kernel's versions: checks go on and free versions, and
+    // the blocked threads see what they would natively.
+    // On x86-64 a thread asleep is checked without a signal, so `sleep`
+    // returns 0 as natively; on AArch64 it is signalled, and resumes.
+    let calls = (150_000 / workload_scale()).to_string();
+    let resume = if cfg!(target_arch = "x86_64") && !emulated() {
+        "0"
+    } else {
+        "1"
+    };
+    let args: Vec<String> = [calls.as_str(), "4", "2", resume]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let stderr = run_stressed("blocked.c", &args);
+    let (_, freed) = retired_and_freed(&stderr, "kernel");
+    assert!(
+        freed >= 1,
+        "no version freed while threads were blocked\n{stderr}"
+    );
+}

@@ -177,7 +177,10 @@ fn check(file: &str, shape: Shape) {
         }
     };
     compare(&mut failures, "native", &native);
-    for (label, flags) in MODES {
+    for (label, flags) in MODES
+        .iter()
+        .filter(|(label, _)| mode_selected(label, shape))
+    {
         let mut flags: Vec<&str> = flags.to_vec();
         flags.extend(cflag_args.iter().map(String::as_str));
         let run = run_tierjit(&job, &flags, &fixture.args);
@@ -209,6 +212,19 @@ fn check(file: &str, shape: Shape) {
         shape.label(),
         failures.join("\n")
     );
+}
+
+/// Whether this run tests `shape` in mode `label`: every mode, unless
+/// `TIERJIT_TEST_IR_MODES` lists the modes IR shapes run in (C runs in
+/// all; .ci/test-aarch64 sets it, since every run costs a second or two
+/// under emulation).
+fn mode_selected(label: &str, shape: Shape) -> bool {
+    match std::env::var("TIERJIT_TEST_IR_MODES") {
+        Ok(list) if shape != Shape::C && !list.trim().is_empty() => {
+            list.split(',').any(|m| m.trim() == label)
+        }
+        _ => true,
+    }
 }
 
 /// Runs fixture `file` in `shape` if it is C (hand-written IR runs as is)

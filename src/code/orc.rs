@@ -393,7 +393,8 @@ impl Jit {
     /// far that code reaches from an entry: the entry's offset in `.text`
     /// locates the section, the sizes bound the rest (`ObjectLayout`). The
     /// span is that reach, rounded out to pages, within the executable run
-    /// around the entry; it covers all of the object's code, and seldom a
+    /// around the entry (where the memory map shows one); it covers all of
+    /// the object's code, and seldom a
     /// neighbour's page (which only makes the check more conservative). The
     /// pages of the known functions themselves are the object's own (what
     /// poisoning may protect).
@@ -409,7 +410,10 @@ impl Jit {
         let mut own_pages = Vec::new();
         for &(name, address) in entries {
             let at = address.get();
-            let (run_start, run_end) = super::maps::executable_run(&maps, at)?;
+            // QEMU's user mode does not always show JIT pages executable:
+            // the window alone bounds the code then.
+            let (run_start, run_end) =
+                super::maps::executable_run(&maps, at).unwrap_or((0, usize::MAX));
             let (low, high) = layout.window(name, at);
             let start = run_start.max(low & !(page - 1));
             let end = run_end.min(round_up(high.max(at + 1), page));

@@ -75,11 +75,14 @@ fn versions_churned_under_eight_threads_are_freed() {
     // Phases of stride 4 and 2 give kernel two specialized versions, which
     // the stress swaps each time the retired one was freed: every swap
     // loads a freed object again and retires the other under 8 threads.
-    let calls = 300_000 / workload_scale() as usize;
-    let args: Vec<String> = ["8", &calls.to_string(), "4"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // Each phase must outlast a compile: under an emulator compiles are
+    // ~50 times slower and job code ~10 times, so phases get longer and
+    // fewer (stride 4, 2, then 4 again, with swaps from the second on).
+    let (calls, phases) = match workload_scale() {
+        1 => (300_000, 4),
+        scale => (300_000 * (scale as usize).div_ceil(2), 3),
+    };
+    let args: Vec<String> = ["8".to_string(), calls.to_string(), phases.to_string()].to_vec();
     let stderr = run_stressed("churn.c", &args);
     let (retired, freed) = retired_and_freed(&stderr, "kernel");
     let least = if emulated() { 1 } else { 10 };
@@ -102,7 +105,7 @@ fn an_osr_frame_keeps_its_retired_continuation_until_it_leaves() {
     // The frame must still be in work() when the second continuation
     // lands: longer under an emulator, where compiles are slower still.
     let n = (400_000_000 * workload_scale()).to_string();
-    let stderr = run_stressed("osr_frame.c", &[n, "200000000".into()]);
+    let stderr = run_stressed("osr_frame.c", &[n, "3000000000".into()]);
     let lines: Vec<&str> = stderr.lines().collect();
     let at = |needle: &str| {
         lines
@@ -126,7 +129,7 @@ fn blocked_threads_neither_stall_checks_nor_are_misjudged() {
     // the blocked threads see what they would natively.
     // On x86-64 a thread asleep is checked without a signal, so `sleep`
     // returns 0 as natively; on AArch64 it is signalled, and resumes.
-    let calls = (150_000 / workload_scale()).to_string();
+    let calls = (150_000 * workload_scale().div_ceil(2)).to_string();
     let resume = if cfg!(target_arch = "x86_64") && !emulated() {
         "0"
     } else {

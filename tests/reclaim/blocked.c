@@ -1,7 +1,8 @@
 // Threads blocked in read, sleep and pthread_join while others churn a hot
 // function's versions (reclaim.stress): checks of the threads must neither
 // wait for the blocked ones forever nor misjudge them, nor wake them (a
-// signal would end sleep early). Prints what each blocked thread saw.
+// signal would end sleep early). Prints what each blocked thread saw, in
+// a fixed order once all have ended.
 // Args: CALLS (per worker and phase) PHASES SLEEP_SECONDS [RESUME], where
 // RESUME=1 sleeps again for what is left after an interruption (on
 // AArch64 every thread is checked by a signal, see src/code/quiesce.rs).
@@ -16,6 +17,9 @@ static int phases;
 static unsigned sleep_seconds;
 static int resume;
 static int fds[2];
+static long read_bytes, join_result;
+static char read_text[16];
+static unsigned sleep_left;
 static pthread_barrier_t phase_start;
 
 __attribute__((noinline)) static long kernel(const int *a, long n, int stride) {
@@ -37,9 +41,7 @@ static void *worker(void *arg) {
 }
 
 static void *reader(void *arg) {
-  char buffer[16] = {0};
-  long got = read(fds[0], buffer, sizeof buffer - 1);
-  printf("reader got %ld byte(s): %s\n", got, buffer);
+  read_bytes = read(fds[0], read_text, sizeof read_text - 1);
   return arg;
 }
 
@@ -47,14 +49,13 @@ static void *sleeper(void *arg) {
   unsigned left = sleep(sleep_seconds);
   while (resume && left > 0)
     left = sleep(left);
-  printf("sleep returned %u\n", left);
+  sleep_left = left;
   return arg;
 }
 
 static void *joiner(void *arg) {
   void *result;
-  int rc = pthread_join(*(pthread_t *)arg, &result);
-  printf("join returned %d\n", rc);
+  join_result = pthread_join(*(pthread_t *)arg, &result);
   return 0;
 }
 
@@ -80,11 +81,13 @@ int main(int argc, char **argv) {
     pthread_join(t[i], &total);
     sum += (long)total;
   }
-  printf("workers: %ld\n", sum);
-  fflush(stdout);
   if (write(fds[1], "done", 4) != 4)
     return 3;
   pthread_join(read_thread, 0);
   pthread_join(join_thread, 0);
+  printf("workers: %ld\n", sum);
+  printf("reader got %ld byte(s): %s\n", read_bytes, read_text);
+  printf("sleep returned %u\n", sleep_left);
+  printf("join returned %ld\n", join_result);
   return 0;
 }

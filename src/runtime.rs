@@ -495,6 +495,7 @@ pub(crate) fn load_tiered(
     // not split per CPU (see `code::shards`).
     let exact_counts = !config.compiler.background || config.osr.force;
     let threaded = callers == Callers::AnyThread || crate::ir::threads::may_start_threads(&module);
+    let switches_stacks = crate::ir::threads::switches_stacks(&module);
     let sharding = if exact_counts || !threaded {
         None
     } else {
@@ -578,6 +579,7 @@ pub(crate) fn load_tiered(
         threads: Default::default(),
         profiler: Default::default(),
         compile_now,
+        switches_stacks,
     });
     if mode == Mode::Tiered {
         service::start_background(&shared, compilers);

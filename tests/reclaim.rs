@@ -85,7 +85,7 @@ fn versions_churned_under_eight_threads_are_freed() {
     let args: Vec<String> = ["8".to_string(), calls.to_string(), phases.to_string()].to_vec();
     let stderr = run_stressed("churn.c", &args);
     let (retired, freed) = retired_and_freed(&stderr, "kernel");
-    let least = if emulated() { 1 } else { 10 };
+    let least = if emulated() { 1 } else { 5 };
     assert!(
         freed >= least && retired >= freed,
         "kernel: {retired} retired, {freed} freed\n{stderr}"
@@ -145,4 +145,62 @@ fn blocked_threads_neither_stall_checks_nor_are_misjudged() {
         freed >= 1,
         "no version freed while threads were blocked\n{stderr}"
     );
+}
+
+#[test]
+fn a_job_that_switches_stacks_is_not_reclaimed() {
+    // A coroutine suspended inside kernel's specialized version while main
+    // moves kernel on: that version must stay (the coroutine returns into
+    // it), and threads' stacks do not show it. Found by a hostile test,
+    // which crashed here before.
+    let scale = workload_scale().to_string();
+    let warm = format!("{}00000", scale);
+    let stderr = run_stressed("coroutine.c", &[warm.clone(), warm]);
+    assert!(
+        stderr.contains("reclaim -: off: the job calls swapcontext"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(": freed ("), "{stderr}");
+}
+
+#[test]
+fn short_sleeps_are_nearly_never_cut_short_on_x86_64() {
+    // On AArch64 every thread is checked by a signal (see
+    // src/code/quiesce.rs), so a sleep there can end early. On x86-64 a
+    // sleeping thread is not signalled; one running between sub-millisecond
+    // sleeps is looked at again and again before it is, and a signal that
+    // still meets it entering a sleep ends that sleep (measured: one sleep
+    // in about 40,000 here, with a check every millisecond; a hostile test
+    // saw several in every run before the retries).
+    if !cfg!(target_arch = "x86_64") || emulated() {
+        return;
+    }
+    let stderr = run_stressed("short_sleeps.c", &["400000".into(), "6".into()]);
+    let (made, failed) = stderr
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("sleeps: ")?;
+            let (made, rest) = rest.split_once(" made, ")?;
+            Some((
+                made.parse::<u64>().ok()?,
+                rest.strip_suffix(" failed")?.parse::<u64>().ok()?,
+            ))
+        })
+        .expect("the job's sleep counts");
+    assert!(
+        made >= 1000 && failed * 2000 <= made,
+        "{failed} of {made} sleeps failed"
+    );
+    let checks: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            let rest = l.split("; ").nth(1)?;
+            rest.strip_suffix(" inconclusive")?
+                .split(" check(s)")
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(checks >= 10, "too few checks to tell ({checks}):\n{stderr}");
 }

@@ -473,6 +473,11 @@ fn futex_wake(word: &AtomicU32) {
     }
 }
 
+/// Times a running thread is looked at before it is signalled (x86-64).
+/// A thread in the running state may still be in the kernel, finishing a
+/// system call it was woken from, where a signal makes it fail with EINTR.
+const BLOCKED_ATTEMPTS: usize = 20;
+
 /// Below the stack pointer, x86-64 leaf functions may keep data (the red
 /// zone); it is scanned too.
 const RED_ZONE: usize = 128;
@@ -497,21 +502,44 @@ pub fn check_threads(ranges: &[CodeRange], patience: Duration) -> Verdict {
             }
         }
     };
-    let mut to_signal = Vec::new();
-    let mut threads = 0;
-    for tid in thread_ids() {
-        if tid == me || is_skipped(&skipped, tid) {
-            continue;
+    let mut pending: Vec<i32> = thread_ids()
+        .into_iter()
+        .filter(|&tid| tid != me && !is_skipped(&skipped, tid))
+        .collect();
+    let threads = pending.len();
+    // Read once: stacks of the threads listed above are mapped already.
+    let Some(maps) = maps::read() else {
+        return Verdict::Inconclusive("cannot read /proc/self/maps".into());
+    };
+    // A thread found running, or waking during its scan, is looked at again
+    // before it is signalled: one that sleeps most of the time (a loop
+    // around a short `nanosleep`) is then nearly always caught asleep,
+    // instead of signalled just as it enters or leaves a sleep, which
+    // would end that sleep with EINTR.
+    let mut unreachable = None;
+    for attempt in 0..BLOCKED_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_micros(50));
         }
-        threads += 1;
-        match inspect_blocked(tid, &mut |v| mark(v, &mut in_use)) {
-            Blocked::Scanned | Blocked::Gone => {}
-            Blocked::Running => to_signal.push(tid),
-            Blocked::Unreachable => {
-                return Verdict::Inconclusive(format!("thread {tid} blocks the signal"))
-            }
+        unreachable = None;
+        pending.retain(
+            |&tid| match inspect_blocked(tid, &maps, &mut |v| mark(v, &mut in_use)) {
+                Blocked::Scanned | Blocked::Gone => false,
+                Blocked::Running => true,
+                Blocked::Unreachable => {
+                    unreachable = Some(tid);
+                    true
+                }
+            },
+        );
+        if pending.is_empty() || !cfg!(target_arch = "x86_64") {
+            break;
         }
     }
+    if let Some(tid) = unreachable {
+        return Verdict::Inconclusive(format!("thread {tid} blocks the signal"));
+    }
+    let to_signal = pending;
     if to_signal.len() > MAX_SIGNALLED {
         return Verdict::Inconclusive(format!("{} threads to signal", to_signal.len()));
     }
@@ -530,7 +558,8 @@ enum Blocked {
     Scanned,
     /// Exited.
     Gone,
-    /// Must be signalled.
+    /// Must be signalled: it runs, or it was asleep (in a system call)
+    /// but woke while its stack was read.
     Running,
     /// Blocks the signal, and is not blocked in a system call.
     Unreachable,
@@ -606,7 +635,7 @@ pub extern "C" fn job_sigaction(
     unsafe { libc::sigaction(signal, action, old) }
 }
 
-fn inspect_blocked(tid: i32, mark: &mut dyn FnMut(usize)) -> Blocked {
+fn inspect_blocked(tid: i32, maps: &[maps::Mapping], mark: &mut dyn FnMut(usize)) -> Blocked {
     let Some(before) = read_status(tid) else {
         return Blocked::Gone;
     };
@@ -629,13 +658,10 @@ fn inspect_blocked(tid: i32, mark: &mut dyn FnMut(usize)) -> Blocked {
     let Some((sp, pc, line)) = read_syscall(tid) else {
         return fallback;
     };
-    let Some(maps) = maps::read() else {
-        return fallback;
-    };
     let top = match known_stack(tid) {
         Some((low, high)) if low <= sp && sp < high => Some(high),
-        _ if tid == std::process::id() as i32 => maps::mapping_end(&maps, sp),
-        _ => maps::readable_end(&maps, sp),
+        _ if tid == std::process::id() as i32 => maps::mapping_end(maps, sp),
+        _ => maps::readable_end(maps, sp),
     };
     let Some(top) = top else {
         return fallback;

@@ -37,6 +37,21 @@ pub fn may_start_threads(module: &Module<'_>) -> bool {
     })
 }
 
+/// A function `module` declares that switches a thread to another stack
+/// (`swapcontext` and its family), if any. Frames suspended on such a
+/// stack are on no thread's current stack, where reclamation looks for
+/// return addresses (see `code::quiesce`): a job that may keep them is
+/// never reclaimed.
+pub fn switches_stacks(module: &Module<'_>) -> Option<&'static str> {
+    ["swapcontext", "setcontext", "makecontext", "getcontext"]
+        .into_iter()
+        .find(|n| {
+            module
+                .get_function(n)
+                .is_some_and(|f| f.count_basic_blocks() == 0)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +65,23 @@ mod tests {
         );
         let module = context.create_module_from_ir(buffer).unwrap();
         may_start_threads(&module)
+    }
+
+    #[test]
+    fn stack_switchers_are_recognised() {
+        let context = inkwell::context::Context::create();
+        let parse = |decls: &str| {
+            let source = format!("{decls}\ndefine i32 @main() {{\n  ret i32 0\n}}\n");
+            let buffer = inkwell::memory_buffer::MemoryBuffer::create_from_memory_range_copy(
+                source.as_bytes(),
+                "t.ll",
+            );
+            context.create_module_from_ir(buffer).unwrap()
+        };
+        let coroutines = parse("declare i32 @swapcontext(ptr, ptr)");
+        assert_eq!(switches_stacks(&coroutines), Some("swapcontext"));
+        let plain = parse("declare i32 @pthread_create(ptr, ptr, ptr, ptr)");
+        assert_eq!(switches_stacks(&plain), None);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct Shared {
     /// This module's hook for baseline code that waits for a compile
     /// (batch mode, forced OSR); removed when the module is dropped.
     pub compile_now: CompileNowRegistration,
+    /// A stack-switching function the module declares (`swapcontext`),
+    /// if any: its retired code is never freed (see
+    /// `ir::threads::switches_stacks`).
+    pub switches_stacks: Option<&'static str>,
 }
 
 impl Shared {
@@ -143,7 +147,13 @@ pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
     if let Err(e) = spawned {
         eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
     }
-    if shared.config.reclaim.enabled {
+    if let (true, Some(switcher)) = (shared.config.reclaim.enabled, shared.switches_stacks) {
+        shared.metrics.note(
+            "reclaim",
+            "-",
+            &format!("off: the job calls {switcher}, and frames on a stack it switched away from are out of sight; retired code stays loaded"),
+        );
+    } else if shared.config.reclaim.enabled {
         let s = shared.clone();
         let spawned = shared
             .threads

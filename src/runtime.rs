@@ -578,6 +578,7 @@ pub(crate) fn load_tiered(
         compilers: Default::default(),
         threads: Default::default(),
         profiler: Default::default(),
+        reclaimer: Default::default(),
         compile_now,
         switches_stacks,
     });

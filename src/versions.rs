@@ -342,9 +342,11 @@ impl VersionManager {
         speculation: Speculation,
         compile_cpu: Duration,
     ) {
+        let (mut records, i) = self.records(unit);
+        // Under the records lock (then the objects'), so the slot and the
+        // record's object change together.
         self.objects.publish(object, unit);
         self.publish_slot(unit, entry);
-        let (mut records, i) = self.records(unit);
         let record = &mut records[i];
         if record.tier == Tier::Optimized {
             record.retired += 1;

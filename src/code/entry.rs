@@ -173,6 +173,13 @@ pub fn host_overrides() -> Vec<HostOverride> {
                 as usize,
         },
         HostOverride {
+            job_name: "signal",
+            symbol: "__tierjit_signal",
+            address: super::quiesce::job_signal
+                as extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t
+                as usize,
+        },
+        HostOverride {
             job_name: "sigaction",
             symbol: "__tierjit_sigaction",
             address: super::quiesce::job_sigaction

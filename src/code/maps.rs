@@ -9,6 +9,8 @@ pub struct Mapping {
     pub end: usize,
     pub readable: bool,
     pub executable: bool,
+    /// The main thread's stack (`[stack]`).
+    pub main_stack: bool,
 }
 
 /// The mappings, sorted by address, or `None` if the file cannot be read.
@@ -24,11 +26,13 @@ fn parse(text: &str) -> Vec<Mapping> {
             let mut fields = line.split_ascii_whitespace();
             let (start, end) = fields.next()?.split_once('-')?;
             let perms = fields.next()?.as_bytes();
+            let main_stack = fields.nth(3) == Some("[stack]");
             Some(Mapping {
                 start: usize::from_str_radix(start, 16).ok()?,
                 end: usize::from_str_radix(end, 16).ok()?,
                 readable: perms.first() == Some(&b'r'),
                 executable: perms.get(2) == Some(&b'x'),
+                main_stack,
             })
         })
         .collect();
@@ -54,6 +58,15 @@ pub fn readable_end(mappings: &[Mapping], address: usize) -> Option<usize> {
         end = m.end;
     }
     Some(end)
+}
+
+/// The end of the main thread's stack, if `address` is in it.
+pub fn main_stack_end(mappings: &[Mapping], address: usize) -> Option<usize> {
+    let i = mappings.partition_point(|m| m.end <= address);
+    let m = mappings
+        .get(i)
+        .filter(|m| m.start <= address && m.main_stack)?;
+    Some(m.end)
 }
 
 /// The end of the mapping holding `address`, if it is readable.
@@ -96,7 +109,7 @@ mod tests {
 1000-2000 r--p 00000000 00:00 0
 2000-3000 r-xp 00000000 00:00 0
 3000-4000 r-xp 00000000 00:00 0
-5000-6000 rw-p 00000000 00:00 0 [stack]
+5000-6000 rw-p 00000000 00:00 0                          [stack]
 6000-7000 rw-p 00000000 00:00 0
 7000-8000 ---p 00000000 00:00 0
 ";
@@ -115,6 +128,8 @@ mod tests {
         let maps = parse(MAPS);
         assert_eq!(readable_end(&maps, 0x5800), Some(0x7000));
         assert_eq!(mapping_end(&maps, 0x5800), Some(0x6000));
+        assert_eq!(main_stack_end(&maps, 0x5800), Some(0x6000));
+        assert_eq!(main_stack_end(&maps, 0x6800), None);
         assert_eq!(readable_end(&maps, 0x7800), None);
         assert_eq!(readable_end(&maps, 0x4800), None);
     }

@@ -80,24 +80,66 @@ struct ObjectLayout {
     /// Defined symbols: the executable section holding each (`None`: not
     /// in one), its offset in it, and its size.
     symbols: std::collections::HashMap<String, (Option<String>, usize, usize)>,
-    /// Executable sections (named `.text*`) and their sizes.
+    /// Sections that may hold code, and their sizes.
     exec_sections: Vec<(String, usize)>,
     /// Relocations in the file: each may need a stub (at most 16 bytes).
     relocations: usize,
 }
 
-/// Room a section may need for its alignment within a segment.
-const SECTION_ALIGNMENT: usize = 64;
+/// Room the stubs after `.text` may need for their alignment.
+const STUB_ALIGNMENT: usize = 64;
+/// Room for another executable section's alignment: the C API does not
+/// show alignments, so up to a page.
+const SECTION_ALIGNMENT: usize = 4096;
+
+/// Sections that hold no code, by name prefix (the C API does not show
+/// section flags; any other section may hold code).
+const DATA_SECTIONS: &[&str] = &[
+    ".data",
+    ".rodata",
+    ".bss",
+    ".tdata",
+    ".tbss",
+    ".rela",
+    ".rel.",
+    ".symtab",
+    ".strtab",
+    ".shstrtab",
+    ".eh_frame",
+    ".note",
+    ".comment",
+    ".llvm",
+    ".debug",
+    ".group",
+    ".init_array",
+    ".fini_array",
+    ".ctors",
+    ".dtors",
+    ".gcc_except_table",
+    ".stack_sizes",
+];
+
+fn may_hold_code(section: &str) -> bool {
+    !section.is_empty() && !DATA_SECTIONS.iter().any(|d| section.starts_with(d))
+}
+
+/// Room a section may need for its alignment: `.text` is located exactly
+/// (by a symbol's offset in it), so only the stubs after it need room.
+fn alignment_room(section: &str) -> usize {
+    if section == ".text" {
+        STUB_ALIGNMENT
+    } else {
+        SECTION_ALIGNMENT
+    }
+}
 const STUB_BYTES: usize = 16;
 
 impl ObjectLayout {
-    fn of(object: &[u8]) -> ObjectLayout {
+    fn of(object: &[u8]) -> Option<ObjectLayout> {
         let mut layout = ObjectLayout::default();
         let buffer =
             inkwell::memory_buffer::MemoryBuffer::create_from_memory_range(object, "object");
-        let Ok(binary) = buffer.create_binary_file(None) else {
-            return layout;
-        };
+        let binary = buffer.create_binary_file(None).ok()?;
         let name = |n: Option<&std::ffi::CStr>| n.map(|n| n.to_string_lossy().into_owned());
         if let Some(mut sections) = binary.get_sections() {
             while let Some(section) = sections.next_section() {
@@ -105,13 +147,13 @@ impl ObjectLayout {
                 while relocations.next_relocation().is_some() {
                     layout.relocations += 1;
                 }
-                if let Some(n) = name(section.get_name()).filter(|n| n.starts_with(".text")) {
+                if let Some(n) = name(section.get_name()).filter(|n| may_hold_code(n)) {
                     layout.exec_sections.push((n, section.get_size() as usize));
                 }
             }
         }
         let Some(mut symbols) = binary.get_symbols() else {
-            return layout;
+            return Some(layout);
         };
         while let Some(symbol) = symbols.next_symbol() {
             let Some(symbol_name) = name(symbol.get_name()) else {
@@ -121,7 +163,7 @@ impl ObjectLayout {
             if let Some(mut sections) = binary.get_sections() {
                 while let Some(section) = sections.next_section() {
                     if section.contains_symbol(&symbol) {
-                        section_name = name(section.get_name()).filter(|n| n.starts_with(".text"));
+                        section_name = name(section.get_name()).filter(|n| may_hold_code(n));
                         break;
                     }
                 }
@@ -135,7 +177,7 @@ impl ObjectLayout {
                 ),
             );
         }
-        layout
+        Some(layout)
     }
 
     /// Bytes all executable code may take once loaded: the sections, their
@@ -143,7 +185,7 @@ impl ObjectLayout {
     fn exec_bytes(&self) -> usize {
         self.exec_sections
             .iter()
-            .map(|(_, size)| size + SECTION_ALIGNMENT)
+            .map(|(name, size)| size + alignment_room(name))
             .sum::<usize>()
             + STUB_BYTES * self.relocations
     }
@@ -161,7 +203,7 @@ impl ObjectLayout {
                     .exec_sections
                     .iter()
                     .filter(|(n, _)| n != ".text")
-                    .map(|(_, size)| size + SECTION_ALIGNMENT)
+                    .map(|(n, size)| size + alignment_room(n))
                     .sum();
                 (base.saturating_sub(others), base + all)
             }
@@ -405,7 +447,7 @@ impl Jit {
     ) -> Option<CodeFootprint> {
         let maps = super::maps::read()?;
         let page = page_size();
-        let layout = ObjectLayout::of(object);
+        let layout = ObjectLayout::of(object)?;
         let mut span: Option<CodeRange> = None;
         let mut own_pages = Vec::new();
         for &(name, address) in entries {

@@ -49,7 +49,8 @@
 //!   (those are (1) and (3); on AArch64 the link register too, which is
 //!   (2) for a leaf frame), reports, and waits until we have read its stack
 //!   from the interrupted stack pointer up to the stack's top: (2) and the
-//!   spills of (3). The thread runs none of its own code meanwhile, so the
+//!   spills of (3). Every signal is blocked in the handler, so the thread
+//!   runs none of its own code meanwhile (no job handler either), and the
 //!   stack does not change under the scan. The red zone below the stack
 //!   pointer (x86-64 leaf functions keep data there) is scanned as well. A
 //!   thread interrupted on an alternate signal stack cannot be scanned
@@ -76,6 +77,10 @@
 //!   one of the calls above just as the signal arrives may see `EINTR`).
 //!   The job's stack is read with `process_vm_readv`, which fails rather
 //!   than faults if the thread has exited and its stack is gone.
+//!
+//! Freeing an object also drops its read-only data (jump tables, constant
+//! pools): only its code hands out their addresses, and a thread using one
+//! is running that code (found above).
 //!
 //! A thread we cannot inspect (it blocks the signal, is stopped by a
 //! debugger, runs on an alternate stack, or does not answer in time) makes
@@ -281,7 +286,10 @@ pub fn install_handler() -> Result<(), String> {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = ours;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
+        // Every signal is blocked while the handler runs: a job's handler
+        // must not run (and perhaps `siglongjmp` away) while the thread is
+        // held for its scan; the job's signals wait until it is released.
+        libc::sigfillset(&mut action.sa_mask);
         if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
             return Err(std::io::Error::last_os_error().to_string());
         }
@@ -315,6 +323,10 @@ const MAX_SIGNALLED: usize = 512;
 /// take for a thread that blocks it).
 struct Mailbox {
     tid: AtomicI32,
+    /// The thread whose handler answered: a handler of an earlier check
+    /// that stalled past its deadline may answer a later check's mailbox,
+    /// given to another thread meanwhile; the checker then refuses it.
+    answered_by: AtomicI32,
     state: AtomicU32,
     on_alternate_stack: AtomicBool,
     pc: AtomicUsize,
@@ -333,6 +345,7 @@ const DONE: u32 = 6;
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_MAILBOX: Mailbox = Mailbox {
     tid: AtomicI32::new(0),
+    answered_by: AtomicI32::new(0),
     state: AtomicU32::new(FREE),
     on_alternate_stack: AtomicBool::new(false),
     pc: AtomicUsize::new(0),
@@ -369,6 +382,7 @@ extern "C" fn on_reclaim_signal(_: i32, _: *mut libc::siginfo_t, context: *mut l
     // SAFETY: the kernel passes a valid ucontext_t for SA_SIGINFO handlers,
     // readable for the duration of the handler.
     let (pc, sp) = unsafe { save_registers(&*(context as *const libc::ucontext_t), mailbox) };
+    mailbox.answered_by.store(me, Ordering::Relaxed);
     mailbox.pc.store(pc, Ordering::Relaxed);
     mailbox.sp.store(sp, Ordering::Relaxed);
     // SAFETY: a query of the calling thread's alternate stack.
@@ -489,7 +503,8 @@ const MAX_STACK_SCAN: usize = 256 << 20;
 /// doc), waiting at most `patience` for signalled threads to answer.
 pub fn check_threads(ranges: &[CodeRange], patience: Duration) -> Verdict {
     let _one_at_a_time = lock(&CHECKING);
-    if !handler_installed() {
+    // Relaxed: written under this lock.
+    if SIGNAL_TAKEN.load(Ordering::Relaxed) || !handler_installed() {
         return Verdict::Inconclusive("the reclamation signal's handler was replaced".into());
     }
     let me = super::current_os_thread();
@@ -631,8 +646,34 @@ pub extern "C" fn job_sigaction(
         // Relaxed: as in `job_sigaltstack`.
         JOB_USES_ALTERNATE_STACKS.store(true, Ordering::Relaxed);
     }
+    let _no_check_now = (!action.is_null()).then(|| job_takes_signal(signal));
     // SAFETY: the job's arguments, passed on as the C library takes them.
     unsafe { libc::sigaction(signal, action, old) }
+}
+
+/// The job's `signal`.
+pub extern "C" fn job_signal(signal: i32, handler: libc::sighandler_t) -> libc::sighandler_t {
+    let _no_check_now = job_takes_signal(signal);
+    // SAFETY: the job's arguments, passed on as the C library takes them.
+    unsafe { libc::signal(signal, handler) }
+}
+
+/// Set once the job changed the reclamation signal's disposition: checks
+/// stop for good (its handler is not ours, and its default action would
+/// end the process).
+static SIGNAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Before the job changes `signal`'s disposition: if it is the reclamation
+/// signal, stops checks for good, waiting for one in progress (the guard
+/// keeps the next from starting until the change is made).
+fn job_takes_signal(signal: i32) -> Option<std::sync::MutexGuard<'static, ()>> {
+    if signal != reclaim_signal() {
+        return None;
+    }
+    let guard = lock(&CHECKING);
+    // Relaxed: read under the same lock.
+    SIGNAL_TAKEN.store(true, Ordering::Relaxed);
+    Some(guard)
 }
 
 fn inspect_blocked(tid: i32, maps: &[maps::Mapping], mark: &mut dyn FnMut(usize)) -> Blocked {
@@ -658,15 +699,18 @@ fn inspect_blocked(tid: i32, maps: &[maps::Mapping], mark: &mut dyn FnMut(usize)
     let Some((sp, pc, line)) = read_syscall(tid) else {
         return fallback;
     };
+    // Only a stack pointer on the thread's own stack is trusted: one on an
+    // alternate signal stack (a handler that blocked) leaves the frames it
+    // interrupted elsewhere, which the signal path detects.
     let top = match known_stack(tid) {
         Some((low, high)) if low <= sp && sp < high => Some(high),
-        _ if tid == std::process::id() as i32 => maps::mapping_end(maps, sp),
-        _ => maps::readable_end(maps, sp),
+        _ if tid == std::process::id() as i32 => maps::main_stack_end(maps, sp),
+        _ => None,
     };
     let Some(top) = top else {
         return fallback;
     };
-    let start = sp.saturating_sub(RED_ZONE);
+    let start = sp.saturating_sub(RED_ZONE) & !(std::mem::size_of::<usize>() - 1);
     if top - start > MAX_STACK_SCAN {
         return fallback;
     }
@@ -719,6 +763,7 @@ enum Unscanned {
     StackTooLarge,
     Unreadable(i32),
     LeftEarly,
+    WrongThread,
 }
 
 impl std::fmt::Display for Unscanned {
@@ -738,6 +783,9 @@ impl std::fmt::Display for Unscanned {
                 std::io::Error::from_raw_os_error(*errno)
             ),
             Unscanned::LeftEarly => f.write_str("a thread stopped waiting for its scan"),
+            Unscanned::WrongThread => {
+                f.write_str("a late answer from a thread signalled by an earlier check")
+            }
         }
     }
 }
@@ -804,38 +852,14 @@ fn inspect_signalled(
             silent.push(tid);
             continue;
         }
-        if failure.is_some() {
-            continue;
+        if failure.is_none() {
+            if let Err(why) = scan_held(mailbox, tid, stack, &maps, &mut buffer, mark) {
+                failure = Some(why);
+            }
         }
-        if mailbox.on_alternate_stack.load(Ordering::Relaxed) {
-            failure = Some(Unscanned::AlternateStack(tid));
-            continue;
-        }
-        let sp = mailbox.sp.load(Ordering::Relaxed);
-        let top = match stack {
-            Some((low, high)) if low <= sp && sp < high => Some(high),
-            _ if tid == pid => maps::mapping_end(&maps, sp),
-            _ => maps::readable_end(&maps, sp),
-        };
-        let Some(top) = top else {
-            failure = Some(Unscanned::StackOutsideMemory(sp));
-            continue;
-        };
-        let start = sp.saturating_sub(RED_ZONE) & !(std::mem::size_of::<usize>() - 1);
-        if top - start > MAX_STACK_SCAN {
-            failure = Some(Unscanned::StackTooLarge);
-            continue;
-        }
-        mark(mailbox.pc.load(Ordering::Relaxed));
-        for register in &mailbox.registers {
-            mark(register.load(Ordering::Relaxed));
-        }
-        if let Err(e) = scan_memory(start, top, &mut buffer, mark) {
-            failure = Some(Unscanned::Unreadable(e));
-        }
-    }
-    // Release every thread that arrived (also when the check failed).
-    for &(mailbox, _) in &sent {
+        // Released as soon as it is scanned (or the check has failed): each
+        // thread is judged on its own (see the module doc), so none waits
+        // for the others' scans.
         // Release: our reads of its stack are done before it goes on.
         if mailbox
             .state
@@ -867,6 +891,42 @@ fn inspect_signalled(
         Some(why) => Err(why.to_string()),
         None => Ok(()),
     }
+}
+
+/// Scans a thread held in its handler: its program counter, registers and
+/// stack. Neither allocates nor locks (see `inspect_signalled`).
+fn scan_held(
+    mailbox: &Mailbox,
+    tid: i32,
+    stack: Option<(usize, usize)>,
+    maps: &[maps::Mapping],
+    buffer: &mut [usize],
+    mark: &mut dyn FnMut(usize),
+) -> Result<(), Unscanned> {
+    // The handler of an earlier check, stalled past its deadline, may
+    // have answered a mailbox since given to another thread.
+    if mailbox.answered_by.load(Ordering::Relaxed) != tid {
+        return Err(Unscanned::WrongThread);
+    }
+    if mailbox.on_alternate_stack.load(Ordering::Relaxed) {
+        return Err(Unscanned::AlternateStack(tid));
+    }
+    let sp = mailbox.sp.load(Ordering::Relaxed);
+    let top = match stack {
+        Some((low, high)) if low <= sp && sp < high => Some(high),
+        _ if tid == std::process::id() as i32 => maps::mapping_end(maps, sp),
+        _ => maps::readable_end(maps, sp),
+    };
+    let top = top.ok_or(Unscanned::StackOutsideMemory(sp))?;
+    let start = sp.saturating_sub(RED_ZONE) & !(std::mem::size_of::<usize>() - 1);
+    if top - start > MAX_STACK_SCAN {
+        return Err(Unscanned::StackTooLarge);
+    }
+    mark(mailbox.pc.load(Ordering::Relaxed));
+    for register in &mailbox.registers {
+        mark(register.load(Ordering::Relaxed));
+    }
+    scan_memory(start, top, buffer, mark).map_err(Unscanned::Unreadable)
 }
 
 /// The stack the C library gave thread `tid`, if tierjit started it and it
@@ -1019,8 +1079,10 @@ mod tests {
     fn blocked_holder(value: usize) -> (std::thread::JoinHandle<()>, impl FnOnce()) {
         let (read_end, write_end) = pipe();
         let thread = std::thread::spawn(move || {
+            note_this_threads_stack();
             hold_while_blocked(value, read_end);
             scrub_stack();
+            forget_this_threads_stack();
         });
         let wake = move || {
             close(&[write_end]);
@@ -1055,6 +1117,8 @@ mod tests {
         let (range, inside) = range(5);
         let started = Instant::now();
         let sleeper = std::thread::spawn(move || {
+            // As a job thread tierjit started: its stack is known.
+            note_this_threads_stack();
             let held = black_box(inside);
             let time = libc::timespec {
                 tv_sec: 1,
@@ -1064,6 +1128,7 @@ mod tests {
             let slept = unsafe { libc::nanosleep(&time, std::ptr::null_mut()) };
             black_box(&held);
             scrub_stack();
+            forget_this_threads_stack();
             slept
         });
         std::thread::sleep(Duration::from_millis(50));

@@ -37,19 +37,29 @@ pub fn may_start_threads(module: &Module<'_>) -> bool {
     })
 }
 
-/// A function `module` declares that switches a thread to another stack
-/// (`swapcontext` and its family), if any. Frames suspended on such a
-/// stack are on no thread's current stack, where reclamation looks for
-/// return addresses (see `code::quiesce`): a job that may keep them is
-/// never reclaimed.
+/// A function `module` declares that runs its code where reclamation does
+/// not look (see `code::quiesce`), if any: `swapcontext` and its family
+/// switch a thread to another stack, leaving frames suspended on a stack
+/// no thread runs on; `clone` without `CLONE_THREAD` and `vfork` make
+/// processes that share the memory but are not threads of this one. A job
+/// that declares one is never reclaimed. (Stack switching inside a
+/// library, or reached through `dlsym`, is not seen.)
 pub fn switches_stacks(module: &Module<'_>) -> Option<&'static str> {
-    ["swapcontext", "setcontext", "makecontext", "getcontext"]
-        .into_iter()
-        .find(|n| {
-            module
-                .get_function(n)
-                .is_some_and(|f| f.count_basic_blocks() == 0)
-        })
+    [
+        "swapcontext",
+        "setcontext",
+        "makecontext",
+        "getcontext",
+        "clone",
+        "clone3",
+        "vfork",
+    ]
+    .into_iter()
+    .find(|n| {
+        module
+            .get_function(n)
+            .is_some_and(|f| f.count_basic_blocks() == 0)
+    })
 }
 
 #[cfg(test)]

@@ -126,6 +126,8 @@ fn reclaim_once(shared: &Shared, reported: &mut HashSet<ObjectId>) -> Round {
         .versions
         .free(&shared.jit, &proven, shared.config.reclaim.poison, proof);
     round.freed = freed.len();
+    // Freed objects are never candidates again.
+    reported.retain(|id| !proven.iter().any(|c| c.id == *id));
     for f in &freed {
         shared.metrics.note(
             "reclaim",

@@ -55,6 +55,8 @@ pub struct Shared {
     pub threads: Arc<BackgroundThreads>,
     /// The profiler thread, once it runs (woken at stop).
     pub profiler: std::sync::OnceLock<std::thread::Thread>,
+    /// The reclaimer thread, once it runs (woken at stop).
+    pub reclaimer: std::sync::OnceLock<std::thread::Thread>,
     /// This module's hook for baseline code that waits for a compile
     /// (batch mode, forced OSR); removed when the module is dropped.
     pub compile_now: CompileNowRegistration,
@@ -151,13 +153,16 @@ pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
         shared.metrics.note(
             "reclaim",
             "-",
-            &format!("off: the job calls {switcher}, and frames on a stack it switched away from are out of sight; retired code stays loaded"),
+            &format!("off: the job calls {switcher}, which can run its code out of sight of the checks; retired code stays loaded"),
         );
     } else if shared.config.reclaim.enabled {
         let s = shared.clone();
         let spawned = shared
             .threads
             .spawn("tierjit-reclaim".into(), move || super::reclaim::run(s));
+        if let Ok(reclaimer) = &spawned {
+            let _ = shared.reclaimer.set(reclaimer.clone());
+        }
         if let Err(e) = spawned {
             eprintln!("tierjit: warning: cannot start the reclaimer thread, retired code stays loaded: {e}");
         }
@@ -242,6 +247,9 @@ pub fn stop_background(shared: &Shared) {
     shared.stop.store(true, Ordering::Release);
     if let Some(profiler) = shared.profiler.get() {
         profiler.unpark();
+    }
+    if let Some(reclaimer) = shared.reclaimer.get() {
+        reclaimer.unpark();
     }
     shared.requests.close();
     // A version published just now is reported before the process ends.

@@ -204,3 +204,26 @@ fn short_sleeps_are_nearly_never_cut_short_on_x86_64() {
         .unwrap_or(0);
     assert!(checks >= 10, "too few checks to tell ({checks}):\n{stderr}");
 }
+
+#[test]
+fn a_blocked_thread_keeps_the_retired_version_it_is_inside() {
+    // The blocker sleeps in read inside kernel's first version (through
+    // its guard's general path) when a later phase retires it: it must be
+    // seen in use, and freed only once the blocker woke and left.
+    let calls = (300_000 * workload_scale().div_ceil(2)).to_string();
+    let stderr = run_stressed("blocked_inside.c", &[calls, "4".into()]);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    let kept = at("reclaim kernel.tj1.guard: retired, still in use")
+        .unwrap_or_else(|| panic!("never seen in use:\n{stderr}"));
+    let woke = at("blocker woke").expect("the blocker's line");
+    assert!(
+        kept < woke,
+        "seen in use while the blocker slept:\n{stderr}"
+    );
+    match at("reclaim kernel.tj1.guard: freed") {
+        Some(freed) => assert!(woke < freed, "freed only once the blocker left:\n{stderr}"),
+        // Under an emulator the job may end before a check frees it.
+        None => assert!(emulated(), "never freed after the blocker left:\n{stderr}"),
+    }
+}

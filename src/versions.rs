@@ -116,8 +116,9 @@ const KEEP_RETIRED_SPECIALIZED: usize = 16;
 pub type LoadAgain<'a> = dyn Fn(&Reloadable, &Speculation) -> Option<(ObjectId, CodeAddress)> + 'a;
 
 /// How long stress mode waits for a retired version to be freed before it
-/// swaps it back in anyway.
-const STRESS_PATIENCE: Duration = Duration::from_millis(50);
+/// swaps it back in anyway: longer than a check takes under an emulator
+/// (a swap during a check keeps that check from freeing what it proved).
+const STRESS_PATIENCE: Duration = Duration::from_millis(1000);
 
 /// An object file that can be loaded again once its earlier copy is freed
 /// (its symbols are then undefined again): a specialized version.

@@ -13,8 +13,12 @@ pub const VALUE_TABLE_WORDS: usize = 2 * VALUE_SLOTS + 1;
 /// value to find its count at zero.
 ///
 /// Job threads may race here. Every access is an atomic of its own, so
-/// nothing is torn or undefined; a race may lose a count or, while a slot is
-/// being claimed, count a value against the slot's previous (zero) value.
+/// nothing is torn or undefined; a race may, while a slot is being claimed,
+/// count a value against the slot's previous (zero) value. Counts are
+/// read-modify-writes, so the profiler emptying a table (a guard's
+/// missed-value tables, `Speculation::forget_missed_values`) is never
+/// undone by a count written back from before it: at worst one count
+/// lands on an emptied slot.
 /// The table is a hint for optimization: every speculation made from it is
 /// checked at run time, so an imprecise count can cost speed, never
 /// correctness.
@@ -43,12 +47,12 @@ extern "C" fn record_value(table: *const AtomicU64, value: u64) {
             continue;
         }
         if v.load(Ordering::Relaxed) == value {
-            count.store(c + 1, Ordering::Relaxed);
+            count.fetch_add(1, Ordering::Relaxed);
             return;
         }
     }
     let other = &words[2 * VALUE_SLOTS];
-    other.store(other.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    other.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Address baseline code calls, as `void (ptr table, i64 value)`.

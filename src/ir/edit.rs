@@ -9,7 +9,7 @@ use inkwell::context::ContextRef;
 use inkwell::values::{
     BasicValue, FunctionValue, InstructionOpcode, InstructionValue, IntValue, PointerValue,
 };
-use inkwell::AtomicOrdering;
+use inkwell::{AtomicOrdering, AtomicRMWBinOp};
 
 use crate::code::CounterAddress;
 use crate::error::Error;
@@ -105,6 +105,27 @@ pub fn emit_increment<'ctx>(
 ) -> Result<IntValue<'ctx>, Error> {
     let one = context.i64_type().const_int(1, false);
     emit_add(context, builder, address, one)
+}
+
+/// `counter += 1` as one atomic read-modify-write (`lock xadd`, `ldadd`):
+/// for a counter the profiler resets while generated code counts, where a
+/// plain load and store would write back the count from before the reset
+/// (a budget that stays used up). Returns the new count.
+pub fn emit_atomic_increment<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    address: CounterAddress,
+) -> Result<IntValue<'ctx>, Error> {
+    let ptr = counter_pointer(context, builder, address)?;
+    let one = context.i64_type().const_int(1, false);
+    // Monotonic: the count publishes nothing; only its own atomicity is
+    // needed, against the profiler's reset.
+    let old = builder
+        .build_atomicrmw(AtomicRMWBinOp::Add, ptr, one, AtomicOrdering::Monotonic)
+        .map_err(codegen_err)?;
+    builder
+        .build_int_add(old, one, "tj.count1")
+        .map_err(codegen_err)
 }
 
 /// `counter += step`, as `emit_increment`.

@@ -22,7 +22,8 @@ use crate::code::CounterTable;
 use crate::error::Error;
 use crate::ids::{FunctionId, GuardSlot};
 use crate::ir::edit::{
-    codegen_err, copy_abi_attributes, emit_if, emit_increment, emit_record_value,
+    codegen_err, copy_abi_attributes, emit_atomic_increment, emit_if, emit_increment,
+    emit_record_value,
 };
 use crate::ir::sites::VALUE_TABLE_WORDS;
 
@@ -152,6 +153,16 @@ pub fn replan(current: &super::Speculation) -> Option<Specialization> {
     changed.then_some(Specialization {
         function: spec.function,
         values,
+    })
+}
+
+/// Whether `current`'s missed-value tables hold too few values for
+/// `replan` to judge (fewer than `MIN_SAMPLES` for some argument), however
+/// many calls missed: the tables were emptied late, or a miss recorded
+/// nothing. Asking again is better than taking it for "no new phase".
+pub fn too_few_misses_recorded(current: &super::Speculation) -> bool {
+    current.specialization.as_ref().is_some_and(|spec| {
+        (0..spec.values.len()).any(|i| current.missed_values(i).total < MIN_SAMPLES)
     })
 }
 
@@ -313,7 +324,10 @@ fn record_missed_values<'ctx>(
     tables: &GuardTables<'_>,
 ) -> Result<(), Error> {
     let i64t = context.i64_type();
-    let misses = emit_increment(
+    // Atomic: the profiler empties the tables (this word included) while
+    // calls miss; a plain increment racing with that could store the old,
+    // used-up count back, and the tables would record nothing more.
+    let misses = emit_atomic_increment(
         context,
         builder,
         tables.missed_values.address_of(MissedValues::RECORDED),

@@ -494,6 +494,13 @@ fn watch_speculation(
         (None, _) => true,
     };
     let replanned = failed_guard.and_then(|_| crate::profile::specialize::replan(&speculation));
+    if failed_guard.is_some()
+        && replanned.is_none()
+        && crate::profile::specialize::too_few_misses_recorded(&speculation)
+        && windows.ask_again(id)
+    {
+        return true;
+    }
     // A phase that comes back gets its old version back: no compile, so no
     // payoff to wait for.
     if let (Some(spec), Some(next)) = (failed_guard, &replanned) {
@@ -617,7 +624,14 @@ struct GuardWindow {
     /// The guard's misses when it was seen failing and its missed-value
     /// tables were emptied, until it holds again.
     failed_at_misses: Option<u64>,
+    /// Times the tables were emptied again because they recorded too few
+    /// of the failed guard's misses (see `ask_again`).
+    asked_again: u32,
 }
+
+/// A failed guard whose missed-value tables keep recording too little is
+/// judged on what they hold after this many more tries.
+const MAX_ASK_AGAIN: u32 = 3;
 
 impl GuardWindows {
     /// Hits and misses of `speculation`'s guard in its recent window, and
@@ -640,6 +654,7 @@ impl GuardWindows {
             hits,
             misses,
             failed_at_misses: None,
+            asked_again: 0,
         });
         if window.version != version {
             *window = GuardWindow {
@@ -647,6 +662,7 @@ impl GuardWindows {
                 hits,
                 misses,
                 failed_at_misses: None,
+                asked_again: 0,
             };
         }
         // A sum of per-CPU copies can read lower than it did before (a
@@ -696,7 +712,23 @@ impl GuardWindows {
     fn holds(&mut self, id: FunctionId) {
         if let Some(window) = self.windows.get_mut(&id) {
             window.failed_at_misses = None;
+            window.asked_again = 0;
         }
+    }
+
+    /// The failed guard of `id`'s version left too few values in its
+    /// tables to judge: start its fresh misses over (the next tick empties
+    /// the tables again), up to `MAX_ASK_AGAIN` times. Whether it did.
+    fn ask_again(&mut self, id: FunctionId) -> bool {
+        let Some(window) = self.windows.get_mut(&id) else {
+            return false;
+        };
+        if window.asked_again >= MAX_ASK_AGAIN {
+            return false;
+        }
+        window.asked_again += 1;
+        window.failed_at_misses = None;
+        true
     }
 }
 
@@ -789,5 +821,35 @@ mod tests {
         assert_eq!(windows.recent(id, &second), (0, 0, false));
         set(&second, 500_005, 4);
         assert_eq!(windows.recent(id, &second), (5, 1, false));
+    }
+
+    #[test]
+    fn a_failed_guard_whose_tables_recorded_too_little_is_asked_again_a_few_times() {
+        let mut windows = GuardWindows::default();
+        let id = FunctionId(0);
+        let s = speculation();
+        set(&s, 100, 0);
+        windows.recent(id, &s);
+        set(&s, 100, 50);
+        windows.recent(id, &s);
+        // First seen failing: the tables are emptied, then it waits for
+        // 40 misses more.
+        assert!(!windows.fresh_misses_ready(id, &s, 40));
+        set(&s, 100, 89);
+        assert!(!windows.fresh_misses_ready(id, &s, 40));
+        set(&s, 100, 90);
+        assert!(windows.fresh_misses_ready(id, &s, 40));
+        // The tables held too little: start over (empty them again and
+        // wait for fresh misses), a bounded number of times.
+        for _ in 0..MAX_ASK_AGAIN {
+            assert!(windows.ask_again(id));
+            assert!(!windows.fresh_misses_ready(id, &s, 40), "starts over");
+            set(&s, 100, s.guard_counts().1 + 40);
+            assert!(windows.fresh_misses_ready(id, &s, 40));
+        }
+        assert!(!windows.ask_again(id), "then judged on what there is");
+        // Once the guard holds again, a later failure may ask again.
+        windows.holds(id);
+        assert!(windows.ask_again(id));
     }
 }

@@ -3,7 +3,10 @@
 //! (the nest peeled so that both loops stay natural), and a whole-function
 //! version whose indirect call the profile promoted (a test of the hot
 //! target, its call inlinable, and a counted fallback that keeps
-//! recording). Input is SSA IR as `clang -O2` writes it. See
+//! recording), and a version specialized for a new phase's argument value
+//! (a guard whose misses are counted atomically, since the profiler empties
+//! the tables they are recorded in). Input is SSA IR as `clang -O2` writes
+//! it. See
 //! `snapshot_testing` for `ADDR` and `TIERJIT_BLESS`.
 
 use std::collections::BTreeMap;
@@ -89,6 +92,34 @@ define i64 @twice(i64 %x) {
 define i64 @negate(i64 %x) {
   %y = sub i64 0, %x
   ret i64 %y
+}
+"#;
+
+/// A strided sum: a stride argument that phases of a job hold constant.
+const STRIDED: &str = r#"
+define i64 @strided(ptr %a, i64 %n, i32 %stride) {
+entry:
+  %np = icmp sgt i64 %n, 0
+  br i1 %np, label %wide, label %exit
+
+wide:
+  %step = sext i32 %stride to i64
+  br label %loop
+
+loop:
+  %i = phi i64 [ 0, %wide ], [ %i.next, %loop ]
+  %s = phi i64 [ 0, %wide ], [ %s.next, %loop ]
+  %p = getelementptr inbounds i32, ptr %a, i64 %i
+  %v = load i32, ptr %p, align 4
+  %w = sext i32 %v to i64
+  %s.next = add nsw i64 %s, %w
+  %i.next = add nsw i64 %i, %step
+  %more = icmp slt i64 %i.next, %n
+  br i1 %more, label %loop, label %exit
+
+exit:
+  %res = phi i64 [ 0, %entry ], [ %s.next, %loop ]
+  ret i64 %res
 }
 "#;
 
@@ -223,4 +254,67 @@ fn a_promoted_call_tests_its_hot_target_and_counts_the_fallback() {
     let text = without_addresses(&prepared.module.print_to_string().to_string());
     assert!(text.contains(&format!("define i64 @{symbol}(")), "{text}");
     assert_snapshot(SNAPSHOTS, "promoted_call", &text);
+}
+
+#[test]
+fn a_respecialized_version_guards_the_new_value_and_counts_recorded_misses_atomically() {
+    let context = Context::create();
+    let module = canonical(&context, "strided.ll", STRIDED);
+    let layout = JobLayout::of(&module);
+    let id = layout.id_of("strided").unwrap();
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
+    let stubs = stubs(&layout);
+    let view = ProfileView {
+        layout: &layout,
+        counters: &counters,
+        stubs: &stubs,
+        record_value: 0x7f00_0000_9000,
+    };
+    // The guard of the last version saw its misses agree on stride 2.
+    let next = crate::profile::specialize::Specialization {
+        function: id,
+        values: vec![crate::profile::specialize::ArgValue {
+            param: 2,
+            bits: 32,
+            value: 2,
+            count: 4000,
+            samples: 4096,
+        }],
+    };
+    let specialized = BTreeMap::new();
+    let profile = ProfileUse {
+        view,
+        metadata: true,
+        promote: true,
+        specialize: true,
+        specialized: &specialized,
+        respecialize: Some(&next),
+    };
+    let machine = target().machine(3).unwrap();
+    let mut prepared =
+        prepare_module(&module, &layout, id, &machine, options(), Some(&profile)).unwrap();
+    let symbol = make_whole_version(
+        &prepared.module,
+        &layout,
+        id,
+        3,
+        options(),
+        Some(&profile),
+        &prepared.own_promotions,
+        &mut prepared.speculation,
+    )
+    .unwrap();
+    assert!(symbol.ends_with(".guard"), "{symbol}");
+    let spec = prepared
+        .speculation
+        .specialization
+        .as_ref()
+        .expect("specialized");
+    assert_eq!(spec.condition(), "arg2 == 2");
+    prepared.module.verify().unwrap();
+    let text = without_addresses(&prepared.module.print_to_string().to_string());
+    // The recording budget: a read-modify-write, never a load and a store
+    // that could write a used-up count back over the profiler's reset.
+    assert!(text.contains("atomicrmw add ptr"), "{text}");
+    assert_snapshot(SNAPSHOTS, "respecialized_guard", &text);
 }

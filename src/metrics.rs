@@ -176,7 +176,7 @@ impl Metrics {
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.emit(format!(
-                "{:>10.3}ms {seq:>4} pgo {label}: promoted calls took the fallback {fallbacks} times; recompiling with the targets seen since",
+                "{:>10.3}ms {seq:>4} pgo {label}: promoted calls took the fallback {fallbacks} times, mostly to targets not promoted (a new phase); recompiling to promote them",
                 self.elapsed_ms(),
             ));
         }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::code::{CodeAddress, CodeFootprint, Jit, LoadedObject, Quiescent, SlotTable};
 use crate::ids::FunctionId;
 use crate::objects::{Candidate, CodeTotals, Freed, ObjectId, ObjectTable};
+use crate::profile::promote::Promotion;
 use crate::profile::specialize::Specialization;
 use crate::profile::Speculation;
 
@@ -89,6 +90,10 @@ struct Record {
     /// The values the requested replacement specializes for (a new phase),
     /// and when the phase was seen to start (the guard failed).
     next_specialization: Option<(Specialization, Instant)>,
+    /// The promotions of the installed version, when the requested
+    /// replacement re-plans them (its fallbacks found new targets), and
+    /// when that phase was seen to start.
+    replanned_promotions: Option<(Vec<Promotion>, Instant)>,
     /// When the phase of the installed re-specialization started (its guard
     /// failure was seen; the start of the current phase, as far as the
     /// profiler can tell), and the CPU time
@@ -184,6 +189,7 @@ impl VersionManager {
                     respeculations: 0,
                     pending: None,
                     next_specialization: None,
+                    replanned_promotions: None,
                     phase_started: None,
                     compile_cpu: Duration::ZERO,
                     entry: None,
@@ -358,6 +364,9 @@ impl VersionManager {
         if let Some((_, phase_start)) = record.next_specialization.take() {
             record.phase_started = Some(phase_start);
         }
+        if let Some((_, phase_start)) = record.replanned_promotions.take() {
+            record.phase_started = Some(phase_start);
+        }
         record.compile_cpu = compile_cpu;
         let replaced = std::mem::replace(&mut record.speculation, speculation);
         let replaced_entry = record.entry.replace(entry);
@@ -466,12 +475,13 @@ impl VersionManager {
         true
     }
 
-    /// The installed version of `unit` promoted calls that now mostly take
-    /// the fallback: a replacement is requested (planned from the targets
-    /// seen since). At most `limit` times per unit (0: no limit), together
-    /// with `respecialize`; returns false (and changes nothing) once that
-    /// is used up or if nothing is installed.
-    pub fn respeculate(&self, unit: Unit, limit: u32) -> bool {
+    /// The installed version of `unit` promoted calls whose fallbacks found
+    /// new targets (a new phase, seen at `now`): a replacement is requested,
+    /// planned from those targets (see `planned_promotions`). At most
+    /// `limit` times per unit (0: no limit), together with `respecialize`;
+    /// returns false (and changes nothing) once that is used up or if
+    /// nothing is installed.
+    pub fn respeculate(&self, unit: Unit, limit: u32, now: Instant) -> bool {
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
         if record.state != TierUpState::Installed || record.budget_used_up(limit) {
@@ -480,7 +490,19 @@ impl VersionManager {
         record.respeculations += 1;
         record.state = TierUpState::Requested;
         record.pending = Some(Replacement::Respeculate);
+        record.replanned_promotions = Some((record.speculation.promotions.clone(), now));
         true
+    }
+
+    /// The promotions whose sites a requested replacement of `unit` plans
+    /// again from their recent targets (empty unless `respeculate` asked).
+    pub fn planned_promotions(&self, unit: Unit) -> Vec<Promotion> {
+        let (records, i) = self.records(unit);
+        records[i]
+            .replanned_promotions
+            .as_ref()
+            .map(|(p, _)| p.clone())
+            .unwrap_or_default()
     }
 
     /// The installed version's value guard failed, and the calls it missed
@@ -660,6 +682,7 @@ impl VersionManager {
         }
         record.state = TierUpState::Installed;
         record.next_specialization = None;
+        record.replanned_promotions = None;
         if matches!(
             record.pending.take(),
             Some(Replacement::Respeculate | Replacement::Respecialize)
@@ -757,14 +780,20 @@ mod tests {
     #[test]
     fn a_replacement_that_was_never_queued_costs_no_budget() {
         let (versions, jit, unit) = with_general_version();
-        assert!(versions.respeculate(unit, 1));
+        assert!(versions.respeculate(unit, 1, Instant::now()));
         // The queue was full: the request is withdrawn.
         versions.withdraw_replacement(unit);
         assert_eq!(versions.state(unit), TierUpState::Installed);
-        assert!(versions.respeculate(unit, 1), "the budget is still there");
+        assert!(
+            versions.respeculate(unit, 1, Instant::now()),
+            "the budget is still there"
+        );
         let (loaded, entry) = object(&jit, "f.tj2");
         versions.install(unit, Tier::Optimized, entry, loaded, Speculation::default());
-        assert!(!versions.respeculate(unit, 1), "used up once installed");
+        assert!(
+            !versions.respeculate(unit, 1, Instant::now()),
+            "used up once installed"
+        );
     }
 
     fn specialized_on(stride: u64) -> Speculation {

@@ -69,8 +69,8 @@ fn lines_with<'a>(stderr: &'a str, needle: &str) -> Vec<&'a str> {
 #[test]
 fn promotion_follows_a_call_site_whose_target_changes() {
     // apply's callback is cube for 3/4 of the run, then negate: the version
-    // promoting cube sees its fallback taken, and a new version promotes
-    // both (the baseline's and the recent targets weigh the same).
+    // promoting cube sees its fallback taken, to a target it does not
+    // promote, and a new version promotes negate first, then cube.
     let stderr = run_pgo("pgo_callbacks.c", &["cube", "120000", "4096"], &[]);
     let events: Vec<&str> = stderr.lines().collect();
     let find = |from: usize, needle: &str| {
@@ -93,7 +93,7 @@ fn promotion_follows_a_call_site_whose_target_changes() {
     );
     find(
         replaced,
-        "pgo apply: promoted call through pointer #0 in apply -> cube (50%), negate (50%)",
+        "pgo apply: promoted call through pointer #0 in apply -> negate (94%), cube (5%)",
     );
     // The new version's own fallback counter: nothing misses any more.
     let stats: Vec<&str> = stderr
@@ -107,6 +107,86 @@ fn promotion_follows_a_call_site_whose_target_changes() {
         stats[0]
     );
     assert!(stderr.contains("  apply: 1 version(s) retired"), "{stderr}");
+}
+
+/// `pgo_callback_phases.c` in `mode` with `phases` phases: the targets
+/// each re-plan promotes, in order, and stderr.
+fn callback_phases(phases: u32, mode: u32) -> (Vec<String>, String) {
+    // Phases of about 0.5 s against compiles of 20-90 ms (the payoff rule
+    // asks for 4 times the compile).
+    let per_phase = 300_000 * workload_scale();
+    let stderr = run_pgo(
+        "pgo_callback_phases.c",
+        &[
+            &per_phase.to_string(),
+            &phases.to_string(),
+            &mode.to_string(),
+        ],
+        &[],
+    );
+    let promoted = lines_with(
+        &stderr,
+        " pgo apply: promoted call through pointer #0 in apply -> ",
+    )
+    .iter()
+    .filter(|l| l.starts_with("[tierjit]"))
+    .map(|l| l.split(" -> ").nth(1).unwrap().to_string())
+    .collect();
+    (promoted, stderr)
+}
+
+#[test]
+fn each_new_phase_of_a_call_site_gets_its_target_promoted_without_a_cap() {
+    // cube, negate, square, halve, cube: four new phases, more than the
+    // two re-plans promotions used to be capped at. Each new version tests
+    // the new target first and keeps the earlier ones while there is room
+    // (three targets), so cube's return finds it dropped and promotes it
+    // again.
+    let (promoted, stderr) = callback_phases(5, 0);
+    let firsts: Vec<&str> = promoted
+        .iter()
+        .map(|p| p.split(" (").next().unwrap())
+        .collect();
+    assert_eq!(
+        firsts,
+        ["cube", "negate", "square", "halve", "cube"],
+        "{stderr}"
+    );
+    assert!(
+        promoted[3].contains("halve (")
+            && promoted[3].contains("square (")
+            && promoted[3].contains("negate ("),
+        "{stderr}"
+    );
+    assert!(!promoted[3].contains("cube ("), "{stderr}");
+    assert_eq!(
+        lines_with(&stderr, "promoted calls took the fallback").len(),
+        4,
+        "{stderr}"
+    );
+    assert!(stderr.contains("  apply: 4 version(s) retired"), "{stderr}");
+}
+
+#[test]
+fn fallbacks_spread_over_many_targets_are_not_a_new_phase() {
+    // 30% of calls go to four targets evenly: the fallback is taken all the
+    // time, but none of its targets dominates, so no version is replaced.
+    let (promoted, stderr) = callback_phases(3, 1);
+    assert_eq!(promoted.len(), 1, "{stderr}");
+    assert!(promoted[0].starts_with("cube ("), "{stderr}");
+    assert!(
+        lines_with(&stderr, "promoted calls took the fallback").is_empty(),
+        "{stderr}"
+    );
+    let stats = lines_with(&stderr, "  pgo apply: promoted");
+    assert_eq!(stats.len(), 1, "{stderr}");
+    let fallbacks: u64 = stats[0]
+        .rsplit("; ")
+        .next()
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", stats[0]));
+    assert!(fallbacks > 1_000_000, "the fallback was taken: {stderr}");
 }
 
 #[test]

@@ -230,6 +230,19 @@ impl<Id: Into<usize>> CounterTable<Id> {
         }
     }
 
+    /// Sets `words` counters from `first` to zero in every copy, as
+    /// `clear` does the whole table (and with the same tolerance of
+    /// generated code counting meanwhile).
+    pub fn clear_words(&self, first: Id, words: usize) {
+        let first = first.into();
+        for copy in 0..self.copies() {
+            for w in first..first + words {
+                // Relaxed: as `read`; nothing else is published through it.
+                self.word(copy, w).store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Sets a counter as baseline code would have counted it (tests of
     /// what a build makes of a profile).
     #[cfg(test)]

@@ -84,17 +84,17 @@ knob::knobs! {
         /// with a dominant value folded in, entered through a guard.
         value_specialization: bool = true;
         /// A specialized version is replaced by a general one once its
-        /// guard has failed this many times... (and a version whose
-        /// promoted calls took their fallback this many times is
-        /// re-planned)
+        /// guard has failed this many times... (and promoted calls that
+        /// took their fallback this many times within 250 ms may be in a
+        /// new phase)
         guard_miss_limit: u64 = 1000, range 1 => u64::MAX;
         /// ...on at least this percentage of the calls it checked.
         guard_miss_percent: u64 = 10, range 0 => 100;
         /// New versions one function may get for a new phase: a failed
-        /// value guard whose misses agree on new values. 0: no limit
-        /// (re-specializing is still held back when phases are short next
-        /// to the compile they cost). Re-planned promoted calls have a
-        /// fixed bound of 2.
+        /// value guard whose misses agree on new values, or promoted calls
+        /// whose fallbacks agree on a target not promoted. 0: no limit
+        /// (new versions are still held back when phases are short next
+        /// to the compile they cost).
         max_respeculations: u32 = 0, range 0 => 1_000_000;
     }
 

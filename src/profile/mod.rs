@@ -45,7 +45,10 @@ impl Speculation {
 }
 
 /// Where a version's guard counters are: the value guard's hits and
-/// misses, then one fallback counter per promoted call site.
+/// misses, then two words per promoted call site: its fallback counter,
+/// and how many fallbacks recorded their target since the profiler last
+/// emptied the site's recent-target table (the recording budget, see
+/// `promote::RECORD_FALLBACKS`).
 pub struct GuardSlots;
 
 impl GuardSlots {
@@ -54,11 +57,16 @@ impl GuardSlots {
 
     /// The fallback counter of the `k`-th promotion.
     pub fn fallback(k: usize) -> GuardSlot {
-        GuardSlot(2 + k)
+        GuardSlot(2 + 2 * k)
+    }
+
+    /// The `k`-th promotion's recording budget word.
+    pub fn recorded(k: usize) -> GuardSlot {
+        GuardSlot(3 + 2 * k)
     }
 
     pub fn len(promotions: usize) -> usize {
-        2 + promotions
+        2 + 2 * promotions
     }
 }
 
@@ -103,6 +111,30 @@ impl Speculation {
     /// Calls of all promoted sites that took their fallback.
     pub fn all_fallbacks(&self) -> u64 {
         (0..self.promotions.len()).map(|k| self.fallbacks(k)).sum()
+    }
+
+    /// Empties the recent-target tables of the promoted sites (job-wide
+    /// tables in `job_counters`, which every version promoting the site
+    /// records into) and renews this version's budget for recording them:
+    /// the targets seen from now on are the next phase's candidates.
+    pub fn forget_fallback_targets(&self, layout: &JobLayout, job_counters: &CounterTable) {
+        for (k, p) in self.promotions.iter().enumerate() {
+            let site = &layout.functions[p.caller].indirect_calls[p.site];
+            job_counters.clear_words(site.recent_table, VALUE_TABLE_WORDS);
+            if let Some(counters) = &self.counters {
+                counters.clear_words(GuardSlots::recorded(k), 1);
+            }
+        }
+    }
+
+    /// Whether the targets the promoted sites' fallbacks recorded since
+    /// the tables were emptied name a dominant function that a site does
+    /// not promote yet: a new phase of the site's calls (see
+    /// `promote::new_targets`).
+    pub fn fallbacks_found_new_targets(&self, view: &ProfileView<'_>) -> bool {
+        self.promotions
+            .iter()
+            .any(|p| !promote::new_targets(view, p).is_empty())
     }
 }
 

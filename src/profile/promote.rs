@@ -16,19 +16,24 @@ use inkwell::values::{
 };
 use inkwell::IntPredicate;
 
-use super::{GuardSlots, ProfileView};
+use super::{GuardSlots, ProfileView, ValueProfile};
 use crate::code::{CounterAddress, CounterTable};
 use crate::error::Error;
 use crate::ids::{FunctionId, GuardSlot};
-use crate::ir::edit::{codegen_err, emit_increment, emit_record_value, split_after};
+use crate::ir::edit::{
+    codegen_err, emit_atomic_increment, emit_increment, emit_record_value, split_after,
+};
 
 /// A target must have had at least this share of a site's samples...
 const MIN_SHARE_PERCENT: u64 = 30;
 /// ...out of at least this many.
 const MIN_SAMPLES: u64 = 16;
-/// Fallback calls per version and CPU whose targets are recorded, at most
-/// (the fallback counter is per CPU, see `code::shards`).
-const RECORD_FALLBACKS: u64 = 4096;
+/// Fallback calls per version and CPU whose targets are recorded between
+/// two emptyings of the site's recent-target table by the profiler (the
+/// budget word is per CPU, see `code::shards`): enough to see a new
+/// phase's target, and a site whose targets keep changing pays for no
+/// more host calls than that per profiler window.
+pub const RECORD_FALLBACKS: u64 = 4096;
 /// Targets promoted per site, at most (as LLVM's own `icp-max-prom`).
 const MAX_TARGETS: usize = 3;
 
@@ -66,25 +71,26 @@ impl Promotion {
     }
 }
 
-/// The promotions the profile supports in function `caller`.
-pub fn plan(view: &ProfileView<'_>, caller: FunctionId) -> Vec<Promotion> {
+/// The promotions the profile supports in function `caller`. A site that
+/// `previous` (the promotions of the version being replaced) promoted is
+/// planned again: see `replan_site`. Others are planned from what the
+/// baseline saw, with what fallback calls of optimized code recorded
+/// since, with equal weight.
+pub fn plan(view: &ProfileView<'_>, caller: FunctionId, previous: &[Promotion]) -> Vec<Promotion> {
     let mut out = Vec::new();
     for (k, site) in view.layout.functions[caller]
         .indirect_calls
         .iter()
         .enumerate()
     {
-        // What the baseline saw, and what fallback calls of optimized
-        // code saw since, with equal weight.
+        if let Some(old) = previous.iter().find(|p| p.caller == caller && p.site == k) {
+            out.extend(replan_site(view, old));
+            continue;
+        }
         let profile = view
             .values(site.table)
             .blended(&view.values(site.recent_table));
-        let targets: Vec<(FunctionId, u64)> = profile
-            .dominant(MIN_SHARE_PERCENT, MIN_SAMPLES)
-            .into_iter()
-            .filter_map(|(address, count)| Some((view.function_at(address as usize)?, count)))
-            .take(MAX_TARGETS)
-            .collect();
+        let targets: Vec<(FunctionId, u64)> = dominant_targets(view, &profile);
         if !targets.is_empty() {
             out.push(Promotion {
                 caller,
@@ -95,6 +101,54 @@ pub fn plan(view: &ProfileView<'_>, caller: FunctionId) -> Vec<Promotion> {
         }
     }
     out
+}
+
+/// Functions that had a dominant share of `profile`'s samples, most
+/// frequent first, at most `MAX_TARGETS`.
+fn dominant_targets(view: &ProfileView<'_>, profile: &ValueProfile) -> Vec<(FunctionId, u64)> {
+    profile
+        .dominant(MIN_SHARE_PERCENT, MIN_SAMPLES)
+        .into_iter()
+        .filter_map(|(address, count)| Some((view.function_at(address as usize)?, count)))
+        .take(MAX_TARGETS)
+        .collect()
+}
+
+/// Targets that `promotion`'s fallbacks recorded as dominant since the
+/// profiler last emptied the site's recent-target table, and that it does
+/// not promote: the site's new phase. (A target it promotes but whose call
+/// did not match is not new: a replan would not change the site.)
+pub fn new_targets(view: &ProfileView<'_>, promotion: &Promotion) -> Vec<(FunctionId, u64)> {
+    let site = &view.layout.functions[promotion.caller].indirect_calls[promotion.site];
+    dominant_targets(view, &view.values(site.recent_table))
+        .into_iter()
+        .filter(|(t, _)| !promotion.targets.iter().any(|(old, _)| old == t))
+        .collect()
+}
+
+/// A site whose fallbacks found a new phase: its new dominant targets
+/// first (the calls happening now), then the targets it promoted before,
+/// most frequent first, up to `MAX_TARGETS`. Earlier phases' targets stay
+/// while there is room, so phases that alternate stop costing versions;
+/// the oldest give way to new ones. Hits are not counted (a counter on the
+/// promoted path would cost inside hot loops), so the weights say only
+/// that the new targets are the likelier: the old ones weigh a sixteenth
+/// of the new samples each.
+fn replan_site(view: &ProfileView<'_>, old: &Promotion) -> Option<Promotion> {
+    let mut targets = new_targets(view, old);
+    let recent: u64 = targets.iter().map(|t| t.1).sum();
+    for &(t, _) in &old.targets {
+        if targets.len() < MAX_TARGETS && !targets.iter().any(|n| n.0 == t) {
+            targets.push((t, (recent / 16).max(1)));
+        }
+    }
+    let samples = targets.iter().map(|t| t.1).sum();
+    (!targets.is_empty()).then_some(Promotion {
+        caller: old.caller,
+        site: old.site,
+        targets,
+        samples,
+    })
 }
 
 /// The call instruction of each promotion in `function` (which has the
@@ -140,8 +194,10 @@ pub fn apply<'p>(
             continue;
         }
         let site = &view.layout.functions[promotion.caller].indirect_calls[promotion.site];
+        let slot = first_slot + applied.len();
         let fallback = Fallback {
-            counter: guards.address_of(GuardSlots::fallback(first_slot + applied.len())),
+            counter: guards.address_of(GuardSlots::fallback(slot)),
+            recorded: guards.address_of(GuardSlots::recorded(slot)),
             recent_table: view.counters.address_of(site.recent_table),
             record_value: view.record_value,
         };
@@ -179,6 +235,7 @@ fn call_matches(call: InstructionValue<'_>, target: FunctionValue<'_>) -> bool {
 #[derive(Clone, Copy)]
 struct Fallback {
     counter: CounterAddress,
+    recorded: CounterAddress,
     recent_table: CounterAddress,
     record_value: usize,
 }
@@ -252,10 +309,13 @@ fn promote<'ctx>(
         test_block = next;
     }
     // The fallback: the original call, counted, its target recorded for
-    // the first RECORD_FALLBACKS fallbacks on each CPU (a site that keeps missing after
-    // re-planning should not pay a host call forever).
+    // the first RECORD_FALLBACKS fallbacks on each CPU since the profiler
+    // last emptied the site's table (a site that keeps missing should not
+    // pay a host call on every miss). The budget word is an atomic add:
+    // the profiler resets it while calls miss (see `emit_atomic_increment`).
     builder.position_at_end(test_block);
-    let count = emit_increment(context, builder, fallback.counter)?;
+    emit_increment(context, builder, fallback.counter)?;
+    let count = emit_atomic_increment(context, builder, fallback.recorded)?;
     let record = context.insert_basic_block_after(test_block, "tj.icp.record");
     let call_block = context.insert_basic_block_after(record, "tj.icp.fallback");
     let early = builder
@@ -332,4 +392,92 @@ fn copy_call_site_attributes(from: CallSiteValue<'_>, to: CallSiteValue<'_>) {
         }
     }
     to.set_call_convention(from.get_call_convention());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::layout::JobLayout;
+    use crate::snapshot_testing::{canonical, SNAPSHOT_SHARDING};
+    use inkwell::context::Context;
+
+    const SITE: &str = r#"
+define i64 @apply(ptr %f, i64 %x) {
+  %r = call i64 %f(i64 %x)
+  ret i64 %r
+}
+define i64 @a(i64 %x) {
+  ret i64 %x
+}
+define i64 @b(i64 %x) {
+  %y = add i64 %x, 1
+  ret i64 %y
+}
+define i64 @c(i64 %x) {
+  %y = add i64 %x, 2
+  ret i64 %y
+}
+define i64 @d(i64 %x) {
+  %y = add i64 %x, 3
+  ret i64 %y
+}
+"#;
+
+    #[test]
+    fn a_new_phase_promotes_its_target_first_and_keeps_earlier_ones_while_there_is_room() {
+        let context = Context::create();
+        let module = canonical(&context, "site.ll", SITE);
+        let layout = JobLayout::of(&module);
+        let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
+        let stubs: Vec<usize> = (0..layout.functions.len())
+            .map(|i| 0x7f00_0000_1000 + 0x100 * i)
+            .collect();
+        let view = ProfileView {
+            layout: &layout,
+            counters: &counters,
+            stubs: &stubs,
+            record_value: 0,
+        };
+        let id = |name| layout.id_of(name).unwrap();
+        let apply = id("apply");
+        let recent = layout.functions[apply].indirect_calls[0].recent_table;
+        // The fallbacks since the tables were emptied: `target` 95 times,
+        // `a` (promoted, so a call whose type did not match) 5 times.
+        let record = |target: FunctionId| {
+            counters.clear_words(recent, crate::ir::sites::VALUE_TABLE_WORDS);
+            counters.set(recent, stubs[target.index()] as u64);
+            counters.set(recent.plus(1), 95);
+            counters.set(recent.plus(2), stubs[id("a").index()] as u64);
+            counters.set(recent.plus(3), 5);
+        };
+        let names = |p: &Promotion| -> Vec<String> {
+            p.targets
+                .iter()
+                .map(|&(t, _)| layout.functions[t].name.clone())
+                .collect()
+        };
+        let mut current = Promotion {
+            caller: apply,
+            site: 0,
+            targets: vec![(id("a"), 100)],
+            samples: 100,
+        };
+        for (next, expected) in [
+            ("b", vec!["b", "a"]),
+            ("c", vec!["c", "b", "a"]),
+            ("d", vec!["d", "c", "b"]),
+        ] {
+            record(id(next));
+            let new = new_targets(&view, &current);
+            assert_eq!(new.iter().map(|t| t.0).collect::<Vec<_>>(), [id(next)]);
+            let plan = plan(&view, apply, std::slice::from_ref(&current));
+            assert_eq!(plan.len(), 1);
+            assert_eq!(names(&plan[0]), expected);
+            assert_eq!(plan[0].targets[0].1, 95, "the new target weighs most");
+            current = plan[0].clone();
+        }
+        // Fallbacks to targets already promoted are no new phase.
+        record(id("c"));
+        assert!(new_targets(&view, &current).is_empty());
+    }
 }

@@ -99,6 +99,11 @@ pub struct ProfileUse<'a> {
     /// The values to specialize for instead of the baseline profile's: a
     /// new phase's, seen by the guard of the version being replaced.
     pub respecialize: Option<&'a Specialization>,
+    /// The promotions of the version being replaced because its fallbacks
+    /// found new targets (a new phase of its call sites), else empty: those
+    /// sites are planned again from their recent targets (see
+    /// `promote::plan`).
+    pub replanned_promotions: &'a [Promotion],
     /// Functions whose installed version is specialized, with the
     /// parameters it is specialized on: calls to them stay calls (through
     /// the guard), since an inlined copy would be the general code, unless
@@ -147,7 +152,7 @@ pub fn prepare_module<'ctx>(
     }
     // Promoted targets of the function's own calls are worth inlining too.
     let own_promotions = match profile {
-        Some(p) if p.promote => promote::plan(&p.view, id),
+        Some(p) if p.promote => promote::plan(&p.view, id, p.replanned_promotions),
         _ => Vec::new(),
     };
     for promotion in &own_promotions {
@@ -221,7 +226,8 @@ pub fn prepare_module<'ctx>(
                     .id_of(&fname)
                     .filter(|&f| f != id && function.count_basic_blocks() > 0)
                 {
-                    copies.push((function, promote::plan(&profile.view, fid)));
+                    let planned = promote::plan(&profile.view, fid, profile.replanned_promotions);
+                    copies.push((function, planned));
                 }
             }
         }

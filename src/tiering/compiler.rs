@@ -719,6 +719,9 @@ fn compile_and_install<'s>(
     let specialized = shared.versions.specialized_functions();
     let respecialize =
         whole.and_then(|_| shared.versions.planned_specialization(Unit::Function(id)));
+    let replanned_promotions = whole
+        .map(|_| shared.versions.planned_promotions(Unit::Function(id)))
+        .unwrap_or_default();
     let profile =
         (pgo.profile_metadata || pgo.call_promotion || pgo.value_specialization).then(|| {
             ProfileUse {
@@ -730,6 +733,7 @@ fn compile_and_install<'s>(
                     && shared.versions.may_specialize(Unit::Function(id)),
                 specialized: &specialized,
                 respecialize: respecialize.as_ref(),
+                replanned_promotions: &replanned_promotions,
             }
         });
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -18,14 +18,6 @@ pub struct Policy {
     pub max_respeculations: u32,
 }
 
-/// New versions a function may get because its promoted calls kept
-/// missing. A re-plan blends the baseline's targets with the recent ones,
-/// so a site whose targets keep changing would otherwise get version after
-/// version promoting a target it no longer calls; it is left to its
-/// fallback after that. (Value re-specializations have their own bound,
-/// `pgo.max_respeculations`, and are judged on fresh misses.)
-pub const MAX_PROMOTION_REPLANS: u32 = 2;
-
 /// A re-specialization is compiled only if the phase that is ending lasted
 /// at least this many times the CPU time of its version's compile: the next
 /// phase is expected to last about as long, so its version would run for
@@ -104,8 +96,9 @@ impl Policy {
     }
 
     /// Whether promoted calls of a version that took the fallback `misses`
-    /// times since it was installed should be planned again (hits are not
-    /// counted: a counter on the fast path would cost inside hot loops).
+    /// times in a window (`profiler::PROMOTION_WINDOW`) may be in a new
+    /// phase (hits are not counted: a counter on the fast path would cost
+    /// inside hot loops).
     pub fn promotions_failed(&self, misses: u64) -> bool {
         misses >= self.guard_miss_limit
     }

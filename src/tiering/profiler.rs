@@ -419,11 +419,10 @@ fn report_transitions(
 /// Checks what the installed version of a watched function speculated on.
 /// A value guard that fails too often (`config.pgo`) in its recent calls
 /// gets a version specialized for the values its misses agree on (a new
-/// phase), or else a general version; promoted calls that keep taking the
-/// fallback get a version planned from the targets seen since. The first
-/// is bounded by `pgo.max_respeculations`, the second by
-/// `MAX_PROMOTION_REPLANS`; both are held back when phases are short (see
-/// `Policy::phase_pays_off`). Whether to keep watching.
+/// phase), or else a general version; promoted calls whose fallbacks find
+/// new targets get a version promoting them (see `watch_fallbacks`). Both
+/// are bounded by `pgo.max_respeculations` and held back when phases are
+/// short (see `Policy::phase_pays_off`). Whether to keep watching.
 fn watch_speculation(
     shared: &Shared,
     activity: &Activity,
@@ -484,7 +483,6 @@ fn watch_speculation(
         }
         Some(_) => {}
     }
-    let fallbacks = speculation.all_fallbacks();
     let limit = shared.policy.max_respeculations;
     // A failed guard whose misses agree on new values: a new phase, worth
     // a version of its own if the last phase outlasted its compile enough.
@@ -519,15 +517,19 @@ fn watch_speculation(
     }
     let respecialized = replanned
         .filter(|next| pays_off && shared.versions.respecialize(unit, next.clone(), limit, now));
+    let mut fallbacks = 0;
     let replace = match failed_guard {
         Some(_) if respecialized.is_some() => true,
         Some(_) => shared.versions.revoke_specialization(unit),
-        // Promoted calls that miss still make their call: the version can
-        // wait until a replacement pays off.
-        None if shared.policy.promotions_failed(fallbacks) && pays_off => shared
-            .versions
-            .respeculate(unit, super::policy::MAX_PROMOTION_REPLANS),
-        None => return true,
+        None => {
+            let Some(fresh) = watch_fallbacks(shared, windows, id, &speculation, now) else {
+                return true;
+            };
+            fallbacks = fresh;
+            // Promoted calls that miss still make their call: the version
+            // can wait until a replacement pays off.
+            pays_off && shared.versions.respeculate(unit, limit, now)
+        }
     };
     if !replace {
         return false;
@@ -568,6 +570,43 @@ fn watch_speculation(
         Err(_) => {
             shared.versions.withdraw_replacement(unit);
             true
+        }
+    }
+}
+
+/// Watches the fallbacks of a version's promoted calls (its value guard,
+/// if any, holds). Fallbacks at a rate (`Policy::promotions_failed` within
+/// `PROMOTION_WINDOW`) are a candidate phase: the sites' recent-target
+/// tables are emptied, and once as many fresh fallbacks again recorded
+/// their targets, a target that dominates them and is not promoted yet
+/// is a new phase. Returns the fresh fallbacks then. Anything else (stray
+/// calls to many targets, fallbacks too rare) is noise: the window starts
+/// over, its tables emptied so that noise never fills them.
+fn watch_fallbacks(
+    shared: &Shared,
+    windows: &mut GuardWindows,
+    id: FunctionId,
+    speculation: &crate::profile::Speculation,
+    now: Instant,
+) -> Option<u64> {
+    if speculation.promotions.is_empty() {
+        return None;
+    }
+    let forget = || speculation.forget_fallback_targets(&shared.layout, &shared.counters);
+    match windows.fallbacks(id, speculation, now, &shared.policy) {
+        FallbackWatch::Quiet => None,
+        FallbackWatch::EmptyTables => {
+            forget();
+            None
+        }
+        FallbackWatch::Fresh(fresh) => {
+            if speculation.fallbacks_found_new_targets(&shared.profile_view()) {
+                Some(fresh)
+            } else {
+                windows.fallbacks_start_over(id, speculation, now);
+                forget();
+                None
+            }
         }
     }
 }
@@ -627,6 +666,30 @@ struct GuardWindow {
     /// Times the tables were emptied again because they recorded too few
     /// of the failed guard's misses (see `ask_again`).
     asked_again: u32,
+    /// The promoted calls' fallbacks when their window started, and when.
+    fallbacks: u64,
+    fallbacks_since: Instant,
+    /// Their fallbacks when they were seen failing and their tables were
+    /// emptied, until judged.
+    fallbacks_failed_at: Option<u64>,
+}
+
+/// Promoted calls are judged on fallbacks within a window this long: hits
+/// are not counted, so a rate stands in for the guard's share of calls.
+/// Noise that fills the recent-target tables is emptied at this interval.
+const PROMOTION_WINDOW: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What `GuardWindows::fallbacks` saw.
+#[derive(Debug, PartialEq)]
+enum FallbackWatch {
+    /// Nothing to do.
+    Quiet,
+    /// The window moved on, or the fallbacks just failed: empty the
+    /// recent-target tables (what they hold is noise, or an earlier phase).
+    EmptyTables,
+    /// This many fallbacks since they failed recorded their targets: judge
+    /// the tables.
+    Fresh(u64),
 }
 
 /// A failed guard whose missed-value tables keep recording too little is
@@ -649,21 +712,19 @@ impl GuardWindows {
         // A version first seen: its window starts at its counts now. (A
         // fresh version's counters are near zero; a reinstated one's hold
         // its last phase, which says nothing about this one.)
-        let window = self.windows.entry(id).or_insert(GuardWindow {
+        let fresh = || GuardWindow {
             version,
             hits,
             misses,
             failed_at_misses: None,
             asked_again: 0,
-        });
+            fallbacks: speculation.all_fallbacks(),
+            fallbacks_since: Instant::now(),
+            fallbacks_failed_at: None,
+        };
+        let window = self.windows.entry(id).or_insert_with(fresh);
         if window.version != version {
-            *window = GuardWindow {
-                version,
-                hits,
-                misses,
-                failed_at_misses: None,
-                asked_again: 0,
-            };
+            *window = fresh();
         }
         // A sum of per-CPU copies can read lower than it did before (a
         // thread preempted inside an increment writes back a stale count):
@@ -713,6 +774,57 @@ impl GuardWindows {
         if let Some(window) = self.windows.get_mut(&id) {
             window.failed_at_misses = None;
             window.asked_again = 0;
+        }
+    }
+
+    /// For `speculation`'s promoted calls (after `recent`): see
+    /// `watch_fallbacks`.
+    fn fallbacks(
+        &mut self,
+        id: FunctionId,
+        speculation: &crate::profile::Speculation,
+        now: Instant,
+        policy: &super::policy::Policy,
+    ) -> FallbackWatch {
+        let total = speculation.all_fallbacks();
+        let Some(window) = self.windows.get_mut(&id) else {
+            return FallbackWatch::Quiet;
+        };
+        // As `recent`: a sum of copies may read lower than before.
+        window.fallbacks = window.fallbacks.min(total);
+        match window.fallbacks_failed_at {
+            Some(at) => {
+                let fresh = total.saturating_sub(at);
+                if fresh >= policy.guard_miss_limit() {
+                    FallbackWatch::Fresh(fresh)
+                } else {
+                    FallbackWatch::Quiet
+                }
+            }
+            None if policy.promotions_failed(total - window.fallbacks) => {
+                window.fallbacks_failed_at = Some(total);
+                FallbackWatch::EmptyTables
+            }
+            None if now.saturating_duration_since(window.fallbacks_since) >= PROMOTION_WINDOW => {
+                window.fallbacks = total;
+                window.fallbacks_since = now;
+                FallbackWatch::EmptyTables
+            }
+            None => FallbackWatch::Quiet,
+        }
+    }
+
+    /// The fallbacks of `id`'s version were noise: a new window starts now.
+    fn fallbacks_start_over(
+        &mut self,
+        id: FunctionId,
+        speculation: &crate::profile::Speculation,
+        now: Instant,
+    ) {
+        if let Some(window) = self.windows.get_mut(&id) {
+            window.fallbacks = speculation.all_fallbacks();
+            window.fallbacks_since = now;
+            window.fallbacks_failed_at = None;
         }
     }
 

@@ -229,6 +229,7 @@ fn a_promoted_call_tests_its_hot_target_and_counts_the_fallback() {
         specialize: false,
         specialized: &specialized,
         respecialize: None,
+        replanned_promotions: &[],
     };
     let machine = target().machine(3).unwrap();
     let mut prepared =
@@ -289,6 +290,7 @@ fn a_respecialized_version_guards_the_new_value_and_counts_recorded_misses_atomi
         specialize: true,
         specialized: &specialized,
         respecialize: Some(&next),
+        replanned_promotions: &[],
     };
     let machine = target().machine(3).unwrap();
     let mut prepared =

@@ -38,11 +38,6 @@ tj.icp.next:                                      ; preds = %tj.head
   %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
   store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
-  %tj.icp.early = icmp ule i64 %tj.count1, 4096
-  br i1 %tj.icp.early, label %tj.icp.record, label %tj.icp.fallback, !prof !30
-
-tj.icp.record:                                    ; preds = %tj.icp.next
-  %tj.icp.target = ptrtoint ptr %f to i64
   %tj.tp1 = call ptr @llvm.thread.pointer()
   %tj.tp.int2 = ptrtoint ptr %tj.tp1 to i64
   %tj.cpu.at3 = add i64 %tj.tp.int2, 8
@@ -50,18 +45,35 @@ tj.icp.record:                                    ; preds = %tj.icp.next
   %tj.cpu5 = load atomic i32, ptr %tj.cpu.ptr4 unordered, align 4
   %tj.cpu646 = zext i32 %tj.cpu5 to i64
   %tj.copy7 = and i64 %tj.cpu646, 3
-  %tj.copy.at8 = shl i64 %tj.copy7, 9
+  %tj.copy.at8 = shl i64 %tj.copy7, 7
   %tj.counter.at9 = add nuw i64 ADDR, %tj.copy.at8
   %tj.counter10 = inttoptr i64 %tj.counter.at9 to ptr
-  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter10, i64 %tj.icp.target)
+  %4 = atomicrmw add ptr %tj.counter10, i64 1 monotonic, align 8
+  %tj.count111 = add i64 %4, 1
+  %tj.icp.early = icmp ule i64 %tj.count111, 4096
+  br i1 %tj.icp.early, label %tj.icp.record, label %tj.icp.fallback, !prof !30
+
+tj.icp.record:                                    ; preds = %tj.icp.next
+  %tj.icp.target = ptrtoint ptr %f to i64
+  %tj.tp12 = call ptr @llvm.thread.pointer()
+  %tj.tp.int13 = ptrtoint ptr %tj.tp12 to i64
+  %tj.cpu.at14 = add i64 %tj.tp.int13, 8
+  %tj.cpu.ptr15 = inttoptr i64 %tj.cpu.at14 to ptr
+  %tj.cpu16 = load atomic i32, ptr %tj.cpu.ptr15 unordered, align 4
+  %tj.cpu6417 = zext i32 %tj.cpu16 to i64
+  %tj.copy18 = and i64 %tj.cpu6417, 3
+  %tj.copy.at19 = shl i64 %tj.copy18, 9
+  %tj.counter.at20 = add nuw i64 ADDR, %tj.copy.at19
+  %tj.counter21 = inttoptr i64 %tj.counter.at20 to ptr
+  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter21, i64 %tj.icp.target)
   br label %tj.icp.fallback
 
 tj.icp.fallback:                                  ; preds = %tj.icp.record, %tj.icp.next
-  %4 = call i64 %f(i64 %3)
+  %5 = call i64 %f(i64 %3)
   br label %loop
 
 loop:                                             ; preds = %tj.icp.fallback, %tj.icp.direct
-  %tj.icp.result = phi i64 [ %tj.icp.call, %tj.icp.direct ], [ %4, %tj.icp.fallback ]
+  %tj.icp.result = phi i64 [ %tj.icp.call, %tj.icp.direct ], [ %5, %tj.icp.fallback ]
   %s.next = add i64 %1, %tj.icp.result
   %i.next = add nuw nsw i64 %0, 1
   %done = icmp eq i64 %i.next, %n

@@ -36,6 +36,9 @@ pub struct Metrics {
     optimized_compile: Mutex<Histogram<u64>>,
     installed: AtomicU64,
     failed: AtomicU64,
+    /// Profiling windows closed, and branch-bias moves they confirmed.
+    windows: AtomicU64,
+    moves: AtomicU64,
 }
 
 fn histogram() -> Mutex<Histogram<u64>> {
@@ -53,6 +56,8 @@ impl Metrics {
             optimized_compile: histogram(),
             installed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            windows: AtomicU64::new(0),
+            moves: AtomicU64::new(0),
         }
     }
 
@@ -200,6 +205,34 @@ impl Metrics {
         // own output (stderr is unbuffered).
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(format!("[tierjit] {line}\n").as_bytes());
+    }
+
+    /// A profiling window closed (see `tiering::resample`).
+    pub fn profiling_window(&self) {
+        // Relaxed: a statistic, read at exit.
+        self.windows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Two profiling windows saw `label`'s branch biases move (`what`):
+    /// its replacement is requested.
+    pub fn branch_biases_moved(&self, label: &str, what: &str) {
+        // Relaxed: as above.
+        self.moves.fetch_add(1, Ordering::Relaxed);
+        if self.events_enabled {
+            let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+            self.emit(format!(
+                "{:>10.3}ms {seq:>4} pgo {label}: branch biases moved ({what}), confirmed by a second window; recompiling with the new weights",
+                self.elapsed_ms(),
+            ));
+        }
+    }
+
+    /// Profiling windows closed, and branch-bias moves confirmed.
+    pub fn profiling_windows(&self) -> (u64, u64) {
+        (
+            self.windows.load(Ordering::Relaxed),
+            self.moves.load(Ordering::Relaxed),
+        )
     }
 
     pub fn tier_ups(&self) -> (u64, u64) {

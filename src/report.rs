@@ -101,6 +101,10 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
         shared.layout.functions.len()
     );
     out += "  (calls and back-edges are counted by baseline code only; functions never called are not listed)\n";
+    let (windows, moves) = shared.metrics.profiling_windows();
+    if windows > 0 {
+        out += &format!("  profiling windows: {windows}, branch-bias moves: {moves}\n");
+    }
     let code = shared.versions.code_totals();
     out += &format!(
         "  code: {:.1} KB live, {:.1} KB freed ({} object(s)); {} check(s) of the threads, {} inconclusive\n",

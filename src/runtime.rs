@@ -535,8 +535,11 @@ pub(crate) fn load_tiered(
     symbols.extend(extra.iter().map(|(n, a)| (n.as_str(), *a)));
     let jit = Jit::new(&symbols)?;
     let loaded = jit.add_object(&object, "baseline")?;
+    let mut baseline_entries = Vec::with_capacity(layout.functions.len());
     for (id, f) in layout.functions_by_id() {
-        slots.install_initial(id.index(), jit.lookup(&baseline_symbol(&f.name))?);
+        let entry = jit.lookup(&baseline_symbol(&f.name))?;
+        slots.install_initial(id.index(), entry);
+        baseline_entries.push(entry);
     }
     let stubs = layout
         .functions
@@ -551,6 +554,7 @@ pub(crate) fn load_tiered(
     );
 
     let versions = VersionManager::new(slots, osr_slots, Tier::Baseline);
+    versions.set_baseline_entries(baseline_entries);
     versions.pin(loaded, object.len());
     service::exclude_what_cannot_move(&versions, &layout);
     let activity = LoopActivity::new(
@@ -581,6 +585,7 @@ pub(crate) fn load_tiered(
         reclaimer: Default::default(),
         compile_now,
         switches_stacks,
+        overrides: Default::default(),
     });
     if mode == Mode::Tiered {
         service::start_background(&shared, compilers);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use crate::code::{CodeAddress, CodeFootprint, Jit, LoadedObject, Quiescent, SlotTable};
-use crate::ids::FunctionId;
+use crate::ids::{FunctionId, LoopId};
 use crate::objects::{Candidate, CodeTotals, Freed, ObjectId, ObjectTable};
 use crate::profile::promote::Promotion;
 use crate::profile::specialize::Specialization;
@@ -109,6 +109,9 @@ struct Record {
     /// Retired specialized versions, newest last: a phase that comes back
     /// gets its version back without a compile (see `reinstate`).
     retired_specialized: Vec<RetiredVersion>,
+    /// The slot points at the baseline for a profiling window while this
+    /// installed version stays current (see `start_sampling`).
+    sampling: bool,
 }
 
 /// Retired specialized versions a function keeps for phases that come back
@@ -160,6 +163,8 @@ enum Replacement {
     Respecialize,
     /// Stress mode asked for it (`replace_for_stress`).
     Stress,
+    /// A profiling window saw its branch biases move (`rebias`).
+    Rebias,
 }
 
 pub struct VersionManager {
@@ -169,6 +174,9 @@ pub struct VersionManager {
     osr_records: Mutex<Vec<Record>>,
     /// Loaded code, and who uses it. Lock order: `records` before it.
     objects: ObjectTable,
+    /// Each function's baseline entry, for profiling windows (none in
+    /// modes without a baseline).
+    baseline_entries: Mutex<Vec<CodeAddress>>,
 }
 
 impl VersionManager {
@@ -196,6 +204,7 @@ impl VersionManager {
                     object: None,
                     reload: None,
                     retired_specialized: Vec::new(),
+                    sampling: false,
                 })
                 .collect()
         };
@@ -205,7 +214,99 @@ impl VersionManager {
             slots,
             osr_slots,
             objects: ObjectTable::default(),
+            baseline_entries: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Where each function's baseline code is entered, by id: what a
+    /// profiling window points its slot at (see `start_sampling`).
+    pub fn set_baseline_entries(&self, entries: Vec<CodeAddress>) {
+        *self
+            .baseline_entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = entries;
+    }
+
+    /// Starts a profiling window for function `id`: new calls run its
+    /// instrumented baseline code, which counts what the installed
+    /// optimized version cannot (branch biases), while that version stays
+    /// installed (it is neither retired nor freed; frames in it go on).
+    /// The OSR entries of its `loops` are emptied meanwhile, so that the
+    /// window's frames stay in baseline code rather than move to a
+    /// continuation at their first back-edge. Whether it started: the
+    /// function must have an optimized version installed and not be in a
+    /// window already.
+    pub fn start_sampling(&self, id: FunctionId, loops: &[LoopId]) -> bool {
+        let unit = Unit::Function(id);
+        let Some(baseline) = self
+            .baseline_entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id.index())
+            .copied()
+        else {
+            return false;
+        };
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        if record.state != TierUpState::Installed
+            || record.tier != Tier::Optimized
+            || record.entry.is_none()
+            || record.sampling
+        {
+            return false;
+        }
+        // Under the records lock: an install meanwhile would publish its
+        // own entry after this one, and `end_sampling` restores whatever
+        // entry is current then, never a stale one.
+        self.publish_slot(unit, baseline);
+        record.sampling = true;
+        drop(records);
+        let mut osr_records = self.osr_records.lock().unwrap_or_else(|p| p.into_inner());
+        for &g in loops {
+            let record = &mut osr_records[g.index()];
+            if record.entry.is_some() && !record.sampling {
+                self.osr_slots.clear(g.index());
+                record.sampling = true;
+            }
+        }
+        true
+    }
+
+    /// Ends `id`'s profiling window: its slot, and its `loops`' OSR entry
+    /// slots, point at the installed versions again (unless an install
+    /// already did).
+    pub fn end_sampling(&self, id: FunctionId, loops: &[LoopId]) {
+        let units = std::iter::once(Unit::Function(id)).chain(loops.iter().map(|&g| Unit::Loop(g)));
+        for unit in units {
+            let (mut records, i) = self.records(unit);
+            let record = &mut records[i];
+            if !record.sampling {
+                continue;
+            }
+            record.sampling = false;
+            if let Some(entry) = record.entry {
+                self.publish_slot(unit, entry);
+            }
+        }
+    }
+
+    /// A profiling window saw the branch biases of `unit`'s installed
+    /// version move to a new phase (seen at `now`): a replacement is
+    /// requested, built from the new profile. Counts against the same
+    /// budget as `respeculate` (`limit`, 0 for none); returns false (and
+    /// changes nothing) once that is used up or if nothing is installed.
+    pub fn rebias(&self, unit: Unit, limit: u32, now: Instant) -> bool {
+        let (mut records, i) = self.records(unit);
+        let record = &mut records[i];
+        if record.state != TierUpState::Installed || record.budget_used_up(limit) {
+            return false;
+        }
+        record.respeculations += 1;
+        record.state = TierUpState::Requested;
+        record.pending = Some(Replacement::Rebias);
+        record.phase_started = Some(now);
+        true
     }
 
     /// The records of `unit`'s kind and its index among them.
@@ -361,6 +462,8 @@ impl VersionManager {
         record.tier = tier;
         record.state = TierUpState::Installed;
         record.pending = None;
+        // The slot holds the new version now, window or not.
+        record.sampling = false;
         if let Some((_, phase_start)) = record.next_specialization.take() {
             record.phase_started = Some(phase_start);
         }
@@ -613,6 +716,7 @@ impl VersionManager {
         };
         self.objects.publish(object, unit);
         self.publish_slot(unit, entry);
+        record.sampling = false;
         self.objects.release(object);
         retired.speculation.forget_missed_values();
         let current = std::mem::replace(&mut record.speculation, retired.speculation);
@@ -685,7 +789,7 @@ impl VersionManager {
         record.replanned_promotions = None;
         if matches!(
             record.pending.take(),
-            Some(Replacement::Respeculate | Replacement::Respecialize)
+            Some(Replacement::Respeculate | Replacement::Respecialize | Replacement::Rebias)
         ) {
             record.respeculations -= 1;
         }

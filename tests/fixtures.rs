@@ -273,6 +273,8 @@ fixtures! {
     pgo_phase => "pgo_phase.c",
     pgo_phases => "pgo_phases.c",
     pgo_callbacks => "pgo_callbacks.c",
+    pgo_callback_phases => "pgo_callback_phases.c",
+    pgo_branch_phases => "pgo_branch_phases.c",
     pgo_branches => "pgo_branches.c",
     pgo_constant_callee => "pgo_constant_callee.c",
     recursion => "recursion.c",

@@ -189,6 +189,96 @@ fn fallbacks_spread_over_many_targets_are_not_a_new_phase() {
     assert!(fallbacks > 1_000_000, "the fallback was taken: {stderr}");
 }
 
+/// `pgo_branch_phases.c` with `phases` phases (biases flipping from one to
+/// the next unless `stable`), profiling windows every 20 ms (at most 320
+/// ms apart after backing off): its stderr.
+fn branch_phases(phases: u32, stable: bool, extra: &[&str]) -> String {
+    // Phases of about 0.6 s: longer than the longest window interval, and
+    // than four times a compile.
+    let per_phase = 300_000 * workload_scale();
+    let mut flags = vec!["--set", "pgo.resample_interval_ms=20"];
+    flags.extend_from_slice(extra);
+    run_pgo(
+        "pgo_branch_phases.c",
+        &[
+            &per_phase.to_string(),
+            &phases.to_string(),
+            if stable { "1" } else { "0" },
+        ],
+        &flags,
+    )
+}
+
+/// `(windows, moves)` from the `--stats` line.
+fn profiling_windows(stderr: &str) -> (u64, u64) {
+    let line = lines_with(stderr, "  profiling windows: ");
+    assert_eq!(line.len(), 1, "{stderr}");
+    let numbers: Vec<u64> = line[0]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+#[test]
+fn each_branch_bias_phase_is_seen_by_profiling_windows_and_recompiled() {
+    // classify's first branch: 3% taken, then 97%, 3%, 97%. Each change is
+    // seen in the baseline code's counts during two windows on pass (which
+    // route classify, inlined into it, to its baseline too), and pass gets
+    // a version built with the new weights: three times, no cap.
+    let stderr = branch_phases(4, false, &[]);
+    let moved = lines_with(&stderr, "pgo pass: branch biases moved (classify branch #0");
+    assert_eq!(moved.len(), 3, "{stderr}");
+    for line in &moved {
+        // "... successor K: B% -> W%)": one share above 90%, the other
+        // below 10%.
+        let shares: Vec<u64> = line
+            .split("successor ")
+            .nth(1)
+            .and_then(|t| t.split_once(": "))
+            .map(|(_, t)| {
+                t.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok())
+                    .take(2)
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(shares.len(), 2, "{line}");
+        let (b, w) = (shares[0], shares[1]);
+        assert!((b >= 90 && w <= 10) || (b <= 10 && w >= 90), "{line}");
+    }
+    assert!(stderr.contains("  pass: 3 version(s) retired"), "{stderr}");
+    let (windows, moves) = profiling_windows(&stderr);
+    assert_eq!(moves, 3, "{stderr}");
+    assert!(windows >= 6, "two per move at least: {stderr}");
+}
+
+#[test]
+fn stable_branch_biases_cost_windows_but_no_compile() {
+    let stderr = branch_phases(2, true, &[]);
+    let (windows, moves) = profiling_windows(&stderr);
+    assert!(windows >= 2, "{stderr}");
+    assert_eq!(moves, 0, "{stderr}");
+    assert!(
+        lines_with(&stderr, "branch biases moved").is_empty(),
+        "{stderr}"
+    );
+    assert!(lines_with(&stderr, " pass O3->O3 ").is_empty(), "{stderr}");
+}
+
+#[test]
+fn resample_knob_turns_profiling_windows_off() {
+    let stderr = branch_phases(2, false, &["--set", "pgo.resample_interval_ms=0"]);
+    assert!(
+        lines_with(&stderr, "  profiling windows: ").is_empty(),
+        "{stderr}"
+    );
+    assert!(
+        lines_with(&stderr, "branch biases moved").is_empty(),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn call_promotion_knob_turns_it_off() {
     let stderr = run_pgo(

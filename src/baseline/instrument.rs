@@ -392,6 +392,13 @@ fn emit_osr_check<'ctx>(
     term.erase_from_basic_block();
     let transfer = context.insert_basic_block_after(edge, "tj.osr");
     builder.position_at_end(transfer);
+    // The continuation the check saw, not a second load of the slot: a
+    // profiling window empties the slot for a while (see
+    // `VersionManager::start_sampling`), and a reload between the check and
+    // the call would find it null.
+    let target = builder
+        .build_phi(context.ptr_type(0.into()), "tj.osr.target")
+        .map_err(codegen_err)?;
     emit_increment(context, builder, transitions)?;
     for (k, value) in values.iter().enumerate() {
         let field = builder
@@ -399,9 +406,13 @@ fn emit_osr_check<'ctx>(
             .map_err(codegen_err)?;
         builder.build_store(field, *value).map_err(codegen_err)?;
     }
-    let target = load_slot(context, builder, slot)?;
     let result = builder
-        .build_indirect_call(cont_type, target, &[record.into()], "tj.osr.result")
+        .build_indirect_call(
+            cont_type,
+            target.as_basic_value().into_pointer_value(),
+            &[record.into()],
+            "tj.osr.result",
+        )
         .map_err(codegen_err)?;
     match (
         function.get_type().get_return_type(),
@@ -442,6 +453,7 @@ fn emit_osr_check<'ctx>(
     let ready = builder
         .build_is_not_null(entry, "tj.osr.ready")
         .map_err(codegen_err)?;
+    target.add_incoming(&[(&entry, check)]);
     match osr.force_hook {
         None => {
             builder
@@ -465,6 +477,7 @@ fn emit_osr_check<'ctx>(
             let ready = builder
                 .build_is_not_null(again, "tj.osr.ready")
                 .map_err(codegen_err)?;
+            target.add_incoming(&[(&again, ask)]);
             builder
                 .build_conditional_branch(ready, transfer, header)
                 .map_err(codegen_err)?;

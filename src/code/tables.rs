@@ -84,6 +84,15 @@ impl SlotTable {
         self.slots[index].store(code.get(), Ordering::Release);
     }
 
+    /// Empties an OSR entry slot: baseline back-edges find no continuation
+    /// and stay in baseline code (a profiling window); frames already in
+    /// the continuation are not affected.
+    pub fn clear(&self, index: usize) {
+        // Release: as `publish`; a reader sees zero or an address, and
+        // zero is the state before any continuation was installed.
+        self.slots[index].store(0, Ordering::Release);
+    }
+
     /// Initial fill, before any job code runs (no other thread exists yet).
     pub fn install_initial(&self, index: usize, code: CodeAddress) {
         // Relaxed is enough: the job thread is started after this, and thread

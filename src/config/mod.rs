@@ -96,6 +96,13 @@ knob::knobs! {
         /// (new versions are still held back when phases are short next
         /// to the compile they cost).
         max_respeculations: u32 = 0, range 0 => 1_000_000;
+        /// Every this many milliseconds (doubling up to 16 times while
+        /// nothing changes), an optimized function's new calls run its
+        /// counting baseline code for a window of 64 calls or 2 ms, to
+        /// see whether its branch biases moved to a new phase; if so (and
+        /// a second window agrees) it is recompiled with the new weights.
+        /// 0 turns this off.
+        resample_interval_ms: u64 = 500, range 0 => 3_600_000;
     }
 
     /// Freeing retired versions (see `tiering::reclaim`).

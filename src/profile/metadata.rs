@@ -41,7 +41,7 @@ pub fn attach(module: &Module<'_>, view: &ProfileView<'_>) {
         let iterations: u64 = view.layout.functions[id]
             .loops
             .iter()
-            .map(|l| view.counters.read(l.counter))
+            .map(|l| view.count(l.counter))
             .sum();
         if entry.saturating_add(iterations) < MIN_PROFILE_EVENTS {
             continue;

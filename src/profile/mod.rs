@@ -31,6 +31,11 @@ pub struct Speculation {
     /// which is where a new phase's values show up (see
     /// `specialize::build_guard`). Kept alive as `counters` is.
     pub missed_values: Option<Arc<CounterTable<GuardSlot>>>,
+    /// The branch counts (per branch site, per successor, see
+    /// `ProfileView::branch_counts`) the version's weights came from: for
+    /// the function and each function offered to the inliner. Empty
+    /// without profile metadata.
+    pub built_branches: Arc<Vec<(FunctionId, Vec<Vec<u64>>)>>,
 }
 
 impl Speculation {
@@ -150,9 +155,33 @@ pub struct ProfileView<'a> {
     /// The host function that records values (`code::record_value_address`),
     /// for optimized code that keeps recording where a speculation missed.
     pub record_value: usize,
+    /// Counts that stand in for the counters' own: a function whose branch
+    /// biases moved has its entry, loop and edge counts replaced by what a
+    /// profiling window saw, scaled to its calls so far (see
+    /// `tiering::resample`). Value tables are never overridden.
+    pub overrides: Option<&'a CountOverrides>,
 }
 
+/// Counts by counter that replace the live ones in a `ProfileView`.
+pub type CountOverrides = std::collections::HashMap<CounterId, u64>;
+
 impl<'a> ProfileView<'a> {
+    /// Counter `counter` as builds should see it: its override, if any,
+    /// else its live value.
+    pub fn count(&self, counter: CounterId) -> u64 {
+        self.overrides
+            .and_then(|o| o.get(&counter).copied())
+            .unwrap_or_else(|| self.counters.read(counter))
+    }
+
+    /// This view without overrides: what baseline code counted.
+    pub fn live(self) -> ProfileView<'a> {
+        ProfileView {
+            overrides: None,
+            ..self
+        }
+    }
+
     /// The job function whose identity is `address`, if any.
     pub fn function_at(&self, address: usize) -> Option<FunctionId> {
         self.stubs
@@ -162,8 +191,7 @@ impl<'a> ProfileView<'a> {
     }
 
     pub fn entry_count(&self, function: FunctionId) -> u64 {
-        self.counters
-            .read(self.layout.functions[function].entry_counter)
+        self.count(self.layout.functions[function].entry_counter)
     }
 
     /// Per branch site of `function`, how often each distinct successor
@@ -176,7 +204,7 @@ impl<'a> ProfileView<'a> {
             .map(|b| (b.block, b.targets.as_slice(), b.sources.as_slice()))
             .collect();
         edge_counts(f.flow.as_ref(), &table, self.entry_count(function), |c| {
-            self.counters.read(c)
+            self.count(c)
         })
     }
 
@@ -187,7 +215,7 @@ impl<'a> ProfileView<'a> {
         let mut internal = Vec::new();
         for (id, f) in self.layout.functions_by_id() {
             entries.push(self.entry_count(id));
-            internal.extend(f.loops.iter().map(|l| self.counters.read(l.counter)));
+            internal.extend(f.loops.iter().map(|l| self.count(l.counter)));
             internal.extend(self.branch_counts(id).into_iter().flatten());
         }
         (entries, internal)

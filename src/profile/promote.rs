@@ -437,6 +437,7 @@ define i64 @d(i64 %x) {
             counters: &counters,
             stubs: &stubs,
             record_value: 0,
+            overrides: None,
         };
         let id = |name| layout.id_of(name).unwrap();
         let apply = id("apply");

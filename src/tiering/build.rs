@@ -166,6 +166,9 @@ pub fn prepare_module<'ctx>(
             }
         }
     }
+    let built_from: Vec<FunctionId> = std::iter::once(id)
+        .chain(candidates.iter().copied())
+        .collect();
     let inlinable: BTreeSet<String> = candidates
         .into_iter()
         .map(|c| layout.functions[c].name.clone())
@@ -215,6 +218,14 @@ pub fn prepare_module<'ctx>(
     if let Some(profile) = profile {
         if profile.metadata {
             metadata::attach(&module, &profile.view);
+            // What the branch weights said, for profiling windows to compare
+            // with (see `tiering::resample`).
+            speculation.built_branches = Arc::new(
+                built_from
+                    .iter()
+                    .map(|&f| (f, profile.view.branch_counts(f)))
+                    .collect(),
+            );
         }
         // Promotions in the inlinable copies; the function's own are
         // applied by the caller (see `Prepared`).

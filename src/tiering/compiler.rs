@@ -722,10 +722,21 @@ fn compile_and_install<'s>(
     let replanned_promotions = whole
         .map(|_| shared.versions.planned_promotions(Unit::Function(id)))
         .unwrap_or_default();
+    // A copy: a compile takes tens of milliseconds, and the profiler may
+    // add overrides meanwhile (for a later build).
+    let overrides = shared
+        .overrides
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let view_with_overrides = crate::profile::ProfileView {
+        overrides: (!overrides.is_empty()).then_some(&overrides),
+        ..shared.profile_view()
+    };
     let profile =
         (pgo.profile_metadata || pgo.call_promotion || pgo.value_specialization).then(|| {
             ProfileUse {
-                view: shared.profile_view(),
+                view: view_with_overrides,
                 metadata: pgo.profile_metadata,
                 promote: pgo.call_promotion,
                 specialize: pgo.value_specialization
@@ -743,7 +754,7 @@ fn compile_and_install<'s>(
             mut speculation,
             own_promotions,
         } = prepare_module(canonical, layout, id, machine, options, profile.as_ref())?;
-        let view = shared.profile_view();
+        let view = view_with_overrides;
         let mut continuation = None;
         if let (Some(i), Some(version)) = (osr, osr_version) {
             let k = parts[i].loop_index.expect("a continuation request");

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod profiler;
 pub mod queue;
 pub mod reclaim;
+pub mod resample;
 pub mod roster;
 pub mod service;
 #[cfg(test)]

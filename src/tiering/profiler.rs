@@ -63,6 +63,7 @@ pub fn run(shared: Arc<Shared>) {
     // their value guards saw lately.
     let mut watched: Vec<FunctionId> = Vec::new();
     let mut guard_windows = GuardWindows::default();
+    let mut resampler = super::resample::Resampler::new(&shared);
     // Since when baseline code has counted nothing, and what it had
     // counted by the last tick.
     let (mut quiet_since, mut last_events) = (Instant::now(), 0u64);
@@ -83,6 +84,13 @@ pub fn run(shared: Arc<Shared>) {
         let now = Instant::now();
         if shared.config.osr.enabled {
             report_transitions(&shared, &mut requested_at, &mut reported, now);
+        }
+        // Profiling windows first: what baseline code counted in them is
+        // no work the job did there, and must not make loops look hot.
+        let mut moved = None;
+        if let Some(resampler) = resampler.as_mut() {
+            moved = resampler.tick(&shared, now);
+            activity.absorb(&shared, &resampler.sampled(now));
         }
         activity.tick(&shared, now);
         shared.activity.saw_tick(now);
@@ -171,9 +179,19 @@ pub fn run(shared: Arc<Shared>) {
         super::compiler::supersede_useless(&shared);
         watched.extend(newly_installed);
         watched.retain(|&id| watch_speculation(&shared, &activity, &mut guard_windows, id, now));
+        if let Some(moved) = moved {
+            if request_rebias(&shared, &activity, &moved, now) && !watched.contains(&moved.function)
+            {
+                // Watched until installed: a failed compile is retried.
+                watched.push(moved.function);
+            }
+        }
         if shared.config.reclaim.stress {
             stress(&shared, now);
         }
+    }
+    if let Some(resampler) = resampler.as_mut() {
+        resampler.close(&shared);
     }
     // Transfers that happened since the last tick, before the job ended.
     if shared.config.osr.enabled {
@@ -337,6 +355,18 @@ impl Activity {
                 0
             };
             self.function_rate[id] = smooth(self.function_rate[id], served);
+        }
+    }
+
+    /// Takes the counts of `functions` as they are now as already seen: a
+    /// profiling window counted them (see `tiering::resample`).
+    fn absorb(&mut self, shared: &Shared, functions: &[FunctionId]) {
+        for &id in functions {
+            let f = &shared.layout.functions[id];
+            self.calls_total[id] = shared.counters.read(f.entry_counter);
+            for l in &f.loops {
+                self.loop_total[l.global_id] = shared.counters.read(l.counter);
+            }
         }
     }
 
@@ -609,6 +639,33 @@ fn watch_fallbacks(
             }
         }
     }
+}
+
+/// Queues the replacement `Resampler` asked for (the version manager has
+/// it requested); whether it was queued.
+fn request_rebias(
+    shared: &Shared,
+    activity: &Activity,
+    moved: &super::resample::Moved,
+    now: Instant,
+) -> bool {
+    let id = moved.function;
+    let (calls, backedges) = shared.function_counts(id);
+    let request = CompileRequest {
+        replaces_speculation: true,
+        ..CompileRequest::new(id, None, calls, backedges, now)
+    };
+    let benefit = activity.benefit(&shared.layout, &request);
+    if shared.requests.push(request, benefit).is_err() {
+        // Asked again after the next windows; no budget is spent.
+        shared.versions.withdraw_replacement(Unit::Function(id));
+        return false;
+    }
+    let label = shared.layout.functions[id].display_name();
+    shared
+        .metrics
+        .branch_biases_moved(&label, &moved.description);
+    true
 }
 
 /// Stress mode (`reclaim.stress`): every function with two specialized

@@ -64,6 +64,9 @@ pub struct Shared {
     /// if any: its retired code is never freed (see
     /// `ir::threads::switches_stacks`).
     pub switches_stacks: Option<&'static str>,
+    /// Counts that builds use instead of the live counters' (functions
+    /// whose branch biases moved, see `tiering::resample`).
+    pub overrides: std::sync::RwLock<crate::profile::CountOverrides>,
 }
 
 impl Shared {
@@ -74,6 +77,7 @@ impl Shared {
             counters: &self.counters,
             stubs: &self.stubs,
             record_value: code::record_value_address(),
+            overrides: None,
         }
     }
 

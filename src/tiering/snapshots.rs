@@ -154,6 +154,7 @@ fn a_continuation_entered_at_the_inner_loop_keeps_the_nest_natural() {
         counters: &counters,
         stubs: &stubs,
         record_value: 0,
+        overrides: None,
     };
     let machine = target().machine(3).unwrap();
     let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
@@ -220,6 +221,7 @@ fn a_promoted_call_tests_its_hot_target_and_counts_the_fallback() {
         counters: &counters,
         stubs: &stubs,
         record_value: 0x7f00_0000_9000,
+        overrides: None,
     };
     let specialized = BTreeMap::new();
     let profile = ProfileUse {
@@ -270,6 +272,7 @@ fn a_respecialized_version_guards_the_new_value_and_counts_recorded_misses_atomi
         counters: &counters,
         stubs: &stubs,
         record_value: 0x7f00_0000_9000,
+        overrides: None,
     };
     // The guard of the last version saw its misses agree on stride 2.
     let next = crate::profile::specialize::Specialization {

@@ -3,19 +3,19 @@ source_filename = "sum.ll"
 
 define i64 @sum.tj0(ptr %a, i64 %n) {
 entry:
-  %tj.tp17 = call ptr @llvm.thread.pointer()
-  %tj.tp.int18 = ptrtoint ptr %tj.tp17 to i64
-  %tj.cpu.at19 = add i64 %tj.tp.int18, 8
-  %tj.cpu.ptr20 = inttoptr i64 %tj.cpu.at19 to ptr
-  %tj.cpu21 = load atomic i32, ptr %tj.cpu.ptr20 unordered, align 4
-  %tj.cpu6422 = zext i32 %tj.cpu21 to i64
-  %tj.copy23 = and i64 %tj.cpu6422, 3
-  %tj.copy.at24 = shl i64 %tj.copy23, 7
-  %tj.counter.at25 = add nuw i64 ADDR, %tj.copy.at24
-  %tj.counter26 = inttoptr i64 %tj.counter.at25 to ptr
-  %tj.count27 = load atomic i64, ptr %tj.counter26 unordered, align 8
-  %tj.count128 = add i64 %tj.count27, 1
-  store atomic i64 %tj.count128, ptr %tj.counter26 unordered, align 8
+  %tj.tp16 = call ptr @llvm.thread.pointer()
+  %tj.tp.int17 = ptrtoint ptr %tj.tp16 to i64
+  %tj.cpu.at18 = add i64 %tj.tp.int17, 8
+  %tj.cpu.ptr19 = inttoptr i64 %tj.cpu.at18 to ptr
+  %tj.cpu20 = load atomic i32, ptr %tj.cpu.ptr19 unordered, align 4
+  %tj.cpu6421 = zext i32 %tj.cpu20 to i64
+  %tj.copy22 = and i64 %tj.cpu6421, 3
+  %tj.copy.at23 = shl i64 %tj.copy22, 7
+  %tj.counter.at24 = add nuw i64 ADDR, %tj.copy.at23
+  %tj.counter25 = inttoptr i64 %tj.counter.at24 to ptr
+  %tj.count26 = load atomic i64, ptr %tj.counter25 unordered, align 8
+  %tj.count127 = add i64 %tj.count26, 1
+  store atomic i64 %tj.count127, ptr %tj.counter25 unordered, align 8
   %tj.osr.record = alloca { i64, i64, ptr, i64 }, align 8
   %cmp = icmp sgt i64 %n, 0
   br i1 %cmp, label %loop.preheader, label %entry.exit_crit_edge
@@ -38,8 +38,8 @@ loop.latch_crit_edge:                             ; preds = %loop
   br label %latch
 
 add:                                              ; preds = %loop
-  %tj.slot29 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %w = call i64 %tj.slot29(i64 %v)
+  %tj.slot28 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %w = call i64 %tj.slot28(i64 %v)
   %s.add = add i64 %s, %w
   br label %latch
 
@@ -68,11 +68,12 @@ latch.loop_crit_edge:                             ; preds = %latch
   br i1 %tj.osr.poll, label %tj.osr.check, label %loop
 
 tj.osr.check:                                     ; preds = %latch.loop_crit_edge
-  %tj.slot16 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %tj.osr.ready = icmp ne ptr %tj.slot16, null
+  %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %tj.osr.ready = icmp ne ptr %tj.slot, null
   br i1 %tj.osr.ready, label %tj.osr, label %loop
 
 tj.osr:                                           ; preds = %tj.osr.check
+  %tj.osr.target = phi ptr [ %tj.slot, %tj.osr.check ]
   %tj.tp1 = call ptr @llvm.thread.pointer()
   %tj.tp.int2 = ptrtoint ptr %tj.tp1 to i64
   %tj.cpu.at3 = add i64 %tj.tp.int2, 8
@@ -94,8 +95,7 @@ tj.osr:                                           ; preds = %tj.osr.check
   store ptr %a, ptr %tj.osr.field14, align 8
   %tj.osr.field15 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 3
   store i64 %n, ptr %tj.osr.field15, align 4
-  %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %tj.osr.result = call i64 %tj.slot(ptr %tj.osr.record)
+  %tj.osr.result = call i64 %tj.osr.target(ptr %tj.osr.record)
   ret i64 %tj.osr.result
 
 exit.loopexit:                                    ; preds = %latch

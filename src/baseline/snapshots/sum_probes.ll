@@ -4,37 +4,37 @@ source_filename = "sum.ll"
 define i64 @sum.tj0(ptr %a, i64 %n) {
 tj.entry:
   %0 = alloca { i64, i64, ptr, i64 }, align 8
-  %tj.tp53 = call ptr @llvm.thread.pointer()
-  %tj.tp.int54 = ptrtoint ptr %tj.tp53 to i64
-  %tj.cpu.at55 = add i64 %tj.tp.int54, 8
-  %tj.cpu.ptr56 = inttoptr i64 %tj.cpu.at55 to ptr
-  %tj.cpu57 = load atomic i32, ptr %tj.cpu.ptr56 unordered, align 4
-  %tj.cpu6458 = zext i32 %tj.cpu57 to i64
-  %tj.copy59 = and i64 %tj.cpu6458, 3
-  %tj.copy.at60 = shl i64 %tj.copy59, 7
-  %tj.counter.at61 = add nuw i64 ADDR, %tj.copy.at60
-  %tj.counter62 = inttoptr i64 %tj.counter.at61 to ptr
-  %tj.count63 = load atomic i64, ptr %tj.counter62 unordered, align 8
-  %tj.count164 = add i64 %tj.count63, 1
-  store atomic i64 %tj.count164, ptr %tj.counter62 unordered, align 8
-  %tj.sample.phase = and i64 %tj.count164, 7
+  %tj.tp52 = call ptr @llvm.thread.pointer()
+  %tj.tp.int53 = ptrtoint ptr %tj.tp52 to i64
+  %tj.cpu.at54 = add i64 %tj.tp.int53, 8
+  %tj.cpu.ptr55 = inttoptr i64 %tj.cpu.at54 to ptr
+  %tj.cpu56 = load atomic i32, ptr %tj.cpu.ptr55 unordered, align 4
+  %tj.cpu6457 = zext i32 %tj.cpu56 to i64
+  %tj.copy58 = and i64 %tj.cpu6457, 3
+  %tj.copy.at59 = shl i64 %tj.copy58, 7
+  %tj.counter.at60 = add nuw i64 ADDR, %tj.copy.at59
+  %tj.counter61 = inttoptr i64 %tj.counter.at60 to ptr
+  %tj.count62 = load atomic i64, ptr %tj.counter61 unordered, align 8
+  %tj.count163 = add i64 %tj.count62, 1
+  store atomic i64 %tj.count163, ptr %tj.counter61 unordered, align 8
+  %tj.sample.phase = and i64 %tj.count163, 7
   %tj.sample.periodic = icmp eq i64 %tj.sample.phase, 0
-  %tj.sample.early = icmp ule i64 %tj.count164, 32
+  %tj.sample.early = icmp ule i64 %tj.count163, 32
   %tj.sample = or i1 %tj.sample.periodic, %tj.sample.early
   br i1 %tj.sample, label %tj.sample.args, label %tj.sample.done
 
 tj.sample.args:                                   ; preds = %tj.entry
-  %tj.tp65 = call ptr @llvm.thread.pointer()
-  %tj.tp.int66 = ptrtoint ptr %tj.tp65 to i64
-  %tj.cpu.at67 = add i64 %tj.tp.int66, 8
-  %tj.cpu.ptr68 = inttoptr i64 %tj.cpu.at67 to ptr
-  %tj.cpu69 = load atomic i32, ptr %tj.cpu.ptr68 unordered, align 4
-  %tj.cpu6470 = zext i32 %tj.cpu69 to i64
-  %tj.copy71 = and i64 %tj.cpu6470, 3
-  %tj.copy.at72 = shl i64 %tj.copy71, 7
-  %tj.counter.at73 = add nuw i64 ADDR, %tj.copy.at72
-  %tj.counter74 = inttoptr i64 %tj.counter.at73 to ptr
-  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter74, i64 %n)
+  %tj.tp64 = call ptr @llvm.thread.pointer()
+  %tj.tp.int65 = ptrtoint ptr %tj.tp64 to i64
+  %tj.cpu.at66 = add i64 %tj.tp.int65, 8
+  %tj.cpu.ptr67 = inttoptr i64 %tj.cpu.at66 to ptr
+  %tj.cpu68 = load atomic i32, ptr %tj.cpu.ptr67 unordered, align 4
+  %tj.cpu6469 = zext i32 %tj.cpu68 to i64
+  %tj.copy70 = and i64 %tj.cpu6469, 3
+  %tj.copy.at71 = shl i64 %tj.copy70, 7
+  %tj.counter.at72 = add nuw i64 ADDR, %tj.copy.at71
+  %tj.counter73 = inttoptr i64 %tj.counter.at72 to ptr
+  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter73, i64 %n)
   br label %tj.sample.done
 
 tj.sample.done:                                   ; preds = %tj.sample.args, %tj.entry
@@ -48,19 +48,19 @@ entry.exit_crit_edge:                             ; preds = %entry
   br label %exit
 
 loop.preheader:                                   ; preds = %entry
-  %tj.tp17 = call ptr @llvm.thread.pointer()
-  %tj.tp.int18 = ptrtoint ptr %tj.tp17 to i64
-  %tj.cpu.at19 = add i64 %tj.tp.int18, 8
-  %tj.cpu.ptr20 = inttoptr i64 %tj.cpu.at19 to ptr
-  %tj.cpu21 = load atomic i32, ptr %tj.cpu.ptr20 unordered, align 4
-  %tj.cpu6422 = zext i32 %tj.cpu21 to i64
-  %tj.copy23 = and i64 %tj.cpu6422, 3
-  %tj.copy.at24 = shl i64 %tj.copy23, 7
-  %tj.counter.at25 = add nuw i64 ADDR, %tj.copy.at24
-  %tj.counter26 = inttoptr i64 %tj.counter.at25 to ptr
-  %tj.count27 = load atomic i64, ptr %tj.counter26 unordered, align 8
-  %tj.count128 = add i64 %tj.count27, 1
-  store atomic i64 %tj.count128, ptr %tj.counter26 unordered, align 8
+  %tj.tp16 = call ptr @llvm.thread.pointer()
+  %tj.tp.int17 = ptrtoint ptr %tj.tp16 to i64
+  %tj.cpu.at18 = add i64 %tj.tp.int17, 8
+  %tj.cpu.ptr19 = inttoptr i64 %tj.cpu.at18 to ptr
+  %tj.cpu20 = load atomic i32, ptr %tj.cpu.ptr19 unordered, align 4
+  %tj.cpu6421 = zext i32 %tj.cpu20 to i64
+  %tj.copy22 = and i64 %tj.cpu6421, 3
+  %tj.copy.at23 = shl i64 %tj.copy22, 7
+  %tj.counter.at24 = add nuw i64 ADDR, %tj.copy.at23
+  %tj.counter25 = inttoptr i64 %tj.counter.at24 to ptr
+  %tj.count26 = load atomic i64, ptr %tj.counter25 unordered, align 8
+  %tj.count127 = add i64 %tj.count26, 1
+  store atomic i64 %tj.count127, ptr %tj.counter25 unordered, align 8
   br label %loop
 
 loop:                                             ; preds = %tj.osr.check, %latch.loop_crit_edge, %loop.preheader
@@ -72,24 +72,24 @@ loop:                                             ; preds = %tj.osr.check, %latc
   br i1 %neg, label %loop.latch_crit_edge, label %add
 
 loop.latch_crit_edge:                             ; preds = %loop
-  %tj.tp29 = call ptr @llvm.thread.pointer()
-  %tj.tp.int30 = ptrtoint ptr %tj.tp29 to i64
-  %tj.cpu.at31 = add i64 %tj.tp.int30, 8
-  %tj.cpu.ptr32 = inttoptr i64 %tj.cpu.at31 to ptr
-  %tj.cpu33 = load atomic i32, ptr %tj.cpu.ptr32 unordered, align 4
-  %tj.cpu6434 = zext i32 %tj.cpu33 to i64
-  %tj.copy35 = and i64 %tj.cpu6434, 3
-  %tj.copy.at36 = shl i64 %tj.copy35, 7
-  %tj.counter.at37 = add nuw i64 ADDR, %tj.copy.at36
-  %tj.counter38 = inttoptr i64 %tj.counter.at37 to ptr
-  %tj.count39 = load atomic i64, ptr %tj.counter38 unordered, align 8
-  %tj.count140 = add i64 %tj.count39, 1
-  store atomic i64 %tj.count140, ptr %tj.counter38 unordered, align 8
+  %tj.tp28 = call ptr @llvm.thread.pointer()
+  %tj.tp.int29 = ptrtoint ptr %tj.tp28 to i64
+  %tj.cpu.at30 = add i64 %tj.tp.int29, 8
+  %tj.cpu.ptr31 = inttoptr i64 %tj.cpu.at30 to ptr
+  %tj.cpu32 = load atomic i32, ptr %tj.cpu.ptr31 unordered, align 4
+  %tj.cpu6433 = zext i32 %tj.cpu32 to i64
+  %tj.copy34 = and i64 %tj.cpu6433, 3
+  %tj.copy.at35 = shl i64 %tj.copy34, 7
+  %tj.counter.at36 = add nuw i64 ADDR, %tj.copy.at35
+  %tj.counter37 = inttoptr i64 %tj.counter.at36 to ptr
+  %tj.count38 = load atomic i64, ptr %tj.counter37 unordered, align 8
+  %tj.count139 = add i64 %tj.count38, 1
+  store atomic i64 %tj.count139, ptr %tj.counter37 unordered, align 8
   br label %latch
 
 add:                                              ; preds = %loop
-  %tj.slot75 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %w = call i64 %tj.slot75(i64 %v)
+  %tj.slot74 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %w = call i64 %tj.slot74(i64 %v)
   %s.add = add i64 %s, %w
   br label %latch
 
@@ -118,11 +118,12 @@ latch.loop_crit_edge:                             ; preds = %latch
   br i1 %tj.osr.poll, label %tj.osr.check, label %loop
 
 tj.osr.check:                                     ; preds = %latch.loop_crit_edge
-  %tj.slot16 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %tj.osr.ready = icmp ne ptr %tj.slot16, null
+  %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %tj.osr.ready = icmp ne ptr %tj.slot, null
   br i1 %tj.osr.ready, label %tj.osr, label %loop
 
 tj.osr:                                           ; preds = %tj.osr.check
+  %tj.osr.target = phi ptr [ %tj.slot, %tj.osr.check ]
   %tj.tp1 = call ptr @llvm.thread.pointer()
   %tj.tp.int2 = ptrtoint ptr %tj.tp1 to i64
   %tj.cpu.at3 = add i64 %tj.tp.int2, 8
@@ -144,24 +145,23 @@ tj.osr:                                           ; preds = %tj.osr.check
   store ptr %a, ptr %tj.osr.field14, align 8
   %tj.osr.field15 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 3
   store i64 %n, ptr %tj.osr.field15, align 4
-  %tj.slot = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %tj.osr.result = call i64 %tj.slot(ptr %0)
+  %tj.osr.result = call i64 %tj.osr.target(ptr %0)
   ret i64 %tj.osr.result
 
 exit.loopexit:                                    ; preds = %latch
-  %tj.tp41 = call ptr @llvm.thread.pointer()
-  %tj.tp.int42 = ptrtoint ptr %tj.tp41 to i64
-  %tj.cpu.at43 = add i64 %tj.tp.int42, 8
-  %tj.cpu.ptr44 = inttoptr i64 %tj.cpu.at43 to ptr
-  %tj.cpu45 = load atomic i32, ptr %tj.cpu.ptr44 unordered, align 4
-  %tj.cpu6446 = zext i32 %tj.cpu45 to i64
-  %tj.copy47 = and i64 %tj.cpu6446, 3
-  %tj.copy.at48 = shl i64 %tj.copy47, 7
-  %tj.counter.at49 = add nuw i64 ADDR, %tj.copy.at48
-  %tj.counter50 = inttoptr i64 %tj.counter.at49 to ptr
-  %tj.count51 = load atomic i64, ptr %tj.counter50 unordered, align 8
-  %tj.count152 = add i64 %tj.count51, 1
-  store atomic i64 %tj.count152, ptr %tj.counter50 unordered, align 8
+  %tj.tp40 = call ptr @llvm.thread.pointer()
+  %tj.tp.int41 = ptrtoint ptr %tj.tp40 to i64
+  %tj.cpu.at42 = add i64 %tj.tp.int41, 8
+  %tj.cpu.ptr43 = inttoptr i64 %tj.cpu.at42 to ptr
+  %tj.cpu44 = load atomic i32, ptr %tj.cpu.ptr43 unordered, align 4
+  %tj.cpu6445 = zext i32 %tj.cpu44 to i64
+  %tj.copy46 = and i64 %tj.cpu6445, 3
+  %tj.copy.at47 = shl i64 %tj.copy46, 7
+  %tj.counter.at48 = add nuw i64 ADDR, %tj.copy.at47
+  %tj.counter49 = inttoptr i64 %tj.counter.at48 to ptr
+  %tj.count50 = load atomic i64, ptr %tj.counter49 unordered, align 8
+  %tj.count151 = add i64 %tj.count50, 1
+  store atomic i64 %tj.count151, ptr %tj.counter49 unordered, align 8
   br label %exit
 
 exit:                                             ; preds = %entry.exit_crit_edge, %exit.loopexit

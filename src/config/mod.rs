@@ -91,8 +91,9 @@ knob::knobs! {
         /// ...on at least this percentage of the calls it checked.
         guard_miss_percent: u64 = 10, range 0 => 100;
         /// New versions one function may get for a new phase: a failed
-        /// value guard whose misses agree on new values, or promoted calls
-        /// whose fallbacks agree on a target not promoted. 0: no limit
+        /// value guard whose misses agree on new values, promoted calls
+        /// whose fallbacks agree on a target not promoted, or branch biases
+        /// that profiling windows saw move. 0: no limit
         /// (new versions are still held back when phases are short next
         /// to the compile they cost).
         max_respeculations: u32 = 0, range 0 => 1_000_000;

@@ -94,6 +94,9 @@ struct Record {
     /// replacement re-plans them (its fallbacks found new targets), and
     /// when that phase was seen to start.
     replanned_promotions: Option<(Vec<Promotion>, Instant)>,
+    /// When the branch-bias phase a requested replacement is for was seen
+    /// (`rebias`).
+    rebiased_at: Option<Instant>,
     /// When the phase of the installed re-specialization started (its guard
     /// failure was seen; the start of the current phase, as far as the
     /// profiler can tell), and the CPU time
@@ -198,6 +201,7 @@ impl VersionManager {
                     pending: None,
                     next_specialization: None,
                     replanned_promotions: None,
+                    rebiased_at: None,
                     phase_started: None,
                     compile_cpu: Duration::ZERO,
                     entry: None,
@@ -259,7 +263,7 @@ impl VersionManager {
         // Under the records lock: an install meanwhile would publish its
         // own entry after this one, and `end_sampling` restores whatever
         // entry is current then, never a stale one.
-        self.publish_slot(unit, baseline);
+        self.republish_slot(unit, baseline);
         record.sampling = true;
         drop(records);
         let mut osr_records = self.osr_records.lock().unwrap_or_else(|p| p.into_inner());
@@ -275,20 +279,26 @@ impl VersionManager {
 
     /// Ends `id`'s profiling window: its slot, and its `loops`' OSR entry
     /// slots, point at the installed versions again (unless an install
-    /// already did).
-    pub fn end_sampling(&self, id: FunctionId, loops: &[LoopId]) {
+    /// already did). Returns whether the window stayed whole: no version of
+    /// the function or continuation of its loops was published meanwhile
+    /// (the window's frames may then have left baseline code, and its
+    /// counts would be partial).
+    pub fn end_sampling(&self, id: FunctionId, loops: &[LoopId]) -> bool {
         let units = std::iter::once(Unit::Function(id)).chain(loops.iter().map(|&g| Unit::Loop(g)));
+        let mut whole = true;
         for unit in units {
             let (mut records, i) = self.records(unit);
             let record = &mut records[i];
             if !record.sampling {
+                whole &= record.entry.is_none();
                 continue;
             }
             record.sampling = false;
             if let Some(entry) = record.entry {
-                self.publish_slot(unit, entry);
+                self.republish_slot(unit, entry);
             }
         }
+        whole
     }
 
     /// A profiling window saw the branch biases of `unit`'s installed
@@ -305,7 +315,7 @@ impl VersionManager {
         record.respeculations += 1;
         record.state = TierUpState::Requested;
         record.pending = Some(Replacement::Rebias);
-        record.phase_started = Some(now);
+        record.rebiased_at = Some(now);
         true
     }
 
@@ -470,6 +480,9 @@ impl VersionManager {
         if let Some((_, phase_start)) = record.replanned_promotions.take() {
             record.phase_started = Some(phase_start);
         }
+        if let Some(phase_start) = record.rebiased_at.take() {
+            record.phase_started = Some(phase_start);
+        }
         record.compile_cpu = compile_cpu;
         let replaced = std::mem::replace(&mut record.speculation, speculation);
         let replaced_entry = record.entry.replace(entry);
@@ -513,6 +526,15 @@ impl VersionManager {
 
     /// Points `unit`'s slot (its function's, or its loop's OSR entry) at
     /// `entry`.
+    /// `publish_slot` for code published in this slot before (see
+    /// `SlotTable::republish`).
+    fn republish_slot(&self, unit: Unit, entry: CodeAddress) {
+        match unit {
+            Unit::Function(id) => self.slots.republish(id.index(), entry),
+            Unit::Loop(id) => self.osr_slots.republish(id.index(), entry),
+        }
+    }
+
     fn publish_slot(&self, unit: Unit, entry: CodeAddress) {
         match unit {
             Unit::Function(id) => self.slots.publish(id.index(), entry),
@@ -597,15 +619,20 @@ impl VersionManager {
         true
     }
 
-    /// The promotions whose sites a requested replacement of `unit` plans
-    /// again from their recent targets (empty unless `respeculate` asked).
+    /// The promotions a requested replacement of `unit` plans its sites
+    /// from (see `promote::plan`): those `respeculate` found new targets
+    /// for, else, for any other replacement, the installed version's (a
+    /// version replaced for its guard or its branch biases keeps what it
+    /// promoted; the recent-target tables its plan came from are emptied
+    /// as the profiler goes). Empty for a first version.
     pub fn planned_promotions(&self, unit: Unit) -> Vec<Promotion> {
         let (records, i) = self.records(unit);
-        records[i]
-            .replanned_promotions
-            .as_ref()
-            .map(|(p, _)| p.clone())
-            .unwrap_or_default()
+        let record = &records[i];
+        match &record.replanned_promotions {
+            Some((promotions, _)) => promotions.clone(),
+            None if record.pending.is_some() => record.speculation.promotions.clone(),
+            None => Vec::new(),
+        }
     }
 
     /// The installed version's value guard failed, and the calls it missed
@@ -735,14 +762,21 @@ impl VersionManager {
         true
     }
 
-    /// The values a requested replacement of `unit` specializes for, if it
-    /// is a re-specialization.
+    /// The values a requested replacement of `unit` specializes for: a new
+    /// phase's (`respecialize`), else, for a replacement asked for its
+    /// promoted calls or its branch biases, the installed version's (the
+    /// baseline's argument samples it was planned from are older, and
+    /// profiling windows add to them).
     pub fn planned_specialization(&self, unit: Unit) -> Option<Specialization> {
         let (records, i) = self.records(unit);
-        records[i]
-            .next_specialization
-            .as_ref()
-            .map(|(spec, _)| spec.clone())
+        let record = &records[i];
+        match (&record.next_specialization, record.pending) {
+            (Some((spec, _)), _) => Some(spec.clone()),
+            (None, Some(Replacement::Respeculate | Replacement::Rebias)) => {
+                record.speculation.specialization.clone()
+            }
+            (None, _) => None,
+        }
     }
 
     /// How long the current phase of `unit` has lasted (since the guard
@@ -787,6 +821,7 @@ impl VersionManager {
         record.state = TierUpState::Installed;
         record.next_specialization = None;
         record.replanned_promotions = None;
+        record.rebiased_at = None;
         if matches!(
             record.pending.take(),
             Some(Replacement::Respeculate | Replacement::Respecialize | Replacement::Rebias)
@@ -898,6 +933,57 @@ mod tests {
             !versions.respeculate(unit, 1, Instant::now()),
             "used up once installed"
         );
+    }
+
+    #[test]
+    fn a_profiling_window_routes_calls_to_baseline_code_and_gives_way_to_installs() {
+        let (versions, jit, unit) = with_general_version();
+        let (f, g) = (FunctionId(0), LoopId(0));
+        let (_baseline_object, baseline) = object(&jit, "f.tj0");
+        versions.set_baseline_entries(vec![baseline, baseline]);
+        let (loaded, continuation) = object(&jit, "f.osr0");
+        versions.install(
+            Unit::Loop(g),
+            Tier::Optimized,
+            continuation,
+            loaded,
+            Speculation::default(),
+        );
+        let slot = || versions.slots.current(0);
+        let osr = || versions.osr_slots.current(0);
+        let installed = slot();
+        assert_ne!(installed, baseline.get());
+        assert!(versions.start_sampling(f, &[g]));
+        assert_eq!(
+            (slot(), osr()),
+            (baseline.get(), 0),
+            "baseline, no OSR entry"
+        );
+        assert!(!versions.start_sampling(f, &[g]), "one window at a time");
+        assert!(versions.end_sampling(f, &[g]), "a whole window");
+        assert_eq!((slot(), osr()), (installed, continuation.get()));
+        // A version installed during a window wins; the window is not
+        // whole, and ending it never brings back the retired version.
+        assert!(versions.start_sampling(f, &[g]));
+        let (loaded, newer) = object(&jit, "f.tj2");
+        versions.install(unit, Tier::Optimized, newer, loaded, Speculation::default());
+        assert_eq!(slot(), newer.get());
+        assert!(!versions.end_sampling(f, &[g]));
+        assert_eq!((slot(), osr()), (newer.get(), continuation.get()));
+        // So does a continuation published during a window.
+        assert!(versions.start_sampling(f, &[g]));
+        let (loaded, later) = object(&jit, "f.osr1");
+        versions.install(
+            Unit::Loop(g),
+            Tier::Optimized,
+            later,
+            loaded,
+            Speculation::default(),
+        );
+        assert!(!versions.end_sampling(f, &[g]));
+        assert_eq!((slot(), osr()), (newer.get(), later.get()));
+        // A function still on baseline code gets no window.
+        assert!(!versions.start_sampling(FunctionId(1), &[]));
     }
 
     fn specialized_on(stride: u64) -> Speculation {

@@ -84,13 +84,32 @@ impl SlotTable {
         self.slots[index].store(code.get(), Ordering::Release);
     }
 
+    /// Points slot `index` at `code` again: code that was published in
+    /// this slot before (or installed before any job code ran) and has not
+    /// changed since, as a profiling window's baseline entry and the
+    /// installed version it gives way to are. The cores synchronized with
+    /// those bytes when they were first published (steps 1-2 of `publish`),
+    /// so only the store is needed: no membarrier.
+    pub fn republish(&self, index: usize, code: CodeAddress) {
+        // Release: as `publish` step 3.
+        self.slots[index].store(code.get(), Ordering::Release);
+    }
+
     /// Empties an OSR entry slot: baseline back-edges find no continuation
     /// and stay in baseline code (a profiling window); frames already in
     /// the continuation are not affected.
     pub fn clear(&self, index: usize) {
-        // Release: as `publish`; a reader sees zero or an address, and
-        // zero is the state before any continuation was installed.
-        self.slots[index].store(0, Ordering::Release);
+        // Relaxed: zero publishes no code and no bookkeeping; readers
+        // (monotonic loads) see zero or an address, and zero is the state
+        // before any continuation was installed.
+        self.slots[index].store(0, Ordering::Relaxed);
+    }
+
+    /// What slot `index` holds (tests of who publishes what).
+    #[cfg(test)]
+    pub fn current(&self, index: usize) -> usize {
+        // Relaxed: read on the thread that stored it.
+        self.slots[index].load(Ordering::Relaxed)
     }
 
     /// Initial fill, before any job code runs (no other thread exists yet).

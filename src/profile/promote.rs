@@ -36,6 +36,10 @@ const MIN_SAMPLES: u64 = 16;
 pub const RECORD_FALLBACKS: u64 = 4096;
 /// Targets promoted per site, at most (as LLVM's own `icp-max-prom`).
 const MAX_TARGETS: usize = 3;
+/// A target that had at least this share (percent) of the samples a plan
+/// came from, and was left unpromoted, is part of the site's known mix:
+/// its fallbacks are no new phase.
+const KNOWN_SHARE_PERCENT: u64 = 10;
 
 /// One promoted call site.
 #[derive(Clone, Debug)]
@@ -47,6 +51,10 @@ pub struct Promotion {
     /// Callee function ids with their sample counts, most frequent first.
     pub targets: Vec<(FunctionId, u64)>,
     pub samples: u64,
+    /// Targets the plan's samples had at `KNOWN_SHARE_PERCENT` or more that
+    /// it did not promote (too rare for `MIN_SHARE_PERCENT`, or no room):
+    /// the site's known mix, which its fallbacks are expected to show.
+    pub known: Vec<FunctionId>,
 }
 
 impl Promotion {
@@ -95,6 +103,7 @@ pub fn plan(view: &ProfileView<'_>, caller: FunctionId, previous: &[Promotion]) 
             out.push(Promotion {
                 caller,
                 site: k,
+                known: known_besides(view, &profile, &targets),
                 targets,
                 samples: profile.total,
             });
@@ -114,40 +123,81 @@ fn dominant_targets(view: &ProfileView<'_>, profile: &ValueProfile) -> Vec<(Func
         .collect()
 }
 
-/// Targets that `promotion`'s fallbacks recorded as dominant since the
-/// profiler last emptied the site's recent-target table, and that it does
-/// not promote: the site's new phase. (A target it promotes but whose call
-/// did not match is not new: a replan would not change the site.)
-pub fn new_targets(view: &ProfileView<'_>, promotion: &Promotion) -> Vec<(FunctionId, u64)> {
-    let site = &view.layout.functions[promotion.caller].indirect_calls[promotion.site];
-    dominant_targets(view, &view.values(site.recent_table))
+/// The functions `profile` had at `KNOWN_SHARE_PERCENT` or more, other
+/// than `targets`.
+fn known_besides(
+    view: &ProfileView<'_>,
+    profile: &ValueProfile,
+    targets: &[(FunctionId, u64)],
+) -> Vec<FunctionId> {
+    profile
+        .dominant(KNOWN_SHARE_PERCENT, MIN_SAMPLES)
         .into_iter()
-        .filter(|(t, _)| !promotion.targets.iter().any(|(old, _)| old == t))
+        .filter_map(|(address, _)| view.function_at(address as usize))
+        .filter(|f| !targets.iter().any(|t| t.0 == *f))
         .collect()
 }
 
-/// A site whose fallbacks found a new phase: its new dominant targets
-/// first (the calls happening now), then the targets it promoted before,
-/// most frequent first, up to `MAX_TARGETS`. Earlier phases' targets stay
-/// while there is room, so phases that alternate stop costing versions;
-/// the oldest give way to new ones. Hits are not counted (a counter on the
-/// promoted path would cost inside hot loops), so the weights say only
-/// that the new targets are the likelier: the old ones weigh a sixteenth
-/// of the new samples each.
+/// Targets that `promotion`'s fallbacks recorded as dominant since the
+/// profiler last emptied the site's recent-target table, that it does not
+/// promote, and that were not part of the mix its plan saw (`known`): the
+/// site's new phase. (A stable mix of many targets sends its fallbacks to
+/// the ones left out, one of which may well dominate them: no new phase.
+/// A target it promotes but whose call did not match is not new either: a
+/// replan would not change the site.)
+pub fn new_targets(view: &ProfileView<'_>, promotion: &Promotion) -> Vec<(FunctionId, u64)> {
+    new_in(view, promotion, &recent_profile(view, promotion))
+}
+
+fn recent_profile(view: &ProfileView<'_>, promotion: &Promotion) -> ValueProfile {
+    let site = &view.layout.functions[promotion.caller].indirect_calls[promotion.site];
+    view.values(site.recent_table)
+}
+
+fn new_in(
+    view: &ProfileView<'_>,
+    promotion: &Promotion,
+    recent: &ValueProfile,
+) -> Vec<(FunctionId, u64)> {
+    dominant_targets(view, recent)
+        .into_iter()
+        .filter(|(t, _)| !promotion.targets.iter().any(|(old, _)| old == t))
+        .filter(|(t, _)| !promotion.known.contains(t))
+        .collect()
+}
+
+/// A site planned again for a replacement of the version that promoted
+/// `old`. Unless its fallbacks found a new phase, it stays as it was (a
+/// version replaced for another reason keeps its promotions). Otherwise:
+/// its new dominant targets first (the calls happening now), then the
+/// targets it promoted before, most frequent first, up to `MAX_TARGETS`.
+/// Earlier phases' targets stay while there is room, so phases that
+/// alternate stop costing versions; the oldest give way to new ones. Hits
+/// are not counted (a counter on the promoted path would cost inside hot
+/// loops), so the weights say only that the new targets are the likelier:
+/// the old ones weigh a sixteenth of the fallbacks each, and the fallbacks
+/// to targets left out keep their weight on the fallback path. The known
+/// mix is now the fallbacks' (the phase the new plan came from).
 fn replan_site(view: &ProfileView<'_>, old: &Promotion) -> Option<Promotion> {
-    let mut targets = new_targets(view, old);
-    let recent: u64 = targets.iter().map(|t| t.1).sum();
+    let recent = recent_profile(view, old);
+    let mut targets = new_in(view, old, &recent);
+    if targets.is_empty() {
+        return Some(old.clone());
+    }
+    let old_weight = (recent.total / 16).max(1);
+    let mut promoted_before = 0;
     for &(t, _) in &old.targets {
         if targets.len() < MAX_TARGETS && !targets.iter().any(|n| n.0 == t) {
-            targets.push((t, (recent / 16).max(1)));
+            targets.push((t, old_weight));
+            promoted_before += old_weight;
         }
     }
-    let samples = targets.iter().map(|t| t.1).sum();
-    (!targets.is_empty()).then_some(Promotion {
+    Some(Promotion {
         caller: old.caller,
         site: old.site,
+        known: known_besides(view, &recent, &targets),
+        samples: recent.total + promoted_before,
         targets,
-        samples,
     })
 }
 
@@ -442,14 +492,14 @@ define i64 @d(i64 %x) {
         let id = |name| layout.id_of(name).unwrap();
         let apply = id("apply");
         let recent = layout.functions[apply].indirect_calls[0].recent_table;
-        // The fallbacks since the tables were emptied: `target` 95 times,
-        // `a` (promoted, so a call whose type did not match) 5 times.
+        // The fallbacks since the tables were emptied: `target` 85 times,
+        // `a` 15 times (while promoted: a call whose type did not match).
         let record = |target: FunctionId| {
             counters.clear_words(recent, crate::ir::sites::VALUE_TABLE_WORDS);
             counters.set(recent, stubs[target.index()] as u64);
-            counters.set(recent.plus(1), 95);
+            counters.set(recent.plus(1), 85);
             counters.set(recent.plus(2), stubs[id("a").index()] as u64);
-            counters.set(recent.plus(3), 5);
+            counters.set(recent.plus(3), 15);
         };
         let names = |p: &Promotion| -> Vec<String> {
             p.targets
@@ -462,6 +512,7 @@ define i64 @d(i64 %x) {
             site: 0,
             targets: vec![(id("a"), 100)],
             samples: 100,
+            known: Vec::new(),
         };
         for (next, expected) in [
             ("b", vec!["b", "a"]),
@@ -474,11 +525,27 @@ define i64 @d(i64 %x) {
             let plan = plan(&view, apply, std::slice::from_ref(&current));
             assert_eq!(plan.len(), 1);
             assert_eq!(names(&plan[0]), expected);
-            assert_eq!(plan[0].targets[0].1, 95, "the new target weighs most");
+            assert_eq!(plan[0].targets[0].1, 85, "the new target weighs most");
             current = plan[0].clone();
         }
-        // Fallbacks to targets already promoted are no new phase.
+        // Fallbacks to targets already promoted are no new phase, and a
+        // replan then keeps the site as it was.
         record(id("c"));
         assert!(new_targets(&view, &current).is_empty());
+        let again = plan(&view, apply, std::slice::from_ref(&current));
+        assert_eq!(names(&again[0]), names(&current));
+        assert_eq!(again[0].samples, current.samples);
+        // Nor are fallbacks to a target the plan saw in its mix and left
+        // out (a stable mix of many targets): `a`, 15% of the fallbacks
+        // the last plan came from, dropped for room, is known to it...
+        assert_eq!(current.known, [id("a")]);
+        counters.clear_words(recent, crate::ir::sites::VALUE_TABLE_WORDS);
+        counters.set(recent, stubs[id("a").index()] as u64);
+        counters.set(recent.plus(1), 100);
+        assert!(new_targets(&view, &current).is_empty(), "known mix");
+        // ...and the fallback path kept the weight of what the plan left
+        // out: the 100 fallbacks (85 to the new target) and 100/16 for each
+        // earlier target.
+        assert_eq!(current.samples, 100 + 2 * 6);
     }
 }

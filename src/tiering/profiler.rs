@@ -71,7 +71,13 @@ pub fn run(shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::Acquire) {
         // Woken early by `stop_background`: a module's drop does not wait
         // out a long interval.
-        std::thread::park_timeout(interval * quiet_backoff(quiet_since.elapsed()));
+        let mut sleep = interval * quiet_backoff(quiet_since.elapsed());
+        if let Some(window) = resampler.as_ref().and_then(|r| r.open_for()) {
+            // A profiling window's calls run at O0: it closes on time even
+            // when the profiler would otherwise look less often.
+            sleep = sleep.min(window);
+        }
+        std::thread::park_timeout(sleep);
         // Acquire: as above; a stopped module's counters are not read.
         if shared.stop.load(Ordering::Acquire) {
             break;
@@ -88,11 +94,12 @@ pub fn run(shared: Arc<Shared>) {
         // Profiling windows first: what baseline code counted in them is
         // no work the job did there, and must not make loops look hot.
         let mut moved = None;
+        let mut sampled = Vec::new();
         if let Some(resampler) = resampler.as_mut() {
             moved = resampler.tick(&shared, now);
-            activity.absorb(&shared, &resampler.sampled(now));
+            sampled = resampler.sampled(now);
         }
-        activity.tick(&shared, now);
+        activity.tick(&shared, now, &sampled);
         shared.activity.saw_tick(now);
         reassess_queue(&shared, &activity, &mut requested_at);
         // This tick's requests are served together (see `RequestQueue::batch`).
@@ -297,13 +304,21 @@ impl Activity {
         })
     }
 
-    fn tick(&mut self, shared: &Shared, now: Instant) {
+    /// Reads the counters once per tick. What baseline code counted in
+    /// `sampled` functions is a profiling window's (see
+    /// `tiering::resample`), not work the job did there: taken as seen,
+    /// with no delta, so their loops do not look hot.
+    fn tick(&mut self, shared: &Shared, now: Instant, sampled: &[FunctionId]) {
         let layout = &shared.layout;
         let mut nest_delta = vec![0u64; layout.loop_count];
         let mut function_delta = vec![0u64; layout.functions.len()];
         for (g, f, k) in layout.loops_by_id() {
             let count = shared.counters.read(layout.functions[f].loops[k].counter);
-            let delta = count - self.loop_total[g].min(count);
+            let delta = if sampled.contains(&f) {
+                0
+            } else {
+                count - self.loop_total[g].min(count)
+            };
             self.loop_total[g] = count;
             self.loop_delta[g] = delta;
             if delta > 0 {
@@ -342,7 +357,11 @@ impl Activity {
         }
         for (id, f) in layout.functions_by_id() {
             let calls = shared.counters.read(f.entry_counter);
-            let new_calls = calls - self.calls_total[id].min(calls);
+            let new_calls = if sampled.contains(&id) {
+                0
+            } else {
+                calls - self.calls_total[id].min(calls)
+            };
             self.calls_total[id] = calls;
             // A whole-function version serves calls still to come, not the
             // frames already running (those move by OSR): without new
@@ -355,18 +374,6 @@ impl Activity {
                 0
             };
             self.function_rate[id] = smooth(self.function_rate[id], served);
-        }
-    }
-
-    /// Takes the counts of `functions` as they are now as already seen: a
-    /// profiling window counted them (see `tiering::resample`).
-    fn absorb(&mut self, shared: &Shared, functions: &[FunctionId]) {
-        for &id in functions {
-            let f = &shared.layout.functions[id];
-            self.calls_total[id] = shared.counters.read(f.entry_counter);
-            for l in &f.loops {
-                self.loop_total[l.global_id] = shared.counters.read(l.counter);
-            }
         }
     }
 
@@ -489,7 +496,7 @@ fn watch_speculation(
         return false;
     }
     let f = &shared.layout.functions[id];
-    let (hits, misses, window_moved) = windows.recent(id, &speculation);
+    let (hits, misses, window_moved) = windows.recent(id, &speculation, now);
     let failed_guard = speculation
         .specialization
         .as_ref()
@@ -516,11 +523,7 @@ fn watch_speculation(
     let limit = shared.policy.max_respeculations;
     // A failed guard whose misses agree on new values: a new phase, worth
     // a version of its own if the last phase outlasted its compile enough.
-    let pays_off = match shared.versions.phase_so_far(unit, now) {
-        (Some(lasted), compile) => shared.policy.phase_pays_off(lasted, compile),
-        // The first phase: no evidence that phases are short.
-        (None, _) => true,
-    };
+    let pays_off = next_phase_pays_off(shared, unit, now);
     let replanned = failed_guard.and_then(|_| crate::profile::specialize::replan(&speculation));
     if failed_guard.is_some()
         && replanned.is_none()
@@ -557,8 +560,15 @@ fn watch_speculation(
             };
             fallbacks = fresh;
             // Promoted calls that miss still make their call: the version
-            // can wait until a replacement pays off.
-            pays_off && shared.versions.respeculate(unit, limit, now)
+            // can wait until a replacement pays off, or for good once the
+            // budget is used up. Either way its guard, if any, is still
+            // watched; the fallbacks are judged again after a while.
+            if !pays_off || !shared.versions.respeculate(unit, limit, now) {
+                windows.fallbacks_start_over(id, &speculation, now);
+                speculation.forget_fallback_targets(&shared.layout, &shared.counters);
+                return true;
+            }
+            true
         }
     };
     if !replace {
@@ -638,6 +648,17 @@ fn watch_fallbacks(
                 None
             }
         }
+    }
+}
+
+/// Whether a new phase of `unit` is worth a new version: the phase ending
+/// outlasted its version's compile enough (`Policy::phase_pays_off`). The
+/// first phase is given the benefit of the doubt: no evidence yet that
+/// phases are short.
+pub fn next_phase_pays_off(shared: &Shared, unit: Unit, now: Instant) -> bool {
+    match shared.versions.phase_so_far(unit, now) {
+        (Some(lasted), compile) => shared.policy.phase_pays_off(lasted, compile),
+        (None, _) => true,
     }
 }
 
@@ -729,7 +750,18 @@ struct GuardWindow {
     /// Their fallbacks when they were seen failing and their tables were
     /// emptied, until judged.
     fallbacks_failed_at: Option<u64>,
+    /// After fallbacks judged noise (or a phase that did not pay off): no
+    /// judging, and no emptying of the tables, before this, which is
+    /// `PROMOTION_WINDOW` times `fallbacks_backoff` (doubling up to
+    /// `MAX_FALLBACK_BACKOFF`) after the verdict. A site that keeps missing
+    /// to a known mix then records at most `RECORD_FALLBACKS` per CPU per
+    /// such interval.
+    fallbacks_quiet_until: Instant,
+    fallbacks_backoff: u32,
 }
+
+/// See `GuardWindow::fallbacks_backoff`.
+const MAX_FALLBACK_BACKOFF: u32 = 16;
 
 /// Promoted calls are judged on fallbacks within a window this long: hits
 /// are not counted, so a rate stands in for the guard's share of calls.
@@ -760,6 +792,7 @@ impl GuardWindows {
         &mut self,
         id: FunctionId,
         speculation: &crate::profile::Speculation,
+        now: Instant,
     ) -> (u64, u64, bool) {
         let (hits, misses) = speculation.guard_counts();
         let version = speculation
@@ -776,8 +809,10 @@ impl GuardWindows {
             failed_at_misses: None,
             asked_again: 0,
             fallbacks: speculation.all_fallbacks(),
-            fallbacks_since: Instant::now(),
+            fallbacks_since: now,
             fallbacks_failed_at: None,
+            fallbacks_quiet_until: now,
+            fallbacks_backoff: 1,
         };
         let window = self.windows.entry(id).or_insert_with(fresh);
         if window.version != version {
@@ -849,6 +884,9 @@ impl GuardWindows {
         };
         // As `recent`: a sum of copies may read lower than before.
         window.fallbacks = window.fallbacks.min(total);
+        if now < window.fallbacks_quiet_until {
+            return FallbackWatch::Quiet;
+        }
         match window.fallbacks_failed_at {
             Some(at) => {
                 let fresh = total.saturating_sub(at);
@@ -871,7 +909,8 @@ impl GuardWindows {
         }
     }
 
-    /// The fallbacks of `id`'s version were noise: a new window starts now.
+    /// The fallbacks of `id`'s version were noise (or a new phase that
+    /// got no version): a new window starts once a backoff has passed.
     fn fallbacks_start_over(
         &mut self,
         id: FunctionId,
@@ -882,6 +921,8 @@ impl GuardWindows {
             window.fallbacks = speculation.all_fallbacks();
             window.fallbacks_since = now;
             window.fallbacks_failed_at = None;
+            window.fallbacks_quiet_until = now + PROMOTION_WINDOW * window.fallbacks_backoff;
+            window.fallbacks_backoff = (window.fallbacks_backoff * 2).min(MAX_FALLBACK_BACKOFF);
         }
     }
 
@@ -953,22 +994,26 @@ mod tests {
         let id = FunctionId(0);
         let first = speculation();
         set(&first, 7, 0);
-        assert_eq!(windows.recent(id, &first), (0, 0, false), "starts now");
+        assert_eq!(
+            windows.recent(id, &first, Instant::now()),
+            (0, 0, false),
+            "starts now"
+        );
         set(&first, 1007, 0);
-        assert_eq!(windows.recent(id, &first), (1000, 0, false));
+        assert_eq!(windows.recent(id, &first, Instant::now()), (1000, 0, false));
         // A long first phase: old hits are halved away as calls pile up.
         let mut hits = 1000;
         for _ in 0..40 {
             hits += 1 << 16;
             set(&first, hits, 0);
-            windows.recent(id, &first);
+            windows.recent(id, &first, Instant::now());
         }
-        let (recent_hits, _, _) = windows.recent(id, &first);
+        let (recent_hits, _, _) = windows.recent(id, &first, Instant::now());
         assert!(recent_hits < 1 << 17, "{recent_hits} hits still weigh");
         // A new phase: 20k misses are more than 10% of the recent calls,
         // though a tiny share of the 2.6 million calls so far.
         set(&first, hits, 20_000);
-        let (recent_hits, recent_misses, _) = windows.recent(id, &first);
+        let (recent_hits, recent_misses, _) = windows.recent(id, &first, Instant::now());
         assert_eq!(recent_misses, 20_000);
         assert!(
             recent_misses * 10 >= recent_hits + recent_misses,
@@ -977,19 +1022,19 @@ mod tests {
         // A sum of copies that reads lower than before (a stale count
         // written back) neither underflows nor poisons the window.
         set(&first, 10, 70_000);
-        windows.recent(id, &first);
+        windows.recent(id, &first, Instant::now());
         set(&first, 4, 70_000);
-        let (recent_hits, _, _) = windows.recent(id, &first);
+        let (recent_hits, _, _) = windows.recent(id, &first, Instant::now());
         assert_eq!(recent_hits, 0);
         set(&first, 1004, 70_000);
-        assert_eq!(windows.recent(id, &first).0, 1000);
+        assert_eq!(windows.recent(id, &first, Instant::now()).0, 1000);
         // Another version (a new one, or a reinstated one with counts from
         // its last phase) starts a new window.
         let second = speculation();
         set(&second, 500_000, 3);
-        assert_eq!(windows.recent(id, &second), (0, 0, false));
+        assert_eq!(windows.recent(id, &second, Instant::now()), (0, 0, false));
         set(&second, 500_005, 4);
-        assert_eq!(windows.recent(id, &second), (5, 1, false));
+        assert_eq!(windows.recent(id, &second, Instant::now()), (5, 1, false));
     }
 
     #[test]
@@ -998,9 +1043,9 @@ mod tests {
         let id = FunctionId(0);
         let s = speculation();
         set(&s, 100, 0);
-        windows.recent(id, &s);
+        windows.recent(id, &s, Instant::now());
         set(&s, 100, 50);
-        windows.recent(id, &s);
+        windows.recent(id, &s, Instant::now());
         // First seen failing: the tables are emptied, then it waits for
         // 40 misses more.
         assert!(!windows.fresh_misses_ready(id, &s, 40));

@@ -175,7 +175,10 @@ impl Resampler {
     /// use the branch weights it keeps).
     pub fn new(shared: &Shared) -> Option<Resampler> {
         let pgo = &shared.config.pgo;
-        (pgo.resample_interval_ms > 0 && pgo.profile_metadata).then(|| Resampler {
+        // Forced OSR (a stress mode) has every polling back-edge ask for a
+        // compile while its OSR slot is empty, as a window leaves it.
+        let on = pgo.resample_interval_ms > 0 && pgo.profile_metadata && !shared.config.osr.force;
+        on.then(|| Resampler {
             interval: Duration::from_millis(pgo.resample_interval_ms),
             open: None,
             schedules: HashMap::new(),
@@ -197,16 +200,31 @@ impl Resampler {
                 return None;
             }
             let open = self.open.take().expect("checked above");
+            let after = count(shared, open.function, &open.routed);
+            let mut whole = true;
             for &f in &open.routed {
-                shared.versions.end_sampling(f, &loops_of(shared, f));
+                whole &= shared.versions.end_sampling(f, &loops_of(shared, f));
                 self.closed.push((f, now));
             }
-            let after = count(shared, open.function, &open.routed);
             shared.metrics.profiling_window();
+            if !whole {
+                // Counts from frames that left baseline code part-way:
+                // judged again at the next window.
+                self.reschedule(open.function, now, false);
+                return None;
+            }
             return self.judge(shared, &open, after, now);
         }
         self.open_window(shared, now);
         None
+    }
+
+    /// How long the profiler may sleep before the open window, if any, is
+    /// due to close.
+    pub fn open_for(&self) -> Option<Duration> {
+        self.open
+            .as_ref()
+            .map(|o| MAX_WINDOW.saturating_sub(o.at.elapsed()))
     }
 
     /// The functions whose baseline counts are a window's now: those an
@@ -225,7 +243,8 @@ impl Resampler {
     pub fn close(&mut self, shared: &Shared) {
         if let Some(open) = self.open.take() {
             for &f in &open.routed {
-                shared.versions.end_sampling(f, &loops_of(shared, f));
+                // Whole or not: nothing is judged any more.
+                let _ = shared.versions.end_sampling(f, &loops_of(shared, f));
             }
         }
     }
@@ -261,11 +280,12 @@ impl Resampler {
             .built_branches
             .iter()
             .map(|(f, _)| *f)
+            .filter(|&f| f == function || short_calls(shared, f))
             .filter(|&f| shared.versions.start_sampling(f, &loops_of(shared, f)))
             .collect();
         if !routed.contains(&function) {
             for &f in &routed {
-                shared.versions.end_sampling(f, &loops_of(shared, f));
+                let _ = shared.versions.end_sampling(f, &loops_of(shared, f));
             }
             self.reschedule(function, now, false);
             return;
@@ -312,17 +332,16 @@ impl Resampler {
             self.reschedule(function, now, false);
             return None;
         }
-        self.reschedule(function, now, true);
         let unit = Unit::Function(function);
-        let pays_off = match shared.versions.phase_so_far(unit, now) {
-            (Some(lasted), compile) => shared.policy.phase_pays_off(lasted, compile),
-            (None, _) => true,
-        };
-        if !pays_off
-            || !shared
+        let requested = super::profiler::next_phase_pays_off(shared, unit, now)
+            && shared
                 .versions
-                .rebias(unit, shared.policy.max_respeculations, now)
-        {
+                .rebias(unit, shared.policy.max_respeculations, now);
+        // Sampled at full rate again only if a new version comes: one
+        // the budget or the payoff rule refused would be judged, and
+        // refused, over and over.
+        self.reschedule(function, now, requested);
+        if !requested {
             return None;
         }
         let both = sum(&first_counts, &window);
@@ -358,6 +377,12 @@ fn samplable(shared: &Shared, function: FunctionId) -> bool {
     {
         return false;
     }
+    short_calls(shared, function)
+}
+
+/// Whether `function`'s calls are short in baseline code (see
+/// `LONG_CALL_BACKEDGES`).
+fn short_calls(shared: &Shared, function: FunctionId) -> bool {
     let (calls, backedges) = shared.function_counts(function);
     calls > 0 && backedges / calls <= LONG_CALL_BACKEDGES
 }

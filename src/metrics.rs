@@ -229,6 +229,7 @@ impl Metrics {
 
     /// Profiling windows closed, and branch-bias moves confirmed.
     pub fn profiling_windows(&self) -> (u64, u64) {
+        // Relaxed: statistics; nothing else is read through them.
         (
             self.windows.load(Ordering::Relaxed),
             self.moves.load(Ordering::Relaxed),

@@ -81,8 +81,9 @@ struct Record {
     freed: u32,
     /// What the version whose value guard failed speculated on, if any.
     revoked: Option<Speculation>,
-    /// Versions requested because a promoted call kept falling back, or
-    /// because a value guard failed in a new phase (`respecialize`).
+    /// Versions requested for a new phase: promoted calls whose fallbacks
+    /// found new targets (`respeculate`), a value guard that failed in a new
+    /// phase (`respecialize`), or branch biases that moved (`rebias`).
     respeculations: u32,
     /// Why a replacement of the installed version is requested, until it
     /// is installed or withdrawn.
@@ -179,7 +180,7 @@ pub struct VersionManager {
     objects: ObjectTable,
     /// Each function's baseline entry, for profiling windows (none in
     /// modes without a baseline).
-    baseline_entries: Mutex<Vec<CodeAddress>>,
+    baseline_entries: std::sync::OnceLock<Vec<CodeAddress>>,
 }
 
 impl VersionManager {
@@ -218,17 +219,16 @@ impl VersionManager {
             slots,
             osr_slots,
             objects: ObjectTable::default(),
-            baseline_entries: Mutex::new(Vec::new()),
+            baseline_entries: std::sync::OnceLock::new(),
         }
     }
 
     /// Where each function's baseline code is entered, by id: what a
     /// profiling window points its slot at (see `start_sampling`).
     pub fn set_baseline_entries(&self, entries: Vec<CodeAddress>) {
-        *self
-            .baseline_entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = entries;
+        // Set once, when the baseline is loaded; a second call changes
+        // nothing.
+        let _ = self.baseline_entries.set(entries);
     }
 
     /// Starts a profiling window for function `id`: new calls run its
@@ -244,9 +244,8 @@ impl VersionManager {
         let unit = Unit::Function(id);
         let Some(baseline) = self
             .baseline_entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id.index())
+            .get()
+            .and_then(|entries| entries.get(id.index()))
             .copied()
         else {
             return false;

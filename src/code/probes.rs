@@ -17,8 +17,9 @@ pub const VALUE_TABLE_WORDS: usize = 2 * VALUE_SLOTS + 1;
 /// count a value against the slot's previous (zero) value. Counts are
 /// read-modify-writes, so the profiler emptying a table (a guard's
 /// missed-value tables, `Speculation::forget_missed_values`) is never
-/// undone by a count written back from before it: at worst one count
-/// lands on an emptied slot.
+/// undone by a count written back from before it: at worst a slot being
+/// counted while it is emptied is left claimed with one count for a value
+/// of zero, until the next emptying.
 /// The table is a hint for optimization: every speculation made from it is
 /// checked at run time, so an imprecise count can cost speed, never
 /// correctness.

@@ -107,7 +107,8 @@ pub fn emit_increment<'ctx>(
     emit_add(context, builder, address, one)
 }
 
-/// `counter += 1` as one atomic read-modify-write (`lock xadd`, `ldadd`):
+/// `counter += 1` as one atomic read-modify-write (`lock xadd` on x86-64;
+/// `ldadd` on AArch64 cores with LSE, an exclusive-load/store loop before):
 /// for a counter the profiler resets while generated code counts, where a
 /// plain load and store would write back the count from before the reset
 /// (a budget that stays used up). Returns the new count.

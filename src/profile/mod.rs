@@ -174,14 +174,6 @@ impl<'a> ProfileView<'a> {
             .unwrap_or_else(|| self.counters.read(counter))
     }
 
-    /// This view without overrides: what baseline code counted.
-    pub fn live(self) -> ProfileView<'a> {
-        ProfileView {
-            overrides: None,
-            ..self
-        }
-    }
-
     /// The job function whose identity is `address`, if any.
     pub fn function_at(&self, address: usize) -> Option<FunctionId> {
         self.stubs

@@ -187,6 +187,30 @@ pub fn host_overrides() -> Vec<HostOverride> {
                 as usize,
         },
         HostOverride {
+            job_name: "sigtimedwait",
+            symbol: "__tierjit_sigtimedwait",
+            address: super::quiesce::job_sigtimedwait
+                as extern "C" fn(
+                    *const libc::sigset_t,
+                    *mut libc::siginfo_t,
+                    *const libc::timespec,
+                ) -> c_int as usize,
+        },
+        HostOverride {
+            job_name: "sigwaitinfo",
+            symbol: "__tierjit_sigwaitinfo",
+            address: super::quiesce::job_sigwaitinfo
+                as extern "C" fn(*const libc::sigset_t, *mut libc::siginfo_t) -> c_int
+                as usize,
+        },
+        HostOverride {
+            job_name: "sigwait",
+            symbol: "__tierjit_sigwait",
+            address: super::quiesce::job_sigwait
+                as extern "C" fn(*const libc::sigset_t, *mut c_int) -> c_int
+                as usize,
+        },
+        HostOverride {
             job_name: "pthread_atfork",
             symbol: "__tierjit_pthread_atfork",
             address: job_pthread_atfork

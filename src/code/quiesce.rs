@@ -658,6 +658,54 @@ pub extern "C" fn job_signal(signal: i32, handler: libc::sighandler_t) -> libc::
     unsafe { libc::signal(signal, handler) }
 }
 
+/// The job's signal set for a `sigwait`-family call: `set` without the
+/// reclamation signal, unless the job took that signal for itself. A job
+/// that blocks every signal and waits for "any" would otherwise take a
+/// check's signal sent just before it blocked (it stays pending): left
+/// pending, it reaches our handler, which ignores a signal no check waits
+/// for, once the job unblocks it.
+fn without_reclaim_signal(set: *const libc::sigset_t) -> Option<libc::sigset_t> {
+    // Relaxed: as in `job_takes_signal`; a job that takes the signal later
+    // has its own handler from then on, and waits for it as it likes.
+    if set.is_null() || SIGNAL_TAKEN.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: a non-null `set` is the job's sigset_t, readable; the copy
+    // is ours to change.
+    let mut copy = unsafe { *set };
+    // SAFETY: `copy` is a valid sigset_t.
+    unsafe { libc::sigdelset(&mut copy, reclaim_signal()) };
+    Some(copy)
+}
+
+/// The job's `sigtimedwait`: see `without_reclaim_signal`.
+pub extern "C" fn job_sigtimedwait(
+    set: *const libc::sigset_t,
+    info: *mut libc::siginfo_t,
+    timeout: *const libc::timespec,
+) -> i32 {
+    let copy = without_reclaim_signal(set);
+    let set = copy.as_ref().map_or(set, |c| c as *const libc::sigset_t);
+    // SAFETY: the job's arguments, `set` possibly our copy of it.
+    unsafe { libc::sigtimedwait(set, info, timeout) }
+}
+
+/// The job's `sigwaitinfo`: see `without_reclaim_signal`.
+pub extern "C" fn job_sigwaitinfo(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> i32 {
+    let copy = without_reclaim_signal(set);
+    let set = copy.as_ref().map_or(set, |c| c as *const libc::sigset_t);
+    // SAFETY: as in `job_sigtimedwait`.
+    unsafe { libc::sigwaitinfo(set, info) }
+}
+
+/// The job's `sigwait`: see `without_reclaim_signal`.
+pub extern "C" fn job_sigwait(set: *const libc::sigset_t, signal: *mut i32) -> i32 {
+    let copy = without_reclaim_signal(set);
+    let set = copy.as_ref().map_or(set, |c| c as *const libc::sigset_t);
+    // SAFETY: as in `job_sigtimedwait`.
+    unsafe { libc::sigwait(set, signal) }
+}
+
 /// Set once the job changed the reclamation signal's disposition: checks
 /// stop for good (its handler is not ours, and its default action would
 /// end the process).

@@ -156,6 +156,8 @@ fn blocked_threads_neither_stall_checks_nor_are_misjudged() {
 #[test]
 fn a_job_waiting_for_any_signal_never_receives_a_checks_signal() {
     // Three runs: the race with a check's signal lost about one run in two.
+    // Under an emulator the job may end before a compile retires anything
+    // (no check): only its output is asked there.
     for _ in 0..3 {
         let stderr = run_stressed("sigwait.c", &[]);
         let checks = stderr
@@ -163,7 +165,7 @@ fn a_job_waiting_for_any_signal_never_receives_a_checks_signal() {
             .find(|l| l.starts_with("  code: "))
             .unwrap_or_else(|| panic!("no code line:\n{stderr}"));
         assert!(
-            !checks.contains(" 0 check(s)"),
+            emulated() || !checks.contains(" 0 check(s)"),
             "threads were checked: {stderr}"
         );
     }

@@ -306,6 +306,23 @@ impl VersionManager {
     /// budget as `respeculate` (`limit`, 0 for none); returns false (and
     /// changes nothing) once that is used up or if nothing is installed.
     pub fn rebias(&self, unit: Unit, limit: u32, now: Instant) -> bool {
+        self.request_for_phase(unit, limit, Replacement::Rebias, |record| {
+            record.rebiased_at = Some(now);
+        })
+    }
+
+    /// Requests a replacement of `unit`'s installed version for a new
+    /// phase (`why`), charged to its re-speculation budget (`limit`, 0 for
+    /// none); `note` records what the replacement is for. Returns false
+    /// (and changes nothing) once the budget is used up or if nothing is
+    /// installed.
+    fn request_for_phase(
+        &self,
+        unit: Unit,
+        limit: u32,
+        why: Replacement,
+        note: impl FnOnce(&mut Record),
+    ) -> bool {
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
         if record.state != TierUpState::Installed || record.budget_used_up(limit) {
@@ -313,8 +330,8 @@ impl VersionManager {
         }
         record.respeculations += 1;
         record.state = TierUpState::Requested;
-        record.pending = Some(Replacement::Rebias);
-        record.rebiased_at = Some(now);
+        record.pending = Some(why);
+        note(record);
         true
     }
 
@@ -606,16 +623,9 @@ impl VersionManager {
     /// returns false (and changes nothing) once that is used up or if
     /// nothing is installed.
     pub fn respeculate(&self, unit: Unit, limit: u32, now: Instant) -> bool {
-        let (mut records, i) = self.records(unit);
-        let record = &mut records[i];
-        if record.state != TierUpState::Installed || record.budget_used_up(limit) {
-            return false;
-        }
-        record.respeculations += 1;
-        record.state = TierUpState::Requested;
-        record.pending = Some(Replacement::Respeculate);
-        record.replanned_promotions = Some((record.speculation.promotions.clone(), now));
-        true
+        self.request_for_phase(unit, limit, Replacement::Respeculate, |record| {
+            record.replanned_promotions = Some((record.speculation.promotions.clone(), now));
+        })
     }
 
     /// The promotions a requested replacement of `unit` plans its sites

@@ -475,16 +475,11 @@ fn watch_speculation(
         // A replacement failed: ask again once the backoff has passed (the
         // decision to replace stands; the installed version runs meanwhile).
         failed @ TierUpState::Failed { retry_at, .. } => {
-            if now >= retry_at && shared.versions.try_request(unit, now) {
-                let (calls, backedges) = shared.function_counts(id);
-                let request = CompileRequest {
-                    replaces_speculation: true,
-                    ..CompileRequest::new(id, None, calls, backedges, now)
-                };
-                let benefit = activity.benefit(&shared.layout, &request);
-                if shared.requests.push(request, benefit).is_err() {
-                    shared.versions.cancel_request(unit, failed);
-                }
+            if now >= retry_at
+                && shared.versions.try_request(unit, now)
+                && !queue_replacement(shared, activity, id, now)
+            {
+                shared.versions.cancel_request(unit, failed);
             }
             return true;
         }
@@ -574,14 +569,8 @@ fn watch_speculation(
     if !replace {
         return false;
     }
-    let (calls, backedges) = shared.function_counts(id);
-    let request = CompileRequest {
-        replaces_speculation: true,
-        ..CompileRequest::new(id, None, calls, backedges, now)
-    };
-    let benefit = activity.benefit(&shared.layout, &request);
-    match shared.requests.push(request, benefit) {
-        Ok(()) => {
+    match queue_replacement(shared, activity, id, now) {
+        true => {
             match failed_guard {
                 Some(spec) => {
                     let next = respecialized.as_ref().map(|next| next.condition());
@@ -607,7 +596,7 @@ fn watch_speculation(
         // Try again at a later tick; the installed version keeps running,
         // and a request that was never queued does not count against the
         // function's re-speculation budget.
-        Err(_) => {
+        false => {
             shared.versions.withdraw_replacement(unit);
             true
         }
@@ -662,6 +651,18 @@ pub fn next_phase_pays_off(shared: &Shared, unit: Unit, now: Instant) -> bool {
     }
 }
 
+/// Queues a compile of a replacement for `id`'s installed version (the
+/// version manager has it requested); whether it was queued.
+fn queue_replacement(shared: &Shared, activity: &Activity, id: FunctionId, now: Instant) -> bool {
+    let (calls, backedges) = shared.function_counts(id);
+    let request = CompileRequest {
+        replaces_speculation: true,
+        ..CompileRequest::new(id, None, calls, backedges, now)
+    };
+    let benefit = activity.benefit(&shared.layout, &request);
+    shared.requests.push(request, benefit).is_ok()
+}
+
 /// Queues the replacement `Resampler` asked for (the version manager has
 /// it requested); whether it was queued.
 fn request_rebias(
@@ -671,13 +672,7 @@ fn request_rebias(
     now: Instant,
 ) -> bool {
     let id = moved.function;
-    let (calls, backedges) = shared.function_counts(id);
-    let request = CompileRequest {
-        replaces_speculation: true,
-        ..CompileRequest::new(id, None, calls, backedges, now)
-    };
-    let benefit = activity.benefit(&shared.layout, &request);
-    if shared.requests.push(request, benefit).is_err() {
+    if !queue_replacement(shared, activity, id, now) {
         // Asked again after the next windows; no budget is spent.
         shared.versions.withdraw_replacement(Unit::Function(id));
         return false;

@@ -137,7 +137,7 @@ pub struct HostOverride {
 
 /// Host functions that replace the job's references to these names.
 pub fn host_overrides() -> Vec<HostOverride> {
-    vec![
+    let mut overrides = vec![
         HostOverride {
             job_name: "atexit",
             symbol: "__tierjit_atexit",
@@ -190,7 +190,7 @@ pub fn host_overrides() -> Vec<HostOverride> {
             job_name: "sigtimedwait",
             symbol: "__tierjit_sigtimedwait",
             address: super::quiesce::job_sigtimedwait
-                as extern "C" fn(
+                as extern "C-unwind" fn(
                     *const libc::sigset_t,
                     *mut libc::siginfo_t,
                     *const libc::timespec,
@@ -200,14 +200,14 @@ pub fn host_overrides() -> Vec<HostOverride> {
             job_name: "sigwaitinfo",
             symbol: "__tierjit_sigwaitinfo",
             address: super::quiesce::job_sigwaitinfo
-                as extern "C" fn(*const libc::sigset_t, *mut libc::siginfo_t) -> c_int
+                as extern "C-unwind" fn(*const libc::sigset_t, *mut libc::siginfo_t) -> c_int
                 as usize,
         },
         HostOverride {
             job_name: "sigwait",
             symbol: "__tierjit_sigwait",
             address: super::quiesce::job_sigwait
-                as extern "C" fn(*const libc::sigset_t, *mut c_int) -> c_int
+                as extern "C-unwind" fn(*const libc::sigset_t, *mut c_int) -> c_int
                 as usize,
         },
         HostOverride {
@@ -217,7 +217,17 @@ pub fn host_overrides() -> Vec<HostOverride> {
                 as extern "C" fn(ForkHandler, ForkHandler, ForkHandler) -> c_int
                 as usize,
         },
-    ]
+    ];
+    overrides.extend(
+        super::sleeps::overrides()
+            .into_iter()
+            .map(|(job_name, symbol, address)| HostOverride {
+                job_name,
+                symbol,
+                address,
+            }),
+    );
+    overrides
 }
 
 /// Symbols a native link takes from static runtime libraries (libgcc.a),

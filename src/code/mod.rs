@@ -13,6 +13,7 @@ mod process;
 mod publish;
 mod quiesce;
 mod shards;
+pub(crate) mod sleeps;
 mod tables;
 mod threads;
 

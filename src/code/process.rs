@@ -93,6 +93,7 @@ fn thread_end_key() -> libc::pthread_key_t {
     static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
     extern "C" fn ended(_: *mut c_void) {
         super::quiesce::forget_this_threads_stack();
+        super::sleeps::forget_this_thread();
         // Release: the thread's work happens before the count says it
         // ended (pairs with the Acquire load in `job_pthread_exit`).
         LIVE_JOB_THREADS.fetch_sub(1, Ordering::Release);
@@ -160,6 +161,7 @@ extern "C" fn before_fork() {
 /// new id. It runs the job's `main` if the forking thread did; otherwise it
 /// is a job thread, the only one.
 extern "C" fn in_child_after_fork() {
+    super::sleeps::forget_all_after_fork();
     // Relaxed: the child has a single thread.
     if FORKING_FROM_MAIN.with(|f| f.get()) {
         JOB_MAIN_THREAD.store(thread_id(), Ordering::Relaxed);

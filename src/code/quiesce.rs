@@ -56,11 +56,11 @@
 //!   thread interrupted on an alternate signal stack cannot be scanned
 //!   (its interrupted frames are on another stack whose bounds we do not
 //!   know): the check fails and is retried later.
-//! - **Blocked** (x86-64 only). A thread sleeping in a system call is not
-//!   interrupted: a signal handler would end `sleep`, `nanosleep`, `poll`,
-//!   `select` and `epoll_wait` early with `EINTR` whatever `SA_RESTART`
-//!   says, which the job could see. The kernel reports such a thread's
-//!   system call, user stack pointer and program counter in
+//! - **Blocked.** A thread sleeping in a system call is not interrupted:
+//!   a signal handler would end `sleep`, `nanosleep`, `poll`, `select`
+//!   and `epoll_wait` early with `EINTR` whatever `SA_RESTART` says, which
+//!   the job could see. The kernel reports such a thread's system call,
+//!   user stack pointer and program counter in
 //!   `/proc/self/task/TID/syscall`. We scan the stack from there, then read
 //!   the file and the thread's context-switch counts again: if the thread
 //!   ran in between it would have been switched in, and unless it is
@@ -73,8 +73,13 @@
 //!   which LLVM neither hoists nor merges), so it is never live across the
 //!   call into the C library. On AArch64 the return address of a call into
 //!   the C library may stay in the link register, which the file does not
-//!   show, so every AArch64 thread is signalled (and a thread that enters
-//!   one of the calls above just as the signal arrives may see `EINTR`).
+//!   show; a thread there is checked this way only when it sleeps in one of
+//!   tierjit's overrides of the sleeping calls, which keep that address on
+//!   the stack (the argument is in `sleeps`). Any other blocked AArch64
+//!   thread is signalled (a job's own call into a library that sleeps may
+//!   then see `EINTR`). Under an emulator the file describes the
+//!   emulator's host thread: its stack pointer is on no stack of the job's,
+//!   and the thread is signalled.
 //!   The job's stack is read with `process_vm_readv`, which fails rather
 //!   than faults if the thread has exited and its stack is gone.
 //!
@@ -487,7 +492,7 @@ fn futex_wake(word: &AtomicU32) {
     }
 }
 
-/// Times a running thread is looked at before it is signalled (x86-64).
+/// Times a running thread is looked at before it is signalled.
 /// A thread in the running state may still be in the kernel, finishing a
 /// system call it was woken from, where a signal makes it fail with EINTR.
 const BLOCKED_ATTEMPTS: usize = 20;
@@ -556,7 +561,7 @@ pub fn check_threads(ranges: &[CodeRange], patience: Duration) -> Verdict {
                 }
             },
         );
-        if pending.is_empty() || !cfg!(target_arch = "x86_64") {
+        if pending.is_empty() {
             break;
         }
     }
@@ -699,31 +704,31 @@ fn without_reclaim_signal(set: *const libc::sigset_t) -> Option<libc::sigset_t> 
 }
 
 /// The job's `sigtimedwait`: see `without_reclaim_signal`.
-pub extern "C" fn job_sigtimedwait(
+pub extern "C-unwind" fn job_sigtimedwait(
     set: *const libc::sigset_t,
     info: *mut libc::siginfo_t,
     timeout: *const libc::timespec,
 ) -> i32 {
     let copy = without_reclaim_signal(set);
     let set = copy.as_ref().map_or(set, |c| c as *const libc::sigset_t);
-    // SAFETY: the job's arguments, `set` possibly our copy of it.
-    unsafe { libc::sigtimedwait(set, info, timeout) }
+    super::sleeps::sigtimedwait_marked(set, info, timeout)
 }
 
 /// The job's `sigwaitinfo`: see `without_reclaim_signal`.
-pub extern "C" fn job_sigwaitinfo(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> i32 {
+pub extern "C-unwind" fn job_sigwaitinfo(
+    set: *const libc::sigset_t,
+    info: *mut libc::siginfo_t,
+) -> i32 {
     let copy = without_reclaim_signal(set);
     let set = copy.as_ref().map_or(set, |c| c as *const libc::sigset_t);
-    // SAFETY: as in `job_sigtimedwait`.
-    unsafe { libc::sigwaitinfo(set, info) }
+    super::sleeps::sigwaitinfo_marked(set, info)
 }
 
 /// The job's `sigwait`: see `without_reclaim_signal`.
-pub extern "C" fn job_sigwait(set: *const libc::sigset_t, signal: *mut i32) -> i32 {
+pub extern "C-unwind" fn job_sigwait(set: *const libc::sigset_t, signal: *mut i32) -> i32 {
     let copy = without_reclaim_signal(set);
     let set = copy.as_ref().map_or(set, |c| c as *const libc::sigset_t);
-    // SAFETY: as in `job_sigtimedwait`.
-    unsafe { libc::sigwait(set, signal) }
+    super::sleeps::sigwait_marked(set, signal)
 }
 
 /// Set once the job changed the reclamation signal's disposition: checks
@@ -758,10 +763,7 @@ fn inspect_blocked(tid: i32, maps: &[maps::Mapping], mark: &mut dyn FnMut(usize)
         Blocked::Running
     };
     // Relaxed: see `JOB_USES_ALTERNATE_STACKS`.
-    if !cfg!(target_arch = "x86_64")
-        || JOB_USES_ALTERNATE_STACKS.load(Ordering::Relaxed)
-        || !matches!(before.state, b'S' | b'D')
-    {
+    if JOB_USES_ALTERNATE_STACKS.load(Ordering::Relaxed) || !matches!(before.state, b'S' | b'D') {
         return fallback;
     }
     let Some((sp, pc, line)) = read_syscall(tid) else {
@@ -789,6 +791,11 @@ fn inspect_blocked(tid: i32, maps: &[maps::Mapping], mark: &mut dyn FnMut(usize)
     let Ok(words) = read_other_stack(start, top) else {
         return fallback;
     };
+    // On AArch64 the link register, which the file does not show, may hold
+    // the only return address into job code, unless the thread sleeps in
+    // one of the overrides that keep it on the stack (see `sleeps`).
+    let link_register_on_stack =
+        cfg!(target_arch = "x86_64") || super::sleeps::asleep_in_override(tid, sp);
     let unchanged = read_syscall(tid).is_some_and(|(_, _, again)| again == line)
         && read_status(tid).is_some_and(|after| after == before);
 
@@ -797,6 +804,9 @@ fn inspect_blocked(tid: i32, maps: &[maps::Mapping], mark: &mut dyn FnMut(usize)
             Blocked::Running => Blocked::Woke,
             other => other,
         };
+    }
+    if !link_register_on_stack {
+        return fallback;
     }
     mark(pc);
     for word in words {
@@ -1220,6 +1230,120 @@ mod tests {
         assert_eq!(sleeper.join().unwrap(), 0, "nanosleep was interrupted");
         assert!(!checks.is_empty());
         assert!(checks.iter().all(|c| c == &[true]), "{checks:?}");
+    }
+
+    /// The stack pointer of thread `tid` once it blocks in a system call.
+    fn blocked_stack_pointer(tid: &AtomicI32) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let id = tid.load(Ordering::Relaxed);
+            if let Some((sp, _, _)) = (id != 0).then(|| read_syscall(id)).flatten() {
+                return sp;
+            }
+            assert!(Instant::now() < deadline, "the thread never blocked");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// A thread that blocks in `poll` on a pipe, through tierjit's override
+    /// or the C library's own, and whether a check would take its link
+    /// register to be on its stack (AArch64's question; asked on x86-64,
+    /// where the kernel's file describes the thread itself).
+    fn asleep_in_override_while_polling(through_override: bool) -> bool {
+        let (read_end, write_end) = pipe();
+        let tid = Arc::new(AtomicI32::new(0));
+        let id = tid.clone();
+        let poller = std::thread::spawn(move || {
+            id.store(crate::code::current_os_thread(), Ordering::Relaxed);
+            let mut fd = libc::pollfd {
+                fd: read_end,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if through_override {
+                crate::code::sleeps::job_poll(&mut fd, 1, -1)
+            } else {
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut fd, 1, -1) }
+            }
+        });
+        let sp = blocked_stack_pointer(&tid);
+        let verdict = crate::code::sleeps::asleep_in_override(tid.load(Ordering::Relaxed), sp);
+        close(&[write_end]);
+        assert_eq!(poller.join().unwrap(), 1, "woken by the pipe's end");
+        close(&[read_end]);
+        verdict
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn only_a_thread_asleep_in_an_override_keeps_its_return_address_on_the_stack() {
+        let _serial = setup();
+        assert!(asleep_in_override_while_polling(true), "asleep in job_poll");
+        let marked = asleep_in_override_while_polling(false);
+        assert!(!marked, "asleep in the C library's poll, called directly");
+    }
+
+    /// The pipe a signal handler blocks on (see the test below).
+    static HANDLER_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+    extern "C" fn block_in_handler(_: i32) {
+        let mut fd = libc::pollfd {
+            fd: HANDLER_PIPE.load(Ordering::Relaxed),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; poll is async-signal-safe.
+        unsafe { libc::poll(&mut fd, 1, -1) };
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn a_handler_that_blocks_inside_an_overridden_sleep_is_not_taken_for_it() {
+        let _serial = setup();
+        let (outer_read, outer_write) = pipe();
+        let (inner_read, inner_write) = pipe();
+        HANDLER_PIPE.store(inner_read, Ordering::Relaxed);
+        let signal = libc::SIGRTMAX() - 6;
+        // SAFETY: a plain handler for a signal nothing else here uses.
+        unsafe { libc::signal(signal, block_in_handler as extern "C" fn(i32) as usize) };
+        let tid = Arc::new(AtomicI32::new(0));
+        let id = tid.clone();
+        let poller = std::thread::spawn(move || {
+            id.store(crate::code::current_os_thread(), Ordering::Relaxed);
+            let mut fd = libc::pollfd {
+                fd: outer_read,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            crate::code::sleeps::job_poll(&mut fd, 1, -1)
+        });
+        let asleep = blocked_stack_pointer(&tid);
+        let who = tid.load(Ordering::Relaxed);
+        assert!(crate::code::sleeps::asleep_in_override(who, asleep));
+        // SAFETY: signals a live thread of this process.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), who, signal) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let in_handler = loop {
+            match read_syscall(who) {
+                Some((sp, _, _)) if sp != asleep => break sp,
+                _ => assert!(Instant::now() < deadline, "the handler never blocked"),
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let depth = crate::code::sleeps::depth_below_anchor(who, in_handler);
+        let marked = crate::code::sleeps::asleep_in_override(who, in_handler);
+        close(&[inner_write]);
+        assert_eq!(poller.join().unwrap(), -1, "the handler ended the poll");
+        close(&[outer_write, outer_read, inner_read]);
+        // The bound is chosen for AArch64's signal frame (over 4 KiB); an
+        // x86-64 frame with AVX state, as on the machines this runs on, is
+        // over 2 KiB too (3.6 KiB measured), which makes the case testable.
+        assert!(
+            depth.is_some_and(|d| d > crate::code::sleeps::MAX_SLEEP_DEPTH),
+            "the handler blocked {depth:?} bytes below the anchor"
+        );
+        assert!(!marked, "a handler's frames lie below the anchor");
     }
 
     /// Keeps `value` live in a register or the frame while `flag` keeps

@@ -4,8 +4,8 @@
 // signal would end sleep early). Prints what each blocked thread saw, in
 // a fixed order once all have ended.
 // Args: CALLS (per worker and phase) PHASES SLEEP_SECONDS [RESUME], where
-// RESUME=1 sleeps again for what is left after an interruption (on
-// AArch64 every thread is checked by a signal, see src/code/quiesce.rs).
+// RESUME=1 sleeps again for what is left after an interruption (under an
+// emulator every thread is checked by a signal, see src/code/quiesce.rs).
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,6 +14,7 @@
 //! - all versions of a function compute the same thing; only speed differs.
 
 pub use crate::ids::Unit;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -181,6 +182,24 @@ pub struct VersionManager {
     /// Each function's baseline entry, for profiling windows (none in
     /// modes without a baseline).
     baseline_entries: std::sync::OnceLock<Vec<CodeAddress>>,
+    /// Forks in progress: no profiling window opens meanwhile (see
+    /// `close_windows_for_fork`).
+    forking: AtomicUsize,
+}
+
+/// `lock`, unless it stays taken for 10 ms (see `close_windows_for_fork`).
+fn lock_for_fork(lock: &Mutex<Vec<Record>>) -> Option<std::sync::MutexGuard<'_, Vec<Record>>> {
+    let deadline = Instant::now() + Duration::from_millis(10);
+    loop {
+        match lock.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::yield_now()
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
+    }
 }
 
 impl VersionManager {
@@ -220,6 +239,7 @@ impl VersionManager {
             osr_slots,
             objects: ObjectTable::default(),
             baseline_entries: std::sync::OnceLock::new(),
+            forking: AtomicUsize::new(0),
         }
     }
 
@@ -252,10 +272,12 @@ impl VersionManager {
         };
         let (mut records, i) = self.records(unit);
         let record = &mut records[i];
+        // Relaxed: see `close_windows_for_fork`.
         if record.state != TierUpState::Installed
             || record.tier != Tier::Optimized
             || record.entry.is_none()
             || record.sampling
+            || self.forking.load(Ordering::Relaxed) > 0
         {
             return false;
         }
@@ -266,6 +288,11 @@ impl VersionManager {
         record.sampling = true;
         drop(records);
         let mut osr_records = self.osr_records.lock().unwrap_or_else(|p| p.into_inner());
+        // Relaxed: see `close_windows_for_fork`. A fork that began since
+        // the function's slot was pointed at the baseline has put it back.
+        if self.forking.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
         for &g in loops {
             let record = &mut osr_records[g.index()];
             if record.entry.is_some() && !record.sampling {
@@ -274,6 +301,43 @@ impl VersionManager {
             }
         }
         true
+    }
+
+    /// Before the process forks: closes every profiling window (its slots
+    /// point at the installed versions again, as `end_sampling` would; the
+    /// profiler finds the window cut short), and opens none until
+    /// `reopen_windows_after_fork`. The child has no profiler thread to
+    /// close a window, and would otherwise run baseline code for good.
+    pub fn close_windows_for_fork(&self) {
+        // Relaxed: `start_sampling` reads the count under the records locks,
+        // which this takes after the increment: one that locks after us sees
+        // it, one that locked before opened a window we close here.
+        self.forking.fetch_add(1, Ordering::Relaxed);
+        for (records, slots) in [
+            (&self.records, &self.slots),
+            (&self.osr_records, &self.osr_slots),
+        ] {
+            // A fork from a signal handler that interrupted this thread
+            // inside a versions call (a batch-mode compile) would wait for
+            // itself: the window then stays open in the child.
+            let Some(mut records) = lock_for_fork(records) else {
+                continue;
+            };
+            for (i, record) in records.iter_mut().enumerate() {
+                if record.sampling {
+                    record.sampling = false;
+                    if let Some(entry) = record.entry {
+                        slots.republish(i, entry);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the fork, in the parent: windows may open again.
+    pub fn reopen_windows_after_fork(&self) {
+        // Relaxed: as in `close_windows_for_fork`.
+        self.forking.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Ends `id`'s profiling window: its slot, and its `loops`' OSR entry
@@ -942,6 +1006,37 @@ mod tests {
             !versions.respeculate(unit, 1, Instant::now()),
             "used up once installed"
         );
+    }
+
+    #[test]
+    fn a_fork_closes_profiling_windows_and_none_opens_until_it_is_done() {
+        let (versions, jit, _) = with_general_version();
+        let (f, g) = (FunctionId(0), LoopId(0));
+        let (_baseline_object, baseline) = object(&jit, "f.tj0");
+        versions.set_baseline_entries(vec![baseline, baseline]);
+        let (loaded, continuation) = object(&jit, "f.osr0");
+        versions.install(
+            Unit::Loop(g),
+            Tier::Optimized,
+            continuation,
+            loaded,
+            Speculation::default(),
+        );
+        let slots = || (versions.slots.current(0), versions.osr_slots.current(0));
+        let installed = slots();
+        assert!(versions.start_sampling(f, &[g]));
+        assert_eq!(slots(), (baseline.get(), 0), "in a window");
+        versions.close_windows_for_fork();
+        assert_eq!(slots(), installed, "what a forked child runs");
+        assert!(!versions.start_sampling(f, &[g]), "none while forking");
+        versions.reopen_windows_after_fork();
+        assert!(!versions.end_sampling(f, &[g]), "the window was cut short");
+        assert_eq!(slots(), installed);
+        assert!(
+            versions.start_sampling(f, &[g]),
+            "open again after the fork"
+        );
+        assert!(versions.end_sampling(f, &[g]));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use llvm_errors::{
 pub use llvm_options::apply_llvm_options;
 pub use orc::{CodeAddress, CodeFootprint, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
-pub use process::{embedding_started, enter_job};
+pub use process::{embedding_started, enter_job, on_fork, ForkHooks};
 pub use publish::sync_core_supported;
 pub use quiesce::{
     check_threads, install_handler as install_reclaim_handler, CodeRange, Quiescent, Verdict,

@@ -28,7 +28,10 @@
 //!   and then calls `exit(0)`.
 //! - Fork. A child of a forked job has only the forking thread: no
 //!   profiler, no compiler. It never waits for a compile and never prints
-//!   the report; it exits with its own status.
+//!   the report; it exits with its own status. It keeps the code its
+//!   parent had installed: hooks registered with `on_fork` (the versions'
+//!   profiling windows) run around every fork, so the child is never left
+//!   on code only a profiler thread would have switched back.
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
@@ -168,6 +171,50 @@ extern "C" fn in_child_after_fork() {
         LIVE_JOB_THREADS.store(0, Ordering::Relaxed);
     } else {
         LIVE_JOB_THREADS.store(1, Ordering::Relaxed);
+    }
+}
+
+/// What runs around every fork of the process (see `on_fork`).
+pub trait ForkHooks: Send + Sync {
+    /// In the forking thread, just before the fork: the child inherits
+    /// what this leaves.
+    fn before_fork(&self);
+    /// In the forking thread, after the fork, in the parent.
+    fn after_fork_in_parent(&self);
+}
+
+static FORK_HOOKS: std::sync::Mutex<Vec<std::sync::Weak<dyn ForkHooks>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs `hooks` around every fork of this process from now on, for as long
+/// as they live (registration holds them weakly).
+pub fn on_fork(hooks: std::sync::Weak<dyn ForkHooks>) {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers plain functions with no captured state, which
+        // glibc calls around each fork.
+        unsafe { libc::pthread_atfork(Some(run_before_fork), Some(run_after_fork), None) };
+    });
+    let mut registered = lock_hooks();
+    registered.retain(|h| h.strong_count() > 0);
+    registered.push(hooks);
+}
+
+/// The hooks' lock. Poisoning is ignored: a hook that panicked leaves the
+/// list intact.
+fn lock_hooks() -> std::sync::MutexGuard<'static, Vec<std::sync::Weak<dyn ForkHooks>>> {
+    FORK_HOOKS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+extern "C" fn run_before_fork() {
+    for hooks in lock_hooks().iter().filter_map(|h| h.upgrade()) {
+        hooks.before_fork();
+    }
+}
+
+extern "C" fn run_after_fork() {
+    for hooks in lock_hooks().iter().filter_map(|h| h.upgrade()) {
+        hooks.after_fork_in_parent();
     }
 }
 

@@ -1232,6 +1232,7 @@ mod tests {
         assert!(checks.iter().all(|c| c == &[true]), "{checks:?}");
     }
 
+    #[cfg(target_arch = "x86_64")]
     /// The stack pointer of thread `tid` once it blocks in a system call.
     fn blocked_stack_pointer(tid: &AtomicI32) -> usize {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1245,6 +1246,7 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
     /// A thread that blocks in `poll` on a pipe, through tierjit's override
     /// or the C library's own, and whether a check would take its link
     /// register to be on its stack (AArch64's question; asked on x86-64,
@@ -1284,9 +1286,11 @@ mod tests {
         assert!(!marked, "asleep in the C library's poll, called directly");
     }
 
+    #[cfg(target_arch = "x86_64")]
     /// The pipe a signal handler blocks on (see the test below).
     static HANDLER_PIPE: AtomicI32 = AtomicI32::new(-1);
 
+    #[cfg(target_arch = "x86_64")]
     extern "C" fn block_in_handler(_: i32) {
         let mut fd = libc::pollfd {
             fd: HANDLER_PIPE.load(Ordering::Relaxed),

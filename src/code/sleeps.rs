@@ -138,7 +138,7 @@ pub fn asleep_in_override(tid: i32, sp: usize) -> bool {
 }
 
 /// How far `sp` lies below thread `tid`'s anchor, if it is marked.
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 pub fn depth_below_anchor(tid: i32, sp: usize) -> Option<usize> {
     SLEEPERS
         .iter()

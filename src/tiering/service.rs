@@ -118,6 +118,16 @@ pub enum Compilers {
     Pool,
 }
 
+impl crate::code::ForkHooks for Shared {
+    fn before_fork(&self) {
+        self.versions.close_windows_for_fork();
+    }
+
+    fn after_fork_in_parent(&self) {
+        self.versions.reopen_windows_after_fork();
+    }
+}
+
 pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
     if !shared.config.compiler.background || shared.config.osr.force {
         // Weak: the registration is the module's own; a strong reference
@@ -134,6 +144,10 @@ pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
             }
         }));
     }
+    // A fork closes the profiler's windows (see `close_windows_for_fork`):
+    // the child has no profiler thread.
+    let hooks: std::sync::Weak<dyn crate::code::ForkHooks> = Arc::downgrade(shared) as _;
+    crate::code::on_fork(hooks);
     // `tierjit run` never waits for these threads: the process ends without
     // them (see `code::process`). An embedded module waits at drop
     // (`wait_for_threads`).

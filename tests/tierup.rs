@@ -521,3 +521,29 @@ fn threads_count_into_their_cpus_copies() {
         tiered.stderr
     );
 }
+
+#[test]
+fn a_signal_handler_that_calls_code_being_compiled_never_waits_for_itself() {
+    // The job thread waits for its own compiles in batch mode and under
+    // forced OSR; the handler's calls must run whatever code is installed
+    // (it hung in every run before).
+    let source = root().join("tests/tierup/handler_calls_compiling.c");
+    for set in ["compiler.background=false", "osr.force=true"] {
+        let run = run_tierjit(
+            &source,
+            &["--set", set, "--stats"],
+            &["200".into(), "4".into()],
+        );
+        assert_eq!(run.status, Some(0), "{set}: {run:?}");
+        assert_eq!(
+            run.stdout, "84351583800 bad=0 handled>0=1\n",
+            "{set}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("tier-ups: 0 installed"),
+            "{set}: compiles ran:\n{}",
+            run.stderr
+        );
+    }
+}

@@ -30,7 +30,8 @@ pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::{embedding_started, enter_job, on_fork, ForkHooks};
 pub use publish::sync_core_supported;
 pub use quiesce::{
-    check_threads, install_handler as install_reclaim_handler, CodeRange, Quiescent, Verdict,
+    check_threads, install_handler as install_reclaim_handler, job_cpu_time, CodeRange, Quiescent,
+    Verdict,
 };
 pub use shards::process_sharding;
 #[cfg(test)]

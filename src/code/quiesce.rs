@@ -177,6 +177,21 @@ pub fn skip_this_thread() -> SkippedThread {
 
 pub struct SkippedThread(Option<ThreadIdentity>);
 
+/// CPU time the job's threads have used so far: the process's, less that
+/// of the threads not the job's (tierjit's own, and those present before
+/// the job started) that are alive. Rises only while job threads run; a
+/// tierjit thread that ended adds its time once. `None` if the clocks
+/// cannot be read.
+pub fn job_cpu_time() -> Option<Duration> {
+    let others: Vec<i32> = lock(&SKIPPED_THREADS).iter().map(|t| t.tid).collect();
+    let process = super::threads::cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)?;
+    let theirs: Duration = others
+        .into_iter()
+        .filter_map(|tid| super::threads::cpu_clock(super::threads::thread_cpu_clock(tid)))
+        .sum();
+    Some(process.saturating_sub(theirs))
+}
+
 impl Drop for SkippedThread {
     fn drop(&mut self) {
         let mut skipped = lock(&SKIPPED_THREADS);

@@ -8,17 +8,28 @@ pub fn current_os_thread() -> i32 {
 
 /// CPU time the calling thread has used so far.
 pub fn thread_cpu_time() -> std::time::Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or_default()
+}
+
+/// The time of CPU-time clock `clock`, if it can be read.
+pub(super) fn cpu_clock(clock: libc::clockid_t) -> Option<std::time::Duration> {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: clock_gettime writes one timespec, which `now` is; the
-    // thread CPU-time clock exists on every Linux tierjit supports.
-    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
-    if !ok {
-        return std::time::Duration::ZERO;
-    }
-    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    // SAFETY: clock_gettime writes one timespec, which `now` is; a clock
+    // that does not exist (a thread that ended) fails with EINVAL.
+    let ok = unsafe { libc::clock_gettime(clock, &mut now) } == 0;
+    ok.then(|| std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
+}
+
+/// The CPU-time clock of thread `tid` of this process, as Linux encodes it
+/// (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`; what
+/// `pthread_getcpuclockid` returns, without needing a `pthread_t`).
+pub(super) fn thread_cpu_clock(tid: i32) -> libc::clockid_t {
+    const CPUCLOCK_PERTHREAD: libc::clockid_t = 4;
+    const CPUCLOCK_SCHED: libc::clockid_t = 2;
+    (!(tid as u32) << 3) as libc::clockid_t | CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED
 }
 
 /// Drops the scheduling priority of thread `os_thread` (a kernel thread
@@ -82,4 +93,31 @@ pub fn spawn_tierjit_thread(
         body()
     };
     with_job_signals_blocked(|| std::thread::Builder::new().name(name).spawn(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_threads_cpu_clock_is_read_by_its_id() {
+        let spin_until = Instant::now() + Duration::from_millis(30);
+        while Instant::now() < spin_until {
+            std::hint::black_box(0u64);
+        }
+        let by_id = cpu_clock(thread_cpu_clock(current_os_thread())).unwrap();
+        let own = thread_cpu_time();
+        assert!(by_id >= Duration::from_millis(20), "{by_id:?}");
+        assert!(
+            own.abs_diff(by_id) < Duration::from_millis(5),
+            "{own:?} {by_id:?}"
+        );
+        let ended = std::thread::spawn(current_os_thread).join().unwrap();
+        assert_eq!(
+            cpu_clock(thread_cpu_clock(ended)),
+            None,
+            "a thread that ended"
+        );
+    }
 }

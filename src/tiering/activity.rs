@@ -16,6 +16,15 @@ use std::time::{Duration, Instant};
 /// in a short call, is not taken for gone; short against a compile.
 pub const MIN_IDLE: Duration = Duration::from_millis(10);
 
+/// The share of that idle time the job's threads must have spent running
+/// (on the CPU, elsewhere) for the loop to count as stopped: a frame whose
+/// thread the kernel did not run (a busy machine) has not left its loop.
+/// A half, since a running job thread may share its core.
+const MIN_IDLE_RUNNING_PERCENT: u32 = 50;
+
+/// A CPU time that could not be read.
+const UNKNOWN: u64 = u64::MAX;
+
 pub struct LoopActivity {
     start: Instant,
     /// Per job-wide loop id: milliseconds after `start` when the profiler
@@ -25,6 +34,11 @@ pub struct LoopActivity {
     /// is measured up to it, so a profiler that is late (a busy machine)
     /// makes no loop look stopped.
     last_tick_ms: AtomicU64,
+    /// The job's CPU time (microseconds; `UNKNOWN` if it cannot be read)
+    /// at the profiler's current tick, and per loop id when its nest was
+    /// last seen active.
+    tick_cpu_us: AtomicU64,
+    last_active_cpu_us: Vec<AtomicU64>,
     idle_after: Duration,
     /// Per loop id: its outermost enclosing loop (itself if outermost).
     roots: Vec<LoopId>,
@@ -39,6 +53,8 @@ impl LoopActivity {
             start,
             last_active_ms: roots.iter().map(|_| AtomicU64::new(0)).collect(),
             last_tick_ms: AtomicU64::new(0),
+            tick_cpu_us: AtomicU64::new(UNKNOWN),
+            last_active_cpu_us: roots.iter().map(|_| AtomicU64::new(0)).collect(),
             idle_after: MIN_IDLE.max(interval * 4),
             roots,
         }
@@ -53,10 +69,20 @@ impl LoopActivity {
         at.saturating_duration_since(self.start).as_millis() as u64
     }
 
+    /// A profiler tick begins; the job's threads had used `job_cpu` (see
+    /// `code::job_cpu_time`) by then.
+    pub fn begin_tick(&self, job_cpu: Option<Duration>) {
+        let us = job_cpu.map_or(UNKNOWN, |cpu| cpu.as_micros() as u64);
+        // Relaxed: as in `saw_active`.
+        self.tick_cpu_us.store(us, Ordering::Relaxed);
+    }
+
     /// The profiler saw loop `g`'s nest take back-edges at `now`.
     pub fn saw_active(&self, g: LoopId, now: Instant) {
         // Relaxed: a heuristic timestamp; nothing is published through it.
         self.last_active_ms[g].store(self.ms_since_start(now), Ordering::Relaxed);
+        let cpu = self.tick_cpu_us.load(Ordering::Relaxed);
+        self.last_active_cpu_us[g].store(cpu, Ordering::Relaxed);
     }
 
     /// The profiler finished reading the counters at `now`.
@@ -70,10 +96,22 @@ impl LoopActivity {
     /// loop down) had been idle at the profiler's last tick, if long enough
     /// to count as stopped.
     pub fn stopped_for(&self, g: LoopId) -> Option<Duration> {
-        let last = self.last_active_ms[self.roots[g]].load(Ordering::Relaxed);
+        let root = self.roots[g];
+        let last = self.last_active_ms[root].load(Ordering::Relaxed);
         let tick = self.last_tick_ms.load(Ordering::Relaxed);
         let idle = Duration::from_millis(tick.saturating_sub(last));
-        (idle >= self.idle_after).then_some(idle)
+        let (cpu_then, cpu_now) = (
+            self.last_active_cpu_us[root].load(Ordering::Relaxed),
+            self.tick_cpu_us.load(Ordering::Relaxed),
+        );
+        // Unknown at either end: wall time alone decides.
+        let ran = if cpu_then == UNKNOWN || cpu_now == UNKNOWN {
+            idle
+        } else {
+            Duration::from_micros(cpu_now.saturating_sub(cpu_then))
+        };
+        let ran_enough = ran * 100 >= self.idle_after * MIN_IDLE_RUNNING_PERCENT;
+        (idle >= self.idle_after && ran_enough).then_some(idle)
     }
 }
 
@@ -123,6 +161,33 @@ mod tests {
         activity.saw_tick(start + ms(50));
         // No tick since: however late it is now, the loop was active then.
         assert_eq!(activity.stopped_for(LoopId(0)), None);
+    }
+
+    #[test]
+    fn a_loop_whose_thread_did_not_run_has_not_stopped() {
+        let start = Instant::now();
+        let activity = LoopActivity::new(ids(&[0]), start, ms(1));
+        activity.begin_tick(Some(ms(40)));
+        activity.saw_active(LoopId(0), start + ms(50));
+        // 30 ms later the job has run 2 ms more: its thread was waiting for
+        // a core, still in the loop.
+        activity.begin_tick(Some(ms(42)));
+        activity.saw_tick(start + ms(80));
+        assert_eq!(activity.stopped_for(LoopId(0)), None);
+        // It ran on, elsewhere: the loop stopped.
+        activity.begin_tick(Some(ms(60)));
+        activity.saw_tick(start + ms(100));
+        assert_eq!(activity.stopped_for(LoopId(0)), Some(ms(50)));
+    }
+
+    #[test]
+    fn without_cpu_times_wall_time_decides() {
+        let start = Instant::now();
+        let activity = LoopActivity::new(ids(&[0]), start, ms(1));
+        activity.begin_tick(None);
+        activity.saw_active(LoopId(0), start + ms(50));
+        activity.saw_tick(start + ms(80));
+        assert_eq!(activity.stopped_for(LoopId(0)), Some(ms(30)));
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub fn run(shared: Arc<Shared>) {
             moved = resampler.tick(&shared, now);
             sampled = resampler.sampled(now);
         }
+        shared.activity.begin_tick(crate::code::job_cpu_time());
         activity.tick(&shared, now, &sampled);
         shared.activity.saw_tick(now);
         reassess_queue(&shared, &activity, &mut requested_at);

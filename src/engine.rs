@@ -106,7 +106,10 @@ impl Engine {
     /// own symbols. A later definition of the same name replaces it. Names
     /// tierjit defines for every module are refused (`atexit`,
     /// `pthread_create` and the other functions it provides its own version
-    /// of, `__dso_handle`, `__tierjit_*`), and a module that itself defines
+    /// of, `__dso_handle`, `__tierjit_*`); its versions of the sleeping
+    /// calls (`sleep`, `poll`, ...) and of `longjmp` give way to the
+    /// embedder's (a thread asleep in the embedder's is then checked with a
+    /// signal on AArch64, see the README). A module that itself defines
     /// (not `static`) a name defined here is refused at load.
     pub fn define_symbol(&mut self, name: &str, address: *const ()) -> Result<(), Error> {
         if name.is_empty() || name.contains('\0') {
@@ -144,7 +147,7 @@ impl Engine {
             _ => None,
         };
         set_code_attributes(&module, &self.target);
-        runtime::bind_host_overrides(&module);
+        runtime::bind_host_overrides(&module, &self.symbols);
         let structors = structors::gather(&module);
         if let Some((name, _)) = self.symbols.iter().find(|(name, _)| {
             module

@@ -151,7 +151,7 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
     )?;
     let shape = main_shape(&module, &options.job)?;
     set_code_attributes(&module, &target);
-    bind_host_overrides(&module);
+    bind_host_overrides(&module, &[]);
     let structors = structors::gather(&module);
     let metrics = Metrics::new(start, options.events);
     if cached {
@@ -227,9 +227,13 @@ pub(crate) fn main_shape(module: &Module<'_>, path: &Path) -> Result<MainShape, 
 
 /// Points the job's declarations of overridden libc functions (`exit`,
 /// `atexit`) at tierjit's versions. A job that defines such a function
-/// itself keeps its own.
-pub(crate) fn bind_host_overrides(module: &Module<'_>) {
+/// itself keeps its own, and so does one whose embedder defines one that
+/// may be its (`extra`; see `HostOverride::yields_to_embedder`).
+pub(crate) fn bind_host_overrides(module: &Module<'_>, extra: &HostSymbols) {
     for o in code::host_overrides() {
+        if o.yields_to_embedder && extra.iter().any(|(name, _)| name == o.job_name) {
+            continue;
+        }
         if let Some(f) = module
             .get_function(o.job_name)
             .filter(|f| f.count_basic_blocks() == 0)
@@ -260,7 +264,7 @@ pub(crate) fn reserved_symbol(name: &str) -> bool {
         || name.starts_with("__lljit")
         || code::host_overrides()
             .iter()
-            .any(|o| o.job_name == name || o.symbol == name)
+            .any(|o| (o.job_name == name && !o.yields_to_embedder) || o.symbol == name)
         || code::static_runtime_symbols()
             .iter()
             .any(|(symbol, _)| *symbol == name)

@@ -187,8 +187,13 @@ pub struct VersionManager {
     forking: AtomicUsize,
 }
 
-/// `lock`, unless it stays taken for 10 ms (see `close_windows_for_fork`).
+/// `lock`; if this thread is in tierjit's wait for a compile (a fork from
+/// a signal handler that interrupted it, perhaps holding this lock), only
+/// unless it stays taken for 10 ms (see `close_windows_for_fork`).
 fn lock_for_fork(lock: &Mutex<Vec<Record>>) -> Option<std::sync::MutexGuard<'_, Vec<Record>>> {
+    if !crate::code::in_compile_wait() {
+        return Some(lock.lock().unwrap_or_else(|p| p.into_inner()));
+    }
     let deadline = Instant::now() + Duration::from_millis(10);
     loop {
         match lock.try_lock() {
@@ -289,7 +294,8 @@ impl VersionManager {
         drop(records);
         let mut osr_records = self.osr_records.lock().unwrap_or_else(|p| p.into_inner());
         // Relaxed: see `close_windows_for_fork`. A fork that began since
-        // the function's slot was pointed at the baseline has put it back.
+        // the function's slot was pointed at the baseline puts it back (it
+        // closes every window it finds open).
         if self.forking.load(Ordering::Relaxed) > 0 {
             return true;
         }
@@ -318,8 +324,8 @@ impl VersionManager {
             (&self.osr_records, &self.osr_slots),
         ] {
             // A fork from a signal handler that interrupted this thread
-            // inside a versions call (a batch-mode compile) would wait for
-            // itself: the window then stays open in the child.
+            // inside a versions call (a batch-mode compile wait) might wait
+            // for itself: the window then stays open in the child.
             let Some(mut records) = lock_for_fork(records) else {
                 continue;
             };
@@ -336,8 +342,11 @@ impl VersionManager {
 
     /// After the fork, in the parent: windows may open again.
     pub fn reopen_windows_after_fork(&self) {
-        // Relaxed: as in `close_windows_for_fork`.
-        self.forking.fetch_sub(1, Ordering::Relaxed);
+        // Relaxed: as in `close_windows_for_fork`. Called once per
+        // `close_windows_for_fork` (see `code::on_fork`); never below 0.
+        let _ = self
+            .forking
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Ends `id`'s profiling window: its slot, and its `loops`' OSR entry

@@ -350,3 +350,26 @@ fn a_signal_every_job_thread_blocks_is_not_taken_by_tierjits_threads() {
         );
     }
 }
+
+/// Runs `tests/process/NAME` in every mode against its native build.
+fn matches_native_in_every_mode(name: &str, args: &[String]) {
+    let text = std::fs::read_to_string(root().join("tests/process").join(name)).unwrap();
+    let source = job(name, &text);
+    let exe = native(&source);
+    let native = run_with_limit(native_command(&exe).args(args), job_limit());
+    for mode in MODES {
+        let run = run_tierjit(&source, &["--mode", mode], args);
+        assert_eq!(run.status, native.status, "{name} {mode}: {}", run.stderr);
+        assert_eq!(run.stdout, native.stdout, "{name} {mode}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_signal_handler_forks_while_the_job_forks() {
+    matches_native_in_every_mode("fork_in_handler.c", &["400".to_string()]);
+}
+
+#[test]
+fn the_sigwait_family_fails_on_a_bad_set_as_natively() {
+    matches_native_in_every_mode("sigwait_badptr.c", &[]);
+}

@@ -3,6 +3,7 @@
 //! host symbols.
 
 use super::orc::CodeAddress;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, CString};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -62,16 +63,63 @@ fn lock_hooks() -> std::sync::MutexGuard<'static, BTreeMap<u32, Arc<CompileNowHo
     COMPILE_NOW.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+thread_local! {
+    /// Set while this thread is in `compile_now`, whose job signals are
+    /// blocked. Should a handler still run job code there (one installed
+    /// for a fault, which stays unblocked) and ask for a compile, it must
+    /// not ask again, or it would wait for itself: its call runs the code
+    /// installed now. Const-initialized: a handler reading it allocates
+    /// nothing.
+    static IN_COMPILE_WAIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is inside tierjit's wait for a compile (so a fork
+/// now comes from a handler that interrupted it, and a lock tierjit holds
+/// may be held by this very thread).
+pub fn in_compile_wait() -> bool {
+    IN_COMPILE_WAIT.with(Cell::get)
+}
+
+/// The calling thread jumps out of frames (`longjmp` from a handler): a
+/// compile wait it interrupted is abandoned.
+pub fn left_compile_wait() {
+    IN_COMPILE_WAIT.with(|w| w.set(false));
+}
+
+extern "C" {
+    fn pthread_setcancelstate(state: c_int, old: *mut c_int) -> c_int;
+}
+
+/// glibc's `PTHREAD_CANCEL_DISABLE`.
+const CANCEL_DISABLE: c_int = 1;
+
 fn compile_now(argument: u64, unit: impl FnOnce(usize) -> Unit) {
     // A forked child has no compiler thread to wait for.
-    if super::process::in_forked_child() {
+    if super::process::in_forked_child() || IN_COMPILE_WAIT.with(|w| w.replace(true)) {
         return;
     }
+    // The job's signals wait until this returns: a handler that ran job
+    // code here would meet locks this thread holds (or wait for its own
+    // compile), and one that jumped out (`siglongjmp`) would leave them
+    // held for good. A signal is delivered a compile later, as if the
+    // thread had been descheduled.
+    let signals = super::threads::block_job_signals(true);
+    // The wait sleeps, a cancellation point the job's own code does not
+    // have here; cancelling it would unwind frames that hold references.
+    // Deferred: a cancel that comes meanwhile acts at the job's next
+    // cancellation point.
+    let mut cancel_state = 0;
+    // SAFETY: writes the previous state into a local.
+    unsafe { pthread_setcancelstate(CANCEL_DISABLE, &mut cancel_state) };
     let hook = lock_hooks().get(&((argument >> 32) as u32)).cloned();
     // Called without the lock: the hook waits for a compile.
     if let Some(hook) = hook {
         hook(unit((argument & 0xffff_ffff) as usize));
     }
+    // SAFETY: restores the state saved above.
+    unsafe { pthread_setcancelstate(cancel_state, std::ptr::null_mut()) };
+    IN_COMPILE_WAIT.with(|w| w.set(false));
+    super::threads::restore_signal_mask(&signals);
 }
 
 extern "C" fn tier_up_now(argument: u64) {
@@ -133,6 +181,11 @@ pub struct HostOverride {
     /// never run, so the names must differ.)
     pub symbol: &'static str,
     pub address: usize,
+    /// An embedder may supply its own (`Engine::define_symbol`), which its
+    /// modules then use: the sleeping calls and jumps, which tierjit only
+    /// watches. The others change what the process does (exit, threads,
+    /// signals) and are tierjit's in every module.
+    pub yields_to_embedder: bool,
 }
 
 /// Host functions that replace the job's references to these names.
@@ -142,11 +195,13 @@ pub fn host_overrides() -> Vec<HostOverride> {
             job_name: "atexit",
             symbol: "__tierjit_atexit",
             address: job_atexit as extern "C" fn(extern "C" fn()) -> c_int as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "at_quick_exit",
             symbol: "__tierjit_at_quick_exit",
             address: job_at_quick_exit as extern "C" fn(extern "C" fn()) -> c_int as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "pthread_create",
@@ -158,12 +213,14 @@ pub fn host_overrides() -> Vec<HostOverride> {
                     super::process::StartRoutine,
                     *mut std::ffi::c_void,
                 ) -> c_int as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "pthread_exit",
             symbol: "__tierjit_pthread_exit",
             address: super::process::job_pthread_exit
                 as extern "C-unwind" fn(*mut std::ffi::c_void) -> ! as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "sigaltstack",
@@ -171,6 +228,7 @@ pub fn host_overrides() -> Vec<HostOverride> {
             address: super::quiesce::job_sigaltstack
                 as extern "C" fn(*const libc::stack_t, *mut libc::stack_t) -> c_int
                 as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "signal",
@@ -178,6 +236,7 @@ pub fn host_overrides() -> Vec<HostOverride> {
             address: super::quiesce::job_signal
                 as extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t
                 as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "sigaction",
@@ -185,30 +244,40 @@ pub fn host_overrides() -> Vec<HostOverride> {
             address: super::quiesce::job_sigaction
                 as extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int
                 as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "sigtimedwait",
             symbol: "__tierjit_sigtimedwait",
             address: super::quiesce::job_sigtimedwait
-                as extern "C-unwind" fn(
+                as unsafe extern "C-unwind" fn(
                     *const libc::sigset_t,
                     *mut libc::siginfo_t,
                     *const libc::timespec,
                 ) -> c_int as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "sigwaitinfo",
             symbol: "__tierjit_sigwaitinfo",
             address: super::quiesce::job_sigwaitinfo
-                as extern "C-unwind" fn(*const libc::sigset_t, *mut libc::siginfo_t) -> c_int
+                as unsafe extern "C-unwind" fn(*const libc::sigset_t, *mut libc::siginfo_t) -> c_int
                 as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "sigwait",
             symbol: "__tierjit_sigwait",
             address: super::quiesce::job_sigwait
-                as extern "C-unwind" fn(*const libc::sigset_t, *mut c_int) -> c_int
+                as unsafe extern "C-unwind" fn(*const libc::sigset_t, *mut c_int) -> c_int
                 as usize,
+            yields_to_embedder: false,
+        },
+        HostOverride {
+            job_name: "fork",
+            symbol: "__tierjit_fork",
+            address: super::process::job_fork as extern "C" fn() -> libc::pid_t as usize,
+            yields_to_embedder: false,
         },
         HostOverride {
             job_name: "pthread_atfork",
@@ -216,6 +285,7 @@ pub fn host_overrides() -> Vec<HostOverride> {
             address: job_pthread_atfork
                 as extern "C" fn(ForkHandler, ForkHandler, ForkHandler) -> c_int
                 as usize,
+            yields_to_embedder: false,
         },
     ];
     overrides.extend(
@@ -225,6 +295,7 @@ pub fn host_overrides() -> Vec<HostOverride> {
                 job_name,
                 symbol,
                 address,
+                yields_to_embedder: true,
             }),
     );
     overrides

@@ -183,7 +183,14 @@ pub trait ForkHooks: Send + Sync {
     fn after_fork_in_parent(&self);
 }
 
-static FORK_HOOKS: std::sync::Mutex<Vec<std::sync::Weak<dyn ForkHooks>>> =
+type Hooks = Vec<std::sync::Weak<dyn ForkHooks>>;
+
+static FORK_HOOKS: std::sync::Mutex<Hooks> = std::sync::Mutex::new(Vec::new());
+
+/// The hooks whose `before_fork` ran, held from there to the parent's side
+/// of the fork: exactly those get `after_fork_in_parent` (a hook registered
+/// meanwhile gets neither), and none is dropped inside the fork.
+static FORKING: std::sync::Mutex<Vec<std::sync::Arc<dyn ForkHooks>>> =
     std::sync::Mutex::new(Vec::new());
 
 /// Runs `hooks` around every fork of this process from now on, for as long
@@ -193,35 +200,72 @@ pub fn on_fork(hooks: std::sync::Weak<dyn ForkHooks>) {
     REGISTERED.call_once(|| {
         // SAFETY: registers plain functions with no captured state, which
         // glibc calls around each fork.
-        unsafe { libc::pthread_atfork(Some(run_before_fork), Some(run_after_fork), None) };
+        unsafe {
+            libc::pthread_atfork(
+                Some(run_before_fork),
+                Some(run_after_fork),
+                Some(run_in_child),
+            )
+        };
     });
-    let mut registered = lock_hooks();
+    let mut registered = lock_ignoring_poison(&FORK_HOOKS);
     registered.retain(|h| h.strong_count() > 0);
     registered.push(hooks);
 }
 
-/// The hooks' lock. Poisoning is ignored: a hook that panicked leaves the
-/// list intact.
-fn lock_hooks() -> std::sync::MutexGuard<'static, Vec<std::sync::Weak<dyn ForkHooks>>> {
-    FORK_HOOKS.lock().unwrap_or_else(|p| p.into_inner())
+/// The lock. A hook cannot panic through it (the handlers are `extern
+/// "C"`, where a panic aborts), so a poisoned lock only means a panic in
+/// `on_fork`, whose list is intact.
+fn lock_ignoring_poison<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 extern "C" fn run_before_fork() {
-    for hooks in lock_hooks().iter().filter_map(|h| h.upgrade()) {
-        hooks.before_fork();
+    let hooks: Vec<_> = lock_ignoring_poison(&FORK_HOOKS)
+        .iter()
+        .filter_map(|h| h.upgrade())
+        .collect();
+    for hook in &hooks {
+        hook.before_fork();
     }
+    *lock_ignoring_poison(&FORKING) = hooks;
 }
 
 extern "C" fn run_after_fork() {
-    for hooks in lock_hooks().iter().filter_map(|h| h.upgrade()) {
-        hooks.after_fork_in_parent();
+    let hooks = std::mem::take(&mut *lock_ignoring_poison(&FORKING));
+    for hook in &hooks {
+        hook.after_fork_in_parent();
     }
+}
+
+extern "C" fn run_in_child() {
+    super::sleeps::forget_all_after_fork();
+    // Kept: dropping the last reference to a module here would run its
+    // teardown, which waits for threads the child does not have.
+    std::mem::forget(std::mem::take(&mut *lock_ignoring_poison(&FORKING)));
+}
+
+/// The job's `fork`, with its signals blocked until the fork returns (in
+/// both processes). tierjit's threads make the job's process multi-threaded,
+/// so the C library runs fork's prepare handlers (the `on_fork` hooks among
+/// them) under a lock; a handler of the job's that forked again meanwhile
+/// would wait for that lock for good (a single-threaded native program
+/// takes no lock there). Its signal arrives once the fork is done instead.
+pub extern "C" fn job_fork() -> libc::pid_t {
+    let signals = super::threads::block_job_signals(true);
+    // SAFETY: fork has no preconditions; this frame holds nothing the child
+    // could not return through.
+    let pid = unsafe { libc::fork() };
+    super::threads::restore_signal_mask(&signals);
+    pid
 }
 
 /// The job's `pthread_exit` (see the module doc). `C-unwind`: on a job
 /// thread the unwinding pthread_exit starts passes through this frame,
 /// which holds nothing to drop (an `extern "C"` frame aborted it).
 pub extern "C-unwind" fn job_pthread_exit(value: *mut c_void) -> ! {
+    // The frames it leaves may include an override's (see `sleeps`).
+    super::sleeps::forget_this_thread();
     // Relaxed: written by this very thread before the job's main ran.
     if thread_id() != JOB_MAIN_THREAD.load(Ordering::Relaxed) {
         // SAFETY: a job thread: its frames are the job's, the C library's

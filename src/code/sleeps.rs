@@ -28,20 +28,82 @@
 //! Job code could run below the anchor only in a signal handler, and the
 //! kernel's signal frame alone is larger than that bound on AArch64 (its
 //! register context reserves 4 KiB), so a handler that blocks is never taken
-//! for the sleep it interrupted. A mark outlives neither its thread (cleared
-//! when the thread ends, however it ends) nor a `fork` (the child's marks
-//! are cleared).
+//! for the sleep it interrupted. The bound is checked against the frame
+//! size the kernel reports (`AT_MINSIGSTKSZ`); where it reports none, or a
+//! smaller one, no mark is trusted.
+//!
+//! A mark must not outlive its override's frame. It is cleared when the
+//! override returns; when the thread jumps out of a handler that
+//! interrupted the sleep (the job's `longjmp` family comes here too), calls
+//! `pthread_exit` from one, or ends; when the thread marks a sleep higher
+//! on its stack (the frame below is gone); and in a forked child. One case
+//! is left: a thread cancelled in its sleep runs the job's cleanup handlers
+//! before it ends. A cleanup handler that blocked within 2 KiB below the
+//! anchor, in a C library function that keeps its return address in the
+//! link register, could pass for the sleep; so a mark counts only while the
+//! thread blocks in one of the system calls the overridden functions make
+//! (`SLEEPING_SYSCALLS`), which the C library's own wrappers of those calls
+//! reach only through frames that keep the link register on the stack (they
+//! are cancellation points, which call into the cancellation machinery
+//! first). A raw `syscall(SYS_ppoll, ...)` in such a cleanup handler is the
+//! one way left to defeat it.
 //!
 //! The overrides are `C-unwind`, and keep nothing to drop across the call:
 //! each is a cancellation point, which `pthread_cancel` unwinds through.
+//! An embedder that defines one of these names for its modules
+//! (`Engine::define_symbol`) replaces the override: its threads are then
+//! signalled there.
 
 use std::ffi::{c_int, c_uint};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 /// How far below its override's anchor a sleeping thread's stack pointer
 /// may be, for the C library's frames alone. A signal frame on AArch64
-/// takes more than 4 KiB, so half that tells the two apart.
+/// takes more than 4 KiB, so half that tells the two apart (marks are not
+/// trusted where the kernel says its frames are smaller: `marks_trusted`).
 pub(crate) const MAX_SLEEP_DEPTH: usize = 2048;
+
+/// The auxiliary-vector entry holding the size of the kernel's signal
+/// frame (Linux 4.18+ on AArch64, 5.14+ on x86-64).
+const AT_MINSIGSTKSZ: libc::c_ulong = 51;
+
+/// Whether the kernel says its signal frames are larger than
+/// `MAX_SLEEP_DEPTH`, so that a handler's frames cannot pass for the C
+/// library's. Unknown (an older kernel, or an emulator): no.
+pub(crate) fn marks_trusted() -> bool {
+    // SAFETY: getauxval only reads the process's auxiliary vector, and
+    // returns 0 for an entry it lacks.
+    let frame = unsafe { libc::getauxval(AT_MINSIGSTKSZ) } as usize;
+    frame > MAX_SLEEP_DEPTH
+}
+
+/// The system calls the overrides' C library functions block in: a marked
+/// thread blocked in another (a call of its own in a job's cleanup handler,
+/// say, that a stale mark might cover) is not taken for asleep here.
+#[cfg(target_arch = "aarch64")]
+const SLEEPING_SYSCALLS: &[libc::c_long] = &[
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_ppoll,
+    libc::SYS_pselect6,
+    libc::SYS_epoll_pwait,
+    libc::SYS_rt_sigsuspend,
+    libc::SYS_rt_sigtimedwait,
+];
+#[cfg(target_arch = "x86_64")]
+const SLEEPING_SYSCALLS: &[libc::c_long] = &[
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_select,
+    libc::SYS_pselect6,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_pause,
+    libc::SYS_rt_sigsuspend,
+    libc::SYS_rt_sigtimedwait,
+];
 
 /// One thread asleep in an override: its id and anchor (0 when free).
 struct Mark {
@@ -62,9 +124,18 @@ static SLEEPERS: [Mark; MARKS] = [const {
 const UNMARKED: usize = usize::MAX;
 
 /// Marks the calling thread asleep under `anchor`; returns the mark to
-/// clear, or `UNMARKED` if every mark is taken.
+/// clear, or `UNMARKED` if every mark is taken. Marks of this thread's
+/// under a lower anchor are dropped first: their frames are gone (left by
+/// `longjmp` from a handler, which `forget_this_thread` also covers when
+/// the job calls it directly).
 fn mark_asleep(anchor: usize) -> usize {
     let tid = super::current_os_thread();
+    for mark in &SLEEPERS {
+        // Relaxed: only this thread writes marks holding its id.
+        if mark.tid.load(Ordering::Relaxed) == tid && mark.anchor.load(Ordering::Relaxed) < anchor {
+            clear(mark, tid);
+        }
+    }
     let first = tid.unsigned_abs() as usize % MARKS;
     for i in (first..MARKS).chain(0..first) {
         let mark = &SLEEPERS[i];
@@ -87,54 +158,71 @@ fn mark_asleep(anchor: usize) -> usize {
     UNMARKED
 }
 
-fn unmark(index: usize) {
-    if let Some(mark) = SLEEPERS.get(index) {
+/// Clears `mark` if thread `tid` (the caller) still holds it: after a
+/// fork, the child's thread has a new id, and its old marks were cleared
+/// (and may have been taken by other threads since).
+fn clear(mark: &Mark, tid: i32) {
+    // Relaxed: only the holder clears its mark (or the forked child, which
+    // has a single thread).
+    if mark.tid.load(Ordering::Relaxed) == tid {
         // Release: the anchor is cleared before the mark can be reused.
         mark.anchor.store(0, Ordering::Release);
         mark.tid.store(0, Ordering::Release);
     }
 }
 
-/// Clears the calling thread's marks (it is ending; a cancelled sleep
-/// never reached its `unmark`).
+fn unmark(index: usize) {
+    if let Some(mark) = SLEEPERS.get(index) {
+        clear(mark, super::current_os_thread());
+    }
+}
+
+/// Clears the calling thread's marks: it is ending (a cancelled sleep never
+/// reached its `unmark`), or leaving frames by `longjmp` or `pthread_exit`.
 pub fn forget_this_thread() {
     let tid = super::current_os_thread();
-    for mark in &SLEEPERS {
-        // Relaxed: only this thread writes its own marks.
-        if mark.tid.load(Ordering::Relaxed) == tid {
-            unmark_all_of(mark);
-        }
-    }
+    SLEEPERS.iter().for_each(|mark| clear(mark, tid));
 }
 
 /// In a forked child: the marks are the parent's threads', which the child
 /// does not have (a later thread could reuse one's id).
 pub fn forget_all_after_fork() {
-    SLEEPERS.iter().for_each(unmark_all_of);
+    for mark in &SLEEPERS {
+        // Release: as in `clear`; the child has a single thread.
+        mark.anchor.store(0, Ordering::Release);
+        mark.tid.store(0, Ordering::Release);
+    }
 }
 
-fn unmark_all_of(mark: &Mark) {
-    // Release: as in `unmark`.
-    mark.anchor.store(0, Ordering::Release);
-    mark.tid.store(0, Ordering::Release);
+/// Whether thread `tid` is inside one of the overrides (about to sleep, or
+/// asleep).
+pub fn is_marked(tid: i32) -> bool {
+    // Relaxed: a hint for whether to signal the thread now; nothing is
+    // freed on its strength.
+    SLEEPERS
+        .iter()
+        .any(|mark| mark.tid.load(Ordering::Relaxed) == tid)
 }
 
-/// Whether thread `tid`, seen blocked in a system call with stack pointer
-/// `sp`, is asleep in one of the overrides with only C library frames
-/// below it (see the module doc). Ask only while the thread is known not
-/// to run (its state and switch counts unchanged around the question).
-pub fn asleep_in_override(tid: i32, sp: usize) -> bool {
-    SLEEPERS.iter().any(|mark| {
-        // Acquire: pairs with the Release in `mark_asleep` (the anchor read
-        // belongs to the tid read, which is read again after it).
-        let owner = mark.tid.load(Ordering::Acquire);
-        let anchor = mark.anchor.load(Ordering::Acquire);
-        owner == tid
-            && mark.tid.load(Ordering::Acquire) == tid
-            && anchor != 0
-            && sp <= anchor
-            && anchor - sp <= MAX_SLEEP_DEPTH
-    })
+/// Whether thread `tid`, seen blocked in system call `syscall` with stack
+/// pointer `sp`, is asleep in one of the overrides with only C library
+/// frames below it (see the module doc). Ask only while the thread is
+/// known not to run (its state and switch counts unchanged around the
+/// question).
+pub fn asleep_in_override(tid: i32, syscall: libc::c_long, sp: usize) -> bool {
+    SLEEPING_SYSCALLS.contains(&syscall)
+        && marks_trusted()
+        && SLEEPERS.iter().any(|mark| {
+            // Acquire: pairs with the Release in `mark_asleep` (the anchor
+            // read belongs to the tid read, which is read again after it).
+            let owner = mark.tid.load(Ordering::Acquire);
+            let anchor = mark.anchor.load(Ordering::Acquire);
+            owner == tid
+                && mark.tid.load(Ordering::Acquire) == tid
+                && anchor != 0
+                && sp <= anchor
+                && anchor - sp <= MAX_SLEEP_DEPTH
+        })
 }
 
 /// How far `sp` lies below thread `tid`'s anchor, if it is marked.
@@ -142,6 +230,7 @@ pub fn asleep_in_override(tid: i32, sp: usize) -> bool {
 pub fn depth_below_anchor(tid: i32, sp: usize) -> Option<usize> {
     SLEEPERS
         .iter()
+        // Acquire: as in `asleep_in_override`.
         .find(|mark| mark.tid.load(Ordering::Acquire) == tid)
         .map(|mark| mark.anchor.load(Ordering::Acquire).wrapping_sub(sp))
 }
@@ -205,10 +294,24 @@ mod c_library {
         ) -> c_int;
         pub fn sigwaitinfo(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> c_int;
         pub fn sigwait(set: *const libc::sigset_t, signal: *mut c_int) -> c_int;
+        pub fn __poll_chk(
+            fds: *mut libc::pollfd,
+            count: libc::nfds_t,
+            timeout: c_int,
+            capacity: usize,
+        ) -> c_int;
+        pub fn __ppoll_chk(
+            fds: *mut libc::pollfd,
+            count: libc::nfds_t,
+            timeout: *const libc::timespec,
+            mask: *const libc::sigset_t,
+            capacity: usize,
+        ) -> c_int;
+        pub fn thrd_sleep(request: *const libc::timespec, remain: *mut libc::timespec) -> c_int;
     }
 }
 
-/// Calls `sleep` marked asleep. A macro, not a function taking a closure:
+/// Runs `$call` (a call into the C library) marked asleep. A macro, not a function taking a closure:
 /// the anchor must be a local of the override's own frame, and the frame
 /// must hold nothing to drop.
 macro_rules! marked {
@@ -229,7 +332,10 @@ macro_rules! marked {
 macro_rules! sleeping_call {
     ($name:ident, $job:ident($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         #[doc = concat!("The job's `", stringify!($name), "`: see the module doc.")]
-        pub extern "C-unwind" fn $job($($arg: $ty),*) -> $ret {
+        ///
+        /// # Safety
+        /// As the C library's: the job's arguments are passed on.
+        pub unsafe extern "C-unwind" fn $job($($arg: $ty),*) -> $ret {
             // SAFETY: the job's arguments, passed on as its own call would.
             marked!(unsafe { c_library::$name($($arg),*) })
         }
@@ -283,13 +389,33 @@ sleeping_call!(epoll_pwait, job_epoll_pwait(
     timeout: c_int,
     mask: *const libc::sigset_t
 ) -> c_int);
+sleeping_call!(__poll_chk, job_poll_chk(
+    fds: *mut libc::pollfd,
+    count: libc::nfds_t,
+    timeout: c_int,
+    capacity: usize
+) -> c_int);
+sleeping_call!(__ppoll_chk, job_ppoll_chk(
+    fds: *mut libc::pollfd,
+    count: libc::nfds_t,
+    timeout: *const libc::timespec,
+    mask: *const libc::sigset_t,
+    capacity: usize
+) -> c_int);
+sleeping_call!(thrd_sleep, job_thrd_sleep(
+    request: *const libc::timespec,
+    remain: *mut libc::timespec
+) -> c_int);
 sleeping_call!(pause, job_pause() -> c_int);
 sleeping_call!(sigsuspend, job_sigsuspend(mask: *const libc::sigset_t) -> c_int);
 
 /// `sigtimedwait`, marked asleep, for the job's (see
 /// `quiesce::job_sigtimedwait`, which takes the reclamation signal out of
 /// the set first).
-pub fn sigtimedwait_marked(
+///
+/// # Safety
+/// As the C library's.
+pub unsafe fn sigtimedwait_marked(
     set: *const libc::sigset_t,
     info: *mut libc::siginfo_t,
     timeout: *const libc::timespec,
@@ -299,16 +425,62 @@ pub fn sigtimedwait_marked(
 }
 
 /// `sigwait`, marked asleep (see `sigtimedwait_marked`).
-pub fn sigwait_marked(set: *const libc::sigset_t, signal: *mut c_int) -> c_int {
+///
+/// # Safety
+/// As the C library's.
+pub unsafe fn sigwait_marked(set: *const libc::sigset_t, signal: *mut c_int) -> c_int {
     // SAFETY: as in `sigtimedwait_marked`.
     marked!(unsafe { c_library::sigwait(set, signal) })
 }
 
 /// `sigwaitinfo`, marked asleep (see `sigtimedwait_marked`).
-pub fn sigwaitinfo_marked(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> c_int {
+///
+/// # Safety
+/// As the C library's.
+pub unsafe fn sigwaitinfo_marked(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> c_int {
     // SAFETY: as in `sigtimedwait_marked`.
     marked!(unsafe { c_library::sigwaitinfo(set, info) })
 }
+
+/// The C library's non-local jumps. A job that jumps out of a signal
+/// handler leaves the frames the handler interrupted without returning
+/// through them: an override's, whose mark would then be stale, or
+/// tierjit's wait for a compile (see `entry::compile_now`).
+mod jumps {
+    use std::ffi::{c_int, c_void};
+    extern "C" {
+        pub fn longjmp(env: *mut c_void, value: c_int) -> !;
+        pub fn _longjmp(env: *mut c_void, value: c_int) -> !;
+        pub fn siglongjmp(env: *mut c_void, value: c_int) -> !;
+        pub fn __longjmp_chk(env: *mut c_void, value: c_int) -> !;
+    }
+}
+
+/// Forgets what the calling thread's frames below a jump's target held.
+fn leaving_frames() {
+    forget_this_thread();
+    super::entry::left_compile_wait();
+}
+
+macro_rules! jump {
+    ($name:ident, $job:ident) => {
+        #[doc = concat!("The job's `", stringify!($name), "`: see `jumps`.")]
+        ///
+        /// # Safety
+        /// As the C library's. This frame holds nothing to drop, so the jump
+        /// may leave it.
+        pub unsafe extern "C" fn $job(env: *mut std::ffi::c_void, value: c_int) -> ! {
+            leaving_frames();
+            // SAFETY: the job's own jump, with its arguments.
+            unsafe { jumps::$name(env, value) }
+        }
+    };
+}
+
+jump!(longjmp, job_longjmp);
+jump!(_longjmp, job_underscore_longjmp);
+jump!(siglongjmp, job_siglongjmp);
+jump!(__longjmp_chk, job_longjmp_chk);
 
 /// `(name the job calls, private symbol, address)` of each override here.
 pub fn overrides() -> Vec<(&'static str, &'static str, usize)> {
@@ -332,7 +504,72 @@ pub fn overrides() -> Vec<(&'static str, &'static str, usize)> {
         pselect => job_pselect,
         epoll_wait => job_epoll_wait,
         epoll_pwait => job_epoll_pwait,
+        __poll_chk => job_poll_chk,
+        __ppoll_chk => job_ppoll_chk,
+        thrd_sleep => job_thrd_sleep,
         pause => job_pause,
         sigsuspend => job_sigsuspend,
+        longjmp => job_longjmp,
+        _longjmp => job_underscore_longjmp,
+        siglongjmp => job_siglongjmp,
+        __longjmp_chk => job_longjmp_chk,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks_of(tid: i32) -> Vec<usize> {
+        SLEEPERS
+            .iter()
+            // Relaxed: the marks are this thread's own.
+            .filter(|m| m.tid.load(Ordering::Relaxed) == tid)
+            .map(|m| m.anchor.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    #[test]
+    fn a_mark_left_by_a_jump_is_dropped_by_the_next_or_by_the_jump() {
+        let me = super::super::current_os_thread();
+        // An override's frame left without its `unmark` (a handler's jump),
+        // then a sleep higher on the stack: the lower mark goes.
+        let left = mark_asleep(0x1000);
+        let outer = mark_asleep(0x3000);
+        assert_eq!(marks_of(me), [0x3000]);
+        // A nested sleep (in a handler, below) keeps the outer one.
+        let nested = mark_asleep(0x2000);
+        let mut marks = marks_of(me);
+        marks.sort();
+        assert_eq!(marks, [0x2000, 0x3000]);
+        unmark(nested);
+        assert_eq!(marks_of(me), [0x3000]);
+        // A jump forgets every mark of the thread.
+        leaving_frames();
+        assert!(marks_of(me).is_empty());
+        // Unmarking a mark already forgotten (or since taken by another
+        // thread) changes nothing.
+        unmark(outer);
+        unmark(left);
+        assert!(marks_of(me).is_empty());
+    }
+
+    #[test]
+    fn another_threads_mark_is_not_cleared_by_a_stale_unmark() {
+        let mine = mark_asleep(0x5000);
+        forget_this_thread();
+        let theirs = std::thread::spawn(|| {
+            let tid = super::super::current_os_thread();
+            (tid, mark_asleep(0x6000))
+        })
+        .join()
+        .unwrap();
+        unmark(mine);
+        if mine == theirs.1 {
+            assert_eq!(marks_of(theirs.0), [0x6000], "the other thread's mark");
+        }
+        // Not `forget_all_after_fork`: other tests' threads sleep meanwhile.
+        clear(&SLEEPERS[theirs.1], theirs.0);
+        assert!(marks_of(theirs.0).is_empty());
+    }
 }

@@ -54,31 +54,53 @@ pub fn lower_priority(os_thread: i32) -> bool {
 /// stay unblocked: a thread that faults with them blocked is killed
 /// without its handler.
 fn with_job_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
+    let previous = block_job_signals(false);
+    let spawned = spawn();
+    restore_signal_mask(&previous);
+    spawned
+}
+
+/// Blocks every signal but the synchronous faults (and, with
+/// `but_reclamation`, the reclamation signal, whose handler only reads
+/// registers) in the calling thread; returns the mask to restore.
+pub fn block_job_signals(but_reclamation: bool) -> libc::sigset_t {
     // SAFETY: both sets are valid sigset_t values, `set` initialised by
-    // sigfillset before it is changed and `previous` written by the first
-    // pthread_sigmask before the second reads it; pthread_sigmask only
-    // changes the calling thread's mask.
+    // sigfillset before it is changed and `previous` written by
+    // pthread_sigmask; pthread_sigmask only changes the calling thread's
+    // mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
-        for fault in [
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGILL,
-            libc::SIGFPE,
-            libc::SIGTRAP,
-            libc::SIGSYS,
-            libc::SIGABRT,
-        ] {
+        for fault in FAULTS {
             libc::sigdelset(&mut set, fault);
+        }
+        if but_reclamation {
+            libc::sigdelset(&mut set, super::quiesce::reclaim_signal());
         }
         let mut previous: libc::sigset_t = std::mem::zeroed();
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
-        let spawned = spawn();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
-        spawned
+        previous
     }
 }
+
+/// Restores a mask `block_job_signals` returned.
+pub fn restore_signal_mask(previous: &libc::sigset_t) {
+    // SAFETY: `previous` is a valid sigset_t; only this thread's mask
+    // changes.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, previous, std::ptr::null_mut()) };
+}
+
+/// Signals a thread raises by faulting: blocked, the kernel would kill the
+/// thread without its handler.
+const FAULTS: [i32; 7] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+    libc::SIGABRT,
+];
 
 /// Starts one of tierjit's own threads, named `name`, with the job's
 /// signals blocked from its first instruction (see

@@ -207,29 +207,12 @@ pub fn wait_for_threads(shared: &Shared) {
     }
 }
 
-thread_local! {
-    /// Set while this thread is in `request_now`: a signal handler of the
-    /// job that interrupted it there (holding a versions or queue lock,
-    /// or waiting for its own compile) and calls job code must not ask
-    /// again, or it would wait for itself. Const-initialized: reading it
-    /// from a handler allocates nothing.
-    static REQUESTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Batch mode and forced OSR: queue a compile of function `function` (or of
 /// the continuation of its loop `loop_index`) and wait until it has
-/// finished, or until another thread's request for it has. Called again on
-/// the same thread from a signal handler meanwhile, it returns at once:
-/// the handler's call runs the code installed now.
+/// finished, or until another thread's request for it has (a signal
+/// handler that interrupted this wait never comes here: see
+/// `code::entry::compile_now`).
 fn request_now(shared: &Shared, function: FunctionId, loop_index: Option<usize>) {
-    if REQUESTING.with(|r| r.replace(true)) {
-        return;
-    }
-    request_and_wait(shared, function, loop_index);
-    REQUESTING.with(|r| r.set(false));
-}
-
-fn request_and_wait(shared: &Shared, function: FunctionId, loop_index: Option<usize>) {
     let (calls, backedges) = shared.function_counts(function);
     let request = CompileRequest::new(function, loop_index, calls, backedges, Instant::now());
     let unit = request.unit(&shared.layout);

@@ -898,9 +898,35 @@ fn read_sigset(address: usize) -> Option<libc::sigset_t> {
         return Some(unsafe { value.assume_init() });
     }
     let unsupported = std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS);
-    // SAFETY: the job passed `address` as its signal set; read as the C
-    // library would (a bad one faults here as it would there).
-    unsupported.then(|| unsafe { std::ptr::read_unaligned(address as *const libc::sigset_t) })
+    // SAFETY: the job passed `address` as its signal set, and its pages are
+    // mapped (a mapping without read access, which `mincore` does not
+    // tell apart, faults here where the C library would fail).
+    (unsupported && mapped(address, bytes))
+        .then(|| unsafe { std::ptr::read_unaligned(address as *const libc::sigset_t) })
+}
+
+/// Whether `[address, address + bytes)` lies in mapped pages (`mincore`).
+fn mapped(address: usize, bytes: usize) -> bool {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let start = address & !(page - 1);
+    let Some(end) = address.checked_add(bytes) else {
+        return false;
+    };
+    let mut residency = [0u8; 4];
+    let pages = (end - start).div_ceil(page);
+    if pages > residency.len() {
+        return false;
+    }
+    // SAFETY: `residency` has room for one byte per page asked about; an
+    // unmapped range fails with ENOMEM, touching nothing.
+    unsafe {
+        libc::mincore(
+            start as *mut libc::c_void,
+            end - start,
+            residency.as_mut_ptr(),
+        ) == 0
+    }
 }
 
 /// Reads `[start, end)` of this process's memory without faulting if part

@@ -368,7 +368,7 @@ fn matches_native_in_every_mode(name: &str, args: &[String]) {
 fn a_signal_handler_forks_while_the_job_forks() {
     // Forks of a process under an emulator are slow: fewer there (its
     // 3 ms timer still fires during them).
-    let forks = if emulated() { "100" } else { "400" };
+    let forks = if emulated() { "40" } else { "400" };
     matches_native_in_every_mode("fork_in_handler.c", &[forks.to_string()]);
 }
 

@@ -1017,20 +1017,35 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_fork_closes_profiling_windows_and_none_opens_until_it_is_done() {
-        let (versions, jit, _) = with_general_version();
-        let (f, g) = (FunctionId(0), LoopId(0));
-        let (_baseline_object, baseline) = object(&jit, "f.tj0");
+    /// Function 0 with a general version installed, baseline entries for
+    /// profiling windows (the baseline object is returned to keep it
+    /// loaded), and a continuation installed for loop 0.
+    fn with_window_targets() -> (
+        VersionManager,
+        crate::code::Jit,
+        Unit,
+        CodeAddress,
+        LoadedObject,
+        CodeAddress,
+    ) {
+        let (versions, jit, unit) = with_general_version();
+        let (baseline_object, baseline) = object(&jit, "f.tj0");
         versions.set_baseline_entries(vec![baseline, baseline]);
         let (loaded, continuation) = object(&jit, "f.osr0");
         versions.install(
-            Unit::Loop(g),
+            Unit::Loop(LoopId(0)),
             Tier::Optimized,
             continuation,
             loaded,
             Speculation::default(),
         );
+        (versions, jit, unit, baseline, baseline_object, continuation)
+    }
+
+    #[test]
+    fn a_fork_closes_profiling_windows_and_none_opens_until_it_is_done() {
+        let (versions, _jit, _, baseline, _baseline_object, _) = with_window_targets();
+        let (f, g) = (FunctionId(0), LoopId(0));
         let slots = || (versions.slots.current(0), versions.osr_slots.current(0));
         let installed = slots();
         assert!(versions.start_sampling(f, &[g]));
@@ -1050,18 +1065,8 @@ mod tests {
 
     #[test]
     fn a_profiling_window_routes_calls_to_baseline_code_and_gives_way_to_installs() {
-        let (versions, jit, unit) = with_general_version();
+        let (versions, jit, unit, baseline, _baseline_object, continuation) = with_window_targets();
         let (f, g) = (FunctionId(0), LoopId(0));
-        let (_baseline_object, baseline) = object(&jit, "f.tj0");
-        versions.set_baseline_entries(vec![baseline, baseline]);
-        let (loaded, continuation) = object(&jit, "f.osr0");
-        versions.install(
-            Unit::Loop(g),
-            Tier::Optimized,
-            continuation,
-            loaded,
-            Speculation::default(),
-        );
         let slot = || versions.slots.current(0);
         let osr = || versions.osr_slots.current(0);
         let installed = slot();

@@ -222,7 +222,7 @@ pub fn skip_threads_present_before_the_job() {
 
 /// The stacks of job threads tierjit started (`pthread_create`), as the C
 /// library allocated them.
-static JOB_STACKS: Mutex<Vec<(ThreadIdentity, usize, usize)>> = Mutex::new(Vec::new());
+static JOB_STACKS: Mutex<Vec<NotedStack>> = Mutex::new(Vec::new());
 
 /// Notes the calling job thread's stack, until `forget_this_threads_stack`.
 pub fn note_this_threads_stack() {
@@ -882,26 +882,17 @@ fn inspect_blocked(tid: i32, maps: &[maps::Mapping], mark: &mut dyn FnMut(usize)
 fn read_sigset(address: usize) -> Option<libc::sigset_t> {
     let mut value = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
     let bytes = std::mem::size_of::<libc::sigset_t>();
-    let local = libc::iovec {
-        iov_base: value.as_mut_ptr().cast(),
-        iov_len: bytes,
-    };
-    let remote = libc::iovec {
-        iov_base: address as *mut libc::c_void,
-        iov_len: bytes,
-    };
-    // SAFETY: `local` describes `value`'s storage, which we own; the kernel
-    // checks the remote range and fails (EFAULT) instead of faulting.
-    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    if read == bytes as isize {
+    // SAFETY: `value` is ours, writable for its size.
+    match unsafe { copy_own_memory(address, value.as_mut_ptr().cast(), bytes) } {
         // SAFETY: every byte was written, and any bytes are a sigset_t.
-        return Some(unsafe { value.assume_init() });
+        Ok(()) => return Some(unsafe { value.assume_init() }),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+        Err(_) => return None,
     }
-    let unsupported = std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS);
     // SAFETY: the job passed `address` as its signal set, and its pages are
     // mapped (a mapping without read access, which `mincore` does not
     // tell apart, faults here where the C library would fail).
-    (unsupported && mapped(address, bytes))
+    mapped(address, bytes)
         .then(|| unsafe { std::ptr::read_unaligned(address as *const libc::sigset_t) })
 }
 
@@ -934,21 +925,40 @@ fn mapped(address: usize, bytes: usize) -> bool {
 fn read_other_stack(start: usize, end: usize) -> std::io::Result<Vec<usize>> {
     let words = (end - start) / std::mem::size_of::<usize>();
     let mut buffer = vec![0usize; words];
-    let bytes = words * std::mem::size_of::<usize>();
+    // SAFETY: `buffer` is ours, writable for `words` words.
+    unsafe {
+        copy_own_memory(
+            start,
+            buffer.as_mut_ptr().cast(),
+            words * std::mem::size_of::<usize>(),
+        )
+    }?;
+    Ok(buffer)
+}
+
+/// Copies `bytes` bytes of this process's memory at `from` to `into`
+/// with `process_vm_readv`, which fails (EFAULT) rather than faulting
+/// where part of the range is not readable (a thread that exited and its
+/// stack with it, a job's bad pointer), and with ENOSYS where the kernel
+/// or an emulator lacks it.
+///
+/// # Safety
+/// `into` must be valid for writes of `bytes` bytes.
+unsafe fn copy_own_memory(from: usize, into: *mut u8, bytes: usize) -> std::io::Result<()> {
     let local = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
+        iov_base: into.cast(),
         iov_len: bytes,
     };
     let remote = libc::iovec {
-        iov_base: start as *mut libc::c_void,
+        iov_base: from as *mut libc::c_void,
         iov_len: bytes,
     };
-    // SAFETY: `local` describes `buffer`, which we own; the kernel checks
-    // the remote range and fails (EFAULT) instead of faulting.
+    // SAFETY: `local` is writable (the caller's promise); the kernel checks
+    // the remote range and fails instead of faulting.
     let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
     match read {
+        n if n == bytes as isize => Ok(()),
         -1 => Err(std::io::Error::last_os_error()),
-        n if n == bytes as isize => Ok(buffer),
         _ => Err(std::io::Error::from_raw_os_error(libc::EFAULT)),
     }
 }
@@ -1141,21 +1151,27 @@ fn scan_held(
 /// noting its stack): the scan then reaches to the end of the stack's
 /// mapping instead.
 fn known_stack_briefly(tid: i32) -> Option<(usize, usize)> {
-    let (who, low, high) = lock_briefly(&JOB_STACKS)?
-        .iter()
-        .find(|(who, _, _)| who.tid == tid)
-        .copied()?;
-    (identity(tid) == Some(who)).then_some((low, high))
+    let entry = noted_stack(&lock_briefly(&JOB_STACKS)?, tid)?;
+    still_that_thread(entry)
 }
 
 /// The stack the C library gave thread `tid`, if tierjit started it and it
 /// is still that thread (see `JOB_STACKS`).
 fn known_stack(tid: i32) -> Option<(usize, usize)> {
-    let (who, low, high) = lock(&JOB_STACKS)
-        .iter()
-        .find(|(who, _, _)| who.tid == tid)
-        .copied()?;
-    (identity(tid) == Some(who)).then_some((low, high))
+    let entry = noted_stack(&lock(&JOB_STACKS), tid)?;
+    still_that_thread(entry)
+}
+
+type NotedStack = (ThreadIdentity, usize, usize);
+
+fn noted_stack(stacks: &[NotedStack], tid: i32) -> Option<NotedStack> {
+    stacks.iter().find(|(who, _, _)| who.tid == tid).copied()
+}
+
+/// The stack of a noted thread, if its id still names it (read without
+/// the lock held).
+fn still_that_thread((who, low, high): NotedStack) -> Option<(usize, usize)> {
+    (identity(who.tid) == Some(who)).then_some((low, high))
 }
 
 /// Marks every word of `[start, end)`, read through `buffer` with
@@ -1176,30 +1192,17 @@ fn scan_memory(
             break;
         }
         let bytes = words * word;
-        let local = libc::iovec {
-            iov_base: buffer.as_mut_ptr().cast(),
-            iov_len: bytes,
-        };
-        let remote = libc::iovec {
-            iov_base: at as *mut libc::c_void,
-            iov_len: bytes,
-        };
-        // SAFETY: `local` describes `buffer`, which we own; the kernel
-        // checks the remote range and fails (EFAULT) instead of faulting.
-        let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        if read == bytes as isize {
-            buffer[..words].iter().for_each(|&w| mark(w));
-        } else if read == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS)
-        {
-            for k in 0..words {
-                // SAFETY: readable memory of a held thread's stack (from
-                // the maps read before it was signalled), aligned.
-                mark(unsafe { std::ptr::read_volatile((at + k * word) as *const usize) });
+        // SAFETY: `buffer` is ours, writable for `words` words.
+        match unsafe { copy_own_memory(at, buffer.as_mut_ptr().cast(), bytes) } {
+            Ok(()) => buffer[..words].iter().for_each(|&w| mark(w)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                for k in 0..words {
+                    // SAFETY: readable memory of a held thread's stack (from
+                    // the maps read before it was signalled), aligned.
+                    mark(unsafe { std::ptr::read_volatile((at + k * word) as *const usize) });
+                }
             }
-        } else {
-            return Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EFAULT));
+            Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EFAULT)),
         }
         at += bytes;
     }

@@ -290,10 +290,14 @@ fn job_arguments_and_exit_status_pass_through() {
 #[test]
 fn a_loop_running_in_main_moves_to_optimized_code() {
     // All the work is one loop in main, which is called once: only OSR can
-    // move it off baseline code.
+    // move it off baseline code. Under an emulator, long enough for the
+    // compile (nice 19, behind the other tests' emulated jobs) to land: at
+    // 200 million iterations it missed the 3.5 s run there 3 times.
+    let iterations = 40_000_000 * workload_scale().max(5);
     let path = job(
         "osr_main.c",
-        "#include <stdio.h>\nint main(void) { unsigned long h = 1; for (long i = 0; i < 200000000; i++) h = h * 31 + (i ^ (h >> 7)); printf(\"%lu\\n\", h); return 0; }\n",
+        &"#include <stdio.h>\nint main(void) { unsigned long h = 1; for (long i = 0; i < ITERATIONS; i++) h = h * 31 + (i ^ (h >> 7)); printf(\"%lu\\n\", h); return 0; }\n"
+            .replace("ITERATIONS", &iterations.to_string()),
     );
     let run = run_tierjit(&path, &["--events", "--stats"], &[]);
     assert_eq!(run.status, Some(0), "{}", run.stderr);

@@ -66,10 +66,10 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// Kernel-region seconds of each variant: (median, max/min). The variants
-/// take turns, run by run, so that a drift in the machine's speed (a busy
+/// Kernel-region seconds of each variant, run by run. The variants take
+/// turns, run by run, so that a drift in the machine's speed (a busy
 /// neighbour on a shared host) falls on all of them alike.
-fn kernel_times(job: &str) -> Vec<(&'static str, f64, f64)> {
+fn kernel_runs(job: &str) -> Vec<(&'static str, Vec<f64>)> {
     let mut variants = variants(job);
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for _ in 0..KERNEL_RUNS {
@@ -77,15 +77,12 @@ fn kernel_times(job: &str) -> Vec<(&'static str, f64, f64)> {
             runs[i].extend(kernel_seconds(cmd));
         }
     }
-    variants
-        .iter()
-        .zip(runs)
-        .filter_map(|((name, _), mut runs)| {
-            let spread = runs.iter().copied().fold(0.0, f64::max)
-                / runs.iter().copied().fold(f64::INFINITY, f64::min);
-            Some((*name, median_of(&mut runs)?, spread))
-        })
-        .collect()
+    variants.iter().map(|(name, _)| *name).zip(runs).collect()
+}
+
+/// Largest over smallest.
+fn spread(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    values.clone().fold(0.0, f64::max) / values.fold(f64::INFINITY, f64::min)
 }
 
 fn report() -> bool {
@@ -121,9 +118,9 @@ fn report() -> bool {
             (geo.0 / geo.1 as f64).exp()
         );
     }
-    println!("\nloop nests, kernel region: median of {KERNEL_RUNS} interleaved runs (s), ratios, and max/min over the runs (native's and optimized's are the machine's noise)");
+    println!("\nloop nests, kernel region: median of {KERNEL_RUNS} interleaved runs (s), ratios, max/min over the runs (native's and optimized's are the machine's noise), and max/min of each round's tiered/optimized");
     println!(
-        "{:<12} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>14} {:>12} {:>12}",
+        "{:<12} {:>8} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>14} {:>12} {:>12} {:>15}",
         "job",
         "O3",
         "O3-nat",
@@ -133,11 +130,12 @@ fn report() -> bool {
         "tier/nat",
         "tiered max/min",
         "opt max/min",
-        "nat max/min"
+        "nat max/min",
+        "tier/opt max/min"
     );
     for job in NEST_JOBS.iter().filter(|j| selected(j)) {
-        let times = kernel_times(job);
-        let get = |v: &str| times.iter().find(|t| t.0 == v).map(|t| (t.1, t.2));
+        let runs = kernel_runs(job);
+        let get = |v: &str| runs.iter().find(|r| r.0 == v).map(|r| r.1.clone());
         let (Some(o3), Some(nat), Some(opt), Some(tier)) = (
             get("native-O3"),
             get("native-O3-march-native"),
@@ -146,19 +144,26 @@ fn report() -> bool {
         ) else {
             continue;
         };
+        // Each round's tiered time over the optimized run beside it: a
+        // drift of the host's speed falls on both, a tier-up that came
+        // late in one run does not.
+        let paired: Vec<f64> = tier.iter().zip(&opt).map(|(t, o)| t / o).collect();
+        let m = |mut v: Vec<f64>| median_of(&mut v).unwrap_or(f64::NAN);
+        let (tier_s, opt_s) = (m(tier.clone()), m(opt.clone()));
         println!(
-            "{job:<12} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>9.2} {:>9.2} | {:>14.2} {:>12.2} {:>12.2}",
-            o3.0,
-            nat.0,
-            opt.0,
-            tier.0,
-            tier.0 / opt.0,
-            tier.0 / nat.0,
-            tier.1,
-            opt.1,
-            nat.1
+            "{job:<12} {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>9.2} {:>9.2} | {:>14.2} {:>12.2} {:>12.2} {:>15.2}",
+            m(o3),
+            m(nat.clone()),
+            opt_s,
+            tier_s,
+            tier_s / opt_s,
+            tier_s / m(nat.clone()),
+            spread(tier.iter().copied()),
+            spread(opt.iter().copied()),
+            spread(nat.iter().copied()),
+            spread(paired.iter().copied()),
         );
-        ratios.push((format!("nests/{job}/kernel"), tier.0 / opt.0));
+        ratios.push((format!("nests/{job}/kernel"), tier_s / opt_s));
     }
     guard::check(&ratios)
 }

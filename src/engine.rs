@@ -140,7 +140,7 @@ impl Engine {
         let start = Instant::now();
         let context = Context::create();
         crate::code::watch_context(&context);
-        let (module, _) = runtime::read_module(&context, path, &[], &self.config, &self.target)?;
+        let module = runtime::read_module(&context, path, &[], &self.config, &self.target, None)?;
         // A module need not have `main`; one it has must be callable.
         let main = match module.get_function("main") {
             Some(f) if f.count_basic_blocks() > 0 => Some(runtime::main_shape(&module, path)?),

@@ -59,6 +59,7 @@
 pub mod baseline;
 #[allow(unsafe_code)]
 mod c_api;
+pub mod cache;
 #[allow(unsafe_code)]
 mod code;
 pub mod codegen;

@@ -26,6 +26,29 @@ struct Cli {
 enum Command {
     /// Run a job (.ll, .bc or .c); exits with the job's exit status.
     Run(RunArgs),
+    /// Show the persistent cache: entries, size and hit rates.
+    Cache(CacheArgs),
+}
+
+#[derive(clap::Args)]
+struct CacheArgs {
+    #[command(subcommand)]
+    action: Option<CacheAction>,
+    /// Tuning preset from profiles/ (see `run --help`).
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    /// RON config file naming cache.dir (see config.example.ron).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Override one config knob, e.g. --set cache.dir=/srv/cache.
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Remove every entry and the hit counts.
+    Clear,
 }
 
 #[derive(clap::Args)]
@@ -76,8 +99,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage(e),
     };
-    let Command::Run(args) = cli.command;
-    match run(args) {
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Cache(args) => cache(args),
+    };
+    match outcome {
         // The job's exit: its handlers, then tierjit's report, then the
         // end of the process (see tierjit::run).
         Ok(status) => std::process::exit(status),
@@ -132,17 +158,57 @@ fn printable(message: &str) -> String {
     out
 }
 
-fn run(args: RunArgs) -> anyhow::Result<i32> {
+/// The config: defaults, then the preset, the file and the overrides.
+fn layered_config(
+    profile: Option<&str>,
+    file: Option<&std::path::Path>,
+    settings: &[String],
+) -> anyhow::Result<Config> {
     let mut config = Config::default();
-    if let Some(name) = &args.profile {
+    if let Some(name) = profile {
         config.layer_profile(name)?;
     }
-    if let Some(path) = &args.config {
+    if let Some(path) = file {
         config.layer_file(path)?;
     }
-    for setting in &args.set {
+    for setting in settings {
         config.apply_override(setting)?;
     }
+    Ok(config)
+}
+
+/// `tierjit cache` and `tierjit cache clear`.
+fn cache(args: CacheArgs) -> anyhow::Result<i32> {
+    let config = layered_config(args.profile.as_deref(), args.config.as_deref(), &args.set)?;
+    let Some(cache) = tierjit::cache::Cache::from_config(&config.cache) else {
+        let env = tierjit::cache::CACHE_DIR_ENV;
+        let why = if !config.cache.enabled {
+            "cache.enabled is false".to_string()
+        } else if std::env::var_os(env).is_some_and(|v| v.is_empty()) {
+            format!("{env} is set and empty")
+        } else {
+            "no directory: set cache.dir, or HOME".to_string()
+        };
+        println!("cache: off ({why})");
+        return Ok(0);
+    };
+    match args.action {
+        None => print!("{}", tierjit::cache::describe(&cache)),
+        Some(CacheAction::Clear) => {
+            let removed = cache.clear().map_err(|e| {
+                anyhow::anyhow!("cannot clear the cache at {}: {e}", cache.root().display())
+            })?;
+            println!(
+                "cache: removed {removed} entries from {}",
+                cache.root().display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let config = layered_config(args.profile.as_deref(), args.config.as_deref(), &args.set)?;
     if args.print_target {
         print!(
             "{}",

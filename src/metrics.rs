@@ -39,6 +39,8 @@ pub struct Metrics {
     /// Profiling windows closed, and branch-bias moves they confirmed.
     windows: AtomicU64,
     moves: AtomicU64,
+    /// Persistent-cache lookups: (kind, hits, misses), in first-seen order.
+    cache: Mutex<Vec<(&'static str, u64, u64)>>,
 }
 
 fn histogram() -> Mutex<Histogram<u64>> {
@@ -58,6 +60,7 @@ impl Metrics {
             failed: AtomicU64::new(0),
             windows: AtomicU64::new(0),
             moves: AtomicU64::new(0),
+            cache: Mutex::new(Vec::new()),
         }
     }
 
@@ -117,6 +120,46 @@ impl Metrics {
             ms(event.compile),
             event.code_bytes,
         ));
+    }
+
+    /// A lookup in the persistent cache: `kind` (its label, "front end"),
+    /// for `label`, found or not and why not.
+    pub fn cache_lookup(&self, kind: &'static str, label: &str, outcome: Result<(), &str>) {
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let at = match cache.iter().position(|c| c.0 == kind) {
+                Some(at) => at,
+                None => {
+                    cache.push((kind, 0, 0));
+                    cache.len() - 1
+                }
+            };
+            match outcome {
+                Ok(()) => cache[at].1 += 1,
+                Err(_) => cache[at].2 += 1,
+            }
+        }
+        if self.events_enabled {
+            let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+            let what = match outcome {
+                Ok(()) => format!("cache hit {kind} {label}"),
+                Err(why) => format!("cache miss {kind} {label}: {why}"),
+            };
+            self.emit(format!("{:>10.3}ms {seq:>4} {what}", self.elapsed_ms()));
+        }
+    }
+
+    /// The `--stats` line of cache lookups, if there were any.
+    pub fn cache_line(&self) -> Option<String> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = cache
+            .iter()
+            .map(|(kind, hits, misses)| format!("{kind} {hits} hit(s), {misses} miss(es)"))
+            .collect();
+        Some(format!("  cache: {}\n", parts.join("; ")))
     }
 
     /// A frame entered an OSR continuation for the first time. `since_hot`:

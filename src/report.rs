@@ -118,6 +118,7 @@ pub fn tiered_stats(shared: &Shared, mode: &str) -> String {
         1 => "  counters: one copy\n".to_string(),
         n => format!("  counters: {n} copies, CPU c writing copy c mod {n}\n"),
     };
+    out += &shared.metrics.cache_line().unwrap_or_default();
     out += "  compile latency:\n";
     for row in shared.metrics.latency_rows() {
         out += &format!("  {row}\n");
@@ -177,9 +178,11 @@ fn speculation_stats(shared: &Shared) -> String {
 /// functions before `main`.
 pub fn optimized_stats(metrics: &Metrics, mode: &str, functions: usize) -> String {
     let mut out = format!(
-        "tierjit stats: mode {mode}, {:.3}s\n  totals: {functions} functions, {functions} at O3 (compiled before main)\n  compile latency:\n",
+        "tierjit stats: mode {mode}, {:.3}s\n  totals: {functions} functions, {functions} at O3 (compiled before main)\n",
         metrics.start().elapsed().as_secs_f64()
     );
+    out += &metrics.cache_line().unwrap_or_default();
+    out += "  compile latency:\n";
     for row in metrics.latency_rows() {
         out += &format!("  {row}\n");
     }

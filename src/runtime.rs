@@ -11,6 +11,7 @@ use inkwell::module::{Linkage, Module};
 use inkwell::values::BasicValue;
 
 use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries, Probes};
+use crate::cache::{Cache, Kind};
 use crate::code::{
     self, CodeAddress, CompileNowRegistration, CounterTable, Jit, MainShape, SlotTable,
 };
@@ -142,25 +143,19 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
     target.validate()?;
     let context = Context::create();
     code::watch_context(&context);
-    let (module, cached) = read_module(
+    let metrics = Metrics::new(start, options.events);
+    let module = read_module(
         &context,
         &options.job,
         &options.cflags,
         &options.config,
         &target,
+        Some(&metrics),
     )?;
     let shape = main_shape(&module, &options.job)?;
     set_code_attributes(&module, &target);
     bind_host_overrides(&module, &[]);
     let structors = structors::gather(&module);
-    let metrics = Metrics::new(start, options.events);
-    if cached {
-        metrics.note(
-            "frontend",
-            &options.job.display().to_string(),
-            "clang skipped: bitcode from the front-end cache (source, headers, flags and clang unchanged)",
-        );
-    }
     let status = match options.mode {
         Mode::Optimized => {
             let module = without_dso_local(&context, module, &options.job, false)?;
@@ -179,25 +174,39 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
 }
 
 /// Reads, parses and checks the job at `path`: a module that can run
-/// here. The second value says whether a C job's bitcode came from the
-/// front-end cache.
+/// here. A C job goes through the front-end cache, whose outcome goes to
+/// `metrics` when given.
 pub(crate) fn read_module<'ctx>(
     context: &'ctx Context,
     path: &Path,
     cflags: &[String],
     config: &Config,
     target: &TargetSpec,
-) -> Result<(Module<'ctx>, bool), Error> {
+    metrics: Option<&Metrics>,
+) -> Result<Module<'ctx>, Error> {
     let cache = config
         .frontend
         .cache
-        .then(FrontendCache::default_location)
+        .then(|| Cache::from_config(&config.cache))
         .flatten();
-    let job = read_job_ir(path, cflags, &target.triple, cache.as_ref())?;
+    let frontend = cache.as_ref().map(FrontendCache::new);
+    let job = read_job_ir(path, cflags, &target.triple, frontend.as_ref())?;
+    if let Some(cache) = &cache {
+        // The front end is all this run looks up or stores.
+        cache.finish();
+    }
+    if let Some(metrics) = metrics {
+        let label = path.display().to_string();
+        if job.cached {
+            metrics.cache_lookup(Kind::Frontend.label(), &label, Ok(()));
+        } else if let Some(why) = &job.uncached_because {
+            metrics.cache_lookup(Kind::Frontend.label(), &label, Err(why));
+        }
+    }
     let module = parse_module(context, &job.bytes, path)?;
     target.check_module(&module, path)?;
     check_supported(&module, path)?;
-    Ok((module, job.cached))
+    Ok(module)
 }
 
 pub(crate) fn main_shape(module: &Module<'_>, path: &Path) -> Result<MainShape, Error> {

@@ -177,9 +177,9 @@ fn a_job_runs_with_the_native_preset() {
     );
 }
 
-#[test]
-fn a_rerun_of_a_c_job_skips_clang_unless_the_cache_is_off() {
-    let dir = scratch().join("frontend-cache");
+/// A C job in a directory of its own, with a cache directory beside it.
+fn cached_job(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let job = dir.join("job.c");
@@ -191,15 +191,27 @@ fn a_rerun_of_a_c_job_skips_clang_unless_the_cache_is_off() {
     // A file changed just before clang starts is not cached (it may have
     // changed while clang read it).
     std::thread::sleep(std::time::Duration::from_millis(50));
+    (job, dir.join("cache"))
+}
+
+/// `tierjit ARGS` with the cache at `cache`.
+fn with_cache(cache: &std::path::Path, args: &[&str]) -> Run {
+    let mut cmd = tierjit_command();
+    cmd.env("TIERJIT_CACHE_DIR", cache).args(args);
+    run_with_limit(&mut cmd, job_limit())
+}
+
+#[test]
+fn a_rerun_of_a_c_job_skips_clang_unless_the_cache_is_off() {
+    let (job, cache) = cached_job("frontend-cache");
+    let job = job.to_str().unwrap();
     let run = |extra: &[&str]| {
-        let mut cmd = tierjit_command();
-        cmd.env("TIERJIT_CACHE_DIR", dir.join("cache"))
-            .args(["run", "--events"])
-            .args(extra)
-            .arg(&job);
-        run_with_limit(&mut cmd, job_limit())
+        with_cache(
+            &cache,
+            &[&["run", "--events", "--stats"], extra, &[job]].concat(),
+        )
     };
-    const SKIPPED: &str = "clang skipped: bitcode from the front-end cache";
+    let hit = format!("cache hit front end {job}");
     let first = run(&[]);
     assert_eq!(
         (first.status, first.stdout.as_str()),
@@ -207,7 +219,20 @@ fn a_rerun_of_a_c_job_skips_clang_unless_the_cache_is_off() {
         "{}",
         first.stderr
     );
-    assert!(!first.stderr.contains(SKIPPED), "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains(&format!("cache miss front end {job}: no entry")),
+        "{}",
+        first.stderr
+    );
+    assert!(
+        first
+            .stderr
+            .contains("  cache: front end 0 hit(s), 1 miss(es)"),
+        "{}",
+        first.stderr
+    );
     let second = run(&[]);
     assert_eq!(
         (second.status, second.stdout.as_str()),
@@ -215,8 +240,140 @@ fn a_rerun_of_a_c_job_skips_clang_unless_the_cache_is_off() {
         "{}",
         second.stderr
     );
-    assert!(second.stderr.contains(SKIPPED), "{}", second.stderr);
-    let off = run(&["--set", "frontend.cache=false"]);
-    assert_eq!(off.status, Some(3), "{}", off.stderr);
-    assert!(!off.stderr.contains(SKIPPED), "{}", off.stderr);
+    assert!(second.stderr.contains(&hit), "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("  cache: front end 1 hit(s), 0 miss(es)"),
+        "{}",
+        second.stderr
+    );
+    for off in ["frontend.cache=false", "cache.enabled=false"] {
+        let run = run(&["--set", off]);
+        assert_eq!(run.status, Some(3), "{}", run.stderr);
+        assert!(!run.stderr.contains("cache hit"), "{off}: {}", run.stderr);
+    }
+    // cache.dir wins over the environment: an empty cache there.
+    let elsewhere = cache.with_file_name("elsewhere");
+    let moved = run(&["--set", &format!("cache.dir={}", elsewhere.display())]);
+    assert!(moved.stderr.contains("no entry"), "{}", moved.stderr);
+    assert!(elsewhere.join("c").is_dir());
+}
+
+#[test]
+fn the_cache_command_shows_entries_and_hit_rates_and_clears_them() {
+    let (job, cache) = cached_job("cache-command");
+    let job = job.to_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(with_cache(&cache, &["run", job]).status, Some(3));
+    }
+    let shown = with_cache(&cache, &["cache"]);
+    assert_eq!(shown.status, Some(0), "{}", shown.stderr);
+    assert!(
+        shown
+            .stdout
+            .starts_with(&format!("cache: {} (limit 1024 MB)\n", cache.display())),
+        "{}",
+        shown.stdout
+    );
+    let front_end = shown
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("front end"))
+        .unwrap();
+    assert!(front_end.contains(" 1 entries "), "{front_end}");
+    assert!(
+        front_end.contains("2 hits, 1 misses (66% hit)"),
+        "{front_end}"
+    );
+    let cleared = with_cache(&cache, &["cache", "clear"]);
+    assert_eq!(
+        cleared.stdout,
+        format!("cache: removed 1 entries from {}\n", cache.display())
+    );
+    let empty = with_cache(&cache, &["cache"]);
+    assert!(empty.stdout.contains(" 0 entries "), "{}", empty.stdout);
+    assert!(
+        empty.stdout.contains("no lookups recorded"),
+        "{}",
+        empty.stdout
+    );
+    let off = with_cache(&cache, &["cache", "--set", "cache.enabled=false"]);
+    assert_eq!(
+        (off.status, off.stdout.as_str()),
+        (Some(0), "cache: off (cache.enabled is false)\n")
+    );
+}
+
+#[test]
+fn a_damaged_entry_is_ignored_with_a_warning_and_stored_again() {
+    let (job, cache) = cached_job("cache-damage");
+    let job = job.to_str().unwrap();
+    assert_eq!(with_cache(&cache, &["run", job]).status, Some(3));
+    let entry = std::fs::read_dir(cache.join("c"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_none())
+        .expect("one entry");
+    let whole = std::fs::read(&entry).unwrap();
+    // Flip a byte of the bitcode, then cut the entry short.
+    let mut flipped = whole.clone();
+    let last = flipped.len() - 5;
+    flipped[last] ^= 0x55;
+    for (damage, bytes) in [
+        ("checksum mismatch", flipped),
+        ("truncated", whole[..whole.len() / 2].to_vec()),
+    ] {
+        std::fs::write(&entry, bytes).unwrap();
+        let run = with_cache(&cache, &["run", "--events", job]);
+        assert_eq!(
+            (run.status, run.stdout.as_str()),
+            (Some(3), "ok\n"),
+            "{}",
+            run.stderr
+        );
+        let warnings: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("tierjit: warning:"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{}", run.stderr);
+        assert!(
+            warnings[0].contains(&format!("is damaged ({damage})")),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            run.stderr
+                .contains(&format!("damaged entry ({damage}), removed")),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(std::fs::read(&entry).unwrap(), whole, "stored again");
+    }
+}
+
+#[test]
+fn a_cache_that_cannot_be_written_warns_once_and_the_job_runs() {
+    let (job, cache) = cached_job("cache-unwritable");
+    // A file where the cache directory should be, as a read-only or full
+    // disk refuses every store.
+    std::fs::write(&cache, "not a directory").unwrap();
+    let run = with_cache(&cache, &["run", job.to_str().unwrap()]);
+    assert_eq!(
+        (run.status, run.stdout.as_str()),
+        (Some(3), "ok\n"),
+        "{}",
+        run.stderr
+    );
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].starts_with(&format!(
+            "tierjit: warning: cannot write the cache at {}",
+            cache.display()
+        )),
+        "{}",
+        run.stderr
+    );
 }

@@ -128,13 +128,23 @@ knob::knobs! {
 
     /// Reading `.c` jobs.
     frontend: Frontend {
-        /// Keep the bitcode clang makes, keyed by the source, every header
-        /// it read, the flags and the clang binary, so that running the
-        /// same job again skips clang (see src/ir/frontend_cache.rs). The
-        /// directory is $TIERJIT_CACHE_DIR, else $XDG_CACHE_HOME/tierjit,
-        /// else ~/.cache/tierjit; TIERJIT_CACHE_DIR= (empty) also turns it
-        /// off.
+        /// Keep the bitcode clang makes in the cache (see `cache`), keyed
+        /// by the source, every header it read, the flags and the clang
+        /// binary, so that running the same job again skips clang (see
+        /// src/ir/frontend_cache.rs). Needs cache.enabled.
         cache: bool = true;
+    }
+
+    /// The persistent cache of what runs learned (see src/cache).
+    cache: Cache {
+        /// false: nothing is read from or stored in the cache.
+        enabled: bool = true;
+        /// The cache directory. Empty: $TIERJIT_CACHE_DIR (set but empty:
+        /// no cache), else $XDG_CACHE_HOME/tierjit, else ~/.cache/tierjit.
+        dir: String = String::new();
+        /// Bound on the directory's size (MB): after a run stores entries
+        /// past it, the least recently used go until it is back under 90%.
+        max_mb: u64 = 1024, range 1 => 1 << 32;
     }
 
     /// What code every tier is generated for.

@@ -22,28 +22,25 @@
 //! margin for the kernel's coarse file clock), since its hash might not be
 //! what clang read.
 //!
-//! An entry is one file (header, manifest, bitcode and the bitcode's
-//! hash), written to a temporary name and renamed, so concurrent runs see
-//! a whole entry or none, and a damaged one is a miss. A cache that cannot
-//! be read or written is skipped, never an error: the job is compiled as
-//! if there were no cache. Nothing is evicted; deleting the directory
-//! clears it.
+//! An entry (the manifest, an empty line, the bitcode) is stored in the
+//! persistent cache (`crate::cache`, kind `c`), which checksums it and
+//! writes it atomically, evicts by size, and never makes a cache problem
+//! the job's: a cache that cannot be read or written only costs the
+//! compile.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-/// Where entries live unless `TIERJIT_CACHE_DIR` says otherwise.
-pub const CACHE_DIR_ENV: &str = "TIERJIT_CACHE_DIR";
+use crate::cache::entry::hex;
+use crate::cache::{Cache, Kind, Miss};
 
-/// Bumped when the entry format or what clang is asked for changes, so
-/// that an older tierjit's entries are not read.
-const FORMAT: &str = "tierjit-frontend-2";
+/// Part of every key: bumped when the payload's layout or what clang is
+/// asked for changes, so that an older tierjit's entries are not found.
+const FORMAT: &str = "tierjit-frontend-3";
 
 /// Environment variables that change what clang reads or makes.
 const CLANG_ENVIRONMENT: [&str; 8] = [
@@ -80,8 +77,8 @@ const FILE_CLOCK_MARGIN: Duration = Duration::from_millis(20);
 /// Macros whose value changes between runs: an entry would freeze them.
 const VOLATILE_MACROS: [&[u8]; 3] = [b"__DATE__", b"__TIME__", b"__TIMESTAMP__"];
 
-pub struct FrontendCache {
-    dir: PathBuf,
+pub struct FrontendCache<'a> {
+    cache: &'a Cache,
 }
 
 /// One job's place in the cache: its key, and where clang should write
@@ -93,49 +90,46 @@ pub struct Entry {
     started: SystemTime,
 }
 
-impl FrontendCache {
-    pub fn new(dir: PathBuf) -> FrontendCache {
-        FrontendCache { dir }
-    }
-
-    /// `$TIERJIT_CACHE_DIR` (empty: no cache), else
-    /// `$XDG_CACHE_HOME/tierjit`, else `$HOME/.cache/tierjit`; the entries
-    /// are in its `c/` subdirectory.
-    pub fn default_location() -> Option<FrontendCache> {
-        let root = match std::env::var_os(CACHE_DIR_ENV) {
-            Some(dir) if dir.is_empty() => return None,
-            Some(dir) => PathBuf::from(dir),
-            None => match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-                Some(xdg) => PathBuf::from(xdg).join("tierjit"),
-                None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/tierjit"),
-            },
-        };
-        Some(FrontendCache::new(root.join("c")))
+impl<'a> FrontendCache<'a> {
+    pub fn new(cache: &'a Cache) -> FrontendCache<'a> {
+        FrontendCache { cache }
     }
 
     /// The entry for compiling `source` (the job's bytes) with `clang` and
-    /// `args`; `None` when the compile must not be cached (see the module
-    /// doc) or clang cannot be identified (a missing clang must still be
-    /// reported as missing).
-    pub fn entry(&self, clang: &Path, args: &[OsString], source: &[u8]) -> Option<Entry> {
+    /// `args`; `Err` with the reason when the compile must not be cached
+    /// (see the module doc) or clang cannot be identified (a missing clang
+    /// must still be reported as missing).
+    pub fn entry(
+        &self,
+        clang: &Path,
+        args: &[OsString],
+        source: &[u8],
+    ) -> Result<Entry, &'static str> {
         let uncacheable = args.iter().any(|arg| {
             let arg = arg.as_encoded_bytes();
             UNCACHEABLE_FLAGS
                 .iter()
                 .any(|flag| arg.starts_with(flag.as_bytes()))
-                || names_volatile_macro(arg)
         });
-        if uncacheable || names_volatile_macro(source) {
-            return None;
+        if uncacheable {
+            return Err("a flag makes clang read or write files it does not list");
         }
-        let binary = resolve_on_path(clang)?;
-        let binary = std::fs::canonicalize(binary).ok()?;
-        let meta = std::fs::metadata(&binary).ok()?;
+        if args
+            .iter()
+            .any(|a| names_volatile_macro(a.as_encoded_bytes()))
+            || names_volatile_macro(source)
+        {
+            return Err("it names __DATE__, __TIME__ or __TIMESTAMP__");
+        }
+        const UNKNOWN_CLANG: &str = "clang cannot be identified";
+        let binary = resolve_on_path(clang).ok_or(UNKNOWN_CLANG)?;
+        let binary = std::fs::canonicalize(binary).map_err(|_| UNKNOWN_CLANG)?;
+        let meta = std::fs::metadata(&binary).map_err(|_| UNKNOWN_CLANG)?;
         let modified = meta
             .modified()
-            .ok()?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
+            .ok()
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+            .ok_or(UNKNOWN_CLANG)?;
         let mut hash = Sha256::new();
         let mut field = |bytes: &[u8]| {
             // Length-prefixed, so ("ab","c") and ("a","bc") differ.
@@ -155,32 +149,41 @@ impl FrontendCache {
             field(value.as_ref().map_or(b"(unset)", |v| v.as_encoded_bytes()));
         }
         field(source);
-        let key = hex(&hash.finalize());
-        let depfile = self.dir.join(format!("{key}.{}.d", unique_suffix()));
-        Some(Entry {
-            key,
-            depfile,
+        Ok(Entry {
+            key: hex(&hash.finalize()),
+            depfile: PathBuf::new(),
             started: SystemTime::now(),
         })
     }
 
     /// The cached bitcode for `entry`, if the entry is whole and every
-    /// file its compile read still has the contents it had then.
-    pub fn lookup(&self, entry: &Entry) -> Option<Vec<u8>> {
-        let file = std::fs::read(self.dir.join(&entry.key)).ok()?;
-        let (manifest, bitcode) = parse_entry(&file)?;
-        for line in manifest.lines() {
-            let (digest, path) = line.split_once(' ')?;
-            // Never read a device or a pipe: it may not end.
-            if !std::fs::metadata(path).ok()?.is_file() {
-                return None;
-            }
-            let contents = std::fs::read(path).ok()?;
-            if hex(&Sha256::digest(&contents)) != digest {
-                return None;
-            }
-        }
-        Some(bitcode.to_vec())
+    /// file its compile read still has the contents it had then; else why
+    /// not. Counted as the cache's hit or miss.
+    pub fn lookup(&self, entry: &Entry) -> Result<Vec<u8>, Miss> {
+        let found = self
+            .cache
+            .get(Kind::Frontend, &entry.key)
+            .and_then(|payload| {
+                let (manifest, bitcode) = parse_payload(&payload)
+                    .ok_or_else(|| Miss::Stale("entry without a manifest".into()))?;
+                for line in manifest.lines() {
+                    let (digest, path) = line
+                        .split_once(' ')
+                        .ok_or_else(|| Miss::Stale("entry with a bad manifest".into()))?;
+                    // Never read a device or a pipe: it may not end.
+                    let contents = std::fs::metadata(path)
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .and_then(|_| std::fs::read(path).ok())
+                        .ok_or_else(|| Miss::Stale(format!("{path} is gone")))?;
+                    if hex(&Sha256::digest(&contents)) != digest {
+                        return Err(Miss::Stale(format!("{path} changed")));
+                    }
+                }
+                Ok(bitcode.to_vec())
+            });
+        self.cache.count(Kind::Frontend, found.is_ok());
+        found
     }
 
     /// Stores `bitcode` for `entry`, with the files listed in the
@@ -220,29 +223,21 @@ impl FrontendCache {
         if manifest.is_empty() {
             return;
         }
-        let mut file =
-            format!("{FORMAT}\n{}\n{manifest}\n", hex(&Sha256::digest(bitcode))).into_bytes();
-        file.extend_from_slice(bitcode);
-        self.write_atomically(&entry.key, &file);
+        let mut payload = format!("{manifest}\n").into_bytes();
+        payload.extend_from_slice(bitcode);
+        self.cache.put(Kind::Frontend, &entry.key, &payload);
     }
 
-    /// Makes the cache directory and an empty dependency file for clang to
-    /// fill, and notes the time clang starts. False if either cannot be
+    /// Names an empty dependency file for clang to fill, in the cache's
+    /// directory, and notes the time clang starts. False if it cannot be
     /// made: then clang is run without `-MD` and nothing is stored.
     pub fn prepare(&self, entry: &mut Entry) -> bool {
         entry.started = SystemTime::now();
-        std::fs::create_dir_all(&self.dir).is_ok() && std::fs::File::create(&entry.depfile).is_ok()
-    }
-
-    fn write_atomically(&self, name: &str, bytes: &[u8]) -> bool {
-        let temporary = self.dir.join(format!("{name}.{}.tmp", unique_suffix()));
-        let written = std::fs::File::create(&temporary)
-            .and_then(|mut f| f.write_all(bytes))
-            .and_then(|()| std::fs::rename(&temporary, self.dir.join(name)));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        written.is_ok()
+        let Some(depfile) = self.cache.scratch(Kind::Frontend, &entry.key) else {
+            return false;
+        };
+        entry.depfile = depfile;
+        std::fs::File::create(&entry.depfile).is_ok()
     }
 }
 
@@ -256,15 +251,6 @@ fn resolve_on_path(clang: &Path) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// A name part no other writer uses at the same time: this process and a
-/// per-process sequence number.
-fn unique_suffix() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    // Relaxed: the number only has to be unique, nothing is ordered by it.
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{n}", std::process::id())
-}
-
 /// Whether `bytes` name a macro whose value changes between runs.
 fn names_volatile_macro(bytes: &[u8]) -> bool {
     VOLATILE_MACROS
@@ -272,24 +258,12 @@ fn names_volatile_macro(bytes: &[u8]) -> bool {
         .any(|m| bytes.windows(m.len()).any(|w| w == *m))
 }
 
-/// The manifest and bitcode of a whole entry: the format line, the
-/// bitcode's SHA-256, manifest lines, an empty line, then the bitcode.
-/// `None` for anything else (an older format, a damaged file, an empty
-/// manifest).
-fn parse_entry(file: &[u8]) -> Option<(&str, &[u8])> {
-    let header_end = file.windows(2).position(|w| w == b"\n\n")?;
-    let header = std::str::from_utf8(&file[..header_end]).ok()?;
-    let bitcode = &file[header_end + 2..];
-    let mut lines = header.splitn(3, '\n');
-    let (format, digest, manifest) = (lines.next()?, lines.next()?, lines.next()?);
-    if format != FORMAT || manifest.is_empty() || hex(&Sha256::digest(bitcode)) != digest {
-        return None;
-    }
-    Some((manifest, bitcode))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The manifest and bitcode of a payload: manifest lines, an empty line,
+/// then the bitcode. `None` for anything else.
+fn parse_payload(payload: &[u8]) -> Option<(&str, &[u8])> {
+    let end = payload.windows(2).position(|w| w == b"\n\n")?;
+    let manifest = std::str::from_utf8(&payload[..end]).ok()?;
+    (!manifest.is_empty()).then(|| (manifest, &payload[end + 2..]))
 }
 
 /// The prerequisites of a Make-style dependency file as clang writes it:
@@ -333,23 +307,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn damaged_entries_are_misses() {
-        let bitcode = b"BC\xc0\xde\n\nbody";
-        let digest = hex(&Sha256::digest(bitcode));
-        let whole = [
-            format!("{FORMAT}\n{digest}\nab /x.h\n\n").into_bytes(),
-            bitcode.to_vec(),
-        ]
-        .concat();
-        assert_eq!(parse_entry(&whole), Some(("ab /x.h", &bitcode[..])));
-        assert_eq!(parse_entry(&whole[..whole.len() - 1]), None, "truncated");
-        let empty_manifest = [
-            format!("{FORMAT}\n{digest}\n\n").into_bytes(),
-            bitcode.to_vec(),
-        ]
-        .concat();
-        assert_eq!(parse_entry(&empty_manifest), None);
-        assert_eq!(parse_entry(b""), None);
+    fn a_payload_needs_its_manifest() {
+        let payload = b"ab /x.h\n\nBC\xc0\xde\n\nbody";
+        assert_eq!(
+            parse_payload(payload),
+            Some(("ab /x.h", &b"BC\xc0\xde\n\nbody"[..]))
+        );
+        assert_eq!(parse_payload(b"\n\nBC"), None, "empty manifest");
+        assert_eq!(parse_payload(b"ab /x.h\nBC"), None);
     }
 
     #[test]

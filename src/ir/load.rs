@@ -39,6 +39,9 @@ pub struct JobIr {
     /// A C job whose bitcode came from the front-end cache (clang did not
     /// run).
     pub cached: bool,
+    /// For a C job compiled with a cache at hand: why it was not found
+    /// there, or why it could not be cached.
+    pub uncached_because: Option<String>,
 }
 
 /// Reads the job at `path` into IR. C is compiled for `triple`, the target
@@ -77,6 +80,7 @@ pub fn read_job_ir(
     Ok(JobIr {
         bytes,
         cached: false,
+        uncached_because: None,
     })
 }
 
@@ -197,16 +201,23 @@ fn compile_c(
     // The cache is keyed by the source's bytes, read here once; clang
     // reads the file again, and a job edited in between is simply not
     // what the entry is stored under (its manifest hashes what clang read).
-    let mut entry = match (cache, std::fs::read(path)) {
-        (Some(cache), Ok(source)) => cache.entry(clang, &args, &source),
-        _ => None,
+    let (mut entry, mut uncached_because) = match (cache, std::fs::read(path)) {
+        (Some(cache), Ok(source)) => match cache.entry(clang, &args, &source) {
+            Ok(entry) => (Some(entry), None),
+            Err(why) => (None, Some(format!("not cacheable: {why}"))),
+        },
+        _ => (None, None),
     };
     if let (Some(cache), Some(entry)) = (cache, &entry) {
-        if let Some(bytes) = cache.lookup(entry) {
-            return Ok(JobIr {
-                bytes,
-                cached: true,
-            });
+        match cache.lookup(entry) {
+            Ok(bytes) => {
+                return Ok(JobIr {
+                    bytes,
+                    cached: true,
+                    uncached_because: None,
+                })
+            }
+            Err(miss) => uncached_because = Some(miss.to_string()),
         }
     }
     let run = |depfile: Option<&Path>| {
@@ -269,12 +280,14 @@ fn compile_c(
     Ok(JobIr {
         bytes: output.stdout,
         cached: false,
+        uncached_because,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Cache;
 
     const TRIPLE: &str = "x86_64-pc-linux-gnu";
 
@@ -338,14 +351,14 @@ mod tests {
             .unwrap();
         }
 
-        fn compile(&self, cflags: &[&str], cache: &FrontendCache) -> JobIr {
+        fn compile(&self, cflags: &[&str], cache: &Cache) -> JobIr {
             let cflags: Vec<String> = cflags.iter().map(|f| f.to_string()).collect();
             compile_c(
                 &self.dir.join("clang"),
                 &self.dir.join("job.c"),
                 &cflags,
                 TRIPLE,
-                Some(cache),
+                Some(&FrontendCache::new(cache)),
             )
             .unwrap()
         }
@@ -356,8 +369,8 @@ mod tests {
                 .unwrap_or(0)
         }
 
-        fn cache(&self) -> FrontendCache {
-            FrontendCache::new(self.dir.join("cache"))
+        fn cache(&self) -> Cache {
+            Cache::new(self.dir.join("cache"), 1024)
         }
     }
 
@@ -377,7 +390,7 @@ mod tests {
         assert_eq!(first.bytes, again.bytes);
         assert_eq!(ws.clang_runs(), 1);
         // Only the entry is left behind: no dependency or temporary file.
-        let mut names: Vec<String> = std::fs::read_dir(ws.dir.join("cache"))
+        let mut names: Vec<String> = std::fs::read_dir(ws.dir.join("cache/c"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -472,10 +485,10 @@ mod tests {
             &ws.dir.join("job.c"),
             &[],
             TRIPLE,
-            Some(&cache),
+            Some(&FrontendCache::new(&cache)),
         );
         assert!(matches!(error, Err(Error::Clang { .. })));
-        let left = std::fs::read_dir(ws.dir.join("cache")).unwrap().count();
+        let left = std::fs::read_dir(ws.dir.join("cache/c")).unwrap().count();
         assert_eq!(left, 0);
     }
 }

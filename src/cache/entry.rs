@@ -1,0 +1,101 @@
+//! The on-disk form of one cache entry: a header line naming the format
+//! and the entry's kind, the payload's length and SHA-256, then the
+//! payload. Reading checks all of it, so a truncated, damaged or foreign
+//! file is told apart from a good one and never used.
+
+use sha2::{Digest, Sha256};
+
+/// Bumped when the envelope changes; entries of another format are
+/// foreign and are ignored.
+const FORMAT: &str = "tierjit-cache-1";
+
+/// Why a file could not be read as an entry of the expected kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// Another format or another kind of entry (an older tierjit's, or a
+    /// file that is not an entry at all).
+    Foreign,
+    /// Shorter than its header says.
+    Truncated,
+    /// The payload does not hash to its recorded SHA-256.
+    Checksum,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Damage::Foreign => "not an entry of this tierjit's format",
+            Damage::Truncated => "truncated",
+            Damage::Checksum => "checksum mismatch",
+        })
+    }
+}
+
+/// The file's bytes for `payload` as an entry of `kind`.
+pub fn encode(kind: &str, payload: &[u8]) -> Vec<u8> {
+    let mut file = format!(
+        "{FORMAT} {kind} {} {}\n",
+        payload.len(),
+        hex(&Sha256::digest(payload))
+    )
+    .into_bytes();
+    file.extend_from_slice(payload);
+    file
+}
+
+/// The payload of `file`, if it is a whole, undamaged entry of `kind`.
+pub fn decode<'a>(kind: &str, file: &'a [u8]) -> Result<&'a [u8], Damage> {
+    let end = file
+        .iter()
+        .take(256)
+        .position(|&b| b == b'\n')
+        .ok_or(Damage::Foreign)?;
+    let header = std::str::from_utf8(&file[..end]).map_err(|_| Damage::Foreign)?;
+    let mut words = header.split(' ');
+    if words.next() != Some(FORMAT) || words.next() != Some(kind) {
+        return Err(Damage::Foreign);
+    }
+    let length: usize = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or(Damage::Foreign)?;
+    let digest = words.next().ok_or(Damage::Foreign)?;
+    let payload = &file[end + 1..];
+    match payload.len().cmp(&length) {
+        std::cmp::Ordering::Less => return Err(Damage::Truncated),
+        // Bytes past the recorded end: not what was written.
+        std::cmp::Ordering::Greater => return Err(Damage::Checksum),
+        std::cmp::Ordering::Equal => {}
+    }
+    if hex(&Sha256::digest(payload)) != digest {
+        return Err(Damage::Checksum);
+    }
+    Ok(payload)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_entry_reads_back_and_any_damage_is_named() {
+        let file = encode("c", b"payload\n\nwith lines");
+        assert_eq!(decode("c", &file), Ok(&b"payload\n\nwith lines"[..]));
+        assert_eq!(decode("o", &file), Err(Damage::Foreign), "another kind");
+        assert_eq!(decode("c", &file[..file.len() - 1]), Err(Damage::Truncated));
+        let mut flipped = file.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(decode("c", &flipped), Err(Damage::Checksum));
+        let mut longer = file.clone();
+        longer.push(b'x');
+        assert_eq!(decode("c", &longer), Err(Damage::Checksum));
+        assert_eq!(decode("c", b""), Err(Damage::Foreign));
+        assert_eq!(decode("c", b"\x7fELF\x02\x01"), Err(Damage::Foreign));
+        let older = [b"tierjit-frontend-2\n".as_slice(), b"x"].concat();
+        assert_eq!(decode("c", &older), Err(Damage::Foreign));
+    }
+}

@@ -1,0 +1,517 @@
+//! The persistent cache: what one run learned, kept for the next.
+//!
+//! One directory (`cache.dir`, by default `$XDG_CACHE_HOME/tierjit` or
+//! `~/.cache/tierjit`) holds a subdirectory per kind of entry, each entry
+//! one file named by its key (a SHA-256 of everything that decides its
+//! contents, chosen by the kind's owner; see `ir::frontend_cache`).
+//!
+//! Never wrong, never stuck:
+//! - Every entry carries its length and checksum (`entry`). A damaged,
+//!   truncated or foreign file is a miss: it is removed with a one-line
+//!   warning, and the run stores a good one in its place.
+//! - Entries are written to a temporary name and renamed into place, so a
+//!   concurrent run sees the whole old entry, the whole new one, or none.
+//!   Runs sharing a directory may store the same key at once; the last
+//!   rename wins, and both wrote the same contents.
+//! - A directory that cannot be written (read-only, full, not ours) turns
+//!   storing off for the run with one warning; reading goes on, and the
+//!   job runs as it would without a cache.
+//! - `cache.max_mb` bounds the directory: after a run stores entries, the
+//!   least recently used go until it is back under 90% of the bound. A hit
+//!   touches its entry's modification time, which is what "used" means
+//!   here (atime is unreliable under `noatime`/`relatime`).
+//!
+//! Each run appends its hits and misses per kind to `usage.log`, one
+//! line per kind in one `write` on an `O_APPEND` file (whole lines even
+//! when runs end together), for `tierjit cache` to sum.
+
+pub mod entry;
+mod usage;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+pub use entry::Damage;
+pub use usage::{summary, Summary};
+
+/// Overrides the cache directory (empty: no cache), under `cache.dir`.
+pub const CACHE_DIR_ENV: &str = "TIERJIT_CACHE_DIR";
+
+/// What an entry holds; each kind has its own subdirectory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// Bitcode clang made for a `.c` job (`ir::frontend_cache`).
+    Frontend,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 1] = [Kind::Frontend];
+
+    /// The subdirectory, also the kind's name in entry headers and the
+    /// usage log.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::Frontend => "c",
+        }
+    }
+
+    /// For people: `--events`, `--stats` and `tierjit cache`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Frontend => "front end",
+        }
+    }
+
+    fn from_dir(dir: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.dir() == dir)
+    }
+}
+
+/// Why a lookup found nothing usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Miss {
+    /// No entry under the key.
+    Absent,
+    /// An entry was there but could not be used (and was removed).
+    Damaged(Damage),
+    /// The entry could not be read (permissions, I/O error).
+    Unreadable(String),
+    /// The kind's owner refused the entry (a header changed, say).
+    Stale(String),
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Absent => f.write_str("no entry"),
+            Miss::Damaged(d) => write!(f, "damaged entry ({d}), removed"),
+            Miss::Unreadable(e) => write!(f, "entry unreadable: {e}"),
+            Miss::Stale(why) => f.write_str(why),
+        }
+    }
+}
+
+/// One run's view of the cache directory.
+pub struct Cache {
+    root: PathBuf,
+    max_bytes: u64,
+    /// Set when a store failed for a reason that will not go away in this
+    /// run (read-only, full, permission); warned about once.
+    storing_off: AtomicBool,
+    /// Bytes stored by this run, to decide whether to look at the bound.
+    stored_bytes: AtomicU64,
+    /// Hits and misses per kind, this run.
+    counts: Mutex<BTreeMap<Kind, (u64, u64)>>,
+}
+
+impl Cache {
+    /// The cache at `root`, bounded to `max_mb` megabytes. Nothing is
+    /// created until an entry is stored.
+    pub fn new(root: PathBuf, max_mb: u64) -> Cache {
+        Cache {
+            root,
+            max_bytes: max_mb.saturating_mul(1 << 20),
+            storing_off: AtomicBool::new(false),
+            stored_bytes: AtomicU64::new(0),
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The cache the config asks for, or `None` when it is off
+    /// (`cache.enabled = false`, `TIERJIT_CACHE_DIR=` empty, or no
+    /// directory can be named).
+    pub fn from_config(config: &crate::config::Cache) -> Option<Cache> {
+        if !config.enabled {
+            return None;
+        }
+        Some(Cache::new(location(&config.dir)?, config.max_mb))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, kind: Kind, key: &str) -> PathBuf {
+        self.root.join(kind.dir()).join(key)
+    }
+
+    /// A path in `kind`'s directory for a file of this run's own (clang's
+    /// dependency file, say), after making the directory; `None` if it
+    /// cannot be made.
+    pub fn scratch(&self, kind: Kind, name: &str) -> Option<PathBuf> {
+        if self.storing_off.load(Ordering::Relaxed) {
+            return None;
+        }
+        let dir = self.root.join(kind.dir());
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            self.store_failed(&e);
+            return None;
+        }
+        Some(dir.join(format!("{name}.{}.tmp", unique_suffix())))
+    }
+
+    /// After a failed write: a reason that will not go away in this run
+    /// turns storing off, with one warning.
+    fn store_failed(&self, e: &std::io::Error) {
+        if lasting(e) && !self.storing_off.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "tierjit: warning: cannot write the cache at {} ({e}); nothing is stored in it in this run",
+                self.root.display()
+            );
+        }
+    }
+
+    /// The payload stored under `key`. A damaged entry is removed, with a
+    /// warning; a hit marks the entry used. Hits and misses are counted
+    /// by `count`, which the kind's owner calls once it has judged the
+    /// payload.
+    pub fn get(&self, kind: Kind, key: &str) -> Result<Vec<u8>, Miss> {
+        let path = self.path(kind, key);
+        let file = match std::fs::read(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
+            Err(e) => return Err(Miss::Unreadable(e.to_string())),
+        };
+        match entry::decode(kind.dir(), &file) {
+            Ok(payload) => {
+                touch(&path);
+                Ok(payload.to_vec())
+            }
+            Err(damage) => {
+                eprintln!(
+                    "tierjit: warning: cache entry {} is damaged ({damage}); ignored, it will be stored again",
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+                Err(Miss::Damaged(damage))
+            }
+        }
+    }
+
+    /// Counts a hit or a miss of `kind` for `tierjit cache`'s hit rates.
+    pub fn count(&self, kind: Kind, hit: bool) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = counts.entry(kind).or_default();
+        if hit {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    /// This run's hits and misses per kind.
+    pub fn counts(&self) -> Vec<(Kind, u64, u64)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(&k, &(h, m))| (k, h, m)).collect()
+    }
+
+    /// Stores `payload` under `key`, atomically. Best effort: false if it
+    /// was not stored (and, for a lasting reason, storing is off for the
+    /// rest of the run, with one warning).
+    pub fn put(&self, kind: Kind, key: &str, payload: &[u8]) -> bool {
+        if self.storing_off.load(Ordering::Relaxed) {
+            return false;
+        }
+        let dir = self.root.join(kind.dir());
+        let file = entry::encode(kind.dir(), payload);
+        let temporary = dir.join(format!("{key}.{}.tmp", unique_suffix()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::File::create(&temporary))
+            .and_then(|mut f| f.write_all(&file))
+            .and_then(|()| std::fs::rename(&temporary, dir.join(key)));
+        match written {
+            Ok(()) => {
+                // Relaxed: a running total, read at exit by this thread
+                // or after the stores' threads were joined.
+                self.stored_bytes
+                    .fetch_add(file.len() as u64, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                self.store_failed(&e);
+                false
+            }
+        }
+    }
+
+    /// At the end of a run: the usage line, and eviction if this run
+    /// stored anything. Best effort, silent.
+    pub fn finish(&self) {
+        if self.storing_off.load(Ordering::Relaxed) {
+            return;
+        }
+        usage::append(&self.root, &self.counts());
+        if self.stored_bytes.load(Ordering::Relaxed) > 0 {
+            self.evict(self.max_bytes);
+        }
+    }
+
+    /// Removes least recently used entries until the entries take at most
+    /// 90% of `bound` bytes (if they took more than `bound`). Returns the
+    /// entries removed.
+    pub fn evict(&self, bound: u64) -> usize {
+        let mut entries = self.entries();
+        let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
+        if total <= bound {
+            return 0;
+        }
+        let target = bound / 10 * 9;
+        entries.sort_by_key(|e| e.used);
+        let mut removed = 0;
+        for e in entries {
+            if total <= target {
+                break;
+            }
+            if std::fs::remove_file(&e.path).is_ok() {
+                total = total.saturating_sub(e.bytes);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Every entry, with its size and last use. Files a run is still
+    /// writing (`.tmp`) are not entries.
+    pub fn entries(&self) -> Vec<EntryFile> {
+        let mut out = Vec::new();
+        for kind in Kind::ALL {
+            let Ok(dir) = std::fs::read_dir(self.root.join(kind.dir())) else {
+                continue;
+            };
+            for file in dir.flatten() {
+                let path = file.path();
+                if path.extension().is_some_and(|e| e == "tmp") {
+                    continue;
+                }
+                let Ok(meta) = file.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                out.push(EntryFile {
+                    kind,
+                    bytes: meta.len(),
+                    used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    path,
+                });
+            }
+        }
+        out
+    }
+
+    /// Removes every entry, the usage log and leftover temporary files;
+    /// returns the entries removed. Other files in the directory are left
+    /// alone: `cache.dir` may have been pointed at a directory that holds
+    /// something else too.
+    pub fn clear(&self) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for kind in Kind::ALL {
+            let dir = self.root.join(kind.dir());
+            let Ok(files) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let path = file.path();
+                let is_entry = path.extension().map_or(true, |e| e != "tmp");
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += usize::from(is_entry),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+        match std::fs::remove_file(usage::path(&self.root)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        Ok(removed)
+    }
+}
+
+/// What `tierjit cache` prints: the directory, entries and bytes per
+/// kind, and hit rates over the runs the usage log remembers.
+pub fn describe(cache: &Cache) -> String {
+    let entries = cache.entries();
+    let usage = summary(cache.root());
+    let mut out = format!(
+        "cache: {} (limit {} MB)\n",
+        cache.root().display(),
+        cache.max_bytes >> 20
+    );
+    let size = |bytes: u64| match bytes {
+        b if b < 1 << 20 => format!("{:.1} KB", b as f64 / 1024.0),
+        b => format!("{:.1} MB", b as f64 / (1 << 20) as f64),
+    };
+    for kind in Kind::ALL {
+        let (count, bytes) = entries
+            .iter()
+            .filter(|e| e.kind == kind)
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.bytes));
+        let (hits, misses) = usage.per_kind.get(&kind).copied().unwrap_or_default();
+        let rate = match (hits * 100).checked_div(hits + misses) {
+            Some(rate) => format!("{rate}% hit"),
+            None => "no lookups recorded".into(),
+        };
+        out += &format!(
+            "  {:<10} {count:>6} entries {:>10}   {hits} hits, {misses} misses ({rate})\n",
+            kind.label(),
+            size(bytes)
+        );
+    }
+    let total: u64 = entries.iter().map(|e| e.bytes).sum();
+    out += &format!(
+        "  {:<10} {:>6} entries {:>10}\n",
+        "total",
+        entries.len(),
+        size(total)
+    );
+    out
+}
+
+/// One entry file, as `Cache::entries` found it.
+#[derive(Clone, Debug)]
+pub struct EntryFile {
+    pub kind: Kind,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub used: SystemTime,
+}
+
+/// The cache directory: `dir` if set, else `$TIERJIT_CACHE_DIR` (empty:
+/// no cache), else `$XDG_CACHE_HOME/tierjit`, else `~/.cache/tierjit`.
+pub fn location(dir: &str) -> Option<PathBuf> {
+    if !dir.is_empty() {
+        return Some(PathBuf::from(dir));
+    }
+    match std::env::var_os(CACHE_DIR_ENV) {
+        Some(dir) if dir.is_empty() => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            Some(xdg) => Some(PathBuf::from(xdg).join("tierjit")),
+            None => Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/tierjit")),
+        },
+    }
+}
+
+/// Marks an entry used now. A cache on read-only storage (a fleet's
+/// shared copy) cannot be marked, and need not be: it is not evicted by us.
+fn touch(path: &Path) {
+    if let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// Whether a failed store will fail again for the rest of the run: no
+/// permission, a read-only or full file system, a quota, or a file where a
+/// directory should be.
+fn lasting(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied
+        || e.raw_os_error().is_some_and(|code| {
+            [
+                libc::EACCES,
+                libc::EPERM,
+                libc::EROFS,
+                libc::ENOSPC,
+                libc::EDQUOT,
+                libc::ENOTDIR,
+            ]
+            .contains(&code)
+        })
+}
+
+/// A name part no other writer uses at the same time: this process and a
+/// per-process sequence number.
+fn unique_suffix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Relaxed: the number only has to be unique, nothing is ordered by it.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tierjit-cache-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn an_entry_stored_is_found_and_a_damaged_one_is_removed() {
+        let dir = scratch_dir("roundtrip");
+        let cache = Cache::new(dir.clone(), 16);
+        assert_eq!(cache.get(Kind::Frontend, "k"), Err(Miss::Absent));
+        assert!(cache.put(Kind::Frontend, "k", b"bitcode"));
+        assert_eq!(
+            cache.get(Kind::Frontend, "k").as_deref(),
+            Ok(&b"bitcode"[..])
+        );
+        let path = dir.join("c/k");
+        let mut file = std::fs::read(&path).unwrap();
+        file.truncate(file.len() - 2);
+        std::fs::write(&path, &file).unwrap();
+        assert_eq!(
+            cache.get(Kind::Frontend, "k"),
+            Err(Miss::Damaged(Damage::Truncated))
+        );
+        assert!(!path.exists(), "removed, to be stored again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn eviction_removes_the_least_recently_used_first() {
+        let dir = scratch_dir("evict");
+        let cache = Cache::new(dir.clone(), 16);
+        let payload = vec![7u8; 1000];
+        for key in ["old", "mid", "new"] {
+            assert!(cache.put(Kind::Frontend, key, &payload));
+        }
+        let at = |secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        for (key, secs) in [("old", 1_000), ("mid", 2_000), ("new", 3_000)] {
+            let f = std::fs::File::options()
+                .append(true)
+                .open(dir.join("c").join(key))
+                .unwrap();
+            f.set_modified(at(secs)).unwrap();
+        }
+        // A lookup makes "old" the most recently used.
+        assert!(cache.get(Kind::Frontend, "old").is_ok());
+        let sizes: u64 = cache.entries().iter().map(|e| e.bytes).sum();
+        assert_eq!(cache.evict(sizes), 0, "within the bound: nothing goes");
+        assert_eq!(cache.evict(sizes - 1), 1);
+        let left: Vec<_> = cache
+            .entries()
+            .iter()
+            .map(|e| e.path.file_name().unwrap().to_owned())
+            .collect();
+        assert!(!left.contains(&"mid".into()), "{left:?}");
+        assert_eq!(left.len(), 2);
+        assert_eq!(cache.clear().unwrap(), 2);
+        assert!(cache.entries().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_written_stops_storing_and_still_reads() {
+        let dir = scratch_dir("readonly");
+        // A file where the directory should be: every store fails with
+        // NotADirectory, as a read-only mount's would with EROFS.
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let cache = Cache::new(dir.join("inner"), 16);
+        assert!(!cache.put(Kind::Frontend, "k", b"x"));
+        assert!(cache.storing_off.load(Ordering::Relaxed));
+        assert!(!cache.put(Kind::Frontend, "k", b"x"), "off for the run");
+        assert!(
+            matches!(cache.get(Kind::Frontend, "k"), Err(Miss::Unreadable(_))),
+            "a lookup is a miss, not an error"
+        );
+        let _ = std::fs::remove_file(&dir);
+    }
+}

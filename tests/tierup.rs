@@ -493,12 +493,13 @@ fn threads_count_into_their_cpus_copies() {
         .unwrap();
     let (_, counted, _) = stats_row(&baseline.stderr, "work").expect("work in --stats");
     if !baseline.stderr.contains("counters: one copy\n") {
-        // Threads on one CPU lose a count only when preempted (or moved to
-        // another CPU) in the middle of an increment: rare, but less so on
-        // a machine busy with other tests (under 99% was seen once). One
-        // shared copy loses about a third.
+        // Threads on one CPU lose counts only when preempted (or moved to
+        // another CPU) in the middle of an increment, and then up to a
+        // time slice of the other thread's: rare, but less so on a machine
+        // busy with other tests (under 99% was seen once, under 95% once
+        // in a full `cargo test`). One shared copy loses about a third.
         assert!(
-            counted * 100 >= total * 95,
+            counted * 100 >= total * 85,
             "{counted} of {total} calls counted:\n{}",
             baseline.stderr
         );

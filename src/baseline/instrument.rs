@@ -160,6 +160,7 @@ pub fn instrument(
     for (id, function) in layout.function_ids().zip(&functions) {
         let name = layout.functions[id].name.clone();
         function.as_global_value().set_name(&baseline_symbol(&name));
+        keep_frame_pointer(context, *function);
         let stub = module.add_function(&name, function.get_type(), Some(Linkage::External));
         copy_abi_attributes(*function, stub);
         function.replace_all_uses_with(stub);
@@ -175,6 +176,23 @@ pub fn instrument(
             "baseline instrumentation does not verify: {message}"
         ))
     })
+}
+
+/// Gives the baseline body a frame pointer, as a native `-O0` build has
+/// (clang omits it from the `-O2` IR tierjit reads C as, and `-O2` IR
+/// usually has none either). Without it, x86-64's O0 code allocates an
+/// 8-byte frame with `push` and frees it with `pop`: the `pop` reads a
+/// slot the body wrote as two 4-byte halves, which cannot be forwarded
+/// from the store buffer, and waits for both stores to retire. That made
+/// baseline hot_call 2.4x native -O0 on an Intel Xeon (0.85 s against
+/// 0.47 s with the frame pointer, the same IR built with llc). It also
+/// lets `perf` and debuggers walk baseline frames.
+fn keep_frame_pointer(context: &ContextRef<'_>, function: FunctionValue<'_>) {
+    function.remove_string_attribute(AttributeLoc::Function, "frame-pointer");
+    function.add_attribute(
+        AttributeLoc::Function,
+        context.create_string_attribute("frame-pointer", "all"),
+    );
 }
 
 /// Counts the call. In batch mode, or when arguments are sampled, a new

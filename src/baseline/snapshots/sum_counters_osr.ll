@@ -1,7 +1,7 @@
 ; ModuleID = 'job'
 source_filename = "sum.ll"
 
-define i64 @sum.tj0(ptr %a, i64 %n) {
+define i64 @sum.tj0(ptr %a, i64 %n) #0 {
 entry:
   %tj.tp16 = call ptr @llvm.thread.pointer()
   %tj.tp.int17 = ptrtoint ptr %tj.tp16 to i64
@@ -106,7 +106,7 @@ exit:                                             ; preds = %entry.exit_crit_edg
   ret i64 %r
 }
 
-define i64 @twice.tj0(i64 %x) {
+define i64 @twice.tj0(i64 %x) #0 {
   %tj.tp = call ptr @llvm.thread.pointer()
   %tj.tp.int = ptrtoint ptr %tj.tp to i64
   %tj.cpu.at = add i64 %tj.tp.int, 8
@@ -125,7 +125,7 @@ define i64 @twice.tj0(i64 %x) {
 }
 
 ; Function Attrs: nocallback nofree nosync nounwind willreturn memory(none)
-declare ptr @llvm.thread.pointer() #0
+declare ptr @llvm.thread.pointer() #1
 
 define i64 @sum(ptr %0, i64 %1) {
 entry:
@@ -141,4 +141,5 @@ entry:
   ret i64 %1
 }
 
-attributes #0 = { nocallback nofree nosync nounwind willreturn memory(none) }
+attributes #0 = { "frame-pointer"="all" }
+attributes #1 = { nocallback nofree nosync nounwind willreturn memory(none) }

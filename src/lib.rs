@@ -46,7 +46,9 @@
 //! is the same for C (`include/tierjit.h`). The background threads and
 //! what they share are `tiering::service`; `report` writes the `--stats`
 //! summary, `metrics` the `--events` lines. `config` is the knobs, each
-//! declared once (`config::knob`).
+//! declared once (`config::knob`). `cache` keeps what runs learned for
+//! the next: the front end's bitcode and optimized objects (keyed by
+//! `tiering::object_cache`).
 //!
 //! `code` is the only module with `unsafe` besides `c_api`, the C
 //! boundary, whose functions take raw pointers by nature and do nothing

@@ -434,6 +434,9 @@ fn run_tiered(
     let (stats, mode) = (options.stats, options.mode);
     let shutdown = Box::new(move || {
         service::stop_background(&hook_shared);
+        if let Some(cache) = &hook_shared.cache {
+            cache.finish();
+        }
         if stats {
             print_stats(&crate::report::tiered_stats(
                 &hook_shared,
@@ -577,6 +580,8 @@ pub(crate) fn load_tiered(
     );
     let shared = Arc::new(Shared {
         activity,
+        // A run with injected faults tests the compile path: it compiles.
+        cache: Cache::from_config(&config.cache).filter(|_| !faults.any()),
         config: config.clone(),
         target,
         job_path: job.to_path_buf(),

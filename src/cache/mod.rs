@@ -46,16 +46,20 @@ pub const CACHE_DIR_ENV: &str = "TIERJIT_CACHE_DIR";
 pub enum Kind {
     /// Bitcode clang made for a `.c` job (`ir::frontend_cache`).
     Frontend,
+    /// An optimized object: a function's version, a loop's OSR
+    /// continuation, or both (`tiering::object_cache`).
+    Object,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 1] = [Kind::Frontend];
+    pub const ALL: [Kind; 2] = [Kind::Frontend, Kind::Object];
 
     /// The subdirectory, also the kind's name in entry headers and the
     /// usage log.
     pub fn dir(self) -> &'static str {
         match self {
             Kind::Frontend => "c",
+            Kind::Object => "o",
         }
     }
 
@@ -63,6 +67,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Frontend => "front end",
+            Kind::Object => "optimized",
         }
     }
 
@@ -190,6 +195,12 @@ impl Cache {
                 Err(Miss::Damaged(damage))
             }
         }
+    }
+
+    /// Removes an entry that read back whole but could not be used (an
+    /// object that did not load here), so that it is built again.
+    pub fn remove(&self, kind: Kind, key: &str) {
+        let _ = std::fs::remove_file(self.path(kind, key));
     }
 
     /// Counts a hit or a miss of `kind` for `tierjit cache`'s hit rates.

@@ -135,7 +135,8 @@ knob::knobs! {
         cache: bool = true;
     }
 
-    /// The persistent cache of what runs learned (see src/cache).
+    /// The persistent cache of what runs learned: the front end's
+    /// bitcode, optimized objects (see src/cache).
     cache: Cache {
         /// false: nothing is read from or stored in the cache.
         enabled: bool = true;

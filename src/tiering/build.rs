@@ -84,6 +84,9 @@ pub struct BuildOptions {
     pub opt_level: u8,
     pub inline_limit: usize,
     pub direct_self_calls: bool,
+    /// Whether `prepare_module` should take the digest the object cache
+    /// keys on (`Prepared::digest`).
+    pub digest: bool,
 }
 
 /// What an optimized build takes from the profile (`config.pgo`).
@@ -121,6 +124,13 @@ pub struct Prepared<'ctx> {
     /// resolves them before reshaping the function (an OSR continuation
     /// finds its loop by canonical block index) and applies them after.
     pub own_promotions: Vec<Promotion>,
+    /// SHA-256 of the module's bitcode before the profile was applied
+    /// (when `BuildOptions::digest`): the function, its inlinable callees,
+    /// the constants they may fold, every declaration, and the target CPU
+    /// and features in their attributes. What comes after is decided by
+    /// the profile (metadata, speculation) or by the request (names);
+    /// see `tiering::object_cache`.
+    pub digest: Option<[u8; 32]>,
 }
 
 /// A copy of the canonical module reduced to function `id`, inlinable
@@ -212,6 +222,11 @@ pub fn prepare_module<'ctx>(
     // make the private target they are left aimed at available_externally).
     crate::code::ir::detach_aliases(&module);
 
+    let digest = options.digest.then(|| {
+        use sha2::Digest;
+        sha2::Sha256::digest(module.write_bitcode_to_memory().as_slice()).into()
+    });
+
     // Step 2b: the profile. Metadata first: it finds branches by their
     // canonical block index, which promotion's block splits would shift.
     let mut speculation = Speculation::default();
@@ -260,6 +275,7 @@ pub fn prepare_module<'ctx>(
         module,
         speculation,
         own_promotions,
+        digest,
     })
 }
 
@@ -304,6 +320,19 @@ fn calls_pass_constants(
         })
 }
 
+/// Writes a finished version module, before optimization, to
+/// `$TIERJIT_DUMP_IR/WHAT.ll` when that is set (whether or not its object
+/// then comes from the cache).
+pub fn dump_if_asked(module: &Module<'_>, what: &str) {
+    if let Some(dir) = std::env::var_os(DUMP_IR_ENV) {
+        let file = what.replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '@',
+            "_",
+        );
+        let _ = module.print_to_file(std::path::Path::new(&dir).join(format!("{file}.ll")));
+    }
+}
+
 /// Verifies, optimizes and emits a finished version module; `None` if
 /// `go_on` says, after optimizing, that the object is no longer wanted.
 pub fn finish_module(
@@ -313,13 +342,6 @@ pub fn finish_module(
     options: BuildOptions,
     go_on: &dyn Fn() -> bool,
 ) -> Result<Option<Vec<u8>>, Error> {
-    if let Some(dir) = std::env::var_os(DUMP_IR_ENV) {
-        let file = what.replace(
-            |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '@',
-            "_",
-        );
-        let _ = module.print_to_file(std::path::Path::new(&dir).join(format!("{file}.ll")));
-    }
     module.verify().map_err(|e| {
         let message = crate::error::excerpt(&e.to_string(), 12);
         Error::Codegen(format!("{what} does not verify: {message}"))

@@ -32,11 +32,13 @@ use inkwell::module::Module;
 use inkwell::targets::TargetMachine;
 
 use super::build::{
-    finish_module, make_continuation, make_whole_version, prepare_module, BuildOptions, Prepared,
-    ProfileUse,
+    dump_if_asked, finish_module, make_continuation, make_whole_version, prepare_module,
+    BuildOptions, Prepared, ProfileUse,
 };
+use super::object_cache::{self, ObjectRequest};
 use super::service::Shared;
 use super::CompileRequest;
+use crate::cache::Kind;
 use crate::error::Error;
 use crate::ir::load::copy_module;
 use crate::ir::load::parse_module;
@@ -256,6 +258,7 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
         opt_level: shared.config.compiler.opt_level,
         inline_limit: shared.config.compiler.inline_callee_max_instructions,
         direct_self_calls: shared.config.compiler.direct_self_calls,
+        digest: shared.cache.is_some(),
     };
     loop {
         let context = Context::create();
@@ -753,6 +756,7 @@ fn compile_and_install<'s>(
             module,
             mut speculation,
             own_promotions,
+            digest,
         } = prepare_module(canonical, layout, id, machine, options, profile.as_ref())?;
         let view = view_with_overrides;
         let mut continuation = None;
@@ -839,16 +843,43 @@ fn compile_and_install<'s>(
             })
             .collect::<Vec<_>>()
             .join(" + ");
+        dump_if_asked(&module, &what);
+        let symbols: Vec<&str> = (entry.iter().map(String::as_str))
+            .chain(continuation.as_ref().map(|c| c.symbol.as_str()))
+            .collect();
+        let loop_index = continuation
+            .as_ref()
+            .and(osr)
+            .and_then(|i| parts[i].loop_index);
+        let cached = digest.and_then(|digest| {
+            let request = ObjectRequest {
+                digest,
+                symbols: &symbols,
+                loop_index,
+                options,
+            };
+            look_up_object(shared, &request, &speculation)
+        });
+        let key = match cached {
+            Some(Ok((object, key))) => {
+                return Ok(Some((object, entry, continuation, speculation, Some(key))))
+            }
+            Some(Err(key)) => Some(key),
+            None => None,
+        };
         // A lone continuation whose loop stopped while it was optimized is
         // not worth its code generation.
         let go_on = || whole.is_some() || osr.map_or(true, |i| stopped(parts[i]).is_none());
         let Some(object) = finish_module(&module, &what, machine, options, &go_on)? else {
             return Ok(None);
         };
-        Ok(Some((object, entry, continuation, speculation)))
+        if let (Some(cache), Some(key)) = (&shared.cache, key) {
+            cache.put(Kind::Object, &key, &object);
+        }
+        Ok(Some((object, entry, continuation, speculation, None)))
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
-    let Some((object, entry, continuation, speculation)) = built else {
+    let Some((object, entry, continuation, speculation, cached_key)) = built else {
         let i = osr.expect("only a lone continuation is abandoned");
         outcomes[i] = Some(Outcome::Abandoned(stopped(parts[i]).unwrap_or_default()));
         return Ok(Compiled {
@@ -871,7 +902,13 @@ fn compile_and_install<'s>(
         .as_ref()
         .or(continuation.as_ref().map(|c| &c.symbol))
         .expect("something was built");
-    let (loaded, first_address) = shared.jit.load(&object, first)?;
+    let (loaded, first_address) = shared.jit.load(&object, first).inspect_err(|_| {
+        // An entry that does not load here is not tried again: the next
+        // attempt compiles.
+        if let (Some(cache), Some(key)) = (&shared.cache, &cached_key) {
+            cache.remove(Kind::Object, key);
+        }
+    })?;
     let continuation_address = match (&entry, &continuation) {
         (Some(_), Some(c)) => Some(shared.jit.lookup(&c.symbol)?),
         (None, Some(_)) => Some(first_address),
@@ -965,6 +1002,40 @@ fn compile_and_install<'s>(
         outcomes,
         _reporting: Some(reporting),
     })
+}
+
+/// The object `request` describes, from the persistent cache, with its
+/// key: `None` if it must not be cached (reported), `Some(Err(key))` on a
+/// miss (reported; the object built is to be stored under `key`).
+fn look_up_object(
+    shared: &Shared,
+    request: &ObjectRequest<'_>,
+    speculation: &Speculation,
+) -> Option<Result<(Vec<u8>, String), String>> {
+    let cache = shared.cache.as_ref()?;
+    let label = request.symbols.join(" + ");
+    let kind = Kind::Object.label();
+    if let Some(why) = object_cache::uncacheable(speculation) {
+        shared
+            .metrics
+            .note("cache", &label, &format!("not kept in the cache: {why}"));
+        return None;
+    }
+    let key = object_cache::key(request, &shared.config);
+    let found = cache.get(Kind::Object, &key);
+    cache.count(Kind::Object, found.is_ok());
+    match found {
+        Ok(object) => {
+            shared.metrics.cache_lookup(kind, &label, Ok(()));
+            Some(Ok((object, key)))
+        }
+        Err(miss) => {
+            shared
+                .metrics
+                .cache_lookup(kind, &label, Err(&miss.to_string()));
+            Some(Err(key))
+        }
+    }
 }
 
 /// Reports the outcome of `request`'s compile. `latency_recorded`: the

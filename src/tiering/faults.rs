@@ -64,6 +64,16 @@ fn names(vars: &[(&str, String)], var: &str) -> Vec<String> {
 }
 
 impl Faults {
+    /// Whether any fault is asked for. The object cache is then off: a
+    /// cached object skips the steps faults are injected in.
+    pub fn any(&self) -> bool {
+        !(self.fail_compile.is_empty()
+            && self.fail_link.is_empty()
+            && self.slow_compile.is_empty()
+            && self.fatal_error.is_empty()
+            && self.delay.is_empty())
+    }
+
     /// The faults the environment asks for. A malformed value is an error:
     /// a test whose fault is silently dropped would pass without testing
     /// anything.

@@ -5,6 +5,7 @@ pub mod activity;
 pub mod build;
 pub mod compiler;
 pub mod faults;
+pub mod object_cache;
 pub mod policy;
 pub mod pool;
 pub mod profiler;

@@ -570,6 +570,9 @@ fn watch_speculation(
     if !replace {
         return false;
     }
+    // Held until the note below is out: a replacement built at once (its
+    // object from the cache) is reported installed only after it.
+    let _reporting = shared.reporting.lock().unwrap_or_else(|p| p.into_inner());
     match queue_replacement(shared, activity, id, now) {
         true => {
             match failed_guard {
@@ -673,6 +676,8 @@ fn request_rebias(
     now: Instant,
 ) -> bool {
     let id = moved.function;
+    // As in `judge_speculation`: the note goes out before the install's.
+    let _reporting = shared.reporting.lock().unwrap_or_else(|p| p.into_inner());
     if !queue_replacement(shared, activity, id, now) {
         // Asked again after the next windows; no budget is spent.
         shared.versions.withdraw_replacement(Unit::Function(id));

@@ -25,6 +25,8 @@ use crate::versions::{TierUpState, Unit, VersionManager};
 /// the atomics and the version manager's own locking.
 pub struct Shared {
     pub config: Config,
+    /// The persistent cache optimized objects are kept in, unless off.
+    pub cache: Option<crate::cache::Cache>,
     pub target: TargetSpec,
     pub job_path: PathBuf,
     pub layout: JobLayout,

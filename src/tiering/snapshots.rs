@@ -128,6 +128,7 @@ fn options() -> BuildOptions {
         opt_level: 3,
         inline_limit: 400,
         direct_self_calls: true,
+        digest: false,
     }
 }
 

@@ -1,0 +1,328 @@
+//! Warm runs: optimized objects an earlier run compiled come from the
+//! persistent cache (`src/tiering/object_cache.rs`). Each test runs jobs in
+//! a cache directory of its own, in batch mode (`compiler.background=false`)
+//! so that what is compiled when is the same from run to run, and checks
+//! the hits and misses `--events` reports as well as the output.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// `helper` is small enough to be inlined into `kernel`; `big` is not
+/// (over the inlining limit set below), so `kernel` only calls it. Every
+/// loop moves to its continuation at its first back-edge (`osr.force`),
+/// so every run compiles the same objects. (`noinline` keeps the calls in
+/// `clang -O2` IR.)
+const JOB: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+static unsigned helper(unsigned x) { return x * 2654435761u + HELPER; }
+__attribute__((noinline)) unsigned big(unsigned x) {
+  for (int i = 0; i < 3; i++) { x ^= x << 13; x ^= x >> 17; x ^= x << 5; x += BIG; }
+  return x;
+}
+__attribute__((noinline)) unsigned kernel(unsigned x, unsigned i) { return helper(x ^ i) + (i % 7 == 0 ? big(x) : 0); }
+int main(int argc, char **argv) {
+  long n = atol(argv[1]);
+  unsigned h = 1;
+  for (long i = 0; i < n; i++) h = kernel(h, (unsigned)i);
+  unsigned long s = 0;
+  for (long i = 0; i < n; i++) s += (i ^ (s >> 3)) * 7;
+  printf("%u %lu\n", h, s);
+  return 0;
+}
+"#;
+
+const FLAGS: &[&str] = &[
+    "--events",
+    "--stats",
+    "--set",
+    "compiler.background=false",
+    "--set",
+    "thresholds.calls=2000",
+    "--set",
+    "compiler.inline_callee_max_instructions=20",
+    "--set",
+    "osr.force=true",
+];
+
+struct Workspace {
+    dir: PathBuf,
+}
+
+impl Workspace {
+    fn new(name: &str) -> Workspace {
+        let dir = scratch().join(format!("warm-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ws = Workspace { dir };
+        ws.write_job(1, 3);
+        ws
+    }
+
+    fn job(&self) -> PathBuf {
+        self.dir.join("job.c")
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.dir.join("cache")
+    }
+
+    fn write_job(&self, helper: u32, big: u32) {
+        let source = JOB
+            .replace("HELPER", &helper.to_string())
+            .replace("BIG", &big.to_string());
+        std::fs::write(self.job(), source).unwrap();
+        // The front-end cache does not keep a file changed just before
+        // clang started.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    fn run(&self, extra: &[&str]) -> Run {
+        let iterations = (200_000 * workload_scale()).to_string();
+        let mut cmd = tierjit_command();
+        cmd.env("TIERJIT_CACHE_DIR", self.cache())
+            .arg("run")
+            .arg(self.job())
+            .args(FLAGS)
+            .args(extra)
+            .args(["--", &iterations]);
+        let run = run_with_limit(&mut cmd, job_limit());
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        run
+    }
+
+    fn entries(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.cache().join("o")) {
+            Ok(dir) => dir
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_none())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// The symbols `--events` reports a `cache hit optimized` for.
+fn hits(stderr: &str) -> Vec<String> {
+    outcomes(stderr, "cache hit optimized ")
+}
+
+fn misses(stderr: &str) -> Vec<String> {
+    outcomes(stderr, "cache miss optimized ")
+}
+
+fn outcomes(stderr: &str, marker: &str) -> Vec<String> {
+    let mut found: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.split_once(marker))
+        .map(|(_, rest)| rest.split(':').next().unwrap().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn a_second_run_loads_every_optimized_object_from_the_cache() {
+    let ws = Workspace::new("rerun");
+    let cold = ws.run(&[]);
+    let compiled = misses(&cold.stderr);
+    assert!(
+        compiled.contains(&"kernel.tj1".to_string())
+            && compiled.iter().any(|s| s.starts_with("main.tj.osr")),
+        "{}",
+        cold.stderr
+    );
+    assert!(hits(&cold.stderr).is_empty(), "{}", cold.stderr);
+    assert_eq!(ws.entries().len(), compiled.len());
+    let warm = ws.run(&[]);
+    assert_eq!(warm.stdout, cold.stdout);
+    assert_eq!(hits(&warm.stderr), compiled, "{}", warm.stderr);
+    assert!(misses(&warm.stderr).is_empty(), "{}", warm.stderr);
+    // The cached code runs: loops moved by OSR, kernel got installed.
+    assert!(
+        osr_transitions(&warm.stderr).is_some_and(|n| n >= 1),
+        "{}",
+        warm.stderr
+    );
+    assert!(
+        installed_tierups(&warm.stderr).contains(&"kernel".to_string()),
+        "{}",
+        warm.stderr
+    );
+    let summary = format!("optimized {} hit(s), 0 miss(es)", compiled.len());
+    assert!(warm.stderr.contains(&summary), "{}", warm.stderr);
+    // Against the native build.
+    let exe = ws.dir.join("native");
+    assert!(build_native(&ws.job(), &exe, &[]).status.success());
+    let mut native = native_command(&exe);
+    native.arg((200_000 * workload_scale()).to_string());
+    assert_eq!(run_with_limit(&mut native, job_limit()).stdout, cold.stdout);
+}
+
+#[test]
+fn an_edited_inlined_callee_or_a_codegen_knob_is_a_miss() {
+    let ws = Workspace::new("edits");
+    let first = ws.run(&[]);
+    // `helper` is inlined into kernel: kernel's object must not be reused.
+    ws.write_job(2, 3);
+    let edited = ws.run(&[]);
+    assert_ne!(edited.stdout, first.stdout);
+    assert!(
+        misses(&edited.stderr).contains(&"kernel.tj1".to_string()),
+        "{}",
+        edited.stderr
+    );
+    // Only big's body changes: kernel calls it through its stub, so
+    // kernel's object is still good; big's own is not.
+    ws.write_job(2, 4);
+    let big_edited = ws.run(&[]);
+    assert!(
+        hits(&big_edited.stderr).contains(&"kernel.tj1".to_string()),
+        "{}",
+        big_edited.stderr
+    );
+    assert!(
+        !hits(&big_edited.stderr).contains(&"big.tj1".to_string()),
+        "{}",
+        big_edited.stderr
+    );
+    let o2 = ws.run(&["--set", "compiler.opt_level=2"]);
+    assert!(hits(&o2.stderr).is_empty(), "{}", o2.stderr);
+    assert_eq!(o2.stdout, big_edited.stdout);
+}
+
+#[test]
+fn a_damaged_or_foreign_object_is_never_run() {
+    let ws = Workspace::new("damage");
+    let cold = ws.run(&[]);
+    let entries = ws.entries();
+    assert!(!entries.is_empty(), "{}", cold.stderr);
+    // Cut every entry short: each is a miss with a warning, and stored
+    // again.
+    for entry in &entries {
+        let bytes = std::fs::read(entry).unwrap();
+        std::fs::write(entry, &bytes[..bytes.len() - 7]).unwrap();
+    }
+    let damaged = ws.run(&[]);
+    assert_eq!(damaged.stdout, cold.stdout);
+    let warnings = damaged
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("tierjit: warning: cache entry") && l.contains("(truncated)"))
+        .count();
+    assert_eq!(warnings, entries.len(), "{}", damaged.stderr);
+    assert!(hits(&damaged.stderr).is_empty(), "{}", damaged.stderr);
+    assert_eq!(ws.entries().len(), entries.len(), "stored again");
+    // Whole entries whose object is not one (what a foreign or buggy
+    // writer could leave): loading fails, that compile fails and its
+    // entry goes; a later attempt compiles.
+    for entry in &entries {
+        let junk = tierjit::cache::entry::encode("o", b"\x7fELF not really an object");
+        std::fs::write(entry, junk).unwrap();
+    }
+    let foreign = ws.run(&[]);
+    assert_eq!(foreign.stdout, cold.stdout, "{}", foreign.stderr);
+    assert!(hits(&foreign.stderr).contains(&"kernel.tj1".to_string()));
+    assert!(
+        foreign.stderr.contains(" kernel O0->O3 ") && foreign.stderr.contains(" failed: "),
+        "{}",
+        foreign.stderr
+    );
+    let left: Vec<PathBuf> = ws.entries();
+    let junk_left = left
+        .iter()
+        .filter(|e| std::fs::read(e).unwrap().ends_with(b"not really an object"))
+        .count();
+    assert_eq!(junk_left, 0, "every junk entry that was tried is gone");
+    let refilled = ws.run(&[]);
+    assert_eq!(refilled.stdout, cold.stdout);
+    let warm = ws.run(&[]);
+    assert_eq!(warm.stdout, cold.stdout);
+    assert!(
+        hits(&warm.stderr).contains(&"kernel.tj1".to_string()),
+        "compiled again and kept:\n{}",
+        warm.stderr
+    );
+}
+
+#[test]
+fn speculating_builds_are_not_kept() {
+    // kernel is specialized for the value its first argument always has:
+    // its guard holds this run's table addresses.
+    let dir = scratch().join("warm-speculation");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = dir.join("job.c");
+    std::fs::write(
+        &job,
+        "#include <stdio.h>\nunsigned kernel(unsigned stride, unsigned x) { for (unsigned i = 0; i < 64; i += stride) x = x * 31 + i; return x; }\nint main(void) { unsigned h = 0; for (int i = 0; i < 3000; i++) h = kernel(4, h); printf(\"%u\\n\", h); return 0; }\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let run = |_: ()| {
+        let mut cmd = tierjit_command();
+        cmd.env("TIERJIT_CACHE_DIR", dir.join("cache"))
+            .arg("run")
+            .arg(&job)
+            .args([
+                "--events",
+                "--set",
+                "compiler.background=false",
+                "--set",
+                "thresholds.calls=400",
+            ]);
+        run_with_limit(&mut cmd, job_limit())
+    };
+    let first = run(());
+    assert_eq!(first.status, Some(0), "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("cache kernel.tj1.guard: not kept in the cache: a guarded version holds this run's table addresses"),
+        "{}",
+        first.stderr
+    );
+    let second = run(());
+    assert_eq!(second.stdout, first.stdout);
+    assert!(
+        !second.stderr.contains("cache hit optimized kernel"),
+        "{}",
+        second.stderr
+    );
+}
+
+/// The same, for IR as users hand it over: `clang -O2` output, with phis.
+#[test]
+fn optimized_ssa_ir_warms_up_the_same_way() {
+    let ws = Workspace::new("ssa");
+    let ll = ws.dir.join("job.ll");
+    let built = std::process::Command::new(clang())
+        .args(["-O2", "-S", "-emit-llvm", "-w"])
+        .args(target_flags())
+        .arg(ws.job())
+        .arg("-o")
+        .arg(&ll)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    assert!(std::fs::read_to_string(&ll).unwrap().contains(" phi "));
+    let run = |path: &Path| {
+        let iterations = (200_000 * workload_scale()).to_string();
+        let mut cmd = tierjit_command();
+        cmd.env("TIERJIT_CACHE_DIR", ws.cache())
+            .arg("run")
+            .arg(path)
+            .args(FLAGS)
+            .args(["--", &iterations]);
+        run_with_limit(&mut cmd, job_limit())
+    };
+    let cold = run(&ll);
+    assert_eq!(cold.status, Some(0), "{}", cold.stderr);
+    let warm = run(&ll);
+    assert_eq!(warm.stdout, cold.stdout);
+    assert!(!hits(&warm.stderr).is_empty(), "{}", warm.stderr);
+    assert_eq!(hits(&warm.stderr), misses(&cold.stderr), "{}", warm.stderr);
+}

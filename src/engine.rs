@@ -140,7 +140,18 @@ impl Engine {
         let start = Instant::now();
         let context = Context::create();
         crate::code::watch_context(&context);
-        let module = runtime::read_module(&context, path, &[], &self.config, &self.target, None)?;
+        // Dropped with the module (or, when it is the last, at the load's
+        // end), which records its counts and keeps the cache in its bound.
+        let cache = crate::cache::Cache::from_config(&self.config.cache).map(Arc::new);
+        let module = runtime::read_module(
+            &context,
+            path,
+            &[],
+            &self.config,
+            &self.target,
+            cache.as_deref(),
+            None,
+        )?;
         // A module need not have `main`; one it has must be callable.
         let main = match module.get_function("main") {
             Some(f) if f.count_basic_blocks() > 0 => Some(runtime::main_shape(&module, path)?),
@@ -179,6 +190,7 @@ impl Engine {
                 host_symbols: &self.symbols,
                 compilers: service::Compilers::Pool,
                 callers: runtime::Callers::AnyThread,
+                cache,
             },
         )?;
         let ctors = structors

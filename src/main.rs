@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tierjit::{Config, Mode, RunOptions};
 
+/// Knob settings (`KEY=VALUE`, separated by whitespace) applied over the
+/// preset and `--config`, under `--set`: a site-wide or test-wide default
+/// without editing every command line (as .NET's `DOTNET_` variables).
+const OPTIONS_ENV: &str = "TIERJIT_OPTIONS";
+
 /// Exit status when tierjit itself fails (as `env` and `nohup` do).
 const TOOL_FAILURE: u8 = 125;
 
@@ -158,7 +163,8 @@ fn printable(message: &str) -> String {
     out
 }
 
-/// The config: defaults, then the preset, the file and the overrides.
+/// The config: defaults, then the preset, the file, `TIERJIT_OPTIONS` and
+/// the overrides.
 fn layered_config(
     profile: Option<&str>,
     file: Option<&std::path::Path>,
@@ -170,6 +176,14 @@ fn layered_config(
     }
     if let Some(path) = file {
         config.layer_file(path)?;
+    }
+    if let Some(options) = std::env::var_os(OPTIONS_ENV) {
+        let options = options.to_string_lossy();
+        for setting in options.split_whitespace() {
+            config
+                .apply_override(setting)
+                .map_err(|e| anyhow::anyhow!("{OPTIONS_ENV}: {e}"))?;
+        }
     }
     for setting in settings {
         config.apply_override(setting)?;

@@ -144,12 +144,16 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
     let context = Context::create();
     code::watch_context(&context);
     let metrics = Metrics::new(start, options.events);
+    // One view of the cache for the whole run: the front end's lookups and
+    // the compilers' share its warnings, counts and end-of-run work.
+    let cache = Cache::from_config(&options.config.cache).map(Arc::new);
     let module = read_module(
         &context,
         &options.job,
         &options.cflags,
         &options.config,
         &target,
+        cache.as_deref(),
         Some(&metrics),
     )?;
     let shape = main_shape(&module, &options.job)?;
@@ -158,13 +162,17 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
     let structors = structors::gather(&module);
     let status = match options.mode {
         Mode::Optimized => {
+            // The front end was its only use in this mode.
+            if let Some(cache) = &cache {
+                cache.finish();
+            }
             let module = without_dso_local(&context, module, &options.job, false)?;
             run_optimized(module, target, shape, structors, metrics, &options)
         }
         Mode::Tiered | Mode::Baseline => {
             let module = make_shareable(&context, module, &options.job, code::host_has_symbol)?;
             canonicalize_cfg(&module, &target.machine(0)?)?;
-            run_tiered(module, target, shape, structors, metrics, &options)
+            run_tiered(module, target, shape, structors, metrics, &options, cache)
         }
     }?;
     // Not disposed: the process ends with the caller's `exit`, and taking
@@ -174,33 +182,31 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
 }
 
 /// Reads, parses and checks the job at `path`: a module that can run
-/// here. A C job goes through the front-end cache, whose outcome goes to
-/// `metrics` when given.
+/// here. A C job goes through the front-end cache (`cache`, unless
+/// `frontend.cache` is off), whose outcome goes to `metrics` when given.
 pub(crate) fn read_module<'ctx>(
     context: &'ctx Context,
     path: &Path,
     cflags: &[String],
     config: &Config,
     target: &TargetSpec,
+    cache: Option<&Cache>,
     metrics: Option<&Metrics>,
 ) -> Result<Module<'ctx>, Error> {
-    let cache = config
-        .frontend
-        .cache
-        .then(|| Cache::from_config(&config.cache))
-        .flatten();
-    let frontend = cache.as_ref().map(FrontendCache::new);
+    let frontend = cache
+        .filter(|_| config.frontend.cache)
+        .map(FrontendCache::new);
     let job = read_job_ir(path, cflags, &target.triple, frontend.as_ref())?;
-    if let Some(cache) = &cache {
-        // The front end is all this run looks up or stores.
-        cache.finish();
-    }
     if let Some(metrics) = metrics {
         let label = path.display().to_string();
         if job.cached {
             metrics.cache_lookup(Kind::Frontend.label(), &label, Ok(()));
         } else if let Some(why) = &job.uncached_because {
-            metrics.cache_lookup(Kind::Frontend.label(), &label, Err(why));
+            if job.looked_up {
+                metrics.cache_lookup(Kind::Frontend.label(), &label, Err(why));
+            } else {
+                metrics.note("cache", &label, why);
+            }
         }
     }
     let module = parse_module(context, &job.bytes, path)?;
@@ -416,6 +422,7 @@ fn run_tiered(
     structors: Structors,
     metrics: Metrics,
     options: &RunOptions,
+    cache: Option<Arc<Cache>>,
 ) -> Result<i32, Error> {
     let shared = load_tiered(
         module,
@@ -428,13 +435,15 @@ fn run_tiered(
             host_symbols: &[],
             compilers: service::Compilers::Own,
             callers: Callers::Job,
+            cache: cache.clone(),
         },
     )?;
     let hook_shared = shared.clone();
     let (stats, mode) = (options.stats, options.mode);
     let shutdown = Box::new(move || {
         service::stop_background(&hook_shared);
-        if let Some(cache) = &hook_shared.cache {
+        // The process ends with `_exit`: nothing is dropped.
+        if let Some(cache) = &cache {
             cache.finish();
         }
         if stats {
@@ -467,6 +476,8 @@ pub(crate) struct LoadOptions<'a> {
     pub host_symbols: &'a HostSymbols,
     pub compilers: service::Compilers,
     pub callers: Callers,
+    /// The cache the run or engine reads and stores in, if any.
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// Which threads may run a module's code, which decides whether its
@@ -498,6 +509,7 @@ pub(crate) fn load_tiered(
         host_symbols: extra,
         compilers,
         callers,
+        cache: _,
     } = *options;
     check_externals(&module, job, extra)?;
     let faults = Faults::from_env()?;
@@ -581,7 +593,10 @@ pub(crate) fn load_tiered(
     let shared = Arc::new(Shared {
         activity,
         // A run with injected faults tests the compile path: it compiles.
-        cache: Cache::from_config(&config.cache).filter(|_| !faults.any()),
+        cache: options
+            .cache
+            .clone()
+            .filter(|_| config.cache.objects && !faults.any()),
         config: config.clone(),
         target,
         job_path: job.to_path_buf(),

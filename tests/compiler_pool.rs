@@ -39,6 +39,9 @@ fn a_fatal_error_in_one_module_leaves_the_pool_serving_the_others() {
     // Set before this process has any other thread that reads it.
     std::env::set_var("TIERJIT_INJECT_FATAL_ERROR", "doomed");
     let mut config = Config::default();
+    // No cache: these tests are about compiles, and leave the user's
+    // cache alone.
+    config.cache.enabled = false;
     config.compiler.threads = 1;
     config.thresholds.calls = 50;
     let engine = Engine::new(config).unwrap();

@@ -46,6 +46,9 @@ fn write(name: &str, text: &str) -> PathBuf {
 
 fn engine() -> Engine {
     let mut config = Config::default();
+    // No cache: these tests are about compiles, and leave the user's
+    // cache alone.
+    config.cache.enabled = false;
     config.thresholds.calls = 200;
     Engine::new(config).expect("engine")
 }
@@ -215,6 +218,12 @@ fn batch_mode_and_forced_osr_wait_for_their_compiles() {
     let want = expected(&values);
 
     let mut batch = Config::default();
+
+    // No cache: these tests are about compiles, and leave the user's
+
+    // cache alone.
+
+    batch.cache.enabled = false;
     batch.compiler.background = false;
     batch.thresholds.calls = 3;
     let engine = Engine::new(batch).unwrap();
@@ -230,6 +239,9 @@ fn batch_mode_and_forced_osr_wait_for_their_compiles() {
 
     // Another engine in the same process, with its own hook.
     let mut forced = Config::default();
+    // No cache: these tests are about compiles, and leave the user's
+    // cache alone.
+    forced.cache.enabled = false;
     forced.osr.force = true;
     let engine = Engine::new(forced).unwrap();
     let module = engine.load(write("forced.c", KERNEL)).unwrap();
@@ -274,6 +286,9 @@ fn a_long_profiler_interval_does_not_hold_up_a_drop() {
         return;
     }
     let mut config = Config::default();
+    // No cache: these tests are about compiles, and leave the user's
+    // cache alone.
+    config.cache.enabled = false;
     config.profiler.interval_ms = 20_000;
     let engine = Engine::new(config).unwrap();
     let module = engine.load(write("interval.c", KERNEL)).unwrap();

@@ -39,6 +39,8 @@ fn the_rust_embedder_sees_its_kernel_optimized() {
     build_embedders();
     let example = cargo_build_dir().join("examples/embed");
     let mut cmd = Command::new(example);
+    // Tests leave the user's cache alone.
+    cmd.env("TIERJIT_CACHE_DIR", "");
     cmd.current_dir(root()).arg("examples/kernel.c");
     check(&run_with_limit(&mut cmd, job_limit()));
 }
@@ -50,6 +52,7 @@ fn the_c_embedder_sees_its_kernel_optimized() {
     }
     let exe = build_c_embedder(&root().join("examples/embed.c"), "embed_c");
     let mut cmd = Command::new(&exe);
+    cmd.env("TIERJIT_CACHE_DIR", "");
     cmd.arg(root().join("examples/kernel.c"));
     check(&run_with_limit(&mut cmd, job_limit()));
 }

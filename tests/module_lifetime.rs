@@ -108,6 +108,9 @@ fn mapped(address: usize) -> bool {
 
 fn engine(compiler_threads: usize) -> Engine {
     let mut config = Config::default();
+    // No cache: these tests are about compiles, and leave the user's
+    // cache alone.
+    config.cache.enabled = false;
     config.thresholds.calls = 50;
     config.compiler.threads = compiler_threads;
     Engine::new(config).expect("engine")

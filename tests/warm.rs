@@ -46,6 +46,8 @@ const FLAGS: &[&str] = &[
     "compiler.inline_callee_max_instructions=20",
     "--set",
     "osr.force=true",
+    "--set",
+    "cache.objects=true",
 ];
 
 struct Workspace {
@@ -217,22 +219,32 @@ fn a_damaged_or_foreign_object_is_never_run() {
     assert!(hits(&damaged.stderr).is_empty(), "{}", damaged.stderr);
     assert_eq!(ws.entries().len(), entries.len(), "stored again");
     // Whole entries whose object is not one (what a foreign or buggy
-    // writer could leave): loading fails, that compile fails and its
-    // entry goes; a later attempt compiles.
+    // writer could leave): loading fails, the entry goes, and the compile
+    // goes on without it.
     for entry in &entries {
-        let junk = tierjit::cache::entry::encode("o", b"\x7fELF not really an object");
-        std::fs::write(entry, junk).unwrap();
+        let payload = tierjit::tiering::object_cache::encode_entry(
+            &Vec::new(),
+            b"\x7fELF not really an object",
+        );
+        std::fs::write(entry, tierjit::cache::entry::encode("o", &payload)).unwrap();
     }
     let foreign = ws.run(&[]);
     assert_eq!(foreign.stdout, cold.stdout, "{}", foreign.stderr);
     assert!(hits(&foreign.stderr).contains(&"kernel.tj1".to_string()));
     assert!(
-        foreign.stderr.contains(" kernel O0->O3 ") && foreign.stderr.contains(" failed: "),
+        foreign
+            .stderr
+            .contains("cache kernel.tj1: the cached object did not load"),
         "{}",
         foreign.stderr
     );
-    let left: Vec<PathBuf> = ws.entries();
-    let junk_left = left
+    assert!(
+        installed_tierups(&foreign.stderr).contains(&"kernel".to_string()),
+        "{}",
+        foreign.stderr
+    );
+    let junk_left = ws
+        .entries()
         .iter()
         .filter(|e| std::fs::read(e).unwrap().ends_with(b"not really an object"))
         .count();
@@ -273,6 +285,8 @@ fn speculating_builds_are_not_kept() {
                 "compiler.background=false",
                 "--set",
                 "thresholds.calls=400",
+                "--set",
+                "cache.objects=true",
             ]);
         run_with_limit(&mut cmd, job_limit())
     };
@@ -325,4 +339,54 @@ fn optimized_ssa_ir_warms_up_the_same_way() {
     assert_eq!(warm.stdout, cold.stdout);
     assert!(!hits(&warm.stderr).is_empty(), "{}", warm.stderr);
     assert_eq!(hits(&warm.stderr), misses(&cold.stderr), "{}", warm.stderr);
+}
+
+/// A constant table the optimizer folds into `kernel`: editing it must be
+/// a miss, or the old values would still be printed.
+#[test]
+fn an_edited_constant_table_is_a_miss() {
+    let dir = scratch().join("warm-constants");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = dir.join("job.c");
+    let run = |table: &str| {
+        let source = "#include <stdio.h>\nstatic const unsigned table[4] = {TABLE};\n__attribute__((noinline)) unsigned kernel(unsigned x) { return x * 31 + table[x & 3]; }\nint main(void) { unsigned h = 0; for (int i = 0; i < 5000; i++) h = kernel(h); printf(\"%u\\n\", h); return 0; }\n"
+            .replace("TABLE", table);
+        std::fs::write(&job, source).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut cmd = tierjit_command();
+        cmd.env("TIERJIT_CACHE_DIR", dir.join("cache"))
+            .arg("run")
+            .arg(&job)
+            .args(FLAGS);
+        let run = run_with_limit(&mut cmd, job_limit());
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        run
+    };
+    let first = run("1, 2, 3, 4");
+    assert!(
+        misses(&first.stderr).contains(&"kernel.tj1".to_string()),
+        "{}",
+        first.stderr
+    );
+    let again = run("1, 2, 3, 4");
+    assert!(
+        hits(&again.stderr).contains(&"kernel.tj1".to_string()),
+        "{}",
+        again.stderr
+    );
+    let edited = run("9, 2, 3, 4");
+    assert!(
+        misses(&edited.stderr).contains(&"kernel.tj1".to_string()),
+        "{}",
+        edited.stderr
+    );
+    assert_ne!(edited.stdout, first.stdout);
+    // The native build of the edited job agrees.
+    let exe = dir.join("native");
+    assert!(build_native(&job, &exe, &[]).status.success());
+    assert_eq!(
+        run_with_limit(&mut native_command(&exe), job_limit()).stdout,
+        edited.stdout
+    );
 }

@@ -1,7 +1,7 @@
 //! The persistent cache: what one run learned, kept for the next.
 //!
-//! One directory (`cache.dir`, by default `$XDG_CACHE_HOME/tierjit` or
-//! `~/.cache/tierjit`) holds a subdirectory per kind of entry, each entry
+//! One directory (`cache.dir`, by default `$TIERJIT_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/tierjit` or `~/.cache/tierjit`) holds a subdirectory per kind of entry, each entry
 //! one file named by its key (a SHA-256 of everything that decides its
 //! contents, chosen by the kind's owner; see `ir::frontend_cache`).
 //!
@@ -12,7 +12,7 @@
 //! - Entries are written to a temporary name and renamed into place, so a
 //!   concurrent run sees the whole old entry, the whole new one, or none.
 //!   Runs sharing a directory may store the same key at once; the last
-//!   rename wins, and both wrote the same contents.
+//!   rename wins, and either entry is a valid one for the key.
 //! - A directory that cannot be written (read-only, full, not ours) turns
 //!   storing off for the run with one warning; reading goes on, and the
 //!   job runs as it would without a cache.
@@ -111,6 +111,8 @@ pub struct Cache {
     stored_bytes: AtomicU64,
     /// Hits and misses per kind, this run.
     counts: Mutex<BTreeMap<Kind, (u64, u64)>>,
+    /// Set by the first `finish`.
+    finished: AtomicBool,
 }
 
 impl Cache {
@@ -123,6 +125,7 @@ impl Cache {
             storing_off: AtomicBool::new(false),
             stored_bytes: AtomicU64::new(0),
             counts: Mutex::new(BTreeMap::new()),
+            finished: AtomicBool::new(false),
         }
     }
 
@@ -250,10 +253,12 @@ impl Cache {
         }
     }
 
-    /// At the end of a run: the usage line, and eviction if this run
-    /// stored anything. Best effort, silent.
+    /// At the end of a run (or when dropped, whichever is first): the
+    /// usage line, and eviction if this run stored anything. Best effort,
+    /// silent.
     pub fn finish(&self) {
-        if self.storing_off.load(Ordering::Relaxed) {
+        // Relaxed: only which caller goes first matters.
+        if self.finished.swap(true, Ordering::Relaxed) || self.storing_off.load(Ordering::Relaxed) {
             return;
         }
         usage::append(&self.root, &self.counts());
@@ -266,6 +271,7 @@ impl Cache {
     /// 90% of `bound` bytes (if they took more than `bound`). Returns the
     /// entries removed.
     pub fn evict(&self, bound: u64) -> usize {
+        self.remove_abandoned_writes();
         let mut entries = self.entries();
         let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
         if total <= bound {
@@ -284,6 +290,31 @@ impl Cache {
             }
         }
         removed
+    }
+
+    /// Removes temporary files over an hour old: a run that ended (its
+    /// process exits without waiting for compiler threads) while writing
+    /// an entry leaves one behind.
+    fn remove_abandoned_writes(&self) {
+        let Some(hour_ago) = SystemTime::now().checked_sub(std::time::Duration::from_secs(3600))
+        else {
+            return;
+        };
+        for kind in Kind::ALL {
+            let Ok(dir) = std::fs::read_dir(self.root.join(kind.dir())) else {
+                continue;
+            };
+            for file in dir.flatten() {
+                let path = file.path();
+                let old = file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m < hour_ago);
+                if old && path.extension().is_some_and(|e| e == "tmp") {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
     }
 
     /// Every entry, with its size and last use. Files a run is still
@@ -341,6 +372,14 @@ impl Cache {
             _ => {}
         }
         Ok(removed)
+    }
+}
+
+impl Drop for Cache {
+    /// An engine's module ends here; `tierjit run` leaves with `_exit` and
+    /// calls `finish` itself.
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -435,13 +474,22 @@ fn lasting(e: &std::io::Error) -> bool {
         })
 }
 
-/// A name part no other writer uses at the same time: this process and a
-/// per-process sequence number.
+/// A name part no other writer uses at the same time: this process, a
+/// number random per process (processes on other hosts sharing the
+/// directory may have the same id) and a per-process sequence number.
 fn unique_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static RANDOM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // std's hasher keys are random per process.
+    let random = RANDOM.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
     // Relaxed: the number only has to be unique, nothing is ordered by it.
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{n}", std::process::id())
+    format!("{}-{random:016x}-{n}", std::process::id())
 }
 
 #[cfg(test)]

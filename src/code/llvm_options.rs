@@ -19,6 +19,17 @@ const DEFAULTS: &[(&str, &str)] = &[("unroll-peel-max-count", "-unroll-peel-max-
 /// them without an error stream: an unknown option is ignored, a bad value
 /// prints LLVM's complaint and leaves the option as it was. (A developer's
 /// knob: check the effect with `TIERJIT_DUMP_IR` or `--events`.)
+/// The options `apply_llvm_options` gave LLVM (tierjit's defaults and
+/// `TIERJIT_LLVM_ARGS`'s), as it gave them: they change the code LLVM
+/// makes, so the object cache keys on them (read once, so a job's
+/// `setenv` cannot make a key disagree with the code).
+static APPLIED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What `apply_llvm_options` applied, empty before it ran.
+pub fn applied_llvm_options() -> &'static str {
+    APPLIED.get().map_or("", String::as_str)
+}
+
 pub fn apply_llvm_options() {
     let text = std::env::var(LLVM_ARGS_ENV).unwrap_or_default();
     let defaults = DEFAULTS
@@ -39,6 +50,13 @@ pub fn apply_llvm_options() {
         .chain(requested)
         .filter_map(|a| CString::new(a).ok())
         .collect();
+    let _ = APPLIED.set(
+        args[1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
     let pointers: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
     // SAFETY: `pointers` holds `pointers.len()` valid NUL-terminated strings
     // that outlive the call (owned by `args`); LLVM copies what it keeps.

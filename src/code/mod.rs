@@ -25,7 +25,7 @@ pub use entry::{
 pub use llvm_errors::{
     exit_now, install_fatal_error_handler, llvm_warnings_during, take_errors, watch_context,
 };
-pub use llvm_options::{apply_llvm_options, LLVM_ARGS_ENV};
+pub use llvm_options::{applied_llvm_options, apply_llvm_options};
 pub use orc::{CodeAddress, CodeFootprint, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::{embedding_started, enter_job, on_fork, ForkHooks};

@@ -140,6 +140,10 @@ knob::knobs! {
     cache: Cache {
         /// false: nothing is read from or stored in the cache.
         enabled: bool = true;
+        /// Keep optimized objects (function versions, OSR continuations)
+        /// for later runs; false: compile every time (the front end's
+        /// bitcode is `frontend.cache`).
+        objects: bool = true;
         /// The cache directory. Empty: $TIERJIT_CACHE_DIR (set but empty:
         /// no cache), else $XDG_CACHE_HOME/tierjit, else ~/.cache/tierjit.
         dir: String = String::new();

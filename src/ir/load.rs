@@ -42,6 +42,8 @@ pub struct JobIr {
     /// For a C job compiled with a cache at hand: why it was not found
     /// there, or why it could not be cached.
     pub uncached_because: Option<String>,
+    /// Whether it was looked up at all (false: it could not be cached).
+    pub looked_up: bool,
 }
 
 /// Reads the job at `path` into IR. C is compiled for `triple`, the target
@@ -81,6 +83,7 @@ pub fn read_job_ir(
         bytes,
         cached: false,
         uncached_because: None,
+        looked_up: false,
     })
 }
 
@@ -215,6 +218,7 @@ fn compile_c(
                     bytes,
                     cached: true,
                     uncached_because: None,
+                    looked_up: true,
                 })
             }
             Err(miss) => uncached_because = Some(miss.to_string()),
@@ -280,6 +284,7 @@ fn compile_c(
     Ok(JobIr {
         bytes: output.stdout,
         cached: false,
+        looked_up: entry.is_some(),
         uncached_because,
     })
 }

@@ -17,6 +17,10 @@ use crate::ir::sites::{VALUE_SLOTS, VALUE_TABLE_WORDS};
 use promote::Promotion;
 use specialize::Specialization;
 
+/// Branch counts a version's code was laid out from: per function built
+/// into it, per branch, per successor.
+pub type BuiltBranches = Vec<(FunctionId, Vec<Vec<u64>>)>;
+
 /// What an optimized version speculated on, for events, stats and the
 /// guard watch, with the version's own guard counters.
 #[derive(Clone, Debug, Default)]
@@ -35,7 +39,7 @@ pub struct Speculation {
     /// `ProfileView::branch_counts`) the version's weights came from: for
     /// the function and each function offered to the inliner. Empty
     /// without profile metadata.
-    pub built_branches: Arc<Vec<(FunctionId, Vec<Vec<u64>>)>>,
+    pub built_branches: Arc<BuiltBranches>,
 }
 
 impl Speculation {

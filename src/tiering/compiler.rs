@@ -38,12 +38,12 @@ use super::build::{
 use super::object_cache::{self, ObjectRequest};
 use super::service::Shared;
 use super::CompileRequest;
-use crate::cache::Kind;
+use crate::cache::{Kind, Miss};
 use crate::error::Error;
 use crate::ir::load::copy_module;
 use crate::ir::load::parse_module;
 use crate::metrics::TierEvent;
-use crate::profile::Speculation;
+use crate::profile::{BuiltBranches, Speculation};
 use crate::versions::{Tier, TierUpState, Unit};
 
 /// Starts a compiler thread; returns whether it did. A module being
@@ -851,7 +851,10 @@ fn compile_and_install<'s>(
             .as_ref()
             .and(osr)
             .and_then(|i| parts[i].loop_index);
-        let cached = digest.and_then(|digest| {
+        // A replacement is asked for because the profile moved: it is
+        // built from this run's, never taken from an earlier run.
+        let replacing = parts.iter().any(|r| r.replaces_speculation);
+        let cached = digest.filter(|_| !replacing).and_then(|digest| {
             let request = ObjectRequest {
                 digest,
                 symbols: &symbols,
@@ -860,12 +863,16 @@ fn compile_and_install<'s>(
             };
             look_up_object(shared, &request, &speculation)
         });
-        let key = match cached {
-            Some(Ok((object, key))) => {
-                return Ok(Some((object, entry, continuation, speculation, Some(key))))
+        let from_cache = match cached {
+            Some(Ok((object, built_branches, key))) => {
+                // Profiling windows compare this run's branch counts with
+                // those the code was laid out for: an earlier run's.
+                speculation.built_branches = Arc::new(built_branches);
+                let hit = FromCache::Hit(key);
+                return Ok(Some((object, entry, continuation, speculation, hit)));
             }
-            Some(Err(key)) => Some(key),
-            None => None,
+            Some(Err(key)) => FromCache::Miss(key),
+            None => FromCache::NotCached,
         };
         // A lone continuation whose loop stopped while it was optimized is
         // not worth its code generation.
@@ -873,13 +880,10 @@ fn compile_and_install<'s>(
         let Some(object) = finish_module(&module, &what, machine, options, &go_on)? else {
             return Ok(None);
         };
-        if let (Some(cache), Some(key)) = (&shared.cache, key) {
-            cache.put(Kind::Object, &key, &object);
-        }
-        Ok(Some((object, entry, continuation, speculation, None)))
+        Ok(Some((object, entry, continuation, speculation, from_cache)))
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
-    let Some((object, entry, continuation, speculation, cached_key)) = built else {
+    let Some((object, entry, continuation, speculation, from_cache)) = built else {
         let i = osr.expect("only a lone continuation is abandoned");
         outcomes[i] = Some(Outcome::Abandoned(stopped(parts[i]).unwrap_or_default()));
         return Ok(Compiled {
@@ -902,18 +906,47 @@ fn compile_and_install<'s>(
         .as_ref()
         .or(continuation.as_ref().map(|c| &c.symbol))
         .expect("something was built");
-    let (loaded, first_address) = shared.jit.load(&object, first).inspect_err(|_| {
-        // An entry that does not load here is not tried again: the next
-        // attempt compiles.
-        if let (Some(cache), Some(key)) = (&shared.cache, &cached_key) {
-            cache.remove(Kind::Object, key);
+    let (loaded, first_address) = match (shared.jit.load(&object, first), &from_cache) {
+        (Ok(loaded), _) => loaded,
+        // A cached object that does not load here is removed, and this
+        // attempt compiles instead (with fresh version numbers).
+        (Err(e), FromCache::Hit(key)) => {
+            if let Some(cache) = &shared.cache {
+                cache.remove(Kind::Object, key);
+            }
+            let why = format!("the cached object did not load ({e}); removed, compiling instead");
+            shared.metrics.note("cache", first, &why);
+            let options = BuildOptions {
+                digest: false,
+                ..options
+            };
+            return compile_and_install(
+                shared,
+                canonical,
+                machine,
+                options,
+                parts,
+                abandonable,
+                index,
+                started,
+            );
         }
-    })?;
+        (Err(e), _) => return Err(e),
+    };
     let continuation_address = match (&entry, &continuation) {
-        (Some(_), Some(c)) => Some(shared.jit.lookup(&c.symbol)?),
+        (Some(_), Some(c)) => Some(shared.jit.lookup(&c.symbol).inspect_err(|_| {
+            if let (Some(cache), FromCache::Hit(key)) = (&shared.cache, &from_cache) {
+                cache.remove(Kind::Object, key);
+            }
+        })?),
         (None, Some(_)) => Some(first_address),
         _ => None,
     };
+    // Kept only once it loaded here.
+    if let (Some(cache), FromCache::Miss(key)) = (&shared.cache, &from_cache) {
+        let entry = object_cache::encode_entry(&speculation.built_branches, &object);
+        cache.put(Kind::Object, key, &entry);
+    }
     let view = shared.profile_view();
     let speculated: Vec<(&str, String)> = speculation
         .promotions
@@ -1004,14 +1037,28 @@ fn compile_and_install<'s>(
     })
 }
 
-/// The object `request` describes, from the persistent cache, with its
-/// key: `None` if it must not be cached (reported), `Some(Err(key))` on a
-/// miss (reported; the object built is to be stored under `key`).
+/// Where a build's object came from, as far as the cache goes.
+enum FromCache {
+    /// The cache, under this key.
+    Hit(String),
+    /// The compiler; to be kept under this key once it loads.
+    Miss(String),
+    /// The compiler; not to be kept.
+    NotCached,
+}
+
+/// A cached object, the branch counts it was built from, and its key.
+type Found = (Vec<u8>, BuiltBranches, String);
+
+/// The object `request` describes, from the persistent cache, with the
+/// branch counts it was built from and its key: `None` if it must not be
+/// cached (reported), `Some(Err(key))` on a miss (reported; the object
+/// built is to be stored under `key`).
 fn look_up_object(
     shared: &Shared,
     request: &ObjectRequest<'_>,
     speculation: &Speculation,
-) -> Option<Result<(Vec<u8>, String), String>> {
+) -> Option<Result<Found, String>> {
     let cache = shared.cache.as_ref()?;
     let label = request.symbols.join(" + ");
     let kind = Kind::Object.label();
@@ -1022,12 +1069,16 @@ fn look_up_object(
         return None;
     }
     let key = object_cache::key(request, &shared.config);
-    let found = cache.get(Kind::Object, &key);
+    let found = cache.get(Kind::Object, &key).and_then(|payload| {
+        object_cache::decode_entry(&payload)
+            .map(|(built, object)| (object.to_vec(), built))
+            .ok_or_else(|| Miss::Stale("an entry without its branch counts".into()))
+    });
     cache.count(Kind::Object, found.is_ok());
     match found {
-        Ok(object) => {
+        Ok((object, built)) => {
             shared.metrics.cache_lookup(kind, &label, Ok(()));
-            Some(Ok((object, key)))
+            Some(Ok((object, built, key)))
         }
         Err(miss) => {
             shared

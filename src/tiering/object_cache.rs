@@ -13,15 +13,22 @@
 //! - what the request adds: the symbols the object defines (a function's
 //!   version number is in them), and which loop a continuation enters;
 //! - the knobs that change the code: optimization level, inlining limit,
-//!   direct self-calls, the PGO switches, `target.*` as given, and LLVM
-//!   options from `TIERJIT_LLVM_ARGS`;
-//! - the LLVM version tierjit runs, and tierjit's version and this
-//!   module's format.
+//!   direct self-calls, the PGO switches, `target.*` as given, and the
+//!   LLVM options tierjit applied (its defaults and `TIERJIT_LLVM_ARGS`);
+//! - the LLVM version tierjit runs, this build of tierjit (a hash of its
+//!   sources, see build.rs: what it does after the digest, and the
+//!   baseline a continuation's transfer record comes from, are its code),
+//!   and this module's format.
 //!
 //! The profile an object was built with is not in the key, on purpose: a
 //! warm run's first compile of a function reuses the code that an earlier
-//! run's profile shaped (as .NET's static PGO does); its later
-//! re-optimizations carry new version numbers, so they compile afresh.
+//! run's profile shaped (as .NET's static PGO does). The entry keeps the
+//! branch counts that profile had, and a hit restores them into the
+//! version's speculation, so profiling windows (`tiering::resample`)
+//! compare this run's counts with what the code was laid out for, and a
+//! run whose branches go the other way re-optimizes. Replacements, asked
+//! for because the profile moved, are never looked up: they compile from
+//! this run's profile.
 //!
 //! Only builds that speculated on nothing are kept: a guarded version or
 //! promoted calls hold this run's addresses of guard and counter tables.
@@ -32,7 +39,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::entry::hex;
 use crate::config::Config;
-use crate::profile::Speculation;
+use crate::ids::FunctionId;
+use crate::profile::{BuiltBranches, Speculation};
 use crate::tiering::build::BuildOptions;
 
 /// Part of every key; bumped when what an object holds, or how it is
@@ -58,7 +66,10 @@ pub fn key(request: &ObjectRequest<'_>, config: &Config) -> String {
         hash.update(bytes);
     };
     field(FORMAT.as_bytes());
-    field(env!("CARGO_PKG_VERSION").as_bytes());
+    // This build's sources (see build.rs): what tierjit does to a module
+    // after the digest (continuations, peeling, self-calls), the pass
+    // pipeline and the baseline's transfer records all come from them.
+    field(env!("TIERJIT_BUILD_ID").as_bytes());
     field(&request.digest);
     for symbol in request.symbols {
         field(symbol.as_bytes());
@@ -81,11 +92,32 @@ pub fn key(request: &ObjectRequest<'_>, config: &Config) -> String {
     );
     field(config.target.cpu.as_bytes());
     field(config.target.features.as_bytes());
-    let llvm_args = std::env::var_os(crate::code::LLVM_ARGS_ENV).unwrap_or_default();
-    field(llvm_args.as_encoded_bytes());
+    field(crate::code::applied_llvm_options().as_bytes());
     let (major, minor, patch) = inkwell::support::get_llvm_version();
     field(format!("{major}.{minor}.{patch}").as_bytes());
     hex(&hash.finalize())
+}
+
+/// An entry's payload: the branch counts the code was laid out from
+/// (profiling windows compare later counts with them, see
+/// `tiering::resample`), length-prefixed, then the object.
+pub fn encode_entry(built: &BuiltBranches, object: &[u8]) -> Vec<u8> {
+    let plain: Vec<(usize, &Vec<Vec<u64>>)> = built.iter().map(|(f, b)| (f.index(), b)).collect();
+    let text = ron::to_string(&plain).unwrap_or_default();
+    let mut payload = (text.len() as u64).to_le_bytes().to_vec();
+    payload.extend_from_slice(text.as_bytes());
+    payload.extend_from_slice(object);
+    payload
+}
+
+/// The branch counts and object of a payload `encode_entry` made.
+pub fn decode_entry(payload: &[u8]) -> Option<(BuiltBranches, &[u8])> {
+    let length = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+    let end = 8usize.checked_add(usize::try_from(length).ok()?)?;
+    let text = std::str::from_utf8(payload.get(8..end)?).ok()?;
+    let plain: Vec<(usize, Vec<Vec<u64>>)> = ron::from_str(text).ok()?;
+    let built = plain.into_iter().map(|(f, b)| (FunctionId(f), b)).collect();
+    Some((built, &payload[end..]))
 }
 
 /// Why a build's object must not be kept, if it must not.
@@ -96,5 +128,21 @@ pub fn uncacheable(speculation: &Speculation) -> Option<&'static str> {
         Some("promoted calls hold this run's table addresses")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_keeps_the_branch_counts_its_object_was_built_from() {
+        let built: BuiltBranches = vec![(FunctionId(3), vec![vec![10, 2], vec![0, 5, 7]])];
+        let payload = encode_entry(&built, b"\x7fELF...");
+        let (read, object) = decode_entry(&payload).unwrap();
+        assert_eq!(read, built);
+        assert_eq!(object, b"\x7fELF...");
+        assert!(decode_entry(&payload[..5]).is_none());
+        assert!(decode_entry(b"\xff\xff\xff\xff\xff\xff\xff\xffx").is_none());
     }
 }

@@ -26,7 +26,7 @@ use crate::versions::{TierUpState, Unit, VersionManager};
 pub struct Shared {
     pub config: Config,
     /// The persistent cache optimized objects are kept in, unless off.
-    pub cache: Option<crate::cache::Cache>,
+    pub cache: Option<Arc<crate::cache::Cache>>,
     pub target: TargetSpec,
     pub job_path: PathBuf,
     pub layout: JobLayout,

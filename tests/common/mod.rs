@@ -24,16 +24,25 @@ pub fn tierjit() -> PathBuf {
 /// emulator (`TIERJIT_TEST_RUNNER="qemu-aarch64 -L /"`, set by
 /// .ci/test-aarch64), the binary is started through it: the kernel here
 /// cannot execute the cross-built binary directly.
-/// The front-end cache is the tests' own (shared by the test processes
-/// of a run, so a fixture's C is compiled once across modes), not the
-/// user's.
+/// The cache is the tests' own, not the user's, and holds only the front
+/// end's bitcode (shared by the test processes of a run, so a fixture's C
+/// is compiled once across modes): objects from it would turn the
+/// compiles most tests are about into loads (tests/warm.rs turns them on).
 pub fn tierjit_command() -> Command {
     let mut cmd = emulated_command(&tierjit());
     cmd.env(
         "TIERJIT_CACHE_DIR",
-        std::env::temp_dir().join("tierjit-tests-cache"),
+        std::env::temp_dir().join(format!("tierjit-tests-cache-{}", uid())),
     );
+    cmd.env("TIERJIT_OPTIONS", "cache.objects=false");
     cmd
+}
+
+/// This user's id: the tests' cache directory is per user, so another
+/// user's (unwritable here) is never in the way.
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
 }
 
 /// The emulator command the tests run target code through

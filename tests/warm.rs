@@ -226,7 +226,8 @@ fn a_damaged_or_foreign_object_is_never_run() {
             &Vec::new(),
             b"\x7fELF not really an object",
         );
-        std::fs::write(entry, tierjit::cache::entry::encode("o", &payload)).unwrap();
+        let key = entry.file_name().unwrap().to_str().unwrap();
+        std::fs::write(entry, tierjit::cache::entry::encode("o", key, &payload)).unwrap();
     }
     let foreign = ws.run(&[]);
     assert_eq!(foreign.stdout, cold.stdout, "{}", foreign.stderr);

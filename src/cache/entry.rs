@@ -1,19 +1,20 @@
-//! The on-disk form of one cache entry: a header line naming the format
-//! and the entry's kind, the payload's length and SHA-256, then the
+//! The on-disk form of one cache entry: a header line naming the format,
+//! the entry's kind and key, the payload's length and SHA-256, then the
 //! payload. Reading checks all of it, so a truncated, damaged or foreign
-//! file is told apart from a good one and never used.
+//! file, or a whole entry copied under another key's name, is told apart
+//! from a good one and never used.
 
 use sha2::{Digest, Sha256};
 
 /// Bumped when the envelope changes; entries of another format are
 /// foreign and are ignored.
-const FORMAT: &str = "tierjit-cache-1";
+const FORMAT: &str = "tierjit-cache-2";
 
 /// Why a file could not be read as an entry of the expected kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Damage {
-    /// Another format or another kind of entry (an older tierjit's, or a
-    /// file that is not an entry at all).
+    /// Another format, kind or key (an older tierjit's entry, another
+    /// key's entry copied or linked here, or not an entry at all).
     Foreign,
     /// Shorter than its header says.
     Truncated,
@@ -31,10 +32,10 @@ impl std::fmt::Display for Damage {
     }
 }
 
-/// The file's bytes for `payload` as an entry of `kind`.
-pub fn encode(kind: &str, payload: &[u8]) -> Vec<u8> {
+/// The file's bytes for `payload` as the entry of `kind` under `key`.
+pub fn encode(kind: &str, key: &str, payload: &[u8]) -> Vec<u8> {
     let mut file = format!(
-        "{FORMAT} {kind} {} {}\n",
+        "{FORMAT} {kind} {key} {} {}\n",
         payload.len(),
         hex(&Sha256::digest(payload))
     )
@@ -43,8 +44,9 @@ pub fn encode(kind: &str, payload: &[u8]) -> Vec<u8> {
     file
 }
 
-/// The payload of `file`, if it is a whole, undamaged entry of `kind`.
-pub fn decode<'a>(kind: &str, file: &'a [u8]) -> Result<&'a [u8], Damage> {
+/// The payload of `file`, if it is a whole, undamaged entry of `kind`
+/// under `key`.
+pub fn decode<'a>(kind: &str, key: &str, file: &'a [u8]) -> Result<&'a [u8], Damage> {
     let end = file
         .iter()
         .take(256)
@@ -52,7 +54,7 @@ pub fn decode<'a>(kind: &str, file: &'a [u8]) -> Result<&'a [u8], Damage> {
         .ok_or(Damage::Foreign)?;
     let header = std::str::from_utf8(&file[..end]).map_err(|_| Damage::Foreign)?;
     let mut words = header.split(' ');
-    if words.next() != Some(FORMAT) || words.next() != Some(kind) {
+    if words.next() != Some(FORMAT) || words.next() != Some(kind) || words.next() != Some(key) {
         return Err(Damage::Foreign);
     }
     let length: usize = words
@@ -83,19 +85,31 @@ mod tests {
 
     #[test]
     fn a_whole_entry_reads_back_and_any_damage_is_named() {
-        let file = encode("c", b"payload\n\nwith lines");
-        assert_eq!(decode("c", &file), Ok(&b"payload\n\nwith lines"[..]));
-        assert_eq!(decode("o", &file), Err(Damage::Foreign), "another kind");
-        assert_eq!(decode("c", &file[..file.len() - 1]), Err(Damage::Truncated));
+        let file = encode("c", "k1", b"payload\n\nwith lines");
+        assert_eq!(decode("c", "k1", &file), Ok(&b"payload\n\nwith lines"[..]));
+        assert_eq!(
+            decode("o", "k1", &file),
+            Err(Damage::Foreign),
+            "another kind"
+        );
+        assert_eq!(
+            decode("c", "k2", &file),
+            Err(Damage::Foreign),
+            "another key"
+        );
+        assert_eq!(
+            decode("c", "k1", &file[..file.len() - 1]),
+            Err(Damage::Truncated)
+        );
         let mut flipped = file.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert_eq!(decode("c", &flipped), Err(Damage::Checksum));
+        assert_eq!(decode("c", "k1", &flipped), Err(Damage::Checksum));
         let mut longer = file.clone();
         longer.push(b'x');
-        assert_eq!(decode("c", &longer), Err(Damage::Checksum));
-        assert_eq!(decode("c", b""), Err(Damage::Foreign));
-        assert_eq!(decode("c", b"\x7fELF\x02\x01"), Err(Damage::Foreign));
+        assert_eq!(decode("c", "k1", &longer), Err(Damage::Checksum));
+        assert_eq!(decode("c", "k1", b""), Err(Damage::Foreign));
+        assert_eq!(decode("c", "k1", b"\x7fELF\x02\x01"), Err(Damage::Foreign));
         let older = [b"tierjit-frontend-2\n".as_slice(), b"x"].concat();
-        assert_eq!(decode("c", &older), Err(Damage::Foreign));
+        assert_eq!(decode("c", "k1", &older), Err(Damage::Foreign));
     }
 }

@@ -179,12 +179,12 @@ impl Cache {
     /// payload.
     pub fn get(&self, kind: Kind, key: &str) -> Result<Vec<u8>, Miss> {
         let path = self.path(kind, key);
-        let file = match std::fs::read(&path) {
+        let file = match read_regular_file(&path, MAX_ENTRY_BYTES) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Absent),
             Err(e) => return Err(Miss::Unreadable(e.to_string())),
         };
-        match entry::decode(kind.dir(), &file) {
+        match entry::decode(kind.dir(), key, &file) {
             Ok(payload) => {
                 touch(&path);
                 Ok(payload.to_vec())
@@ -231,7 +231,7 @@ impl Cache {
             return false;
         }
         let dir = self.root.join(kind.dir());
-        let file = entry::encode(kind.dir(), payload);
+        let file = entry::encode(kind.dir(), key, payload);
         let temporary = dir.join(format!("{key}.{}.tmp", unique_suffix()));
         let written = std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::File::create(&temporary))
@@ -310,7 +310,10 @@ impl Cache {
                     .metadata()
                     .and_then(|m| m.modified())
                     .is_ok_and(|m| m < hour_ago);
-                if old && path.extension().is_some_and(|e| e == "tmp") {
+                if old
+                    && is_cache_file(&file.file_name().to_string_lossy())
+                    && path.extension().is_some_and(|e| e == "tmp")
+                {
                     let _ = std::fs::remove_file(&path);
                 }
             }
@@ -327,7 +330,9 @@ impl Cache {
             };
             for file in dir.flatten() {
                 let path = file.path();
-                if path.extension().is_some_and(|e| e == "tmp") {
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                if !is_cache_file(&name) || name.ends_with(".tmp") {
                     continue;
                 }
                 let Ok(meta) = file.metadata() else { continue };
@@ -357,14 +362,18 @@ impl Cache {
                 continue;
             };
             for file in files.flatten() {
-                let path = file.path();
-                let is_entry = path.extension().map_or(true, |e| e != "tmp");
-                match std::fs::remove_file(&path) {
-                    Ok(()) => removed += usize::from(is_entry),
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                if !is_cache_file(&name) || file.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                match std::fs::remove_file(file.path()) {
+                    Ok(()) => removed += usize::from(!name.ends_with(".tmp")),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
             }
+            // Only if nothing else is in it.
             let _ = std::fs::remove_dir(&dir);
         }
         match std::fs::remove_file(usage::path(&self.root)) {
@@ -403,7 +412,8 @@ pub fn describe(cache: &Cache) -> String {
             .filter(|e| e.kind == kind)
             .fold((0, 0), |(n, b), e| (n + 1, b + e.bytes));
         let (hits, misses) = usage.per_kind.get(&kind).copied().unwrap_or_default();
-        let rate = match (hits * 100).checked_div(hits + misses) {
+        let lookups = u128::from(hits) + u128::from(misses);
+        let rate = match (u128::from(hits) * 100).checked_div(lookups) {
             Some(rate) => format!("{rate}% hit"),
             None => "no lookups recorded".into(),
         };
@@ -446,6 +456,46 @@ pub fn location(dir: &str) -> Option<PathBuf> {
             None => Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/tierjit")),
         },
     }
+}
+
+/// Entries larger than this are not read (a file put there by mistake,
+/// or a link to a device, must not fill memory): far above any object or
+/// bitcode tierjit writes.
+const MAX_ENTRY_BYTES: u64 = 512 << 20;
+
+/// The contents of `path` if it is a regular file of at most `limit`
+/// bytes. Opened without blocking and checked on the open file, so that a
+/// FIFO or a device put in the cache can neither hang nor flood a run.
+pub(crate) fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MB",
+            limit >> 20
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Whether `name` is one of the cache's own files: an entry (a key, 64
+/// hexadecimal digits) or a temporary file a run writes before renaming
+/// (`KEY.SUFFIX.tmp`). Eviction and `clear` touch nothing else, so a file
+/// someone put in the directory stays.
+fn is_cache_file(name: &str) -> bool {
+    let key = name.split('.').next().unwrap_or("");
+    let is_key = key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit());
+    is_key && (name.len() == 64 || name.ends_with(".tmp"))
 }
 
 /// Marks an entry used now. A cache on read-only storage (a fleet's
@@ -506,22 +556,41 @@ mod tests {
     fn an_entry_stored_is_found_and_a_damaged_one_is_removed() {
         let dir = scratch_dir("roundtrip");
         let cache = Cache::new(dir.clone(), 16);
-        assert_eq!(cache.get(Kind::Frontend, "k"), Err(Miss::Absent));
-        assert!(cache.put(Kind::Frontend, "k", b"bitcode"));
+        let k = "ab".repeat(32);
+        assert_eq!(cache.get(Kind::Frontend, &k), Err(Miss::Absent));
+        assert!(cache.put(Kind::Frontend, &k, b"bitcode"));
         assert_eq!(
-            cache.get(Kind::Frontend, "k").as_deref(),
+            cache.get(Kind::Frontend, &k).as_deref(),
             Ok(&b"bitcode"[..])
         );
-        let path = dir.join("c/k");
+        // The same entry under another key's name is not that key's.
+        let other = "cd".repeat(32);
+        std::fs::copy(dir.join("c").join(&k), dir.join("c").join(&other)).unwrap();
+        assert_eq!(
+            cache.get(Kind::Frontend, &other),
+            Err(Miss::Damaged(Damage::Foreign))
+        );
+        // Neither a FIFO nor a device is read (nor waited on).
+        assert!(mkfifo(&dir.join("c").join("ef".repeat(32))));
+        assert!(matches!(
+            cache.get(Kind::Frontend, &"ef".repeat(32)),
+            Err(Miss::Unreadable(_))
+        ));
+        let path = dir.join("c").join(&k);
         let mut file = std::fs::read(&path).unwrap();
         file.truncate(file.len() - 2);
         std::fs::write(&path, &file).unwrap();
         assert_eq!(
-            cache.get(Kind::Frontend, "k"),
+            cache.get(Kind::Frontend, &k),
             Err(Miss::Damaged(Damage::Truncated))
         );
         assert!(!path.exists(), "removed, to be stored again");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn mkfifo(path: &Path) -> bool {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        made.is_ok_and(|s| s.success())
     }
 
     #[test]
@@ -529,19 +598,22 @@ mod tests {
         let dir = scratch_dir("evict");
         let cache = Cache::new(dir.clone(), 16);
         let payload = vec![7u8; 1000];
-        for key in ["old", "mid", "new"] {
-            assert!(cache.put(Kind::Frontend, key, &payload));
+        let key = |name: &str| format!("{name:0>64}");
+        for name in ["01d", "3bd", "be3"] {
+            assert!(cache.put(Kind::Frontend, &key(name), &payload));
         }
+        // Not the cache's: never counted, evicted or cleared.
+        std::fs::write(dir.join("c/notes.txt"), "mine").unwrap();
         let at = |secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-        for (key, secs) in [("old", 1_000), ("mid", 2_000), ("new", 3_000)] {
+        for (name, secs) in [("01d", 1_000), ("3bd", 2_000), ("be3", 3_000)] {
             let f = std::fs::File::options()
                 .append(true)
-                .open(dir.join("c").join(key))
+                .open(dir.join("c").join(key(name)))
                 .unwrap();
             f.set_modified(at(secs)).unwrap();
         }
-        // A lookup makes "old" the most recently used.
-        assert!(cache.get(Kind::Frontend, "old").is_ok());
+        // A lookup makes "01d" (the oldest) the most recently used.
+        assert!(cache.get(Kind::Frontend, &key("01d")).is_ok());
         let sizes: u64 = cache.entries().iter().map(|e| e.bytes).sum();
         assert_eq!(cache.evict(sizes), 0, "within the bound: nothing goes");
         assert_eq!(cache.evict(sizes - 1), 1);
@@ -550,10 +622,14 @@ mod tests {
             .iter()
             .map(|e| e.path.file_name().unwrap().to_owned())
             .collect();
-        assert!(!left.contains(&"mid".into()), "{left:?}");
+        assert!(!left.contains(&key("3bd").into()), "{left:?}");
         assert_eq!(left.len(), 2);
         assert_eq!(cache.clear().unwrap(), 2);
         assert!(cache.entries().is_empty());
+        assert!(
+            dir.join("c/notes.txt").exists(),
+            "not the cache's to remove"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -28,13 +28,20 @@ pub fn append(root: &Path, counts: &[(Kind, u64, u64)]) {
         .collect();
     let log = path(root);
     let _ = std::fs::create_dir_all(root);
+    // Without blocking, and only into a regular file: a FIFO put in its
+    // place must not hold up the end of the run.
+    use std::os::unix::fs::OpenOptionsExt;
     let Ok(mut file) = std::fs::File::options()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NONBLOCK)
         .open(&log)
     else {
         return;
     };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return;
+    }
     let _ = file.write_all(lines.as_bytes());
     if file.metadata().is_ok_and(|m| m.len() > COMPACT_AT) {
         compact(root);
@@ -63,9 +70,10 @@ pub struct Summary {
 /// Sums the log of the cache at `root`; lines it cannot read are skipped.
 pub fn summary(root: &Path) -> Summary {
     let mut out = Summary::default();
-    let Ok(text) = std::fs::read_to_string(path(root)) else {
+    let Ok(bytes) = super::read_regular_file(&path(root), 16 << 20) else {
         return out;
     };
+    let text = String::from_utf8_lossy(&bytes);
     for line in text.lines() {
         let mut words = line.split(' ');
         let (Some(kind), Some(hits), Some(misses), None) =

@@ -56,9 +56,13 @@ const CLANG_ENVIRONMENT: [&str; 8] = [
 
 /// Flags after which the dependency file does not tell the whole story, or
 /// clang's output is not the IR tierjit asked for.
-const UNCACHEABLE_FLAGS: [&str; 10] = [
+const UNCACHEABLE_FLAGS: [&str; 12] = [
     "@",
     "--config",
+    // A virtual file system overlay: its YAML maps headers to files, and
+    // is not in the dependency list.
+    "-ivfsoverlay",
+    "-fplugin",
     "-working-directory",
     "-M",
     "-E",

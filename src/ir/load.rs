@@ -199,6 +199,12 @@ fn compile_c(
     .map(OsString::from)
     .collect();
     args.push(format!("--target={triple}").into());
+    if cache.is_some() {
+        // Clang says when it expanded a date or time macro, however the
+        // source spelled it (a line splice, token pasting): such a compile
+        // is not cached. Never an error, whatever -Werror says.
+        args.extend(["-Wdate-time", "-Wno-error=date-time"].map(OsString::from));
+    }
     args.extend(cflags.iter().map(OsString::from));
     args.push(path.into());
     // The cache is keyed by the source's bytes, read here once; clang
@@ -278,8 +284,15 @@ fn compile_c(
             ),
         });
     }
-    if let Some((cache, entry)) = caching {
+    let read_the_clock = String::from_utf8_lossy(&output.stderr).contains("[-Wdate-time]");
+    if read_the_clock {
+        uncached_because =
+            Some("not cacheable: it expands __DATE__, __TIME__ or __TIMESTAMP__".into());
+    }
+    if let Some((cache, entry)) = caching.filter(|_| !read_the_clock) {
         cache.store(entry, &output.stdout);
+    } else if let Some((_, entry)) = caching {
+        let _ = std::fs::remove_file(&entry.depfile);
     }
     Ok(JobIr {
         bytes: output.stdout,
@@ -429,6 +442,24 @@ mod tests {
         assert!(!ws.compile(&[], &cache).cached);
         assert!(!ws.compile(&[], &cache).cached);
         assert_eq!(ws.clang_runs(), 2);
+    }
+
+    #[test]
+    fn a_clock_macro_hidden_from_a_text_search_is_not_cached() {
+        let ws = Workspace::new("hidden-clock");
+        // A line splice and token pasting: no `__TIME__` in the bytes.
+        ws.write(
+            "k.h",
+            "#define CAT(a, b) a##b\n#define K (sizeof(CAT(__TI, ME__)) + sizeof(__DA\\\nTE__))\n",
+        );
+        let cache = ws.cache();
+        let first = ws.compile(&[], &cache);
+        assert!(!first.cached);
+        assert!(!ws.compile(&[], &cache).cached);
+        assert_eq!(ws.clang_runs(), 2);
+        assert!(first
+            .uncached_because
+            .is_some_and(|why| why.contains("__TIME__")),);
     }
 
     #[test]

@@ -347,7 +347,7 @@ __attribute__((noinline)) void work(void) {
 int main(void) {
   for (int r = 0; r < CALLS; r++) {
     work();
-    n = 3000000 + r;
+    n = LONG + r;
   }
   printf("%u\n", h);
   return 0;
@@ -357,7 +357,16 @@ int main(void) {
 #[test]
 fn a_whole_function_version_and_a_continuation_share_one_compile() {
     let scale = workload_scale();
-    let source = job("long_calls.c", &LONG_CALLS.replace("CALLS", "100"));
+    // Under an emulator each long call is 5 times longer (and there are 5
+    // times fewer), so that the joint compile, running beside other
+    // tests' emulated jobs, lands while a call is still in its loop: a CI
+    // run once saw it land after.
+    let source = job(
+        "long_calls.c",
+        &LONG_CALLS
+            .replace("CALLS", &(100 / scale).to_string())
+            .replace("LONG", &(3_000_000 * scale).to_string()),
+    );
     let expected = native_stdout(&source);
     // By the first tick the first (short) call is over and a long one runs.
     let interval = format!("profiler.interval_ms={}", 100 * scale);

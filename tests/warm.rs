@@ -54,12 +54,32 @@ struct Workspace {
     dir: PathBuf,
 }
 
+/// An empty directory of the scratch area.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `tierjit run JOB FLAGS [-- ARGS]` with the cache at `cache`.
+fn run_in(cache: &Path, job: &Path, flags: &[&str], args: &[&str]) -> Run {
+    let mut cmd = tierjit_command();
+    cmd.env("TIERJIT_CACHE_DIR", cache)
+        .arg("run")
+        .arg(job)
+        .args(flags);
+    if !args.is_empty() {
+        cmd.arg("--").args(args);
+    }
+    run_with_limit(&mut cmd, job_limit())
+}
+
 impl Workspace {
     fn new(name: &str) -> Workspace {
-        let dir = scratch().join(format!("warm-{name}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let ws = Workspace { dir };
+        let ws = Workspace {
+            dir: fresh_dir(&format!("warm-{name}")),
+        };
         ws.write_job(1, 3);
         ws
     }
@@ -84,14 +104,8 @@ impl Workspace {
 
     fn run(&self, extra: &[&str]) -> Run {
         let iterations = (200_000 * workload_scale()).to_string();
-        let mut cmd = tierjit_command();
-        cmd.env("TIERJIT_CACHE_DIR", self.cache())
-            .arg("run")
-            .arg(self.job())
-            .args(FLAGS)
-            .args(extra)
-            .args(["--", &iterations]);
-        let run = run_with_limit(&mut cmd, job_limit());
+        let flags = [FLAGS, extra].concat();
+        let run = run_in(&self.cache(), &self.job(), &flags, &[&iterations]);
         assert_eq!(run.status, Some(0), "{}", run.stderr);
         run
     }
@@ -265,9 +279,7 @@ fn a_damaged_or_foreign_object_is_never_run() {
 fn speculating_builds_are_not_kept() {
     // kernel is specialized for the value its first argument always has:
     // its guard holds this run's table addresses.
-    let dir = scratch().join("warm-speculation");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("warm-speculation");
     let job = dir.join("job.c");
     std::fs::write(
         &job,
@@ -276,20 +288,16 @@ fn speculating_builds_are_not_kept() {
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(50));
     let run = |_: ()| {
-        let mut cmd = tierjit_command();
-        cmd.env("TIERJIT_CACHE_DIR", dir.join("cache"))
-            .arg("run")
-            .arg(&job)
-            .args([
-                "--events",
-                "--set",
-                "compiler.background=false",
-                "--set",
-                "thresholds.calls=400",
-                "--set",
-                "cache.objects=true",
-            ]);
-        run_with_limit(&mut cmd, job_limit())
+        let flags = [
+            "--events",
+            "--set",
+            "compiler.background=false",
+            "--set",
+            "thresholds.calls=400",
+            "--set",
+            "cache.objects=true",
+        ];
+        run_in(&dir.join("cache"), &job, &flags, &[])
     };
     let first = run(());
     assert_eq!(first.status, Some(0), "{}", first.stderr);
@@ -326,13 +334,7 @@ fn optimized_ssa_ir_warms_up_the_same_way() {
     assert!(std::fs::read_to_string(&ll).unwrap().contains(" phi "));
     let run = |path: &Path| {
         let iterations = (200_000 * workload_scale()).to_string();
-        let mut cmd = tierjit_command();
-        cmd.env("TIERJIT_CACHE_DIR", ws.cache())
-            .arg("run")
-            .arg(path)
-            .args(FLAGS)
-            .args(["--", &iterations]);
-        run_with_limit(&mut cmd, job_limit())
+        run_in(&ws.cache(), path, FLAGS, &[&iterations])
     };
     let cold = run(&ll);
     assert_eq!(cold.status, Some(0), "{}", cold.stderr);
@@ -346,21 +348,14 @@ fn optimized_ssa_ir_warms_up_the_same_way() {
 /// a miss, or the old values would still be printed.
 #[test]
 fn an_edited_constant_table_is_a_miss() {
-    let dir = scratch().join("warm-constants");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("warm-constants");
     let job = dir.join("job.c");
     let run = |table: &str| {
         let source = "#include <stdio.h>\nstatic const unsigned table[4] = {TABLE};\n__attribute__((noinline)) unsigned kernel(unsigned x) { return x * 31 + table[x & 3]; }\nint main(void) { unsigned h = 0; for (int i = 0; i < 5000; i++) h = kernel(h); printf(\"%u\\n\", h); return 0; }\n"
             .replace("TABLE", table);
         std::fs::write(&job, source).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let mut cmd = tierjit_command();
-        cmd.env("TIERJIT_CACHE_DIR", dir.join("cache"))
-            .arg("run")
-            .arg(&job)
-            .args(FLAGS);
-        let run = run_with_limit(&mut cmd, job_limit());
+        let run = run_in(&dir.join("cache"), &job, FLAGS, &[]);
         assert_eq!(run.status, Some(0), "{}", run.stderr);
         run
     };

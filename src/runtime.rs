@@ -442,6 +442,7 @@ fn run_tiered(
     let (stats, mode) = (options.stats, options.mode);
     let shutdown = Box::new(move || {
         service::stop_background(&hook_shared);
+        crate::tiering::warm::keep(&hook_shared);
         // The process ends with `_exit`: nothing is dropped.
         if let Some(cache) = &cache {
             cache.finish();
@@ -453,6 +454,9 @@ fn run_tiered(
             ));
         }
     });
+    if mode == Mode::Tiered {
+        crate::tiering::warm::install_before_main(&shared);
+    }
     let status = run_job(
         |name| shared.jit.lookup(name),
         shape,
@@ -585,6 +589,15 @@ pub(crate) fn load_tiered(
     versions.set_baseline_entries(baseline_entries);
     versions.pin(loaded, object.len());
     service::exclude_what_cannot_move(&versions, &layout);
+    // A run with injected faults tests the compile path: it compiles.
+    let warm = options
+        .cache
+        .clone()
+        .filter(|_| config.cache.profiles && callers == Callers::Job && !faults.any())
+        .map(|cache| {
+            let label = job.display().to_string();
+            crate::tiering::warm::look_up(cache, &layout, &canonical_bitcode, &metrics, &label)
+        });
     let activity = LoopActivity::new(
         layout.root_loops(),
         metrics.start(),
@@ -619,6 +632,7 @@ pub(crate) fn load_tiered(
         compile_now,
         switches_stacks,
         overrides: Default::default(),
+        warm,
     });
     if mode == Mode::Tiered {
         service::start_background(&shared, compilers);

@@ -386,3 +386,260 @@ fn an_edited_constant_table_is_a_miss() {
         edited.stdout
     );
 }
+
+/// A job with a function called many times (`mix`) and one called once
+/// whose loop runs long (`kernel`): a cold run optimizes the first by a
+/// tier-up and the second by OSR. `SALT` makes an edited copy.
+const PROFILED_JOB: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) unsigned mix(unsigned x, unsigned i) { return (x ^ i) * 2654435761u + (i % 3 == 0 ? SALT : 1); }
+__attribute__((noinline)) double kernel(long n) {
+  double s = 0;
+  for (long i = 0; i < n; i++) s += (i % 5 == 0) ? 1.0 / (i + 1) : 0.5;
+  return s;
+}
+int main(int argc, char **argv) {
+  long n = atol(argv[1]);
+  unsigned h = 1;
+  for (long i = 0; i < n; i++) h = mix(h, (unsigned)i);
+  printf("%u %.6f\n", h, kernel(n));
+  return 0;
+}
+"#;
+
+/// Background tier-up (as users run), with profiles and objects kept.
+const WARM_FLAGS: &[&str] = &[
+    "--events",
+    "--stats",
+    "--set",
+    "cache.profiles=true",
+    "--set",
+    "cache.objects=true",
+    "--set",
+    "thresholds.calls=1000",
+    "--set",
+    "thresholds.backedges=10000",
+];
+
+fn profiled_iterations() -> String {
+    (20_000_000 * workload_scale()).to_string()
+}
+
+/// Writes the profiled job with `salt` into `dir`, as C.
+fn write_profiled_job(dir: &Path, salt: u32) -> PathBuf {
+    let job = dir.join("job.c");
+    std::fs::write(&job, PROFILED_JOB.replace("SALT", &salt.to_string())).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    job
+}
+
+fn run_warm(cache: &Path, job: &Path, extra: &[&str]) -> Run {
+    let flags = [WARM_FLAGS, extra].concat();
+    let run = run_in(cache, job, &flags, &[&profiled_iterations()]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    run
+}
+
+/// Cold, then twice warm: the second run compiles last run's hot
+/// functions before `main` (the one called once too, since its loop ran
+/// long), the third loads them all from the cache; neither runs a single
+/// baseline instruction of them.
+fn starts_on_last_runs_code(name: &str, job: &Path) {
+    let cache = job.parent().unwrap().join(format!("cache-{name}"));
+    let cold = run_warm(&cache, job, &[]);
+    assert!(
+        cold.stderr.contains("cache miss profile"),
+        "{}",
+        cold.stderr
+    );
+    assert!(
+        cold.stderr
+            .contains("osr kernel@loop0 (depth 1): continuation installed"),
+        "the cold run moved kernel's loop by OSR:\n{}",
+        cold.stderr
+    );
+    let starts_optimized = |run: &Run, function: &str| {
+        assert_eq!(
+            stats_row(&run.stderr, function),
+            Some(("O3".to_string(), 0, 0)),
+            "{function} ran only optimized code:\n{}",
+            run.stderr
+        );
+    };
+    let second = run_warm(&cache, job, &[]);
+    assert_eq!(second.stdout, cold.stdout);
+    assert!(
+        second.stderr.contains("cache hit profile"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second
+            .stderr
+            .contains("warm kernel: compiling before main: a call of it ran long last run"),
+        "{}",
+        second.stderr
+    );
+    starts_optimized(&second, "kernel");
+    let third = run_warm(&cache, job, &[]);
+    assert_eq!(third.stdout, cold.stdout);
+    for function in ["kernel", "mix", "main"] {
+        assert!(
+            third.stderr.contains(&format!(
+                "warm {function}: installing before main: its object is in the cache"
+            )),
+            "{}",
+            third.stderr
+        );
+        assert!(
+            hits(&third.stderr).contains(&format!("{function}.tj1")),
+            "{}",
+            third.stderr
+        );
+        starts_optimized(&third, function);
+    }
+    assert_eq!(osr_transitions(&third.stderr), Some(0), "{}", third.stderr);
+    assert!(
+        third.stderr.contains("profile 1 hit(s), 0 miss(es)"),
+        "{}",
+        third.stderr
+    );
+}
+
+#[test]
+fn a_warm_run_starts_on_last_runs_optimized_code() {
+    let dir = fresh_dir("warm-profile");
+    let job = write_profiled_job(&dir, 7);
+    starts_on_last_runs_code("c", &job);
+    // Against the native build.
+    let exe = dir.join("native");
+    assert!(build_native(&job, &exe, &[]).status.success());
+    let mut native = native_command(&exe);
+    native.arg(profiled_iterations());
+    let expected = run_with_limit(&mut native, job_limit()).stdout;
+    let warm = run_warm(&dir.join("cache-c"), &job, &[]);
+    assert_eq!(warm.stdout, expected);
+    // Edited code is another job: no profile, nothing installed early.
+    write_profiled_job(&dir, 8);
+    let edited = run_warm(&dir.join("cache-c"), &job, &[]);
+    assert!(
+        edited.stderr.contains("cache miss profile"),
+        "{}",
+        edited.stderr
+    );
+    assert!(!edited.stderr.contains(" warm "), "{}", edited.stderr);
+    assert_ne!(edited.stdout, expected);
+}
+
+/// The same, for IR as users hand it over: `clang -O2` output, with phis.
+#[test]
+fn optimized_ssa_ir_starts_warm_the_same_way() {
+    let dir = fresh_dir("warm-profile-ssa");
+    let source = write_profiled_job(&dir, 7);
+    let job = Shape::Ir {
+        opt: "-O2",
+        text: true,
+    }
+    .prepare(&source, &dir, &[]);
+    assert!(std::fs::read_to_string(&job).unwrap().contains(" phi "));
+    starts_on_last_runs_code("ll", &job);
+}
+
+/// Before `main`, this run has counted nothing: the branch weights of a
+/// version compiled then come from the earlier run's profile.
+#[test]
+fn the_earlier_runs_counts_shape_the_first_compile() {
+    let dir = fresh_dir("warm-profile-weights");
+    let job = write_profiled_job(&dir, 7);
+    let cache = dir.join("cache");
+    let no_objects = ["--set", "cache.objects=false"];
+    run_warm(&cache, &job, &no_objects);
+    let dump = dir.join("ir");
+    std::fs::create_dir_all(&dump).unwrap();
+    let flags = [WARM_FLAGS, &no_objects].concat();
+    let mut cmd = tierjit_command();
+    cmd.env("TIERJIT_CACHE_DIR", &cache)
+        .env("TIERJIT_DUMP_IR", &dump)
+        .arg("run")
+        .arg(&job)
+        .args(&flags)
+        .arg("--")
+        .arg(profiled_iterations());
+    let warm = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(warm.status, Some(0), "{}", warm.stderr);
+    let compile = warm
+        .stderr
+        .lines()
+        .find(|l| l.contains(" kernel O0->O3 "))
+        .unwrap_or_else(|| panic!("kernel compiled:\n{}", warm.stderr));
+    assert!(
+        compile.contains("calls=0 backedges=0"),
+        "compiled before any count of this run: {compile}"
+    );
+    let ir = std::fs::read_to_string(dump.join("version_module_of_kernel.ll")).unwrap();
+    // The loop's `i % 5 == 0` branch: taken a fifth of the time.
+    let weights: Vec<Vec<u64>> = ir
+        .lines()
+        .filter(|l| l.contains("!\"branch_weights\""))
+        .map(|l| {
+            l.split("i32 ")
+                .skip(1)
+                .map(|w| w.trim_end_matches(['}', ' ', ',']).parse().unwrap())
+                .collect()
+        })
+        .collect();
+    assert!(
+        weights.iter().any(|w| w.len() == 2
+            && w.iter().min().unwrap() * 3 < *w.iter().max().unwrap()
+            && w.iter().min().unwrap() * 5 > *w.iter().max().unwrap()
+            && w.iter().sum::<u64>() > 1000),
+        "a 1:4 branch weighted from the earlier run's counts: {weights:?}\n{ir}"
+    );
+}
+
+#[test]
+fn a_damaged_profile_is_ignored_and_stored_again() {
+    let dir = fresh_dir("warm-profile-damage");
+    let job = write_profiled_job(&dir, 7);
+    let cache = dir.join("cache");
+    let cold = run_warm(&cache, &job, &[]);
+    let profiles: Vec<PathBuf> = std::fs::read_dir(cache.join("p"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(profiles.len(), 1, "{profiles:?}");
+    let bytes = std::fs::read(&profiles[0]).unwrap();
+    std::fs::write(&profiles[0], &bytes[..bytes.len() - 3]).unwrap();
+    let damaged = run_warm(&cache, &job, &[]);
+    assert_eq!(damaged.stdout, cold.stdout);
+    assert!(
+        damaged.stderr.contains("cache miss profile") && damaged.stderr.contains("(truncated)"),
+        "{}",
+        damaged.stderr
+    );
+    assert!(!damaged.stderr.contains(" warm "), "{}", damaged.stderr);
+    // A whole entry that is not a profile: refused, removed.
+    let key = profiles[0].file_name().unwrap().to_str().unwrap();
+    std::fs::write(
+        &profiles[0],
+        tierjit::cache::entry::encode("p", key, b"(not a profile)"),
+    )
+    .unwrap();
+    let foreign = run_warm(&cache, &job, &[]);
+    assert_eq!(foreign.stdout, cold.stdout);
+    assert!(
+        foreign.stderr.contains("cache miss profile")
+            && foreign.stderr.contains("a profile that does not parse"),
+        "{}",
+        foreign.stderr
+    );
+    // Stored again by that run: the next one starts warm.
+    let again = run_warm(&cache, &job, &[]);
+    assert!(
+        again.stderr.contains("cache hit profile"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.stdout, cold.stdout);
+}

@@ -82,15 +82,21 @@ pub fn median_of(values: &mut [f64]) -> Option<f64> {
 }
 
 /// `tierjit run JOB --mode MODE` plus `extra` flags. Optimized objects
-/// are not taken from the cache (criterion's warm-up run would fill it):
-/// the benches measure the JIT compiling, with the front end's bitcode
-/// cached (clang's start-up is not tierjit's to measure).
+/// and profiles are not taken from the cache (criterion's warm-up run
+/// would fill it): the benches measure the JIT compiling and tiering up
+/// from a cold start, with the front end's bitcode cached (clang's
+/// start-up is not tierjit's to measure).
 pub fn tierjit(job: &str, mode: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierjit"));
     cmd.arg("run")
         .arg(job_source(job))
         .args(["--mode", mode])
-        .args(["--set", "cache.objects=false"])
+        .args([
+            "--set",
+            "cache.objects=false",
+            "--set",
+            "cache.profiles=false",
+        ])
         .args(extra);
     cmd
 }

@@ -49,10 +49,12 @@ pub enum Kind {
     /// An optimized object: a function's version, a loop's OSR
     /// continuation, or both (`tiering::object_cache`).
     Object,
+    /// A job's profile, merged over its runs (`profile::store`).
+    Profile,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Frontend, Kind::Object];
+    pub const ALL: [Kind; 3] = [Kind::Frontend, Kind::Object, Kind::Profile];
 
     /// The subdirectory, also the kind's name in entry headers and the
     /// usage log.
@@ -60,6 +62,7 @@ impl Kind {
         match self {
             Kind::Frontend => "c",
             Kind::Object => "o",
+            Kind::Profile => "p",
         }
     }
 
@@ -68,6 +71,7 @@ impl Kind {
         match self {
             Kind::Frontend => "front end",
             Kind::Object => "optimized",
+            Kind::Profile => "profile",
         }
     }
 
@@ -198,6 +202,12 @@ impl Cache {
                 Err(Miss::Damaged(damage))
             }
         }
+    }
+
+    /// Whether an entry is stored under `key`: a look at the directory,
+    /// without reading or checking the entry (`get` does that).
+    pub fn contains(&self, kind: Kind, key: &str) -> bool {
+        self.path(kind, key).is_file()
     }
 
     /// Removes an entry that read back whole but could not be used (an

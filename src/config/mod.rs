@@ -136,7 +136,7 @@ knob::knobs! {
     }
 
     /// The persistent cache of what runs learned: the front end's
-    /// bitcode, optimized objects (see src/cache).
+    /// bitcode, optimized objects, profiles (see src/cache).
     cache: Cache {
         /// false: nothing is read from or stored in the cache.
         enabled: bool = true;
@@ -144,6 +144,12 @@ knob::knobs! {
         /// for later runs; false: compile every time (the front end's
         /// bitcode is `frontend.cache`).
         objects: bool = true;
+        /// Keep each job's profile (its counts, merged over runs with the
+        /// older runs' halved, and which functions got hot) and start the
+        /// next `tierjit run` of the same code from it: last run's hot
+        /// functions are installed before `main`, and the first compiles
+        /// use the earlier runs' counts (see src/profile/store.rs).
+        profiles: bool = true;
         /// The cache directory. Empty: $TIERJIT_CACHE_DIR (set but empty:
         /// no cache), else $XDG_CACHE_HOME/tierjit, else ~/.cache/tierjit.
         dir: String = String::new();

@@ -6,6 +6,7 @@
 pub mod metadata;
 pub mod promote;
 pub mod specialize;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -164,6 +165,12 @@ pub struct ProfileView<'a> {
     /// profiling window saw, scaled to its calls so far (see
     /// `tiering::resample`). Value tables are never overridden.
     pub overrides: Option<&'a CountOverrides>,
+    /// Counts earlier runs left (see `store`), indexed like the counters,
+    /// added to the live ones where no override stands in: a warm run's
+    /// first compiles are laid out from what the earlier runs saw. Only
+    /// builds see them; `--stats` and the profiler's windows count this
+    /// run alone.
+    pub prior: Option<&'a [u64]>,
 }
 
 /// Counts by counter that replace the live ones in a `ProfileView`.
@@ -171,11 +178,16 @@ pub type CountOverrides = std::collections::HashMap<CounterId, u64>;
 
 impl<'a> ProfileView<'a> {
     /// Counter `counter` as builds should see it: its override, if any,
-    /// else its live value.
+    /// else its live value plus what earlier runs counted.
     pub fn count(&self, counter: CounterId) -> u64 {
         self.overrides
             .and_then(|o| o.get(&counter).copied())
-            .unwrap_or_else(|| self.counters.read(counter))
+            .unwrap_or_else(|| {
+                let earlier = self.prior.and_then(|p| p.get(counter.index()).copied());
+                self.counters
+                    .read(counter)
+                    .saturating_add(earlier.unwrap_or(0))
+            })
     }
 
     /// The job function whose identity is `address`, if any.

@@ -488,6 +488,7 @@ define i64 @d(i64 %x) {
             stubs: &stubs,
             record_value: 0,
             overrides: None,
+            prior: None,
         };
         let id = |name| layout.id_of(name).unwrap();
         let apply = id("apply");

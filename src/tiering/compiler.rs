@@ -734,6 +734,7 @@ fn compile_and_install<'s>(
         .clone();
     let view_with_overrides = crate::profile::ProfileView {
         overrides: (!overrides.is_empty()).then_some(&overrides),
+        prior: shared.warm.as_ref().map(|w| w.prior.as_slice()),
         ..shared.profile_view()
     };
     let profile =
@@ -946,6 +947,15 @@ fn compile_and_install<'s>(
     if let (Some(cache), FromCache::Miss(key)) = (&shared.cache, &from_cache) {
         let entry = object_cache::encode_entry(&speculation.built_branches, &object);
         cache.put(Kind::Object, key, &entry);
+    }
+    // What the next run's warm start loads before `main`: a version alone
+    // in its object, as it requests them.
+    if let (Some(warm), None, FromCache::Hit(key) | FromCache::Miss(key)) =
+        (&shared.warm, osr, &from_cache)
+    {
+        if whole.is_some() {
+            warm.object_kept(id, key);
+        }
     }
     let view = shared.profile_view();
     let speculated: Vec<(&str, String)> = speculation

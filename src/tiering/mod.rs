@@ -17,6 +17,7 @@ pub mod service;
 #[cfg(test)]
 mod snapshots;
 pub mod threads;
+pub mod warm;
 
 use std::time::Instant;
 

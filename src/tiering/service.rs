@@ -66,6 +66,9 @@ pub struct Shared {
     /// if any: its retired code is never freed (see
     /// `ir::threads::switches_stacks`).
     pub switches_stacks: Option<&'static str>,
+    /// What earlier runs of the job left (`tierjit run` with
+    /// `cache.profiles`), and where this run's profile goes.
+    pub warm: Option<crate::tiering::warm::WarmStart>,
     /// Counts that builds use instead of the live counters' (functions
     /// whose branch biases moved, see `tiering::resample`).
     pub overrides: std::sync::RwLock<crate::profile::CountOverrides>,
@@ -80,6 +83,7 @@ impl Shared {
             stubs: &self.stubs,
             record_value: code::record_value_address(),
             overrides: None,
+            prior: None,
         }
     }
 

@@ -156,6 +156,7 @@ fn a_continuation_entered_at_the_inner_loop_keeps_the_nest_natural() {
         stubs: &stubs,
         record_value: 0,
         overrides: None,
+        prior: None,
     };
     let machine = target().machine(3).unwrap();
     let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
@@ -223,6 +224,7 @@ fn a_promoted_call_tests_its_hot_target_and_counts_the_fallback() {
         stubs: &stubs,
         record_value: 0x7f00_0000_9000,
         overrides: None,
+        prior: None,
     };
     let specialized = BTreeMap::new();
     let profile = ProfileUse {
@@ -274,6 +276,7 @@ fn a_respecialized_version_guards_the_new_value_and_counts_recorded_misses_atomi
         stubs: &stubs,
         record_value: 0x7f00_0000_9000,
         overrides: None,
+        prior: None,
     };
     // The guard of the last version saw its misses agree on stride 2.
     let next = crate::profile::specialize::Specialization {

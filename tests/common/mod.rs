@@ -26,15 +26,19 @@ pub fn tierjit() -> PathBuf {
 /// cannot execute the cross-built binary directly.
 /// The cache is the tests' own, not the user's, and holds only the front
 /// end's bitcode (shared by the test processes of a run, so a fixture's C
-/// is compiled once across modes): objects from it would turn the
-/// compiles most tests are about into loads (tests/warm.rs turns them on).
+/// is compiled once across modes): objects and profiles from it would turn
+/// the compiles most tests are about into loads, and start runs warm
+/// (tests/warm.rs turns them on).
 pub fn tierjit_command() -> Command {
     let mut cmd = emulated_command(&tierjit());
     cmd.env(
         "TIERJIT_CACHE_DIR",
         std::env::temp_dir().join(format!("tierjit-tests-cache-{}", uid())),
     );
-    cmd.env("TIERJIT_OPTIONS", "cache.objects=false");
+    cmd.env(
+        "TIERJIT_OPTIONS",
+        "cache.objects=false cache.profiles=false",
+    );
     cmd
 }
 

@@ -1,0 +1,212 @@
+//! Warm start: a `tierjit run` of code that ran before starts from what
+//! the earlier runs learned, their profile (`profile::store`) and the
+//! optimized objects they kept (`tiering::object_cache`).
+//!
+//! - At load (`look_up`): the profile stored under the module's key. Its
+//!   counts are added to the live ones in every build (see
+//!   `ProfileView::prior`), so the first compiles are laid out from what
+//!   the earlier runs saw rather than from a few milliseconds of this one.
+//! - Before `main` (`install_before_main`, tiered mode): each function
+//!   the profile lists as hot is requested at once. The job waits for
+//!   those whose whole-function object the cache holds (a load, about a
+//!   millisecond each) and for those whose call ran long last time: a
+//!   function called once (`main`, a solver) must start on optimized code,
+//!   or its frame runs baseline code until an OSR transfer. The others are
+//!   compiled in the background from the start, since they are called
+//!   again. A function whose last version speculated (promoted calls, a
+//!   value guard) is left to the profiler: the values are this run's to
+//!   find. Nothing is requested in batch mode or with `osr.force`, whose
+//!   tests count on when compiles happen.
+//! - At the end (`keep`): this run's counts and hot functions are merged
+//!   into the profile and stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::cache::{Cache, Kind, Miss};
+use crate::ids::FunctionId;
+use crate::ir::layout::JobLayout;
+use crate::metrics::Metrics;
+use crate::profile::store::{self, HotFunction, StoredProfile};
+use crate::tiering::service::Shared;
+use crate::tiering::CompileRequest;
+use crate::versions::{Tier, TierUpState, Unit};
+
+/// A run's warm start: the profile earlier runs left (empty on a first
+/// run) and where to store the merged one.
+pub struct WarmStart {
+    cache: Arc<Cache>,
+    key: String,
+    earlier: StoredProfile,
+    /// `earlier`'s counts, indexed like the counters.
+    pub prior: Vec<u64>,
+    /// The cache key of each function's whole-function object, as this
+    /// run's compiles found or stored it alone in its object.
+    object_keys: Mutex<HashMap<FunctionId, String>>,
+}
+
+impl WarmStart {
+    /// Runs merged into the profile before this one.
+    pub fn earlier_runs(&self) -> u32 {
+        self.earlier.runs
+    }
+
+    /// Notes that `function`'s whole-function version is the object kept
+    /// under `key`.
+    pub fn object_kept(&self, function: FunctionId, key: &str) {
+        self.object_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(function, key.to_string());
+    }
+}
+
+/// The profile earlier runs of this module left in `cache`, reported to
+/// `metrics` as a hit or a miss (`label` names the job).
+pub fn look_up(
+    cache: Arc<Cache>,
+    layout: &JobLayout,
+    bitcode: &[u8],
+    metrics: &Metrics,
+    label: &str,
+) -> WarmStart {
+    let counters = layout.counter_table_len();
+    let key = store::key(bitcode, counters);
+    let found = cache.get(Kind::Profile, &key).and_then(|payload| {
+        StoredProfile::decode(&payload, counters).map_err(|why| {
+            cache.remove(Kind::Profile, &key);
+            Miss::Stale(why)
+        })
+    });
+    cache.count(Kind::Profile, found.is_ok());
+    let kind = Kind::Profile.label();
+    let earlier = match found {
+        Ok(profile) => {
+            metrics.cache_lookup(kind, label, Ok(()));
+            metrics.note(
+                "warm",
+                label,
+                &format!(
+                    "profile of {} earlier run(s): {} count(s), {} hot function(s)",
+                    profile.runs,
+                    profile.counts.len(),
+                    profile.hot.len()
+                ),
+            );
+            profile
+        }
+        Err(miss) => {
+            metrics.cache_lookup(kind, label, Err(&miss.to_string()));
+            StoredProfile::empty(counters)
+        }
+    };
+    WarmStart {
+        prior: earlier.prior(),
+        cache,
+        key,
+        earlier,
+        object_keys: Mutex::default(),
+    }
+}
+
+/// Requests optimized versions of last run's hot functions and waits for
+/// those worth waiting for (see the module's doc). Called before the
+/// job's first instruction.
+pub fn install_before_main(shared: &Shared) {
+    let Some(warm) = &shared.warm else { return };
+    let config = &shared.config;
+    if warm.earlier.hot.is_empty() || !config.compiler.background || config.osr.force {
+        return;
+    }
+    let layout = &shared.layout;
+    let mut waits = Vec::new();
+    for hot in &warm.earlier.hot {
+        let Some(id) = layout.id_of(&hot.name) else {
+            continue;
+        };
+        let label = layout.functions[id].display_name();
+        if hot.speculated {
+            shared.metrics.note(
+                "warm",
+                &label,
+                "left to the profiler: its last version speculated on values, which this run finds again",
+            );
+            continue;
+        }
+        let unit = Unit::Function(id);
+        let now = Instant::now();
+        // Excluded functions, and any the profiler asked for already.
+        if !shared.versions.try_request(unit, now) {
+            continue;
+        }
+        let cached = match (&hot.object_key, &shared.cache) {
+            (Some(key), Some(cache)) => cache.contains(Kind::Object, key),
+            _ => false,
+        };
+        let wait = cached || hot.long_running;
+        let (done, finished) = crossbeam_channel::bounded::<()>(0);
+        let request = CompileRequest {
+            done: wait.then_some(done),
+            ..CompileRequest::new(id, None, 0, 0, now)
+        };
+        // Background requests go ahead of the profiler's: they are known
+        // to be hot.
+        if shared.requests.push(request, f64::MAX).is_err() {
+            shared.versions.cancel_request(unit, TierUpState::Cold);
+            continue;
+        }
+        let why = match (cached, hot.long_running) {
+            (true, _) => "installing before main: its object is in the cache",
+            (false, true) => "compiling before main: a call of it ran long last run",
+            (false, false) => "compiling from the start, in the background: hot last run",
+        };
+        shared.metrics.note("warm", &label, why);
+        if wait {
+            waits.push(finished);
+        }
+    }
+    // Each returns when its compile has finished (its `done` dropped),
+    // installed or not: a failure leaves the function on baseline code.
+    for finished in waits {
+        let _ = finished.recv();
+    }
+}
+
+/// Stores the profile with this run merged in. Best effort, at the end
+/// of the run (after the background threads were told to stop).
+pub fn keep(shared: &Shared) {
+    let Some(warm) = &shared.warm else { return };
+    let layout = &shared.layout;
+    let keys = warm
+        .object_keys
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut hot_now = Vec::new();
+    for (id, f) in layout.functions_by_id() {
+        let whole = shared.versions.tier(Unit::Function(id)) == Tier::Optimized;
+        let loops: Vec<Unit> = f.loops.iter().map(|l| Unit::Loop(l.global_id)).collect();
+        let long_running = loops
+            .iter()
+            .any(|&u| shared.versions.tier(u) == Tier::Optimized);
+        if !whole && !long_running {
+            continue;
+        }
+        let speculated = std::iter::once(Unit::Function(id))
+            .chain(loops)
+            .map(|u| shared.versions.speculation(u))
+            .any(|s| s.specialization.is_some() || !s.promotions.is_empty());
+        hot_now.push(HotFunction {
+            name: f.name.clone(),
+            long_running,
+            speculated,
+            object_key: keys.get(&id).cloned(),
+        });
+    }
+    let functions = store::count_counters(layout);
+    let merged = warm
+        .earlier
+        .merged(&functions, |c| shared.counters.read(c), hot_now);
+    warm.cache.put(Kind::Profile, &warm.key, &merged.encode());
+}

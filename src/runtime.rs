@@ -10,6 +10,7 @@ use inkwell::context::Context;
 use inkwell::module::{Linkage, Module};
 use inkwell::values::BasicValue;
 
+use crate::baseline::relocate::{absolute_addresses, relocate, HostRegions, Placement};
 use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries, Probes};
 use crate::cache::{Cache, Kind};
 use crate::code::{
@@ -536,7 +537,6 @@ pub(crate) fn load_tiered(
     let counters = CounterTable::with_sharding(layout.counter_table_len(), sharding);
 
     let compile_start = Instant::now();
-    let baseline = copy_module(&module, job)?;
     let compile_now = CompileNowRegistration::reserve();
     let module_bits = compile_now.hook_argument(0);
     let batch = (mode == Mode::Tiered && !config.compiler.background).then(|| BatchTierUp {
@@ -557,27 +557,132 @@ pub(crate) fn load_tiered(
             arguments: pgo.value_specialization,
             record_value: code::record_value_address(),
         });
-    instrument(&baseline, &layout, &slots, &counters, batch, osr, probes)?;
-    if let Some(dir) = std::env::var_os(crate::tiering::build::DUMP_IR_ENV) {
-        let _ = baseline.print_to_file(std::path::Path::new(&dir).join("baseline.ll"));
-    }
-    let machine = target.machine(0)?;
-    let object = codegen::emit_object(&baseline, &machine)?;
+    // The host memory baseline code uses, named by symbols (see
+    // `baseline::relocate`), so that its object can serve later runs.
+    let (slots_at, slots_bytes) = slots.memory();
+    let (osr_at, osr_bytes) = osr_slots.memory();
+    let (counters_at, counters_bytes) = counters.memory();
+    let own = |align| Placement::InObject { align };
+    let regions = HostRegions::new(&[
+        (SLOTS_SYMBOL, slots_at, slots_bytes, own(64)),
+        (OSR_SLOTS_SYMBOL, osr_at, osr_bytes, own(64)),
+        (COUNTERS_SYMBOL, counters_at, counters_bytes, own(128)),
+        (
+            "__tierjit.record_value",
+            code::record_value_address(),
+            1,
+            Placement::Host,
+        ),
+        (
+            "__tierjit.tier_up_now",
+            code::tier_up_now_address(),
+            1,
+            Placement::Host,
+        ),
+        (
+            "__tierjit.osr_now",
+            code::osr_now_address(),
+            1,
+            Placement::Host,
+        ),
+    ]);
+    let instrumentation = format!(
+        "mode {mode}; batch {:?}; osr {:?}; probes {:?}; module {module_bits}; counters {:?}",
+        batch.as_ref().map(|b| b.calls),
+        osr.as_ref().map(|o| o.force_hook.is_some()),
+        probes
+            .as_ref()
+            .map(|p| (p.branches, p.call_targets, p.arguments)),
+        counters.address_of(crate::ids::CounterId(0)).sharding,
+    );
+    let dumping = std::env::var_os(crate::tiering::build::DUMP_IR_ENV);
+    // A run with injected faults tests the compile path: it compiles.
+    let baseline_cache = options
+        .cache
+        .as_deref()
+        .filter(|_| config.cache.objects && !faults.any() && dumping.is_none())
+        .map(|cache| {
+            let key = crate::baseline::cached::key(
+                &canonical_bitcode,
+                &instrumentation,
+                &regions,
+                config,
+            );
+            (cache, key)
+        });
+    let label = job.display().to_string();
+    let cached = baseline_cache.as_ref().and_then(|(cache, key)| {
+        let found = cache.get(Kind::Baseline, key);
+        cache.count(Kind::Baseline, found.is_ok());
+        let miss = found.as_ref().err().map(ToString::to_string);
+        metrics.cache_lookup(
+            Kind::Baseline.label(),
+            &label,
+            miss.as_deref().map_or(Ok(()), Err),
+        );
+        found.ok()
+    });
+    let build = || -> Result<Vec<u8>, Error> {
+        let baseline = copy_module(&module, job)?;
+        instrument(&baseline, &layout, &slots, &counters, batch, osr, probes)?;
+        relocate(&baseline, &regions);
+        if let Some(dir) = &dumping {
+            let _ = baseline.print_to_file(std::path::Path::new(dir).join("baseline.ll"));
+        }
+        let object = codegen::emit_object(&baseline, &target.machine(0)?)?;
+        if let Some((cache, key)) = &baseline_cache {
+            // Only code that names no host address of this run.
+            if absolute_addresses(&baseline) == absolute_addresses(&module) {
+                cache.put(Kind::Baseline, key, &object);
+            } else {
+                metrics.note(
+                    "cache",
+                    &label,
+                    "baseline not kept in the cache: its code holds an address of this run",
+                );
+            }
+        }
+        Ok(object)
+    };
     let mut symbols = override_symbols();
+    symbols.extend(regions.symbols());
     symbols.extend(extra.iter().map(|(n, a)| (n.as_str(), *a)));
-    let jit = Jit::new(&symbols)?;
-    let loaded = jit.add_object(&object, "baseline")?;
-    let mut baseline_entries = Vec::with_capacity(layout.functions.len());
-    for (id, f) in layout.functions_by_id() {
-        let entry = jit.lookup(&baseline_symbol(&f.name))?;
-        slots.install_initial(id.index(), entry);
-        baseline_entries.push(entry);
+    let load = |object: &[u8]| load_baseline(object, &symbols, &layout, sharding);
+    let (object, baseline) = match cached {
+        Some(object) => match load(&object) {
+            Ok(loaded) => (object, loaded),
+            // A cached object that does not load here is removed, and
+            // this run builds its own.
+            Err(e) => {
+                if let Some((cache, key)) = &baseline_cache {
+                    cache.remove(Kind::Baseline, key);
+                }
+                let why =
+                    format!("the cached baseline did not load ({e}); removed, compiling instead");
+                metrics.note("cache", &label, &why);
+                let object = build()?;
+                let loaded = load(&object)?;
+                (object, loaded)
+            }
+        },
+        None => {
+            let object = build()?;
+            let loaded = load(&object)?;
+            (object, loaded)
+        }
+    };
+    let LoadedBaseline {
+        jit,
+        object: loaded,
+        entries: baseline_entries,
+        stubs,
+        slots,
+        osr_slots,
+        counters,
+    } = baseline;
+    for (id, entry) in baseline_entries.iter().enumerate() {
+        slots.install_initial(id, *entry);
     }
-    let stubs = layout
-        .functions
-        .iter()
-        .map(|f| jit.lookup(&f.name).map(CodeAddress::get))
-        .collect::<Result<Vec<usize>, Error>>()?;
     metrics.module_compiled(
         Tier::Baseline,
         layout.functions.len(),
@@ -638,6 +743,72 @@ pub(crate) fn load_tiered(
         service::start_background(&shared, compilers);
     }
     Ok(shared)
+}
+
+/// The symbols of the tables a baseline object defines (see
+/// `baseline::relocate`).
+const SLOTS_SYMBOL: &str = "__tierjit.slots";
+const OSR_SLOTS_SYMBOL: &str = "__tierjit.osr_slots";
+const COUNTERS_SYMBOL: &str = "__tierjit.counters";
+
+/// A module's baseline object, loaded, with the tables its code uses.
+struct LoadedBaseline {
+    jit: Jit,
+    object: code::LoadedObject,
+    /// Each function's baseline entry and its stub (identity) address, by
+    /// id.
+    entries: Vec<CodeAddress>,
+    stubs: Vec<usize>,
+    slots: SlotTable,
+    osr_slots: SlotTable,
+    counters: CounterTable,
+}
+
+/// A JIT with `symbols` defined and the baseline `object` loaded into it,
+/// with the tables the object defines for `layout` (counters split as
+/// `sharding` says).
+fn load_baseline(
+    object: &[u8],
+    symbols: &[(&str, usize)],
+    layout: &JobLayout,
+    sharding: Option<code::Sharding>,
+) -> Result<LoadedBaseline, Error> {
+    let jit = Jit::new(symbols)?;
+    let loaded = jit.add_object(object, "baseline")?;
+    let entries = layout
+        .functions
+        .iter()
+        .map(|f| jit.lookup(&baseline_symbol(&f.name)))
+        .collect::<Result<Vec<CodeAddress>, Error>>()?;
+    let stubs = layout
+        .functions
+        .iter()
+        .map(|f| jit.lookup(&f.name).map(CodeAddress::get))
+        .collect::<Result<Vec<usize>, Error>>()?;
+    let bad = |e: String| Error::Jit(format!("the baseline object's tables: {e}"));
+    let slot_table = |symbol: &str, len: usize| match len {
+        // No region, no symbol: nothing uses the table.
+        0 => Ok(SlotTable::new(0)),
+        _ => SlotTable::in_object(jit.object_data(symbol, len * 8)?, len).map_err(bad),
+    };
+    let slots = slot_table(SLOTS_SYMBOL, layout.functions.len())?;
+    let osr_slots = slot_table(OSR_SLOTS_SYMBOL, layout.loop_count)?;
+    let bytes = CounterTable::<crate::ids::CounterId>::bytes(layout.counter_table_len(), sharding);
+    let counters = CounterTable::in_object(
+        jit.object_data(COUNTERS_SYMBOL, bytes)?,
+        layout.counter_table_len(),
+        sharding,
+    )
+    .map_err(bad)?;
+    Ok(LoadedBaseline {
+        jit,
+        object: loaded,
+        entries,
+        stubs,
+        slots,
+        osr_slots,
+        counters,
+    })
 }
 
 /// The job's argv: its path, then its arguments, as bytes (a job's

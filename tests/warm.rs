@@ -153,10 +153,22 @@ fn a_second_run_loads_every_optimized_object_from_the_cache() {
     );
     assert!(hits(&cold.stderr).is_empty(), "{}", cold.stderr);
     assert_eq!(ws.entries().len(), compiled.len());
+    assert!(
+        cold.stderr.contains("cache miss baseline"),
+        "{}",
+        cold.stderr
+    );
     let warm = ws.run(&[]);
     assert_eq!(warm.stdout, cold.stdout);
     assert_eq!(hits(&warm.stderr), compiled, "{}", warm.stderr);
     assert!(misses(&warm.stderr).is_empty(), "{}", warm.stderr);
+    // The baseline came from the cache too: its calls through slots and
+    // its OSR entries (forced, through the hook) work in this process.
+    assert!(
+        warm.stderr.contains("cache hit baseline"),
+        "{}",
+        warm.stderr
+    );
     // The cached code runs: loops moved by OSR, kernel got installed.
     assert!(
         osr_transitions(&warm.stderr).is_some_and(|n| n >= 1),
@@ -340,6 +352,11 @@ fn optimized_ssa_ir_warms_up_the_same_way() {
     assert_eq!(cold.status, Some(0), "{}", cold.stderr);
     let warm = run(&ll);
     assert_eq!(warm.stdout, cold.stdout);
+    assert!(
+        warm.stderr.contains("cache hit baseline"),
+        "{}",
+        warm.stderr
+    );
     assert!(!hits(&warm.stderr).is_empty(), "{}", warm.stderr);
     assert_eq!(hits(&warm.stderr), misses(&cold.stderr), "{}", warm.stderr);
 }
@@ -642,4 +659,115 @@ fn a_damaged_profile_is_ignored_and_stored_again() {
         again.stderr
     );
     assert_eq!(again.stdout, cold.stdout);
+}
+
+/// Each function's calls and back-edges in `--stats` output.
+fn counted(stderr: &str, functions: &[&str]) -> Vec<Option<(String, u64, u64)>> {
+    functions.iter().map(|f| stats_row(stderr, f)).collect()
+}
+
+/// A baseline object from an earlier process counts into this run's
+/// tables and calls this run's hooks: the counts of a deterministic job
+/// come out the same, in baseline mode and in a tiered run that records
+/// call targets and arguments.
+#[test]
+fn a_cached_baseline_counts_as_a_fresh_one() {
+    let dir = fresh_dir("warm-baseline");
+    let job = dir.join("job.c");
+    std::fs::write(
+        &job,
+        "#include <stdio.h>\n#include <stdlib.h>\nstatic unsigned twice(unsigned x) { return 2 * x + 1; }\nstatic unsigned thrice(unsigned x) { return 3 * x; }\n__attribute__((noinline)) unsigned apply(unsigned (*f)(unsigned), unsigned x) { return f(x); }\nint main(int argc, char **argv) {\n  long n = atol(argv[1]);\n  unsigned h = 1;\n  for (long i = 0; i < n; i++) h = apply(i % 4 ? twice : thrice, h) ^ (unsigned)i;\n  printf(\"%u\\n\", h);\n  return 0;\n}\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let cache = dir.join("cache");
+    let functions = ["apply", "twice", "thrice", "main"];
+    for mode in ["baseline", "tiered"] {
+        let flags = [
+            "--mode",
+            mode,
+            "--events",
+            "--stats",
+            "--set",
+            "cache.objects=true",
+            "--set",
+            "thresholds.calls=1000000000",
+            "--set",
+            "thresholds.backedges=1000000000",
+        ];
+        let run = || {
+            let run = run_in(&cache, &job, &flags, &["100000"]);
+            assert_eq!(run.status, Some(0), "{}", run.stderr);
+            run
+        };
+        let cold = run();
+        assert!(
+            cold.stderr.contains("cache miss baseline"),
+            "{}",
+            cold.stderr
+        );
+        let warm = run();
+        assert!(
+            warm.stderr.contains("cache hit baseline"),
+            "{}",
+            warm.stderr
+        );
+        assert_eq!(warm.stdout, cold.stdout);
+        let counts = counted(&warm.stderr, &functions);
+        assert_eq!(counts, counted(&cold.stderr, &functions), "{mode}");
+        assert_eq!(
+            counts[0],
+            Some(("O0".into(), 100_000, 0)),
+            "{}",
+            warm.stderr
+        );
+        assert_eq!(
+            counts[3],
+            Some(("O0".into(), 1, 100_000)),
+            "{}",
+            warm.stderr
+        );
+    }
+    // Damaged, then not an object: ignored with a warning, removed, built
+    // again; the job runs as before.
+    let entries: Vec<PathBuf> = std::fs::read_dir(cache.join("b"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 2, "one per mode: {entries:?}");
+    let flags = [
+        "--mode",
+        "baseline",
+        "--events",
+        "--set",
+        "cache.objects=true",
+    ];
+    let expected = run_in(&cache, &job, &flags, &["1000"]);
+    for entry in &entries {
+        let bytes = std::fs::read(entry).unwrap();
+        std::fs::write(entry, &bytes[..bytes.len() - 1]).unwrap();
+    }
+    let damaged = run_in(&cache, &job, &flags, &["1000"]);
+    assert_eq!(damaged.status, Some(0), "{}", damaged.stderr);
+    assert_eq!(damaged.stdout, expected.stdout);
+    assert!(damaged.stderr.contains("(truncated)"), "{}", damaged.stderr);
+    for entry in &entries {
+        let key = entry.file_name().unwrap().to_str().unwrap();
+        let junk = tierjit::cache::entry::encode("b", key, b"\x7fELF not an object");
+        std::fs::write(entry, junk).unwrap();
+    }
+    let foreign = run_in(&cache, &job, &flags, &["1000"]);
+    assert_eq!(foreign.status, Some(0), "{}", foreign.stderr);
+    assert_eq!(foreign.stdout, expected.stdout);
+    assert!(
+        foreign.stderr.contains("the cached baseline did not load"),
+        "{}",
+        foreign.stderr
+    );
+    let again = run_in(&cache, &job, &flags, &["1000"]);
+    assert!(
+        again.stderr.contains("cache hit baseline"),
+        "{}",
+        again.stderr
+    );
 }

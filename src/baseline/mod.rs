@@ -1,8 +1,10 @@
 //! The baseline tier: the job's IR with counters, calls through slots and
 //! identity stubs, compiled without optimization.
 
+pub mod cached;
 mod instrument;
 mod probes;
+pub mod relocate;
 #[cfg(test)]
 mod snapshots;
 

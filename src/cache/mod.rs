@@ -51,10 +51,12 @@ pub enum Kind {
     Object,
     /// A job's profile, merged over its runs (`profile::store`).
     Profile,
+    /// A module's baseline object (`baseline::cached`).
+    Baseline,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Frontend, Kind::Object, Kind::Profile];
+    pub const ALL: [Kind; 4] = [Kind::Frontend, Kind::Baseline, Kind::Object, Kind::Profile];
 
     /// The subdirectory, also the kind's name in entry headers and the
     /// usage log.
@@ -63,6 +65,7 @@ impl Kind {
             Kind::Frontend => "c",
             Kind::Object => "o",
             Kind::Profile => "p",
+            Kind::Baseline => "b",
         }
     }
 
@@ -72,6 +75,7 @@ impl Kind {
             Kind::Frontend => "front end",
             Kind::Object => "optimized",
             Kind::Profile => "profile",
+            Kind::Baseline => "baseline",
         }
     }
 

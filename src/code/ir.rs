@@ -445,3 +445,54 @@ pub fn thread_pointer<'ctx>(
         Some(inkwell::values::PointerValue::new(call))
     }
 }
+
+/// The address an `inttoptr (i64 C to ptr)` constant names (`C`), if
+/// `value` is such a constant in address space 0.
+pub fn constant_address(value: inkwell::values::BasicValueEnum<'_>) -> Option<u64> {
+    let v = value.as_value_ref();
+    // SAFETY: `value` is a live value; its opcode is asked for only once
+    // LLVM says it is a constant expression, its operand 0 (which an
+    // `inttoptr` has) read only then, and that operand's value only once
+    // LLVM says it is a constant integer; the type is read from a live value.
+    unsafe {
+        if llvm_sys::core::LLVMIsAConstantExpr(v).is_null()
+            || llvm_sys::core::LLVMGetConstOpcode(v) != llvm_sys::LLVMOpcode::LLVMIntToPtr
+            || llvm_sys::core::LLVMGetPointerAddressSpace(llvm_sys::core::LLVMTypeOf(v)) != 0
+        {
+            return None;
+        }
+        let int = llvm_sys::core::LLVMGetOperand(v, 0);
+        if int.is_null() || llvm_sys::core::LLVMIsAConstantInt(int).is_null() {
+            return None;
+        }
+        Some(llvm_sys::core::LLVMConstIntGetZExtValue(int))
+    }
+}
+
+/// The constant `base + offset` bytes (`getelementptr i8, ptr base, i64
+/// offset`, not `inbounds`: `base` is a symbol the object is linked
+/// against, whose extent LLVM does not know).
+pub fn constant_byte_offset<'ctx>(
+    context: &inkwell::context::ContextRef<'ctx>,
+    base: inkwell::values::PointerValue<'ctx>,
+    offset: u64,
+) -> inkwell::values::PointerValue<'ctx> {
+    let index = context.i64_type().const_int(offset, false);
+    // SAFETY: a GEP over `i8` with one `i64` index is valid for any
+    // pointer; without `inbounds` no offset makes it poison.
+    unsafe { base.const_gep(context.i8_type(), &[index]) }
+}
+
+/// `base + offset` bytes at the builder's position (a GEP over `i8`
+/// without `inbounds`, so that `base` may be any address, a constant one
+/// included, and the offset any value).
+pub fn build_byte_offset<'ctx>(
+    context: &inkwell::context::ContextRef<'ctx>,
+    builder: &inkwell::builder::Builder<'ctx>,
+    base: inkwell::values::PointerValue<'ctx>,
+    offset: inkwell::values::IntValue<'ctx>,
+    name: &str,
+) -> Result<inkwell::values::PointerValue<'ctx>, inkwell::builder::BuilderError> {
+    // SAFETY: as `constant_byte_offset`; the builder checks its position.
+    unsafe { builder.build_gep(context.i8_type(), base, &[offset], name) }
+}

@@ -35,7 +35,6 @@ pub use quiesce::{
     Verdict,
 };
 pub use shards::process_sharding;
-#[cfg(test)]
 pub use shards::Sharding;
 pub use tables::{CounterAddress, CounterTable, SlotTable};
 pub use threads::{current_os_thread, lower_priority, spawn_tierjit_thread, thread_cpu_time};

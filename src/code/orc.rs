@@ -257,6 +257,22 @@ impl Drop for LlJit {
 
 /// A loaded object. Dropping it releases our reference to the tracker but
 /// keeps the code; `Jit::remove` frees the code.
+/// The memory of a data symbol that an object loaded in a JIT defines
+/// (see `Jit::object_data`). It keeps the JIT alive, so the memory is
+/// there for as long as the object stays loaded: for good, for an object
+/// that is never removed (the baseline's, pinned by the version manager).
+pub struct ObjectData {
+    pub address: usize,
+    pub bytes: usize,
+    _jit: Arc<LlJit>,
+}
+
+impl std::fmt::Debug for ObjectData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ObjectData({:#x}, {} bytes)", self.address, self.bytes)
+    }
+}
+
 pub struct LoadedObject {
     tracker: LLVMOrcResourceTrackerRef,
     /// Dropped after the tracker is released (fields drop after `drop`).
@@ -382,6 +398,16 @@ impl Jit {
     }
 
     /// Resolves a symbol, linking its object if it is not linked yet.
+    /// The `bytes` bytes of data at symbol `name`, which an object loaded
+    /// here defines and must never be removed while the handle is used.
+    pub fn object_data(&self, name: &str, bytes: usize) -> Result<ObjectData, Error> {
+        Ok(ObjectData {
+            address: self.lookup(name)?.get(),
+            bytes,
+            _jit: self.inner.clone(),
+        })
+    }
+
     pub fn lookup(&self, name: &str) -> Result<CodeAddress, Error> {
         let cname = CString::new(name).map_err(|_| Error::Jit("NUL in symbol".into()))?;
         let mut addr = 0u64;

@@ -1,32 +1,94 @@
-//! The slot table and the counter table: memory owned by Rust whose
-//! addresses are baked into generated code as constants.
+//! The slot tables and the counter tables: memory that generated code
+//! reads and writes at fixed places.
 //!
-//! Both tables are allocated once, before any code is generated, and never
-//! move or shrink, so the addresses in generated code stay valid for the
-//! whole run (the `Box<[_]>` is kept alive by the runtime until exit).
+//! A table is allocated once, before the code that uses it is generated,
+//! and never moves or shrinks, so the places in generated code stay valid
+//! for the whole run. Its memory is either Rust's (`Box<[_]>`, kept alive
+//! by the runtime until exit; the code holds its address as a constant),
+//! or, for a module's baseline tables, a zero-filled data symbol of the
+//! baseline object itself (`in_object`), which that object's code reaches
+//! PC-relative and which holds no address of the run, so the object can
+//! be kept for later runs (see `baseline::relocate`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use std::marker::PhantomData;
 
-use super::orc::CodeAddress;
+use super::orc::{CodeAddress, ObjectData};
 use super::publish::CodeSync;
 use super::shards::Sharding;
 use crate::ids::CounterId;
 
+/// Where a table's entries live.
+#[derive(Debug)]
+enum Storage<T> {
+    Owned(Box<[T]>),
+    /// `len` entries at `data.address`, checked to be aligned for `T` and
+    /// to fit in `data.bytes` when the table was made.
+    InObject {
+        data: ObjectData,
+        len: usize,
+    },
+}
+
+impl<T> std::ops::Deref for Storage<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Storage::Owned(entries) => entries,
+            // SAFETY: `in_object` checked that the memory is aligned for
+            // `T` and holds `len` of them. It is the zero-filled data of a
+            // loaded object, which stays loaded and mapped while `data`
+            // keeps its JIT alive (see `ObjectData`), so for as long as
+            // this table exists. `T` is an atomic type (or lines of them),
+            // valid for any bit pattern, zero included, and only ever
+            // accessed through atomics, here and by generated code.
+            Storage::InObject { data, len } => unsafe {
+                std::slice::from_raw_parts(data.address as *const T, *len)
+            },
+        }
+    }
+}
+
+impl<T> Storage<T> {
+    /// `len` entries in `data`, if it is aligned for `T` and holds them.
+    fn in_object(data: ObjectData, len: usize) -> Result<Storage<T>, String> {
+        let bytes = len.checked_mul(std::mem::size_of::<T>());
+        if data.address % std::mem::align_of::<T>() != 0 || !bytes.is_some_and(|b| b <= data.bytes)
+        {
+            return Err(format!(
+                "{data:?} cannot hold {len} entries of {} bytes aligned to {}",
+                std::mem::size_of::<T>(),
+                std::mem::align_of::<T>()
+            ));
+        }
+        Ok(Storage::InObject { data, len })
+    }
+}
+
 /// One code pointer per job function. A slot always holds the address of a
 /// complete, loaded, callable version of its function.
 pub struct SlotTable {
-    slots: Box<[AtomicUsize]>,
+    slots: Storage<AtomicUsize>,
     sync: CodeSync,
 }
 
 impl SlotTable {
     pub fn new(len: usize) -> SlotTable {
         SlotTable {
-            slots: (0..len).map(|_| AtomicUsize::new(0)).collect(),
+            slots: Storage::Owned((0..len).map(|_| AtomicUsize::new(0)).collect()),
             sync: CodeSync::register(),
         }
+    }
+
+    /// A table of `len` slots in `data`, all empty: the zero-filled data
+    /// of the object whose code uses them.
+    pub fn in_object(data: ObjectData, len: usize) -> Result<SlotTable, String> {
+        Ok(SlotTable {
+            slots: Storage::in_object(data, len)?,
+            sync: CodeSync::register(),
+        })
     }
 
     /// The address generated code loads the slot from.
@@ -36,6 +98,14 @@ impl SlotTable {
 
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// The table's memory: its first byte's address and its size.
+    pub fn memory(&self) -> (usize, usize) {
+        (
+            self.slots.as_ptr() as usize,
+            std::mem::size_of_val(&*self.slots),
+        )
     }
 
     /// Makes `code` the version new calls of function `index` run.
@@ -165,7 +235,7 @@ pub struct ShardStep {
 /// copies.
 #[derive(Debug)]
 pub struct CounterTable<Id = CounterId> {
-    lines: Box<[Line]>,
+    lines: Storage<Line>,
     /// Counters per copy.
     len: usize,
     /// Words from one copy to the next (a multiple of `LINE_WORDS`; a power
@@ -182,16 +252,12 @@ impl<Id: Into<usize>> CounterTable<Id> {
     }
 
     pub fn with_sharding(len: usize, sharding: Option<Sharding>) -> CounterTable<Id> {
-        let mut copy_words = len.max(1).div_ceil(LINE_WORDS) * LINE_WORDS;
-        if sharding.is_some() {
-            copy_words = copy_words.next_power_of_two();
-        }
-        let copies = sharding.map_or(1, |s| s.shards);
-        let lines = (0..copies * copy_words / LINE_WORDS)
+        let (copy_words, lines) = Self::shape(len, sharding);
+        let lines = (0..lines)
             .map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0))))
             .collect();
         CounterTable {
-            lines,
+            lines: Storage::Owned(lines),
             len,
             copy_words,
             sharding,
@@ -199,9 +265,50 @@ impl<Id: Into<usize>> CounterTable<Id> {
         }
     }
 
+    /// A table laid out as `with_sharding` lays it out, in `data`, all
+    /// zero: the zero-filled data of the object whose code counts in it.
+    pub fn in_object(
+        data: ObjectData,
+        len: usize,
+        sharding: Option<Sharding>,
+    ) -> Result<CounterTable<Id>, String> {
+        let (copy_words, lines) = Self::shape(len, sharding);
+        Ok(CounterTable {
+            lines: Storage::in_object(data, lines)?,
+            len,
+            copy_words,
+            sharding,
+            id: PhantomData,
+        })
+    }
+
+    /// The bytes a table of `len` counters split as `sharding` says takes.
+    pub fn bytes(len: usize, sharding: Option<Sharding>) -> usize {
+        Self::shape(len, sharding).1 * std::mem::size_of::<Line>()
+    }
+
+    /// Words per copy and lines in all, for `len` counters.
+    fn shape(len: usize, sharding: Option<Sharding>) -> (usize, usize) {
+        let mut copy_words = len.max(1).div_ceil(LINE_WORDS) * LINE_WORDS;
+        if sharding.is_some() {
+            copy_words = copy_words.next_power_of_two();
+        }
+        let copies = sharding.map_or(1, |s| s.shards);
+        (copy_words, copies * copy_words / LINE_WORDS)
+    }
+
     /// How this table's copies are laid out, for a table that goes with it.
     pub fn sharding(&self) -> Option<Sharding> {
         self.sharding
+    }
+
+    /// The table's memory, every copy: its first byte's address and its
+    /// size.
+    pub fn memory(&self) -> (usize, usize) {
+        (
+            self.lines.as_ptr() as usize,
+            std::mem::size_of_val(&*self.lines),
+        )
     }
 
     /// Copies of each counter.

@@ -84,16 +84,17 @@ pub fn counter_pointer<'ctx>(
             "tj.copy.at",
         )
         .map_err(codegen_err)?;
-    let at = builder
-        .build_int_nuw_add(
-            i64t.const_int(address.base as u64, false),
-            offset,
-            "tj.counter.at",
-        )
-        .map_err(codegen_err)?;
-    builder
-        .build_int_to_ptr(at, context.ptr_type(0.into()), "tj.counter")
-        .map_err(codegen_err)
+    // A GEP on the first copy's address (not integer arithmetic): the
+    // address stays a pointer constant, which baseline code kept across
+    // runs names by a symbol (see `baseline::relocate`).
+    crate::code::ir::build_byte_offset(
+        context,
+        builder,
+        host_pointer(context, address.base),
+        offset,
+        "tj.counter",
+    )
+    .map_err(codegen_err)
 }
 
 /// `counter += 1` with unordered atomics: a plain load and store in machine

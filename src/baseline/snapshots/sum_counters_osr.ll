@@ -3,19 +3,18 @@ source_filename = "sum.ll"
 
 define i64 @sum.tj0(ptr %a, i64 %n) #0 {
 entry:
-  %tj.tp16 = call ptr @llvm.thread.pointer()
-  %tj.tp.int17 = ptrtoint ptr %tj.tp16 to i64
-  %tj.cpu.at18 = add i64 %tj.tp.int17, 8
-  %tj.cpu.ptr19 = inttoptr i64 %tj.cpu.at18 to ptr
-  %tj.cpu20 = load atomic i32, ptr %tj.cpu.ptr19 unordered, align 4
-  %tj.cpu6421 = zext i32 %tj.cpu20 to i64
-  %tj.copy22 = and i64 %tj.cpu6421, 3
-  %tj.copy.at23 = shl i64 %tj.copy22, 7
-  %tj.counter.at24 = add nuw i64 ADDR, %tj.copy.at23
-  %tj.counter25 = inttoptr i64 %tj.counter.at24 to ptr
-  %tj.count26 = load atomic i64, ptr %tj.counter25 unordered, align 8
-  %tj.count127 = add i64 %tj.count26, 1
-  store atomic i64 %tj.count127, ptr %tj.counter25 unordered, align 8
+  %tj.tp15 = call ptr @llvm.thread.pointer()
+  %tj.tp.int16 = ptrtoint ptr %tj.tp15 to i64
+  %tj.cpu.at17 = add i64 %tj.tp.int16, 8
+  %tj.cpu.ptr18 = inttoptr i64 %tj.cpu.at17 to ptr
+  %tj.cpu19 = load atomic i32, ptr %tj.cpu.ptr18 unordered, align 4
+  %tj.cpu6420 = zext i32 %tj.cpu19 to i64
+  %tj.copy21 = and i64 %tj.cpu6420, 3
+  %tj.copy.at22 = shl i64 %tj.copy21, 7
+  %tj.counter23 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at22
+  %tj.count24 = load atomic i64, ptr %tj.counter23 unordered, align 8
+  %tj.count125 = add i64 %tj.count24, 1
+  store atomic i64 %tj.count125, ptr %tj.counter23 unordered, align 8
   %tj.osr.record = alloca { i64, i64, ptr, i64 }, align 8
   %cmp = icmp sgt i64 %n, 0
   br i1 %cmp, label %loop.preheader, label %entry.exit_crit_edge
@@ -38,8 +37,8 @@ loop.latch_crit_edge:                             ; preds = %loop
   br label %latch
 
 add:                                              ; preds = %loop
-  %tj.slot28 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %w = call i64 %tj.slot28(i64 %v)
+  %tj.slot26 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %w = call i64 %tj.slot26(i64 %v)
   %s.add = add i64 %s, %w
   br label %latch
 
@@ -58,8 +57,7 @@ latch.loop_crit_edge:                             ; preds = %latch
   %tj.cpu64 = zext i32 %tj.cpu to i64
   %tj.copy = and i64 %tj.cpu64, 3
   %tj.copy.at = shl i64 %tj.copy, 7
-  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
-  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.counter = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at
   %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
   store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
@@ -82,19 +80,18 @@ tj.osr:                                           ; preds = %tj.osr.check
   %tj.cpu646 = zext i32 %tj.cpu5 to i64
   %tj.copy7 = and i64 %tj.cpu646, 3
   %tj.copy.at8 = shl i64 %tj.copy7, 7
-  %tj.counter.at9 = add nuw i64 ADDR, %tj.copy.at8
-  %tj.counter10 = inttoptr i64 %tj.counter.at9 to ptr
-  %tj.count11 = load atomic i64, ptr %tj.counter10 unordered, align 8
-  %tj.count112 = add i64 %tj.count11, 1
-  store atomic i64 %tj.count112, ptr %tj.counter10 unordered, align 8
+  %tj.counter9 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at8
+  %tj.count10 = load atomic i64, ptr %tj.counter9 unordered, align 8
+  %tj.count111 = add i64 %tj.count10, 1
+  store atomic i64 %tj.count111, ptr %tj.counter9 unordered, align 8
   %tj.osr.field = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 0
   store i64 %i.next, ptr %tj.osr.field, align 4
-  %tj.osr.field13 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 1
-  store i64 %s.next, ptr %tj.osr.field13, align 4
-  %tj.osr.field14 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 2
-  store ptr %a, ptr %tj.osr.field14, align 8
-  %tj.osr.field15 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 3
-  store i64 %n, ptr %tj.osr.field15, align 4
+  %tj.osr.field12 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 1
+  store i64 %s.next, ptr %tj.osr.field12, align 4
+  %tj.osr.field13 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 2
+  store ptr %a, ptr %tj.osr.field13, align 8
+  %tj.osr.field14 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %tj.osr.record, i32 0, i32 3
+  store i64 %n, ptr %tj.osr.field14, align 4
   %tj.osr.result = call i64 %tj.osr.target(ptr %tj.osr.record)
   ret i64 %tj.osr.result
 
@@ -115,8 +112,7 @@ define i64 @twice.tj0(i64 %x) #0 {
   %tj.cpu64 = zext i32 %tj.cpu to i64
   %tj.copy = and i64 %tj.cpu64, 3
   %tj.copy.at = shl i64 %tj.copy, 7
-  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
-  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.counter = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at
   %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
   store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8

@@ -4,37 +4,35 @@ source_filename = "sum.ll"
 define i64 @sum.tj0(ptr %a, i64 %n) #0 {
 tj.entry:
   %0 = alloca { i64, i64, ptr, i64 }, align 8
-  %tj.tp52 = call ptr @llvm.thread.pointer()
-  %tj.tp.int53 = ptrtoint ptr %tj.tp52 to i64
-  %tj.cpu.at54 = add i64 %tj.tp.int53, 8
-  %tj.cpu.ptr55 = inttoptr i64 %tj.cpu.at54 to ptr
-  %tj.cpu56 = load atomic i32, ptr %tj.cpu.ptr55 unordered, align 4
-  %tj.cpu6457 = zext i32 %tj.cpu56 to i64
-  %tj.copy58 = and i64 %tj.cpu6457, 3
-  %tj.copy.at59 = shl i64 %tj.copy58, 7
-  %tj.counter.at60 = add nuw i64 ADDR, %tj.copy.at59
-  %tj.counter61 = inttoptr i64 %tj.counter.at60 to ptr
-  %tj.count62 = load atomic i64, ptr %tj.counter61 unordered, align 8
-  %tj.count163 = add i64 %tj.count62, 1
-  store atomic i64 %tj.count163, ptr %tj.counter61 unordered, align 8
-  %tj.sample.phase = and i64 %tj.count163, 7
+  %tj.tp48 = call ptr @llvm.thread.pointer()
+  %tj.tp.int49 = ptrtoint ptr %tj.tp48 to i64
+  %tj.cpu.at50 = add i64 %tj.tp.int49, 8
+  %tj.cpu.ptr51 = inttoptr i64 %tj.cpu.at50 to ptr
+  %tj.cpu52 = load atomic i32, ptr %tj.cpu.ptr51 unordered, align 4
+  %tj.cpu6453 = zext i32 %tj.cpu52 to i64
+  %tj.copy54 = and i64 %tj.cpu6453, 3
+  %tj.copy.at55 = shl i64 %tj.copy54, 7
+  %tj.counter56 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at55
+  %tj.count57 = load atomic i64, ptr %tj.counter56 unordered, align 8
+  %tj.count158 = add i64 %tj.count57, 1
+  store atomic i64 %tj.count158, ptr %tj.counter56 unordered, align 8
+  %tj.sample.phase = and i64 %tj.count158, 7
   %tj.sample.periodic = icmp eq i64 %tj.sample.phase, 0
-  %tj.sample.early = icmp ule i64 %tj.count163, 32
+  %tj.sample.early = icmp ule i64 %tj.count158, 32
   %tj.sample = or i1 %tj.sample.periodic, %tj.sample.early
   br i1 %tj.sample, label %tj.sample.args, label %tj.sample.done
 
 tj.sample.args:                                   ; preds = %tj.entry
-  %tj.tp64 = call ptr @llvm.thread.pointer()
-  %tj.tp.int65 = ptrtoint ptr %tj.tp64 to i64
-  %tj.cpu.at66 = add i64 %tj.tp.int65, 8
-  %tj.cpu.ptr67 = inttoptr i64 %tj.cpu.at66 to ptr
-  %tj.cpu68 = load atomic i32, ptr %tj.cpu.ptr67 unordered, align 4
-  %tj.cpu6469 = zext i32 %tj.cpu68 to i64
-  %tj.copy70 = and i64 %tj.cpu6469, 3
-  %tj.copy.at71 = shl i64 %tj.copy70, 7
-  %tj.counter.at72 = add nuw i64 ADDR, %tj.copy.at71
-  %tj.counter73 = inttoptr i64 %tj.counter.at72 to ptr
-  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter73, i64 %n)
+  %tj.tp59 = call ptr @llvm.thread.pointer()
+  %tj.tp.int60 = ptrtoint ptr %tj.tp59 to i64
+  %tj.cpu.at61 = add i64 %tj.tp.int60, 8
+  %tj.cpu.ptr62 = inttoptr i64 %tj.cpu.at61 to ptr
+  %tj.cpu63 = load atomic i32, ptr %tj.cpu.ptr62 unordered, align 4
+  %tj.cpu6464 = zext i32 %tj.cpu63 to i64
+  %tj.copy65 = and i64 %tj.cpu6464, 3
+  %tj.copy.at66 = shl i64 %tj.copy65, 7
+  %tj.counter67 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at66
+  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter67, i64 %n)
   br label %tj.sample.done
 
 tj.sample.done:                                   ; preds = %tj.sample.args, %tj.entry
@@ -48,19 +46,18 @@ entry.exit_crit_edge:                             ; preds = %entry
   br label %exit
 
 loop.preheader:                                   ; preds = %entry
-  %tj.tp16 = call ptr @llvm.thread.pointer()
-  %tj.tp.int17 = ptrtoint ptr %tj.tp16 to i64
-  %tj.cpu.at18 = add i64 %tj.tp.int17, 8
-  %tj.cpu.ptr19 = inttoptr i64 %tj.cpu.at18 to ptr
-  %tj.cpu20 = load atomic i32, ptr %tj.cpu.ptr19 unordered, align 4
-  %tj.cpu6421 = zext i32 %tj.cpu20 to i64
-  %tj.copy22 = and i64 %tj.cpu6421, 3
-  %tj.copy.at23 = shl i64 %tj.copy22, 7
-  %tj.counter.at24 = add nuw i64 ADDR, %tj.copy.at23
-  %tj.counter25 = inttoptr i64 %tj.counter.at24 to ptr
-  %tj.count26 = load atomic i64, ptr %tj.counter25 unordered, align 8
-  %tj.count127 = add i64 %tj.count26, 1
-  store atomic i64 %tj.count127, ptr %tj.counter25 unordered, align 8
+  %tj.tp15 = call ptr @llvm.thread.pointer()
+  %tj.tp.int16 = ptrtoint ptr %tj.tp15 to i64
+  %tj.cpu.at17 = add i64 %tj.tp.int16, 8
+  %tj.cpu.ptr18 = inttoptr i64 %tj.cpu.at17 to ptr
+  %tj.cpu19 = load atomic i32, ptr %tj.cpu.ptr18 unordered, align 4
+  %tj.cpu6420 = zext i32 %tj.cpu19 to i64
+  %tj.copy21 = and i64 %tj.cpu6420, 3
+  %tj.copy.at22 = shl i64 %tj.copy21, 7
+  %tj.counter23 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at22
+  %tj.count24 = load atomic i64, ptr %tj.counter23 unordered, align 8
+  %tj.count125 = add i64 %tj.count24, 1
+  store atomic i64 %tj.count125, ptr %tj.counter23 unordered, align 8
   br label %loop
 
 loop:                                             ; preds = %tj.osr.check, %latch.loop_crit_edge, %loop.preheader
@@ -72,24 +69,23 @@ loop:                                             ; preds = %tj.osr.check, %latc
   br i1 %neg, label %loop.latch_crit_edge, label %add
 
 loop.latch_crit_edge:                             ; preds = %loop
-  %tj.tp28 = call ptr @llvm.thread.pointer()
-  %tj.tp.int29 = ptrtoint ptr %tj.tp28 to i64
-  %tj.cpu.at30 = add i64 %tj.tp.int29, 8
-  %tj.cpu.ptr31 = inttoptr i64 %tj.cpu.at30 to ptr
-  %tj.cpu32 = load atomic i32, ptr %tj.cpu.ptr31 unordered, align 4
-  %tj.cpu6433 = zext i32 %tj.cpu32 to i64
-  %tj.copy34 = and i64 %tj.cpu6433, 3
-  %tj.copy.at35 = shl i64 %tj.copy34, 7
-  %tj.counter.at36 = add nuw i64 ADDR, %tj.copy.at35
-  %tj.counter37 = inttoptr i64 %tj.counter.at36 to ptr
-  %tj.count38 = load atomic i64, ptr %tj.counter37 unordered, align 8
-  %tj.count139 = add i64 %tj.count38, 1
-  store atomic i64 %tj.count139, ptr %tj.counter37 unordered, align 8
+  %tj.tp26 = call ptr @llvm.thread.pointer()
+  %tj.tp.int27 = ptrtoint ptr %tj.tp26 to i64
+  %tj.cpu.at28 = add i64 %tj.tp.int27, 8
+  %tj.cpu.ptr29 = inttoptr i64 %tj.cpu.at28 to ptr
+  %tj.cpu30 = load atomic i32, ptr %tj.cpu.ptr29 unordered, align 4
+  %tj.cpu6431 = zext i32 %tj.cpu30 to i64
+  %tj.copy32 = and i64 %tj.cpu6431, 3
+  %tj.copy.at33 = shl i64 %tj.copy32, 7
+  %tj.counter34 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at33
+  %tj.count35 = load atomic i64, ptr %tj.counter34 unordered, align 8
+  %tj.count136 = add i64 %tj.count35, 1
+  store atomic i64 %tj.count136, ptr %tj.counter34 unordered, align 8
   br label %latch
 
 add:                                              ; preds = %loop
-  %tj.slot74 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
-  %w = call i64 %tj.slot74(i64 %v)
+  %tj.slot68 = load atomic ptr, ptr inttoptr (i64 ADDR to ptr) monotonic, align 8
+  %w = call i64 %tj.slot68(i64 %v)
   %s.add = add i64 %s, %w
   br label %latch
 
@@ -108,8 +104,7 @@ latch.loop_crit_edge:                             ; preds = %latch
   %tj.cpu64 = zext i32 %tj.cpu to i64
   %tj.copy = and i64 %tj.cpu64, 3
   %tj.copy.at = shl i64 %tj.copy, 7
-  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
-  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.counter = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at
   %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
   store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
@@ -132,36 +127,34 @@ tj.osr:                                           ; preds = %tj.osr.check
   %tj.cpu646 = zext i32 %tj.cpu5 to i64
   %tj.copy7 = and i64 %tj.cpu646, 3
   %tj.copy.at8 = shl i64 %tj.copy7, 7
-  %tj.counter.at9 = add nuw i64 ADDR, %tj.copy.at8
-  %tj.counter10 = inttoptr i64 %tj.counter.at9 to ptr
-  %tj.count11 = load atomic i64, ptr %tj.counter10 unordered, align 8
-  %tj.count112 = add i64 %tj.count11, 1
-  store atomic i64 %tj.count112, ptr %tj.counter10 unordered, align 8
+  %tj.counter9 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at8
+  %tj.count10 = load atomic i64, ptr %tj.counter9 unordered, align 8
+  %tj.count111 = add i64 %tj.count10, 1
+  store atomic i64 %tj.count111, ptr %tj.counter9 unordered, align 8
   %tj.osr.field = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 0
   store i64 %i.next, ptr %tj.osr.field, align 4
-  %tj.osr.field13 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 1
-  store i64 %s.next, ptr %tj.osr.field13, align 4
-  %tj.osr.field14 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 2
-  store ptr %a, ptr %tj.osr.field14, align 8
-  %tj.osr.field15 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 3
-  store i64 %n, ptr %tj.osr.field15, align 4
+  %tj.osr.field12 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 1
+  store i64 %s.next, ptr %tj.osr.field12, align 4
+  %tj.osr.field13 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 2
+  store ptr %a, ptr %tj.osr.field13, align 8
+  %tj.osr.field14 = getelementptr inbounds { i64, i64, ptr, i64 }, ptr %0, i32 0, i32 3
+  store i64 %n, ptr %tj.osr.field14, align 4
   %tj.osr.result = call i64 %tj.osr.target(ptr %0)
   ret i64 %tj.osr.result
 
 exit.loopexit:                                    ; preds = %latch
-  %tj.tp40 = call ptr @llvm.thread.pointer()
-  %tj.tp.int41 = ptrtoint ptr %tj.tp40 to i64
-  %tj.cpu.at42 = add i64 %tj.tp.int41, 8
-  %tj.cpu.ptr43 = inttoptr i64 %tj.cpu.at42 to ptr
-  %tj.cpu44 = load atomic i32, ptr %tj.cpu.ptr43 unordered, align 4
-  %tj.cpu6445 = zext i32 %tj.cpu44 to i64
-  %tj.copy46 = and i64 %tj.cpu6445, 3
-  %tj.copy.at47 = shl i64 %tj.copy46, 7
-  %tj.counter.at48 = add nuw i64 ADDR, %tj.copy.at47
-  %tj.counter49 = inttoptr i64 %tj.counter.at48 to ptr
-  %tj.count50 = load atomic i64, ptr %tj.counter49 unordered, align 8
-  %tj.count151 = add i64 %tj.count50, 1
-  store atomic i64 %tj.count151, ptr %tj.counter49 unordered, align 8
+  %tj.tp37 = call ptr @llvm.thread.pointer()
+  %tj.tp.int38 = ptrtoint ptr %tj.tp37 to i64
+  %tj.cpu.at39 = add i64 %tj.tp.int38, 8
+  %tj.cpu.ptr40 = inttoptr i64 %tj.cpu.at39 to ptr
+  %tj.cpu41 = load atomic i32, ptr %tj.cpu.ptr40 unordered, align 4
+  %tj.cpu6442 = zext i32 %tj.cpu41 to i64
+  %tj.copy43 = and i64 %tj.cpu6442, 3
+  %tj.copy.at44 = shl i64 %tj.copy43, 7
+  %tj.counter45 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at44
+  %tj.count46 = load atomic i64, ptr %tj.counter45 unordered, align 8
+  %tj.count147 = add i64 %tj.count46, 1
+  store atomic i64 %tj.count147, ptr %tj.counter45 unordered, align 8
   br label %exit
 
 exit:                                             ; preds = %entry.exit_crit_edge, %exit.loopexit
@@ -178,8 +171,7 @@ define i64 @twice.tj0(i64 %x) #0 {
   %tj.cpu64 = zext i32 %tj.cpu to i64
   %tj.copy = and i64 %tj.cpu64, 3
   %tj.copy.at = shl i64 %tj.copy, 7
-  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
-  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.counter = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at
   %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
   store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8

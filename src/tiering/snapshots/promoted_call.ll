@@ -33,8 +33,7 @@ tj.icp.next:                                      ; preds = %tj.head
   %tj.cpu64 = zext i32 %tj.cpu to i64
   %tj.copy = and i64 %tj.cpu64, 3
   %tj.copy.at = shl i64 %tj.copy, 7
-  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
-  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.counter = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at
   %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
   store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
@@ -46,26 +45,24 @@ tj.icp.next:                                      ; preds = %tj.head
   %tj.cpu646 = zext i32 %tj.cpu5 to i64
   %tj.copy7 = and i64 %tj.cpu646, 3
   %tj.copy.at8 = shl i64 %tj.copy7, 7
-  %tj.counter.at9 = add nuw i64 ADDR, %tj.copy.at8
-  %tj.counter10 = inttoptr i64 %tj.counter.at9 to ptr
-  %4 = atomicrmw add ptr %tj.counter10, i64 1 monotonic, align 8
-  %tj.count111 = add i64 %4, 1
-  %tj.icp.early = icmp ule i64 %tj.count111, 4096
+  %tj.counter9 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at8
+  %4 = atomicrmw add ptr %tj.counter9, i64 1 monotonic, align 8
+  %tj.count110 = add i64 %4, 1
+  %tj.icp.early = icmp ule i64 %tj.count110, 4096
   br i1 %tj.icp.early, label %tj.icp.record, label %tj.icp.fallback, !prof !30
 
 tj.icp.record:                                    ; preds = %tj.icp.next
   %tj.icp.target = ptrtoint ptr %f to i64
-  %tj.tp12 = call ptr @llvm.thread.pointer()
-  %tj.tp.int13 = ptrtoint ptr %tj.tp12 to i64
-  %tj.cpu.at14 = add i64 %tj.tp.int13, 8
-  %tj.cpu.ptr15 = inttoptr i64 %tj.cpu.at14 to ptr
-  %tj.cpu16 = load atomic i32, ptr %tj.cpu.ptr15 unordered, align 4
-  %tj.cpu6417 = zext i32 %tj.cpu16 to i64
-  %tj.copy18 = and i64 %tj.cpu6417, 3
-  %tj.copy.at19 = shl i64 %tj.copy18, 9
-  %tj.counter.at20 = add nuw i64 ADDR, %tj.copy.at19
-  %tj.counter21 = inttoptr i64 %tj.counter.at20 to ptr
-  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter21, i64 %tj.icp.target)
+  %tj.tp11 = call ptr @llvm.thread.pointer()
+  %tj.tp.int12 = ptrtoint ptr %tj.tp11 to i64
+  %tj.cpu.at13 = add i64 %tj.tp.int12, 8
+  %tj.cpu.ptr14 = inttoptr i64 %tj.cpu.at13 to ptr
+  %tj.cpu15 = load atomic i32, ptr %tj.cpu.ptr14 unordered, align 4
+  %tj.cpu6416 = zext i32 %tj.cpu15 to i64
+  %tj.copy17 = and i64 %tj.cpu6416, 3
+  %tj.copy.at18 = shl i64 %tj.copy17, 9
+  %tj.counter19 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at18
+  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter19, i64 %tj.icp.target)
   br label %tj.icp.fallback
 
 tj.icp.fallback:                                  ; preds = %tj.icp.record, %tj.icp.next

@@ -51,8 +51,7 @@ specialized:                                      ; preds = %entry
   %tj.cpu64 = zext i32 %tj.cpu to i64
   %tj.copy = and i64 %tj.cpu64, 3
   %tj.copy.at = shl i64 %tj.copy, 7
-  %tj.counter.at = add nuw i64 ADDR, %tj.copy.at
-  %tj.counter = inttoptr i64 %tj.counter.at to ptr
+  %tj.counter = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at
   %tj.count = load atomic i64, ptr %tj.counter unordered, align 8
   %tj.count1 = add i64 %tj.count, 1
   store atomic i64 %tj.count1, ptr %tj.counter unordered, align 8
@@ -68,39 +67,36 @@ general:                                          ; preds = %entry
   %tj.cpu646 = zext i32 %tj.cpu5 to i64
   %tj.copy7 = and i64 %tj.cpu646, 3
   %tj.copy.at8 = shl i64 %tj.copy7, 7
-  %tj.counter.at9 = add nuw i64 ADDR, %tj.copy.at8
-  %tj.counter10 = inttoptr i64 %tj.counter.at9 to ptr
-  %tj.count11 = load atomic i64, ptr %tj.counter10 unordered, align 8
-  %tj.count112 = add i64 %tj.count11, 1
-  store atomic i64 %tj.count112, ptr %tj.counter10 unordered, align 8
-  %tj.tp13 = call ptr @llvm.thread.pointer()
-  %tj.tp.int14 = ptrtoint ptr %tj.tp13 to i64
-  %tj.cpu.at15 = add i64 %tj.tp.int14, 8
-  %tj.cpu.ptr16 = inttoptr i64 %tj.cpu.at15 to ptr
-  %tj.cpu17 = load atomic i32, ptr %tj.cpu.ptr16 unordered, align 4
-  %tj.cpu6418 = zext i32 %tj.cpu17 to i64
-  %tj.copy19 = and i64 %tj.cpu6418, 3
-  %tj.copy.at20 = shl i64 %tj.copy19, 7
-  %tj.counter.at21 = add nuw i64 ADDR, %tj.copy.at20
-  %tj.counter22 = inttoptr i64 %tj.counter.at21 to ptr
-  %4 = atomicrmw add ptr %tj.counter22, i64 1 monotonic, align 8
-  %tj.count123 = add i64 %4, 1
-  %tj.guard.record = icmp ule i64 %tj.count123, 4096
+  %tj.counter9 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at8
+  %tj.count10 = load atomic i64, ptr %tj.counter9 unordered, align 8
+  %tj.count111 = add i64 %tj.count10, 1
+  store atomic i64 %tj.count111, ptr %tj.counter9 unordered, align 8
+  %tj.tp12 = call ptr @llvm.thread.pointer()
+  %tj.tp.int13 = ptrtoint ptr %tj.tp12 to i64
+  %tj.cpu.at14 = add i64 %tj.tp.int13, 8
+  %tj.cpu.ptr15 = inttoptr i64 %tj.cpu.at14 to ptr
+  %tj.cpu16 = load atomic i32, ptr %tj.cpu.ptr15 unordered, align 4
+  %tj.cpu6417 = zext i32 %tj.cpu16 to i64
+  %tj.copy18 = and i64 %tj.cpu6417, 3
+  %tj.copy.at19 = shl i64 %tj.copy18, 7
+  %tj.counter20 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at19
+  %4 = atomicrmw add ptr %tj.counter20, i64 1 monotonic, align 8
+  %tj.count121 = add i64 %4, 1
+  %tj.guard.record = icmp ule i64 %tj.count121, 4096
   br i1 %tj.guard.record, label %tj.guard.missed, label %tj.guard.call
 
 tj.guard.missed:                                  ; preds = %general
   %tj.guard.arg = zext i32 %2 to i64
-  %tj.tp24 = call ptr @llvm.thread.pointer()
-  %tj.tp.int25 = ptrtoint ptr %tj.tp24 to i64
-  %tj.cpu.at26 = add i64 %tj.tp.int25, 8
-  %tj.cpu.ptr27 = inttoptr i64 %tj.cpu.at26 to ptr
-  %tj.cpu28 = load atomic i32, ptr %tj.cpu.ptr27 unordered, align 4
-  %tj.cpu6429 = zext i32 %tj.cpu28 to i64
-  %tj.copy30 = and i64 %tj.cpu6429, 3
-  %tj.copy.at31 = shl i64 %tj.copy30, 7
-  %tj.counter.at32 = add nuw i64 ADDR, %tj.copy.at31
-  %tj.counter33 = inttoptr i64 %tj.counter.at32 to ptr
-  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter33, i64 %tj.guard.arg)
+  %tj.tp22 = call ptr @llvm.thread.pointer()
+  %tj.tp.int23 = ptrtoint ptr %tj.tp22 to i64
+  %tj.cpu.at24 = add i64 %tj.tp.int23, 8
+  %tj.cpu.ptr25 = inttoptr i64 %tj.cpu.at24 to ptr
+  %tj.cpu26 = load atomic i32, ptr %tj.cpu.ptr25 unordered, align 4
+  %tj.cpu6427 = zext i32 %tj.cpu26 to i64
+  %tj.copy28 = and i64 %tj.cpu6427, 3
+  %tj.copy.at29 = shl i64 %tj.copy28, 7
+  %tj.counter30 = getelementptr i8, ptr inttoptr (i64 ADDR to ptr), i64 %tj.copy.at29
+  call void inttoptr (i64 ADDR to ptr)(ptr %tj.counter30, i64 %tj.guard.arg)
   br label %tj.guard.call
 
 tj.guard.call:                                    ; preds = %tj.guard.missed, %general

@@ -625,14 +625,17 @@ pub(crate) fn load_tiered(
     let build = || -> Result<Vec<u8>, Error> {
         let baseline = copy_module(&module, job)?;
         instrument(&baseline, &layout, &slots, &counters, batch, osr, probes)?;
-        relocate(&baseline, &regions);
+        let (_, host_uses_left) = relocate(&baseline, &regions).map_err(|e| Error::Parse {
+            path: job.to_path_buf(),
+            message: e,
+        })?;
         if let Some(dir) = &dumping {
             let _ = baseline.print_to_file(std::path::Path::new(dir).join("baseline.ll"));
         }
         let object = codegen::emit_object(&baseline, &target.machine(0)?)?;
         if let Some((cache, key)) = &baseline_cache {
             // Only code that names no host address of this run.
-            if absolute_addresses(&baseline) == absolute_addresses(&module) {
+            if host_uses_left == 0 && absolute_addresses(&baseline) == absolute_addresses(&module) {
                 cache.put(Kind::Baseline, key, &object);
             } else {
                 metrics.note(

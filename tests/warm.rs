@@ -771,3 +771,93 @@ fn a_cached_baseline_counts_as_a_fresh_one() {
         again.stderr
     );
 }
+
+/// Two threads call `apply` through a function pointer: with threads,
+/// counters have a copy per CPU (where the kernel has rseq), so the cached
+/// baseline's code finds its CPU's copy from the object's own table, and
+/// records call targets through `record_value`, a symbol this run defines.
+const THREADED_CALLS: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+static unsigned twice(unsigned x) { return 2 * x + 1; }
+static unsigned thrice(unsigned x) { return 3 * x; }
+__attribute__((noinline)) unsigned apply(unsigned (*f)(unsigned), unsigned x) { return f(x); }
+static long n;
+static void *worker(void *arg) {
+  unsigned h = (unsigned)(long)arg;
+  for (long i = 0; i < n; i++) h = apply(i % 64 ? twice : thrice, h) ^ (unsigned)i;
+  return (void *)(long)h;
+}
+int main(int argc, char **argv) {
+  n = atol(argv[1]);
+  pthread_t t[2];
+  for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, worker, (void *)(i + 1));
+  unsigned long total = 0;
+  for (int i = 0; i < 2; i++) { void *r; pthread_join(t[i], &r); total += (unsigned long)r; }
+  printf("%lu\n", total);
+  return 0;
+}
+"#;
+
+#[test]
+fn a_cached_baseline_counts_per_cpu_and_records_call_targets() {
+    let dir = fresh_dir("warm-baseline-threads");
+    let job = dir.join("job.c");
+    std::fs::write(&job, THREADED_CALLS).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let cache = dir.join("cache");
+    let n: u64 = 50_000;
+    // Counted in baseline mode: per-CPU copies may lose an increment
+    // racing a preempted thread, so within 85% of the calls made.
+    let flags = [
+        "--mode",
+        "baseline",
+        "--stats",
+        "--events",
+        "--set",
+        "cache.objects=true",
+    ];
+    for expected in ["cache miss baseline", "cache hit baseline"] {
+        let run = run_in(&cache, &job, &flags, &[&n.to_string()]);
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+        let (_, calls, _) = stats_row(&run.stderr, "apply").unwrap();
+        assert!(
+            calls * 100 >= 2 * n * 85 && calls <= 2 * n,
+            "{calls} of {} calls:\n{}",
+            2 * n,
+            run.stderr
+        );
+    }
+    // Tiered, in batch mode: apply is compiled at its 20000th call, from
+    // the targets its baseline code recorded.
+    let flags = [
+        "--events",
+        "--set",
+        "cache.objects=true",
+        "--set",
+        "compiler.background=false",
+        "--set",
+        "thresholds.calls=20000",
+    ];
+    let mut outputs = Vec::new();
+    for expected in ["cache miss baseline", "cache hit baseline"] {
+        let run = run_in(&cache, &job, &flags, &[&n.to_string()]);
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("promoted call through pointer #0 in apply -> twice"),
+            "{}",
+            run.stderr
+        );
+        outputs.push(run.stdout);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let exe = dir.join("native");
+    assert!(build_native(&job, &exe, &["-pthread"]).status.success());
+    let mut native = native_command(&exe);
+    native.arg(n.to_string());
+    assert_eq!(run_with_limit(&mut native, job_limit()).stdout, outputs[0]);
+}

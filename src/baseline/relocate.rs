@@ -102,8 +102,22 @@ impl HostRegions {
 
 /// Replaces the host addresses in `module`'s code that fall in `regions`
 /// with symbol-relative constants, and defines every region the object
-/// holds; returns how many addresses it replaced.
-pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> usize {
+/// holds; returns how many addresses it replaced, and how many uses of a
+/// host region's address it could not replace (code that works in this
+/// run only: not to be kept). An error if the module already has a
+/// region's symbol, or if a use of an object region's placeholder address
+/// is left (that memory is not the run's table: the code would be wrong).
+pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> Result<(usize, usize), String> {
+    for region in &regions.0 {
+        if module.get_global(region.symbol).is_some()
+            || module.get_function(region.symbol).is_some()
+        {
+            return Err(format!(
+                "the job defines or uses {}, a name tierjit reserves",
+                region.symbol
+            ));
+        }
+    }
     let context = module.get_context();
     let mut replaced = 0;
     for instruction in instructions(module) {
@@ -129,7 +143,53 @@ pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> usize {
             symbol(module, region);
         }
     }
-    replaced
+    let left = uses_left(module, regions);
+    if let Some(region) = left
+        .iter()
+        .find(|r| matches!(r.placement, Placement::InObject { .. }))
+    {
+        return Err(format!(
+            "instrumentation used {}'s placeholder address in a form relocation does not rewrite",
+            region.symbol
+        ));
+    }
+    Ok((replaced, left.len()))
+}
+
+/// The regions whose addresses `module`'s code still names, once per use:
+/// as an `inttoptr` or a 64-bit integer constant, nested in constant
+/// expressions or not.
+fn uses_left<'r>(module: &Module<'_>, regions: &'r HostRegions) -> Vec<&'r HostRegion> {
+    fn visit<'r>(
+        value: BasicValueEnum<'_>,
+        regions: &'r HostRegions,
+        depth: usize,
+        found: &mut Vec<&'r HostRegion>,
+    ) {
+        let address = constant_address(value).or_else(|| match value {
+            BasicValueEnum::IntValue(i) if i.is_const() && i.get_type().get_bit_width() == 64 => {
+                i.get_zero_extended_constant()
+            }
+            _ => None,
+        });
+        if let Some((region, _)) = address.and_then(|a| regions.find(a)) {
+            found.push(region);
+        }
+        if depth < 8 {
+            for operand in constant_operands(value) {
+                if let Operand::Value(v) = operand {
+                    visit(v, regions, depth + 1, found);
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for operand in instructions(module).flat_map(operands) {
+        if let Operand::Value(v) = operand {
+            visit(v, regions, 0, &mut found);
+        }
+    }
+    found
 }
 
 /// How many `inttoptr` constants of an address at or above 64 KiB (where
@@ -222,7 +282,7 @@ mod tests {
             ("__tj.own", 9999872, 8, Placement::InObject { align: 128 }),
         ]);
         assert_eq!(regions.symbols(), [("__tj.table", 4096000)]);
-        assert_eq!(relocate(&module, &regions), 3);
+        assert_eq!(relocate(&module, &regions), Ok((3, 0)));
         let ir = module.print_to_string().to_string();
         assert!(ir.contains("@__tj.table = external global i8"), "{ir}");
         assert!(
@@ -239,5 +299,28 @@ mod tests {
         assert!(ir.contains("inttoptr (i64 77777777 to ptr)"), "{ir}");
         assert_eq!(absolute_addresses(&module), 1);
         assert!(module.verify().is_ok());
+    }
+
+    #[test]
+    fn an_address_relocation_cannot_rewrite_is_caught() {
+        let context = Context::create();
+        let own = Placement::InObject { align: 8 };
+        let regions = HostRegions::new(&[
+            ("__tj.own", 4096000, 64, own),
+            ("__tj.hook", 8192000, 1, Placement::Host),
+        ]);
+        // As an integer: the code would use the placeholder's memory.
+        let module = parse(&context, "define i64 @f() {\n  ret i64 4096008\n}\n");
+        assert!(relocate(&module, &regions)
+            .unwrap_err()
+            .contains("__tj.own"));
+        // A host function's address as an integer: right in this run only.
+        let module = parse(&context, "define i64 @f() {\n  ret i64 8192000\n}\n");
+        assert_eq!(relocate(&module, &regions), Ok((0, 1)));
+        // The job's own global of a reserved name.
+        let module = parse(&context, "@__tj.hook = global i8 0\n");
+        assert!(relocate(&module, &regions)
+            .unwrap_err()
+            .contains("reserves"));
     }
 }

@@ -453,11 +453,14 @@ pub fn constant_address(value: inkwell::values::BasicValueEnum<'_>) -> Option<u6
     // SAFETY: `value` is a live value; its opcode is asked for only once
     // LLVM says it is a constant expression, its operand 0 (which an
     // `inttoptr` has) read only then, and that operand's value only once
-    // LLVM says it is a constant integer; the type is read from a live value.
+    // LLVM says it is a constant integer; the address space is asked of
+    // a pointer type only (a vector `inttoptr` has a vector type).
     unsafe {
+        let ty = llvm_sys::core::LLVMTypeOf(v);
         if llvm_sys::core::LLVMIsAConstantExpr(v).is_null()
             || llvm_sys::core::LLVMGetConstOpcode(v) != llvm_sys::LLVMOpcode::LLVMIntToPtr
-            || llvm_sys::core::LLVMGetPointerAddressSpace(llvm_sys::core::LLVMTypeOf(v)) != 0
+            || llvm_sys::core::LLVMGetTypeKind(ty) != llvm_sys::LLVMTypeKind::LLVMPointerTypeKind
+            || llvm_sys::core::LLVMGetPointerAddressSpace(ty) != 0
         {
             return None;
         }

@@ -255,8 +255,6 @@ impl Drop for LlJit {
     }
 }
 
-/// A loaded object. Dropping it releases our reference to the tracker but
-/// keeps the code; `Jit::remove` frees the code.
 /// The memory of a data symbol that an object loaded in a JIT defines
 /// (see `Jit::object_data`). It keeps the JIT alive, so the memory is
 /// there for as long as the object stays loaded: for good, for an object
@@ -273,6 +271,8 @@ impl std::fmt::Debug for ObjectData {
     }
 }
 
+/// A loaded object. Dropping it releases our reference to the tracker but
+/// keeps the code; `Jit::remove` frees the code.
 pub struct LoadedObject {
     tracker: LLVMOrcResourceTrackerRef,
     /// Dropped after the tracker is released (fields drop after `drop`).
@@ -397,9 +397,11 @@ impl Jit {
         }
     }
 
-    /// Resolves a symbol, linking its object if it is not linked yet.
     /// The `bytes` bytes of data at symbol `name`, which an object loaded
-    /// here defines and must never be removed while the handle is used.
+    /// here defines. The tables built on it (`code::tables`) rely on that
+    /// object never being removed while the handle lives: only the
+    /// baseline's data is taken this way, and the version manager pins the
+    /// baseline object for the JIT's life (`VersionManager::pin`).
     pub fn object_data(&self, name: &str, bytes: usize) -> Result<ObjectData, Error> {
         Ok(ObjectData {
             address: self.lookup(name)?.get(),
@@ -408,6 +410,7 @@ impl Jit {
         })
     }
 
+    /// Resolves a symbol, linking its object if it is not linked yet.
     pub fn lookup(&self, name: &str) -> Result<CodeAddress, Error> {
         let cname = CString::new(name).map_err(|_| Error::Jit("NUL in symbol".into()))?;
         let mut addr = 0u64;

@@ -13,12 +13,16 @@
 //!   argument values) are not kept: they hold this run's addresses, and a
 //!   dominant value is for the run to find again. Nor are OSR transition
 //!   counts, which say what this run's frames did.
-//! - Decay: a function whose baseline code ran in this run gets its old
-//!   counts halved and this run's added; one that did not (it ran
-//!   optimized code from the start, or not at all) keeps its old counts,
-//!   so a profile does not fade away over warm runs that never count.
-//!   Halving keeps each function's counts a consistent flow, up to
-//!   rounding, which `ir::flow::edge_counts` absorbs (it saturates).
+//! - Decay: a function whose baseline code ran for real in this run (one
+//!   of its counts reached `substantial`, a tier-up threshold) gets its
+//!   old counts halved and this run's added. One that did not keeps its
+//!   old counts: it ran optimized code from the start, or baseline code
+//!   only until its background compile landed, or not at all; so a
+//!   profile does not fade over warm runs that count little, and functions
+//!   keep their weights relative to each other. A function the profile
+//!   has no counts for takes this run's, however few. Halving keeps each
+//!   function's counts a consistent flow, up to rounding, which
+//!   `ir::flow::edge_counts` absorbs (it saturates).
 //! - Hot functions: each function that had an optimized version or an OSR
 //!   continuation, with whether its loops needed OSR (a call that runs for
 //!   long), whether its version speculated (promoted calls, a value
@@ -150,26 +154,32 @@ impl StoredProfile {
     }
 
     /// This profile with one more run merged in: `live` reads that run's
-    /// count of a counter (`functions` from `count_counters`), `hot_now`
-    /// lists the functions it optimized (see the module's doc for the
-    /// decay and the hot list).
+    /// count of a counter (`functions` from `count_counters`), a function
+    /// ran for real if one of its counts reached `substantial`, and
+    /// `hot_now` lists the functions the run optimized (see the module's
+    /// doc for the decay and the hot list).
     pub fn merged(
         &self,
         functions: &[(FunctionId, Vec<CounterId>)],
         live: impl Fn(CounterId) -> u64,
+        substantial: u64,
         hot_now: Vec<HotFunction>,
     ) -> StoredProfile {
         let old = self.prior();
         let mut counts = BTreeMap::new();
         for (_, counters) in functions {
             let now: Vec<u64> = counters.iter().map(|&c| live(c)).collect();
-            let ran = now.iter().any(|&n| n > 0);
-            for (&c, &n) in counters.iter().zip(&now) {
-                let before = old.get(c.index()).copied().unwrap_or(0);
-                let count = if ran {
-                    (before / 2).saturating_add(n)
-                } else {
-                    before
+            let before: Vec<u64> = counters
+                .iter()
+                .map(|c| old.get(c.index()).copied().unwrap_or(0))
+                .collect();
+            let known = before.iter().any(|&b| b > 0);
+            let ran = now.iter().any(|&n| n >= substantial.max(1));
+            for ((&c, &n), &before) in counters.iter().zip(&now).zip(&before) {
+                let count = match (known, ran) {
+                    (false, _) => n,
+                    (true, true) => (before / 2).saturating_add(n),
+                    (true, false) => before,
                 };
                 if count > 0 {
                     counts.insert(c.index(), count);
@@ -221,19 +231,23 @@ mod tests {
     }
 
     #[test]
-    fn a_function_that_ran_halves_its_old_counts_one_that_did_not_keeps_them() {
+    fn a_function_that_ran_for_real_halves_its_old_counts_others_keep_them() {
+        // A first run takes what it counted, however little.
         let first = StoredProfile::empty(6).merged(
             &functions(),
             |c| [100, 40, 10, 6, 99, 99][c.index()],
+            1000,
             vec![hot("f", false, Some("k1"))],
         );
         // Counters 4 and 5 are not counts (a value table, say): not kept.
         assert_eq!(first.counts, vec![(0, 100), (1, 40), (2, 10), (3, 6)]);
         assert_eq!(first.runs, 1);
-        // The second run: f ran baseline code again, g did not.
+        // The second run: f ran baseline code again (20 calls reach the
+        // threshold of 20), g a little (5 of its 20), which is not counted.
         let second = first.merged(
             &functions(),
-            |c| [20, 8, 0, 0, 0, 0][c.index()],
+            |c| [20, 8, 5, 1, 0, 0][c.index()],
+            20,
             vec![hot("g", true, None)],
         );
         assert_eq!(second.counts, vec![(0, 70), (1, 28), (2, 10), (3, 6)]);
@@ -247,11 +261,15 @@ mod tests {
 
     #[test]
     fn a_hot_function_keeps_what_earlier_runs_learned_about_it() {
-        let first =
-            StoredProfile::empty(4).merged(&functions(), |_| 0, vec![hot("f", true, Some("old"))]);
+        let first = StoredProfile::empty(4).merged(
+            &functions(),
+            |_| 0,
+            1,
+            vec![hot("f", true, Some("old"))],
+        );
         let mut again = hot("f", false, None);
         again.speculated = true;
-        let second = first.merged(&functions(), |_| 0, vec![again]);
+        let second = first.merged(&functions(), |_| 0, 1, vec![again]);
         let f = second.hot_function("f").unwrap();
         assert!(f.long_running, "once long-running, it stays so");
         assert!(f.speculated, "the last version's speculation counts");
@@ -262,7 +280,7 @@ mod tests {
     #[test]
     fn only_a_profile_of_this_layout_decodes() {
         let profile =
-            StoredProfile::empty(4).merged(&functions(), |c| c.index() as u64 + 1, vec![]);
+            StoredProfile::empty(4).merged(&functions(), |c| c.index() as u64 + 1, 1, vec![]);
         let bytes = profile.encode();
         assert_eq!(StoredProfile::decode(&bytes, 4), Ok(profile.clone()));
         assert!(StoredProfile::decode(&bytes, 5)

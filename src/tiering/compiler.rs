@@ -949,13 +949,12 @@ fn compile_and_install<'s>(
         cache.put(Kind::Object, key, &entry);
     }
     // What the next run's warm start loads before `main`: a version alone
-    // in its object, as it requests them.
-    if let (Some(warm), None, FromCache::Hit(key) | FromCache::Miss(key)) =
-        (&shared.warm, osr, &from_cache)
+    // in its object, as it requests them, and numbered as its request's
+    // will be (the first; the number is in the symbols, so in the key).
+    if let (Some(warm), None, Some(1), FromCache::Hit(key) | FromCache::Miss(key)) =
+        (&shared.warm, osr, whole_version, &from_cache)
     {
-        if whole.is_some() {
-            warm.object_kept(id, key);
-        }
+        warm.object_kept(id, key);
     }
     let view = shared.profile_view();
     let speculated: Vec<(&str, String)> = speculation

@@ -146,12 +146,15 @@ pub fn install_before_main(shared: &Shared) {
         };
         let wait = cached || hot.long_running;
         let (done, finished) = crossbeam_channel::bounded::<()>(0);
+        // What this run counted so far (nothing yet, as `--events` shows).
+        let (calls, backedges) = shared.function_counts(id);
         let request = CompileRequest {
             done: wait.then_some(done),
-            ..CompileRequest::new(id, None, 0, 0, now)
+            ..CompileRequest::new(id, None, calls, backedges, now)
         };
-        // Background requests go ahead of the profiler's: they are known
-        // to be hot.
+        // Queued at the top; the profiler re-ranks background requests
+        // at its next tick by what this run does (waited-on ones always
+        // go first).
         if shared.requests.push(request, f64::MAX).is_err() {
             shared.versions.cancel_request(unit, TierUpState::Cold);
             continue;
@@ -168,10 +171,28 @@ pub fn install_before_main(shared: &Shared) {
     }
     // Each returns when its compile has finished (its `done` dropped),
     // installed or not: a failure leaves the function on baseline code.
+    // Bounded: with no compiler thread (one could not be started) nothing
+    // would ever finish them, and a board may take long over a big
+    // function; past the bound `main` starts and the compiles go on.
+    let deadline = Instant::now() + WAIT_LIMIT;
     for finished in waits {
-        let _ = finished.recv();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(crossbeam_channel::RecvTimeoutError::Timeout) = finished.recv_timeout(left) {
+            shared.metrics.note(
+                "warm",
+                &shared.job_path.display().to_string(),
+                &format!(
+                    "main starts after {} s without the rest of last run's hot functions; they are still compiling",
+                    WAIT_LIMIT.as_secs()
+                ),
+            );
+            return;
+        }
     }
 }
+
+/// How long `main` waits, at most, for the compiles it waits for.
+const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Stores the profile with this run merged in. Best effort, at the end
 /// of the run (after the background threads were told to stop).
@@ -205,8 +226,16 @@ pub fn keep(shared: &Shared) {
         });
     }
     let functions = store::count_counters(layout);
-    let merged = warm
-        .earlier
-        .merged(&functions, |c| shared.counters.read(c), hot_now);
+    // A function ran for real if one of its counts reached a tier-up
+    // threshold: not one that ran baseline code for a few milliseconds
+    // before its background compile landed.
+    let thresholds = &shared.config.thresholds;
+    let substantial = thresholds.calls.min(thresholds.backedges);
+    let merged = warm.earlier.merged(
+        &functions,
+        |c| shared.counters.read(c),
+        substantial,
+        hot_now,
+    );
     warm.cache.put(Kind::Profile, &warm.key, &merged.encode());
 }

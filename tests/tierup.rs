@@ -482,25 +482,34 @@ fn threads_count_into_their_cpus_copies() {
         "threaded_calls.c",
         &THREADED_CALLS.replace("3000000", &per_thread.to_string()),
     );
-    let baseline = run_tierjit(&path, &["--mode", "baseline", "--stats"], &[]);
-    assert_eq!(baseline.status, Some(0), "{}", baseline.stderr);
-    let total: u64 = baseline
-        .stdout
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let (_, counted, _) = stats_row(&baseline.stderr, "work").expect("work in --stats");
+    // Threads on one CPU lose counts only when preempted (or moved to
+    // another CPU) between the load and the store of an increment, and
+    // then up to the rest of the other thread's calls on that CPU: rare on
+    // an idle machine, but on two cores busy with the other tests of this
+    // binary a run in three or four lost a quarter or more (seen with 64%
+    // and even 50%). One shared copy loses about a third in every run.
+    // So: the best of three runs.
+    let mut runs = Vec::new();
+    let (baseline, counted, total) = loop {
+        let baseline = run_tierjit(&path, &["--mode", "baseline", "--stats"], &[]);
+        assert_eq!(baseline.status, Some(0), "{}", baseline.stderr);
+        let total: u64 = baseline
+            .stdout
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (_, counted, _) = stats_row(&baseline.stderr, "work").expect("work in --stats");
+        runs.push(counted);
+        if counted * 100 >= total * 85 || runs.len() == 3 {
+            break (baseline, counted, total);
+        }
+    };
     if !baseline.stderr.contains("counters: one copy\n") {
-        // Threads on one CPU lose counts only when preempted (or moved to
-        // another CPU) in the middle of an increment, and then up to a
-        // time slice of the other thread's: rare, but less so on a machine
-        // busy with other tests (under 99% was seen once, under 95% once
-        // in a full `cargo test`). One shared copy loses about a third.
         assert!(
             counted * 100 >= total * 85,
-            "{counted} of {total} calls counted:\n{}",
+            "{runs:?} of {total} calls counted in three runs:\n{}",
             baseline.stderr
         );
     } else {

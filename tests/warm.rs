@@ -504,7 +504,7 @@ fn starts_on_last_runs_code(name: &str, job: &Path) {
     for function in ["kernel", "mix", "main"] {
         assert!(
             third.stderr.contains(&format!(
-                "warm {function}: installing before main: its object is in the cache"
+                "warm {function}: installing before main: last run kept its object in the cache"
             )),
             "{}",
             third.stderr
@@ -862,4 +862,53 @@ fn a_cached_baseline_counts_per_cpu_and_records_call_targets() {
     let mut native = native_command(&exe);
     native.arg(n.to_string());
     assert_eq!(run_with_limit(&mut native, job_limit()).stdout, outputs[0]);
+}
+
+/// The cache is tierjit's business: a job that lowers its file-size limit
+/// or changes directory ends as it would natively and keeps its cache.
+#[test]
+fn a_job_s_file_size_limit_or_working_directory_does_not_reach_the_cache() {
+    let dir = fresh_dir("warm-hostile-process");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let job = dir.join("job.c");
+    std::fs::write(
+        &job,
+        format!(
+            "#include <stdio.h>\n#include <unistd.h>\n#include <sys/resource.h>\n__attribute__((noinline)) unsigned f(unsigned x) {{ return x * 31 + 7; }}\nint main(void) {{\n  struct rlimit small = {{100, 100}};\n  setrlimit(RLIMIT_FSIZE, &small);\n  if (chdir(\"{}\") != 0) return 1;\n  unsigned h = 0;\n  for (int i = 0; i < 200000; i++) h = f(h);\n  printf(\"%u\\n\", h);\n  return 3;\n}}\n",
+            elsewhere.display()
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Relative to where tierjit starts, not to where the job goes.
+    let run = || {
+        let mut cmd = tierjit_command();
+        cmd.current_dir(&dir)
+            .env("TIERJIT_CACHE_DIR", "cache")
+            .args(["run", "job.c", "--events", "--set", "cache.objects=true"])
+            .args(["--set", "cache.profiles=true"]);
+        run_with_limit(&mut cmd, job_limit())
+    };
+    let first = run();
+    assert_eq!(first.status, Some(3), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("File too large") && first.stderr.contains("nothing is stored"),
+        "{}",
+        first.stderr
+    );
+    assert!(!elsewhere.join("cache").exists());
+    let stored_before_the_job: Vec<_> = std::fs::read_dir(dir.join("cache/c"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(stored_before_the_job.len(), 1);
+    let second = run();
+    assert_eq!(second.status, Some(3), "{}", second.stderr);
+    assert_eq!(second.stdout, first.stdout);
+    assert!(
+        second.stderr.contains("cache hit front end"),
+        "{}",
+        second.stderr
+    );
 }

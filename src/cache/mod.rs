@@ -247,10 +247,14 @@ impl Cache {
         let dir = self.root.join(kind.dir());
         let file = entry::encode(kind.dir(), key, payload);
         let temporary = dir.join(format!("{key}.{}.tmp", unique_suffix()));
-        let written = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::File::create(&temporary))
-            .and_then(|mut f| f.write_all(&file))
-            .and_then(|()| std::fs::rename(&temporary, dir.join(key)));
+        // The job may have lowered RLIMIT_FSIZE: past it the write fails
+        // (EFBIG, which turns storing off) instead of killing the job.
+        let written = crate::code::without_file_size_signal(|| {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::File::create(&temporary))
+                .and_then(|mut f| f.write_all(&file))
+                .and_then(|()| std::fs::rename(&temporary, dir.join(key)))
+        });
         match written {
             Ok(()) => {
                 // Relaxed: a running total, read at exit by this thread
@@ -458,18 +462,22 @@ pub struct EntryFile {
 
 /// The cache directory: `dir` if set, else `$TIERJIT_CACHE_DIR` (empty:
 /// no cache), else `$XDG_CACHE_HOME/tierjit`, else `~/.cache/tierjit`.
+/// A relative path is made absolute here, once: the job may change the
+/// working directory while runs store entries.
 pub fn location(dir: &str) -> Option<PathBuf> {
-    if !dir.is_empty() {
-        return Some(PathBuf::from(dir));
-    }
-    match std::env::var_os(CACHE_DIR_ENV) {
-        Some(dir) if dir.is_empty() => None,
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-            Some(xdg) => Some(PathBuf::from(xdg).join("tierjit")),
-            None => Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/tierjit")),
-        },
-    }
+    let chosen = if !dir.is_empty() {
+        PathBuf::from(dir)
+    } else {
+        match std::env::var_os(CACHE_DIR_ENV) {
+            Some(dir) if dir.is_empty() => return None,
+            Some(dir) => PathBuf::from(dir),
+            None => match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+                Some(xdg) => PathBuf::from(xdg).join("tierjit"),
+                None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/tierjit"),
+            },
+        }
+    };
+    Some(std::path::absolute(&chosen).unwrap_or(chosen))
 }
 
 /// Entries larger than this are not read (a file put there by mistake,
@@ -533,6 +541,7 @@ fn lasting(e: &std::io::Error) -> bool {
                 libc::ENOSPC,
                 libc::EDQUOT,
                 libc::ENOTDIR,
+                libc::EFBIG,
             ]
             .contains(&code)
         })

@@ -430,3 +430,41 @@ fn exit_job(status: c_int) -> ! {
     // handlers, `at_job_exit` last, which never returns.
     unsafe { libc::exit(status) }
 }
+
+/// Runs `write` (a write of tierjit's own file, such as a cache entry)
+/// with SIGXFSZ blocked on this thread: a job may lower `RLIMIT_FSIZE`,
+/// and a write past it must fail with `EFBIG`, never end the job with
+/// SIGXFSZ. The signal a failed write raised for this thread is taken
+/// back before the mask is restored.
+pub fn without_file_size_signal<T>(
+    write: impl FnOnce() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    // SAFETY: plain sigset manipulation on a zeroed local set; the mask
+    // changed is this thread's alone and is restored before returning.
+    let (set, old) = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGXFSZ);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        (set, old)
+    };
+    let result = write();
+    if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EFBIG)) {
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: waits for nothing (zero timeout) and only consumes the
+        // SIGXFSZ the failed write generated for this thread, while it is
+        // still blocked here; no siginfo is asked for.
+        unsafe {
+            libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
+        }
+    }
+    // SAFETY: restores this thread's mask as it was.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    result
+}

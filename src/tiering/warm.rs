@@ -160,7 +160,7 @@ pub fn install_before_main(shared: &Shared) {
             continue;
         }
         let why = match (cached, hot.long_running) {
-            (true, _) => "installing before main: its object is in the cache",
+            (true, _) => "installing before main: last run kept its object in the cache",
             (false, true) => "compiling before main: a call of it ran long last run",
             (false, false) => "compiling from the start, in the background: hot last run",
         };

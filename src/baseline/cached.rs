@@ -16,9 +16,7 @@
 //! - the LLVM options tierjit applied, the LLVM version, and this build of
 //!   tierjit (its instrumentation is its code).
 
-use sha2::{Digest, Sha256};
-
-use crate::cache::entry::hex;
+use crate::cache::key::KeyHash;
 use crate::config::Config;
 
 use super::relocate::HostRegions;
@@ -37,22 +35,12 @@ pub fn key(
     regions: &HostRegions,
     config: &Config,
 ) -> String {
-    let mut hash = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        hash.update((bytes.len() as u64).to_le_bytes());
-        hash.update(bytes);
-    };
-    field(FORMAT.as_bytes());
-    field(env!("TIERJIT_BUILD_ID").as_bytes());
-    field(bitcode);
-    field(instrumentation.as_bytes());
-    field(regions.describe().as_bytes());
-    field(config.target.cpu.as_bytes());
-    field(config.target.features.as_bytes());
-    field(crate::code::applied_llvm_options().as_bytes());
-    let (major, minor, patch) = inkwell::support::get_llvm_version();
-    field(format!("{major}.{minor}.{patch}").as_bytes());
-    hex(&hash.finalize())
+    let mut key = KeyHash::new(FORMAT);
+    key.field(bitcode)
+        .field(instrumentation.as_bytes())
+        .field(regions.describe().as_bytes())
+        .code_generation(config);
+    key.finish()
 }
 
 #[cfg(test)]

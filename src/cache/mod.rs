@@ -26,6 +26,7 @@
 //! when runs end together), for `tierjit cache` to sum.
 
 pub mod entry;
+pub mod key;
 mod usage;
 
 use std::collections::BTreeMap;

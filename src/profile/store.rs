@@ -35,9 +35,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::cache::entry::hex;
+use crate::cache::key::KeyHash;
 use crate::ids::{CounterId, FunctionId};
 use crate::ir::flow::EdgeSource;
 use crate::ir::layout::JobLayout;
@@ -76,17 +75,9 @@ pub struct HotFunction {
 /// The key of the profile of a module whose canonical bitcode is
 /// `bitcode` and whose counter table has `counters` entries.
 pub fn key(bitcode: &[u8], counters: usize) -> String {
-    let mut hash = Sha256::new();
-    for field in [
-        FORMAT.as_bytes(),
-        env!("TIERJIT_BUILD_ID").as_bytes(),
-        &(counters as u64).to_le_bytes(),
-        bitcode,
-    ] {
-        hash.update((field.len() as u64).to_le_bytes());
-        hash.update(field);
-    }
-    hex(&hash.finalize())
+    let mut key = KeyHash::new(FORMAT);
+    key.field(&(counters as u64).to_le_bytes()).field(bitcode);
+    key.finish()
 }
 
 /// Per function, the counters that hold counts (entries, back-edges,

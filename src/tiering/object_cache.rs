@@ -35,9 +35,7 @@
 //! Symbols an object refers to (stubs, the job's globals, runtime
 //! helpers) are resolved by name when it is loaded, in this run.
 
-use sha2::{Digest, Sha256};
-
-use crate::cache::entry::hex;
+use crate::cache::key::KeyHash;
 use crate::config::Config;
 use crate::ids::FunctionId;
 use crate::profile::{BuiltBranches, Speculation};
@@ -59,43 +57,32 @@ pub struct ObjectRequest<'a> {
 
 /// The key of the object `request` describes.
 pub fn key(request: &ObjectRequest<'_>, config: &Config) -> String {
-    let mut hash = Sha256::new();
-    let mut field = |bytes: &[u8]| {
-        // Length-prefixed, so ("ab","c") and ("a","bc") differ.
-        hash.update((bytes.len() as u64).to_le_bytes());
-        hash.update(bytes);
-    };
-    field(FORMAT.as_bytes());
-    // This build's sources (see build.rs): what tierjit does to a module
-    // after the digest (continuations, peeling, self-calls), the pass
-    // pipeline and the baseline's transfer records all come from them.
-    field(env!("TIERJIT_BUILD_ID").as_bytes());
-    field(&request.digest);
+    // The build (in `KeyHash::new`): what tierjit does to a module after
+    // the digest (continuations, peeling, self-calls), the pass pipeline
+    // and the baseline's transfer records all come from its sources.
+    let mut key = KeyHash::new(FORMAT);
+    key.field(&request.digest);
     for symbol in request.symbols {
-        field(symbol.as_bytes());
+        key.field(symbol.as_bytes());
     }
-    field(format!("{:?}", request.loop_index).as_bytes());
     let BuildOptions {
         opt_level,
         inline_limit,
         direct_self_calls,
         digest: _,
     } = request.options;
-    field(format!("{opt_level} {inline_limit} {direct_self_calls}").as_bytes());
     let pgo = &config.pgo;
-    field(
-        format!(
-            "{} {} {}",
-            pgo.profile_metadata, pgo.call_promotion, pgo.value_specialization
+    key.field(format!("{:?}", request.loop_index).as_bytes())
+        .field(format!("{opt_level} {inline_limit} {direct_self_calls}").as_bytes())
+        .field(
+            format!(
+                "{} {} {}",
+                pgo.profile_metadata, pgo.call_promotion, pgo.value_specialization
+            )
+            .as_bytes(),
         )
-        .as_bytes(),
-    );
-    field(config.target.cpu.as_bytes());
-    field(config.target.features.as_bytes());
-    field(crate::code::applied_llvm_options().as_bytes());
-    let (major, minor, patch) = inkwell::support::get_llvm_version();
-    field(format!("{major}.{minor}.{patch}").as_bytes());
-    hex(&hash.finalize())
+        .code_generation(config);
+    key.finish()
 }
 
 /// An entry's payload: the branch counts the code was laid out from

@@ -146,10 +146,10 @@ pub fn osr_now_address() -> usize {
 /// shared C library does not export them; jobs get these, registered with
 /// the process (tierjit's binary links the static versions).
 extern "C" fn job_atexit(handler: extern "C" fn()) -> c_int {
-    // SAFETY: registering a function pointer supplied by the job, exactly
-    // as its own call to atexit would; it stays valid because job code is
-    // never freed before exit.
-    unsafe { libc::atexit(handler) }
+    // A function pointer supplied by the job, registered as its own call to
+    // atexit would; it stays valid because job code is never freed before
+    // exit.
+    super::process::at_exit(handler)
 }
 
 extern "C" {
@@ -415,8 +415,6 @@ pub fn run_at_exit(entry: CodeAddress) {
     // SAFETY: as `call_void`; a job's code (`tierjit run`, the only caller)
     // is never freed before exit, so the pointer stays valid until libc
     // calls it.
-    unsafe {
-        let f: extern "C" fn() = std::mem::transmute(entry.get());
-        libc::atexit(f);
-    }
+    let f: extern "C" fn() = unsafe { std::mem::transmute(entry.get()) };
+    super::process::at_exit(f);
 }

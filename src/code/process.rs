@@ -13,11 +13,12 @@
 //!   and ends the process with `_exit`. Background compiler threads are
 //!   neither joined nor awaited: a compile in flight is abandoned, and
 //!   LLVM's own static destructors never run under a thread still using
-//!   LLVM. Those registered when libLLVM was loaded come earlier and so
+//!   LLVM. Those registered when LLVM was loaded come earlier and so
 //!   after this handler, never; those of function-local statics that a
 //!   compiler thread first uses while the job runs would come later and run
-//!   first, so `__cxa_atexit` (exported by the tierjit binary, see
-//!   build.rs) drops libLLVM's registrations once the job has started.
+//!   first, so `__cxa_atexit` (the binary's own, which LLVM linked into it
+//!   calls; exported for a dynamically linked libLLVM, see build.rs) drops
+//!   LLVM's registrations once the job has started.
 //! - Name. `error(3)`, `err(3)` and friends print the program's name
 //!   (`program_invocation_name`); that is the job's `argv[0]`, not tierjit.
 //! - `pthread_exit` from `main` ends that thread and the process goes on
@@ -319,8 +320,9 @@ pub fn enter_job(shutdown: ShutdownHook, argv0: &std::ffi::OsStr) {
 }
 
 /// Registers exit-time destructors, as the C library's `__cxa_atexit`
-/// does, except libLLVM's once the job has started (see the module doc).
-/// The tierjit binary exports it, so libLLVM's calls come here.
+/// does, except LLVM's once the job has started (see the module doc).
+/// LLVM linked statically calls it; the tierjit binary exports it, so a
+/// dynamically linked libLLVM's calls come here too.
 ///
 /// # Safety
 /// As the C library's: `func` must be callable with `arg` at exit.
@@ -331,11 +333,24 @@ pub unsafe extern "C" fn __cxa_atexit(
     dso: *mut c_void,
 ) -> c_int {
     // Relaxed: see `enter_job` and `embedding_started`; a registration
-    // racing either is one libLLVM made before compiler threads existed.
+    // racing either is one LLVM made before compiler threads existed.
     let compiling = JOB_PID.load(Ordering::Relaxed) != 0 || EMBEDDING.load(Ordering::Relaxed);
     if compiling && is_llvm(dso) {
         return 0;
     }
+    // SAFETY: the caller's arguments, passed on unchanged.
+    unsafe { libc_cxa_atexit(func, arg, dso) }
+}
+
+/// The C library's `__cxa_atexit`, the one tierjit's stands in front of.
+///
+/// # Safety
+/// As `__cxa_atexit`.
+unsafe fn libc_cxa_atexit(
+    func: extern "C" fn(*mut c_void),
+    arg: *mut c_void,
+    dso: *mut c_void,
+) -> c_int {
     type CxaAtexit =
         unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, *mut c_void) -> c_int;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -358,34 +373,51 @@ pub unsafe extern "C" fn __cxa_atexit(
     }
 }
 
+/// Registers `handler` to run at exit, as `atexit` does, past the filter
+/// in `__cxa_atexit`: `atexit` passes its caller's `__dso_handle` on, and
+/// where LLVM is linked statically tierjit's image is LLVM's, whose
+/// registrations are dropped once the job runs. For the job's own `atexit`
+/// calls and tierjit's.
+pub fn at_exit(handler: extern "C" fn()) -> c_int {
+    extern "C" fn call(handler: *mut c_void) {
+        // SAFETY: `handler` is the `extern "C" fn()` `at_exit` registered,
+        // passed back unchanged.
+        let handler: extern "C" fn() = unsafe { std::mem::transmute(handler) };
+        handler();
+    }
+    // SAFETY: a plain function and its argument, callable at exit; no
+    // shared object owns them (a null handle: never unloaded).
+    unsafe { libc_cxa_atexit(call, handler as *mut c_void, std::ptr::null_mut()) }
+}
+
 /// Set once an embedding engine exists (see `embedding_started`).
 static EMBEDDING: AtomicBool = AtomicBool::new(false);
 
 /// A program embeds tierjit (an engine was made): its compiler threads may
-/// be inside LLVM when the process exits, and libLLVM's exit-time
+/// be inside LLVM when the process exits, and LLVM's exit-time
 /// destructors must not run under them. So `stop_compilers` is registered
-/// with `atexit` now, after the destructors libLLVM registered when it was
+/// with `atexit` now, after the destructors LLVM registered when it was
 /// loaded, and so runs before them: it stops every engine's compiler
 /// threads and waits for the compiles in flight. Destructors of LLVM's
 /// function-local statics, registered later (when a compile first uses
 /// one), would run before it: `__cxa_atexit` drops them from now on, where
-/// this library's definition is the one libLLVM calls (a C program linked
-/// with libtierjit.so; in a Rust program, the C library's is, and such a
-/// late registration stays: a compile in flight at exit may still meet
-/// one).
+/// this library's definition is the one LLVM calls (libtierjit.so, which
+/// holds LLVM; a Rust program linking LLVM statically; not a Rust program
+/// on a shared libLLVM, whose late registrations stay: a compile in flight
+/// at exit may still meet one).
 pub fn embedding_started(stop_compilers: extern "C" fn()) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        at_exit(stop_compilers);
         // Relaxed: read by `__cxa_atexit`, which needs no ordering with
         // anything else (see there).
         EMBEDDING.store(true, Ordering::Relaxed);
-        // SAFETY: registers a plain function; libc calls it at most once,
-        // during `exit`.
-        unsafe { libc::atexit(stop_compilers) };
     });
 }
 
-/// Whether `dso` (a `__dso_handle`) is libLLVM's.
+/// Whether `dso` (a `__dso_handle`) is LLVM's: libLLVM's, or the image
+/// LLVM is linked into statically (the tierjit binary, libtierjit.so or
+/// an embedding program; see build.rs).
 fn is_llvm(dso: *mut c_void) -> bool {
     let base = |address: *const c_void| {
         // SAFETY: Dl_info is plain old data (pointers and integers), for

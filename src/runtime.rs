@@ -803,6 +803,13 @@ fn load_baseline(
         sharding,
     )
     .map_err(bad)?;
+    // Optimized versions name the job's counters (the value tables their
+    // promoted calls record into) by this symbol, so that their objects
+    // hold no address of the run (see `tiering::object_cache`).
+    jit.define_absolute(&[(
+        crate::tiering::object_cache::JOB_COUNTERS_SYMBOL,
+        counters.memory().0,
+    )])?;
     Ok(LoadedBaseline {
         jit,
         object: loaded,

@@ -287,45 +287,90 @@ fn a_damaged_or_foreign_object_is_never_run() {
     );
 }
 
+/// `fixture` (of tests/fixtures) run twice with `args` in one cache, in
+/// batch mode with the PGO tests' thresholds: both runs' stderr, once each
+/// run's output was checked against a native build's.
+fn speculating_runs(name: &str, fixture: &str, args: &[&str]) -> [String; 2] {
+    let dir = fresh_dir(&format!("warm-{name}"));
+    let source = fixtures_dir().join(fixture);
+    let flags = [
+        "--events",
+        "--stats",
+        "--set",
+        "thresholds.calls=400",
+        "--set",
+        "thresholds.backedges=1000000000000",
+        "--set",
+        "compiler.background=false",
+        "--set",
+        "cache.objects=true",
+    ];
+    let exe = dir.join("native");
+    assert!(build_native(&source, &exe, &[]).status.success());
+    let mut native = native_command(&exe);
+    native.args(args);
+    let expected = run_with_limit(&mut native, job_limit()).stdout;
+    [(); 2].map(|_| {
+        let run = run_in(&dir.join("cache"), &source, &flags, args);
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        assert_eq!(run.stdout, expected, "{}", run.stderr);
+        run.stderr
+    })
+}
+
+/// The index of the first line of `stderr` at or after `from` that
+/// contains `needle`.
+fn line_after(stderr: &str, from: usize, needle: &str) -> usize {
+    stderr
+        .lines()
+        .skip(from)
+        .position(|l| l.contains(needle))
+        .map(|i| i + from)
+        .unwrap_or_else(|| panic!("no `{needle}` after line {from}:\n{stderr}"))
+}
+
 #[test]
-fn speculating_builds_are_not_kept() {
-    // kernel is specialized for the value its first argument always has:
-    // its guard holds this run's table addresses.
-    let dir = fresh_dir("warm-speculation");
-    let job = dir.join("job.c");
-    std::fs::write(
-        &job,
-        "#include <stdio.h>\nunsigned kernel(unsigned stride, unsigned x) { for (unsigned i = 0; i < 64; i += stride) x = x * 31 + i; return x; }\nint main(void) { unsigned h = 0; for (int i = 0; i < 3000; i++) h = kernel(4, h); printf(\"%u\\n\", h); return 0; }\n",
-    )
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let run = |_: ()| {
-        let flags = [
-            "--events",
-            "--set",
-            "compiler.background=false",
-            "--set",
-            "thresholds.calls=400",
-            "--set",
-            "cache.objects=true",
-        ];
-        run_in(&dir.join("cache"), &job, &flags, &[])
-    };
-    let first = run(());
-    assert_eq!(first.status, Some(0), "{}", first.stderr);
-    assert!(
-        first
-            .stderr
-            .contains("cache kernel.tj1.guard: not kept in the cache: a guarded version holds this run's table addresses"),
-        "{}",
-        first.stderr
+fn a_specialized_version_is_kept_and_counts_into_this_runs_guard() {
+    // kernel's stride is 4, then 2: the first version is specialized for 4.
+    let per_phase = (300_000 * workload_scale()).to_string();
+    let [first, second] = speculating_runs("specialized", "pgo_phases.c", &[&per_phase, "2"]);
+    let specialized = "kernel specialized for arg1 == 4096 && arg2 == 4";
+    for stderr in [&first, &second] {
+        line_after(stderr, 0, specialized);
+    }
+    line_after(&first, 0, "cache miss optimized kernel.tj1.guard");
+    // The second run loads it, and its guard's misses, and the values they
+    // had, reach this run's tables: the profiler sees the new phase.
+    let hit = line_after(&second, 0, "cache hit optimized kernel.tj1.guard");
+    line_after(
+        &second,
+        hit,
+        "new phase: respecializing for arg1 == 4096 && arg2 == 2",
     );
-    let second = run(());
-    assert_eq!(second.stdout, first.stdout);
+    // The replacement, built from this run's profile, is never looked up.
     assert!(
-        !second.stderr.contains("cache hit optimized kernel"),
-        "{}",
-        second.stderr
+        !second.contains("cache hit optimized kernel.tj2"),
+        "{second}"
+    );
+}
+
+#[test]
+fn promoted_calls_are_kept_and_count_into_this_runs_tables() {
+    // apply's callback is cube, then negate: the first version promotes
+    // cube.
+    let [first, second] =
+        speculating_runs("promoted", "pgo_callbacks.c", &["cube", "120000", "4096"]);
+    let promoted = "pgo apply: promoted call through pointer #0 in apply -> cube (100%)";
+    line_after(&first, 0, "cache miss optimized apply.tj1");
+    let hit = line_after(&second, 0, "cache hit optimized apply.tj1");
+    line_after(&second, hit, promoted);
+    // Its fallback counter and the targets the fallback recorded are this
+    // run's: the new target is promoted.
+    let missed = line_after(&second, hit, "pgo apply: promoted calls took the fallback");
+    line_after(
+        &second,
+        missed,
+        "pgo apply: promoted call through pointer #0 in apply -> negate",
     );
 }
 
@@ -547,6 +592,104 @@ fn a_warm_run_starts_on_last_runs_optimized_code() {
     );
     assert!(!edited.stderr.contains(" warm "), "{}", edited.stderr);
     assert_ne!(edited.stdout, expected);
+}
+
+/// kernel is called with one stride per run (argv[2]), apply mostly with
+/// twice.
+const SPECULATING_JOB: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+static int data[64];
+__attribute__((noinline)) long kernel(const int *a, long n, int stride) {
+  long s = 0;
+  for (long i = 0; i < n; i += stride) s += (long)a[i] * (i % 7 + 1);
+  return s;
+}
+static long twice(long x) { return 2 * x + 1; }
+static long thrice(long x) { return 3 * x; }
+__attribute__((noinline)) long apply(long (*f)(long), long x) { return f(x); }
+int main(int argc, char **argv) {
+  long n = atol(argv[1]);
+  int stride = atoi(argv[2]);
+  for (int i = 0; i < 64; i++) data[i] = (i * 37) % 101 - 50;
+  long s = 0, h = 1;
+  for (long i = 0; i < n; i++) {
+    s += kernel(data, 64, stride);
+    h = apply(i % 64 ? twice : thrice, h) & 0xffffff;
+  }
+  printf("%ld %ld\n", s, h);
+  return 0;
+}
+"#;
+
+#[test]
+fn a_warm_run_starts_on_last_runs_speculating_versions() {
+    let dir = fresh_dir("warm-speculating");
+    let job = dir.join("job.c");
+    std::fs::write(&job, SPECULATING_JOB).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let exe = dir.join("native");
+    assert!(build_native(&job, &exe, &[]).status.success());
+    let n = (3_000_000 * workload_scale()).to_string();
+    // Background tier-up, no OSR (main stays on baseline code).
+    let flags = [
+        "--events",
+        "--stats",
+        "--set",
+        "cache.profiles=true",
+        "--set",
+        "cache.objects=true",
+        "--set",
+        "thresholds.calls=1000",
+        "--set",
+        "thresholds.backedges=1000000000000",
+    ];
+    let run = |stride: &str| {
+        let run = run_in(&dir.join("cache"), &job, &flags, &[&n, stride]);
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        let mut native = native_command(&exe);
+        native.args([&n, stride]);
+        let expected = run_with_limit(&mut native, job_limit()).stdout;
+        assert_eq!(run.stdout, expected, "{}", run.stderr);
+        run.stderr
+    };
+    let specialized = "kernel specialized for arg1 == 64 && arg2 == 4";
+    let promoted = "pgo apply: promoted call through pointer #0 in apply -> twice";
+    let cold = run("4");
+    line_after(&cold, 0, specialized);
+    line_after(&cold, 0, promoted);
+    // The second run builds the same versions before main, from what the
+    // profile kept of their speculation: the cached objects. Their code
+    // runs from the first call.
+    let warm = run("4");
+    for function in ["kernel", "apply"] {
+        line_after(
+            &warm,
+            0,
+            &format!(
+                "warm {function}: installing before main: last run kept its object in the cache"
+            ),
+        );
+        assert_eq!(
+            stats_row(&warm, function),
+            Some(("O3".to_string(), 0, 0)),
+            "{function} ran only optimized code:\n{warm}"
+        );
+    }
+    let hit = line_after(&warm, 0, "cache hit optimized kernel.tj1.guard");
+    line_after(&warm, hit, specialized);
+    let hit = line_after(&warm, 0, "cache hit optimized apply.tj1");
+    line_after(&warm, hit, promoted);
+    // Other data: the guard fails from the first call, and the profiler,
+    // which watches versions installed before main too, specializes
+    // kernel for this run's stride.
+    let other = run("2");
+    let hit = line_after(&other, 0, "cache hit optimized kernel.tj1.guard");
+    line_after(
+        &other,
+        hit,
+        "new phase: respecializing for arg1 == 64 && arg2 == 2",
+    );
 }
 
 /// The same, for IR as users hand it over: `clang -O2` output, with phis.

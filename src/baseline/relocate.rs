@@ -34,7 +34,7 @@ use crate::code::ir::{constant_address, constant_byte_offset, constant_operands,
 /// first byte.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostRegion {
-    pub symbol: &'static str,
+    pub symbol: String,
     /// Where instrumentation found it (a placeholder, for `InObject`).
     pub start: usize,
     pub bytes: usize,
@@ -57,13 +57,13 @@ pub struct HostRegions(Vec<HostRegion>);
 impl HostRegions {
     /// Regions `(symbol, start, bytes, placement)`; an empty one is left
     /// out (a job without loops has no OSR slots).
-    pub fn new(regions: &[(&'static str, usize, usize, Placement)]) -> HostRegions {
+    pub fn new(regions: &[(&str, usize, usize, Placement)]) -> HostRegions {
         HostRegions(
             regions
                 .iter()
                 .filter(|&&(_, _, bytes, _)| bytes > 0)
                 .map(|&(symbol, start, bytes, placement)| HostRegion {
-                    symbol,
+                    symbol: symbol.to_string(),
                     start,
                     bytes,
                     placement,
@@ -74,11 +74,11 @@ impl HostRegions {
 
     /// The absolute symbols the JIT must define before loading relocated
     /// code: the host's regions.
-    pub fn symbols(&self) -> Vec<(&'static str, usize)> {
+    pub fn symbols(&self) -> Vec<(&str, usize)> {
         self.0
             .iter()
             .filter(|r| r.placement == Placement::Host)
-            .map(|r| (r.symbol, r.start))
+            .map(|r| (r.symbol.as_str(), r.start))
             .collect()
     }
 
@@ -109,8 +109,8 @@ impl HostRegions {
 /// is left (that memory is not the run's table: the code would be wrong).
 pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> Result<(usize, usize), String> {
     for region in &regions.0 {
-        if module.get_global(region.symbol).is_some()
-            || module.get_function(region.symbol).is_some()
+        if module.get_global(&region.symbol).is_some()
+            || module.get_function(&region.symbol).is_some()
         {
             return Err(format!(
                 "the job defines or uses {}, a name tierjit reserves",
@@ -230,7 +230,7 @@ fn instructions<'ctx>(module: &Module<'ctx>) -> impl Iterator<Item = Instruction
 /// `region`'s symbol in `module`, added if it is not there yet: defined
 /// (zero-filled, hidden) or declared as its placement says.
 fn symbol<'ctx>(module: &Module<'ctx>, region: &HostRegion) -> PointerValue<'ctx> {
-    let name = region.symbol;
+    let name = region.symbol.as_str();
     let global = module.get_global(name).unwrap_or_else(|| {
         let context = module.get_context();
         match region.placement {

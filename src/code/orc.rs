@@ -338,7 +338,10 @@ impl Jit {
         Ok(this)
     }
 
-    fn define_absolute(&self, symbols: &[(&str, usize)]) -> Result<(), Error> {
+    /// Defines `symbols` at their absolute addresses, for code loaded
+    /// later to reach (host functions and tables, see `baseline::relocate`).
+    /// A name can be defined once.
+    pub fn define_absolute(&self, symbols: &[(&str, usize)]) -> Result<(), Error> {
         if symbols.is_empty() {
             return Ok(());
         }

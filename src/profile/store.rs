@@ -26,8 +26,10 @@
 //! - Hot functions: each function that had an optimized version or an OSR
 //!   continuation, with whether its loops needed OSR (a call that runs for
 //!   long), whether its version speculated (promoted calls, a value
-//!   guard: this run's values, never reused), and the cache key of its
-//!   whole-function object, if one was kept. The list only grows: a
+//!   guard), and the cache key of its first whole-function object, if one
+//!   was kept, with what that version speculated on (by function name and
+//!   value), so that a warm run can build or load the same version before
+//!   `main`, when it has no samples of its own. The list only grows: a
 //!   function installed before `main` runs optimized code, which counts
 //!   nothing, so nothing would say it went cold; keeping it costs one
 //!   cached load per run.
@@ -42,7 +44,7 @@ use crate::ir::flow::EdgeSource;
 use crate::ir::layout::JobLayout;
 
 /// Part of every key and entry; bumped when what a profile holds changes.
-const FORMAT: &str = "tierjit-profile-1";
+const FORMAT: &str = "tierjit-profile-2";
 
 /// A job's profile as the cache keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -68,8 +70,39 @@ pub struct HotFunction {
     /// Its last version speculated (promoted calls, a value guard): left
     /// to the profiler, which finds this run's values.
     pub speculated: bool,
-    /// The cache key of its last whole-function object, when kept alone.
+    /// The cache key of its first whole-function object, when kept alone.
     pub object_key: Option<String>,
+    /// What that object's version speculated on, if anything.
+    pub speculation: Option<StoredSpeculation>,
+}
+
+/// What a version speculated on, by name and value: the specialized
+/// arguments (parameter, bits, value, and the samples the plan had), and
+/// the promoted call sites.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSpeculation {
+    pub specialized: Vec<StoredValue>,
+    pub promoted: Vec<StoredPromotion>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredValue {
+    pub param: u32,
+    pub bits: u32,
+    pub value: u64,
+    pub count: u64,
+    pub samples: u64,
+}
+
+/// A promoted call site: its function and index among that function's
+/// indirect calls, and the targets by name with their sample counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPromotion {
+    pub caller: String,
+    pub site: usize,
+    pub targets: Vec<(String, u64)>,
+    pub samples: u64,
+    pub known: Vec<String>,
 }
 
 /// The key of the profile of a module whose canonical bitcode is
@@ -185,6 +218,7 @@ impl StoredProfile {
                     h.speculated = now.speculated;
                     if now.object_key.is_some() {
                         h.object_key = now.object_key;
+                        h.speculation = now.speculation;
                     }
                 }
                 None => hot.push(now),
@@ -210,6 +244,7 @@ mod tests {
             long_running,
             speculated: false,
             object_key: key.map(String::from),
+            speculation: None,
         }
     }
 
@@ -270,8 +305,30 @@ mod tests {
 
     #[test]
     fn only_a_profile_of_this_layout_decodes() {
-        let profile =
-            StoredProfile::empty(4).merged(&functions(), |c| c.index() as u64 + 1, 1, vec![]);
+        let mut speculating = hot("f", false, Some("k"));
+        speculating.speculated = true;
+        speculating.speculation = Some(StoredSpeculation {
+            specialized: vec![StoredValue {
+                param: 1,
+                bits: 32,
+                value: u64::MAX,
+                count: 9,
+                samples: 10,
+            }],
+            promoted: vec![StoredPromotion {
+                caller: "f".into(),
+                site: 0,
+                targets: vec![("g".into(), 8)],
+                samples: 10,
+                known: vec!["h".into()],
+            }],
+        });
+        let profile = StoredProfile::empty(4).merged(
+            &functions(),
+            |c| c.index() as u64 + 1,
+            1,
+            vec![speculating],
+        );
         let bytes = profile.encode();
         assert_eq!(StoredProfile::decode(&bytes, 4), Ok(profile.clone()));
         assert!(StoredProfile::decode(&bytes, 5)

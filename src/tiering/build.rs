@@ -131,6 +131,11 @@ pub struct Prepared<'ctx> {
     /// the profile (metadata, speculation) or by the request (names);
     /// see `tiering::object_cache`.
     pub digest: Option<[u8; 32]>,
+    /// How many host addresses the module's code held before the profile
+    /// was applied: the job's own (see `baseline::relocate::absolute_addresses`).
+    /// Once speculation's tables are named by symbols, a module holding
+    /// more holds an address of this run.
+    pub job_addresses: usize,
 }
 
 /// A copy of the canonical module reduced to function `id`, inlinable
@@ -227,6 +232,8 @@ pub fn prepare_module<'ctx>(
         sha2::Sha256::digest(module.write_bitcode_to_memory().as_slice()).into()
     });
 
+    let job_addresses = crate::baseline::relocate::absolute_addresses(&module);
+
     // Step 2b: the profile. Metadata first: it finds branches by their
     // canonical block index, which promotion's block splits would shift.
     let mut speculation = Speculation::default();
@@ -276,6 +283,7 @@ pub fn prepare_module<'ctx>(
         speculation,
         own_promotions,
         digest,
+        job_addresses,
     })
 }
 

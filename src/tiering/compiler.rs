@@ -720,11 +720,19 @@ fn compile_and_install<'s>(
     let osr_version = osr.map(|i| shared.versions.claim_version(parts[i].unit(layout)));
     let pgo = &shared.config.pgo;
     let specialized = shared.versions.specialized_functions();
-    let respecialize =
-        whole.and_then(|_| shared.versions.planned_specialization(Unit::Function(id)));
+    // A first version requested before `main` speculates as last run's
+    // did (see `tiering::warm`): this run has sampled nothing yet.
+    let (warm_specialization, warm_promotions) = whole
+        .filter(|&i| parts[i].warm_start)
+        .and_then(|_| shared.warm.as_ref()?.plan(id))
+        .unwrap_or_default();
+    let respecialize = whole
+        .and_then(|_| shared.versions.planned_specialization(Unit::Function(id)))
+        .or(warm_specialization);
     let replanned_promotions = whole
         .map(|_| shared.versions.planned_promotions(Unit::Function(id)))
-        .unwrap_or_default();
+        .filter(|planned| !planned.is_empty())
+        .unwrap_or(warm_promotions);
     // A copy: a compile takes tens of milliseconds, and the profiler may
     // add overrides meanwhile (for a later build).
     let overrides = shared
@@ -758,6 +766,7 @@ fn compile_and_install<'s>(
             mut speculation,
             own_promotions,
             digest,
+            job_addresses,
         } = prepare_module(canonical, layout, id, machine, options, profile.as_ref())?;
         let view = view_with_overrides;
         let mut continuation = None;
@@ -852,6 +861,19 @@ fn compile_and_install<'s>(
             .as_ref()
             .and(osr)
             .and_then(|i| parts[i].loop_index);
+        // Speculation's tables named by symbols, in every run (cached or
+        // not), so that the code tested is the code kept.
+        let entry_symbol = symbols[0];
+        let not_kept = object_cache::relocate_speculation(
+            &module,
+            &speculation,
+            entry_symbol,
+            view.counters.memory(),
+            view.record_value,
+            job_addresses,
+        )
+        .map_err(Error::Codegen)?;
+        let tables = object_cache::speculation_symbols(&module, &speculation, entry_symbol);
         // A replacement is asked for because the profile moved: it is
         // built from this run's, never taken from an earlier run.
         let replacing = parts.iter().any(|r| r.replaces_speculation);
@@ -861,8 +883,9 @@ fn compile_and_install<'s>(
                 symbols: &symbols,
                 loop_index,
                 options,
+                speculated: object_cache::describe_speculation(&speculation),
             };
-            look_up_object(shared, &request, &speculation)
+            look_up_object(shared, &request, not_kept)
         });
         let from_cache = match cached {
             Some(Ok((object, built_branches, key))) => {
@@ -870,7 +893,14 @@ fn compile_and_install<'s>(
                 // those the code was laid out for: an earlier run's.
                 speculation.built_branches = Arc::new(built_branches);
                 let hit = FromCache::Hit(key);
-                return Ok(Some((object, entry, continuation, speculation, hit)));
+                return Ok(Some((
+                    object,
+                    entry,
+                    continuation,
+                    speculation,
+                    tables,
+                    hit,
+                )));
             }
             Some(Err(key)) => FromCache::Miss(key),
             None => FromCache::NotCached,
@@ -881,10 +911,17 @@ fn compile_and_install<'s>(
         let Some(object) = finish_module(&module, &what, machine, options, &go_on)? else {
             return Ok(None);
         };
-        Ok(Some((object, entry, continuation, speculation, from_cache)))
+        Ok(Some((
+            object,
+            entry,
+            continuation,
+            speculation,
+            tables,
+            from_cache,
+        )))
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
-    let Some((object, entry, continuation, speculation, from_cache)) = built else {
+    let Some((object, entry, continuation, speculation, tables, from_cache)) = built else {
         let i = osr.expect("only a lone continuation is abandoned");
         outcomes[i] = Some(Outcome::Abandoned(stopped(parts[i]).unwrap_or_default()));
         return Ok(Compiled {
@@ -907,6 +944,9 @@ fn compile_and_install<'s>(
         .as_ref()
         .or(continuation.as_ref().map(|c| &c.symbol))
         .expect("something was built");
+    // This run's guard tables, where the code looks for them.
+    let tables: Vec<(&str, usize)> = tables.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+    shared.jit.define_absolute(&tables)?;
     let (loaded, first_address) = match (shared.jit.load(&object, first), &from_cache) {
         (Ok(loaded), _) => loaded,
         // A cached object that does not load here is removed, and this
@@ -954,7 +994,7 @@ fn compile_and_install<'s>(
     if let (Some(warm), None, Some(1), FromCache::Hit(key) | FromCache::Miss(key)) =
         (&shared.warm, osr, whole_version, &from_cache)
     {
-        warm.object_kept(id, key);
+        warm.object_kept(id, key, &speculation, layout);
     }
     let view = shared.profile_view();
     let speculated: Vec<(&str, String)> = speculation
@@ -1066,12 +1106,12 @@ type Found = (Vec<u8>, BuiltBranches, String);
 fn look_up_object(
     shared: &Shared,
     request: &ObjectRequest<'_>,
-    speculation: &Speculation,
+    not_kept: Option<&str>,
 ) -> Option<Result<Found, String>> {
     let cache = shared.cache.as_ref()?;
     let label = request.symbols.join(" + ");
     let kind = Kind::Object.label();
-    if let Some(why) = object_cache::uncacheable(speculation) {
+    if let Some(why) = not_kept {
         shared
             .metrics
             .note("cache", &label, &format!("not kept in the cache: {why}"));

@@ -45,6 +45,10 @@ pub struct CompileRequest {
     /// Compiled on its own: a compile it shared with its function's other
     /// kind of request failed (see `RequestQueue::take_companion`).
     pub alone: bool,
+    /// Made before `main` by a warm start: a first version speculates on
+    /// what last run's did (see `tiering::warm`), since this run has no
+    /// samples yet.
+    pub warm_start: bool,
 }
 
 impl CompileRequest {
@@ -65,6 +69,7 @@ impl CompileRequest {
             replaces_speculation: false,
             done: None,
             alone: false,
+            warm_start: false,
         }
     }
 

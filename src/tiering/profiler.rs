@@ -169,6 +169,12 @@ pub fn run(shared: Arc<Shared>) {
         // continuation now, a function's next call only later.
         let mut newly_installed = Vec::new();
         functions.retain(|&id| {
+            // Installed without ever getting hot here: a warm start's,
+            // before `main`. Its speculation is watched all the same.
+            if shared.versions.state(Unit::Function(id)) == TierUpState::Installed {
+                newly_installed.push(id);
+                return false;
+            }
             let (calls, backedges) = shared.function_counts(id);
             let samples_args =
                 shared.config.pgo.value_specialization && !layout.functions[id].args.is_empty();

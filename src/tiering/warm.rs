@@ -13,10 +13,15 @@
 //!   function called once (`main`, a solver) must start on optimized code,
 //!   or its frame runs baseline code until an OSR transfer. The others are
 //!   compiled in the background from the start, since they are called
-//!   again. A function whose last version speculated (promoted calls, a
-//!   value guard) is left to the profiler: the values are this run's to
-//!   find. Nothing is requested in batch mode or with `osr.force`, whose
-//!   tests count on when compiles happen.
+//!   again. A function whose first version speculated (promoted calls, a
+//!   value guard) is built as that version was: on the values and targets
+//!   the profile kept with its object (`StoredSpeculation`), since this
+//!   run has sampled nothing yet; the object is then the cached one. If
+//!   this run's values differ, the guard fails or the fallbacks are taken,
+//!   and the profiler re-plans from this run's samples, as for a new phase.
+//!   One whose speculation was not kept is left to the profiler. Nothing is
+//!   requested in batch mode or with `osr.force`, whose tests count on when
+//!   compiles happen.
 //! - At the end (`keep`): this run's counts and hot functions are merged
 //!   into the profile and stored.
 
@@ -28,7 +33,12 @@ use crate::cache::{Cache, Kind, Miss};
 use crate::ids::FunctionId;
 use crate::ir::layout::JobLayout;
 use crate::metrics::Metrics;
-use crate::profile::store::{self, HotFunction, StoredProfile};
+use crate::profile::promote::Promotion;
+use crate::profile::specialize::{ArgValue, Specialization};
+use crate::profile::store::{
+    self, HotFunction, StoredProfile, StoredPromotion, StoredSpeculation, StoredValue,
+};
+use crate::profile::Speculation;
 use crate::tiering::service::Shared;
 use crate::tiering::CompileRequest;
 use crate::versions::{Tier, TierUpState, Unit};
@@ -42,9 +52,18 @@ pub struct WarmStart {
     /// `earlier`'s counts, indexed like the counters.
     pub prior: Vec<u64>,
     /// The cache key of each function's whole-function object, as this
-    /// run's compiles found or stored it alone in its object.
-    object_keys: Mutex<HashMap<FunctionId, String>>,
+    /// run's compiles found or stored it alone in its object, and what it
+    /// speculated on.
+    object_keys: Mutex<HashMap<FunctionId, (String, Option<StoredSpeculation>)>>,
+    /// What the versions requested before `main` speculate on, by
+    /// function (see `plan`).
+    plans: Mutex<HashMap<FunctionId, WarmPlan>>,
 }
+
+/// A first version's speculation as an earlier run made it: a value
+/// guard, and the promotions (of the function's own sites and of its
+/// inlined callees').
+pub type WarmPlan = (Option<Specialization>, Vec<Promotion>);
 
 impl WarmStart {
     /// Runs merged into the profile before this one.
@@ -53,13 +72,110 @@ impl WarmStart {
     }
 
     /// Notes that `function`'s whole-function version is the object kept
-    /// under `key`.
-    pub fn object_kept(&self, function: FunctionId, key: &str) {
+    /// under `key`, and speculated on `speculation`.
+    pub fn object_kept(
+        &self,
+        function: FunctionId,
+        key: &str,
+        speculation: &Speculation,
+        layout: &JobLayout,
+    ) {
+        let stored = stored_speculation(speculation, layout);
         self.object_keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(function, key.to_string());
+            .insert(function, (key.to_string(), stored));
     }
+
+    /// What the version of `function` requested before `main` speculates
+    /// on (for the compile of a `warm_start` request).
+    pub fn plan(&self, function: FunctionId) -> Option<WarmPlan> {
+        self.plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&function)
+            .cloned()
+    }
+}
+
+/// `speculation` by name and value; `None` if it speculated on nothing.
+fn stored_speculation(speculation: &Speculation, layout: &JobLayout) -> Option<StoredSpeculation> {
+    let name = |f: FunctionId| layout.functions[f].name.clone();
+    let specialized: Vec<StoredValue> = speculation
+        .specialization
+        .iter()
+        .flat_map(|s| &s.values)
+        .map(|v| StoredValue {
+            param: v.param,
+            bits: v.bits,
+            value: v.value,
+            count: v.count,
+            samples: v.samples,
+        })
+        .collect();
+    let promoted: Vec<StoredPromotion> = speculation
+        .promotions
+        .iter()
+        .map(|p| StoredPromotion {
+            caller: name(p.caller),
+            site: p.site,
+            targets: p.targets.iter().map(|&(t, n)| (name(t), n)).collect(),
+            samples: p.samples,
+            known: p.known.iter().map(|&f| name(f)).collect(),
+        })
+        .collect();
+    (!specialized.is_empty() || !promoted.is_empty()).then_some(StoredSpeculation {
+        specialized,
+        promoted,
+    })
+}
+
+/// `stored` as `function`'s plan in this run's layout; `None` if a
+/// function or call site it names is not there.
+fn warm_plan(
+    stored: &StoredSpeculation,
+    function: FunctionId,
+    layout: &JobLayout,
+) -> Option<WarmPlan> {
+    let id = |name: &str| layout.id_of(name);
+    let values: Vec<ArgValue> = stored
+        .specialized
+        .iter()
+        .map(|v| {
+            let known = layout.functions[function]
+                .args
+                .iter()
+                .any(|a| a.param == v.param && a.bits == v.bits);
+            known.then_some(ArgValue {
+                param: v.param,
+                bits: v.bits,
+                value: v.value,
+                count: v.count,
+                samples: v.samples,
+            })
+        })
+        .collect::<Option<_>>()?;
+    let specialization = (!values.is_empty()).then_some(Specialization { function, values });
+    let promotions = stored
+        .promoted
+        .iter()
+        .map(|p| {
+            let caller = id(&p.caller)?;
+            layout.functions[caller].indirect_calls.get(p.site)?;
+            Some(Promotion {
+                caller,
+                site: p.site,
+                targets: p
+                    .targets
+                    .iter()
+                    .map(|(t, n)| Some((id(t)?, *n)))
+                    .collect::<Option<_>>()?,
+                samples: p.samples,
+                known: p.known.iter().map(|k| id(k)).collect::<Option<_>>()?,
+            })
+        })
+        .collect::<Option<_>>()?;
+    Some((specialization, promotions))
 }
 
 /// The profile earlier runs of this module left in `cache`, reported to
@@ -107,6 +223,7 @@ pub fn look_up(
         key,
         earlier,
         object_keys: Mutex::default(),
+        plans: Mutex::default(),
     }
 }
 
@@ -126,7 +243,11 @@ pub fn install_before_main(shared: &Shared) {
             continue;
         };
         let label = layout.functions[id].display_name();
-        if hot.speculated {
+        let plan = hot
+            .speculation
+            .as_ref()
+            .and_then(|stored| warm_plan(stored, id, layout));
+        if hot.speculated && plan.is_none() {
             shared.metrics.note(
                 "warm",
                 &label,
@@ -148,8 +269,15 @@ pub fn install_before_main(shared: &Shared) {
         let (done, finished) = crossbeam_channel::bounded::<()>(0);
         // What this run counted so far (nothing yet, as `--events` shows).
         let (calls, backedges) = shared.function_counts(id);
+        if let Some(plan) = plan {
+            warm.plans
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, plan);
+        }
         let request = CompileRequest {
             done: wait.then_some(done),
+            warm_start: true,
             ..CompileRequest::new(id, None, calls, backedges, now)
         };
         // Queued at the top; the profiler re-ranks background requests
@@ -218,11 +346,13 @@ pub fn keep(shared: &Shared) {
             .chain(loops)
             .map(|u| shared.versions.speculation(u))
             .any(|s| s.specialization.is_some() || !s.promotions.is_empty());
+        let (object_key, speculation) = keys.get(&id).cloned().unzip();
         hot_now.push(HotFunction {
             name: f.name.clone(),
             long_running,
             speculated,
-            object_key: keys.get(&id).cloned(),
+            object_key,
+            speculation: speculation.flatten(),
         });
     }
     let functions = store::count_counters(layout);

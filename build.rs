@@ -87,17 +87,24 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 fn link_llvm() {
     println!("cargo:rerun-if-env-changed=TIERJIT_LLVM_LINK");
     println!("cargo:rerun-if-env-changed=LLVM_SYS_191_PREFIX");
+    println!("cargo:rerun-if-env-changed=PATH");
     let config = llvm_config();
     let libdir = run(&config, &["--libdir"]);
     let libdir = libdir.trim();
     println!("cargo:rustc-link-search=native={libdir}");
+    let core = Path::new(libdir).join("libLLVMCore.a");
+    // Installing or removing the archives changes the choice.
+    println!("cargo:rerun-if-changed={}", core.display());
     let cross = std::env::var("TARGET").ok() != std::env::var("HOST").ok();
-    let archives = Path::new(libdir).join("libLLVMCore.a").exists();
     let wanted = std::env::var("TIERJIT_LLVM_LINK").unwrap_or_default();
     let static_link = match wanted.as_str() {
+        // llvm-config's archives are the host's.
+        "static" if cross => {
+            panic!("TIERJIT_LLVM_LINK=static: a cross build links the target's libLLVM dynamically")
+        }
         "static" => true,
         "dynamic" => false,
-        "" => archives && !cross,
+        "" => core.exists() && !cross,
         other => panic!("TIERJIT_LLVM_LINK is `static` or `dynamic`, not `{other}`"),
     };
     if !static_link {
@@ -119,29 +126,97 @@ fn link_llvm() {
             lib.trim_start_matches("-l")
         );
     }
-    // What those components need of the system: the C++ library, and zlib
-    // and zstd for compressed debug sections. By soname, since their -dev
-    // packages (the unversioned .so links) need not be installed; libz3
-    // and libxml2, which llvm-config also lists, serve components tierjit
-    // does not link.
-    println!("cargo:rustc-link-lib=dylib=stdc++");
-    for soname in ["libz.so.1", "libzstd.so.1"] {
-        println!("cargo:rustc-link-lib=dylib:+verbatim={soname}");
+    // The C++ library the archives were built against.
+    let cxx = if run(&config, &["--cxxflags"]).contains("-stdlib=libc++") {
+        "c++"
+    } else {
+        "stdc++"
+    };
+    println!("cargo:rustc-link-lib=dylib={cxx}");
+    for lib in run(&config, &["--link-static", "--system-libs"]).split_whitespace() {
+        let name = match lib.strip_prefix("-l") {
+            Some(name) => name,
+            // A path, as Debian's llvm-config gives libz3.
+            None => Path::new(lib)
+                .file_name()
+                .and_then(|f| f.to_str())
+                .and_then(|f| f.strip_prefix("lib"))
+                .and_then(|f| f.split(".so").next())
+                .unwrap_or(lib),
+        };
+        // They serve components tierjit does not link (the Z3 solver of
+        // the static analyzer, Windows manifests).
+        if name == "z3" || name == "xml2" {
+            continue;
+        }
+        link_system_library(name);
     }
 }
 
-/// `$LLVM_SYS_191_PREFIX/bin/llvm-config`, else `llvm-config-19` or
-/// `llvm-config` on the PATH (llvm-sys's search order).
+/// Links the system library `name`: by its development link
+/// (`libNAME.so`) if it is there, else by its versioned soname, since a
+/// `-dev` package need not be installed to link against a runtime library.
+fn link_system_library(name: &str) {
+    let dirs = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/lib",
+    ];
+    let unversioned = format!("lib{name}.so");
+    if dirs
+        .iter()
+        .any(|d| Path::new(d).join(&unversioned).exists())
+    {
+        println!("cargo:rustc-link-lib=dylib={name}");
+        return;
+    }
+    let soname = dirs.iter().find_map(|d| {
+        let mut found: Vec<String> = std::fs::read_dir(d)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|f| {
+                f.strip_prefix(&unversioned)
+                    .is_some_and(|v| v.starts_with('.'))
+            })
+            .collect();
+        found.sort_by_key(|f| f.len());
+        found.into_iter().next()
+    });
+    match soname {
+        Some(soname) => println!("cargo:rustc-link-lib=dylib:+verbatim={soname}"),
+        // Let the linker say what is missing.
+        None => println!("cargo:rustc-link-lib=dylib={name}"),
+    }
+}
+
+/// `$LLVM_SYS_191_PREFIX/bin/llvm-config`, else the first of
+/// `llvm-config-19` and `llvm-config` on the PATH that is LLVM 19's.
 fn llvm_config() -> PathBuf {
+    let is_19 = |config: &Path| {
+        Command::new(config)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"19."))
+    };
     if let Some(prefix) = std::env::var_os("LLVM_SYS_191_PREFIX") {
-        return Path::new(&prefix).join("bin/llvm-config");
+        let config = Path::new(&prefix).join("bin/llvm-config");
+        assert!(
+            is_19(&config),
+            "{} is not LLVM 19's llvm-config (LLVM_SYS_191_PREFIX)",
+            config.display()
+        );
+        return config;
     }
-    for name in ["llvm-config-19", "llvm-config"] {
-        if Command::new(name).arg("--version").output().is_ok() {
-            return PathBuf::from(name);
-        }
-    }
-    panic!("no llvm-config for LLVM 19: install llvm-19-dev, or set LLVM_SYS_191_PREFIX");
+    ["llvm-config-19", "llvm-config"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|c| is_19(c))
+        .expect("no llvm-config for LLVM 19: install llvm-19-dev, or set LLVM_SYS_191_PREFIX")
 }
 
 fn run(config: &Path, args: &[&str]) -> String {

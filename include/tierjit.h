@@ -11,8 +11,9 @@
  * Build: `cargo build --release` makes target/release/libtierjit.so.
  * Link:  cc app.c -Iinclude -Ltarget/release -ltierjit
  *        -Wl,-rpath,$PWD/target/release
- * The library needs LLVM 19 (libLLVM-19.so) at run time, and clang-19 to
- * load .c files.
+ * LLVM is linked into the library (statically, see build.rs; a cross
+ * build links libLLVM-19.so); it needs libstdc++, zlib and zstd at run
+ * time, and clang-19 to load .c files.
  *
  * Ownership and lifetimes:
  * - Every char * tierjit returns (error messages, stats) belongs to the
@@ -100,7 +101,7 @@ char *tierjit_module_stats_json(tierjit_module *module);
  * handler it registered. (A compiler thread that met an LLVM fatal error
  * while compiling for the module blocks for good and keeps the module's
  * memory.) Free every module before the process exits: a compile still
- * running at exit meets libLLVM's static destructors. NULL is ignored. */
+ * running at exit meets LLVM's static destructors. NULL is ignored. */
 void tierjit_module_free(tierjit_module *module);
 
 /* Forgets the engine's configuration and defined symbols. Its compiler

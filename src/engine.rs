@@ -36,7 +36,7 @@
 //! no thread it started, no handler it registered (`atexit`, signals) that
 //! points into its code.
 //! Drop every module before the process exits: a compile still running
-//! when `main` returns would meet libLLVM's static destructors.
+//! when `main` returns would meet LLVM's static destructors.
 //!
 //! A module's static constructors (`__attribute__((constructor))`) run on
 //! the loading thread before `load` returns, and its destructors on the
@@ -89,6 +89,9 @@ impl Engine {
     /// compile whose LLVM warnings are read from stderr: for those few
     /// milliseconds what other threads write to stderr is lost.
     pub fn new(config: Config) -> Result<Engine, Error> {
+        // Exit registrations LLVM makes on this thread now are its own
+        // (see `code::llvm_scope`).
+        let _llvm = crate::code::llvm_scope();
         runtime::init_process()?;
         let target = TargetSpec::resolve(&config.target)?;
         target.validate()?;
@@ -136,6 +139,7 @@ impl Engine {
     /// compiled with clang-19). The module need not define `main`. Its
     /// code starts on baseline and tiers up in the background.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<JitModule, Error> {
+        let _llvm = crate::code::llvm_scope();
         let path = path.as_ref();
         let start = Instant::now();
         let context = Context::create();
@@ -208,7 +212,9 @@ impl Engine {
             dtors,
             compilers: self.compilers.clone(),
         };
-        // As `dlopen` does: the constructors run before `load` returns.
+        // As `dlopen` does: the constructors run before `load` returns,
+        // as the module's code, not LLVM's.
+        drop(_llvm);
         if let Some(ctors) = ctors {
             crate::code::call_void(ctors);
         }

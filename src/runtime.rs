@@ -625,10 +625,12 @@ pub(crate) fn load_tiered(
     let build = || -> Result<Vec<u8>, Error> {
         let baseline = copy_module(&module, job)?;
         instrument(&baseline, &layout, &slots, &counters, batch, osr, probes)?;
-        let (_, host_uses_left) = relocate(&baseline, &regions).map_err(|e| Error::Parse {
-            path: job.to_path_buf(),
-            message: e,
-        })?;
+        let host_uses_left = relocate(&baseline, &regions)
+            .map_err(|e| Error::Parse {
+                path: job.to_path_buf(),
+                message: e,
+            })?
+            .host_uses_left;
         if let Some(dir) = &dumping {
             let _ = baseline.print_to_file(std::path::Path::new(dir).join("baseline.ll"));
         }
@@ -807,7 +809,7 @@ fn load_baseline(
     // promoted calls record into) by this symbol, so that their objects
     // hold no address of the run (see `tiering::object_cache`).
     jit.define_absolute(&[(
-        crate::tiering::object_cache::JOB_COUNTERS_SYMBOL,
+        crate::tiering::relocate::JOB_COUNTERS_SYMBOL,
         counters.memory().0,
     )])?;
     Ok(LoadedBaseline {

@@ -86,7 +86,7 @@ fn exit_while_a_compile_is_in_flight_ends_the_process_with_the_jobs_status() {
         return;
     }
     // Nothing is freed, and another module's compile is in flight at a
-    // different point each run: libLLVM's exit-time destructors must not
+    // different point each run: LLVM's exit-time destructors must not
     // run under it (17% of such runs crashed before).
     for delay_us in (0..16).map(|k| (k * 7000).to_string()) {
         let run = api_with("exit-compiling", &[&delay_us]);

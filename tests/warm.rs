@@ -690,6 +690,28 @@ fn a_warm_run_starts_on_last_runs_speculating_versions() {
         hit,
         "new phase: respecializing for arg1 == 64 && arg2 == 2",
     );
+    // That guard failed: the next run does not start on it, but finds its
+    // own value, and the run after that starts on a version for it.
+    let relearn = run("2");
+    line_after(&relearn, 0, "warm kernel: left to the profiler");
+    line_after(
+        &relearn,
+        0,
+        "kernel specialized for arg1 == 64 && arg2 == 2",
+    );
+    let settled = run("2");
+    let hit = line_after(&settled, 0, "cache hit optimized kernel.tj1.guard");
+    line_after(
+        &settled,
+        hit,
+        "kernel specialized for arg1 == 64 && arg2 == 2",
+    );
+    assert_eq!(
+        stats_row(&settled, "kernel"),
+        Some(("O3".to_string(), 0, 0)),
+        "{settled}"
+    );
+    assert!(!settled.contains("respecializing"), "{settled}");
 }
 
 /// The same, for IR as users hand it over: `clang -O2` output, with phis.

@@ -100,14 +100,24 @@ impl HostRegions {
     }
 }
 
+/// What `relocate` did to a module.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Relocation {
+    /// Each address it replaced: the region's symbol and the offset in it,
+    /// in the order met. The code depends on them as much as on its IR: a
+    /// table laid out otherwise in another run needs other code.
+    pub uses: Vec<(String, u64)>,
+    /// Uses of a host region's address it could not replace (code that
+    /// works in this run only: not to be kept).
+    pub host_uses_left: usize,
+}
+
 /// Replaces the host addresses in `module`'s code that fall in `regions`
 /// with symbol-relative constants, and defines every region the object
-/// holds; returns how many addresses it replaced, and how many uses of a
-/// host region's address it could not replace (code that works in this
-/// run only: not to be kept). An error if the module already has a
-/// region's symbol, or if a use of an object region's placeholder address
-/// is left (that memory is not the run's table: the code would be wrong).
-pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> Result<(usize, usize), String> {
+/// holds. An error if the module already has a region's symbol, or if a
+/// use of an object region's placeholder address is left (that memory is
+/// not the run's table: the code would be wrong).
+pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> Result<Relocation, String> {
     for region in &regions.0 {
         if module.get_global(&region.symbol).is_some()
             || module.get_function(&region.symbol).is_some()
@@ -119,7 +129,7 @@ pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> Result<(usize, us
         }
     }
     let context = module.get_context();
-    let mut replaced = 0;
+    let mut uses = Vec::new();
     for instruction in instructions(module) {
         for (i, operand) in operands(instruction).into_iter().enumerate() {
             let Operand::Value(value) = operand else {
@@ -132,7 +142,7 @@ pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> Result<(usize, us
             let base = symbol(module, region);
             let relocated = constant_byte_offset(&context, base, offset);
             if instruction.set_operand(i as u32, relocated) {
-                replaced += 1;
+                uses.push((region.symbol.clone(), offset));
             }
         }
     }
@@ -153,7 +163,10 @@ pub fn relocate(module: &Module<'_>, regions: &HostRegions) -> Result<(usize, us
             region.symbol
         ));
     }
-    Ok((replaced, left.len()))
+    Ok(Relocation {
+        uses,
+        host_uses_left: left.len(),
+    })
 }
 
 /// The regions whose addresses `module`'s code still names, once per use:
@@ -192,31 +205,30 @@ fn uses_left<'r>(module: &Module<'_>, regions: &'r HostRegions) -> Vec<&'r HostR
     found
 }
 
-/// How many `inttoptr` constants of an address at or above 64 KiB (where
-/// Linux maps nothing below) the module's code uses, nested ones included:
-/// after `relocate`, a module may keep only those the job's own IR had,
-/// or its code holds an address of this run (see `baseline::cached`).
-pub fn absolute_addresses(module: &Module<'_>) -> usize {
-    fn count(value: BasicValueEnum<'_>, depth: usize) -> usize {
+/// The `inttoptr` constants of an address at or above 64 KiB (where Linux
+/// maps nothing below) the module's code uses, nested ones included,
+/// sorted: after `relocate`, a module may keep only those the job's own IR
+/// had, or its code holds an address of this run (see `baseline::cached`).
+pub fn absolute_addresses(module: &Module<'_>) -> Vec<u64> {
+    fn visit(value: BasicValueEnum<'_>, depth: usize, found: &mut Vec<u64>) {
         if depth > 8 {
-            return 0;
+            return;
         }
-        let own = usize::from(constant_address(value).is_some_and(|a| a >= 1 << 16));
-        own + constant_operands(value)
-            .into_iter()
-            .map(|o| match o {
-                Operand::Value(v) => count(v, depth + 1),
-                _ => 0,
-            })
-            .sum::<usize>()
+        found.extend(constant_address(value).filter(|&a| a >= 1 << 16));
+        for operand in constant_operands(value) {
+            if let Operand::Value(v) = operand {
+                visit(v, depth + 1, found);
+            }
+        }
     }
-    instructions(module)
-        .flat_map(operands)
-        .map(|o| match o {
-            Operand::Value(v) => count(v, 0),
-            _ => 0,
-        })
-        .sum()
+    let mut found = Vec::new();
+    for operand in instructions(module).flat_map(operands) {
+        if let Operand::Value(v) = operand {
+            visit(v, 0, &mut found);
+        }
+    }
+    found.sort_unstable();
+    found
 }
 
 fn instructions<'ctx>(module: &Module<'ctx>) -> impl Iterator<Item = InstructionValue<'ctx>> {
@@ -275,14 +287,26 @@ mod tests {
             &context,
             "define i64 @f() {\n  %a = load i64, ptr inttoptr (i64 4096000 to ptr)\n  %b = load i64, ptr inttoptr (i64 4096016 to ptr)\n  %c = load i64, ptr inttoptr (i64 9999872 to ptr)\n  %d = load i64, ptr inttoptr (i64 77777777 to ptr)\n  %s = add i64 %a, %b\n  %u = add i64 %s, %c\n  %t = add i64 %u, %d\n  ret i64 %t\n}\n",
         );
-        assert_eq!(absolute_addresses(&module), 4);
+        assert_eq!(
+            absolute_addresses(&module),
+            [4096000, 4096016, 9999872, 77777777]
+        );
         let regions = HostRegions::new(&[
             ("__tj.table", 4096000, 64, Placement::Host),
             ("__tj.none", 1, 0, Placement::Host),
             ("__tj.own", 9999872, 8, Placement::InObject { align: 128 }),
         ]);
         assert_eq!(regions.symbols(), [("__tj.table", 4096000)]);
-        assert_eq!(relocate(&module, &regions), Ok((3, 0)));
+        let relocation = relocate(&module, &regions).unwrap();
+        assert_eq!(
+            relocation.uses,
+            [
+                ("__tj.table".to_string(), 0),
+                ("__tj.table".to_string(), 16),
+                ("__tj.own".to_string(), 0)
+            ]
+        );
+        assert_eq!(relocation.host_uses_left, 0);
         let ir = module.print_to_string().to_string();
         assert!(ir.contains("@__tj.table = external global i8"), "{ir}");
         assert!(
@@ -297,7 +321,7 @@ mod tests {
         assert!(ir.contains("load i64, ptr @__tj.own"), "{ir}");
         // An address in no region stays.
         assert!(ir.contains("inttoptr (i64 77777777 to ptr)"), "{ir}");
-        assert_eq!(absolute_addresses(&module), 1);
+        assert_eq!(absolute_addresses(&module), [77777777]);
         assert!(module.verify().is_ok());
     }
 
@@ -316,7 +340,8 @@ mod tests {
             .contains("__tj.own"));
         // A host function's address as an integer: right in this run only.
         let module = parse(&context, "define i64 @f() {\n  ret i64 8192000\n}\n");
-        assert_eq!(relocate(&module, &regions), Ok((0, 1)));
+        let relocation = relocate(&module, &regions).unwrap();
+        assert_eq!((relocation.uses.len(), relocation.host_uses_left), (0, 1));
         // The job's own global of a reserved name.
         let module = parse(&context, "@__tj.hook = global i8 0\n");
         assert!(relocate(&module, &regions)

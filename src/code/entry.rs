@@ -144,12 +144,13 @@ pub fn osr_now_address() -> usize {
 /// glibc keeps `atexit`, `at_quick_exit` and `pthread_atfork` in the static
 /// libc_nonshared.a (they pass the caller's `__dso_handle` on), so the
 /// shared C library does not export them; jobs get these, registered with
-/// the process (tierjit's binary links the static versions).
+/// the process (`atexit` through `process::job_at_exit`, the others as
+/// the static versions tierjit's binary links).
 extern "C" fn job_atexit(handler: extern "C" fn()) -> c_int {
     // A function pointer supplied by the job, registered as its own call to
     // atexit would; it stays valid because job code is never freed before
     // exit.
-    super::process::at_exit(handler)
+    super::process::job_at_exit(handler)
 }
 
 extern "C" {
@@ -157,7 +158,8 @@ extern "C" {
 }
 
 extern "C" fn job_at_quick_exit(handler: extern "C" fn()) -> c_int {
-    // SAFETY: as `job_atexit`.
+    // SAFETY: registering a function pointer supplied by the job, as its
+    // own call would; job code is never freed before exit.
     unsafe { at_quick_exit(handler) }
 }
 
@@ -168,7 +170,8 @@ extern "C" fn job_pthread_atfork(
     parent: ForkHandler,
     child: ForkHandler,
 ) -> c_int {
-    // SAFETY: as `job_atexit`; each handler may be null, as in C.
+    // SAFETY: function pointers supplied by the job, registered as its own
+    // call would (job code is never freed); each may be null, as in C.
     unsafe { libc::pthread_atfork(prepare, parent, child) }
 }
 
@@ -416,5 +419,5 @@ pub fn run_at_exit(entry: CodeAddress) {
     // is never freed before exit, so the pointer stays valid until libc
     // calls it.
     let f: extern "C" fn() = unsafe { std::mem::transmute(entry.get()) };
-    super::process::at_exit(f);
+    super::process::job_at_exit(f);
 }

@@ -28,7 +28,9 @@ pub use llvm_errors::{
 pub use llvm_options::{applied_llvm_options, apply_llvm_options};
 pub use orc::{CodeAddress, CodeFootprint, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
-pub use process::{embedding_started, enter_job, on_fork, without_file_size_signal, ForkHooks};
+pub use process::{
+    embedding_started, enter_job, llvm_scope, on_fork, without_file_size_signal, ForkHooks,
+};
 pub use publish::sync_core_supported;
 pub use quiesce::{
     check_threads, install_handler as install_reclaim_handler, job_cpu_time, CodeRange, Quiescent,

@@ -18,7 +18,8 @@
 //!   compiler thread first uses while the job runs would come later and run
 //!   first, so `__cxa_atexit` (the binary's own, which LLVM linked into it
 //!   calls; exported for a dynamically linked libLLVM, see build.rs) drops
-//!   LLVM's registrations once the job has started.
+//!   the registrations LLVM makes on tierjit's threads once the job has
+//!   started.
 //! - Name. `error(3)`, `err(3)` and friends print the program's name
 //!   (`program_invocation_name`); that is the job's `argv[0]`, not tierjit.
 //! - `pthread_exit` from `main` ends that thread and the process goes on
@@ -34,6 +35,7 @@
 //!   profiling windows) run around every fork, so the child is never left
 //!   on code only a profiler thread would have switched back.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -335,7 +337,10 @@ pub unsafe extern "C" fn __cxa_atexit(
     // Relaxed: see `enter_job` and `embedding_started`; a registration
     // racing either is one LLVM made before compiler threads existed.
     let compiling = JOB_PID.load(Ordering::Relaxed) != 0 || EMBEDDING.load(Ordering::Relaxed);
-    if compiling && is_llvm(dso) {
+    // `try_with`: a registration made while this thread's locals are torn
+    // down is no compile's.
+    let in_llvm = RUNS_LLVM.try_with(Cell::get).unwrap_or(false);
+    if compiling && in_llvm && is_llvm(dso) {
         return 0;
     }
     // SAFETY: the caller's arguments, passed on unchanged.
@@ -373,21 +378,74 @@ unsafe fn libc_cxa_atexit(
     }
 }
 
-/// Registers `handler` to run at exit, as `atexit` does, past the filter
-/// in `__cxa_atexit`: `atexit` passes its caller's `__dso_handle` on, and
-/// where LLVM is linked statically tierjit's image is LLVM's, whose
-/// registrations are dropped once the job runs. For the job's own `atexit`
-/// calls and tierjit's.
-pub fn at_exit(handler: extern "C" fn()) -> c_int {
+thread_local! {
+    /// This thread runs LLVM for tierjit: a compiler, profiler or
+    /// reclaimer thread, or an embedder's thread inside an engine call
+    /// (`llvm_scope`). Where LLVM is linked statically, its image is
+    /// tierjit's and the embedding program's, so the image alone cannot
+    /// tell LLVM's registrations from the program's own.
+    static RUNS_LLVM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread, one of tierjit's own, as running LLVM for
+/// good (see `RUNS_LLVM`).
+pub fn this_thread_runs_llvm() {
+    RUNS_LLVM.with(|r| r.set(true));
+}
+
+/// Marks the calling thread as running LLVM until the guard is dropped.
+pub fn llvm_scope() -> LlvmScope {
+    LlvmScope {
+        was: RUNS_LLVM.with(|r| r.replace(true)),
+    }
+}
+
+/// See `llvm_scope`.
+pub struct LlvmScope {
+    was: bool,
+}
+
+impl Drop for LlvmScope {
+    fn drop(&mut self) {
+        RUNS_LLVM.with(|r| r.set(self.was));
+    }
+}
+
+/// Registers the job's `handler` to run at exit, as its own `atexit`
+/// would, past the filter in `__cxa_atexit` (`atexit` passes its caller's
+/// `__dso_handle` on, and where LLVM is linked statically tierjit's image
+/// is LLVM's). No shared object owns job code: a null handle.
+pub fn job_at_exit(handler: extern "C" fn()) -> c_int {
+    // SAFETY: a plain function, callable at exit (job code is never freed
+    // before exit); no shared object owns it.
+    unsafe { register_at_exit(handler, std::ptr::null_mut()) }
+}
+
+/// Registers one of tierjit's own `handler`s to run at exit, owned by
+/// tierjit's image (the binary, libtierjit.so or the embedding program),
+/// so that `dlclose` of libtierjit.so drops it as it would an `atexit`'s.
+fn tierjit_at_exit(handler: extern "C" fn()) -> c_int {
+    extern "C" {
+        /// The handle of the image this code is linked into (crtbegin's).
+        static __dso_handle: u8;
+    }
+    // Only the address of the linker-provided handle is taken.
+    let dso = std::ptr::addr_of!(__dso_handle) as *mut c_void;
+    // SAFETY: a plain function of this image, callable at exit.
+    unsafe { register_at_exit(handler, dso) }
+}
+
+/// # Safety
+/// `handler` must be callable at exit, while `dso` is loaded.
+unsafe fn register_at_exit(handler: extern "C" fn(), dso: *mut c_void) -> c_int {
     extern "C" fn call(handler: *mut c_void) {
-        // SAFETY: `handler` is the `extern "C" fn()` `at_exit` registered,
-        // passed back unchanged.
+        // SAFETY: `handler` is the `extern "C" fn()` `register_at_exit`
+        // registered, passed back unchanged.
         let handler: extern "C" fn() = unsafe { std::mem::transmute(handler) };
         handler();
     }
-    // SAFETY: a plain function and its argument, callable at exit; no
-    // shared object owns them (a null handle: never unloaded).
-    unsafe { libc_cxa_atexit(call, handler as *mut c_void, std::ptr::null_mut()) }
+    // SAFETY: as the caller promises.
+    unsafe { libc_cxa_atexit(call, handler as *mut c_void, dso) }
 }
 
 /// Set once an embedding engine exists (see `embedding_started`).
@@ -400,15 +458,16 @@ static EMBEDDING: AtomicBool = AtomicBool::new(false);
 /// loaded, and so runs before them: it stops every engine's compiler
 /// threads and waits for the compiles in flight. Destructors of LLVM's
 /// function-local statics, registered later (when a compile first uses
-/// one), would run before it: `__cxa_atexit` drops them from now on, where
-/// this library's definition is the one LLVM calls (libtierjit.so, which
-/// holds LLVM; a Rust program linking LLVM statically; not a Rust program
-/// on a shared libLLVM, whose late registrations stay: a compile in flight
-/// at exit may still meet one).
+/// one), would run before it: `__cxa_atexit` drops those made on threads
+/// that run LLVM for tierjit (see `RUNS_LLVM`) from now on, where this
+/// library's definition is the one LLVM calls (libtierjit.so, which holds
+/// LLVM; a Rust program linking LLVM statically; not a Rust program on a
+/// shared libLLVM, whose late registrations stay: a compile in flight at
+/// exit may still meet one). The program's own registrations stay.
 pub fn embedding_started(stop_compilers: extern "C" fn()) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        at_exit(stop_compilers);
+        tierjit_at_exit(stop_compilers);
         // Relaxed: read by `__cxa_atexit`, which needs no ordering with
         // anything else (see there).
         EMBEDDING.store(true, Ordering::Relaxed);

@@ -112,6 +112,7 @@ pub fn spawn_tierjit_thread(
     let body = move || {
         // Never runs job code, and blocks the reclamation signal.
         let _skipped = super::quiesce::skip_this_thread();
+        super::process::this_thread_runs_llvm();
         body()
     };
     with_job_signals_blocked(|| std::thread::Builder::new().name(name).spawn(body))

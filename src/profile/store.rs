@@ -67,7 +67,8 @@ pub struct HotFunction {
     /// One of its loops got an OSR continuation: a call of it ran long
     /// enough that waiting for its compile before `main` pays.
     pub long_running: bool,
-    /// Its last version speculated (promoted calls, a value guard): left
+    /// Its last version speculated (promoted calls, a value guard). Without
+    /// `speculation` to build its first version from, a warm run leaves it
     /// to the profiler, which finds this run's values.
     pub speculated: bool,
     /// The cache key of its first whole-function object, when kept alone.

@@ -131,11 +131,11 @@ pub struct Prepared<'ctx> {
     /// the profile (metadata, speculation) or by the request (names);
     /// see `tiering::object_cache`.
     pub digest: Option<[u8; 32]>,
-    /// How many host addresses the module's code held before the profile
-    /// was applied: the job's own (see `baseline::relocate::absolute_addresses`).
+    /// The host addresses the module's code held before the profile was
+    /// applied: the job's own (see `baseline::relocate::absolute_addresses`).
     /// Once speculation's tables are named by symbols, a module holding
-    /// more holds an address of this run.
-    pub job_addresses: usize,
+    /// others holds an address of this run.
+    pub job_addresses: Vec<u64>,
 }
 
 /// A copy of the canonical module reduced to function `id`, inlinable

@@ -36,6 +36,7 @@ use super::build::{
     BuildOptions, Prepared, ProfileUse,
 };
 use super::object_cache::{self, ObjectRequest};
+use super::relocate;
 use super::service::Shared;
 use super::CompileRequest;
 use crate::cache::{Kind, Miss};
@@ -864,16 +865,16 @@ fn compile_and_install<'s>(
         // Speculation's tables named by symbols, in every run (cached or
         // not), so that the code tested is the code kept.
         let entry_symbol = symbols[0];
-        let not_kept = object_cache::relocate_speculation(
+        let relocated = relocate::relocate_speculation(
             &module,
             &speculation,
             entry_symbol,
             view.counters.memory(),
             view.record_value,
-            job_addresses,
+            &job_addresses,
         )
         .map_err(Error::Codegen)?;
-        let tables = object_cache::speculation_symbols(&module, &speculation, entry_symbol);
+        let tables = relocate::speculation_symbols(&module, &speculation, entry_symbol);
         // A replacement is asked for because the profile moved: it is
         // built from this run's, never taken from an earlier run.
         let replacing = parts.iter().any(|r| r.replaces_speculation);
@@ -883,9 +884,13 @@ fn compile_and_install<'s>(
                 symbols: &symbols,
                 loop_index,
                 options,
-                speculated: object_cache::describe_speculation(&speculation),
+                speculated: format!(
+                    "{} | {}",
+                    relocate::describe_speculation(&speculation, layout),
+                    relocated.describe()
+                ),
             };
-            look_up_object(shared, &request, not_kept)
+            look_up_object(shared, &request, relocated.not_kept)
         });
         let from_cache = match cached {
             Some(Ok((object, built_branches, key))) => {

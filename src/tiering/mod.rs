@@ -11,6 +11,7 @@ pub mod pool;
 pub mod profiler;
 pub mod queue;
 pub mod reclaim;
+pub mod relocate;
 pub mod resample;
 pub mod roster;
 pub mod service;

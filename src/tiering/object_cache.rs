@@ -30,36 +30,19 @@
 //! for because the profile moved, are never looked up: they compile from
 //! this run's profile.
 //!
-//! Speculating versions (a value guard, promoted calls) are kept too, and
-//! what they speculated on is in the key: the specialized arguments'
-//! values, each promoted site's targets (by function), and how the guard
-//! tables are split per CPU. Their code names no address of the run:
-//! `relocate_speculation` rewrites the addresses of the version's guard
-//! and missed-value tables, of the job's counters and of the value
-//! recording hook into symbols (`baseline::relocate`), which the run
-//! defines as absolute symbols before loading the object
-//! (`speculation_symbols`), for this run's tables. A version is kept only
-//! if no address is left beyond those the job's own IR had. Other symbols
-//! an object refers to (stubs, the job's globals, runtime helpers) are
-//! resolved by name when it is loaded, in this run.
+//! Speculating versions (a value guard, promoted calls) are kept too:
+//! their code names no address of the run (`tiering::relocate`), and the
+//! key adds what they speculated on (the specialized arguments' values,
+//! each promoted site's targets by name) and every table offset and size
+//! their code depends on. Other symbols an object refers to (stubs, the
+//! job's globals, runtime helpers) are resolved by name when it is loaded,
+//! in this run.
 
-use inkwell::module::Module;
-
-use crate::baseline::relocate::{absolute_addresses, relocate, HostRegions, Placement};
 use crate::cache::key::KeyHash;
-use crate::code::CounterTable;
 use crate::config::Config;
-use crate::ids::{FunctionId, GuardSlot};
-use crate::profile::{BuiltBranches, Speculation};
+use crate::ids::FunctionId;
+use crate::profile::BuiltBranches;
 use crate::tiering::build::BuildOptions;
-
-/// The job's counter table (the baseline's), as optimized code names it;
-/// defined when the baseline loads.
-pub const JOB_COUNTERS_SYMBOL: &str = "__tierjit.job_counters";
-
-/// The value recording hook, as baseline code names it (defined with the
-/// baseline's other hooks).
-const RECORD_VALUE_SYMBOL: &str = "__tierjit.record_value";
 
 /// Part of every key; bumped when what an object holds, or how it is
 /// loaded, changes.
@@ -73,7 +56,8 @@ pub struct ObjectRequest<'a> {
     /// The loop a continuation in it enters.
     pub loop_index: Option<usize>,
     pub options: BuildOptions,
-    /// What the code speculates on (`describe_speculation`).
+    /// What the code speculates on, and the table offsets and sizes it
+    /// depends on (`tiering::relocate::Relocated::describe`).
     pub speculated: String,
 }
 
@@ -130,157 +114,9 @@ pub fn decode_entry(payload: &[u8]) -> Option<(BuiltBranches, &[u8])> {
     Some((built, &payload[end..]))
 }
 
-/// What a version's code speculates on, for its key: the specialized
-/// arguments and their values, each promoted site's targets in the order
-/// they are tested, and how the guard tables are split. Empty for code
-/// that speculates on nothing. Functions are named by index, which the
-/// module (in the key's digest) decides.
-pub fn describe_speculation(speculation: &Speculation) -> String {
-    let mut text = String::new();
-    if let Some(spec) = &speculation.specialization {
-        text.push_str(&format!("specialized {}:", spec.function.index()));
-        for v in &spec.values {
-            text.push_str(&format!(" arg{}/{}={}", v.param, v.bits, v.value));
-        }
-        text.push(';');
-    }
-    for p in &speculation.promotions {
-        let targets: Vec<String> = p
-            .targets
-            .iter()
-            .map(|(t, _)| t.index().to_string())
-            .collect();
-        text.push_str(&format!(
-            "promoted {}/{}: {};",
-            p.caller.index(),
-            p.site,
-            targets.join(",")
-        ));
-    }
-    if !text.is_empty() {
-        let sharding = speculation.counters.as_ref().and_then(|c| c.sharding());
-        text.push_str(&format!("guards {sharding:?}"));
-    }
-    text
-}
-
-/// The symbols by which the code of a version entered by `entry` names
-/// its guard tables.
-fn table_symbols(entry: &str) -> [String; 2] {
-    [
-        format!("__tierjit.guards.{entry}"),
-        format!("__tierjit.missed.{entry}"),
-    ]
-}
-
-/// Rewrites the host addresses speculation put into `module`'s code (see
-/// the module doc) into symbols; `job_counters` is the job's counter table
-/// (address, bytes), `record_value` the hook's address, and `entry` the
-/// symbol the version is entered by. `Ok(None)` if the code can be kept,
-/// `Ok(Some(why))` if it holds an address of this run all the same
-/// (`job_addresses`: how many the job's own IR had).
-pub fn relocate_speculation(
-    module: &Module<'_>,
-    speculation: &Speculation,
-    entry: &str,
-    job_counters: (usize, usize),
-    record_value: usize,
-    job_addresses: usize,
-) -> Result<Option<&'static str>, String> {
-    let [guards, missed] = table_symbols(entry);
-    let table = |t: &Option<std::sync::Arc<CounterTable<GuardSlot>>>| {
-        t.as_ref().map_or((0, 0), |t| t.memory())
-    };
-    let (guards_at, guards_bytes) = table(&speculation.counters);
-    let (missed_at, missed_bytes) = table(&speculation.missed_values);
-    let regions = HostRegions::new(&[
-        (&guards, guards_at, guards_bytes, Placement::Host),
-        (&missed, missed_at, missed_bytes, Placement::Host),
-        (
-            JOB_COUNTERS_SYMBOL,
-            job_counters.0,
-            job_counters.1,
-            Placement::Host,
-        ),
-        (RECORD_VALUE_SYMBOL, record_value, 1, Placement::Host),
-    ]);
-    let (_, left) = relocate(module, &regions)?;
-    Ok(if left > 0 {
-        Some("its code uses a table address in a form relocation does not rewrite")
-    } else if absolute_addresses(module) != job_addresses {
-        Some("its code holds an address of this run")
-    } else {
-        None
-    })
-}
-
-/// The absolute symbols to define, for this run's tables, before loading
-/// a version that `relocate_speculation` relocated (for `entry`): those
-/// its `module` names.
-pub fn speculation_symbols(
-    module: &Module<'_>,
-    speculation: &Speculation,
-    entry: &str,
-) -> Vec<(String, usize)> {
-    let tables = [&speculation.counters, &speculation.missed_values];
-    table_symbols(entry)
-        .into_iter()
-        .zip(tables)
-        .filter_map(|(symbol, table)| {
-            let at = table.as_ref()?.memory().0;
-            module.get_global(&symbol).is_some().then_some((symbol, at))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::promote::Promotion;
-    use crate::profile::specialize::{ArgValue, Specialization};
-
-    #[test]
-    fn what_a_version_speculates_on_is_in_its_key_and_the_counts_are_not() {
-        let value = |value, count| ArgValue {
-            param: 2,
-            bits: 32,
-            value,
-            count,
-            samples: 100,
-        };
-        let speculation = |value: ArgValue, target: usize| Speculation {
-            specialization: Some(Specialization {
-                function: FunctionId(1),
-                values: vec![value],
-            }),
-            promotions: vec![Promotion {
-                caller: FunctionId(1),
-                site: 0,
-                targets: vec![(FunctionId(target), 90)],
-                samples: 100,
-                known: Vec::new(),
-            }],
-            ..Speculation::default()
-        };
-        let described = describe_speculation(&speculation(value(4, 99), 3));
-        assert_eq!(
-            described,
-            "specialized 1: arg2/32=4;promoted 1/0: 3;guards None"
-        );
-        assert_eq!(
-            describe_speculation(&speculation(value(4, 60), 3)),
-            described
-        );
-        assert_ne!(
-            describe_speculation(&speculation(value(2, 99), 3)),
-            described
-        );
-        assert_ne!(
-            describe_speculation(&speculation(value(4, 99), 5)),
-            described
-        );
-        assert_eq!(describe_speculation(&Speculation::default()), "");
-    }
 
     #[test]
     fn an_entry_keeps_the_branch_counts_its_object_was_built_from() {

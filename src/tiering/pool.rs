@@ -117,7 +117,7 @@ impl Drop for CompilerPool {
 /// At the process's exit (registered by `code::embedding_started`):
 /// stops every pool and every module it serves, and waits for the
 /// compiles in flight, so that no compiler thread is inside LLVM when
-/// libLLVM's exit-time destructors run. The embedder may exit, or return
+/// LLVM's exit-time destructors run. The embedder may exit, or return
 /// from `main`, without dropping its modules.
 extern "C" fn stop_every_pool() {
     let pools: Vec<Arc<PoolState>> = LIVE_POOLS

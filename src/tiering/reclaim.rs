@@ -122,6 +122,14 @@ fn reclaim_once(shared: &Shared, reported: &mut HashSet<ObjectId>) -> Round {
         return round;
     }
     let checked_in = started.elapsed();
+    // Freed and reported before the run's report, or not at all: shutdown
+    // sets `stop`, then waits for this lock before `--stats` counts what
+    // was freed (see `service::stop_background`).
+    let _reporting = shared.reporting.lock().unwrap_or_else(|p| p.into_inner());
+    // Acquire: pairs with the Release store of `stop` at shutdown.
+    if shared.stop.load(Ordering::Acquire) {
+        return round;
+    }
     let freed = shared
         .versions
         .free(&shared.jit, &proven, shared.config.reclaim.poison, proof);

@@ -50,6 +50,8 @@ pub struct Shared {
     /// `--events` line is out: a job thread that waited for the unit
     /// (batch mode) may end the job as soon as it sees it installed, and
     /// the exit waits for this lock (briefly), so the line is not lost.
+    /// The reclaimer holds it while it frees and reports, so `--stats`
+    /// counts every object an `--events` line says was freed.
     pub reporting: std::sync::Mutex<()>,
     /// The compiler threads and what each compiles.
     pub compilers: crate::tiering::roster::Roster,

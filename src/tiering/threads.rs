@@ -4,7 +4,7 @@
 //! `tierjit run` never waits: the job's process ends with `_exit` and takes
 //! a compile in flight with it (see `code::process`). An embedded module is
 //! different. The host program goes on after dropping it, and usually ends
-//! by returning from `main`, which runs libLLVM's static destructors: a
+//! by returning from `main`, which runs LLVM's static destructors: a
 //! compiler thread still inside LLVM then crashes the host (seen as a
 //! SIGSEGV in `PMDataManager::recordAvailableAnalysis` at exit). So
 //! dropping a module stops its threads and waits until each has ended.

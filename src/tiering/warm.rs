@@ -361,11 +361,41 @@ pub fn keep(shared: &Shared) {
     // before its background compile landed.
     let thresholds = &shared.config.thresholds;
     let substantial = thresholds.calls.min(thresholds.backedges);
-    let merged = warm.earlier.merged(
+    let mut merged = warm.earlier.merged(
         &functions,
         |c| shared.counters.read(c),
         substantial,
         hot_now,
     );
+    // A first version whose guard failed in this run (the function is now
+    // specialized otherwise, or not at all) is not what the next run
+    // should start on: that run builds its first version from its own
+    // samples, and keeps its object and speculation. (Promoted calls that
+    // missed keep theirs: a plan replayed only costs fallbacks, which the
+    // profiler re-plans from.)
+    for hot in &mut merged.hot {
+        let Some(id) = layout.id_of(&hot.name) else {
+            continue;
+        };
+        let stored: Vec<(u32, u64)> = hot
+            .speculation
+            .iter()
+            .flat_map(|s| &s.specialized)
+            .map(|v| (v.param, v.value))
+            .collect();
+        let now: Vec<(u32, u64)> = shared
+            .versions
+            .speculation(Unit::Function(id))
+            .specialization
+            .iter()
+            .flat_map(|s| &s.values)
+            .map(|v| (v.param, v.value))
+            .collect();
+        let replaced = shared.versions.retired(Unit::Function(id)) > 0;
+        if hot.object_key.is_some() && replaced && stored != now {
+            hot.object_key = None;
+            hot.speculation = None;
+        }
+    }
     warm.cache.put(Kind::Profile, &warm.key, &merged.encode());
 }

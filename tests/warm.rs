@@ -594,6 +594,62 @@ fn a_warm_run_starts_on_last_runs_optimized_code() {
     assert_ne!(edited.stdout, expected);
 }
 
+#[test]
+fn a_promoting_version_is_not_reused_once_the_job_counters_moved() {
+    // An edit to square, before apply, adds counters ahead of apply's
+    // recent-target table: code recording at the old offset would feed
+    // another function's counters, and the new phase (negate) would go
+    // unseen.
+    let dir = fresh_dir("warm-moved-counters");
+    let job = dir.join("job.c");
+    let original = std::fs::read_to_string(fixtures_dir().join("pgo_callbacks.c")).unwrap();
+    let flags = [
+        "--events",
+        "--set",
+        "thresholds.calls=400",
+        "--set",
+        "thresholds.backedges=1000000000000",
+        "--set",
+        "compiler.background=false",
+        "--set",
+        "cache.objects=true",
+    ];
+    let args = ["cube", "120000", "1024"];
+    let mut stderrs = Vec::new();
+    for source in [
+        original.clone(),
+        original.replace(
+            "static long square(long x) { calls_seen++;",
+            "static long square(long x) { calls_seen++; if (x & 1) calls_seen++; if (x & 2) calls_seen++; if (x & 4) calls_seen++; if (x & 8) calls_seen++;",
+        ),
+    ] {
+        std::fs::write(&job, &source).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let exe = dir.join("native");
+        assert!(build_native(&job, &exe, &[]).status.success());
+        let mut native = native_command(&exe);
+        native.args(args);
+        let expected = run_with_limit(&mut native, job_limit()).stdout;
+        let run = run_in(&dir.join("cache"), &job, &flags, &args);
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        assert_eq!(run.stdout, expected, "{}", run.stderr);
+        let missed = line_after(&run.stderr, 0, "pgo apply: promoted calls took the fallback");
+        line_after(
+            &run.stderr,
+            missed,
+            "pgo apply: promoted call through pointer #0 in apply -> negate",
+        );
+        stderrs.push(run.stderr);
+    }
+    // The edited job's baseline and profile differ, and apply's digest
+    // does not: only the table offsets in the key tell the objects apart.
+    assert!(
+        !stderrs[1].contains("cache hit optimized apply"),
+        "{}",
+        stderrs[1]
+    );
+}
+
 /// kernel is called with one stride per run (argv[2]), apply mostly with
 /// twice.
 const SPECULATING_JOB: &str = r#"

@@ -327,3 +327,33 @@ fn a_respecialized_version_guards_the_new_value_and_counts_recorded_misses_atomi
     assert!(text.contains("atomicrmw add ptr"), "{text}");
     assert_snapshot(SNAPSHOTS, "respecialized_guard", &text);
 }
+
+#[test]
+fn a_function_entered_once_gets_no_weights_from_the_start_of_its_call() {
+    let context = Context::create();
+    for (entries, weighted) in [(1, false), (10, true)] {
+        let module = canonical(&context, "indirect.ll", INDIRECT);
+        let layout = JobLayout::of(&module);
+        let apply = layout.id_of("apply").unwrap();
+        let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
+        let stubs = stubs(&layout);
+        let f = &layout.functions[apply];
+        counters.set(f.entry_counter, entries);
+        counters.set(f.loops[0].counter, 990_000);
+        let view = ProfileView {
+            layout: &layout,
+            counters: &counters,
+            stubs: &stubs,
+            record_value: 0,
+            overrides: None,
+            prior: None,
+        };
+        crate::profile::metadata::attach(&module, &view);
+        let text = module.print_to_string().to_string();
+        assert_eq!(
+            text.contains("function_entry_count"),
+            weighted,
+            "{entries} entries:\n{text}"
+        );
+    }
+}

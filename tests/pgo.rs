@@ -11,20 +11,6 @@ use std::path::Path;
 
 use common::*;
 
-/// Batch tier-up at the 400th call (and never for back-edges alone): by
-/// then an argument sampled every 8th call has 50 samples, above the
-/// specializer's minimum.
-const PGO_FLAGS: &[&str] = &[
-    "--events",
-    "--stats",
-    "--set",
-    "thresholds.calls=400",
-    "--set",
-    "thresholds.backedges=1000000000000",
-    "--set",
-    "compiler.background=false",
-];
-
 fn native_output(source: &Path, args: &[&str]) -> String {
     // One executable per call: tests run in parallel, and running a file
     // another test is still writing fails with ETXTBSY.

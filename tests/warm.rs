@@ -293,18 +293,7 @@ fn a_damaged_or_foreign_object_is_never_run() {
 fn speculating_runs(name: &str, fixture: &str, args: &[&str]) -> [String; 2] {
     let dir = fresh_dir(&format!("warm-{name}"));
     let source = fixtures_dir().join(fixture);
-    let flags = [
-        "--events",
-        "--stats",
-        "--set",
-        "thresholds.calls=400",
-        "--set",
-        "thresholds.backedges=1000000000000",
-        "--set",
-        "compiler.background=false",
-        "--set",
-        "cache.objects=true",
-    ];
+    let flags = [PGO_FLAGS, &["--set", "cache.objects=true"]].concat();
     let exe = dir.join("native");
     assert!(build_native(&source, &exe, &[]).status.success());
     let mut native = native_command(&exe);
@@ -490,8 +479,14 @@ fn profiled_iterations() -> String {
 
 /// Writes the profiled job with `salt` into `dir`, as C.
 fn write_profiled_job(dir: &Path, salt: u32) -> PathBuf {
+    write_job(dir, &PROFILED_JOB.replace("SALT", &salt.to_string()))
+}
+
+/// Writes `source` as `dir/job.c`. The front-end cache does not keep a
+/// file changed just before clang started, so it waits a little.
+fn write_job(dir: &Path, source: &str) -> PathBuf {
     let job = dir.join("job.c");
-    std::fs::write(&job, PROFILED_JOB.replace("SALT", &salt.to_string())).unwrap();
+    std::fs::write(&job, source).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(50));
     job
 }
@@ -601,19 +596,8 @@ fn a_promoting_version_is_not_reused_once_the_job_counters_moved() {
     // another function's counters, and the new phase (negate) would go
     // unseen.
     let dir = fresh_dir("warm-moved-counters");
-    let job = dir.join("job.c");
     let original = std::fs::read_to_string(fixtures_dir().join("pgo_callbacks.c")).unwrap();
-    let flags = [
-        "--events",
-        "--set",
-        "thresholds.calls=400",
-        "--set",
-        "thresholds.backedges=1000000000000",
-        "--set",
-        "compiler.background=false",
-        "--set",
-        "cache.objects=true",
-    ];
+    let flags = [PGO_FLAGS, &["--set", "cache.objects=true"]].concat();
     let args = ["cube", "120000", "1024"];
     let mut stderrs = Vec::new();
     for source in [
@@ -623,8 +607,7 @@ fn a_promoting_version_is_not_reused_once_the_job_counters_moved() {
             "static long square(long x) { calls_seen++; if (x & 1) calls_seen++; if (x & 2) calls_seen++; if (x & 4) calls_seen++; if (x & 8) calls_seen++;",
         ),
     ] {
-        std::fs::write(&job, &source).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let job = write_job(&dir, &source);
         let exe = dir.join("native");
         assert!(build_native(&job, &exe, &[]).status.success());
         let mut native = native_command(&exe);
@@ -681,9 +664,7 @@ int main(int argc, char **argv) {
 #[test]
 fn a_warm_run_starts_on_last_runs_speculating_versions() {
     let dir = fresh_dir("warm-speculating");
-    let job = dir.join("job.c");
-    std::fs::write(&job, SPECULATING_JOB).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    let job = write_job(&dir, SPECULATING_JOB);
     let exe = dir.join("native");
     assert!(build_native(&job, &exe, &[]).status.success());
     let n = (3_000_000 * workload_scale()).to_string();
@@ -894,13 +875,10 @@ fn counted(stderr: &str, functions: &[&str]) -> Vec<Option<(String, u64, u64)>> 
 #[test]
 fn a_cached_baseline_counts_as_a_fresh_one() {
     let dir = fresh_dir("warm-baseline");
-    let job = dir.join("job.c");
-    std::fs::write(
-        &job,
+    let job = write_job(
+        &dir,
         "#include <stdio.h>\n#include <stdlib.h>\nstatic unsigned twice(unsigned x) { return 2 * x + 1; }\nstatic unsigned thrice(unsigned x) { return 3 * x; }\n__attribute__((noinline)) unsigned apply(unsigned (*f)(unsigned), unsigned x) { return f(x); }\nint main(int argc, char **argv) {\n  long n = atol(argv[1]);\n  unsigned h = 1;\n  for (long i = 0; i < n; i++) h = apply(i % 4 ? twice : thrice, h) ^ (unsigned)i;\n  printf(\"%u\\n\", h);\n  return 0;\n}\n",
-    )
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    );
     let cache = dir.join("cache");
     let functions = ["apply", "twice", "thrice", "main"];
     for mode in ["baseline", "tiered"] {
@@ -1024,9 +1002,7 @@ int main(int argc, char **argv) {
 #[test]
 fn a_cached_baseline_counts_per_cpu_and_records_call_targets() {
     let dir = fresh_dir("warm-baseline-threads");
-    let job = dir.join("job.c");
-    std::fs::write(&job, THREADED_CALLS).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    let job = write_job(&dir, THREADED_CALLS);
     let cache = dir.join("cache");
     let n: u64 = 50_000;
     // Counted in baseline mode into this run's tables (code pointing at
@@ -1092,16 +1068,14 @@ fn a_job_s_file_size_limit_or_working_directory_does_not_reach_the_cache() {
     let dir = fresh_dir("warm-hostile-process");
     let elsewhere = dir.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let job = dir.join("job.c");
-    std::fs::write(
-        &job,
-        format!(
+    // Run as `job.c`, from `dir`.
+    write_job(
+        &dir,
+        &format!(
             "#include <stdio.h>\n#include <unistd.h>\n#include <sys/resource.h>\n__attribute__((noinline)) unsigned f(unsigned x) {{ return x * 31 + 7; }}\nint main(void) {{\n  struct rlimit small = {{100, 100}};\n  setrlimit(RLIMIT_FSIZE, &small);\n  if (chdir(\"{}\") != 0) return 1;\n  unsigned h = 0;\n  for (int i = 0; i < 200000; i++) h = f(h);\n  printf(\"%u\\n\", h);\n  return 3;\n}}\n",
             elsewhere.display()
         ),
-    )
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    );
     // Relative to where tierjit starts, not to where the job goes.
     let run = || {
         let mut cmd = tierjit_command();

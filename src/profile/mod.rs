@@ -177,6 +177,23 @@ pub struct ProfileView<'a> {
 pub type CountOverrides = std::collections::HashMap<CounterId, u64>;
 
 impl<'a> ProfileView<'a> {
+    /// The live counters alone: no overrides, no earlier runs' counts.
+    pub fn new(
+        layout: &'a JobLayout,
+        counters: &'a CounterTable,
+        stubs: &'a [usize],
+        record_value: usize,
+    ) -> ProfileView<'a> {
+        ProfileView {
+            layout,
+            counters,
+            stubs,
+            record_value,
+            overrides: None,
+            prior: None,
+        }
+    }
+
     /// Counter `counter` as builds should see it: its override, if any,
     /// else its live value plus what earlier runs counted.
     pub fn count(&self, counter: CounterId) -> u64 {

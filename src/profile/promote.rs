@@ -482,14 +482,7 @@ define i64 @d(i64 %x) {
         let stubs: Vec<usize> = (0..layout.functions.len())
             .map(|i| 0x7f00_0000_1000 + 0x100 * i)
             .collect();
-        let view = ProfileView {
-            layout: &layout,
-            counters: &counters,
-            stubs: &stubs,
-            record_value: 0,
-            overrides: None,
-            prior: None,
-        };
+        let view = ProfileView::new(&layout, &counters, &stubs, 0);
         let id = |name| layout.id_of(name).unwrap();
         let apply = id("apply");
         let recent = layout.functions[apply].indirect_calls[0].recent_table;

@@ -33,8 +33,9 @@ const MIN_SHARE_PERCENT: u64 = 90;
 /// which the tier-up policy waits for).
 const MIN_SAMPLES: u64 = crate::baseline::ARG_FULL_SAMPLES;
 
-/// One argument's dominant value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One argument's dominant value (stored profiles keep it as is, see
+/// `store::StoredSpeculation`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArgValue {
     pub param: u32,
     pub bits: u32,

@@ -42,6 +42,7 @@ use crate::cache::key::KeyHash;
 use crate::ids::{CounterId, FunctionId};
 use crate::ir::flow::EdgeSource;
 use crate::ir::layout::JobLayout;
+use crate::profile::specialize::ArgValue;
 
 /// Part of every key and entry; bumped when what a profile holds changes.
 const FORMAT: &str = "tierjit-profile-2";
@@ -82,17 +83,8 @@ pub struct HotFunction {
 /// the promoted call sites.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSpeculation {
-    pub specialized: Vec<StoredValue>,
+    pub specialized: Vec<ArgValue>,
     pub promoted: Vec<StoredPromotion>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredValue {
-    pub param: u32,
-    pub bits: u32,
-    pub value: u64,
-    pub count: u64,
-    pub samples: u64,
 }
 
 /// A promoted call site: its function and index among that function's
@@ -309,7 +301,7 @@ mod tests {
         let mut speculating = hot("f", false, Some("k"));
         speculating.speculated = true;
         speculating.speculation = Some(StoredSpeculation {
-            specialized: vec![StoredValue {
+            specialized: vec![ArgValue {
                 param: 1,
                 bits: 32,
                 value: u64::MAX,

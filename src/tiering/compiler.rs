@@ -725,7 +725,7 @@ fn compile_and_install<'s>(
     // did (see `tiering::warm`): this run has sampled nothing yet.
     let (warm_specialization, warm_promotions) = whole
         .filter(|&i| parts[i].warm_start)
-        .and_then(|_| shared.warm.as_ref()?.plan(id))
+        .and_then(|_| shared.warm.as_ref()?.plan(id, layout))
         .unwrap_or_default();
     let respecialize = whole
         .and_then(|_| shared.versions.planned_specialization(Unit::Function(id)))

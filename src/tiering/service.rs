@@ -79,14 +79,12 @@ pub struct Shared {
 impl Shared {
     /// What baseline code has recorded so far.
     pub fn profile_view(&self) -> ProfileView<'_> {
-        ProfileView {
-            layout: &self.layout,
-            counters: &self.counters,
-            stubs: &self.stubs,
-            record_value: code::record_value_address(),
-            overrides: None,
-            prior: None,
-        }
+        ProfileView::new(
+            &self.layout,
+            &self.counters,
+            &self.stubs,
+            code::record_value_address(),
+        )
     }
 
     /// Calls and loop back-edges that baseline code counted for `function`.

@@ -150,14 +150,7 @@ fn a_continuation_entered_at_the_inner_loop_keeps_the_nest_natural() {
         .expect("an inner loop");
     let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
     let stubs = stubs(&layout);
-    let view = ProfileView {
-        layout: &layout,
-        counters: &counters,
-        stubs: &stubs,
-        record_value: 0,
-        overrides: None,
-        prior: None,
-    };
+    let view = ProfileView::new(&layout, &counters, &stubs, 0);
     let machine = target().machine(3).unwrap();
     let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
     let mut speculation = Speculation::default();
@@ -218,14 +211,7 @@ fn a_promoted_call_tests_its_hot_target_and_counts_the_fallback() {
         counters.set(table.plus(2 * slot), stubs[target.index()] as u64);
         counters.set(table.plus(2 * slot + 1), count);
     }
-    let view = ProfileView {
-        layout: &layout,
-        counters: &counters,
-        stubs: &stubs,
-        record_value: 0x7f00_0000_9000,
-        overrides: None,
-        prior: None,
-    };
+    let view = ProfileView::new(&layout, &counters, &stubs, 0x7f00_0000_9000);
     let specialized = BTreeMap::new();
     let profile = ProfileUse {
         view,
@@ -270,14 +256,7 @@ fn a_respecialized_version_guards_the_new_value_and_counts_recorded_misses_atomi
     let id = layout.id_of("strided").unwrap();
     let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
     let stubs = stubs(&layout);
-    let view = ProfileView {
-        layout: &layout,
-        counters: &counters,
-        stubs: &stubs,
-        record_value: 0x7f00_0000_9000,
-        overrides: None,
-        prior: None,
-    };
+    let view = ProfileView::new(&layout, &counters, &stubs, 0x7f00_0000_9000);
     // The guard of the last version saw its misses agree on stride 2.
     let next = crate::profile::specialize::Specialization {
         function: id,
@@ -340,14 +319,7 @@ fn a_function_entered_once_gets_no_weights_from_the_start_of_its_call() {
         let f = &layout.functions[apply];
         counters.set(f.entry_counter, entries);
         counters.set(f.loops[0].counter, 990_000);
-        let view = ProfileView {
-            layout: &layout,
-            counters: &counters,
-            stubs: &stubs,
-            record_value: 0,
-            overrides: None,
-            prior: None,
-        };
+        let view = ProfileView::new(&layout, &counters, &stubs, 0);
         crate::profile::metadata::attach(&module, &view);
         let text = module.print_to_string().to_string();
         assert_eq!(

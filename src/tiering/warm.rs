@@ -35,9 +35,7 @@ use crate::ir::layout::JobLayout;
 use crate::metrics::Metrics;
 use crate::profile::promote::Promotion;
 use crate::profile::specialize::{ArgValue, Specialization};
-use crate::profile::store::{
-    self, HotFunction, StoredProfile, StoredPromotion, StoredSpeculation, StoredValue,
-};
+use crate::profile::store::{self, HotFunction, StoredProfile, StoredPromotion, StoredSpeculation};
 use crate::profile::Speculation;
 use crate::tiering::service::Shared;
 use crate::tiering::CompileRequest;
@@ -55,9 +53,6 @@ pub struct WarmStart {
     /// run's compiles found or stored it alone in its object, and what it
     /// speculated on.
     object_keys: Mutex<HashMap<FunctionId, (String, Option<StoredSpeculation>)>>,
-    /// What the versions requested before `main` speculate on, by
-    /// function (see `plan`).
-    plans: Mutex<HashMap<FunctionId, WarmPlan>>,
 }
 
 /// A first version's speculation as an earlier run made it: a value
@@ -88,30 +83,25 @@ impl WarmStart {
     }
 
     /// What the version of `function` requested before `main` speculates
-    /// on (for the compile of a `warm_start` request).
-    pub fn plan(&self, function: FunctionId) -> Option<WarmPlan> {
-        self.plans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&function)
-            .cloned()
+    /// on (for the compile of a `warm_start` request): what the earlier
+    /// runs' profile kept, in this run's `layout`.
+    pub fn plan(&self, function: FunctionId, layout: &JobLayout) -> Option<WarmPlan> {
+        let stored = self
+            .earlier
+            .hot_function(&layout.functions[function].name)?
+            .speculation
+            .as_ref()?;
+        warm_plan(stored, function, layout)
     }
 }
 
 /// `speculation` by name and value; `None` if it speculated on nothing.
 fn stored_speculation(speculation: &Speculation, layout: &JobLayout) -> Option<StoredSpeculation> {
     let name = |f: FunctionId| layout.functions[f].name.clone();
-    let specialized: Vec<StoredValue> = speculation
+    let specialized: Vec<ArgValue> = speculation
         .specialization
         .iter()
-        .flat_map(|s| &s.values)
-        .map(|v| StoredValue {
-            param: v.param,
-            bits: v.bits,
-            value: v.value,
-            count: v.count,
-            samples: v.samples,
-        })
+        .flat_map(|s| s.values.iter().cloned())
         .collect();
     let promoted: Vec<StoredPromotion> = speculation
         .promotions
@@ -138,23 +128,16 @@ fn warm_plan(
     layout: &JobLayout,
 ) -> Option<WarmPlan> {
     let id = |name: &str| layout.id_of(name);
-    let values: Vec<ArgValue> = stored
-        .specialized
-        .iter()
-        .map(|v| {
-            let known = layout.functions[function]
-                .args
-                .iter()
-                .any(|a| a.param == v.param && a.bits == v.bits);
-            known.then_some(ArgValue {
-                param: v.param,
-                bits: v.bits,
-                value: v.value,
-                count: v.count,
-                samples: v.samples,
-            })
-        })
-        .collect::<Option<_>>()?;
+    let sampled = |v: &ArgValue| {
+        layout.functions[function]
+            .args
+            .iter()
+            .any(|a| a.param == v.param && a.bits == v.bits)
+    };
+    if !stored.specialized.iter().all(sampled) {
+        return None;
+    }
+    let values = stored.specialized.clone();
     let specialization = (!values.is_empty()).then_some(Specialization { function, values });
     let promotions = stored
         .promoted
@@ -223,7 +206,6 @@ pub fn look_up(
         key,
         earlier,
         object_keys: Mutex::default(),
-        plans: Mutex::default(),
     }
 }
 
@@ -243,11 +225,7 @@ pub fn install_before_main(shared: &Shared) {
             continue;
         };
         let label = layout.functions[id].display_name();
-        let plan = hot
-            .speculation
-            .as_ref()
-            .and_then(|stored| warm_plan(stored, id, layout));
-        if hot.speculated && plan.is_none() {
+        if hot.speculated && warm.plan(id, layout).is_none() {
             shared.metrics.note(
                 "warm",
                 &label,
@@ -269,12 +247,6 @@ pub fn install_before_main(shared: &Shared) {
         let (done, finished) = crossbeam_channel::bounded::<()>(0);
         // What this run counted so far (nothing yet, as `--events` shows).
         let (calls, backedges) = shared.function_counts(id);
-        if let Some(plan) = plan {
-            warm.plans
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, plan);
-        }
         let request = CompileRequest {
             done: wait.then_some(done),
             warm_start: true,

@@ -391,6 +391,21 @@ impl Shape {
 }
 
 /// The modes every differential test compares, as tierjit flags.
+/// Batch tier-up at the 400th call (and never for back-edges alone): by
+/// then an argument sampled every 8th call has 50 samples, above the
+/// specializer's minimum. (The PGO tests' flags, and the warm tests' that
+/// cache speculating versions.)
+pub const PGO_FLAGS: &[&str] = &[
+    "--events",
+    "--stats",
+    "--set",
+    "thresholds.calls=400",
+    "--set",
+    "thresholds.backedges=1000000000000",
+    "--set",
+    "compiler.background=false",
+];
+
 pub const MODES: &[(&str, &[&str])] = &[
     ("baseline", &["--mode", "baseline"]),
     ("optimized", &["--mode", "optimized"]),

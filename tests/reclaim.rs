@@ -271,23 +271,65 @@ fn short_sleeps_are_nearly_never_cut_short() {
 
 #[test]
 fn a_blocked_thread_keeps_the_retired_version_it_is_inside() {
-    // The blocker sleeps in read inside kernel's first version (through
-    // its guard's general path) when a later phase retires it: it must be
-    // seen in use, and freed only once the blocker woke and left.
+    // The blocker enters kernel's first version (through its guard's
+    // general path) once --events reports it installed, and sleeps in read
+    // there while a later phase retires it: it must be seen in use, and
+    // freed only once the blocker woke and left. Stress mode loads freed
+    // versions again under the same name, so what matters is that no copy
+    // of it is freed while the blocker sleeps. No profiling windows: one
+    // points kernel's slot at the baseline for a moment.
+    let source = job("blocked_inside.c");
     let calls = (300_000 * workload_scale().div_ceil(2)).to_string();
-    let stderr = run_stressed("blocked_inside.c", &[calls, "4".into()]);
+    let flags = [STRESS, &["--set", "pgo.resample_interval_ms=0"]].concat();
+    let args = [calls, "4".into()];
+    let mut command = tierjit_command();
+    command
+        .arg("run")
+        .arg(&source)
+        .args(&flags)
+        .arg("--")
+        .args(&args);
+    // The blocker enters once it reads a byte: after kernel's tier-up.
+    let run = run_with_cue(&mut command, job_limit(), " kernel O0->O3 ", b"x");
+    assert_eq!(run.status, Some(0), "{run:?}");
+    let native = native_output(&source, &args);
+    assert_eq!(
+        run.stdout, native,
+        "output differs from native\n{}",
+        run.stderr
+    );
+    let stderr = run.stderr;
     let lines: Vec<&str> = stderr.lines().collect();
     let at = |needle: &str| lines.iter().position(|l| l.contains(needle));
-    let kept = at("reclaim kernel.tj1.guard: retired, still in use")
-        .unwrap_or_else(|| panic!("never seen in use:\n{stderr}"));
-    let woke = at("blocker woke").expect("the blocker's line");
+    let installed = at("kernel O0->O3").unwrap_or_else(|| panic!("no tier-up:\n{stderr}"));
+    let entering = at("blocker entering").expect("the blocker's first line");
+    let woke = at("blocker woke").expect("the blocker's second line");
     assert!(
-        kept < woke,
-        "seen in use while the blocker slept:\n{stderr}"
+        installed < entering,
+        "the blocker entered before kernel's tier-up:\n{stderr}"
     );
-    match at("reclaim kernel.tj1.guard: freed") {
-        Some(freed) => assert!(woke < freed, "freed only once the blocker left:\n{stderr}"),
-        // Under an emulator the job may end before a check frees it.
-        None => assert!(emulated(), "never freed after the blocker left:\n{stderr}"),
-    }
+    let freed_copy = |range: std::ops::Range<usize>| {
+        lines[range]
+            .iter()
+            .any(|l| l.contains("reclaim kernel.tj1.guard: freed"))
+    };
+    assert!(
+        !freed_copy(installed..entering),
+        "its first copy freed before the blocker entered:\n{stderr}"
+    );
+    assert!(
+        lines[entering..woke]
+            .iter()
+            .any(|l| l.contains("reclaim kernel.tj1.guard: retired, still in use")),
+        "never seen in use while the blocker slept:\n{stderr}"
+    );
+    assert!(
+        !freed_copy(entering..woke),
+        "freed while the blocker slept in it:\n{stderr}"
+    );
+    // Under an emulator the job may end before a check frees it.
+    assert!(
+        freed_copy(woke..lines.len()) || emulated(),
+        "never freed after the blocker left:\n{stderr}"
+    );
 }

@@ -331,8 +331,10 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
                         "queue",
                         &request.label(&shared.layout),
                         &format!(
-                            "taken ahead of {} (queued earlier): {benefit:.0} against {older_benefit:.0} baseline events per tick",
-                            older.label(&shared.layout)
+                            "taken ahead of {} (queued earlier): {} against {}",
+                            older.label(&shared.layout),
+                            describe_benefit(*benefit),
+                            describe_benefit(*older_benefit),
                         ),
                     );
                 }
@@ -1182,4 +1184,15 @@ fn report(
             .map(|_| ())
             .map_err(|r| r.lines().next().unwrap_or("")),
     });
+}
+
+/// A queued request's benefit as `--events` shows it: requests queued at
+/// the top (a warm start's, a retry's, a stress swap's) carry `f64::MAX`,
+/// which is a rank, not a rate.
+fn describe_benefit(benefit: f64) -> String {
+    if benefit == f64::MAX {
+        "queued at the top".into()
+    } else {
+        format!("{benefit:.0} baseline events per tick")
+    }
 }

@@ -174,15 +174,32 @@ pub struct Run {
 
 /// Runs a command to completion, killing it after `limit`.
 pub fn run_with_limit(command: &mut Command, limit: Duration) -> Run {
+    run_answering(command, limit, None)
+}
+
+/// Like `run_with_limit`, with a standard input that stays open until a
+/// line of stderr contains `cue`: then it gets `answer` and ends. For a
+/// job that must wait for something only `--events` shows.
+pub fn run_with_cue(command: &mut Command, limit: Duration, cue: &str, answer: &[u8]) -> Run {
+    run_answering(command, limit, Some((cue.to_owned(), answer.to_vec())))
+}
+
+fn run_answering(command: &mut Command, limit: Duration, cue: Option<(String, Vec<u8>)>) -> Run {
+    let stdin = if cue.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
     // Read both pipes on threads so a chatty child cannot block on a full pipe.
     let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let mut input = child.stdin.take();
     let out_reader = std::thread::spawn(move || {
         let mut s = Vec::new();
         std::io::Read::read_to_end(&mut out, &mut s).ok();
@@ -190,7 +207,21 @@ pub fn run_with_limit(command: &mut Command, limit: Duration) -> Run {
     });
     let err_reader = std::thread::spawn(move || {
         let mut s = Vec::new();
-        std::io::Read::read_to_end(&mut err, &mut s).ok();
+        let mut lines = std::io::BufReader::new(err);
+        loop {
+            let start = s.len();
+            match std::io::BufRead::read_until(&mut lines, b'\n', &mut s) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if let (Some((cue, answer)), Some(_)) = (&cue, &input) {
+                if String::from_utf8_lossy(&s[start..]).contains(cue.as_str()) {
+                    let mut stdin = input.take().unwrap();
+                    // A job that ended meanwhile closed its end: nothing to do.
+                    std::io::Write::write_all(&mut stdin, answer).ok();
+                }
+            }
+        }
         s
     });
     let start = Instant::now();

@@ -2,10 +2,17 @@
 // first optimized version, which a later phase retires: that version must
 // stay until the thread has woken and left it. Workers call kernel with
 // block 0 (so its version is specialized for that); the blocker calls it
-// with block 1 late in the first phase, and waits in read until main
-// writes, after every phase. It says "blocker woke" on stderr when it is
-// out of kernel; tests/reclaim.rs checks the version is freed after that.
-// Args: CALLS (per worker and phase) PHASES.
+// with block 1 once kernel runs optimized code, and waits in read until
+// main writes, after every phase. It says "blocker entering" on stderr
+// before that call and "blocker woke" once it is out of kernel;
+// tests/reclaim.rs checks the version is kept in between and freed after.
+//
+// The blocker enters kernel once its standard input has a byte or ends:
+// tests/reclaim.rs writes one when --events reports kernel's tier-up (a
+// native run's input is empty). The first phase lasts until it is inside,
+// so a slow compile (a loaded machine, an emulator) cannot make it enter
+// baseline code. Args: CALLS (per worker and phase, after the first
+// phase's wait) PHASES.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +22,8 @@ static int data[4096];
 static long calls;
 static int phases;
 static int fds[2];
-static volatile int late_in_first_phase;
+static volatile int blocker_inside;
+static volatile long sink;
 static pthread_barrier_t phase_start;
 
 __attribute__((noinline)) static long kernel(const int *a, long n, int stride, int block) {
@@ -36,18 +44,23 @@ static void *worker(void *arg) {
   for (int p = 0; p < phases; p++) {
     pthread_barrier_wait(&phase_start);
     int stride = p % 2 ? 2 : 4;
-    for (long k = 0; k < calls; k++) {
+    // The first phase's calls until the blocker is inside are not counted:
+    // how many there are depends on the compile.
+    while (p == 0 && !blocker_inside)
+      sink += kernel(data, 1024, stride, 0);
+    for (long k = 0; k < calls; k++)
       total += kernel(data, 1024, stride, 0) ^ id;
-      if (p == 0 && id == 0 && k == calls * 4 / 5)
-        late_in_first_phase = 1;
-    }
   }
   return (void *)total;
 }
 
 static void *blocker(void *arg) {
-  while (!late_in_first_phase)
-    usleep(1000);
+  (void)arg;
+  char go;
+  ssize_t got = read(0, &go, 1); // a byte, or the end: either will do
+  (void)got;
+  fprintf(stderr, "blocker entering\n");
+  blocker_inside = 1;
   long s = kernel(data, 1024, 4, 1);
   fprintf(stderr, "blocker woke\n");
   return (void *)s;

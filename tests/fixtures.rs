@@ -297,6 +297,7 @@ fixtures! {
     osr_structs => "osr_structs.c",
     osr_control => "osr_control.c",
     osr_escape => "osr_escape.c",
+    escaped_locals => "escaped_locals.c",
     osr_byval => "osr_byval.c",
     fork => "fork.c",
     vla_osr => "vla_osr.c",

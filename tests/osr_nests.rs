@@ -613,3 +613,51 @@ fn an_outer_loop_that_runs_once_does_not_keep_the_frame_in_baseline_code() {
     let stderr = run_matching_native(&source);
     assert_one_transfer_at_depth(&stderr, "kernel", 2);
 }
+
+/// A loop in `main` whose every iteration is a long call: far fewer
+/// back-edges than `thresholds.osr_backedges`, however long it runs.
+const LONG_PASSES: &str = r#"
+#include <stdio.h>
+struct stats { long sum, odd; };
+static int recs[200000];
+static void pass(const int *r, int n, struct stats *s) {
+  for (int i = 0; i < n; i++) {
+    s->sum += r[i];
+    if (r[i] & 1)
+      s->odd++;
+  }
+}
+static void fill(void) {
+  for (int i = 0; i < 200000; i++)
+    recs[i] = (i * 7919) % 1009;
+}
+int main(void) {
+  fill();
+  struct stats s = {0, 0};
+  for (int p = 0; p < PASSES; p++)
+    pass(recs, 200000, &s);
+  printf("%ld %ld\n", s.sum, s.odd);
+  return 0;
+}
+"#;
+
+#[test]
+fn a_loop_whose_iterations_are_long_calls_moves_to_a_continuation() {
+    // About 0.2 s natively: the loop takes 3000 back-edges in all, far
+    // below the 20,000 that make a loop hot by count, so only its running
+    // time (see `tiering::profiler::LONG_RUNNING_LOOP`) can give it a
+    // continuation (with `pass` inlined and `s` in registers).
+    let passes = 3000 * workload_scale().min(2);
+    let source = job(
+        "long_passes.c",
+        &LONG_PASSES.replace("PASSES", &passes.to_string()),
+    );
+    let stderr = run_matching_native(&source);
+    let lines = osr_lines(&stderr, "main");
+    assert!(
+        lines
+            .iter()
+            .any(|(_, depth, line)| *depth == 1 && line.ends_with("1 frame(s) transferred")),
+        "main's loop of passes never moved:\n{stderr}"
+    );
+}

@@ -97,6 +97,24 @@ pub fn instrument(
             };
             bound.push(entry);
         }
+        // Loops whose iterations call a job function that loops: each
+        // iteration is long, so they poll on every back-edge as outer
+        // loops do (see `OSR_POLL_WINDOW`).
+        let calls_looping: Vec<bool> = info
+            .loops
+            .iter()
+            .map(|lp| {
+                lp.shape.blocks.iter().any(|&b| {
+                    blocks[b].get_instructions().any(|i| {
+                        direct_callee(i).is_some_and(|callee| {
+                            layout
+                                .id_of(&callee.get_name().to_string_lossy())
+                                .is_some_and(|id| !layout.functions[id].loops.is_empty())
+                        })
+                    })
+                })
+            })
+            .collect();
         for (k, lp) in info.loops.iter().enumerate() {
             let header = blocks[lp.shape.header];
             for &latch in &lp.shape.latches {
@@ -128,7 +146,8 @@ pub fn instrument(
                         cont_type,
                         global_id: lp.global_id,
                         transitions,
-                        every_backedge: info.loops.iter().any(|l| l.shape.parent == Some(k)),
+                        every_backedge: calls_looping[k]
+                            || info.loops.iter().any(|l| l.shape.parent == Some(k)),
                     },
                     osr,
                 )?;
@@ -307,9 +326,11 @@ fn ends_in_branch_to<'ctx>(block: BasicBlock<'ctx>, target: BasicBlock<'ctx>) ->
 /// on the CPU the frame runs on (one copy per CPU, see `code::shards`), so
 /// a frame in it reaches a poll within 256 of its iterations.
 ///
-/// A loop containing other loops polls on every back-edge instead: an
-/// iteration runs its inner loops, so one load per iteration costs little,
-/// and a frame moves at its next iteration. (Outer loops once polled on a
+/// A loop containing other loops, or calling a job function that loops,
+/// polls on every back-edge instead: an iteration runs those loops, so one
+/// load per iteration costs little, and a frame moves at its next
+/// iteration (`main`'s loop of 400 calls to skewed_branches' `process`
+/// reached its next poll 230 calls, 0.5 s, after its continuation landed). (Outer loops once polled on a
 /// period too, and one with fewer iterations left than the period never
 /// polled again: LU's frame stayed on O0 for all of its 600 million
 /// back-edges.)

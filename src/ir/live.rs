@@ -461,15 +461,18 @@ pub fn continuation_type<'ctx>(
     }
 }
 
-/// Whether an alloca's address never leaves loads, stores to it, GEPs and
-/// lifetime markers, and every GEP derived from it is computed inside the
-/// continuation (`in_continuation`): such a slot can be copied into the
-/// continuation. (A GEP computed before the loop is itself live state and
-/// would still point into the baseline frame's slot, not the copy.)
+/// Whether an alloca's address never leaves loads, stores to it, GEPs,
+/// lifetime markers and calls that do not capture it (`non_capturing`, by
+/// callee and argument index; see `osr::captures`), and every GEP derived
+/// from it is computed inside the continuation (`in_continuation`): such a
+/// slot can be copied into the continuation. (A GEP computed before the
+/// loop is itself live state and would still point into the baseline
+/// frame's slot, not the copy.)
 pub fn alloca_is_private<'ctx>(
     alloca: BasicValueEnum<'ctx>,
     users: &HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>>,
     in_continuation: impl Fn(InstructionValue<'ctx>) -> bool,
+    non_capturing: impl Fn(FunctionValue<'ctx>, u32) -> bool,
 ) -> bool {
     let mut work = vec![alloca.as_value_ref() as usize];
     let mut visited = HashSet::new();
@@ -486,8 +489,12 @@ pub fn alloca_is_private<'ctx>(
                     work.push(user.as_value_ref() as usize);
                     *operand == 0 && in_continuation(*user)
                 }
-                InstructionOpcode::Call => direct_callee(*user)
-                    .is_some_and(|f| f.get_name().to_bytes().starts_with(b"llvm.lifetime.")),
+                // As an argument (the callee operand comes last, and a
+                // direct call's is the function).
+                InstructionOpcode::Call => direct_callee(*user).is_some_and(|f| {
+                    f.get_name().to_bytes().starts_with(b"llvm.lifetime.")
+                        || (*operand < f.count_params() && non_capturing(f, *operand))
+                }),
                 _ => false,
             };
             if !ok {

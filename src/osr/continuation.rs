@@ -26,6 +26,7 @@ use inkwell::module::{Linkage, Module};
 use inkwell::types::BasicType;
 use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode};
 
+use super::captures::NonCapturing;
 use super::peel::{cannot_peel, peel_enclosing_loops};
 use crate::code::ir::{replace_all_uses, retarget_successors};
 use crate::error::Error;
@@ -69,6 +70,7 @@ pub fn build_continuation<'ctx>(
     nest: &[&Loop],
     entry: &OsrEntry,
     in_place: bool,
+    non_capturing: &NonCapturing,
     symbol: &str,
 ) -> Result<Continuation<'ctx>, Error> {
     let header = nest.last().ok_or_else(|| err("no loop"))?.header;
@@ -165,7 +167,11 @@ pub fn build_continuation<'ctx>(
                     d.get_allocated_type()
                         .is_ok_and(|ty| data.get_store_size(&ty) <= MAX_COPIED_SLOT)
                 })
-                .filter(|_| alloca_is_private(value, &all_users, reachable));
+                .filter(|_| {
+                    alloca_is_private(value, &all_users, reachable, |f, i| {
+                        non_capturing.param(f, i)
+                    })
+                });
             match private_alloca {
                 Some(alloca) => {
                     let ty = alloca.get_allocated_type().map_err(err)?;

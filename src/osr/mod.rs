@@ -8,5 +8,6 @@
 //! whatever it returns. The baseline frame stays on the stack underneath,
 //! so stack slots whose address escaped keep being used in place.
 
+pub mod captures;
 pub mod continuation;
 pub mod peel;

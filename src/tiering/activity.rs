@@ -40,9 +40,19 @@ pub struct LoopActivity {
     tick_cpu_us: AtomicU64,
     last_active_cpu_us: Vec<AtomicU64>,
     idle_after: Duration,
+    /// Per loop id: how long (milliseconds) its nest may go without a
+    /// back-edge beyond `idle_after` before it counts as stopped: a few of
+    /// its own last iterations' time (see `saw_period`), for an outer loop
+    /// whose iterations are long (each one a long call).
+    patience_ms: Vec<AtomicU64>,
     /// Per loop id: its outermost enclosing loop (itself if outermost).
     roots: Vec<LoopId>,
 }
+
+/// A loop's nest counts as stopped once it has been idle this many times
+/// as long as the loop's last iteration took (if that is longer than
+/// `MIN_IDLE`).
+const IDLE_PERIODS: u32 = 4;
 
 impl LoopActivity {
     /// Every loop counts as active at `start`; `roots[g]` is loop `g`'s
@@ -56,6 +66,7 @@ impl LoopActivity {
             tick_cpu_us: AtomicU64::new(UNKNOWN),
             last_active_cpu_us: roots.iter().map(|_| AtomicU64::new(0)).collect(),
             idle_after: MIN_IDLE.max(interval * 4),
+            patience_ms: roots.iter().map(|_| AtomicU64::new(0)).collect(),
             roots,
         }
     }
@@ -85,6 +96,14 @@ impl LoopActivity {
         self.last_active_cpu_us[g].store(cpu, Ordering::Relaxed);
     }
 
+    /// The profiler measured `period` between loop `g`'s last two
+    /// back-edges of its own.
+    pub fn saw_period(&self, g: LoopId, period: Duration) {
+        let ms = (period * IDLE_PERIODS).as_millis() as u64;
+        // Relaxed: as in `saw_active`.
+        self.patience_ms[g].store(ms, Ordering::Relaxed);
+    }
+
     /// The profiler finished reading the counters at `now`.
     pub fn saw_tick(&self, now: Instant) {
         // Relaxed: as above.
@@ -110,8 +129,11 @@ impl LoopActivity {
         } else {
             Duration::from_micros(cpu_now.saturating_sub(cpu_then))
         };
-        let ran_enough = ran * 100 >= self.idle_after * MIN_IDLE_RUNNING_PERCENT;
-        (idle >= self.idle_after && ran_enough).then_some(idle)
+        // Relaxed: as in `saw_active`.
+        let patience = Duration::from_millis(self.patience_ms[root].load(Ordering::Relaxed));
+        let needed = self.idle_after.max(patience);
+        let ran_enough = ran * 100 >= needed * MIN_IDLE_RUNNING_PERCENT;
+        (idle >= needed && ran_enough).then_some(idle)
     }
 }
 

@@ -19,9 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::module::{Linkage, Module};
 use inkwell::targets::TargetMachine;
-use inkwell::values::{BasicValueEnum, FunctionValue, InstructionOpcode};
+use inkwell::values::{AsValueRef, BasicValue, BasicValueEnum, FunctionValue, InstructionOpcode};
 
 use crate::code::ir::{operands, Operand};
 use crate::code::CounterTable;
@@ -29,9 +30,10 @@ use crate::codegen;
 use crate::error::Error;
 use crate::ids::FunctionId;
 use crate::ir::cfg::Loop;
-use crate::ir::func::{direct_callee, instructions};
+use crate::ir::func::{direct_callee, instructions, users};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
+use crate::osr::captures::NonCapturing;
 use crate::osr::continuation::build_continuation;
 use crate::profile::promote::{self, Promotion};
 use crate::profile::specialize::{self, Specialization};
@@ -153,6 +155,20 @@ pub fn prepare_module<'ctx>(
     let module = crate::ir::load::copy_module(canonical, Path::new("canonical"))?;
     let name = &layout.functions[id].name;
     let mut candidates = inline_candidates(layout, id, options.inline_limit);
+    let callers_uses = users(function_in(canonical, name)?);
+    let local_copies: BTreeSet<FunctionId> = candidates
+        .iter()
+        .copied()
+        // Not one that calls through pointers: promoted there, its calls
+        // would count their fallbacks in this version's tables, where no
+        // new phase of them is looked for.
+        .filter(|&c| layout.functions[c].indirect_calls.is_empty())
+        .filter(|&c| {
+            canonical
+                .get_function(&layout.functions[c].name)
+                .is_some_and(|callee| may_be_local_copy(callee, &callers_uses))
+        })
+        .collect();
     if let Some(p) = profile {
         let kept: Vec<FunctionValue> = std::iter::once(id)
             .chain(candidates.iter().copied())
@@ -212,9 +228,29 @@ pub fn prepare_module<'ctx>(
     codegen::run_pipeline(&module, machine, "elim-avail-extern")?;
 
     // Step 2: callees and constants become copies the optimizer may read.
+    // A callee whose one call in the whole job is in this function becomes
+    // a local copy instead, always inlined, as a native build (or LTO)
+    // inlines a static function called once whatever its size, and as the
+    // profile would not: a loop of `main` that iterates a few hundred
+    // times makes a cold call site by count, however long each call runs.
+    // skewed_branches' `process`, called so from `main` (with PGO off):
+    // kept a call, its stats struct stayed in memory and the loop ran 1.4
+    // times as long as `--mode optimized`. (A specialized callee is not a
+    // candidate unless its call passes the constants, see above.)
+    let always_inline = module
+        .get_context()
+        .create_enum_attribute(Attribute::get_named_enum_kind_id("alwaysinline"), 0);
     for callee in &inlinable {
         if let Some(f) = module.get_function(callee) {
-            f.set_linkage(Linkage::AvailableExternally);
+            if layout
+                .id_of(callee)
+                .is_some_and(|c| local_copies.contains(&c))
+            {
+                f.set_linkage(Linkage::Internal);
+                f.add_attribute(AttributeLoc::Function, always_inline);
+            } else {
+                f.set_linkage(Linkage::AvailableExternally);
+            }
         }
     }
     for global in module.get_globals() {
@@ -285,6 +321,54 @@ pub fn prepare_module<'ctx>(
         digest,
         job_addresses,
     })
+}
+
+fn function_in<'ctx>(module: &Module<'ctx>, name: &str) -> Result<FunctionValue<'ctx>, Error> {
+    module
+        .get_function(name)
+        .ok_or_else(|| Error::Codegen(format!("{name} is not in the canonical module")))
+}
+
+/// Whether `callee` may be a local, always inlined copy in the module of
+/// the function whose uses are `caller_uses` (see `prepare_module`): it is
+/// called once in the whole job, there, and nothing forbids inlining it.
+fn may_be_local_copy<'ctx>(
+    callee: FunctionValue<'ctx>,
+    caller_uses: &std::collections::HashMap<
+        usize,
+        Vec<(inkwell::values::InstructionValue<'ctx>, u32)>,
+    >,
+) -> bool {
+    let forbidden = ["noinline", "optnone"]
+        .map(Attribute::get_named_enum_kind_id)
+        .iter()
+        .any(|&k| {
+            callee
+                .get_enum_attribute(AttributeLoc::Function, k)
+                .is_some()
+        });
+    !forbidden && called_once_from(callee, caller_uses)
+}
+
+/// Whether `callee` has one use in its module, and it is a direct call of
+/// it among `caller_uses` (the uses inside one function, see
+/// `ir::func::users`).
+fn called_once_from<'ctx>(
+    callee: FunctionValue<'ctx>,
+    caller_uses: &std::collections::HashMap<
+        usize,
+        Vec<(inkwell::values::InstructionValue<'ctx>, u32)>,
+    >,
+) -> bool {
+    let only_one = callee
+        .as_global_value()
+        .as_pointer_value()
+        .get_first_use()
+        .is_some_and(|u| u.get_next_use().is_none());
+    only_one
+        && caller_uses
+            .get(&(callee.as_value_ref() as usize))
+            .is_some_and(|uses| uses.len() == 1 && direct_callee(uses[0].0) == Some(callee))
 }
 
 /// Whether every call in `callers` that could reach `callee` is a direct
@@ -464,6 +548,7 @@ pub fn make_continuation(
     view: &ProfileView<'_>,
     own_promotions: &[Promotion],
     speculation: &mut Speculation,
+    machine: &TargetMachine,
 ) -> Result<Vec<String>, Error> {
     let info = &layout.functions[id];
     let name = &info.name;
@@ -475,12 +560,18 @@ pub fn make_continuation(
     // A function that calls `returns_twice` functions keeps every slot in
     // the baseline frame (see `build_continuation`).
     let in_place = info.traits.returns_twice;
+    let non_capturing = if in_place {
+        NonCapturing::default()
+    } else {
+        NonCapturing::infer(module, machine)?
+    };
     let built = build_continuation(
         module,
         function,
         &nest,
         &info.loops[k].osr,
         in_place,
+        &non_capturing,
         symbol,
     )?;
     apply_own_promotions(module, resolved, view, speculation)?;

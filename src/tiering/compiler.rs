@@ -782,8 +782,18 @@ fn compile_and_install<'s>(
                 // of its own, for a body that runs once.
                 let built = copy_module(&module, Path::new("prepared")).and_then(|copy| {
                     let mut none = Speculation::default();
-                    make_continuation(&copy, layout, id, k, &symbol, &view, &[], &mut none)
-                        .map(|notes| (copy, notes))
+                    make_continuation(
+                        &copy,
+                        layout,
+                        id,
+                        k,
+                        &symbol,
+                        &view,
+                        &[],
+                        &mut none,
+                        machine,
+                    )
+                    .map(|notes| (copy, notes))
                 });
                 match built {
                     Ok((copy, notes)) => Some(ContinuationPart {
@@ -807,6 +817,7 @@ fn compile_and_install<'s>(
                     &view,
                     &own_promotions,
                     &mut speculation,
+                    machine,
                 )?;
                 Some(ContinuationPart {
                     symbol,

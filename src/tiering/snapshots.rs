@@ -163,6 +163,7 @@ fn a_continuation_entered_at_the_inner_loop_keeps_the_nest_natural() {
         &view,
         &[],
         &mut speculation,
+        &machine,
     )
     .unwrap();
     assert!(notes.is_empty(), "the nest was peeled: {notes:?}");
@@ -328,4 +329,158 @@ fn a_function_entered_once_gets_no_weights_from_the_start_of_its_call() {
             "{entries} entries:\n{text}"
         );
     }
+}
+
+/// `main`'s loop of passes over records, as in skewed_branches: `%stats`
+/// goes only to `process`, which keeps no pointer to it, and `%kept` to
+/// `keep`, which stores it in a global. Each callee is called once in the
+/// module.
+const PASSES: &str = r#"
+%struct.stats = type { i64, i64 }
+
+@kept = global ptr null
+
+define void @process(ptr %recs, i64 %n, ptr %s) {
+entry:
+  %np = icmp sgt i64 %n, 0
+  br i1 %np, label %loop, label %exit
+
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %loop ]
+  %p = getelementptr inbounds i64, ptr %recs, i64 %i
+  %v = load i64, ptr %p, align 8
+  %sum = load i64, ptr %s, align 8
+  %sum.next = add i64 %sum, %v
+  store i64 %sum.next, ptr %s, align 8
+  %i.next = add nsw i64 %i, 1
+  %more = icmp slt i64 %i.next, %n
+  br i1 %more, label %loop, label %exit
+
+exit:
+  ret void
+}
+
+define void @keep(ptr %s) {
+  store ptr %s, ptr @kept, align 8
+  ret void
+}
+
+declare void @llvm.memset.p0.i64(ptr nocapture writeonly, i8, i64, i1 immarg)
+
+define i64 @passes(ptr %recs, i64 %n, i32 %count) {
+entry:
+  %stats = alloca %struct.stats, align 8
+  %other = alloca %struct.stats, align 8
+  call void @llvm.memset.p0.i64(ptr %stats, i8 0, i64 16, i1 false)
+  call void @llvm.memset.p0.i64(ptr %other, i8 0, i64 16, i1 false)
+  call void @keep(ptr %other)
+  %cp = icmp sgt i32 %count, 0
+  br i1 %cp, label %loop, label %exit
+
+loop:
+  %k = phi i32 [ 0, %entry ], [ %k.next, %loop ]
+  call void @process(ptr %recs, i64 %n, ptr %stats)
+  %o = load i64, ptr %other, align 8
+  %o.next = add i64 %o, 1
+  store i64 %o.next, ptr %other, align 8
+  %k.next = add nsw i32 %k, 1
+  %more = icmp slt i32 %k.next, %count
+  br i1 %more, label %loop, label %exit
+
+exit:
+  %r = load i64, ptr %stats, align 8
+  ret i64 %r
+}
+"#;
+
+#[test]
+fn a_local_handed_only_to_a_callee_that_keeps_no_pointer_is_copied_into_the_continuation() {
+    let context = Context::create();
+    let module = canonical(&context, "passes.ll", PASSES);
+    let layout = JobLayout::of(&module);
+    let id = layout.id_of("passes").unwrap();
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
+    let stubs = stubs(&layout);
+    let view = ProfileView::new(&layout, &counters, &stubs, 0);
+    let machine = target().machine(3).unwrap();
+    let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
+    // Called once, from here: local copies the inliner must inline.
+    for callee in ["process", "keep"] {
+        let f = prepared.module.get_function(callee).unwrap();
+        assert_eq!(
+            f.get_linkage(),
+            inkwell::module::Linkage::Internal,
+            "{callee}"
+        );
+        let always = inkwell::attributes::Attribute::get_named_enum_kind_id("alwaysinline");
+        assert!(
+            f.get_enum_attribute(inkwell::attributes::AttributeLoc::Function, always)
+                .is_some(),
+            "{callee} is not always inlined"
+        );
+    }
+    let mut speculation = Speculation::default();
+    make_continuation(
+        &prepared.module,
+        &layout,
+        id,
+        0,
+        "passes.osr",
+        &view,
+        &[],
+        &mut speculation,
+        &machine,
+    )
+    .unwrap();
+    prepared.module.verify().unwrap();
+    let text = prepared.module.print_to_string().to_string();
+    let continuation = &text[text.find("define i64 @passes.osr(").unwrap()..];
+    let continuation = &continuation[..continuation.find("\n}\n").unwrap()];
+    // %stats is copied (only process and memset saw its address); %other,
+    // whose address keep stored, is used in place.
+    let copies: Vec<&str> = continuation
+        .lines()
+        .filter(|l| l.contains("= alloca %struct.stats"))
+        .filter(|l| l.trim_start().starts_with("%osr.slot"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{continuation}");
+    let copy = copies[0].split_whitespace().next().unwrap();
+    let call = continuation
+        .lines()
+        .find(|l| l.contains("call void @process("))
+        .unwrap();
+    assert!(call.contains(&format!("ptr {copy})")), "{continuation}");
+}
+
+#[test]
+fn a_specialized_callee_called_once_with_variables_stays_a_call() {
+    // Inlined, its general code would run where its guarded version was
+    // meant to, and its guard would no longer see the calls that tell a
+    // new phase from noise.
+    let context = Context::create();
+    let module = canonical(&context, "passes.ll", PASSES);
+    let layout = JobLayout::of(&module);
+    let id = layout.id_of("passes").unwrap();
+    let process = layout.id_of("process").unwrap();
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
+    let stubs = stubs(&layout);
+    let view = ProfileView::new(&layout, &counters, &stubs, 0);
+    // process's installed version is specialized for its n.
+    let specialized = BTreeMap::from([(process, vec![1])]);
+    let profile = ProfileUse {
+        view,
+        metadata: false,
+        promote: false,
+        specialize: false,
+        specialized: &specialized,
+        respecialize: None,
+        replanned_promotions: &[],
+    };
+    let machine = target().machine(3).unwrap();
+    let prepared =
+        prepare_module(&module, &layout, id, &machine, options(), Some(&profile)).unwrap();
+    let f = prepared.module.get_function("process").unwrap();
+    assert_eq!(f.count_basic_blocks(), 0, "process is not a declaration");
+    let keep = prepared.module.get_function("keep").unwrap();
+    assert_eq!(keep.get_linkage(), inkwell::module::Linkage::Internal);
 }

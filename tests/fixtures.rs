@@ -215,14 +215,17 @@ fn check(file: &str, shape: Shape) {
 }
 
 /// Whether this run tests `shape` in mode `label`: every mode, unless
-/// `TIERJIT_TEST_IR_MODES` lists the modes IR shapes run in (C runs in
-/// all; .ci/test-aarch64 sets it, since every run costs a second or two
-/// under emulation).
+/// `TIERJIT_TEST_IR_MODES` lists the modes IR shapes run in, or
+/// `TIERJIT_TEST_C_MODES` those C runs in (.ci/test-aarch64 sets both,
+/// since every run costs a second or two under emulation).
 fn mode_selected(label: &str, shape: Shape) -> bool {
-    match std::env::var("TIERJIT_TEST_IR_MODES") {
-        Ok(list) if shape != Shape::C && !list.trim().is_empty() => {
-            list.split(',').any(|m| m.trim() == label)
-        }
+    let variable = if shape == Shape::C {
+        "TIERJIT_TEST_C_MODES"
+    } else {
+        "TIERJIT_TEST_IR_MODES"
+    };
+    match std::env::var(variable) {
+        Ok(list) if !list.trim().is_empty() => list.split(',').any(|m| m.trim() == label),
         _ => true,
     }
 }

@@ -499,3 +499,21 @@ pub fn build_byte_offset<'ctx>(
     // SAFETY: as `constant_byte_offset`; the builder checks its position.
     unsafe { builder.build_gep(context.i8_type(), base, &[offset], name) }
 }
+
+/// Whether `call` (a call instruction) calls with the function type of
+/// `callee`, so that its argument `i` is `callee`'s parameter `i` (a call
+/// through a mismatched type, as K&R C can write, passes what the ABI
+/// makes of it).
+pub fn call_type_matches(
+    call: InstructionValue<'_>,
+    callee: inkwell::values::FunctionValue<'_>,
+) -> bool {
+    // SAFETY: both are live values of one context; the calls only read
+    // their types, which LLVM uniques per context, so equal types are
+    // equal pointers.
+    unsafe {
+        let called = llvm_sys::core::LLVMGetCalledFunctionType(call.as_value_ref());
+        let own = llvm_sys::core::LLVMGlobalGetValueType(callee.as_value_ref());
+        !called.is_null() && called == own
+    }
+}

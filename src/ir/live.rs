@@ -493,7 +493,9 @@ pub fn alloca_is_private<'ctx>(
                 // direct call's is the function).
                 InstructionOpcode::Call => direct_callee(*user).is_some_and(|f| {
                     f.get_name().to_bytes().starts_with(b"llvm.lifetime.")
-                        || (*operand < f.count_params() && non_capturing(f, *operand))
+                        || (*operand < f.count_params()
+                            && crate::code::ir::call_type_matches(*user, f)
+                            && non_capturing(f, *operand))
                 }),
                 _ => false,
             };

@@ -148,6 +148,13 @@ pub fn build_continuation<'ctx>(
         params.push(builder.build_load(ty, field, "osr.live").map_err(err)?);
     }
 
+    let bound_values: std::collections::HashSet<usize> = live
+        .iter()
+        .filter_map(|bound| match bound {
+            Bound::Value(v) => Some(v.as_value_ref() as usize),
+            Bound::HeaderPhi(_) => None,
+        })
+        .collect();
     for (bound, &param) in live.iter().zip(&params) {
         let value = match bound {
             Bound::HeaderPhi(phi) => {
@@ -168,7 +175,13 @@ pub fn build_continuation<'ctx>(
                         .is_ok_and(|ty| data.get_store_size(&ty) <= MAX_COPIED_SLOT)
                 })
                 .filter(|_| {
-                    alloca_is_private(value, &all_users, reachable, |f, i| {
+                    // A pointer derived from the slot that is itself bound
+                    // from the record (computed in an enclosing loop before
+                    // the frame left it) holds the original's address.
+                    let computed_here = |i: inkwell::values::InstructionValue<'ctx>| {
+                        reachable(i) && !bound_values.contains(&(i.as_value_ref() as usize))
+                    };
+                    alloca_is_private(value, &all_users, computed_here, |f, i| {
                         non_capturing.param(f, i)
                     })
                 });

@@ -54,6 +54,10 @@ pub struct LoopActivity {
 /// `MIN_IDLE`).
 const IDLE_PERIODS: u32 = 4;
 
+/// The most that patience waits: a loop that once took a very long
+/// iteration does not keep dead requests for its nest queued for long.
+const MAX_PATIENCE: Duration = Duration::from_secs(1);
+
 impl LoopActivity {
     /// Every loop counts as active at `start`; `roots[g]` is loop `g`'s
     /// outermost enclosing loop; `interval` is the profiler's, which sets
@@ -99,7 +103,7 @@ impl LoopActivity {
     /// The profiler measured `period` between loop `g`'s last two
     /// back-edges of its own.
     pub fn saw_period(&self, g: LoopId, period: Duration) {
-        let ms = (period * IDLE_PERIODS).as_millis() as u64;
+        let ms = (period * IDLE_PERIODS).min(MAX_PATIENCE).as_millis() as u64;
         // Relaxed: as in `saw_active`.
         self.patience_ms[g].store(ms, Ordering::Relaxed);
     }

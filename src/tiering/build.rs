@@ -560,10 +560,12 @@ pub fn make_continuation(
     // A function that calls `returns_twice` functions keeps every slot in
     // the baseline frame (see `build_continuation`).
     let in_place = info.traits.returns_twice;
+    // No facts (every slot whose address a call saw stays in place) if
+    // the inference fails: a slower continuation, not a failed compile.
     let non_capturing = if in_place {
         NonCapturing::default()
     } else {
-        NonCapturing::infer(module, machine)?
+        NonCapturing::infer(module, machine).unwrap_or_default()
     };
     let built = build_continuation(
         module,

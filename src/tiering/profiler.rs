@@ -248,10 +248,15 @@ struct Activity {
     /// Since when each loop has been iterating without a long gap, and its
     /// own back-edge count then (see `long_running`).
     running_since: Vec<Option<(Instant, u64)>>,
+    /// When each loop last took a back-edge of its own, as seen (unlike
+    /// `own_backedge_at`, not moved when its nest starts again): the time
+    /// between its iterations.
+    last_own_backedge: Vec<Option<Instant>>,
 }
 
 /// A loop that has iterated for this long, at least `LONG_LOOP_ITERATIONS`
-/// times, is hot whatever its back-edge count (`long_running`): an outer
+/// times (`LONG_ITERATION` each on average), is hot whatever its back-edge
+/// count (`long_running`): an outer
 /// loop whose every iteration is a long call (`for (p = 0; p < passes;
 /// p++) process(recs, n, &stats);` in `main`) takes a few hundred
 /// back-edges in all, while its continuation, with the callee inlined and
@@ -259,6 +264,8 @@ struct Activity {
 /// alone, optimized, runs 1.4 times as long in skewed_branches).
 const LONG_RUNNING_LOOP: Duration = Duration::from_millis(50);
 const LONG_LOOP_ITERATIONS: u64 = 4;
+/// ...and whose iterations took this long on average.
+const LONG_ITERATION: Duration = Duration::from_micros(100);
 
 /// A loop that took no back-edge of its own for this many of its last
 /// iterations' time (and `stuck_after`) starts a new run when it takes
@@ -312,6 +319,7 @@ impl Activity {
             nest_started: vec![None; layout.loop_count],
             stuck_after,
             running_since: vec![None; layout.loop_count],
+            last_own_backedge: vec![None; layout.loop_count],
         }
     }
 
@@ -321,8 +329,13 @@ impl Activity {
     fn long_running(&self, g: LoopId, now: Instant) -> bool {
         self.loop_delta[g] > 0
             && self.running_since[g].is_some_and(|(at, backedges)| {
-                now.saturating_duration_since(at) >= LONG_RUNNING_LOOP
-                    && self.loop_total[g] - backedges >= LONG_LOOP_ITERATIONS
+                let ran = now.saturating_duration_since(at);
+                let iterations = self.loop_total[g].saturating_sub(backedges);
+                ran >= LONG_RUNNING_LOOP
+                    && iterations >= LONG_LOOP_ITERATIONS
+                    // Long iterations only: a loop of short ones is hot
+                    // by count (`thresholds.osr_backedges`), soon enough.
+                    && ran >= LONG_ITERATION * u32::try_from(iterations).unwrap_or(u32::MAX)
             })
     }
 
@@ -388,15 +401,37 @@ impl Activity {
             let own = self.loop_delta[g];
             if own > 0 {
                 let since = now.saturating_duration_since(self.own_backedge_at[g]);
-                // A gap of several iterations' time: the loop ran again
-                // (a new call), not on.
-                let gap = since > self.stuck_after.max(self.period[g] * LONG_LOOP_GAP_PERIODS);
-                if gap || self.running_since[g].is_none() {
-                    self.running_since[g] = Some((now, self.loop_total[g] - own));
-                }
                 self.period[g] = since / u32::try_from(own).unwrap_or(u32::MAX);
                 self.own_backedge_at[g] = now;
-                shared.activity.saw_period(g, self.period[g]);
+                // The time between this loop's own iterations, whatever its
+                // nest did meanwhile (an iteration that is one long call
+                // leaves the nest idle). A gap of several iterations' time
+                // (at least `stuck_after`) starts a new run: the loop ran
+                // again (a new call), not on.
+                let own_period = match self.last_own_backedge[g] {
+                    Some(last) => {
+                        let between = now.saturating_duration_since(last);
+                        let previous = self.running_since[g].map(|(at, backedges)| {
+                            let iterations = (self.loop_total[g] - own).saturating_sub(backedges);
+                            (last.saturating_duration_since(at))
+                                / u32::try_from(iterations.max(1)).unwrap_or(u32::MAX)
+                        });
+                        let gap = between
+                            > self
+                                .stuck_after
+                                .max(previous.unwrap_or_default() * LONG_LOOP_GAP_PERIODS);
+                        if gap {
+                            self.running_since[g] = Some((now, self.loop_total[g] - own));
+                        }
+                        between / u32::try_from(own).unwrap_or(u32::MAX)
+                    }
+                    None => {
+                        self.running_since[g] = Some((now, self.loop_total[g] - own));
+                        Duration::ZERO
+                    }
+                };
+                self.last_own_backedge[g] = Some(now);
+                shared.activity.saw_period(g, own_period);
             }
             self.nest_rate[g] = smooth(self.nest_rate[g], delta);
         }

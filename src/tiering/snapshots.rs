@@ -484,3 +484,83 @@ fn a_specialized_callee_called_once_with_variables_stays_a_call() {
     let keep = prepared.module.get_function("keep").unwrap();
     assert_eq!(keep.get_linkage(), inkwell::module::Linkage::Internal);
 }
+
+/// Sums into one of two cells of a local array, chosen per outer
+/// iteration: `%cell`, a pointer into `%sums`, is computed in the outer
+/// loop and used in the inner one.
+const CELLS: &str = r#"
+define i64 @cells(i64 %n) {
+entry:
+  %sums = alloca [2 x i64], align 8
+  call void @llvm.memset.p0.i64(ptr %sums, i8 0, i64 16, i1 false)
+  br label %outer
+
+outer:
+  %i = phi i64 [ 0, %entry ], [ %i.next, %latch ]
+  %parity = and i64 %i, 1
+  %cell = getelementptr inbounds [2 x i64], ptr %sums, i64 0, i64 %parity
+  br label %inner
+
+inner:
+  %j = phi i64 [ 0, %outer ], [ %j.next, %inner ]
+  %v = load i64, ptr %cell, align 8
+  %v.next = add i64 %v, %j
+  store i64 %v.next, ptr %cell, align 8
+  %j.next = add nsw i64 %j, 1
+  %more = icmp slt i64 %j.next, %n
+  br i1 %more, label %inner, label %latch
+
+latch:
+  %i.next = add nsw i64 %i, 1
+  %again = icmp slt i64 %i.next, %n
+  br i1 %again, label %outer, label %exit
+
+exit:
+  %r = load i64, ptr %sums, align 8
+  ret i64 %r
+}
+
+declare void @llvm.memset.p0.i64(ptr nocapture writeonly, i8, i64, i1 immarg)
+"#;
+
+#[test]
+fn a_local_reached_through_a_pointer_the_frame_carries_over_stays_in_place() {
+    // Entered at the inner loop, the continuation gets `%cell` from the
+    // baseline frame: the original array's address. A copy of `%sums`
+    // would take the outer loop's later loads while the inner loop's
+    // stores went to the original.
+    let context = Context::create();
+    let module = canonical(&context, "cells.ll", CELLS);
+    let layout = JobLayout::of(&module);
+    let id = layout.id_of("cells").unwrap();
+    let inner = (0..layout.functions[id].loops.len())
+        .find(|&k| layout.functions[id].nest_of(k).len() == 2)
+        .expect("an inner loop");
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
+    let stubs = stubs(&layout);
+    let view = ProfileView::new(&layout, &counters, &stubs, 0);
+    let machine = target().machine(3).unwrap();
+    let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
+    let mut speculation = Speculation::default();
+    make_continuation(
+        &prepared.module,
+        &layout,
+        id,
+        inner,
+        "cells.osr",
+        &view,
+        &[],
+        &mut speculation,
+        &machine,
+    )
+    .unwrap();
+    prepared.module.verify().unwrap();
+    let text = prepared.module.print_to_string().to_string();
+    let continuation = &text[text.find("define i64 @cells.osr(").unwrap()..];
+    assert!(
+        !continuation
+            .lines()
+            .any(|l| l.trim_start().starts_with("%osr.slot") && l.contains("[2 x i64]")),
+        "the array was copied:\n{continuation}"
+    );
+}

@@ -115,7 +115,8 @@ pub fn run(shared: Arc<Shared>) {
             let backedges = activity.loop_total[g];
             // A loop that took no back-edge during the last tick has no
             // frame worth moving right now (it may have finished).
-            let hot = shared.policy.is_hot_loop(backedges) || activity.long_running(g, now);
+            let hot = shared.policy.is_hot_loop(backedges)
+                || (activity.long_running(g, now) && time_rule_applies(layout, f));
             if !hot || delta[g] == 0 {
                 return true;
             }
@@ -266,6 +267,21 @@ const LONG_RUNNING_LOOP: Duration = Duration::from_millis(50);
 const LONG_LOOP_ITERATIONS: u64 = 4;
 /// ...and whose iterations took this long on average.
 const LONG_ITERATION: Duration = Duration::from_micros(100);
+
+/// Whether loops of function `f` may be hot by their running time
+/// (`Activity::long_running`): not if `f` or a function it calls makes
+/// calls through pointers. Inlined into such a loop's continuation, a
+/// promoted call counts its fallbacks in the continuation's tables, where
+/// no new phase is looked for: a job whose callback changed ran on the
+/// fallback to the end (pgo_callbacks.c under QEMU: 12.9 s).
+fn time_rule_applies(layout: &crate::ir::layout::JobLayout, f: FunctionId) -> bool {
+    let function = &layout.functions[f];
+    function.indirect_calls.is_empty()
+        && function
+            .callees
+            .iter()
+            .all(|&c| layout.functions[c].indirect_calls.is_empty())
+}
 
 /// A loop that took no back-edge of its own for this many of its last
 /// iterations' time (and `stuck_after`) starts a new run when it takes

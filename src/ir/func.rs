@@ -56,12 +56,13 @@ pub fn direct_callee<'ctx>(instruction: InstructionValue<'ctx>) -> Option<Functi
         .get_called_fn_value()
 }
 
-/// Every use of every value inside `function`: value (by its LLVM address)
-/// to the instructions using it and the operand indices.
-pub fn users<'ctx>(
-    function: FunctionValue<'ctx>,
-) -> HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>> {
-    let mut map: HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>> = HashMap::new();
+/// Uses of values: value (by its LLVM address) to the instructions using
+/// it and the operand indices.
+pub type Users<'ctx> = HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>>;
+
+/// Every use of every value inside `function` (see `Users`).
+pub fn users<'ctx>(function: FunctionValue<'ctx>) -> Users<'ctx> {
+    let mut map: Users<'ctx> = HashMap::new();
     for instruction in instructions(function) {
         for (k, operand) in crate::code::ir::operands(instruction)
             .into_iter()

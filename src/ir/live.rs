@@ -39,7 +39,7 @@ use inkwell::values::{
 };
 
 use super::cfg::{Cfg, Dominators};
-use super::func::direct_callee;
+use super::func::{direct_callee, Users};
 use super::sites::Position;
 
 /// Where one element of the live state comes from, in the canonical body.
@@ -470,7 +470,7 @@ pub fn continuation_type<'ctx>(
 /// frame's slot, not the copy.)
 pub fn alloca_is_private<'ctx>(
     alloca: BasicValueEnum<'ctx>,
-    users: &HashMap<usize, Vec<(InstructionValue<'ctx>, u32)>>,
+    users: &Users<'ctx>,
     in_continuation: impl Fn(InstructionValue<'ctx>) -> bool,
     non_capturing: impl Fn(FunctionValue<'ctx>, u32) -> bool,
 ) -> bool {

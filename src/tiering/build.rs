@@ -30,7 +30,7 @@ use crate::codegen;
 use crate::error::Error;
 use crate::ids::FunctionId;
 use crate::ir::cfg::Loop;
-use crate::ir::func::{direct_callee, instructions, users};
+use crate::ir::func::{direct_callee, instructions, users, Users};
 use crate::ir::layout::JobLayout;
 use crate::ir::normalize::is_intrinsic;
 use crate::osr::captures::NonCapturing;
@@ -330,15 +330,10 @@ fn function_in<'ctx>(module: &Module<'ctx>, name: &str) -> Result<FunctionValue<
 }
 
 /// Whether `callee` may be a local, always inlined copy in the module of
-/// the function whose uses are `caller_uses` (see `prepare_module`): it is
-/// called once in the whole job, there, and nothing forbids inlining it.
-fn may_be_local_copy<'ctx>(
-    callee: FunctionValue<'ctx>,
-    caller_uses: &std::collections::HashMap<
-        usize,
-        Vec<(inkwell::values::InstructionValue<'ctx>, u32)>,
-    >,
-) -> bool {
+/// the function whose uses are `caller_uses` (see `prepare_module`):
+/// nothing forbids inlining it, and its one use in its module is a direct
+/// call among `caller_uses`.
+fn may_be_local_copy<'ctx>(callee: FunctionValue<'ctx>, caller_uses: &Users<'ctx>) -> bool {
     let forbidden = ["noinline", "optnone"]
         .map(Attribute::get_named_enum_kind_id)
         .iter()
@@ -347,25 +342,13 @@ fn may_be_local_copy<'ctx>(
                 .get_enum_attribute(AttributeLoc::Function, k)
                 .is_some()
         });
-    !forbidden && called_once_from(callee, caller_uses)
-}
-
-/// Whether `callee` has one use in its module, and it is a direct call of
-/// it among `caller_uses` (the uses inside one function, see
-/// `ir::func::users`).
-fn called_once_from<'ctx>(
-    callee: FunctionValue<'ctx>,
-    caller_uses: &std::collections::HashMap<
-        usize,
-        Vec<(inkwell::values::InstructionValue<'ctx>, u32)>,
-    >,
-) -> bool {
     let only_one = callee
         .as_global_value()
         .as_pointer_value()
         .get_first_use()
         .is_some_and(|u| u.get_next_use().is_none());
-    only_one
+    !forbidden
+        && only_one
         && caller_uses
             .get(&(callee.as_value_ref() as usize))
             .is_some_and(|uses| uses.len() == 1 && direct_callee(uses[0].0) == Some(callee))
@@ -480,9 +463,7 @@ pub fn make_whole_version(
     let name = &layout.functions[id].name;
     // Step 3: the hot function under its version name; every other use of
     // `f` (address taken, calls from inlinable copies) means the stub.
-    let function = module
-        .get_function(name)
-        .ok_or_else(|| Error::Codegen(format!("{name} is not in the canonical module")))?;
+    let function = function_in(module, name)?;
     if let Some(profile) = profile {
         let resolved = promote::resolve(function, own_promotions, &profile.view);
         apply_own_promotions(module, resolved, &profile.view, speculation)?;

@@ -46,6 +46,20 @@ pub fn initialize_native_target() -> Result<(), Error> {
     Ok(())
 }
 
+/// This machine's CPU as LLVM names it. Asked once per process: LLVM
+/// reads `/proc/cpuinfo` (AArch64) or runs `cpuid` again on every call.
+fn host_cpu_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| TargetMachine::get_host_cpu_name().to_string())
+}
+
+/// This machine's CPU features as LLVM lists them (`+avx2,-avx512f,...`);
+/// asked once per process, as `host_cpu_name`.
+fn host_cpu_features() -> &'static str {
+    static FEATURES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FEATURES.get_or_init(|| TargetMachine::get_host_cpu_features().to_string())
+}
+
 impl TargetSpec {
     /// Resolves the configured target for this machine.
     ///
@@ -63,7 +77,7 @@ impl TargetSpec {
             .to_string_lossy()
             .into_owned();
         let cpu = if target.cpu == "host" {
-            TargetMachine::get_host_cpu_name().to_string()
+            host_cpu_name().to_string()
         } else {
             target.cpu.trim().to_string()
         };
@@ -72,7 +86,7 @@ impl TargetSpec {
                 "target.cpu: `help` is not a CPU (see `llc -mcpu=help` for LLVM's list)".into(),
             ));
         }
-        let host = TargetMachine::get_host_cpu_features().to_string();
+        let host = host_cpu_features().to_string();
         let features = match target.features.trim() {
             "host" => host,
             explicit => {
@@ -120,9 +134,7 @@ impl TargetSpec {
     pub fn validate(&self) -> Result<(), Error> {
         // The host's own CPU and features need no check (and a probe
         // compile costs a noticeable part of a short run under emulation).
-        if self.cpu == TargetMachine::get_host_cpu_name().to_string()
-            && self.features == TargetMachine::get_host_cpu_features().to_string()
-        {
+        if self.cpu == host_cpu_name() && self.features == host_cpu_features() {
             return Ok(());
         }
         // Checked once per process: the check captures the process's
@@ -205,18 +217,50 @@ impl TargetSpec {
         if layout.is_empty() {
             return Ok(());
         }
-        let machine = self.machine(0)?;
-        let here = machine.get_target_data();
-        if layout == here.get_data_layout().as_str().to_string_lossy() {
+        let here = self.data_layout()?;
+        if layout == here {
             return Ok(());
         }
         let job = TargetData::create(&layout);
+        let here = TargetData::create(&here);
         if let Some(difference) = layout_difference(&module.get_context(), &job, &here) {
             return Err(unsupported(format!(
                 "the IR's data layout \"{layout}\" does not match this target's: {difference}"
             )));
         }
         Ok(())
+    }
+
+    /// The data layout code for this target uses, as text. Remembered per
+    /// target: a target machine takes a noticeable part of a short run to
+    /// create (LLVM expands every implied CPU feature), and a run checks
+    /// each module it loads.
+    fn data_layout(&self) -> Result<String, Error> {
+        static KNOWN: std::sync::Mutex<Vec<(TargetSpec, String)>> =
+            std::sync::Mutex::new(Vec::new());
+        let known = |spec: &TargetSpec| {
+            KNOWN
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(s, _)| s == spec)
+                .map(|(_, layout)| layout.clone())
+        };
+        if let Some(layout) = known(self) {
+            return Ok(layout);
+        }
+        let layout = self
+            .machine(0)?
+            .get_target_data()
+            .get_data_layout()
+            .as_str()
+            .to_string_lossy()
+            .into_owned();
+        KNOWN
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((self.clone(), layout.clone()));
+        Ok(layout)
     }
 
     /// A target machine at the given optimization level. Code is

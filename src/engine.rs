@@ -182,7 +182,7 @@ impl Engine {
         let module = make_shareable(&context, module, path, |name| {
             runtime::host_defines(&self.symbols, name)
         })?;
-        canonicalize_cfg(&module, &self.target.machine(0)?)?;
+        canonicalize_cfg(&module)?;
         let shared = runtime::load_tiered(
             module,
             self.target.clone(),

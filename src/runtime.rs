@@ -172,7 +172,7 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
         }
         Mode::Tiered | Mode::Baseline => {
             let module = make_shareable(&context, module, &options.job, code::host_has_symbol)?;
-            canonicalize_cfg(&module, &target.machine(0)?)?;
+            canonicalize_cfg(&module)?;
             run_tiered(module, target, shape, structors, metrics, &options, cache)
         }
     }?;

@@ -20,7 +20,7 @@ pub fn canonical<'ctx>(context: &'ctx Context, file: &str, source: &str) -> Modu
     let path = Path::new(file);
     let module = parse_module(context, source.as_bytes(), path).unwrap();
     let module = make_shareable(context, module, path, |_| false).unwrap();
-    canonicalize_cfg(&module, &target().machine(0).unwrap()).unwrap();
+    canonicalize_cfg(&module).unwrap();
     module
 }
 

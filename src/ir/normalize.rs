@@ -186,11 +186,13 @@ pub fn without_dso_local<'ctx>(
 /// put an OSR check on any back-edge without splitting a block: no phi is
 /// ever rebuilt. (`indirectbr` and `callbr` edges cannot be split; they are
 /// counted by comparing the jump's target instead, or not at all.)
-pub fn canonicalize_cfg(
-    module: &Module<'_>,
-    machine: &inkwell::targets::TargetMachine,
-) -> Result<(), Error> {
-    crate::codegen::run_pipeline(module, machine, "function(loop-simplify,break-crit-edges)")
+///
+/// Neither pass looks at the target, so no target machine is made (see
+/// `code::ir::run_target_independent_passes`).
+pub fn canonicalize_cfg(module: &Module<'_>) -> Result<(), Error> {
+    const PIPELINE: &str = "function(loop-simplify,break-crit-edges)";
+    crate::code::ir::run_target_independent_passes(module, PIPELINE)
+        .map_err(|e| Error::Codegen(format!("{PIPELINE}: {e}")))
 }
 
 /// The C library's allocator entry points. A native program that defines

@@ -532,23 +532,15 @@ pub fn run_target_independent_passes(
     // SAFETY: `module` and `options` are live for the call and `passes` is
     // a NUL-terminated string that outlives it; `LLVMRunPasses` takes a
     // null target machine (its pass builder then has none, as `opt`
-    // without a target). An error it returns is ours: its message is
-    // copied, then disposed of (which also consumes the error).
-    unsafe {
-        let error = llvm_sys::transforms::pass_builder::LLVMRunPasses(
+    // without a target). The error it returns, if any, is ours, and
+    // `take_error` consumes it.
+    let error = unsafe {
+        llvm_sys::transforms::pass_builder::LLVMRunPasses(
             module.as_mut_ptr(),
             passes.as_ptr(),
             std::ptr::null_mut(),
             options.as_mut_ptr(),
-        );
-        if error.is_null() {
-            return Ok(());
-        }
-        let message = llvm_sys::error::LLVMGetErrorMessage(error);
-        let text = std::ffi::CStr::from_ptr(message)
-            .to_string_lossy()
-            .into_owned();
-        llvm_sys::error::LLVMDisposeErrorMessage(message);
-        Err(text)
-    }
+        )
+    };
+    super::orc::take_error(error).map_or(Ok(()), Err)
 }

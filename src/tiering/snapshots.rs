@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use inkwell::context::Context;
 
 use super::build::{
-    make_continuation, make_whole_version, prepare_module, BuildOptions, ProfileUse,
+    make_continuation, make_whole_version, prepare_module, BuildOptions, Prepared, ProfileUse,
 };
 use crate::code::CounterTable;
 use crate::ids::FunctionId;
@@ -139,35 +139,67 @@ fn stubs(layout: &JobLayout) -> Vec<usize> {
         .collect()
 }
 
-#[test]
-fn a_continuation_entered_at_the_inner_loop_keeps_the_nest_natural() {
-    let context = Context::create();
-    let module = canonical(&context, "nest.ll", NEST);
+/// `source`'s canonical module prepared for `function` without a profile
+/// (as with PGO off), and the job's layout.
+fn prepared_without_profile<'ctx>(
+    context: &'ctx Context,
+    name: &str,
+    source: &str,
+    function: &str,
+) -> (JobLayout, FunctionId, Prepared<'ctx>) {
+    let module = canonical(context, name, source);
     let layout = JobLayout::of(&module);
-    let id = FunctionId(0);
-    let inner = (0..layout.functions[id].loops.len())
-        .find(|&k| layout.functions[id].nest_of(k).len() == 2)
-        .expect("an inner loop");
-    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
-    let stubs = stubs(&layout);
-    let view = ProfileView::new(&layout, &counters, &stubs, 0);
+    let id = layout.id_of(function).unwrap();
     let machine = target().machine(3).unwrap();
     let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
+    (layout, id, prepared)
+}
+
+/// Makes `prepared` the continuation of its function's loop `k`, named
+/// `symbol`, with empty counters; verifies the module and returns the
+/// continuation's notes.
+fn make_unprofiled_continuation(
+    prepared: &Prepared<'_>,
+    layout: &JobLayout,
+    id: FunctionId,
+    k: usize,
+    symbol: &str,
+) -> Vec<String> {
+    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
+    let stubs = stubs(layout);
+    let view = ProfileView::new(layout, &counters, &stubs, 0);
+    let machine = target().machine(3).unwrap();
     let mut speculation = Speculation::default();
     let notes = make_continuation(
         &prepared.module,
-        &layout,
+        layout,
         id,
-        inner,
-        "scale.osr",
+        k,
+        symbol,
         &view,
         &[],
         &mut speculation,
         &machine,
     )
     .unwrap();
-    assert!(notes.is_empty(), "the nest was peeled: {notes:?}");
     prepared.module.verify().unwrap();
+    notes
+}
+
+/// The loop of `id` that sits inside another.
+fn inner_loop(layout: &JobLayout, id: FunctionId) -> usize {
+    (0..layout.functions[id].loops.len())
+        .find(|&k| layout.functions[id].nest_of(k).len() == 2)
+        .expect("an inner loop")
+}
+
+#[test]
+fn a_continuation_entered_at_the_inner_loop_keeps_the_nest_natural() {
+    let context = Context::create();
+    let (layout, id, prepared) = prepared_without_profile(&context, "nest.ll", NEST, "scale");
+    let inner = inner_loop(&layout, id);
+    let notes = make_unprofiled_continuation(&prepared, &layout, id, inner, "scale.osr");
+    assert!(notes.is_empty(), "the nest was peeled: {notes:?}");
     assert_snapshot(
         SNAPSHOTS,
         "nest_continuation",
@@ -396,14 +428,7 @@ exit:
 #[test]
 fn a_local_handed_only_to_a_callee_that_keeps_no_pointer_is_copied_into_the_continuation() {
     let context = Context::create();
-    let module = canonical(&context, "passes.ll", PASSES);
-    let layout = JobLayout::of(&module);
-    let id = layout.id_of("passes").unwrap();
-    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
-    let stubs = stubs(&layout);
-    let view = ProfileView::new(&layout, &counters, &stubs, 0);
-    let machine = target().machine(3).unwrap();
-    let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
+    let (layout, id, prepared) = prepared_without_profile(&context, "passes.ll", PASSES, "passes");
     // Called once, from here: local copies the inliner must inline.
     for callee in ["process", "keep"] {
         let f = prepared.module.get_function(callee).unwrap();
@@ -419,20 +444,7 @@ fn a_local_handed_only_to_a_callee_that_keeps_no_pointer_is_copied_into_the_cont
             "{callee} is not always inlined"
         );
     }
-    let mut speculation = Speculation::default();
-    make_continuation(
-        &prepared.module,
-        &layout,
-        id,
-        0,
-        "passes.osr",
-        &view,
-        &[],
-        &mut speculation,
-        &machine,
-    )
-    .unwrap();
-    prepared.module.verify().unwrap();
+    make_unprofiled_continuation(&prepared, &layout, id, 0, "passes.osr");
     let text = prepared.module.print_to_string().to_string();
     let continuation = &text[text.find("define i64 @passes.osr(").unwrap()..];
     let continuation = &continuation[..continuation.find("\n}\n").unwrap()];
@@ -530,31 +542,9 @@ fn a_local_reached_through_a_pointer_the_frame_carries_over_stays_in_place() {
     // would take the outer loop's later loads while the inner loop's
     // stores went to the original.
     let context = Context::create();
-    let module = canonical(&context, "cells.ll", CELLS);
-    let layout = JobLayout::of(&module);
-    let id = layout.id_of("cells").unwrap();
-    let inner = (0..layout.functions[id].loops.len())
-        .find(|&k| layout.functions[id].nest_of(k).len() == 2)
-        .expect("an inner loop");
-    let counters = CounterTable::with_sharding(layout.counter_table_len(), SNAPSHOT_SHARDING);
-    let stubs = stubs(&layout);
-    let view = ProfileView::new(&layout, &counters, &stubs, 0);
-    let machine = target().machine(3).unwrap();
-    let prepared = prepare_module(&module, &layout, id, &machine, options(), None).unwrap();
-    let mut speculation = Speculation::default();
-    make_continuation(
-        &prepared.module,
-        &layout,
-        id,
-        inner,
-        "cells.osr",
-        &view,
-        &[],
-        &mut speculation,
-        &machine,
-    )
-    .unwrap();
-    prepared.module.verify().unwrap();
+    let (layout, id, prepared) = prepared_without_profile(&context, "cells.ll", CELLS, "cells");
+    let inner = inner_loop(&layout, id);
+    make_unprofiled_continuation(&prepared, &layout, id, inner, "cells.osr");
     let text = prepared.module.print_to_string().to_string();
     let continuation = &text[text.find("define i64 @cells.osr(").unwrap()..];
     assert!(

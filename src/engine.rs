@@ -195,6 +195,7 @@ impl Engine {
                 compilers: service::Compilers::Pool,
                 callers: runtime::Callers::AnyThread,
                 cache,
+                bitcode: None,
             },
         )?;
         let ctors = structors

@@ -12,7 +12,7 @@ use inkwell::values::BasicValue;
 
 use crate::baseline::relocate::{absolute_addresses, relocate, HostRegions, Placement};
 use crate::baseline::{baseline_symbol, instrument, BatchTierUp, OsrEntries, Probes};
-use crate::cache::{Cache, Kind};
+use crate::cache::{Cache, Kind, Miss};
 use crate::code::{
     self, CodeAddress, CompileNowRegistration, CounterTable, Jit, MainShape, SlotTable,
 };
@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::ir::frontend_cache::FrontendCache;
 use crate::ir::layout::JobLayout;
-use crate::ir::load::{copy_module, parse_module, read_job_ir};
+use crate::ir::load::{copy_module, parse_module, read_job_ir, JobIr};
 use crate::ir::normalize::{
     canonicalize_cfg, check_supported, is_intrinsic, make_shareable, set_code_attributes,
     without_dso_local,
@@ -148,8 +148,7 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
     // One view of the cache for the whole run: the front end's lookups and
     // the compilers' share its warnings, counts and end-of-run work.
     let cache = Cache::from_config(&options.config.cache).map(Arc::new);
-    let module = read_module(
-        &context,
+    let job = read_job(
         &options.job,
         &options.cflags,
         &options.config,
@@ -157,12 +156,13 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
         cache.as_deref(),
         Some(&metrics),
     )?;
-    let shape = main_shape(&module, &options.job)?;
-    set_code_attributes(&module, &target);
-    bind_host_overrides(&module, &[]);
-    let structors = structors::gather(&module);
     let status = match options.mode {
         Mode::Optimized => {
+            let module = parse_checked(&context, &job.bytes, &options.job, &target)?;
+            let shape = main_shape(&module, &options.job)?;
+            set_code_attributes(&module, &target);
+            bind_host_overrides(&module, &[]);
+            let structors = structors::gather(&module);
             // The front end was its only use in this mode.
             if let Some(cache) = &cache {
                 cache.finish();
@@ -171,9 +171,19 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
             run_optimized(module, target, shape, structors, metrics, &options)
         }
         Mode::Tiered | Mode::Baseline => {
-            let module = make_shareable(&context, module, &options.job, code::host_has_symbol)?;
-            canonicalize_cfg(&module)?;
-            run_tiered(module, target, shape, structors, metrics, &options, cache)
+            let (module, bitcode) = prepared_module(
+                &context,
+                &job.bytes,
+                &options.job,
+                &target,
+                cache.as_deref().filter(|_| options.config.cache.objects),
+                &metrics,
+            )?;
+            let shape = main_shape(&module, &options.job)?;
+            let structors = structors::present(&module);
+            run_tiered(
+                module, bitcode, target, shape, structors, metrics, &options, cache,
+            )
         }
     }?;
     // Not disposed: the process ends with the caller's `exit`, and taking
@@ -194,6 +204,20 @@ pub(crate) fn read_module<'ctx>(
     cache: Option<&Cache>,
     metrics: Option<&Metrics>,
 ) -> Result<Module<'ctx>, Error> {
+    let job = read_job(path, cflags, config, target, cache, metrics)?;
+    parse_checked(context, &job.bytes, path, target)
+}
+
+/// The job at `path` as IR (a C job through the front-end cache, as
+/// `read_module` says), its cache outcome reported to `metrics`.
+fn read_job(
+    path: &Path,
+    cflags: &[String],
+    config: &Config,
+    target: &TargetSpec,
+    cache: Option<&Cache>,
+    metrics: Option<&Metrics>,
+) -> Result<JobIr, Error> {
     let frontend = cache
         .filter(|_| config.frontend.cache)
         .map(FrontendCache::new);
@@ -210,10 +234,69 @@ pub(crate) fn read_module<'ctx>(
             }
         }
     }
-    let module = parse_module(context, &job.bytes, path)?;
+    Ok(job)
+}
+
+/// `bytes` parsed, and checked to run here.
+fn parse_checked<'ctx>(
+    context: &'ctx Context,
+    bytes: &[u8],
+    path: &Path,
+    target: &TargetSpec,
+) -> Result<Module<'ctx>, Error> {
+    let module = parse_module(context, bytes, path)?;
     target.check_module(&module, path)?;
     check_supported(&module, path)?;
     Ok(module)
+}
+
+/// The job's IR (`bytes`) prepared for tiering, with its bitcode: its
+/// constructor lists gathered, code attributes set, libc overrides bound,
+/// made shareable and its CFG canonicalized. From `cache` when an earlier
+/// run prepared the same IR for the same target (see
+/// `ir::prepared_cache`); stored there otherwise.
+fn prepared_module<'ctx>(
+    context: &'ctx Context,
+    bytes: &[u8],
+    path: &Path,
+    target: &TargetSpec,
+    cache: Option<&Cache>,
+    metrics: &Metrics,
+) -> Result<(Module<'ctx>, Vec<u8>), Error> {
+    let label = path.display().to_string();
+    let key = cache.map(|_| crate::ir::prepared_cache::key(bytes, target));
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        let found = cache.get(Kind::Prepared, key).and_then(|bitcode| {
+            parse_module(context, &bitcode, path)
+                .map(|module| (module, bitcode))
+                .map_err(|e| {
+                    cache.remove(Kind::Prepared, key);
+                    Miss::Stale(format!("an entry that does not parse ({e}), removed"))
+                })
+        });
+        cache.count(Kind::Prepared, found.is_ok());
+        let kind = Kind::Prepared.label();
+        match found {
+            Ok(found) => {
+                metrics.cache_lookup(kind, &label, Ok(()));
+                return Ok(found);
+            }
+            Err(miss) => metrics.cache_lookup(kind, &label, Err(&miss.to_string())),
+        }
+    }
+    let module = parse_checked(context, bytes, path, target)?;
+    // Before anything else: no job without `main` is prepared or kept.
+    main_shape(&module, path)?;
+    set_code_attributes(&module, target);
+    bind_host_overrides(&module, &[]);
+    structors::gather(&module);
+    let module = make_shareable(context, module, path, code::host_has_symbol)?;
+    canonicalize_cfg(&module)?;
+    let bitcode = module.write_bitcode_to_memory().as_slice().to_vec();
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        cache.put(Kind::Prepared, key, &bitcode);
+    }
+    Ok((module, bitcode))
 }
 
 pub(crate) fn main_shape(module: &Module<'_>, path: &Path) -> Result<MainShape, Error> {
@@ -416,8 +499,10 @@ fn run_optimized(
     Ok(status)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_tiered(
     module: Module<'_>,
+    bitcode: Vec<u8>,
     target: TargetSpec,
     shape: MainShape,
     structors: Structors,
@@ -437,6 +522,7 @@ fn run_tiered(
             compilers: service::Compilers::Own,
             callers: Callers::Job,
             cache: cache.clone(),
+            bitcode: Some(&bitcode),
         },
     )?;
     let hook_shared = shared.clone();
@@ -483,6 +569,8 @@ pub(crate) struct LoadOptions<'a> {
     pub callers: Callers,
     /// The cache the run or engine reads and stores in, if any.
     pub cache: Option<Arc<Cache>>,
+    /// The module's bitcode, when the caller has it at hand.
+    pub bitcode: Option<&'a [u8]>,
 }
 
 /// Which threads may run a module's code, which decides whether its
@@ -515,11 +603,15 @@ pub(crate) fn load_tiered(
         compilers,
         callers,
         cache: _,
+        bitcode,
     } = *options;
     check_externals(&module, job, extra)?;
     let faults = Faults::from_env()?;
     let layout = JobLayout::of(&module);
-    let canonical_bitcode = module.write_bitcode_to_memory().as_slice().to_vec();
+    let canonical_bitcode = bitcode.map_or_else(
+        || module.write_bitcode_to_memory().as_slice().to_vec(),
+        <[u8]>::to_vec,
+    );
     let slots = SlotTable::new(layout.functions.len());
     let osr_slots = SlotTable::new(layout.loop_count);
     // Batch mode tiers a function up at exactly its `thresholds.calls`-th

@@ -598,7 +598,11 @@ fn a_promoting_version_is_not_reused_once_the_job_counters_moved() {
     let dir = fresh_dir("warm-moved-counters");
     let original = std::fs::read_to_string(fixtures_dir().join("pgo_callbacks.c")).unwrap();
     let flags = [PGO_FLAGS, &["--set", "cache.objects=true"]].concat();
-    let args = ["cube", "120000", "1024"];
+    // Long enough for the re-plan after the phase change (the last
+    // quarter) to land: with 120000 repetitions a debug build ended the
+    // job first in about half the runs.
+    let reps = (360_000 * workload_scale()).to_string();
+    let args = ["cube", reps.as_str(), "1024"];
     let mut stderrs = Vec::new();
     for source in [
         original.clone(),
@@ -1106,4 +1110,97 @@ fn a_job_s_file_size_limit_or_working_directory_does_not_reach_the_cache() {
         "{}",
         second.stderr
     );
+}
+
+/// A constructor, a destructor, and a local function whose name the host
+/// process defines (`random`, which making the module shareable renames):
+/// what preparing a module changes, so what a prepared module from the
+/// cache must have too.
+const PREPARED_JOB: &str = r#"
+int printf(const char *, ...);
+long atol(const char *);
+static unsigned random(unsigned x) { return x * 2654435761u + 12345; }
+__attribute__((constructor)) static void hello(void) { printf("ctor\n"); }
+__attribute__((destructor)) static void bye(void) { printf("dtor\n"); }
+int main(int argc, char **argv) {
+  long n = atol(argv[1]);
+  unsigned h = 1;
+  for (long i = 0; i < n; i++) h = random(h) ^ (unsigned)i;
+  printf("%u\n", h);
+  return 0;
+}
+"#;
+
+#[test]
+fn a_prepared_module_is_reused_and_a_bad_one_prepared_again() {
+    let dir = fresh_dir("warm-prepared");
+    let job = write_job(&dir, PREPARED_JOB);
+    let cache = dir.join("cache");
+    let flags = ["--events", "--stats", "--set", "cache.objects=true"];
+    let run = |mode: &str| {
+        let run = run_in(
+            &cache,
+            &job,
+            &[&flags[..], &["--mode", mode]].concat(),
+            &["5000"],
+        );
+        assert_eq!(run.status, Some(0), "{}", run.stderr);
+        run
+    };
+    let cold = run("tiered");
+    assert!(
+        cold.stderr.contains("cache miss prepared module"),
+        "{}",
+        cold.stderr
+    );
+    let lines: Vec<&str> = cold.stdout.lines().collect();
+    assert_eq!((lines[0], lines[2]), ("ctor", "dtor"), "{}", cold.stdout);
+    // Baseline mode prepares the module the same way: the same entry.
+    for mode in ["tiered", "baseline"] {
+        let warm = run(mode);
+        assert!(
+            warm.stderr.contains("cache hit prepared module"),
+            "{}",
+            warm.stderr
+        );
+        assert_eq!(warm.stdout, cold.stdout, "{mode}");
+    }
+    let entries: Vec<PathBuf> = std::fs::read_dir(cache.join("m"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    // Truncated: caught by the entry's checksum.
+    let bytes = std::fs::read(entry).unwrap();
+    std::fs::write(entry, &bytes[..bytes.len() - 1]).unwrap();
+    let damaged = run("tiered");
+    assert_eq!(damaged.stdout, cold.stdout);
+    assert!(damaged.stderr.contains("(truncated)"), "{}", damaged.stderr);
+    assert!(
+        damaged.stderr.contains("cache miss prepared module"),
+        "{}",
+        damaged.stderr
+    );
+    // Whole, but not bitcode: it does not parse, and is replaced.
+    let key = entry.file_name().unwrap().to_str().unwrap();
+    std::fs::write(
+        entry,
+        tierjit::cache::entry::encode("m", key, b"BC\xc0\xde not bitcode"),
+    )
+    .unwrap();
+    let foreign = run("tiered");
+    assert_eq!(foreign.stdout, cold.stdout);
+    assert!(
+        foreign.stderr.contains("an entry that does not parse"),
+        "{}",
+        foreign.stderr
+    );
+    let again = run("tiered");
+    assert!(
+        again.stderr.contains("cache hit prepared module"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.stdout, cold.stdout);
 }

@@ -47,6 +47,8 @@ pub const CACHE_DIR_ENV: &str = "TIERJIT_CACHE_DIR";
 pub enum Kind {
     /// Bitcode clang made for a `.c` job (`ir::frontend_cache`).
     Frontend,
+    /// A job's module prepared for tiering (`ir::prepared_cache`).
+    Prepared,
     /// An optimized object: a function's version, a loop's OSR
     /// continuation, or both (`tiering::object_cache`).
     Object,
@@ -57,13 +59,20 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Frontend, Kind::Baseline, Kind::Object, Kind::Profile];
+    pub const ALL: [Kind; 5] = [
+        Kind::Frontend,
+        Kind::Prepared,
+        Kind::Baseline,
+        Kind::Object,
+        Kind::Profile,
+    ];
 
     /// The subdirectory, also the kind's name in entry headers and the
     /// usage log.
     pub fn dir(self) -> &'static str {
         match self {
             Kind::Frontend => "c",
+            Kind::Prepared => "m",
             Kind::Object => "o",
             Kind::Profile => "p",
             Kind::Baseline => "b",
@@ -74,6 +83,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Frontend => "front end",
+            Kind::Prepared => "prepared module",
             Kind::Object => "optimized",
             Kind::Profile => "profile",
             Kind::Baseline => "baseline",

@@ -140,10 +140,10 @@ knob::knobs! {
     cache: Cache {
         /// false: nothing is read from or stored in the cache.
         enabled: bool = true;
-        /// Keep compiled objects for later runs: the module's baseline,
-        /// optimized function versions and OSR continuations; false:
-        /// compile every time (the front end's bitcode is
-        /// `frontend.cache`).
+        /// Keep compiled objects for later runs: the module as prepared
+        /// for tiering, its baseline, optimized function versions and OSR
+        /// continuations; false: prepare and compile every time (the front
+        /// end's bitcode is `frontend.cache`).
         objects: bool = true;
         /// Keep each job's profile (its counts, merged over runs with the
         /// older runs' halved, and which functions got hot) and start the

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod live;
 pub mod load;
 pub mod normalize;
+pub mod prepared_cache;
 pub mod sites;
 pub mod structors;
 pub mod threads;

@@ -41,6 +41,19 @@ pub fn gather(module: &Module<'_>) -> Structors {
     }
 }
 
+/// Which of the two functions a module that went through `gather` has.
+pub fn present(module: &Module<'_>) -> Structors {
+    let defined = |name| {
+        module
+            .get_function(name)
+            .is_some_and(|f| f.count_basic_blocks() > 0)
+    };
+    Structors {
+        ctors: defined(CTORS),
+        dtors: defined(DTORS),
+    }
+}
+
 /// The functions of one list in running order (ascending priority, list
 /// order within one), and the list removed from the module.
 fn take_list<'ctx>(module: &Module<'ctx>, name: &str) -> Vec<FunctionValue<'ctx>> {

@@ -66,6 +66,7 @@ pub mod cache;
 mod code;
 pub mod codegen;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod ids;

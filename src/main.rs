@@ -33,6 +33,63 @@ enum Command {
     Run(RunArgs),
     /// Show the persistent cache: entries, size and hit rates.
     Cache(CacheArgs),
+    /// Run the daemon: jobs sent with `submit` run in worker processes.
+    Serve(ServeArgs),
+    /// Run a job on a daemon, as `run` would here: same options, streams,
+    /// exit status.
+    Submit(SubmitArgs),
+    /// Show a daemon's config, running and recent jobs, and cache.
+    Status(StatusArgs),
+    /// Print a daemon's metrics (OpenMetrics text).
+    Metrics(MetricsArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The Unix socket to listen on (created mode 0600).
+    #[arg(long)]
+    socket: PathBuf,
+    /// Tuning preset from profiles/ (see `run --help`).
+    #[arg(long)]
+    profile: Option<String>,
+    /// RON config file, read again on SIGHUP (see config.example.ron).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one config knob (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct SubmitArgs {
+    /// The daemon's socket.
+    #[arg(long)]
+    socket: PathBuf,
+    /// What `tierjit run` takes: options, the job, `--` and its arguments.
+    #[arg(
+        value_name = "RUN_ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true
+    )]
+    run_args: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The daemon's socket.
+    #[arg(long)]
+    socket: PathBuf,
+    /// Print the status document as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct MetricsArgs {
+    /// The daemon's socket.
+    #[arg(long)]
+    socket: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -107,6 +164,10 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run(args),
         Command::Cache(args) => cache(args),
+        Command::Serve(args) => serve(args),
+        Command::Submit(args) => submit(args),
+        Command::Status(args) => status(args),
+        Command::Metrics(args) => metrics(args),
     };
     match outcome {
         // The job's exit: its handlers, then tierjit's report, then the
@@ -170,7 +231,17 @@ fn layered_config(
     file: Option<&std::path::Path>,
     settings: &[String],
 ) -> anyhow::Result<Config> {
-    let mut config = Config::default();
+    layered_over(Config::default(), profile, file, settings)
+}
+
+/// `base`, then the preset, the file, `TIERJIT_OPTIONS` and the overrides.
+fn layered_over(
+    base: Config,
+    profile: Option<&str>,
+    file: Option<&std::path::Path>,
+    settings: &[String],
+) -> anyhow::Result<Config> {
+    let mut config = base;
     if let Some(name) = profile {
         config.layer_profile(name)?;
     }
@@ -222,7 +293,17 @@ fn cache(args: CacheArgs) -> anyhow::Result<i32> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let config = layered_config(args.profile.as_deref(), args.config.as_deref(), &args.set)?;
+    run_over(Config::default(), args)
+}
+
+/// `tierjit run` with `base` under the job's own config options.
+fn run_over(base: Config, args: RunArgs) -> anyhow::Result<i32> {
+    let config = layered_over(
+        base,
+        args.profile.as_deref(),
+        args.config.as_deref(),
+        &args.set,
+    )?;
     if args.print_target {
         print!(
             "{}",
@@ -245,4 +326,84 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         cflags: args.cflags,
         args: args.job_args,
     })?)
+}
+
+/// `tierjit serve`.
+fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let ServeArgs {
+        socket,
+        profile,
+        config,
+        set,
+    } = args;
+    let load_config = move || {
+        layered_config(profile.as_deref(), config.as_deref(), &set).map_err(|e| e.to_string())
+    };
+    tierjit::daemon::serve(tierjit::daemon::ServeOptions {
+        socket,
+        load_config: Box::new(load_config),
+        run_job: run_in_worker,
+    })
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// A job in a daemon's worker process: `tierjit run ARGS` over the
+/// daemon's config; its exit status, 125 for tierjit's own failures.
+fn run_in_worker(base: &Config, args: Vec<std::ffi::OsString>) -> i32 {
+    let argv = ["tierjit".into(), "run".into()].into_iter().chain(args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let status: u8 = if usage(e) == ExitCode::SUCCESS {
+                0
+            } else {
+                TOOL_FAILURE
+            };
+            return i32::from(status);
+        }
+    };
+    let Command::Run(args) = cli.command else {
+        unreachable!("parsed as `run`")
+    };
+    match run_over(base.clone(), args) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("tierjit: error: {}", printable(&e.to_string()));
+            i32::from(TOOL_FAILURE)
+        }
+    }
+}
+
+/// `tierjit submit`: the options are checked here first, so that a usage
+/// error reads as `run`'s would without a round trip.
+fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
+    let argv = ["tierjit".to_string(), "run".to_string()]
+        .into_iter()
+        .chain(args.run_args.iter().cloned());
+    if let Err(e) = Cli::try_parse_from(argv) {
+        return Ok(if usage(e) == ExitCode::SUCCESS {
+            0
+        } else {
+            i32::from(TOOL_FAILURE)
+        });
+    }
+    tierjit::daemon::client::submit(&args.socket, args.run_args).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// `tierjit status`.
+fn status(args: StatusArgs) -> anyhow::Result<i32> {
+    let status = tierjit::daemon::client::status(&args.socket).map_err(|e| anyhow::anyhow!(e))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", tierjit::daemon::client::describe_status(&status));
+    }
+    Ok(0)
+}
+
+/// `tierjit metrics`.
+fn metrics(args: MetricsArgs) -> anyhow::Result<i32> {
+    let text = tierjit::daemon::client::metrics(&args.socket).map_err(|e| anyhow::anyhow!(e))?;
+    print!("{text}");
+    Ok(0)
 }

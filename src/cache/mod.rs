@@ -447,14 +447,14 @@ pub fn describe(cache: &Cache) -> String {
             None => "no lookups recorded".into(),
         };
         out += &format!(
-            "  {:<10} {count:>6} entries {:>10}   {hits} hits, {misses} misses ({rate})\n",
+            "  {:<15} {count:>6} entries {:>10}   {hits} hits, {misses} misses ({rate})\n",
             kind.label(),
             size(bytes)
         );
     }
     let total: u64 = entries.iter().map(|e| e.bytes).sum();
     out += &format!(
-        "  {:<10} {:>6} entries {:>10}\n",
+        "  {:<15} {:>6} entries {:>10}\n",
         "total",
         entries.len(),
         size(total)

@@ -159,6 +159,20 @@ knob::knobs! {
         max_mb: u64 = 1024, range 1 => 1 << 32;
     }
 
+    /// `tierjit serve` (see src/daemon).
+    daemon: Daemon {
+        /// Jobs run at once; more wait in a queue. 0: one per CPU.
+        max_jobs: u32 = 0, range 0 => 4096;
+        /// Address-space limit of each job's worker process (MB), which a
+        /// job that exhausts memory runs into; 0: none.
+        job_memory_mb: u64 = 0, range 0 => 1 << 30;
+        /// Seconds a job may run before the daemon kills it; 0: no limit.
+        job_timeout_s: u64 = 0, range 0 => 1 << 32;
+        /// After SIGTERM: seconds to wait for running jobs before they
+        /// are killed.
+        shutdown_grace_s: u64 = 10, range 0 => 86_400;
+    }
+
     /// What code every tier is generated for.
     target: Target {
         /// LLVM CPU name every tier generates code for; "host" detects it.

@@ -1,0 +1,549 @@
+//! The daemon, end to end: `tierjit serve` on a socket in a scratch
+//! directory, with `submit`, `status` and `metrics` as a user runs them,
+//! and raw clients that send what no client should.
+//!
+//! Not run under an emulator: user-mode QEMU may deadlock in the child of
+//! a fork, and the daemon forks a worker for every job.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// A daemon in scratch directory `name`, with `flags` after `serve`.
+    fn start(name: &str, flags: &[&str]) -> Daemon {
+        let dir = scratch().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("tierjit.sock");
+        let mut command = tierjit_command();
+        command
+            .env("TIERJIT_CACHE_DIR", dir.join("cache"))
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start the daemon");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        let daemon = Daemon {
+            child,
+            dir,
+            socket,
+            log,
+        };
+        daemon.wait_for(|d| d.status_json().is_some(), "the daemon to answer");
+        daemon
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn command(&self, verb: &str) -> Command {
+        let mut command = tierjit_command();
+        command.arg(verb).arg("--socket").arg(&self.socket);
+        command
+    }
+
+    fn submit(&self, args: &[&str]) -> Run {
+        run_with_limit(self.command("submit").args(args), job_limit())
+    }
+
+    fn status_json(&self) -> Option<serde_json::Value> {
+        let out = self.command("status").arg("--json").output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        self.status_json()
+            .unwrap_or_else(|| panic!("no status; daemon log:\n{}", self.log()))
+    }
+
+    fn wait_for(&self, done: impl Fn(&Daemon) -> bool, what: &str) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "waited 20 s for {what}; daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `dir/name`, then waits out the front-end cache's margin for a
+/// file that may have changed while clang ran (which it does not keep).
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    path
+}
+
+const SUM: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+  long n = atol(argv[1]), s = 0;
+  for (long i = 0; i < n; i++) s += i * i % 7;
+  printf("%ld\n", s);
+  fprintf(stderr, "done %ld\n", n);
+  return (int)(s % 5);
+}
+"#;
+
+const ECHO: &str = r#"
+#include <stdio.h>
+int main(void) {
+  int c; long n = 0;
+  while ((c = getchar()) != EOF) { putchar(c >= 'a' && c <= 'z' ? c - 32 : c); n++; }
+  printf("[%ld]\n", n);
+  return 0;
+}
+"#;
+
+const CRASH: &str = r#"
+#include <stdio.h>
+int main(void) {
+  printf("before\n");
+  fflush(stdout);
+  volatile int *p = 0;
+  return *p;
+}
+"#;
+
+const FOREVER: &str = r#"
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+  printf("running\n");
+  fflush(stdout);
+  for (;;) sleep(1);
+}
+"#;
+
+/// `command` run to its end with `input` (then end of file) on stdin, or
+/// none.
+fn run_fed(command: &mut Command, input: Option<&[u8]>) -> Run {
+    let Some(bytes) = input else {
+        return run_with_limit(command, job_limit());
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = bytes.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&bytes));
+    let out = child.wait_with_output().expect("wait");
+    feeder.join().unwrap().expect("feed stdin");
+    Run {
+        status: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        timed_out: false,
+    }
+}
+
+/// `tierjit run ARGS` here, for comparison, with `input` on stdin.
+fn run_locally(args: &[&str], input: Option<&[u8]>) -> Run {
+    run_fed(tierjit_command().arg("run").args(args), input)
+}
+
+#[test]
+fn concurrent_submissions_match_tierjit_run() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-concurrent", &["--set", "daemon.max_jobs=3"]);
+    let dir = daemon.dir.clone();
+    let sum = write(&dir, "sum.c", SUM);
+    let echo = write(&dir, "echo.c", ECHO);
+    let crash = write(&dir, "crash.c", CRASH);
+    let garbage = write(&dir, "garbage.ll", "this is not IR\n");
+    let sum = sum.to_str().unwrap().to_string();
+    let echo = echo.to_str().unwrap().to_string();
+    let crash = crash.to_str().unwrap().to_string();
+    let garbage = garbage.to_str().unwrap().to_string();
+    let missing = dir.join("missing.c").to_str().unwrap().to_string();
+    type Case = (Vec<String>, Option<Vec<u8>>);
+    let cases: Vec<Case> = vec![
+        (vec![sum.clone(), "--".into(), "1000000".into()], None),
+        (
+            vec![
+                "--mode".into(),
+                "baseline".into(),
+                sum.clone(),
+                "--".into(),
+                "77".into(),
+            ],
+            None,
+        ),
+        (
+            vec!["--stats".into(), sum.clone(), "--".into(), "3000000".into()],
+            None,
+        ),
+        (
+            vec![echo.clone()],
+            Some(b"hello daemon\nsecond line".to_vec()),
+        ),
+        (vec![crash.clone()], None),
+        (vec![garbage.clone()], None),
+        (vec![missing.clone()], None),
+        (
+            vec!["--set".into(), "thresholds.nope=1".into(), sum.clone()],
+            None,
+        ),
+    ];
+    let submitted: Vec<_> = cases
+        .iter()
+        .cloned()
+        .map(|(args, input)| {
+            let socket = daemon.socket.clone();
+            std::thread::spawn(move || {
+                let mut command = tierjit_command();
+                command
+                    .arg("submit")
+                    .arg("--socket")
+                    .arg(&socket)
+                    .args(&args);
+                run_fed(&mut command, input.as_deref())
+            })
+        })
+        .collect();
+    let remote: Vec<Run> = submitted.into_iter().map(|t| t.join().unwrap()).collect();
+    for ((args, input), remote) in cases.iter().zip(&remote) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let local = run_locally(&args, input.as_deref());
+        assert_eq!(
+            (remote.status, &remote.stdout),
+            (local.status, &local.stdout),
+            "{args:?}\nremote stderr:\n{}\nlocal stderr:\n{}\ndaemon log:\n{}",
+            remote.stderr,
+            local.stderr,
+            daemon.log()
+        );
+        // --stats times differ; everything else on stderr is the same.
+        if !args.contains(&"--stats") {
+            assert_eq!(remote.stderr, local.stderr, "{args:?}");
+        }
+    }
+    // The crash is the job's (submit dies of it too, as run would), bad
+    // input tierjit's (125).
+    assert_eq!(remote[4].status, None, "{}", remote[4].stderr);
+    assert_eq!(remote[4].stdout, "before\n");
+    assert_eq!(remote[3].stdout, "HELLO DAEMON\nSECOND LINE[24]\n");
+    for refused in &remote[5..8] {
+        assert_eq!(refused.status, Some(125), "{}", refused.stderr);
+    }
+    let status = daemon.status();
+    assert_eq!(status["totals"]["started"], 8, "{status:#}");
+    assert_eq!(status["recent"].as_array().unwrap().len(), 8);
+    let metrics = daemon.command("metrics").output().expect("tierjit metrics");
+    let text = String::from_utf8(metrics.stdout).unwrap();
+    assert!(text.contains("tierjit_jobs_started_total 8"), "{text}");
+    assert!(text.contains("tierjit_jobs_running 0"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+/// Sends `bytes` as a client and returns what the daemon answered.
+fn raw_exchange(socket: &Path, bytes: &[u8], close_write: bool) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    if close_write {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(body);
+    frame
+}
+
+#[test]
+fn garbage_and_oversized_requests_leave_it_serving() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-garbage", &[]);
+    let socket = &daemon.socket;
+    let answers = [
+        raw_exchange(socket, &frame(b"\x00\xff\xfe garbage"), false),
+        raw_exchange(socket, &frame(br#"{"version":1,"op":"reboot"}"#), false),
+        raw_exchange(socket, &frame(br#"{"version":99,"op":"status"}"#), false),
+        raw_exchange(socket, &frame(br#"{"op":"status"}"#), false),
+        raw_exchange(socket, &[0xff, 0xff, 0xff, 0x7f, b'x'], false),
+        // A submission without the job's streams.
+        raw_exchange(
+            socket,
+            &frame(br#"{"version":1,"op":"submit","args":["x.c"],"cwd":"/","env":[]}"#),
+            false,
+        ),
+    ];
+    let expected = [
+        "not a JSON request",
+        "bad request",
+        "protocol version 99 is not supported",
+        "without a protocol version",
+        "over the limit",
+        "3 descriptors",
+    ];
+    for (answer, expected) in answers.iter().zip(expected) {
+        assert!(answer.contains(expected), "{answer:?} for {expected:?}");
+    }
+    // Half a frame, then gone; and a client that says nothing.
+    raw_exchange(
+        socket,
+        &frame(br#"{"version":1,"op":"status"}"#)[..10],
+        true,
+    );
+    drop(UnixStream::connect(socket).unwrap());
+    let sum = write(&daemon.dir, "sum.c", SUM);
+    let run = daemon.submit(&[sum.to_str().unwrap(), "--", "1000"]);
+    assert_eq!(run.status, Some(1), "{}\n{}", run.stderr, daemon.log());
+    assert_eq!(run.stdout, "2001\n");
+    let log = daemon.log();
+    assert!(log.contains("went away mid-request"), "{log}");
+    assert_eq!(daemon.status()["totals"]["refused"], 6);
+}
+
+#[test]
+fn sighup_rereads_the_config_and_keeps_it_when_bad() {
+    if emulated() {
+        return;
+    }
+    let dir = scratch().join("daemon-sighup-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = write(&dir, "daemon.ron", "(daemon: (max_jobs: 2))\n");
+    let daemon = Daemon::start("daemon-sighup", &["--config", config.to_str().unwrap()]);
+    let max_jobs = |d: &Daemon| d.status()["config"]["daemon"]["max_jobs"].clone();
+    assert_eq!(max_jobs(&daemon), 2);
+    std::fs::write(
+        &config,
+        "(daemon: (max_jobs: 5), compiler: (opt_level: 2))\n",
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for(|d| max_jobs(d) == 5, "the new config");
+    assert_eq!(daemon.status()["config"]["compiler"]["opt_level"], 2);
+    std::fs::write(&config, "(daemon: (max_jobs: \"many\"))\n").unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for(|d| d.log().contains("keeping the old one"), "the refusal");
+    assert_eq!(max_jobs(&daemon), 5);
+}
+
+#[test]
+fn sigterm_ends_it_within_the_grace_period() {
+    if emulated() {
+        return;
+    }
+    let mut daemon = Daemon::start("daemon-sigterm", &["--set", "daemon.shutdown_grace_s=1"]);
+    let forever = write(&daemon.dir, "forever.c", FOREVER);
+    let socket = daemon.socket.clone();
+    let submitter = std::thread::spawn(move || {
+        let mut command = tierjit_command();
+        command
+            .arg("submit")
+            .arg("--socket")
+            .arg(&socket)
+            .arg(forever);
+        run_with_limit(&mut command, job_limit())
+    });
+    daemon.wait_for(
+        |d| {
+            d.status()["running"]
+                .as_array()
+                .is_some_and(|r| r.len() == 1)
+        },
+        "the job to run",
+    );
+    let signalled = Instant::now();
+    daemon.signal("TERM");
+    let status = daemon.child.wait().unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let run = submitter.join().unwrap();
+    assert_eq!(run.status, None, "{}", run.stderr);
+    assert_eq!(run.stdout, "running\n");
+    assert!(!daemon.socket.exists());
+    assert!(daemon.log().contains("stopping"), "{}", daemon.log());
+}
+
+#[test]
+fn killing_submit_kills_its_job_and_timeouts_end_jobs() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-kill", &["--set", "daemon.job_timeout_s=2"]);
+    let forever = write(&daemon.dir, "forever.c", FOREVER);
+    let mut submit = daemon
+        .command("submit")
+        .arg(&forever)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    daemon.wait_for(
+        |d| {
+            d.status()["running"]
+                .as_array()
+                .is_some_and(|r| r.len() == 1)
+        },
+        "the job to run",
+    );
+    submit.kill().unwrap();
+    submit.wait().unwrap();
+    daemon.wait_for(
+        |d| {
+            d.status()["running"]
+                .as_array()
+                .is_some_and(|r| r.is_empty())
+        },
+        "the job to end",
+    );
+    let recent = &daemon.status()["recent"][0];
+    assert_eq!(recent["outcome"], "killed (its submitter went away)");
+    // Left alone, the same job runs into daemon.job_timeout_s.
+    let run = daemon.submit(&[forever.to_str().unwrap()]);
+    assert_eq!(run.status, None, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("daemon.job_timeout_s"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_second_submission_starts_warm() {
+    if emulated() {
+        return;
+    }
+    // The tests' environment turns objects and profiles off (see
+    // tierjit_command); a daemon's own settings turn them back on.
+    let daemon = Daemon::start(
+        "daemon-warm",
+        &[
+            "--set",
+            "cache.objects=true",
+            "--set",
+            "cache.profiles=true",
+        ],
+    );
+    let sum = write(&daemon.dir, "sum.c", SUM);
+    let submit = |d: &Daemon| {
+        let mut command = d.command("submit");
+        // The tests' default turns objects and profiles off; a user's
+        // submission keeps the daemon's cache settings.
+        command.env_remove("TIERJIT_OPTIONS").args([
+            "--events",
+            sum.to_str().unwrap(),
+            "--",
+            "20000000",
+        ]);
+        let run = run_with_limit(&mut command, job_limit());
+        // s % 5 of the sum.
+        assert_eq!(run.status, Some(1), "{}", run.stderr);
+        run
+    };
+    let cold = submit(&daemon);
+    assert!(
+        cold.stderr.contains("cache miss baseline"),
+        "{}",
+        cold.stderr
+    );
+    let warm = submit(&daemon);
+    assert_eq!(warm.stdout, cold.stdout);
+    for expected in [
+        "cache hit front end",
+        "cache hit baseline",
+        "cache hit profile",
+    ] {
+        assert!(
+            warm.stderr.contains(expected),
+            "{expected}:\n{}",
+            warm.stderr
+        );
+    }
+    assert!(
+        warm.stderr.contains("installing before main")
+            || warm.stderr.contains("compiling before main"),
+        "{}",
+        warm.stderr
+    );
+    // The daemon's directory, not the submitter's default.
+    assert!(daemon.dir.join("cache").join("b").is_dir());
+}
+
+#[test]
+fn the_socket_is_private_to_its_user() {
+    if emulated() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let daemon = Daemon::start("daemon-private", &[]);
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::daemon::report;
 use crate::versions::Tier;
 
 /// One tier-up, from request to outcome.
@@ -78,6 +79,13 @@ impl Metrics {
     /// Records the up-front compile of a whole module at `tier`.
     pub fn module_compiled(&self, tier: Tier, functions: usize, compile: Duration, bytes: usize) {
         self.record_latency(tier, compile);
+        if report::active() {
+            report::send(&report::Event::Loaded {
+                functions: functions as u64,
+                optimized: tier == Tier::Optimized,
+            });
+            report::compiled(tier, compile, false, true, false);
+        }
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.emit(format!(
@@ -92,6 +100,14 @@ impl Metrics {
         if event.records_latency {
             self.record_latency(event.to, event.compile);
         }
+        let first = !event.osr && event.from == Tier::Baseline && event.outcome.is_ok();
+        report::compiled(
+            event.to,
+            event.compile,
+            event.osr,
+            event.outcome.is_ok(),
+            first,
+        );
         let counter = if event.outcome.is_ok() {
             &self.installed
         } else {
@@ -138,6 +154,12 @@ impl Metrics {
                 Ok(()) => cache[at].1 += 1,
                 Err(_) => cache[at].2 += 1,
             }
+        }
+        if report::active() {
+            report::send(&report::Event::Cache {
+                kind: kind.to_string(),
+                hit: outcome.is_ok(),
+            });
         }
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);

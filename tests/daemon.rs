@@ -26,6 +26,11 @@ struct Daemon {
 impl Daemon {
     /// A daemon in scratch directory `name`, with `flags` after `serve`.
     fn start(name: &str, flags: &[&str]) -> Daemon {
+        Daemon::start_with(name, flags, &[])
+    }
+
+    /// The same, with `env` added to its environment.
+    fn start_with(name: &str, flags: &[&str], env: &[(&str, &Path)]) -> Daemon {
         let dir = scratch().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -37,6 +42,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .args(flags)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -546,4 +552,155 @@ fn the_socket_is_private_to_its_user() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Gets `step` hot, prints, then waits for a line on stdin.
+const HOT_THEN_WAIT: &str = r#"
+#include <stdio.h>
+__attribute__((noinline)) long step(long x) { return (x * 2654435761u) % 1000003; }
+int main(void) {
+  long h = 1;
+  for (long i = 0; i < 20000000; i++) h = step(h + i);
+  printf("%ld\n", h);
+  fflush(stdout);
+  getchar();
+  return 0;
+}
+"#;
+
+#[test]
+fn status_and_metrics_show_what_the_workers_compiled() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-tiers", &[]);
+    let job = write(&daemon.dir, "hot.c", HOT_THEN_WAIT);
+    let mut submit = daemon
+        .command("submit")
+        .arg(&job)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let optimized = |d: &Daemon| {
+        d.status()["running"][0]["functions"]["O3"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    daemon.wait_for(|d| optimized(d) >= 1, "a function to run optimized code");
+    let running = &daemon.status()["running"][0];
+    // main and step at least, one of them (or both) optimized.
+    let functions = &running["functions"];
+    let total = functions["O0"].as_u64().unwrap() + functions["O3"].as_u64().unwrap();
+    assert!(total >= 2, "{running:#}");
+    assert!(running["compiles"].as_u64().unwrap() >= 2, "{running:#}");
+    // The line it waits for.
+    submit.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = submit.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(daemon.command("metrics").output().unwrap().stdout).unwrap();
+    for expected in [
+        "tierjit_compiles_total{tier=\"O0\"} 1\n",
+        "tierjit_compile_seconds_count{tier=\"O0\"} 1\n",
+        "tierjit_compile_seconds_bucket{tier=\"O3\",le=\"+Inf\"}",
+        "tierjit_cache_misses_total{kind=\"front_end\"} 1\n",
+        "tierjit_jobs_completed_total 1\n",
+    ] {
+        assert!(text.contains(expected), "{expected}:\n{text}");
+    }
+    let totals = &daemon.status()["totals"];
+    assert!(
+        totals["compiles"]["O3"]["count"].as_u64().unwrap() >= 1,
+        "{totals:#}"
+    );
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    if emulated() {
+        return;
+    }
+    use std::os::unix::net::UnixDatagram;
+    let dir = scratch().join("daemon-notify-socket");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify");
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let next = || {
+        let mut buffer = [0u8; 256];
+        let n = systemd.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let mut daemon = Daemon::start_with("daemon-notify", &[], &[("NOTIFY_SOCKET", &path)]);
+    assert_eq!(next(), "READY=1");
+    daemon.signal("HUP");
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    daemon.signal("TERM");
+    assert_eq!(next(), "STOPPING=1");
+    assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn other_users_are_refused_and_jobs_that_exhaust_memory_fail_alone() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-users", &["--set", "daemon.job_memory_mb=512"]);
+    // A job that allocates without end runs into its limit; the daemon
+    // and the next job do not notice.
+    let greedy = write(
+        &daemon.dir,
+        "greedy.c",
+        // Each block is kept (a chain from a global), or the optimizer
+        // would drop the allocation and leave an endless loop.
+        "#include <stdlib.h>\n#include <string.h>\nvoid *head;\nint main(void) { for (;;) { char *p = malloc(1 << 20); if (!p) return 7; memset(p, 1, 1 << 20); *(void **)p = head; head = p; } }\n",
+    );
+    let run = daemon.submit(&[greedy.to_str().unwrap()]);
+    assert_eq!(run.status, Some(7), "{}", run.stderr);
+    let sum = write(&daemon.dir, "sum.c", SUM);
+    assert_eq!(
+        daemon.submit(&[sum.to_str().unwrap(), "--", "1000"]).stdout,
+        "2001\n"
+    );
+    // Another user, let through the socket's mode, is refused by its
+    // credentials. Needs root (to be another user) and setpriv.
+    let root = std::fs::metadata("/proc/self").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    if root.unwrap_or(false) && setpriv.is_ok_and(|o| o.status.success()) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        // The scratch directories are root's: the other user must be able
+        // to pass through them to reach the socket.
+        let mut ancestor = daemon.socket.parent();
+        while let Some(dir) = ancestor {
+            let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011)).unwrap();
+            ancestor = dir.parent();
+        }
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(tierjit())
+            .arg("status")
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{stderr}");
+        assert!(
+            stderr.contains("uid 65534 may not use this daemon"),
+            "{stderr}"
+        );
+        assert!(daemon.log().contains("refused pid"), "{}", daemon.log());
+    } else {
+        eprintln!("not root or no setpriv: the other-user check is skipped");
+    }
 }

@@ -374,3 +374,11 @@ pub fn die_by_signal(signal: i32) {
         libc::raise(signal);
     }
 }
+
+/// In a worker set up by `set_up_worker` with a report socket: that
+/// socket (descriptor 3), now owned by the caller. Call once.
+pub fn take_report_channel() -> UnixStream {
+    // SAFETY: `set_up_worker` left the report socket as descriptor 3 and
+    // nothing else owns it.
+    unsafe { UnixStream::from_raw_fd(3) }
+}

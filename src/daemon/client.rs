@@ -189,11 +189,15 @@ pub fn describe_status(status: &serde_json::Value) -> String {
     out.push_str(&format!("running: {}\n", running.len()));
     for job in &running {
         out.push_str(&format!(
-            "  #{} pid {} {} {:.1} s\n",
+            "  #{} pid {} {} {:.1} s: functions {} at O0, {} at O3; {} OSR continuation(s); {} compile(s)\n",
             job["id"],
             job["pid"],
             text(job, "job"),
-            number(job, "elapsed_s")
+            number(job, "elapsed_s"),
+            job["functions"]["O0"],
+            job["functions"]["O3"],
+            job["osr_continuations"],
+            job["compiles"]
         ));
     }
     let queued = list("queued");

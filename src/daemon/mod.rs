@@ -6,6 +6,7 @@
 //!   streams travel as descriptors).
 //! - `server`: the event loop, workers, limits, signals.
 //! - `client`: the three client commands.
+//! - `report`: what a worker tells the daemon while its job runs.
 //! - `notify`: systemd readiness notifications.
 //!
 //! Workers are forked from the daemon, which initialized LLVM once, and
@@ -15,6 +16,7 @@
 pub mod client;
 mod notify;
 pub mod protocol;
+pub mod report;
 mod server;
 
 pub use server::{serve, RunJob, ServeOptions};

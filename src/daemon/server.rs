@@ -21,6 +21,7 @@ use crate::config::Config;
 
 use super::notify;
 use super::protocol::{self, Frame, Op, Reply};
+use super::report::{self, Event};
 
 /// How long a client may take to send its request.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -79,6 +80,14 @@ struct Running {
     killed_for: Option<String>,
     /// Bytes of a partial signal frame from the client.
     pending: Vec<u8>,
+    /// The worker's reports (`daemon::report`), and a partial line.
+    report: UnixStream,
+    report_buffer: Vec<u8>,
+    /// What the reports said so far.
+    functions: u64,
+    optimized_functions: u64,
+    continuations: u64,
+    compiles: u64,
 }
 
 /// A job that ended, for `status`.
@@ -96,6 +105,74 @@ struct Totals {
     completed: u64,
     failed: u64,
     refused: u64,
+    /// Per tier ("O0", "O3").
+    compiles: std::collections::BTreeMap<String, CompileTimes>,
+    /// Per cache kind: hits, misses.
+    cache: std::collections::BTreeMap<String, (u64, u64)>,
+}
+
+/// Upper bounds (s) of the compile-time histogram's buckets.
+const COMPILE_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+#[derive(Default)]
+struct CompileTimes {
+    count: u64,
+    failed: u64,
+    seconds: f64,
+    /// Compiles at or under each of `COMPILE_BUCKETS`.
+    buckets: [u64; COMPILE_BUCKETS.len()],
+}
+
+impl Totals {
+    /// Adds what a worker reported, to the job's figures and the totals.
+    fn note(&mut self, event: &Event, running: &mut Running) {
+        match event {
+            Event::Loaded {
+                functions,
+                optimized,
+            } => {
+                running.functions = *functions;
+                if *optimized {
+                    running.optimized_functions = *functions;
+                }
+            }
+            Event::Compiled {
+                tier,
+                seconds,
+                osr,
+                installed,
+                first,
+            } => {
+                running.compiles += 1;
+                if *installed && *osr {
+                    running.continuations += 1;
+                }
+                if *first {
+                    running.optimized_functions =
+                        (running.optimized_functions + 1).min(running.functions);
+                }
+                let times = self.compiles.entry(tier.clone()).or_default();
+                times.count += 1;
+                if !installed {
+                    times.failed += 1;
+                }
+                times.seconds += seconds;
+                for (bound, count) in COMPILE_BUCKETS.iter().zip(&mut times.buckets) {
+                    if seconds <= bound {
+                        *count += 1;
+                    }
+                }
+            }
+            Event::Cache { kind, hit } => {
+                let counts = self.cache.entry(kind.clone()).or_default();
+                if *hit {
+                    counts.0 += 1;
+                } else {
+                    counts.1 += 1;
+                }
+            }
+        }
+    }
 }
 
 struct Daemon {
@@ -233,6 +310,13 @@ impl Daemon {
                         readable: true,
                     }),
             );
+            let first_report = watches.len();
+            watches.extend(self.jobs.iter().filter_map(|j| {
+                Some(Watch {
+                    fd: j.running.as_ref()?.report.as_raw_fd(),
+                    readable: true,
+                })
+            }));
             let ready = match daemon_sys::poll(&watches, self.poll_timeout_ms()) {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -256,7 +340,12 @@ impl Daemon {
                     }
                 }
             }
-            for (k, id) in running.into_iter().enumerate() {
+            for (k, &id) in running.iter().enumerate() {
+                if ready[first_report + k] {
+                    if let Some(at) = self.jobs.iter().position(|j| j.id == id) {
+                        self.read_reports(at);
+                    }
+                }
                 if ready[first_job + k] {
                     if let Some(at) = self.jobs.iter().position(|j| j.id == id) {
                         self.read_from_submitter(at);
@@ -355,6 +444,8 @@ impl Daemon {
             else {
                 continue;
             };
+            // What it reported before it ended is all there.
+            self.read_reports(i);
             let job = self.jobs.remove(i);
             let running = job.running.expect("a running job");
             let seconds = running.started.elapsed().as_secs_f64();
@@ -573,6 +664,27 @@ impl Daemon {
         }
     }
 
+    /// Takes what job `i`'s worker reported.
+    fn read_reports(&mut self, i: usize) {
+        let Some(running) = &mut self.jobs[i].running else {
+            return;
+        };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match (&running.report).read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => running.report_buffer.extend_from_slice(&chunk[..n]),
+            }
+            // A worker that writes without end is not worth the memory.
+            if running.report_buffer.len() > protocol::MAX_FRAME {
+                running.report_buffer.clear();
+            }
+        }
+        for event in report::take_events(&mut running.report_buffer) {
+            self.totals.note(&event, running);
+        }
+    }
+
     fn enforce_deadlines(&mut self) {
         let now = Instant::now();
         self.clients.retain(|c| {
@@ -615,6 +727,23 @@ impl Daemon {
 
     fn start(&mut self, i: usize) {
         let config = self.worker_config();
+        let (report, worker_end) = match UnixStream::pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                let job = self.jobs.remove(i);
+                self.totals.failed += 1;
+                log(&format!(
+                    "job {} ({}): no report socket: {e}",
+                    job.id, job.label
+                ));
+                reply(
+                    &job.client,
+                    &Reply::Error(format!("cannot start a worker: {e}")),
+                );
+                return;
+            }
+        };
+        let _ = report.set_nonblocking(true);
         let job = &mut self.jobs[i];
         let user = (self.own_uid == 0 && job.uid != 0).then_some((job.uid, job.gid));
         let setup = daemon_sys::WorkerSetup {
@@ -623,7 +752,7 @@ impl Daemon {
                 job.stdio[1].as_fd(),
                 job.stdio[2].as_fd(),
             ],
-            report: None,
+            report: Some(worker_end.as_fd()),
             memory_limit: (config.daemon.job_memory_mb > 0)
                 .then_some(config.daemon.job_memory_mb << 20),
             user,
@@ -646,6 +775,12 @@ impl Daemon {
                     deadline: (timeout > 0).then(|| Instant::now() + Duration::from_secs(timeout)),
                     killed_for: None,
                     pending: Vec::new(),
+                    report,
+                    report_buffer: Vec::new(),
+                    functions: 0,
+                    optimized_functions: 0,
+                    continuations: 0,
+                    compiles: 0,
                 });
             }
             Err(e) => {
@@ -687,6 +822,12 @@ impl Daemon {
                     "job": j.label,
                     "uid": j.uid,
                     "elapsed_s": now.duration_since(r.started).as_secs_f64(),
+                    "functions": {
+                        "O0": r.functions - r.optimized_functions,
+                        "O3": r.optimized_functions,
+                    },
+                    "osr_continuations": r.continuations,
+                    "compiles": r.compiles,
                 }))
             })
             .collect();
@@ -733,9 +874,86 @@ impl Daemon {
                 "completed": self.totals.completed,
                 "failed": self.totals.failed,
                 "refused": self.totals.refused,
+                "compiles": self
+                    .totals
+                    .compiles
+                    .iter()
+                    .map(|(tier, t)| (tier.clone(), serde_json::json!({
+                        "count": t.count,
+                        "failed": t.failed,
+                        "seconds": t.seconds,
+                    })))
+                    .collect::<serde_json::Map<_, _>>(),
+                "cache": self
+                    .totals
+                    .cache
+                    .iter()
+                    .map(|(kind, (hits, misses))| (kind.clone(), serde_json::json!({
+                        "hits": hits,
+                        "misses": misses,
+                    })))
+                    .collect::<serde_json::Map<_, _>>(),
             },
             "cache": cache,
         })
+    }
+
+    /// Compiles and cache lookups as OpenMetrics families.
+    fn compile_metrics(&self) -> String {
+        let mut out = String::from(
+            "# TYPE tierjit_compiles counter\n# HELP tierjit_compiles Compiles by tier (O0: a module's baseline; O3: optimized versions and continuations).\n",
+        );
+        for (tier, t) in &self.totals.compiles {
+            out += &format!("tierjit_compiles_total{{tier=\"{tier}\"}} {}\n", t.count);
+        }
+        out += "# TYPE tierjit_compile_failures counter\n# HELP tierjit_compile_failures Compiles that failed (the job kept its lower tier).\n";
+        for (tier, t) in &self.totals.compiles {
+            out += &format!(
+                "tierjit_compile_failures_total{{tier=\"{tier}\"}} {}\n",
+                t.failed
+            );
+        }
+        out += "# TYPE tierjit_compile_seconds histogram\n# HELP tierjit_compile_seconds Time of each compile, by tier.\n";
+        for (tier, t) in &self.totals.compiles {
+            for (bound, count) in COMPILE_BUCKETS.iter().zip(t.buckets) {
+                out += &format!(
+                    "tierjit_compile_seconds_bucket{{tier=\"{tier}\",le=\"{bound}\"}} {count}\n"
+                );
+            }
+            out += &format!(
+                "tierjit_compile_seconds_bucket{{tier=\"{tier}\",le=\"+Inf\"}} {}\n",
+                t.count
+            );
+            out += &format!(
+                "tierjit_compile_seconds_sum{{tier=\"{tier}\"}} {}\n",
+                t.seconds
+            );
+            out += &format!(
+                "tierjit_compile_seconds_count{{tier=\"{tier}\"}} {}\n",
+                t.count
+            );
+        }
+        let families = [
+            (
+                "tierjit_cache_hits",
+                "Persistent-cache lookups that found an entry, by kind.",
+                true,
+            ),
+            (
+                "tierjit_cache_misses",
+                "Persistent-cache lookups that did not, by kind.",
+                false,
+            ),
+        ];
+        for (family, help, hits) in families {
+            out += &format!("# TYPE {family} counter\n# HELP {family} {help}\n");
+            for (kind, (hit_count, miss_count)) in &self.totals.cache {
+                let value = if hits { hit_count } else { miss_count };
+                let kind = kind.replace(' ', "_");
+                out += &format!("{family}_total{{kind=\"{kind}\"}} {value}\n");
+            }
+        }
+        out
     }
 
     fn metrics(&self) -> String {
@@ -783,6 +1001,7 @@ impl Daemon {
             "Seconds since the daemon started.",
             self.started.elapsed().as_secs_f64(),
         );
+        out.push_str(&self.compile_metrics());
         out.push_str("# EOF\n");
         out
     }
@@ -798,6 +1017,7 @@ fn worker(setup: &daemon_sys::WorkerSetup<'_>, job: &Job, config: &Config, run: 
     if let Err(why) = daemon_sys::set_up_worker(setup) {
         fail(why);
     }
+    report::open(daemon_sys::take_report_channel());
     if let Err(e) = std::env::set_current_dir(&job.cwd) {
         eprintln!("tierjit: error: cannot enter {}: {e}", job.cwd);
         std::process::exit(125);

@@ -72,12 +72,16 @@ pub fn submit(socket: &Path, args: Vec<String>) -> Result<i32, String> {
         ));
     }
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    daemon_sys::send_with_fds(
+    if let Err(e) = daemon_sys::send_with_fds(
         &stream,
         &frame,
         &[stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
-    )
-    .map_err(|e| format!("sending the job to the daemon: {e}"))?;
+    ) {
+        return Err(refusal_or(
+            &mut stream,
+            format!("sending the job to the daemon: {e}"),
+        ));
+    }
     forward_signals(&stream)?;
     Ok(match answer(&mut stream)? {
         Reply::Exited(code) => code,
@@ -130,15 +134,25 @@ fn forward_signals(stream: &UnixStream) -> Result<(), String> {
     Ok(())
 }
 
+/// After a failed send: the daemon may have refused the connection (its
+/// peer check answers before the request is read) and closed it; its
+/// answer is then still there to read. Else `failure`.
+fn refusal_or(stream: &mut UnixStream, failure: String) -> String {
+    match answer(stream) {
+        Ok(Reply::Error(why)) => why,
+        _ => failure,
+    }
+}
+
 fn ask(socket: &Path, op: Op) -> Result<Reply, String> {
     let mut stream = connect(socket)?;
     let frame = protocol::encode(&Request {
         version: protocol::VERSION,
         op,
     });
-    stream
-        .write_all(&frame)
-        .map_err(|e| format!("sending the request: {e}"))?;
+    if let Err(e) = stream.write_all(&frame) {
+        return Err(refusal_or(&mut stream, format!("sending the request: {e}")));
+    }
     match answer(&mut stream)? {
         Reply::Error(why) => Err(why),
         reply => Ok(reply),

@@ -72,7 +72,7 @@ struct SubmitArgs {
         allow_hyphen_values = true,
         required = true
     )]
-    run_args: Vec<String>,
+    run_args: Vec<std::ffi::OsString>,
 }
 
 #[derive(clap::Args)]
@@ -377,7 +377,7 @@ fn run_in_worker(base: &Config, args: Vec<std::ffi::OsString>) -> i32 {
 /// `tierjit submit`: the options are checked here first, so that a usage
 /// error reads as `run`'s would without a round trip.
 fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
-    let argv = ["tierjit".to_string(), "run".to_string()]
+    let argv = ["tierjit".into(), "run".into()]
         .into_iter()
         .chain(args.run_args.iter().cloned());
     if let Err(e) = Cli::try_parse_from(argv) {

@@ -264,7 +264,7 @@ fn prepared_module<'ctx>(
     metrics: &Metrics,
 ) -> Result<(Module<'ctx>, Vec<u8>), Error> {
     let label = path.display().to_string();
-    let key = cache.map(|_| crate::ir::prepared_cache::key(bytes, target));
+    let key = cache.and_then(|_| crate::ir::prepared_cache::key(bytes, target));
     if let (Some(cache), Some(key)) = (cache, &key) {
         let found = cache.get(Kind::Prepared, key).and_then(|bitcode| {
             parse_module(context, &bitcode, path)

@@ -35,6 +35,11 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("tierjit.sock");
+        Daemon::start_at(dir, socket, flags, env)
+    }
+
+    /// A daemon whose scratch directory is `dir`, listening at `socket`.
+    fn start_at(dir: PathBuf, socket: PathBuf, flags: &[&str], env: &[(&str, &Path)]) -> Daemon {
         let mut command = tierjit_command();
         command
             .env("TIERJIT_CACHE_DIR", dir.join("cache"))
@@ -341,7 +346,7 @@ fn garbage_and_oversized_requests_leave_it_serving() {
         // A submission without the job's streams.
         raw_exchange(
             socket,
-            &frame(br#"{"version":1,"op":"submit","args":["x.c"],"cwd":"/","env":[]}"#),
+            &frame(br#"{"version":1,"op":"submit","args":["x.c"],"env":[]}"#),
             false,
         ),
     ];
@@ -351,7 +356,7 @@ fn garbage_and_oversized_requests_leave_it_serving() {
         "protocol version 99 is not supported",
         "without a protocol version",
         "over the limit",
-        "3 descriptors",
+        "4 descriptors",
     ];
     for (answer, expected) in answers.iter().zip(expected) {
         assert!(answer.contains(expected), "{answer:?} for {expected:?}");
@@ -676,15 +681,14 @@ fn other_users_are_refused_and_jobs_that_exhaust_memory_fail_alone() {
     let setpriv = Command::new("setpriv").arg("--version").output();
     if root.unwrap_or(false) && setpriv.is_ok_and(|o| o.status.success()) {
         use std::os::unix::fs::PermissionsExt;
+        // A directory the other user can pass through, and a socket it may
+        // open: only the credentials stop it.
+        let open_dir = std::env::temp_dir().join(format!("tierjit-users-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&open_dir);
+        std::fs::create_dir_all(&open_dir).unwrap();
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        let daemon = Daemon::start_at(daemon.dir.clone(), open_dir.join("s"), &[], &[]);
         std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-        // The scratch directories are root's: the other user must be able
-        // to pass through them to reach the socket.
-        let mut ancestor = daemon.socket.parent();
-        while let Some(dir) = ancestor {
-            let mode = std::fs::metadata(dir).unwrap().permissions().mode();
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011)).unwrap();
-            ancestor = dir.parent();
-        }
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(tierjit())
@@ -700,7 +704,225 @@ fn other_users_are_refused_and_jobs_that_exhaust_memory_fail_alone() {
             "{stderr}"
         );
         assert!(daemon.log().contains("refused pid"), "{}", daemon.log());
+        let _ = std::fs::remove_dir_all(&open_dir);
     } else {
         eprintln!("not root or no setpriv: the other-user check is skipped");
     }
+}
+
+/// Writes to its stderr without end.
+const SPEW: &str = r#"
+#include <string.h>
+#include <unistd.h>
+int main(void) {
+  static char block[65536];
+  memset(block, 'x', sizeof block);
+  for (;;) write(2, block, sizeof block);
+}
+"#;
+
+#[test]
+fn a_stalled_reader_or_client_never_holds_the_daemon_up() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-stalled", &["--set", "daemon.job_timeout_s=2"]);
+    let spew = write(&daemon.dir, "spew.c", SPEW);
+    // Its stderr is a pipe nobody reads: the job blocks, and is killed at
+    // its time limit without the daemon writing there.
+    let mut submit = daemon
+        .command("submit")
+        .arg(&spew)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Clients that ask and never read.
+    let idle: Vec<UnixStream> = (0..20)
+        .map(|_| {
+            let mut stream = UnixStream::connect(&daemon.socket).unwrap();
+            stream
+                .write_all(&frame(br#"{"version":1,"op":"status"}"#))
+                .unwrap();
+            stream
+        })
+        .collect();
+    let start = Instant::now();
+    daemon.wait_for(
+        |d| {
+            d.status()["recent"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        },
+        "the job to be killed at its time limit",
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let asked = Instant::now();
+    let metrics = daemon.command("metrics").output().unwrap();
+    assert!(metrics.status.success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(idle);
+    // Drained, submit ends as the job did, saying why.
+    let mut stderr = submit.stderr.take().unwrap();
+    let mut text = Vec::new();
+    stderr.read_to_end(&mut text).unwrap();
+    let status = submit.wait().unwrap();
+    assert_eq!(status.code(), None);
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.ends_with("tierjit: job killed: it ran past daemon.job_timeout_s (2 s)\n"));
+}
+
+/// Writes forged report lines to every descriptor it might find.
+const FORGER: &str = r#"
+#include <string.h>
+#include <unistd.h>
+int main(void) {
+  const char *lines =
+    "{\"loaded\":{\"functions\":5,\"optimized\":true}}\n"
+    "{\"loaded\":{\"functions\":1,\"optimized\":false}}\n"
+    "{\"compiled\":{\"tier\":\"O3\\\"} 1\\n# EOF\\n\",\"seconds\":0.1,\"osr\":false,\"installed\":true,\"first\":true}}\n"
+    "{\"compiled\":{\"tier\":\"O3\",\"seconds\":1e308,\"osr\":false,\"installed\":true,\"first\":true}}\n"
+    "{\"cache\":{\"kind\":\"x\\\"}\",\"hit\":true}}\n";
+  for (int fd = 3; fd < 1024; fd++) write(fd, lines, strlen(lines));
+  return 0;
+}
+"#;
+
+#[test]
+fn forged_reports_leave_status_and_metrics_sound() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-forged", &[]);
+    let forger = write(&daemon.dir, "forger.c", FORGER);
+    let run = daemon.submit(&[forger.to_str().unwrap()]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let text = String::from_utf8(daemon.command("metrics").output().unwrap().stdout).unwrap();
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    assert!(!text.contains("x\""), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok_and(f64::is_finite), "{line}");
+    }
+    let status = daemon.status();
+    let totals = &status["totals"];
+    let compiles = totals["compiles"].as_object().unwrap();
+    assert!(
+        compiles.keys().all(|t| t == "O0" || t == "O3"),
+        "{totals:#}"
+    );
+    assert!(
+        compiles.values().all(|c| c["seconds"].is_number()),
+        "{totals:#}"
+    );
+    let kinds = totals["cache"].as_object().unwrap();
+    assert!(kinds.keys().all(|k| !k.contains('"')), "{totals:#}");
+}
+
+#[test]
+fn odd_arguments_environments_and_directories_are_passed_as_they_are() {
+    if emulated() {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let daemon = Daemon::start("daemon-bytes", &[]);
+    let show = write(
+        &daemon.dir,
+        "show.c",
+        r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  for (unsigned char *p = (unsigned char *)argv[1]; *p; p++) printf("%02x", *p);
+  const char *v = getenv("ODD");
+  printf(" %s", v ? v : "(unset)");
+  char here[4096];
+  printf(" %s\n", getcwd(here, sizeof here) ? "named" : "unnamed");
+  return 0;
+}
+"#,
+    );
+    let arg = std::ffi::OsStr::from_bytes(b"\xff\xfeA");
+    let odd = std::ffi::OsStr::from_bytes(b"v\xffw");
+    let gone = daemon.dir.join("gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    let both = |verb: &str, within: &Path| {
+        let mut command = tierjit_command();
+        if verb == "submit" {
+            command.arg("submit").arg("--socket").arg(&daemon.socket);
+        } else {
+            command.arg("run");
+        }
+        command
+            .arg(&show)
+            .arg("--")
+            .arg(arg)
+            .env("ODD", odd)
+            .current_dir(within);
+        let mut command = command;
+        let out = command.output().unwrap();
+        (
+            out.status.code(),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let local = both("run", &daemon.dir);
+    assert_eq!(local.0, Some(0), "{}", local.2);
+    assert_eq!(both("submit", &daemon.dir), local);
+    // A working directory removed under the submitter: the job runs there
+    // all the same, as under run.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"cd "$1" && rmdir "$1" && exec "$2" submit --socket "$3" "$4" -- x"#)
+        .arg("sh")
+        .arg(&gone)
+        .arg(tierjit())
+        .arg(&daemon.socket)
+        .arg(&show);
+    let out = sh.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(" unnamed\n"));
+}
+
+#[test]
+fn a_queued_job_whose_submitter_went_away_never_starts() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-queued", &["--set", "daemon.max_jobs=1"]);
+    let forever = write(&daemon.dir, "forever.c", FOREVER);
+    let mut first = daemon
+        .command("submit")
+        .arg(&forever)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    daemon.wait_for(|d| d.status()["jobs_running"] == 1, "the first job to run");
+    let mut second = daemon
+        .command("submit")
+        .arg(&forever)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    daemon.wait_for(|d| d.status()["jobs_queued"] == 1, "the second to queue");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    daemon.wait_for(|d| d.status()["jobs_queued"] == 0, "the queued job to go");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    daemon.wait_for(|d| d.status()["jobs_running"] == 0, "the first to end");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(daemon.status()["totals"]["started"], 1, "{}", daemon.log());
+    assert!(daemon.log().contains("while it was queued; dropped"));
 }

@@ -9,9 +9,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// The most descriptors one message carries (a job's stdin, stdout and
-/// stderr).
-pub const MAX_PASSED_FDS: usize = 3;
+/// The most descriptors one message carries (a job's stdin, stdout,
+/// stderr and working directory).
+pub const MAX_PASSED_FDS: usize = 4;
 
 /// Sends `bytes` on `socket` with `fds` attached (all of `bytes` or an
 /// error).
@@ -152,17 +152,37 @@ pub fn effective_uid() -> u32 {
 pub struct Watch {
     pub fd: RawFd,
     pub readable: bool,
+    pub writable: bool,
 }
 
-/// For each of `watches`, whether it is ready (readable, closed or in
-/// error); waits at most `timeout_ms` (negative: no bound). EINTR is no
-/// error: nothing is ready.
+impl Watch {
+    pub fn reading(fd: RawFd) -> Watch {
+        Watch {
+            fd,
+            readable: true,
+            writable: false,
+        }
+    }
+
+    pub fn writing(fd: RawFd) -> Watch {
+        Watch {
+            fd,
+            readable: false,
+            writable: true,
+        }
+    }
+}
+
+/// For each of `watches`, whether it is ready (readable or writable as
+/// asked, closed or in error); waits at most `timeout_ms` (negative: no
+/// bound). EINTR is no error: nothing is ready.
 pub fn poll(watches: &[Watch], timeout_ms: i32) -> io::Result<Vec<bool>> {
     let mut fds: Vec<libc::pollfd> = watches
         .iter()
         .map(|w| libc::pollfd {
             fd: w.fd,
-            events: if w.readable { libc::POLLIN } else { 0 },
+            events: (if w.readable { libc::POLLIN } else { 0 })
+                | (if w.writable { libc::POLLOUT } else { 0 }),
             revents: 0,
         })
         .collect();
@@ -256,14 +276,26 @@ pub fn reap_child() -> Option<(i32, Ended)> {
 }
 
 /// Sends `signal` to every process of group `group` (a worker's: the job
-/// and anything it started).
-pub fn signal_group(group: i32, signal: libc::c_int) {
-    if group > 1 {
-        // SAFETY: kill has no memory preconditions; group > 1 never names
-        // every process (-1) or our own group (0).
-        unsafe {
-            libc::kill(-group, signal);
-        }
+/// and anything it started), or to process `group` alone if the group
+/// does not exist (yet: see `set_process_group`). False if neither could
+/// be signalled (the process is gone).
+pub fn signal_group(group: i32, signal: libc::c_int) -> bool {
+    if group <= 1 {
+        return false;
+    }
+    // SAFETY: kill has no memory preconditions; group > 1 never names
+    // every process (-1) or our own group (0).
+    unsafe { libc::kill(-group, signal) == 0 || libc::kill(group, signal) == 0 }
+}
+
+/// Makes the forked `child` the leader of a process group of its own,
+/// from the parent, as the child does too (whichever runs first), so
+/// that a signal to the group right after the fork reaches it. Errors
+/// (the child already ran `exec`-free set-up, or ended) are harmless.
+pub fn set_process_group(child: i32) {
+    // SAFETY: setpgid takes plain integers.
+    unsafe {
+        libc::setpgid(child, child);
     }
 }
 
@@ -286,7 +318,10 @@ pub fn fork() -> io::Result<Option<i32>> {
 pub struct WorkerSetup<'a> {
     /// The job's stdin, stdout and stderr.
     pub stdio: [BorrowedFd<'a>; 3],
-    /// Kept open as descriptor 3: the worker's report pipe to the daemon.
+    /// The job's working directory.
+    pub cwd: BorrowedFd<'a>,
+    /// Kept open as descriptor 3 (until `take_report_channel`): the
+    /// worker's report socket to the daemon.
     pub report: Option<BorrowedFd<'a>>,
     /// An address-space limit in bytes.
     pub memory_limit: Option<u64>,
@@ -296,9 +331,11 @@ pub struct WorkerSetup<'a> {
 
 /// In a freshly forked worker: a process group of its own (so that the
 /// job and its children are signalled together), the default signal
-/// dispositions and an empty mask, the job's standard streams as 0, 1 and
-/// 2, the report pipe as 3 and nothing else open, then the limits and the
-/// user. Errors name the step that failed.
+/// dispositions and an empty mask, the limits, the user, the working
+/// directory, then the job's standard streams as 0, 1 and 2, the report
+/// socket as 3 and nothing else open. Errors name the step that failed;
+/// every step that can fail comes before the descriptors move, so the
+/// caller can still write to the job's stderr.
 pub fn set_up_worker(setup: &WorkerSetup<'_>) -> Result<(), String> {
     let check = |rc: libc::c_int, what: &str| {
         if rc < 0 {
@@ -319,22 +356,6 @@ pub fn set_up_worker(setup: &WorkerSetup<'_>) -> Result<(), String> {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // Moved above every target first, so that dup2 onto 0..=3 never
-        // closes a source still needed.
-        let mut sources = Vec::new();
-        for fd in setup.stdio.iter().chain(setup.report.iter()) {
-            let high = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
-            check(high, "dup")?;
-            sources.push(high);
-        }
-        for (target, &source) in sources.iter().enumerate() {
-            check(libc::dup2(source, target as libc::c_int), "dup2")?;
-        }
-        let keep = sources.len() as libc::c_uint;
-        check(
-            libc::syscall(libc::SYS_close_range, keep, libc::c_uint::MAX, 0) as libc::c_int,
-            "close_range",
-        )?;
         if let Some(bytes) = setup.memory_limit {
             let limit = libc::rlimit {
                 rlim_cur: bytes,
@@ -346,6 +367,29 @@ pub fn set_up_worker(setup: &WorkerSetup<'_>) -> Result<(), String> {
             check(libc::setgroups(1, &gid), "setgroups")?;
             check(libc::setgid(gid), "setgid")?;
             check(libc::setuid(uid), "setuid")?;
+        }
+        check(
+            libc::fchdir(setup.cwd.as_raw_fd()),
+            "entering the working directory",
+        )?;
+        // Moved above every target first, so that dup2 onto 0..=3 never
+        // closes a source still needed.
+        let mut sources = Vec::new();
+        for fd in setup.stdio.iter().chain(setup.report.iter()) {
+            let high = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
+            check(high, "dup")?;
+            sources.push(high);
+        }
+        for (target, &source) in sources.iter().enumerate() {
+            check(libc::dup2(source, target as libc::c_int), "dup2")?;
+        }
+        let keep = sources.len() as libc::c_int;
+        if libc::syscall(libc::SYS_close_range, keep, libc::c_uint::MAX, 0) != 0 {
+            // Before Linux 5.9: one by one, up to the descriptor limit.
+            let limit = libc::sysconf(libc::_SC_OPEN_MAX).clamp(256, 1 << 20) as libc::c_int;
+            for fd in keep..limit {
+                libc::close(fd);
+            }
         }
     }
     Ok(())
@@ -376,9 +420,25 @@ pub fn die_by_signal(signal: i32) {
 }
 
 /// In a worker set up by `set_up_worker` with a report socket: that
-/// socket (descriptor 3), now owned by the caller. Call once.
+/// socket, moved from descriptor 3 to a high close-on-exec one, so that
+/// the job finds its descriptors numbered as under `tierjit run` and a
+/// program it starts does not inherit the socket. Call once.
 pub fn take_report_channel() -> UnixStream {
     // SAFETY: `set_up_worker` left the report socket as descriptor 3 and
-    // nothing else owns it.
-    unsafe { UnixStream::from_raw_fd(3) }
+    // nothing else owns it; F_DUPFD_CLOEXEC returns a fresh descriptor we
+    // then own, and 3 is closed only once it has a copy.
+    unsafe {
+        let mut high = -1;
+        for floor in [900, 100] {
+            high = libc::fcntl(3, libc::F_DUPFD_CLOEXEC, floor);
+            if high >= 0 {
+                break;
+            }
+        }
+        if high < 0 {
+            return UnixStream::from_raw_fd(3);
+        }
+        libc::close(3);
+        UnixStream::from_raw_fd(high)
+    }
 }

@@ -3,12 +3,13 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use crate::code::daemon_sys::{self, Watch};
 
-use super::protocol::{self, Op, Reply, Request};
+use super::protocol::{self, Op, OsText, Reply, Request};
 
 /// The status `tierjit submit` exits with when the daemon could not run
 /// the job (as `tierjit run` does for bad input).
@@ -43,23 +44,22 @@ fn answer(stream: &mut UnixStream) -> Result<Reply, String> {
 /// returns the status to exit with: the job's, or 125 if the daemon
 /// refused it. A job killed by a signal ends this process by the same
 /// signal (128 + its number if that does not end it).
-pub fn submit(socket: &Path, args: Vec<String>) -> Result<i32, String> {
+pub fn submit(socket: &Path, args: Vec<std::ffi::OsString>) -> Result<i32, String> {
     let mut stream = connect(socket)?;
-    let cwd =
-        std::env::current_dir().map_err(|e| format!("cannot name the current directory: {e}"))?;
+    // The directory itself, not its name: the job runs there even if it
+    // was renamed or removed, as under `tierjit run`.
+    let cwd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(".")
+        .map_err(|e| format!("cannot open the working directory: {e}"))?;
     let env = std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
+        .map(|(k, v)| (OsText::of(&k), OsText::of(&v)))
         .collect();
     let request = Request {
         version: protocol::VERSION,
         op: Op::Submit {
-            args,
-            cwd: cwd.to_string_lossy().into_owned(),
+            args: args.iter().map(|a| OsText::of(a)).collect(),
             env,
         },
     };
@@ -75,7 +75,7 @@ pub fn submit(socket: &Path, args: Vec<String>) -> Result<i32, String> {
     if let Err(e) = daemon_sys::send_with_fds(
         &stream,
         &frame,
-        &[stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
+        &[stdin.as_fd(), stdout.as_fd(), stderr.as_fd(), cwd.as_fd()],
     ) {
         return Err(refusal_or(
             &mut stream,
@@ -86,6 +86,11 @@ pub fn submit(socket: &Path, args: Vec<String>) -> Result<i32, String> {
     Ok(match answer(&mut stream)? {
         Reply::Exited(code) => code,
         Reply::Signaled(signal) => {
+            daemon_sys::die_by_signal(signal);
+            128 + signal
+        }
+        Reply::Killed { signal, why } => {
+            eprintln!("tierjit: job killed: {why}");
             daemon_sys::die_by_signal(signal);
             128 + signal
         }
@@ -107,10 +112,7 @@ fn forward_signals(stream: &UnixStream) -> Result<(), String> {
         .map_err(|e| format!("cannot forward signals: {e}"))?;
     std::thread::spawn(move || {
         let mut pipe = std::fs::File::from(pipe);
-        let watch = [Watch {
-            fd: pipe.as_raw_fd(),
-            readable: true,
-        }];
+        let watch = [Watch::reading(pipe.as_raw_fd())];
         loop {
             if daemon_sys::poll(&watch, -1).is_err() {
                 return;
@@ -161,7 +163,7 @@ fn ask(socket: &Path, op: Op) -> Result<Reply, String> {
 
 /// The daemon's status document.
 pub fn status(socket: &Path) -> Result<serde_json::Value, String> {
-    match ask(socket, Op::Status)? {
+    match ask(socket, Op::Status {})? {
         Reply::Status(document) => Ok(document),
         other => Err(format!("an answer that is not a status: {other:?}")),
     }
@@ -169,7 +171,7 @@ pub fn status(socket: &Path) -> Result<serde_json::Value, String> {
 
 /// The daemon's OpenMetrics text.
 pub fn metrics(socket: &Path) -> Result<String, String> {
-    match ask(socket, Op::Metrics)? {
+    match ask(socket, Op::Metrics {})? {
         Reply::Metrics(text) => Ok(text),
         other => Err(format!("an answer that is not metrics: {other:?}")),
     }

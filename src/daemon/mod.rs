@@ -5,6 +5,7 @@
 //! - `protocol`: frames and messages (versioned JSON; the job's standard
 //!   streams travel as descriptors).
 //! - `server`: the event loop, workers, limits, signals.
+//! - `stats`: the figures workers report, checked, and the metrics text.
 //! - `client`: the three client commands.
 //! - `report`: what a worker tells the daemon while its job runs.
 //! - `notify`: systemd readiness notifications.
@@ -18,5 +19,6 @@ mod notify;
 pub mod protocol;
 pub mod report;
 mod server;
+mod stats;
 
 pub use server::{serve, RunJob, ServeOptions};

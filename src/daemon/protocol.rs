@@ -2,10 +2,11 @@
 //!
 //! Every message is a frame: a 4-byte little-endian length, then that
 //! many bytes of JSON. A client sends one request frame; a `submit`
-//! request carries the client's stdin, stdout and stderr as descriptors
-//! (`SCM_RIGHTS`) on its first byte, and the job's process uses them
-//! directly, so its streams behave as they would under `tierjit run` (a
-//! terminal stays a terminal, a pipe's end of file is the job's). While
+//! request carries the client's stdin, stdout, stderr and working
+//! directory as descriptors (`SCM_RIGHTS`) on its first byte, and the
+//! job's process uses them directly, so its streams behave as they would
+//! under `tierjit run` (a pipe's end of file is the job's) and it runs in
+//! the same directory even if that has no name any more. While
 //! the job runs the client may send `Signal` frames, which the daemon
 //! passes to the job; closing the connection kills the job. The daemon
 //! answers with one `Reply` frame: how the job ended, an error, or the
@@ -36,17 +37,42 @@ pub struct Request {
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Op {
     /// Run a job: `args` as `tierjit run` takes them (options, the job,
-    /// `--` and its arguments), from directory `cwd`, with environment
-    /// `env`. The standard streams come as descriptors.
+    /// `--` and its arguments), with environment `env`. The standard
+    /// streams and the working directory come as descriptors.
     Submit {
-        args: Vec<String>,
-        cwd: String,
-        env: Vec<(String, String)>,
+        args: Vec<OsText>,
+        env: Vec<(OsText, OsText)>,
     },
     /// The daemon's state (`status --json`'s document).
-    Status,
+    Status {},
     /// OpenMetrics text.
-    Metrics,
+    Metrics {},
+}
+
+/// An argument or environment string: text when it is UTF-8, else its
+/// bytes (a job's arguments and environment are bytes, as under `run`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OsText {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl OsText {
+    pub fn of(value: &std::ffi::OsStr) -> OsText {
+        match value.to_str() {
+            Some(text) => OsText::Text(text.to_string()),
+            None => OsText::Bytes(std::os::unix::ffi::OsStrExt::as_bytes(value).to_vec()),
+        }
+    }
+
+    pub fn to_os_string(&self) -> std::ffi::OsString {
+        use std::os::unix::ffi::OsStrExt;
+        match self {
+            OsText::Text(text) => text.into(),
+            OsText::Bytes(bytes) => std::ffi::OsStr::from_bytes(bytes).to_os_string(),
+        }
+    }
 }
 
 /// What a client sends while its job runs.
@@ -64,6 +90,9 @@ pub enum Reply {
     Exited(i32),
     /// The job's process was killed by this signal.
     Signaled(i32),
+    /// The daemon killed the job (with `signal`), for `why` (a time
+    /// limit, say); `submit` prints why, then ends as the job did.
+    Killed { signal: i32, why: String },
     /// The request was refused or the job could not start; `tierjit
     /// submit` exits 125 with the message.
     Error(String),
@@ -165,9 +194,12 @@ mod tests {
         let request = Request {
             version: VERSION,
             op: Op::Submit {
-                args: vec!["job.c".into(), "--".into(), "7".into()],
-                cwd: "/tmp".into(),
-                env: vec![("HOME".into(), "/root".into())],
+                args: vec![
+                    OsText::Text("job.c".into()),
+                    OsText::Text("--".into()),
+                    OsText::Bytes(vec![0xff, b'7']),
+                ],
+                env: vec![(OsText::Text("HOME".into()), OsText::Text("/root".into()))],
             },
         };
         let mut frame = encode(&request);
@@ -181,7 +213,7 @@ mod tests {
         assert_eq!(first_frame(&frame[..used - 1]), Frame::Partial);
         let status = encode(&Request {
             version: VERSION,
-            op: Op::Status,
+            op: Op::Status {},
         });
         assert_eq!(
             std::str::from_utf8(&status[4..]).unwrap(),
@@ -204,6 +236,15 @@ mod tests {
         assert!(parse_request(br#"{"version":1,"op":"reboot"}"#)
             .unwrap_err()
             .starts_with("bad request"));
+        assert!(parse_request(br#"{"version":1,"op":"status","x":1}"#)
+            .unwrap_err()
+            .contains("unknown field"));
+        assert_eq!(
+            OsText::of(std::os::unix::ffi::OsStrExt::from_bytes(&[b'a', 0xfe][..]))
+                .to_os_string()
+                .as_encoded_bytes(),
+            [b'a', 0xfe]
+        );
         let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
         assert_eq!(first_frame(&huge), Frame::TooLarge(MAX_FRAME + 1));
     }

@@ -6,6 +6,11 @@
 //! loop, so a worker starts with targets registered and host libraries
 //! loaded. Signals (SIGCHLD, SIGHUP, SIGTERM, SIGINT) arrive as bytes on
 //! a pipe the loop watches.
+//!
+//! Nothing in the loop blocks on a peer: requests are read as they come
+//! (with a deadline), answers are queued and written as the socket takes
+//! them (with a deadline), and nothing is ever written to a job's own
+//! streams, which a stalled reader could hold up.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -20,14 +25,31 @@ use crate::code::daemon_sys::{self, Ended, Watch};
 use crate::config::Config;
 
 use super::notify;
-use super::protocol::{self, Frame, Op, Reply};
-use super::report::{self, Event};
+use super::protocol::{self, Frame, Op, OsText, Reply};
+use super::report;
+use super::stats::{JobFigures, Totals};
 
 /// How long a client may take to send its request.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long a client may take to read its answer.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long the daemon stops accepting once it is out of descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// Finished jobs `status` remembers.
 const RECENT_JOBS: usize = 32;
+
+/// Jobs `status` lists by state (the counts are always whole).
+const LISTED_JOBS: usize = 100;
+
+/// How much of a job's name `status` shows.
+const LABEL_CHARS: usize = 200;
+
+/// Reads of a worker's report socket per wake-up, so that a job writing
+/// without end cannot keep the loop to itself.
+const REPORT_READS: usize = 16;
 
 /// Runs a job in a worker process, as `tierjit run ARGS` would, with the
 /// daemon's config under the job's own options; returns its exit status
@@ -55,16 +77,26 @@ struct Client {
     gid: u32,
 }
 
+/// An answer being written.
+struct Outgoing {
+    stream: UnixStream,
+    bytes: Vec<u8>,
+    written: usize,
+    deadline: Instant,
+}
+
 /// A submitted job: queued, then running in its worker.
 struct Job {
     id: u64,
-    client: UnixStream,
+    /// The submitter's connection; `None` once it went away.
+    client: Option<UnixStream>,
+    /// Bytes of a partial signal frame from the client.
+    pending: Vec<u8>,
     label: String,
-    args: Vec<String>,
-    cwd: String,
-    env: Vec<(String, String)>,
-    /// stdin, stdout, stderr.
-    stdio: Vec<OwnedFd>,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    /// stdin, stdout, stderr, working directory.
+    fds: Vec<OwnedFd>,
     uid: u32,
     gid: u32,
     submitted: Instant,
@@ -75,19 +107,14 @@ struct Job {
 struct Running {
     pid: i32,
     started: Instant,
+    /// When the time limit kills it; cleared once it was killed.
     deadline: Option<Instant>,
     /// Why the daemon killed it, if it did.
     killed_for: Option<String>,
-    /// Bytes of a partial signal frame from the client.
-    pending: Vec<u8>,
     /// The worker's reports (`daemon::report`), and a partial line.
     report: UnixStream,
     report_buffer: Vec<u8>,
-    /// What the reports said so far.
-    functions: u64,
-    optimized_functions: u64,
-    continuations: u64,
-    compiles: u64,
+    figures: JobFigures,
 }
 
 /// A job that ended, for `status`.
@@ -99,97 +126,25 @@ struct Finished {
     seconds: f64,
 }
 
-#[derive(Default)]
-struct Totals {
-    started: u64,
-    completed: u64,
-    failed: u64,
-    refused: u64,
-    /// Per tier ("O0", "O3").
-    compiles: std::collections::BTreeMap<String, CompileTimes>,
-    /// Per cache kind: hits, misses.
-    cache: std::collections::BTreeMap<String, (u64, u64)>,
-}
-
-/// Upper bounds (s) of the compile-time histogram's buckets.
-const COMPILE_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
-
-#[derive(Default)]
-struct CompileTimes {
-    count: u64,
-    failed: u64,
-    seconds: f64,
-    /// Compiles at or under each of `COMPILE_BUCKETS`.
-    buckets: [u64; COMPILE_BUCKETS.len()],
-}
-
-impl Totals {
-    /// Adds what a worker reported, to the job's figures and the totals.
-    fn note(&mut self, event: &Event, running: &mut Running) {
-        match event {
-            Event::Loaded {
-                functions,
-                optimized,
-            } => {
-                running.functions = *functions;
-                if *optimized {
-                    running.optimized_functions = *functions;
-                }
-            }
-            Event::Compiled {
-                tier,
-                seconds,
-                osr,
-                installed,
-                first,
-            } => {
-                running.compiles += 1;
-                if *installed && *osr {
-                    running.continuations += 1;
-                }
-                if *first {
-                    running.optimized_functions =
-                        (running.optimized_functions + 1).min(running.functions);
-                }
-                let times = self.compiles.entry(tier.clone()).or_default();
-                times.count += 1;
-                if !installed {
-                    times.failed += 1;
-                }
-                times.seconds += seconds;
-                for (bound, count) in COMPILE_BUCKETS.iter().zip(&mut times.buckets) {
-                    if seconds <= bound {
-                        *count += 1;
-                    }
-                }
-            }
-            Event::Cache { kind, hit } => {
-                let counts = self.cache.entry(kind.clone()).or_default();
-                if *hit {
-                    counts.0 += 1;
-                } else {
-                    counts.1 += 1;
-                }
-            }
-        }
-    }
-}
-
 struct Daemon {
     options: ServeOptions,
     config: Config,
     started: Instant,
     listener: Option<UnixListener>,
-    signals: OwnedFd,
+    /// Not watched until then: out of descriptors.
+    accept_paused_until: Option<Instant>,
+    signals: std::fs::File,
     clients: Vec<Client>,
+    outgoing: Vec<Outgoing>,
     jobs: Vec<Job>,
     finished: VecDeque<Finished>,
     totals: Totals,
     next_id: u64,
     next_client: u64,
-    /// When SIGTERM came: the grace period's end.
+    /// When SIGTERM came: the grace period's end; `None` once the
+    /// stragglers were killed.
     stopping: Option<Instant>,
-    killed_stragglers: bool,
+    stopped: bool,
     own_uid: u32,
 }
 
@@ -206,15 +161,17 @@ pub fn serve(options: ServeOptions) -> Result<i32, String> {
         config,
         started: Instant::now(),
         listener: Some(listener),
-        signals,
+        accept_paused_until: None,
+        signals: std::fs::File::from(signals),
         clients: Vec::new(),
+        outgoing: Vec::new(),
         jobs: Vec::new(),
         finished: VecDeque::new(),
         totals: Totals::default(),
         next_id: 1,
-        next_client: 1,
+        next_client: 0,
         stopping: None,
-        killed_stragglers: false,
+        stopped: false,
         own_uid: daemon_sys::effective_uid(),
         options,
     };
@@ -225,7 +182,6 @@ pub fn serve(options: ServeOptions) -> Result<i32, String> {
     ));
     notify::send("READY=1");
     daemon.run();
-    let _ = std::fs::remove_file(&daemon.options.socket);
     log("stopped");
     Ok(0)
 }
@@ -247,8 +203,8 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
     }
     let listener = UnixListener::bind(path)
         .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    // Before anyone could connect in earnest: the peer check below is the
-    // real gate, the mode keeps other users from even connecting.
+    // The peer check at accept is the real gate; the mode keeps other
+    // users from even connecting.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
     listener
@@ -261,62 +217,60 @@ fn log(message: &str) {
     eprintln!("tierjit serve: {message}");
 }
 
+/// What a ready descriptor of one pass belongs to.
+#[derive(Clone, Copy)]
+enum Source {
+    Signals,
+    Listener,
+    Client(u64),
+    Answer(usize),
+    Submitter(u64),
+    Report(u64),
+}
+
 impl Daemon {
     fn run(&mut self) {
         loop {
-            if let Some(grace_end) = self.stopping {
-                if self.jobs.iter().all(|j| j.running.is_none()) {
-                    return;
+            if self.stopped && self.jobs.is_empty() && self.outgoing.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            if self.accept_paused_until.is_some_and(|t| now >= t) {
+                self.accept_paused_until = None;
+            }
+            let mut watches = Vec::new();
+            let mut sources = Vec::new();
+            let mut watch = |watch: Watch, source: Source| {
+                watches.push(watch);
+                sources.push(source);
+            };
+            watch(Watch::reading(self.signals.as_raw_fd()), Source::Signals);
+            if let (Some(listener), None) = (&self.listener, self.accept_paused_until) {
+                watch(Watch::reading(listener.as_raw_fd()), Source::Listener);
+            }
+            for client in &self.clients {
+                watch(
+                    Watch::reading(client.stream.as_raw_fd()),
+                    Source::Client(client.serial),
+                );
+            }
+            for (i, answer) in self.outgoing.iter().enumerate() {
+                watch(Watch::writing(answer.stream.as_raw_fd()), Source::Answer(i));
+            }
+            for job in &self.jobs {
+                if let Some(client) = &job.client {
+                    watch(
+                        Watch::reading(client.as_raw_fd()),
+                        Source::Submitter(job.id),
+                    );
                 }
-                if Instant::now() >= grace_end && !self.killed_stragglers {
-                    self.killed_stragglers = true;
-                    for job in &mut self.jobs {
-                        if let Some(running) = &mut job.running {
-                            running.killed_for = Some("the daemon stopped".into());
-                            daemon_sys::signal_group(running.pid, libc::SIGKILL);
-                        }
-                    }
+                if let Some(running) = &job.running {
+                    watch(
+                        Watch::reading(running.report.as_raw_fd()),
+                        Source::Report(job.id),
+                    );
                 }
             }
-            let mut watches = vec![Watch {
-                fd: self.signals.as_raw_fd(),
-                readable: true,
-            }];
-            if let Some(listener) = &self.listener {
-                watches.push(Watch {
-                    fd: listener.as_raw_fd(),
-                    readable: true,
-                });
-            }
-            let first_client = watches.len();
-            let clients: Vec<u64> = self.clients.iter().map(|c| c.serial).collect();
-            watches.extend(self.clients.iter().map(|c| Watch {
-                fd: c.stream.as_raw_fd(),
-                readable: true,
-            }));
-            let first_job = watches.len();
-            let running: Vec<u64> = self
-                .jobs
-                .iter()
-                .filter(|j| j.running.is_some())
-                .map(|j| j.id)
-                .collect();
-            watches.extend(
-                self.jobs
-                    .iter()
-                    .filter(|j| j.running.is_some())
-                    .map(|j| Watch {
-                        fd: j.client.as_raw_fd(),
-                        readable: true,
-                    }),
-            );
-            let first_report = watches.len();
-            watches.extend(self.jobs.iter().filter_map(|j| {
-                Some(Watch {
-                    fd: j.running.as_ref()?.report.as_raw_fd(),
-                    readable: true,
-                })
-            }));
             let ready = match daemon_sys::poll(&watches, self.poll_timeout_ms()) {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -325,30 +279,42 @@ impl Daemon {
                     continue;
                 }
             };
-            if ready[0] {
-                self.take_signals();
-            }
-            if self.listener.is_some() && ready[1] {
-                self.accept();
-            }
-            // By number: handling one may remove others (a stop closes
-            // every client, a reaped job leaves the list).
-            for (k, serial) in clients.into_iter().enumerate() {
-                if ready[first_client + k] {
-                    if let Some(at) = self.clients.iter().position(|c| c.serial == serial) {
-                        self.read_request(at);
+            // Answers first, by index, before anything adds or removes one.
+            let mut done = Vec::new();
+            for (k, source) in sources.iter().enumerate() {
+                if let (true, Source::Answer(i)) = (ready[k], source) {
+                    if self.write_answer(*i) {
+                        done.push(*i);
                     }
                 }
             }
-            for (k, &id) in running.iter().enumerate() {
-                if ready[first_report + k] {
-                    if let Some(at) = self.jobs.iter().position(|j| j.id == id) {
-                        self.read_reports(at);
-                    }
+            for i in done.into_iter().rev() {
+                self.outgoing.remove(i);
+            }
+            // The rest by number: handling one may remove others (a stop
+            // closes every client, a reaped job leaves the list).
+            for (k, source) in sources.into_iter().enumerate() {
+                if !ready[k] {
+                    continue;
                 }
-                if ready[first_job + k] {
-                    if let Some(at) = self.jobs.iter().position(|j| j.id == id) {
-                        self.read_from_submitter(at);
+                match source {
+                    Source::Signals => self.take_signals(),
+                    Source::Listener => self.accept(),
+                    Source::Client(serial) => {
+                        if let Some(at) = self.clients.iter().position(|c| c.serial == serial) {
+                            self.read_request(at);
+                        }
+                    }
+                    Source::Answer(_) => {}
+                    Source::Submitter(id) => {
+                        if let Some(at) = self.jobs.iter().position(|j| j.id == id) {
+                            self.read_from_submitter(at);
+                        }
+                    }
+                    Source::Report(id) => {
+                        if let Some(at) = self.jobs.iter().position(|j| j.id == id) {
+                            self.read_reports(at);
+                        }
                     }
                 }
             }
@@ -364,6 +330,8 @@ impl Daemon {
             .iter()
             .filter_map(|j| j.running.as_ref()?.deadline)
             .chain(self.clients.iter().map(|c| c.accepted + REQUEST_DEADLINE))
+            .chain(self.outgoing.iter().map(|o| o.deadline))
+            .chain(self.accept_paused_until)
             .chain(self.stopping);
         let next = deadlines
             .map(|d| d.saturating_duration_since(now))
@@ -375,9 +343,8 @@ impl Daemon {
 
     fn take_signals(&mut self) {
         let mut bytes = [0u8; 64];
-        let mut pipe = std::fs::File::from(self.signals.try_clone().expect("dup the signal pipe"));
         let mut got = Vec::new();
-        while let Ok(n) = pipe.read(&mut bytes) {
+        while let Ok(n) = (&self.signals).read(&mut bytes) {
             if n == 0 {
                 break;
             }
@@ -406,9 +373,10 @@ impl Daemon {
     }
 
     fn begin_stop(&mut self) {
-        if self.stopping.is_some() {
+        if self.stopped {
             return;
         }
+        self.stopped = true;
         notify::send("STOPPING=1");
         let grace = Duration::from_secs(self.config.daemon.shutdown_grace_s);
         let running = self.jobs.iter().filter(|j| j.running.is_some()).count();
@@ -420,18 +388,27 @@ impl Daemon {
         self.listener = None;
         let _ = std::fs::remove_file(&self.options.socket);
         for client in std::mem::take(&mut self.clients) {
-            reply(
-                &client.stream,
+            self.answer(
+                client.stream,
                 &Reply::Error("the daemon is stopping".into()),
             );
         }
-        let queued: Vec<Job> = self.jobs.extract_if_queued();
+        let (queued, running) = std::mem::take(&mut self.jobs)
+            .into_iter()
+            .partition(|j| j.running.is_none());
+        self.jobs = running;
         for job in queued {
+            let Job {
+                client, id, label, ..
+            } = job;
             self.totals.refused += 1;
-            reply(
-                &job.client,
-                &Reply::Error("the daemon stopped before the job started".into()),
-            );
+            log(&format!(
+                "job {id} ({label}): dropped, the daemon is stopping"
+            ));
+            if let Some(client) = client {
+                let why = "the daemon stopped before the job started".to_string();
+                self.answer(client, &Reply::Error(why));
+            }
         }
     }
 
@@ -449,14 +426,18 @@ impl Daemon {
             let job = self.jobs.remove(i);
             let running = job.running.expect("a running job");
             let seconds = running.started.elapsed().as_secs_f64();
-            let (answer, outcome) = match ended {
-                Ended::Exited(code) => (Reply::Exited(code), format!("exited {code}")),
-                Ended::Signaled(signal) => (
-                    Reply::Signaled(signal),
-                    match &running.killed_for {
-                        Some(why) => format!("killed ({why})"),
-                        None => format!("killed by signal {signal}"),
+            let (answer, outcome) = match (ended, running.killed_for) {
+                (Ended::Exited(code), _) => (Reply::Exited(code), format!("exited {code}")),
+                (Ended::Signaled(signal), Some(why)) => (
+                    Reply::Killed {
+                        signal,
+                        why: why.clone(),
                     },
+                    format!("killed ({why})"),
+                ),
+                (Ended::Signaled(signal), None) => (
+                    Reply::Signaled(signal),
+                    format!("killed by signal {signal}"),
                 ),
             };
             if matches!(ended, Ended::Exited(0)) {
@@ -468,7 +449,9 @@ impl Daemon {
                 "job {} ({}, pid {pid}) {outcome} after {seconds:.3} s",
                 job.id, job.label
             ));
-            reply(&job.client, &answer);
+            if let Some(client) = job.client {
+                self.answer(client, &answer);
+            }
             self.finished.push_front(Finished {
                 id: job.id,
                 label: job.label,
@@ -481,15 +464,22 @@ impl Daemon {
     }
 
     fn accept(&mut self) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
         loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
             let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    log(&format!("accept failed: {e}"));
+                    // Out of descriptors, most likely: the listener stays
+                    // readable, so it is left alone for a moment rather
+                    // than polled in a busy loop.
+                    log(&format!(
+                        "cannot accept a connection ({e}); not accepting for {} ms",
+                        ACCEPT_PAUSE.as_millis()
+                    ));
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };
@@ -500,19 +490,17 @@ impl Daemon {
                     continue;
                 }
             };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
             if uid != self.own_uid && uid != 0 {
                 log(&format!("refused pid {pid}: uid {uid} may not submit"));
                 self.totals.refused += 1;
-                reply(
-                    &stream,
-                    &Reply::Error(format!(
-                        "uid {uid} may not use this daemon (only uid {} or root)",
-                        self.own_uid
-                    )),
+                let why = format!(
+                    "uid {uid} may not use this daemon (only uid {} or root)",
+                    self.own_uid
                 );
-                continue;
-            }
-            if stream.set_nonblocking(true).is_err() {
+                self.answer(stream, &Reply::Error(why));
                 continue;
             }
             self.next_client += 1;
@@ -537,12 +525,16 @@ impl Daemon {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) => {
                 let client = self.clients.remove(k);
-                log(&format!("bad message from a client ({e}); closed"));
-                reply(&client.stream, &Reply::Error(format!("bad message: {e}")));
+                self.refuse(client.stream, &format!("bad message: {e}"));
                 return;
             }
         };
         client.fds.extend(fds);
+        if client.fds.len() > daemon_sys::MAX_PASSED_FDS {
+            let client = self.clients.remove(k);
+            self.refuse(client.stream, "a request carried too many descriptors");
+            return;
+        }
         if n == 0 {
             let client = self.clients.remove(k);
             if !client.buffer.is_empty() {
@@ -558,49 +550,99 @@ impl Daemon {
             Frame::Partial => return,
             Frame::TooLarge(length) => {
                 let client = self.clients.remove(k);
-                self.refuse(
-                    &client.stream,
-                    &format!(
-                        "a request of {length} bytes, over the limit of {}",
-                        protocol::MAX_FRAME
-                    ),
+                let why = format!(
+                    "a request of {length} bytes, over the limit of {}",
+                    protocol::MAX_FRAME
                 );
+                self.refuse(client.stream, &why);
                 return;
             }
             Frame::Whole(body, _) => body.to_vec(),
         };
         let client = self.clients.remove(k);
         match protocol::parse_request(&body) {
-            Err(why) => self.refuse(&client.stream, &why),
-            Ok(request) => self.answer(client, request.op),
+            Err(why) => self.refuse(client.stream, &why),
+            Ok(request) => self.act_on(client, request.op),
         }
     }
 
-    fn refuse(&mut self, stream: &UnixStream, why: &str) {
+    fn refuse(&mut self, stream: UnixStream, why: &str) {
         self.totals.refused += 1;
         log(&format!("refused a request: {why}"));
-        reply(stream, &Reply::Error(why.to_string()));
+        self.answer(stream, &Reply::Error(why.to_string()));
     }
 
-    fn answer(&mut self, client: Client, op: Op) {
+    /// Queues `reply` to be written to `stream`, which is then closed.
+    fn answer(&mut self, stream: UnixStream, reply: &Reply) {
+        let _ = stream.set_nonblocking(true);
+        let mut answer = Outgoing {
+            stream,
+            bytes: protocol::encode(reply),
+            written: 0,
+            deadline: Instant::now() + ANSWER_DEADLINE,
+        };
+        // Most answers fit the socket's buffer at once.
+        if !Daemon::write_some(&mut answer) {
+            self.outgoing.push(answer);
+        }
+    }
+
+    /// Writes what answer `i` can take now; true once it is done (all
+    /// written, or the client is gone).
+    fn write_answer(&mut self, i: usize) -> bool {
+        Daemon::write_some(&mut self.outgoing[i])
+    }
+
+    fn write_some(answer: &mut Outgoing) -> bool {
+        loop {
+            match (&answer.stream).write(&answer.bytes[answer.written..]) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    answer.written += n;
+                    if answer.written == answer.bytes.len() {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    fn act_on(&mut self, client: Client, op: Op) {
         match op {
-            Op::Status => reply(&client.stream, &Reply::Status(self.status())),
-            Op::Metrics => reply(&client.stream, &Reply::Metrics(self.metrics())),
-            Op::Submit { args, cwd, env } => {
-                if client.fds.len() != 3 {
+            Op::Status {} => {
+                let status = self.status();
+                self.answer(client.stream, &Reply::Status(status));
+            }
+            Op::Metrics {} => {
+                let running = self.jobs.iter().filter(|j| j.running.is_some()).count();
+                let queued = self.jobs.len() - running;
+                let uptime = self.started.elapsed().as_secs_f64();
+                let text = self.totals.metrics(running, queued, uptime);
+                self.answer(client.stream, &Reply::Metrics(text));
+            }
+            Op::Submit { args, env } => {
+                if client.fds.len() != 4 {
                     let why = format!(
-                        "a submission carries the job's stdin, stdout and stderr (3 descriptors), not {}",
+                        "a submission carries the job's stdin, stdout, stderr and working directory (4 descriptors), not {}",
                         client.fds.len()
                     );
-                    self.refuse(&client.stream, &why);
+                    self.refuse(client.stream, &why);
                     return;
                 }
-                if self.stopping.is_some() {
-                    self.refuse(&client.stream, "the daemon is stopping");
+                if self.stopped {
+                    self.refuse(client.stream, "the daemon is stopping");
                     return;
                 }
                 let id = self.next_id;
                 self.next_id += 1;
+                let args: Vec<OsString> = args.iter().map(OsText::to_os_string).collect();
+                let env = env
+                    .iter()
+                    .map(|(k, v)| (k.to_os_string(), v.to_os_string()))
+                    .collect();
                 let label = job_label(&args);
                 let Client {
                     stream,
@@ -612,12 +654,12 @@ impl Daemon {
                 log(&format!("job {id} ({label}) submitted by uid {uid}"));
                 self.jobs.push(Job {
                     id,
-                    client: stream,
+                    client: Some(stream),
+                    pending: Vec::new(),
                     label,
                     args,
-                    cwd,
                     env,
-                    stdio: fds,
+                    fds,
                     uid,
                     gid,
                     submitted: Instant::now(),
@@ -627,39 +669,70 @@ impl Daemon {
         }
     }
 
-    /// Reads signal frames from the submitter of job `i`; its end of the
-    /// connection closing kills the job.
+    /// Reads from the submitter of job `i`: signal frames for the job;
+    /// the connection's end kills it (a queued one is dropped).
     fn read_from_submitter(&mut self, i: usize) {
         let job = &mut self.jobs[i];
-        let Some(running) = &mut job.running else {
-            return;
-        };
+        let Some(client) = &job.client else { return };
         let mut chunk = [0u8; 256];
-        match (&job.client).read(&mut chunk) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        let signals: Vec<i32> = match Read::read(&mut &*client, &mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Ok(0) | Err(_) => {
-                if running.killed_for.is_none() {
-                    log(&format!(
-                        "job {} ({}): its submitter went away; killing it",
-                        job.id, job.label
-                    ));
-                    running.killed_for = Some("its submitter went away".into());
-                    daemon_sys::signal_group(running.pid, libc::SIGKILL);
+                job.client = None;
+                match &mut job.running {
+                    None => {
+                        let job = self.jobs.remove(i);
+                        log(&format!(
+                            "job {} ({}): its submitter went away while it was queued; dropped",
+                            job.id, job.label
+                        ));
+                    }
+                    Some(running) => {
+                        log(&format!(
+                            "job {} ({}): its submitter went away; killing it",
+                            job.id, job.label
+                        ));
+                        kill(running, libc::SIGKILL, "its submitter went away");
+                    }
                 }
+                return;
             }
             Ok(n) => {
-                running.pending.extend_from_slice(&chunk[..n]);
-                while let Frame::Whole(body, used) = protocol::first_frame(&running.pending) {
+                job.pending.extend_from_slice(&chunk[..n]);
+                let mut signals = Vec::new();
+                while let Frame::Whole(body, used) = protocol::first_frame(&job.pending) {
                     if let Ok(signal) = serde_json::from_slice::<protocol::Signal>(body) {
                         if (1..64).contains(&signal.signal) {
-                            daemon_sys::signal_group(running.pid, signal.signal);
+                            signals.push(signal.signal);
                         }
                     }
-                    running.pending.drain(..used);
+                    job.pending.drain(..used);
                 }
-                if matches!(protocol::first_frame(&running.pending), Frame::TooLarge(_)) {
-                    running.pending.clear();
+                if matches!(protocol::first_frame(&job.pending), Frame::TooLarge(_)) {
+                    job.pending.clear();
                 }
+                signals
+            }
+        };
+        for signal in signals {
+            match &self.jobs[i].running {
+                Some(running) => {
+                    daemon_sys::signal_group(running.pid, signal);
+                }
+                // A job that has not started ends as if the signal had
+                // killed it, if it would have.
+                None if ENDS_A_JOB.contains(&signal) => {
+                    let job = self.jobs.remove(i);
+                    log(&format!(
+                        "job {} ({}): signal {signal} while queued; dropped",
+                        job.id, job.label
+                    ));
+                    if let Some(client) = job.client {
+                        self.answer(client, &Reply::Signaled(signal));
+                    }
+                    return;
+                }
+                None => {}
             }
         }
     }
@@ -670,50 +743,58 @@ impl Daemon {
             return;
         };
         let mut chunk = [0u8; 4096];
-        loop {
+        for _ in 0..REPORT_READS {
             match (&running.report).read(&mut chunk) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => running.report_buffer.extend_from_slice(&chunk[..n]),
             }
-            // A worker that writes without end is not worth the memory.
-            if running.report_buffer.len() > protocol::MAX_FRAME {
+            // Lines that long are not the runtime's.
+            if running.report_buffer.len() > 64 * 1024 {
                 running.report_buffer.clear();
             }
         }
         for event in report::take_events(&mut running.report_buffer) {
-            self.totals.note(&event, running);
+            self.totals.note(&event, &mut running.figures);
         }
     }
 
     fn enforce_deadlines(&mut self) {
         let now = Instant::now();
-        self.clients.retain(|c| {
-            let keep = now < c.accepted + REQUEST_DEADLINE;
-            if !keep {
-                log("a client sent no whole request in time; closed");
-                reply(&c.stream, &Reply::Error("no whole request in time".into()));
-            }
-            keep
-        });
+        let (late, on_time): (Vec<Client>, Vec<Client>) = std::mem::take(&mut self.clients)
+            .into_iter()
+            .partition(|c| now >= c.accepted + REQUEST_DEADLINE);
+        self.clients = on_time;
+        for client in late {
+            log("a client sent no whole request in time; closed");
+            self.answer(
+                client.stream,
+                &Reply::Error("no whole request in time".into()),
+            );
+        }
+        self.outgoing.retain(|o| now < o.deadline);
+        let limit = self.config.daemon.job_timeout_s;
         for job in &mut self.jobs {
             let Some(running) = &mut job.running else {
                 continue;
             };
-            if running.deadline.is_some_and(|d| now >= d) && running.killed_for.is_none() {
-                let limit = self.config.daemon.job_timeout_s;
-                let why = format!("ran past daemon.job_timeout_s ({limit} s)");
-                let mut stderr =
-                    std::fs::File::from(job.stdio[2].try_clone().expect("dup the job's stderr"));
-                let _ = writeln!(stderr, "tierjit: job killed: it {why}");
-                log(&format!("job {} ({}): killed, it {why}", job.id, job.label));
-                running.killed_for = Some(why);
-                daemon_sys::signal_group(running.pid, libc::SIGKILL);
+            if running.deadline.is_some_and(|d| now >= d) {
+                let why = format!("it ran past daemon.job_timeout_s ({limit} s)");
+                log(&format!("job {} ({}): killed, {why}", job.id, job.label));
+                kill(running, libc::SIGKILL, &why);
+            }
+        }
+        if self.stopping.is_some_and(|end| now >= end) {
+            self.stopping = None;
+            for job in &mut self.jobs {
+                if let Some(running) = &mut job.running {
+                    kill(running, libc::SIGKILL, "the daemon stopped");
+                }
             }
         }
     }
 
     fn start_queued(&mut self) {
-        if self.stopping.is_some() {
+        if self.stopped {
             return;
         }
         let max = max_jobs(&self.config);
@@ -730,28 +811,16 @@ impl Daemon {
         let (report, worker_end) = match UnixStream::pair() {
             Ok(pair) => pair,
             Err(e) => {
-                let job = self.jobs.remove(i);
-                self.totals.failed += 1;
-                log(&format!(
-                    "job {} ({}): no report socket: {e}",
-                    job.id, job.label
-                ));
-                reply(
-                    &job.client,
-                    &Reply::Error(format!("cannot start a worker: {e}")),
-                );
+                self.could_not_start(i, &format!("no report socket: {e}"));
                 return;
             }
         };
         let _ = report.set_nonblocking(true);
-        let job = &mut self.jobs[i];
+        let job = &self.jobs[i];
         let user = (self.own_uid == 0 && job.uid != 0).then_some((job.uid, job.gid));
         let setup = daemon_sys::WorkerSetup {
-            stdio: [
-                job.stdio[0].as_fd(),
-                job.stdio[1].as_fd(),
-                job.stdio[2].as_fd(),
-            ],
+            stdio: [job.fds[0].as_fd(), job.fds[1].as_fd(), job.fds[2].as_fd()],
+            cwd: job.fds[3].as_fd(),
             report: Some(worker_end.as_fd()),
             memory_limit: (config.daemon.job_memory_mb > 0)
                 .then_some(config.daemon.job_memory_mb << 20),
@@ -761,37 +830,41 @@ impl Daemon {
         match daemon_sys::fork() {
             Ok(None) => worker(&setup, job, &config, self.options.run_job),
             Ok(Some(pid)) => {
+                daemon_sys::set_process_group(pid);
                 self.totals.started += 1;
                 let timeout = config.daemon.job_timeout_s;
+                let job = &mut self.jobs[i];
                 log(&format!(
                     "job {} ({}) started, pid {pid}, after {:.1} ms queued",
                     job.id,
                     job.label,
                     job.submitted.elapsed().as_secs_f64() * 1e3
                 ));
+                // The worker has its copies.
+                job.fds.clear();
                 job.running = Some(Running {
                     pid,
                     started: Instant::now(),
                     deadline: (timeout > 0).then(|| Instant::now() + Duration::from_secs(timeout)),
                     killed_for: None,
-                    pending: Vec::new(),
                     report,
                     report_buffer: Vec::new(),
-                    functions: 0,
-                    optimized_functions: 0,
-                    continuations: 0,
-                    compiles: 0,
+                    figures: JobFigures::default(),
                 });
             }
-            Err(e) => {
-                let job = self.jobs.remove(i);
-                self.totals.failed += 1;
-                log(&format!("job {} ({}): cannot fork: {e}", job.id, job.label));
-                reply(
-                    &job.client,
-                    &Reply::Error(format!("cannot start a worker: {e}")),
-                );
-            }
+            Err(e) => self.could_not_start(i, &format!("cannot fork: {e}")),
+        }
+    }
+
+    fn could_not_start(&mut self, i: usize, why: &str) {
+        let job = self.jobs.remove(i);
+        self.totals.failed += 1;
+        log(&format!("job {} ({}): {why}", job.id, job.label));
+        if let Some(client) = job.client {
+            self.answer(
+                client,
+                &Reply::Error(format!("cannot start a worker: {why}")),
+            );
         }
     }
 
@@ -811,11 +884,14 @@ impl Daemon {
 
     fn status(&self) -> serde_json::Value {
         let now = Instant::now();
-        let running: Vec<serde_json::Value> = self
-            .jobs
+        let running: Vec<&Job> = self.jobs.iter().filter(|j| j.running.is_some()).collect();
+        let queued: Vec<&Job> = self.jobs.iter().filter(|j| j.running.is_none()).collect();
+        let running_list: Vec<serde_json::Value> = running
             .iter()
+            .take(LISTED_JOBS)
             .filter_map(|j| {
                 let r = j.running.as_ref()?;
+                let f = &r.figures;
                 Some(serde_json::json!({
                     "id": j.id,
                     "pid": r.pid,
@@ -823,18 +899,17 @@ impl Daemon {
                     "uid": j.uid,
                     "elapsed_s": now.duration_since(r.started).as_secs_f64(),
                     "functions": {
-                        "O0": r.functions - r.optimized_functions,
-                        "O3": r.optimized_functions,
+                        "O0": f.functions.saturating_sub(f.optimized_functions),
+                        "O3": f.optimized_functions,
                     },
-                    "osr_continuations": r.continuations,
-                    "compiles": r.compiles,
+                    "osr_continuations": f.continuations,
+                    "compiles": f.compiles,
                 }))
             })
             .collect();
-        let queued: Vec<serde_json::Value> = self
-            .jobs
+        let queued_list: Vec<serde_json::Value> = queued
             .iter()
-            .filter(|j| j.running.is_none())
+            .take(LISTED_JOBS)
             .map(|j| {
                 serde_json::json!({
                     "id": j.id,
@@ -858,181 +933,39 @@ impl Daemon {
             .collect();
         let cache = crate::cache::Cache::from_config(&self.worker_config().cache);
         let cache = cache.map_or(serde_json::Value::Null, |c| {
-            serde_json::json!({ "dir": c.root().display().to_string(), "summary": crate::cache::describe(&c) })
+            serde_json::json!({
+                "dir": c.root().display().to_string(),
+                "summary": crate::cache::describe(&c),
+            })
         });
         serde_json::json!({
             "pid": std::process::id(),
             "uptime_s": now.duration_since(self.started).as_secs_f64(),
             "socket": self.options.socket.display().to_string(),
-            "stopping": self.stopping.is_some(),
+            "stopping": self.stopped,
             "config": serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null),
-            "running": running,
-            "queued": queued,
+            "jobs_running": running.len(),
+            "jobs_queued": queued.len(),
+            "running": running_list,
+            "queued": queued_list,
             "recent": recent,
-            "totals": {
-                "started": self.totals.started,
-                "completed": self.totals.completed,
-                "failed": self.totals.failed,
-                "refused": self.totals.refused,
-                "compiles": self
-                    .totals
-                    .compiles
-                    .iter()
-                    .map(|(tier, t)| (tier.clone(), serde_json::json!({
-                        "count": t.count,
-                        "failed": t.failed,
-                        "seconds": t.seconds,
-                    })))
-                    .collect::<serde_json::Map<_, _>>(),
-                "cache": self
-                    .totals
-                    .cache
-                    .iter()
-                    .map(|(kind, (hits, misses))| (kind.clone(), serde_json::json!({
-                        "hits": hits,
-                        "misses": misses,
-                    })))
-                    .collect::<serde_json::Map<_, _>>(),
-            },
+            "totals": self.totals.to_json(),
             "cache": cache,
         })
     }
-
-    /// Compiles and cache lookups as OpenMetrics families.
-    fn compile_metrics(&self) -> String {
-        let mut out = String::from(
-            "# TYPE tierjit_compiles counter\n# HELP tierjit_compiles Compiles by tier (O0: a module's baseline; O3: optimized versions and continuations).\n",
-        );
-        for (tier, t) in &self.totals.compiles {
-            out += &format!("tierjit_compiles_total{{tier=\"{tier}\"}} {}\n", t.count);
-        }
-        out += "# TYPE tierjit_compile_failures counter\n# HELP tierjit_compile_failures Compiles that failed (the job kept its lower tier).\n";
-        for (tier, t) in &self.totals.compiles {
-            out += &format!(
-                "tierjit_compile_failures_total{{tier=\"{tier}\"}} {}\n",
-                t.failed
-            );
-        }
-        out += "# TYPE tierjit_compile_seconds histogram\n# HELP tierjit_compile_seconds Time of each compile, by tier.\n";
-        for (tier, t) in &self.totals.compiles {
-            for (bound, count) in COMPILE_BUCKETS.iter().zip(t.buckets) {
-                out += &format!(
-                    "tierjit_compile_seconds_bucket{{tier=\"{tier}\",le=\"{bound}\"}} {count}\n"
-                );
-            }
-            out += &format!(
-                "tierjit_compile_seconds_bucket{{tier=\"{tier}\",le=\"+Inf\"}} {}\n",
-                t.count
-            );
-            out += &format!(
-                "tierjit_compile_seconds_sum{{tier=\"{tier}\"}} {}\n",
-                t.seconds
-            );
-            out += &format!(
-                "tierjit_compile_seconds_count{{tier=\"{tier}\"}} {}\n",
-                t.count
-            );
-        }
-        let families = [
-            (
-                "tierjit_cache_hits",
-                "Persistent-cache lookups that found an entry, by kind.",
-                true,
-            ),
-            (
-                "tierjit_cache_misses",
-                "Persistent-cache lookups that did not, by kind.",
-                false,
-            ),
-        ];
-        for (family, help, hits) in families {
-            out += &format!("# TYPE {family} counter\n# HELP {family} {help}\n");
-            for (kind, (hit_count, miss_count)) in &self.totals.cache {
-                let value = if hits { hit_count } else { miss_count };
-                let kind = kind.replace(' ', "_");
-                out += &format!("{family}_total{{kind=\"{kind}\"}} {value}\n");
-            }
-        }
-        out
-    }
-
-    fn metrics(&self) -> String {
-        let running = self.jobs.iter().filter(|j| j.running.is_some()).count();
-        let queued = self.jobs.len() - running;
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            out.push_str(&format!(
-                "# TYPE {name} counter\n# HELP {name} {help}\n{name}_total {value}\n"
-            ));
-        };
-        counter(
-            "tierjit_jobs_started",
-            "Jobs whose worker started.",
-            self.totals.started,
-        );
-        counter(
-            "tierjit_jobs_completed",
-            "Jobs that exited with status 0.",
-            self.totals.completed,
-        );
-        counter(
-            "tierjit_jobs_failed",
-            "Jobs that exited non-zero, were killed, or could not start.",
-            self.totals.failed,
-        );
-        counter(
-            "tierjit_requests_refused",
-            "Requests refused (bad input, not allowed, stopping).",
-            self.totals.refused,
-        );
-        let mut gauge = |name: &str, help: &str, value: f64| {
-            out.push_str(&format!(
-                "# TYPE {name} gauge\n# HELP {name} {help}\n{name} {value}\n"
-            ));
-        };
-        gauge("tierjit_jobs_running", "Jobs running now.", running as f64);
-        gauge(
-            "tierjit_jobs_queued",
-            "Jobs waiting for a slot.",
-            queued as f64,
-        );
-        gauge(
-            "tierjit_uptime_seconds",
-            "Seconds since the daemon started.",
-            self.started.elapsed().as_secs_f64(),
-        );
-        out.push_str(&self.compile_metrics());
-        out.push_str("# EOF\n");
-        out
-    }
 }
 
-/// The worker process: sets itself up and runs the job; never returns.
-fn worker(setup: &daemon_sys::WorkerSetup<'_>, job: &Job, config: &Config, run: RunJob) -> ! {
-    let fail = |why: String| -> ! {
-        let mut stderr = std::fs::File::from(job.stdio[2].try_clone().expect("dup stderr"));
-        let _ = writeln!(stderr, "tierjit: error: cannot start the job: {why}");
-        std::process::exit(125)
-    };
-    if let Err(why) = daemon_sys::set_up_worker(setup) {
-        fail(why);
+/// Signals that end a job that has not started yet when its submitter
+/// passes them on.
+const ENDS_A_JOB: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Kills a running job's process group with `signal`, once, for `why`.
+fn kill(running: &mut Running, signal: i32, why: &str) {
+    running.deadline = None;
+    if running.killed_for.is_none() {
+        running.killed_for = Some(why.to_string());
+        daemon_sys::signal_group(running.pid, signal);
     }
-    report::open(daemon_sys::take_report_channel());
-    if let Err(e) = std::env::set_current_dir(&job.cwd) {
-        eprintln!("tierjit: error: cannot enter {}: {e}", job.cwd);
-        std::process::exit(125);
-    }
-    // Single-threaded until the job starts: the environment may change.
-    for (key, _) in std::env::vars_os() {
-        std::env::remove_var(key);
-    }
-    for (key, value) in &job.env {
-        if !key.is_empty() && !key.contains('=') && !key.contains('\0') && !value.contains('\0') {
-            std::env::set_var(key, value);
-        }
-    }
-    let args = job.args.iter().map(OsString::from).collect();
-    std::process::exit(run(config, args))
 }
 
 /// Jobs run at once: `daemon.max_jobs`, or one per CPU.
@@ -1043,35 +976,48 @@ fn max_jobs(config: &Config) -> usize {
     }
 }
 
-/// What `status` calls a job: its file name, else its first argument.
-fn job_label(args: &[String]) -> String {
+/// The worker process: sets itself up and runs the job; never returns.
+fn worker(setup: &daemon_sys::WorkerSetup<'_>, job: &Job, config: &Config, run: RunJob) -> ! {
+    if let Err(why) = daemon_sys::set_up_worker(setup) {
+        // Every step that can fail runs before the job's streams move,
+        // so its stderr is still where it came.
+        let message = format!("tierjit: error: cannot start the job: {why}\n");
+        match job.fds[2].try_clone() {
+            Ok(stderr) => {
+                let _ = std::fs::File::from(stderr).write_all(message.as_bytes());
+            }
+            Err(_) => eprint!("{message}"),
+        }
+        std::process::exit(125)
+    }
+    report::open(daemon_sys::take_report_channel());
+    // Single-threaded until the job starts: the environment may change.
+    for (key, _) in std::env::vars_os() {
+        std::env::remove_var(key);
+    }
+    for (key, value) in &job.env {
+        use std::os::unix::ffi::OsStrExt;
+        let (k, v) = (key.as_bytes(), value.as_bytes());
+        if !k.is_empty() && !k.contains(&b'=') && !k.contains(&0) && !v.contains(&0) {
+            std::env::set_var(key, value);
+        }
+    }
+    std::process::exit(run(config, job.args.clone()))
+}
+
+/// What `status` calls a job: its file name, else its first argument;
+/// at most `LABEL_CHARS` characters of it.
+fn job_label(args: &[OsString]) -> String {
     let before_job_args = args.iter().take_while(|a| *a != "--");
-    before_job_args
+    let named = before_job_args
+        .map(|a| a.to_string_lossy())
         .filter(|a| [".c", ".ll", ".bc"].iter().any(|ext| a.ends_with(ext)))
         .last()
-        .cloned()
-        .unwrap_or_else(|| args.first().cloned().unwrap_or_default())
-}
-
-/// Sends `answer`, best effort: a client that went away has no use for
-/// it.
-fn reply(stream: &UnixStream, answer: &Reply) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let _ = (&*stream).write_all(&protocol::encode(answer));
-}
-
-trait ExtractQueued {
-    fn extract_if_queued(&mut self) -> Vec<Job>;
-}
-
-impl ExtractQueued for Vec<Job> {
-    fn extract_if_queued(&mut self) -> Vec<Job> {
-        let (queued, running) = std::mem::take(self)
-            .into_iter()
-            .partition(|j| j.running.is_none());
-        *self = running;
-        queued
+        .or_else(|| args.first().map(|a| a.to_string_lossy()))
+        .unwrap_or_default();
+    match named.char_indices().nth(LABEL_CHARS) {
+        Some((end, _)) => format!("{}...", &named[..end]),
+        None => named.into_owned(),
     }
 }
 
@@ -1080,10 +1026,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_job_is_named_by_its_file() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    fn a_job_is_named_by_its_file_and_briefly() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
         assert_eq!(job_label(&args(&["--stats", "k.c", "--", "x.c"])), "k.c");
         assert_eq!(job_label(&args(&["--mode", "baseline", "m.ll"])), "m.ll");
         assert_eq!(job_label(&args(&["weird"])), "weird");
+        let long = format!("{}.c", "é".repeat(1000));
+        let label = job_label(&args(&[long.as_str()]));
+        assert_eq!(label.chars().count(), LABEL_CHARS + 3);
     }
 }

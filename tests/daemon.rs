@@ -91,6 +91,23 @@ impl Daemon {
         run_with_limit(self.command("submit").args(args), job_limit())
     }
 
+    /// `submit JOB` in the background, its stdout and stderr as given,
+    /// stdin empty.
+    fn spawn_submit(&self, job: &Path, stdout: Stdio, stderr: Stdio) -> Child {
+        self.command("submit")
+            .arg(job)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("start submit")
+    }
+
+    /// Waits until `running` jobs run.
+    fn wait_until_running(&self, running: u64, what: &str) {
+        self.wait_for(|d| d.status()["jobs_running"] == running, what);
+    }
+
     fn status_json(&self) -> Option<serde_json::Value> {
         let out = self.command("status").arg("--json").output().ok()?;
         if !out.status.success() {
@@ -417,14 +434,7 @@ fn sigterm_ends_it_within_the_grace_period() {
             .arg(forever);
         run_with_limit(&mut command, job_limit())
     });
-    daemon.wait_for(
-        |d| {
-            d.status()["running"]
-                .as_array()
-                .is_some_and(|r| r.len() == 1)
-        },
-        "the job to run",
-    );
+    daemon.wait_until_running(1, "the job to run");
     let signalled = Instant::now();
     daemon.signal("TERM");
     let status = daemon.child.wait().unwrap();
@@ -445,31 +455,11 @@ fn killing_submit_kills_its_job_and_timeouts_end_jobs() {
     }
     let daemon = Daemon::start("daemon-kill", &["--set", "daemon.job_timeout_s=2"]);
     let forever = write(&daemon.dir, "forever.c", FOREVER);
-    let mut submit = daemon
-        .command("submit")
-        .arg(&forever)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    daemon.wait_for(
-        |d| {
-            d.status()["running"]
-                .as_array()
-                .is_some_and(|r| r.len() == 1)
-        },
-        "the job to run",
-    );
+    let mut submit = daemon.spawn_submit(&forever, Stdio::null(), Stdio::null());
+    daemon.wait_until_running(1, "the job to run");
     submit.kill().unwrap();
     submit.wait().unwrap();
-    daemon.wait_for(
-        |d| {
-            d.status()["running"]
-                .as_array()
-                .is_some_and(|r| r.is_empty())
-        },
-        "the job to end",
-    );
+    daemon.wait_until_running(0, "the job to end");
     let recent = &daemon.status()["recent"][0];
     assert_eq!(recent["outcome"], "killed (its submitter went away)");
     // Left alone, the same job runs into daemon.job_timeout_s.
@@ -507,14 +497,21 @@ fn a_second_submission_starts_warm() {
             "--events",
             sum.to_str().unwrap(),
             "--",
-            "20000000",
+            // Long enough for the first run's loop to get its
+            // continuation, even on a loaded machine.
+            "100000000",
         ]);
         let run = run_with_limit(&mut command, job_limit());
-        // s % 5 of the sum.
-        assert_eq!(run.status, Some(1), "{}", run.stderr);
+        // s % 5 of the sum (199999997).
+        assert_eq!(run.status, Some(2), "{}", run.stderr);
         run
     };
     let cold = submit(&daemon);
+    assert!(
+        cold.stderr.contains("O0->O3"),
+        "no tier-up to start from:\n{}",
+        cold.stderr
+    );
     assert!(
         cold.stderr.contains("cache miss baseline"),
         "{}",
@@ -725,13 +722,7 @@ fn a_stalled_reader_or_client_never_holds_the_daemon_up() {
     let spew = write(&daemon.dir, "spew.c", SPEW);
     // Its stderr is a pipe nobody reads: the job blocks, and is killed at
     // its time limit without the daemon writing there.
-    let mut submit = daemon
-        .command("submit")
-        .arg(&spew)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut submit = daemon.spawn_submit(&spew, Stdio::null(), Stdio::piped());
     // Clients that ask and never read.
     let idle: Vec<UnixStream> = (0..20)
         .map(|_| {
@@ -897,26 +888,16 @@ fn a_queued_job_whose_submitter_went_away_never_starts() {
     }
     let daemon = Daemon::start("daemon-queued", &["--set", "daemon.max_jobs=1"]);
     let forever = write(&daemon.dir, "forever.c", FOREVER);
-    let mut first = daemon
-        .command("submit")
-        .arg(&forever)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    daemon.wait_for(|d| d.status()["jobs_running"] == 1, "the first job to run");
-    let mut second = daemon
-        .command("submit")
-        .arg(&forever)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = daemon.spawn_submit(&forever, Stdio::null(), Stdio::null());
+    daemon.wait_until_running(1, "the first job to run");
+    let mut second = daemon.spawn_submit(&forever, Stdio::null(), Stdio::null());
     daemon.wait_for(|d| d.status()["jobs_queued"] == 1, "the second to queue");
     second.kill().unwrap();
     second.wait().unwrap();
     daemon.wait_for(|d| d.status()["jobs_queued"] == 0, "the queued job to go");
     first.kill().unwrap();
     first.wait().unwrap();
-    daemon.wait_for(|d| d.status()["jobs_running"] == 0, "the first to end");
+    daemon.wait_until_running(0, "the first to end");
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(daemon.status()["totals"]["started"], 1, "{}", daemon.log());
     assert!(daemon.log().contains("while it was queued; dropped"));

@@ -902,3 +902,61 @@ fn a_queued_job_whose_submitter_went_away_never_starts() {
     assert_eq!(daemon.status()["totals"]["started"], 1, "{}", daemon.log());
     assert!(daemon.log().contains("while it was queued; dropped"));
 }
+
+/// Says whether it starts with SIGTERM ignored, then works a second.
+const TERM_IGNORED: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+  struct sigaction current;
+  sigaction(SIGTERM, 0, &current);
+  printf("%s\n", current.sa_handler == SIG_IGN ? "ignored" : "default");
+  fflush(stdout);
+  sleep(1);
+  return 5;
+}
+"#;
+
+#[test]
+fn signals_the_submitter_ignores_are_ignored_by_the_job_and_not_passed_on() {
+    if emulated() {
+        return;
+    }
+    let daemon = Daemon::start("daemon-ignored", &[]);
+    let job = write(&daemon.dir, "term.c", TERM_IGNORED);
+    // As `nohup` or a script's background job would start either: with
+    // SIGTERM ignored, which exec keeps.
+    let under_sh = |verb: &str| {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(r#"trap '' TERM; exec "$@""#)
+            .arg("sh")
+            .arg(tierjit());
+        if verb == "submit" {
+            sh.arg("submit").arg("--socket").arg(&daemon.socket);
+        } else {
+            sh.arg("run");
+        }
+        sh.arg(&job)
+            .env("TIERJIT_CACHE_DIR", daemon.dir.join("cache"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = sh.spawn().unwrap();
+        // Once it printed, the job runs: a SIGTERM now is ignored.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 8];
+        stdout.read_exact(&mut first).unwrap();
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        (status.code(), String::from_utf8_lossy(&first).into_owned())
+    };
+    let local = under_sh("run");
+    assert_eq!(local, (Some(5), "ignored\n".to_string()));
+    assert_eq!(under_sh("submit"), local);
+}

@@ -243,6 +243,22 @@ pub fn signals_to_pipe(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     Ok(read)
 }
 
+/// The standard signals (1 to 31) this process ignores, as its parent
+/// left them or it set them.
+pub fn ignored_signals() -> Vec<i32> {
+    (1..32)
+        .filter(|&signal| {
+            // SAFETY: sigaction with a null new action only reads the
+            // current one into a live local.
+            unsafe {
+                let mut current: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+                    && current.sa_sigaction == libc::SIG_IGN
+            }
+        })
+        .collect()
+}
+
 /// Ignores SIGPIPE, so that a vanished client is a write error rather
 /// than the end of the daemon.
 pub fn ignore_broken_pipes() {
@@ -323,6 +339,8 @@ pub struct WorkerSetup<'a> {
     /// Kept open as descriptor 3 (until `take_report_channel`): the
     /// worker's report socket to the daemon.
     pub report: Option<BorrowedFd<'a>>,
+    /// Signals the job starts with ignored (its submitter's).
+    pub ignored: &'a [i32],
     /// An address-space limit in bytes.
     pub memory_limit: Option<u64>,
     /// Switch to this user and group (the daemon runs as root).
@@ -350,7 +368,12 @@ pub fn set_up_worker(setup: &WorkerSetup<'_>) -> Result<(), String> {
         check(libc::setpgid(0, 0), "setpgid")?;
         for signal in 1..libc::SIGRTMIN() {
             if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
+                let inherited = if setup.ignored.contains(&signal) {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                };
+                libc::signal(signal, inherited);
             }
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();

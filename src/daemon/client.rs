@@ -56,11 +56,15 @@ pub fn submit(socket: &Path, args: Vec<std::ffi::OsString>) -> Result<i32, Strin
     let env = std::env::vars_os()
         .map(|(k, v)| (OsText::of(&k), OsText::of(&v)))
         .collect();
+    // Ignored here (nohup, a script's background job): ignored by the
+    // job too, and not passed on, as `tierjit run` would have it.
+    let ignored = daemon_sys::ignored_signals();
     let request = Request {
         version: protocol::VERSION,
         op: Op::Submit {
             args: args.iter().map(|a| OsText::of(a)).collect(),
             env,
+            ignored: ignored.clone(),
         },
     };
     let frame = protocol::encode(&request);
@@ -82,7 +86,7 @@ pub fn submit(socket: &Path, args: Vec<std::ffi::OsString>) -> Result<i32, Strin
             format!("sending the job to the daemon: {e}"),
         ));
     }
-    forward_signals(&stream)?;
+    forward_signals(&stream, &ignored)?;
     Ok(match answer(&mut stream)? {
         Reply::Exited(code) => code,
         Reply::Signaled(signal) => {
@@ -102,10 +106,15 @@ pub fn submit(socket: &Path, args: Vec<std::ffi::OsString>) -> Result<i32, Strin
     })
 }
 
-/// Passes the signals in `FORWARDED` this process gets on to the job, as
-/// frames on `stream`, from a thread of their own.
-fn forward_signals(stream: &UnixStream) -> Result<(), String> {
-    let pipe = daemon_sys::signals_to_pipe(&FORWARDED)
+/// Passes the signals in `FORWARDED` this process gets (those it does not
+/// ignore) on to the job, as frames on `stream`, from a thread of their
+/// own.
+fn forward_signals(stream: &UnixStream, ignored: &[i32]) -> Result<(), String> {
+    let forwarded: Vec<libc::c_int> = FORWARDED
+        .into_iter()
+        .filter(|s| !ignored.contains(s))
+        .collect();
+    let pipe = daemon_sys::signals_to_pipe(&forwarded)
         .map_err(|e| format!("cannot forward signals: {e}"))?;
     let mut writer = stream
         .try_clone()

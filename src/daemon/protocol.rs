@@ -38,10 +38,15 @@ pub struct Request {
 pub enum Op {
     /// Run a job: `args` as `tierjit run` takes them (options, the job,
     /// `--` and its arguments), with environment `env`. The standard
-    /// streams and the working directory come as descriptors.
+    /// streams and the working directory come as descriptors. `ignored`:
+    /// the signals the submitter ignores, which the job inherits ignored,
+    /// as it would from `tierjit run` (under `nohup`, or in a script's
+    /// background job).
     Submit {
         args: Vec<OsText>,
         env: Vec<(OsText, OsText)>,
+        #[serde(default)]
+        ignored: Vec<i32>,
     },
     /// The daemon's state (`status --json`'s document).
     Status {},
@@ -200,6 +205,7 @@ mod tests {
                     OsText::Bytes(vec![0xff, b'7']),
                 ],
                 env: vec![(OsText::Text("HOME".into()), OsText::Text("/root".into()))],
+                ignored: vec![1],
             },
         };
         let mut frame = encode(&request);

@@ -97,6 +97,8 @@ struct Job {
     env: Vec<(OsString, OsString)>,
     /// stdin, stdout, stderr, working directory.
     fds: Vec<OwnedFd>,
+    /// Signals the job starts with ignored.
+    ignored: Vec<i32>,
     uid: u32,
     gid: u32,
     submitted: Instant,
@@ -133,6 +135,8 @@ struct Daemon {
     listener: Option<UnixListener>,
     /// Not watched until then: out of descriptors.
     accept_paused_until: Option<Instant>,
+    /// Whether the current run of failed accepts was logged (once).
+    accept_failure_logged: bool,
     signals: std::fs::File,
     clients: Vec<Client>,
     outgoing: Vec<Outgoing>,
@@ -162,6 +166,7 @@ pub fn serve(options: ServeOptions) -> Result<i32, String> {
         started: Instant::now(),
         listener: Some(listener),
         accept_paused_until: None,
+        accept_failure_logged: false,
         signals: std::fs::File::from(signals),
         clients: Vec::new(),
         outgoing: Vec::new(),
@@ -475,14 +480,21 @@ impl Daemon {
                     // Out of descriptors, most likely: the listener stays
                     // readable, so it is left alone for a moment rather
                     // than polled in a busy loop.
-                    log(&format!(
-                        "cannot accept a connection ({e}); not accepting for {} ms",
-                        ACCEPT_PAUSE.as_millis()
-                    ));
+                    if !self.accept_failure_logged {
+                        self.accept_failure_logged = true;
+                        log(&format!(
+                            "cannot accept a connection ({e}); pausing {} ms at a time until one is accepted",
+                            ACCEPT_PAUSE.as_millis()
+                        ));
+                    }
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };
+            if self.accept_failure_logged {
+                self.accept_failure_logged = false;
+                log("accepting connections again");
+            }
             let (pid, uid, gid) = match daemon_sys::peer_credentials(&stream) {
                 Ok(cred) => cred,
                 Err(e) => {
@@ -623,7 +635,7 @@ impl Daemon {
                 let text = self.totals.metrics(running, queued, uptime);
                 self.answer(client.stream, &Reply::Metrics(text));
             }
-            Op::Submit { args, env } => {
+            Op::Submit { args, env, ignored } => {
                 if client.fds.len() != 4 {
                     let why = format!(
                         "a submission carries the job's stdin, stdout, stderr and working directory (4 descriptors), not {}",
@@ -660,6 +672,10 @@ impl Daemon {
                     args,
                     env,
                     fds,
+                    ignored: ignored
+                        .into_iter()
+                        .filter(|s| (1..32).contains(s))
+                        .collect(),
                     uid,
                     gid,
                     submitted: Instant::now(),
@@ -822,6 +838,7 @@ impl Daemon {
             stdio: [job.fds[0].as_fd(), job.fds[1].as_fd(), job.fds[2].as_fd()],
             cwd: job.fds[3].as_fd(),
             report: Some(worker_end.as_fd()),
+            ignored: &job.ignored,
             memory_limit: (config.daemon.job_memory_mb > 0)
                 .then_some(config.daemon.job_memory_mb << 20),
             user,

@@ -288,7 +288,7 @@ impl Daemon {
             let mut done = Vec::new();
             for (k, source) in sources.iter().enumerate() {
                 if let (true, Source::Answer(i)) = (ready[k], source) {
-                    if self.write_answer(*i) {
+                    if Daemon::write_some(&mut self.outgoing[*i]) {
                         done.push(*i);
                     }
                 }
@@ -599,12 +599,8 @@ impl Daemon {
         }
     }
 
-    /// Writes what answer `i` can take now; true once it is done (all
+    /// Writes what `answer` can take now; true once it is done (all
     /// written, or the client is gone).
-    fn write_answer(&mut self, i: usize) -> bool {
-        Daemon::write_some(&mut self.outgoing[i])
-    }
-
     fn write_some(answer: &mut Outgoing) -> bool {
         loop {
             match (&answer.stream).write(&answer.bytes[answer.written..]) {

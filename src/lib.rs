@@ -45,7 +45,9 @@
 //! engine's modules share its compiler threads (`tiering::pool`). `c_api`
 //! is the same for C (`include/tierjit.h`). The background threads and
 //! what they share are `tiering::service`; `report` writes the `--stats`
-//! summary, `metrics` the `--events` lines. `config` is the knobs, each
+//! summary, `metrics` the `--events` lines; `observe` lets perf, gdb and
+//! people see the JIT at work (perf's map, the GDB JIT interface, a trace
+//! for Perfetto and a timeline picture). `config` is the knobs, each
 //! declared once (`config::knob`). `cache` keeps what runs learned for
 //! the next: the front end's bitcode and optimized objects (keyed by
 //! `tiering::object_cache`).
@@ -73,6 +75,7 @@ pub mod ids;
 pub mod ir;
 pub mod metrics;
 pub mod objects;
+pub mod observe;
 pub mod osr;
 pub mod profile;
 pub mod report;

@@ -144,6 +144,21 @@ struct RunArgs {
     /// Print the target triple, CPU, features and preset, then exit.
     #[arg(long)]
     print_target: bool,
+    /// Write perf's map of the JIT'd code to /tmp/perf-PID.map, so that
+    /// `perf report` names it (function and tier).
+    #[arg(long)]
+    perf_map: bool,
+    /// Let gdb and lldb see JIT'd code (the GDB JIT interface): function
+    /// names and, for C jobs (compiled with -g), source lines.
+    #[arg(long)]
+    debug_info: bool,
+    /// Write the run's trace to FILE at exit (Chrome trace-event JSON, for
+    /// Perfetto or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Draw the run's timeline to FILE (SVG) at exit.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
     /// Arguments passed to the job's main (after `--`).
     #[arg(last = true)]
     job_args: Vec<std::ffi::OsString>,
@@ -325,6 +340,10 @@ fn run_over(base: Config, args: RunArgs) -> anyhow::Result<i32> {
         stats: args.stats,
         cflags: args.cflags,
         args: args.job_args,
+        perf_map: args.perf_map,
+        debug_info: args.debug_info,
+        trace: args.trace,
+        timeline: args.timeline,
     })?)
 }
 

@@ -3,12 +3,15 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use serde_json::Value;
+
 use crate::daemon::report;
+use crate::observe::trace::Trace;
 use crate::versions::Tier;
 
 /// One tier-up, from request to outcome.
@@ -26,6 +29,8 @@ pub struct TierEvent<'a> {
     /// Whether `compile` goes into the latency histogram: a compile that
     /// built several units is one compile, recorded with one of them.
     pub records_latency: bool,
+    /// The installed version is specialized for an argument value.
+    pub specialized: bool,
     pub outcome: Result<(), &'a str>,
 }
 
@@ -42,6 +47,8 @@ pub struct Metrics {
     moves: AtomicU64,
     /// Persistent-cache lookups: (kind, hits, misses), in first-seen order.
     cache: Mutex<Vec<(&'static str, u64, u64)>>,
+    /// The run's trace (`--trace`, `--timeline`), if one is kept.
+    trace: Option<Arc<Trace>>,
 }
 
 fn histogram() -> Mutex<Histogram<u64>> {
@@ -62,7 +69,19 @@ impl Metrics {
             windows: AtomicU64::new(0),
             moves: AtomicU64::new(0),
             cache: Mutex::new(Vec::new()),
+            trace: None,
         }
+    }
+
+    /// These metrics with every event also recorded in `trace`.
+    pub fn with_trace(mut self, trace: Option<Arc<Trace>>) -> Metrics {
+        self.trace = trace;
+        self
+    }
+
+    /// The run's trace, if one is kept.
+    pub fn trace(&self) -> Option<&Trace> {
+        self.trace.as_deref()
     }
 
     pub fn start(&self) -> Instant {
@@ -79,6 +98,20 @@ impl Metrics {
     /// Records the up-front compile of a whole module at `tier`.
     pub fn module_compiled(&self, tier: Tier, functions: usize, compile: Duration, bytes: usize) {
         self.record_latency(tier, compile);
+        if let Some(trace) = &self.trace {
+            trace.span(
+                "compile",
+                format!("module at {tier}"),
+                None,
+                Instant::now().checked_sub(compile).unwrap_or(self.start),
+                compile,
+                vec![
+                    ("functions", functions.into()),
+                    ("size", bytes.into()),
+                    ("result", "installed".into()),
+                ],
+            );
+        }
         if report::active() {
             report::send(&report::Event::Loaded {
                 functions: functions as u64,
@@ -115,6 +148,9 @@ impl Metrics {
         };
         // Relaxed: a statistic, read once at exit after the threads joined.
         counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(trace) = &self.trace {
+            trace_tier_event(trace, event);
+        }
         if !self.events_enabled {
             return;
         }
@@ -155,6 +191,21 @@ impl Metrics {
                 Err(_) => cache[at].2 += 1,
             }
         }
+        if let Some(trace) = &self.trace {
+            let (result, why) = match outcome {
+                Ok(()) => ("hit", None),
+                Err(why) => ("miss", Some(why)),
+            };
+            let mut args: Vec<(&'static str, Value)> =
+                vec![("kind", kind.into()), ("result", result.into())];
+            args.extend(why.map(|why| ("why", why.into())));
+            trace.instant(
+                "cache",
+                format!("cache {result} {kind} {label}"),
+                None,
+                args,
+            );
+        }
         if report::active() {
             report::send(&report::Event::Cache {
                 kind: kind.to_string(),
@@ -189,6 +240,16 @@ impl Metrics {
     /// wait, compile and the wait for the frame's next back-edge (measured
     /// to within one profiler tick).
     pub fn osr_transition(&self, label: &str, frames: u64, since_hot: Option<Duration>) {
+        if let Some(trace) = &self.trace {
+            let mut args: Vec<(&'static str, Value)> = vec![("frames", frames.into())];
+            args.extend(since_hot.map(|d| ("hot_to_running_ms", ms(d).into())));
+            trace.instant(
+                "osr",
+                format!("osr transition {label}"),
+                Some(label.to_string()),
+                args,
+            );
+        }
         if !self.events_enabled {
             return;
         }
@@ -205,6 +266,21 @@ impl Metrics {
     /// Something `--events` tells about `label` under `topic` (`queue`,
     /// `osr`, `pgo`).
     pub fn note(&self, topic: &str, label: &str, note: &str) {
+        if let Some(trace) = &self.trace {
+            // Freed code is an event of its own kind; other notes are
+            // notes (the `osr` category is for transitions alone).
+            let category = if topic == "reclaim" {
+                "reclaim"
+            } else {
+                "note"
+            };
+            trace.instant(
+                category,
+                format!("{topic} {label}"),
+                None,
+                vec![("topic", topic.into()), ("note", note.into())],
+            );
+        }
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.emit(format!(
@@ -224,6 +300,32 @@ impl Metrics {
         misses: u64,
         action: GuardAction<'_>,
     ) {
+        if let Some(trace) = &self.trace {
+            let what = match action {
+                GuardAction::Respecialize(next) => format!("respecialize for {next}"),
+                GuardAction::Reinstate(next) => format!("reinstate the version for {next}"),
+                GuardAction::Despecialize => "despecialize".to_string(),
+            };
+            trace.instant(
+                "guard",
+                format!("guard failed {label}"),
+                Some(label.to_string()),
+                vec![
+                    ("condition", condition.into()),
+                    ("hits", hits.into()),
+                    ("misses", misses.into()),
+                    ("action", what.into()),
+                ],
+            );
+            if let GuardAction::Despecialize = action {
+                trace.instant(
+                    "revoke",
+                    format!("specialization revoked {label}"),
+                    Some(label.to_string()),
+                    vec![("condition", condition.into())],
+                );
+            }
+        }
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             let action = match action {
@@ -243,6 +345,14 @@ impl Metrics {
 
     /// Promoted calls of a version kept taking the fallback.
     pub fn promotions_failed(&self, label: &str, fallbacks: u64) {
+        if let Some(trace) = &self.trace {
+            trace.instant(
+                "revoke",
+                format!("promotions revoked {label}"),
+                Some(label.to_string()),
+                vec![("fallbacks", fallbacks.into())],
+            );
+        }
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.emit(format!(
@@ -283,6 +393,14 @@ impl Metrics {
     pub fn branch_biases_moved(&self, label: &str, what: &str) {
         // Relaxed: as above.
         self.moves.fetch_add(1, Ordering::Relaxed);
+        if let Some(trace) = &self.trace {
+            trace.instant(
+                "pgo",
+                format!("branch biases moved {label}"),
+                Some(label.to_string()),
+                vec![("moved", what.into())],
+            );
+        }
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.emit(format!(
@@ -330,6 +448,53 @@ impl Metrics {
             ));
         }
         rows
+    }
+}
+
+/// A tier-up in the trace: its compile span on the compiling thread, and
+/// an install event when the version went in.
+fn trace_tier_event(trace: &Trace, event: &TierEvent<'_>) {
+    let result = match event.outcome {
+        Ok(()) => "installed".to_string(),
+        Err(reason) => format!("failed: {reason}"),
+    };
+    let unit = Some(event.function.to_string());
+    trace.span(
+        "compile",
+        event.function.to_string(),
+        unit.clone(),
+        Instant::now()
+            .checked_sub(event.compile)
+            .unwrap_or_else(Instant::now),
+        event.compile,
+        vec![
+            ("from", event.from.to_string().into()),
+            ("to", event.to.to_string().into()),
+            ("osr", event.osr.into()),
+            ("queued_ms", ms(event.queued).into()),
+            ("compile_ms", ms(event.compile).into()),
+            ("size", event.code_bytes.into()),
+            ("calls", event.calls.into()),
+            ("backedges", event.backedges.into()),
+            ("result", result.into()),
+        ],
+    );
+    if event.outcome.is_ok() {
+        let tier = match (event.osr, event.specialized) {
+            (true, _) => format!("{} osr", event.to),
+            (false, true) => format!("{} specialized", event.to),
+            (false, false) => event.to.to_string(),
+        };
+        trace.instant(
+            "install",
+            format!("install {} [{tier}]", event.function),
+            unit,
+            vec![
+                ("tier", tier.into()),
+                ("specialized", event.specialized.into()),
+                ("osr", event.osr.into()),
+            ],
+        );
     }
 }
 

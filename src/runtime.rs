@@ -66,6 +66,15 @@ pub struct RunOptions {
     pub cflags: Vec<String>,
     /// The job's arguments after its path (`argv[1..]`, as bytes).
     pub args: Vec<std::ffi::OsString>,
+    /// Write perf's map of the JIT'd code (`/tmp/perf-PID.map`).
+    pub perf_map: bool,
+    /// Tell debuggers about JIT'd code (the GDB JIT interface); a C job
+    /// is compiled with `-g`.
+    pub debug_info: bool,
+    /// Write the run's trace (Chrome trace events) here at the end.
+    pub trace: Option<PathBuf>,
+    /// Draw the run's timeline (SVG) here at the end.
+    pub timeline: Option<PathBuf>,
 }
 
 /// Routes LLVM's fatal errors (see `code::install_fatal_error_handler`) and
@@ -137,20 +146,40 @@ pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String,
 /// report and the end of the process come with `exit`; see
 /// `code::process`). Everything the job's code uses is kept until then.
 /// An error means the job could not be started.
-pub fn run(options: RunOptions) -> Result<i32, Error> {
+pub fn run(mut options: RunOptions) -> Result<i32, Error> {
     let start = Instant::now();
+    if options.perf_map {
+        // perf's map cannot say that code went away: freed code keeps its
+        // pages reserved, so no later code is loaded where an earlier
+        // line (which samples taken while it ran still need) points.
+        options.config.reclaim.poison = true;
+    }
     init_process()?;
     let target = TargetSpec::resolve(&options.config.target)?;
     target.validate()?;
+    crate::observe::enable(options.perf_map, options.debug_info)?;
+    let trace_files = crate::observe::TraceFiles::create(
+        start,
+        &options.job,
+        options.trace.as_deref(),
+        options.timeline.as_deref(),
+    )?
+    .map(Arc::new);
+    let mut cflags = options.cflags.clone();
+    if options.debug_info && !cflags.iter().any(|f| f.starts_with("-g")) {
+        // Line numbers for the debugger (C jobs only take cflags).
+        cflags.push("-g".into());
+    }
     let context = Context::create();
     code::watch_context(&context);
-    let metrics = Metrics::new(start, options.events);
+    let metrics = Metrics::new(start, options.events)
+        .with_trace(trace_files.as_ref().map(|files| files.trace.clone()));
     // One view of the cache for the whole run: the front end's lookups and
     // the compilers' share its warnings, counts and end-of-run work.
     let cache = Cache::from_config(&options.config.cache).map(Arc::new);
     let job = read_job(
         &options.job,
-        &options.cflags,
+        &cflags,
         &options.config,
         &target,
         cache.as_deref(),
@@ -168,7 +197,15 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
                 cache.finish();
             }
             let module = without_dso_local(&context, module, &options.job, false)?;
-            run_optimized(module, target, shape, structors, metrics, &options)
+            run_optimized(
+                module,
+                target,
+                shape,
+                structors,
+                metrics,
+                &options,
+                trace_files,
+            )
         }
         Mode::Tiered | Mode::Baseline => {
             let (module, bitcode) = prepared_module(
@@ -182,7 +219,15 @@ pub fn run(options: RunOptions) -> Result<i32, Error> {
             let shape = main_shape(&module, &options.job)?;
             let structors = structors::present(&module);
             run_tiered(
-                module, bitcode, target, shape, structors, metrics, &options, cache,
+                module,
+                bitcode,
+                target,
+                shape,
+                structors,
+                metrics,
+                &options,
+                cache,
+                trace_files,
             )
         }
     }?;
@@ -462,8 +507,16 @@ fn run_optimized(
     structors: Structors,
     metrics: Metrics,
     options: &RunOptions,
+    trace_files: Option<Arc<crate::observe::TraceFiles>>,
 ) -> Result<i32, Error> {
     check_externals(&module, &options.job, &[])?;
+    // Names perf and gdb can place the module's sections by.
+    let exported: Vec<String> = module
+        .get_functions()
+        .filter(|f| f.count_basic_blocks() > 0)
+        .filter(|f| !matches!(f.get_linkage(), Linkage::Internal | Linkage::Private))
+        .map(|f| f.get_name().to_string_lossy().into_owned())
+        .collect();
     let functions = module
         .get_functions()
         .filter(|f| f.count_basic_blocks() > 0)
@@ -476,6 +529,19 @@ fn run_optimized(
     let jit = Jit::new(&override_symbols())?;
     let _loaded = jit.add_object(&object, "job")?;
     jit.lookup("main")?;
+    if crate::observe::active() {
+        let known: Vec<(&str, CodeAddress)> = exported
+            .iter()
+            .filter_map(|name| Some((name.as_str(), jit.lookup(name).ok()?)))
+            .collect();
+        crate::observe::code_loaded(
+            &jit,
+            &_loaded,
+            &object,
+            &known,
+            crate::observe::CodeKind::OptimizedModule,
+        );
+    }
     metrics.module_compiled(
         Tier::Optimized,
         functions,
@@ -483,6 +549,7 @@ fn run_optimized(
         object.len(),
     );
     let (stats, mode) = (options.stats, options.mode);
+    let trace_at_exit = trace_files.clone();
     let shutdown = Box::new(move || {
         if stats {
             print_stats(&crate::report::optimized_stats(
@@ -491,7 +558,13 @@ fn run_optimized(
                 functions,
             ));
         }
+        if let Some(files) = &trace_at_exit {
+            files.write();
+        }
     });
+    if let Some(files) = &trace_files {
+        files.trace.job_main_began();
+    }
     let status = run_job(|name| jit.lookup(name), shape, structors, options, shutdown)?;
     // The job's code runs until the process exits (its threads, its exit
     // handlers): it must outlive this function.
@@ -509,6 +582,7 @@ fn run_tiered(
     metrics: Metrics,
     options: &RunOptions,
     cache: Option<Arc<Cache>>,
+    trace_files: Option<Arc<crate::observe::TraceFiles>>,
 ) -> Result<i32, Error> {
     let shared = load_tiered(
         module,
@@ -540,7 +614,14 @@ fn run_tiered(
                 &mode.to_string(),
             ));
         }
+        // After the background threads stopped: nothing records any more.
+        if let Some(files) = &trace_files {
+            files.write();
+        }
     });
+    if let Some(trace) = shared.metrics.trace() {
+        trace.job_main_began();
+    }
     if mode == Mode::Tiered {
         crate::tiering::warm::install_before_main(&shared);
     }
@@ -872,16 +953,29 @@ fn load_baseline(
 ) -> Result<LoadedBaseline, Error> {
     let jit = Jit::new(symbols)?;
     let loaded = jit.add_object(object, "baseline")?;
-    let entries = layout
+    let baseline_names: Vec<String> = layout
         .functions
         .iter()
-        .map(|f| jit.lookup(&baseline_symbol(&f.name)))
+        .map(|f| baseline_symbol(&f.name))
+        .collect();
+    let entries = baseline_names
+        .iter()
+        .map(|name| jit.lookup(name))
         .collect::<Result<Vec<CodeAddress>, Error>>()?;
-    let stubs = layout
+    let stub_entries = layout
         .functions
         .iter()
-        .map(|f| jit.lookup(&f.name).map(CodeAddress::get))
-        .collect::<Result<Vec<usize>, Error>>()?;
+        .map(|f| jit.lookup(&f.name))
+        .collect::<Result<Vec<CodeAddress>, Error>>()?;
+    if crate::observe::active() {
+        let known: Vec<(&str, CodeAddress)> = (baseline_names.iter().zip(&entries))
+            .chain(layout.functions.iter().map(|f| &f.name).zip(&stub_entries))
+            .map(|(name, address)| (name.as_str(), *address))
+            .collect();
+        let kind = crate::observe::CodeKind::Baseline;
+        crate::observe::code_loaded(&jit, &loaded, object, &known, kind);
+    }
+    let stubs = stub_entries.iter().map(|a| a.get()).collect();
     let bad = |e: String| Error::Jit(format!("the baseline object's tables: {e}"));
     let slot_table = |symbol: &str, len: usize| match len {
         // No region, no symbol: nothing uses the table.

@@ -3,6 +3,7 @@
 //! cores, and calls into job code. Everything else in the crate is safe Rust.
 
 pub mod daemon_sys;
+mod debugger;
 mod entry;
 pub mod ir;
 mod llvm_errors;
@@ -18,6 +19,7 @@ pub(crate) mod sleeps;
 mod tables;
 mod threads;
 
+pub use debugger::registered_images;
 pub use entry::{
     call_main, call_void, host_has_symbol, host_overrides, in_compile_wait, load_host_libraries,
     osr_now_address, run_at_exit, static_runtime_symbols, tier_up_now_address,
@@ -30,7 +32,8 @@ pub use llvm_options::{applied_llvm_options, apply_llvm_options};
 pub use orc::{CodeAddress, CodeFootprint, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::{
-    embedding_started, enter_job, llvm_scope, on_fork, without_file_size_signal, ForkHooks,
+    embedding_started, enter_job, llvm_scope, on_fork, on_job_threads, without_file_size_signal,
+    ForkHooks,
 };
 pub use publish::sync_core_supported;
 pub use quiesce::{

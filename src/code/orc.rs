@@ -23,6 +23,7 @@ use llvm_sys::orc2::{
     LLVMOrcResourceTrackerRemove,
 };
 
+use super::debugger::DebugRegistration;
 use super::quiesce::CodeRange;
 use crate::error::Error;
 
@@ -225,6 +226,9 @@ pub struct Jit {
 struct LlJit {
     jit: LLVMOrcLLJITRef,
     dylib: LLVMOrcJITDylibRef,
+    /// Objects a debugger was told about, by their tracker: each is
+    /// withdrawn before its code is freed.
+    debug_images: std::sync::Mutex<Vec<(usize, DebugRegistration)>>,
 }
 
 // SAFETY: ORC's LLJIT and ExecutionSession are internally synchronised: adding
@@ -240,6 +244,11 @@ impl Drop for LlJit {
         // its objects are gone. Freeing the code is the owner's promise
         // that nothing runs it any more (see `engine::JitModule`'s drop;
         // `tierjit run` never drops its JIT).
+        // A debugger must not see code that is about to go.
+        self.debug_images
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         // SAFETY: as above; clearing the JITDylib first removes every
         // tracker's code before the session ends.
         let err = unsafe {
@@ -315,7 +324,11 @@ impl Jit {
             LLVMOrcLLJITGetMainJITDylib(jit)
         };
         let this = Jit {
-            inner: Arc::new(LlJit { jit, dylib }),
+            inner: Arc::new(LlJit {
+                jit,
+                dylib,
+                debug_images: std::sync::Mutex::new(Vec::new()),
+            }),
         };
         this.define_absolute(host_overrides)?;
 
@@ -453,6 +466,19 @@ impl Jit {
         }
     }
 
+    /// Tells debuggers (the GDB JIT interface) about `loaded`, whose
+    /// object file `image` is, with its sections' addresses set to where
+    /// they were loaded (see `observe::code_loaded`). Withdrawn when the
+    /// object is freed, or with the JIT.
+    pub fn register_for_debugger(&self, loaded: &LoadedObject, image: Vec<u8>) {
+        let registration = DebugRegistration::new(image);
+        self.inner
+            .debug_images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((loaded.tracker as usize, registration));
+    }
+
     /// Where the code of `object`, loaded with `entries` (its symbols
     /// looked up so far, with their addresses), lies; `None` if this
     /// process's memory map cannot say (its code is then never freed).
@@ -581,6 +607,12 @@ impl Jit {
     /// No thread may be executing the object's code or hold a return address
     /// into it, and no slot may point into it.
     pub unsafe fn remove(&self, object: LoadedObject) -> Result<(), Error> {
+        // A debugger stops looking at the code before it goes.
+        self.inner
+            .debug_images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(tracker, _)| *tracker != object.tracker as usize);
         // SAFETY: the caller guarantees the code is unreachable.
         let err = unsafe { LLVMOrcResourceTrackerRemove(object.tracker) };
         match take_error(err) {
@@ -625,6 +657,21 @@ mod tests {
             .iter()
             .find(|m| m.start <= address && address < m.end)
             .expect("mapped")
+    }
+
+    /// The only unit test that registers objects with debuggers, so the
+    /// count is its own.
+    #[test]
+    fn a_freed_object_is_withdrawn_from_debuggers() {
+        let jit = Jit::new(&[]).unwrap();
+        let bytes = object("registered", 5);
+        let (loaded, _) = jit.load(&bytes, "registered").unwrap();
+        let before = super::super::registered_images();
+        jit.register_for_debugger(&loaded, bytes.clone());
+        assert_eq!(super::super::registered_images(), before + 1);
+        // SAFETY: nothing ran the object's code.
+        unsafe { jit.remove(loaded) }.unwrap();
+        assert_eq!(super::super::registered_images(), before);
     }
 
     #[test]

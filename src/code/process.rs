@@ -93,11 +93,24 @@ struct JobThread {
     arg: *mut c_void,
 }
 
+/// Called by each thread the job starts as it begins (`true`) and ends
+/// (`false`), on that thread (the run's trace, see `observe::trace`).
+static JOB_THREAD_HOOK: OnceLock<fn(bool)> = OnceLock::new();
+
+/// Sets the hook job threads call as they begin and end; the first one set
+/// stays.
+pub fn on_job_threads(hook: fn(bool)) {
+    let _ = JOB_THREAD_HOOK.set(hook);
+}
+
 /// A thread-specific key whose destructor runs when a job thread ends,
 /// however it ends (returning, `pthread_exit`, cancellation).
 fn thread_end_key() -> libc::pthread_key_t {
     static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
     extern "C" fn ended(_: *mut c_void) {
+        if let Some(hook) = JOB_THREAD_HOOK.get() {
+            hook(false);
+        }
         super::quiesce::forget_this_threads_stack();
         super::sleeps::forget_this_thread();
         // Release: the thread's work happens before the count says it
@@ -146,6 +159,9 @@ extern "C-unwind" fn job_thread_start(job: *mut c_void) -> *mut c_void {
     // thread's end.
     unsafe { libc::pthread_setspecific(thread_end_key(), 1 as *const c_void) };
     super::quiesce::note_this_threads_stack();
+    if let Some(hook) = JOB_THREAD_HOOK.get() {
+        hook(true);
+    }
     // SAFETY: the job's start routine with the job's argument, as the C
     // library would call it.
     unsafe { start(arg) }

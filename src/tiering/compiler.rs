@@ -1029,6 +1029,8 @@ fn compile_and_install<'s>(
         symbols.push(c.symbol.clone());
         entries.push((c.symbol.as_str(), address));
     }
+    let kind = crate::observe::CodeKind::Version;
+    crate::observe::code_loaded(&shared.jit, &loaded, &object, &entries, kind);
     let footprint = shared.jit.footprint(&object, &entries);
     // A specialized version alone in its object is kept for a phase that
     // comes back, as its object file once its code is freed.
@@ -1190,6 +1192,13 @@ fn report(
         compile: finished.saturating_duration_since(started),
         code_bytes,
         records_latency: !latency_recorded,
+        specialized: outcome.is_ok()
+            && request.loop_index.is_none()
+            && shared
+                .versions
+                .speculation(request.unit(&shared.layout))
+                .specialization
+                .is_some(),
         outcome: outcome
             .as_ref()
             .map(|_| ())

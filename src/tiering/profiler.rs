@@ -102,6 +102,9 @@ pub fn run(shared: Arc<Shared>) {
         shared.activity.begin_tick(crate::code::job_cpu_time());
         activity.tick(&shared, now, &sampled);
         shared.activity.saw_tick(now);
+        if let Some(trace) = shared.metrics.trace() {
+            sample_for_trace(&shared, trace);
+        }
         reassess_queue(&shared, &activity, &mut requested_at);
         // This tick's requests are served together (see `RequestQueue::batch`).
         let batch = shared.requests.batch();
@@ -519,6 +522,34 @@ fn reassess_queue(shared: &Shared, activity: &Activity, requested_at: &mut [Opti
 
 fn smooth(rate: f64, delta: u64) -> f64 {
     rate * (1.0 - RATE_SMOOTHING) + delta as f64 * RATE_SMOOTHING
+}
+
+/// What baseline code counted so far in each unit that got hot (was
+/// requested, whatever came of it), for the run's trace.
+fn sample_for_trace(shared: &Shared, trace: &crate::observe::trace::Trace) {
+    let got_hot = |unit| {
+        !matches!(
+            shared.versions.state(unit),
+            TierUpState::Cold | TierUpState::Excluded { .. }
+        )
+    };
+    for (id, f) in shared.layout.functions_by_id() {
+        if got_hot(Unit::Function(id)) {
+            let (calls, backedges) = shared.function_counts(id);
+            trace.sample(&f.display_name(), calls, backedges);
+        }
+    }
+    for (g, f, k) in shared.layout.loops_by_id() {
+        if got_hot(Unit::Loop(g)) {
+            let function = &shared.layout.functions[f];
+            let backedges = shared.counters.read(function.loops[k].counter);
+            trace.sample(
+                &format!("{}@loop{k}", function.display_name()),
+                0,
+                backedges,
+            );
+        }
+    }
 }
 
 /// Reports each loop's first OSR transition (seen as its transition counter

@@ -168,6 +168,14 @@ pub fn load_again(
             return None;
         }
     };
+    let kind = crate::observe::CodeKind::Version;
+    crate::observe::code_loaded(
+        &shared.jit,
+        &loaded,
+        &reload.object_file,
+        &[(symbol, entry)],
+        kind,
+    );
     let footprint = shared
         .jit
         .footprint(&reload.object_file, &[(symbol, entry)]);

@@ -1,0 +1,190 @@
+//! Just enough of a relocatable ELF object (64-bit, little-endian: what
+//! tierjit's targets emit) to place its code once loaded: its sections,
+//! with the offsets of their headers, and its symbols.
+
+/// `SHF_EXECINSTR`: the section holds code.
+const EXECUTABLE: u64 = 0x4;
+/// `SHT_SYMTAB`.
+const SYMBOL_TABLE: u32 = 2;
+/// `STT_FUNC`.
+const FUNCTION: u8 = 2;
+/// `STB_GLOBAL`, `STB_WEAK`.
+const GLOBAL: u8 = 1;
+const WEAK: u8 = 2;
+
+#[derive(Clone, Debug)]
+pub struct Section {
+    pub name: String,
+    pub size: usize,
+    pub executable: bool,
+    /// Where its header is in the file (to set its address).
+    pub header: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Symbol {
+    pub name: String,
+    /// The index of the section it is defined in.
+    pub section: usize,
+    /// Its offset in that section.
+    pub offset: usize,
+    pub size: usize,
+    /// Visible to other objects (global or weak): the JIT can look it up.
+    pub exported: bool,
+    pub function: bool,
+}
+
+/// An object's sections (by index; the first is ELF's null section) and
+/// defined symbols.
+#[derive(Clone, Debug, Default)]
+pub struct Object {
+    pub sections: Vec<Section>,
+    pub symbols: Vec<Symbol>,
+}
+
+/// The sections and defined symbols of `bytes`; `None` if it is not a
+/// 64-bit little-endian ELF file or is cut short.
+pub fn read(bytes: &[u8]) -> Option<Object> {
+    const CLASS_64: u8 = 2;
+    const LITTLE_ENDIAN: u8 = 1;
+    if bytes.get(..4)? != b"\x7fELF"
+        || *bytes.get(4)? != CLASS_64
+        || *bytes.get(5)? != LITTLE_ENDIAN
+    {
+        return None;
+    }
+    let table = u64_at(bytes, 0x28)? as usize;
+    let entry_size = u16_at(bytes, 0x3a)? as usize;
+    let count = u16_at(bytes, 0x3c)? as usize;
+    let names_index = u16_at(bytes, 0x3e)? as usize;
+    if entry_size < 64 || names_index >= count {
+        return None;
+    }
+    let header = |index: usize| table.checked_add(index.checked_mul(entry_size)?);
+    let contents = |index: usize| -> Option<&[u8]> {
+        let h = header(index)?;
+        let offset = u64_at(bytes, h + 24)? as usize;
+        let size = u64_at(bytes, h + 32)? as usize;
+        bytes.get(offset..offset.checked_add(size)?)
+    };
+    let section_names = contents(names_index)?;
+    let mut object = Object::default();
+    let mut symbol_table = None;
+    for index in 0..count {
+        let h = header(index)?;
+        let kind = u32_at(bytes, h + 4)?;
+        if kind == SYMBOL_TABLE {
+            // Its string table is the section its `sh_link` names.
+            symbol_table = Some((index, u32_at(bytes, h + 40)? as usize));
+        }
+        object.sections.push(Section {
+            name: string_at(section_names, u32_at(bytes, h)? as usize)?.to_string(),
+            size: u64_at(bytes, h + 32)? as usize,
+            executable: u64_at(bytes, h + 8)? & EXECUTABLE != 0,
+            header: h,
+        });
+    }
+    let Some((symbols_index, strings_index)) = symbol_table else {
+        return Some(object);
+    };
+    let symbols = contents(symbols_index)?;
+    let strings = contents(strings_index)?;
+    for entry in symbols.chunks_exact(24) {
+        let section = u16_at(entry, 6)? as usize;
+        // Undefined, absolute and common symbols are in no section here.
+        if section == 0 || section >= object.sections.len() {
+            continue;
+        }
+        let info = entry[4];
+        object.symbols.push(Symbol {
+            name: string_at(strings, u32_at(entry, 0)? as usize)?.to_string(),
+            section,
+            offset: u64_at(entry, 8)? as usize,
+            size: u64_at(entry, 16)? as usize,
+            exported: matches!(info >> 4, GLOBAL | WEAK),
+            function: info & 0xf == FUNCTION,
+        });
+    }
+    Some(object)
+}
+
+/// `object` with the addresses (`sh_addr`) of the sections in `addresses`
+/// (index, address) set.
+pub fn with_addresses(object: &[u8], read: &Object, addresses: &[(usize, usize)]) -> Vec<u8> {
+    let mut image = object.to_vec();
+    for &(index, address) in addresses {
+        let at = read.sections[index].header + 16;
+        if let Some(field) = image.get_mut(at..at + 8) {
+            field.copy_from_slice(&(address as u64).to_le_bytes());
+        }
+    }
+    image
+}
+
+fn string_at(table: &[u8], offset: usize) -> Option<&str> {
+    let rest = table.get(offset..)?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object() -> Vec<u8> {
+        use crate::codegen::{self, TargetSpec};
+        codegen::initialize_native_target().unwrap();
+        let context = inkwell::context::Context::create();
+        let module = context.create_module("m");
+        let i32t = context.i32_type();
+        let builder = context.create_builder();
+        for (name, linkage) in [
+            ("visible", None),
+            ("hidden", Some(inkwell::module::Linkage::Internal)),
+        ] {
+            let f = module.add_function(name, i32t.fn_type(&[], false), linkage);
+            builder.position_at_end(context.append_basic_block(f, "entry"));
+            builder
+                .build_return(Some(&i32t.const_int(7, false)))
+                .unwrap();
+        }
+        let spec = TargetSpec::resolve(&Default::default()).unwrap();
+        codegen::emit_object(&module, &spec.machine(0).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn reads_code_sections_and_function_symbols() {
+        let bytes = object();
+        let parsed = read(&bytes).unwrap();
+        let text = parsed
+            .sections
+            .iter()
+            .position(|s| s.name == ".text")
+            .unwrap();
+        assert!(parsed.sections[text].executable && parsed.sections[text].size > 0);
+        let symbol = |name: &str| parsed.symbols.iter().find(|s| s.name == name).unwrap();
+        let (visible, hidden) = (symbol("visible"), symbol("hidden"));
+        assert!(visible.function && visible.exported && visible.size > 0);
+        assert!(hidden.function && !hidden.exported);
+        assert_eq!((visible.section, hidden.section), (text, text));
+        assert_ne!(visible.offset, hidden.offset);
+        // Setting an address changes those 8 bytes and nothing else.
+        let image = with_addresses(&bytes, &parsed, &[(text, 0x1234_5000)]);
+        let changed = (0..bytes.len()).filter(|&i| image[i] != bytes[i]).count();
+        assert!((1..=8).contains(&changed), "{changed}");
+        assert!(read(b"not an object").is_none());
+        assert!(read(&bytes[..40]).is_none());
+    }
+}

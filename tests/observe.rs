@@ -42,11 +42,8 @@ fn the_perf_map_names_the_code_each_tier_ran() {
     let address = |s: &str| usize::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
     // Return addresses in `kernel`: of its first call, and of its last.
     let (baseline_site, optimized_site) = (address(fields[1]), address(fields[2]));
-    let path = format!("/tmp/perf-{pid}.map");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let _ = std::fs::remove_file(&path);
-    let entries = tierjit::observe::perf_map::parse(&text)
-        .unwrap_or_else(|| panic!("not a perf map:\n{text}"));
+    let entries = take_perf_map(pid);
+    let text = format!("{entries:#?}");
     let covering = |at: usize| -> Vec<String> {
         entries
             .iter()
@@ -72,6 +69,41 @@ fn the_perf_map_names_the_code_each_tier_ran() {
             .all(|w| w[0].start + w[0].size <= w[1].start),
         "overlapping lines:\n{text}"
     );
+}
+
+/// The entries of process `pid`'s perf map, which is removed.
+fn take_perf_map(pid: u32) -> Vec<tierjit::observe::perf_map::MapEntry> {
+    let path = format!("/tmp/perf-{pid}.map");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let _ = std::fs::remove_file(&path);
+    tierjit::observe::perf_map::parse(&text).unwrap_or_else(|| panic!("not a perf map:\n{text}"))
+}
+
+#[test]
+fn a_forked_child_has_a_perf_map_of_its_own() {
+    let mut flags = vec!["--perf-map".to_string()];
+    flags.extend(batch(100));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let run = run_tierjit(&job("fork_probe.c"), &flags, &[]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let line = |who: &str| -> Vec<String> {
+        let line = run.stdout.lines().find(|l| l.starts_with(who)).unwrap();
+        line.split_whitespace().skip(1).map(String::from).collect()
+    };
+    let (child, parent) = (line("child"), line("parent"));
+    let site = usize::from_str_radix(child[1].trim_start_matches("0x"), 16).unwrap();
+    let parent_map = take_perf_map(parent[0].parse().unwrap());
+    let child_map = take_perf_map(child[0].parse().unwrap());
+    let names: Vec<&str> = child_map
+        .iter()
+        .filter(|e| e.start <= site && site < e.start + e.size)
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(
+        names == ["kernel [O3]"] || names == ["kernel [O3 specialized]"],
+        "{names:?} in {child_map:?}"
+    );
+    assert_eq!(child_map, parent_map, "the child loaded nothing of its own");
 }
 
 #[test]

@@ -32,8 +32,8 @@ pub use llvm_options::{applied_llvm_options, apply_llvm_options};
 pub use orc::{CodeAddress, CodeFootprint, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::{
-    embedding_started, enter_job, llvm_scope, on_fork, on_job_threads, without_file_size_signal,
-    ForkHooks,
+    embedding_started, enter_job, in_forked_children, llvm_scope, on_fork, on_job_threads,
+    without_file_size_signal, ForkHooks,
 };
 pub use publish::sync_core_supported;
 pub use quiesce::{

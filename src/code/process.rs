@@ -103,6 +103,15 @@ pub fn on_job_threads(hook: fn(bool)) {
     let _ = JOB_THREAD_HOOK.set(hook);
 }
 
+/// Called in a child the job forked, on its only thread, right after the
+/// fork (perf's map for the child, see `observe`).
+static CHILD_HOOK: OnceLock<fn()> = OnceLock::new();
+
+/// Sets the hook a forked child calls first; the first one set stays.
+pub fn in_forked_children(hook: fn()) {
+    let _ = CHILD_HOOK.set(hook);
+}
+
 /// A thread-specific key whose destructor runs when a job thread ends,
 /// however it ends (returning, `pthread_exit`, cancellation).
 fn thread_end_key() -> libc::pthread_key_t {
@@ -184,6 +193,9 @@ extern "C" fn before_fork() {
 /// is a job thread, the only one.
 extern "C" fn in_child_after_fork() {
     super::sleeps::forget_all_after_fork();
+    if let Some(hook) = CHILD_HOOK.get() {
+        hook();
+    }
     // Relaxed: the child has a single thread.
     if FORKING_FROM_MAIN.with(|f| f.get()) {
         JOB_MAIN_THREAD.store(thread_id(), Ordering::Relaxed);

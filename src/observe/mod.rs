@@ -39,6 +39,7 @@ pub fn enable(perf_map: bool, debugger: bool) -> Result<(), Error> {
             ))
         })?;
         let _ = PERF_MAP.set(Mutex::new(map));
+        crate::code::in_forked_children(PerfMap::copy_for_forked_child);
     }
     if debugger {
         // Relaxed: read by threads that load code, which start after this
@@ -233,9 +234,12 @@ impl TraceFiles {
     /// stands).
     pub fn write(&self) {
         let data = self.trace.finish();
+        // A job may have lowered RLIMIT_FSIZE: a write past it fails
+        // instead of ending the process.
+        use crate::code::without_file_size_signal as guarded;
         if let Some((path, file)) = &self.json {
             let mut out = std::io::BufWriter::new(file);
-            if let Err(e) = chrome_trace::write(&data, &mut out) {
+            if let Err(e) = guarded(|| chrome_trace::write(&data, &mut out)) {
                 eprintln!(
                     "tierjit: warning: cannot write the trace {}: {e}",
                     path.display()
@@ -243,7 +247,7 @@ impl TraceFiles {
             }
         }
         if let Some((path, mut file)) = self.svg.as_ref().map(|(p, f)| (p, f)) {
-            if let Err(e) = file.write_all(timeline::render(&data).as_bytes()) {
+            if let Err(e) = guarded(|| file.write_all(timeline::render(&data).as_bytes())) {
                 eprintln!(
                     "tierjit: warning: cannot write the timeline {}: {e}",
                     path.display()

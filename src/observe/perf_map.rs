@@ -64,6 +64,15 @@ impl PerfMap {
         })
     }
 
+    /// In a child just forked: the child runs the parent's code, so its
+    /// map (perf looks it up by the child's pid) starts as a copy of the
+    /// parent's file. Only the file system is touched: another thread of
+    /// the parent may have held the map's lock at the fork.
+    pub fn copy_for_forked_child() {
+        let parent = std::os::unix::process::parent_id();
+        let _ = std::fs::copy(path_for(parent), path_for(std::process::id()));
+    }
+
     /// Adds `entries` (code just loaded). An error leaves the map as it
     /// was on disk.
     pub fn add(&mut self, entries: Vec<MapEntry>) -> std::io::Result<()> {
@@ -89,7 +98,8 @@ impl PerfMap {
             .collect();
         // One write of whole lines to a file opened for appending: a
         // reader never sees half a line.
-        self.file.write_all(text.as_bytes())
+        let file = &mut self.file;
+        crate::code::without_file_size_signal(|| file.write_all(text.as_bytes()))
     }
 
     /// Writes every line again, through a new file renamed over the old
@@ -98,7 +108,7 @@ impl PerfMap {
         let path = path_for(self.pid);
         let temporary = path.with_extension(format!("map.{}.tmp", self.pid));
         let text: String = self.entries.iter().map(MapEntry::line).collect();
-        std::fs::write(&temporary, text)?;
+        crate::code::without_file_size_signal(|| std::fs::write(&temporary, text))?;
         std::fs::rename(&temporary, &path)?;
         self.file = OpenOptions::new().append(true).open(&path)?;
         Ok(())

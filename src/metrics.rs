@@ -267,15 +267,8 @@ impl Metrics {
     /// `osr`, `pgo`).
     pub fn note(&self, topic: &str, label: &str, note: &str) {
         if let Some(trace) = &self.trace {
-            // Freed code is an event of its own kind; other notes are
-            // notes (the `osr` category is for transitions alone).
-            let category = if topic == "reclaim" {
-                "reclaim"
-            } else {
-                "note"
-            };
             trace.instant(
-                category,
+                "note",
                 format!("{topic} {label}"),
                 None,
                 vec![("topic", topic.into()), ("note", note.into())],
@@ -285,6 +278,26 @@ impl Metrics {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.emit(format!(
                 "{:>10.3}ms {seq:>4} {topic} {label}: {note}",
+                self.elapsed_ms()
+            ));
+        }
+    }
+
+    /// Retired code (`label`, its symbols) was freed: `bytes` of object,
+    /// `--events` saying `note`.
+    pub fn code_freed(&self, label: &str, bytes: usize, note: &str) {
+        if let Some(trace) = &self.trace {
+            trace.instant(
+                "reclaim",
+                format!("freed {label}"),
+                None,
+                vec![("symbols", label.into()), ("bytes", bytes.into())],
+            );
+        }
+        if self.events_enabled {
+            let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+            self.emit(format!(
+                "{:>10.3}ms {seq:>4} reclaim {label}: {note}",
                 self.elapsed_ms()
             ));
         }
@@ -317,13 +330,26 @@ impl Metrics {
                     ("action", what.into()),
                 ],
             );
-            if let GuardAction::Despecialize = action {
-                trace.instant(
+            match action {
+                GuardAction::Despecialize => trace.instant(
                     "revoke",
                     format!("specialization revoked {label}"),
                     Some(label.to_string()),
                     vec![("condition", condition.into())],
-                );
+                ),
+                // Published again without a compile: an install all the same.
+                GuardAction::Reinstate(next) => trace.instant(
+                    "install",
+                    format!("install {label} [O3 specialized] (reinstated for {next})"),
+                    Some(label.to_string()),
+                    vec![
+                        ("tier", "O3 specialized".into()),
+                        ("specialized", true.into()),
+                        ("osr", false.into()),
+                        ("reinstated", true.into()),
+                    ],
+                ),
+                GuardAction::Respecialize(_) => {}
             }
         }
         if self.events_enabled {

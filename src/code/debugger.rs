@@ -99,15 +99,13 @@ impl Drop for DebugRegistration {
     fn drop(&mut self) {
         let _guard = DESCRIPTOR.lock().unwrap_or_else(|p| p.into_inner());
         // SAFETY: under `DESCRIPTOR`; `self.entry` is in the list (only
-        // `new` links it, only this unlinks it). The debugger is told
-        // before the entry is unlinked and freed, as the interface asks.
+        // `new` links it, only this unlinks it). As gdb's manual and
+        // LLVM's registrar do: unlink the entry, then name it in
+        // `relevant_entry` and call the hook (the debugger finds what it
+        // loaded by the entry's address), and free it only after that.
         unsafe {
             let descriptor = &raw mut __jit_debug_descriptor;
             let entry = self.entry;
-            (*descriptor).relevant_entry = entry;
-            (*descriptor).action_flag = JIT_UNREGISTER_FN;
-            __jit_debug_register_code();
-            (*descriptor).action_flag = JIT_NOACTION;
             let (prev, next) = ((*entry).prev_entry, (*entry).next_entry);
             if prev.is_null() {
                 (*descriptor).first_entry = next;
@@ -117,6 +115,10 @@ impl Drop for DebugRegistration {
             if !next.is_null() {
                 (*next).prev_entry = prev;
             }
+            (*descriptor).relevant_entry = entry;
+            (*descriptor).action_flag = JIT_UNREGISTER_FN;
+            __jit_debug_register_code();
+            (*descriptor).action_flag = JIT_NOACTION;
             (*descriptor).relevant_entry = ptr::null_mut();
             drop(Box::from_raw(entry));
         }

@@ -240,17 +240,16 @@ unsafe impl Sync for LlJit {}
 
 impl Drop for LlJit {
     fn drop(&mut self) {
-        // SAFETY: this is the last owner: the `Jit` and every tracker of
-        // its objects are gone. Freeing the code is the owner's promise
-        // that nothing runs it any more (see `engine::JitModule`'s drop;
-        // `tierjit run` never drops its JIT).
         // A debugger must not see code that is about to go.
         self.debug_images
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        // SAFETY: as above; clearing the JITDylib first removes every
-        // tracker's code before the session ends.
+        // SAFETY: this is the last owner: the `Jit` and every tracker of
+        // its objects are gone. Freeing the code is the owner's promise
+        // that nothing runs it any more (see `engine::JitModule`'s drop;
+        // `tierjit run` never drops its JIT). Clearing the JITDylib first
+        // removes every tracker's code before the session ends.
         let err = unsafe {
             let cleared = llvm_sys::orc2::LLVMOrcJITDylibClear(self.dylib);
             if let Some(msg) = take_error(cleared) {

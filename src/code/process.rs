@@ -117,7 +117,9 @@ pub fn in_forked_children(hook: fn()) {
 fn thread_end_key() -> libc::pthread_key_t {
     static KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
     extern "C" fn ended(_: *mut c_void) {
-        if let Some(hook) = JOB_THREAD_HOOK.get() {
+        // Not in a forked child: another thread of the parent may have
+        // held the hook's locks at the fork (and a child reports nothing).
+        if let Some(hook) = JOB_THREAD_HOOK.get().filter(|_| !in_forked_child()) {
             hook(false);
         }
         super::quiesce::forget_this_threads_stack();
@@ -168,7 +170,8 @@ extern "C-unwind" fn job_thread_start(job: *mut c_void) -> *mut c_void {
     // thread's end.
     unsafe { libc::pthread_setspecific(thread_end_key(), 1 as *const c_void) };
     super::quiesce::note_this_threads_stack();
-    if let Some(hook) = JOB_THREAD_HOOK.get() {
+    // Not in a forked child: as in `ended`.
+    if let Some(hook) = JOB_THREAD_HOOK.get().filter(|_| !in_forked_child()) {
         hook(true);
     }
     // SAFETY: the job's start routine with the job's argument, as the C

@@ -2,6 +2,8 @@
 //! tierjit's targets emit) to place its code once loaded: its sections,
 //! with the offsets of their headers, and its symbols.
 
+/// `SHF_ALLOC`: the section is loaded.
+const ALLOCATED: u64 = 0x2;
 /// `SHF_EXECINSTR`: the section holds code.
 const EXECUTABLE: u64 = 0x4;
 /// `SHT_SYMTAB`.
@@ -16,6 +18,8 @@ const WEAK: u8 = 2;
 pub struct Section {
     pub name: String,
     pub size: usize,
+    /// Loaded into memory (code or data), so it has an address there.
+    pub allocated: bool,
     pub executable: bool,
     /// Where its header is in the file (to set its address).
     pub header: usize,
@@ -43,7 +47,8 @@ pub struct Object {
 }
 
 /// The sections and defined symbols of `bytes`; `None` if it is not a
-/// 64-bit little-endian ELF file or is cut short.
+/// 64-bit little-endian ELF file, or its headers lie outside it. A name
+/// that is not UTF-8 is read lossily.
 pub fn read(bytes: &[u8]) -> Option<Object> {
     const CLASS_64: u8 = 2;
     const LITTLE_ENDIAN: u8 = 1;
@@ -53,18 +58,23 @@ pub fn read(bytes: &[u8]) -> Option<Object> {
     {
         return None;
     }
-    let table = u64_at(bytes, 0x28)? as usize;
-    let entry_size = u16_at(bytes, 0x3a)? as usize;
-    let count = u16_at(bytes, 0x3c)? as usize;
-    let names_index = u16_at(bytes, 0x3e)? as usize;
+    let table = usize::try_from(u64_at(bytes, 0x28)?).ok()?;
+    let entry_size = usize::from(u16_at(bytes, 0x3a)?);
+    let count = usize::from(u16_at(bytes, 0x3c)?);
+    let names_index = usize::from(u16_at(bytes, 0x3e)?);
     if entry_size < 64 || names_index >= count {
         return None;
     }
-    let header = |index: usize| table.checked_add(index.checked_mul(entry_size)?);
+    let header = |index: usize| -> Option<usize> {
+        let at = table.checked_add(index.checked_mul(entry_size)?)?;
+        // The whole header is in the file.
+        bytes.get(at..at.checked_add(64)?)?;
+        Some(at)
+    };
     let contents = |index: usize| -> Option<&[u8]> {
         let h = header(index)?;
-        let offset = u64_at(bytes, h + 24)? as usize;
-        let size = u64_at(bytes, h + 32)? as usize;
+        let offset = usize::try_from(u64_at(bytes, h + 24)?).ok()?;
+        let size = usize::try_from(u64_at(bytes, h + 32)?).ok()?;
         bytes.get(offset..offset.checked_add(size)?)
     };
     let section_names = contents(names_index)?;
@@ -72,15 +82,16 @@ pub fn read(bytes: &[u8]) -> Option<Object> {
     let mut symbol_table = None;
     for index in 0..count {
         let h = header(index)?;
-        let kind = u32_at(bytes, h + 4)?;
-        if kind == SYMBOL_TABLE {
+        if u32_at(bytes, h + 4)? == SYMBOL_TABLE {
             // Its string table is the section its `sh_link` names.
             symbol_table = Some((index, u32_at(bytes, h + 40)? as usize));
         }
+        let flags = u64_at(bytes, h + 8)?;
         object.sections.push(Section {
-            name: string_at(section_names, u32_at(bytes, h)? as usize)?.to_string(),
-            size: u64_at(bytes, h + 32)? as usize,
-            executable: u64_at(bytes, h + 8)? & EXECUTABLE != 0,
+            name: string_at(section_names, u32_at(bytes, h)? as usize),
+            size: usize::try_from(u64_at(bytes, h + 32)?).ok()?,
+            allocated: flags & ALLOCATED != 0,
+            executable: flags & EXECUTABLE != 0,
             header: h,
         });
     }
@@ -90,17 +101,17 @@ pub fn read(bytes: &[u8]) -> Option<Object> {
     let symbols = contents(symbols_index)?;
     let strings = contents(strings_index)?;
     for entry in symbols.chunks_exact(24) {
-        let section = u16_at(entry, 6)? as usize;
+        let section = usize::from(u16_at(entry, 6)?);
         // Undefined, absolute and common symbols are in no section here.
         if section == 0 || section >= object.sections.len() {
             continue;
         }
         let info = entry[4];
         object.symbols.push(Symbol {
-            name: string_at(strings, u32_at(entry, 0)? as usize)?.to_string(),
+            name: string_at(strings, u32_at(entry, 0)? as usize),
             section,
-            offset: u64_at(entry, 8)? as usize,
-            size: u64_at(entry, 16)? as usize,
+            offset: usize::try_from(u64_at(entry, 8)?).ok()?,
+            size: usize::try_from(u64_at(entry, 16)?).ok()?,
             exported: matches!(info >> 4, GLOBAL | WEAK),
             function: info & 0xf == FUNCTION,
         });
@@ -113,7 +124,11 @@ pub fn read(bytes: &[u8]) -> Option<Object> {
 pub fn with_addresses(object: &[u8], read: &Object, addresses: &[(usize, usize)]) -> Vec<u8> {
     let mut image = object.to_vec();
     for &(index, address) in addresses {
-        let at = read.sections[index].header + 16;
+        let Some(section) = read.sections.get(index) else {
+            continue;
+        };
+        // `read` checked that the whole header is in the file.
+        let at = section.header + 16;
         if let Some(field) = image.get_mut(at..at + 8) {
             field.copy_from_slice(&(address as u64).to_le_bytes());
         }
@@ -121,22 +136,28 @@ pub fn with_addresses(object: &[u8], read: &Object, addresses: &[(usize, usize)]
     image
 }
 
-fn string_at(table: &[u8], offset: usize) -> Option<&str> {
-    let rest = table.get(offset..)?;
-    let end = rest.iter().position(|&b| b == 0)?;
-    std::str::from_utf8(&rest[..end]).ok()
+/// The NUL-terminated string at `offset` of `table` (empty if there is
+/// none there).
+fn string_at(table: &[u8], offset: usize) -> String {
+    let rest = table.get(offset..).unwrap_or_default();
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end]).into_owned()
+}
+
+fn field<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+    field(bytes, at).map(u16::from_le_bytes)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    field(bytes, at).map(u32::from_le_bytes)
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    field(bytes, at).map(u64::from_le_bytes)
 }
 
 #[cfg(test)]
@@ -185,6 +206,30 @@ mod tests {
         let changed = (0..bytes.len()).filter(|&i| image[i] != bytes[i]).count();
         assert!((1..=8).contains(&changed), "{changed}");
         assert!(read(b"not an object").is_none());
-        assert!(read(&bytes[..40]).is_none());
+    }
+
+    #[test]
+    fn a_cut_or_corrupt_object_is_refused_or_read_in_bounds() {
+        let bytes = object();
+        for end in 0..bytes.len() {
+            let _ = read(&bytes[..end]);
+        }
+        let mut far = bytes.clone();
+        far[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(read(&far).is_none());
+        let mut names = bytes.clone();
+        names[0x3e..0x40].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert!(read(&names).is_none());
+        // Every byte flipped in turn: never a panic.
+        for i in 0..bytes.len().min(4096) {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0xff;
+            if let Some(parsed) = read(&flipped) {
+                let addresses: Vec<(usize, usize)> = (0..parsed.sections.len() + 1)
+                    .map(|k| (k, 0x1000))
+                    .collect();
+                let _ = with_addresses(&flipped, &parsed, &addresses);
+            }
+        }
     }
 }

@@ -9,16 +9,16 @@
 pub mod chrome_trace;
 pub mod elf;
 pub mod perf_map;
+mod placement;
 pub mod timeline;
 pub mod trace;
+mod trace_files;
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+pub use trace_files::TraceFiles;
+
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::{Mutex, OnceLock};
 
 use crate::code::{CodeAddress, Jit, LoadedObject};
 use crate::error::Error;
@@ -76,29 +76,37 @@ pub enum CodeKind {
 }
 
 /// The name perf shows for `symbol` of an object of `kind`: the function
-/// (or `f@loopK`) and the tier, e.g. `kernel [O3]`, `main@loop2 [O3 osr]`.
-pub fn display_name(symbol: &str, kind: CodeKind, baseline_has: impl Fn(&str) -> bool) -> String {
+/// (or `f@loopK`), the tier and the version, e.g. `kernel [O3 v2]`,
+/// `main@loop2 [O3 osr v1]`. `known`: the symbols the loader looked up
+/// (in the baseline, each function's entry and stub).
+pub fn display_name(symbol: &str, kind: CodeKind, known: &HashSet<&str>) -> String {
     match kind {
-        CodeKind::Baseline => match symbol.strip_suffix(".tj0") {
-            Some(function) => format!("{function} [O0]"),
-            None if baseline_has(&format!("{symbol}.tj0")) => format!("{symbol} [stub]"),
-            None => format!("{symbol} [O0]"),
-        },
+        CodeKind::Baseline => {
+            if known.contains(symbol) && known.contains(format!("{symbol}.tj0").as_str()) {
+                return format!("{symbol} [stub]");
+            }
+            match symbol.strip_suffix(".tj0") {
+                Some(function) if known.contains(function) => format!("{function} [O0]"),
+                _ => format!("{symbol} [O0]"),
+            }
+        }
         CodeKind::OptimizedModule => format!("{symbol} [O3]"),
         CodeKind::Version => {
             if let Some((function, rest)) = symbol.rsplit_once(".tj.osr") {
-                let loop_index = rest.split_once(".v").map_or(rest, |(k, _)| k);
-                return format!("{function}@loop{loop_index} [O3 osr]");
+                if let Some((k, v)) = rest.split_once(".v") {
+                    return format!("{function}@loop{k} [O3 osr v{v}]");
+                }
             }
             let (symbol, tier) = match symbol.strip_suffix(".guard") {
                 Some(version) => (version, "O3 specialized"),
                 None => (symbol, "O3"),
             };
-            let function = match symbol.rsplit_once(".tj") {
-                Some((f, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => f,
-                _ => symbol,
-            };
-            format!("{function} [{tier}]")
+            match symbol.rsplit_once(".tj") {
+                Some((f, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    format!("{f} [{tier} v{n}]")
+                }
+                _ => format!("{symbol} [{tier}]"),
+            }
         }
     }
 }
@@ -120,19 +128,19 @@ pub fn code_loaded(
         warn_once("an object perf and debuggers cannot be told about (not 64-bit ELF)");
         return;
     };
-    let bases = section_addresses(jit, &elf, known);
+    let bases = placement::section_addresses(jit, &elf, known);
     let base = |section: usize| bases.iter().find(|b| b.0 == section).map(|b| b.1);
     if let Some(map) = PERF_MAP.get() {
-        let names: HashSet<&str> = elf.symbols.iter().map(|s| s.name.as_str()).collect();
+        let known: HashSet<&str> = known.iter().map(|(name, _)| *name).collect();
         let entries = elf
             .symbols
             .iter()
-            .filter(|s| s.function && s.size > 0)
+            .filter(|s| s.function && s.size > 0 && elf.sections[s.section].executable)
             .filter_map(|s| {
                 Some(MapEntry {
-                    start: base(s.section)? + s.offset,
+                    start: base(s.section)?.checked_add(s.offset)?,
                     size: s.size,
-                    name: display_name(&s.name, kind, |n| names.contains(n)),
+                    name: display_name(&s.name, kind, &known),
                 })
             })
             .collect();
@@ -144,116 +152,6 @@ pub fn code_loaded(
     // Relaxed: see `enable`.
     if DEBUGGER.load(Ordering::Relaxed) {
         jit.register_for_debugger(loaded, elf::with_addresses(object, &elf, &bases));
-    }
-}
-
-/// Where each code section of `elf` was loaded (section index, address):
-/// a known symbol's address less its offset places its section (JITLink
-/// keeps a section's contents together). A section no known symbol is in
-/// (PGO puts hot and cold functions in sections of their own) is placed
-/// by a symbol in it the JIT can look up; one holding only local symbols
-/// stays unplaced.
-fn section_addresses(
-    jit: &Jit,
-    elf: &elf::Object,
-    known: &[(&str, CodeAddress)],
-) -> Vec<(usize, usize)> {
-    let by_name: HashMap<&str, &elf::Symbol> =
-        elf.symbols.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut bases: Vec<(usize, usize)> = Vec::new();
-    let place = |bases: &mut Vec<(usize, usize)>, symbol: &elf::Symbol, address: usize| {
-        if elf.sections[symbol.section].executable && !bases.iter().any(|b| b.0 == symbol.section) {
-            bases.push((symbol.section, address.wrapping_sub(symbol.offset)));
-        }
-    };
-    for &(name, address) in known {
-        if let Some(symbol) = by_name.get(name) {
-            place(&mut bases, symbol, address.get());
-        }
-    }
-    for (index, section) in elf.sections.iter().enumerate() {
-        if !section.executable || section.size == 0 || bases.iter().any(|b| b.0 == index) {
-            continue;
-        }
-        let exported = elf
-            .symbols
-            .iter()
-            .find(|s| s.section == index && s.exported);
-        if let Some(symbol) = exported {
-            if let Ok(address) = jit.lookup(&symbol.name) {
-                place(&mut bases, symbol, address.get());
-            }
-        }
-    }
-    bases
-}
-
-/// The run's trace and the files it goes to at the end (`--trace`,
-/// `--timeline`), created before the job runs so that a path that cannot
-/// be written is an error then, not a lost trace later.
-pub struct TraceFiles {
-    pub trace: Arc<trace::Trace>,
-    json: Option<(PathBuf, File)>,
-    svg: Option<(PathBuf, File)>,
-}
-
-impl TraceFiles {
-    /// `None` when neither file is asked for.
-    pub fn create(
-        start: Instant,
-        job: &Path,
-        json: Option<&Path>,
-        svg: Option<&Path>,
-    ) -> Result<Option<TraceFiles>, Error> {
-        if json.is_none() && svg.is_none() {
-            return Ok(None);
-        }
-        let open = |path: Option<&Path>, what: &str| {
-            path.map(|path| {
-                File::create(path)
-                    .map(|file| (path.to_path_buf(), file))
-                    .map_err(|e| {
-                        Error::Environment(format!(
-                            "cannot write the {what} {}: {e}",
-                            path.display()
-                        ))
-                    })
-            })
-            .transpose()
-        };
-        let files = TraceFiles {
-            trace: Arc::new(trace::Trace::new(start, &job.display().to_string())),
-            json: open(json, "trace")?,
-            svg: open(svg, "timeline")?,
-        };
-        trace::follow_job_threads(files.trace.clone());
-        Ok(Some(files))
-    }
-
-    /// Writes what was recorded; a failure is a warning (the job's status
-    /// stands).
-    pub fn write(&self) {
-        let data = self.trace.finish();
-        // A job may have lowered RLIMIT_FSIZE: a write past it fails
-        // instead of ending the process.
-        use crate::code::without_file_size_signal as guarded;
-        if let Some((path, file)) = &self.json {
-            let mut out = std::io::BufWriter::new(file);
-            if let Err(e) = guarded(|| chrome_trace::write(&data, &mut out)) {
-                eprintln!(
-                    "tierjit: warning: cannot write the trace {}: {e}",
-                    path.display()
-                );
-            }
-        }
-        if let Some((path, mut file)) = self.svg.as_ref().map(|(p, f)| (p, f)) {
-            if let Err(e) = guarded(|| file.write_all(timeline::render(&data).as_bytes())) {
-                eprintln!(
-                    "tierjit: warning: cannot write the timeline {}: {e}",
-                    path.display()
-                );
-            }
-        }
     }
 }
 
@@ -271,31 +169,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn perf_names_say_function_and_tier() {
-        let has = |n: &str| n == "kernel.tj0";
+    fn perf_names_say_function_tier_and_version() {
+        let known: HashSet<&str> = ["kernel", "kernel.tj0", "x.tj0", "x.tj0.tj0"].into();
+        let baseline = |s| display_name(s, CodeKind::Baseline, &known);
+        assert_eq!(baseline("kernel.tj0"), "kernel [O0]");
+        assert_eq!(baseline("kernel"), "kernel [stub]");
+        assert_eq!(baseline("__tierjit.x"), "__tierjit.x [O0]");
+        // A job function whose own name ends in `.tj0`.
+        assert_eq!(baseline("x.tj0"), "x.tj0 [stub]");
+        assert_eq!(baseline("x.tj0.tj0"), "x.tj0 [O0]");
+        let version = |s| display_name(s, CodeKind::Version, &known);
+        assert_eq!(version("kernel.tj3"), "kernel [O3 v3]");
+        assert_eq!(version("main.tj.osr2.v1"), "main@loop2 [O3 osr v1]");
+        assert_eq!(version("my.tjx"), "my.tjx [O3]");
+        assert_eq!(version("f.tj2.guard"), "f [O3 specialized v2]");
         assert_eq!(
-            display_name("kernel.tj0", CodeKind::Baseline, has),
-            "kernel [O0]"
+            display_name("f", CodeKind::OptimizedModule, &known),
+            "f [O3]"
         );
-        assert_eq!(
-            display_name("kernel", CodeKind::Baseline, has),
-            "kernel [stub]"
-        );
-        assert_eq!(
-            display_name("__tierjit.x", CodeKind::Baseline, has),
-            "__tierjit.x [O0]"
-        );
-        let version = CodeKind::Version;
-        assert_eq!(display_name("kernel.tj3", version, has), "kernel [O3]");
-        assert_eq!(
-            display_name("main.tj.osr2.v1", version, has),
-            "main@loop2 [O3 osr]"
-        );
-        assert_eq!(display_name("my.tjx", version, has), "my.tjx [O3]");
-        assert_eq!(
-            display_name("f.tj2.guard", version, has),
-            "f [O3 specialized]"
-        );
-        assert_eq!(display_name("f", CodeKind::OptimizedModule, has), "f [O3]");
     }
 }

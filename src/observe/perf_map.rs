@@ -39,11 +39,12 @@ impl MapEntry {
     }
 }
 
-/// The map of this process.
+/// The map of this process: the lines, which are also in its file.
+///
+/// The file is opened for each change and closed again, never held: a job
+/// may close descriptors it did not open and reuse their numbers.
+#[derive(Default)]
 pub struct PerfMap {
-    /// Whose map the file is: a forked child writes a map of its own.
-    pid: u32,
-    file: File,
     entries: Vec<MapEntry>,
 }
 
@@ -56,12 +57,9 @@ impl PerfMap {
     /// Starts this process's map, empty (a file a process with the same
     /// pid left is replaced).
     pub fn create() -> std::io::Result<PerfMap> {
-        let pid = std::process::id();
-        Ok(PerfMap {
-            pid,
-            file: open_truncated(pid)?,
-            entries: Vec::new(),
-        })
+        let path = path_for(std::process::id());
+        crate::code::without_file_size_signal(|| File::create(&path).map(drop))?;
+        Ok(PerfMap::default())
     }
 
     /// In a child just forked: the child runs the parent's code, so its
@@ -73,24 +71,18 @@ impl PerfMap {
         let _ = std::fs::copy(path_for(parent), path_for(std::process::id()));
     }
 
-    /// Adds `entries` (code just loaded). An error leaves the map as it
-    /// was on disk.
+    /// Adds `entries` (code just loaded) to the map of the calling process
+    /// (a forked child's own). An error leaves the file as it was.
     pub fn add(&mut self, entries: Vec<MapEntry>) -> std::io::Result<()> {
-        let pid = std::process::id();
-        let forked = pid != self.pid;
         let before = self.entries.len();
         self.entries
             .retain(|old| !entries.iter().any(|new| new.overlaps(old)));
         let dropped = self.entries.len() != before;
         let added = entries.len();
         self.entries.extend(entries);
-        if forked {
-            // The parent's code is this child's too: its map starts with it.
-            self.pid = pid;
-            self.file = open_truncated(pid)?;
-        }
-        if forked || dropped {
-            return self.rewrite();
+        let path = path_for(std::process::id());
+        if dropped {
+            return self.rewrite(&path);
         }
         let text: String = self.entries[self.entries.len() - added..]
             .iter()
@@ -98,31 +90,27 @@ impl PerfMap {
             .collect();
         // One write of whole lines to a file opened for appending: a
         // reader never sees half a line.
-        let file = &mut self.file;
-        crate::code::without_file_size_signal(|| file.write_all(text.as_bytes()))
+        crate::code::without_file_size_signal(|| {
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)?
+                .write_all(text.as_bytes())
+        })
     }
 
     /// Writes every line again, through a new file renamed over the old
     /// one, so a reader sees the old map or the new one.
-    fn rewrite(&mut self) -> std::io::Result<()> {
-        let path = path_for(self.pid);
-        let temporary = path.with_extension(format!("map.{}.tmp", self.pid));
+    fn rewrite(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let temporary = path.with_extension(format!("map.{}.tmp", std::process::id()));
         let text: String = self.entries.iter().map(MapEntry::line).collect();
         crate::code::without_file_size_signal(|| std::fs::write(&temporary, text))?;
-        std::fs::rename(&temporary, &path)?;
-        self.file = OpenOptions::new().append(true).open(&path)?;
-        Ok(())
+        std::fs::rename(&temporary, path)
     }
 
     pub fn entries(&self) -> &[MapEntry] {
         &self.entries
     }
-}
-
-fn open_truncated(pid: u32) -> std::io::Result<File> {
-    let path = path_for(pid);
-    File::create(&path)?;
-    OpenOptions::new().append(true).open(&path)
 }
 
 /// The entries of a map file's text (for tests and tools).

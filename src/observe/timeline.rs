@@ -76,18 +76,16 @@ impl UnitStory {
 
 fn stories(data: &TraceData) -> Vec<UnitStory> {
     let mut stories: Vec<UnitStory> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
     let mut story = |name: &str, at: f64| -> usize {
-        match stories.iter().position(|s| s.name == name) {
-            Some(i) => i,
-            None => {
-                stories.push(UnitStory {
-                    name: name.to_string(),
-                    first_seen: at,
-                    ..UnitStory::default()
-                });
-                stories.len() - 1
-            }
-        }
+        *index.entry(name.to_string()).or_insert_with(|| {
+            stories.push(UnitStory {
+                name: name.to_string(),
+                first_seen: at,
+                ..UnitStory::default()
+            });
+            stories.len() - 1
+        })
     };
     let mut events: Vec<&Event> = data.events.iter().collect();
     events.sort_by(|a, b| a.at_us.total_cmp(&b.at_us));
@@ -207,14 +205,16 @@ pub fn render(data: &TraceData) -> String {
     let stories = stories(data);
     let shown = stories.len().min(MAX_ROWS);
     let series = series(data);
+    let compiled_on: std::collections::HashSet<i32> = data
+        .events
+        .iter()
+        .filter(|e| e.category == "compile" && e.duration_us.is_some())
+        .map(|e| e.thread)
+        .collect();
     let compiler_threads: Vec<&(i32, String)> = data
         .threads
         .iter()
-        .filter(|(t, _)| {
-            data.events
-                .iter()
-                .any(|e| e.thread == *t && e.category == "compile" && e.duration_us.is_some())
-        })
+        .filter(|(t, _)| compiled_on.contains(t))
         .collect();
 
     let mut body = String::new();

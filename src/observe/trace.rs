@@ -5,7 +5,8 @@
 //! Bounded: events past `MAX_EVENTS` are counted, not kept, and each hot
 //! unit's counter samples are thinned (every other one dropped, the
 //! interval doubled) whenever they reach `MAX_SAMPLES`, so a job that runs
-//! for days keeps a trace of a few megabytes.
+//! for days keeps a trace of bounded size (tens of megabytes at most,
+//! mostly events' arguments; a few megabytes for most runs).
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -49,6 +50,10 @@ pub struct CounterTrack {
 pub struct TraceData {
     /// Each thread seen, with its role, in order of first appearance.
     pub threads: Vec<(i32, String)>,
+    /// The threads in `threads`.
+    seen: std::collections::HashSet<i32>,
+    /// Where each unit's track is in `counters`.
+    tracks: std::collections::HashMap<String, usize>,
     pub events: Vec<Event>,
     /// Events past `MAX_EVENTS`, not kept.
     pub dropped: u64,
@@ -144,16 +149,16 @@ impl Trace {
     pub fn sample(&self, unit: &str, calls: u64, backedges: u64) {
         let at = self.micros(Instant::now());
         let mut data = self.lock();
-        let track = match data.counters.iter().position(|t| t.unit == unit) {
-            Some(i) => &mut data.counters[i],
-            None => {
-                data.counters.push(CounterTrack {
-                    unit: unit.to_string(),
-                    ..CounterTrack::default()
-                });
-                data.counters.last_mut().expect("just pushed")
-            }
-        };
+        let data = &mut *data;
+        let next = data.counters.len();
+        let index = *data.tracks.entry(unit.to_string()).or_insert(next);
+        if index == next {
+            data.counters.push(CounterTrack {
+                unit: unit.to_string(),
+                ..CounterTrack::default()
+            });
+        }
+        let track = &mut data.counters[index];
         if let Some(&(last, _, _)) = track.points.last() {
             if at - last < track.every_us {
                 return;
@@ -222,7 +227,9 @@ impl Trace {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut data = self.lock().clone();
+        // Taken: this is the end (a job thread that ends later records
+        // into an empty trace, which is never written).
+        let mut data = std::mem::take(&mut *self.lock());
         let mut close = |thread: i32, began: f64, name: &str| {
             note_thread(&mut data, thread);
             data.events.push(Event {
@@ -250,13 +257,14 @@ fn this_thread() -> i32 {
 /// Names `thread` the first time it is seen: tierjit's threads by their
 /// names, the others as the job's.
 fn note_thread(data: &mut TraceData, thread: i32) {
-    if data.threads.iter().any(|(t, _)| *t == thread) {
+    if !data.seen.insert(thread) {
         return;
     }
-    let current = this_thread() == thread;
+    // Threads are noted by themselves, except `main` and job threads
+    // still running at the end (noted by the thread that writes).
     let name = match std::thread::current().name() {
         _ if thread as u32 == data.pid => "job main".to_string(),
-        Some(name) if current && name.starts_with("tierjit") => {
+        Some(name) if this_thread() == thread && name.starts_with("tierjit") => {
             name.trim_start_matches("tierjit-").to_string()
         }
         _ => format!("job thread {thread}"),

@@ -137,9 +137,9 @@ fn reclaim_once(shared: &Shared, reported: &mut HashSet<ObjectId>) -> Round {
     // Freed objects are never candidates again.
     reported.retain(|id| !proven.iter().any(|c| c.id == *id));
     for f in &freed {
-        shared.metrics.note(
-            "reclaim",
+        shared.metrics.code_freed(
             &f.symbols.join(" + "),
+            f.bytes,
             &format!(
                 "freed ({} bytes); {threads} thread(s) checked in {:.2}ms, {waiting} retired object(s) still in use",
                 f.bytes,

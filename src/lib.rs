@@ -87,4 +87,4 @@ pub mod versions;
 
 pub use config::Config;
 pub use error::Error;
-pub use runtime::{describe_target, run, Mode, RunOptions};
+pub use runtime::{describe_target, exit, run, Mode, RunOptions};

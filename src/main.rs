@@ -187,7 +187,7 @@ fn main() -> ExitCode {
     match outcome {
         // The job's exit: its handlers, then tierjit's report, then the
         // end of the process (see tierjit::run).
-        Ok(status) => std::process::exit(status),
+        Ok(status) => tierjit::exit(status),
         Err(e) => {
             // The message names its cause already (each error's text
             // includes its source), so the chain is not printed again.

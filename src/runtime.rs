@@ -140,6 +140,13 @@ pub fn describe_target(config: &Config, profile: Option<&str>) -> Result<String,
     ))
 }
 
+/// Ends the process with `status` as the job's `exit` does: the exit
+/// handlers, tierjit's report, then the end. If a job thread is already
+/// exiting, this thread waits for that instead (see `code::job_exit`).
+pub fn exit(status: i32) -> ! {
+    code::job_exit(status)
+}
+
 /// Runs the job's `main` and returns its status, which the caller passes
 /// to `exit` promptly: the process is the job's from the moment its code
 /// starts (its threads may still run, and its exit handlers, tierjit's

@@ -169,6 +169,46 @@ fn gdb_names_baseline_and_optimized_frames_of_a_crash_with_their_lines() {
 }
 
 #[test]
+fn gdb_unwinds_through_optimized_frames_by_their_call_frame_information() {
+    if emulated() {
+        eprintln!("skipped: gdb cannot debug a program user-mode QEMU runs");
+        return;
+    }
+    let mut command = Command::new("gdb");
+    command.args(["-nx", "-batch", "-ex", "run", "-ex", "bt"]);
+    command
+        .arg("--args")
+        .arg(tierjit())
+        .args(["run", "--debug-info", "--mode", "optimized"]);
+    command.arg(job("unwind.c"));
+    for (key, value) in tierjit_command().get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    let run = run_with_limit(&mut command, job_limit());
+    let out = format!("{}{}", run.stdout, run.stderr);
+    let frames: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
+    // leaf, mid (with a frame of its own), main, then tierjit's frames.
+    let expected = [
+        (" in leaf (", "unwind.c:9"),
+        (" in mid (", "unwind.c:16"),
+        (" in main (", "unwind.c:21"),
+    ];
+    for (k, (function, line)) in expected.iter().enumerate() {
+        let frame = frames.get(k).copied().unwrap_or_default();
+        assert!(
+            frame.contains(function) && frame.ends_with(line),
+            "frame {k}: `{frame}`\n{out}"
+        );
+    }
+    assert!(
+        frames.get(3).is_some_and(|f| f.contains("tierjit::")),
+        "the unwinding did not reach tierjit:\n{out}"
+    );
+}
+
+#[test]
 fn the_trace_and_the_timeline_show_threads_compiles_and_transitions() {
     let dir = scratch().join("observe-trace");
     std::fs::create_dir_all(&dir).unwrap();

@@ -373,6 +373,25 @@ fn a_signal_handler_forks_while_the_job_forks() {
 }
 
 #[test]
+fn threads_that_exit_at_once_end_the_job_once_with_its_report() {
+    let text = std::fs::read_to_string(root().join("tests/process/exits_at_once.c")).unwrap();
+    let source = job("exits_at_once.c", &text);
+    let runs = if emulated() { 3 } else { 20 };
+    for mode in MODES {
+        for _ in 0..runs {
+            let run = run_tierjit(&source, &["--mode", mode, "--stats"], &[]);
+            assert_eq!(run.status, Some(7), "{mode}: {}", run.stderr);
+            assert_eq!(run.stdout, "exit handler ran\n", "{mode}");
+            assert!(
+                run.stderr.contains("tierjit stats:"),
+                "{mode}: {}",
+                run.stderr
+            );
+        }
+    }
+}
+
+#[test]
 fn the_sigwait_family_fails_on_a_bad_set_as_natively() {
     matches_native_in_every_mode("sigwait_badptr.c", &[]);
 }

@@ -201,6 +201,12 @@ pub fn host_overrides() -> Vec<HostOverride> {
             yields_to_embedder: false,
         },
         HostOverride {
+            job_name: "exit",
+            symbol: "__tierjit_exit",
+            address: super::process::job_exit as extern "C" fn(c_int) -> ! as usize,
+            yields_to_embedder: false,
+        },
+        HostOverride {
             job_name: "at_quick_exit",
             symbol: "__tierjit_at_quick_exit",
             address: job_at_quick_exit as extern "C" fn(extern "C" fn()) -> c_int as usize,

@@ -18,6 +18,7 @@ mod shards;
 pub(crate) mod sleeps;
 mod tables;
 mod threads;
+mod unwind;
 
 pub use debugger::registered_images;
 pub use entry::{
@@ -32,8 +33,8 @@ pub use llvm_options::{applied_llvm_options, apply_llvm_options};
 pub use orc::{CodeAddress, CodeFootprint, Jit, LoadedObject};
 pub use probes::{record_value_address, VALUE_SLOTS, VALUE_TABLE_WORDS};
 pub use process::{
-    embedding_started, enter_job, in_forked_children, llvm_scope, on_fork, on_job_threads,
-    without_file_size_signal, ForkHooks,
+    embedding_started, enter_job, in_forked_children, job_exit, llvm_scope, on_fork,
+    on_job_threads, without_file_size_signal, ForkHooks,
 };
 pub use publish::sync_core_supported;
 pub use quiesce::{
@@ -44,3 +45,4 @@ pub use shards::process_sharding;
 pub use shards::Sharding;
 pub use tables::{CounterAddress, CounterTable, SlotTable};
 pub use threads::{current_os_thread, lower_priority, spawn_tierjit_thread, thread_cpu_time};
+pub use unwind::registered_frame_info;

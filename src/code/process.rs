@@ -196,6 +196,9 @@ extern "C" fn before_fork() {
 /// is a job thread, the only one.
 extern "C" fn in_child_after_fork() {
     super::sleeps::forget_all_after_fork();
+    // Relaxed: the child has a single thread. A child forked while its
+    // parent was exiting exits on its own.
+    EXITING_THREAD.store(0, Ordering::Relaxed);
     if let Some(hook) = CHILD_HOOK.get() {
         hook();
     }
@@ -548,6 +551,32 @@ extern "C" fn at_job_exit(status: c_int, _: *mut c_void) {
 /// Ends the job with `status` as `exit` does (for a `pthread_exit` from
 /// `main` once the job's other threads are done).
 fn exit_job(status: c_int) -> ! {
+    job_exit(status)
+}
+
+/// The thread that began ending the process through `exit` (0: none).
+static EXITING_THREAD: AtomicI32 = AtomicI32::new(0);
+
+/// The job's `exit`, and the one tierjit ends a job with: the first thread
+/// to call it ends the process; a thread that calls it while another is
+/// already exiting waits for the end, as glibc 2.41 makes `exit` do.
+/// (Before that, two threads running the exit handlers at once could
+/// free things twice, and the one that finished first ended the process
+/// under the other, cutting tierjit's report short.) A call from the
+/// exiting thread itself (an exit handler calling `exit`) goes on to the C
+/// library, which carries on with the remaining handlers.
+pub extern "C" fn job_exit(status: c_int) -> ! {
+    let me = thread_id();
+    // AcqRel: whoever wins, the others see it; nothing else is published
+    // through this flag.
+    let first = EXITING_THREAD.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire);
+    if matches!(first, Err(exiting) if exiting != me) && !in_forked_child() {
+        loop {
+            // SAFETY: pause has no preconditions; this thread only waits
+            // for the process to end (a signal handler may still run).
+            unsafe { libc::pause() };
+        }
+    }
     // SAFETY: libc's exit may be called from any thread; it runs the exit
     // handlers, `at_job_exit` last, which never returns.
     unsafe { libc::exit(status) }

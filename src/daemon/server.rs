@@ -1015,7 +1015,7 @@ fn worker(setup: &daemon_sys::WorkerSetup<'_>, job: &Job, config: &Config, run: 
             std::env::set_var(key, value);
         }
     }
-    std::process::exit(run(config, job.args.clone()))
+    crate::exit(run(config, job.args.clone()))
 }
 
 /// What `status` calls a job: its file name, else its first argument;

@@ -9,40 +9,51 @@ use serde_json::{json, Map, Value};
 
 use super::trace::TraceData;
 
-/// Writes `data` to `out` as a JSON object with `traceEvents`.
+/// Writes `data` to `out` as a JSON object with `traceEvents`, one event
+/// at a time (a trace near its bound has 200,000).
 pub fn write(data: &TraceData, out: &mut impl Write) -> std::io::Result<()> {
-    let events = trace_events(data);
-    let document = json!({
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "job": data.job,
-            "tool": concat!("tierjit ", env!("CARGO_PKG_VERSION")),
-            "dropped_events": data.dropped,
-        },
+    let other = json!({
+        "job": data.job,
+        "tool": concat!("tierjit ", env!("CARGO_PKG_VERSION")),
+        "dropped_events": data.dropped,
     });
-    serde_json::to_writer(&mut *out, &document)?;
-    out.write_all(b"\n")?;
-    out.flush()
-}
-
-fn trace_events(data: &TraceData) -> Vec<Value> {
+    write!(
+        out,
+        "{{\"displayTimeUnit\":\"ms\",\"otherData\":{other},\"traceEvents\":["
+    )?;
+    let mut first = true;
+    let mut emit = |out: &mut dyn Write, event: Value| -> std::io::Result<()> {
+        if !std::mem::take(&mut first) {
+            out.write_all(b",\n")?;
+        }
+        serde_json::to_writer(&mut *out, &event)?;
+        Ok(())
+    };
     let pid = data.pid;
-    let mut events = vec![json!({
-        "name": "process_name", "ph": "M", "pid": pid,
-        "args": {"name": format!("tierjit {}", data.job)},
-    })];
+    emit(
+        out,
+        json!({
+            "name": "process_name", "ph": "M", "pid": pid,
+            "args": {"name": format!("tierjit {}", data.job)},
+        }),
+    )?;
     for (index, (thread, name)) in data.threads.iter().enumerate() {
-        events.push(json!({
-            "name": "thread_name", "ph": "M", "pid": pid, "tid": thread,
-            "args": {"name": name},
-        }));
+        emit(
+            out,
+            json!({
+                "name": "thread_name", "ph": "M", "pid": pid, "tid": thread,
+                "args": {"name": name},
+            }),
+        )?;
         // The job's threads first, then tierjit's, in order of appearance.
         let rank = if name.starts_with("job") { 0 } else { 1000 };
-        events.push(json!({
-            "name": "thread_sort_index", "ph": "M", "pid": pid, "tid": thread,
-            "args": {"sort_index": rank + index},
-        }));
+        emit(
+            out,
+            json!({
+                "name": "thread_sort_index", "ph": "M", "pid": pid, "tid": thread,
+                "args": {"sort_index": rank + index},
+            }),
+        )?;
     }
     for event in &data.events {
         let mut args: Map<String, Value> = event
@@ -71,24 +82,28 @@ fn trace_events(data: &TraceData) -> Vec<Value> {
                 value["s"] = "t".into();
             }
         }
-        events.push(value);
+        emit(out, value)?;
     }
     for track in &data.counters {
         // Rates between samples: what a reader wants to see move.
         for pair in track.points.windows(2) {
             let ((t0, c0, b0), (t1, c1, b1)) = (pair[0], pair[1]);
             let seconds = ((t1 - t0) / 1e6).max(1e-9);
-            events.push(json!({
-                "name": format!("{} (O0 counts)", track.unit),
-                "ph": "C", "pid": pid, "ts": t0,
-                "args": {
-                    "calls/s": (c1.saturating_sub(c0) as f64 / seconds).round(),
-                    "back-edges/s": (b1.saturating_sub(b0) as f64 / seconds).round(),
-                },
-            }));
+            emit(
+                out,
+                json!({
+                    "name": format!("{} (O0 counts)", track.unit),
+                    "ph": "C", "pid": pid, "ts": t0,
+                    "args": {
+                        "calls/s": (c1.saturating_sub(c0) as f64 / seconds).round(),
+                        "back-edges/s": (b1.saturating_sub(b0) as f64 / seconds).round(),
+                    },
+                }),
+            )?;
         }
     }
-    events
+    out.write_all(b"]}\n")?;
+    out.flush()
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ const ALLOCATED: u64 = 0x2;
 const EXECUTABLE: u64 = 0x4;
 /// `SHT_SYMTAB`.
 const SYMBOL_TABLE: u32 = 2;
+/// `SHT_RELA`.
+const RELOCATIONS: u32 = 4;
 /// `STT_FUNC`.
 const FUNCTION: u8 = 2;
 /// `STB_GLOBAL`, `STB_WEAK`.
@@ -38,12 +40,21 @@ pub struct Symbol {
     pub function: bool,
 }
 
-/// An object's sections (by index; the first is ELF's null section) and
-/// defined symbols.
+/// An object's sections (by index; the first is ELF's null section),
+/// defined symbols, and where relocations apply.
 #[derive(Clone, Debug, Default)]
 pub struct Object {
     pub sections: Vec<Section>,
     pub symbols: Vec<Symbol>,
+    /// (section index, offset in it) of each relocated field.
+    pub relocated: Vec<(usize, usize)>,
+}
+
+impl Object {
+    /// The index of the section named `name`.
+    pub fn section(&self, name: &str) -> Option<usize> {
+        self.sections.iter().position(|s| s.name == name)
+    }
 }
 
 /// The sections and defined symbols of `bytes`; `None` if it is not a
@@ -82,9 +93,18 @@ pub fn read(bytes: &[u8]) -> Option<Object> {
     let mut symbol_table = None;
     for index in 0..count {
         let h = header(index)?;
-        if u32_at(bytes, h + 4)? == SYMBOL_TABLE {
+        let kind = u32_at(bytes, h + 4)?;
+        if kind == SYMBOL_TABLE {
             // Its string table is the section its `sh_link` names.
             symbol_table = Some((index, u32_at(bytes, h + 40)? as usize));
+        }
+        if kind == RELOCATIONS {
+            // The section they apply to is the one `sh_info` names.
+            let target = u32_at(bytes, h + 44)? as usize;
+            for entry in contents(index)?.chunks_exact(24) {
+                let offset = usize::try_from(u64_at(entry, 0)?).ok()?;
+                object.relocated.push((target, offset));
+            }
         }
         let flags = u64_at(bytes, h + 8)?;
         object.sections.push(Section {
@@ -132,6 +152,36 @@ pub fn with_addresses(object: &[u8], read: &Object, addresses: &[(usize, usize)]
         if let Some(field) = image.get_mut(at..at + 8) {
             field.copy_from_slice(&(address as u64).to_le_bytes());
         }
+    }
+    image
+}
+
+/// `object` with the name of section `index` changed, so that a debugger
+/// does not recognise it (the name may be shared with another section's,
+/// by suffix, which then changes too).
+pub fn with_name_hidden(mut image: Vec<u8>, read: &Object, index: usize) -> Vec<u8> {
+    let Some(section) = read.sections.get(index) else {
+        return image;
+    };
+    let (Some(name_offset), Some(names_index)) = (
+        u32_at(&image, section.header),
+        u16_at(&image, 0x3e).map(usize::from),
+    ) else {
+        return image;
+    };
+    let Some(names) = read.sections.get(names_index) else {
+        return image;
+    };
+    let Some(table) = u64_at(&image, names.header + 24).and_then(|o| usize::try_from(o).ok())
+    else {
+        return image;
+    };
+    // The name's first character: `.eh_frame` becomes `_eh_frame`.
+    if let Some(first) = table
+        .checked_add(name_offset as usize)
+        .and_then(|at| image.get_mut(at))
+    {
+        *first = b'_';
     }
     image
 }

@@ -151,7 +151,18 @@ pub fn code_loaded(
     }
     // Relaxed: see `enable`.
     if DEBUGGER.load(Ordering::Relaxed) {
-        jit.register_for_debugger(loaded, elf::with_addresses(object, &elf, &bases));
+        let mut bases = bases.clone();
+        let frames = elf.section(".eh_frame");
+        let frames_at = frames.and_then(|i| {
+            let at = placement::eh_frame_address(object, &elf, i, &bases)?;
+            bases.push((i, at));
+            Some(at)
+        });
+        let mut image = elf::with_addresses(object, &elf, &bases);
+        if let (Some(index), None) = (frames, frames_at) {
+            image = elf::with_name_hidden(image, &elf, index);
+        }
+        jit.register_for_debugger(loaded, image);
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// One line of the map.
@@ -58,7 +59,11 @@ impl PerfMap {
     /// pid left is replaced).
     pub fn create() -> std::io::Result<PerfMap> {
         let path = path_for(std::process::id());
-        crate::code::without_file_size_signal(|| File::create(&path).map(drop))?;
+        // A new file, never one someone put there (a symbolic link to
+        // another file, in a shared /tmp): what a process with this pid
+        // left is removed first, and if it cannot be, the map fails.
+        let _ = std::fs::remove_file(&path);
+        crate::code::without_file_size_signal(|| new_file(&path).map(drop))?;
         Ok(PerfMap::default())
     }
 
@@ -68,7 +73,16 @@ impl PerfMap {
     /// the parent may have held the map's lock at the fork.
     pub fn copy_for_forked_child() {
         let parent = std::os::unix::process::parent_id();
-        let _ = std::fs::copy(path_for(parent), path_for(std::process::id()));
+        let child = path_for(std::process::id());
+        let _ = std::fs::remove_file(&child);
+        let copy = || -> std::io::Result<()> {
+            let mut from = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path_for(parent))?;
+            std::io::copy(&mut from, &mut new_file(&child)?).map(drop)
+        };
+        let _ = crate::code::without_file_size_signal(copy);
     }
 
     /// Adds `entries` (code just loaded) to the map of the calling process
@@ -93,7 +107,7 @@ impl PerfMap {
         crate::code::without_file_size_signal(|| {
             OpenOptions::new()
                 .append(true)
-                .create(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)?
                 .write_all(text.as_bytes())
         })
@@ -104,13 +118,19 @@ impl PerfMap {
     fn rewrite(&self, path: &std::path::Path) -> std::io::Result<()> {
         let temporary = path.with_extension(format!("map.{}.tmp", std::process::id()));
         let text: String = self.entries.iter().map(MapEntry::line).collect();
-        crate::code::without_file_size_signal(|| std::fs::write(&temporary, text))?;
+        let _ = std::fs::remove_file(&temporary);
+        crate::code::without_file_size_signal(|| new_file(&temporary)?.write_all(text.as_bytes()))?;
         std::fs::rename(&temporary, path)
     }
 
     pub fn entries(&self) -> &[MapEntry] {
         &self.entries
     }
+}
+
+/// Creates `path`, which must not exist (not even as a symbolic link).
+fn new_file(path: &std::path::Path) -> std::io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// The entries of a map file's text (for tests and tools).

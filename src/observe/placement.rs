@@ -48,3 +48,46 @@ pub fn section_addresses(
     }
     bases
 }
+
+/// Where JITLink put the object's `.eh_frame` (its index in `elf`), found
+/// through the unwinder it was registered with: the CIE that a loaded
+/// function's FDE refers to starts the section, if the section begins
+/// with that CIE and the loaded bytes are the object's, relocated fields
+/// aside (so gdb, relocating them itself, sees the same table). `None`
+/// when that cannot be shown: the section is then kept from the debugger,
+/// which unwinds by the frame pointer instead of by wrong tables.
+pub fn eh_frame_address(
+    object: &[u8],
+    elf: &elf::Object,
+    index: usize,
+    bases: &[(usize, usize)],
+) -> Option<usize> {
+    let section = elf.sections.get(index)?;
+    let header = section.header;
+    let offset = usize::try_from(u64::from_le_bytes(
+        object.get(header + 24..header + 32)?.try_into().ok()?,
+    ))
+    .ok()?;
+    let ours = object.get(offset..offset.checked_add(section.size)?)?;
+    // A function of the object that has been placed: the unwinder knows
+    // its FDE.
+    let pc = elf
+        .symbols
+        .iter()
+        .filter(|s| s.function && s.size > 0 && elf.sections[s.section].executable)
+        .find_map(|s| {
+            let base = bases.iter().find(|b| b.0 == s.section)?.1;
+            base.checked_add(s.offset)
+        })?;
+    let (address, loaded) = crate::code::registered_frame_info(pc, ours.len())?;
+    let relocated: Vec<usize> = elf
+        .relocated
+        .iter()
+        .filter(|(target, _)| *target == index)
+        .map(|(_, at)| *at)
+        .collect();
+    // Relocated fields are 4 or 8 bytes wide: 8 are set aside.
+    let same = (0..ours.len())
+        .all(|i| ours[i] == loaded[i] || relocated.iter().any(|&at| at <= i && i < at + 8));
+    same.then_some(address)
+}

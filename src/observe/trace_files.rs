@@ -17,8 +17,20 @@ use crate::error::Error;
 /// The run's trace and the files it goes to at the end.
 pub struct TraceFiles {
     pub trace: Arc<trace::Trace>,
-    json: Option<PathBuf>,
-    svg: Option<PathBuf>,
+    json: Option<Target>,
+    svg: Option<Target>,
+}
+
+/// Where one output goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    /// A regular file (or none yet) at this absolute path, symbolic links
+    /// resolved: replaced whole by a file renamed over it.
+    File(PathBuf),
+    /// Something else that exists (a terminal, a pipe), or a name under
+    /// `/dev` or `/proc` (`/dev/stdout`, which may lead to the file the
+    /// job's output goes to): opened for appending and written as it is.
+    Special(PathBuf),
 }
 
 impl TraceFiles {
@@ -50,51 +62,66 @@ impl TraceFiles {
     /// stands).
     pub fn write(&self) {
         let data = self.trace.finish();
-        if let Some(path) = &self.json {
-            let written = replace(path, |out| chrome_trace::write(&data, out));
-            if let Err(e) = written {
+        if let Some(target) = &self.json {
+            if let Err(e) = target.write(|out| chrome_trace::write(&data, out)) {
                 eprintln!(
                     "tierjit: warning: cannot write the trace {}: {e}",
-                    path.display()
+                    target.path().display()
                 );
             }
         }
-        if let Some(path) = &self.svg {
-            let written = replace(path, |out| {
-                out.write_all(timeline::render(&data).as_bytes())
-            });
-            if let Err(e) = written {
+        if let Some(target) = &self.svg {
+            if let Err(e) = target.write(|out| out.write_all(timeline::render(&data).as_bytes())) {
                 eprintln!(
                     "tierjit: warning: cannot write the timeline {}: {e}",
-                    path.display()
+                    target.path().display()
                 );
             }
         }
     }
 }
 
-/// `path` made absolute (the job may change directory), once a file can
-/// be created next to it and it is not a directory.
-fn checked(path: &Path, what: &str) -> Result<PathBuf, Error> {
+/// Where `path` leads, once it is known that it can be written: a new
+/// file can be made next to a regular one, and it is not a directory.
+/// Made absolute, since the job may change directory.
+fn checked(path: &Path, what: &str) -> Result<Target, Error> {
     let fail = |why: String| {
         Error::Environment(format!("cannot write the {what} {}: {why}", path.display()))
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| fail("not a file name".into()))?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let dir = std::fs::canonicalize(dir).map_err(|e| fail(e.to_string()))?;
-    let absolute = dir.join(name);
-    if absolute.is_dir() {
-        return Err(fail("it is a directory".into()));
+    let system = path.starts_with("/dev") || path.starts_with("/proc");
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(fail("it is a directory".into())),
+        Ok(meta) if !meta.is_file() || system => {
+            let absolute = std::path::absolute(path).map_err(|e| fail(e.to_string()))?;
+            Ok(Target::Special(absolute))
+        }
+        Ok(_) => {
+            let resolved = std::fs::canonicalize(path).map_err(|e| fail(e.to_string()))?;
+            probe(&resolved).map_err(|e| fail(e.to_string()))?;
+            Ok(Target::File(resolved))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = path
+                .file_name()
+                .ok_or_else(|| fail("not a file name".into()))?;
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            let dir = std::fs::canonicalize(dir).map_err(|e| fail(e.to_string()))?;
+            let absolute = dir.join(name);
+            probe(&absolute).map_err(|e| fail(e.to_string()))?;
+            Ok(Target::File(absolute))
+        }
+        Err(e) => Err(fail(e.to_string())),
     }
-    let probe = temporary(&absolute);
-    std::fs::File::create(&probe).map_err(|e| fail(e.to_string()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(absolute)
+}
+
+/// Whether the file `path` is written through can be made.
+fn probe(path: &Path) -> std::io::Result<()> {
+    let temporary = temporary(path);
+    new_file(&temporary)?;
+    std::fs::remove_file(&temporary)
 }
 
 /// The file `path` is written through.
@@ -104,22 +131,47 @@ fn temporary(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `path` anew with `write`, through a temporary file renamed over
-/// it. A job may have lowered RLIMIT_FSIZE: a write past it fails instead
-/// of ending the process.
-fn replace(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let temporary = temporary(path);
-    let written = crate::code::without_file_size_signal(|| {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
-        write(&mut out)?;
-        out.into_inner().map_err(|e| e.into_error()).map(drop)
-    })
-    .and_then(|()| std::fs::rename(&temporary, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+/// Creates `path`, which must not exist (not even as a symbolic link).
+fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+type Out = std::io::BufWriter<std::fs::File>;
+
+impl Target {
+    fn path(&self) -> &Path {
+        match self {
+            Target::File(path) | Target::Special(path) => path,
+        }
     }
-    written
+
+    /// Writes the output with `write`. A job may have lowered
+    /// RLIMIT_FSIZE: a write past it fails instead of ending the process.
+    fn write(&self, write: impl FnOnce(&mut Out) -> std::io::Result<()>) -> std::io::Result<()> {
+        let finish = |out: Out| out.into_inner().map_err(|e| e.into_error()).map(drop);
+        match self {
+            Target::Special(path) => crate::code::without_file_size_signal(|| {
+                let mut out = Out::new(std::fs::OpenOptions::new().append(true).open(path)?);
+                write(&mut out)?;
+                finish(out)
+            }),
+            Target::File(path) => {
+                let temporary = temporary(path);
+                let _ = std::fs::remove_file(&temporary);
+                let written = crate::code::without_file_size_signal(|| {
+                    let mut out = Out::new(new_file(&temporary)?);
+                    write(&mut out)?;
+                    finish(out)
+                })
+                .and_then(|()| std::fs::rename(&temporary, path));
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&temporary);
+                }
+                written
+            }
+        }
+    }
 }

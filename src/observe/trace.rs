@@ -178,41 +178,39 @@ impl Trace {
         }
     }
 
-    /// This job thread began.
-    pub fn job_thread_began(&self) {
+    /// This thread began doing `what` (`job thread`, `main`, `profiler`,
+    /// `compiler`, `reclaim`): a span from now until `thread_ended` or the
+    /// end of the run, so that each thread has its track.
+    pub fn thread_began(&self, what: &'static str) {
         let at = self.micros(Instant::now());
         let thread = this_thread();
         note_thread(&mut self.lock(), thread);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.push((thread, at, "job thread"));
+        running.push((thread, at, what));
     }
 
     /// The job's `main` begins, on this thread.
     pub fn job_main_began(&self) {
-        let at = self.micros(Instant::now());
-        let thread = this_thread();
-        note_thread(&mut self.lock(), thread);
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.push((thread, at, "main"));
+        self.thread_began("main");
     }
 
-    /// This job thread ended: its span.
-    pub fn job_thread_ended(&self) {
+    /// This thread is done: its span (see `thread_began`).
+    pub fn thread_ended(&self) {
         let thread = this_thread();
         let began = {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             let Some(i) = running.iter().position(|(t, _, _)| *t == thread) else {
                 return;
             };
-            running.remove(i).1
+            running.remove(i)
         };
         let now = self.micros(Instant::now());
         self.push(Event {
             thread,
-            at_us: began,
-            duration_us: Some(now - began),
+            at_us: began.1,
+            duration_us: Some(now - began.1),
             category: "thread",
-            name: "job thread".into(),
+            name: began.2.into(),
             unit: None,
             args: Vec::new(),
         });
@@ -281,9 +279,9 @@ pub fn follow_job_threads(trace: Arc<Trace>) {
         crate::code::on_job_threads(|began| {
             if let Some(trace) = JOB_TRACE.get() {
                 if began {
-                    trace.job_thread_began();
+                    trace.thread_began("job thread");
                 } else {
-                    trace.job_thread_ended();
+                    trace.thread_ended();
                 }
             }
         });

@@ -182,7 +182,13 @@ pub fn on_fatal_error(reason: &str) -> bool {
 }
 
 fn run(shared: Arc<Shared>, index: usize) {
+    if let Some(trace) = shared.metrics.trace() {
+        trace.thread_began("compiler");
+    }
     serve(&shared, index, Session::Dedicated);
+    if let Some(trace) = shared.metrics.trace() {
+        trace.thread_ended();
+    }
 }
 
 /// Compiles a pool thread makes for one module before it looks at the

@@ -43,6 +43,9 @@ fn baseline_events(shared: &Shared) -> u64 {
 }
 
 pub fn run(shared: Arc<Shared>) {
+    if let Some(trace) = shared.metrics.trace() {
+        trace.thread_began("profiler");
+    }
     let interval = Duration::from_millis(shared.config.profiler.interval_ms);
     let layout = &shared.layout;
     // Functions and loops that may still need a request; installed and

@@ -35,6 +35,9 @@ struct Round {
 }
 
 pub fn run(shared: Arc<Shared>) {
+    if let Some(trace) = shared.metrics.trace() {
+        trace.thread_began("reclaim");
+    }
     if let Err(why) = crate::code::install_reclaim_handler() {
         shared.metrics.note(
             "reclaim",

@@ -392,6 +392,37 @@ fn threads_that_exit_at_once_end_the_job_once_with_its_report() {
 }
 
 #[test]
+fn a_signal_handler_that_exits_during_exit_leaves_the_report_whole() {
+    let text = std::fs::read_to_string(root().join("tests/process/exit_in_handler.c")).unwrap();
+    let source = job("exit_in_handler.c", &text);
+    let runs = if emulated() { 2 } else { 10 };
+    for _ in 0..runs {
+        let run = run_tierjit(&source, &["--stats"], &[]);
+        assert!(!run.timed_out, "{}", run.stderr);
+        assert!(
+            matches!(run.status, Some(3) | Some(42)),
+            "{:?}: {}",
+            run.status,
+            run.stderr
+        );
+        assert_eq!(
+            run.stdout,
+            format!("s={}\n", 20_000 * 6_000),
+            "{}",
+            run.stderr
+        );
+        // Once tierjit's report has begun, no handler interrupts it: the
+        // first `exit` ends the job with its report. (`exit` is not
+        // async-signal-safe: a handler's `exit` that lands inside the C
+        // library's own exit, just before the report, may end the process
+        // there, as natively it would skip what was left.)
+        if run.status == Some(3) {
+            assert!(run.stderr.contains("compile latency:"), "{}", run.stderr);
+        }
+    }
+}
+
+#[test]
 fn the_sigwait_family_fails_on_a_bad_set_as_natively() {
     matches_native_in_every_mode("sigwait_badptr.c", &[]);
 }

@@ -534,6 +534,15 @@ pub fn in_forked_child() -> bool {
 }
 
 extern "C" fn at_job_exit(status: c_int, _: *mut c_void) {
+    // SAFETY: a full set, made by sigfillset, blocked on this thread only.
+    // The job's handlers are done: one of its signal handlers calling
+    // `exit` now would end the process in the middle of tierjit's report
+    // (or wait on a lock the report holds). The process ends below.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
     // SAFETY: fflush(NULL) flushes every open output stream and takes the
     // stdio locks itself. Flushing first keeps the job's output ahead of
     // tierjit's report.

@@ -49,10 +49,12 @@ impl TraceFiles {
             json: json.map(|p| checked(p, "trace")).transpose()?,
             svg: svg.map(|p| checked(p, "timeline")).transpose()?,
         };
-        if files.json.is_some() && files.json == files.svg {
-            return Err(Error::Environment(
-                "--trace and --timeline name the same file".into(),
-            ));
+        if let (Some(json), Some(svg)) = (&files.json, &files.svg) {
+            if json.same_as(svg) {
+                return Err(Error::Environment(
+                    "--trace and --timeline name the same file".into(),
+                ));
+            }
         }
         trace::follow_job_threads(files.trace.clone());
         Ok(Some(files))
@@ -89,6 +91,21 @@ fn checked(path: &Path, what: &str) -> Result<Target, Error> {
         Error::Environment(format!("cannot write the {what} {}: {why}", path.display()))
     };
     let system = path.starts_with("/dev") || path.starts_with("/proc");
+    // A symbolic link to a file not made yet (as a shell's `>` does).
+    let mut path = path.to_path_buf();
+    for _ in 0..8 {
+        let dangling = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink())
+            && std::fs::metadata(&path).is_err();
+        if !dangling {
+            break;
+        }
+        let target = std::fs::read_link(&path).map_err(|e| fail(e.to_string()))?;
+        path = match path.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    let path = path.as_path();
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Err(fail("it is a directory".into())),
         Ok(meta) if !meta.is_file() || system => {
@@ -146,6 +163,13 @@ impl Target {
         match self {
             Target::File(path) | Target::Special(path) => path,
         }
+    }
+
+    /// Whether the two lead to one file (by name, or as hard links).
+    fn same_as(&self, other: &Target) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let identity = |t: &Target| std::fs::metadata(t.path()).ok().map(|m| (m.dev(), m.ino()));
+        self.path() == other.path() || identity(self).is_some_and(|id| Some(id) == identity(other))
     }
 
     /// Writes the output with `write`. A job may have lowered

@@ -5,6 +5,9 @@
 //! show that functions were really replaced by O3 versions while the
 //! program ran, and forced OSR that frames moved (where loops are left).
 //!
+//! Shapes and modes are those `TIERJIT_TEST_SHAPES`, `TIERJIT_TEST_C_MODES`
+//! and `TIERJIT_TEST_IR_MODES` select (all by default; fewer under QEMU).
+//!
 //! CI runs a fixed set of seeds. For a soak run:
 //!   TIERJIT_CSMITH_SEEDS=500 TIERJIT_CSMITH_FIRST_SEED=1000 \
 //!     cargo test --release --test csmith -- --nocapture
@@ -88,7 +91,7 @@ fn check_seed(seed: u64) -> Outcome {
     let mut problems = Vec::new();
     for shape in shapes() {
         let job = shape.prepare(&source, &dir, &["-I", CSMITH_INCLUDE]);
-        for (label, flags) in MODES {
+        for (label, flags) in MODES.iter().filter(|(l, _)| mode_selected(l, shape)) {
             let label = format!("{} {label}", shape.label());
             let mut all: Vec<&str> = flags.to_vec();
             all.push(&cflag);

@@ -437,6 +437,22 @@ pub const PGO_FLAGS: &[&str] = &[
     "compiler.background=false",
 ];
 
+/// Whether this run tests `shape` in mode `label`: every mode, unless
+/// `TIERJIT_TEST_IR_MODES` lists the modes IR shapes run in, or
+/// `TIERJIT_TEST_C_MODES` those C runs in (.ci/test-aarch64 sets both,
+/// since every run costs a second or two under emulation).
+pub fn mode_selected(label: &str, shape: Shape) -> bool {
+    let variable = if shape == Shape::C {
+        "TIERJIT_TEST_C_MODES"
+    } else {
+        "TIERJIT_TEST_IR_MODES"
+    };
+    match std::env::var(variable) {
+        Ok(list) if !list.trim().is_empty() => list.split(',').any(|m| m.trim() == label),
+        _ => true,
+    }
+}
+
 pub const MODES: &[(&str, &[&str])] = &[
     ("baseline", &["--mode", "baseline"]),
     ("optimized", &["--mode", "optimized"]),

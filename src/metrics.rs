@@ -29,7 +29,8 @@ pub struct TierEvent<'a> {
     /// Whether `compile` goes into the latency histogram: a compile that
     /// built several units is one compile, recorded with one of them.
     pub records_latency: bool,
-    /// The installed version is specialized for an argument value.
+    /// The installed version is specialized for an argument value (set
+    /// only when a trace is kept, which alone shows it).
     pub specialized: bool,
     pub outcome: Result<(), &'a str>,
 }
@@ -274,6 +275,11 @@ impl Metrics {
                 vec![("topic", topic.into()), ("note", note.into())],
             );
         }
+        self.note_line(topic, label, note);
+    }
+
+    /// The `--events` line of a note.
+    fn note_line(&self, topic: &str, label: &str, note: &str) {
         if self.events_enabled {
             let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
             self.emit(format!(
@@ -294,13 +300,7 @@ impl Metrics {
                 vec![("symbols", label.into()), ("bytes", bytes.into())],
             );
         }
-        if self.events_enabled {
-            let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
-            self.emit(format!(
-                "{:>10.3}ms {seq:>4} reclaim {label}: {note}",
-                self.elapsed_ms()
-            ));
-        }
+        self.note_line("reclaim", label, note);
     }
 
     /// A value guard failed too often (`hits` and `misses` in its recent

@@ -570,7 +570,7 @@ fn run_optimized(
         }
     });
     if let Some(files) = &trace_files {
-        files.trace.job_main_began();
+        files.trace.thread_began("main");
     }
     let status = run_job(|name| jit.lookup(name), shape, structors, options, shutdown)?;
     // The job's code runs until the process exits (its threads, its exit
@@ -627,7 +627,7 @@ fn run_tiered(
         }
     });
     if let Some(trace) = shared.metrics.trace() {
-        trace.job_main_began();
+        trace.thread_began("main");
     }
     if mode == Mode::Tiered {
         crate::tiering::warm::install_before_main(&shared);

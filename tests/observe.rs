@@ -30,12 +30,36 @@ fn batch(calls: u32) -> Vec<String> {
     .to_vec()
 }
 
-#[test]
-fn the_perf_map_names_the_code_each_tier_ran() {
+/// Runs job `name` with `--perf-map`, in batch mode at 100 calls.
+fn run_perf_mapped(name: &str) -> common::Run {
     let mut flags = vec!["--perf-map".to_string()];
     flags.extend(batch(100));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let run = run_tierjit(&job("perf_probe.c"), &flags, &[]);
+    run_tierjit(&job(name), &flags, &[])
+}
+
+/// What `gdb` prints running `tierjit run ARGS` to its end, then `bt`
+/// and the `commands` after it, in the environment the other tests run
+/// tierjit in (their cache).
+fn under_gdb(commands: &[String], args: &[String]) -> String {
+    let mut command = Command::new("gdb");
+    command.args(["-nx", "-batch", "-ex", "run", "-ex", "bt"]);
+    for c in commands {
+        command.args(["-ex", c]);
+    }
+    command.arg("--args").arg(tierjit()).arg("run").args(args);
+    for (key, value) in tierjit_command().get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    let run = run_with_limit(&mut command, job_limit());
+    format!("{}{}", run.stdout, run.stderr)
+}
+
+#[test]
+fn the_perf_map_names_the_code_each_tier_ran() {
+    let run = run_perf_mapped("perf_probe.c");
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     let fields: Vec<&str> = run.stdout.split_whitespace().collect();
     let pid: u32 = fields[0].parse().unwrap();
@@ -81,10 +105,7 @@ fn take_perf_map(pid: u32) -> Vec<tierjit::observe::perf_map::MapEntry> {
 
 #[test]
 fn a_forked_child_has_a_perf_map_of_its_own() {
-    let mut flags = vec!["--perf-map".to_string()];
-    flags.extend(batch(100));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let run = run_tierjit(&job("fork_probe.c"), &flags, &[]);
+    let run = run_perf_mapped("fork_probe.c");
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     let line = |who: &str| -> Vec<String> {
         let line = run.stdout.lines().find(|l| l.starts_with(who)).unwrap();
@@ -112,27 +133,17 @@ fn gdb_names_baseline_and_optimized_frames_of_a_crash_with_their_lines() {
         eprintln!("skipped: gdb cannot debug a program user-mode QEMU runs");
         return;
     }
-    let mut command = Command::new("gdb");
-    command.args(["-nx", "-batch", "-ex", "run", "-ex", "bt"]);
-    for frame in 0..3 {
-        command.args(["-ex", &format!("frame {frame}"), "-ex", "info symbol $pc"]);
-    }
-    command
-        .arg("--args")
-        .arg(tierjit())
-        .args(["run", "--debug-info"]);
-    command
-        .args(batch(1000))
-        .arg(job("crash.c"))
-        .args(["--", "6000"]);
-    // The environment the other tests run tierjit in (their cache).
-    for (key, value) in tierjit_command().get_envs() {
-        if let Some(value) = value {
-            command.env(key, value);
-        }
-    }
-    let run = run_with_limit(&mut command, job_limit());
-    let out = format!("{}{}", run.stdout, run.stderr);
+    let commands: Vec<String> = (0..3)
+        .flat_map(|frame| [format!("frame {frame}"), "info symbol $pc".to_string()])
+        .collect();
+    let mut args = vec!["--debug-info".to_string()];
+    args.extend(batch(1000));
+    args.extend([
+        job("crash.c").display().to_string(),
+        "--".into(),
+        "6000".into(),
+    ]);
+    let out = under_gdb(&commands, &args);
     assert!(
         !out.contains("No such file") || out.contains("SIGSEGV"),
         "gdb did not run (is it installed? .ci/install-deps installs it):\n{out}"
@@ -174,20 +185,12 @@ fn gdb_unwinds_through_optimized_frames_by_their_call_frame_information() {
         eprintln!("skipped: gdb cannot debug a program user-mode QEMU runs");
         return;
     }
-    let mut command = Command::new("gdb");
-    command.args(["-nx", "-batch", "-ex", "run", "-ex", "bt"]);
-    command
-        .arg("--args")
-        .arg(tierjit())
-        .args(["run", "--debug-info", "--mode", "optimized"]);
-    command.arg(job("unwind.c"));
-    for (key, value) in tierjit_command().get_envs() {
-        if let Some(value) = value {
-            command.env(key, value);
-        }
-    }
-    let run = run_with_limit(&mut command, job_limit());
-    let out = format!("{}{}", run.stdout, run.stderr);
+    let args = ["--debug-info", "--mode", "optimized"]
+        .map(String::from)
+        .into_iter()
+        .chain([job("unwind.c").display().to_string()])
+        .collect::<Vec<_>>();
+    let out = under_gdb(&[], &args);
     let frames: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
     // leaf, mid (with a frame of its own), main, then tierjit's frames.
     let expected = [

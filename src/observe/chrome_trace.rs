@@ -109,30 +109,10 @@ pub fn write(data: &TraceData, out: &mut impl Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::trace::Trace;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn spans_instants_and_counters_are_trace_events() {
-        let start = Instant::now();
-        let trace = Trace::new(start, "job.c");
-        trace.span(
-            "compile",
-            "kernel".into(),
-            Some("kernel".into()),
-            start,
-            Duration::from_millis(3),
-            vec![("result", "installed".into())],
-        );
-        trace.instant(
-            "install",
-            "install kernel [O3]".into(),
-            Some("kernel".into()),
-            vec![],
-        );
-        trace.sample("kernel", 10, 0);
-        std::thread::sleep(Duration::from_millis(2));
-        trace.sample("kernel", 30, 5);
+        let trace = crate::observe::trace::tier_up_of_kernel("job.c");
         let mut out = Vec::new();
         write(&trace.finish(), &mut out).unwrap();
         let parsed: Value = serde_json::from_slice(&out).unwrap();

@@ -25,6 +25,10 @@ pub struct Section {
     pub executable: bool,
     /// Where its header is in the file (to set its address).
     pub header: usize,
+    /// Where its contents are in the file.
+    pub offset: usize,
+    /// Where its name is in the file (`None` if not in it).
+    name_at: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -54,6 +58,12 @@ impl Object {
     /// The index of the section named `name`.
     pub fn section(&self, name: &str) -> Option<usize> {
         self.sections.iter().position(|s| s.name == name)
+    }
+
+    /// The contents of section `index` in `bytes`, the file read.
+    pub fn contents<'a>(&self, bytes: &'a [u8], index: usize) -> Option<&'a [u8]> {
+        let section = self.sections.get(index)?;
+        bytes.get(section.offset..section.offset.checked_add(section.size)?)
     }
 }
 
@@ -89,6 +99,7 @@ pub fn read(bytes: &[u8]) -> Option<Object> {
         bytes.get(offset..offset.checked_add(size)?)
     };
     let section_names = contents(names_index)?;
+    let names_offset = usize::try_from(u64_at(bytes, header(names_index)? + 24)?).ok()?;
     let mut object = Object::default();
     let mut symbol_table = None;
     for index in 0..count {
@@ -109,7 +120,11 @@ pub fn read(bytes: &[u8]) -> Option<Object> {
         let flags = u64_at(bytes, h + 8)?;
         object.sections.push(Section {
             name: string_at(section_names, u32_at(bytes, h)? as usize),
+            name_at: names_offset
+                .checked_add(u32_at(bytes, h)? as usize)
+                .filter(|&at| at < bytes.len()),
             size: usize::try_from(u64_at(bytes, h + 32)?).ok()?,
+            offset: usize::try_from(u64_at(bytes, h + 24)?).ok()?,
             allocated: flags & ALLOCATED != 0,
             executable: flags & EXECUTABLE != 0,
             header: h,
@@ -160,27 +175,9 @@ pub fn with_addresses(object: &[u8], read: &Object, addresses: &[(usize, usize)]
 /// does not recognise it (the name may be shared with another section's,
 /// by suffix, which then changes too).
 pub fn with_name_hidden(mut image: Vec<u8>, read: &Object, index: usize) -> Vec<u8> {
-    let Some(section) = read.sections.get(index) else {
-        return image;
-    };
-    let (Some(name_offset), Some(names_index)) = (
-        u32_at(&image, section.header),
-        u16_at(&image, 0x3e).map(usize::from),
-    ) else {
-        return image;
-    };
-    let Some(names) = read.sections.get(names_index) else {
-        return image;
-    };
-    let Some(table) = u64_at(&image, names.header + 24).and_then(|o| usize::try_from(o).ok())
-    else {
-        return image;
-    };
     // The name's first character: `.eh_frame` becomes `_eh_frame`.
-    if let Some(first) = table
-        .checked_add(name_offset as usize)
-        .and_then(|at| image.get_mut(at))
-    {
+    let name_at = read.sections.get(index).and_then(|s| s.name_at);
+    if let Some(first) = name_at.and_then(|at| image.get_mut(at)) {
         *first = b'_';
     }
     image

@@ -122,10 +122,6 @@ impl PerfMap {
         crate::code::without_file_size_signal(|| new_file(&temporary)?.write_all(text.as_bytes()))?;
         std::fs::rename(&temporary, path)
     }
-
-    pub fn entries(&self) -> &[MapEntry] {
-        &self.entries
-    }
 }
 
 /// Creates `path`, which must not exist (not even as a symbolic link).

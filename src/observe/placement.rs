@@ -62,13 +62,7 @@ pub fn eh_frame_address(
     index: usize,
     bases: &[(usize, usize)],
 ) -> Option<usize> {
-    let section = elf.sections.get(index)?;
-    let header = section.header;
-    let offset = usize::try_from(u64::from_le_bytes(
-        object.get(header + 24..header + 32)?.try_into().ok()?,
-    ))
-    .ok()?;
-    let ours = object.get(offset..offset.checked_add(section.size)?)?;
+    let ours = elf.contents(object, index)?;
     // A function of the object that has been placed: the unwinder knows
     // its FDE.
     let pc = elf

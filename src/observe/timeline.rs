@@ -112,11 +112,7 @@ fn stories(data: &TraceData) -> Vec<UnitStory> {
         };
         match (event.category, event.duration_us) {
             ("compile", Some(duration)) => {
-                let installed = event
-                    .args
-                    .iter()
-                    .any(|(k, v)| *k == "result" && v.as_str() == Some("installed"));
-                s.compiles.push((event.at_us, duration, installed));
+                s.compiles.push((event.at_us, duration, installed(event)));
             }
             ("install", _) => s.installs.push((event.at_us, flag("specialized"))),
             ("osr", _) => s.transitions.push(event.at_us),
@@ -157,6 +153,24 @@ fn series(data: &TraceData) -> Vec<(String, Vec<(f64, f64)>)> {
             (t.unit.clone(), points)
         })
         .collect()
+}
+
+/// Whether compile span `event` installed what it built.
+fn installed(event: &Event) -> bool {
+    event
+        .args
+        .iter()
+        .any(|(k, v)| *k == "result" && v.as_str() == Some("installed"))
+}
+
+/// Writes a section's title below `y`; returns where the section starts.
+fn heading(body: &mut String, y: f64, title: &str) -> f64 {
+    let y = y + 8.0;
+    let _ = writeln!(
+        body,
+        r#"<text x="12" y="{y}" class="section">{title}</text>"#
+    );
+    y + 6.0
 }
 
 /// A round step for axis ticks: about `target` of them over `range`.
@@ -276,12 +290,7 @@ pub fn render(data: &TraceData) -> String {
             .flat_map(|(_, p)| p.iter().map(|(_, r)| *r))
             .fold(0.0f64, f64::max)
             .max(1e-9);
-        y += 8.0;
-        let _ = writeln!(
-            body,
-            r#"<text x="12" y="{y}" class="section">calls + back-edges per ms counted by O0 code</text>"#
-        );
-        y += 6.0;
+        y = heading(&mut body, y, "calls + back-edges per ms counted by O0 code");
         let base = y + RATE_HEIGHT;
         let _ = writeln!(
             body,
@@ -318,12 +327,7 @@ pub fn render(data: &TraceData) -> String {
 
     // A row per unit that got hot.
     if !stories.is_empty() {
-        y += 8.0;
-        let _ = writeln!(
-            body,
-            r#"<text x="12" y="{y}" class="section">functions and loops that got hot</text>"#
-        );
-        y += 6.0;
+        y = heading(&mut body, y, "functions and loops that got hot");
     }
     for story in &stories[..shown] {
         let mid = y + ROW / 2.0;
@@ -391,12 +395,7 @@ pub fn render(data: &TraceData) -> String {
 
     // A row per thread that compiled.
     if !compiler_threads.is_empty() {
-        y += 8.0;
-        let _ = writeln!(
-            body,
-            r#"<text x="12" y="{y}" class="section">compiles, by thread</text>"#
-        );
-        y += 6.0;
+        y = heading(&mut body, y, "compiles, by thread");
     }
     for (thread, name) in compiler_threads {
         let _ = writeln!(
@@ -413,11 +412,7 @@ pub fn render(data: &TraceData) -> String {
             let Some(duration) = event.duration_us else {
                 continue;
             };
-            let installed = event
-                .args
-                .iter()
-                .any(|(k, v)| *k == "result" && v.as_str() == Some("installed"));
-            let colour = if installed { O3 } else { FAILED };
+            let colour = if installed(event) { O3 } else { FAILED };
             let (x0, x1) = (x(event.at_us), x(event.at_us + duration));
             let _ = writeln!(
                 body,
@@ -497,30 +492,10 @@ fn format_rate(rate: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::trace::Trace;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn a_tier_up_is_drawn_with_its_names() {
-        let start = Instant::now();
-        let trace = Trace::new(start, "job <1>.c");
-        trace.sample("kernel", 0, 0);
-        std::thread::sleep(Duration::from_millis(2));
-        trace.sample("kernel", 100, 1000);
-        trace.span(
-            "compile",
-            "kernel".into(),
-            Some("kernel".into()),
-            start,
-            Duration::from_millis(1),
-            vec![("result", "installed".into())],
-        );
-        trace.instant(
-            "install",
-            "install kernel [O3]".into(),
-            Some("kernel".into()),
-            vec![],
-        );
+        let trace = crate::observe::trace::tier_up_of_kernel("job <1>.c");
         trace.instant(
             "osr",
             "osr transition".into(),

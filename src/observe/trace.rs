@@ -189,11 +189,6 @@ impl Trace {
         running.push((thread, at, what));
     }
 
-    /// The job's `main` begins, on this thread.
-    pub fn job_main_began(&self) {
-        self.thread_began("main");
-    }
-
     /// This thread is done: its span (see `thread_began`).
     pub fn thread_ended(&self) {
         let thread = this_thread();
@@ -288,6 +283,31 @@ pub fn follow_job_threads(trace: Arc<Trace>) {
     }
 }
 
+/// A trace of one tier-up, for the writers' tests.
+#[cfg(test)]
+pub(crate) fn tier_up_of_kernel(job: &str) -> Trace {
+    let start = Instant::now();
+    let trace = Trace::new(start, job);
+    trace.sample("kernel", 10, 0);
+    std::thread::sleep(Duration::from_millis(2));
+    trace.sample("kernel", 30, 5);
+    trace.span(
+        "compile",
+        "kernel".into(),
+        Some("kernel".into()),
+        start,
+        Duration::from_millis(3),
+        vec![("result", "installed".into())],
+    );
+    trace.instant(
+        "install",
+        "install kernel [O3]".into(),
+        Some("kernel".into()),
+        vec![],
+    );
+    trace
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +333,7 @@ mod tests {
         for _ in 0..MAX_EVENTS + 5 {
             trace.instant("osr", String::new(), None, Vec::new());
         }
-        trace.job_main_began();
+        trace.thread_began("main");
         let data = trace.finish();
         assert_eq!(data.dropped, 5);
         // The main thread's span is added at the end, past the bound.

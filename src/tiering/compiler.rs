@@ -1198,8 +1198,10 @@ fn report(
         compile: finished.saturating_duration_since(started),
         code_bytes,
         records_latency: !latency_recorded,
+        // What only the trace shows: not worth a look at the version otherwise.
         specialized: outcome.is_ok()
             && request.loop_index.is_none()
+            && shared.metrics.trace().is_some()
             && shared
                 .versions
                 .speculation(request.unit(&shared.layout))

@@ -135,12 +135,30 @@ impl Engine {
         Ok(())
     }
 
-    /// Loads `path` (`.c`, `.ll` or `.bc`, as `tierjit run` takes it; C is
-    /// compiled with clang-19). The module need not define `main`. Its
-    /// code starts on baseline and tiers up in the background.
+    /// Loads `path` (`.c`, `.cpp`, `.f90`, `.ll` or `.bc`, as `tierjit
+    /// run` takes it; C and C++ are compiled with clang-19, Fortran with
+    /// flang-19). The module need not define `main`. Its code starts on
+    /// baseline and tiers up in the background. The runtimes its source
+    /// implies (libstdc++, libomp, flang's) are loaded into the process;
+    /// other libraries it calls must be in the process already (linked
+    /// into the embedder, or `dlopen`ed with `RTLD_GLOBAL`).
     pub fn load(&self, path: impl AsRef<Path>) -> Result<JitModule, Error> {
+        self.load_all(&[path])
+    }
+
+    /// Loads `paths` linked into one module, as `tierjit run a.c b.ll`
+    /// links its inputs: one definition per name (a second is an error),
+    /// `weak` and `linkonce_odr` definitions merged, `static`s apart.
+    /// Messages name the module `a.c + b.ll`.
+    pub fn load_all(&self, paths: &[impl AsRef<Path>]) -> Result<JitModule, Error> {
         let _llvm = crate::code::llvm_scope();
-        let path = path.as_ref();
+        let inputs: Vec<std::path::PathBuf> =
+            paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
+        if inputs.is_empty() {
+            return Err(Error::Link("no inputs to load".into()));
+        }
+        let label = runtime::job_label(&inputs);
+        let path = label.as_path();
         let start = Instant::now();
         let context = Context::create();
         crate::code::watch_context(&context);
@@ -149,7 +167,7 @@ impl Engine {
         let cache = crate::cache::Cache::from_config(&self.config.cache).map(Arc::new);
         let module = runtime::read_module(
             &context,
-            path,
+            &inputs,
             &[],
             &self.config,
             &self.target,
@@ -309,7 +327,10 @@ impl JitModule {
 
 impl Drop for JitModule {
     fn drop(&mut self) {
-        // As `dlclose` does: the destructors run while the module is whole.
+        // As `dlclose` does: the destructors run while the module is whole,
+        // those of C++ static objects (registered with `__cxa_atexit`
+        // under the module's `__dso_handle`) first.
+        self.shared.jit.run_exit_handlers();
         if let Some(dtors) = self.dtors {
             crate::code::call_void(dtors);
         }

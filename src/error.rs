@@ -12,19 +12,22 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{path}: unsupported job type (expected a .ll, .bc or .c file)")]
+    #[error("{path}: unsupported input type (expected .ll, .bc, .c, .cpp/.cc/.cxx or .f90/.f)")]
     UnsupportedJobType { path: PathBuf },
 
     #[error("{path}: cannot parse: {message}")]
     Parse { path: PathBuf, message: String },
 
-    #[error("{path}: clang could not compile it:\n{diagnostics}")]
+    #[error("{path}: the front end could not compile it:\n{diagnostics}")]
     Clang { path: PathBuf, diagnostics: String },
 
-    #[error(
-        "cannot run clang to compile {path}: {message} (install clang-19, or set TIERJIT_CLANG)"
-    )]
-    ClangMissing { path: PathBuf, message: String },
+    #[error("cannot run {compiler} to compile {path}: {message} (install {package})")]
+    CompilerMissing {
+        path: PathBuf,
+        compiler: String,
+        message: String,
+        package: &'static str,
+    },
 
     #[error("{path}: invalid IR (the LLVM verifier rejected it):\n{message}")]
     Verify { path: PathBuf, message: String },
@@ -71,6 +74,9 @@ pub enum Error {
 
     #[error("link failed: {0}")]
     Link(String),
+
+    #[error("library {0}")]
+    Library(String),
 }
 
 /// The first `lines` lines of a long message (LLVM's verifier prints every

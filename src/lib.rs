@@ -73,6 +73,7 @@ pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod ir;
+pub mod libraries;
 pub mod metrics;
 pub mod objects;
 pub mod observe;

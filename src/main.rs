@@ -29,7 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a job (.ll, .bc or .c); exits with the job's exit status.
+    /// Run a job (.ll, .bc, .c, .cpp, .f90 inputs, linked into one);
+    /// exits with the job's exit status.
     Run(RunArgs),
     /// Show the persistent cache: entries, size and hit rates.
     Cache(CacheArgs),
@@ -115,9 +116,18 @@ enum CacheAction {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The job: LLVM IR (.ll), bitcode (.bc) or C (.c).
-    #[arg(required_unless_present = "print_target")]
-    job: Option<PathBuf>,
+    /// The job's inputs, linked into one job: LLVM IR (.ll), bitcode
+    /// (.bc), C (.c), C++ (.cpp, .cc, .cxx) or Fortran (.f90, .f). The
+    /// first names the job (its argv[0]).
+    #[arg(value_name = "JOB", required_unless_present = "print_target")]
+    inputs: Vec<PathBuf>,
+    /// Load the shared library libNAME.so (searched in -L directories,
+    /// LIBRARY_PATH, then the system's), or -l :FILE (repeatable).
+    #[arg(short = 'l', value_name = "NAME")]
+    libraries: Vec<String>,
+    /// Look for -l libraries in DIR first (repeatable).
+    #[arg(short = 'L', value_name = "DIR")]
+    library_dirs: Vec<PathBuf>,
     /// tiered: start on baseline, optimize hot functions in the background;
     /// baseline: instrumented O0 only; optimized: everything at O3 first.
     #[arg(long, value_enum, default_value_t = ModeArg::Tiered)]
@@ -138,7 +148,8 @@ struct RunArgs {
     /// Print a summary to stderr at exit.
     #[arg(long)]
     stats: bool,
-    /// Extra clang flag for .c jobs, e.g. --cflag=-DN=100 (repeatable).
+    /// Extra front-end flag for C, C++ and Fortran inputs, e.g.
+    /// --cflag=-DN=100 or --cflag=-fopenmp (repeatable).
     #[arg(long = "cflag", value_name = "FLAG", allow_hyphen_values = true)]
     cflags: Vec<String>,
     /// Print the target triple, CPU, features and preset, then exit.
@@ -326,7 +337,10 @@ fn run_over(base: Config, args: RunArgs) -> anyhow::Result<i32> {
         );
         std::process::exit(0);
     }
-    let job = args.job.expect("clap requires JOB unless --print-target");
+    let mut inputs = args.inputs.into_iter();
+    let job = inputs
+        .next()
+        .expect("clap requires JOB unless --print-target");
     let mode = match args.mode {
         ModeArg::Tiered => Mode::Tiered,
         ModeArg::Baseline => Mode::Baseline,
@@ -334,6 +348,11 @@ fn run_over(base: Config, args: RunArgs) -> anyhow::Result<i32> {
     };
     Ok(tierjit::run(RunOptions {
         job,
+        more_inputs: inputs.collect(),
+        libraries: tierjit::libraries::LibrarySpec {
+            names: args.libraries,
+            dirs: args.library_dirs,
+        },
         mode,
         config,
         events: args.events,

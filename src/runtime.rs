@@ -58,7 +58,12 @@ impl std::fmt::Display for Mode {
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// The job's first input: its name in messages and its `argv[0]`.
     pub job: PathBuf,
+    /// Its other inputs, linked with the first into one job.
+    pub more_inputs: Vec<PathBuf>,
+    /// Shared libraries it links against (`-l`, `-L`).
+    pub libraries: crate::libraries::LibrarySpec,
     pub mode: Mode,
     pub config: Config,
     pub events: bool,
@@ -75,6 +80,35 @@ pub struct RunOptions {
     pub trace: Option<PathBuf>,
     /// Draw the run's timeline (SVG) here at the end.
     pub timeline: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Every input, the first first.
+    pub fn inputs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.job.clone())
+            .chain(self.more_inputs.iter().cloned())
+            .collect()
+    }
+
+    /// What messages about the whole job call it: its input, or its
+    /// inputs joined with ` + `.
+    pub fn job_label(&self) -> PathBuf {
+        job_label(&self.inputs())
+    }
+}
+
+/// `inputs` as one name: `main.c + util.c`.
+pub(crate) fn job_label(inputs: &[PathBuf]) -> PathBuf {
+    match inputs {
+        [one] => one.clone(),
+        _ => PathBuf::from(
+            inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
+        ),
+    }
 }
 
 /// Routes LLVM's fatal errors (see `code::install_fatal_error_handler`) and
@@ -165,9 +199,10 @@ pub fn run(mut options: RunOptions) -> Result<i32, Error> {
     let target = TargetSpec::resolve(&options.config.target)?;
     target.validate()?;
     crate::observe::enable(options.perf_map, options.debug_info)?;
+    let label = options.job_label();
     let trace_files = crate::observe::TraceFiles::create(
         start,
-        &options.job,
+        &label,
         options.trace.as_deref(),
         options.timeline.as_deref(),
     )?
@@ -184,18 +219,25 @@ pub fn run(mut options: RunOptions) -> Result<i32, Error> {
     // One view of the cache for the whole run: the front end's lookups and
     // the compilers' share its warnings, counts and end-of-run work.
     let cache = Cache::from_config(&options.config.cache).map(Arc::new);
-    let job = read_job(
-        &options.job,
+    let (job, implied) = read_job(
+        &options.inputs(),
         &cflags,
         &options.config,
         &target,
         cache.as_deref(),
         Some(&metrics),
     )?;
+    load_libraries(
+        &options.libraries,
+        implied,
+        &target,
+        cache.as_deref(),
+        Some(&metrics),
+    )?;
     let status = match options.mode {
         Mode::Optimized => {
-            let module = parse_checked(&context, &job.bytes, &options.job, &target)?;
-            let shape = main_shape(&module, &options.job)?;
+            let module = parse_checked(&context, &job.bytes, &label, &target)?;
+            let shape = main_shape(&module, &label)?;
             set_code_attributes(&module, &target);
             bind_host_overrides(&module, &[]);
             let structors = structors::gather(&module);
@@ -203,7 +245,7 @@ pub fn run(mut options: RunOptions) -> Result<i32, Error> {
             if let Some(cache) = &cache {
                 cache.finish();
             }
-            let module = without_dso_local(&context, module, &options.job, false)?;
+            let module = without_dso_local(&context, module, &label, false)?;
             run_optimized(
                 module,
                 target,
@@ -218,12 +260,12 @@ pub fn run(mut options: RunOptions) -> Result<i32, Error> {
             let (module, bitcode) = prepared_module(
                 &context,
                 &job.bytes,
-                &options.job,
+                &label,
                 &target,
                 cache.as_deref().filter(|_| options.config.cache.objects),
                 &metrics,
             )?;
-            let shape = main_shape(&module, &options.job)?;
+            let shape = main_shape(&module, &label)?;
             let structors = structors::present(&module);
             run_tiered(
                 module,
@@ -244,25 +286,87 @@ pub fn run(mut options: RunOptions) -> Result<i32, Error> {
     Ok(status)
 }
 
-/// Reads, parses and checks the job at `path`: a module that can run
-/// here. A C job goes through the front-end cache (`cache`, unless
-/// `frontend.cache` is off), whose outcome goes to `metrics` when given.
+/// Reads, parses and checks the job made of `inputs` (linked when there
+/// are several): a module that can run here, with the runtimes its inputs
+/// imply (libstdc++, libomp, flang's) loaded. A C or C++ input goes
+/// through the front-end cache (`cache`, unless `frontend.cache` is off),
+/// whose outcome goes to `metrics` when given.
 pub(crate) fn read_module<'ctx>(
     context: &'ctx Context,
-    path: &Path,
+    inputs: &[PathBuf],
     cflags: &[String],
     config: &Config,
     target: &TargetSpec,
     cache: Option<&Cache>,
     metrics: Option<&Metrics>,
 ) -> Result<Module<'ctx>, Error> {
-    let job = read_job(path, cflags, config, target, cache, metrics)?;
-    parse_checked(context, &job.bytes, path, target)
+    let (job, implied) = read_job(inputs, cflags, config, target, cache, metrics)?;
+    let no_libraries = crate::libraries::LibrarySpec::default();
+    load_libraries(&no_libraries, implied, target, cache, metrics)?;
+    parse_checked(context, &job.bytes, &job_label(inputs), target)
 }
 
-/// The job at `path` as IR (a C job through the front-end cache, as
-/// `read_module` says), its cache outcome reported to `metrics`.
+/// Loads the libraries `spec` names and `implied` needs (see
+/// `crate::libraries`), each reported to `metrics` when given.
+fn load_libraries(
+    spec: &crate::libraries::LibrarySpec,
+    implied: crate::libraries::Implied,
+    target: &TargetSpec,
+    cache: Option<&Cache>,
+    metrics: Option<&Metrics>,
+) -> Result<(), Error> {
+    let loaded = crate::libraries::load(spec, implied, || {
+        crate::libraries::fortran_runtime(cache.map(Cache::root), &target.triple)
+    })?;
+    if let Some(metrics) = metrics {
+        for library in loaded {
+            metrics.note(
+                "library",
+                &library.request,
+                &library.path.display().to_string(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The job made of `inputs` as IR (each through its front end, as
+/// `read_module` says, then linked), with the runtimes its inputs imply.
 fn read_job(
+    inputs: &[PathBuf],
+    cflags: &[String],
+    config: &Config,
+    target: &TargetSpec,
+    cache: Option<&Cache>,
+    metrics: Option<&Metrics>,
+) -> Result<(JobIr, crate::libraries::Implied), Error> {
+    let mut irs = Vec::with_capacity(inputs.len());
+    let mut implied = crate::libraries::Implied::default();
+    for path in inputs {
+        let ir = read_input(path, cflags, config, target, cache, metrics)?;
+        let kind = crate::ir::load::JobKind::of(path)?;
+        implied = implied.union(crate::libraries::Implied::of_input(kind, cflags, &ir.bytes));
+        irs.push((path.clone(), ir));
+    }
+    if irs.len() == 1 {
+        let (_, ir) = irs.remove(0);
+        return Ok((ir, implied));
+    }
+    let sources: Vec<(PathBuf, Vec<u8>)> =
+        irs.into_iter().map(|(path, ir)| (path, ir.bytes)).collect();
+    let bytes = crate::ir::link::link_inputs(&sources, target)?;
+    let linked = JobIr {
+        bytes,
+        cached: false,
+        uncached_because: None,
+        looked_up: false,
+    };
+    Ok((linked, implied))
+}
+
+/// One input as IR (C and C++ through the front-end cache), its cache
+/// outcome reported to `metrics`.
+fn read_input(
     path: &Path,
     cflags: &[String],
     config: &Config,
@@ -442,6 +546,8 @@ fn check_externals(module: &Module<'_>, job: &Path, extra: &HostSymbols) -> Resu
     let mut missing = Vec::new();
     let mut check = |name: String| {
         let defined = overrides.contains(&name.as_str())
+            // LLJIT's own, in every JIT (see `Jit::run_exit_handlers`).
+            || name == "__dso_handle"
             || code::static_runtime_symbols()
                 .iter()
                 .any(|(s, _)| *s == name);
@@ -516,7 +622,7 @@ fn run_optimized(
     options: &RunOptions,
     trace_files: Option<Arc<crate::observe::TraceFiles>>,
 ) -> Result<i32, Error> {
-    check_externals(&module, &options.job, &[])?;
+    check_externals(&module, &options.job_label(), &[])?;
     // Names perf and gdb can place the module's sections by.
     let exported: Vec<String> = module
         .get_functions()
@@ -597,7 +703,7 @@ fn run_tiered(
         metrics,
         &LoadOptions {
             config: &options.config,
-            job: &options.job,
+            job: &options.job_label(),
             mode: options.mode,
             host_symbols: &[],
             compilers: service::Compilers::Own,

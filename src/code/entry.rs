@@ -349,6 +349,33 @@ pub fn load_host_libraries() {
     }
 }
 
+/// Loads the shared library at `path` (or, for a bare soname such as
+/// `libstdc++.so.6`, wherever the dynamic loader finds it) with its
+/// symbols global, so that the job's lookups by name see them. Never
+/// unloaded. The error is the loader's own message.
+pub fn load_library(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| "the path holds a NUL byte".to_string())?;
+    // SAFETY: dlopen with a valid C string; the handle is intentionally
+    // never closed (the job's code may call into the library until the
+    // process ends). dlerror reads this thread's last loader error; its
+    // string is copied before any other loader call.
+    unsafe {
+        let handle = libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+        if !handle.is_null() {
+            return Ok(());
+        }
+        let message = libc::dlerror();
+        if message.is_null() {
+            return Err("the dynamic loader failed without a message".into());
+        }
+        Err(std::ffi::CStr::from_ptr(message)
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
 /// Whether the host process defines `name` (for the unresolved-symbol check).
 pub fn host_has_symbol(name: &str) -> bool {
     let Ok(cname) = CString::new(name) else {

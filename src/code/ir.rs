@@ -412,6 +412,29 @@ pub fn link_into(
     Ok(())
 }
 
+/// Takes `global` out of its comdat group, if it is in one. A version's
+/// module defines a few functions and declares the rest: a declaration
+/// may not be in a comdat, and the group's deduplication is the
+/// baseline's business (it defines each name once for the job).
+pub fn leave_comdat(global: inkwell::values::GlobalValue<'_>) {
+    // SAFETY: `global` is a live global of a module; a null comdat is
+    // LLVM's "none" (`GlobalObject::setComdat(nullptr)`).
+    unsafe {
+        let value = global.as_value_ref();
+        if !llvm_sys::comdat::LLVMGetComdat(value).is_null() {
+            llvm_sys::comdat::LLVMSetComdat(value, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Removes `function`'s personality routine (a declaration may not have
+/// one: the body that needed it has moved).
+pub fn clear_personality(function: inkwell::values::FunctionValue<'_>) {
+    // SAFETY: `function` is a live function; a null personality is
+    // LLVM's "none" (`Function::setPersonalityFn(nullptr)`).
+    unsafe { llvm_sys::core::LLVMSetPersonalityFn(function.as_value_ref(), std::ptr::null_mut()) }
+}
+
 /// `llvm.thread.pointer()` at the builder's position: the thread pointer
 /// (`%fs` base on x86-64, `TPIDR_EL0` on AArch64), which the C library's
 /// per-thread data is found from.

@@ -12,12 +12,14 @@ use inkwell::module::Module;
 use super::frontend_cache::FrontendCache;
 use crate::error::Error;
 
-/// What kind of source a job is, from its extension.
+/// What kind of source a job's input is, from its extension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
     TextualIr,
     Bitcode,
     C,
+    Cxx,
+    Fortran,
 }
 
 impl JobKind {
@@ -26,10 +28,17 @@ impl JobKind {
             Some("ll") => Ok(JobKind::TextualIr),
             Some("bc") => Ok(JobKind::Bitcode),
             Some("c") => Ok(JobKind::C),
+            Some("cpp" | "cc" | "cxx" | "C" | "c++") => Ok(JobKind::Cxx),
+            Some("f90" | "f95" | "f03" | "f08" | "f" | "for" | "F90" | "F") => Ok(JobKind::Fortran),
             _ => Err(Error::UnsupportedJobType {
                 path: path.to_path_buf(),
             }),
         }
+    }
+
+    /// Whether clang or flang compiles it (and `--cflag` applies).
+    pub fn is_source(self) -> bool {
+        matches!(self, JobKind::C | JobKind::Cxx | JobKind::Fortran)
     }
 }
 
@@ -66,8 +75,13 @@ pub fn read_job_ir(
             source: std::io::Error::other("not a regular file"),
         });
     }
-    if kind == JobKind::C {
-        return compile_c(&clang_binary(), path, cflags, triple, cache);
+    match kind {
+        JobKind::C => return compile_c(&clang_binary(), Language::C, path, cflags, triple, cache),
+        JobKind::Cxx => {
+            return compile_c(&clang_binary(), Language::Cxx, path, cflags, triple, cache)
+        }
+        JobKind::Fortran => return compile_fortran(path, cflags, triple),
+        JobKind::TextualIr | JobKind::Bitcode => {}
     }
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -145,18 +159,108 @@ pub fn copy_module<'ctx>(module: &Module<'ctx>, path: &Path) -> Result<Module<'c
 
 /// The clang to use: `$TIERJIT_CLANG`, else `clang-19` on PATH, else
 /// Debian's versioned install directory.
-fn clang_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("TIERJIT_CLANG") {
+pub(crate) fn clang_binary() -> PathBuf {
+    tool_binary("TIERJIT_CLANG", "clang-19", "clang")
+}
+
+/// The flang to use: `$TIERJIT_FLANG`, else `flang-new-19` on PATH, else
+/// Debian's versioned install directory.
+fn flang_binary() -> PathBuf {
+    tool_binary("TIERJIT_FLANG", "flang-new-19", "flang-new")
+}
+
+/// `$variable`, else `versioned` on PATH, else `unversioned` in Debian's
+/// LLVM 19 directory when it is there (`versioned` otherwise, for the
+/// error to name).
+fn tool_binary(variable: &str, versioned: &str, unversioned: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(variable) {
         return PathBuf::from(p);
     }
-    let debian = Path::new("/usr/lib/llvm-19/bin/clang");
+    let debian = Path::new("/usr/lib/llvm-19/bin").join(unversioned);
     let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join("clang-19").is_file()))
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(versioned).is_file()))
         .unwrap_or(false);
     if !on_path && debian.is_file() {
-        return debian.to_path_buf();
+        return debian;
     }
-    PathBuf::from("clang-19")
+    PathBuf::from(versioned)
+}
+
+/// The language clang compiles an input as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Language {
+    C,
+    Cxx,
+}
+
+/// Compiles Fortran with flang at -O2 (flang has no way to keep its LLVM
+/// passes from running; its optimized IR is a job like any other). Not
+/// cached: flang 19 writes no dependency list (`-MD`), so a changed
+/// module file or `include` could not be told apart.
+fn compile_fortran(path: &Path, flags: &[String], triple: &str) -> Result<JobIr, Error> {
+    let flang = flang_binary();
+    let output = Command::new(&flang)
+        .args([
+            "-O2",
+            "-emit-llvm",
+            "-c",
+            "-fno-color-diagnostics",
+            "-o",
+            "-",
+        ])
+        .arg(format!("--target={triple}"))
+        .args(flags)
+        .arg(path)
+        .output()
+        .map_err(|e| Error::CompilerMissing {
+            path: path.to_path_buf(),
+            compiler: flang.display().to_string(),
+            message: e.to_string(),
+            package: "flang-19, or set TIERJIT_FLANG",
+        })?;
+    let bytes = compiler_output(&flang, path, output)?;
+    Ok(JobIr {
+        bytes,
+        cached: false,
+        uncached_because: Some(
+            "not cacheable: flang lists no dependencies (module files, includes)".into(),
+        ),
+        looked_up: false,
+    })
+}
+
+/// The IR a compiler wrote, or its diagnostics as the error.
+fn compiler_output(
+    compiler: &Path,
+    path: &Path,
+    output: std::process::Output,
+) -> Result<Vec<u8>, Error> {
+    if !output.status.success() {
+        let mut diagnostics = String::from_utf8_lossy(&output.stderr)
+            .trim_end()
+            .to_string();
+        if diagnostics.is_empty() {
+            diagnostics = format!(
+                "{} ended with {} and printed nothing",
+                compiler.display(),
+                output.status
+            );
+        }
+        return Err(Error::Clang {
+            path: path.to_path_buf(),
+            diagnostics,
+        });
+    }
+    if output.stdout.is_empty() {
+        return Err(Error::Clang {
+            path: path.to_path_buf(),
+            diagnostics: format!(
+                "{} produced no IR (does a --cflag such as -fsyntax-only, -c or -o change its output?)",
+                compiler.display()
+            ),
+        });
+    }
+    Ok(output.stdout)
 }
 
 /// Compiles C to unoptimized bitcode that keeps the metadata the optimizer
@@ -169,6 +273,7 @@ fn clang_binary() -> PathBuf {
 /// clang's diagnostics are the error.
 fn compile_c(
     clang: &Path,
+    language: Language,
     path: &Path,
     cflags: &[String],
     triple: &str,
@@ -184,7 +289,10 @@ fn compile_c(
     }
     let mut args: Vec<OsString> = [
         "-x",
-        "c",
+        match language {
+            Language::C => "c",
+            Language::Cxx => "c++",
+        },
         "-O2",
         "-Xclang",
         "-disable-llvm-passes",
@@ -236,9 +344,11 @@ fn compile_c(
         if let Some(depfile) = depfile {
             command.arg("-MD").arg("-MF").arg(depfile);
         }
-        command.output().map_err(|e| Error::ClangMissing {
+        command.output().map_err(|e| Error::CompilerMissing {
             path: path.to_path_buf(),
+            compiler: clang.display().to_string(),
             message: e.to_string(),
+            package: "clang-19, or set TIERJIT_CLANG",
         })
     };
     let caching = match (cache, entry.as_mut()) {
@@ -259,43 +369,19 @@ fn compile_c(
             caching = None;
         }
     }
-    if !output.status.success() {
-        let mut diagnostics = String::from_utf8_lossy(&output.stderr)
-            .trim_end()
-            .to_string();
-        if diagnostics.is_empty() {
-            diagnostics = format!(
-                "{} ended with {} and printed nothing",
-                clang.display(),
-                output.status
-            );
-        }
-        return Err(Error::Clang {
-            path: path.to_path_buf(),
-            diagnostics,
-        });
-    }
-    if output.stdout.is_empty() {
-        return Err(Error::Clang {
-            path: path.to_path_buf(),
-            diagnostics: format!(
-                "{} produced no IR (does a --cflag such as -fsyntax-only, -c or -o change its output?)",
-                clang.display()
-            ),
-        });
-    }
     let read_the_clock = String::from_utf8_lossy(&output.stderr).contains("[-Wdate-time]");
     if read_the_clock {
         uncached_because =
             Some("not cacheable: it expands __DATE__, __TIME__ or __TIMESTAMP__".into());
     }
+    let bytes = compiler_output(clang, path, output)?;
     if let Some((cache, entry)) = caching.filter(|_| !read_the_clock) {
-        cache.store(entry, &output.stdout);
+        cache.store(entry, &bytes);
     } else if let Some((_, entry)) = caching {
         let _ = std::fs::remove_file(&entry.depfile);
     }
     Ok(JobIr {
-        bytes: output.stdout,
+        bytes,
         cached: false,
         looked_up: entry.is_some(),
         uncached_because,
@@ -373,6 +459,7 @@ mod tests {
             let cflags: Vec<String> = cflags.iter().map(|f| f.to_string()).collect();
             compile_c(
                 &self.dir.join("clang"),
+                Language::C,
                 &self.dir.join("job.c"),
                 &cflags,
                 TRIPLE,
@@ -518,6 +605,7 @@ mod tests {
         let cache = ws.cache();
         let error = compile_c(
             &ws.dir.join("clang"),
+            Language::C,
             &ws.dir.join("job.c"),
             &[],
             TRIPLE,

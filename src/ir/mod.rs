@@ -9,6 +9,7 @@ pub mod flow;
 pub mod frontend_cache;
 pub mod func;
 pub mod layout;
+pub mod link;
 pub mod live;
 pub mod load;
 pub mod normalize;

@@ -110,6 +110,9 @@ pub fn build_continuation<'ctx>(
         if let Some(personality) = function.get_personality_function() {
             cont.set_personality_function(personality);
         }
+        // The body (its invokes and landing pads) moves below; the
+        // declaration left behind may not keep the routine.
+        crate::code::ir::clear_personality(function);
     }
 
     let osr_entry = context.append_basic_block(cont, "osr.entry");

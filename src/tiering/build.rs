@@ -153,6 +153,15 @@ pub fn prepare_module<'ctx>(
     profile: Option<&ProfileUse<'_>>,
 ) -> Result<Prepared<'ctx>, Error> {
     let module = crate::ir::load::copy_module(canonical, Path::new("canonical"))?;
+    // Most of the copy becomes declarations or available_externally
+    // copies, neither of which may be in a comdat (C++ inline functions
+    // and templates are).
+    for function in module.get_functions() {
+        crate::code::ir::leave_comdat(function.as_global_value());
+    }
+    for global in module.get_globals() {
+        crate::code::ir::leave_comdat(global);
+    }
     let name = &layout.functions[id].name;
     let mut candidates = inline_candidates(layout, id, options.inline_limit);
     let callers_uses = users(function_in(canonical, name)?);

@@ -1,0 +1,465 @@
+//! The shared libraries a job links against: the ones named with `-l`
+//! (found as the linker finds them: `-L` directories first, then
+//! `LIBRARY_PATH`, then the system's), and the runtimes its inputs imply
+//! (libstdc++ for C++, libomp for OpenMP, flang's runtime for Fortran).
+//! They are loaded into the process, symbols global, before the job's
+//! names are resolved, so the job's code calls them directly.
+//!
+//! tierjit is a loader, not a linker: a library is a shared object it can
+//! `dlopen`. A static archive (`libfoo.a`) cannot be loaded and is named
+//! in the error; a linker script (glibc's `libm.so`) is followed to the
+//! shared objects it lists; a library with only its versioned name
+//! (`libz.so.1`, no development package) is taken when no `libz.so` is
+//! found, and a library for another machine is skipped as the linker
+//! skips it.
+
+mod fortran_runtime;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+pub use fortran_runtime::{fortran_runtime, BuiltRuntime};
+
+/// What a job asks for: `-l NAME` (or `-l :FILE`) and `-L DIR`, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LibrarySpec {
+    pub names: Vec<String>,
+    pub dirs: Vec<PathBuf>,
+}
+
+/// Runtimes a job's inputs need without naming them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Implied {
+    pub cxx: bool,
+    pub openmp: bool,
+    pub fortran: bool,
+}
+
+impl Implied {
+    /// What an input implies: a C++ or Fortran source its runtime; a
+    /// source compiled with `-fopenmp` libomp; IR (text or bitcode, whose
+    /// names are plain strings in both) whatever runtime's names it uses.
+    /// A false positive only loads a library the job does not call.
+    pub fn of_input(kind: crate::ir::load::JobKind, cflags: &[String], ir: &[u8]) -> Implied {
+        use crate::ir::load::JobKind;
+        let openmp_flag = kind.is_source()
+            && cflags
+                .iter()
+                .any(|f| f == "-fopenmp" || f.starts_with("-fopenmp="));
+        let from_source = Implied {
+            cxx: kind == JobKind::Cxx,
+            openmp: openmp_flag,
+            fortran: kind == JobKind::Fortran,
+        };
+        match kind {
+            JobKind::TextualIr | JobKind::Bitcode => from_source.union(Implied::named_in(ir)),
+            _ => from_source,
+        }
+    }
+
+    /// Runtimes whose names `ir` mentions. One pass over the bytes: every
+    /// marker starts with `_`.
+    fn named_in(ir: &[u8]) -> Implied {
+        const CXX: [&[u8]; 10] = [
+            b"__gxx_personality_v0",
+            b"__cxa_",
+            b"_ZNSt",
+            b"_ZNKSt",
+            b"_ZSt",
+            b"_Znwm",
+            b"_Znam",
+            b"_ZdlPv",
+            b"_ZdaPv",
+            b"_ZTVN10__cxxabiv",
+        ];
+        let mut found = Implied::default();
+        for (at, _) in ir.iter().enumerate().filter(|(_, b)| **b == b'_') {
+            let rest = &ir[at..];
+            found.cxx |= CXX.iter().any(|m| rest.starts_with(m));
+            found.openmp |= rest.starts_with(b"__kmpc_");
+            found.fortran |= rest.starts_with(b"_FortranA");
+        }
+        found
+    }
+
+    pub fn union(self, other: Implied) -> Implied {
+        Implied {
+            cxx: self.cxx || other.cxx,
+            openmp: self.openmp || other.openmp,
+            fortran: self.fortran || other.fortran,
+        }
+    }
+}
+
+/// Libraries the process always has: glibc's (in libc itself since 2.34)
+/// and libm, which tierjit loads for every job.
+const ALWAYS_THERE: [&str; 6] = ["c", "m", "pthread", "dl", "rt", "util"];
+
+/// Names whose library is found by its soname through the dynamic loader
+/// (the C++ and GCC runtimes live in GCC's private directory, which the
+/// compiler driver passes to the linker and tierjit cannot know).
+const BY_SONAME: [(&str, &str); 4] = [
+    ("stdc++", "libstdc++.so.6"),
+    ("gcc_s", "libgcc_s.so.1"),
+    ("gomp", "libgomp.so.1"),
+    ("atomic", "libatomic.so.1"),
+];
+
+/// OpenMP runtimes: a job that names one gets no other.
+const OPENMP_RUNTIMES: [&str; 3] = ["omp", "gomp", "iomp5"];
+
+/// A library loaded for the job: what asked for it and where it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub request: String,
+    pub path: PathBuf,
+}
+
+/// Loads what `spec` names and `implied` needs, in that order; the list of
+/// what was loaded. `fortran_runtime` builds or finds flang's runtime as a
+/// shared object (see `fortran_runtime`), asked only when needed.
+pub fn load(
+    spec: &LibrarySpec,
+    implied: Implied,
+    fortran_runtime: impl FnOnce() -> Result<BuiltRuntime, Error>,
+) -> Result<Vec<Loaded>, Error> {
+    let dirs = search_dirs(&spec.dirs);
+    let mut loaded = Vec::new();
+    let mut requests: Vec<String> = spec.names.clone();
+    if implied.cxx {
+        requests.push("stdc++".into());
+    }
+    if implied.openmp
+        && !requests
+            .iter()
+            .any(|n| OPENMP_RUNTIMES.contains(&n.as_str()))
+    {
+        requests.push("omp".into());
+    }
+    let mut seen = Vec::new();
+    for name in requests {
+        if seen.contains(&name) {
+            continue;
+        }
+        seen.push(name.clone());
+        if name.is_empty() {
+            return Err(library_error("-l", "an empty library name"));
+        }
+        if ALWAYS_THERE.contains(&name.as_str()) {
+            continue;
+        }
+        for path in find(&name, &dirs)? {
+            crate::code::load_library(&path)
+                .map_err(|why| library_error(&format!("-l {name}"), &why))?;
+            loaded.push(Loaded {
+                request: format!("-l {name}"),
+                path,
+            });
+        }
+    }
+    if implied.fortran {
+        let runtime = fortran_runtime()?;
+        let outcome = crate::code::load_library(&runtime.path);
+        runtime.cleanup();
+        outcome.map_err(|why| library_error("the Fortran runtime", &why))?;
+        loaded.push(Loaded {
+            request: "Fortran runtime".into(),
+            path: runtime.path.clone(),
+        });
+    }
+    Ok(loaded)
+}
+
+fn library_error(what: &str, why: &str) -> Error {
+    Error::Library(format!("{what}: {why}"))
+}
+
+/// Where `-l` looks, in order: `-L` directories, `LIBRARY_PATH`, then the
+/// system's (this machine's multiarch directories first, and LLVM 19's,
+/// which holds libomp).
+fn search_dirs(explicit: &[PathBuf]) -> Vec<PathBuf> {
+    let multiarch = if cfg!(target_arch = "aarch64") {
+        "aarch64-linux-gnu"
+    } else {
+        "x86_64-linux-gnu"
+    };
+    let mut dirs: Vec<PathBuf> = explicit.to_vec();
+    if let Some(paths) = std::env::var_os("LIBRARY_PATH") {
+        dirs.extend(std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()));
+    }
+    for dir in [
+        format!("/usr/local/lib/{multiarch}"),
+        "/usr/local/lib".into(),
+        format!("/lib/{multiarch}"),
+        format!("/usr/lib/{multiarch}"),
+        "/lib".into(),
+        "/usr/lib".into(),
+        "/usr/lib/llvm-19/lib".into(),
+    ] {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs
+}
+
+/// The shared objects `-l name` stands for (several when a linker script
+/// lists several).
+fn find(name: &str, dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let request = format!("-l {name}");
+    if let Some(file) = name.strip_prefix(':') {
+        // `-l :libfoo.so.2`: that file name, in the same directories.
+        return dirs
+            .iter()
+            .map(|d| d.join(file))
+            .find_map(|p| shared_objects(&p, dirs, 0))
+            .ok_or_else(|| library_error(&request, &not_found(&[file.to_string()], dirs)));
+    }
+    let unversioned = format!("lib{name}.so");
+    for dir in dirs {
+        if let Some(found) = shared_objects(&dir.join(&unversioned), dirs, 0) {
+            return Ok(found);
+        }
+    }
+    if let Some((_, soname)) = BY_SONAME.iter().find(|(n, _)| *n == name) {
+        return Ok(vec![PathBuf::from(soname)]);
+    }
+    // No development link: the highest versioned name a runtime package
+    // installs (`libz.so.1`).
+    for dir in dirs {
+        let mut versioned: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|f| f.to_str())
+                    .and_then(|f| f.strip_prefix(&unversioned))
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
+            .collect();
+        versioned.sort();
+        if let Some(found) = versioned
+            .iter()
+            .rev()
+            .find_map(|p| shared_objects(p, dirs, 0))
+        {
+            return Ok(found);
+        }
+    }
+    let archive = format!("lib{name}.a");
+    if let Some(static_only) = dirs.iter().map(|d| d.join(&archive)).find(|p| p.is_file()) {
+        return Err(library_error(
+            &request,
+            &format!(
+                "only a static library was found ({}); tierjit loads shared libraries (lib{name}.so)",
+                static_only.display()
+            ),
+        ));
+    }
+    Err(library_error(
+        &request,
+        &not_found(&[unversioned, format!("lib{name}.so.*")], dirs),
+    ))
+}
+
+fn not_found(names: &[String], dirs: &[PathBuf]) -> String {
+    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    format!(
+        "not found (looked for {} in {}; add -L DIR)",
+        names.join(" and "),
+        dirs.join(", ")
+    )
+}
+
+/// `path` as shared objects to load: itself when it is one for this
+/// machine, what it lists when it is a linker script, none otherwise
+/// (missing, an archive, another machine's: the search goes on).
+fn shared_objects(path: &Path, dirs: &[PathBuf], depth: usize) -> Option<Vec<PathBuf>> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
+    let mut head = [0u8; 20];
+    {
+        use std::io::Read;
+        // A file shorter than an ELF header is left zeroed: a script, or
+        // nothing loadable.
+        let _ = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    }
+    if head.starts_with(b"\x7fELF") {
+        return is_loadable_elf(&head).then(|| vec![path.to_path_buf()]);
+    }
+    if depth > 4 || metadata.len() > 64 * 1024 {
+        return None;
+    }
+    let script = std::fs::read_to_string(path).ok()?;
+    linker_script_inputs(&script, dirs, depth)
+}
+
+/// Whether an ELF header describes a shared object for this machine.
+fn is_loadable_elf(head: &[u8; 20]) -> bool {
+    const ET_DYN: u16 = 3;
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    let machine = if cfg!(target_arch = "aarch64") {
+        EM_AARCH64
+    } else {
+        EM_X86_64
+    };
+    let little = head[5] == 1;
+    let half = |at: usize| {
+        let bytes = [head[at], head[at + 1]];
+        if little {
+            u16::from_le_bytes(bytes)
+        } else {
+            u16::from_be_bytes(bytes)
+        }
+    };
+    head[4] == 2 && half(16) == ET_DYN && half(18) == machine
+}
+
+/// The shared objects a GNU linker script's `GROUP`/`INPUT` lists name
+/// (absolute paths, file names searched for, `-lNAME`); `AS_NEEDED`
+/// members are loaded too (unused ones cost nothing but the load).
+fn linker_script_inputs(script: &str, dirs: &[PathBuf], depth: usize) -> Option<Vec<PathBuf>> {
+    let without_comments = strip_block_comments(script);
+    if !without_comments.contains("GROUP") && !without_comments.contains("INPUT") {
+        return None;
+    }
+    let mut found = Vec::new();
+    for token in without_comments.split(|c: char| c.is_whitespace() || c == '(' || c == ')') {
+        let candidates: Vec<PathBuf> = if let Some(name) = token.strip_prefix("-l") {
+            vec![format!("lib{name}.so")]
+                .into_iter()
+                .flat_map(|f| dirs.iter().map(move |d| d.join(&f)))
+                .collect()
+        } else if token.starts_with('/') {
+            vec![PathBuf::from(token)]
+        } else if token.contains(".so") {
+            dirs.iter().map(|d| d.join(token)).collect()
+        } else {
+            continue;
+        };
+        // Archives in a script (libc_nonshared.a) are skipped: what they
+        // hold is in the process already or in the listed objects.
+        if let Some(objects) = candidates
+            .iter()
+            .find_map(|c| shared_objects(c, dirs, depth + 1))
+        {
+            found.extend(objects);
+        }
+    }
+    (!found.is_empty()).then_some(found)
+}
+
+fn strip_block_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("/*") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find("*/") {
+            Some(end) => rest = &rest[start + 2 + end + 2..],
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tierjit-libs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A real shared object of this machine, from the running process.
+    fn some_shared_object() -> PathBuf {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .map(PathBuf::from)
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with("libc.so"))
+            })
+            .expect("libc is mapped")
+    }
+
+    #[test]
+    fn a_linker_script_is_followed_to_the_objects_it_lists() {
+        let dir = scratch("script");
+        let libc = some_shared_object();
+        std::fs::write(
+            dir.join("libfoo.so"),
+            format!(
+                "/* GNU ld script */\nOUTPUT_FORMAT(elf64-x86-64)\nGROUP ( {} AS_NEEDED ( /nonexistent/libbar.so.1 ) libnone.a )\n",
+                libc.display()
+            ),
+        )
+        .unwrap();
+        let found = find("foo", std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(found, vec![libc]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_versioned_name_stands_in_for_a_missing_development_link() {
+        let dir = scratch("versioned");
+        let libc = some_shared_object();
+        std::os::unix::fs::symlink(&libc, dir.join("libfoo.so.1")).unwrap();
+        std::os::unix::fs::symlink(&libc, dir.join("libfoo.so.2")).unwrap();
+        std::fs::write(dir.join("libfoobar.so.9"), b"not this one").unwrap();
+        let found = find("foo", std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(found, vec![dir.join("libfoo.so.2")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn archives_and_other_machines_objects_are_passed_over_and_named() {
+        let dir = scratch("archive");
+        std::fs::write(dir.join("libfoo.a"), b"!<arch>\n").unwrap();
+        // An ELF shared object for a machine that is not this one.
+        let mut other = [0u8; 64];
+        other[..4].copy_from_slice(b"\x7fELF");
+        other[4] = 2;
+        other[5] = 1;
+        other[16] = 3;
+        other[18] = 0x28; // ARM (32-bit)
+        std::fs::write(dir.join("libfoo.so"), other).unwrap();
+        let error = find("foo", std::slice::from_ref(&dir)).unwrap_err().to_string();
+        assert!(
+            error.contains("-l foo") && error.contains("libfoo.a"),
+            "{error}"
+        );
+        assert!(error.contains("shared libraries"), "{error}");
+        let missing = find("nosuchlib", std::slice::from_ref(&dir)).unwrap_err().to_string();
+        assert!(
+            missing.contains("libnosuchlib.so") && missing.contains(&dir.display().to_string()),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn inputs_imply_their_runtimes() {
+        use crate::ir::load::JobKind;
+        let none = Implied::of_input(JobKind::C, &[], b"declare i32 @printf(ptr, ...)");
+        assert_eq!(none, Implied::default());
+        let omp = Implied::of_input(JobKind::C, &["-fopenmp".into()], b"");
+        assert!(omp.openmp && !omp.cxx);
+        let omp_ir = Implied::of_input(JobKind::Bitcode, &[], b"..__kmpc_fork_call..");
+        assert!(omp_ir.openmp);
+        // Flags do not reach IR inputs.
+        let flagged_ir = Implied::of_input(JobKind::TextualIr, &["-fopenmp".into()], b"");
+        assert!(!flagged_ir.openmp);
+        assert!(Implied::of_input(JobKind::Cxx, &[], b"").cxx);
+        assert!(Implied::of_input(JobKind::TextualIr, &[], b"@__gxx_personality_v0").cxx);
+        assert!(Implied::of_input(JobKind::TextualIr, &[], b"@_FortranAioOutputAscii").fortran);
+    }
+}

@@ -1,0 +1,295 @@
+//! Real-world jobs: several inputs linked into one job, shared libraries,
+//! C++, OpenMP and Fortran. Each project in tests/projects is built
+//! natively (its compilers at -O2, linked as their drivers link) and run
+//! through tierjit in every mode, as its sources and as the -O2 IR its
+//! compilers make of each source (`.ll` inputs stay as they are); all must
+//! print what the native build prints (and, on x86-64, its recorded
+//! `expected.out`) and exit 0. In batch tiered mode the functions its
+//! `tierup:` line names must have been installed at O3, and in forced-OSR
+//! mode frames must have moved into continuations when it says `osr: yes`.
+//!
+//! A project is a directory with a `PROJECT` file:
+//!   inputs: a.c b.cpp c.ll   the job's inputs, in link order
+//!   libs: z                  `-l` libraries (native and tierjit)
+//!   cflags: -fopenmp         front-end flags for every source
+//!   env: NAME=VALUE          the job's environment (native and tierjit)
+//!   args: ...                the job's arguments
+//!   tierup: f g              functions batch mode must install at O3
+//!   osr: yes                 forced OSR must move frames
+//!   emulated: skip REASON    not run under an emulator
+//!
+//! `TIERJIT_BLESS=1 cargo test --test projects` rewrites expected.out from
+//! the native run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+#[derive(Default)]
+struct Project {
+    dir: PathBuf,
+    inputs: Vec<String>,
+    libs: Vec<String>,
+    cflags: Vec<String>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    tierup: Vec<String>,
+    osr: bool,
+    skip_emulated: Option<String>,
+}
+
+fn project(name: &str) -> Project {
+    let dir = root().join("tests/projects").join(name);
+    let text = std::fs::read_to_string(dir.join("PROJECT")).expect("read PROJECT");
+    let mut p = Project {
+        dir,
+        ..Project::default()
+    };
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let words: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+        match key.trim() {
+            "inputs" => p.inputs = words,
+            "libs" => p.libs = words,
+            "cflags" => p.cflags = words,
+            "args" => p.args = words,
+            "tierup" => p.tierup = words,
+            "osr" => p.osr = rest.trim() == "yes",
+            "env" => {
+                p.env = words
+                    .iter()
+                    .map(|w| {
+                        let (k, v) = w.split_once('=').expect("env: takes NAME=VALUE");
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect()
+            }
+            "emulated" => {
+                p.skip_emulated = Some(rest.trim().trim_start_matches("skip").trim().to_string())
+            }
+            other => panic!("PROJECT: unknown directive `{other}`"),
+        }
+    }
+    assert!(!p.inputs.is_empty(), "PROJECT lists no inputs");
+    p
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Language {
+    C,
+    Cxx,
+    Fortran,
+    Ir,
+}
+
+fn language(input: &str) -> Language {
+    match Path::new(input).extension().and_then(|e| e.to_str()) {
+        Some("c") => Language::C,
+        Some("cpp" | "cc" | "cxx") => Language::Cxx,
+        Some("f90" | "f") => Language::Fortran,
+        Some("ll" | "bc") => Language::Ir,
+        _ => panic!("{input}: unknown input type"),
+    }
+}
+
+/// The compiler for `language`, with the flags every use of it takes.
+fn compiler(language: Language) -> Command {
+    let mut cmd = match language {
+        Language::C | Language::Ir => Command::new(clang()),
+        Language::Cxx => {
+            let mut cmd = Command::new(clang());
+            cmd.arg("--driver-mode=g++");
+            cmd
+        }
+        Language::Fortran => Command::new("flang-new-19"),
+    };
+    cmd.args(target_flags()).arg("-w");
+    cmd
+}
+
+fn run_checked(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The native build's run: each input compiled at -O2, linked by the
+/// driver of the "largest" language among them (as a build system would:
+/// C++ or Fortran brings its runtime), with the project's libraries.
+fn native_run(p: &Project, dir: &Path) -> Run {
+    let mut objects = Vec::new();
+    for input in &p.inputs {
+        let object = dir.join(format!("{input}.o"));
+        run_checked(
+            compiler(language(input))
+                .args(["-O2", "-c"])
+                .args(&p.cflags)
+                .arg(p.dir.join(input))
+                .arg("-o")
+                .arg(&object),
+            &format!("native compile of {input}"),
+        );
+        objects.push(object);
+    }
+    let languages: Vec<Language> = p.inputs.iter().map(|i| language(i)).collect();
+    let driver = if languages.contains(&Language::Fortran) {
+        Language::Fortran
+    } else if languages.contains(&Language::Cxx) {
+        Language::Cxx
+    } else {
+        Language::C
+    };
+    let exe = dir.join("native");
+    run_checked(
+        compiler(driver)
+            .args(&objects)
+            .args(&p.cflags)
+            .args(p.libs.iter().map(|l| format!("-l{l}")))
+            .args(["-lm", "-o"])
+            .arg(&exe),
+        "native link",
+    );
+    let mut cmd = native_command(&exe);
+    cmd.args(&p.args).envs(p.env.iter().cloned());
+    run_with_limit(&mut cmd, job_limit())
+}
+
+/// The project's inputs as -O2 IR, each made by its own compiler.
+fn optimized_ir(p: &Project, dir: &Path) -> Vec<PathBuf> {
+    p.inputs
+        .iter()
+        .map(|input| {
+            if language(input) == Language::Ir {
+                return p.dir.join(input);
+            }
+            let out = dir.join(format!("{input}.O2.ll"));
+            run_checked(
+                compiler(language(input))
+                    .args(["-O2", "-S", "-emit-llvm"])
+                    .args(&p.cflags)
+                    .arg(p.dir.join(input))
+                    .arg("-o")
+                    .arg(&out),
+                &format!("-O2 IR of {input}"),
+            );
+            out
+        })
+        .collect()
+}
+
+fn check(name: &str) {
+    let p = project(name);
+    if let (Some(reason), Some(target)) = (&p.skip_emulated, test_target()) {
+        eprintln!("{name}: not run under emulation for {target}: {reason}");
+        return;
+    }
+    let dir = scratch().join(format!("project-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let native = native_run(&p, &dir);
+    assert_eq!(native.status, Some(0), "native run: {native:?}");
+    let expected_path = p.dir.join("expected.out");
+    if std::env::var_os("TIERJIT_BLESS").is_some() && test_target().is_none() {
+        std::fs::write(&expected_path, &native.stdout).unwrap();
+    }
+    if test_target().is_none() {
+        let recorded = std::fs::read_to_string(&expected_path)
+            .expect("expected.out is missing (TIERJIT_BLESS=1 creates it)");
+        assert_eq!(native.stdout, recorded, "the native build's output changed");
+    }
+    let sources: Vec<PathBuf> = p.inputs.iter().map(|i| p.dir.join(i)).collect();
+    let shapes: [(&str, Shape, Vec<PathBuf>); 2] = [
+        ("sources", Shape::C, sources),
+        (
+            "O2.ll",
+            Shape::Ir {
+                opt: "-O2",
+                text: true,
+            },
+            optimized_ir(&p, &dir),
+        ),
+    ];
+    let flags: Vec<String> = p.libs.iter().map(|l| format!("-l{l}")).collect();
+    let cflags: Vec<String> = p.cflags.iter().map(|f| format!("--cflag={f}")).collect();
+    let mut failures = Vec::new();
+    for (shape_label, shape, inputs) in &shapes {
+        if !shape.selected() {
+            continue;
+        }
+        for (mode, mode_flags) in MODES.iter().filter(|(m, _)| mode_selected(m, *shape)) {
+            let label = format!("{shape_label} {mode}");
+            let mut cmd = tierjit_command();
+            cmd.arg("run").args(inputs).args(*mode_flags).args(&flags);
+            if *shape == Shape::C {
+                cmd.args(&cflags);
+            }
+            cmd.arg("--").args(&p.args).envs(p.env.iter().cloned());
+            let run = run_with_limit(&mut cmd, job_limit());
+            if run.stdout != native.stdout || run.status != Some(0) || run.timed_out {
+                failures.push(format!(
+                    "{label}: status {:?}{}\n--- expected\n{}--- got\n{}--- stderr\n{}",
+                    run.status,
+                    if run.timed_out { " (timed out)" } else { "" },
+                    native.stdout,
+                    run.stdout,
+                    run.stderr
+                ));
+                continue;
+            }
+            if *mode == "tiered-batch" && *shape == Shape::C {
+                let installed = installed_tierups(&run.stderr);
+                for f in p.tierup.iter().filter(|f| !installed.contains(f)) {
+                    failures.push(format!("{label}: `{f}` was not installed at O3"));
+                }
+            }
+            if *mode == "tiered-osr-forced"
+                && p.osr
+                && osr_transitions(&run.stderr).unwrap_or(0) == 0
+            {
+                failures.push(format!("{label}: no OSR transition:\n{}", run.stderr));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n\n"));
+}
+
+#[test]
+fn multi_file() {
+    check("multi_file");
+}
+
+#[test]
+fn cxx() {
+    check("cxx");
+}
+
+#[test]
+fn openmp() {
+    check("openmp");
+}
+
+#[test]
+fn fortran() {
+    check("fortran");
+}
+
+#[test]
+fn every_project_has_a_test() {
+    let source = std::fs::read_to_string(root().join("tests/projects.rs")).unwrap();
+    let mut missing = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("tests/projects")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !source.contains(&format!("check(\"{name}\")")) {
+            missing.insert(name, ());
+        }
+    }
+    assert!(missing.is_empty(), "projects without a test: {missing:?}");
+}

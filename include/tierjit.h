@@ -40,6 +40,8 @@
 #ifndef TIERJIT_H
 #define TIERJIT_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -69,11 +71,21 @@ tierjit_engine *tierjit_engine_new(const char *config_ron, char **error);
 int tierjit_engine_define_symbol(tierjit_engine *engine, const char *name, void *address,
                                  char **error);
 
-/* path: .c, .ll or .bc, as `tierjit run` takes it; the module starts on
- * baseline code and tiers up in the background. It need not define main.
- * On failure (unreadable file, C that does not compile, IR for another
- * target, unresolved symbols...): NULL, *error set. */
+/* path: .c, .cpp/.cc/.cxx, .f90/.f, .ll or .bc, as `tierjit run` takes it;
+ * the module starts on baseline code and tiers up in the background. It
+ * need not define main. The runtime its source needs (libstdc++, libomp
+ * for -fopenmp IR, flang's) is loaded into the process; other libraries
+ * it calls must be in the process already (linked, or dlopen'ed with
+ * RTLD_GLOBAL). On failure (unreadable file, code that does not compile,
+ * IR for another target, unresolved symbols...): NULL, *error set. */
 tierjit_module *tierjit_module_load(tierjit_engine *engine, const char *path, char **error);
+
+/* Like tierjit_module_load, for count inputs linked into one module as
+ * `tierjit run a.c b.ll` links them: one definition per name (a second is
+ * an error naming it), weak and linkonce_odr definitions merged, statics
+ * kept apart. NULL + *error when count is 0 or a path is NULL. */
+tierjit_module *tierjit_module_load_many(tierjit_engine *engine, const char *const *paths,
+                                         size_t count, char **error);
 
 /* The stable address of a defined function (a static C function too): it
  * never changes, and calls through it reach the newest tier. Cast it to

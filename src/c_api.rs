@@ -139,6 +139,41 @@ pub unsafe extern "C" fn tierjit_module_load(
     }
 }
 
+/// SAFETY: `engine` came from `tierjit_engine_new` and is not freed;
+/// `paths` holds `count` C strings (NULL only when `count` is 0); `error`
+/// is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tierjit_module_load_many(
+    engine: *mut CEngine,
+    paths: *const *const c_char,
+    count: usize,
+    error: *mut *mut c_char,
+) -> *mut CModule {
+    // SAFETY: the caller's contract covers every pointer.
+    unsafe {
+        guarded(error, std::ptr::null_mut(), || {
+            let engine = engine.as_ref().ok_or("engine is NULL")?;
+            if count == 0 {
+                return Err("no paths (count is 0)".into());
+            }
+            if paths.is_null() {
+                return Err("paths is NULL".into());
+            }
+            let mut inputs = Vec::with_capacity(count);
+            for i in 0..count {
+                let path = *paths.add(i);
+                if path.is_null() {
+                    return Err(format!("paths[{i}] is NULL"));
+                }
+                // Paths are bytes: no UTF-8 needed.
+                inputs.push(OsString::from_vec(CStr::from_ptr(path).to_bytes().to_vec()));
+            }
+            let module = engine.0.load_all(&inputs).map_err(|e| e.to_string())?;
+            Ok(Box::into_raw(Box::new(CModule(module))))
+        })
+    }
+}
+
 /// SAFETY: `module` came from `tierjit_module_load` and is not freed;
 /// `name` is a C string; `error` is NULL or writable.
 #[no_mangle]

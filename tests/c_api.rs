@@ -28,6 +28,7 @@ fn modules() -> PathBuf {
             "unresolved.c",
             "long host_scale(long);\nlong scaled_plus_one(long x) { return host_scale(x) + 1; }\n",
         ),
+        ("scale.c", "long host_scale(long x) { return x * 7; }\n"),
         (
             "exits.c",
             "#include <stdio.h>\n#include <stdlib.h>\nint main(void) { printf(\"bye\\n\"); exit(7); }\n",

@@ -302,3 +302,66 @@ fn a_long_profiler_interval_does_not_hold_up_a_drop() {
         start.elapsed()
     );
 }
+
+/// What the C++ module's static objects reported when destroyed.
+static DESTROYED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+extern "C" fn host_destroyed(id: i64) {
+    DESTROYED.fetch_add(id, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn a_module_of_cxx_and_c_inputs_destroys_its_static_objects_at_drop() {
+    if emulated() {
+        return;
+    }
+    let mut engine = engine();
+    engine
+        .define_symbol("host_destroyed", host_destroyed as *const ())
+        .unwrap();
+    let cxx = write(
+        "tracked.cpp",
+        "#include <stdexcept>\n\
+         extern \"C\" void host_destroyed(long);\n\
+         extern \"C\" long scale_by(long);\n\
+         struct Tracker { long id; explicit Tracker(long i) : id(i) {} ~Tracker() { host_destroyed(id); } };\n\
+         static Tracker global_tracker(7);\n\
+         extern \"C\" long scaled(long x) { static Tracker local(100); return scale_by(x) + global_tracker.id; }\n\
+         static long divide(long a, long b) { if (!b) throw std::domain_error(\"zero\"); return a / b; }\n\
+         extern \"C\" long safe_div(long a, long b) { try { return divide(a, b); } catch (const std::exception &) { return -1; } }\n",
+    );
+    let c = write("scale.c", "long scale_by(long x) { return x * 3; }\n");
+    let module = engine.load_all(&[&cxx, &c]).unwrap();
+    // SAFETY: both are `long f(long[, long])` in tracked.cpp; the module
+    // outlives the calls.
+    let scaled: extern "C" fn(i64) -> i64 =
+        unsafe { std::mem::transmute(module.function("scaled").unwrap()) };
+    let safe_div: extern "C" fn(i64, i64) -> i64 =
+        unsafe { std::mem::transmute(module.function("safe_div").unwrap()) };
+    for i in 0..1000 {
+        assert_eq!(scaled(i), 3 * i + 7);
+        assert_eq!(
+            safe_div(i, i % 3),
+            if i % 3 == 0 { -1 } else { i / (i % 3) }
+        );
+    }
+    assert_eq!(DESTROYED.load(std::sync::atomic::Ordering::SeqCst), 0);
+    drop(module);
+    // The global and the function-local static, each once, as dlclose
+    // would destroy them.
+    assert_eq!(DESTROYED.load(std::sync::atomic::Ordering::SeqCst), 107);
+}
+
+#[test]
+fn load_all_refuses_no_inputs_and_names_a_duplicate() {
+    if emulated() {
+        return;
+    }
+    let engine = engine();
+    let none: [&Path; 0] = [];
+    assert!(engine.load_all(&none).is_err());
+    let a = write("dup_a.c", "long same(void) { return 1; }\n");
+    let b = write("dup_b.c", "long same(void) { return 2; }\n");
+    let error = engine.load_all(&[a, b]).err().expect("a duplicate");
+    assert!(error.to_string().contains("`same`"), "{error}");
+}

@@ -525,3 +525,79 @@ fn clang_flags_and_files_that_cannot_give_a_job() {
         run.stderr
     );
 }
+
+#[test]
+fn a_library_that_is_not_there_is_named() {
+    let job = write("needs_library.ll", HELLO_LL.as_bytes());
+    let dir = scratch().join("empty-libdir");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.to_str().unwrap();
+    expect_error(
+        &job,
+        &["-L", dir, "-l", "tierjit_no_such_library"],
+        &[
+            "-l tierjit_no_such_library",
+            "not found",
+            "libtierjit_no_such_library.so",
+            dir,
+        ],
+    );
+}
+
+#[test]
+fn a_static_only_or_unloadable_library_is_named() {
+    let job = write("needs_static.ll", HELLO_LL.as_bytes());
+    let dir = scratch().join("odd-libdir");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("libonlystatic.a"), b"!<arch>\n").unwrap();
+    // An ELF header for this machine and nothing else: the loader's own
+    // complaint is the message.
+    let mut header = vec![0u8; 64];
+    header[..4].copy_from_slice(b"\x7fELF");
+    header[4] = 2;
+    header[5] = 1;
+    header[16] = 3;
+    header[18] = if job_arch() == "aarch64" { 183 } else { 62 };
+    std::fs::write(dir.join("libtruncated.so"), header).unwrap();
+    let dir = dir.to_str().unwrap();
+    expect_error(
+        &job,
+        &["-L", dir, "-l", "onlystatic"],
+        &["-l onlystatic", "only a static library", "libonlystatic.a"],
+    );
+    expect_error(
+        &job,
+        &["-L", dir, "-l", "truncated"],
+        &["-l truncated", "libtruncated.so"],
+    );
+}
+
+#[test]
+fn several_inputs_name_a_symbol_none_defines_and_a_second_definition() {
+    let main = write(
+        "multi_main.c",
+        b"int helper(int);\nint nowhere(int);\nint main(void) { return helper(1) + nowhere(2); }\n",
+    );
+    let util = write("multi_util.c", b"int helper(int x) { return x; }\n");
+    let util = util.to_str().unwrap();
+    for mode in ["tiered", "optimized"] {
+        expect_error(
+            &main,
+            &[util, "--mode", mode],
+            &[
+                "multi_main.c + ",
+                "multi_util.c",
+                "unresolved external symbol: nowhere",
+            ],
+        );
+    }
+    let twice = write("multi_twice.c", b"int helper(int x) { return -x; }\n");
+    expect_error(
+        &main,
+        &[util, twice.to_str().unwrap()],
+        &[
+            "multi_twice.c cannot be linked with",
+            "`helper` is defined more than once",
+        ],
+    );
+}

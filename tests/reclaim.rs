@@ -101,6 +101,44 @@ fn versions_churned_under_eight_threads_are_freed() {
 }
 
 #[test]
+fn versions_churned_under_openmp_threads_are_freed() {
+    // libomp creates its threads itself (not through the job's
+    // pthread_create); the checks must find and scan them like the job's.
+    if emulated() {
+        eprintln!("skipped under emulation: no AArch64 libomp beside the x86-64 one (see .ci/test-aarch64)");
+        return;
+    }
+    let source = job("omp_churn.c");
+    let args = ["100000".to_string(), "8".to_string()];
+    let exe = scratch().join("reclaim-omp_churn-native");
+    let built = build_native(&source, &exe, &["-fopenmp"]);
+    assert!(built.status.success(), "{built:?}");
+    let native = run_with_limit(
+        native_command(&exe).args(&args).env("OMP_NUM_THREADS", "4"),
+        job_limit(),
+    );
+    assert_eq!(native.status, Some(0), "{native:?}");
+    let mut flags = STRESS.to_vec();
+    flags.push("--cflag=-fopenmp");
+    let mut cmd = tierjit_command();
+    cmd.arg("run")
+        .arg(&source)
+        .args(&flags)
+        .arg("--")
+        .args(&args)
+        .env("OMP_NUM_THREADS", "4");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{run:?}");
+    assert_eq!(run.stdout, native.stdout, "{}", run.stderr);
+    let (retired, freed) = retired_and_freed(&run.stderr, "kernel");
+    assert!(
+        freed >= 1 && retired >= freed,
+        "kernel: {retired} retired, {freed} freed\n{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn an_osr_frame_keeps_its_retired_continuation_until_it_leaves() {
     // work()'s frame enters the continuation of its loop, which the stress
     // then compiles again: the first continuation is retired while the

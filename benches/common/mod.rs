@@ -21,8 +21,13 @@ pub fn jobs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/jobs")
 }
 
+/// The job's source: `JOB.c`, or `JOB.cpp` for a C++ job.
 pub fn job_source(job: &str) -> PathBuf {
-    jobs_dir().join(format!("{job}.c"))
+    let c = jobs_dir().join(format!("{job}.c"));
+    if c.is_file() {
+        return c;
+    }
+    jobs_dir().join(format!("{job}.cpp"))
 }
 
 fn out_dir() -> PathBuf {
@@ -51,11 +56,15 @@ pub fn run_ok(cmd: &mut Command) {
 /// Builds `job` natively with clang-19 and `flags`; the command runs it.
 pub fn native(job: &str, name: &str, flags: &[&str]) -> Command {
     let exe = out_dir().join(format!("{job}-{name}"));
+    let source = job_source(job);
+    // A C++ job links as clang++ links it (libstdc++).
+    let cxx = source.extension().is_some_and(|e| e == "cpp");
     run_ok(
         Command::new(clang())
+            .args(cxx.then_some("--driver-mode=g++"))
             .args(flags)
             .arg("-w")
-            .arg(job_source(job))
+            .arg(source)
             .arg("-o")
             .arg(&exe)
             .arg("-lm"),

@@ -432,13 +432,17 @@ mod tests {
         other[16] = 3;
         other[18] = 0x28; // ARM (32-bit)
         std::fs::write(dir.join("libfoo.so"), other).unwrap();
-        let error = find("foo", std::slice::from_ref(&dir)).unwrap_err().to_string();
+        let error = find("foo", std::slice::from_ref(&dir))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("-l foo") && error.contains("libfoo.a"),
             "{error}"
         );
         assert!(error.contains("shared libraries"), "{error}");
-        let missing = find("nosuchlib", std::slice::from_ref(&dir)).unwrap_err().to_string();
+        let missing = find("nosuchlib", std::slice::from_ref(&dir))
+            .unwrap_err()
+            .to_string();
         assert!(
             missing.contains("libnosuchlib.so") && missing.contains(&dir.display().to_string()),
             "{missing}"

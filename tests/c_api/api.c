@@ -144,6 +144,32 @@ int main(int argc, char **argv) {
     tierjit_module_free(scaled);
   }
 
+  {
+    /* Two inputs, one module: unresolved.c's host_scale is now in scale.c. */
+    char first[4096], second[4096];
+    snprintf(first, sizeof first, "%s/unresolved.c", dir);
+    snprintf(second, sizeof second, "%s/scale.c", dir);
+    const char *both[] = {first, second};
+    tierjit_engine *plain = tierjit_engine_new(NULL, &error);
+    tierjit_module *joint = plain ? tierjit_module_load_many(plain, both, 2, &error) : NULL;
+    CHECK(joint != NULL, "load_many: %s", error ? error : "(none)");
+    if (joint) {
+      long (*f)(long) = (long (*)(long))tierjit_module_function(joint, "scaled_plus_one", &error);
+      CHECK(f && f(4) == 4 * 7 + 1, "the inputs call each other");
+      tierjit_module_free(joint);
+    }
+    CHECK(plain && tierjit_module_load_many(plain, both, 0, &error) == NULL, "no inputs accepted");
+    CHECK(error && strstr(error, "count"), "error says why: %s", error ? error : "(none)");
+    tierjit_string_free(error);
+    error = NULL;
+    const char *dup[] = {first, first};
+    CHECK(plain && tierjit_module_load_many(plain, dup, 2, &error) == NULL, "a duplicate accepted");
+    CHECK(error && strstr(error, "scaled_plus_one"), "error names it: %s", error ? error : "(none)");
+    tierjit_string_free(error);
+    error = NULL;
+    tierjit_engine_free(plain);
+  }
+
   tierjit_module *m = tierjit_module_load(engine, in(dir, "main.c"), &error);
   CHECK(m != NULL, "main.c: %s", error ? error : "(none)");
   if (m) {

@@ -293,3 +293,39 @@ fn every_project_has_a_test() {
     }
     assert!(missing.is_empty(), "projects without a test: {missing:?}");
 }
+
+#[test]
+fn openmp_counts_stay_close_under_parallel_increments() {
+    // Four libomp threads (on however many CPUs) count the same outlined
+    // region's entries and back-edges: plain increments into per-CPU
+    // copies, so two threads sharing a copy may lose an increment now and
+    // then, but the totals must stay within 1% of the exact counts: each
+    // of 300 sweeps enters the region once per thread and runs its loop
+    // body 19998 times in all, one back-edge each.
+    let p = project("openmp");
+    if let (Some(reason), Some(_)) = (&p.skip_emulated, test_target()) {
+        eprintln!("skipped under emulation: {reason}");
+        return;
+    }
+    let mut cmd = tierjit_command();
+    cmd.arg("run")
+        .arg(p.dir.join("stencil.c"))
+        .args(["--mode", "baseline", "--stats", "--cflag=-fopenmp"])
+        .args(["--", "20000", "300"])
+        .env("OMP_NUM_THREADS", "4");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{run:?}");
+    let (_, calls, backedges) =
+        stats_row(&run.stderr, "sweep.omp_outlined").expect("a stats row for the region");
+    let close = |got: u64, exact: u64| got.abs_diff(exact) * 100 <= exact;
+    assert!(
+        close(calls, 4 * 300),
+        "{calls} entries counted, 1200 made\n{}",
+        run.stderr
+    );
+    assert!(
+        close(backedges, 19_998 * 300),
+        "{backedges} back-edges counted, 5999400 taken\n{}",
+        run.stderr
+    );
+}

@@ -168,7 +168,7 @@ impl Engine {
         let module = runtime::read_module(
             &context,
             &inputs,
-            &[],
+            &crate::ir::load::FrontendFlags::default(),
             &self.config,
             &self.target,
             cache.as_deref(),

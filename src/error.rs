@@ -75,7 +75,7 @@ pub enum Error {
     #[error("link failed: {0}")]
     Link(String),
 
-    #[error("library {0}")]
+    #[error("{0}")]
     Library(String),
 }
 

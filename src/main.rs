@@ -149,9 +149,16 @@ struct RunArgs {
     #[arg(long)]
     stats: bool,
     /// Extra front-end flag for C, C++ and Fortran inputs, e.g.
-    /// --cflag=-DN=100 or --cflag=-fopenmp (repeatable).
+    /// --cflag=-DN=100 or --cflag=-fopenmp; a -std= reaches only the
+    /// language it names (repeatable).
     #[arg(long = "cflag", value_name = "FLAG", allow_hyphen_values = true)]
     cflags: Vec<String>,
+    /// Extra front-end flag for C++ inputs only (repeatable).
+    #[arg(long = "cxxflag", value_name = "FLAG", allow_hyphen_values = true)]
+    cxxflags: Vec<String>,
+    /// Extra front-end flag for Fortran inputs only (repeatable).
+    #[arg(long = "fflag", value_name = "FLAG", allow_hyphen_values = true)]
+    fflags: Vec<String>,
     /// Print the target triple, CPU, features and preset, then exit.
     #[arg(long)]
     print_target: bool,
@@ -358,6 +365,8 @@ fn run_over(base: Config, args: RunArgs) -> anyhow::Result<i32> {
         events: args.events,
         stats: args.stats,
         cflags: args.cflags,
+        cxxflags: args.cxxflags,
+        fflags: args.fflags,
         args: args.job_args,
         perf_map: args.perf_map,
         debug_info: args.debug_info,

@@ -21,7 +21,9 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::ir::frontend_cache::FrontendCache;
 use crate::ir::layout::JobLayout;
-use crate::ir::load::{copy_module, parse_module, read_job_ir, JobIr};
+use crate::ir::load::{
+    copy_module, parse_module, read_job_ir, FrontendFlags, JobIr, JobKind, ModuleDir,
+};
 use crate::ir::normalize::{
     canonicalize_cfg, check_supported, is_intrinsic, make_shareable, set_code_attributes,
     without_dso_local,
@@ -68,7 +70,12 @@ pub struct RunOptions {
     pub config: Config,
     pub events: bool,
     pub stats: bool,
+    /// Front-end flags for every source language (a `-std=` only for the
+    /// language it names), for C++ only, for Fortran only (see
+    /// `ir::load::FrontendFlags`).
     pub cflags: Vec<String>,
+    pub cxxflags: Vec<String>,
+    pub fflags: Vec<String>,
     /// The job's arguments after its path (`argv[1..]`, as bytes).
     pub args: Vec<std::ffi::OsString>,
     /// Write perf's map of the JIT'd code (`/tmp/perf-PID.map`).
@@ -207,10 +214,14 @@ pub fn run(mut options: RunOptions) -> Result<i32, Error> {
         options.timeline.as_deref(),
     )?
     .map(Arc::new);
-    let mut cflags = options.cflags.clone();
-    if options.debug_info && !cflags.iter().any(|f| f.starts_with("-g")) {
-        // Line numbers for the debugger (C jobs only take cflags).
-        cflags.push("-g".into());
+    let mut flags = FrontendFlags {
+        all: options.cflags.clone(),
+        cxx: options.cxxflags.clone(),
+        fortran: options.fflags.clone(),
+    };
+    if options.debug_info && !flags.all.iter().any(|f| f.starts_with("-g")) {
+        // Line numbers for the debugger (sources only: IR has its own).
+        flags.all.push("-g".into());
     }
     let context = Context::create();
     code::watch_context(&context);
@@ -221,7 +232,7 @@ pub fn run(mut options: RunOptions) -> Result<i32, Error> {
     let cache = Cache::from_config(&options.config.cache).map(Arc::new);
     let (job, implied) = read_job(
         &options.inputs(),
-        &cflags,
+        &flags,
         &options.config,
         &target,
         cache.as_deref(),
@@ -294,13 +305,13 @@ pub fn run(mut options: RunOptions) -> Result<i32, Error> {
 pub(crate) fn read_module<'ctx>(
     context: &'ctx Context,
     inputs: &[PathBuf],
-    cflags: &[String],
+    flags: &FrontendFlags,
     config: &Config,
     target: &TargetSpec,
     cache: Option<&Cache>,
     metrics: Option<&Metrics>,
 ) -> Result<Module<'ctx>, Error> {
-    let (job, implied) = read_job(inputs, cflags, config, target, cache, metrics)?;
+    let (job, implied) = read_job(inputs, flags, config, target, cache, metrics)?;
     let no_libraries = crate::libraries::LibrarySpec::default();
     load_libraries(&no_libraries, implied, target, cache, metrics)?;
     parse_checked(context, &job.bytes, &job_label(inputs), target)
@@ -315,16 +326,19 @@ fn load_libraries(
     cache: Option<&Cache>,
     metrics: Option<&Metrics>,
 ) -> Result<(), Error> {
-    let loaded = crate::libraries::load(spec, implied, || {
+    let outcome = crate::libraries::load(spec, implied, || {
         crate::libraries::fortran_runtime(cache.map(Cache::root), &target.triple)
     })?;
     if let Some(metrics) = metrics {
-        for library in loaded {
-            metrics.note(
-                "library",
-                &library.request,
-                &library.path.display().to_string(),
+        for library in outcome.loaded {
+            let path = library.path.display().to_string();
+            metrics.note("library", &library.request, &path);
+        }
+        for (request, why) in outcome.skipped {
+            let note = format!(
+                "not loaded (the IR mentions it; unresolved names, if any, will say): {why}"
             );
+            metrics.note("library", &request, &note);
         }
     }
     Ok(())
@@ -334,18 +348,28 @@ fn load_libraries(
 /// `read_module` says, then linked), with the runtimes its inputs imply.
 fn read_job(
     inputs: &[PathBuf],
-    cflags: &[String],
+    flags: &FrontendFlags,
     config: &Config,
     target: &TargetSpec,
     cache: Option<&Cache>,
     metrics: Option<&Metrics>,
 ) -> Result<(JobIr, crate::libraries::Implied), Error> {
+    let kinds = inputs
+        .iter()
+        .map(|path| JobKind::of(path))
+        .collect::<Result<Vec<JobKind>, Error>>()?;
+    let module_dir = kinds
+        .contains(&JobKind::Fortran)
+        .then(ModuleDir::create)
+        .transpose()?;
     let mut irs = Vec::with_capacity(inputs.len());
     let mut implied = crate::libraries::Implied::default();
-    for path in inputs {
-        let ir = read_input(path, cflags, config, target, cache, metrics)?;
-        let kind = crate::ir::load::JobKind::of(path)?;
-        implied = implied.union(crate::libraries::Implied::of_input(kind, cflags, &ir.bytes));
+    for (path, &kind) in inputs.iter().zip(&kinds) {
+        let input_flags = flags.for_kind(kind);
+        let modules = module_dir.as_ref().map(ModuleDir::path);
+        let ir = read_input(path, &input_flags, modules, config, target, cache, metrics)?;
+        let input_implied = crate::libraries::Implied::of_input(kind, &input_flags, &ir.bytes);
+        implied = implied.union(input_implied);
         irs.push((path.clone(), ir));
     }
     if irs.len() == 1 {
@@ -369,6 +393,7 @@ fn read_job(
 fn read_input(
     path: &Path,
     cflags: &[String],
+    module_dir: Option<&Path>,
     config: &Config,
     target: &TargetSpec,
     cache: Option<&Cache>,
@@ -377,7 +402,7 @@ fn read_input(
     let frontend = cache
         .filter(|_| config.frontend.cache)
         .map(FrontendCache::new);
-    let job = read_job_ir(path, cflags, &target.triple, frontend.as_ref())?;
+    let job = read_job_ir(path, cflags, &target.triple, frontend.as_ref(), module_dir)?;
     if let Some(metrics) = metrics {
         let label = path.display().to_string();
         if job.cached {

@@ -142,6 +142,7 @@ fn native_run(p: &Project, dir: &Path) -> Run {
         let object = dir.join(format!("{input}.o"));
         run_checked(
             compiler(language(input))
+                .current_dir(dir)
                 .args(["-O2", "-c"])
                 .args(&p.cflags)
                 .arg(p.dir.join(input))
@@ -189,6 +190,7 @@ fn optimized_ir(p: &Project, dir: &Path) -> Vec<PathBuf> {
             let out = dir.join(format!("{input}.O2.ll"));
             run_checked(
                 compiler(language(input))
+                    .current_dir(dir)
                     .args(["-O2", "-S", "-emit-llvm"])
                     .args(&p.cflags)
                     .arg(p.dir.join(input))
@@ -299,6 +301,55 @@ fn openmp() {
 #[test]
 fn fortran() {
     check("fortran");
+    // tierjit kept flang's module file in a directory of its own (the
+    // tests run in the crate's root), which it removed.
+    assert!(
+        !root().join("kernels.mod").exists(),
+        "a module file was left in the working directory"
+    );
+}
+
+#[test]
+fn front_end_flags_reach_the_languages_they_are_for() {
+    // -std= for each language through --cflag, a C++-only define through
+    // --cxxflag: each file checks what it was compiled with.
+    let dir = scratch().join("flags");
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = dir.join("version.c");
+    std::fs::write(
+        &c,
+        "#if __STDC_VERSION__ != 201112L || defined(CXX_ONLY)
+#error wrong C flags
+#endif
+         long c_version(void) { return __STDC_VERSION__; }
+",
+    )
+    .unwrap();
+    let cxx = dir.join("main.cpp");
+    std::fs::write(
+        &cxx,
+        "#include <cstdio>
+#if __cplusplus != 201703L || !defined(CXX_ONLY)
+#error wrong C++ flags
+#endif
+         extern \"C\" long c_version(void);
+         int main() { std::printf(\"%ld %ld\\n\", c_version(), (long)__cplusplus); return 0; }
+",
+    )
+    .unwrap();
+    let mut cmd = tierjit_command();
+    cmd.arg("run")
+        .args([&cxx, &c])
+        .args([
+            "--mode",
+            "optimized",
+            "--cflag=-std=c11",
+            "--cflag=-std=c++17",
+        ])
+        .arg("--cxxflag=-DCXX_ONLY");
+    let run = run_with_limit(&mut cmd, job_limit());
+    assert_eq!(run.status, Some(0), "{run:?}");
+    assert_eq!(run.stdout, "201112 201703\n");
 }
 
 #[test]
@@ -351,4 +402,120 @@ fn openmp_counts_stay_close_under_parallel_increments() {
         "{backedges} back-edges counted, 5999400 taken\n{}",
         run.stderr
     );
+}
+
+/// Builds `source` (C) into the shared library `dir/name` for the target.
+fn shared_library(dir: &Path, name: &str, source: &str, extra: &[&str]) {
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).unwrap();
+    run_checked(
+        compiler(Language::C)
+            .args(["-O2", "-shared", "-fPIC"])
+            .arg(&c)
+            .arg("-o")
+            .arg(dir.join(name))
+            .args(extra),
+        &format!("shared library {name}"),
+    );
+}
+
+#[test]
+fn libraries_resolve_in_link_order_and_load_in_any_order() {
+    // The same job, natively and through tierjit, against three libraries
+    // of the test's own:
+    // - a libz of its own (`-L dir -l z`): its zlibVersion, not the one
+    //   of the libz tierjit's process already has;
+    // - libtjapp.so calling tjutil_value() from libtjutil.so, which it
+    //   does not record as a dependency (`-l tjapp -l tjutil` links
+    //   natively; loaded in that order, app would not load);
+    // - `-l :libtjexact.so.3` (a file name), and libtjscript.so, a linker
+    //   script naming libtjlisted.so with a comma.
+    let dir = scratch().join("libraries");
+    std::fs::create_dir_all(&dir).unwrap();
+    shared_library(
+        &dir,
+        "libz.so",
+        "const char *zlibVersion(void) { return \"custom\"; }\n",
+        &[],
+    );
+    shared_library(
+        &dir,
+        "libtjutil.so",
+        "int tjutil_value(void) { return 40; }\n",
+        &[],
+    );
+    shared_library(
+        &dir,
+        "libtjapp.so",
+        "int tjutil_value(void);\nint tjapp_value(void) { return tjutil_value() + 2; }\n",
+        &[],
+    );
+    shared_library(
+        &dir,
+        "libtjexact.so.3",
+        "int tjexact_value(void) { return 3; }\n",
+        &[],
+    );
+    shared_library(
+        &dir,
+        "libtjlisted.so",
+        "int tjlisted_value(void) { return 5; }\n",
+        &[],
+    );
+    std::fs::write(
+        dir.join("libtjscript.so"),
+        "/* GNU ld script */\nGROUP ( libtjlisted.so , -ltjutil )\n",
+    )
+    .unwrap();
+    let main = dir.join("main.c");
+    std::fs::write(
+        &main,
+        "#include <stdio.h>\n\
+         const char *zlibVersion(void);\n\
+         int tjapp_value(void), tjexact_value(void), tjlisted_value(void);\n\
+         int main(void) {\n\
+           printf(\"%s %d %d %d\\n\", zlibVersion(), tjapp_value(), tjexact_value(), tjlisted_value());\n\
+           return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    let libs = [
+        "-lz",
+        "-ltjapp",
+        "-ltjutil",
+        "-l:libtjexact.so.3",
+        "-ltjscript",
+    ];
+    let exe = dir.join("native");
+    let dir_text = dir.to_str().unwrap();
+    run_checked(
+        compiler(Language::C)
+            .arg(&main)
+            .arg(format!("-L{dir_text}"))
+            .arg(format!("-Wl,-rpath,{dir_text}"))
+            .args(libs)
+            .arg("-o")
+            .arg(&exe),
+        "native build against the libraries",
+    );
+    let native = run_with_limit(&mut native_command(&exe), job_limit());
+    assert_eq!(native.stdout, "custom 42 3 5\n", "{native:?}");
+    for mode in ["tiered", "optimized"] {
+        let mut cmd = tierjit_command();
+        cmd.arg("run")
+            .arg(&main)
+            .args(["--mode", mode, "--events", "-L", dir_text])
+            .args(libs);
+        let run = run_with_limit(&mut cmd, job_limit());
+        assert_eq!(run.status, Some(0), "{mode}: {run:?}");
+        assert_eq!(run.stdout, native.stdout, "{mode}: {}", run.stderr);
+        let expected_z = format!("library -l z: {dir_text}/libz.so");
+        assert!(run.stderr.contains(&expected_z), "{mode}: {}", run.stderr);
+        let expected_listed = format!("library -l tjscript: {dir_text}/libtjlisted.so");
+        assert!(
+            run.stderr.contains(&expected_listed),
+            "{mode}: {}",
+            run.stderr
+        );
+    }
 }

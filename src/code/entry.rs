@@ -349,6 +349,34 @@ pub fn load_host_libraries() {
     }
 }
 
+/// Libraries the job links against (`-l`, then the implied runtimes), in
+/// the order they were asked for: every JIT made afterwards looks a name
+/// up in each of them, in this order, before the rest of the process
+/// (see `orc::Jit::new`), as a native link resolves names in link order.
+static JOB_LIBRARIES: std::sync::Mutex<Vec<CString>> = std::sync::Mutex::new(Vec::new());
+
+/// The libraries `load_library` loaded, in link order (see `JOB_LIBRARIES`).
+pub(crate) fn job_libraries() -> Vec<CString> {
+    JOB_LIBRARIES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// Records `path` (already loaded) in the job's link order at `rank`
+/// (clamped to the end), unless it is there already.
+pub fn link_library(path: &std::path::Path, rank: usize) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(name) = CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let mut libraries = JOB_LIBRARIES.lock().unwrap_or_else(|p| p.into_inner());
+    if !libraries.contains(&name) {
+        let at = rank.min(libraries.len());
+        libraries.insert(at, name);
+    }
+}
+
 /// Loads the shared library at `path` (or, for a bare soname such as
 /// `libstdc++.so.6`, wherever the dynamic loader finds it) with its
 /// symbols global, so that the job's lookups by name see them. Never

@@ -331,6 +331,33 @@ impl Jit {
         };
         this.define_absolute(host_overrides)?;
 
+        // The job's libraries first, each searched on its own handle (the
+        // library and what it depends on), in link order: a name the
+        // process already has from another object (tierjit's own libz,
+        // say) resolves to the library the job named, as natively.
+        for library in super::entry::job_libraries() {
+            let mut generator = ptr::null_mut();
+            // SAFETY: `library` is a C string naming a library loaded
+            // already (dlopen again only finds it); no filter callback;
+            // the generator is handed to the dylib, which owns it then.
+            unsafe {
+                let prefix = LLVMOrcLLJITGetGlobalPrefix(jit);
+                let err = llvm_sys::orc2::LLVMOrcCreateDynamicLibrarySearchGeneratorForPath(
+                    &mut generator,
+                    library.as_ptr(),
+                    prefix,
+                    None,
+                    ptr::null_mut(),
+                );
+                if let Some(msg) = take_error(err) {
+                    return Err(Error::Jit(format!(
+                        "cannot see the symbols of {}: {msg}",
+                        library.to_string_lossy()
+                    )));
+                }
+                LLVMOrcJITDylibAddGenerator(dylib, generator);
+            }
+        }
         let mut generator = ptr::null_mut();
         // SAFETY: no filter callback; the generator is handed to the dylib,
         // which takes ownership of it.

@@ -42,6 +42,77 @@ impl JobKind {
     }
 }
 
+/// The front ends' flags: `--cflag` reaches every source language (C,
+/// C++ and Fortran: `-D`, `-I`, `-fopenmp`...), except that a `-std=`
+/// reaches only the language it names (`c++20` C++, `f2018` Fortran,
+/// others C); `--cxxflag` reaches C++ only, `--fflag` Fortran only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrontendFlags {
+    pub all: Vec<String>,
+    pub cxx: Vec<String>,
+    pub fortran: Vec<String>,
+}
+
+impl FrontendFlags {
+    /// The flags an input of `kind` is compiled with (none for IR).
+    pub fn for_kind(&self, kind: JobKind) -> Vec<String> {
+        let named_language = |flag: &str| {
+            let standard = flag
+                .strip_prefix("-std=")
+                .or_else(|| flag.strip_prefix("--std="))?;
+            Some(if standard.contains("++") {
+                JobKind::Cxx
+            } else if standard.starts_with('f') {
+                JobKind::Fortran
+            } else {
+                JobKind::C
+            })
+        };
+        if !kind.is_source() {
+            return Vec::new();
+        }
+        let mut flags: Vec<String> = self
+            .all
+            .iter()
+            .filter(|f| named_language(f).is_none_or(|language| language == kind))
+            .cloned()
+            .collect();
+        match kind {
+            JobKind::Cxx => flags.extend(self.cxx.iter().cloned()),
+            JobKind::Fortran => flags.extend(self.fortran.iter().cloned()),
+            _ => {}
+        }
+        flags
+    }
+}
+
+/// A job's own directory for Fortran module files, removed with it.
+pub struct ModuleDir(PathBuf);
+
+impl ModuleDir {
+    pub fn create() -> Result<ModuleDir, Error> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // Relaxed: only uniqueness within this process is needed.
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tierjit-modules-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(ModuleDir(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ModuleDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A job's IR, textual or bitcode.
 pub struct JobIr {
     pub bytes: Vec<u8>,
@@ -55,13 +126,18 @@ pub struct JobIr {
     pub looked_up: bool,
 }
 
-/// Reads the job at `path` into IR. C is compiled for `triple`, the target
-/// every tier generates code for, through `cache` when given.
+/// Reads the job's input at `path` into IR. C, C++ and Fortran are
+/// compiled with `cflags` for `triple`, the target every tier generates
+/// code for; C and C++ through `cache` when given; Fortran with its module
+/// files (`.mod`) in `module_dir`, the job's own directory for them, so
+/// that an input sees the modules of the inputs before it, and never a
+/// stale one from an earlier run.
 pub fn read_job_ir(
     path: &Path,
     cflags: &[String],
     triple: &str,
     cache: Option<&FrontendCache>,
+    module_dir: Option<&Path>,
 ) -> Result<JobIr, Error> {
     let kind = JobKind::of(path)?;
     // Checked without opening it: opening a FIFO would wait for a writer.
@@ -80,7 +156,7 @@ pub fn read_job_ir(
         JobKind::Cxx => {
             return compile_c(&clang_binary(), Language::Cxx, path, cflags, triple, cache)
         }
-        JobKind::Fortran => return compile_fortran(path, cflags, triple),
+        JobKind::Fortran => return compile_fortran(path, cflags, triple, module_dir),
         JobKind::TextualIr | JobKind::Bitcode => {}
     }
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
@@ -186,6 +262,20 @@ fn tool_binary(variable: &str, versioned: &str, unversioned: &str) -> PathBuf {
     PathBuf::from(versioned)
 }
 
+/// The IR is compiled without LLVM's passes, so a sanitizer's
+/// instrumentation would silently not happen; its runtime is missing too.
+fn refuse_sanitizers(path: &Path, flags: &[String]) -> Result<(), Error> {
+    match flags.iter().find(|f| f.starts_with("-fsanitize")) {
+        Some(flag) => Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            what: format!(
+                "{flag}: sanitizers need instrumentation and a runtime tierjit does not provide"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The language clang compiles an input as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Language {
@@ -197,9 +287,16 @@ enum Language {
 /// passes from running; its optimized IR is a job like any other). Not
 /// cached: flang 19 writes no dependency list (`-MD`), so a changed
 /// module file or `include` could not be told apart.
-fn compile_fortran(path: &Path, flags: &[String], triple: &str) -> Result<JobIr, Error> {
+fn compile_fortran(
+    path: &Path,
+    flags: &[String],
+    triple: &str,
+    module_dir: Option<&Path>,
+) -> Result<JobIr, Error> {
+    refuse_sanitizers(path, flags)?;
     let flang = flang_binary();
-    let output = Command::new(&flang)
+    let mut command = Command::new(&flang);
+    command
         .args([
             "-O2",
             "-emit-llvm",
@@ -208,7 +305,11 @@ fn compile_fortran(path: &Path, flags: &[String], triple: &str) -> Result<JobIr,
             "-o",
             "-",
         ])
-        .arg(format!("--target={triple}"))
+        .arg(format!("--target={triple}"));
+    if let Some(dir) = module_dir {
+        command.arg("-module-dir").arg(dir);
+    }
+    let output = command
         .args(flags)
         .arg(path)
         .output()
@@ -279,12 +380,16 @@ fn compile_c(
     triple: &str,
     cache: Option<&FrontendCache>,
 ) -> Result<JobIr, Error> {
-    // The IR is compiled without LLVM's passes, so a sanitizer's
-    // instrumentation would silently not happen; its runtime is missing too.
-    if let Some(flag) = cflags.iter().find(|f| f.starts_with("-fsanitize")) {
+    refuse_sanitizers(path, cflags)?;
+    if let Some(flag) = cflags
+        .iter()
+        .find(|f| f.starts_with("-stdlib=") && *f != "-stdlib=libstdc++")
+    {
         return Err(Error::Unsupported {
             path: path.to_path_buf(),
-            what: format!("--cflag={flag}: sanitizers need instrumentation and a runtime tierjit does not provide"),
+            what: format!(
+                "{flag}: C++ jobs use libstdc++, the C++ library tierjit's own process has"
+            ),
         });
     }
     let mut args: Vec<OsString> = [

@@ -40,7 +40,7 @@ pub fn fortran_runtime(cache_root: Option<&Path>, triple: &str) -> Result<BuiltR
         let path = dir.join(name);
         let metadata = std::fs::metadata(&path).map_err(|e| {
             Error::Library(format!(
-                "the Fortran runtime: cannot read {} ({e}); install libflang-19-dev, or set TIERJIT_FLANG_RUNTIME_DIR",
+                "Fortran runtime: cannot read {} ({e}); install libflang-19-dev, or set TIERJIT_FLANG_RUNTIME_DIR",
                 path.display()
             ))
         })?;
@@ -108,14 +108,14 @@ fn build(archives: &[PathBuf], triple: &str, out: &Path) -> Result<(), Error> {
         .output()
         .map_err(|e| {
             Error::Library(format!(
-                "the Fortran runtime: cannot run {} to link it: {e}",
+                "Fortran runtime: cannot run {} to link it: {e}",
                 clang.display()
             ))
         })?;
     if !output.status.success() {
         let _ = std::fs::remove_file(&partial);
         return Err(Error::Library(format!(
-            "the Fortran runtime: linking {} into a shared object failed:\n{}",
+            "Fortran runtime: linking {} into a shared object failed:\n{}",
             archives
                 .iter()
                 .map(|a| a.display().to_string())
@@ -127,7 +127,7 @@ fn build(archives: &[PathBuf], triple: &str, out: &Path) -> Result<(), Error> {
     std::fs::rename(&partial, out).map_err(|e| {
         let _ = std::fs::remove_file(&partial);
         Error::Library(format!(
-            "the Fortran runtime: cannot put it at {}: {e}",
+            "Fortran runtime: cannot put it at {}: {e}",
             out.display()
         ))
     })

@@ -28,29 +28,44 @@ pub struct LibrarySpec {
     pub dirs: Vec<PathBuf>,
 }
 
+/// How much an input needs a runtime it does not name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    #[default]
+    No,
+    /// IR mentions one of the runtime's names (maybe only in a string):
+    /// loaded when it can be; if it cannot, the job's unresolved names,
+    /// if any, are the error.
+    Maybe,
+    /// A C++ or Fortran source, or `-fopenmp`: a runtime that cannot be
+    /// loaded is the error.
+    Yes,
+}
+
 /// Runtimes a job's inputs need without naming them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Implied {
-    pub cxx: bool,
-    pub openmp: bool,
-    pub fortran: bool,
+    pub cxx: Need,
+    pub openmp: Need,
+    pub fortran: Need,
 }
 
 impl Implied {
     /// What an input implies: a C++ or Fortran source its runtime; a
     /// source compiled with `-fopenmp` libomp; IR (text or bitcode, whose
-    /// names are plain strings in both) whatever runtime's names it uses.
-    /// A false positive only loads a library the job does not call.
+    /// names are plain strings in both) maybe the runtimes whose names it
+    /// mentions.
     pub fn of_input(kind: crate::ir::load::JobKind, cflags: &[String], ir: &[u8]) -> Implied {
         use crate::ir::load::JobKind;
+        let yes_if = |b: bool| if b { Need::Yes } else { Need::No };
         let openmp_flag = kind.is_source()
             && cflags
                 .iter()
                 .any(|f| f == "-fopenmp" || f.starts_with("-fopenmp="));
         let from_source = Implied {
-            cxx: kind == JobKind::Cxx,
-            openmp: openmp_flag,
-            fortran: kind == JobKind::Fortran,
+            cxx: yes_if(kind == JobKind::Cxx),
+            openmp: yes_if(openmp_flag),
+            fortran: yes_if(kind == JobKind::Fortran),
         };
         match kind {
             JobKind::TextualIr | JobKind::Bitcode => from_source.union(Implied::named_in(ir)),
@@ -58,8 +73,8 @@ impl Implied {
         }
     }
 
-    /// Runtimes whose names `ir` mentions. One pass over the bytes: every
-    /// marker starts with `_`.
+    /// Runtimes whose names `ir` mentions, as `Need::Maybe`. One pass over
+    /// the bytes: every marker starts with `_` or `o`.
     fn named_in(ir: &[u8]) -> Implied {
         const CXX: [&[u8]; 10] = [
             b"__gxx_personality_v0",
@@ -73,21 +88,31 @@ impl Implied {
             b"_ZdaPv",
             b"_ZTVN10__cxxabiv",
         ];
-        let mut found = Implied::default();
-        for (at, _) in ir.iter().enumerate().filter(|(_, b)| **b == b'_') {
+        const OPENMP: [&[u8]; 4] = [b"__kmpc_", b"omp_get_", b"omp_set_", b"omp_in_parallel"];
+        let (mut cxx, mut openmp, mut fortran) = (false, false, false);
+        for (at, _) in ir
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'_' || **b == b'o')
+        {
             let rest = &ir[at..];
-            found.cxx |= CXX.iter().any(|m| rest.starts_with(m));
-            found.openmp |= rest.starts_with(b"__kmpc_");
-            found.fortran |= rest.starts_with(b"_FortranA");
+            cxx |= CXX.iter().any(|m| rest.starts_with(m));
+            openmp |= OPENMP.iter().any(|m| rest.starts_with(m));
+            fortran |= rest.starts_with(b"_FortranA");
         }
-        found
+        let maybe_if = |b: bool| if b { Need::Maybe } else { Need::No };
+        Implied {
+            cxx: maybe_if(cxx),
+            openmp: maybe_if(openmp),
+            fortran: maybe_if(fortran),
+        }
     }
 
     pub fn union(self, other: Implied) -> Implied {
         Implied {
-            cxx: self.cxx || other.cxx,
-            openmp: self.openmp || other.openmp,
-            fortran: self.fortran || other.fortran,
+            cxx: self.cxx.max(other.cxx),
+            openmp: self.openmp.max(other.openmp),
+            fortran: self.fortran.max(other.fortran),
         }
     }
 }
@@ -116,69 +141,166 @@ pub struct Loaded {
     pub path: PathBuf,
 }
 
-/// Loads what `spec` names and `implied` needs, in that order; the list of
-/// what was loaded. `fortran_runtime` builds or finds flang's runtime as a
-/// shared object (see `fortran_runtime`), asked only when needed.
+/// What `load` did: the libraries loaded, and the runtimes the job's IR
+/// seemed to need that could not be loaded (with why), which are not
+/// errors unless names stay unresolved.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub loaded: Vec<Loaded>,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Loads what `spec` names and `implied` needs. Names resolve in link
+/// order: the `-l` libraries as given, then the implied runtimes (see
+/// `code::link_library`). They load the other way round, runtimes first,
+/// and the `-l` libraries in as many passes as it takes: a library whose
+/// own undefined names another one defines (`-l app -l util`, app
+/// calling util without recording it as a dependency, which a native link
+/// accepts) loads once that one has. `fortran_runtime` builds or finds
+/// flang's runtime as a shared object (see `fortran_runtime`), asked only
+/// when needed.
 pub fn load(
     spec: &LibrarySpec,
     implied: Implied,
     fortran_runtime: impl FnOnce() -> Result<BuiltRuntime, Error>,
-) -> Result<Vec<Loaded>, Error> {
-    let dirs = search_dirs(&spec.dirs);
-    let mut loaded = Vec::new();
-    let mut requests: Vec<String> = spec.names.clone();
-    if implied.cxx {
-        requests.push("stdc++".into());
+) -> Result<Outcome, Error> {
+    let explicit_openmp = spec
+        .names
+        .iter()
+        .any(|n| OPENMP_RUNTIMES.contains(&n.as_str()));
+    let mut outcome = Outcome::default();
+    let rank_of_runtimes = spec.names.len();
+
+    // The runtimes first: `-l` libraries built by clang++ or flang may
+    // need them.
+    let dirs = search_dirs(&spec.dirs, false);
+    let mut runtimes: Vec<(&str, Need)> = Vec::new();
+    if implied.cxx > Need::No && !spec.names.iter().any(|n| n == "stdc++") {
+        runtimes.push(("stdc++", implied.cxx));
     }
-    if implied.openmp
-        && !requests
-            .iter()
-            .any(|n| OPENMP_RUNTIMES.contains(&n.as_str()))
-    {
-        requests.push("omp".into());
+    if implied.openmp > Need::No && !explicit_openmp {
+        runtimes.push(("omp", implied.openmp));
     }
-    let mut seen = Vec::new();
-    for name in requests {
-        if seen.contains(&name) {
-            continue;
+    for (name, need) in runtimes {
+        // libomp: LLVM 19's, the one clang-19's code is made for, before
+        // an older LLVM's in the system directories.
+        let dirs = if name == "omp" {
+            search_dirs(&spec.dirs, true)
+        } else {
+            dirs.clone()
+        };
+        let request = format!("-l {name}");
+        let loaded = find(name, &dirs).and_then(|paths| {
+            for path in &paths {
+                crate::code::load_library(path).map_err(|why| library_error(&request, &why))?;
+            }
+            Ok(paths)
+        });
+        match (loaded, need) {
+            (Ok(paths), _) => {
+                for path in paths {
+                    crate::code::link_library(&path, rank_of_runtimes);
+                    outcome.loaded.push(Loaded {
+                        request: request.clone(),
+                        path,
+                    });
+                }
+            }
+            (Err(e), Need::Yes) => return Err(e),
+            (Err(e), _) => outcome.skipped.push((request, e.to_string())),
         }
-        seen.push(name.clone());
+    }
+    if implied.fortran > Need::No {
+        let request = "Fortran runtime".to_string();
+        let loaded = fortran_runtime().and_then(|runtime| {
+            let loaded = crate::code::load_library(&runtime.path);
+            runtime.cleanup();
+            loaded
+                .map(|()| runtime.path.clone())
+                .map_err(|why| library_error("Fortran runtime", &why))
+        });
+        match (loaded, implied.fortran) {
+            (Ok(path), _) => {
+                crate::code::link_library(&path, rank_of_runtimes);
+                outcome.loaded.push(Loaded { request, path });
+            }
+            (Err(e), Need::Yes) => return Err(e),
+            (Err(e), _) => outcome.skipped.push((request, e.to_string())),
+        }
+    }
+
+    // The `-l` libraries, found first (a missing one is an error before
+    // anything loads), then loaded in passes.
+    let mut pending: Vec<(usize, String, Vec<PathBuf>)> = Vec::new();
+    for (rank, name) in spec.names.iter().enumerate() {
         if name.is_empty() {
             return Err(library_error("-l", "an empty library name"));
         }
-        if ALWAYS_THERE.contains(&name.as_str()) {
+        if ALWAYS_THERE.contains(&name.as_str()) || pending.iter().any(|(_, n, _)| n == name) {
             continue;
         }
-        for path in find(&name, &dirs)? {
-            crate::code::load_library(&path)
-                .map_err(|why| library_error(&format!("-l {name}"), &why))?;
-            loaded.push(Loaded {
-                request: format!("-l {name}"),
-                path,
-            });
+        let dirs = search_dirs(&spec.dirs, name == "omp");
+        pending.push((rank, name.clone(), find(name, &dirs)?));
+    }
+    // Last first: a dependency is usually named after what needs it.
+    pending.reverse();
+    loop {
+        let before = pending.len();
+        let mut first_error: Option<Error> = None;
+        pending.retain(|(rank, name, paths)| {
+            let request = format!("-l {name}");
+            for path in paths {
+                if let Err(why) = crate::code::load_library(path) {
+                    let why = if why.contains("undefined symbol") {
+                        format!("{why} (a library that calls the job's own functions by name cannot be loaded: only libraries and the process define names for it)")
+                    } else {
+                        why
+                    };
+                    first_error.get_or_insert(library_error(&request, &why));
+                    return true;
+                }
+            }
+            for path in paths {
+                crate::code::link_library(path, *rank);
+                outcome.loaded.push(Loaded {
+                    request: request.clone(),
+                    path: path.clone(),
+                });
+            }
+            false
+        });
+        if pending.is_empty() {
+            break;
+        }
+        if pending.len() == before {
+            return Err(first_error.expect("a library that did not load has an error"));
         }
     }
-    if implied.fortran {
-        let runtime = fortran_runtime()?;
-        let outcome = crate::code::load_library(&runtime.path);
-        runtime.cleanup();
-        outcome.map_err(|why| library_error("the Fortran runtime", &why))?;
-        loaded.push(Loaded {
-            request: "Fortran runtime".into(),
-            path: runtime.path.clone(),
-        });
-    }
-    Ok(loaded)
+    // In link order for the report.
+    let rank = |l: &Loaded| {
+        spec.names
+            .iter()
+            .position(|n| l.request == format!("-l {n}"))
+            .unwrap_or(rank_of_runtimes)
+    };
+    outcome.loaded.sort_by_key(rank);
+    Ok(outcome)
 }
 
+/// `library -l z: WHY`, or `Fortran runtime: WHY`.
 fn library_error(what: &str, why: &str) -> Error {
-    Error::Library(format!("{what}: {why}"))
+    if what.starts_with('-') {
+        Error::Library(format!("library {what}: {why}"))
+    } else {
+        Error::Library(format!("{what}: {why}"))
+    }
 }
 
 /// Where `-l` looks, in order: `-L` directories, `LIBRARY_PATH`, then the
 /// system's (this machine's multiarch directories first, and LLVM 19's,
-/// which holds libomp).
-fn search_dirs(explicit: &[PathBuf]) -> Vec<PathBuf> {
+/// which holds libomp; for libomp, `llvm_first`, LLVM 19's before the
+/// system's).
+fn search_dirs(explicit: &[PathBuf], llvm_first: bool) -> Vec<PathBuf> {
     let multiarch = if cfg!(target_arch = "aarch64") {
         "aarch64-linux-gnu"
     } else {
@@ -187,6 +309,9 @@ fn search_dirs(explicit: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = explicit.to_vec();
     if let Some(paths) = std::env::var_os("LIBRARY_PATH") {
         dirs.extend(std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()));
+    }
+    if llvm_first {
+        dirs.push(PathBuf::from("/usr/lib/llvm-19/lib"));
     }
     for dir in [
         format!("/usr/local/lib/{multiarch}"),
@@ -328,7 +453,7 @@ fn linker_script_inputs(script: &str, dirs: &[PathBuf], depth: usize) -> Option<
         return None;
     }
     let mut found = Vec::new();
-    for token in without_comments.split(|c: char| c.is_whitespace() || c == '(' || c == ')') {
+    for token in without_comments.split(|c: char| c.is_whitespace() || "(),".contains(c)) {
         let candidates: Vec<PathBuf> = if let Some(name) = token.strip_prefix("-l") {
             vec![format!("lib{name}.so")]
                 .into_iter()
@@ -456,14 +581,25 @@ mod tests {
         let none = Implied::of_input(JobKind::C, &[], b"declare i32 @printf(ptr, ...)");
         assert_eq!(none, Implied::default());
         let omp = Implied::of_input(JobKind::C, &["-fopenmp".into()], b"");
-        assert!(omp.openmp && !omp.cxx);
+        assert_eq!((omp.openmp, omp.cxx), (Need::Yes, Need::No));
         let omp_ir = Implied::of_input(JobKind::Bitcode, &[], b"..__kmpc_fork_call..");
-        assert!(omp_ir.openmp);
+        assert_eq!(omp_ir.openmp, Need::Maybe);
+        let omp_api = Implied::of_input(JobKind::TextualIr, &[], b"@omp_get_thread_num()");
+        assert_eq!(omp_api.openmp, Need::Maybe);
         // Flags do not reach IR inputs.
         let flagged_ir = Implied::of_input(JobKind::TextualIr, &["-fopenmp".into()], b"");
-        assert!(!flagged_ir.openmp);
-        assert!(Implied::of_input(JobKind::Cxx, &[], b"").cxx);
-        assert!(Implied::of_input(JobKind::TextualIr, &[], b"@__gxx_personality_v0").cxx);
-        assert!(Implied::of_input(JobKind::TextualIr, &[], b"@_FortranAioOutputAscii").fortran);
+        assert_eq!(flagged_ir.openmp, Need::No);
+        assert_eq!(Implied::of_input(JobKind::Cxx, &[], b"").cxx, Need::Yes);
+        let cxx_ir = Implied::of_input(JobKind::TextualIr, &[], b"@__gxx_personality_v0");
+        assert_eq!(cxx_ir.cxx, Need::Maybe);
+        // A C source's string is not a reason; IR's only a maybe.
+        let text = b"c\"_FortranAioOutputAscii\"";
+        assert_eq!(Implied::of_input(JobKind::C, &[], text).fortran, Need::No);
+        assert_eq!(
+            Implied::of_input(JobKind::TextualIr, &[], text).fortran,
+            Need::Maybe
+        );
+        assert_eq!(cxx_ir.union(omp).cxx, Need::Maybe);
+        assert_eq!(cxx_ir.union(omp).openmp, Need::Yes);
     }
 }

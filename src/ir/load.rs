@@ -74,7 +74,7 @@ impl FrontendFlags {
         let mut flags: Vec<String> = self
             .all
             .iter()
-            .filter(|f| named_language(f).is_none_or(|language| language == kind))
+            .filter(|f| named_language(f).map_or(true, |language| language == kind))
             .cloned()
             .collect();
         match kind {

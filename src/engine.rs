@@ -197,6 +197,11 @@ impl Engine {
                 ),
             });
         }
+        // C++ registers its static objects' destructors under the JIT's
+        // `__dso_handle`; looked up now, on this thread in LLVM's scope
+        // (the lookup materializes LLJIT's support code), not in `drop`.
+        let registers_exit_handlers = module.get_function("__cxa_atexit").is_some()
+            || module.get_global("__dso_handle").is_some();
         let module = make_shareable(&context, module, path, |name| {
             runtime::host_defines(&self.symbols, name)
         })?;
@@ -224,11 +229,15 @@ impl Engine {
             .dtors
             .then(|| shared.jit.lookup(structors::DTORS))
             .transpose()?;
+        let dso_handle = registers_exit_handlers
+            .then(|| shared.jit.lookup("__dso_handle"))
+            .transpose()?;
         self.compilers.serve(&shared);
         let module = JitModule {
             shared,
             main,
             dtors,
+            dso_handle,
             compilers: self.compilers.clone(),
         };
         // As `dlopen` does: the constructors run before `load` returns,
@@ -256,6 +265,9 @@ pub struct JitModule {
     main: Option<MainShape>,
     /// Its static destructors, run when it is dropped.
     dtors: Option<CodeAddress>,
+    /// Its `__dso_handle`, when its code may register exit handlers
+    /// under it (C++ static objects), run when it is dropped.
+    dso_handle: Option<CodeAddress>,
     /// Dropped after `shared` (fields drop in order): the last module of
     /// a dropped engine stops the pool once its own code is freed.
     compilers: Arc<CompilerPool>,
@@ -328,11 +340,14 @@ impl JitModule {
 impl Drop for JitModule {
     fn drop(&mut self) {
         // As `dlclose` does: the destructors run while the module is whole,
-        // those of C++ static objects (registered with `__cxa_atexit`
-        // under the module's `__dso_handle`) first.
-        self.shared.jit.run_exit_handlers();
+        // its `destructor` functions first, then the handlers registered
+        // under its `__dso_handle` (C++ static objects; glibc's crtbegin
+        // calls `__cxa_finalize` from the last of a library's fini entries).
         if let Some(dtors) = self.dtors {
             crate::code::call_void(dtors);
+        }
+        if let Some(handle) = self.dso_handle {
+            crate::code::run_exit_handlers(handle);
         }
         // Stopped first: a pool thread that picked the module already sees
         // it and ends its session; then no pool thread can pick it, and

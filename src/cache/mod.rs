@@ -409,6 +409,7 @@ impl Cache {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+        removed += crate::libraries::fortran_cache::clear(&self.root)?;
         Ok(removed)
     }
 }
@@ -459,6 +460,14 @@ pub fn describe(cache: &Cache) -> String {
         entries.len(),
         size(total)
     );
+    let (runtimes, runtime_bytes) = crate::libraries::fortran_cache::cached_size(cache.root());
+    if runtimes > 0 {
+        out += &format!(
+            "  {:<15} {runtimes:>6} built   {:>10}   (flang's runtime as a shared object; not in the limit)\n",
+            "fortran runtime",
+            size(runtime_bytes)
+        );
+    }
     out
 }
 

@@ -404,6 +404,23 @@ pub fn load_library(path: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// Runs what a JIT's code registered with `__cxa_atexit` under
+/// `dso_handle` (C++ static objects' destructors), latest first, and
+/// forgets it, as `dlclose` does for a shared library. `dso_handle` is the
+/// `__dso_handle` that ORC's LLJIT defines in every JIT: a global of its
+/// own in JIT memory, so no loaded image's filter (see
+/// `process::__cxa_atexit`) claims it. Only while all the JIT's code is
+/// loaded (an engine module's drop, before its code is freed).
+pub fn run_exit_handlers(dso_handle: super::CodeAddress) {
+    extern "C" {
+        fn __cxa_finalize(dso: *mut std::ffi::c_void);
+    }
+    // SAFETY: the handle is a JIT's own; the C library runs and removes
+    // exactly the handlers registered under it, which are that JIT's
+    // code, still loaded (the caller's promise).
+    unsafe { __cxa_finalize(dso_handle.get() as *mut std::ffi::c_void) }
+}
+
 /// Whether the host process defines `name` (for the unresolved-symbol check).
 pub fn host_has_symbol(name: &str) -> bool {
     let Ok(cname) = CString::new(name) else {

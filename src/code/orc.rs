@@ -377,25 +377,6 @@ impl Jit {
         Ok(this)
     }
 
-    /// Runs what the JIT's code registered with `__cxa_atexit` (C++
-    /// static objects' destructors), latest first, and forgets it, as
-    /// `dlclose` does for a shared library. Only while all its code is
-    /// loaded. The handle they are registered under is the `__dso_handle`
-    /// LLJIT defines in every JIT: a global of its own, in JIT memory, so
-    /// no loaded image's filter (see `process::__cxa_atexit`) claims it.
-    pub fn run_exit_handlers(&self) {
-        extern "C" {
-            fn __cxa_finalize(dso: *mut std::ffi::c_void);
-        }
-        let Ok(handle) = self.lookup("__dso_handle") else {
-            return;
-        };
-        // SAFETY: the handle is this JIT's own; the C library runs and
-        // removes exactly the handlers registered under it, which are
-        // the JIT's code, still loaded (the caller's promise).
-        unsafe { __cxa_finalize(handle.get() as *mut std::ffi::c_void) }
-    }
-
     /// Defines `symbols` at their absolute addresses, for code loaded
     /// later to reach (host functions and tables, see `baseline::relocate`).
     /// A name can be defined once.

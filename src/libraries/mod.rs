@@ -20,6 +20,10 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 
 pub use fortran_runtime::{fortran_runtime, BuiltRuntime};
+pub mod fortran_cache {
+    //! The built runtimes a cache directory keeps (see `fortran_runtime`).
+    pub use super::fortran_runtime::{cached_size, clear};
+}
 
 /// What a job asks for: `-l NAME` (or `-l :FILE`) and `-L DIR`, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -426,3 +426,73 @@ fn a_signal_handler_that_exits_during_exit_leaves_the_report_whole() {
 fn the_sigwait_family_fails_on_a_bad_set_as_natively() {
     matches_native_in_every_mode("sigwait_badptr.c", &[]);
 }
+
+#[test]
+fn an_exception_nothing_catches_ends_in_std_terminate_as_natively() {
+    // From main (with the job's own terminate handler, and without: then
+    // libstdc++'s message and abort, no destructor run), from a static
+    // constructor, and from an exit handler. Natively the unwinder finds
+    // the end of the stack below main; tierjit's frames must look the same
+    // to it, not catch the exception as a foreign one.
+    let source = job(
+        "uncaught.cpp",
+        r#"#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+struct Local { ~Local() { std::printf("destructor ran\n"); } };
+struct Early { Early() { if (std::getenv("THROW_IN_CTOR")) throw std::runtime_error("ctor"); } };
+static Early early;
+static void on_terminate() { std::printf("job's terminate handler\n"); std::fflush(stdout); std::_Exit(3); }
+static void throwing_handler() { throw std::runtime_error("atexit"); }
+int main(int argc, char **argv) {
+  Local local;
+  if (argc > 1 && !std::strcmp(argv[1], "handler")) std::set_terminate(on_terminate);
+  if (argc > 1 && !std::strcmp(argv[1], "atexit")) { std::atexit(throwing_handler); return 0; }
+  throw std::runtime_error("main");
+}
+"#,
+    );
+    let exe = source.with_extension("native");
+    let built = std::process::Command::new(clang())
+        .args(["--driver-mode=g++", "-O2", "-w"])
+        .args(target_flags())
+        .arg(&source)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let cases: [(&[&str], Option<&str>); 4] = [
+        (&["handler"], None),
+        (&["plain"], None),
+        (&["atexit"], None),
+        (&["plain"], Some("THROW_IN_CTOR")),
+    ];
+    for (args, env) in cases {
+        let mut native = native_command(&exe);
+        native.args(args);
+        if let Some(var) = env {
+            native.env(var, "1");
+        }
+        let want = run_with_limit(&mut native, job_limit());
+        for mode in MODES {
+            let mut cmd = tierjit_command();
+            cmd.arg("run")
+                .arg(&source)
+                .args(["--mode", mode, "--"])
+                .args(args);
+            if let Some(var) = env {
+                cmd.env(var, "1");
+            }
+            let got = run_with_limit(&mut cmd, job_limit());
+            let label = format!("{mode} {args:?} {env:?}");
+            assert_eq!(got.status, want.status, "{label}: {got:?}");
+            assert_eq!(got.stdout, want.stdout, "{label}: {got:?}");
+            assert!(!got.stderr.contains("Rust"), "{label}: {}", got.stderr);
+            let message = |run: &Run| run.stderr.contains("terminate called after throwing");
+            assert_eq!(message(&got), message(&want), "{label}: {}", got.stderr);
+        }
+    }
+}

@@ -452,30 +452,22 @@ pub fn call_main(entry: CodeAddress, shape: MainShape, args: &[std::ffi::OsStrin
     argv.push(std::ptr::null_mut());
     let argc = args.len() as c_int;
     let argv = Box::leak(argv.into_boxed_slice()).as_mut_ptr();
-    let entry = entry.get();
+    extern "C" {
+        static environ: *mut *mut c_char;
+    }
     // SAFETY: `entry` is code ORC linked (a `CodeAddress`); callers pass the
     // job's `main`, whose IR signature `runtime::main_shape` checked to
-    // match `shape` (integer return, the parameters below); argv is
-    // NULL-terminated and outlives the call.
+    // match `shape` (integer return, at most argc, argv and envp, which a
+    // `main` of fewer parameters ignores in their registers); argv is
+    // NULL-terminated and outlives the call; `environ` is only read.
+    // Through the job boundary, so an exception nothing catches ends in
+    // `std::terminate` (see `boundary`).
     unsafe {
-        match shape {
-            MainShape::NoArgs => {
-                let f: extern "C" fn() -> c_int = std::mem::transmute(entry);
-                f()
-            }
-            MainShape::ArgcArgv { envp: false } => {
-                let f: extern "C" fn(c_int, *mut *mut c_char) -> c_int = std::mem::transmute(entry);
-                f(argc, argv)
-            }
-            MainShape::ArgcArgv { envp: true } => {
-                extern "C" {
-                    static environ: *mut *mut c_char;
-                }
-                let f: extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int =
-                    std::mem::transmute(entry);
-                f(argc, argv, environ)
-            }
-        }
+        let envp = match shape {
+            MainShape::ArgcArgv { envp: true } => environ as usize,
+            _ => 0,
+        };
+        super::boundary::call_at_job_boundary(entry.get(), argc as usize, argv as usize, envp)
     }
 }
 
@@ -483,10 +475,10 @@ pub fn call_main(entry: CodeAddress, shape: MainShape, args: &[std::ffi::OsStrin
 /// constructors, gathered into one function).
 pub fn call_void(entry: CodeAddress) {
     // SAFETY: `entry` is code ORC linked (a `CodeAddress`); callers pass the
-    // function `ir::structors` built, whose IR type is `void ()`.
+    // function `ir::structors` built, whose IR type is `void ()`. Through
+    // the job boundary (see `boundary`).
     unsafe {
-        let f: extern "C" fn() = std::mem::transmute(entry.get());
-        f()
+        super::boundary::call_at_job_boundary(entry.get(), 0, 0, 0);
     }
 }
 

@@ -2,6 +2,7 @@
 //! tables whose addresses generated code uses, publishing code to other
 //! cores, and calls into job code. Everything else in the crate is safe Rust.
 
+mod boundary;
 pub mod daemon_sys;
 mod debugger;
 mod entry;

@@ -587,8 +587,18 @@ pub extern "C" fn job_exit(status: c_int) -> ! {
         }
     }
     // SAFETY: libc's exit may be called from any thread; it runs the exit
-    // handlers, `at_job_exit` last, which never returns.
-    unsafe { libc::exit(status) }
+    // handlers, `at_job_exit` last, which never returns. Through the job
+    // boundary: an exception a job's exit handler throws ends in
+    // `std::terminate` (see `boundary`).
+    unsafe {
+        super::boundary::call_at_job_boundary(
+            libc::exit as *const () as usize,
+            status as usize,
+            0,
+            0,
+        );
+    }
+    unreachable!("exit returned")
 }
 
 /// Runs `write` (a write of tierjit's own file, such as a cache entry)

@@ -179,6 +179,7 @@ impl Engine {
             Some(f) if f.count_basic_blocks() > 0 => Some(runtime::main_shape(&module, path)?),
             _ => None,
         };
+        crate::ir::normalize::lower_coroutines(&module, &self.target)?;
         set_code_attributes(&module, &self.target);
         runtime::bind_host_overrides(&module, &self.symbols);
         let structors = structors::gather(&module);

@@ -25,8 +25,8 @@ use crate::ir::load::{
     copy_module, parse_module, read_job_ir, FrontendFlags, JobIr, JobKind, ModuleDir,
 };
 use crate::ir::normalize::{
-    canonicalize_cfg, check_supported, is_intrinsic, make_shareable, set_code_attributes,
-    without_dso_local,
+    canonicalize_cfg, check_supported, is_intrinsic, lower_coroutines, make_shareable,
+    set_code_attributes, without_dso_local,
 };
 use crate::ir::structors::{self, Structors};
 use crate::metrics::Metrics;
@@ -468,6 +468,8 @@ fn prepared_module<'ctx>(
     let module = parse_checked(context, bytes, path, target)?;
     // Before anything else: no job without `main` is prepared or kept.
     main_shape(&module, path)?;
+    // The functions coroutines split into are then the job's like any.
+    lower_coroutines(&module, target)?;
     set_code_attributes(&module, target);
     bind_host_overrides(&module, &[]);
     structors::gather(&module);

@@ -179,6 +179,30 @@ pub fn without_dso_local<'ctx>(
         })
 }
 
+/// Lowers C++20 coroutines (`llvm.coro.*`) as clang's own `-O0` pipeline
+/// does, before anything else looks at the module: every tier's code
+/// generator needs them split into ramp, resume and destroy functions
+/// (unlowered, they end code generation with "Do not know how to promote
+/// this operator!"), and the optimizer of an optimized version would
+/// otherwise split a function the baseline runs unsplit.
+pub fn lower_coroutines(
+    module: &Module<'_>,
+    target: &crate::codegen::TargetSpec,
+) -> Result<(), Error> {
+    let uses_coroutines = module
+        .get_functions()
+        .any(|f| f.count_basic_blocks() == 0 && f.get_name().to_bytes().starts_with(b"llvm.coro."));
+    if !uses_coroutines {
+        return Ok(());
+    }
+    let machine = target.machine(0)?;
+    crate::codegen::run_pipeline(
+        module,
+        &machine,
+        "coro-early,cgscc(coro-split),coro-cleanup",
+    )
+}
+
 /// Gives every loop a preheader, a single latch and dedicated exits, and
 /// every critical edge a block of its own (LLVM's `loop-simplify` and
 /// `break-crit-edges`). Tiered and baseline modes number blocks, loops and

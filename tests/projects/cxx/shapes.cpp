@@ -62,6 +62,7 @@ int main(int argc, char **argv) {
     }
   }
   std::cout << "caught " << caught << " mean root " << accumulate_all(roots) << "\n";
+  std::cout << "coroutine " << coroutine_sum(rounds / 10) << "\n";
   const Shape &first = *shapes[0];
   std::cout << "rtti " << typeid(first).name() << " "
             << (dynamic_cast<const Circle *>(&first) != nullptr) << " notes " << notes() << "\n";

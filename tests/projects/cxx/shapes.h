@@ -20,3 +20,4 @@ template <typename T> struct Accumulator {
 void note(const std::string &event);
 std::size_t notes();
 double accumulate_all(const std::vector<double> &xs);
+long coroutine_sum(int rounds);

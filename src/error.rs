@@ -18,8 +18,12 @@ pub enum Error {
     #[error("{path}: cannot parse: {message}")]
     Parse { path: PathBuf, message: String },
 
-    #[error("{path}: the front end could not compile it:\n{diagnostics}")]
-    Clang { path: PathBuf, diagnostics: String },
+    #[error("{path}: {compiler} could not compile it:\n{diagnostics}")]
+    Clang {
+        path: PathBuf,
+        compiler: String,
+        diagnostics: String,
+    },
 
     #[error("cannot run {compiler} to compile {path}: {message} (install {package})")]
     CompilerMissing {

@@ -26,7 +26,7 @@ use crate::ir::load::{
 };
 use crate::ir::normalize::{
     canonicalize_cfg, check_supported, is_intrinsic, lower_coroutines, make_shareable,
-    set_code_attributes, without_dso_local,
+    reach_host_thread_locals, set_code_attributes, without_dso_local,
 };
 use crate::ir::structors::{self, Structors};
 use crate::metrics::Metrics;
@@ -427,6 +427,7 @@ fn parse_checked<'ctx>(
 ) -> Result<Module<'ctx>, Error> {
     let module = parse_module(context, bytes, path)?;
     target.check_module(&module, path)?;
+    reach_host_thread_locals(&module)?;
     check_supported(&module, path)?;
     Ok(module)
 }

@@ -14,6 +14,8 @@
 //!   inputs: a.c b.cpp c.ll   the job's inputs, in link order
 //!   libs: z                  `-l` libraries (native and tierjit)
 //!   cflags: -fopenmp         front-end flags for every source
+//!   irflags: -fno...         more flags for the -O2 IR the test makes (what
+//!                            a user who makes IR must pass)
 //!   env: NAME=VALUE          the job's environment (native and tierjit)
 //!   args: ...                the job's arguments
 //!   tierup: f g              functions batch mode must install at O3
@@ -37,6 +39,7 @@ struct Project {
     inputs: Vec<String>,
     libs: Vec<String>,
     cflags: Vec<String>,
+    irflags: Vec<String>,
     env: Vec<(String, String)>,
     args: Vec<String>,
     tierup: Vec<String>,
@@ -60,6 +63,7 @@ fn project(name: &str) -> Project {
             "inputs" => p.inputs = words,
             "libs" => p.libs = words,
             "cflags" => p.cflags = words,
+            "irflags" => p.irflags = words,
             "args" => p.args = words,
             "tierup" => p.tierup = words,
             "osr" => p.osr = rest.trim() == "yes",
@@ -193,6 +197,7 @@ fn optimized_ir(p: &Project, dir: &Path) -> Vec<PathBuf> {
                     .current_dir(dir)
                     .args(["-O2", "-S", "-emit-llvm"])
                     .args(&p.cflags)
+                    .args(&p.irflags)
                     .arg(p.dir.join(input))
                     .arg("-o")
                     .arg(&out),

@@ -5,7 +5,7 @@
 use super::orc::CodeAddress;
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::ffi::{c_char, c_int, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -220,15 +220,15 @@ pub fn host_overrides() -> Vec<HostOverride> {
                     *mut libc::pthread_t,
                     *const libc::pthread_attr_t,
                     super::process::StartRoutine,
-                    *mut std::ffi::c_void,
+                    *mut c_void,
                 ) -> c_int as usize,
             yields_to_embedder: false,
         },
         HostOverride {
             job_name: "pthread_exit",
             symbol: "__tierjit_pthread_exit",
-            address: super::process::job_pthread_exit
-                as extern "C-unwind" fn(*mut std::ffi::c_void) -> ! as usize,
+            address: super::process::job_pthread_exit as extern "C-unwind" fn(*mut c_void) -> !
+                as usize,
             yields_to_embedder: false,
         },
         HostOverride {
@@ -310,10 +310,37 @@ pub fn host_overrides() -> Vec<HostOverride> {
     overrides
 }
 
+/// The name job code finds another library's thread-local variable by
+/// (see `ir::normalize::reach_host_thread_locals`).
+pub const TLS_ADDRESS_SYMBOL: &str = "__tierjit_tls_address";
+
+/// The calling thread's copy of the thread-local variable `name` that a
+/// loaded library (libstdc++'s `__once_callable`, say) defines: glibc's
+/// `dlsym` gives the calling thread's address for a TLS symbol. Null if no
+/// library defines it.
+extern "C" fn tls_address(name: *const c_char) -> *mut c_void {
+    // SAFETY: `name` is a NUL-terminated constant the rewritten job code
+    // passes; dlsym with RTLD_DEFAULT only reads the loader's tables (and
+    // allocates this thread's block of the library's TLS on first use, as
+    // any access would).
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name) }
+}
+
 /// Symbols a native link takes from static runtime libraries (libgcc.a),
 /// which tierjit's binary contains but does not export: the CPU model that
-/// `__builtin_cpu_supports` and `target_clones` read (x86-64).
+/// `__builtin_cpu_supports` and `target_clones` read (x86-64); and
+/// tierjit's way to another library's thread-local variables.
 pub fn static_runtime_symbols() -> Vec<(&'static str, usize)> {
+    let tls = (
+        TLS_ADDRESS_SYMBOL,
+        tls_address as extern "C" fn(*const c_char) -> *mut c_void as usize,
+    );
+    let mut symbols = cpu_model_symbols();
+    symbols.push(tls);
+    symbols
+}
+
+fn cpu_model_symbols() -> Vec<(&'static str, usize)> {
     #[cfg(target_arch = "x86_64")]
     {
         extern "C" {
@@ -413,12 +440,12 @@ pub fn load_library(path: &std::path::Path) -> Result<(), String> {
 /// loaded (an engine module's drop, before its code is freed).
 pub fn run_exit_handlers(dso_handle: super::CodeAddress) {
     extern "C" {
-        fn __cxa_finalize(dso: *mut std::ffi::c_void);
+        fn __cxa_finalize(dso: *mut c_void);
     }
     // SAFETY: the handle is a JIT's own; the C library runs and removes
     // exactly the handlers registered under it, which are that JIT's
     // code, still loaded (the caller's promise).
-    unsafe { __cxa_finalize(dso_handle.get() as *mut std::ffi::c_void) }
+    unsafe { __cxa_finalize(dso_handle.get() as *mut c_void) }
 }
 
 /// Whether the host process defines `name` (for the unresolved-symbol check).

@@ -26,6 +26,7 @@ pub use entry::{
     call_main, call_void, host_has_symbol, host_overrides, in_compile_wait, link_library,
     load_host_libraries, load_library, osr_now_address, run_at_exit, run_exit_handlers,
     static_runtime_symbols, tier_up_now_address, CompileNowRegistration, MainShape,
+    TLS_ADDRESS_SYMBOL,
 };
 pub use llvm_errors::{
     exit_now, install_fatal_error_handler, llvm_warnings_during, take_errors, watch_context,

@@ -82,6 +82,16 @@ impl FrontendFlags {
             JobKind::Fortran => flags.extend(self.fortran.iter().cloned()),
             _ => {}
         }
+        // OpenMP's `threadprivate` variables become thread-local storage,
+        // which the job may not define (see `normalize::check_supported`),
+        // unless clang keeps them with libomp instead.
+        let openmp = flags
+            .iter()
+            .any(|f| f == "-fopenmp" || f.starts_with("-fopenmp="));
+        let tls_chosen = flags.iter().any(|f| f.ends_with("openmp-use-tls"));
+        if openmp && !tls_chosen && matches!(kind, JobKind::C | JobKind::Cxx) {
+            flags.push("-fnoopenmp-use-tls".into());
+        }
         flags
     }
 }
@@ -330,6 +340,21 @@ fn compile_fortran(
     })
 }
 
+/// `clang` or `flang` (what messages call the compiler at `path`).
+fn compiler_name(path: &Path) -> String {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if file.contains("flang") {
+        "flang".into()
+    } else if file.contains("clang") {
+        "clang".into()
+    } else {
+        file
+    }
+}
+
 /// The IR a compiler wrote, or its diagnostics as the error.
 fn compiler_output(
     compiler: &Path,
@@ -349,12 +374,14 @@ fn compiler_output(
         }
         return Err(Error::Clang {
             path: path.to_path_buf(),
+            compiler: compiler_name(compiler),
             diagnostics,
         });
     }
     if output.stdout.is_empty() {
         return Err(Error::Clang {
             path: path.to_path_buf(),
+            compiler: compiler_name(compiler),
             diagnostics: format!(
                 "{} produced no IR (does a --cflag such as -fsyntax-only, -c or -o change its output?)",
                 compiler.display()

@@ -14,7 +14,7 @@ use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::context::Context;
 use inkwell::memory_buffer::MemoryBuffer;
 use inkwell::module::{Linkage, Module};
-use inkwell::values::{FunctionValue, GlobalValue};
+use inkwell::values::{BasicValue, CallSiteValue, FunctionValue, GlobalValue, InstructionValue};
 use inkwell::GlobalVisibility;
 
 use crate::codegen::TargetSpec;
@@ -236,6 +236,100 @@ const ALLOCATOR: &[&str] = &[
     "pvalloc",
     "malloc_usable_size",
 ];
+
+/// Reaches the thread-local variables other libraries define (libstdc++'s
+/// `__once_callable`, which `std::call_once` uses; `errno`-like state of
+/// any library) through tierjit: each `llvm.threadlocal.address` of such a
+/// declaration becomes a call to `code::TLS_ADDRESS_SYMBOL` with the
+/// variable's name, which asks the dynamic loader for the calling thread's
+/// copy (ORC here has no TLS runtime, so the link would fail on the
+/// relocations a direct access needs). A declaration used any other way
+/// is left for `check_supported` to refuse.
+pub fn reach_host_thread_locals(module: &Module<'_>) -> Result<(), Error> {
+    let declarations: Vec<_> = module
+        .get_globals()
+        .filter(|g| g.is_thread_local() && g.is_declaration())
+        .collect();
+    if declarations.is_empty() {
+        return Ok(());
+    }
+    let context = module.get_context();
+    let ptr = context.ptr_type(inkwell::AddressSpace::default());
+    let helper = module
+        .get_function(crate::code::TLS_ADDRESS_SYMBOL)
+        .unwrap_or_else(|| {
+            module.add_function(
+                crate::code::TLS_ADDRESS_SYMBOL,
+                ptr.fn_type(&[ptr.into()], false),
+                Some(Linkage::External),
+            )
+        });
+    // Every access to a declared thread-local: a call of the intrinsic
+    // whose operand is one of them.
+    let mut accesses: Vec<(InstructionValue<'_>, GlobalValue<'_>)> = Vec::new();
+    for function in module.get_functions() {
+        for block in function.get_basic_blocks() {
+            for instruction in block.get_instructions() {
+                let Ok(call) = CallSiteValue::try_from(instruction) else {
+                    continue;
+                };
+                let intrinsic = call.get_called_fn_value().is_some_and(|f| {
+                    f.get_name()
+                        .to_bytes()
+                        .starts_with(b"llvm.threadlocal.address")
+                });
+                if !intrinsic {
+                    continue;
+                }
+                let operand = match crate::code::ir::operands(instruction).first() {
+                    Some(crate::code::ir::Operand::Value(v)) if v.is_pointer_value() => {
+                        Some(v.into_pointer_value())
+                    }
+                    _ => None,
+                };
+                if let Some(operand) = operand {
+                    if let Some(global) = declarations
+                        .iter()
+                        .find(|g| g.as_pointer_value() == operand)
+                    {
+                        accesses.push((instruction, *global));
+                    }
+                }
+            }
+        }
+    }
+    let builder = context.create_builder();
+    let mut names = std::collections::HashMap::new();
+    for (access, global) in accesses {
+        let name = global.get_name().to_string_lossy().into_owned();
+        let name_global = *names.entry(name.clone()).or_insert_with(|| {
+            let text = context.const_string(name.as_bytes(), true);
+            let g = module.add_global(text.get_type(), None, &format!("{name}.tj.tls_name"));
+            g.set_initializer(&text);
+            g.set_constant(true);
+            g.set_linkage(Linkage::Private);
+            g
+        });
+        builder.position_before(&access);
+        let call = builder
+            .build_call(helper, &[name_global.as_pointer_value().into()], "tj.tls")
+            .map_err(|e| Error::Codegen(format!("reaching `{name}`: {e}")))?;
+        let address = call
+            .try_as_basic_value()
+            .basic()
+            .and_then(|v| v.as_instruction_value())
+            .ok_or_else(|| Error::Codegen("the TLS helper returns nothing".into()))?;
+        crate::code::ir::copy_debug_location(access, address);
+        access.replace_all_uses_with(&address);
+        access.erase_from_basic_block();
+    }
+    for global in declarations {
+        if global.as_pointer_value().get_first_use().is_none() {
+            crate::code::ir::delete_global(global);
+        }
+    }
+    Ok(())
+}
 
 /// Refuses what no tier can run, in every mode: thread-local variables
 /// (ORC here has no TLS runtime; the link would fail on their relocations),

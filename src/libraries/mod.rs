@@ -166,7 +166,7 @@ pub struct Outcome {
 pub fn load(
     spec: &LibrarySpec,
     implied: Implied,
-    fortran_runtime: impl FnOnce() -> Result<BuiltRuntime, Error>,
+    fortran_runtime: impl Fn() -> Result<BuiltRuntime, Error>,
 ) -> Result<Outcome, Error> {
     let explicit_openmp = spec
         .names
@@ -196,7 +196,7 @@ pub fn load(
         let request = format!("-l {name}");
         let loaded = find(name, &dirs).and_then(|paths| {
             for path in &paths {
-                crate::code::load_library(path).map_err(|why| library_error(&request, &why))?;
+                load_checked(path).map_err(|why| library_error(&request, &why))?;
             }
             Ok(paths)
         });
@@ -216,13 +216,24 @@ pub fn load(
     }
     if implied.fortran > Need::No {
         let request = "Fortran runtime".to_string();
-        let loaded = fortran_runtime().and_then(|runtime| {
-            let loaded = crate::code::load_library(&runtime.path);
-            runtime.cleanup();
-            loaded
-                .map(|()| runtime.path.clone())
-                .map_err(|why| library_error("Fortran runtime", &why))
-        });
+        let load_built = || {
+            fortran_runtime().and_then(|runtime| {
+                let loaded = load_checked(&runtime.path);
+                runtime.cleanup();
+                loaded
+                    .map(|()| runtime.path.clone())
+                    .map_err(|why| (runtime, library_error("Fortran runtime", &why)))
+                    .map_err(|(runtime, e)| {
+                        // A cached build the loader refuses (damaged,
+                        // truncated) is removed, so the retry builds it.
+                        if !runtime.temporary {
+                            let _ = std::fs::remove_file(&runtime.path);
+                        }
+                        e
+                    })
+            })
+        };
+        let loaded = load_built().or_else(|_| load_built());
         match (loaded, implied.fortran) {
             (Ok(path), _) => {
                 crate::code::link_library(&path, rank_of_runtimes);
@@ -254,7 +265,7 @@ pub fn load(
         pending.retain(|(rank, name, paths)| {
             let request = format!("-l {name}");
             for path in paths {
-                if let Err(why) = crate::code::load_library(path) {
+                if let Err(why) = load_checked(path) {
                     let why = if why.contains("undefined symbol") {
                         format!("{why} (a library that calls the job's own functions by name cannot be loaded: only libraries and the process define names for it)")
                     } else {
@@ -335,60 +346,73 @@ fn search_dirs(explicit: &[PathBuf], llvm_first: bool) -> Vec<PathBuf> {
 /// lists several).
 fn find(name: &str, dirs: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let request = format!("-l {name}");
+    let static_only = |archive: &Path| {
+        library_error(
+            &request,
+            &format!(
+                "only a static library was found first ({}); tierjit loads shared libraries",
+                archive.display()
+            ),
+        )
+    };
     if let Some(file) = name.strip_prefix(':') {
+        if file.is_empty() {
+            return Err(library_error(&request, "an empty file name"));
+        }
         // `-l :libfoo.so.2`: that file name, in the same directories.
-        return dirs
-            .iter()
-            .map(|d| d.join(file))
-            .find_map(|p| shared_objects(&p, dirs, 0))
-            .ok_or_else(|| library_error(&request, &not_found(&[file.to_string()], dirs)));
+        for path in dirs.iter().map(|d| d.join(file)) {
+            if let Some(found) = shared_objects(&path, dirs, 0)? {
+                return Ok(found);
+            }
+            if path.is_file() && file.ends_with(".a") {
+                return Err(static_only(&path));
+            }
+        }
+        return Err(library_error(
+            &request,
+            &not_found(&[file.to_string()], dirs),
+        ));
     }
+    // As the linker searches: directory by directory, the shared library
+    // before the archive in each.
     let unversioned = format!("lib{name}.so");
+    let archive = format!("lib{name}.a");
     for dir in dirs {
-        if let Some(found) = shared_objects(&dir.join(&unversioned), dirs, 0) {
+        if let Some(found) = shared_objects(&dir.join(&unversioned), dirs, 0)? {
             return Ok(found);
+        }
+        if dir.join(&archive).is_file() && !BY_SONAME.iter().any(|(n, _)| *n == name) {
+            return Err(static_only(&dir.join(&archive)));
         }
     }
     if let Some((_, soname)) = BY_SONAME.iter().find(|(n, _)| *n == name) {
         return Ok(vec![PathBuf::from(soname)]);
     }
     // No development link: the highest versioned name a runtime package
-    // installs (`libz.so.1`).
+    // installs (`libz.so.1`), versions compared as numbers.
     for dir in dirs {
-        let mut versioned: Vec<PathBuf> = std::fs::read_dir(dir)
+        let mut versioned: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|f| f.to_str())
-                    .and_then(|f| f.strip_prefix(&unversioned))
-                    .is_some_and(|rest| rest.starts_with('.'))
+            .filter_map(|p| {
+                let file = p.file_name()?.to_str()?.to_string();
+                let rest = file.strip_prefix(&unversioned)?.strip_prefix('.')?;
+                let version: Option<Vec<u64>> = rest.split('.').map(|n| n.parse().ok()).collect();
+                Some((version?, p))
             })
             .collect();
         versioned.sort();
-        if let Some(found) = versioned
-            .iter()
-            .rev()
-            .find_map(|p| shared_objects(p, dirs, 0))
-        {
-            return Ok(found);
+        for (_, path) in versioned.iter().rev() {
+            if let Some(found) = shared_objects(path, dirs, 0)? {
+                return Ok(found);
+            }
         }
-    }
-    let archive = format!("lib{name}.a");
-    if let Some(static_only) = dirs.iter().map(|d| d.join(&archive)).find(|p| p.is_file()) {
-        return Err(library_error(
-            &request,
-            &format!(
-                "only a static library was found ({}); tierjit loads shared libraries (lib{name}.so)",
-                static_only.display()
-            ),
-        ));
     }
     Err(library_error(
         &request,
-        &not_found(&[unversioned, format!("lib{name}.so.*")], dirs),
+        &not_found(&[unversioned, format!("lib{name}.so.N")], dirs),
     ))
 }
 
@@ -403,27 +427,86 @@ fn not_found(names: &[String], dirs: &[PathBuf]) -> String {
 
 /// `path` as shared objects to load: itself when it is one for this
 /// machine, what it lists when it is a linker script, none otherwise
-/// (missing, an archive, another machine's: the search goes on).
-fn shared_objects(path: &Path, dirs: &[PathBuf], depth: usize) -> Option<Vec<PathBuf>> {
-    let metadata = std::fs::metadata(path).ok()?;
+/// (missing, an archive, another machine's: the search goes on). A
+/// linker script naming a file that is not there is an error, as the
+/// linker makes it.
+fn shared_objects(
+    path: &Path,
+    dirs: &[PathBuf],
+    depth: usize,
+) -> Result<Option<Vec<PathBuf>>, Error> {
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Ok(None);
+    };
     if !metadata.is_file() {
-        return None;
+        return Ok(None);
     }
     let mut head = [0u8; 20];
     {
         use std::io::Read;
         // A file shorter than an ELF header is left zeroed: a script, or
         // nothing loadable.
-        let _ = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return Ok(None);
+        };
+        let _ = file.read(&mut head);
     }
     if head.starts_with(b"\x7fELF") {
-        return is_loadable_elf(&head).then(|| vec![path.to_path_buf()]);
+        return Ok(is_loadable_elf(&head).then(|| vec![path.to_path_buf()]));
     }
     if depth > 4 || metadata.len() > 64 * 1024 {
-        return None;
+        return Ok(None);
     }
-    let script = std::fs::read_to_string(path).ok()?;
-    linker_script_inputs(&script, dirs, depth)
+    let Ok(script) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    linker_script_inputs(path, &script, dirs, depth)
+}
+
+/// Whether the shared object at `path` holds every byte its program
+/// headers map: the dynamic loader maps segments past the end of a
+/// truncated file, and touching them ends the process with SIGBUS, so a
+/// truncated library is refused before `dlopen`. (64-bit little-endian
+/// ELF, as on both machines tierjit runs on; anything else is passed on
+/// to the loader's own checks.)
+fn truncated(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let word = |at: usize, len: usize| -> Option<u64> {
+        let slice = bytes.get(at..at + len)?;
+        let mut buffer = [0u8; 8];
+        buffer[..len].copy_from_slice(slice);
+        Some(u64::from_le_bytes(buffer))
+    };
+    if !bytes.starts_with(b"\x7fELF") || bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (word(32, 8), word(54, 2), word(56, 2))
+    else {
+        return true;
+    };
+    const PT_LOAD: u64 = 1;
+    (0..phnum).any(|i| {
+        let at = (phoff + i * phentsize) as usize;
+        match (word(at, 4), word(at + 8, 8), word(at + 32, 8)) {
+            (Some(kind), Some(offset), Some(size)) => {
+                kind == PT_LOAD && offset.saturating_add(size) > bytes.len() as u64
+            }
+            _ => true,
+        }
+    })
+}
+
+/// Loads `path`, refusing a truncated file (see `truncated`).
+fn load_checked(path: &Path) -> Result<(), String> {
+    if path.is_absolute() && truncated(path) {
+        return Err(format!(
+            "{}: truncated (its segments reach past the end of the file)",
+            path.display()
+        ));
+    }
+    crate::code::load_library(path)
 }
 
 /// Whether an ELF header describes a shared object for this machine.
@@ -450,36 +533,70 @@ fn is_loadable_elf(head: &[u8; 20]) -> bool {
 
 /// The shared objects a GNU linker script's `GROUP`/`INPUT` lists name
 /// (absolute paths, file names searched for, `-lNAME`); `AS_NEEDED`
-/// members are loaded too (unused ones cost nothing but the load).
-fn linker_script_inputs(script: &str, dirs: &[PathBuf], depth: usize) -> Option<Vec<PathBuf>> {
+/// members are loaded too (unused ones cost nothing but the load). None
+/// if `script` is no linker script.
+fn linker_script_inputs(
+    script_path: &Path,
+    script: &str,
+    dirs: &[PathBuf],
+    depth: usize,
+) -> Result<Option<Vec<PathBuf>>, Error> {
     let without_comments = strip_block_comments(script);
     if !without_comments.contains("GROUP") && !without_comments.contains("INPUT") {
-        return None;
+        return Ok(None);
     }
     let mut found = Vec::new();
     for token in without_comments.split(|c: char| c.is_whitespace() || "(),".contains(c)) {
         let candidates: Vec<PathBuf> = if let Some(name) = token.strip_prefix("-l") {
-            vec![format!("lib{name}.so")]
-                .into_iter()
-                .flat_map(|f| dirs.iter().map(move |d| d.join(&f)))
+            dirs.iter()
+                .map(|d| d.join(format!("lib{name}.so")))
                 .collect()
         } else if token.starts_with('/') {
             vec![PathBuf::from(token)]
-        } else if token.contains(".so") {
+        } else if token.contains(".so") || token.ends_with(".a") {
             dirs.iter().map(|d| d.join(token)).collect()
         } else {
             continue;
         };
         // Archives in a script (libc_nonshared.a) are skipped: what they
         // hold is in the process already or in the listed objects.
-        if let Some(objects) = candidates
-            .iter()
-            .find_map(|c| shared_objects(c, dirs, depth + 1))
-        {
-            found.extend(objects);
+        if token.ends_with(".a") {
+            continue;
+        }
+        let mut member = None;
+        for candidate in &candidates {
+            if let Some(objects) = shared_objects(candidate, dirs, depth + 1)? {
+                member = Some(objects);
+                break;
+            }
+        }
+        match member {
+            Some(objects) => found.extend(objects),
+            // glibc's scripts list AS_NEEDED members of other
+            // configurations; a missing absolute one is the script's
+            // error only when it is not optional.
+            None if token.starts_with('/') && as_needed(&without_comments, token) => {}
+            None => {
+                return Err(Error::Library(format!(
+                    "library {}: the linker script names {token}, which is not there",
+                    script_path.display()
+                )))
+            }
         }
     }
-    (!found.is_empty()).then_some(found)
+    Ok((!found.is_empty()).then_some(found))
+}
+
+/// Whether `token` stands inside an `AS_NEEDED ( ... )` group of `script`.
+fn as_needed(script: &str, token: &str) -> bool {
+    let Some(at) = script.find(token) else {
+        return false;
+    };
+    let before = &script[..at];
+    match before.rfind("AS_NEEDED") {
+        Some(open) => !before[open..].contains(')'),
+        None => false,
+    }
 }
 
 fn strip_block_comments(text: &str) -> String {
@@ -576,6 +693,62 @@ mod tests {
             missing.contains("libnosuchlib.so") && missing.contains(&dir.display().to_string()),
             "{missing}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn versions_compare_as_numbers_and_the_first_directory_with_either_kind_wins() {
+        let dir = scratch("numeric");
+        let libc = some_shared_object();
+        std::os::unix::fs::symlink(&libc, dir.join("libfoo.so.9")).unwrap();
+        std::os::unix::fs::symlink(&libc, dir.join("libfoo.so.10")).unwrap();
+        let found = find("foo", std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(found, vec![dir.join("libfoo.so.10")]);
+        // An archive in an earlier directory is what the linker would
+        // take: named, not passed over for a later shared one.
+        let first = scratch("numeric-first");
+        std::fs::write(first.join("libfoo.a"), b"!<arch>\n").unwrap();
+        std::os::unix::fs::symlink(&libc, dir.join("libfoo.so")).unwrap();
+        let error = find("foo", &[first.clone(), dir.clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("static") && error.contains("libfoo.a"),
+            "{error}"
+        );
+        let error = find(":", std::slice::from_ref(&dir))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("empty file name"), "{error}");
+        std::fs::write(first.join("libexact.a"), b"!<arch>\n").unwrap();
+        let error = find(":libexact.a", std::slice::from_ref(&first))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("static"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&first).unwrap();
+    }
+
+    #[test]
+    fn a_script_member_that_is_not_there_is_named_and_a_truncated_object_refused() {
+        let dir = scratch("script-missing");
+        std::fs::write(
+            dir.join("libfoo.so"),
+            "INPUT ( /nonexistent/libgone.so.1 )\n",
+        )
+        .unwrap();
+        let error = find("foo", std::slice::from_ref(&dir))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nonexistent/libgone.so.1"), "{error}");
+        let libc = some_shared_object();
+        assert!(!truncated(&libc));
+        let bytes = std::fs::read(&libc).unwrap();
+        let cut = dir.join("libcut.so");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(truncated(&cut));
+        let error = load_checked(&cut).unwrap_err();
+        assert!(error.contains("truncated"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -15,6 +15,12 @@ static double total(const double *a, int n) {
   return s;
 }
 
+// A threadprivate variable: kept by libomp, since tierjit compiles
+// OpenMP with -fnoopenmp-use-tls (the job may not define thread-local
+// storage).
+static int regions_seen;
+#pragma omp threadprivate(regions_seen)
+
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 100000;
   int steps = argc > 2 ? atoi(argv[2]) : 200;
@@ -26,9 +32,12 @@ int main(int argc, char **argv) {
     double *tmp = a; a = b; b = tmp;
   }
   long count = 0;
+  for (int round = 0; round < 3; round++) {
 #pragma omp parallel reduction(+ : count)
-  count += 1;
-  printf("sum %.6f threads-ran %d\n", total(a, n), count > 0);
+    count += ++regions_seen;
+  }
+  printf("sum %.6f threads-ran %d private %ld\n", total(a, n), count > 0,
+         count / omp_get_max_threads());
   free(a); free(b);
   return 0;
 }

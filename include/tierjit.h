@@ -13,7 +13,8 @@
  *        -Wl,-rpath,$PWD/target/release
  * LLVM is linked into the library (statically, see build.rs; a cross
  * build links libLLVM-19.so); it needs libstdc++, zlib and zstd at run
- * time, and clang-19 to load .c files.
+ * time; clang-19 to load C and C++ files; flang-19 and libflang-19-dev
+ * for Fortran.
  *
  * Ownership and lifetimes:
  * - Every char * tierjit returns (error messages, stats) belongs to the

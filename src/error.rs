@@ -12,7 +12,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{path}: unsupported input type (expected .ll, .bc, .c, .cpp/.cc/.cxx or .f90/.f)")]
+    #[error("{path}: unsupported input type (expected .ll, .bc, .c, C++ .cpp/.cc/.cxx/.C/.c++, or Fortran .f90/.f95/.f03/.f08/.f/.for/.F/.F90; object files and archives are not inputs: link a shared library with -l)")]
     UnsupportedJobType { path: PathBuf },
 
     #[error("{path}: cannot parse: {message}")]

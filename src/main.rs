@@ -117,8 +117,9 @@ enum CacheAction {
 #[derive(clap::Args)]
 struct RunArgs {
     /// The job's inputs, linked into one job: LLVM IR (.ll), bitcode
-    /// (.bc), C (.c), C++ (.cpp, .cc, .cxx) or Fortran (.f90, .f). The
-    /// first names the job (its argv[0]).
+    /// (.bc), C (.c), C++ (.cpp, .cc, .cxx, .C, .c++) or Fortran (.f90,
+    /// .f95, .f03, .f08, .f, .for, .F, .F90). The first names the job (its
+    /// argv[0]).
     #[arg(value_name = "JOB", required_unless_present = "print_target")]
     inputs: Vec<PathBuf>,
     /// Load the shared library libNAME.so (searched in -L directories,
@@ -167,7 +168,8 @@ struct RunArgs {
     #[arg(long)]
     perf_map: bool,
     /// Let gdb and lldb see JIT'd code (the GDB JIT interface): function
-    /// names and, for C jobs (compiled with -g), source lines.
+    /// names and, for C, C++ and Fortran inputs (compiled with -g), source
+    /// lines.
     #[arg(long)]
     debug_info: bool,
     /// Write the run's trace to FILE at exit (Chrome trace-event JSON, for

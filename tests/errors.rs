@@ -165,7 +165,11 @@ fn unreadable_or_missing_file() {
 #[test]
 fn unsupported_job_type() {
     let job = write("job.txt", b"hello");
-    expect_error(&job, &[], &["unsupported input type", ".ll, .bc, .c, .cpp"]);
+    expect_error(
+        &job,
+        &[],
+        &["unsupported input type", ".ll, .bc, .c", ".cpp", ".f90"],
+    );
 }
 
 #[test]

@@ -126,7 +126,7 @@ knob::knobs! {
         stress: bool = false;
     }
 
-    /// Reading `.c` jobs.
+    /// Reading C and C++ inputs.
     frontend: Frontend {
         /// Keep the bitcode clang makes in the cache (see `cache`), keyed
         /// by the source, every header it read, the flags and the clang

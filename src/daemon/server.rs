@@ -1018,16 +1018,21 @@ fn worker(setup: &daemon_sys::WorkerSetup<'_>, job: &Job, config: &Config, run: 
     crate::exit(run(config, job.args.clone()))
 }
 
-/// What `status` calls a job: its file name, else its first argument;
-/// at most `LABEL_CHARS` characters of it.
+/// What `status` calls a job: its inputs (`a.c + b.cpp`), else its first
+/// argument; at most `LABEL_CHARS` characters of it.
 fn job_label(args: &[OsString]) -> String {
     let before_job_args = args.iter().take_while(|a| *a != "--");
-    let named = before_job_args
-        .map(|a| a.to_string_lossy())
-        .filter(|a| [".c", ".ll", ".bc"].iter().any(|ext| a.ends_with(ext)))
-        .last()
-        .or_else(|| args.first().map(|a| a.to_string_lossy()))
-        .unwrap_or_default();
+    let inputs: Vec<String> = before_job_args
+        .filter(|a| crate::ir::load::JobKind::of(std::path::Path::new(a)).is_ok())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let named: std::borrow::Cow<'_, str> = if inputs.is_empty() {
+        args.first()
+            .map(|a| a.to_string_lossy())
+            .unwrap_or_default()
+    } else {
+        inputs.join(" + ").into()
+    };
     match named.char_indices().nth(LABEL_CHARS) {
         Some((end, _)) => format!("{}...", &named[..end]),
         None => named.into_owned(),
@@ -1043,6 +1048,12 @@ mod tests {
         let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
         assert_eq!(job_label(&args(&["--stats", "k.c", "--", "x.c"])), "k.c");
         assert_eq!(job_label(&args(&["--mode", "baseline", "m.ll"])), "m.ll");
+        assert_eq!(
+            job_label(&args(&[
+                "--stats", "a.cpp", "-l", "z", "b.f90", "--", "c.c"
+            ])),
+            "a.cpp + b.f90"
+        );
         assert_eq!(job_label(&args(&["weird"])), "weird");
         let long = format!("{}.c", "é".repeat(1000));
         let label = job_label(&args(&[long.as_str()]));

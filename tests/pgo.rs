@@ -793,3 +793,86 @@ fn threads_in_background_mode_respecialize_with_per_cpu_guard_counters() {
         );
     }
 }
+
+#[test]
+fn virtual_calls_that_are_invokes_are_promoted_and_keep_their_exceptions() {
+    // A C++ virtual call in a function with cleanups is an `invoke`: the
+    // promoted direct call must be one too, so an exception thrown by the
+    // promoted target (`Add`, 75% of the calls) still reaches the caller's
+    // handler, as the fallback's (`Faulty`) does. `run` holds a vector of
+    // owning pointers (a cleanup) and catches what they throw now and
+    // then; `main` calls it until it tiers up.
+    let dir = scratch().join("pgo-invoke");
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("dispatch.cpp");
+    std::fs::write(
+        &source,
+        r#"#include <cstdio>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+struct Step { virtual ~Step() = default; virtual long apply(long x) = 0; };
+struct Add final : Step {
+  long apply(long x) override { if (++count % 5000 == 0) throw std::runtime_error("add"); return x + 3; }
+  static inline long count = 0;
+};
+struct Twice final : Step { long apply(long x) override { return x * 2 % 1000003; } };
+struct Faulty final : Step {
+  long apply(long x) override { if (++count % 300 == 0) throw std::runtime_error("faulty"); return x - 1; }
+  static inline long count = 0;
+};
+__attribute__((noinline)) static long run(int rounds) {
+  std::vector<std::unique_ptr<Step>> steps;
+  for (int i = 0; i < 20; i++) {
+    if (i == 19) steps.push_back(std::make_unique<Faulty>());
+    else if (i % 5 == 0) steps.push_back(std::make_unique<Twice>());
+    else steps.push_back(std::make_unique<Add>());
+  }
+  long x = 1, caught = 0;
+  for (int r = 0; r < rounds; r++) {
+    try {
+      for (auto &s : steps) x = s->apply(x);
+    } catch (const std::exception &) {
+      caught++;
+    }
+  }
+  return x * 10 + caught;
+}
+int main() {
+  long total = 0;
+  for (int i = 0; i < 2000; i++) total += run(3 + i % 5);
+  std::printf("%ld\n", total);
+  return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.join("native");
+    let built = std::process::Command::new(clang())
+        .args(["--driver-mode=g++", "-O2", "-w"])
+        .args(target_flags())
+        .arg(&source)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let native = run_with_limit(&mut native_command(&exe), job_limit());
+    let ir = Shape::Ir {
+        opt: "-O2",
+        text: true,
+    }
+    .prepare(&source, &dir, &[]);
+    for job in [&source, &ir] {
+        let run = run_tierjit(job, PGO_FLAGS, &[]);
+        assert_eq!(run.status, Some(0), "{run:?}");
+        assert_eq!(run.stdout, native.stdout, "{}", run.stderr);
+        let promoted = lines_with(&run.stderr, "promoted call through pointer");
+        assert!(
+            promoted.iter().any(|l| l.contains("_ZN3Add5applyEl")),
+            "{}: no promotion of the virtual call:\n{}",
+            job.display(),
+            run.stderr
+        );
+    }
+}

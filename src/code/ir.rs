@@ -55,6 +55,63 @@ pub fn calls_inline_asm(call: InstructionValue<'_>) -> bool {
     }
 }
 
+/// Whether `instruction` is a call or an invoke whose callee is not a
+/// function (a call through a pointer).
+pub fn calls_through_pointer(instruction: InstructionValue<'_>) -> bool {
+    use inkwell::values::InstructionOpcode;
+    if !matches!(
+        instruction.get_opcode(),
+        InstructionOpcode::Call | InstructionOpcode::Invoke
+    ) {
+        return false;
+    }
+    // SAFETY: a live call or invoke (checked above), whose called value
+    // LLVMGetCalledValue returns; LLVMIsAFunction only inspects its kind.
+    unsafe {
+        let callee = llvm_sys::core::LLVMGetCalledValue(instruction.as_value_ref());
+        !callee.is_null() && llvm_sys::core::LLVMIsAFunction(callee).is_null()
+    }
+}
+
+/// The arguments a call or invoke passes (its operands before the callee,
+/// and for an invoke before its two destinations).
+pub fn call_argument_count(instruction: InstructionValue<'_>) -> u32 {
+    // SAFETY: callers pass a live call or invoke (see
+    // `calls_through_pointer`), for which LLVM counts the arguments.
+    unsafe { llvm_sys::core::LLVMGetNumArgOperands(instruction.as_value_ref()) }
+}
+
+/// Gives `to` the argument, return and function attributes and the calling
+/// convention of `from` (both calls or invokes).
+pub fn copy_call_attributes(from: InstructionValue<'_>, to: InstructionValue<'_>) {
+    use llvm_sys::core::{
+        LLVMAddCallSiteAttribute, LLVMGetCallSiteAttributeCount, LLVMGetCallSiteAttributes,
+        LLVMGetInstructionCallConv, LLVMSetInstructionCallConv,
+    };
+    let (from, to) = (from.as_value_ref(), to.as_value_ref());
+    // SAFETY: both are live calls or invokes (the callers' promise);
+    // attribute indices are LLVM's (return 0, arguments 1.., function
+    // u32::MAX); the buffer holds exactly the count LLVM reported.
+    unsafe {
+        let arguments = llvm_sys::core::LLVMGetNumArgOperands(from);
+        let places = std::iter::once(llvm_sys::LLVMAttributeReturnIndex)
+            .chain(1..=arguments)
+            .chain(std::iter::once(llvm_sys::LLVMAttributeFunctionIndex));
+        for place in places {
+            let count = LLVMGetCallSiteAttributeCount(from, place);
+            if count == 0 {
+                continue;
+            }
+            let mut attributes = vec![std::ptr::null_mut(); count as usize];
+            LLVMGetCallSiteAttributes(from, place, attributes.as_mut_ptr());
+            for attribute in attributes {
+                LLVMAddCallSiteAttribute(to, place, attribute);
+            }
+        }
+        LLVMSetInstructionCallConv(to, LLVMGetInstructionCallConv(from));
+    }
+}
+
 /// Removes `function`'s attachment of metadata kind `kind` (a declaration
 /// may not carry `!prof`, so a function whose body moved elsewhere loses it).
 pub fn erase_function_metadata(function: inkwell::values::FunctionValue<'_>, kind: u32) {

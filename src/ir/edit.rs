@@ -316,13 +316,36 @@ pub fn split_after<'ctx>(
     builder: &Builder<'ctx>,
     at: InstructionValue<'ctx>,
 ) -> Result<Option<(BasicBlock<'ctx>, BasicBlock<'ctx>)>, Error> {
+    if at.is_terminator() {
+        return Ok(None);
+    }
+    split(context, builder, at, true)
+}
+
+/// Like `split_after`, but `at` stays in B, first: the head gets B's phis
+/// and what came before `at`. For a terminator that must stay where its
+/// successors' phis expect it (an `invoke`).
+pub fn split_before<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    at: InstructionValue<'ctx>,
+) -> Result<Option<(BasicBlock<'ctx>, BasicBlock<'ctx>)>, Error> {
+    split(context, builder, at, false)
+}
+
+fn split<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    at: InstructionValue<'ctx>,
+    with_at: bool,
+) -> Result<Option<(BasicBlock<'ctx>, BasicBlock<'ctx>)>, Error> {
     let block = at
         .get_parent()
         .ok_or_else(|| codegen_err("instruction outside a block"))?;
     let function = block
         .get_parent()
         .ok_or_else(|| codegen_err("block outside a function"))?;
-    if at.is_terminator() || crate::code::ir::block_address_taken(block) {
+    if crate::code::ir::block_address_taken(block) {
         return Ok(None);
     }
     let entering: Vec<InstructionValue<'ctx>> = function
@@ -343,6 +366,9 @@ pub fn split_after<'ctx>(
     builder.position_at_end(head);
     let mut cur = block.get_first_instruction();
     while let Some(instruction) = cur {
+        if instruction == at && !with_at {
+            break;
+        }
         cur = instruction.get_next_instruction();
         instruction.remove_from_basic_block();
         crate::code::ir::insert_keeping_location(builder, instruction);

@@ -114,8 +114,8 @@ pub fn branch_sites(function: FunctionValue<'_>) -> Vec<(usize, Vec<usize>, Vec<
     out
 }
 
-/// Positions of the calls through a pointer (not inline asm, not
-/// `musttail`, whose forwarding a guard could not keep).
+/// Positions of the calls and invokes through a pointer (not inline asm,
+/// not `musttail`, whose forwarding a guard could not keep).
 pub fn indirect_calls(function: FunctionValue<'_>) -> Vec<Position> {
     let mut out = Vec::new();
     for (b, block) in function.get_basic_blocks().iter().enumerate() {
@@ -132,18 +132,21 @@ pub fn indirect_calls(function: FunctionValue<'_>) -> Vec<Position> {
     out
 }
 
+/// A call or an `invoke` (C++ calls inside a function with cleanups are
+/// invokes, virtual calls included) through a pointer.
 fn is_promotable_indirect_call(instruction: InstructionValue<'_>) -> bool {
-    if instruction.get_opcode() != InstructionOpcode::Call {
+    if !crate::code::ir::calls_through_pointer(instruction)
+        || crate::code::ir::calls_inline_asm(instruction)
+    {
         return false;
     }
-    let Ok(call) = CallSiteValue::try_from(instruction) else {
-        return false;
-    };
-    if call.get_called_fn_value().is_some() {
-        return false;
+    match CallSiteValue::try_from(instruction) {
+        Ok(call) => {
+            call.get_tail_call_kind() != llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail
+        }
+        // An invoke.
+        Err(()) => instruction.get_opcode() == InstructionOpcode::Invoke,
     }
-    !crate::code::ir::calls_inline_asm(instruction)
-        && call.get_tail_call_kind() != llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail
 }
 
 /// Integer parameters (by index and width) worth sampling, at most

@@ -265,7 +265,7 @@ fn call_matches(call: InstructionValue<'_>, target: FunctionValue<'_>) -> bool {
         return false;
     }
     let params = ty.get_param_types();
-    let args = call.get_num_operands() as usize - 1;
+    let args = crate::code::ir::call_argument_count(call) as usize;
     if params.len() != args {
         return false;
     }
@@ -300,6 +300,9 @@ fn promote<'ctx>(
     promotion: &Promotion,
     fallback: Fallback,
 ) -> Result<bool, Error> {
+    if call.get_opcode() == inkwell::values::InstructionOpcode::Invoke {
+        return promote_invoke(context, builder, call, targets, promotion, fallback);
+    }
     let prof = context.get_kind_id("prof");
     // Instructions built here take no location from other sites.
     builder.unset_current_debug_location();
@@ -363,40 +366,8 @@ fn promote<'ctx>(
     // last emptied the site's table (a site that keeps missing should not
     // pay a host call on every miss). The budget word is an atomic add:
     // the profiler resets it while calls miss (see `emit_atomic_increment`).
-    builder.position_at_end(test_block);
-    emit_increment(context, builder, fallback.counter)?;
-    let count = emit_atomic_increment(context, builder, fallback.recorded)?;
-    let record = context.insert_basic_block_after(test_block, "tj.icp.record");
-    let call_block = context.insert_basic_block_after(record, "tj.icp.fallback");
-    let early = builder
-        .build_int_compare(
-            IntPredicate::ULE,
-            count,
-            context.i64_type().const_int(RECORD_FALLBACKS, false),
-            "tj.icp.early",
-        )
-        .map_err(codegen_err)?;
-    let branch = builder
-        .build_conditional_branch(early, record, call_block)
-        .map_err(codegen_err)?;
-    let _ = branch.set_metadata(
-        super::metadata::branch_weights_node(context, &[1, 1000]),
-        prof,
-    );
-    builder.position_at_end(record);
-    let target = builder
-        .build_ptr_to_int(pointer, context.i64_type(), "tj.icp.target")
-        .map_err(codegen_err)?;
-    emit_record_value(
-        context,
-        builder,
-        fallback.record_value,
-        fallback.recent_table,
-        target,
-    )?;
-    builder
-        .build_unconditional_branch(call_block)
-        .map_err(codegen_err)?;
+    let call_block = context.insert_basic_block_after(test_block, "tj.icp.fallback");
+    emit_fallback_accounting(context, builder, test_block, call_block, pointer, fallback)?;
     builder.position_at_end(call_block);
     let test_block = call_block;
     crate::code::ir::insert_keeping_location(builder, call);
@@ -426,6 +397,261 @@ fn promote<'ctx>(
         phi.add_incoming(&[(&value as &dyn BasicValue, test_block)]);
     }
     Ok(true)
+}
+
+/// The fallback's bookkeeping, from the end of `from` to `to` (where the
+/// original call then runs): the site's fallback count, and the target
+/// recorded for the first RECORD_FALLBACKS fallbacks on each CPU since the
+/// profiler last emptied the site's table (a site that keeps missing
+/// should not pay a host call on every miss). The budget word is an atomic
+/// add: the profiler resets it while calls miss (see
+/// `emit_atomic_increment`).
+fn emit_fallback_accounting<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    from: inkwell::basic_block::BasicBlock<'ctx>,
+    to: inkwell::basic_block::BasicBlock<'ctx>,
+    pointer: inkwell::values::PointerValue<'ctx>,
+    fallback: Fallback,
+) -> Result<(), Error> {
+    let prof = context.get_kind_id("prof");
+    builder.position_at_end(from);
+    emit_increment(context, builder, fallback.counter)?;
+    let count = emit_atomic_increment(context, builder, fallback.recorded)?;
+    let record = context.insert_basic_block_after(from, "tj.icp.record");
+    let early = builder
+        .build_int_compare(
+            IntPredicate::ULE,
+            count,
+            context.i64_type().const_int(RECORD_FALLBACKS, false),
+            "tj.icp.early",
+        )
+        .map_err(codegen_err)?;
+    let branch = builder
+        .build_conditional_branch(early, record, to)
+        .map_err(codegen_err)?;
+    let _ = branch.set_metadata(
+        super::metadata::branch_weights_node(context, &[1, 1000]),
+        prof,
+    );
+    builder.position_at_end(record);
+    let target = builder
+        .build_ptr_to_int(pointer, context.i64_type(), "tj.icp.target")
+        .map_err(codegen_err)?;
+    emit_record_value(
+        context,
+        builder,
+        fallback.record_value,
+        fallback.recent_table,
+        target,
+    )?;
+    builder
+        .build_unconditional_branch(to)
+        .map_err(codegen_err)?;
+    Ok(())
+}
+
+/// `promote` for an `invoke` (a C++ call in a function with cleanups, a
+/// virtual call among them): the tests go in front of it, each matching
+/// target gets an invoke of its own with the same destinations, and the
+/// original invoke stays in its block as the fallback, so the phis of its
+/// destinations only gain incoming edges. False (the site left alone) if
+/// its block cannot be split, or its result is used past a normal
+/// destination that other blocks also reach (no phi could merge it there).
+fn promote_invoke<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    invoke: InstructionValue<'ctx>,
+    targets: &[FunctionValue<'ctx>],
+    promotion: &Promotion,
+    fallback: Fallback,
+) -> Result<bool, Error> {
+    use inkwell::values::InstructionOpcode;
+    let prof = context.get_kind_id("prof");
+    builder.unset_current_debug_location();
+    let destinations = crate::code::ir::successors(invoke);
+    let (normal, unwind) = match destinations.as_slice() {
+        [normal, unwind] => (*normal, *unwind),
+        _ => return Ok(false),
+    };
+    let function = normal
+        .get_parent()
+        .ok_or_else(|| codegen_err("block outside a function"))?;
+    let normal_predecessors = function
+        .get_basic_blocks()
+        .into_iter()
+        .filter(|b| {
+            b.get_terminator()
+                .is_some_and(|t| crate::code::ir::successors(t).contains(&normal))
+        })
+        .count();
+    let result = invoke_result(invoke);
+    if normal_predecessors == 1 {
+        // Only the invoke reaches `normal`: its phis have one incoming
+        // value each, which they are replaced by, so the result's uses are
+        // all ordinary ones the merging phi below can take over.
+        let phis: Vec<_> = normal
+            .get_instructions()
+            .take_while(|i| i.get_opcode() == InstructionOpcode::Phi)
+            .filter_map(|i| inkwell::values::PhiValue::try_from(i).ok())
+            .collect();
+        for phi in phis {
+            let Some((value, _)) = phi.get_incoming(0) else {
+                return Ok(false);
+            };
+            crate::code::ir::replace_all_uses(phi.as_basic_value(), value);
+            phi.as_instruction().erase_from_basic_block();
+        }
+    } else if result.is_some_and(|r| used_beyond_phis_of(r, normal)) {
+        return Ok(false);
+    }
+    let Some((head, block)) = crate::ir::edit::split_before(context, builder, invoke)? else {
+        return Ok(false);
+    };
+    let operands = crate::code::ir::operands(invoke);
+    let argument_count = crate::code::ir::call_argument_count(invoke) as usize;
+    let args: Vec<BasicValueEnum<'ctx>> = operands
+        .iter()
+        .take(argument_count)
+        .filter_map(|o| match o {
+            crate::code::ir::Operand::Value(v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    if args.len() != argument_count {
+        // A metadata or token argument: no direct invoke can pass it.
+        return Err(codegen_err("an invoke argument that is not a value"));
+    }
+    let pointer = match operands.last() {
+        Some(crate::code::ir::Operand::Value(v)) if v.is_pointer_value() => v.into_pointer_value(),
+        _ => return Err(codegen_err("indirect invoke without a callee")),
+    };
+    // Each phi of both destinations, with what it takes from the invoke's
+    // block (a value defined before the invoke, or the invoke's result).
+    let phis_of = |b: inkwell::basic_block::BasicBlock<'ctx>| {
+        b.get_instructions()
+            .take_while(|i| i.get_opcode() == InstructionOpcode::Phi)
+            .filter_map(|i| inkwell::values::PhiValue::try_from(i).ok())
+            .filter_map(|phi| {
+                (0..phi.count_incoming())
+                    .filter_map(|k| phi.get_incoming(k))
+                    .find(|(_, from)| *from == block)
+                    .map(|(value, _)| (phi, value))
+            })
+            .collect::<Vec<_>>()
+    };
+    let normal_phis = phis_of(normal);
+    let unwind_phis = phis_of(unwind);
+
+    let mut test_block = head;
+    let mut remaining: u64 = promotion.samples;
+    let mut direct_results = Vec::new();
+    for (k, &target) in targets.iter().enumerate() {
+        let count = promotion.targets.get(k).map_or(0, |t| t.1);
+        builder.position_at_end(test_block);
+        let is_target = builder
+            .build_int_compare(
+                IntPredicate::EQ,
+                pointer,
+                target.as_global_value().as_pointer_value(),
+                "tj.icp.is",
+            )
+            .map_err(codegen_err)?;
+        let direct = context.insert_basic_block_after(test_block, "tj.icp.direct");
+        let next = context.insert_basic_block_after(direct, "tj.icp.next");
+        let branch = builder
+            .build_conditional_branch(is_target, direct, next)
+            .map_err(codegen_err)?;
+        remaining = remaining.saturating_sub(count);
+        let weights = super::metadata::operand_weights(&[count, remaining], &[0, 1]);
+        let _ = branch.set_metadata(
+            super::metadata::branch_weights_node(context, &weights),
+            prof,
+        );
+        builder.position_at_end(direct);
+        let direct_invoke = builder
+            .build_invoke(target, &args, normal, unwind, "tj.icp.invoke")
+            .map_err(codegen_err)?;
+        let direct_instruction = instruction_of(direct_invoke)?;
+        crate::code::ir::copy_call_attributes(invoke, direct_instruction);
+        crate::code::ir::copy_debug_location(invoke, direct_instruction);
+        direct_results.push((direct_invoke.try_as_basic_value().basic(), direct));
+        test_block = next;
+    }
+    emit_fallback_accounting(context, builder, test_block, block, pointer, fallback)?;
+    // The destinations' phis gain an edge from each direct invoke.
+    for (phi, value) in &unwind_phis {
+        for (_, direct) in &direct_results {
+            phi.add_incoming(&[(value as &dyn BasicValue, *direct)]);
+        }
+    }
+    for (phi, value) in &normal_phis {
+        for (direct_result, direct) in &direct_results {
+            let incoming = match (result, direct_result) {
+                (Some(r), Some(d)) if r == *value => *d,
+                _ => *value,
+            };
+            phi.add_incoming(&[(&incoming as &dyn BasicValue, *direct)]);
+        }
+    }
+    // The result's uses (all past `normal`, which only the invoke reached)
+    // take a phi of every invoke's.
+    if let (Some(result), 1) = (result, normal_predecessors) {
+        let first = normal
+            .get_first_instruction()
+            .ok_or_else(|| codegen_err("empty normal destination"))?;
+        builder.position_before(&first);
+        let merged = builder
+            .build_phi(result.get_type(), "tj.icp.result")
+            .map_err(codegen_err)?;
+        // Before the phi's own incoming value is set: it is not replaced
+        // with itself.
+        crate::code::ir::replace_all_uses(result, merged.as_basic_value());
+        merged.add_incoming(&[(&result as &dyn BasicValue, block)]);
+        for (direct_result, direct) in &direct_results {
+            if let Some(d) = direct_result {
+                merged.add_incoming(&[(d as &dyn BasicValue, *direct)]);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Whether `value` has a use other than in a phi of `block`.
+fn used_beyond_phis_of<'ctx>(
+    value: BasicValueEnum<'ctx>,
+    block: inkwell::basic_block::BasicBlock<'ctx>,
+) -> bool {
+    let mut next = value.get_first_use();
+    while let Some(u) = next {
+        let in_phi_of_block = match u.get_user() {
+            inkwell::values::AnyValueEnum::PhiValue(phi) => {
+                phi.as_instruction().get_parent() == Some(block)
+            }
+            _ => false,
+        };
+        if !in_phi_of_block {
+            return true;
+        }
+        next = u.get_next_use();
+    }
+    false
+}
+
+/// The instruction a call site built is.
+fn instruction_of(site: CallSiteValue<'_>) -> Result<InstructionValue<'_>, Error> {
+    let value = site.try_as_basic_value();
+    value
+        .basic()
+        .and_then(|v| v.as_instruction_value())
+        .or_else(|| site.try_as_basic_value().instruction())
+        .ok_or_else(|| codegen_err("a call that is no instruction"))
+}
+
+/// The value an invoke returns, if it returns one.
+fn invoke_result(invoke: InstructionValue<'_>) -> Option<BasicValueEnum<'_>> {
+    use inkwell::values::AnyValue;
+    BasicValueEnum::try_from(invoke.as_any_value_enum()).ok()
 }
 
 /// The original call's argument, return and function attributes and its

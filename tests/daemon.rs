@@ -960,3 +960,31 @@ fn signals_the_submitter_ignores_are_ignored_by_the_job_and_not_passed_on() {
     assert_eq!(local, (Some(5), "ignored\n".to_string()));
     assert_eq!(under_sh("submit"), local);
 }
+
+#[test]
+fn a_job_of_several_inputs_is_submitted_from_its_own_directory() {
+    if emulated() {
+        return;
+    }
+    // Relative paths are the client's: the worker runs in its directory.
+    let daemon = Daemon::start("daemon-inputs", &[]);
+    let dir = daemon.dir.join("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    write(
+        &dir,
+        "main.c",
+        "#include <stdio.h>\nint twice(int);\nint main(void) { printf(\"%d\\n\", twice(21)); return 0; }\n",
+    );
+    write(&dir, "util.c", "int twice(int x) { return 2 * x; }\n");
+    let mut submit = daemon.command("submit");
+    submit.current_dir(&dir).args(["main.c", "util.c"]);
+    let run = run_fed(&mut submit, None);
+    assert_eq!(run.status, Some(0), "{run:?}\n{}", daemon.log());
+    assert_eq!(run.stdout, "42\n");
+    let status = daemon.status();
+    let label = status["recent"][0]["job"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(label, "main.c + util.c", "{status}");
+}

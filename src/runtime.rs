@@ -364,8 +364,17 @@ fn read_job(
         .transpose()?;
     let mut irs = Vec::with_capacity(inputs.len());
     let mut implied = crate::libraries::Implied::default();
+    // C functions may unwind when they call C++ that throws (a callback):
+    // natively their `nounwind` stays inside their own object, but linked
+    // with the C++ into one module the optimizer would take them at their
+    // word and drop the caller's handler.
+    let with_cxx = kinds.contains(&JobKind::Cxx);
     for (path, &kind) in inputs.iter().zip(&kinds) {
-        let input_flags = flags.for_kind(kind);
+        let mut input_flags = flags.for_kind(kind);
+        if with_cxx && kind == JobKind::C && !input_flags.iter().any(|f| f.ends_with("exceptions"))
+        {
+            input_flags.push("-fexceptions".into());
+        }
         let modules = module_dir.as_ref().map(ModuleDir::path);
         let ir = read_input(path, &input_flags, modules, config, target, cache, metrics)?;
         let input_implied = crate::libraries::Implied::of_input(kind, &input_flags, &ir.bytes);
@@ -427,7 +436,7 @@ fn parse_checked<'ctx>(
 ) -> Result<Module<'ctx>, Error> {
     let module = parse_module(context, bytes, path)?;
     target.check_module(&module, path)?;
-    reach_host_thread_locals(&module)?;
+    reach_host_thread_locals(&module, path, code::host_has_symbol)?;
     check_supported(&module, path)?;
     Ok(module)
 }

@@ -605,3 +605,18 @@ fn several_inputs_name_a_symbol_none_defines_and_a_second_definition() {
         ],
     );
 }
+
+#[test]
+fn a_library_thread_local_nothing_defines_is_unresolved() {
+    let job = write(
+        "missing_tls.c",
+        b"extern __thread int tj_missing_tls;\nint main(void) { return tj_missing_tls; }\n",
+    );
+    for mode in ["tiered", "optimized"] {
+        expect_error(
+            &job,
+            &["--mode", mode],
+            &["unresolved external symbol", "tj_missing_tls"],
+        );
+    }
+}

@@ -862,9 +862,13 @@ int main() {
         opt: "-O2",
         text: true,
     }
-    .prepare(&source, &dir, &[]);
+    .prepare(&source, &dir, &["-g"]);
+    // With debug records (-g) in front of the normal destinations, where
+    // the result's phi goes.
     for job in [&source, &ir] {
-        let run = run_tierjit(job, PGO_FLAGS, &[]);
+        let mut flags = PGO_FLAGS.to_vec();
+        flags.push("--cflag=-g");
+        let run = run_tierjit(job, &flags, &[]);
         assert_eq!(run.status, Some(0), "{run:?}");
         assert_eq!(run.stdout, native.stdout, "{}", run.stderr);
         let promoted = lines_with(&run.stderr, "promoted call through pointer");

@@ -128,6 +128,22 @@ fn extra_lib_dir() -> Option<String> {
         .filter(|d| !d.trim().is_empty())
 }
 
+/// The project's flags for an input of `language`: a `-std=` only where it
+/// belongs, as tierjit routes `--cflag` (a build system keeps CFLAGS and
+/// CXXFLAGS apart).
+fn flags_for(language: Language, flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|f| match f.strip_prefix("-std=") {
+            None => true,
+            Some(standard) if standard.contains("++") => language == Language::Cxx,
+            Some(standard) if standard.starts_with('f') => language == Language::Fortran,
+            Some(_) => language == Language::C,
+        })
+        .cloned()
+        .collect()
+}
+
 fn run_checked(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
@@ -148,7 +164,7 @@ fn native_run(p: &Project, dir: &Path) -> Run {
             compiler(language(input))
                 .current_dir(dir)
                 .args(["-O2", "-c"])
-                .args(&p.cflags)
+                .args(flags_for(language(input), &p.cflags))
                 .arg(p.dir.join(input))
                 .arg("-o")
                 .arg(&object),
@@ -171,7 +187,7 @@ fn native_run(p: &Project, dir: &Path) -> Run {
     run_checked(
         compiler(driver)
             .args(&objects)
-            .args(&p.cflags)
+            .args(flags_for(driver, &p.cflags))
             .args(&extra_dir)
             .args(p.libs.iter().map(|l| format!("-l{l}")))
             .args(["-lm", "-o"])
@@ -196,7 +212,7 @@ fn optimized_ir(p: &Project, dir: &Path) -> Vec<PathBuf> {
                 compiler(language(input))
                     .current_dir(dir)
                     .args(["-O2", "-S", "-emit-llvm"])
-                    .args(&p.cflags)
+                    .args(flags_for(language(input), &p.cflags))
                     .args(&p.irflags)
                     .arg(p.dir.join(input))
                     .arg("-o")
@@ -431,10 +447,11 @@ fn libraries_resolve_in_link_order_and_load_in_any_order() {
     // - a libz of its own (`-L dir -l z`): its zlibVersion, not the one
     //   of the libz tierjit's process already has;
     // - libtjapp.so calling tjutil_value() from libtjutil.so, which it
-    //   does not record as a dependency (`-l tjapp -l tjutil` links
-    //   natively; loaded in that order, app would not load);
+    //   does not record as a dependency, named `-l tjutil -l tjapp`
+    //   (tierjit loads the last first: app fails, util loads, then app);
     // - `-l :libtjexact.so.3` (a file name), and libtjscript.so, a linker
-    //   script naming libtjlisted.so with a comma.
+    //   script naming libtjlisted.so with a comma; both define
+    //   tj_which(), and the first in link order, exact's, is the job's.
     let dir = scratch().join("libraries");
     std::fs::create_dir_all(&dir).unwrap();
     shared_library(
@@ -458,13 +475,13 @@ fn libraries_resolve_in_link_order_and_load_in_any_order() {
     shared_library(
         &dir,
         "libtjexact.so.3",
-        "int tjexact_value(void) { return 3; }\n",
+        "int tjexact_value(void) { return 3; }\nint tj_which(void) { return 3; }\n",
         &[],
     );
     shared_library(
         &dir,
         "libtjlisted.so",
-        "int tjlisted_value(void) { return 5; }\n",
+        "int tjlisted_value(void) { return 5; }\nint tj_which(void) { return 5; }\n",
         &[],
     );
     std::fs::write(
@@ -477,17 +494,19 @@ fn libraries_resolve_in_link_order_and_load_in_any_order() {
         &main,
         "#include <stdio.h>\n\
          const char *zlibVersion(void);\n\
-         int tjapp_value(void), tjexact_value(void), tjlisted_value(void);\n\
+         int tjapp_value(void), tjutil_value(void), tjexact_value(void), tjlisted_value(void);\n\
+         int tj_which(void);\n\
          int main(void) {\n\
-           printf(\"%s %d %d %d\\n\", zlibVersion(), tjapp_value(), tjexact_value(), tjlisted_value());\n\
+           printf(\"%s %d %d %d %d %d\\n\", zlibVersion(), tjapp_value(), tjutil_value(),\n\
+                  tjexact_value(), tjlisted_value(), tj_which());\n\
            return 0;\n\
          }\n",
     )
     .unwrap();
     let libs = [
         "-lz",
-        "-ltjapp",
         "-ltjutil",
+        "-ltjapp",
         "-l:libtjexact.so.3",
         "-ltjscript",
     ];
@@ -504,7 +523,7 @@ fn libraries_resolve_in_link_order_and_load_in_any_order() {
         "native build against the libraries",
     );
     let native = run_with_limit(&mut native_command(&exe), job_limit());
-    assert_eq!(native.stdout, "custom 42 3 5\n", "{native:?}");
+    assert_eq!(native.stdout, "custom 42 40 3 5 3\n", "{native:?}");
     for mode in ["tiered", "optimized"] {
         let mut cmd = tierjit_command();
         cmd.arg("run")

@@ -314,16 +314,42 @@ pub fn host_overrides() -> Vec<HostOverride> {
 /// (see `ir::normalize::reach_host_thread_locals`).
 pub const TLS_ADDRESS_SYMBOL: &str = "__tierjit_tls_address";
 
+thread_local! {
+    /// This thread's addresses of the libraries' thread-local variables
+    /// its job code reached, by name (a few per job): `dlsym` takes the
+    /// loader's lock, and threads calling it for every access contended
+    /// for it (two threads ran 300 times as long as natively).
+    static TLS_ADDRESSES: std::cell::RefCell<Vec<(Box<[u8]>, usize)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The calling thread's copy of the thread-local variable `name` that a
 /// loaded library (libstdc++'s `__once_callable`, say) defines: glibc's
 /// `dlsym` gives the calling thread's address for a TLS symbol. Null if no
 /// library defines it.
 extern "C" fn tls_address(name: *const c_char) -> *mut c_void {
     // SAFETY: `name` is a NUL-terminated constant the rewritten job code
-    // passes; dlsym with RTLD_DEFAULT only reads the loader's tables (and
-    // allocates this thread's block of the library's TLS on first use, as
-    // any access would).
-    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name) }
+    // passes (see `ir::normalize::reach_host_thread_locals`).
+    let key = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+    let lookup = || {
+        // SAFETY: dlsym with RTLD_DEFAULT and a C string only reads the
+        // loader's tables (and allocates this thread's block of the
+        // library's TLS on first use, as any access would).
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name) }
+    };
+    // A thread being torn down has no cache any more: it asks every time.
+    TLS_ADDRESSES
+        .try_with(|cache| {
+            if let Some((_, address)) = cache.borrow().iter().find(|(n, _)| **n == *key) {
+                return *address as *mut c_void;
+            }
+            let address = lookup();
+            if !address.is_null() {
+                cache.borrow_mut().push((key.into(), address as usize));
+            }
+            address
+        })
+        .unwrap_or_else(|_| lookup())
 }
 
 /// Symbols a native link takes from static runtime libraries (libgcc.a),
@@ -380,28 +406,38 @@ pub fn load_host_libraries() {
 /// the order they were asked for: every JIT made afterwards looks a name
 /// up in each of them, in this order, before the rest of the process
 /// (see `orc::Jit::new`), as a native link resolves names in link order.
-static JOB_LIBRARIES: std::sync::Mutex<Vec<CString>> = std::sync::Mutex::new(Vec::new());
+/// Each entry: the library's rank (its `-l`'s place on the command line;
+/// the implied runtimes after every `-l`), the order it was recorded in
+/// within that rank (a linker script's members), and its path.
+#[allow(clippy::type_complexity)]
+static JOB_LIBRARIES: std::sync::Mutex<Vec<((usize, usize), CString)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// The libraries `load_library` loaded, in link order (see `JOB_LIBRARIES`).
 pub(crate) fn job_libraries() -> Vec<CString> {
     JOB_LIBRARIES
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .clone()
+        .iter()
+        .map(|(_, name)| name.clone())
+        .collect()
 }
 
-/// Records `path` (already loaded) in the job's link order at `rank`
-/// (clamped to the end), unless it is there already.
+/// Records `path` (already loaded) in the job's link order, at `rank`
+/// (after what has that rank already), unless it is there already.
 pub fn link_library(path: &std::path::Path, rank: usize) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(name) = CString::new(path.as_os_str().as_bytes()) else {
         return;
     };
     let mut libraries = JOB_LIBRARIES.lock().unwrap_or_else(|p| p.into_inner());
-    if !libraries.contains(&name) {
-        let at = rank.min(libraries.len());
-        libraries.insert(at, name);
+    if libraries.iter().any(|(_, n)| *n == name) {
+        return;
     }
+    let sequence = libraries.len();
+    let key = (rank, sequence);
+    let at = libraries.partition_point(|(k, _)| *k < key);
+    libraries.insert(at, (key, name));
 }
 
 /// Loads the shared library at `path` (or, for a bare soname such as

@@ -58,11 +58,7 @@ pub fn calls_inline_asm(call: InstructionValue<'_>) -> bool {
 /// Whether `instruction` is a call or an invoke whose callee is not a
 /// function (a call through a pointer).
 pub fn calls_through_pointer(instruction: InstructionValue<'_>) -> bool {
-    use inkwell::values::InstructionOpcode;
-    if !matches!(
-        instruction.get_opcode(),
-        InstructionOpcode::Call | InstructionOpcode::Invoke
-    ) {
+    if !is_call_or_invoke(instruction) {
         return false;
     }
     // SAFETY: a live call or invoke (checked above), whose called value
@@ -73,17 +69,42 @@ pub fn calls_through_pointer(instruction: InstructionValue<'_>) -> bool {
     }
 }
 
+/// Whether `instruction` is a call or invoke.
+fn is_call_or_invoke(instruction: InstructionValue<'_>) -> bool {
+    use inkwell::values::InstructionOpcode;
+    matches!(
+        instruction.get_opcode(),
+        InstructionOpcode::Call | InstructionOpcode::Invoke
+    )
+}
+
 /// The arguments a call or invoke passes (its operands before the callee,
-/// and for an invoke before its two destinations).
+/// its operand bundles' and, for an invoke, its two destinations); 0 for
+/// any other instruction.
 pub fn call_argument_count(instruction: InstructionValue<'_>) -> u32 {
-    // SAFETY: callers pass a live call or invoke (see
-    // `calls_through_pointer`), for which LLVM counts the arguments.
+    if !is_call_or_invoke(instruction) {
+        return 0;
+    }
+    // SAFETY: a live call or invoke (checked above), for which LLVM counts
+    // the arguments.
     unsafe { llvm_sys::core::LLVMGetNumArgOperands(instruction.as_value_ref()) }
 }
 
+/// Whether a call or invoke carries operand bundles.
+pub fn has_operand_bundles(instruction: InstructionValue<'_>) -> bool {
+    if !is_call_or_invoke(instruction) {
+        return false;
+    }
+    // SAFETY: a live call or invoke (checked above).
+    unsafe { llvm_sys::core::LLVMGetNumOperandBundles(instruction.as_value_ref()) > 0 }
+}
+
 /// Gives `to` the argument, return and function attributes and the calling
-/// convention of `from` (both calls or invokes).
+/// convention of `from` (both calls or invokes; nothing otherwise).
 pub fn copy_call_attributes(from: InstructionValue<'_>, to: InstructionValue<'_>) {
+    if !is_call_or_invoke(from) || !is_call_or_invoke(to) {
+        return;
+    }
     use llvm_sys::core::{
         LLVMAddCallSiteAttribute, LLVMGetCallSiteAttributeCount, LLVMGetCallSiteAttributes,
         LLVMGetInstructionCallConv, LLVMSetInstructionCallConv,

@@ -245,24 +245,55 @@ const ALLOCATOR: &[&str] = &[
 /// copy (ORC here has no TLS runtime, so the link would fail on the
 /// relocations a direct access needs). A declaration used any other way
 /// is left for `check_supported` to refuse.
-pub fn reach_host_thread_locals(module: &Module<'_>) -> Result<(), Error> {
+pub fn reach_host_thread_locals(
+    module: &Module<'_>,
+    path: &Path,
+    host_defines: impl Fn(&str) -> bool,
+) -> Result<(), Error> {
+    // Address space 0 only: the helper returns a plain pointer.
     let declarations: Vec<_> = module
         .get_globals()
         .filter(|g| g.is_thread_local() && g.is_declaration())
+        .filter(|g| g.as_pointer_value().get_type().get_address_space() == 0.into())
         .collect();
     if declarations.is_empty() {
         return Ok(());
+    }
+    // One nobody defines would be a null address at run time: the job's
+    // unresolved names are an error before it starts.
+    let missing: Vec<String> = declarations
+        .iter()
+        .map(|g| g.get_name().to_string_lossy().into_owned())
+        .filter(|name| !host_defines(name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Unresolved {
+            path: path.to_path_buf(),
+            names: missing,
+        });
     }
     let context = module.get_context();
     let ptr = context.ptr_type(inkwell::AddressSpace::default());
     let helper = module
         .get_function(crate::code::TLS_ADDRESS_SYMBOL)
         .unwrap_or_else(|| {
-            module.add_function(
+            let helper = module.add_function(
                 crate::code::TLS_ADDRESS_SYMBOL,
                 ptr.fn_type(&[ptr.into()], false),
                 Some(Linkage::External),
-            )
+            );
+            // What the intrinsic it replaces promises, except that it
+            // reads no memory: a coroutine resumed on another thread must
+            // not reuse the address an earlier call gave (the helper
+            // caches per thread, so a call costs a few nanoseconds).
+            for name in ["nounwind", "willreturn", "nosync", "nofree"] {
+                let kind = Attribute::get_named_enum_kind_id(name);
+                helper.add_attribute(
+                    AttributeLoc::Function,
+                    context.create_enum_attribute(kind, 0),
+                );
+            }
+            helper
         });
     // Every access to a declared thread-local: a call of the intrinsic
     // whose operand is one of them.

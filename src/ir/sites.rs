@@ -135,8 +135,11 @@ pub fn indirect_calls(function: FunctionValue<'_>) -> Vec<Position> {
 /// A call or an `invoke` (C++ calls inside a function with cleanups are
 /// invokes, virtual calls included) through a pointer.
 fn is_promotable_indirect_call(instruction: InstructionValue<'_>) -> bool {
+    // Operand bundles (`kcfi`, `ptrauth`, `funclet`...) say how this call
+    // is made; a direct call could not keep them.
     if !crate::code::ir::calls_through_pointer(instruction)
         || crate::code::ir::calls_inline_asm(instruction)
+        || crate::code::ir::has_operand_bundles(instruction)
     {
         return false;
     }

@@ -53,7 +53,7 @@ pub fn fortran_runtime(cache_root: Option<&Path>, triple: &str) -> Result<BuiltR
         key.update(metadata.mtime_nsec().to_le_bytes());
         archives.push(path);
     }
-    let name = format!("{PREFIX}{}.so", &hex(&key.finalize())[..16]);
+    let name = format!("{PREFIX}{triple}-{}.so", &hex(&key.finalize())[..16]);
     let mut cache_failure = None;
     if let Some(root) = cache_root {
         let dir = runtime_dir(root);
@@ -74,7 +74,7 @@ pub fn fortran_runtime(cache_root: Option<&Path>, triple: &str) -> Result<BuiltR
             .and_then(|()| build(&archives, triple, &kept));
         match built {
             Ok(()) => {
-                remove_superseded(&dir, &name);
+                remove_superseded(&dir, &name, triple);
                 return Ok(BuiltRuntime {
                     path: kept,
                     temporary: false,
@@ -140,13 +140,19 @@ pub fn clear(cache_root: &Path) -> std::io::Result<usize> {
     Ok(removed)
 }
 
-/// After `current` was built: earlier builds (another flang, another
-/// target) and partial builds an hour old or more (killed runs') go.
-fn remove_superseded(dir: &Path, current: &str) {
+/// After `current` was built for `triple`: earlier builds for it (another
+/// flang's archives) and partial builds an hour old or more (killed
+/// runs') go; other targets' builds stay (a cache two configurations
+/// share).
+fn remove_superseded(dir: &Path, current: &str, triple: &str) {
     let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let same_target = format!("{PREFIX}{triple}-");
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with(PREFIX) || name == current {
+            continue;
+        }
+        if !name.starts_with(&same_target) && !name.ends_with(".tmp") {
             continue;
         }
         let partial = name.ends_with(".tmp");

@@ -216,24 +216,24 @@ pub fn load(
     }
     if implied.fortran > Need::No {
         let request = "Fortran runtime".to_string();
+        // (error, whether building it again may help)
         let load_built = || {
-            fortran_runtime().and_then(|runtime| {
-                let loaded = load_checked(&runtime.path);
-                runtime.cleanup();
-                loaded
-                    .map(|()| runtime.path.clone())
-                    .map_err(|why| (runtime, library_error("Fortran runtime", &why)))
-                    .map_err(|(runtime, e)| {
-                        // A cached build the loader refuses (damaged,
-                        // truncated) is removed, so the retry builds it.
-                        if !runtime.temporary {
-                            let _ = std::fs::remove_file(&runtime.path);
-                        }
-                        e
-                    })
+            let runtime = fortran_runtime().map_err(|e| (e, false))?;
+            let loaded = load_checked(&runtime.path);
+            runtime.cleanup();
+            loaded.map(|()| runtime.path.clone()).map_err(|why| {
+                // A cached build the loader refuses (damaged, truncated)
+                // is removed, so that the retry builds it again.
+                if !runtime.temporary {
+                    let _ = std::fs::remove_file(&runtime.path);
+                }
+                (library_error("Fortran runtime", &why), !runtime.temporary)
             })
         };
-        let loaded = load_built().or_else(|_| load_built());
+        let loaded = match load_built() {
+            Err((_, true)) => load_built().map_err(|(e, _)| e),
+            other => other.map_err(|(e, _)| e),
+        };
         match (loaded, implied.fortran) {
             (Ok(path), _) => {
                 crate::code::link_library(&path, rank_of_runtimes);
@@ -266,12 +266,17 @@ pub fn load(
             let request = format!("-l {name}");
             for path in paths {
                 if let Err(why) = load_checked(path) {
-                    let why = if why.contains("undefined symbol") {
+                    let dependent = why.contains("undefined symbol");
+                    let why = if dependent {
                         format!("{why} (a library that calls the job's own functions by name cannot be loaded: only libraries and the process define names for it)")
                     } else {
                         why
                     };
-                    first_error.get_or_insert(library_error(&request, &why));
+                    // A library that fails for a reason of its own is the
+                    // root cause, rather than one missing its names.
+                    if first_error.is_none() || !dependent {
+                        first_error = Some(library_error(&request, &why));
+                    }
                     return true;
                 }
             }
@@ -470,7 +475,7 @@ fn shared_objects(
 /// ELF, as on both machines tierjit runs on; anything else is passed on
 /// to the loader's own checks.)
 fn truncated(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
+    let Some((bytes, file_size)) = elf_headers(path) else {
         return false;
     };
     let word = |at: usize, len: usize| -> Option<u64> {
@@ -491,11 +496,23 @@ fn truncated(path: &Path) -> bool {
         let at = (phoff + i * phentsize) as usize;
         match (word(at, 4), word(at + 8, 8), word(at + 32, 8)) {
             (Some(kind), Some(offset), Some(size)) => {
-                kind == PT_LOAD && offset.saturating_add(size) > bytes.len() as u64
+                kind == PT_LOAD && offset.saturating_add(size) > file_size
             }
-            _ => true,
+            // Past what was read: truncated only if past the file's end.
+            _ => at as u64 + phentsize > file_size,
         }
     })
+}
+
+/// The first bytes of the file at `path` (its ELF header and, in any
+/// object a linker makes, its program headers right after) and its size.
+fn elf_headers(path: &Path) -> Option<(Vec<u8>, u64)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let mut bytes = Vec::new();
+    file.take(64 * 1024).read_to_end(&mut bytes).ok()?;
+    Some((bytes, size))
 }
 
 /// Loads `path`, refusing a truncated file (see `truncated`).

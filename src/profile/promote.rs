@@ -5,7 +5,6 @@
 //! it; any other pointer takes the original indirect call, which counts
 //! itself in the site's fallback counter.
 
-use inkwell::attributes::AttributeLoc;
 use inkwell::builder::Builder;
 use inkwell::context::ContextRef;
 use inkwell::module::Module;
@@ -314,7 +313,7 @@ fn promote<'ctx>(
         .and_then(|o| o.value())
         .ok_or_else(|| codegen_err("indirect call without a callee"))?
         .into_pointer_value();
-    let args: Vec<BasicMetadataValueEnum> = (0..call.get_num_operands() - 1)
+    let args: Vec<BasicMetadataValueEnum> = (0..crate::code::ir::call_argument_count(call))
         .filter_map(|i| call.get_operand(i).and_then(|o| o.value()))
         .map(Into::into)
         .collect();
@@ -351,7 +350,7 @@ fn promote<'ctx>(
         let direct_call = builder
             .build_call(target, &args, "tj.icp.call")
             .map_err(codegen_err)?;
-        copy_call_site_attributes(site, direct_call);
+        crate::code::ir::copy_call_attributes(call, instruction_of(direct_call)?);
         crate::code::ir::copy_debug_location(call, direct_call);
         if let Some(value) = direct_call.try_as_basic_value().basic() {
             results.push((value, direct));
@@ -600,7 +599,7 @@ fn promote_invoke<'ctx>(
         let first = normal
             .get_first_instruction()
             .ok_or_else(|| codegen_err("empty normal destination"))?;
-        builder.position_before(&first);
+        crate::code::ir::position_before_debug_records(builder, first);
         let merged = builder
             .build_phi(result.get_type(), "tj.icp.result")
             .map_err(codegen_err)?;
@@ -652,22 +651,6 @@ fn instruction_of(site: CallSiteValue<'_>) -> Result<InstructionValue<'_>, Error
 fn invoke_result(invoke: InstructionValue<'_>) -> Option<BasicValueEnum<'_>> {
     use inkwell::values::AnyValue;
     BasicValueEnum::try_from(invoke.as_any_value_enum()).ok()
-}
-
-/// The original call's argument, return and function attributes and its
-/// calling convention, on the direct call that replaces it.
-fn copy_call_site_attributes(from: CallSiteValue<'_>, to: CallSiteValue<'_>) {
-    for i in 0..from.count_arguments() {
-        for attribute in from.attributes(AttributeLoc::Param(i)) {
-            to.add_attribute(AttributeLoc::Param(i), attribute);
-        }
-    }
-    for loc in [AttributeLoc::Return, AttributeLoc::Function] {
-        for attribute in from.attributes(loc) {
-            to.add_attribute(loc, attribute);
-        }
-    }
-    to.set_call_convention(from.get_call_convention());
 }
 
 #[cfg(test)]

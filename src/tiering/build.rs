@@ -65,10 +65,16 @@ pub fn inline_candidates(
 ) -> BTreeSet<FunctionId> {
     const TINY_WRAPPER: usize = 24;
     const WRAPPER_DEPTH: usize = 8;
+    /// Wrappers taken below the first two levels, at most: a bound on
+    /// what a version's module holds (and its compile optimizes) however
+    /// much template code the job has.
+    const MAX_WRAPPERS: usize = 64;
     let mut chosen = BTreeSet::new();
     if max_instructions == 0 {
         return chosen;
     }
+    let tiny = |f: FunctionId| layout.functions[f].instruction_count <= TINY_WRAPPER;
+    let mut wrappers = 0;
     let mut frontier = vec![id];
     for depth in 0..WRAPPER_DEPTH {
         let limit = if depth < 2 {
@@ -77,13 +83,19 @@ pub fn inline_candidates(
             TINY_WRAPPER.min(max_instructions)
         };
         let mut next = Vec::new();
-        for caller in frontier {
+        // Below the first two levels only chains of wrappers are followed:
+        // a tiny function's tiny callees.
+        for caller in frontier.into_iter().filter(|&c| depth < 2 || tiny(c)) {
             for &callee in &layout.functions[caller].callees {
+                if depth >= 2 && wrappers >= MAX_WRAPPERS {
+                    break;
+                }
                 if callee != id
                     && layout.functions[callee].instruction_count <= limit
                     && !layout.functions[callee].traits.labels_taken
                     && chosen.insert(callee)
                 {
+                    wrappers += usize::from(depth >= 2);
                     next.push(callee);
                 }
             }

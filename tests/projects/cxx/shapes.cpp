@@ -5,6 +5,12 @@
 #include <typeinfo>
 #include "shapes.h"
 
+extern "C" int visit_all(void (*visit)(int), int n);
+
+static void visit(int i) {
+  if (i == 7) throw std::range_error("visited 7");
+}
+
 struct Square : Shape {
   double s;
   explicit Square(double s) : s(s) {}
@@ -63,6 +69,11 @@ int main(int argc, char **argv) {
   }
   std::cout << "caught " << caught << " mean root " << accumulate_all(roots) << "\n";
   std::cout << "coroutine " << coroutine_sum(rounds / 10) << "\n";
+  try {
+    visit_all(visit, 10);
+  } catch (const std::range_error &e) {
+    std::cout << "through C: " << e.what() << "\n";
+  }
   const Shape &first = *shapes[0];
   std::cout << "rtti " << typeid(first).name() << " "
             << (dynamic_cast<const Circle *>(&first) != nullptr) << " notes " << notes() << "\n";

@@ -1,6 +1,7 @@
 //! Real-world job shapes: an OpenMP stencil (benches/jobs/omp_stencil.c)
 //! with 1 and 2 threads, and virtual calls in a C++ hot loop
-//! (benches/jobs/virtual_dispatch.cpp), each native (`-O3`, clang-19),
+//! (benches/jobs/virtual_dispatch.cpp), each native (`-O3`, and `-O3
+//! -march=native`, which is what tierjit compiles for: this machine's CPU),
 //! through tierjit `--mode optimized` and tiered; the C++ job also tiered
 //! with call promotion off, which shows what profile-guided promotion of
 //! the virtual call gains.
@@ -29,6 +30,10 @@ fn variants() -> Vec<(&'static str, String, Command)> {
         let mut cmd = native(OPENMP, "native-O3", &["-O3", "-fopenmp"]);
         cmd.env("OMP_NUM_THREADS", &threads);
         list.push((OPENMP, format!("native-O3-t{t}"), cmd));
+        let flags = ["-O3", "-march=native", "-fopenmp"];
+        let mut cmd = native(OPENMP, "native-O3-march", &flags);
+        cmd.env("OMP_NUM_THREADS", &threads);
+        list.push((OPENMP, format!("native-O3-march-t{t}"), cmd));
         for mode in ["optimized", "tiered"] {
             let mut cmd = tierjit(OPENMP, mode, &["--cflag=-fopenmp"]);
             cmd.env("OMP_NUM_THREADS", &threads);
@@ -40,6 +45,8 @@ fn variants() -> Vec<(&'static str, String, Command)> {
         "native-O3".into(),
         native(VIRTUAL, "native-O3", &["-O3"]),
     ));
+    let march = native(VIRTUAL, "native-O3-march", &["-O3", "-march=native"]);
+    list.push((VIRTUAL, "native-O3-march".into(), march));
     for mode in ["optimized", "tiered"] {
         list.push((
             VIRTUAL,
@@ -71,7 +78,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn table() {
-    println!("\ncriterion medians (s), and each over native -O3 with as many threads");
+    println!("\ncriterion medians (s), and each over native -O3 and -O3 -march=native with as many threads");
     for (job, name, _) in variants() {
         let Some(time) = median(job, &name) else {
             continue;
@@ -80,14 +87,19 @@ fn table() {
             .rsplit_once("-t")
             .map(|(_, t)| t)
             .filter(|t| t.parse::<u8>().is_ok());
-        let native_name = match threads {
-            Some(t) => format!("native-O3-t{t}"),
-            None => "native-O3".into(),
+        let native_name = |base: &str| match threads {
+            Some(t) => format!("{base}-t{t}"),
+            None => base.to_string(),
         };
-        let ratio = median(job, &native_name).map(|n| time / n);
+        let ratio = |base: &str| {
+            median(job, &native_name(base))
+                .map(|n| format!("{:.2}x", time / n))
+                .unwrap_or_default()
+        };
         println!(
-            "{job:<18} {name:<30} {time:>8.3} {:>8}",
-            ratio.map(|r| format!("{r:.2}x")).unwrap_or_default()
+            "{job:<18} {name:<30} {time:>8.3} {:>8} {:>8}",
+            ratio("native-O3"),
+            ratio("native-O3-march")
         );
     }
 }

@@ -391,11 +391,12 @@ fn openmp_counts_stay_close_under_parallel_increments() {
     // Four libomp threads (on however many CPUs) count the same outlined
     // region's entries and back-edges: plain increments into per-CPU
     // copies (see src/code/shards.rs), so threads sharing a copy may lose
-    // an increment now and then, but the totals must stay within 5% of
-    // the exact counts: each of 300 sweeps enters the region once per
-    // thread and runs its loop body 19998 times in all, one back-edge
-    // each. (Measured: exact on x86-64 with 2 copies; 2.9% lost under
-    // QEMU, which has no rseq, so all four threads share one copy.)
+    // an increment now and then, but the totals must stay close to the
+    // exact counts: each of 300 sweeps enters the region once per thread
+    // and runs its loop body 19998 times in all, one back-edge each.
+    // Within 1% with a copy per CPU (measured: exact on x86-64 with 2
+    // copies); within 15% with one copy for every thread (QEMU has no
+    // rseq: 2.9% and 6.8% lost in two runs of four threads).
     let p = project("openmp");
     if let (Some(reason), Some(_)) = (&p.skip_emulated, test_target()) {
         eprintln!("skipped under emulation: {reason}");
@@ -412,7 +413,12 @@ fn openmp_counts_stay_close_under_parallel_increments() {
     assert_eq!(run.status, Some(0), "{run:?}");
     let (_, calls, backedges) =
         stats_row(&run.stderr, "sweep.omp_outlined").expect("a stats row for the region");
-    let close = |got: u64, exact: u64| got.abs_diff(exact) * 100 <= exact * 5;
+    let percent = if run.stderr.contains("counters: one copy") {
+        15
+    } else {
+        1
+    };
+    let close = |got: u64, exact: u64| got.abs_diff(exact) * 100 <= exact * percent;
     assert!(
         close(calls, 4 * 300),
         "{calls} entries counted, 1200 made\n{}",

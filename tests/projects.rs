@@ -224,6 +224,16 @@ fn optimized_ir(p: &Project, dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Whether this run tests projects in `mode`: as fixtures are
+/// (`mode_selected`), unless `TIERJIT_TEST_PROJECT_MODES` lists the modes
+/// (.ci/test-aarch64 does: a project's run costs seconds under QEMU).
+fn project_mode_selected(mode: &str, shape: Shape) -> bool {
+    match std::env::var("TIERJIT_TEST_PROJECT_MODES") {
+        Ok(list) if !list.trim().is_empty() => list.split(',').any(|m| m.trim() == mode),
+        _ => mode_selected(mode, shape),
+    }
+}
+
 fn check(name: &str) {
     let p = project(name);
     if let (Some(reason), Some(target)) = (&p.skip_emulated, test_target()) {
@@ -267,7 +277,10 @@ fn check(name: &str) {
         if !shape.selected() {
             continue;
         }
-        for (mode, mode_flags) in MODES.iter().filter(|(m, _)| mode_selected(m, *shape)) {
+        for (mode, mode_flags) in MODES
+            .iter()
+            .filter(|(m, _)| project_mode_selected(m, *shape))
+        {
             let label = format!("{shape_label} {mode}");
             let mut cmd = tierjit_command();
             cmd.arg("run").args(inputs).args(*mode_flags).args(&flags);

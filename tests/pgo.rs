@@ -848,14 +848,8 @@ int main() {
     )
     .unwrap();
     let exe = dir.join("native");
-    let built = std::process::Command::new(clang())
-        .args(["--driver-mode=g++", "-O2", "-w"])
-        .args(target_flags())
-        .arg(&source)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap();
+    // Linked as clang++ links (libstdc++).
+    let built = build_native(&source, &exe, &["--driver-mode=g++"]);
     assert!(built.status.success(), "{built:?}");
     let native = run_with_limit(&mut native_command(&exe), job_limit());
     let ir = Shape::Ir {

@@ -455,14 +455,8 @@ int main(int argc, char **argv) {
 "#,
     );
     let exe = source.with_extension("native");
-    let built = std::process::Command::new(clang())
-        .args(["--driver-mode=g++", "-O2", "-w"])
-        .args(target_flags())
-        .arg(&source)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap();
+    // Linked as clang++ links (libstdc++).
+    let built = build_native(&source, &exe, &["--driver-mode=g++"]);
     assert!(built.status.success(), "{built:?}");
     let cases: [(&[&str], Option<&str>); 4] = [
         (&["handler"], None),

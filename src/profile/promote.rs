@@ -302,7 +302,6 @@ fn promote<'ctx>(
     if call.get_opcode() == inkwell::values::InstructionOpcode::Invoke {
         return promote_invoke(context, builder, call, targets, promotion, fallback);
     }
-    let prof = context.get_kind_id("prof");
     // Instructions built here take no location from other sites.
     builder.unset_current_debug_location();
     let Some((block, join)) = split_after(context, builder, call)? else {
@@ -326,27 +325,15 @@ fn promote<'ctx>(
     let mut remaining: u64 = promotion.samples;
     for (k, &target) in targets.iter().enumerate() {
         let count = promotion.targets.get(k).map_or(0, |t| t.1);
-        builder.position_at_end(test_block);
-        let is_target = builder
-            .build_int_compare(
-                IntPredicate::EQ,
-                pointer,
-                target.as_global_value().as_pointer_value(),
-                "tj.icp.is",
-            )
-            .map_err(codegen_err)?;
-        let direct = context.insert_basic_block_after(test_block, "tj.icp.direct");
-        let next = context.insert_basic_block_after(direct, "tj.icp.next");
-        let branch = builder
-            .build_conditional_branch(is_target, direct, next)
-            .map_err(codegen_err)?;
-        remaining = remaining.saturating_sub(count);
-        let weights = super::metadata::operand_weights(&[count, remaining], &[0, 1]);
-        let _ = branch.set_metadata(
-            super::metadata::branch_weights_node(context, &weights),
-            prof,
-        );
-        builder.position_at_end(direct);
+        let (direct, next) = emit_target_test(
+            context,
+            builder,
+            test_block,
+            pointer,
+            target,
+            count,
+            &mut remaining,
+        )?;
         let direct_call = builder
             .build_call(target, &args, "tj.icp.call")
             .map_err(codegen_err)?;
@@ -396,6 +383,49 @@ fn promote<'ctx>(
         phi.add_incoming(&[(&value as &dyn BasicValue, test_block)]);
     }
     Ok(true)
+}
+
+/// At the end of `test_block`: whether the called pointer is `target`'s,
+/// branching to a new block for the direct call (where the builder is
+/// left) or to a new block for the next test, weighted by the target's
+/// `count` of the samples still `remaining` (which it then leaves).
+fn emit_target_test<'ctx>(
+    context: &ContextRef<'ctx>,
+    builder: &Builder<'ctx>,
+    test_block: inkwell::basic_block::BasicBlock<'ctx>,
+    pointer: inkwell::values::PointerValue<'ctx>,
+    target: FunctionValue<'ctx>,
+    count: u64,
+    remaining: &mut u64,
+) -> Result<
+    (
+        inkwell::basic_block::BasicBlock<'ctx>,
+        inkwell::basic_block::BasicBlock<'ctx>,
+    ),
+    Error,
+> {
+    builder.position_at_end(test_block);
+    let is_target = builder
+        .build_int_compare(
+            IntPredicate::EQ,
+            pointer,
+            target.as_global_value().as_pointer_value(),
+            "tj.icp.is",
+        )
+        .map_err(codegen_err)?;
+    let direct = context.insert_basic_block_after(test_block, "tj.icp.direct");
+    let next = context.insert_basic_block_after(direct, "tj.icp.next");
+    let branch = builder
+        .build_conditional_branch(is_target, direct, next)
+        .map_err(codegen_err)?;
+    *remaining = remaining.saturating_sub(count);
+    let weights = super::metadata::operand_weights(&[count, *remaining], &[0, 1]);
+    let _ = branch.set_metadata(
+        super::metadata::branch_weights_node(context, &weights),
+        context.get_kind_id("prof"),
+    );
+    builder.position_at_end(direct);
+    Ok((direct, next))
 }
 
 /// The fallback's bookkeeping, from the end of `from` to `to` (where the
@@ -466,7 +496,6 @@ fn promote_invoke<'ctx>(
     fallback: Fallback,
 ) -> Result<bool, Error> {
     use inkwell::values::InstructionOpcode;
-    let prof = context.get_kind_id("prof");
     builder.unset_current_debug_location();
     let destinations = crate::code::ir::successors(invoke);
     let (normal, unwind) = match destinations.as_slice() {
@@ -547,27 +576,15 @@ fn promote_invoke<'ctx>(
     let mut direct_results = Vec::new();
     for (k, &target) in targets.iter().enumerate() {
         let count = promotion.targets.get(k).map_or(0, |t| t.1);
-        builder.position_at_end(test_block);
-        let is_target = builder
-            .build_int_compare(
-                IntPredicate::EQ,
-                pointer,
-                target.as_global_value().as_pointer_value(),
-                "tj.icp.is",
-            )
-            .map_err(codegen_err)?;
-        let direct = context.insert_basic_block_after(test_block, "tj.icp.direct");
-        let next = context.insert_basic_block_after(direct, "tj.icp.next");
-        let branch = builder
-            .build_conditional_branch(is_target, direct, next)
-            .map_err(codegen_err)?;
-        remaining = remaining.saturating_sub(count);
-        let weights = super::metadata::operand_weights(&[count, remaining], &[0, 1]);
-        let _ = branch.set_metadata(
-            super::metadata::branch_weights_node(context, &weights),
-            prof,
-        );
-        builder.position_at_end(direct);
+        let (direct, next) = emit_target_test(
+            context,
+            builder,
+            test_block,
+            pointer,
+            target,
+            count,
+            &mut remaining,
+        )?;
         let direct_invoke = builder
             .build_invoke(target, &args, normal, unwind, "tj.icp.invoke")
             .map_err(codegen_err)?;

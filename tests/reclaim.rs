@@ -145,9 +145,18 @@ fn an_osr_frame_keeps_its_retired_continuation_until_it_leaves() {
     // frame runs in it. It must be seen in use, and freed only after
     // work() returned ("work done" on stderr).
     // The frame must still be in work() when the second continuation
-    // lands: longer under an emulator, where compiles are slower still.
-    let n = (400_000_000 * workload_scale()).to_string();
-    let stderr = run_stressed("osr_frame.c", &[n, "3000000000".into()]);
+    // lands. Natively that is 0.16 s into a 0.5 s work(); under QEMU (a
+    // debug build) 2.4 s into 9 s: the loop runs 2.5-5 times slower
+    // there, but compiles about 50 times, so the work stays the same. The
+    // tail (other()) keeps the job alive for the check that frees the
+    // continuation, which came 40 ms after "work done" under QEMU: it is
+    // shorter there, since the native reference runs it too.
+    let tail: u64 = if emulated() {
+        600_000_000
+    } else {
+        3_000_000_000
+    };
+    let stderr = run_stressed("osr_frame.c", &["400000000".into(), tail.to_string()]);
     let lines: Vec<&str> = stderr.lines().collect();
     let at = |needle: &str| {
         lines

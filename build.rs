@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The LLVM components tierjit's code reaches: ORC, the optimizer, the IR
-/// and bitcode readers and writer, and code generation for both targets.
+/// and bitcode readers and writer, and code generation for the target it
+/// runs on (`TARGET_COMPONENTS`; another target's would only add static
+/// initializers to every start).
 const LLVM_COMPONENTS: &[&str] = &[
     "orcjit",
     "passes",
@@ -34,12 +36,15 @@ const LLVM_COMPONENTS: &[&str] = &[
     "irreader",
     "bitreader",
     "bitwriter",
-    "x86codegen",
-    "x86asmparser",
-    "x86disassembler",
-    "aarch64codegen",
-    "aarch64asmparser",
-    "aarch64disassembler",
+];
+
+/// Per target architecture (`CARGO_CFG_TARGET_ARCH`).
+const TARGET_COMPONENTS: &[(&str, &[&str])] = &[
+    ("x86_64", &["x86codegen", "x86asmparser", "x86disassembler"]),
+    (
+        "aarch64",
+        &["aarch64codegen", "aarch64asmparser", "aarch64disassembler"],
+    ),
 ];
 
 fn main() {
@@ -136,6 +141,10 @@ fn link_llvm() {
     }
     let mut args = vec!["--link-static", "--libs"];
     args.extend(LLVM_COMPONENTS);
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if let Some((_, components)) = TARGET_COMPONENTS.iter().find(|(a, _)| *a == arch) {
+        args.extend(components.iter());
+    }
     for lib in run(&config, &args).split_whitespace() {
         println!(
             "cargo:rustc-link-lib=static={}",

@@ -539,8 +539,17 @@ fn starts_on_last_runs_code(name: &str, job: &Path) {
         second.stderr
     );
     starts_optimized(&second, "kernel");
+    let kept_by_second = profile_entry(&cache);
     let third = run_warm(&cache, job, &[]);
     assert_eq!(third.stdout, cold.stdout);
+    // The third run ran only cached optimized code: its profile would
+    // differ only in its count of runs, and is not stored again.
+    assert_eq!(
+        profile_entry(&cache),
+        kept_by_second,
+        "the profile was rewritten:\n{}",
+        third.stderr
+    );
     for function in ["kernel", "mix", "main"] {
         assert!(
             third.stderr.contains(&format!(
@@ -562,6 +571,19 @@ fn starts_on_last_runs_code(name: &str, job: &Path) {
         "{}",
         third.stderr
     );
+}
+
+/// The one profile entry in `cache`: its inode (a rewrite renames a new
+/// file into place) and contents.
+fn profile_entry(cache: &Path) -> (u64, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let entries: Vec<PathBuf> = std::fs::read_dir(cache.join("p"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let inode = std::fs::metadata(&entries[0]).unwrap().ino();
+    (inode, std::fs::read(&entries[0]).unwrap())
 }
 
 #[test]

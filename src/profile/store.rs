@@ -51,7 +51,8 @@ const FORMAT: &str = "tierjit-profile-2";
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StoredProfile {
     pub format: String,
-    /// Runs merged into it.
+    /// Runs merged into it that changed it (one that would only have
+    /// counted itself is not stored, see `tiering::warm::keep`).
     pub runs: u32,
     /// The length of the counter table the counts index (a check on the
     /// key, which already covers the module).

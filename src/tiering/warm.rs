@@ -369,5 +369,16 @@ pub fn keep(shared: &Shared) {
             hot.speculation = None;
         }
     }
-    warm.cache.put(Kind::Profile, &warm.key, &merged.encode());
+    // A run that changed nothing but the count of runs (a warm run on
+    // cached optimized code from `main` on, whose baseline code counted
+    // nothing) leaves the entry as it was: rewriting it took 0.3-0.5 ms of
+    // the run's end (ext4 starts writing a file renamed over another at
+    // once), a noticeable part of a short job.
+    let unchanged = StoredProfile {
+        runs: warm.earlier.runs,
+        ..merged.clone()
+    } == warm.earlier;
+    if !unchanged {
+        warm.cache.put(Kind::Profile, &warm.key, &merged.encode());
+    }
 }

@@ -126,7 +126,9 @@ fn callback_phases(phases: u32, mode: u32, extra: &[&str]) -> (Vec<String>, Stri
 fn each_new_phase_of_a_call_site_gets_its_target_promoted_without_a_cap() {
     if emulated() {
         // Five phases that each outlast four compiles take minutes under
-        // an emulator; the stable mixes below run there.
+        // an emulator. (Nor do the stable mixes below run there: phase
+        // decisions are portable code, see .ci/test-aarch64; promotion's
+        // fallbacks are run there by promotion_follows_a_call_site...)
         return;
     }
     // cube, negate, square, halve, cube: four new phases, more than the

@@ -145,18 +145,24 @@ fn an_osr_frame_keeps_its_retired_continuation_until_it_leaves() {
     // frame runs in it. It must be seen in use, and freed only after
     // work() returned ("work done" on stderr).
     // The frame must still be in work() when the second continuation
-    // lands. Natively that is 0.16 s into a 0.5 s work(); under QEMU (a
-    // debug build) 2.4 s into 9 s: the loop runs 2.5-5 times slower
-    // there, but compiles about 50 times, so the work stays the same. The
-    // tail (other()) keeps the job alive for the check that frees the
-    // continuation, which came 40 ms after "work done" under QEMU: it is
-    // shorter there, since the native reference runs it too.
+    // lands: natively 0.16 s into a 0.5 s work(), under QEMU (a debug
+    // build, measured) 2.4 s into 9 s, so the same work serves both
+    // (it was 5 times longer there: 175 s a test, half of it the native
+    // reference). TIERJIT_TEST_SCALE, when set, scales it for a slower
+    // runner. The tail (other()) keeps the job alive for the check that
+    // frees the continuation, which came 40 ms after "work done" under
+    // QEMU: it is shorter there, since the native reference runs it too.
+    let scale: u64 = std::env::var("TIERJIT_TEST_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let tail: u64 = if emulated() {
         600_000_000
     } else {
         3_000_000_000
     };
-    let stderr = run_stressed("osr_frame.c", &["400000000".into(), tail.to_string()]);
+    let work = 400_000_000 * scale;
+    let stderr = run_stressed("osr_frame.c", &[work.to_string(), tail.to_string()]);
     let lines: Vec<&str> = stderr.lines().collect();
     let at = |needle: &str| {
         lines

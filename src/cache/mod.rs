@@ -16,8 +16,9 @@
 //! - A directory that cannot be written (read-only, full, not ours) turns
 //!   storing off for the run with one warning; reading goes on, and the
 //!   job runs as it would without a cache.
-//! - `cache.max_mb` bounds the directory: after a run's entries grew it,
-//!   the least recently used go until it is back under 90% of the bound. A hit
+//! - `cache.max_mb` bounds the directory: after a run's entries grew it
+//!   (and at least hourly otherwise), the least recently used go until it
+//!   is back under 90% of the bound. A hit
 //!   touches its entry's modification time, which is what "used" means
 //!   here (atime is unreliable under `noatime`/`relatime`).
 //!
@@ -38,6 +39,16 @@ use std::time::SystemTime;
 
 pub use entry::Damage;
 pub use usage::{summary, Summary};
+
+/// How often a run that did not grow the directory still looks at its
+/// bound, for growth no run looked at: a run killed before its end, an
+/// entry a compiler thread stored after it, a fleet's sync, a lowered
+/// `cache.max_mb`.
+const EVICTION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The file (in the cache's root) whose modification time is the last look
+/// at the bound.
+const EVICTION_MARK: &str = "evicted";
 
 /// Overrides the cache directory (empty: no cache), under `cache.dir`.
 pub const CACHE_DIR_ENV: &str = "TIERJIT_CACHE_DIR";
@@ -273,8 +284,9 @@ impl Cache {
         });
         match written {
             Ok(()) => {
-                // Relaxed: a running total, read at exit by this thread
-                // or after the stores' threads were joined.
+                // Relaxed: a running total, read at the end of the run (a
+                // store a compiler thread makes after that is left to the
+                // hourly look, see `EVICTION_CHECK_INTERVAL`).
                 self.grown_bytes.fetch_add(
                     (file.len() as u64).saturating_sub(replaced),
                     Ordering::Relaxed,
@@ -291,18 +303,31 @@ impl Cache {
 
     /// At the end of a run (or when dropped, whichever is first): the
     /// usage line, and eviction if this run's entries grew the directory
-    /// (the scan stats every entry: 10 ms at the end of every run in a
-    /// directory of 1,900 entries, when it ran after any store). Best
-    /// effort, silent.
+    /// or the last look is an `EVICTION_CHECK_INTERVAL` old (the scan
+    /// stats every entry: 10 ms at the end of every run in a directory of
+    /// 1,900 entries, when it ran after any store). Best effort, silent.
     pub fn finish(&self) {
         // Relaxed: only which caller goes first matters.
         if self.finished.swap(true, Ordering::Relaxed) || self.storing_off.load(Ordering::Relaxed) {
             return;
         }
         usage::append(&self.root, &self.counts());
-        if self.grown_bytes.load(Ordering::Relaxed) > 0 {
+        if self.grown_bytes.load(Ordering::Relaxed) > 0 || self.eviction_due() {
             self.evict(self.max_bytes);
+            let _ = std::fs::write(self.root.join(EVICTION_MARK), b"");
         }
+    }
+
+    /// Whether the bound was last looked at an `EVICTION_CHECK_INTERVAL`
+    /// ago or more (or never, or by a clock now behind).
+    fn eviction_due(&self) -> bool {
+        std::fs::metadata(self.root.join(EVICTION_MARK))
+            .and_then(|m| m.modified())
+            .map_or(true, |looked| {
+                SystemTime::now()
+                    .duration_since(looked)
+                    .map_or(true, |age| age >= EVICTION_CHECK_INTERVAL)
+            })
     }
 
     /// Removes least recently used entries until the entries take at most
@@ -701,11 +726,36 @@ mod tests {
         roomy.finish();
         assert_eq!(roomy.entries().len(), 3);
         // Under a 1 MB bound they are over it; a run that only replaces
-        // one (as a warm run rewrites a profile) leaves them.
+        // one (as a warm run rewrites a profile) leaves them, once the
+        // bound was looked at within the hour.
+        std::fs::write(dir.join(EVICTION_MARK), b"").unwrap();
         let replacing = Cache::new(dir.clone(), 1);
         assert!(replacing.put(Kind::Object, &key("a2"), &payload));
         replacing.finish();
         assert_eq!(replacing.entries().len(), 3, "a replacement does not scan");
+        // A larger replacement grows it.
+        let larger = Cache::new(dir.clone(), 1);
+        assert!(larger.put(
+            Kind::Object,
+            &key("a2"),
+            &[payload.as_slice(), &[2]].concat()
+        ));
+        larger.finish();
+        assert_eq!(larger.entries().len(), 2, "grown by a byte: evicted");
+        // So does a look an hour after the last, without any store.
+        let another = Cache::new(dir.clone(), 16);
+        assert!(another.put(Kind::Object, &key("a5"), &payload));
+        another.finish();
+        assert_eq!(another.entries().len(), 3);
+        let mark = std::fs::File::options()
+            .append(true)
+            .open(dir.join(EVICTION_MARK))
+            .unwrap();
+        mark.set_modified(SystemTime::now() - EVICTION_CHECK_INTERVAL)
+            .unwrap();
+        let idle = Cache::new(dir.clone(), 1);
+        idle.finish();
+        assert_eq!(idle.entries().len(), 2, "the hourly look evicted");
         // One that adds an entry brings the directory under 90% of it.
         let growing = Cache::new(dir.clone(), 1);
         assert!(growing.put(Kind::Object, &key("a4"), &payload));

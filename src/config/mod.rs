@@ -154,8 +154,9 @@ knob::knobs! {
         /// The cache directory. Empty: $TIERJIT_CACHE_DIR (set but empty:
         /// no cache), else $XDG_CACHE_HOME/tierjit, else ~/.cache/tierjit.
         dir: String = String::new();
-        /// Bound on the directory's size (MB): after a run stores entries
-        /// past it, the least recently used go until it is back under 90%.
+        /// Bound on the directory's size (MB): after a run whose entries
+        /// grew the directory past it (and at least hourly otherwise), the
+        /// least recently used go until it is back under 90%.
         max_mb: u64 = 1024, range 1 => 1 << 32;
     }
 

@@ -23,7 +23,8 @@
 //!   requested in batch mode or with `osr.force`, whose tests count on when
 //!   compiles happen.
 //! - At the end (`keep`): this run's counts and hot functions are merged
-//!   into the profile and stored.
+//!   into the profile, which is stored unless the merge changed nothing
+//!   but the count of runs (and the entry is still there).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -187,7 +188,7 @@ pub fn look_up(
                 "warm",
                 label,
                 &format!(
-                    "profile of {} earlier run(s): {} count(s), {} hot function(s)",
+                    "profile merged from {} earlier run(s): {} count(s), {} hot function(s)",
                     profile.runs,
                     profile.counts.len(),
                     profile.hot.len()
@@ -377,7 +378,9 @@ pub fn keep(shared: &Shared) {
     let unchanged = StoredProfile {
         runs: warm.earlier.runs,
         ..merged.clone()
-    } == warm.earlier;
+    } == warm.earlier
+        // Not if it went meanwhile (`cache clear`, another run's eviction).
+        && warm.cache.contains(Kind::Profile, &warm.key);
     if !unchanged {
         warm.cache.put(Kind::Profile, &warm.key, &merged.encode());
     }

@@ -145,6 +145,8 @@ pub(crate) fn init_process() -> Result<(), Error> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         init_llvm().map_err(|e| e.to_string())?;
+        // While the process has one thread (see `CodeSync::register`).
+        code::register_code_sync();
         code::load_host_libraries();
         code::apply_llvm_options();
         Ok(())
@@ -843,6 +845,28 @@ pub(crate) fn load_tiered(
         || module.write_bitcode_to_memory().as_slice().to_vec(),
         <[u8]>::to_vec,
     );
+    // The module's compiler threads parse it while this thread loads the
+    // baseline (see `EarlyCompiler`); the process registers for code
+    // publication before they start, if it has not (a daemon's worker,
+    // just forked), since it costs a scheduler grace period once a second
+    // thread runs (see `CodeSync::register`).
+    code::register_code_sync();
+    let threads: Arc<crate::tiering::threads::BackgroundThreads> = Arc::default();
+    let early_compilers: Vec<crate::tiering::compiler::EarlyCompiler> =
+        if mode == Mode::Tiered && compilers == service::Compilers::Own {
+            (0..config.compiler.threads)
+                .map_while(|number| {
+                    crate::tiering::compiler::EarlyCompiler::start(
+                        &threads,
+                        number,
+                        canonical_bitcode.clone(),
+                        job.to_path_buf(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
     let slots = SlotTable::new(layout.functions.len());
     let osr_slots = SlotTable::new(layout.loop_count);
     // Batch mode tiers a function up at exactly its `thresholds.calls`-th
@@ -1059,7 +1083,7 @@ pub(crate) fn load_tiered(
         requests: RequestQueue::new(config.compiler.queue_size),
         reporting: std::sync::Mutex::new(()),
         compilers: Default::default(),
-        threads: Default::default(),
+        threads,
         profiler: Default::default(),
         reclaimer: Default::default(),
         compile_now,
@@ -1068,7 +1092,7 @@ pub(crate) fn load_tiered(
         warm,
     });
     if mode == Mode::Tiered {
-        service::start_background(&shared, compilers);
+        service::start_background(&shared, compilers, early_compilers);
     }
     Ok(shared)
 }

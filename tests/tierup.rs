@@ -608,3 +608,53 @@ fn a_signal_handler_that_calls_code_being_compiled_never_waits_for_itself() {
         );
     }
 }
+
+/// Three functions that get hot one after another.
+const THREE_PHASES: &str = r#"
+#include <stdio.h>
+unsigned f(unsigned x) { return x * 2654435761u + 1; }
+unsigned g(unsigned x) { return (x ^ (x >> 7)) * 40503u; }
+unsigned h(unsigned x) { return x + (x << 3) + 11; }
+int main(void) {
+  unsigned v = 1;
+  for (int i = 0; i < 5000; i++) v = f(v);
+  for (int i = 0; i < 5000; i++) v = g(v);
+  for (int i = 0; i < 5000; i++) v = h(v);
+  printf("%u\n", v);
+  return 0;
+}
+"#;
+
+#[test]
+fn a_compiler_thread_goes_on_after_the_context_it_started_with_is_spent() {
+    // The compiler thread parses the module before the baseline is loaded,
+    // into a context of its own; after `compiler.context_reuse` compiles
+    // (one here) it drops that context and goes on with fresh ones. In
+    // batch mode each job thread waits for its function's compile, so a
+    // thread that stopped instead would hang the job.
+    let path = job("three_phases.c", THREE_PHASES);
+    let exe = scratch().join("three_phases-native");
+    assert!(build_native(&path, &exe, &[]).status.success());
+    let native = run_with_limit(&mut native_command(&exe), job_limit());
+    let run = run_tierjit(
+        &path,
+        &[
+            "--stats",
+            "--set",
+            "thresholds.calls=100",
+            "--set",
+            "compiler.background=false",
+            "--set",
+            "compiler.context_reuse=1",
+            "--set",
+            "osr.enabled=false",
+        ],
+        &[],
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, native.stdout);
+    for function in ["f", "g", "h"] {
+        let (tier, counted, _) = stats_row(&run.stderr, function).unwrap();
+        assert_eq!((tier.as_str(), counted), ("O3", 100), "{}", run.stderr);
+    }
+}

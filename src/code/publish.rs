@@ -3,7 +3,7 @@
 //! See `SlotTable::publish` for the ordering argument. This file only wraps
 //! the Linux `membarrier` system call.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_long = 1 << 5;
@@ -14,6 +14,10 @@ pub fn sync_core_supported() -> bool {
     let supported = membarrier(MEMBARRIER_CMD_QUERY);
     supported > 0 && supported & MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE != 0
 }
+
+/// The process id `membarrier(SYNC_CORE)` registration succeeded in (0:
+/// none yet).
+static REGISTERED_PROCESS: AtomicU32 = AtomicU32::new(0);
 
 /// Whether `membarrier(SYNC_CORE)` is registered for this process.
 pub struct CodeSync {
@@ -40,12 +44,33 @@ impl CodeSync {
     /// it was written, so no core can hold stale instructions for them other
     /// than by speculative prefetch, which the writer's broadcast instruction
     /// cache invalidation (IC IVAU to the inner shareable domain) discards.
+    ///
+    /// The kernel registers a process once; a registration made while the
+    /// process has more than one thread waits for a scheduler grace period
+    /// (11 ms measured here, with one compiler thread started before the
+    /// baseline's tables were made), one made single-threaded does not. So
+    /// `tierjit run` registers at its start (`register_early`), and later
+    /// tables of the same process reuse that. A forked child is not
+    /// registered (the kernel resets it with the address space): it
+    /// registers again.
     pub fn register() -> CodeSync {
-        let ok = sync_core_supported()
-            && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) == 0;
+        let me = std::process::id();
+        // Relaxed: a cache of an idempotent system call; two threads that
+        // both miss it both register, which is harmless.
+        let ok = REGISTERED_PROCESS.load(Ordering::Relaxed) == me
+            || (sync_core_supported()
+                && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) == 0);
+        if ok {
+            REGISTERED_PROCESS.store(me, Ordering::Relaxed);
+        }
         CodeSync {
             registered: AtomicBool::new(ok),
         }
+    }
+
+    /// Registers the process while it has one thread (see `register`).
+    pub fn register_early() {
+        let _ = CodeSync::register();
     }
 
     /// Every running thread of this process executes a core-serialising

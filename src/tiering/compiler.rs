@@ -191,6 +191,73 @@ fn run(shared: Arc<Shared>, index: usize) {
     }
 }
 
+/// A module's canonical form as a compiler thread parsed it into a context
+/// of its own, before the module's `Shared` existed (see `EarlyCompiler`).
+type Parsed<'ctx> = Result<Module<'ctx>, Error>;
+
+/// A dedicated compiler thread started before its module is loaded: it
+/// parses the module's canonical bitcode into its own context while the
+/// loading thread builds or loads the baseline, then serves the queue once
+/// `serve` hands it the module. A warm run waits for its first optimized
+/// objects right after the load (see `tiering::warm`): a thread started
+/// only then had yet to parse the module, about a millisecond of a 70 ms
+/// job's start (benches/jobs/stencil.c).
+pub struct EarlyCompiler {
+    handover: crossbeam_channel::Sender<(Arc<Shared>, usize)>,
+}
+
+impl EarlyCompiler {
+    /// Starts compiler thread `number` (its name; the first of a module is
+    /// 0) for the module `canonical_bitcode` is of, counted in `threads`
+    /// (the module's `Shared::threads`). `None`, with a warning, if it
+    /// cannot be started (`start_background` then starts one as usual).
+    pub fn start(
+        threads: &Arc<super::threads::BackgroundThreads>,
+        number: usize,
+        canonical_bitcode: Vec<u8>,
+        job_path: std::path::PathBuf,
+    ) -> Option<EarlyCompiler> {
+        let (handover, handed) = crossbeam_channel::bounded::<(Arc<Shared>, usize)>(1);
+        let spawned = threads.spawn(format!("tierjit-compiler-{number}"), move || {
+            let context = Context::create();
+            crate::code::watch_context(&context);
+            let canonical = parse_module(&context, &canonical_bitcode, &job_path);
+            drop(canonical_bitcode);
+            // Dropped without a handover: the module failed to load.
+            let Ok((shared, index)) = handed.recv() else {
+                return;
+            };
+            if let Some(trace) = shared.metrics.trace() {
+                trace.thread_began("compiler");
+            }
+            let spent = serve_parsed(&shared, index, Session::Dedicated, Some(canonical));
+            // The early context has served its `compiler.context_reuse`
+            // compiles: dropped, as `serve` drops each of its own.
+            drop(context);
+            if spent {
+                serve(&shared, index, Session::Dedicated);
+            }
+            if let Some(trace) = shared.metrics.trace() {
+                trace.thread_ended();
+            }
+        });
+        match spawned {
+            Ok(_) => Some(EarlyCompiler { handover }),
+            Err(e) => {
+                eprintln!("tierjit: warning: cannot start a compiler thread early: {e}");
+                None
+            }
+        }
+    }
+
+    /// Lets the thread serve `shared`'s queue as compiler thread `index`
+    /// (from `shared.compilers.next_index()`).
+    pub fn serve(self, shared: &Arc<Shared>, index: usize) {
+        // Fails only if the thread ended, which it does not before this.
+        let _ = self.handover.send((shared.clone(), index));
+    }
+}
+
 /// Compiles a pool thread makes for one module before it looks at the
 /// other modules again.
 const POOLED_SESSION_COMPILES: u32 = 16;
@@ -212,10 +279,22 @@ pub enum Session {
 /// Serves `shared`'s requests as compiler thread `index` (a number of its
 /// roster, see `Roster::next_index`).
 pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
+    serve_parsed(shared, index, session, None);
+}
+
+/// As `serve`, with the module `parsed` (if given) for the first
+/// `compiler.context_reuse` compiles. Returns true when it stopped after
+/// those, for its caller to drop `parsed`'s context and `serve` on.
+fn serve_parsed(
+    shared: &Arc<Shared>,
+    index: usize,
+    session: Session,
+    mut parsed: Option<Parsed<'_>>,
+) -> bool {
     // Acquire: pairs with the Release store at shutdown. Nothing of LLVM
     // runs for a module being dropped.
     if shared.stop.load(Ordering::Acquire) {
-        return;
+        return false;
     }
     // A pool thread takes its first request before any LLVM setup: a
     // thread woken for a request another took costs nothing.
@@ -223,7 +302,7 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
         Session::Dedicated => None,
         Session::Pooled => match shared.requests.next(Duration::ZERO) {
             Ok(taken) => Some(taken),
-            Err(_) => return,
+            Err(_) => return false,
         },
     };
     // A failed compile of another module served before may have left its
@@ -248,7 +327,7 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
                 fail(shared, &taken.request, &e);
             }
             answer_with_failures(shared, &e, session);
-            return;
+            return false;
         }
     };
     let reuse = match session {
@@ -268,172 +347,215 @@ pub fn serve(shared: &Arc<Shared>, index: usize, session: Session) {
         digest: shared.cache.is_some(),
     };
     loop {
-        let context = Context::create();
-        crate::code::watch_context(&context);
-        let canonical = match parse_module(&context, &shared.canonical_bitcode, &shared.job_path) {
-            Ok(m) => m,
-            Err(e) => {
-                if let Some(taken) = first {
-                    fail(shared, &taken.request, &e);
+        let flow = match parsed.take() {
+            Some(early) => {
+                let flow = serve_context(
+                    shared, index, session, &machine, options, reuse, &mut first, early,
+                );
+                // The caller drops the early context, then serves on.
+                if flow == Flow::ContextSpent && session == Session::Dedicated {
+                    return true;
                 }
-                answer_with_failures(shared, &e, session);
-                return;
+                flow
+            }
+            None => {
+                let context = Context::create();
+                crate::code::watch_context(&context);
+                let canonical = parse_module(&context, &shared.canonical_bitcode, &shared.job_path);
+                serve_context(
+                    shared, index, session, &machine, options, reuse, &mut first, canonical,
+                )
             }
         };
-        let mut compiled = 0;
-        while compiled < reuse {
-            // Acquire: pairs with the Release store at shutdown; requests
-            // still queued then are dropped (the job is ending).
-            if shared.stop.load(Ordering::Acquire) {
-                return;
+        if flow == Flow::Stop || session == Session::Pooled {
+            return false;
+        }
+    }
+}
+
+/// What `serve_context` ended with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The thread is done serving (the queue closed, the module stops, a
+    /// pooled session ended, the thread was superseded or cannot compile).
+    Stop,
+    /// The context served its `compiler.context_reuse` compiles.
+    ContextSpent,
+}
+
+/// Serves requests with `parsed_now` (the canonical module in one LLVM
+/// context) for up to `reuse` compiles; `first` is a request already
+/// taken. The rest as `serve`.
+#[allow(clippy::too_many_arguments)]
+fn serve_context(
+    shared: &Arc<Shared>,
+    index: usize,
+    session: Session,
+    machine: &TargetMachine,
+    options: BuildOptions,
+    reuse: u32,
+    first: &mut Option<super::queue::Taken>,
+    parsed_now: Parsed<'_>,
+) -> Flow {
+    let canonical = match parsed_now {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some(taken) = first.take() {
+                fail(shared, &taken.request, &e);
             }
-            let wait = match session {
-                Session::Dedicated => Duration::from_millis(20),
-                Session::Pooled => Duration::ZERO,
-            };
-            let (mut request, ahead_of) = match first
-                .take()
-                .map(Ok)
-                .unwrap_or_else(|| shared.requests.next(wait))
-            {
-                Ok(taken) => (taken.request, taken.ahead_of),
-                Err(RecvTimeoutError::Timeout) if session == Session::Pooled => return,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            // A superseded compile that finished after all installs the
-            // loop it was taken off, which the profiler may have asked for
-            // again meanwhile: that request has nothing left to build.
-            let unit = request.unit(&shared.layout);
-            if matches!(unit, Unit::Loop(_))
-                && shared.versions.state(unit) == TierUpState::Installed
-            {
+            answer_with_failures(shared, &e, session);
+            return Flow::Stop;
+        }
+    };
+    let mut compiled = 0;
+    while compiled < reuse {
+        // Acquire: pairs with the Release store at shutdown; requests
+        // still queued then are dropped (the job is ending).
+        if shared.stop.load(Ordering::Acquire) {
+            return Flow::Stop;
+        }
+        let wait = match session {
+            Session::Dedicated => Duration::from_millis(20),
+            Session::Pooled => Duration::ZERO,
+        };
+        let (mut request, ahead_of) = match first
+            .take()
+            .map(Ok)
+            .unwrap_or_else(|| shared.requests.next(wait))
+        {
+            Ok(taken) => (taken.request, taken.ahead_of),
+            Err(RecvTimeoutError::Timeout) if session == Session::Pooled => return Flow::Stop,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return Flow::Stop,
+        };
+        // A superseded compile that finished after all installs the
+        // loop it was taken off, which the profiler may have asked for
+        // again meanwhile: that request has nothing left to build.
+        let unit = request.unit(&shared.layout);
+        if matches!(unit, Unit::Loop(_)) && shared.versions.state(unit) == TierUpState::Installed {
+            shared.metrics.note(
+                "queue",
+                &request.label(&shared.layout),
+                "dropped before compiling: installed meanwhile by the compile it was taken off",
+            );
+            continue;
+        }
+        compiled += 1;
+        let started = Instant::now();
+        let done = request.done.take();
+        // A thread waits for this compile: never abandon it, and never
+        // make it wait for more than it asked for.
+        let abandonable = done.is_none();
+        let companion = abandonable
+            .then(|| {
+                shared
+                    .requests
+                    .take_companion(&request, |r| worth_joining(shared, r))
+            })
+            .flatten();
+        if let Some((older, benefit, older_benefit)) = &ahead_of {
+            let joined = companion
+                .as_ref()
+                .is_some_and(|c| c.function == older.function && c.loop_index == older.loop_index);
+            if !joined {
                 shared.metrics.note(
                     "queue",
                     &request.label(&shared.layout),
-                    "dropped before compiling: installed meanwhile by the compile it was taken off",
-                );
-                continue;
-            }
-            compiled += 1;
-            let started = Instant::now();
-            let done = request.done.take();
-            // A thread waits for this compile: never abandon it, and never
-            // make it wait for more than it asked for.
-            let abandonable = done.is_none();
-            let companion = abandonable
-                .then(|| {
-                    shared
-                        .requests
-                        .take_companion(&request, |r| worth_joining(shared, r))
-                })
-                .flatten();
-            if let Some((older, benefit, older_benefit)) = &ahead_of {
-                let joined = companion.as_ref().is_some_and(|c| {
-                    c.function == older.function && c.loop_index == older.loop_index
-                });
-                if !joined {
-                    shared.metrics.note(
-                        "queue",
-                        &request.label(&shared.layout),
-                        &format!(
-                            "taken ahead of {} (queued earlier): {} against {}",
-                            older.label(&shared.layout),
-                            describe_benefit(*benefit),
-                            describe_benefit(*older_benefit),
-                        ),
-                    );
-                }
-            }
-            ARMED.with(|a| {
-                *a.borrow_mut() = Some(Armed {
-                    request: request.clone(),
-                    companion: companion.clone(),
-                    started,
-                    done,
-                    settled: [false; 2],
-                })
-            });
-            let parts: Vec<&CompileRequest> = std::iter::once(&request).chain(&companion).collect();
-            // A compile of a lone continuation may be superseded once its
-            // loop stops (see `tiering::roster`).
-            let doomable = match (request.unit(&shared.layout), &companion) {
-                (Unit::Loop(g), None)
-                    if abandonable
-                        && session == Session::Dedicated
-                        && !request.replaces_speculation =>
-                {
-                    Some(g)
-                }
-                _ => None,
-            };
-            shared
-                .compilers
-                .started(index, doomable, request.label(&shared.layout));
-            let outcome = compile_and_install(
-                shared,
-                &canonical,
-                &machine,
-                options,
-                &parts,
-                abandonable,
-                index,
-                started,
-            );
-            // Released after the report below.
-            let armed = ARMED.with(|a| a.borrow_mut().take());
-            // A superseded thread ends here. Its unit went back to the
-            // profiler when it was superseded: only an install (made just
-            // before) is reported.
-            let superseded = shared.compilers.finished(index);
-            if superseded {
-                let installed = match &outcome {
-                    Ok(compiled) => compiled.outcomes.iter().flatten().find_map(|o| match o {
-                        Outcome::Installed(size, _) => Some(*size),
-                        _ => None,
-                    }),
-                    Err(_) => None,
-                };
-                match installed {
-                    Some(size) => report(shared, &request, started, size, Ok(()), false),
-                    None => shared.metrics.note(
-                        "queue",
-                        &request.label(&shared.layout),
-                        &format!(
-                            "abandoned after {:.1}ms of compiling (superseded earlier)",
-                            started.elapsed().as_secs_f64() * 1e3
-                        ),
+                    &format!(
+                        "taken ahead of {} (queued earlier): {} against {}",
+                        older.label(&shared.layout),
+                        describe_benefit(*benefit),
+                        describe_benefit(*older_benefit),
                     ),
-                }
-                // The reporting lock an install holds is released only now,
-                // after its report.
-                drop(outcome);
-                return;
+                );
             }
-            match outcome {
-                Ok(compiled) => {
-                    // One compile, one latency: recorded with the first
-                    // part that reports an install or a failure.
-                    let mut recorded = false;
-                    for (part, outcome) in parts.iter().zip(compiled.outcomes) {
-                        if let Some(outcome) = outcome {
-                            recorded |= report_outcome(shared, part, started, outcome, recorded);
-                        }
+        }
+        ARMED.with(|a| {
+            *a.borrow_mut() = Some(Armed {
+                request: request.clone(),
+                companion: companion.clone(),
+                started,
+                done,
+                settled: [false; 2],
+            })
+        });
+        let parts: Vec<&CompileRequest> = std::iter::once(&request).chain(&companion).collect();
+        // A compile of a lone continuation may be superseded once its
+        // loop stops (see `tiering::roster`).
+        let doomable = match (request.unit(&shared.layout), &companion) {
+            (Unit::Loop(g), None)
+                if abandonable
+                    && session == Session::Dedicated
+                    && !request.replaces_speculation =>
+            {
+                Some(g)
+            }
+            _ => None,
+        };
+        shared
+            .compilers
+            .started(index, doomable, request.label(&shared.layout));
+        let outcome = compile_and_install(
+            shared,
+            &canonical,
+            machine,
+            options,
+            &parts,
+            abandonable,
+            index,
+            started,
+        );
+        // Released after the report below.
+        let armed = ARMED.with(|a| a.borrow_mut().take());
+        // A superseded thread ends here. Its unit went back to the
+        // profiler when it was superseded: only an install (made just
+        // before) is reported.
+        let superseded = shared.compilers.finished(index);
+        if superseded {
+            let installed = match &outcome {
+                Ok(compiled) => compiled.outcomes.iter().flatten().find_map(|o| match o {
+                    Outcome::Installed(size, _) => Some(*size),
+                    _ => None,
+                }),
+                Err(_) => None,
+            };
+            match installed {
+                Some(size) => report(shared, &request, started, size, Ok(()), false),
+                None => shared.metrics.note(
+                    "queue",
+                    &request.label(&shared.layout),
+                    &format!(
+                        "abandoned after {:.1}ms of compiling (superseded earlier)",
+                        started.elapsed().as_secs_f64() * 1e3
+                    ),
+                ),
+            }
+            // The reporting lock an install holds is released only now,
+            // after its report.
+            drop(outcome);
+            return Flow::Stop;
+        }
+        match outcome {
+            Ok(compiled) => {
+                // One compile, one latency: recorded with the first
+                // part that reports an install or a failure.
+                let mut recorded = false;
+                for (part, outcome) in parts.iter().zip(compiled.outcomes) {
+                    if let Some(outcome) = outcome {
+                        recorded |= report_outcome(shared, part, started, outcome, recorded);
                     }
                 }
-                Err(e) => {
-                    let unsettled = match &armed {
-                        Some(armed) => armed.unsettled(),
-                        None => parts.clone(),
-                    };
-                    report_failure(shared, &unsettled, started, &e.to_string());
-                }
+            }
+            Err(e) => {
+                let unsettled = match &armed {
+                    Some(armed) => armed.unsettled(),
+                    None => parts.clone(),
+                };
+                report_failure(shared, &unsettled, started, &e.to_string());
             }
         }
-        if session == Session::Pooled {
-            return;
-        }
     }
+    Flow::ContextSpent
 }
 
 /// Whether `companion` is worth building with the request just taken. A

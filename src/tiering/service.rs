@@ -134,7 +134,15 @@ impl crate::code::ForkHooks for Shared {
     }
 }
 
-pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
+/// `early` are compiler threads started before the module was loaded
+/// (`compiler::EarlyCompiler`), in `shared.threads`: they serve its
+/// queue, and only those `compiler.threads` asks for beyond them start
+/// now.
+pub fn start_background(
+    shared: &Arc<Shared>,
+    compilers: Compilers,
+    early: Vec<compiler::EarlyCompiler>,
+) {
     if !shared.config.compiler.background || shared.config.osr.force {
         // Weak: the registration is the module's own; a strong reference
         // would keep the module alive for good.
@@ -158,7 +166,11 @@ pub fn start_background(shared: &Arc<Shared>, compilers: Compilers) {
     // them (see `code::process`). An embedded module waits at drop
     // (`wait_for_threads`).
     if compilers == Compilers::Own {
-        for _ in 0..shared.config.compiler.threads {
+        let started_early = early.len();
+        for thread in early {
+            thread.serve(shared, shared.compilers.next_index());
+        }
+        for _ in started_early..shared.config.compiler.threads {
             compiler::spawn(shared);
         }
     }

@@ -211,7 +211,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // The message names its cause already (each error's text
             // includes its source), so the chain is not printed again.
-            eprintln!("tierjit: error: {}", printable(&e.to_string()));
+            tool_error(&printable(&e.to_string()));
             ExitCode::from(TOOL_FAILURE)
         }
     }
@@ -230,18 +230,22 @@ fn usage(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprintln!(
-                "tierjit: error: a command is required\n\n{}",
-                text.trim_end()
-            );
+            tool_error(&format!("a command is required\n\n{}", text.trim_end()));
             ExitCode::from(TOOL_FAILURE)
         }
         _ => {
             let text = text.trim_start_matches("error: ").trim_end();
-            eprintln!("tierjit: error: {text}");
+            tool_error(text);
             ExitCode::from(TOOL_FAILURE)
         }
     }
+}
+
+/// Prints tierjit's own error. A stderr nobody reads (a closed pipe) must
+/// not turn the 125 into a panic's 101, so a failed write is ignored.
+fn tool_error(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "tierjit: error: {text}");
 }
 
 /// `message` with control characters (from a binary file echoed by a
@@ -417,7 +421,7 @@ fn run_in_worker(base: &Config, args: Vec<std::ffi::OsString>) -> i32 {
     match run_over(base.clone(), args) {
         Ok(status) => status,
         Err(e) => {
-            eprintln!("tierjit: error: {}", printable(&e.to_string()));
+            tool_error(&printable(&e.to_string()));
             i32::from(TOOL_FAILURE)
         }
     }

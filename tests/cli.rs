@@ -377,3 +377,17 @@ fn a_cache_that_cannot_be_written_warns_once_and_the_job_runs() {
         run.stderr
     );
 }
+
+#[test]
+fn a_refusal_with_nobody_reading_stderr_is_still_125() {
+    // The error message meets a closed pipe (`tierjit ... 2>&1 | head -c
+    // 0`): it used to panic there, exiting 101 as if the job had.
+    let mut cmd = tierjit_command();
+    cmd.args(["run", "/nonexistent/job.ll"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("start tierjit");
+    drop(child.stderr.take());
+    let status = child.wait().expect("wait for tierjit");
+    assert_eq!(status.code(), Some(125), "{status:?}");
+}

@@ -314,7 +314,26 @@ impl Cache {
         usage::append(&self.root, &self.counts());
         if self.grown_bytes.load(Ordering::Relaxed) > 0 || self.eviction_due() {
             self.evict(self.max_bytes);
-            let _ = std::fs::write(self.root.join(EVICTION_MARK), b"");
+            self.mark_eviction_look();
+        }
+    }
+
+    /// Stamps the mark with now. Without blocking and never through a
+    /// link, and only a regular file: a FIFO put in its place must not
+    /// hold up the end of the run, nor a symbolic link truncate or create
+    /// a file elsewhere (in a directory other users may write).
+    fn mark_eviction_look(&self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let Ok(mark) = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(self.root.join(EVICTION_MARK))
+        else {
+            return;
+        };
+        if mark.metadata().is_ok_and(|m| m.is_file()) {
+            let _ = mark.set_modified(SystemTime::now());
         }
     }
 
@@ -762,6 +781,37 @@ mod tests {
         growing.finish();
         let left: u64 = growing.entries().iter().map(|e| e.bytes).sum();
         assert!(left <= (1 << 20) / 10 * 9, "{left} bytes left");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_eviction_mark_is_never_waited_on_nor_written_through_a_link() {
+        let dir = scratch_dir("mark");
+        let key = |name: &str| format!("{name:0>64}");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A FIFO: opening it for writing would wait for a reader forever.
+        assert!(mkfifo(&dir.join(EVICTION_MARK)));
+        let cache = Cache::new(dir.clone(), 16);
+        assert!(cache.put(Kind::Object, &key("b1"), b"x"));
+        cache.finish();
+        // A link to someone's file: neither truncated nor touched.
+        std::fs::remove_file(dir.join(EVICTION_MARK)).unwrap();
+        let victim = dir.with_extension("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        std::fs::File::options()
+            .append(true)
+            .open(&victim)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(EVICTION_MARK)).unwrap();
+        let cache = Cache::new(dir.clone(), 16);
+        assert!(cache.put(Kind::Object, &key("b2"), b"y"));
+        cache.finish();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::metadata(&victim).unwrap().modified().unwrap(), old);
+        let _ = std::fs::remove_file(&victim);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -172,10 +172,21 @@ fn run_failing_work(path: &std::path::Path, max_attempts: u32) -> Run {
 
 #[test]
 fn failed_compile_keeps_baseline_running_and_is_not_retried_in_a_loop() {
-    let path = job("hot_calls_fail.c", HOT_CALLS);
+    // Long enough for work's compile to be tried: under QEMU main's
+    // compile, ahead of it in the queue when the first profiler tick ranks
+    // them alike, takes a second or more.
+    let calls = 30_000_000 * workload_scale();
+    let path = job(
+        "hot_calls_fail.c",
+        &HOT_CALLS.replace("30000000", &calls.to_string()),
+    );
     let run = run_failing_work(&path, 2);
     assert_eq!(run.status, Some(0), "{}", run.stderr);
-    assert!(run.stdout.ends_with(" 30000000\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.ends_with(&format!(" {calls}\n")),
+        "{}",
+        run.stdout
+    );
     let failures: Vec<&str> = run
         .stderr
         .lines()
@@ -194,7 +205,7 @@ fn failed_compile_keeps_baseline_running_and_is_not_retried_in_a_loop() {
     let (tier, counted, _) = stats_row(&run.stderr, "work").unwrap();
     assert_eq!(
         (tier.as_str(), counted),
-        ("O0", 30_000_000),
+        ("O0", calls),
         "all calls stayed on baseline"
     );
     assert!(

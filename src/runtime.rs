@@ -145,8 +145,6 @@ pub(crate) fn init_process() -> Result<(), Error> {
     static DONE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         init_llvm().map_err(|e| e.to_string())?;
-        // While the process has one thread (see `CodeSync::register`).
-        code::register_code_sync();
         code::load_host_libraries();
         code::apply_llvm_options();
         Ok(())
@@ -847,9 +845,9 @@ pub(crate) fn load_tiered(
     );
     // The module's compiler threads parse it while this thread loads the
     // baseline (see `EarlyCompiler`); the process registers for code
-    // publication before they start, if it has not (a daemon's worker,
-    // just forked), since it costs a scheduler grace period once a second
-    // thread runs (see `CodeSync::register`).
+    // publication before they start, if it has not (a first module, a
+    // daemon's worker just forked), since it costs a scheduler grace
+    // period once a second thread runs (see `CodeSync::register`).
     code::register_code_sync();
     let threads: Arc<crate::tiering::threads::BackgroundThreads> = Arc::default();
     let early_compilers: Vec<crate::tiering::compiler::EarlyCompiler> =

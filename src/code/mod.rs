@@ -39,9 +39,10 @@ pub use process::{
     on_job_threads, without_file_size_signal, ForkHooks,
 };
 pub use publish::sync_core_supported;
-/// See `publish::CodeSync::register`.
+/// Registers the process for code publication now, while it may still
+/// have one thread (see `publish::CodeSync::register`).
 pub fn register_code_sync() {
-    publish::CodeSync::register_early();
+    let _ = publish::CodeSync::register();
 }
 pub use quiesce::{
     check_threads, install_handler as install_reclaim_handler, job_cpu_time, CodeRange, Quiescent,

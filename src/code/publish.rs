@@ -49,8 +49,9 @@ impl CodeSync {
     /// process has more than one thread waits for a scheduler grace period
     /// (11 ms measured here, with one compiler thread started before the
     /// baseline's tables were made), one made single-threaded does not. So
-    /// `tierjit run` registers at its start (`register_early`), and later
-    /// tables of the same process reuse that. A forked child is not
+    /// `load_tiered` registers before it starts a module's threads
+    /// (`code::register_code_sync`), and later tables of the same process
+    /// reuse that. A forked child is not
     /// registered (the kernel resets it with the address space): it
     /// registers again.
     pub fn register() -> CodeSync {
@@ -66,11 +67,6 @@ impl CodeSync {
         CodeSync {
             registered: AtomicBool::new(ok),
         }
-    }
-
-    /// Registers the process while it has one thread (see `register`).
-    pub fn register_early() {
-        let _ = CodeSync::register();
     }
 
     /// Every running thread of this process executes a core-serialising

@@ -518,7 +518,8 @@ impl Jit {
     /// neighbour's executable pages may adjoin it. The object file says how
     /// far that code reaches from an entry: the entry's offset in `.text`
     /// locates the section, the sizes bound the rest (`ObjectLayout`). The
-    /// span is that reach, rounded out to pages, within the executable run
+    /// span is that reach, rounded out to whole pages (its end is the last
+    /// byte of a page), within the executable run
     /// around the entry (where the memory map shows one); it covers all of
     /// the object's code, and seldom a
     /// neighbour's page (which only makes the check more conservative). The
@@ -542,7 +543,14 @@ impl Jit {
                 super::maps::executable_run(&maps, at).unwrap_or((0, usize::MAX));
             let (low, high) = layout.window(name, at);
             let start = run_start.max(low & !(page - 1));
-            let end = run_end.min(round_up(high.max(at + 1), page));
+            // `CodeRange` includes its end, for a return address just past
+            // a trailing call: the last byte of the page holding `high`
+            // (the code's end, which such an address may equal). Rounding
+            // `high` itself up made the end the first byte of the next
+            // page, an address stale stack words often hold (the object's
+            // own data segment starts there), which kept retired code "in
+            // use" for good.
+            let end = run_end.min(round_up(high.max(at + 1) + 1, page) - 1);
             span = Some(match span {
                 None => CodeRange { start, end },
                 Some(s) => CodeRange {
@@ -689,6 +697,7 @@ mod tests {
     /// count is its own.
     #[test]
     fn a_freed_object_is_withdrawn_from_debuggers() {
+        crate::codegen::initialize_native_target().unwrap();
         let jit = Jit::new(&[]).unwrap();
         let bytes = object("registered", 5);
         let (loaded, _) = jit.load(&bytes, "registered").unwrap();
@@ -721,6 +730,9 @@ mod tests {
         for (k, (_, _, entry)) in objects.iter().enumerate() {
             let f = &footprints[k];
             assert!(f.span.start <= entry.get() && entry.get() < f.span.end);
+            // Its end is the last byte of a page, not the next page's first
+            // (often the object's data, whose address frames hold).
+            assert_eq!((f.span.end + 1) % page_size(), 0, "{:?}", f.span);
             // No other object's entry falls in this one's span or pages.
             for (j, (_, _, other)) in objects.iter().enumerate() {
                 if j != k {

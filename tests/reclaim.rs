@@ -109,12 +109,21 @@ fn versions_churned_under_openmp_threads_are_freed() {
         return;
     }
     let source = job("omp_churn.c");
-    let args = ["100000".to_string(), "8".to_string()];
+    // Long enough that, on a loaded machine, the versions swap many times
+    // after the second compile lands: a check finds a retired version in
+    // use while a preempted thread sits in it, and the phase that comes
+    // back may reinstate it first (CI once freed nothing in 0.3 s of swaps).
+    let args = ["200000".to_string(), "8".to_string()];
     let exe = scratch().join("reclaim-omp_churn-native");
     let built = build_native(&source, &exe, &["-fopenmp"]);
     assert!(built.status.success(), "{built:?}");
+    // Passive waits: with 4 threads on 2 cores libomp's spinning barriers
+    // made the reference take 3 times as long; the output is the same.
     let native = run_with_limit(
-        native_command(&exe).args(&args).env("OMP_NUM_THREADS", "4"),
+        native_command(&exe)
+            .args(&args)
+            .env("OMP_NUM_THREADS", "4")
+            .env("OMP_WAIT_POLICY", "passive"),
         job_limit(),
     );
     assert_eq!(native.status, Some(0), "{native:?}");

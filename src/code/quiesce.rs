@@ -351,6 +351,9 @@ struct Mailbox {
     on_alternate_stack: AtomicBool,
     pc: AtomicUsize,
     sp: AtomicUsize,
+    /// The thread's C library descriptor (`pthread_self`), which bounds
+    /// the scan of a stack tierjit did not note (see `stack_top_below`).
+    descriptor: AtomicUsize,
     registers: [AtomicUsize; SAVED_REGISTERS],
 }
 
@@ -370,6 +373,7 @@ const EMPTY_MAILBOX: Mailbox = Mailbox {
     on_alternate_stack: AtomicBool::new(false),
     pc: AtomicUsize::new(0),
     sp: AtomicUsize::new(0),
+    descriptor: AtomicUsize::new(0),
     registers: [const { AtomicUsize::new(0) }; SAVED_REGISTERS],
 };
 
@@ -405,6 +409,11 @@ extern "C" fn on_reclaim_signal(_: i32, _: *mut libc::siginfo_t, context: *mut l
     mailbox.answered_by.store(me, Ordering::Relaxed);
     mailbox.pc.store(pc, Ordering::Relaxed);
     mailbox.sp.store(sp, Ordering::Relaxed);
+    // SAFETY: pthread_self takes no arguments and, in the C libraries we
+    // run on (glibc, musl), only reads the thread pointer register, so it
+    // is safe in a signal handler though POSIX does not list it.
+    let descriptor = unsafe { libc::pthread_self() } as usize;
+    mailbox.descriptor.store(descriptor, Ordering::Relaxed);
     // SAFETY: a query of the calling thread's alternate stack.
     let on_alternate = unsafe {
         let mut stack: libc::stack_t = std::mem::zeroed();
@@ -1133,7 +1142,8 @@ fn scan_held(
     let top = match stack {
         Some((low, high)) if low <= sp && sp < high => Some(high),
         _ if tid == std::process::id() as i32 => maps::mapping_end(maps, sp),
-        _ => maps::readable_end(maps, sp),
+        _ => maps::readable_end(maps, sp)
+            .map(|end| stack_top_below(sp, end, mailbox.descriptor.load(Ordering::Relaxed))),
     };
     let top = top.ok_or(Unscanned::StackOutsideMemory(sp))?;
     let start = sp.saturating_sub(RED_ZONE) & !(std::mem::size_of::<usize>() - 1);
@@ -1145,6 +1155,32 @@ fn scan_held(
         mark(register.load(Ordering::Relaxed));
     }
     scan_memory(start, top, buffer, mark).map_err(Unscanned::Unreadable)
+}
+
+/// Where the scan of a stack tierjit did not note (a thread the job's
+/// libraries started, such as OpenMP's workers) ends: at the thread's C
+/// library descriptor if it lies between the stack pointer and `end`, the
+/// end of the readable memory from `sp` on, else at `end`.
+///
+/// Without this bound the scan ran on into whatever readable memory follows
+/// the stack: the kernel merges a thread's stack with an adjacent anonymous
+/// mapping, such as a malloc arena holding ORC's record of every loaded
+/// object's pages, and those addresses kept retired code "in use" for the
+/// whole run (OpenMP jobs under load freed nothing).
+///
+/// Why it is safe: the frames a thread can return into lie between its
+/// stack pointer and its stack's top. glibc and musl put the descriptor
+/// (and static TLS) at the top of every thread's stack block, a stack the
+/// caller gave (`pthread_attr_setstack`) included, so frames lie below it.
+/// For a thread made some other way, the descriptor is another thread's or
+/// an allocation of its own; either way not inside this thread's live
+/// stack, so if it is above the stack pointer it is above the stack's top.
+fn stack_top_below(sp: usize, end: usize, descriptor: usize) -> usize {
+    if sp < descriptor && descriptor < end {
+        descriptor
+    } else {
+        end
+    }
 }
 
 /// `known_stack`, unless the lock stays taken (by the held thread itself,
@@ -1545,6 +1581,82 @@ mod tests {
         bystander.join().unwrap();
         assert_eq!(before, [true], "held in a register or on the stack");
         assert_eq!(after, [false], "the running thread left holds nothing");
+    }
+
+    /// What a thread started on a caller-given stack runs.
+    struct Spin {
+        value: usize,
+        stop: AtomicBool,
+    }
+
+    extern "C" fn spin_on_given_stack(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the `Spin` the starter keeps until it joined us.
+        let spin = unsafe { &*(arg as *const Spin) };
+        spin_holding(spin.value, &spin.stop);
+        std::ptr::null_mut()
+    }
+
+    /// Runs `spin` on a thread the C library starts (not noted by tierjit,
+    /// as OpenMP's workers are not) on a stack at the bottom of a mapping
+    /// whose last page, above the stack, holds `above`; returns what the
+    /// check said of `range` while it ran.
+    fn checked_beside_a_given_stack(range: CodeRange, spin: &Spin, above: usize) -> Vec<bool> {
+        const STACK: usize = 256 << 10;
+        const PAGE: usize = 4096;
+        // SAFETY: a fresh private anonymous mapping; the stack part is
+        // handed to the thread, the page above it written here only, and
+        // the whole is unmapped after the thread was joined.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                STACK + PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED);
+            *(base.cast::<u8>().add(STACK + 8) as *mut usize) = above;
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            assert_eq!(libc::pthread_attr_init(&mut attr), 0);
+            assert_eq!(libc::pthread_attr_setstack(&mut attr, base, STACK), 0);
+            let mut thread: libc::pthread_t = 0;
+            let started = libc::pthread_create(
+                &mut thread,
+                &attr,
+                spin_on_given_stack,
+                spin as *const Spin as *mut libc::c_void,
+            );
+            assert_eq!(started, 0);
+            libc::pthread_attr_destroy(&mut attr);
+            std::thread::sleep(Duration::from_millis(20));
+            let in_use = checked(range, Duration::from_secs(5));
+            spin.stop.store(true, Ordering::Relaxed);
+            assert_eq!(libc::pthread_join(thread, std::ptr::null_mut()), 0);
+            libc::munmap(base, STACK + PAGE);
+            in_use
+        }
+    }
+
+    #[test]
+    fn memory_above_a_threads_stack_is_not_scanned_as_its_stack() {
+        let _serial = setup();
+        let (range, inside) = range(6);
+        let idle = Spin {
+            value: 0,
+            stop: AtomicBool::new(false),
+        };
+        let holding = Spin {
+            value: inside,
+            stop: AtomicBool::new(false),
+        };
+        // The same readable mapping goes on above the stack: the scan
+        // stopped at the end of readable memory, and took `inside` there
+        // for a value the thread held.
+        let beside = checked_beside_a_given_stack(range, &idle, inside);
+        let held = checked_beside_a_given_stack(range, &holding, 0);
+        assert_eq!(beside, [false], "the page above the stack is not its stack");
+        assert_eq!(held, [true], "the thread's own frames are still scanned");
     }
 
     #[test]

@@ -13,6 +13,21 @@
 //! shadow a listed one earlier on the include path (or make a
 //! `__has_include` true) goes unnoticed.
 //!
+//! Hashing every header took a millisecond of each warm run (a tenth of
+//! its start-up), so each file's status is listed too: its device, inode,
+//! size, and modification and status-change times (`FileStatus`). A file
+//! whose status is still the listed one is not read again. That is sound
+//! because no change to a file's contents leaves that status as it was:
+//! a write or truncation sets the status-change time to the current time
+//! (which no program can set back: `utimensat` on the modification time
+//! sets it too), and replacing the file gives another inode, or the same
+//! inode with a new status-change time. The current time differs from the
+//! listed one: files are listed only if their status changed at least
+//! `FILE_CLOCK_MARGIN` before clang started, more than the file clock's
+//! tick. A file whose status moved but whose contents still hash the same
+//! (touched, checked out again, or the cache copied to another board) is
+//! a hit, and the entry is stored again with its new status.
+//!
 //! Not cached: sources, headers or flags that name `__DATE__`, `__TIME__`
 //! or `__TIMESTAMP__`; flags that bring in files clang does not list
 //! (`@file`, `--config`, profiles to use) or that change what clang writes
@@ -40,7 +55,7 @@ use crate::cache::{Cache, Kind, Miss};
 
 /// Part of every key: bumped when the payload's layout or what clang is
 /// asked for changes, so that an older tierjit's entries are not found.
-const FORMAT: &str = "tierjit-frontend-3";
+const FORMAT: &str = "tierjit-frontend-4";
 
 /// Environment variables that change what clang reads or makes.
 const CLANG_ENVIRONMENT: [&str; 8] = [
@@ -164,27 +179,47 @@ impl<'a> FrontendCache<'a> {
     /// file its compile read still has the contents it had then; else why
     /// not. Counted as the cache's hit or miss.
     pub fn lookup(&self, entry: &Entry) -> Result<Vec<u8>, Miss> {
+        self.checked_lookup(entry).map(|(bitcode, _)| bitcode)
+    }
+
+    /// `lookup`, and how many files it had to read (their status moved).
+    fn checked_lookup(&self, entry: &Entry) -> Result<(Vec<u8>, usize), Miss> {
+        let looked = SystemTime::now();
         let found = self
             .cache
             .get(Kind::Frontend, &entry.key)
             .and_then(|payload| {
                 let (manifest, bitcode) = parse_payload(&payload)
                     .ok_or_else(|| Miss::Stale("entry without a manifest".into()))?;
+                let bad = || Miss::Stale("entry with a bad manifest".into());
+                let mut read = 0;
+                // The manifest with each file's status as it is now.
+                let mut now_listed = String::new();
+                let mut relistable = true;
                 for line in manifest.lines() {
-                    let (digest, path) = line
-                        .split_once(' ')
-                        .ok_or_else(|| Miss::Stale("entry with a bad manifest".into()))?;
-                    // Never read a device or a pipe: it may not end.
-                    let contents = std::fs::metadata(path)
-                        .ok()
-                        .filter(|m| m.is_file())
-                        .and_then(|_| std::fs::read(path).ok())
+                    let (digest, rest) = line.split_once(' ').ok_or_else(bad)?;
+                    let (listed, path) = rest.split_once(' ').ok_or_else(bad)?;
+                    let status = FileStatus::of(path)
                         .ok_or_else(|| Miss::Stale(format!("{path} is gone")))?;
-                    if hex(&Sha256::digest(&contents)) != digest {
-                        return Err(Miss::Stale(format!("{path} changed")));
+                    if status.to_string() != listed {
+                        read += 1;
+                        let contents = std::fs::read(path)
+                            .map_err(|_| Miss::Stale(format!("{path} is gone")))?;
+                        if hex(&Sha256::digest(&contents)) != digest {
+                            return Err(Miss::Stale(format!("{path} changed")));
+                        }
+                        // Listed again only if it read what `status` says.
+                        relistable &= FileStatus::of(path) == Some(status)
+                            && status.changed_before(looked - FILE_CLOCK_MARGIN);
                     }
+                    now_listed.push_str(&format!("{digest} {status} {path}\n"));
                 }
-                Ok(bitcode.to_vec())
+                if read > 0 && relistable {
+                    let mut payload = format!("{now_listed}\n").into_bytes();
+                    payload.extend_from_slice(bitcode);
+                    self.cache.put(Kind::Frontend, &entry.key, &payload);
+                }
+                Ok((bitcode.to_vec(), read))
             });
         self.cache.count(Kind::Frontend, found.is_ok());
         found
@@ -205,24 +240,21 @@ impl<'a> FrontendCache<'a> {
             if path.contains('\n') {
                 return;
             }
-            let Ok(meta) = std::fs::metadata(&path) else {
+            let Some(status) = FileStatus::of(&path) else {
                 return;
             };
-            let changed = UNIX_EPOCH
-                + Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().max(0) as u32);
-            if !meta.is_file() || changed >= changed_since {
+            if !status.changed_before(changed_since) {
                 return;
             }
             let Ok(contents) = std::fs::read(&path) else {
                 return;
             };
-            if names_volatile_macro(&contents) {
+            // Changed while read: the hash may not be of what `status` is.
+            if FileStatus::of(&path) != Some(status) || names_volatile_macro(&contents) {
                 return;
             }
-            manifest.push_str(&hex(&Sha256::digest(&contents)));
-            manifest.push(' ');
-            manifest.push_str(&path);
-            manifest.push('\n');
+            let digest = hex(&Sha256::digest(&contents));
+            manifest.push_str(&format!("{digest} {status} {path}\n"));
         }
         if manifest.is_empty() {
             return;
@@ -242,6 +274,53 @@ impl<'a> FrontendCache<'a> {
         };
         entry.depfile = depfile;
         std::fs::File::create(&entry.depfile).is_ok()
+    }
+}
+
+/// What tells whether a regular file may have changed (see the module
+/// doc): equal statuses mean equal contents.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileStatus {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileStatus {
+    /// The status of the regular file at `path`; `None` for anything else
+    /// (never read a device or a pipe: it may not end).
+    fn of(path: &str) -> Option<FileStatus> {
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        Some(FileStatus {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+
+    /// Whether its status last changed before `time`.
+    fn changed_before(&self, time: SystemTime) -> bool {
+        let (seconds, nanos) = self.changed;
+        let changed = UNIX_EPOCH + Duration::new(seconds.max(0) as u64, nanos.max(0) as u32);
+        changed < time
+    }
+}
+
+/// As listed in a manifest: one word, no spaces.
+impl std::fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let FileStatus {
+            device,
+            inode,
+            size,
+            modified: (ms, mn),
+            changed: (cs, cn),
+        } = self;
+        write!(f, "{device}:{inode}:{size}:{ms}.{mn}:{cs}.{cn}")
     }
 }
 
@@ -309,6 +388,64 @@ fn dependencies(depfile: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sets `path`'s modification time (which sets its status-change
+    /// time to now).
+    fn set_modified(path: &Path, modified: SystemTime) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(modified).unwrap();
+    }
+
+    #[test]
+    fn files_whose_status_is_unchanged_are_not_read_again() {
+        let dir = std::env::temp_dir().join(format!("tierjit-fe-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.h"), dir.join("b.h"));
+        std::fs::write(&a, "#define A 1\n").unwrap();
+        std::fs::write(&b, "#define B 2\n").unwrap();
+        let cache = Cache::new(dir.join("cache"), 1024);
+        let frontend = FrontendCache::new(&cache);
+        // Any file identifies "clang" here; nothing runs it.
+        let mut entry = frontend
+            .entry(Path::new("/bin/sh"), &[], b"int main(void);")
+            .unwrap();
+        // Files changed this close to clang's start are not listed.
+        std::thread::sleep(FILE_CLOCK_MARGIN * 2);
+        assert!(frontend.prepare(&mut entry));
+        let depfile = format!("-: {} {}\n", a.display(), b.display());
+        std::fs::write(&entry.depfile, depfile).unwrap();
+        frontend.store(&entry, b"BC");
+        let read = |entry: &Entry| frontend.checked_lookup(entry);
+        assert_eq!(
+            read(&entry).unwrap(),
+            (b"BC".to_vec(), 0),
+            "both trusted by status"
+        );
+
+        // The same bytes written again, the modification time put back:
+        // the status-change time moved, so a.h is read, and matches.
+        let modified = std::fs::metadata(&a).unwrap().modified().unwrap();
+        std::fs::write(&a, "#define A 1\n").unwrap();
+        set_modified(&a, modified);
+        assert_eq!(read(&entry).unwrap().1, 1, "a.h is read");
+        // Listed again with its new status once that is older than the
+        // file clock's margin; then trusted again.
+        std::thread::sleep(FILE_CLOCK_MARGIN * 2);
+        assert_eq!(read(&entry).unwrap().1, 1, "a.h is read, and listed again");
+        assert_eq!(read(&entry).unwrap().1, 0, "a.h is trusted again");
+
+        // Other bytes of the same size, the modification time put back: a
+        // miss, never the old bitcode.
+        let modified = std::fs::metadata(&b).unwrap().modified().unwrap();
+        std::fs::write(&b, "#define B 3\n").unwrap();
+        set_modified(&b, modified);
+        match read(&entry) {
+            Err(Miss::Stale(why)) => assert!(why.contains("b.h changed"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_payload_needs_its_manifest() {

@@ -60,6 +60,16 @@
 
 #![deny(unsafe_code)]
 
+/// `say!` that never panics: a job piped into `head`, or run with
+/// stderr closed, must not be taken down by a warning tierjit writes (the
+/// standard macro panics when the write fails).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod baseline;
 #[allow(unsafe_code)]
 mod c_api;

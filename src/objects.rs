@@ -198,7 +198,7 @@ impl ObjectTable {
             // still defined.
             if let Err(e) = jit.free_quiescent(loaded, footprint, poison, no_thread_can_run) {
                 // ORC keeps it; it is not counted as freed.
-                eprintln!("tierjit: warning: {e}");
+                say!("tierjit: warning: {e}");
                 continue;
             }
             entry.tables.clear();

@@ -131,7 +131,7 @@ fn init_llvm() -> Result<(), Error> {
         }
         // On the main thread, before the job started (reading,
         // instrumenting or compiling it): tierjit could not start the job.
-        eprintln!("tierjit: error: LLVM: {reason}");
+        say!("tierjit: error: LLVM: {reason}");
         code::exit_now(125)
     }));
     codegen::initialize_native_target()

@@ -391,3 +391,21 @@ fn a_refusal_with_nobody_reading_stderr_is_still_125() {
     let status = child.wait().expect("wait for tierjit");
     assert_eq!(status.code(), Some(125), "{status:?}");
 }
+
+#[test]
+fn a_warning_with_nobody_reading_stderr_does_not_end_the_job() {
+    // tierjit's warnings (here: the cache cannot be written) meet a closed
+    // pipe too: the job still runs and its exit status is its own.
+    let (job, cache) = cached_job("cache-unwritable-closed-stderr");
+    std::fs::write(&cache, "not a directory").unwrap();
+    let mut cmd = tierjit_command();
+    cmd.env("TIERJIT_CACHE_DIR", &cache)
+        .args(["run", job.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("start tierjit");
+    drop(child.stderr.take());
+    let output = child.wait_with_output().expect("wait for tierjit");
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert_eq!(output.stdout, b"ok\n");
+}

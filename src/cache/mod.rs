@@ -197,7 +197,7 @@ impl Cache {
     /// turns storing off, with one warning.
     fn store_failed(&self, e: &std::io::Error) {
         if lasting(e) && !self.storing_off.swap(true, Ordering::Relaxed) {
-            eprintln!(
+            say!(
                 "tierjit: warning: cannot write the cache at {} ({e}); nothing is stored in it in this run",
                 self.root.display()
             );
@@ -221,7 +221,7 @@ impl Cache {
                 Ok(payload.to_vec())
             }
             Err(damage) => {
-                eprintln!(
+                say!(
                     "tierjit: warning: cache entry {} is damaged ({damage}); ignored, it will be stored again",
                     path.display()
                 );

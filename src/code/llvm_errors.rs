@@ -48,7 +48,7 @@ extern "C" fn on_fatal_error(reason: *const c_char) {
     }
     // The hook must not return; if it does, end as a tool failure rather
     // than with LLVM's exit(1), which a caller could take for the job's.
-    eprintln!("tierjit: error: LLVM: {reason}");
+    say!("tierjit: error: LLVM: {reason}");
     // SAFETY: ends the process immediately; no Rust state needs unwinding.
     unsafe { libc::_exit(125) }
 }

@@ -39,9 +39,7 @@ pub fn apply_llvm_options() {
     let requested = text.split_whitespace().filter(|arg| {
         let exits = exits_the_process(arg);
         if exits {
-            eprintln!(
-                "tierjit: {LLVM_ARGS_ENV}: ignoring {arg}: LLVM would print and exit the process"
-            );
+            say!("tierjit: {LLVM_ARGS_ENV}: ignoring {arg}: LLVM would print and exit the process");
         }
         !exits
     });

@@ -253,12 +253,12 @@ impl Drop for LlJit {
         let err = unsafe {
             let cleared = llvm_sys::orc2::LLVMOrcJITDylibClear(self.dylib);
             if let Some(msg) = take_error(cleared) {
-                eprintln!("tierjit: warning: freeing a JIT's code: {msg}");
+                say!("tierjit: warning: freeing a JIT's code: {msg}");
             }
             LLVMOrcDisposeLLJIT(self.jit)
         };
         if let Some(msg) = take_error(err) {
-            eprintln!("tierjit: warning: disposing of a JIT: {msg}");
+            say!("tierjit: warning: disposing of a JIT: {msg}");
         }
     }
 }

@@ -94,12 +94,12 @@ pub fn submit(socket: &Path, args: Vec<std::ffi::OsString>) -> Result<i32, Strin
             128 + signal
         }
         Reply::Killed { signal, why } => {
-            eprintln!("tierjit: job killed: {why}");
+            say!("tierjit: job killed: {why}");
             daemon_sys::die_by_signal(signal);
             128 + signal
         }
         Reply::Error(why) => {
-            eprintln!("tierjit: error: {why}");
+            say!("tierjit: error: {why}");
             TOOL_FAILURE
         }
         other => return Err(format!("an answer that is not a job's end: {other:?}")),

@@ -24,6 +24,6 @@ pub fn send(state: &str) {
         None => socket.send_to(message.as_bytes(), &path),
     };
     if let Err(e) = sent {
-        eprintln!("tierjit serve: cannot notify systemd at {path}: {e}");
+        say!("tierjit serve: cannot notify systemd at {path}: {e}");
     }
 }

@@ -219,7 +219,7 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
 }
 
 fn log(message: &str) {
-    eprintln!("tierjit serve: {message}");
+    say!("tierjit serve: {message}");
 }
 
 /// What a ready descriptor of one pass belongs to.
@@ -999,7 +999,9 @@ fn worker(setup: &daemon_sys::WorkerSetup<'_>, job: &Job, config: &Config, run: 
             Ok(stderr) => {
                 let _ = std::fs::File::from(stderr).write_all(message.as_bytes());
             }
-            Err(_) => eprint!("{message}"),
+            Err(_) => {
+                let _ = std::io::stderr().write_all(message.as_bytes());
+            }
         }
         std::process::exit(125)
     }

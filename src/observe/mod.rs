@@ -171,7 +171,7 @@ fn warn_once(message: &str) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     // Relaxed: only whether one warning went out.
     if !WARNED.swap(true, Ordering::Relaxed) {
-        eprintln!("tierjit: warning: {message}");
+        say!("tierjit: warning: {message}");
     }
 }
 

@@ -66,7 +66,7 @@ impl TraceFiles {
         let data = self.trace.finish();
         if let Some(target) = &self.json {
             if let Err(e) = target.write(|out| chrome_trace::write(&data, out)) {
-                eprintln!(
+                say!(
                     "tierjit: warning: cannot write the trace {}: {e}",
                     target.path().display()
                 );
@@ -74,7 +74,7 @@ impl TraceFiles {
         }
         if let Some(target) = &self.svg {
             if let Err(e) = target.write(|out| out.write_all(timeline::render(&data).as_bytes())) {
-                eprintln!(
+                say!(
                     "tierjit: warning: cannot write the timeline {}: {e}",
                     target.path().display()
                 );

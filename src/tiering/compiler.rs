@@ -62,7 +62,7 @@ pub fn spawn(shared: &Arc<Shared>) -> bool {
         .spawn(format!("tierjit-compiler-{index}"), move || run(s, index));
     if let Err(e) = &spawned {
         // Without this thread requests wait in the queue; the job runs on.
-        eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
+        say!("tierjit: warning: cannot start a compiler thread: {e}");
     }
     spawned.is_ok()
 }
@@ -244,7 +244,7 @@ impl EarlyCompiler {
         match spawned {
             Ok(_) => Some(EarlyCompiler { handover }),
             Err(e) => {
-                eprintln!("tierjit: warning: cannot start a compiler thread early: {e}");
+                say!("tierjit: warning: cannot start a compiler thread early: {e}");
                 None
             }
         }

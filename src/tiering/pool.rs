@@ -78,7 +78,7 @@ impl CompilerPool {
         crate::code::embedding_started(stop_every_pool);
         for _ in 0..threads {
             if let Err(e) = start_thread(&state) {
-                eprintln!("tierjit: warning: cannot start a compiler thread: {e}");
+                say!("tierjit: warning: cannot start a compiler thread: {e}");
             }
         }
         CompilerPool { state }
@@ -105,7 +105,7 @@ impl Drop for CompilerPool {
         self.state.stop();
         let left = self.state.threads.wait_all_ended(STOP_WAIT_LIMIT);
         if left > 0 {
-            eprintln!(
+            say!(
                 "tierjit: warning: {left} compiler thread(s) still compiling after {} s; \
                  the engine is dropped without them (the process may crash if it exits before they end)",
                 STOP_WAIT_LIMIT.as_secs()
@@ -201,7 +201,7 @@ fn run(state: &PoolState) {
                 None => compiler::serve(&shared, shared.compilers.next_index(), Session::Pooled),
             }));
         if served.is_err() {
-            eprintln!(
+            say!(
                 "tierjit: warning: a compiler thread panicked serving {}; it goes on with the next request",
                 shared.job_path.display()
             );

@@ -183,7 +183,7 @@ pub fn start_background(
         let _ = shared.profiler.set(profiler.clone());
     }
     if let Err(e) = spawned {
-        eprintln!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
+        say!("tierjit: warning: cannot start the profiler thread, the job stays on baseline code: {e}");
     }
     if let (true, Some(switcher)) = (shared.config.reclaim.enabled, shared.switches_stacks) {
         shared.metrics.note(
@@ -200,7 +200,7 @@ pub fn start_background(
             let _ = shared.reclaimer.set(reclaimer.clone());
         }
         if let Err(e) = spawned {
-            eprintln!("tierjit: warning: cannot start the reclaimer thread, retired code stays loaded: {e}");
+            say!("tierjit: warning: cannot start the reclaimer thread, retired code stays loaded: {e}");
         }
     }
 }
@@ -216,7 +216,7 @@ const STOP_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 pub fn wait_for_threads(shared: &Shared) {
     let left = shared.threads.wait_all_ended(STOP_WAIT_LIMIT);
     if left > 0 {
-        eprintln!(
+        say!(
             "tierjit: warning: {left} background thread(s) of {} still compiling after {} s; \
              the module is dropped without them (the process may crash if it exits before they end)",
             shared.job_path.display(),

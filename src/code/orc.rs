@@ -213,6 +213,28 @@ impl ObjectLayout {
     }
 }
 
+/// Whether a call instruction may end exactly at `end`, the end of an
+/// executable run, so that a return address may equal it. True unless the
+/// bytes before `end` show that none can: on x86-64 a call's opcode (`E8`,
+/// or `FF` of an indirect one) lies within its last 15 bytes (the longest
+/// instruction); on AArch64 the last word is a whole instruction, and
+/// zero (JITLink's padding) is none.
+fn call_may_end_at(end: usize) -> bool {
+    const BEFORE: usize = if cfg!(target_arch = "x86_64") { 15 } else { 4 };
+    let mut bytes = [0u8; BEFORE];
+    // SAFETY: `bytes` is writable for BEFORE bytes; the kernel checks the
+    // range read and fails rather than faults.
+    if unsafe { super::quiesce::copy_own_memory(end - BEFORE, bytes.as_mut_ptr(), BEFORE) }.is_err()
+    {
+        return true;
+    }
+    if cfg!(target_arch = "x86_64") {
+        bytes.iter().any(|&b| b == 0xE8 || b == 0xFF || b == 0x9A)
+    } else {
+        bytes != [0; BEFORE]
+    }
+}
+
 /// One job's (or embedded module's) JIT. `tierjit run` keeps it for the
 /// life of the process; an embedded module's is disposed, with all its
 /// code, once the module and every `LoadedObject` of it are dropped.
@@ -550,7 +572,14 @@ impl Jit {
             // page, an address stale stack words often hold (the object's
             // own data segment starts there), which kept retired code "in
             // use" for good.
-            let end = run_end.min(round_up(high.max(at + 1) + 1, page) - 1);
+            // Clamped to the executable run: its end, the first byte past
+            // it, counts only if a call may end there.
+            let reach = round_up(high.max(at + 1) + 1, page) - 1;
+            let end = match reach < run_end {
+                true => reach,
+                false if call_may_end_at(run_end) => run_end,
+                false => run_end - 1,
+            };
             span = Some(match span {
                 None => CodeRange { start, end },
                 Some(s) => CodeRange {
@@ -695,6 +724,23 @@ mod tests {
 
     /// The only unit test that registers objects with debuggers, so the
     /// count is its own.
+    #[test]
+    fn a_call_may_end_where_code_ends_but_not_after_padding() {
+        let page = page_size();
+        let mut memory = vec![0u8; 2 * page];
+        // A page-aligned end inside `memory`, with bytes before it.
+        let end = round_up(memory.as_ptr() as usize + 64, page);
+        let at = end - memory.as_ptr() as usize;
+        assert!(!call_may_end_at(end), "zero padding ends no call");
+        let call: &[u8] = if cfg!(target_arch = "x86_64") {
+            &[0xE8, 0x10, 0, 0, 0]
+        } else {
+            &[0x04, 0x00, 0x00, 0x94]
+        };
+        memory[at - call.len()..at].copy_from_slice(call);
+        assert!(call_may_end_at(end), "a call right before the end");
+    }
+
     #[test]
     fn a_freed_object_is_withdrawn_from_debuggers() {
         crate::codegen::initialize_native_target().unwrap();

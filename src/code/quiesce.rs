@@ -953,7 +953,11 @@ fn read_other_stack(start: usize, end: usize) -> std::io::Result<Vec<usize>> {
 ///
 /// # Safety
 /// `into` must be valid for writes of `bytes` bytes.
-unsafe fn copy_own_memory(from: usize, into: *mut u8, bytes: usize) -> std::io::Result<()> {
+pub(super) unsafe fn copy_own_memory(
+    from: usize,
+    into: *mut u8,
+    bytes: usize,
+) -> std::io::Result<()> {
     let local = libc::iovec {
         iov_base: into.cast(),
         iov_len: bytes,
@@ -1642,19 +1646,20 @@ mod tests {
     fn memory_above_a_threads_stack_is_not_scanned_as_its_stack() {
         let _serial = setup();
         let (range, inside) = range(6);
-        let idle = Spin {
+        // Leaked: should a check panic, the thread still reads them.
+        let idle: &'static Spin = Box::leak(Box::new(Spin {
             value: 0,
             stop: AtomicBool::new(false),
-        };
-        let holding = Spin {
+        }));
+        let holding: &'static Spin = Box::leak(Box::new(Spin {
             value: inside,
             stop: AtomicBool::new(false),
-        };
+        }));
         // The same readable mapping goes on above the stack: the scan
         // stopped at the end of readable memory, and took `inside` there
         // for a value the thread held.
-        let beside = checked_beside_a_given_stack(range, &idle, inside);
-        let held = checked_beside_a_given_stack(range, &holding, 0);
+        let beside = checked_beside_a_given_stack(range, idle, inside);
+        let held = checked_beside_a_given_stack(range, holding, 0);
         assert_eq!(beside, [false], "the page above the stack is not its stack");
         assert_eq!(held, [true], "the thread's own frames are still scanned");
     }

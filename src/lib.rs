@@ -60,7 +60,7 @@
 
 #![deny(unsafe_code)]
 
-/// `say!` that never panics: a job piped into `head`, or run with
+/// Like `eprintln!`, but never panics: a job piped into `head`, or run with
 /// stderr closed, must not be taken down by a warning tierjit writes (the
 /// standard macro panics when the write fails).
 macro_rules! say {

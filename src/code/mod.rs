@@ -6,6 +6,7 @@ mod boundary;
 pub mod daemon_sys;
 mod debugger;
 mod entry;
+mod filesystems;
 pub mod ir;
 mod llvm_errors;
 mod llvm_options;
@@ -28,6 +29,7 @@ pub use entry::{
     static_runtime_symbols, tier_up_now_address, CompileNowRegistration, MainShape,
     TLS_ADDRESS_SYMBOL,
 };
+pub use filesystems::on_fine_grained_local_filesystem;
 pub use llvm_errors::{
     exit_now, install_fatal_error_handler, llvm_warnings_during, take_errors, watch_context,
 };

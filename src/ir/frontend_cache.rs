@@ -14,19 +14,26 @@
 //! `__has_include` true) goes unnoticed.
 //!
 //! Hashing every header took a millisecond of each warm run (a tenth of
-//! its start-up), so each file's status is listed too: its device, inode,
-//! size, and modification and status-change times (`FileStatus`). A file
-//! whose status is still the listed one is not read again. That is sound
-//! because no change to a file's contents leaves that status as it was:
-//! a write or truncation sets the status-change time to the current time
-//! (which no program can set back: `utimensat` on the modification time
-//! sets it too), and replacing the file gives another inode, or the same
-//! inode with a new status-change time. The current time differs from the
+//! its start-up), so each file's status is listed too: the boot, its
+//! device, inode, size, and modification and status-change times
+//! (`FileStatus`). A file whose status is still the listed one is not read
+//! again. That is sound because no change to a file's contents leaves
+//! that status as it was: a write or truncation sets the status-change
+//! time to the current time (`utimensat` on the modification time sets it
+//! too), and replacing the file gives another inode, or the same inode
+//! with a new status-change time. The current time differs from the
 //! listed one: files are listed only if their status changed at least
 //! `FILE_CLOCK_MARGIN` before clang started, more than the file clock's
-//! tick. A file whose status moved but whose contents still hash the same
-//! (touched, checked out again, or the cache copied to another board) is
-//! a hit, and the entry is stored again with its new status.
+//! tick, and the clock is the same boot's (a board without a real-time
+//! clock may start each boot at the same time). Where that reasoning does
+//! not hold the status is listed as `-` and the file is always hashed:
+//! network and FUSE filesystems (which cache attributes for seconds and
+//! stamp times with another clock), read-only images, FAT, anything
+//! unknown (see `code::on_fine_grained_local_filesystem`), and times
+//! without nanoseconds (a filesystem that keeps whole seconds). A file
+//! whose status moved but whose contents still hash the same (touched,
+//! checked out again, the cache copied to another board) is a hit, and
+//! the entry is stored again with its new status.
 //!
 //! Not cached: sources, headers or flags that name `__DATE__`, `__TIME__`
 //! or `__TIMESTAMP__`; flags that bring in files clang does not list
@@ -201,7 +208,7 @@ impl<'a> FrontendCache<'a> {
                     let (listed, path) = rest.split_once(' ').ok_or_else(bad)?;
                     let status = FileStatus::of(path)
                         .ok_or_else(|| Miss::Stale(format!("{path} is gone")))?;
-                    if status.to_string() != listed {
+                    if status.listed().as_deref() != Some(listed) {
                         read += 1;
                         let contents = std::fs::read(path)
                             .map_err(|_| Miss::Stale(format!("{path} is gone")))?;
@@ -212,6 +219,7 @@ impl<'a> FrontendCache<'a> {
                         relistable &= FileStatus::of(path) == Some(status)
                             && status.changed_before(looked - FILE_CLOCK_MARGIN);
                     }
+                    let status = status.listed().unwrap_or_else(|| "-".into());
                     now_listed.push_str(&format!("{digest} {status} {path}\n"));
                 }
                 if read > 0 && relistable {
@@ -254,6 +262,7 @@ impl<'a> FrontendCache<'a> {
                 return;
             }
             let digest = hex(&Sha256::digest(&contents));
+            let status = status.listed().unwrap_or_else(|| "-".into());
             manifest.push_str(&format!("{digest} {status} {path}\n"));
         }
         if manifest.is_empty() {
@@ -278,7 +287,7 @@ impl<'a> FrontendCache<'a> {
 }
 
 /// What tells whether a regular file may have changed (see the module
-/// doc): equal statuses mean equal contents.
+/// doc): equal statuses mean equal contents, where `trusted`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct FileStatus {
     device: u64,
@@ -286,6 +295,8 @@ struct FileStatus {
     size: u64,
     modified: (i64, i64),
     changed: (i64, i64),
+    /// On a filesystem whose times can stand for the contents.
+    trusted: bool,
 }
 
 impl FileStatus {
@@ -299,7 +310,31 @@ impl FileStatus {
             size: meta.size(),
             modified: (meta.mtime(), meta.mtime_nsec()),
             changed: (meta.ctime(), meta.ctime_nsec()),
+            trusted: crate::code::on_fine_grained_local_filesystem(Path::new(path)),
         })
+    }
+
+    /// As a manifest lists it (one word, no spaces), if it may stand for
+    /// the file's contents (see the module doc); `None` if the file must
+    /// be hashed at every lookup.
+    fn listed(&self) -> Option<String> {
+        let FileStatus {
+            device,
+            inode,
+            size,
+            modified: (ms, mn),
+            changed: (cs, cn),
+            trusted,
+        } = *self;
+        // Whole seconds: a filesystem (or a mount of one) that keeps no
+        // nanoseconds, where two changes within a second look the same.
+        if !trusted || mn == 0 || cn == 0 {
+            return None;
+        }
+        let boot = boot_id()?;
+        Some(format!(
+            "{boot}:{device}:{inode}:{size}:{ms}.{mn}:{cs}.{cn}"
+        ))
     }
 
     /// Whether its status last changed before `time`.
@@ -310,18 +345,16 @@ impl FileStatus {
     }
 }
 
-/// As listed in a manifest: one word, no spaces.
-impl std::fmt::Display for FileStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let FileStatus {
-            device,
-            inode,
-            size,
-            modified: (ms, mn),
-            changed: (cs, cn),
-        } = self;
-        write!(f, "{device}:{inode}:{size}:{ms}.{mn}:{cs}.{cn}")
-    }
+/// This boot's identity (the kernel's random boot id), read once; `None`
+/// if the kernel does not tell it.
+fn boot_id() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id: String = text.chars().filter(char::is_ascii_hexdigit).collect();
+        (!id.is_empty()).then_some(id)
+    })
+    .as_deref()
 }
 
 /// `clang` itself if it names a path, else the first match on `PATH`.
@@ -417,6 +450,13 @@ mod tests {
         std::fs::write(&entry.depfile, depfile).unwrap();
         frontend.store(&entry, b"BC");
         let read = |entry: &Entry| frontend.checked_lookup(entry);
+        // Where the temporary directory's filesystem cannot be trusted
+        // (see the module doc), every file is read at every lookup.
+        if !crate::code::on_fine_grained_local_filesystem(&dir) {
+            assert_eq!(read(&entry).unwrap(), (b"BC".to_vec(), 2), "both hashed");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
         assert_eq!(
             read(&entry).unwrap(),
             (b"BC".to_vec(), 0),
@@ -445,6 +485,33 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_fine_grained_local_statuses_are_listed() {
+        let status = FileStatus {
+            device: 1,
+            inode: 2,
+            size: 3,
+            modified: (4, 5),
+            changed: (6, 7),
+            trusted: true,
+        };
+        let listed = status.listed().expect("a boot id on Linux");
+        assert!(
+            listed.ends_with(":1:2:3:4.5:6.7") && !listed.contains(' '),
+            "{listed}"
+        );
+        let remote = FileStatus {
+            trusted: false,
+            ..status
+        };
+        let whole_seconds = FileStatus {
+            changed: (6, 0),
+            ..status
+        };
+        assert_eq!(remote.listed(), None);
+        assert_eq!(whole_seconds.listed(), None);
     }
 
     #[test]

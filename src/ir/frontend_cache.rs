@@ -222,7 +222,9 @@ impl<'a> FrontendCache<'a> {
                     let status = status.listed().unwrap_or_else(|| "-".into());
                     now_listed.push_str(&format!("{digest} {status} {path}\n"));
                 }
-                if read > 0 && relistable {
+                // A file that is always hashed (listed as `-`) lists the
+                // same: no store at every run.
+                if read > 0 && relistable && now_listed.trim_end_matches('\n') != manifest {
                     let mut payload = format!("{now_listed}\n").into_bytes();
                     payload.extend_from_slice(bitcode);
                     self.cache.put(Kind::Frontend, &entry.key, &payload);
@@ -484,6 +486,22 @@ mod tests {
             Err(Miss::Stale(why)) => assert!(why.contains("b.h changed"), "{why}"),
             other => panic!("{other:?}"),
         }
+
+        // A file on a filesystem whose times are not trusted (procfs here)
+        // is listed as `-`, read at every lookup, and the entry is not
+        // stored again for it.
+        let untrusted = "/proc/version";
+        let digest = hex(&Sha256::digest(std::fs::read(untrusted).unwrap()));
+        let payload = format!("{digest} - {untrusted}\n\nBC");
+        assert!(cache.put(Kind::Frontend, &entry.key, payload.as_bytes()));
+        let stored = dir.join("cache/c").join(&entry.key);
+        let inode = || std::fs::metadata(&stored).unwrap().ino();
+        // (A store renames a new file over the entry: another inode, while
+        // the old one still exists.)
+        let before = inode();
+        assert_eq!(read(&entry).unwrap().1, 1);
+        assert_eq!(inode(), before, "not stored again");
+        assert_eq!(read(&entry).unwrap().1, 1, "read again");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

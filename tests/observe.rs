@@ -124,7 +124,14 @@ fn a_forked_child_has_a_perf_map_of_its_own() {
         names == ["kernel [O3 v1]"] || names == ["kernel [O3 specialized v1]"],
         "{names:?} in {child_map:?}"
     );
-    assert_eq!(child_map, parent_map, "the child loaded nothing of its own");
+    // The parent may go on loading code after the fork (CI once saw it
+    // install a continuation of kernel's loop); the child, whose copy of
+    // the map starts as the parent's, loads nothing of its own.
+    let own: Vec<_> = child_map
+        .iter()
+        .filter(|e| !parent_map.contains(e))
+        .collect();
+    assert!(own.is_empty(), "the child loaded {own:?} of its own");
 }
 
 #[test]

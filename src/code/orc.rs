@@ -566,14 +566,13 @@ impl Jit {
             let (low, high) = layout.window(name, at);
             let start = run_start.max(low & !(page - 1));
             // `CodeRange` includes its end, for a return address just past
-            // a trailing call: the last byte of the page holding `high`
-            // (the code's end, which such an address may equal). Rounding
-            // `high` itself up made the end the first byte of the next
-            // page, an address stale stack words often hold (the object's
-            // own data segment starts there), which kept retired code "in
-            // use" for good.
-            // Clamped to the executable run: its end, the first byte past
-            // it, counts only if a call may end there.
+            // a trailing call: the span ends on the last byte of the page
+            // holding `high` (the code's end, which such an address may
+            // equal), not on the next page's first byte, an address stale
+            // stack words often hold (the object's own data starts there),
+            // which kept retired code "in use" for good. Clamped to the
+            // executable run, the run's end (the first byte past it)
+            // counts only if a call may end there.
             let reach = round_up(high.max(at + 1) + 1, page) - 1;
             let end = match reach < run_end {
                 true => reach,
@@ -722,8 +721,6 @@ mod tests {
             .expect("mapped")
     }
 
-    /// The only unit test that registers objects with debuggers, so the
-    /// count is its own.
     #[test]
     fn a_call_may_end_where_code_ends_but_not_after_padding() {
         let page = page_size();
@@ -748,6 +745,8 @@ mod tests {
         assert!(call_may_end_at(end), "a call right before the end");
     }
 
+    /// The only unit test that registers objects with debuggers, so the
+    /// count is its own.
     #[test]
     fn a_freed_object_is_withdrawn_from_debuggers() {
         crate::codegen::initialize_native_target().unwrap();

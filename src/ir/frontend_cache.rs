@@ -208,7 +208,8 @@ impl<'a> FrontendCache<'a> {
                     let (listed, path) = rest.split_once(' ').ok_or_else(bad)?;
                     let status = FileStatus::of(path)
                         .ok_or_else(|| Miss::Stale(format!("{path} is gone")))?;
-                    if status.listed().as_deref() != Some(listed) {
+                    let listed_now = status.listed();
+                    if listed_now.as_deref() != Some(listed) {
                         read += 1;
                         let contents = std::fs::read(path)
                             .map_err(|_| Miss::Stale(format!("{path} is gone")))?;
@@ -219,8 +220,8 @@ impl<'a> FrontendCache<'a> {
                         relistable &= FileStatus::of(path) == Some(status)
                             && status.changed_before(looked - FILE_CLOCK_MARGIN);
                     }
-                    let status = status.listed().unwrap_or_else(|| "-".into());
-                    now_listed.push_str(&format!("{digest} {status} {path}\n"));
+                    let listed_now = listed_now.as_deref().unwrap_or("-");
+                    now_listed.push_str(&format!("{digest} {listed_now} {path}\n"));
                 }
                 // A file that is always hashed (listed as `-`) lists the
                 // same: no store at every run.

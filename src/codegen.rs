@@ -344,12 +344,36 @@ fn prepare(module: &Module<'_>, machine: &TargetMachine) {
 /// Emits a relocatable object.
 pub fn emit_object(module: &Module<'_>, machine: &TargetMachine) -> Result<Vec<u8>, Error> {
     prepare(module, machine);
+    expand_atomics_before_aarch64_codegen(module, machine)?;
     let object = machine
         .write_to_memory_buffer(module, FileType::Object)
         .map(|buffer| buffer.as_slice().to_vec())
         .map_err(|e| Error::Codegen(e.to_string()))?;
     llvm_errors("code generation")?;
     Ok(object)
+}
+
+/// Works around an LLVM 19 AArch64 miscompile (llvm/llvm-project#150988)
+/// that loses updates: an `atomicrmw` that code generation turns into a
+/// compare-and-swap loop (`fadd`, `fsub`, `fmax`, `fmin` without LSE: an
+/// OpenMP reduction or `#pragma omp atomic` on a double, C++20's
+/// `atomic<double>::fetch_add`) got a store-exclusive whose status register
+/// is `wzr` at -O1 and up, so a failed store counted as done. Clang's
+/// default outline atomics hide it in native builds; tierjit has no
+/// outline helpers to call. Running the same expansion as IR first makes
+/// those compare-and-swaps ordinary `cmpxchg` instructions, which code
+/// generation then expands with the status checked (or as LSE's `cas`).
+/// Harmless at -O0, where the pseudo keeps its status register.
+fn expand_atomics_before_aarch64_codegen(
+    module: &Module<'_>,
+    machine: &TargetMachine,
+) -> Result<(), Error> {
+    let triple = machine.get_triple();
+    if !triple.as_str().to_bytes().starts_with(b"aarch64") {
+        return Ok(());
+    }
+    run_pipeline(module, machine, "atomic-expand")?;
+    llvm_errors("atomic-expand")
 }
 
 /// The first way two data layouts disagree on what IR means, if any:
@@ -430,5 +454,73 @@ mod tests {
         let error = emit_object(&module(&context, "asm", bad_asm), &machine)
             .expect_err("an instruction no assembler knows");
         assert!(error.to_string().contains("no_such_insn"), "{error}");
+    }
+
+    /// The store-exclusives in AArch64 code: (status register, word).
+    /// STXR/STLXR of any size and STXP/STLXP: bits 29-23 are 0010000 and
+    /// L (22) is 0; a pair (o1, bit 21) has bit 31 set, which tells it from
+    /// LSE's CASP. Rs, the status, is bits 20-16.
+    #[cfg(target_arch = "aarch64")]
+    fn store_exclusives(code: &[u8]) -> Vec<(u32, u32)> {
+        code.chunks_exact(4)
+            .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+            .filter(|w| w & 0x3fc0_0000 == 0x0800_0000)
+            .filter(|w| w & (1 << 21) == 0 || w & (1 << 31) != 0)
+            .map(|w| ((w >> 16) & 31, w))
+            .collect()
+    }
+
+    /// llvm/llvm-project#150988: without LSE (Cortex-A53/A72, a Pi), LLVM
+    /// 19 gave the compare-and-swap loop of a floating-point `atomicrmw` a
+    /// store-exclusive whose status is `wzr`, so a store that failed
+    /// (another thread's update in between) counted as done and the update
+    /// was lost: an OpenMP `reduction(+:sum)` on a double lost a thread's
+    /// share. Every store-exclusive must report to a real register.
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn every_store_exclusive_reports_whether_it_stored() {
+        initialize_native_target().unwrap();
+        let host = TargetSpec::resolve(&crate::config::Target::default()).unwrap();
+        let without_lse = TargetSpec {
+            features: format!("{},-lse,-outline-atomics", host.features)
+                .trim_start_matches(',')
+                .to_string(),
+            ..host
+        };
+        let ir = "
+define double @add(ptr %p, double %v) {
+  %old = atomicrmw fadd ptr %p, double %v monotonic, align 8
+  ret double %old
+}
+define void @sub(ptr %p, double %v) {
+  %old = atomicrmw fsub ptr %p, double %v seq_cst, align 8
+  ret void
+}
+define void @max(ptr %p, float %v) {
+  %old = atomicrmw fmax ptr %p, float %v acq_rel, align 4
+  ret void
+}
+define i128 @swap(ptr %p, i128 %a, i128 %b) {
+  %pair = cmpxchg ptr %p, i128 %a, i128 %b seq_cst seq_cst, align 16
+  %old = extractvalue { i128, i1 } %pair, 0
+  ret i128 %old
+}
+";
+        for level in [0, 3] {
+            let context = Context::create();
+            let m = module(&context, "atomics", ir);
+            let machine = without_lse.machine(level).unwrap();
+            if level > 0 {
+                optimize(&m, &machine, level).unwrap();
+            }
+            let object = emit_object(&m, &machine).unwrap();
+            let read = crate::observe::elf::read(&object).unwrap();
+            let text = read.section(".text").unwrap();
+            let stores = store_exclusives(read.contents(&object, text).unwrap());
+            assert!(stores.len() >= 4, "O{level}: {stores:x?}");
+            for (status, word) in stores {
+                assert_ne!(status, 31, "O{level}: {word:08x} discards its status");
+            }
+        }
     }
 }

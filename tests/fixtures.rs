@@ -306,6 +306,7 @@ fixtures! {
     promote_debug_info => "promote_debug_info.c",
     pthread_exit_worker => "pthread_exit_worker.c",
     aliases => "aliases.c",
+    atomic_float_threads => "atomic_float_threads.c",
 }
 
 #[test]

@@ -29,8 +29,10 @@
 //! not hold the status is listed as `-` and the file is always hashed:
 //! network and FUSE filesystems (which cache attributes for seconds and
 //! stamp times with another clock), read-only images, FAT, anything
-//! unknown (see `code::on_fine_grained_local_filesystem`), and times
-//! without nanoseconds (a filesystem that keeps whole seconds). A file
+//! unknown (see `code::on_fine_grained_local_filesystem`), and
+//! status-change times without nanoseconds (a filesystem that keeps whole
+//! seconds; a whole-second modification time is only how a package
+//! installed the file). A file
 //! whose status moved but whose contents still hash the same (touched,
 //! checked out again, the cache copied to another board) is a hit, and
 //! the entry is stored again with its new status.
@@ -329,9 +331,13 @@ impl FileStatus {
             changed: (cs, cn),
             trusted,
         } = *self;
-        // Whole seconds: a filesystem (or a mount of one) that keeps no
-        // nanoseconds, where two changes within a second look the same.
-        if !trusted || mn == 0 || cn == 0 {
+        // A status-change time in whole seconds: a filesystem (or a
+        // mount of one) that keeps no nanoseconds, where two changes
+        // within a second look the same. Only the kernel sets that time,
+        // so it shows the granularity; the modification time is often
+        // whole seconds by choice (dpkg and tar set it from the archive,
+        // as for every system header), and any later write moves both.
+        if !trusted || cn == 0 {
             return None;
         }
         let boot = boot_id()?;
@@ -529,8 +535,15 @@ mod tests {
             changed: (6, 0),
             ..status
         };
+        // dpkg and tar set whole-second modification times: the
+        // status-change time still has the kernel's nanoseconds.
+        let packaged = FileStatus {
+            modified: (4, 0),
+            ..status
+        };
         assert_eq!(remote.listed(), None);
         assert_eq!(whole_seconds.listed(), None);
+        assert!(packaged.listed().is_some_and(|l| l.ends_with(":4.0:6.7")));
     }
 
     #[test]

@@ -313,19 +313,19 @@ fn cache(args: CacheArgs) -> anyhow::Result<i32> {
         } else {
             "no directory: set cache.dir, or HOME".to_string()
         };
-        println!("cache: off ({why})");
+        print_out(&format!("cache: off ({why})\n"))?;
         return Ok(0);
     };
     match args.action {
-        None => print!("{}", tierjit::cache::describe(&cache)),
+        None => print_out(&tierjit::cache::describe(&cache))?,
         Some(CacheAction::Clear) => {
             let removed = cache.clear().map_err(|e| {
                 anyhow::anyhow!("cannot clear the cache at {}: {e}", cache.root().display())
             })?;
-            println!(
-                "cache: removed {removed} entries from {}",
+            print_out(&format!(
+                "cache: removed {removed} entries from {}\n",
                 cache.root().display()
-            );
+            ))?;
         }
     }
     Ok(0)
@@ -344,10 +344,7 @@ fn run_over(base: Config, args: RunArgs) -> anyhow::Result<i32> {
         &args.set,
     )?;
     if args.print_target {
-        print!(
-            "{}",
-            tierjit::describe_target(&config, args.profile.as_deref())?
-        );
+        print_out(&tierjit::describe_target(&config, args.profile.as_deref())?)?;
         std::process::exit(0);
     }
     let mut inputs = args.inputs.into_iter();
@@ -447,9 +444,9 @@ fn submit(args: SubmitArgs) -> anyhow::Result<i32> {
 fn status(args: StatusArgs) -> anyhow::Result<i32> {
     let status = tierjit::daemon::client::status(&args.socket).map_err(|e| anyhow::anyhow!(e))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        print_out(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
     } else {
-        print!("{}", tierjit::daemon::client::describe_status(&status));
+        print_out(&tierjit::daemon::client::describe_status(&status))?;
     }
     Ok(0)
 }
@@ -457,6 +454,21 @@ fn status(args: StatusArgs) -> anyhow::Result<i32> {
 /// `tierjit metrics`.
 fn metrics(args: MetricsArgs) -> anyhow::Result<i32> {
     let text = tierjit::daemon::client::metrics(&args.socket).map_err(|e| anyhow::anyhow!(e))?;
-    print!("{text}");
+    print_out(&text)?;
     Ok(0)
+}
+
+/// Writes a report of tierjit's own (not the job's output) to stdout. A
+/// reader that went away (`tierjit cache | head -1`) is not an error, as
+/// for `--help`; `print!` would panic there, since Rust ignores SIGPIPE.
+/// Any other failure to write (a full disk) is.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::anyhow!("cannot write to standard output: {e}"))
+        }
+        _ => Ok(()),
+    }
 }

@@ -409,3 +409,41 @@ fn a_warning_with_nobody_reading_stderr_does_not_end_the_job() {
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     assert_eq!(output.stdout, b"ok\n");
 }
+
+#[test]
+fn tierjits_own_reports_to_a_closed_pipe_end_quietly() {
+    // `tierjit cache | head -0` and the like: the reader is gone before
+    // tierjit writes (the read end is closed before it starts, so the
+    // write fails every time), which is no failure and no panic.
+    let (_, cache) = cached_job("reports-closed-stdout");
+    let commands: [&[&str]; 3] = [
+        &["cache"],
+        &["cache", "clear"],
+        &["run", "--print-target", "x.c"],
+    ];
+    for args in commands {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe() writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just made and are owned here only.
+        let (read, write) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        drop(read);
+        let output = tierjit_command()
+            .env("TIERJIT_CACHE_DIR", &cache)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(write))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("start tierjit");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

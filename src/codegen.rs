@@ -363,7 +363,9 @@ pub fn emit_object(module: &Module<'_>, machine: &TargetMachine) -> Result<Vec<u
 /// outline helpers to call. Running the same expansion as IR first makes
 /// those compare-and-swaps ordinary `cmpxchg` instructions, which code
 /// generation then expands with the status checked (or as LSE's `cas`).
-/// Harmless at -O0, where the pseudo keeps its status register.
+/// Harmless at -O0, where the pseudo keeps its status register, and with
+/// LSE. LLVM 20's AtomicExpand expands the compare-and-swaps it makes
+/// itself: drop this with LLVM 19.
 fn expand_atomics_before_aarch64_codegen(
     module: &Module<'_>,
     machine: &TargetMachine,

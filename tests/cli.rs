@@ -423,8 +423,11 @@ fn tierjits_own_reports_to_a_closed_pipe_end_quietly() {
     ];
     for args in commands {
         let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe() writes.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // Close-on-exec: a child another test starts meanwhile must not
+        // keep the read end open. (Command's dup2 onto stdout clears it
+        // on the write end tierjit gets.)
+        // SAFETY: `fds` has room for the two descriptors pipe2() writes.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
         // SAFETY: both descriptors were just made and are owned here only.
         let (read, write) = unsafe {
             use std::os::fd::FromRawFd;

@@ -309,6 +309,30 @@ fixtures! {
     atomic_float_threads => "atomic_float_threads.c",
 }
 
+/// On AArch64 without LSE (Cortex-A53/A72), atomic floating-point updates
+/// take the compare-and-swap loop LLVM 19 miscompiled (see
+/// `codegen::expand_atomics_before_aarch64_codegen`); a board or emulator
+/// with LSE uses `cas` instead, so the fixture is run without it too.
+#[test]
+fn atomic_float_updates_without_lse_all_land() {
+    if job_arch() != "aarch64" {
+        eprintln!("AArch64 only");
+        return;
+    }
+    let path = fixtures_dir().join("atomic_float_threads.c");
+    let expected = std::fs::read_to_string(path.with_extension("out")).unwrap();
+    for mode in [
+        &["--mode", "optimized"][..],
+        &["--set", "thresholds.calls=1"],
+    ] {
+        let mut flags = vec!["--set", "target.features=-lse"];
+        flags.extend_from_slice(mode);
+        let run = run_tierjit(&path, &flags, &[]);
+        assert_eq!(run.status, Some(0), "{mode:?}: {}", run.stderr);
+        assert_eq!(run.stdout, expected, "{mode:?}: lost updates");
+    }
+}
+
 #[test]
 fn directives_are_parsed() {
     let f = directives(

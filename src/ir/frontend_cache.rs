@@ -32,10 +32,10 @@
 //! unknown (see `code::on_fine_grained_local_filesystem`), and
 //! status-change times without nanoseconds (a filesystem that keeps whole
 //! seconds; a whole-second modification time is only how a package
-//! installed the file). A file
-//! whose status moved but whose contents still hash the same (touched,
-//! checked out again, the cache copied to another board) is a hit, and
-//! the entry is stored again with its new status.
+//! installed the file). A file whose status moved but whose contents
+//! still hash the same (touched, checked out again, the cache copied to
+//! another board) is a hit, and the entry is stored again with its new
+//! status.
 //!
 //! Not cached: sources, headers or flags that name `__DATE__`, `__TIME__`
 //! or `__TIMESTAMP__`; flags that bring in files clang does not list

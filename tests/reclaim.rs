@@ -226,9 +226,13 @@ fn blocked_threads_neither_stall_checks_nor_are_misjudged() {
 fn a_job_waiting_for_any_signal_never_receives_a_checks_signal() {
     // Three runs: the race with a check's signal lost about one run in two.
     // Under an emulator the job may end before a compile retires anything
-    // (no check): only its output is asked there.
+    // (no check): only its output is asked there. Twice the default work:
+    // in CI, on a loaded machine, the first retirement (a continuation
+    // compiled again with its function's version, 838 ms) landed 7 ms
+    // before a run of the default length ended, with no check.
+    let phases = if emulated() { "600" } else { "1200" };
     for _ in 0..3 {
-        let stderr = run_stressed("sigwait.c", &[]);
+        let stderr = run_stressed("sigwait.c", &[phases.to_string()]);
         let checks = stderr
             .lines()
             .find(|l| l.starts_with("  code: "))

@@ -4,6 +4,7 @@
 // so reclamation checks signal every thread; a check's signal sent just
 // before the thread blocked used to be taken by its sigtimedwait (found by
 // a hostile test: got=2..4 in 11 of 20 runs).
+// Args: [PHASES] (default 600)
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,10 +30,11 @@ static int data[512];
 static volatile int stop;
 static long res[2];
 static volatile long got, gotsig;
+static int phases = 600;
 static void *churn(void *arg) {
   int w = (int)(long)arg;
   long t = 0;
-  for (int p = 0; p < 600; p++) {
+  for (int p = 0; p < phases; p++) {
     bias[w] = p % 2 ? 95 : 5;
     for (int r = 0; r < 1500; r++) t = (t + app(cyc[(p / 2) % 3], data, (p % 3) ? 256 : 128, w)) % 1000000007;
   }
@@ -61,7 +63,8 @@ static void *sigthread(void *arg) {
   }
   return 0;
 }
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc > 1) phases = atoi(argv[1]);
   for (int i = 0; i < 512; i++) data[i] = (i * 37) % 100;
   pthread_t c[2], s;
   pthread_create(&s, 0, sigthread, 0);

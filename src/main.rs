@@ -221,12 +221,11 @@ fn main() -> ExitCode {
 /// failure like any other (not clap's status 2, which a job may return).
 fn usage(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    use std::io::Write;
     let text = e.render().to_string();
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            // A closed stdout (`tierjit --help | head -1`) is not an error.
-            let _ = write!(std::io::stdout(), "{text}");
+            // Help was asked for: even a failed write of it is no failure.
+            let _ = print_out(&text);
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -460,7 +459,8 @@ fn metrics(args: MetricsArgs) -> anyhow::Result<i32> {
 
 /// Writes a report of tierjit's own (not the job's output) to stdout. A
 /// reader that went away (`tierjit cache | head -1`) is not an error, as
-/// for `--help`; `print!` would panic there, since Rust ignores SIGPIPE.
+/// for `--help` (which ignores every error); `print!` would panic there,
+/// since Rust ignores SIGPIPE.
 /// Any other failure to write (a full disk) is.
 fn print_out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;

@@ -408,8 +408,10 @@ fn openmp_counts_stay_close_under_parallel_increments() {
     // exact counts: each of 300 sweeps enters the region once per thread
     // and runs its loop body 19998 times in all, one back-edge each.
     // Within 1% with a copy per CPU (measured: exact on x86-64 with 2
-    // copies); within 15% with one copy for every thread (QEMU has no
-    // rseq: 2.9% and 6.8% lost in two runs of four threads).
+    // copies); within 35% with one copy for every thread (QEMU has no
+    // rseq: 2.9% and 6.8% lost in two runs of four threads, 21% in a CI
+    // run on a loaded machine). Either bound still fails a count that is
+    // lost or doubled.
     let p = project("openmp");
     if let (Some(reason), Some(_)) = (&p.skip_emulated, test_target()) {
         eprintln!("skipped under emulation: {reason}");
@@ -427,7 +429,7 @@ fn openmp_counts_stay_close_under_parallel_increments() {
     let (_, calls, backedges) =
         stats_row(&run.stderr, "sweep.omp_outlined").expect("a stats row for the region");
     let percent = if run.stderr.contains("counters: one copy") {
-        15
+        35
     } else {
         1
     };

@@ -29,10 +29,12 @@
 //! not hold the status is listed as `-` and the file is always hashed:
 //! network and FUSE filesystems (which cache attributes for seconds and
 //! stamp times with another clock), read-only images, FAT, anything
-//! unknown (see `code::on_fine_grained_local_filesystem`), and
-//! status-change times without nanoseconds (a filesystem that keeps whole
-//! seconds; a whole-second modification time is only how a package
-//! installed the file). A file whose status moved but whose contents
+//! unknown (see `code::on_fine_grained_local_filesystem`). A
+//! status-change time in whole seconds may come from a filesystem that
+//! keeps no finer time, where two changes within a second look the same:
+//! it stands for any time in that second, so the file is listed only once
+//! the whole second is older than the margin, and any later change then
+//! stamps a later second. A file whose status moved but whose contents
 //! still hash the same (touched, checked out again, the cache copied to
 //! another board) is a hit, and the entry is stored again with its new
 //! status.
@@ -331,13 +333,11 @@ impl FileStatus {
             changed: (cs, cn),
             trusted,
         } = *self;
-        // A status-change time in whole seconds: a filesystem (or a
-        // mount of one) that keeps no nanoseconds, where two changes
-        // within a second look the same. Only the kernel sets that time,
-        // so it shows the granularity; the modification time is often
-        // whole seconds by choice (dpkg and tar set it from the archive,
-        // as for every system header), and any later write moves both.
-        if !trusted || cn == 0 {
+        // A whole-second status-change time is listed too: whether it is
+        // old enough to stand for the contents is `changed_before`'s
+        // question, asked before listing (the modification time is only
+        // compared: dpkg and tar set it, whole seconds, from the archive).
+        if !trusted {
             return None;
         }
         let boot = boot_id()?;
@@ -346,11 +346,19 @@ impl FileStatus {
         ))
     }
 
-    /// Whether its status last changed before `time`.
+    /// Whether its status last changed before `time`. A status-change
+    /// time in whole seconds may be a filesystem's whole-second stamp of
+    /// any time within that second (only the kernel sets this time, so it
+    /// shows the filesystem's granularity): it counts as the second's end.
     fn changed_before(&self, time: SystemTime) -> bool {
         let (seconds, nanos) = self.changed;
-        let changed = UNIX_EPOCH + Duration::new(seconds.max(0) as u64, nanos.max(0) as u32);
-        changed < time
+        let stamp = UNIX_EPOCH + Duration::new(seconds.max(0) as u64, nanos.max(0) as u32);
+        let latest = if nanos == 0 {
+            stamp + Duration::from_secs(1)
+        } else {
+            stamp
+        };
+        latest < time
     }
 }
 
@@ -542,8 +550,32 @@ mod tests {
             ..status
         };
         assert_eq!(remote.listed(), None);
-        assert_eq!(whole_seconds.listed(), None);
+        assert!(whole_seconds.listed().is_some_and(|l| l.ends_with(":6.0")));
         assert!(packaged.listed().is_some_and(|l| l.ends_with(":4.0:6.7")));
+    }
+
+    #[test]
+    fn a_whole_second_status_change_counts_as_the_end_of_its_second() {
+        let at = |seconds: u64, millis: u64| {
+            UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(millis)
+        };
+        let status = |changed| FileStatus {
+            device: 1,
+            inode: 2,
+            size: 3,
+            modified: (4, 0),
+            changed,
+            trusted: true,
+        };
+        // Stamped 6 by a whole-second filesystem: the change may have
+        // come at 6.999, so another change at 6.5 could leave it as it is.
+        let whole = status((6, 0));
+        assert!(!whole.changed_before(at(6, 500)));
+        assert!(!whole.changed_before(at(7, 0)));
+        assert!(whole.changed_before(at(7, 1)));
+        let fine = status((6, 7));
+        assert!(fine.changed_before(at(6, 1)));
+        assert!(!fine.changed_before(at(6, 0)));
     }
 
     #[test]

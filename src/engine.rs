@@ -207,7 +207,7 @@ impl Engine {
             runtime::host_defines(&self.symbols, name)
         })?;
         canonicalize_cfg(&module)?;
-        let shared = runtime::load_tiered(
+        let (shared, _) = runtime::load_tiered(
             module,
             self.target.clone(),
             Metrics::new(start, false),

@@ -734,7 +734,7 @@ fn run_tiered(
     cache: Option<Arc<Cache>>,
     trace_files: Option<Arc<crate::observe::TraceFiles>>,
 ) -> Result<i32, Error> {
-    let shared = load_tiered(
+    let (shared, module) = load_tiered(
         module,
         target,
         metrics,
@@ -773,7 +773,7 @@ fn run_tiered(
         trace.thread_began("main");
     }
     if mode == Mode::Tiered {
-        crate::tiering::warm::install_before_main(&shared);
+        crate::tiering::warm::install_before_main(&shared, module);
     }
     let status = run_job(
         |name| shared.jit.lookup(name),
@@ -820,12 +820,12 @@ pub(crate) enum Callers {
 /// Instruments `module` (canonical, shareable), loads its baseline code
 /// with every slot filled, and in tiered mode starts the background
 /// threads: everything a job needs before its code is called.
-pub(crate) fn load_tiered(
-    module: Module<'_>,
+pub(crate) fn load_tiered<'ctx>(
+    module: Module<'ctx>,
     target: TargetSpec,
     metrics: Metrics,
     options: &LoadOptions<'_>,
-) -> Result<Arc<Shared>, Error> {
+) -> Result<(Arc<Shared>, Module<'ctx>), Error> {
     let LoadOptions {
         config,
         job,
@@ -1092,7 +1092,7 @@ pub(crate) fn load_tiered(
     if mode == Mode::Tiered {
         service::start_background(&shared, compilers, early_compilers);
     }
-    Ok(shared)
+    Ok((shared, module))
 }
 
 /// The symbols of the tables a baseline object defines (see

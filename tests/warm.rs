@@ -571,6 +571,25 @@ fn starts_on_last_runs_code(name: &str, job: &Path) {
         "{}",
         third.stderr
     );
+    // Three loads waited for, one compiler thread: main's own thread
+    // takes the first left while that thread loads the first.
+    let served = served_by_main(&third.stderr);
+    assert!(
+        matches!(served, Some((1..=3, 3))),
+        "{served:?}\n{}",
+        third.stderr
+    );
+}
+
+/// From a warm run's `--events`: how many of the compiles `main` waited
+/// for its own thread served, and how many there were.
+fn served_by_main(stderr: &str) -> Option<(u32, u32)> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("compile(s) main waits for served on main's own thread"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let of = words.iter().position(|w| *w == "of")?;
+    Some((words[of - 1].parse().ok()?, words[of + 2].parse().ok()?))
 }
 
 /// The one profile entry in `cache`: its inode (a rewrite renames a new

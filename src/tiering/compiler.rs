@@ -274,6 +274,60 @@ pub enum Session {
     /// compiles are never superseded (the priority the roster lowers
     /// would stay low for other modules).
     Pooled,
+    /// The thread that waits for compiles before `main`, serving the
+    /// waited-on requests queued now (see `help_with_waited`).
+    Helping,
+}
+
+/// Serves, on the calling thread, the compiles queued now that a thread
+/// waits for, with `canonical` (the module as the calling thread parsed
+/// it, in its own context), alongside the compiler threads: a warm run
+/// waits for last run's optimized objects before `main` (see
+/// `tiering::warm`), each about a millisecond of building its version
+/// module and loading, and served one after the other by the one compiler
+/// thread while this thread did nothing.
+///
+/// Not a compiler thread for LLVM's fatal errors (`on_fatal_error`): one
+/// that hit this thread could not park it, since it is to run the job.
+/// Returns how many compiles it served.
+pub fn help_with_waited(shared: &Arc<Shared>, canonical: Module<'_>) -> u32 {
+    // Taken before any setup, while the compiler threads are busy with
+    // the first ones queued.
+    let Some(taken) = shared.requests.next_waited() else {
+        return 0;
+    };
+    let _ = crate::code::take_errors();
+    let index = shared.compilers.next_index();
+    shared
+        .compilers
+        .join(index, crate::code::current_os_thread());
+    let _membership = Membership { shared, index };
+    let machine = match shared.target.machine(shared.config.compiler.opt_level) {
+        Ok(machine) => machine,
+        Err(e) => {
+            fail(shared, &taken.request, &e);
+            return 0;
+        }
+    };
+    let options = BuildOptions {
+        opt_level: shared.config.compiler.opt_level,
+        inline_limit: shared.config.compiler.inline_callee_max_instructions,
+        direct_self_calls: shared.config.compiler.direct_self_calls,
+        digest: shared.cache.is_some(),
+    };
+    let mut served = 0;
+    serve_context(
+        shared,
+        index,
+        Session::Helping,
+        &machine,
+        options,
+        (u32::MAX, &mut served),
+        &mut Some(taken),
+        Ok(canonical),
+    );
+    let _ = crate::code::take_errors();
+    served
 }
 
 /// Serves `shared`'s requests as compiler thread `index` (a number of its
@@ -299,7 +353,7 @@ fn serve_parsed(
     // A pool thread takes its first request before any LLVM setup: a
     // thread woken for a request another took costs nothing.
     let mut first = match session {
-        Session::Dedicated => None,
+        Session::Dedicated | Session::Helping => None,
         Session::Pooled => match shared.requests.next(Duration::ZERO) {
             Ok(taken) => Some(taken),
             Err(_) => return false,
@@ -331,7 +385,7 @@ fn serve_parsed(
         }
     };
     let reuse = match session {
-        Session::Dedicated => shared.config.compiler.context_reuse,
+        Session::Dedicated | Session::Helping => shared.config.compiler.context_reuse,
         // A module that keeps its queue full must not hold a shared thread
         // for long: one session's compiles take a fraction of a second.
         Session::Pooled => shared
@@ -350,7 +404,14 @@ fn serve_parsed(
         let flow = match parsed.take() {
             Some(early) => {
                 let flow = serve_context(
-                    shared, index, session, &machine, options, reuse, &mut first, early,
+                    shared,
+                    index,
+                    session,
+                    &machine,
+                    options,
+                    (reuse, &mut 0),
+                    &mut first,
+                    early,
                 );
                 // The caller drops the early context, then serves on.
                 if flow == Flow::ContextSpent && session == Session::Dedicated {
@@ -363,11 +424,18 @@ fn serve_parsed(
                 crate::code::watch_context(&context);
                 let canonical = parse_module(&context, &shared.canonical_bitcode, &shared.job_path);
                 serve_context(
-                    shared, index, session, &machine, options, reuse, &mut first, canonical,
+                    shared,
+                    index,
+                    session,
+                    &machine,
+                    options,
+                    (reuse, &mut 0),
+                    &mut first,
+                    canonical,
                 )
             }
         };
-        if flow == Flow::Stop || session == Session::Pooled {
+        if flow == Flow::Stop || session != Session::Dedicated {
             return false;
         }
     }
@@ -384,8 +452,8 @@ enum Flow {
 }
 
 /// Serves requests with `parsed_now` (the canonical module in one LLVM
-/// context) for up to `reuse` compiles; `first` is a request already
-/// taken. The rest as `serve`.
+/// context) for up to `reuse` compiles, counted into `served`; `first` is
+/// a request already taken. The rest as `serve`.
 #[allow(clippy::too_many_arguments)]
 fn serve_context(
     shared: &Arc<Shared>,
@@ -393,7 +461,7 @@ fn serve_context(
     session: Session,
     machine: &TargetMachine,
     options: BuildOptions,
-    reuse: u32,
+    (reuse, served): (u32, &mut u32),
     first: &mut Option<super::queue::Taken>,
     parsed_now: Parsed<'_>,
 ) -> Flow {
@@ -407,24 +475,25 @@ fn serve_context(
             return Flow::Stop;
         }
     };
-    let mut compiled = 0;
-    while compiled < reuse {
+    let compiled = served;
+    *compiled = 0;
+    while *compiled < reuse {
         // Acquire: pairs with the Release store at shutdown; requests
         // still queued then are dropped (the job is ending).
         if shared.stop.load(Ordering::Acquire) {
             return Flow::Stop;
         }
-        let wait = match session {
-            Session::Dedicated => Duration::from_millis(20),
-            Session::Pooled => Duration::ZERO,
+        let next = || match session {
+            Session::Dedicated => shared.requests.next(Duration::from_millis(20)),
+            Session::Pooled => shared.requests.next(Duration::ZERO),
+            Session::Helping => shared
+                .requests
+                .next_waited()
+                .ok_or(RecvTimeoutError::Timeout),
         };
-        let (mut request, ahead_of) = match first
-            .take()
-            .map(Ok)
-            .unwrap_or_else(|| shared.requests.next(wait))
-        {
+        let (mut request, ahead_of) = match first.take().map(Ok).unwrap_or_else(next) {
             Ok(taken) => (taken.request, taken.ahead_of),
-            Err(RecvTimeoutError::Timeout) if session == Session::Pooled => return Flow::Stop,
+            Err(RecvTimeoutError::Timeout) if session != Session::Dedicated => return Flow::Stop,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return Flow::Stop,
         };
@@ -440,7 +509,7 @@ fn serve_context(
             );
             continue;
         }
-        compiled += 1;
+        *compiled += 1;
         let started = Instant::now();
         let done = request.done.take();
         // A thread waits for this compile: never abandon it, and never
@@ -730,12 +799,12 @@ fn report_abandoned(shared: &Shared, request: &CompileRequest, started: Instant,
 fn answer_with_failures(shared: &Shared, error: &Error, session: Session) {
     let wait = match session {
         Session::Dedicated => Duration::from_millis(20),
-        Session::Pooled => Duration::ZERO,
+        Session::Pooled | Session::Helping => Duration::ZERO,
     };
     loop {
         match shared.requests.next(wait) {
             Ok(taken) => fail(shared, &taken.request, error),
-            Err(RecvTimeoutError::Timeout) if session == Session::Pooled => return,
+            Err(RecvTimeoutError::Timeout) if session != Session::Dedicated => return,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }

@@ -214,6 +214,18 @@ impl RequestQueue {
         }
     }
 
+    /// The oldest request a thread waits on, if one is queued; never
+    /// waits (for the thread waiting, which helps serve them: see
+    /// `compiler::help_with_waited`).
+    pub fn next_waited(&self) -> Option<Taken> {
+        let mut state = self.lock();
+        let i = state.queued.iter().position(|q| q.request.done.is_some())?;
+        Some(Taken {
+            request: state.queued.remove(i).request,
+            ahead_of: None,
+        })
+    }
+
     /// Sets the benefit of each background request to `benefit(request)`,
     /// or removes it (returning it) where that is `None`. A request queued
     /// again to be compiled `alone` keeps its place: it was chosen already.
@@ -376,6 +388,25 @@ mod tests {
         };
         queue.push(waited, 0.0).unwrap();
         assert_eq!(order(&queue, 2), [3, 1]);
+    }
+
+    #[test]
+    fn the_waiting_thread_takes_only_waited_on_requests() {
+        let queue = RequestQueue::new(8);
+        queue.push(request(1), 100.0).unwrap();
+        let (done, _finished) = crossbeam_channel::bounded(0);
+        for f in [2, 3] {
+            let waited = CompileRequest {
+                done: Some(done.clone()),
+                ..request(f)
+            };
+            queue.push(waited, 1.0).unwrap();
+        }
+        let taken = |q: &RequestQueue| q.next_waited().map(|t| t.request.function.index());
+        assert_eq!(taken(&queue), Some(2));
+        assert_eq!(taken(&queue), Some(3));
+        assert_eq!(taken(&queue), None, "the background request stays");
+        assert_eq!(order(&queue, 1), [1]);
     }
 
     #[test]

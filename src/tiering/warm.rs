@@ -11,8 +11,11 @@
 //!   those whose whole-function object the cache holds (a load, about a
 //!   millisecond each) and for those whose call ran long last time: a
 //!   function called once (`main`, a solver) must start on optimized code,
-//!   or its frame runs baseline code until an OSR transfer. The others are
-//!   compiled in the background from the start, since they are called
+//!   or its frame runs baseline code until an OSR transfer. While it
+//!   waits, the job's thread serves those compiles itself alongside the
+//!   compiler threads (`compiler::help_with_waited`), with the module it
+//!   parsed: one compiler thread took them one after the other. The others
+//!   are compiled in the background from the start, since they are called
 //!   again. A function whose first version speculated (promoted calls, a
 //!   value guard) is built as that version was: on the values and targets
 //!   the profile kept with its object (`StoredSpeculation`), since this
@@ -29,6 +32,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use inkwell::module::Module;
 
 use crate::cache::{Cache, Kind, Miss};
 use crate::ids::FunctionId;
@@ -211,9 +216,10 @@ pub fn look_up(
 }
 
 /// Requests optimized versions of last run's hot functions and waits for
-/// those worth waiting for (see the module's doc). Called before the
-/// job's first instruction.
-pub fn install_before_main(shared: &Shared) {
+/// those worth waiting for (see the module's doc), serving them itself
+/// alongside the compiler threads, with `canonical` (the module as this
+/// thread parsed it). Called before the job's first instruction.
+pub fn install_before_main(shared: &Arc<Shared>, canonical: Module<'_>) {
     let Some(warm) = &shared.warm else { return };
     let config = &shared.config;
     if warm.earlier.hot.is_empty() || !config.compiler.background || config.osr.force {
@@ -269,6 +275,17 @@ pub fn install_before_main(shared: &Shared) {
         if wait {
             waits.push(finished);
         }
+    }
+    if !waits.is_empty() {
+        let served = crate::tiering::compiler::help_with_waited(shared, canonical);
+        shared.metrics.note(
+            "warm",
+            &shared.job_path.display().to_string(),
+            &format!(
+                "{served} of the {} compile(s) main waits for served on main's own thread, alongside the compiler thread(s)",
+                waits.len()
+            ),
+        );
     }
     // Each returns when its compile has finished (its `done` dropped),
     // installed or not: a failure leaves the function on baseline code.

@@ -518,6 +518,17 @@ impl VersionManager {
         records[i].versions - 1
     }
 
+    /// Gives `version` of `unit` back for the next attempt, if it is the
+    /// last one claimed: an attempt that loaded nothing (no symbol of it
+    /// can clash), so that the next builds the version number an earlier
+    /// run's object was kept under (see `tiering::warm`).
+    pub fn unclaim_version(&self, unit: Unit, version: u32) {
+        let (mut records, i) = self.records(unit);
+        if records[i].versions == version + 1 {
+            records[i].versions = version;
+        }
+    }
+
     /// Publishes a loaded, linked version of `id` at `entry` (in an object
     /// that is never freed); a version it replaces is retired.
     #[cfg(test)]

@@ -631,6 +631,53 @@ fn a_warm_run_starts_on_last_runs_optimized_code() {
 }
 
 #[test]
+fn an_object_kept_under_other_knobs_is_left_to_the_compiler_thread() {
+    let dir = fresh_dir("warm-other-knobs");
+    let job = write_profiled_job(&dir, 11);
+    let cache = dir.join("cache");
+    let cold = run_warm(&cache, &job, &[]);
+    run_warm(&cache, &job, &[]);
+    let third = run_warm(&cache, &job, &[]);
+    assert!(
+        hits(&third.stderr).contains(&"kernel.tj1".to_string()),
+        "{}",
+        third.stderr
+    );
+    // The profile names last run's objects, built at O3. At O2 the job's
+    // thread, which only loads, finds none of its own and hands them
+    // back: the compiler thread builds them while main still waits.
+    let o2 = ["--set", "compiler.opt_level=2"];
+    let other = run_warm(&cache, &job, &o2);
+    assert_eq!(other.stdout, cold.stdout);
+    assert!(
+        other.stderr.contains("left to the compiler threads"),
+        "{}",
+        other.stderr
+    );
+    assert!(hits(&other.stderr).is_empty(), "{}", other.stderr);
+    for function in ["kernel", "mix", "main"] {
+        assert_eq!(
+            stats_row(&other.stderr, function),
+            Some(("O3".to_string(), 0, 0)),
+            "{function} ran only optimized code:\n{}",
+            other.stderr
+        );
+    }
+    assert!(other.stderr.contains(" 0 failed"), "{}", other.stderr);
+    // Built as first versions, as a load would have been: the next run
+    // at O2 loads them all.
+    let again = run_warm(&cache, &job, &o2);
+    assert_eq!(again.stdout, cold.stdout);
+    for function in ["kernel", "mix", "main"] {
+        assert!(
+            hits(&again.stderr).contains(&format!("{function}.tj1")),
+            "{function}:\n{}",
+            again.stderr
+        );
+    }
+}
+
+#[test]
 fn a_promoting_version_is_not_reused_once_the_job_counters_moved() {
     // An edit to square, before apply, adds counters ahead of apply's
     // recent-target table: code recording at the old offset would feed

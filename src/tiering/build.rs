@@ -117,6 +117,11 @@ pub struct BuildOptions {
     /// Whether `prepare_module` should take the digest the object cache
     /// keys on (`Prepared::digest`).
     pub digest: bool,
+    /// Only a cached object may be loaded: a compile that finds none (or
+    /// one that does not load) builds nothing and hands its requests back
+    /// (the job's thread before `main`, which must never run the
+    /// optimizer: see `compiler::help_with_waited`).
+    pub hits_only: bool,
 }
 
 /// What an optimized build takes from the profile (`config.pgo`).

@@ -287,13 +287,17 @@ pub enum Session {
 /// module and loading, and served one after the other by the one compiler
 /// thread while this thread did nothing.
 ///
-/// Not a compiler thread for LLVM's fatal errors (`on_fatal_error`): one
-/// that hit this thread could not park it, since it is to run the job.
-/// Returns how many compiles it served.
+/// Only loads: this thread is not a compiler thread for LLVM's fatal
+/// errors (`on_fatal_error`), since one could not park the thread that is
+/// to run the job, so it never runs the optimizer. It takes the requests
+/// made for objects the cache holds (`CompileRequest::cached_object`),
+/// and one whose object turns out not to be this run's (other knobs) or
+/// not to load goes back to the compiler threads. Returns how many
+/// requests it took.
 pub fn help_with_waited(shared: &Arc<Shared>, canonical: Module<'_>) -> u32 {
     // Taken before any setup, while the compiler threads are busy with
     // the first ones queued.
-    let Some(taken) = shared.requests.next_waited() else {
+    let Some(taken) = shared.requests.next_cached_waited() else {
         return 0;
     };
     let _ = crate::code::take_errors();
@@ -314,6 +318,7 @@ pub fn help_with_waited(shared: &Arc<Shared>, canonical: Module<'_>) -> u32 {
         inline_limit: shared.config.compiler.inline_callee_max_instructions,
         direct_self_calls: shared.config.compiler.direct_self_calls,
         digest: shared.cache.is_some(),
+        hits_only: true,
     };
     let mut served = 0;
     serve_context(
@@ -399,6 +404,7 @@ fn serve_parsed(
         inline_limit: shared.config.compiler.inline_callee_max_instructions,
         direct_self_calls: shared.config.compiler.direct_self_calls,
         digest: shared.cache.is_some(),
+        hits_only: false,
     };
     loop {
         let flow = match parsed.take() {
@@ -488,7 +494,7 @@ fn serve_context(
             Session::Pooled => shared.requests.next(Duration::ZERO),
             Session::Helping => shared
                 .requests
-                .next_waited()
+                .next_cached_waited()
                 .ok_or(RecvTimeoutError::Timeout),
         };
         let (mut request, ahead_of) = match first.take().map(Ok).unwrap_or_else(next) {
@@ -575,7 +581,7 @@ fn serve_context(
             started,
         );
         // Released after the report below.
-        let armed = ARMED.with(|a| a.borrow_mut().take());
+        let mut armed = ARMED.with(|a| a.borrow_mut().take());
         // A superseded thread ends here. Its unit went back to the
         // profiler when it was superseded: only an install (made just
         // before) is reported.
@@ -610,8 +616,16 @@ fn serve_context(
                 // part that reports an install or a failure.
                 let mut recorded = false;
                 for (part, outcome) in parts.iter().zip(compiled.outcomes) {
-                    if let Some(outcome) = outcome {
-                        recorded |= report_outcome(shared, part, started, outcome, recorded);
+                    match outcome {
+                        // With the waiting thread's `done` (the request's).
+                        Some(Outcome::HandedBack) => {
+                            let done = armed.as_mut().and_then(|a| a.done.take());
+                            hand_back(shared, part, done);
+                        }
+                        Some(outcome) => {
+                            recorded |= report_outcome(shared, part, started, outcome, recorded);
+                        }
+                        None => {}
                     }
                 }
             }
@@ -719,6 +733,33 @@ fn report_outcome(
             report_abandoned(shared, part, started, idle);
             false
         }
+        // (Queued again by `serve_context`, which holds its `done`.)
+        Outcome::HandedBack => {
+            hand_back(shared, part, None);
+            false
+        }
+    }
+}
+
+/// Queues `part` again for the compiler threads, with `done` (the waiting
+/// thread's), after a compile that may only load found no object for it.
+fn hand_back(shared: &Shared, part: &CompileRequest, done: Option<crossbeam_channel::Sender<()>>) {
+    let label = part.label(&shared.layout);
+    shared.metrics.note(
+        "warm",
+        &label,
+        "left to the compiler threads: the cache holds no object of it for this run (other knobs), or one that does not load",
+    );
+    let again = CompileRequest {
+        done,
+        cached_object: false,
+        ..part.clone()
+    };
+    if shared.requests.push(again, f64::MAX).is_err() {
+        // Closed (the job is ending) or full: the profiler asks again.
+        shared
+            .versions
+            .cancel_request(part.unit(&shared.layout), TierUpState::Cold);
     }
 }
 
@@ -838,6 +879,9 @@ enum Outcome {
     /// A continuation given up because its loop stopped running (for how
     /// long, as the profiler saw it): no frame is left to move.
     Abandoned(Duration),
+    /// Nothing built: a compile that may only load a cached object found
+    /// none (`BuildOptions::hits_only`), for the compiler threads to build.
+    HandedBack,
 }
 
 /// A compile's outcome for each request it served, and the reporting lock
@@ -959,6 +1003,7 @@ fn compile_and_install<'s>(
                 replanned_promotions: &replanned_promotions,
             }
         });
+    let mut handed_back = false;
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         shared.faults.before_compile(name)?;
         let Prepared {
@@ -1120,6 +1165,10 @@ fn compile_and_install<'s>(
             Some(Err(key)) => FromCache::Miss(key),
             None => FromCache::NotCached,
         };
+        if options.hits_only {
+            handed_back = true;
+            return Ok(None);
+        }
         // A lone continuation whose loop stopped while it was optimized is
         // not worth its code generation.
         let go_on = || whole.is_some() || osr.map_or(true, |i| stopped(parts[i]).is_none());
@@ -1136,7 +1185,27 @@ fn compile_and_install<'s>(
         )))
     }))
     .unwrap_or_else(|_| Err(Error::Codegen("compiler panicked".into())))?;
+    let all_handed_back = |mut outcomes: Vec<Option<Outcome>>| {
+        outcomes.fill_with(|| Some(Outcome::HandedBack));
+        Ok(Compiled {
+            outcomes,
+            _reporting: None,
+        })
+    };
     let Some((object, entry, continuation, speculation, tables, from_cache)) = built else {
+        if handed_back {
+            // Nothing was loaded: the compiler thread builds these numbers.
+            for (i, version) in whole
+                .zip(whole_version)
+                .into_iter()
+                .chain(osr.zip(osr_version))
+            {
+                shared
+                    .versions
+                    .unclaim_version(parts[i].unit(layout), version);
+            }
+            return all_handed_back(outcomes);
+        }
         let i = osr.expect("only a lone continuation is abandoned");
         outcomes[i] = Some(Outcome::Abandoned(stopped(parts[i]).unwrap_or_default()));
         return Ok(Compiled {
@@ -1169,6 +1238,11 @@ fn compile_and_install<'s>(
         (Err(e), FromCache::Hit(key)) => {
             if let Some(cache) = &shared.cache {
                 cache.remove(Kind::Object, key);
+            }
+            if options.hits_only {
+                let why = format!("the cached object did not load ({e}); removed");
+                shared.metrics.note("cache", first, &why);
+                return all_handed_back(outcomes);
             }
             let why = format!("the cached object did not load ({e}); removed, compiling instead");
             shared.metrics.note("cache", first, &why);

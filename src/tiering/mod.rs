@@ -50,6 +50,10 @@ pub struct CompileRequest {
     /// what last run's did (see `tiering::warm`), since this run has no
     /// samples yet.
     pub warm_start: bool,
+    /// Made before `main` for a version whose object an earlier run kept
+    /// in the cache: one the job's thread may load itself while it waits
+    /// (see `compiler::help_with_waited`).
+    pub cached_object: bool,
 }
 
 impl CompileRequest {
@@ -71,6 +75,7 @@ impl CompileRequest {
             done: None,
             alone: false,
             warm_start: false,
+            cached_object: false,
         }
     }
 

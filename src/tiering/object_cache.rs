@@ -76,6 +76,7 @@ pub fn key(request: &ObjectRequest<'_>, config: &Config) -> String {
         inline_limit,
         direct_self_calls,
         digest: _,
+        hits_only: _,
     } = request.options;
     let pgo = &config.pgo;
     key.field(format!("{:?}", request.loop_index).as_bytes())

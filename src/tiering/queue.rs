@@ -214,12 +214,15 @@ impl RequestQueue {
         }
     }
 
-    /// The oldest request a thread waits on, if one is queued; never
-    /// waits (for the thread waiting, which helps serve them: see
-    /// `compiler::help_with_waited`).
-    pub fn next_waited(&self) -> Option<Taken> {
+    /// The oldest request a thread waits on for a cached object, if one is
+    /// queued; never waits (for the thread waiting, which loads them
+    /// alongside the compiler threads: see `compiler::help_with_waited`).
+    pub fn next_cached_waited(&self) -> Option<Taken> {
         let mut state = self.lock();
-        let i = state.queued.iter().position(|q| q.request.done.is_some())?;
+        let i = state
+            .queued
+            .iter()
+            .position(|q| q.request.done.is_some() && q.request.cached_object)?;
         Some(Taken {
             request: state.queued.remove(i).request,
             ahead_of: None,
@@ -391,22 +394,23 @@ mod tests {
     }
 
     #[test]
-    fn the_waiting_thread_takes_only_waited_on_requests() {
+    fn the_waiting_thread_takes_only_waited_on_loads_of_cached_objects() {
         let queue = RequestQueue::new(8);
         queue.push(request(1), 100.0).unwrap();
         let (done, _finished) = crossbeam_channel::bounded(0);
-        for f in [2, 3] {
+        for (f, cached_object) in [(2, true), (3, false), (4, true)] {
             let waited = CompileRequest {
                 done: Some(done.clone()),
+                cached_object,
                 ..request(f)
             };
             queue.push(waited, 1.0).unwrap();
         }
-        let taken = |q: &RequestQueue| q.next_waited().map(|t| t.request.function.index());
+        let taken = |q: &RequestQueue| q.next_cached_waited().map(|t| t.request.function.index());
         assert_eq!(taken(&queue), Some(2));
-        assert_eq!(taken(&queue), Some(3));
-        assert_eq!(taken(&queue), None, "the background request stays");
-        assert_eq!(order(&queue, 1), [1]);
+        assert_eq!(taken(&queue), Some(4));
+        assert_eq!(taken(&queue), None, "a compile, and a background request");
+        assert_eq!(order(&queue, 2), [3, 1]);
     }
 
     #[test]

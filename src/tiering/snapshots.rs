@@ -129,6 +129,7 @@ fn options() -> BuildOptions {
         inline_limit: 400,
         direct_self_calls: true,
         digest: false,
+        hits_only: false,
     }
 }
 

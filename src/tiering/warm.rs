@@ -257,6 +257,7 @@ pub fn install_before_main(shared: &Arc<Shared>, canonical: Module<'_>) {
         let request = CompileRequest {
             done: wait.then_some(done),
             warm_start: true,
+            cached_object: cached,
             ..CompileRequest::new(id, None, calls, backedges, now)
         };
         // Queued at the top; the profiler re-ranks background requests

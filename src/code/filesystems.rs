@@ -22,11 +22,29 @@ const FINE_GRAINED_LOCAL: [i64; 8] = [
     0xCA45_1A4E, // bcachefs
 ];
 
-/// Whether the file at `path` lies on a filesystem listed in
-/// `FINE_GRAINED_LOCAL`; false if that cannot be told.
-pub fn on_fine_grained_local_filesystem(path: &Path) -> bool {
+/// overlayfs shows a lower layer's times for a file not copied up: a
+/// read-only image's (see `FINE_GRAINED_LOCAL`), often whole seconds.
+const OVERLAYFS: i64 = 0x794C_7630;
+
+/// How far the status of a file can stand for its contents (see
+/// `ir::frontend_cache`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StatusTrust {
+    /// Not at all: the file must be read.
+    None,
+    /// Its times are the kernel's, to the nanosecond, or in whole seconds
+    /// only where the filesystem keeps no finer time.
+    Fine,
+    /// As `Fine`, but a whole-second time may be an image's, not the
+    /// kernel's (overlayfs).
+    FineExceptWholeSeconds,
+}
+
+/// How far the status of the file at `path` can be trusted, from its
+/// filesystem; `None` if that cannot be told.
+pub fn status_trust(path: &Path) -> StatusTrust {
     let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
+        return StatusTrust::None;
     };
     // SAFETY: `path` is NUL-terminated; `info` is written by the call only.
     let info = unsafe {
@@ -35,7 +53,11 @@ pub fn on_fine_grained_local_filesystem(path: &Path) -> bool {
     };
     // `f_type`'s type differs between targets (i64 here, u32 on some).
     #[allow(clippy::unnecessary_cast)]
-    info.is_some_and(|info| FINE_GRAINED_LOCAL.contains(&(info.f_type as i64)))
+    match info.map(|info| info.f_type as i64) {
+        Some(OVERLAYFS) => StatusTrust::FineExceptWholeSeconds,
+        Some(kind) if FINE_GRAINED_LOCAL.contains(&kind) => StatusTrust::Fine,
+        _ => StatusTrust::None,
+    }
 }
 
 #[cfg(test)]
@@ -44,11 +66,8 @@ mod tests {
 
     #[test]
     fn proc_is_not_trusted_and_a_missing_path_is_not_either() {
-        assert!(!on_fine_grained_local_filesystem(Path::new(
-            "/proc/self/status"
-        )));
-        assert!(!on_fine_grained_local_filesystem(Path::new(
-            "/nonexistent/x"
-        )));
+        let trust = |path| status_trust(Path::new(path));
+        assert_eq!(trust("/proc/self/status"), StatusTrust::None);
+        assert_eq!(trust("/nonexistent/x"), StatusTrust::None);
     }
 }

@@ -29,7 +29,7 @@ pub use entry::{
     static_runtime_symbols, tier_up_now_address, CompileNowRegistration, MainShape,
     TLS_ADDRESS_SYMBOL,
 };
-pub use filesystems::on_fine_grained_local_filesystem;
+pub use filesystems::{status_trust, StatusTrust};
 pub use llvm_errors::{
     exit_now, install_fatal_error_handler, llvm_warnings_during, take_errors, watch_context,
 };

@@ -29,12 +29,13 @@
 //! not hold the status is listed as `-` and the file is always hashed:
 //! network and FUSE filesystems (which cache attributes for seconds and
 //! stamp times with another clock), read-only images, FAT, anything
-//! unknown (see `code::on_fine_grained_local_filesystem`). A
-//! status-change time in whole seconds may come from a filesystem that
-//! keeps no finer time, where two changes within a second look the same:
-//! it stands for any time in that second, so the file is listed only once
-//! the whole second is older than the margin, and any later change then
-//! stamps a later second. A file whose status moved but whose contents
+//! unknown (see `code::status_trust`). A status-change time in whole
+//! seconds may come from a filesystem that keeps no finer time, where two
+//! changes within a second look the same: it stands for any time in that
+//! second, and is listed only if that second ended before this boot began
+//! (a file written into a disk image by its builder; not on overlayfs,
+//! which shows a lower image's times), so that any later change, even
+//! after a step back of the clock, stamps another time. A file whose status moved but whose contents
 //! still hash the same (touched, checked out again, the cache copied to
 //! another board) is a hit, and the entry is stored again with its new
 //! status.
@@ -63,6 +64,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::entry::hex;
 use crate::cache::{Cache, Kind, Miss};
+use crate::code::StatusTrust;
 
 /// Part of every key: bumped when the payload's layout or what clang is
 /// asked for changes, so that an older tierjit's entries are not found.
@@ -294,7 +296,7 @@ impl<'a> FrontendCache<'a> {
 }
 
 /// What tells whether a regular file may have changed (see the module
-/// doc): equal statuses mean equal contents, where `trusted`.
+/// doc): equal statuses mean equal contents, where `listed` says so.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct FileStatus {
     device: u64,
@@ -302,8 +304,8 @@ struct FileStatus {
     size: u64,
     modified: (i64, i64),
     changed: (i64, i64),
-    /// On a filesystem whose times can stand for the contents.
-    trusted: bool,
+    /// How far its filesystem's times can stand for the contents.
+    trust: StatusTrust,
 }
 
 impl FileStatus {
@@ -317,7 +319,7 @@ impl FileStatus {
             size: meta.size(),
             modified: (meta.mtime(), meta.mtime_nsec()),
             changed: (meta.ctime(), meta.ctime_nsec()),
-            trusted: crate::code::on_fine_grained_local_filesystem(Path::new(path)),
+            trust: crate::code::status_trust(Path::new(path)),
         })
     }
 
@@ -331,13 +333,23 @@ impl FileStatus {
             size,
             modified: (ms, mn),
             changed: (cs, cn),
-            trusted,
+            trust,
         } = *self;
-        // A whole-second status-change time is listed too: whether it is
-        // old enough to stand for the contents is `changed_before`'s
-        // question, asked before listing (the modification time is only
-        // compared: dpkg and tar set it, whole seconds, from the archive).
-        if !trusted {
+        // A whole-second status-change time is listed only if that second
+        // ended before this boot began: a file written into a disk image
+        // by its builder. Any later change is stamped with a time of this
+        // boot, even after the clock is stepped back (by less than the
+        // time since boot). Whether it is old enough is `changed_before`'s
+        // question, asked before listing. overlayfs shows an image's times
+        // for a file not copied up, so it lists none. (The modification
+        // time is only compared: dpkg and tar set it from the archive.)
+        let whole_seconds = cn == 0;
+        let listable = match trust {
+            StatusTrust::None => false,
+            StatusTrust::Fine => !whole_seconds || ended_before_boot(cs),
+            StatusTrust::FineExceptWholeSeconds => !whole_seconds,
+        };
+        if !listable {
             return None;
         }
         let boot = boot_id()?;
@@ -360,6 +372,22 @@ impl FileStatus {
         };
         latest < time
     }
+}
+
+/// Whether the whole second starting at `seconds` (since the epoch)
+/// ended before this boot began; false if the boot time is unknown.
+fn ended_before_boot(seconds: i64) -> bool {
+    static BOOTED_AT: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    let booted_at = BOOTED_AT.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        stat.lines()
+            .find_map(|line| line.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()
+    });
+    // `btime` is whole seconds, rounded either way: a second of margin.
+    booted_at.is_some_and(|booted| seconds.saturating_add(2) <= booted)
 }
 
 /// This boot's identity (the kernel's random boot id), read once; `None`
@@ -469,7 +497,7 @@ mod tests {
         let read = |entry: &Entry| frontend.checked_lookup(entry);
         // Where the temporary directory's filesystem cannot be trusted
         // (see the module doc), every file is read at every lookup.
-        if !crate::code::on_fine_grained_local_filesystem(&dir) {
+        if crate::code::status_trust(&dir) == StatusTrust::None {
             assert_eq!(read(&entry).unwrap(), (b"BC".to_vec(), 2), "both hashed");
             let _ = std::fs::remove_dir_all(&dir);
             return;
@@ -528,7 +556,7 @@ mod tests {
             size: 3,
             modified: (4, 5),
             changed: (6, 7),
-            trusted: true,
+            trust: StatusTrust::Fine,
         };
         let listed = status.listed().expect("a boot id on Linux");
         assert!(
@@ -536,7 +564,7 @@ mod tests {
             "{listed}"
         );
         let remote = FileStatus {
-            trusted: false,
+            trust: StatusTrust::None,
             ..status
         };
         let whole_seconds = FileStatus {
@@ -550,7 +578,28 @@ mod tests {
             ..status
         };
         assert_eq!(remote.listed(), None);
+        // Written long before this boot (an image's file): listed.
         assert!(whole_seconds.listed().is_some_and(|l| l.ends_with(":6.0")));
+        // Whole seconds of this boot (a filesystem without finer times,
+        // whose clock may step back): hashed at every lookup.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let this_boot = FileStatus {
+            changed: (now.as_secs() as i64, 0),
+            ..status
+        };
+        assert_eq!(this_boot.listed(), None);
+        // overlayfs may show a lower image's whole seconds: never listed.
+        let overlay = FileStatus {
+            trust: StatusTrust::FineExceptWholeSeconds,
+            ..whole_seconds
+        };
+        assert_eq!(overlay.listed(), None);
+        assert!(FileStatus {
+            trust: StatusTrust::FineExceptWholeSeconds,
+            ..status
+        }
+        .listed()
+        .is_some());
         assert!(packaged.listed().is_some_and(|l| l.ends_with(":4.0:6.7")));
     }
 
@@ -565,7 +614,7 @@ mod tests {
             size: 3,
             modified: (4, 0),
             changed,
-            trusted: true,
+            trust: StatusTrust::Fine,
         };
         // Stamped 6 by a whole-second filesystem: the change may have
         // come at 6.999, so another change at 6.5 could leave it as it is.

@@ -572,7 +572,13 @@ fn starts_on_last_runs_code(name: &str, job: &Path) {
         third.stderr
     );
     // Three loads waited for, one compiler thread: main's own thread
-    // takes the first left while that thread loads the first.
+    // takes the newest while that thread loads the oldest. All of them
+    // are loads (nothing was handed back to the compiler thread).
+    assert!(
+        !third.stderr.contains("left to the compiler threads"),
+        "{}",
+        third.stderr
+    );
     let served = served_by_main(&third.stderr);
     assert!(
         matches!(served, Some((1..=3, 3))),

@@ -291,9 +291,15 @@ pub enum Session {
 /// errors (`on_fatal_error`), since one could not park the thread that is
 /// to run the job, so it never runs the optimizer. It takes the requests
 /// made for objects the cache holds (`CompileRequest::cached_object`),
-/// and one whose object turns out not to be this run's (other knobs) or
-/// not to load goes back to the compiler threads. Returns how many
-/// requests it took.
+/// newest first (the compiler threads take the oldest), and one whose
+/// object turns out not to be this run's (other knobs) or not to load
+/// goes back to the compiler threads. What it does run of LLVM is what
+/// computing the key takes (cloning the function and its callees into a
+/// version module, the speculation's IR, the bitcode writer) and the
+/// object's link: a fatal error there ends the process as one in loading
+/// the baseline does (tierjit's status 125), where a compiler thread's
+/// would leave the function on baseline code. Returns how many requests
+/// it took.
 pub fn help_with_waited(shared: &Arc<Shared>, canonical: Module<'_>) -> u32 {
     // Taken before any setup, while the compiler threads are busy with
     // the first ones queued.
@@ -306,12 +312,12 @@ pub fn help_with_waited(shared: &Arc<Shared>, canonical: Module<'_>) -> u32 {
         .compilers
         .join(index, crate::code::current_os_thread());
     let _membership = Membership { shared, index };
-    let machine = match shared.target.machine(shared.config.compiler.opt_level) {
-        Ok(machine) => machine,
-        Err(e) => {
-            fail(shared, &taken.request, &e);
-            return 0;
-        }
+    let Ok(machine) = shared.target.machine(shared.config.compiler.opt_level) else {
+        // The compiler threads build it (or report why they cannot).
+        let mut request = taken.request;
+        let done = request.done.take();
+        hand_back(shared, &request, done);
+        return 0;
     };
     let options = BuildOptions {
         opt_level: shared.config.compiler.opt_level,
@@ -733,11 +739,7 @@ fn report_outcome(
             report_abandoned(shared, part, started, idle);
             false
         }
-        // (Queued again by `serve_context`, which holds its `done`.)
-        Outcome::HandedBack => {
-            hand_back(shared, part, None);
-            false
-        }
+        Outcome::HandedBack => unreachable!("queued again by serve_context, with its done"),
     }
 }
 

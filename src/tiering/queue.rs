@@ -214,15 +214,16 @@ impl RequestQueue {
         }
     }
 
-    /// The oldest request a thread waits on for a cached object, if one is
+    /// The newest request a thread waits on for a cached object, if one is
     /// queued; never waits (for the thread waiting, which loads them
-    /// alongside the compiler threads: see `compiler::help_with_waited`).
+    /// alongside the compiler threads, which take the oldest first: see
+    /// `compiler::help_with_waited`).
     pub fn next_cached_waited(&self) -> Option<Taken> {
         let mut state = self.lock();
         let i = state
             .queued
             .iter()
-            .position(|q| q.request.done.is_some() && q.request.cached_object)?;
+            .rposition(|q| q.request.done.is_some() && q.request.cached_object)?;
         Some(Taken {
             request: state.queued.remove(i).request,
             ahead_of: None,
@@ -407,8 +408,8 @@ mod tests {
             queue.push(waited, 1.0).unwrap();
         }
         let taken = |q: &RequestQueue| q.next_cached_waited().map(|t| t.request.function.index());
+        assert_eq!(taken(&queue), Some(4), "the newest first");
         assert_eq!(taken(&queue), Some(2));
-        assert_eq!(taken(&queue), Some(4));
         assert_eq!(taken(&queue), None, "a compile, and a background request");
         assert_eq!(order(&queue, 2), [3, 1]);
     }

@@ -199,6 +199,9 @@ fn link_cxx_library(cxx: &str) {
         .filter(|path| path.is_absolute() && path.exists());
     match found.as_deref().and_then(Path::parent) {
         Some(dir) => {
+            if let Some(archive) = &found {
+                println!("cargo:rerun-if-changed={}", archive.display());
+            }
             println!("cargo:rustc-link-search=native={}", dir.display());
             println!("cargo:rustc-link-lib=static:-bundle={cxx}");
         }

@@ -414,9 +414,7 @@ fn compile_c(
     {
         return Err(Error::Unsupported {
             path: path.to_path_buf(),
-            what: format!(
-                "{flag}: C++ jobs use libstdc++, the C++ library tierjit's own process has"
-            ),
+            what: format!("{flag}: C++ jobs use libstdc++, the C++ library tierjit loads for them"),
         });
     }
     let mut args: Vec<OsString> = [

@@ -80,11 +80,19 @@ impl Implied {
     /// Runtimes whose names `ir` mentions, as `Need::Maybe`. One pass over
     /// the bytes: every marker starts with `_` or `o`.
     fn named_in(ir: &[u8]) -> Implied {
-        const CXX: [&[u8]; 10] = [
+        // `_ZNS`/`_ZNKS`: members of `std::` and of its abbreviations
+        // (`So` ostream, `Si` istream, `Ss` string...); `_ZT[IVS]S`: their
+        // typeinfo and vtables. tierjit's own libstdc++ is linked in and
+        // hidden (build.rs): the job's names resolve only in the shared
+        // one, loaded when named.
+        const CXX: [&[u8]; 13] = [
             b"__gxx_personality_v0",
             b"__cxa_",
-            b"_ZNSt",
-            b"_ZNKSt",
+            b"_ZNS",
+            b"_ZNKS",
+            b"_ZTIS",
+            b"_ZTVS",
+            b"_ZTSS",
             b"_ZSt",
             b"_Znwm",
             b"_Znam",
@@ -652,6 +660,20 @@ mod tests {
                     .is_some_and(|f| f.to_string_lossy().starts_with("libc.so"))
             })
             .expect("libc is mapped")
+    }
+
+    #[test]
+    fn ir_naming_only_an_abbreviated_std_class_implies_libstdcxx() {
+        // std::ostream::put and std::string's typeinfo: no `_ZNSt` in sight.
+        for ir in [
+            &b"declare ptr @_ZNSo3putEc(ptr, i8)"[..],
+            b"@x = external constant ptr, @_ZTISs",
+            b"call i64 @_ZNKSs4sizeEv(ptr %s)",
+        ] {
+            assert_eq!(Implied::named_in(ir).cxx, Need::Maybe, "{ir:?}");
+        }
+        let c = b"declare i32 @printf(ptr, ...)\ndeclare ptr @_ZN4mine1fEv()";
+        assert_eq!(Implied::named_in(c).cxx, Need::No);
     }
 
     #[test]

@@ -35,10 +35,10 @@
 //! second, and is listed only if that second ended before this boot began
 //! (a file written into a disk image by its builder; not on overlayfs,
 //! which shows a lower image's times), so that any later change, even
-//! after a step back of the clock, stamps another time. A file whose status moved but whose contents
-//! still hash the same (touched, checked out again, the cache copied to
-//! another board) is a hit, and the entry is stored again with its new
-//! status.
+//! after a step back of the clock, stamps another time. A file whose
+//! status moved but whose contents still hash the same (touched, checked
+//! out again, the cache copied to another board) is a hit, and the entry
+//! is stored again with its new status.
 //!
 //! Not cached: sources, headers or flags that name `__DATE__`, `__TIME__`
 //! or `__TIMESTAMP__`; flags that bring in files clang does not list

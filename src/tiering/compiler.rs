@@ -320,25 +320,32 @@ pub fn help_with_waited(shared: &Arc<Shared>, canonical: Module<'_>) -> u32 {
         return 0;
     };
     let options = BuildOptions {
-        opt_level: shared.config.compiler.opt_level,
-        inline_limit: shared.config.compiler.inline_callee_max_instructions,
-        direct_self_calls: shared.config.compiler.direct_self_calls,
-        digest: shared.cache.is_some(),
         hits_only: true,
+        ..build_options(shared)
     };
-    let mut served = 0;
-    serve_context(
+    let (_, served) = serve_context(
         shared,
         index,
         Session::Helping,
         &machine,
         options,
-        (u32::MAX, &mut served),
+        u32::MAX,
         &mut Some(taken),
         Ok(canonical),
     );
     let _ = crate::code::take_errors();
     served
+}
+
+/// How `shared`'s compiles build, from its config.
+fn build_options(shared: &Shared) -> BuildOptions {
+    BuildOptions {
+        opt_level: shared.config.compiler.opt_level,
+        inline_limit: shared.config.compiler.inline_callee_max_instructions,
+        direct_self_calls: shared.config.compiler.direct_self_calls,
+        digest: shared.cache.is_some(),
+        hits_only: false,
+    }
 }
 
 /// Serves `shared`'s requests as compiler thread `index` (a number of its
@@ -405,25 +412,12 @@ fn serve_parsed(
             .context_reuse
             .min(POOLED_SESSION_COMPILES),
     };
-    let options = BuildOptions {
-        opt_level: shared.config.compiler.opt_level,
-        inline_limit: shared.config.compiler.inline_callee_max_instructions,
-        direct_self_calls: shared.config.compiler.direct_self_calls,
-        digest: shared.cache.is_some(),
-        hits_only: false,
-    };
+    let options = build_options(shared);
     loop {
         let flow = match parsed.take() {
             Some(early) => {
-                let flow = serve_context(
-                    shared,
-                    index,
-                    session,
-                    &machine,
-                    options,
-                    (reuse, &mut 0),
-                    &mut first,
-                    early,
+                let (flow, _) = serve_context(
+                    shared, index, session, &machine, options, reuse, &mut first, early,
                 );
                 // The caller drops the early context, then serves on.
                 if flow == Flow::ContextSpent && session == Session::Dedicated {
@@ -435,16 +429,10 @@ fn serve_parsed(
                 let context = Context::create();
                 crate::code::watch_context(&context);
                 let canonical = parse_module(&context, &shared.canonical_bitcode, &shared.job_path);
-                serve_context(
-                    shared,
-                    index,
-                    session,
-                    &machine,
-                    options,
-                    (reuse, &mut 0),
-                    &mut first,
-                    canonical,
-                )
+                let (flow, _) = serve_context(
+                    shared, index, session, &machine, options, reuse, &mut first, canonical,
+                );
+                flow
             }
         };
         if flow == Flow::Stop || session != Session::Dedicated {
@@ -464,8 +452,9 @@ enum Flow {
 }
 
 /// Serves requests with `parsed_now` (the canonical module in one LLVM
-/// context) for up to `reuse` compiles, counted into `served`; `first` is
-/// a request already taken. The rest as `serve`.
+/// context) for up to `reuse` compiles; `first` is a request already
+/// taken. The rest as `serve`. Returns how it ended and how many requests
+/// it took.
 #[allow(clippy::too_many_arguments)]
 fn serve_context(
     shared: &Arc<Shared>,
@@ -473,10 +462,10 @@ fn serve_context(
     session: Session,
     machine: &TargetMachine,
     options: BuildOptions,
-    (reuse, served): (u32, &mut u32),
+    reuse: u32,
     first: &mut Option<super::queue::Taken>,
     parsed_now: Parsed<'_>,
-) -> Flow {
+) -> (Flow, u32) {
     let canonical = match parsed_now {
         Ok(m) => m,
         Err(e) => {
@@ -484,16 +473,15 @@ fn serve_context(
                 fail(shared, &taken.request, &e);
             }
             answer_with_failures(shared, &e, session);
-            return Flow::Stop;
+            return (Flow::Stop, 0);
         }
     };
-    let compiled = served;
-    *compiled = 0;
-    while *compiled < reuse {
+    let mut compiled = 0;
+    while compiled < reuse {
         // Acquire: pairs with the Release store at shutdown; requests
         // still queued then are dropped (the job is ending).
         if shared.stop.load(Ordering::Acquire) {
-            return Flow::Stop;
+            return (Flow::Stop, compiled);
         }
         let next = || match session {
             Session::Dedicated => shared.requests.next(Duration::from_millis(20)),
@@ -505,9 +493,11 @@ fn serve_context(
         };
         let (mut request, ahead_of) = match first.take().map(Ok).unwrap_or_else(next) {
             Ok(taken) => (taken.request, taken.ahead_of),
-            Err(RecvTimeoutError::Timeout) if session != Session::Dedicated => return Flow::Stop,
+            Err(RecvTimeoutError::Timeout) if session != Session::Dedicated => {
+                return (Flow::Stop, compiled)
+            }
             Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return Flow::Stop,
+            Err(RecvTimeoutError::Disconnected) => return (Flow::Stop, compiled),
         };
         // A superseded compile that finished after all installs the
         // loop it was taken off, which the profiler may have asked for
@@ -521,7 +511,7 @@ fn serve_context(
             );
             continue;
         }
-        *compiled += 1;
+        compiled += 1;
         let started = Instant::now();
         let done = request.done.take();
         // A thread waits for this compile: never abandon it, and never
@@ -614,7 +604,7 @@ fn serve_context(
             // The reporting lock an install holds is released only now,
             // after its report.
             drop(outcome);
-            return Flow::Stop;
+            return (Flow::Stop, compiled);
         }
         match outcome {
             Ok(compiled) => {
@@ -644,7 +634,7 @@ fn serve_context(
             }
         }
     }
-    Flow::ContextSpent
+    (Flow::ContextSpent, compiled)
 }
 
 /// Whether `companion` is worth building with the request just taken. A

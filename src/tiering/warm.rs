@@ -12,7 +12,7 @@
 //!   millisecond each) and for those whose call ran long last time: a
 //!   function called once (`main`, a solver) must start on optimized code,
 //!   or its frame runs baseline code until an OSR transfer. While it
-//!   waits, the job's thread serves those compiles itself alongside the
+//!   waits, the job's thread loads the cached ones itself alongside the
 //!   compiler threads (`compiler::help_with_waited`), with the module it
 //!   parsed: one compiler thread took them one after the other. The others
 //!   are compiled in the background from the start, since they are called
@@ -216,9 +216,9 @@ pub fn look_up(
 }
 
 /// Requests optimized versions of last run's hot functions and waits for
-/// those worth waiting for (see the module's doc), serving them itself
-/// alongside the compiler threads, with `canonical` (the module as this
-/// thread parsed it). Called before the job's first instruction.
+/// those worth waiting for (see the module's doc), loading the cached ones
+/// itself alongside the compiler threads, with `canonical` (the module as
+/// this thread parsed it). Called before the job's first instruction.
 pub fn install_before_main(shared: &Arc<Shared>, canonical: Module<'_>) {
     let Some(warm) = &shared.warm else { return };
     let config = &shared.config;

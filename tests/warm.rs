@@ -995,6 +995,11 @@ fn a_cached_baseline_counts_as_a_fresh_one() {
             "thresholds.calls=1000000000",
             "--set",
             "thresholds.backedges=1000000000",
+            // Nor by OSR: a continuation the cold run left in the cache
+            // loads in a few ms, and a loop that moves over stops counting
+            // (once seen in CI: 70144 back-edges of 100000).
+            "--set",
+            "thresholds.osr_backedges=1000000000",
         ];
         let run = || {
             let run = run_in(&cache, &job, &flags, &["100000"]);

@@ -209,10 +209,11 @@ impl<'a> FrontendCache<'a> {
                 // The manifest with each file's status as it is now.
                 let mut now_listed = String::new();
                 let mut relistable = true;
+                let mut trust = TrustByDevice::default();
                 for line in manifest.lines() {
                     let (digest, rest) = line.split_once(' ').ok_or_else(bad)?;
                     let (listed, path) = rest.split_once(' ').ok_or_else(bad)?;
-                    let status = FileStatus::of(path)
+                    let status = FileStatus::of(path, &mut trust)
                         .ok_or_else(|| Miss::Stale(format!("{path} is gone")))?;
                     let listed_now = status.listed();
                     if listed_now.as_deref() != Some(listed) {
@@ -223,7 +224,7 @@ impl<'a> FrontendCache<'a> {
                             return Err(Miss::Stale(format!("{path} changed")));
                         }
                         // Listed again only if it read what `status` says.
-                        relistable &= FileStatus::of(path) == Some(status)
+                        relistable &= FileStatus::of(path, &mut trust) == Some(status)
                             && status.changed_before(looked - FILE_CLOCK_MARGIN);
                     }
                     let listed_now = listed_now.as_deref().unwrap_or("-");
@@ -252,12 +253,13 @@ impl<'a> FrontendCache<'a> {
         let Ok(depfile) = depfile else { return };
         let changed_since = entry.started - FILE_CLOCK_MARGIN;
         let mut manifest = String::new();
+        let mut trust = TrustByDevice::default();
         for path in dependencies(&depfile) {
             // A path that a line of the manifest cannot hold is not cached.
             if path.contains('\n') {
                 return;
             }
-            let Some(status) = FileStatus::of(&path) else {
+            let Some(status) = FileStatus::of(&path, &mut trust) else {
                 return;
             };
             if !status.changed_before(changed_since) {
@@ -267,7 +269,8 @@ impl<'a> FrontendCache<'a> {
                 return;
             };
             // Changed while read: the hash may not be of what `status` is.
-            if FileStatus::of(&path) != Some(status) || names_volatile_macro(&contents) {
+            if FileStatus::of(&path, &mut trust) != Some(status) || names_volatile_macro(&contents)
+            {
                 return;
             }
             let digest = hex(&Sha256::digest(&contents));
@@ -308,10 +311,28 @@ struct FileStatus {
     trust: StatusTrust,
 }
 
+/// Each filesystem's `StatusTrust`, by device, as one lookup or store has
+/// asked it: its files (a job's headers are mostly on one) cost one
+/// `statfs` between them. Not kept longer, so a filesystem mounted later
+/// is asked again.
+#[derive(Default)]
+struct TrustByDevice(Vec<(u64, StatusTrust)>);
+
+impl TrustByDevice {
+    fn of(&mut self, device: u64, path: &str) -> StatusTrust {
+        if let Some(&(_, trust)) = self.0.iter().find(|(d, _)| *d == device) {
+            return trust;
+        }
+        let trust = crate::code::status_trust(Path::new(path));
+        self.0.push((device, trust));
+        trust
+    }
+}
+
 impl FileStatus {
     /// The status of the regular file at `path`; `None` for anything else
     /// (never read a device or a pipe: it may not end).
-    fn of(path: &str) -> Option<FileStatus> {
+    fn of(path: &str, trust: &mut TrustByDevice) -> Option<FileStatus> {
         let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
         Some(FileStatus {
             device: meta.dev(),
@@ -319,7 +340,7 @@ impl FileStatus {
             size: meta.size(),
             modified: (meta.mtime(), meta.mtime_nsec()),
             changed: (meta.ctime(), meta.ctime_nsec()),
-            trust: crate::code::status_trust(Path::new(path)),
+            trust: trust.of(meta.dev(), path),
         })
     }
 

@@ -184,21 +184,36 @@ fn link_llvm() {
 /// link/order.txt (see link/record-order.sh): LLVM's static constructors
 /// and the code of a start and a warm run are otherwise spread over 30 MB
 /// of text, and every page fault maps the 64 KB around it. `tierjit
-/// --help` then mapped 24 MB and took 605 page faults; laid out, 6 MB and
-/// 348, and it ran in 0.60 of the time (medians of 40).
+/// --help` then mapped 24 MB and took about 600 page faults; laid out,
+/// 6 MB and about 350, and it ran in 0.60 of the time (medians of 40).
 ///
-/// The symbol ordering file is an lld option. Rust links
-/// x86_64-unknown-linux-gnu with its own lld since 1.90, so the order is
-/// applied there unless the build names another linker (`RUSTC_LINKER`,
-/// `-C linker`, `-C linker-features`, `-fuse-ld` in the flags), and on other
-/// targets not at all. `TIERJIT_LINK_ORDER=1` applies it anyway (lld),
-/// `=0` never. Symbols the file names that this build lacks (another
-/// LLVM build) are skipped; only the layout changes, never the code.
+/// A symbol ordering file is an option of lld (which rustup's Rust uses
+/// for x86_64-unknown-linux-gnu since 1.90), not of GNU ld or gold, so the
+/// order is applied only when a trivial program links with it, by this
+/// build's rustc, flags and linker. `TIERJIT_LINK_ORDER=1` applies it
+/// without asking, `=0` never. Static LLVM builds only (the layout is of
+/// LLVM's code). Symbols the file names that this build lacks (another
+/// LLVM build, an edited tierjit) are skipped: only the layout changes,
+/// never the code.
 fn order_functions() {
     println!("cargo:rerun-if-env-changed=TIERJIT_LINK_ORDER");
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
-    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    // Cargo gives the linker to rustc, not to this script, when it is
+    // chosen by these (the flags are fingerprinted by cargo itself).
+    let target = std::env::var("TARGET").unwrap_or_default();
+    println!(
+        "cargo:rerun-if-env-changed=CARGO_TARGET_{}_LINKER",
+        target.to_uppercase().replace(['-', '.'], "_")
+    );
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    for dir in root.ancestors() {
+        for name in ["config.toml", "config"] {
+            let config = dir.join(".cargo").join(name);
+            // Only existing files: a missing one would rerun every build.
+            if config.exists() {
+                println!("cargo:rerun-if-changed={}", config.display());
+            }
+        }
+    }
     let order = root.join("link").join("order.txt");
     println!("cargo:rerun-if-changed={}", order.display());
     let apply = match std::env::var("TIERJIT_LINK_ORDER")
@@ -207,39 +222,55 @@ fn order_functions() {
     {
         "1" => true,
         "0" => false,
-        "" => rust_lld_links() && order.exists(),
+        "" => order.exists() && links_with_order(&order),
         other => panic!("TIERJIT_LINK_ORDER is `1` or `0`, not `{other}`"),
     };
     if apply {
-        println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            order.display()
-        );
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+        for arg in ordering_args(&order) {
+            println!("cargo:rustc-link-arg-bins={arg}");
+        }
     }
 }
 
-/// Whether this build's binaries are linked by the lld Rust ships, as
-/// rustc 1.90 and later do for x86_64-unknown-linux-gnu unless told
-/// otherwise.
-fn rust_lld_links() -> bool {
-    let target = std::env::var("TARGET").unwrap_or_default();
-    if target != "x86_64-unknown-linux-gnu" || std::env::var_os("RUSTC_LINKER").is_some() {
+/// The linker arguments that apply `order`. `-Xlinker` rather than `-Wl,`,
+/// which would split a path holding a comma.
+fn ordering_args(order: &Path) -> [String; 4] {
+    [
+        "-Xlinker".into(),
+        format!("--symbol-ordering-file={}", order.display()),
+        "-Xlinker".into(),
+        "--no-warn-symbol-ordering".into(),
+    ]
+}
+
+/// Whether an empty program links with `order`, built as this build's
+/// binaries are: same rustc, target, flags and linker.
+fn links_with_order(order: &Path) -> bool {
+    let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
         return false;
-    }
-    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    if ["linker", "fuse-ld"].iter().any(|f| flags.contains(f)) {
+    };
+    let source = out.join("order_probe.rs");
+    if std::fs::write(&source, "fn main() {}\n").is_err() {
         return false;
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let version = run(Path::new(&rustc), &["--version"]);
-    // "rustc 1.95.0 (59807616e 2026-04-14)"
-    let minor = version
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.split('.').nth(1))
-        .and_then(|m| m.parse::<u32>().ok());
-    minor.is_some_and(|m| m >= 90)
+    let mut probe = Command::new(rustc);
+    probe
+        .arg(&source)
+        .arg("-o")
+        .arg(out.join("order_probe"))
+        .args(["--target", &std::env::var("TARGET").unwrap_or_default()]);
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    probe.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    if let Some(linker) = std::env::var_os("RUSTC_LINKER") {
+        let mut arg = std::ffi::OsString::from("-Clinker=");
+        arg.push(linker);
+        probe.arg(arg);
+    }
+    for arg in ordering_args(order) {
+        probe.arg(format!("-Clink-arg={arg}"));
+    }
+    probe.output().is_ok_and(|output| output.status.success())
 }
 
 /// Links the C++ library `cxx` (`stdc++` or `c++`) statically where the

@@ -17,8 +17,8 @@
 # library's, the C library's static parts.
 #
 # Run on the machine kind CI builds on (Debian's LLVM 19 archives), after
-# `TIERJIT_LINK_ORDER=0 cargo build --release`, with valgrind installed.
-# Takes a few minutes.
+# `TIERJIT_LINK_ORDER=0 cargo build --release`, with valgrind and python3
+# installed. Takes a minute or two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tierjit=${TIERJIT:-target/release/tierjit}
@@ -44,7 +44,7 @@ if ! grep -q "cache hit optimized" "$scratch/warm.log"; then
   cat "$scratch/warm.log" >&2
   exit 1
 fi
-python3 - "$scratch/help" "$scratch/warm" "$scratch/cold" "$(basename "$tierjit")" >link/order.txt <<'EOF'
+python3 - "$scratch/help" "$scratch/warm" "$scratch/cold" "$(basename "$tierjit")" >"$scratch/order.txt" <<'EOF'
 import re, sys
 
 *paths, binary = sys.argv[1:]
@@ -84,10 +84,12 @@ def executed(path):
 seen = set()
 for path in paths:
     for name in executed(path):
-        rust = re.search(r"17h[0-9a-f]{16}E$", name) or name.startswith("_R")
+        # A hash, then perhaps a suffix of LLVM's (`.llvm.123`).
+        rust = re.search(r"17h[0-9a-f]{16}E(\.|$)", name) or name.startswith("_R")
         if name in seen or rust or name.startswith("0x"):
             continue
         seen.add(name)
         print(name)
 EOF
+mv "$scratch/order.txt" link/order.txt
 wc -l link/order.txt

@@ -464,15 +464,17 @@ impl Metrics {
     pub fn latency_rows(&self) -> Vec<String> {
         let mut rows = Vec::new();
         for tier in [Tier::Baseline, Tier::Optimized] {
-            let h = histogram(
-                &self
-                    .compile_times(tier)
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            );
-            if h.is_empty() {
+            // Copied out: compiler threads still recording wait for the
+            // copy, not for the histogram.
+            let times = self
+                .compile_times(tier)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if times.is_empty() {
                 continue;
             }
+            let h = histogram(&times);
             let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
             rows.push(format!(
                 "  {tier}  n={:<5} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",

@@ -314,7 +314,11 @@ struct FileStatus {
 /// Each filesystem's `StatusTrust`, by device, as one lookup or store has
 /// asked it: its files (a job's headers are mostly on one) cost one
 /// `statfs` between them. Not kept longer, so a filesystem mounted later
-/// is asked again.
+/// is asked again. A device number names one filesystem, with one
+/// exception: overlayfs without a shared inode space reports a copied-up
+/// file by its upper filesystem's device, whose answer (a local,
+/// fine-grained one) then stands for it, as it should, since that file's
+/// times are the upper filesystem's.
 #[derive(Default)]
 struct TrustByDevice(Vec<(u64, StatusTrust)>);
 

@@ -94,6 +94,7 @@ fn link_llvm() {
     println!("cargo:rerun-if-env-changed=TIERJIT_LLVM_LINK");
     println!("cargo:rerun-if-env-changed=LLVM_SYS_191_PREFIX");
     println!("cargo:rerun-if-env-changed=PATH");
+    watch_linker_choice();
     let config = llvm_config();
     let libdir = run(&config, &["--libdir"]);
     let libdir = libdir.trim();
@@ -110,7 +111,12 @@ fn link_llvm() {
         }
         "static" => true,
         "dynamic" => false,
-        "" => core.exists() && !cross,
+        // GNU ld and gold read archives in one pass, in link order: the
+        // archives come with this crate, before inkwell's calls into them,
+        // which stay undefined. lld (rustup's Rust on x86-64) resolves
+        // them in any order; with another linker (an AArch64 board's, a
+        // distro's rustc) the shared library links instead.
+        "" => core.exists() && !cross && lld_links(),
         other => panic!("TIERJIT_LLVM_LINK is `static` or `dynamic`, not `{other}`"),
     };
     if !static_link {
@@ -189,31 +195,14 @@ fn link_llvm() {
 ///
 /// A symbol ordering file is an option of lld (which rustup's Rust uses
 /// for x86_64-unknown-linux-gnu since 1.90), not of GNU ld or gold, so the
-/// order is applied only when a trivial program links with it, by this
-/// build's rustc, flags and linker. `TIERJIT_LINK_ORDER=1` applies it
-/// without asking, `=0` never. Static LLVM builds only (the layout is of
-/// LLVM's code). Symbols the file names that this build lacks (another
+/// order is applied only where lld links (`lld_links`).
+/// `TIERJIT_LINK_ORDER=1` applies it without asking, `=0` never. Static
+/// LLVM builds only (the layout is of LLVM's code). Symbols the file names that this build lacks (another
 /// LLVM build, an edited tierjit) are skipped: only the layout changes,
 /// never the code.
 fn order_functions() {
     println!("cargo:rerun-if-env-changed=TIERJIT_LINK_ORDER");
-    // Cargo gives the linker to rustc, not to this script, when it is
-    // chosen by these (the flags are fingerprinted by cargo itself).
-    let target = std::env::var("TARGET").unwrap_or_default();
-    println!(
-        "cargo:rerun-if-env-changed=CARGO_TARGET_{}_LINKER",
-        target.to_uppercase().replace(['-', '.'], "_")
-    );
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    for dir in root.ancestors() {
-        for name in ["config.toml", "config"] {
-            let config = dir.join(".cargo").join(name);
-            // Only existing files: a missing one would rerun every build.
-            if config.exists() {
-                println!("cargo:rerun-if-changed={}", config.display());
-            }
-        }
-    }
     let order = root.join("link").join("order.txt");
     println!("cargo:rerun-if-changed={}", order.display());
     let apply = match std::env::var("TIERJIT_LINK_ORDER")
@@ -222,7 +211,7 @@ fn order_functions() {
     {
         "1" => true,
         "0" => false,
-        "" => order.exists() && links_with_order(&order),
+        "" => order.exists() && lld_links(),
         other => panic!("TIERJIT_LINK_ORDER is `1` or `0`, not `{other}`"),
     };
     if apply {
@@ -243,14 +232,43 @@ fn ordering_args(order: &Path) -> [String; 4] {
     ]
 }
 
-/// Whether an empty program links with `order`, built as this build's
-/// binaries are: same rustc, target, flags and linker.
-fn links_with_order(order: &Path) -> bool {
+/// Whether this build's binaries are linked by lld: whether an empty
+/// program links with an lld-only option (an empty symbol ordering file),
+/// built as they are, by the same rustc, for the same target, with the
+/// same flags and linker. Asked once per run of this script.
+fn lld_links() -> bool {
+    static LLD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LLD.get_or_init(probe_lld)
+}
+
+/// Makes cargo run this script again when the linker may have changed.
+/// Cargo hands a linker chosen by these to rustc, not to this script (the
+/// flags it fingerprints itself).
+fn watch_linker_choice() {
+    let target = std::env::var("TARGET").unwrap_or_default();
+    println!(
+        "cargo:rerun-if-env-changed=CARGO_TARGET_{}_LINKER",
+        target.to_uppercase().replace(['-', '.'], "_")
+    );
+    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    for dir in root.ancestors() {
+        for name in ["config.toml", "config"] {
+            let config = dir.join(".cargo").join(name);
+            // Only existing files: a missing one would rerun every build.
+            if config.exists() {
+                println!("cargo:rerun-if-changed={}", config.display());
+            }
+        }
+    }
+}
+
+fn probe_lld() -> bool {
     let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
         return false;
     };
-    let source = out.join("order_probe.rs");
-    if std::fs::write(&source, "fn main() {}\n").is_err() {
+    let source = out.join("lld_probe.rs");
+    let order = out.join("lld_probe.order");
+    if std::fs::write(&source, "fn main() {}\n").is_err() || std::fs::write(&order, "").is_err() {
         return false;
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -258,7 +276,7 @@ fn links_with_order(order: &Path) -> bool {
     probe
         .arg(&source)
         .arg("-o")
-        .arg(out.join("order_probe"))
+        .arg(out.join("lld_probe"))
         .args(["--target", &std::env::var("TARGET").unwrap_or_default()]);
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     probe.args(flags.split('\x1f').filter(|f| !f.is_empty()));
@@ -267,7 +285,7 @@ fn links_with_order(order: &Path) -> bool {
         arg.push(linker);
         probe.arg(arg);
     }
-    for arg in ordering_args(order) {
+    for arg in ordering_args(&order) {
         probe.arg(format!("-Clink-arg={arg}"));
     }
     probe.output().is_ok_and(|output| output.status.success())

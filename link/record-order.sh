@@ -12,7 +12,9 @@
 # `tierjit --help`, a cold tiered run of benches/jobs/stencil.c that
 # compiles at O3 and fills a fresh cache, and a warm run of it that loads
 # everything from there. The warm run's functions come right after the
-# start-up's, then the cold run's. Rust symbols carry a hash that changes
+# start-up's, then the cold run's; within a run, in the order callgrind's
+# profile first names them, which is not the order they ran in (grouping
+# them is what saves the pages). Rust symbols carry a hash that changes
 # with every edit, so only the others are kept: LLVM's, the C++
 # library's, the C library's static parts.
 #

@@ -415,8 +415,30 @@ fn a_whole_function_version_and_a_continuation_share_one_compile() {
             size(&format!(" osr {continuation} O0->O3 ")),
             "{label}: two objects:\n{events}"
         );
-        // The O3 latency histogram counts compiles, not the units they built.
-        let unit_events = events.lines().filter(|l| l.contains("->O3 ")).count();
+        // The O3 latency histogram counts compiles, not the units they
+        // built. The summary is made while compiler threads may still
+        // finish one (the job has ended; tierjit does not wait for them):
+        // a compile reported after the summary's time may or may not be
+        // in it (once seen in CI: 3 units at 229-241 ms, summary at 239).
+        let summary_ms = events
+            .lines()
+            .find_map(|l| l.strip_prefix("tierjit stats: mode tiered, "))
+            .and_then(|t| t.strip_suffix('s')?.parse::<f64>().ok())
+            .map(|s| s * 1000.0)
+            .unwrap_or_else(|| panic!("{label}: no summary:\n{events}"));
+        let event_ms = |l: &str| {
+            l.strip_prefix("[tierjit]")
+                .and_then(|rest| rest.trim_start().split("ms").next()?.parse::<f64>().ok())
+        };
+        let units_by = |until: f64| {
+            events
+                .lines()
+                .filter(|l| event_ms(l).is_some_and(|t| t <= until))
+                .filter(|l| l.contains("->O3 "))
+                .count()
+        };
+        // A joint build's note follows its units' lines: counting every
+        // note keeps the lower bound low enough.
         let joint = events
             .lines()
             .filter(|l| l.ends_with(", in one module"))
@@ -424,11 +446,13 @@ fn a_whole_function_version_and_a_continuation_share_one_compile() {
         let compiles = events
             .lines()
             .find_map(|l| l.trim().strip_prefix("O3  n="))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<usize>().ok());
-        assert_eq!(
-            compiles,
-            Some(unit_events - joint),
-            "{label}: {unit_events} units, {joint} built jointly:\n{events}"
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("{label}: no O3 latency row:\n{events}"));
+        let least = units_by(summary_ms).saturating_sub(joint);
+        let most = units_by(f64::MAX) - joint;
+        assert!(
+            (least..=most).contains(&compiles),
+            "{label}: {compiles} compiles in the summary, {least} to {most} reported:\n{events}"
         );
         // The frame inside the loop moved to the joint module's
         // continuation; later calls entered the whole-function version.

@@ -197,9 +197,9 @@ fn link_llvm() {
 /// for x86_64-unknown-linux-gnu since 1.90), not of GNU ld or gold, so the
 /// order is applied only where lld links (`lld_links`).
 /// `TIERJIT_LINK_ORDER=1` applies it without asking, `=0` never. Static
-/// LLVM builds only (the layout is of LLVM's code). Symbols the file names that this build lacks (another
-/// LLVM build, an edited tierjit) are skipped: only the layout changes,
-/// never the code.
+/// LLVM builds only (the layout is of LLVM's code). Symbols the file names
+/// that this build lacks (another LLVM build, an edited tierjit) are
+/// skipped: only the layout changes, never the code.
 fn order_functions() {
     println!("cargo:rerun-if-env-changed=TIERJIT_LINK_ORDER");
     let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -262,6 +262,7 @@ fn watch_linker_choice() {
     }
 }
 
+/// Links the empty program `lld_links` asks about; false if it cannot.
 fn probe_lld() -> bool {
     let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
         return false;

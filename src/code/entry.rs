@@ -394,34 +394,37 @@ fn cpu_model_symbols() -> Vec<(&'static str, usize)> {
 
 /// Makes the math library's symbols visible to lookups by name (Rust
 /// programs do not always link libm as a needed library), and the threads
-/// library's. Since glibc 2.34 libpthread.so.0 is an empty stub, whose
-/// loading cost every start about 0.1 ms: it is loaded only where the
-/// process's global scope (what the JIT's lookups search) lacks
-/// `pthread_create`, and made global where it is loaded already (a host
-/// program that opened libtierjit.so with `RTLD_LOCAL` on an older glibc).
+/// library's where the C library lacks them (see `threads_api_is_global`).
 pub fn load_host_libraries() {
-    for lib in [c"libm.so.6", c"libpthread.so.0"] {
-        if lib == c"libpthread.so.0" {
-            // SAFETY: dlopen with a valid C string: RTLD_NOLOAD only
-            // promotes a library already loaded, and the handle of the
-            // program (a null name) is never closed; dlsym only reads.
-            let global_threads = unsafe {
-                let loaded = libc::dlopen(
-                    lib.as_ptr(),
-                    libc::RTLD_NOLOAD | libc::RTLD_NOW | libc::RTLD_GLOBAL,
-                );
-                let program = libc::dlopen(std::ptr::null(), libc::RTLD_NOW);
-                !loaded.is_null()
-                    || (!program.is_null()
-                        && !libc::dlsym(program, c"pthread_create".as_ptr()).is_null())
-            };
-            if global_threads {
-                continue;
-            }
-        }
+    let mut libraries = vec![c"libm.so.6"];
+    if !threads_api_is_global() {
+        libraries.push(c"libpthread.so.0");
+    }
+    for lib in libraries {
         // SAFETY: dlopen with a valid C string; the handle is intentionally
         // never closed so the library stays for the life of the process.
         unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    }
+}
+
+/// Whether the process's global scope (what the JIT's lookups search) has
+/// the threads API already: in the C library since glibc 2.34, where
+/// libpthread.so.0 is an empty stub whose loading cost every start about
+/// 0.1 ms; or in a libpthread.so.0 loaded already, which this makes global
+/// (a host program that opened libtierjit.so with `RTLD_LOCAL` on an older
+/// glibc).
+fn threads_api_is_global() -> bool {
+    // SAFETY: dlopen with a valid C string: RTLD_NOLOAD only promotes a
+    // library already loaded, and the handle of the program (a null name)
+    // is never closed; dlsym only reads.
+    unsafe {
+        let loaded = libc::dlopen(
+            c"libpthread.so.0".as_ptr(),
+            libc::RTLD_NOLOAD | libc::RTLD_NOW | libc::RTLD_GLOBAL,
+        );
+        let program = libc::dlopen(std::ptr::null(), libc::RTLD_NOW);
+        !loaded.is_null()
+            || (!program.is_null() && !libc::dlsym(program, c"pthread_create".as_ptr()).is_null())
     }
 }
 
